@@ -1,0 +1,56 @@
+package broker
+
+import (
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tether-go/tether/internal/cborx"
+)
+
+// CBOR tags for the values only Tether understands. They are not registered
+// with IANA; they only ever appear inside Tether frames. See docs/protocol.md.
+const (
+	tagSenderRef   = 59000 // uint: an object the sender exports
+	tagReceiverRef = 59001 // uint: an object the receiver exported (a reference coming home)
+	tagCopyable    = 59002 // [name, state]: a registered Copyable
+	tagError       = 59003 // [name, message, traceback|null, detail|null]: an error value
+)
+
+// maxValueDepth bounds nesting when encoding, so that a cyclic value fails
+// cleanly and nothing is sent that the peer's decoder would refuse.
+const maxValueDepth = 30
+
+var decodeLimits = cborx.Limits{MaxDepth: 32, MaxItems: 128 * 1024}
+
+// fxEnc and fxDec are fxamacker's modes for plain data. Time keeps
+// nanoseconds (RFC 3339 text under tag 0); decoding refuses duplicate map
+// keys, indefinite lengths and invalid UTF-8, and applies the same limits as
+// cborx.Validate.
+var (
+	fxEnc cbor.UserBufferEncMode
+	fxDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	fxEnc, err = cbor.EncOptions{
+		Time:        cbor.TimeRFC3339Nano,
+		TimeTag:     cbor.EncTagRequired,
+		IndefLength: cbor.IndefLengthForbidden,
+	}.UserBufferEncMode()
+	if err != nil {
+		panic(err)
+	}
+	fxDec, err = cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		IndefLength:      cbor.IndefLengthForbidden,
+		MaxNestedLevels:  decodeLimits.MaxDepth,
+		MaxArrayElements: decodeLimits.MaxItems,
+		MaxMapPairs:      decodeLimits.MaxItems,
+		TagsMd:           cbor.TagsAllowed,
+		UTF8:             cbor.UTF8RejectInvalid,
+		IntDec:           cbor.IntDecConvertSignedOrFail,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}

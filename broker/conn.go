@@ -1,0 +1,714 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/remoteable"
+	"github.com/tether-go/tether/signals"
+)
+
+// Message types: the first element of every frame. See docs/protocol.md.
+const (
+	msgHello   = 0
+	msgWelcome = 1
+	msgReject  = 2
+	msgCall    = 3
+	msgReturn  = 4
+	msgFail    = 5
+	msgCancel  = 6
+	msgRelease = 7
+	msgGoodbye = 8
+)
+
+const (
+	// defaultBulkThreshold is the frame size above which a message gets a
+	// yamux stream of its own, so that it cannot hold up small calls.
+	defaultBulkThreshold = 32 << 10
+	// maxBulkStreams bounds the one-message streams in flight per direction.
+	maxBulkStreams = 64
+	// readBufferSize is the main stream's read buffer: frames up to this
+	// size are decoded in place.
+	readBufferSize = 64 << 10
+)
+
+// ErrPeerClosed reports a connection that the peer closed.
+var ErrPeerClosed = errors.New("tether: connection closed by peer")
+
+func init() {
+	remoteable.RegisterError("tether.protocol-violation", ErrProtocol)
+	remoteable.RegisterError("tether.auth-failed", ErrAuthFailed)
+	remoteable.RegisterError("tether.version-mismatch", ErrVersionMismatch)
+	remoteable.RegisterError("tether.closed", ErrClosed)
+}
+
+// Conn is one Tether connection: a yamux session over a net.Conn on which
+// both sides export objects and call each other's. Create one with Dial or
+// NewConn (the dialing side) or receive one from a Server.
+//
+// A Conn is safe for concurrent use. It ends when either side closes it, when
+// the peer stops answering keepalives, or when the peer breaks the protocol;
+// then every pending call fails at once, every reference on it fails with
+// ErrDeadReference, Disconnected is emitted and Done is closed.
+type Conn struct {
+	// Disconnected is emitted once, with the cause, when the connection
+	// ends. Slots run after the connection's own goroutines have stopped
+	// and before Done is closed; a slot must not wait on Done.
+	Disconnected signals.Signal[error]
+
+	opts      *options
+	sess      *yamux.Session
+	main      *yamux.Stream
+	fr        *cborx.FrameReader
+	out       *sender
+	peer      remoteable.Peer
+	peerValue any // peer boxed once, for callCtx.Value
+	peerMax   int // the largest message the peer accepts
+	root      *Ref
+	onDone    func()
+
+	pmu      sync.Mutex
+	pending  map[uint64]*call
+	nextCall uint64
+	pclosed  bool
+
+	rmu        sync.Mutex
+	exports    map[uint64]*export
+	exportIDs  map[any]uint64
+	nextExport uint64
+	imports    map[uint64]*importEntry
+	nextGen    uint64
+
+	imu         sync.Mutex
+	inflight    map[uint64]*callCtx
+	earlyCancel map[uint64]struct{}
+	maxSeenCall uint64
+	iclosed     bool
+
+	bulkOut chan struct{}
+	bulkIn  atomic.Int32
+
+	callsOut atomic.Int64
+	callsIn  atomic.Int64
+
+	failOnce  sync.Once
+	dying     chan struct{}
+	cause     error
+	loops     sync.WaitGroup
+	handlers  sync.WaitGroup
+	loopsDone chan struct{}
+	done      chan struct{}
+}
+
+// newConn builds a connection whose handshake is complete; start runs it.
+func newConn(o *options, sess *yamux.Session, main *yamux.Stream, fr *cborx.FrameReader, peer remoteable.Peer, peerMax int, localRoot any) *Conn {
+	c := &Conn{
+		opts: o, sess: sess, main: main, fr: fr,
+		peer: peer, peerValue: peer, peerMax: peerMax,
+		pending:     map[uint64]*call{},
+		exports:     map[uint64]*export{},
+		exportIDs:   map[any]uint64{},
+		imports:     map[uint64]*importEntry{},
+		inflight:    map[uint64]*callCtx{},
+		earlyCancel: map[uint64]struct{}{},
+		bulkOut:     make(chan struct{}, maxBulkStreams),
+		dying:       make(chan struct{}),
+		loopsDone:   make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	c.root = &Ref{c: c, id: 0}
+	if localRoot != nil {
+		ex := &export{obj: localRoot, permanent: true}
+		if p, ok := localRoot.(remoteable.Caller); ok {
+			ex.proxy = p
+		} else {
+			ex.typ = objTypeOf(localRoot)
+		}
+		c.exports[0] = ex
+		if isComparable(localRoot) {
+			c.exportIDs[localRoot] = 0
+		}
+	}
+	c.out = newSender(main, o.writeTimeout, c.fail)
+	return c
+}
+
+// start runs the connection's goroutines: the reader, the acceptor of
+// one-message streams, the sender's loop and the monitor that tears down.
+func (c *Conn) start() *Conn {
+	c.loops.Add(3)
+	go c.readLoop()
+	go c.acceptLoop()
+	go func() { defer c.loops.Done(); c.out.loop() }()
+	go c.monitor()
+	return c
+}
+
+// Root returns a reference to the peer's root object: the object passed to
+// NewServer when this side dialed, or the dialer's WithRoot object when this
+// side is the server. The root reference is never released.
+func (c *Conn) Root() *Ref { return c.root }
+
+// Peer describes the other end of the connection.
+func (c *Conn) Peer() remoteable.Peer { return c.peer }
+
+// Done is closed when the connection has ended and every goroutine it
+// started, handlers included, has returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended, or nil while it is up.
+func (c *Conn) Err() error {
+	select {
+	case <-c.dying:
+		return c.cause
+	default:
+		return nil
+	}
+}
+
+// Close ends the connection. Pending calls on both sides fail, running
+// handlers have their contexts cancelled. Close waits for the connection's
+// own loops but not for handlers: wait on Done for those. It is idempotent
+// and returns nil.
+func (c *Conn) Close() error {
+	c.fail(ErrClosed)
+	<-c.loopsDone
+	return nil
+}
+
+// fail starts teardown with cause; the first cause wins. It never blocks.
+func (c *Conn) fail(cause error) {
+	c.failOnce.Do(func() {
+		c.cause = cause
+		close(c.dying)
+	})
+}
+
+// protocolError tells the peer why (if the stream is idle) and closes.
+func (c *Conn) protocolError(err error) {
+	err = fmt.Errorf("%w: %w", ErrProtocol, err)
+	c.opts.logger.Warn("tether: closing connection", "peer", c.peer.Name, "err", err)
+	e := getEncoder(c)
+	e.buf = cborx.AppendArray(e.buf, 2)
+	e.buf = cborx.AppendUint(e.buf, msgGoodbye)
+	if e.wireError(err) == nil {
+		c.out.tryFinal(e.frame(), 200*time.Millisecond)
+	}
+	putEncoder(e)
+	c.fail(err)
+}
+
+// deadErr is the error for a call made after the connection ended.
+func (c *Conn) deadErr() error {
+	<-c.dying
+	return &linkError{cause: c.cause}
+}
+
+// monitor tears the connection down once fail has been called.
+func (c *Conn) monitor() {
+	<-c.dying
+	cause := c.cause
+	c.sess.Close()
+	c.out.stop(&linkError{cause: cause})
+
+	c.pmu.Lock()
+	c.pclosed = true
+	pending := c.pending
+	c.pending = nil
+	c.pmu.Unlock()
+	for _, cl := range pending {
+		cl.err = &linkError{inFlight: true, cause: cause}
+		cl.done <- struct{}{}
+	}
+
+	c.imu.Lock()
+	c.iclosed = true
+	for _, x := range c.inflight {
+		x.cancel(context.Canceled, false)
+	}
+	c.imu.Unlock()
+
+	c.loops.Wait()
+	close(c.loopsDone)
+	c.Disconnected.Emit(cause)
+	c.handlers.Wait()
+
+	c.rmu.Lock()
+	c.exports, c.exportIDs, c.imports = nil, nil, nil
+	c.rmu.Unlock()
+	if c.onDone != nil {
+		c.onDone()
+	}
+	close(c.done)
+}
+
+// sessionCause turns what yamux reports when a session ends into a cause.
+func sessionCause(err error) error {
+	switch {
+	case err == nil:
+		return ErrClosed // the session was closed locally
+	case errors.Is(err, io.EOF):
+		return ErrPeerClosed
+	case errors.Is(err, yamux.ErrKeepAliveTimeout):
+		return fmt.Errorf("tether: peer stopped answering keepalives: %w", err)
+	}
+	return fmt.Errorf("tether: connection failed: %w", err)
+}
+
+func (c *Conn) readLoop() {
+	defer c.loops.Done()
+	for {
+		body, err := c.fr.Next()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if err := c.handleFrame(body); err != nil {
+			c.protocolError(err)
+			return
+		}
+	}
+}
+
+func (c *Conn) readFailed(err error) {
+	switch {
+	case errors.Is(err, cborx.ErrFrameTooLarge), errors.Is(err, cborx.ErrSyntax):
+		c.protocolError(err)
+	case c.sess.IsClosed():
+		// The accept loop reports the session's own, more telling, cause.
+	default:
+		c.fail(fmt.Errorf("tether: main stream failed: %w", err))
+	}
+}
+
+func (c *Conn) acceptLoop() {
+	defer c.loops.Done()
+	for {
+		st, err := c.sess.AcceptStream()
+		if err != nil || st == nil {
+			c.fail(sessionCause(err))
+			return
+		}
+		if c.bulkIn.Add(1) > maxBulkStreams {
+			st.Close()
+			c.protocolError(fmt.Errorf("more than %d message streams at once", maxBulkStreams))
+			return
+		}
+		c.loops.Add(1)
+		go c.readBulk(st)
+	}
+}
+
+// readBulk reads the single message a one-message stream carries.
+func (c *Conn) readBulk(st *yamux.Stream) {
+	defer c.loops.Done()
+	defer c.bulkIn.Add(-1)
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(c.opts.writeTimeout))
+	body, err := cborx.NewFrameReader(st, c.opts.maxMessageSize, 4096).Next()
+	if err != nil {
+		if !c.sess.IsClosed() {
+			c.protocolError(fmt.Errorf("message stream: %w", err))
+		}
+		return
+	}
+	if err := c.handleFrame(body); err != nil {
+		c.protocolError(err)
+	}
+}
+
+// handleFrame validates a frame and acts on it. An error is a protocol
+// violation that ends the connection; problems with one call are answered
+// to the caller instead.
+func (c *Conn) handleFrame(body []byte) error {
+	if err := cborx.Validate(body, decodeLimits); err != nil {
+		return err
+	}
+	r := cborx.NewReader(body)
+	n, err := r.ReadArray()
+	if err != nil || n < 2 {
+		return errors.New("a message must be an array of at least two items")
+	}
+	typ, err := r.ReadUint()
+	if err != nil {
+		return errors.New("message type must be an unsigned integer")
+	}
+	switch typ {
+	case msgCall:
+		return c.handleCall(&r, n)
+	case msgReturn, msgFail:
+		return c.handleResult(&r, n, typ)
+	case msgCancel:
+		id, err := r.ReadUint()
+		if err != nil {
+			return errors.New("malformed cancel")
+		}
+		c.handleCancel(id)
+		return nil
+	case msgRelease:
+		id, err1 := r.ReadUint()
+		count, err2 := r.ReadUint()
+		if n < 3 || err1 != nil || err2 != nil {
+			return errors.New("malformed release")
+		}
+		return c.decref(id, count)
+	case msgGoodbye:
+		d := decoder{r: r, c: c}
+		re, err := d.wireError()
+		if err != nil {
+			return err
+		}
+		c.fail(fmt.Errorf("%w: %w", ErrPeerClosed, re))
+		return nil
+	}
+	return fmt.Errorf("unexpected message type %d", typ)
+}
+
+// handleCall decodes a call and starts its handler, or answers at once with
+// the reason it cannot run.
+func (c *Conn) handleCall(r *cborx.Reader, n int) error {
+	id, err1 := r.ReadUint()
+	target, err2 := r.ReadUint()
+	name, err3 := r.ReadText()
+	timeout, err4 := r.ReadUint()
+	argc, err5 := r.ReadArray()
+	if n < 6 || err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
+		return errors.New("malformed call: want [3, id, target, method, timeout, [args...]]")
+	}
+	reject := func(err error) error {
+		c.discard(r, argc)
+		c.postFail(id, err)
+		return nil
+	}
+
+	c.imu.Lock()
+	if id > c.maxSeenCall {
+		c.maxSeenCall = id
+	}
+	_, cancelled := c.earlyCancel[id]
+	delete(c.earlyCancel, id)
+	full := len(c.inflight) >= c.opts.maxCalls
+	c.imu.Unlock()
+	if cancelled {
+		c.discard(r, argc)
+		return nil
+	}
+	if full {
+		return reject(fmt.Errorf("%w: at most %d at once", ErrTooManyCalls, c.opts.maxCalls))
+	}
+	ex := c.lookupExport(target)
+	if ex == nil {
+		return reject(fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
+	}
+	cc := &callCtx{c: c}
+	if timeout > 0 {
+		cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
+	}
+
+	if ex.proxy != nil {
+		d := decoder{r: *r, c: c, opaque: true}
+		args := make([]any, argc)
+		for i := range args {
+			var err error
+			if args[i], err = d.generic(); err != nil {
+				d.undo()
+				return reject(fmt.Errorf("%w: argument %d: %w", ErrBadArguments, i+1, err))
+			}
+		}
+		cc.forward = true
+		method := string(name)
+		return c.startCall(id, cc, func() (o outcome) {
+			defer o.recoverPanic(c.opts.tracebacks)
+			if ex.guarded {
+				if o.err = allow(cc, ex.obj, method); o.err != nil {
+					return o
+				}
+			}
+			o.err = ex.proxy.Call(cc, method, &o.generic, args...)
+			return o
+		}, d.undo)
+	}
+
+	m := ex.typ.methods[string(name)]
+	if m == nil {
+		return reject(fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
+	}
+	if lo, hi := m.arity(); argc < lo || (hi >= 0 && argc > hi) {
+		want := fmt.Sprint(lo)
+		if hi < 0 {
+			want = fmt.Sprintf("at least %d", lo)
+		}
+		return reject(fmt.Errorf("%w: %s takes %s argument(s), got %d", ErrBadArguments, m.name, want, argc))
+	}
+	first := 1
+	if m.hasCtx {
+		first = 2
+	}
+	in := make([]reflect.Value, first+argc)
+	in[0] = reflect.ValueOf(ex.obj)
+	d := decoder{r: *r, c: c}
+	for i := 0; i < argc; i++ {
+		pi := m.paramInfo(i)
+		v := reflect.New(pi.t).Elem()
+		if err := d.value(v, pi); err != nil {
+			d.undo()
+			rest := d.r
+			c.discard(&rest, argc-i-1)
+			c.postFail(id, fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, m.name, err))
+			return nil
+		}
+		in[first+i] = v
+	}
+	return c.startCall(id, cc, func() outcome { return c.invoke(cc, ex, m, in) }, d.undo)
+}
+
+// startCall registers a call and runs fn in a handler goroutine; the result is
+// sent back unless the caller cancelled. undo releases the arguments'
+// references if the call cannot start.
+func (c *Conn) startCall(id uint64, cc *callCtx, fn func() outcome, undo func()) error {
+	c.imu.Lock()
+	if c.iclosed {
+		c.imu.Unlock()
+		undo()
+		return nil
+	}
+	c.inflight[id] = cc
+	c.handlers.Add(1)
+	c.imu.Unlock()
+	c.callsIn.Add(1)
+	go func() {
+		defer c.handlers.Done()
+		o := fn()
+		c.imu.Lock()
+		delete(c.inflight, id)
+		c.imu.Unlock()
+		c.callsIn.Add(-1)
+		unwanted := cc.cancelledByPeer()
+		cc.cancel(context.Canceled, false)
+		if !unwanted {
+			c.sendResult(id, &o)
+		}
+	}()
+	return nil
+}
+
+// outcome is what a handler produced.
+type outcome struct {
+	v       reflect.Value // a method's result, typed by ti
+	ti      *typeInfo
+	generic any // a proxy's result
+	byRef   bool
+	tb      string
+	err     error
+}
+
+// recoverPanic turns a handler panic into ErrPanic for this caller only.
+// Deferred directly by the handler.
+func (o *outcome) recoverPanic(tracebacks bool) {
+	if p := recover(); p != nil {
+		o.err = fmt.Errorf("%w: %v", ErrPanic, p)
+		if tracebacks {
+			o.tb = string(debug.Stack())
+		}
+	}
+}
+
+// invoke runs a method on a local object.
+func (c *Conn) invoke(cc *callCtx, ex *export, m *method, in []reflect.Value) (o outcome) {
+	defer o.recoverPanic(c.opts.tracebacks)
+	if ex.guarded {
+		if o.err = allow(cc, ex.obj, m.name); o.err != nil {
+			return o
+		}
+	}
+	if m.hasCtx {
+		in[1] = reflect.ValueOf(context.Context(cc))
+	}
+	out := m.fn.Call(in)
+	if e := out[len(out)-1]; !e.IsNil() {
+		o.err = e.Interface().(error)
+		return o
+	}
+	if m.result != nil {
+		o.v, o.ti, o.byRef = out[0], m.result, m.opts.ByReference
+	}
+	return o
+}
+
+func allow(ctx context.Context, obj any, method string) error {
+	p := obj.(remoteable.Guarded).RemotePolicy()
+	if p == nil {
+		return nil
+	}
+	return p.Allow(ctx, method)
+}
+
+// sendResult answers call id with a handler's outcome.
+func (c *Conn) sendResult(id uint64, o *outcome) {
+	e := getEncoder(c)
+	defer putEncoder(e)
+	err := o.err
+	if err == nil {
+		e.buf = cborx.AppendArray(e.buf, 3)
+		e.buf = cborx.AppendUint(e.buf, msgReturn)
+		e.buf = cborx.AppendUint(e.buf, id)
+		err = e.result(o)
+		if err == nil && e.bodyLen() > c.peerMax {
+			err = fmt.Errorf("%w: the result is %d bytes; the caller accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
+		}
+		if err != nil {
+			e.undo()
+			e.reset()
+			if !errors.Is(err, ErrMessageTooLarge) && !errors.Is(err, ErrTooManyReferences) {
+				err = fmt.Errorf("tether: cannot send result: %w", err)
+			}
+		}
+	}
+	if err != nil {
+		e.buf = cborx.AppendArray(e.buf, 3)
+		e.buf = cborx.AppendUint(e.buf, msgFail)
+		e.buf = cborx.AppendUint(e.buf, id)
+		if e.wireErrorTB(err, o.tb) != nil {
+			return
+		}
+	}
+	if c.sendFrame(context.Background(), e) != nil {
+		e.undo()
+	}
+}
+
+// postFail answers call id with err from a goroutine that must not block.
+func (c *Conn) postFail(id uint64, err error) {
+	e := getEncoder(c)
+	defer putEncoder(e)
+	e.buf = cborx.AppendArray(e.buf, 3)
+	e.buf = cborx.AppendUint(e.buf, msgFail)
+	e.buf = cborx.AppendUint(e.buf, id)
+	if e.wireError(err) == nil {
+		c.out.post(e.frame())
+	}
+}
+
+// discard reads and drops n values, releasing any references in them.
+func (c *Conn) discard(r *cborx.Reader, n int) {
+	d := decoder{r: *r, c: c, opaque: true}
+	for i := 0; i < n; i++ {
+		if _, err := d.generic(); err != nil {
+			if d.r.Skip() != nil {
+				break
+			}
+		}
+	}
+	d.undo()
+}
+
+func (c *Conn) handleCancel(id uint64) {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if x, ok := c.inflight[id]; ok {
+		x.cancel(context.Canceled, true)
+		return
+	}
+	// The call may still be on its way on a stream of its own.
+	if id > c.maxSeenCall && len(c.earlyCancel) < c.opts.maxCalls {
+		c.earlyCancel[id] = struct{}{}
+	}
+}
+
+// handleResult completes the pending call a Return or Fail answers.
+func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64) error {
+	id, err := r.ReadUint()
+	if err != nil || n < 3 {
+		return errors.New("malformed result")
+	}
+	c.pmu.Lock()
+	cl := c.pending[id]
+	delete(c.pending, id)
+	c.pmu.Unlock()
+	if cl == nil { // the caller gave up: drop the result, release its references
+		c.discard(r, 1)
+		return nil
+	}
+	d := decoder{r: *r, c: c, opaque: cl.opaque}
+	if typ == msgFail {
+		re, err := d.wireError()
+		if err != nil {
+			d.undo()
+			cl.err = fmt.Errorf("%w: malformed error: %w", ErrProtocol, err)
+		} else {
+			cl.err = re
+		}
+	} else if cl.reply == nil {
+		c.discard(r, 1)
+	} else if err := d.reply(cl.reply); err != nil {
+		d.undo()
+		cl.err = fmt.Errorf("%w: %w", ErrBadReply, err)
+	}
+	cl.done <- struct{}{}
+	return nil
+}
+
+// sendFrame sends an encoded message: large ones on a stream of their own,
+// unless they hold a reference to one of the receiver's objects, whose order
+// relative to that reference's release must be kept.
+func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
+	frame := e.frame()
+	if len(frame) > c.opts.bulkThreshold && !e.homecoming {
+		return c.sendBulk(ctx, frame)
+	}
+	return c.out.send(ctx, frame)
+}
+
+func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
+	select {
+	case c.bulkOut <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.dying:
+		return c.deadErr()
+	}
+	defer func() { <-c.bulkOut }()
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		c.fail(sessionCause(err))
+		return c.deadErr()
+	}
+	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
+	if _, err := st.Write(frame); err != nil {
+		st.Close()
+		if isTimeout(err) {
+			err = ErrWriteTimeout
+		}
+		c.fail(err)
+		return &linkError{inFlight: true, cause: err}
+	}
+	return st.Close()
+}
+
+// ConnStats is a snapshot of a connection's resources.
+type ConnStats struct {
+	CallsOut int // calls this side is waiting on
+	CallsIn  int // handlers running for the peer
+	Exports  int // objects this side holds for the peer (the root included)
+	Imports  int // references to the peer's objects this side holds (not the root)
+}
+
+// Stats returns a snapshot of the connection's resources.
+func (c *Conn) Stats() ConnStats {
+	c.rmu.Lock()
+	s := ConnStats{Exports: len(c.exports), Imports: len(c.imports)}
+	c.rmu.Unlock()
+	s.CallsOut = int(c.callsOut.Load())
+	s.CallsIn = int(c.callsIn.Load())
+	return s
+}

@@ -1,0 +1,118 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/tether-go/tether/internal/typereg"
+)
+
+// connKey and forwardKey are context keys private to the broker.
+type (
+	connKey    struct{}
+	forwardKey struct{}
+)
+
+// ConnFrom returns the connection a remote call arrived on, so a handler can
+// reach the caller's root or call back over the same link. It reports false
+// for a context that did not come from a remote call.
+func ConnFrom(ctx context.Context) (*Conn, bool) {
+	c, ok := ctx.Value(connKey{}).(*Conn)
+	return c, ok
+}
+
+// forwarding reports whether ctx belongs to a call a proxy is passing on, in
+// which case values this process does not know travel on opaquely.
+func forwarding(ctx context.Context) bool {
+	return ctx.Value(forwardKey{}) != nil
+}
+
+// callCtx is the context a handler runs with: the caller's deadline, cancelled
+// when the caller cancels, when the connection ends, or when the handler
+// returns. Its Done channel and deadline timer are made only if a handler
+// asks for Done, so a handler that never looks costs one allocation.
+type callCtx struct {
+	c        *Conn
+	deadline time.Time
+	forward  bool
+
+	mu     sync.Mutex
+	done   chan struct{}
+	err    error
+	timer  *time.Timer
+	byPeer bool // cancelled by the caller: the result is not wanted
+}
+
+var _ context.Context = (*callCtx)(nil)
+
+func (x *callCtx) Deadline() (time.Time, bool) { return x.deadline, !x.deadline.IsZero() }
+
+func (x *callCtx) Done() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		x.checkDeadline()
+		if x.err != nil {
+			close(x.done)
+		} else if !x.deadline.IsZero() {
+			x.timer = time.AfterFunc(time.Until(x.deadline), func() { x.cancel(context.DeadlineExceeded, false) })
+		}
+	}
+	return x.done
+}
+
+func (x *callCtx) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err == nil && x.checkDeadline() && x.done != nil {
+		close(x.done)
+	}
+	return x.err
+}
+
+// checkDeadline sets DeadlineExceeded once the deadline has passed. x.mu held.
+func (x *callCtx) checkDeadline() bool {
+	if x.err == nil && !x.deadline.IsZero() && !time.Now().Before(x.deadline) {
+		x.err = context.DeadlineExceeded
+		return true
+	}
+	return false
+}
+
+func (x *callCtx) Value(key any) any {
+	switch key.(type) {
+	case typereg.PeerKey:
+		return x.c.peerValue
+	case connKey:
+		return x.c
+	case forwardKey:
+		if x.forward {
+			return true
+		}
+	}
+	return nil
+}
+
+// cancel ends the context with err; the first cancellation wins.
+func (x *callCtx) cancel(err error, byPeer bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err != nil {
+		return
+	}
+	x.err, x.byPeer = err, byPeer
+	if x.done != nil {
+		close(x.done)
+	}
+	if x.timer != nil {
+		x.timer.Stop()
+	}
+}
+
+func (x *callCtx) cancelledByPeer() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.byPeer
+}

@@ -1,0 +1,641 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/typereg"
+)
+
+// decoder reads values from a validated frame for one connection. It imports
+// the references it meets (raising their counts) and remembers which, so that
+// a message that is rejected half-way can release them again (undo).
+type decoder struct {
+	r        cborx.Reader
+	c        *Conn
+	imported []uint64
+	opaque   bool // relay mode: keep unregistered Copyables as opaque values
+	depth    int
+}
+
+// opaque is a Copyable whose name this process has not registered, kept by a
+// relay so that it reaches the next hop unchanged.
+type opaque struct {
+	name  string
+	state any
+}
+
+func isTetherTag(tag uint64) bool { return tag >= tagSenderRef && tag <= tagError }
+
+// undo releases every import this decoder made; the value is being dropped.
+func (d *decoder) undo() {
+	if d.c != nil && len(d.imported) > 0 {
+		d.c.releaseImports(d.imported)
+	}
+	d.imported = d.imported[:0]
+}
+
+func typeErr(h cborx.Head, t reflect.Type) error {
+	return fmt.Errorf("cannot decode %s into %v", h.TypeName(), t)
+}
+
+func (d *decoder) nested(v reflect.Value, ti *typeInfo) error {
+	d.depth++
+	defer func() { d.depth-- }()
+	if d.depth > decodeLimits.MaxDepth {
+		return cborx.ErrLimit
+	}
+	return d.value(v, ti)
+}
+
+// value decodes the next item into v (settable), whose type ti describes.
+func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
+	h, err := d.r.PeekHead()
+	if err != nil {
+		return err
+	}
+	if h.IsNull() {
+		d.r.ReadNull()
+		v.SetZero()
+		return nil
+	}
+	switch ti.kind {
+	case kInterface:
+		x, err := d.generic()
+		if err != nil {
+			return err
+		}
+		return assign(v, ti.t, x, h)
+	case kRef, kObject:
+		return d.reference(v, ti, h)
+	case kPtr:
+		nv := reflect.New(ti.t.Elem())
+		if err := d.nested(nv.Elem(), ti.elem); err != nil {
+			return err
+		}
+		v.Set(nv)
+		return nil
+	}
+	if h.Major == cborx.MajorTag && isTetherTag(h.Arg) {
+		if h.Arg == tagCopyable && (ti.kind == kCopyable || ti.kind == kPure || ti.kind == kStruct) {
+			return d.copyable(v, ti)
+		}
+		return typeErr(h, ti.t)
+	}
+	switch ti.kind {
+	case kPure:
+		return d.pure(v, ti, h)
+	case kCopyable:
+		// Untagged data for a Copyable parameter (from a JSON gateway, say)
+		// is read as the type's own fields.
+		return d.value(v, ti.state)
+	case kSlice, kArray:
+		n, err := d.r.ReadArray()
+		if err != nil {
+			return typeErr(h, ti.t)
+		}
+		if ti.kind == kSlice {
+			v.Set(reflect.MakeSlice(ti.t, n, n))
+		}
+		for i := 0; i < n; i++ {
+			if i >= v.Len() {
+				if err := d.r.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := d.nested(v.Index(i), ti.elem); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+		if ti.kind == kArray {
+			for i := n; i < v.Len(); i++ {
+				v.Index(i).SetZero()
+			}
+		}
+		return nil
+	case kMap:
+		return d.mapValue(v, ti, h)
+	case kStruct:
+		return d.structValue(v, ti, h)
+	case kObjectValue:
+		return fmt.Errorf("%v is Referenceable: decode a reference into *%v or *broker.Ref", ti.t, ti.t)
+	}
+	return typeErr(h, ti.t)
+}
+
+// assign stores a generically decoded x into the interface-typed v.
+func assign(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
+	if x == nil {
+		v.SetZero()
+		return nil
+	}
+	xv := reflect.ValueOf(x)
+	if !xv.Type().AssignableTo(t) {
+		if _, ok := x.(*Ref); ok {
+			return fmt.Errorf("a remote reference does not implement %v", t)
+		}
+		return fmt.Errorf("cannot decode %s (%T) into %v", h.TypeName(), x, t)
+	}
+	v.Set(xv)
+	return nil
+}
+
+// reference decodes a reference into a *Ref or a pointer to a Referenceable.
+func (d *decoder) reference(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorTag || (h.Arg != tagSenderRef && h.Arg != tagReceiverRef) {
+		return fmt.Errorf("expected a reference for %v, found %s", ti.t, h.TypeName())
+	}
+	x, err := d.generic()
+	if err != nil {
+		return err
+	}
+	if ti.kind == kRef {
+		r, ok := x.(*Ref)
+		if !ok {
+			r = localRef(x)
+		}
+		v.Set(reflect.ValueOf(r))
+		return nil
+	}
+	xv := reflect.ValueOf(x)
+	if !xv.Type().AssignableTo(ti.t) {
+		if _, ok := x.(*Ref); ok {
+			return fmt.Errorf("a remote reference cannot be decoded into %v: use *broker.Ref", ti.t)
+		}
+		return fmt.Errorf("the reference is to a %T, not %v", x, ti.t)
+	}
+	v.Set(xv)
+	return nil
+}
+
+// copyable decodes a tagged Copyable into v, whose type must be the
+// registered one.
+func (d *decoder) copyable(v reflect.Value, ti *typeInfo) error {
+	x, err := d.generic()
+	if err != nil {
+		return err
+	}
+	xv := reflect.ValueOf(x)
+	if o, ok := x.(*opaque); ok {
+		return fmt.Errorf("%w: Copyable %q is not registered here", ErrUnknownType, o.name)
+	}
+	if xv.Type() != ti.t {
+		return fmt.Errorf("cannot decode Copyable %v into %v", xv.Type(), ti.t)
+	}
+	v.Set(xv)
+	return nil
+}
+
+func (d *decoder) mapValue(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorMap {
+		return typeErr(h, ti.t)
+	}
+	d.r.ReadHead()
+	n := int(h.Arg)
+	m := reflect.MakeMapWithSize(ti.t, n)
+	kt, et := ti.t.Key(), ti.t.Elem()
+	for i := 0; i < n; i++ {
+		k := reflect.New(kt).Elem()
+		if err := d.nested(k, ti.key); err != nil {
+			return fmt.Errorf("map key: %w", err)
+		}
+		if k.Kind() == reflect.Interface && !k.IsNil() && !k.Elem().Type().Comparable() {
+			return fmt.Errorf("map key of type %v is not comparable", k.Elem().Type())
+		}
+		if m.MapIndex(k).IsValid() {
+			return fmt.Errorf("duplicate map key %v", k)
+		}
+		e := reflect.New(et).Elem()
+		if err := d.nested(e, ti.elem); err != nil {
+			return fmt.Errorf("[%v]: %w", k, err)
+		}
+		m.SetMapIndex(k, e)
+	}
+	v.Set(m)
+	return nil
+}
+
+func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if ti.toArray {
+		n, err := d.r.ReadArray()
+		if err != nil {
+			return typeErr(h, ti.t)
+		}
+		for i := 0; i < n; i++ {
+			if i >= len(ti.fields) {
+				if err := d.r.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+			f := &ti.fields[i]
+			if err := d.nested(fieldForSet(v, f.index), f.info); err != nil {
+				return fmt.Errorf("field %s: %w", f.name, err)
+			}
+		}
+		return nil
+	}
+	if h.Major != cborx.MajorMap {
+		return typeErr(h, ti.t)
+	}
+	d.r.ReadHead()
+	seen := make([]bool, len(ti.fields))
+	for i := uint64(0); i < h.Arg; i++ {
+		idx := -1
+		kh, err := d.r.PeekHead()
+		if err != nil {
+			return err
+		}
+		switch kh.Major {
+		case cborx.MajorText:
+			name, _ := d.r.ReadText()
+			if j, ok := ti.byName[string(name)]; ok {
+				idx = j
+			} else {
+				for j := range ti.fields {
+					if strings.EqualFold(ti.fields[j].name, string(name)) {
+						idx = j
+						break
+					}
+				}
+			}
+		case cborx.MajorUint, cborx.MajorNeg:
+			k, err := d.r.ReadInt()
+			if err != nil {
+				return err
+			}
+			for j := range ti.fields {
+				if ti.fields[j].intKey && ti.fields[j].key == k {
+					idx = j
+					break
+				}
+			}
+		default:
+			if err := d.r.Skip(); err != nil {
+				return err
+			}
+		}
+		if idx < 0 {
+			if err := d.r.Skip(); err != nil { // unknown field: ignored
+				return err
+			}
+			continue
+		}
+		if seen[idx] {
+			return fmt.Errorf("duplicate field %s", ti.fields[idx].name)
+		}
+		seen[idx] = true
+		f := &ti.fields[idx]
+		if err := d.nested(fieldForSet(v, f.index), f.info); err != nil {
+			return fmt.Errorf("field %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// fieldForSet follows index through embedded structs, allocating nil
+// embedded pointers on the way.
+func fieldForSet(v reflect.Value, index []int) reflect.Value {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v
+}
+
+// pure decodes plain data into v.
+func (d *decoder) pure(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	switch ti.prim {
+	case primBool:
+		if h.Major != cborx.MajorSimple || (h.AI != cborx.SimpleTrue && h.AI != cborx.SimpleFalse) {
+			return typeErr(h, ti.t)
+		}
+		d.r.ReadHead()
+		v.SetBool(h.AI == cborx.SimpleTrue)
+	case primInt:
+		if h.Major != cborx.MajorUint && h.Major != cborx.MajorNeg {
+			return typeErr(h, ti.t)
+		}
+		x, err := d.r.ReadInt()
+		if err != nil || v.OverflowInt(x) {
+			return fmt.Errorf("integer overflows %v", ti.t)
+		}
+		v.SetInt(x)
+	case primUint:
+		if h.Major != cborx.MajorUint {
+			if h.Major == cborx.MajorNeg {
+				return fmt.Errorf("negative integer cannot be decoded into %v", ti.t)
+			}
+			return typeErr(h, ti.t)
+		}
+		d.r.ReadHead()
+		if v.OverflowUint(h.Arg) {
+			return fmt.Errorf("integer %d overflows %v", h.Arg, ti.t)
+		}
+		v.SetUint(h.Arg)
+	case primFloat32, primFloat64:
+		var f float64
+		switch h.Major {
+		case cborx.MajorUint:
+			f = float64(h.Arg)
+		case cborx.MajorNeg:
+			f = -1 - float64(h.Arg)
+		default:
+			var ok bool
+			if f, ok = h.Float(); !ok {
+				return typeErr(h, ti.t)
+			}
+		}
+		d.r.ReadHead()
+		if ti.prim == primFloat32 && !math.IsInf(f, 0) && !math.IsNaN(f) && math.Abs(f) > math.MaxFloat32 {
+			return fmt.Errorf("%g overflows float32", f)
+		}
+		v.SetFloat(f)
+	case primString:
+		if h.Major != cborx.MajorText {
+			return typeErr(h, ti.t)
+		}
+		s, err := d.r.ReadText()
+		if err != nil {
+			return err
+		}
+		v.SetString(string(s))
+	case primBytes:
+		if h.Major != cborx.MajorBytes {
+			return typeErr(h, ti.t)
+		}
+		b, err := d.r.ReadBytes()
+		if err != nil {
+			return err
+		}
+		v.SetBytes(append(make([]byte, 0, len(b)), b...))
+	default:
+		item, err := d.item()
+		if err != nil {
+			return err
+		}
+		if err := fxDec.Unmarshal(item, v.Addr().Interface()); err != nil {
+			var te *cbor.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return fmt.Errorf("cannot decode %s into %v", te.CBORType, ti.t)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// item consumes the next item and returns its bytes.
+func (d *decoder) item() ([]byte, error) {
+	start := d.r.Offset()
+	if err := d.r.Skip(); err != nil {
+		return nil, err
+	}
+	return d.r.Bytes(start), nil
+}
+
+// generic decodes the next item into the Go value an `any` receives:
+// int64 (uint64 above MaxInt64), float64, string, []byte, bool, nil, []any,
+// map[string]any (map[any]any when a key is not text), time.Time and
+// *big.Int for their standard tags, *Ref for a remote reference, the original
+// object for a reference coming home, the registered Go type for a Copyable,
+// and error for an error value. Other tags come back as cbor.Tag.
+func (d *decoder) generic() (any, error) {
+	h, err := d.r.PeekHead()
+	if err != nil {
+		return nil, err
+	}
+	switch h.Major {
+	case cborx.MajorUint:
+		d.r.ReadHead()
+		if h.Arg > math.MaxInt64 {
+			return h.Arg, nil
+		}
+		return int64(h.Arg), nil
+	case cborx.MajorNeg:
+		return d.r.ReadInt()
+	case cborx.MajorBytes:
+		b, err := d.r.ReadBytes()
+		return append(make([]byte, 0, len(b)), b...), err
+	case cborx.MajorText:
+		s, err := d.r.ReadText()
+		return string(s), err
+	case cborx.MajorArray:
+		n, err := d.r.ReadArray()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = d.nestedGeneric(); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case cborx.MajorMap:
+		return d.genericMap(h)
+	case cborx.MajorTag:
+		if isTetherTag(h.Arg) {
+			return d.genericTagged(h)
+		}
+		item, err := d.item()
+		if err != nil {
+			return nil, err
+		}
+		var x any
+		if err := fxDec.Unmarshal(item, &x); err != nil {
+			return nil, err
+		}
+		return x, nil
+	}
+	d.r.ReadHead()
+	switch h.AI {
+	case cborx.SimpleFalse:
+		return false, nil
+	case cborx.SimpleTrue:
+		return true, nil
+	case cborx.SimpleNull, cborx.SimpleUndefined:
+		return nil, nil
+	}
+	if f, ok := h.Float(); ok {
+		return f, nil
+	}
+	return nil, fmt.Errorf("unsupported simple value %d", h.Arg)
+}
+
+func (d *decoder) nestedGeneric() (any, error) {
+	d.depth++
+	defer func() { d.depth-- }()
+	if d.depth > decodeLimits.MaxDepth {
+		return nil, cborx.ErrLimit
+	}
+	return d.generic()
+}
+
+func (d *decoder) genericMap(h cborx.Head) (any, error) {
+	d.r.ReadHead()
+	n := int(h.Arg)
+	// Look ahead: a map whose keys are all text becomes map[string]any.
+	ahead := d.r
+	textKeys := true
+	for i := 0; i < n && textKeys; i++ {
+		kh, err := ahead.PeekHead()
+		if err != nil {
+			return nil, err
+		}
+		textKeys = kh.Major == cborx.MajorText
+		if err := ahead.Skip(); err != nil {
+			return nil, err
+		}
+		if err := ahead.Skip(); err != nil {
+			return nil, err
+		}
+	}
+	if textKeys {
+		m := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			k, _ := d.r.ReadText()
+			if _, dup := m[string(k)]; dup {
+				return nil, fmt.Errorf("duplicate map key %q", k)
+			}
+			v, err := d.nestedGeneric()
+			if err != nil {
+				return nil, err
+			}
+			m[string(k)] = v
+		}
+		return m, nil
+	}
+	m := make(map[any]any, n)
+	for i := 0; i < n; i++ {
+		k, err := d.nestedGeneric()
+		if err != nil {
+			return nil, err
+		}
+		switch kk := k.(type) {
+		case []byte:
+			k = string(kk)
+		default:
+			if k != nil && !reflect.TypeOf(k).Comparable() {
+				return nil, fmt.Errorf("map key of type %T is not comparable", k)
+			}
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("duplicate map key %v", k)
+		}
+		v, err := d.nestedGeneric()
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (d *decoder) genericTagged(h cborx.Head) (any, error) {
+	d.r.ReadHead()
+	switch h.Arg {
+	case tagSenderRef, tagReceiverRef:
+		id, err := d.r.ReadUint()
+		if err != nil {
+			return nil, fmt.Errorf("reference id: %w", err)
+		}
+		if d.c == nil {
+			return nil, errors.New("a reference cannot be decoded outside a connection")
+		}
+		if h.Arg == tagSenderRef {
+			r := d.c.importRef(id)
+			d.imported = append(d.imported, id)
+			return r, nil
+		}
+		obj, ok := d.c.exported(id)
+		if !ok {
+			return nil, fmt.Errorf("%w: id %d", ErrUnknownReference, id)
+		}
+		return obj, nil
+	case tagCopyable:
+		n, err := d.r.ReadArray()
+		if err != nil || n != 2 {
+			return nil, errors.New("malformed Copyable: want [name, state]")
+		}
+		name, err := d.r.ReadText()
+		if err != nil {
+			return nil, fmt.Errorf("malformed Copyable name: %w", err)
+		}
+		t, ok := typereg.CopyableType(string(name))
+		if !ok {
+			if !d.opaque {
+				return nil, fmt.Errorf("%w: Copyable %q is not registered", ErrUnknownType, name)
+			}
+			st, err := d.nestedGeneric()
+			if err != nil {
+				return nil, err
+			}
+			return &opaque{name: string(name), state: st}, nil
+		}
+		v := reflect.New(t).Elem()
+		if err := d.nested(v, infoOf(t).state); err != nil {
+			return nil, fmt.Errorf("Copyable %s: %w", name, err)
+		}
+		return v.Interface(), nil
+	case tagError:
+		return d.wireError()
+	}
+	return nil, fmt.Errorf("%w: tag %d", ErrUnknownType, h.Arg)
+}
+
+// wireError reads [name, message, traceback|null, detail|null].
+func (d *decoder) wireError() (*RemoteError, error) {
+	n, err := d.r.ReadArray()
+	if err != nil || n < 2 {
+		return nil, errors.New("malformed error: want [name, message, ...]")
+	}
+	name, err1 := d.r.ReadText()
+	msg, err2 := d.r.ReadText()
+	if err1 != nil || err2 != nil {
+		return nil, errors.New("malformed error: name and message must be text")
+	}
+	re := &RemoteError{Name: string(name), Message: string(msg)}
+	if n > 2 && !d.r.ReadNull() {
+		tb, err := d.r.ReadText()
+		if err != nil {
+			return nil, errors.New("malformed error: traceback must be text")
+		}
+		re.Traceback = string(tb)
+	}
+	entry, registered := typereg.ErrorByName(re.Name)
+	if registered && entry.Value != nil {
+		re.err = entry.Value
+	}
+	if n > 3 && !d.r.ReadNull() {
+		start := d.r.Offset()
+		if registered && entry.Type != nil {
+			v := reflect.New(entry.Type).Elem()
+			if err := d.nested(v, infoOf(entry.Type)); err != nil {
+				return nil, fmt.Errorf("error %s: %w", re.Name, err)
+			}
+			re.err, _ = v.Interface().(error)
+		} else if err := d.r.Skip(); err != nil {
+			return nil, err
+		}
+		re.detail = append([]byte(nil), d.r.Bytes(start)...)
+	}
+	for i := 4; i < n; i++ {
+		if err := d.r.Skip(); err != nil {
+			return nil, err
+		}
+	}
+	return re, nil
+}

@@ -1,0 +1,452 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/typereg"
+)
+
+// encoder writes values into a frame for one connection. It exports the
+// objects it meets (raising their counts) and remembers which, so that a
+// message that is never sent can give them back (undo).
+type encoder struct {
+	buf        []byte
+	c          *Conn
+	scratch    bytes.Buffer
+	exported   []uint64
+	homecoming bool // the message holds a reference to an object of the receiver
+	depth      int
+}
+
+var encoderPool = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 512)} }}
+
+func getEncoder(c *Conn) *encoder {
+	e := encoderPool.Get().(*encoder)
+	e.c = c
+	e.buf = append(e.buf[:0], make([]byte, cborx.FramePrefix)...)
+	return e
+}
+
+func putEncoder(e *encoder) {
+	if cap(e.buf) > 64<<10 {
+		e.buf = make([]byte, 0, 512) // do not keep a large buffer alive
+	}
+	e.c, e.exported, e.homecoming, e.depth = nil, e.exported[:0], false, 0
+	e.scratch.Reset()
+	encoderPool.Put(e)
+}
+
+// undo gives back every export this encoder made; the message was not sent.
+func (e *encoder) undo() {
+	if e.c != nil && len(e.exported) > 0 {
+		e.c.unexport(e.exported)
+	}
+	e.exported = e.exported[:0]
+}
+
+// frame returns the sealed frame (length prefix then body).
+func (e *encoder) frame() []byte { return cborx.SealFrame(e.buf) }
+
+// bodyLen is the length of the body written so far.
+func (e *encoder) bodyLen() int { return len(e.buf) - cborx.FramePrefix }
+
+// any encodes v by its dynamic type, with fast paths for the common scalars.
+func (e *encoder) any(v any) error {
+	switch x := v.(type) {
+	case nil:
+		e.buf = cborx.AppendNull(e.buf)
+	case string:
+		e.buf = cborx.AppendText(e.buf, x)
+	case []byte:
+		if x == nil {
+			e.buf = cborx.AppendNull(e.buf)
+		} else {
+			e.buf = cborx.AppendBytes(e.buf, x)
+		}
+	case int:
+		e.buf = cborx.AppendInt(e.buf, int64(x))
+	case int64:
+		e.buf = cborx.AppendInt(e.buf, x)
+	case uint64:
+		e.buf = cborx.AppendUint(e.buf, x)
+	case bool:
+		e.buf = cborx.AppendBool(e.buf, x)
+	case float64:
+		e.buf = cborx.AppendFloat64(e.buf, x)
+	case *Ref:
+		return e.ref(x)
+	default:
+		rv := reflect.ValueOf(v)
+		return e.value(rv, infoOf(rv.Type()))
+	}
+	return nil
+}
+
+// value encodes v, whose type is described by ti.
+func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
+	switch ti.kind {
+	case kPure:
+		return e.pure(v, ti)
+	case kRef:
+		return e.ref(v.Interface().(*Ref))
+	case kObject:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		return e.object(v.Interface())
+	case kObjectValue:
+		return fmt.Errorf("%v is Referenceable and must be sent as a pointer", ti.t)
+	case kCopyable:
+		e.buf = cborx.AppendTag(e.buf, tagCopyable)
+		e.buf = cborx.AppendArray(e.buf, 2)
+		e.buf = cborx.AppendText(e.buf, ti.name)
+		return e.nested(v, ti.state)
+	case kOpaque:
+		o := v.Interface().(*opaque)
+		if o == nil {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		e.buf = cborx.AppendTag(e.buf, tagCopyable)
+		e.buf = cborx.AppendArray(e.buf, 2)
+		e.buf = cborx.AppendText(e.buf, o.name)
+		return e.depthAny(o.state)
+	case kInterface:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		dv := v.Elem()
+		dt := dv.Type()
+		if dti := infoOf(dt); dti.kind == kPure && dt.Implements(errorType) {
+			// An error in an interface travels as an error, whatever its shape.
+			return e.errorValue(dv.Interface().(error))
+		}
+		return e.nested(dv, infoOf(dt))
+	case kPtr:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		return e.nested(v.Elem(), ti.elem)
+	case kSlice:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		fallthrough
+	case kArray:
+		n := v.Len()
+		e.buf = cborx.AppendArray(e.buf, n)
+		for i := 0; i < n; i++ {
+			if err := e.nested(v.Index(i), ti.elem); err != nil {
+				return err
+			}
+		}
+		return nil
+	case kMap:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		e.buf = cborx.AppendMap(e.buf, v.Len())
+		it := v.MapRange()
+		for it.Next() {
+			if err := e.nested(it.Key(), ti.key); err != nil {
+				return err
+			}
+			if err := e.nested(it.Value(), ti.elem); err != nil {
+				return err
+			}
+		}
+		return nil
+	case kStruct:
+		return e.structValue(v, ti)
+	}
+	return fmt.Errorf("cannot encode %v", ti.t)
+}
+
+func (e *encoder) nested(v reflect.Value, ti *typeInfo) error {
+	e.depth++
+	defer func() { e.depth-- }()
+	if e.depth > maxValueDepth {
+		return errors.New("value nested too deeply (is it cyclic?)")
+	}
+	return e.value(v, ti)
+}
+
+func (e *encoder) depthAny(v any) error {
+	e.depth++
+	defer func() { e.depth-- }()
+	if e.depth > maxValueDepth {
+		return errors.New("value nested too deeply (is it cyclic?)")
+	}
+	return e.any(v)
+}
+
+func (e *encoder) structValue(v reflect.Value, ti *typeInfo) error {
+	// present reports whether field f is written: omitted and unreachable
+	// fields are left out of a map and written as null in an array.
+	present := func(f *field) (reflect.Value, bool) {
+		fv, ok := fieldByIndex(v, f.index)
+		if !ok || (f.omitEmpty && isEmpty(fv)) {
+			return reflect.Value{}, false
+		}
+		return fv, true
+	}
+	if ti.toArray {
+		e.buf = cborx.AppendArray(e.buf, len(ti.fields))
+	} else {
+		n := 0
+		for i := range ti.fields {
+			if _, ok := present(&ti.fields[i]); ok {
+				n++
+			}
+		}
+		e.buf = cborx.AppendMap(e.buf, n)
+	}
+	for i := range ti.fields {
+		f := &ti.fields[i]
+		fv, ok := present(f)
+		if !ok {
+			if ti.toArray {
+				e.buf = cborx.AppendNull(e.buf)
+			}
+			continue
+		}
+		if !ti.toArray {
+			if f.intKey {
+				e.buf = cborx.AppendInt(e.buf, f.key)
+			} else {
+				e.buf = cborx.AppendText(e.buf, f.name)
+			}
+		}
+		if err := e.nested(fv, f.info); err != nil {
+			return fmt.Errorf("field %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// fieldByIndex follows index through embedded structs, reporting false when
+// a nil embedded pointer is in the way.
+func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}, false
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v, true
+}
+
+func isEmpty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	case reflect.Interface, reflect.Pointer:
+		return v.IsNil()
+	case reflect.Struct:
+		return false
+	}
+	return v.IsZero()
+}
+
+// pure encodes plain data: scalars directly, anything else through fxamacker.
+func (e *encoder) pure(v reflect.Value, ti *typeInfo) error {
+	switch ti.prim {
+	case primBool:
+		e.buf = cborx.AppendBool(e.buf, v.Bool())
+	case primInt:
+		e.buf = cborx.AppendInt(e.buf, v.Int())
+	case primUint:
+		e.buf = cborx.AppendUint(e.buf, v.Uint())
+	case primFloat32:
+		e.buf = cborx.AppendFloat32(e.buf, float32(v.Float()))
+	case primFloat64:
+		e.buf = cborx.AppendFloat64(e.buf, v.Float())
+	case primString:
+		e.buf = cborx.AppendText(e.buf, v.String())
+	case primBytes:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+		} else {
+			e.buf = cborx.AppendBytes(e.buf, v.Bytes())
+		}
+	default:
+		var x any
+		if v.CanAddr() {
+			x = v.Addr().Interface() // no copy, and pointer-receiver marshalers work
+		} else {
+			x = v.Interface()
+		}
+		e.scratch.Reset()
+		if err := fxEnc.MarshalToBuffer(x, &e.scratch); err != nil {
+			return err
+		}
+		e.buf = append(e.buf, e.scratch.Bytes()...)
+	}
+	return nil
+}
+
+// object exports obj to the connection and writes a reference to it.
+func (e *encoder) object(obj any) error {
+	if e.c == nil {
+		return errors.New("a reference cannot be encoded outside a connection")
+	}
+	id, err := e.c.export(obj)
+	if err != nil {
+		return err
+	}
+	e.exported = append(e.exported, id)
+	e.buf = cborx.AppendTag(e.buf, tagSenderRef)
+	e.buf = cborx.AppendUint(e.buf, id)
+	return nil
+}
+
+// ref writes a reference held as a *Ref: a reference back to the receiver's
+// own object when r belongs to this connection, otherwise an export of what
+// r stands for (a local object, or a proxy for a reference on another
+// connection).
+func (e *encoder) ref(r *Ref) error {
+	switch {
+	case r == nil:
+		e.buf = cborx.AppendNull(e.buf)
+		return nil
+	case r.c == nil:
+		return e.object(r.obj)
+	case e.c != nil && r.c == e.c:
+		if r.released.Load() {
+			return ErrReleased
+		}
+		e.homecoming = true
+		e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
+		e.buf = cborx.AppendUint(e.buf, r.id)
+		return nil
+	default:
+		return e.object(r)
+	}
+}
+
+// errorValue writes err as an error value (tag and wire form).
+func (e *encoder) errorValue(err error) error {
+	e.buf = cborx.AppendTag(e.buf, tagError)
+	return e.wireError(err)
+}
+
+// reset empties the encoder for a different message; undo first if it
+// exported anything.
+func (e *encoder) reset() {
+	e.buf = e.buf[:cborx.FramePrefix]
+	e.homecoming = false
+}
+
+// result encodes a handler's result.
+func (e *encoder) result(o *outcome) error {
+	if o.ti == nil {
+		return e.any(o.generic)
+	}
+	if o.byRef {
+		return e.byReference(o.v)
+	}
+	return e.value(o.v, o.ti)
+}
+
+// byReference sends v by reference whatever its type (MethodOptions.ByReference).
+func (e *encoder) byReference(v reflect.Value) error {
+	for v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		if v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+	}
+	x := v.Interface()
+	if r, ok := x.(*Ref); ok {
+		return e.ref(r)
+	}
+	return e.object(x)
+}
+
+// wireError writes [name, message, traceback|null, detail|null].
+func (e *encoder) wireError(err error) error { return e.wireErrorTB(err, "") }
+
+func (e *encoder) wireErrorTB(err error, tb string) error {
+	name, detail, raw, rtb := describeError(err)
+	if tb == "" {
+		tb = rtb
+	}
+	e.buf = cborx.AppendArray(e.buf, 4)
+	e.buf = cborx.AppendText(e.buf, name)
+	e.buf = cborx.AppendText(e.buf, err.Error())
+	if tb == "" {
+		e.buf = cborx.AppendNull(e.buf)
+	} else {
+		e.buf = cborx.AppendText(e.buf, tb)
+	}
+	switch {
+	case detail != nil:
+		mark := len(e.buf)
+		dv := reflect.ValueOf(detail)
+		if e.nested(dv, infoOf(dv.Type())) != nil {
+			e.buf = cborx.AppendNull(e.buf[:mark]) // the name and message still go
+		}
+	case raw != nil:
+		e.buf = append(e.buf, raw...)
+	default:
+		e.buf = cborx.AppendNull(e.buf)
+	}
+	return nil
+}
+
+// describeError picks the name an error travels under: the first registered
+// error in its chain, else the name of a remote error it wraps (a relay
+// passing an error on), else its innermost Go type.
+func describeError(err error) (name string, detail error, raw []byte, tb string) {
+	var re *RemoteError
+	remote := errors.As(err, &re)
+	if remote {
+		tb = re.Traceback
+	}
+	found, entry := typereg.FindError(err)
+	switch {
+	case entry != nil:
+		name = entry.Name
+		if entry.Type != nil {
+			detail = found
+		}
+	case remote:
+		name, raw = re.Name, re.detail
+	default:
+		inner := err
+		for {
+			u, ok := inner.(interface{ Unwrap() error })
+			if !ok || u.Unwrap() == nil {
+				break
+			}
+			inner = u.Unwrap()
+		}
+		name = fmt.Sprintf("%T", inner)
+		if name == "*errors.errorString" || strings.HasPrefix(name, "*fmt.wrapError") {
+			name = "error"
+		}
+	}
+	return name, detail, raw, tb
+}

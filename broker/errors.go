@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"errors"
+
+	"github.com/tether-go/tether/remoteable"
+)
+
+// Errors about the state of a connection or reference. They are local: the
+// far side never sent them. Test for them with errors.Is.
+var (
+	// ErrClosed reports that the connection or server was closed locally.
+	ErrClosed = errors.New("tether: closed")
+	// ErrServerClosed is returned by Serve after Close.
+	ErrServerClosed = errors.New("tether: server closed")
+	// ErrDeadReference reports a call on a reference whose connection is
+	// gone. The call was not sent.
+	ErrDeadReference = errors.New("tether: dead reference")
+	// ErrConnectionLost reports a call that was sent but whose connection
+	// died before the result came back: the far side may or may not have
+	// executed it. Errors that match it also match ErrDeadReference.
+	ErrConnectionLost = errors.New("tether: connection lost during call")
+	// ErrReleased reports a call on a reference after its Release.
+	ErrReleased = errors.New("tether: reference released")
+	// ErrBadReply reports a result that cannot be decoded into the reply
+	// value the caller supplied.
+	ErrBadReply = errors.New("tether: result does not fit reply")
+	// ErrProtocol reports a peer that broke the protocol; the connection is
+	// closed.
+	ErrProtocol = errors.New("tether: protocol violation")
+	// ErrAuthFailed reports a handshake refused for a wrong or missing token.
+	ErrAuthFailed = errors.New("tether: authentication failed")
+	// ErrVersionMismatch reports peers that speak different protocol versions.
+	ErrVersionMismatch = errors.New("tether: protocol version mismatch")
+	// ErrWriteTimeout reports a peer that stopped reading: a write to it did
+	// not complete within the write timeout, and the connection was closed.
+	ErrWriteTimeout = errors.New("tether: write timed out; peer stopped reading")
+)
+
+// Errors the far side returns about a call. They arrive as a *RemoteError
+// that wraps them, so both errors.Is(err, ErrUnknownMethod) and
+// errors.As(err, &remoteErr) hold. The same values are returned locally when
+// the problem is found before anything is sent.
+var (
+	// ErrUnknownReference reports a call on an object id the callee never
+	// gave to the caller, or one already released.
+	ErrUnknownReference = errors.New("tether: unknown reference")
+	// ErrUnknownMethod reports a method the target does not expose.
+	ErrUnknownMethod = errors.New("tether: unknown method")
+	// ErrBadArguments reports arguments of the wrong number or type.
+	ErrBadArguments = errors.New("tether: bad arguments")
+	// ErrUnknownType reports a Copyable, error or reference kind the receiver
+	// has not registered or does not understand.
+	ErrUnknownType = errors.New("tether: unknown type")
+	// ErrTooManyCalls reports a caller over its concurrent-call quota.
+	ErrTooManyCalls = errors.New("tether: too many concurrent calls")
+	// ErrTooManyReferences reports a connection over its exported-reference
+	// quota.
+	ErrTooManyReferences = errors.New("tether: too many references")
+	// ErrMessageTooLarge reports a message over the receiver's size limit.
+	ErrMessageTooLarge = errors.New("tether: message too large")
+	// ErrPanic reports a handler that panicked.
+	ErrPanic = errors.New("tether: handler panicked")
+)
+
+func init() {
+	for name, err := range map[string]error{
+		"tether.unknown-reference":   ErrUnknownReference,
+		"tether.unknown-method":      ErrUnknownMethod,
+		"tether.bad-arguments":       ErrBadArguments,
+		"tether.unknown-type":        ErrUnknownType,
+		"tether.too-many-calls":      ErrTooManyCalls,
+		"tether.too-many-references": ErrTooManyReferences,
+		"tether.message-too-large":   ErrMessageTooLarge,
+		"tether.panic":               ErrPanic,
+		"tether.released":            ErrReleased,
+		"tether.dead-reference":      ErrDeadReference,
+		"tether.connection-lost":     ErrConnectionLost,
+	} {
+		remoteable.RegisterError(name, err)
+	}
+}
+
+// RemoteError is an error returned by the far side of a call. Name is the
+// error's registered name (see remoteable.RegisterError), or its Go type for
+// an unregistered error; Message is the full text of the error on the far
+// side. When the name is registered locally too, the error unwraps to the
+// registered value, so errors.Is and errors.As see it.
+type RemoteError struct {
+	Name      string
+	Message   string
+	Traceback string // only when the far side opted in (WithTracebacks)
+
+	err    error  // the registered sentinel or decoded typed error, if any
+	detail []byte // raw CBOR of a typed error's fields, kept for relays
+}
+
+// Error returns the far side's message.
+func (e *RemoteError) Error() string { return e.Message }
+
+// Unwrap returns the registered error the remote error stands for, if any.
+func (e *RemoteError) Unwrap() error { return e.err }
+
+// linkError is what a call fails with when its connection died. It matches
+// ErrDeadReference, ErrConnectionLost when the call was in flight, and the
+// cause (ErrClosed, a network error, ...).
+type linkError struct {
+	inFlight bool
+	cause    error
+}
+
+func (e *linkError) Error() string {
+	if e.inFlight {
+		return ErrConnectionLost.Error() + ": " + e.cause.Error()
+	}
+	return ErrDeadReference.Error() + ": " + e.cause.Error()
+}
+
+func (e *linkError) Is(target error) bool {
+	return target == ErrDeadReference || (e.inFlight && target == ErrConnectionLost)
+}
+
+func (e *linkError) Unwrap() error { return e.cause }

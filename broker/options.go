@@ -1,0 +1,177 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults for the options below.
+const (
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultDeadPeerTimeout    = 15 * time.Second
+	DefaultMaxMessageSize     = 4 << 20
+	DefaultMaxConcurrentCalls = 1024
+	DefaultMaxExports         = 1 << 16
+)
+
+// minDeadPeerTimeout bounds how aggressive keepalives may be.
+const minDeadPeerTimeout = 200 * time.Millisecond
+
+// An Option configures a connection (Dial, NewConn) or a server (NewServer).
+// Options that concern only one side say so; the other side ignores them.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	name             string
+	token            string
+	tlsConfig        *tls.Config
+	handshakeTimeout time.Duration
+	deadPeerTimeout  time.Duration
+	writeTimeout     time.Duration
+	maxMessageSize   int
+	maxCalls         int
+	maxExports       int
+	tracebacks       bool
+	logger           *slog.Logger
+	root             any
+	bulkThreshold    int
+	err              error // first invalid option
+}
+
+func buildOptions(opts []Option) (*options, error) {
+	o := &options{}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.apply(o)
+		}
+	}
+	return o, o.validate()
+}
+
+// validate fills in defaults for zero values and rejects nonsense.
+func (o *options) validate() error {
+	if o.err != nil {
+		return o.err
+	}
+	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
+		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 {
+		return errors.New("tether: negative option value")
+	}
+	if o.handshakeTimeout == 0 {
+		o.handshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.deadPeerTimeout == 0 {
+		o.deadPeerTimeout = DefaultDeadPeerTimeout
+	}
+	if o.deadPeerTimeout < minDeadPeerTimeout {
+		return fmt.Errorf("tether: dead-peer timeout %v is below the minimum %v", o.deadPeerTimeout, minDeadPeerTimeout)
+	}
+	if o.writeTimeout == 0 {
+		o.writeTimeout = o.deadPeerTimeout
+	}
+	if o.maxMessageSize == 0 {
+		o.maxMessageSize = DefaultMaxMessageSize
+	}
+	if o.maxMessageSize < 1024 {
+		return errors.New("tether: maximum message size below 1 KiB")
+	}
+	if o.maxCalls == 0 {
+		o.maxCalls = DefaultMaxConcurrentCalls
+	}
+	if o.maxExports == 0 {
+		o.maxExports = DefaultMaxExports
+	}
+	if o.bulkThreshold == 0 {
+		o.bulkThreshold = defaultBulkThreshold
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// WithName sets the name this side announces in the handshake. Handlers on
+// the far side see it in remoteable.Peer.Name.
+func WithName(name string) Option {
+	return optionFunc(func(o *options) { o.name = name })
+}
+
+// WithToken sets a shared secret. A dialer sends it in its handshake; a
+// server refuses dialers whose token differs (they get ErrAuthFailed). An
+// empty token on a server admits everyone.
+func WithToken(token string) Option {
+	return optionFunc(func(o *options) { o.token = token })
+}
+
+// WithTLS makes Dial run TLS over the connection with config. A server gets
+// TLS by serving a TLS listener (tls.NewListener); handlers see the peer's
+// certificate state in remoteable.Peer.TLS.
+func WithTLS(config *tls.Config) Option {
+	return optionFunc(func(o *options) { o.tlsConfig = config })
+}
+
+// WithHandshakeTimeout bounds the TLS and Tether handshakes (default 10 s).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.handshakeTimeout = d })
+}
+
+// WithDeadPeerTimeout sets how soon a silently dead peer (a cable pulled, a
+// black-holed route) is detected: keepalive pings go out every half of d and
+// each must be answered within the other half. Default 15 s; minimum 200 ms.
+func WithDeadPeerTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.deadPeerTimeout = d })
+}
+
+// WithWriteTimeout bounds every write to the peer. A peer that stops reading
+// long enough for a write to exceed it is disconnected with ErrWriteTimeout.
+// Default: the dead-peer timeout.
+func WithWriteTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.writeTimeout = d })
+}
+
+// WithMaxMessageSize sets the largest message this side accepts (default
+// 4 MiB). It is announced in the handshake, so the far side refuses to send
+// larger messages with ErrMessageTooLarge instead of being disconnected.
+func WithMaxMessageSize(n int) Option {
+	return optionFunc(func(o *options) { o.maxMessageSize = n })
+}
+
+// WithMaxConcurrentCalls bounds the calls one peer may have running on this
+// side at once (default 1024). Calls over the quota fail at once with
+// ErrTooManyCalls.
+func WithMaxConcurrentCalls(n int) Option {
+	return optionFunc(func(o *options) { o.maxCalls = n })
+}
+
+// WithMaxExports bounds how many distinct objects this side holds exported
+// to one peer (default 65536). A call whose arguments or result would export
+// more fails with ErrTooManyReferences.
+func WithMaxExports(n int) Option {
+	return optionFunc(func(o *options) { o.maxExports = n })
+}
+
+// WithTracebacks makes handler panics carry their stack trace to the caller
+// (RemoteError.Traceback). Off by default: a trace reveals code layout.
+func WithTracebacks(on bool) Option {
+	return optionFunc(func(o *options) { o.tracebacks = on })
+}
+
+// WithLogger routes the connection's diagnostics, including yamux's, into
+// logger. By default nothing is logged.
+func WithLogger(logger *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = logger })
+}
+
+// WithRoot sets the object a dialer publishes to the server: the server's
+// (*Conn).Root() for this connection refers to it. A server's root is the
+// argument of NewServer.
+func WithRoot(root any) Option {
+	return optionFunc(func(o *options) { o.root = root })
+}

@@ -1,0 +1,199 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// maxPending bounds the bytes waiting to be written on the main stream before
+// callers that can wait (not the reader) are held back.
+const maxPending = 1 << 20
+
+// deadlineWriter is the part of a yamux stream the sender uses.
+type deadlineWriter interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
+}
+
+// sender writes frames to the main stream. Frames from concurrent goroutines
+// are batched: whoever finds the stream idle writes everything pending in one
+// write, and frames that arrive meanwhile go out together in the next one.
+// The first writer of a burst writes in its own goroutine (no hand-off at low
+// load); if more piled up while it wrote, the sender's loop takes over, so no
+// caller is kept writing other callers' frames.
+//
+// Exactly one goroutine owns the stream at a time (busy), which keeps frames
+// in the order they were queued.
+type sender struct {
+	w       deadlineWriter
+	timeout time.Duration
+	onError func(error) // called once with the first write error; must not block
+
+	mu       sync.Mutex
+	pend     []byte
+	spare    []byte
+	busy     bool          // a goroutine owns the stream
+	loopOwns bool          // that goroutine is the loop
+	room     chan struct{} // closed and replaced after every write
+	err      error
+	kick     chan struct{} // wakes the loop
+	quit     chan struct{}
+}
+
+func newSender(w deadlineWriter, timeout time.Duration, onError func(error)) *sender {
+	return &sender{
+		w: w, timeout: timeout, onError: onError,
+		room: make(chan struct{}),
+		kick: make(chan struct{}, 1),
+		quit: make(chan struct{}),
+	}
+}
+
+// send queues frame and, if the stream is idle, writes it before returning.
+// It blocks only while more than maxPending bytes wait, bounded by ctx and by
+// the sender's shutdown.
+func (s *sender) send(ctx context.Context, frame []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.err == nil && len(s.pend) >= maxPending {
+		room := s.room
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return ctx.Err()
+		case <-s.quit:
+		}
+		s.mu.Lock()
+	}
+	if s.err != nil {
+		return s.err
+	}
+	s.pend = append(s.pend, frame...)
+	if s.busy {
+		return nil
+	}
+	s.busy = true
+	err := s.writeBatch()
+	if err == nil && len(s.pend) > 0 {
+		s.loopOwns = true // more arrived while we wrote: hand over
+		s.wake()
+	} else {
+		s.busy = false
+	}
+	return err
+}
+
+// post queues frame without ever blocking; the loop writes it. The reader and
+// GC cleanups use it: they must never wait on the network.
+func (s *sender) post(frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.pend = append(s.pend, frame...)
+	if !s.busy {
+		s.busy, s.loopOwns = true, true
+		s.wake()
+	}
+}
+
+func (s *sender) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeBatch writes everything pending in one write. s.mu is held on entry
+// and on return, released during the write.
+func (s *sender) writeBatch() error {
+	buf := s.pend
+	s.pend, s.spare = s.spare[:0], nil
+	s.mu.Unlock()
+	err := s.write(buf)
+	s.mu.Lock()
+	if cap(buf) <= 4*maxPending {
+		s.spare = buf[:0] // keep one buffer for the next batch, but not a huge one
+	}
+	close(s.room)
+	s.room = make(chan struct{})
+	if err != nil && s.err == nil {
+		s.err = err
+		s.pend = nil
+		s.onError(err)
+	}
+	return err
+}
+
+func (s *sender) write(buf []byte) error {
+	if err := s.w.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+		return err
+	}
+	_, err := s.w.Write(buf)
+	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)) {
+		return ErrWriteTimeout
+	}
+	return err
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// loop writes what post queued and what piled up behind a send, until stop.
+func (s *sender) loop() {
+	for {
+		select {
+		case <-s.kick:
+		case <-s.quit:
+			return
+		}
+		s.mu.Lock()
+		if s.loopOwns {
+			for s.err == nil && len(s.pend) > 0 {
+				if s.writeBatch() != nil {
+					break
+				}
+			}
+			s.busy, s.loopOwns = false, false
+		}
+		s.mu.Unlock()
+	}
+}
+
+// stop ends the loop and fails later sends with err.
+func (s *sender) stop(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+		s.pend = nil
+	}
+	s.mu.Unlock()
+	close(s.quit)
+}
+
+// tryFinal writes a last frame (a goodbye) if the stream is idle, waiting at
+// most d; otherwise it gives up. The connection is closing either way.
+func (s *sender) tryFinal(frame []byte, d time.Duration) {
+	s.mu.Lock()
+	if s.busy || s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.busy = true
+	s.mu.Unlock()
+	if s.w.SetWriteDeadline(time.Now().Add(d)) == nil {
+		_, _ = s.w.Write(frame)
+	}
+	s.mu.Lock()
+	s.busy = false
+	s.mu.Unlock()
+}

@@ -1,0 +1,178 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// Server accepts Tether connections and publishes a root object (usually a
+// registry) to each of them.
+//
+//	srv := broker.NewServer(reg)
+//	go srv.Serve(ln)
+//	defer srv.Close()
+type Server struct {
+	root any
+	opts *options
+	err  error // invalid options, reported by Serve
+
+	ctx    context.Context // cancelled by Close: aborts handshakes
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*Conn]struct{}
+	handshake sync.WaitGroup // handshakes in progress
+	live      sync.WaitGroup // connections not yet Done
+}
+
+// NewServer returns a server publishing root. Invalid options are reported
+// by Serve and ServeConn.
+func NewServer(root any, opts ...Option) *Server {
+	o, err := buildOptions(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		root: root, opts: o, err: err, ctx: ctx, cancel: cancel,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*Conn]struct{}{},
+	}
+}
+
+// Serve accepts connections on ln until Close, running each handshake in a
+// goroutine of the server's. For TLS, pass a TLS listener. It returns
+// ErrServerClosed after Close, or the listener's error.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.err != nil {
+		return s.err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: wait and retry.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+				case <-s.ctx.Done():
+					return ErrServerClosed
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.handshake.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.handshake.Done()
+			if _, err := s.ServeConn(s.ctx, nc); err != nil {
+				s.opts.logger.Debug("tether: handshake failed", "remote", nc.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+// ServeConn runs the accepting side of a connection over nc: the handshake
+// (TLS first if nc is a *tls.Conn), then the connection, which the server
+// tracks and closes on Close. On error nc is closed.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
+	if s.err != nil {
+		nc.Close()
+		return nil, s.err
+	}
+	c, err := serverHandshake(ctx, nc, s.opts, s.root)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.sess.Close()
+		return nil, ErrServerClosed
+	}
+	s.conns[c] = struct{}{}
+	s.live.Add(1)
+	c.onDone = func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.live.Done()
+	}
+	s.mu.Unlock()
+	return c.start(), nil
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Conns returns the server's live connections, one per connected peer.
+func (s *Server) Conns() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Close stops the listeners, closes every connection and waits until all of
+// them are Done, their handlers included. It must not be called from a
+// handler (use a goroutine). It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	var errs []error
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.Close()
+	}
+	s.handshake.Wait()
+	s.live.Wait()
+	if already {
+		return nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,445 @@
+package broker
+
+import (
+	"encoding"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tether-go/tether/internal/typereg"
+)
+
+// kind classifies a Go type by how the value codec treats it.
+type kind uint8
+
+const (
+	kPure        kind = iota // plain data: a scalar fast path or fxamacker
+	kRef                     // *Ref
+	kObject                  // pointer to a Referenceable type: sent by reference
+	kObjectValue             // Referenceable by value: an error to send
+	kCopyable                // registered Copyable type
+	kOpaque                  // a Copyable a relay passes on without knowing it
+	kInterface               // decided per value by its dynamic type
+	kPtr
+	kStruct
+	kSlice
+	kArray
+	kMap
+)
+
+// prim names the plain scalar kinds the codec encodes itself, without fxamacker.
+type prim uint8
+
+const (
+	primNone prim = iota
+	primBool
+	primInt
+	primUint
+	primFloat32
+	primFloat64
+	primString
+	primBytes
+)
+
+// typeInfo is everything the codec needs to know about one Go type. It is
+// computed once per type (and per registration generation) and then shared.
+type typeInfo struct {
+	t       reflect.Type
+	kind    kind
+	prim    prim
+	name    string    // kCopyable: the registered name
+	state   *typeInfo // kCopyable: how the value's own fields encode
+	elem    *typeInfo // kPtr, kSlice, kArray, kMap
+	key     *typeInfo // kMap
+	fields  []field   // kStruct
+	byName  map[string]int
+	toArray bool
+}
+
+// field is one encoded field of an impure struct.
+type field struct {
+	name      string
+	index     []int
+	info      *typeInfo
+	omitEmpty bool
+	intKey    bool
+	key       int64
+}
+
+var (
+	refType        = reflect.TypeFor[*Ref]()
+	opaqueType     = reflect.TypeFor[*opaque]()
+	errorType      = reflect.TypeFor[error]()
+	anyType        = reflect.TypeFor[any]()
+	cborMarshaler  = reflect.TypeFor[cbor.Marshaler]()
+	cborUnmarshal  = reflect.TypeFor[cbor.Unmarshaler]()
+	binMarshaler   = reflect.TypeFor[encoding.BinaryMarshaler]()
+	binUnmarshaler = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+)
+
+type infoCache struct {
+	gen   uint64
+	infos sync.Map // reflect.Type -> *typeInfo
+}
+
+var (
+	cacheRef atomic.Pointer[infoCache]
+	buildMu  sync.Mutex
+)
+
+// infoOf returns the shared typeInfo for t.
+func infoOf(t reflect.Type) *typeInfo {
+	c := cacheRef.Load()
+	if c == nil || c.gen != typereg.Generation() {
+		c = resetCache()
+	}
+	if ti, ok := c.infos.Load(t); ok {
+		return ti.(*typeInfo)
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if ti, ok := c.infos.Load(t); ok {
+		return ti.(*typeInfo)
+	}
+	b := builder{cache: c, pure: map[reflect.Type]bool{}, building: map[reflect.Type]*typeInfo{}}
+	ti := b.info(t)
+	// Publish everything built in this pass only now that it is complete.
+	for bt, bi := range b.building {
+		c.infos.Store(bt, bi)
+	}
+	return ti
+}
+
+func resetCache() *infoCache {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	gen := typereg.Generation()
+	if c := cacheRef.Load(); c != nil && c.gen == gen {
+		return c
+	}
+	c := &infoCache{gen: gen}
+	cacheRef.Store(c)
+	return c
+}
+
+type builder struct {
+	cache    *infoCache
+	pure     map[reflect.Type]bool
+	building map[reflect.Type]*typeInfo
+}
+
+func implementsAny(t reflect.Type, ifaces ...reflect.Type) bool {
+	pt := reflect.PointerTo(t)
+	for _, i := range ifaces {
+		if t.Implements(i) || pt.Implements(i) {
+			return true
+		}
+	}
+	return false
+}
+
+func isMarker(t reflect.Type) bool {
+	return typereg.ReferenceableMarker != nil && t.Implements(typereg.ReferenceableMarker)
+}
+
+// special classifies the types the walker must handle itself, or returns
+// kPure when the type's own structure decides.
+func special(t reflect.Type) kind {
+	switch {
+	case t == refType:
+		return kRef
+	case t == opaqueType:
+		return kOpaque
+	case t.Kind() == reflect.Interface:
+		return kInterface
+	case isMarker(t) && t.Kind() == reflect.Pointer:
+		return kObject
+	case isMarker(t) || (t.Kind() == reflect.Struct && isMarker(reflect.PointerTo(t))):
+		return kObjectValue
+	}
+	if _, ok := typereg.CopyableName(t); ok {
+		return kCopyable
+	}
+	return kPure
+}
+
+// isPure reports whether values of t can never hold anything but plain data.
+// A type still being examined higher up the stack counts as pure: a cycle
+// cannot add impurity of its own.
+func (b *builder) isPure(t reflect.Type) bool {
+	if p, ok := b.pure[t]; ok {
+		return p
+	}
+	if special(t) != kPure {
+		b.pure[t] = false
+		return false
+	}
+	if implementsAny(t, cborMarshaler, cborUnmarshal) {
+		b.pure[t] = true
+		return true
+	}
+	b.pure[t] = true
+	p := true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		p = b.isPure(t.Elem())
+	case reflect.Map:
+		p = b.isPure(t.Key()) && b.isPure(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
+				p = false
+				break
+			}
+		}
+	}
+	b.pure[t] = p
+	return p
+}
+
+func (b *builder) info(t reflect.Type) *typeInfo {
+	if ti, ok := b.cache.infos.Load(t); ok {
+		return ti.(*typeInfo)
+	}
+	if ti, ok := b.building[t]; ok {
+		return ti
+	}
+	ti := &typeInfo{t: t}
+	b.building[t] = ti
+	b.fill(ti, false)
+	return ti
+}
+
+// fill works out ti. asState ignores a Copyable registration, for the info
+// that encodes a Copyable's own fields.
+func (b *builder) fill(ti *typeInfo, asState bool) {
+	t := ti.t
+	k := special(t)
+	if asState && k == kCopyable {
+		k = kPure
+	}
+	switch k {
+	case kCopyable:
+		ti.kind = kCopyable
+		ti.name, _ = typereg.CopyableName(t)
+		st := &typeInfo{t: t}
+		b.fill(st, true)
+		ti.state = st
+		return
+	case kPure:
+		// decided below
+	default:
+		ti.kind = k
+		return
+	}
+	if b.isPureShape(t) {
+		ti.kind = kPure
+		ti.prim = primOf(t)
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		ti.kind = kPtr
+		ti.elem = b.info(t.Elem())
+	case reflect.Slice:
+		ti.kind = kSlice
+		ti.elem = b.info(t.Elem())
+	case reflect.Array:
+		ti.kind = kArray
+		ti.elem = b.info(t.Elem())
+	case reflect.Map:
+		ti.kind = kMap
+		ti.key = b.info(t.Key())
+		ti.elem = b.info(t.Elem())
+	case reflect.Struct:
+		ti.kind = kStruct
+		b.structFields(ti)
+	default:
+		ti.kind = kPure
+	}
+}
+
+// isPureShape is isPure for a type whose own registration was already
+// considered (a Copyable's state).
+func (b *builder) isPureShape(t reflect.Type) bool {
+	if implementsAny(t, cborMarshaler, cborUnmarshal) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return b.isPure(t.Elem())
+	case reflect.Map:
+		return b.isPure(t.Key()) && b.isPure(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// primOf picks the scalar fast path for t, if it has one. Types with their
+// own marshalling methods go to fxamacker so that those methods are honoured.
+func primOf(t reflect.Type) prim {
+	if implementsAny(t, cborMarshaler, cborUnmarshal, binMarshaler, binUnmarshaler) {
+		return primNone
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return primBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return primInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return primUint
+	case reflect.Float32:
+		return primFloat32
+	case reflect.Float64:
+		return primFloat64
+	case reflect.String:
+		return primString
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 && !implementsAny(t.Elem(), cborMarshaler, binMarshaler) {
+			return primBytes
+		}
+	}
+	return primNone
+}
+
+// structFields lists the encoded fields of an impure struct with the same
+// rules fxamacker applies to plain structs: the name comes from the cbor
+// tag, else the json tag, else the field name; "-" skips a field; omitempty
+// and keyasint are honoured; embedded structs are flattened, the shallowest
+// field of a name winning and equally deep ones cancelling out unless
+// exactly one is tagged; a `_ struct{} `cbor:",toarray"`` field makes the
+// struct an array in field order.
+func (b *builder) structFields(ti *typeInfo) {
+	type cand struct {
+		field
+		depth  int
+		tagged bool
+		order  int
+	}
+	var cands []cand
+	var walk func(t reflect.Type, index []int, depth int)
+	visited := map[reflect.Type]bool{}
+	walk = func(t reflect.Type, index []int, depth int) {
+		if visited[t] {
+			return
+		}
+		visited[t] = true
+		defer delete(visited, t)
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if sf.Name == "_" {
+				if opts := tagOptions(sf); strings.Contains(opts, "toarray") && depth == 0 {
+					ti.toArray = true
+				}
+				continue
+			}
+			tag, tagged := sf.Tag.Lookup("cbor")
+			if !tagged {
+				tag, tagged = sf.Tag.Lookup("json")
+			}
+			if tag == "-" {
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			idx := append(append([]int(nil), index...), i)
+			ft := sf.Type
+			if sf.Anonymous && name == "" {
+				et := ft
+				if et.Kind() == reflect.Pointer {
+					et = et.Elem()
+				}
+				if et.Kind() == reflect.Struct && special(et) == kPure && special(ft) == kPure {
+					walk(et, idx, depth+1)
+					continue
+				}
+			}
+			if !sf.IsExported() {
+				continue
+			}
+			f := field{name: sf.Name, index: idx, omitEmpty: hasOpt(opts, "omitempty")}
+			if name != "" {
+				f.name = name
+			}
+			if hasOpt(opts, "keyasint") {
+				if k, err := strconv.ParseInt(f.name, 10, 64); err == nil {
+					f.intKey, f.key = true, k
+				}
+			}
+			cands = append(cands, cand{field: f, depth: depth, tagged: name != "", order: len(cands)})
+		}
+	}
+	walk(ti.t, nil, 0)
+
+	best := map[string][]cand{}
+	for _, c := range cands {
+		best[c.name] = append(best[c.name], c)
+	}
+	keep := map[int]bool{}
+	for _, cs := range best {
+		min := cs[0].depth
+		for _, c := range cs {
+			if c.depth < min {
+				min = c.depth
+			}
+		}
+		var top []cand
+		for _, c := range cs {
+			if c.depth == min {
+				top = append(top, c)
+			}
+		}
+		if len(top) == 1 {
+			keep[top[0].order] = true
+			continue
+		}
+		var tagged []cand
+		for _, c := range top {
+			if c.tagged {
+				tagged = append(tagged, c)
+			}
+		}
+		if len(tagged) == 1 {
+			keep[tagged[0].order] = true
+		}
+	}
+	ti.byName = map[string]int{}
+	for _, c := range cands {
+		if !keep[c.order] {
+			continue
+		}
+		c.info = b.info(ti.t.FieldByIndex(c.index).Type)
+		ti.byName[c.name] = len(ti.fields)
+		ti.fields = append(ti.fields, c.field)
+	}
+}
+
+func tagOptions(sf reflect.StructField) string {
+	tag, ok := sf.Tag.Lookup("cbor")
+	if !ok {
+		tag = sf.Tag.Get("json")
+	}
+	_, opts, _ := strings.Cut(tag, ",")
+	return opts
+}
+
+func hasOpt(opts, want string) bool {
+	for opts != "" {
+		var o string
+		o, opts, _ = strings.Cut(opts, ",")
+		if o == want {
+			return true
+		}
+	}
+	return false
+}

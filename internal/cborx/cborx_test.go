@@ -1,0 +1,196 @@
+package cborx
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAppendMatchesReferenceEncoder(t *testing.T) {
+	cases := []struct {
+		got  []byte
+		want any
+	}{
+		{AppendUint(nil, 0), uint64(0)},
+		{AppendUint(nil, 23), uint64(23)},
+		{AppendUint(nil, 24), uint64(24)},
+		{AppendUint(nil, 255), uint64(255)},
+		{AppendUint(nil, 256), uint64(256)},
+		{AppendUint(nil, 65536), uint64(65536)},
+		{AppendUint(nil, math.MaxUint64), uint64(math.MaxUint64)},
+		{AppendInt(nil, -1), int64(-1)},
+		{AppendInt(nil, math.MinInt64), int64(math.MinInt64)},
+		{AppendText(nil, "héllo"), "héllo"},
+		{AppendBytes(nil, []byte{1, 2, 3}), []byte{1, 2, 3}},
+		{AppendBool(nil, true), true},
+		{AppendNull(nil), nil},
+		{AppendFloat64(nil, 1.5), float64(1.5)},
+	}
+	for _, c := range cases {
+		want, err := cbor.Marshal(c.want)
+		require.NoError(t, err)
+		assert.Equal(t, want, c.got, "%v", c.want)
+	}
+}
+
+func TestReaderRoundTrip(t *testing.T) {
+	var b []byte
+	b = AppendArray(b, 5)
+	b = AppendUint(b, 300)
+	b = AppendInt(b, -5)
+	b = AppendText(b, "m")
+	b = AppendNull(b)
+	b = AppendFloat32(b, 2.5)
+	require.NoError(t, Validate(b, DefaultLimits))
+	r := NewReader(b)
+	n, err := r.ReadArray()
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+	u, err := r.ReadUint()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(300), u)
+	i, err := r.ReadInt()
+	require.NoError(t, err)
+	assert.Equal(t, int64(-5), i)
+	s, err := r.ReadText()
+	require.NoError(t, err)
+	assert.Equal(t, "m", string(s))
+	assert.True(t, r.ReadNull())
+	h, err := r.ReadHead()
+	require.NoError(t, err)
+	f, ok := h.Float()
+	assert.True(t, ok)
+	assert.Equal(t, 2.5, f)
+	assert.Zero(t, r.Len())
+}
+
+func TestReaderTypeMismatchDoesNotConsume(t *testing.T) {
+	r := NewReader(AppendText(nil, "x"))
+	_, err := r.ReadUint()
+	require.ErrorIs(t, err, ErrSyntax)
+	assert.Zero(t, r.Offset())
+}
+
+func TestFloat16(t *testing.T) {
+	for _, c := range []struct {
+		bits uint16
+		want float64
+	}{{0x3c00, 1}, {0xc000, -2}, {0x7bff, 65504}, {0x0001, 5.960464477539063e-8}, {0x7c00, math.Inf(1)}} {
+		assert.Equal(t, c.want, float16(c.bits))
+	}
+	assert.True(t, math.IsNaN(float16(0x7e00)))
+}
+
+func TestValidateRejects(t *testing.T) {
+	deep := bytes.Repeat([]byte{0x81}, 40)
+	deep = append(deep, 0x00)
+	cases := map[string]struct {
+		in   []byte
+		want error
+	}{
+		"empty":              {nil, ErrSyntax},
+		"truncated head":     {[]byte{0x19, 0x01}, ErrSyntax},
+		"truncated string":   {[]byte{0x63, 'a'}, ErrSyntax},
+		"indefinite array":   {[]byte{0x9f, 0xff}, ErrSyntax},
+		"indefinite string":  {[]byte{0x7f, 0xff}, ErrSyntax},
+		"reserved ai":        {[]byte{0x1c}, ErrSyntax},
+		"bad utf8":           {[]byte{0x62, 0xff, 0xfe}, ErrSyntax},
+		"trailing":           {[]byte{0x01, 0x02}, ErrSyntax},
+		"too deep":           {deep, ErrLimit},
+		"huge array head":    {[]byte{0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrLimit},
+		"array past end":     {[]byte{0x83, 0x01}, ErrSyntax},
+		"bad simple":         {[]byte{0xf8, 0x10}, ErrSyntax},
+		"unassigned simple":  {[]byte{0xe0}, ErrSyntax},
+		"break outside":      {[]byte{0xff}, ErrSyntax},
+		"map past end":       {[]byte{0xa2, 0x01, 0x02}, ErrSyntax},
+		"tag without content": {[]byte{0xc1}, ErrSyntax},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := Validate(c.in, DefaultLimits)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, c.want)
+		})
+	}
+}
+
+func TestValidateAcceptsWellFormed(t *testing.T) {
+	v := map[string]any{"a": []any{1, -2, "x", []byte{1}, 1.5, true, nil, map[any]any{1: 2}}}
+	b, err := cbor.Marshal(v)
+	require.NoError(t, err)
+	require.NoError(t, Validate(b, DefaultLimits))
+	r := NewReader(b)
+	require.NoError(t, r.Skip())
+	assert.Zero(t, r.Len())
+}
+
+func TestFrameReader(t *testing.T) {
+	var stream []byte
+	for _, body := range [][]byte{{0x01}, bytes.Repeat([]byte{0x40}, 300), AppendText(nil, strings.Repeat("z", 5000))} {
+		buf := make([]byte, FramePrefix, FramePrefix+len(body))
+		stream = append(stream, SealFrame(append(buf, body...))...)
+	}
+	fr := NewFrameReader(bytes.NewReader(stream), 1<<20, 1024)
+	b, err := fr.Next()
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0x01}, b)
+	b, err = fr.Next()
+	require.NoError(t, err)
+	assert.Len(t, b, 300)
+	b, err = fr.Next()
+	require.NoError(t, err)
+	assert.Len(t, b, 5003)
+	_, err = fr.Next()
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+func TestFrameReaderLimits(t *testing.T) {
+	// A declared length over the maximum is refused before any body is read.
+	fr := NewFrameReader(io.MultiReader(bytes.NewReader([]byte{0x80, 0x80, 0x04}), failReader{}), 1024, 512)
+	_, err := fr.Next()
+	assert.ErrorIs(t, err, ErrFrameTooLarge)
+
+	fr = NewFrameReader(bytes.NewReader([]byte{0x05, 0x01}), 1024, 512)
+	_, err = fr.Next()
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+
+	fr = NewFrameReader(bytes.NewReader([]byte{0x00}), 1024, 512)
+	_, err = fr.Next()
+	assert.ErrorIs(t, err, ErrSyntax)
+
+	fr = NewFrameReader(bytes.NewReader(bytes.Repeat([]byte{0xff}, 11)), 1024, 512)
+	_, err = fr.Next()
+	assert.ErrorIs(t, err, ErrSyntax)
+}
+
+type failReader struct{}
+
+func (failReader) Read([]byte) (int, error) { return 0, errors.New("body must not be read") }
+
+func FuzzValidate(f *testing.F) {
+	for _, v := range []any{1, "x", []any{1, "a", []byte{2}}, map[string]any{"k": []any{nil, true, 1.5}}} {
+		b, _ := cbor.Marshal(v)
+		f.Add(b)
+	}
+	f.Add([]byte{0x9f, 0x01, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := Validate(b, DefaultLimits)
+		r := NewReader(b)
+		skipErr := r.Skip()
+		if err == nil {
+			if skipErr != nil || r.Len() != 0 {
+				t.Fatalf("validated item does not skip cleanly: %v, %d left", skipErr, r.Len())
+			}
+			if werr := cbor.Wellformed(b); werr != nil {
+				t.Fatalf("Validate accepted what the reference decoder rejects: %v", werr)
+			}
+		}
+	})
+}

@@ -1,0 +1,101 @@
+package cborx
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrFrameTooLarge is wrapped when a frame's declared length exceeds the
+// reader's maximum. The body is not read.
+var ErrFrameTooLarge = errors.New("frame exceeds the maximum size")
+
+// FramePrefix is the room an encoder leaves at the start of its buffer so
+// that SealFrame can put the length prefix in front of the body without
+// copying it.
+const FramePrefix = binary.MaxVarintLen64
+
+// SealFrame takes a buffer whose body starts at FramePrefix and returns the
+// frame: uvarint(len(body)) immediately followed by the body.
+func SealFrame(buf []byte) []byte {
+	n := len(buf) - FramePrefix
+	var tmp [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(tmp[:], uint64(n))
+	start := FramePrefix - k
+	copy(buf[start:], tmp[:k])
+	return buf[start:]
+}
+
+// FrameReader reads length-prefixed frames. The length is checked against the
+// maximum before any of the body is read, so a hostile length costs nothing.
+type FrameReader struct {
+	br      *bufio.Reader
+	max     int
+	buf     []byte
+	discard int // bytes of the previous frame still in br's buffer
+}
+
+// NewFrameReader returns a FrameReader reading from r with the given maximum
+// body size. It buffers bufSize bytes.
+func NewFrameReader(r io.Reader, max, bufSize int) *FrameReader {
+	return &FrameReader{br: bufio.NewReaderSize(r, bufSize), max: max}
+}
+
+// Next returns the next frame's body. The slice is valid until the next call
+// to Next. A clean end of stream between frames returns io.EOF; an end inside
+// a frame returns io.ErrUnexpectedEOF.
+func (f *FrameReader) Next() ([]byte, error) {
+	if f.discard > 0 {
+		_, _ = f.br.Discard(f.discard) // already buffered: cannot fail
+		f.discard = 0
+	}
+	n, err := binary.ReadUvarint(f.br)
+	if err != nil {
+		if errors.Is(err, io.EOF) && f.br.Buffered() == 0 {
+			return nil, err
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("%w: bad frame length: %w", ErrSyntax, err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: empty frame", ErrSyntax)
+	}
+	if n > uint64(f.max) {
+		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", ErrFrameTooLarge, n, f.max)
+	}
+	if int(n) <= f.br.Size() {
+		// Small frames are decoded straight from bufio's buffer.
+		p, err := f.br.Peek(int(n))
+		if err != nil {
+			return nil, unexpected(err)
+		}
+		f.discard = int(n)
+		return p, nil
+	}
+	if cap(f.buf) < int(n) {
+		f.buf = make([]byte, n)
+	}
+	f.buf = f.buf[:n]
+	if _, err := io.ReadFull(f.br, f.buf); err != nil {
+		return nil, unexpected(err)
+	}
+	body := f.buf
+	if cap(f.buf) > 4*f.br.Size() {
+		f.buf = nil // do not pin a large buffer between large frames
+	}
+	return body, nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// SetMax changes the maximum body size for later frames.
+func (f *FrameReader) SetMax(max int) { f.max = max }

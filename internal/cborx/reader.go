@@ -1,0 +1,311 @@
+package cborx
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrSyntax is wrapped by every error that reports malformed CBOR.
+var ErrSyntax = errors.New("malformed CBOR")
+
+// ErrLimit is wrapped by every error that reports CBOR exceeding a limit.
+var ErrLimit = errors.New("CBOR limit exceeded")
+
+func syntaxErr(off int, format string, args ...any) error {
+	return fmt.Errorf("%w at offset %d: %s", ErrSyntax, off, fmt.Sprintf(format, args...))
+}
+
+// Reader reads CBOR items from a byte slice. Every method checks bounds; none
+// panics on hostile input. Byte and text strings are returned as views into
+// the slice: copy them if they must outlive it.
+type Reader struct {
+	b   []byte
+	off int
+}
+
+// NewReader returns a Reader over b.
+func NewReader(b []byte) Reader { return Reader{b: b} }
+
+// Reset points r at b.
+func (r *Reader) Reset(b []byte) { r.b, r.off = b, 0 }
+
+// Offset reports how many bytes have been consumed.
+func (r *Reader) Offset() int { return r.off }
+
+// Len reports how many bytes remain.
+func (r *Reader) Len() int { return len(r.b) - r.off }
+
+// Bytes returns b[from:Offset()], the bytes consumed since from.
+func (r *Reader) Bytes(from int) []byte { return r.b[from:r.off] }
+
+// Rest returns the unread bytes.
+func (r *Reader) Rest() []byte { return r.b[r.off:] }
+
+// Head is a decoded item head.
+type Head struct {
+	Major byte
+	AI    byte   // additional information (low five bits of the first byte)
+	Arg   uint64 // argument; for floats, the raw bits
+}
+
+// PeekHead decodes the next head without consuming it.
+func (r *Reader) PeekHead() (Head, error) {
+	off := r.off
+	h, err := r.ReadHead()
+	r.off = off
+	return h, err
+}
+
+// ReadHead decodes and consumes the next head. Indefinite lengths and the
+// reserved additional-information values 28–30 are rejected.
+func (r *Reader) ReadHead() (Head, error) {
+	if r.off >= len(r.b) {
+		return Head{}, syntaxErr(r.off, "unexpected end of data")
+	}
+	ib := r.b[r.off]
+	h := Head{Major: ib >> 5, AI: ib & 31}
+	n := 0
+	switch {
+	case h.AI < 24:
+		h.Arg = uint64(h.AI)
+	case h.AI == 24:
+		n = 1
+	case h.AI == 25:
+		n = 2
+	case h.AI == 26:
+		n = 4
+	case h.AI == 27:
+		n = 8
+	case h.AI == 31:
+		return Head{}, syntaxErr(r.off, "indefinite-length items are not allowed")
+	default:
+		return Head{}, syntaxErr(r.off, "reserved additional information %d", h.AI)
+	}
+	if len(r.b)-r.off-1 < n {
+		return Head{}, syntaxErr(r.off, "unexpected end of data in head")
+	}
+	p := r.b[r.off+1:]
+	switch n {
+	case 1:
+		h.Arg = uint64(p[0])
+		if h.Major == MajorSimple && h.Arg < 32 {
+			return Head{}, syntaxErr(r.off, "invalid two-byte simple value %d", h.Arg)
+		}
+	case 2:
+		h.Arg = uint64(binary.BigEndian.Uint16(p))
+	case 4:
+		h.Arg = uint64(binary.BigEndian.Uint32(p))
+	case 8:
+		h.Arg = binary.BigEndian.Uint64(p)
+	}
+	r.off += 1 + n
+	return h, nil
+}
+
+// TypeName names a head's type for error messages.
+func (h Head) TypeName() string {
+	switch h.Major {
+	case MajorUint:
+		return "unsigned integer"
+	case MajorNeg:
+		return "negative integer"
+	case MajorBytes:
+		return "byte string"
+	case MajorText:
+		return "text string"
+	case MajorArray:
+		return "array"
+	case MajorMap:
+		return "map"
+	case MajorTag:
+		return fmt.Sprintf("tag %d", h.Arg)
+	}
+	switch h.AI {
+	case SimpleFalse, SimpleTrue:
+		return "boolean"
+	case SimpleNull:
+		return "null"
+	case SimpleUndefined:
+		return "undefined"
+	case SimpleFloat16, SimpleFloat32, SimpleFloat64:
+		return "float"
+	}
+	return "simple value"
+}
+
+// IsNull reports whether h is null or undefined.
+func (h Head) IsNull() bool {
+	return h.Major == MajorSimple && (h.AI == SimpleNull || h.AI == SimpleUndefined)
+}
+
+// Float returns the value of a float head.
+func (h Head) Float() (float64, bool) {
+	if h.Major != MajorSimple {
+		return 0, false
+	}
+	switch h.AI {
+	case SimpleFloat16:
+		return float16(uint16(h.Arg)), true
+	case SimpleFloat32:
+		return float64(math.Float32frombits(uint32(h.Arg))), true
+	case SimpleFloat64:
+		return math.Float64frombits(h.Arg), true
+	}
+	return 0, false
+}
+
+func float16(h uint16) float64 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp := int(h>>10) & 0x1f
+	frac := float64(h & 0x3ff)
+	switch exp {
+	case 0:
+		return sign * math.Ldexp(frac, -24)
+	case 31:
+		if frac == 0 {
+			return math.Inf(int(sign))
+		}
+		return math.NaN()
+	}
+	return sign * math.Ldexp(frac+1024, exp-25)
+}
+
+// ReadUint reads an unsigned integer.
+func (r *Reader) ReadUint() (uint64, error) {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return 0, err
+	}
+	if h.Major != MajorUint {
+		r.off = off
+		return 0, syntaxErr(off, "expected unsigned integer, found %s", h.TypeName())
+	}
+	return h.Arg, nil
+}
+
+// ReadInt reads a signed or unsigned integer that fits in an int64.
+func (r *Reader) ReadInt() (int64, error) {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return 0, err
+	}
+	switch h.Major {
+	case MajorUint:
+		if h.Arg > math.MaxInt64 {
+			return 0, syntaxErr(off, "integer %d overflows int64", h.Arg)
+		}
+		return int64(h.Arg), nil
+	case MajorNeg:
+		if h.Arg > math.MaxInt64 {
+			return 0, syntaxErr(off, "negative integer overflows int64")
+		}
+		return -1 - int64(h.Arg), nil
+	}
+	r.off = off
+	return 0, syntaxErr(off, "expected integer, found %s", h.TypeName())
+}
+
+// ReadText reads a text string and returns a view of its bytes. UTF-8
+// validity is the caller's concern (Validate checks it for whole frames).
+func (r *Reader) ReadText() ([]byte, error) { return r.readString(MajorText) }
+
+// ReadBytes reads a byte string and returns a view of it.
+func (r *Reader) ReadBytes() ([]byte, error) { return r.readString(MajorBytes) }
+
+func (r *Reader) readString(m byte) ([]byte, error) {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return nil, err
+	}
+	if h.Major != m {
+		r.off = off
+		return nil, syntaxErr(off, "expected %s, found %s", Head{Major: m}.TypeName(), h.TypeName())
+	}
+	return r.take(h.Arg)
+}
+
+func (r *Reader) take(n uint64) ([]byte, error) {
+	if n > uint64(len(r.b)-r.off) {
+		return nil, syntaxErr(r.off, "string of %d bytes runs past the end of data", n)
+	}
+	p := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return p, nil
+}
+
+// ReadArray reads an array head and returns its length.
+func (r *Reader) ReadArray() (int, error) {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return 0, err
+	}
+	if h.Major != MajorArray {
+		r.off = off
+		return 0, syntaxErr(off, "expected array, found %s", h.TypeName())
+	}
+	if h.Arg > uint64(len(r.b)-r.off) { // every item takes at least one byte
+		return 0, syntaxErr(off, "array of %d items cannot fit in %d bytes", h.Arg, len(r.b)-r.off)
+	}
+	return int(h.Arg), nil
+}
+
+// ReadNull consumes a null or undefined if one is next and reports whether it did.
+func (r *Reader) ReadNull() bool {
+	if r.off < len(r.b) && (r.b[r.off] == MajorSimple<<5|SimpleNull || r.b[r.off] == MajorSimple<<5|SimpleUndefined) {
+		r.off++
+		return true
+	}
+	return false
+}
+
+// Skip consumes one whole item. It assumes nothing about the input and
+// checks bounds, but it does not enforce limits: call Validate first on data
+// from a peer.
+func (r *Reader) Skip() error {
+	return r.skip(0)
+}
+
+const skipMaxDepth = 256
+
+func (r *Reader) skip(depth int) error {
+	if depth > skipMaxDepth {
+		return syntaxErr(r.off, "nesting too deep")
+	}
+	h, err := r.ReadHead()
+	if err != nil {
+		return err
+	}
+	switch h.Major {
+	case MajorBytes, MajorText:
+		_, err = r.take(h.Arg)
+		return err
+	case MajorArray, MajorMap:
+		n := h.Arg
+		if h.Major == MajorMap {
+			if n > math.MaxUint64/2 {
+				return syntaxErr(r.off, "map too large")
+			}
+			n *= 2
+		}
+		if n > uint64(len(r.b)-r.off) {
+			return syntaxErr(r.off, "container of %d items cannot fit in %d bytes", n, len(r.b)-r.off)
+		}
+		for i := uint64(0); i < n; i++ {
+			if err := r.skip(depth + 1); err != nil {
+				return err
+			}
+		}
+	case MajorTag:
+		return r.skip(depth + 1)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package cborx
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// Limits bound what Validate accepts.
+type Limits struct {
+	MaxDepth int // nesting of arrays, maps and tags; the top item is depth 1
+	MaxItems int // items in one array or pairs in one map
+}
+
+// DefaultLimits are the limits Tether applies to every frame from a peer.
+var DefaultLimits = Limits{MaxDepth: 32, MaxItems: 128 * 1024}
+
+// Validate checks that b holds exactly one well-formed CBOR item: definite
+// lengths only, valid UTF-8 in text strings, valid simple values, nesting and
+// container sizes within lim. Errors wrap ErrSyntax or ErrLimit.
+func Validate(b []byte, lim Limits) error {
+	r := NewReader(b)
+	if err := r.validate(lim, 1); err != nil {
+		return err
+	}
+	if r.Len() != 0 {
+		return syntaxErr(r.off, "%d bytes of trailing data after the item", r.Len())
+	}
+	return nil
+}
+
+func (r *Reader) validate(lim Limits, depth int) error {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return err
+	}
+	switch h.Major {
+	case MajorBytes:
+		_, err = r.take(h.Arg)
+		return err
+	case MajorText:
+		s, err := r.take(h.Arg)
+		if err != nil {
+			return err
+		}
+		if !utf8.Valid(s) {
+			return syntaxErr(off, "text string is not valid UTF-8")
+		}
+		return nil
+	case MajorArray, MajorMap:
+		if depth > lim.MaxDepth {
+			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, lim.MaxDepth, off)
+		}
+		if h.Arg > uint64(lim.MaxItems) {
+			return fmt.Errorf("%w: %s of %d items exceeds %d at offset %d", ErrLimit, h.TypeName(), h.Arg, lim.MaxItems, off)
+		}
+		n := h.Arg
+		if h.Major == MajorMap {
+			n *= 2
+		}
+		if n > uint64(r.Len()) {
+			return syntaxErr(off, "%s of %d items cannot fit in %d bytes", h.TypeName(), h.Arg, r.Len())
+		}
+		for i := uint64(0); i < n; i++ {
+			if err := r.validate(lim, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case MajorTag:
+		if depth > lim.MaxDepth {
+			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, lim.MaxDepth, off)
+		}
+		return r.validate(lim, depth+1)
+	case MajorSimple:
+		if h.AI < 24 && h.AI < SimpleFalse {
+			return syntaxErr(off, "unassigned simple value %d", h.AI)
+		}
+		if h.AI == 24 {
+			return syntaxErr(off, "unassigned simple value %d", h.Arg)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+// Package remoteable is how a local Go type says how it travels across a
+// Tether connection, and who may call it.
+//
+// There are four kinds of value on the wire:
+//
+//   - Plain data (numbers, strings, structs, maps, slices) is encoded as CBOR
+//     and decoded into the receiver's declared Go type.
+//   - A Copyable is a named type registered with RegisterCopyable. It is sent
+//     by value together with its name, so that it decodes to the same Go type
+//     on the far side even into an interface value, and can be sent on again.
+//   - A Referenceable is an object that embeds the Referenceable marker. It is
+//     never copied: the receiver gets a reference whose method calls travel
+//     back to the object. A reference that comes back to the process that
+//     exported it resolves to the original object.
+//   - A Cacheable is an observable model that streams a snapshot and then its
+//     changes (see package cache).
+//
+// A method is callable remotely when it is exported and has one of the forms
+//
+//	func (T) M(ctx context.Context, args...) (R, error)
+//	func (T) M(ctx context.Context, args...) error
+//
+// where the context parameter is optional. A type can declare more about its
+// methods (which are safe to repeat, whose results travel by reference, which
+// are local only) by implementing Declarer, and restrict its callers by
+// implementing Guarded.
+//
+// Errors keep their identity across the wire when registered with
+// RegisterError (sentinel values) or RegisterErrorType (error types).
+package remoteable

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"testing"
 
@@ -94,8 +93,3 @@ func TestCallbackOverSameConnection(t *testing.T) {
 	})
 }
 
-func TestContextCancelPropagates(t *testing.T) {
-	cl, _ := transports[0].connect(t, newService(), nil, nil)
-	_ = context.Background
-	_ = cl
-}

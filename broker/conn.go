@@ -131,12 +131,14 @@ func newConn(o *options, sess *yamux.Session, main *yamux.Stream, fr *cborx.Fram
 		ex := &export{obj: localRoot, permanent: true}
 		if p, ok := localRoot.(remoteable.Caller); ok {
 			ex.proxy = p
+			_, ex.guarded = localRoot.(remoteable.Guarded)
 		} else {
 			ex.typ = objTypeOf(localRoot)
+			ex.guarded = ex.typ.guarded
 		}
 		c.exports[0] = ex
 		if isComparable(localRoot) {
-			c.exportIDs[localRoot] = 0
+			c.exportIDs[exportKey(localRoot)] = 0
 		}
 	}
 	c.out = newSender(main, o.writeTimeout, c.fail)
@@ -244,8 +246,14 @@ func (c *Conn) monitor() {
 	c.handlers.Wait()
 
 	c.rmu.Lock()
+	exports := c.exports
 	c.exports, c.exportIDs, c.imports = nil, nil, nil
 	c.rmu.Unlock()
+	for _, ex := range exports {
+		if !ex.permanent {
+			releaseProxy(ex) // handles held on other connections for the peer
+		}
+	}
 	if c.onDone != nil {
 		c.onDone()
 	}
@@ -282,8 +290,9 @@ func (c *Conn) readLoop() {
 
 func (c *Conn) readFailed(err error) {
 	switch {
-	case errors.Is(err, cborx.ErrFrameTooLarge), errors.Is(err, cborx.ErrSyntax):
-		c.protocolError(err)
+	case errors.Is(err, cborx.ErrFrameTooLarge), errors.Is(err, cborx.ErrSyntax),
+		errors.Is(err, io.ErrUnexpectedEOF) && !c.sess.IsClosed():
+		c.protocolError(err) // a frame cut short by the peer is a violation too
 	case c.sess.IsClosed():
 		// The accept loop reports the session's own, more telling, cause.
 	default:

@@ -19,7 +19,7 @@ import (
 type decoder struct {
 	r        cborx.Reader
 	c        *Conn
-	imported []uint64
+	imported []*Ref
 	opaque   bool // relay mode: keep unregistered Copyables as opaque values
 	depth    int
 }
@@ -33,10 +33,10 @@ type opaque struct {
 
 func isTetherTag(tag uint64) bool { return tag >= tagSenderRef && tag <= tagError }
 
-// undo releases every import this decoder made; the value is being dropped.
+// undo releases every handle this decoder made; the value is being dropped.
 func (d *decoder) undo() {
-	if d.c != nil && len(d.imported) > 0 {
-		d.c.releaseImports(d.imported)
+	for _, r := range d.imported {
+		r.Release()
 	}
 	d.imported = d.imported[:0]
 }
@@ -557,10 +557,10 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 		}
 		if h.Arg == tagSenderRef {
 			r := d.c.importRef(id)
-			d.imported = append(d.imported, id)
+			d.imported = append(d.imported, r)
 			return r, nil
 		}
-		obj, ok := d.c.exported(id)
+		obj, ok := d.c.homecoming(id)
 		if !ok {
 			return nil, fmt.Errorf("%w: id %d", ErrUnknownReference, id)
 		}

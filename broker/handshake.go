@@ -122,10 +122,7 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	}()
 	if !stop() || err != nil {
 		sess.Close()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("tether: handshake: %w", ctx.Err())
-		}
-		return nil, fmt.Errorf("tether: handshake: %w", err)
+		return nil, handshakeErr(ctx, err)
 	}
 	n, err := welcome.ReadArray()
 	if err != nil || n < 2 {
@@ -162,6 +159,17 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	main.SetDeadline(time.Time{})
 	peer.Name, peer.ID = string(name), string(id)
 	return newConn(o, sess, main, fr, peer, clampMax(peerMax), o.root).start(), nil
+}
+
+// handshakeErr reports a failed handshake, as the context's error when the
+// handshake ran out of time or was cancelled.
+func handshakeErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		err = cerr
+	} else if isTimeout(err) {
+		err = context.DeadlineExceeded
+	}
+	return fmt.Errorf("tether: handshake: %w", err)
 }
 
 func clampMax(n uint64) int {
@@ -250,13 +258,10 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	}()
 	if !stop() || err != nil || refusal != nil {
 		sess.Close()
-		switch {
-		case refusal != nil:
+		if refusal != nil {
 			return nil, refusal
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("tether: handshake: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("tether: handshake: %w", err)
+		return nil, handshakeErr(ctx, err)
 	}
 	main.SetDeadline(time.Time{})
 	fr.SetMax(o.maxMessageSize)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"sync"
@@ -328,4 +329,13 @@ func (e *validationError) Error() string { return e.Field + ": " + e.Reason }
 func init() {
 	remoteable.RegisterError("test.not-found", errNotFound)
 	remoteable.RegisterErrorType[*validationError]("test.validation")
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func listen(t testing.TB) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
@@ -20,14 +19,15 @@ import (
 // reference to one of this process's own objects comes back) a local object,
 // whose methods Call invokes directly.
 //
-// Receiving the same remote object twice on a connection yields the same
-// *Ref while it is held. Release it when done; a Ref that becomes unreachable
-// is released automatically, but not promptly. A Ref is safe for concurrent
-// use.
+// Every reference received is a handle of its own: receiving the same remote
+// object twice gives two *Ref values (Same reports that they denote one
+// object), and each holder releases its own. The exporter drops the object
+// once every handle on the connection has been released. Release handles
+// when done; a handle that becomes unreachable is released automatically,
+// but not promptly. A Ref is safe for concurrent use.
 type Ref struct {
 	c        *Conn
 	id       uint64
-	gen      uint64
 	obj      any // a local object, when c is nil
 	released atomic.Bool
 	cleanup  runtime.Cleanup
@@ -61,16 +61,27 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	return r.c.call(ctx, r.id, method, reply, args)
 }
 
-// Release gives the reference back: the exporter drops the object once every
-// reference it handed out on this connection has been released. Later calls
-// fail with ErrReleased. Release is idempotent; it is a no-op for a root
-// reference and for a local object.
+// Release gives the handle back: the exporter drops the object once every
+// handle to it on this connection has been released. Later calls on this
+// handle fail with ErrReleased; other handles are not affected. Release is
+// idempotent; it is a no-op for a root reference and for a local object.
 func (r *Ref) Release() {
 	if r.c == nil || r.id == 0 || r.released.Swap(true) {
 		return
 	}
 	r.cleanup.Stop()
-	r.c.releaseRef(r.id, r.gen)
+	r.c.dropHandle(r.id)
+}
+
+// Same reports whether r and o denote the same object.
+func (r *Ref) Same(o *Ref) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	if r.c == nil || o.c == nil {
+		return r.c == o.c && r.obj == o.obj
+	}
+	return r.c == o.c && r.id == o.id
 }
 
 // Conn returns the connection the reference lives on, or nil for a local
@@ -248,78 +259,141 @@ type export struct {
 	permanent bool // the root
 }
 
+// proxyKey identifies a reference to another connection's object, so that
+// every handle to it is exported under one id.
+type proxyKey struct {
+	c  *Conn
+	id uint64
+}
+
+func exportKey(obj any) any {
+	if r, ok := obj.(*Ref); ok && r.c != nil {
+		return proxyKey{r.c, r.id}
+	}
+	return obj
+}
+
 func isComparable(x any) bool { return reflect.TypeOf(x).Comparable() }
 
 // export hands obj out by reference, returning its id on this connection.
-// The same object keeps the same id for as long as the peer holds it.
+// The same object keeps the same id for as long as the peer holds it. A
+// reference to another connection's object is exported as a proxy that owns
+// a handle of its own, so the caller may release theirs.
 func (c *Conn) export(obj any) (uint64, error) {
 	if !isComparable(obj) {
 		return 0, fmt.Errorf("cannot send a %T by reference: the type is not comparable", obj)
 	}
-	ex := &export{obj: obj, count: 1}
-	if p, ok := obj.(remoteable.Caller); ok {
-		ex.proxy = p
-		_, ex.guarded = obj.(remoteable.Guarded)
-	} else {
-		ex.typ = objTypeOf(obj) // outside the lock: may run user code once per type
-		ex.guarded = ex.typ.guarded
-	}
+	key := exportKey(obj)
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
 	if c.exports == nil {
+		c.rmu.Unlock()
 		return 0, &linkError{cause: ErrClosed}
 	}
-	if id, ok := c.exportIDs[obj]; ok {
+	if id, ok := c.exportIDs[key]; ok {
 		if old := c.exports[id]; !old.permanent {
 			old.count++
 		}
+		c.rmu.Unlock()
 		return id, nil
 	}
-	if len(c.exports) >= c.opts.maxExports {
-		return 0, fmt.Errorf("%w: this connection already holds %d objects for the peer", ErrTooManyReferences, len(c.exports))
+	full := len(c.exports) >= c.opts.maxExports
+	c.rmu.Unlock()
+	if full {
+		return 0, fmt.Errorf("%w: this connection already holds %d objects for the peer", ErrTooManyReferences, c.opts.maxExports)
+	}
+
+	// Build the entry outside the lock: the method table may run user code
+	// once per type, and a proxy's handle is taken on another connection.
+	ex := &export{obj: obj, count: 1}
+	if r, ok := obj.(*Ref); ok && r.c != nil {
+		h := r.c.dup(r)
+		ex.obj, ex.proxy = h, h
+	} else if p, ok := obj.(remoteable.Caller); ok {
+		ex.proxy = p
+		_, ex.guarded = obj.(remoteable.Guarded)
+	} else {
+		ex.typ = objTypeOf(obj)
+		ex.guarded = ex.typ.guarded
+	}
+
+	c.rmu.Lock()
+	if id, ok := c.exportIDs[key]; ok || c.exports == nil { // lost a race, or closed
+		if ok {
+			c.exports[id].count++
+		}
+		c.rmu.Unlock()
+		releaseProxy(ex)
+		if !ok {
+			return 0, &linkError{cause: ErrClosed}
+		}
+		return id, nil
 	}
 	c.nextExport++
 	id := c.nextExport
 	c.exports[id] = ex
-	c.exportIDs[obj] = id
+	c.exportIDs[key] = id
+	c.rmu.Unlock()
 	return id, nil
+}
+
+func releaseProxy(ex *export) {
+	if r, ok := ex.obj.(*Ref); ok && ex.proxy != nil {
+		r.Release()
+	}
 }
 
 // unexport takes back exports made for a message that was never sent.
 func (c *Conn) unexport(ids []uint64) {
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
+	var gone []*export
 	for _, id := range ids {
-		c.dropExport(id, 1)
+		if ex, _ := c.dropExport(id, 1); ex != nil {
+			gone = append(gone, ex)
+		}
+	}
+	c.rmu.Unlock()
+	for _, ex := range gone {
+		releaseProxy(ex)
 	}
 }
 
-// dropExport lowers an export's count by n. c.rmu held.
-func (c *Conn) dropExport(id, n uint64) bool {
+// dropExport lowers an export's count by n, returning the entry if it went
+// and reporting false if n was more than was handed out. c.rmu held.
+func (c *Conn) dropExport(id, n uint64) (*export, bool) {
 	ex := c.exports[id]
 	if ex == nil || n > ex.count {
-		return false
+		return nil, false
 	}
 	if ex.permanent {
-		return true
+		return nil, true
 	}
 	ex.count -= n
-	if ex.count == 0 {
-		delete(c.exports, id)
-		delete(c.exportIDs, ex.obj)
+	if ex.count > 0 {
+		return nil, true
 	}
-	return true
+	delete(c.exports, id)
+	delete(c.exportIDs, exportKey(ex.obj))
+	return ex, true
 }
 
 // decref applies the peer's release of n references to id. Releasing what
 // was never handed out is a protocol violation.
 func (c *Conn) decref(id, n uint64) error {
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
 	if c.exports == nil {
+		c.rmu.Unlock()
 		return nil
 	}
-	if n == 0 || id == 0 || !c.dropExport(id, n) {
+	var gone *export
+	ok := n > 0 && id != 0
+	if ok {
+		gone, ok = c.dropExport(id, n)
+	}
+	c.rmu.Unlock()
+	if gone != nil {
+		releaseProxy(gone)
+	}
+	if !ok {
 		return fmt.Errorf("release of %d reference(s) to object %d that were never handed out", n, id)
 	}
 	return nil
@@ -331,30 +405,33 @@ func (c *Conn) lookupExport(id uint64) *export {
 	return c.exports[id]
 }
 
-// exported returns the object behind one of this side's export ids.
-func (c *Conn) exported(id uint64) (any, bool) {
-	if ex := c.lookupExport(id); ex != nil {
-		return ex.obj, true
+// homecoming returns what a reference to this side's export id decodes to:
+// the object itself, or a fresh handle when the export is a proxy (the
+// export keeps its own).
+func (c *Conn) homecoming(id uint64) (any, bool) {
+	ex := c.lookupExport(id)
+	if ex == nil {
+		return nil, false
 	}
-	return nil, false
+	if r, ok := ex.obj.(*Ref); ok && ex.proxy != nil {
+		return r.c.dup(r), true
+	}
+	return ex.obj, true
 }
 
-// importEntry tracks references to one of the peer's objects.
+// importEntry counts the handles to one of the peer's objects.
 type importEntry struct {
-	ref   weak.Pointer[Ref]
-	count uint64 // references received and not yet released
-	gen   uint64 // generation of the *Ref that owns the count
+	received uint64 // references the peer sent and this side has not released
+	live     uint64 // handles not yet released
 }
 
-type refKey struct{ id, gen uint64 }
-
-// importRef returns the *Ref for the peer's object id, counting one more
+// importRef returns a new handle to the peer's object id: one more
 // reference received.
 func (c *Conn) importRef(id uint64) *Ref {
+	r := &Ref{c: c, id: id}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.imports == nil {
-		r := &Ref{c: c, id: id}
 		r.released.Store(true)
 		return r
 	}
@@ -362,56 +439,46 @@ func (c *Conn) importRef(id uint64) *Ref {
 	if ent == nil {
 		ent = &importEntry{}
 		c.imports[id] = ent
-	} else if r := ent.ref.Value(); r != nil {
-		ent.count++
-		return r
 	}
-	// A new *Ref takes over the whole count; a collected predecessor whose
-	// cleanup has not run yet sees a different generation and does nothing.
-	ent.count++
-	c.nextGen++
-	r := &Ref{c: c, id: id, gen: c.nextGen}
-	ent.ref, ent.gen = weak.Make(r), r.gen
-	r.cleanup = runtime.AddCleanup(r, c.refCollected, refKey{id, r.gen})
+	ent.received++
+	ent.live++
+	r.cleanup = runtime.AddCleanup(r, c.dropHandle, id)
 	return r
 }
 
-// refCollected runs when a *Ref became unreachable without Release.
-func (c *Conn) refCollected(k refKey) { c.releaseRef(k.id, k.gen) }
+// dup returns another handle to the object r denotes; the peer is not told.
+func (c *Conn) dup(r *Ref) *Ref {
+	h := &Ref{c: c, id: r.id}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	ent := c.imports[r.id]
+	if ent == nil || r.released.Load() {
+		h.released.Store(true)
+		return h
+	}
+	ent.live++
+	h.cleanup = runtime.AddCleanup(h, c.dropHandle, r.id)
+	return h
+}
 
-func (c *Conn) releaseRef(id, gen uint64) {
+// dropHandle runs when a handle is released or collected. The last handle
+// to go tells the peer how many references it received.
+func (c *Conn) dropHandle(id uint64) {
 	c.rmu.Lock()
 	ent := c.imports[id]
-	if ent == nil || ent.gen != gen {
+	if ent == nil {
+		c.rmu.Unlock()
+		return
+	}
+	ent.live--
+	if ent.live > 0 {
 		c.rmu.Unlock()
 		return
 	}
 	delete(c.imports, id)
-	n := ent.count
+	n := ent.received
 	c.rmu.Unlock()
 	c.postRelease(id, n)
-}
-
-// releaseImports gives back one reference per id: a message carrying them
-// was dropped before its values were used.
-func (c *Conn) releaseImports(ids []uint64) {
-	c.rmu.Lock()
-	counts := map[uint64]uint64{}
-	for _, id := range ids {
-		ent := c.imports[id]
-		if ent == nil {
-			continue
-		}
-		ent.count--
-		counts[id]++
-		if ent.count == 0 {
-			delete(c.imports, id)
-		}
-	}
-	c.rmu.Unlock()
-	for id, n := range counts {
-		c.postRelease(id, n)
-	}
 }
 
 func (c *Conn) postRelease(id, n uint64) {

@@ -51,15 +51,9 @@ func (f *FrameReader) Next() ([]byte, error) {
 		_, _ = f.br.Discard(f.discard) // already buffered: cannot fail
 		f.discard = 0
 	}
-	n, err := binary.ReadUvarint(f.br)
+	n, err := f.readLength()
 	if err != nil {
-		if errors.Is(err, io.EOF) && f.br.Buffered() == 0 {
-			return nil, err
-		}
-		if errors.Is(err, io.EOF) {
-			return nil, io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("%w: bad frame length: %w", ErrSyntax, err)
+		return nil, err
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("%w: empty frame", ErrSyntax)
@@ -88,6 +82,29 @@ func (f *FrameReader) Next() ([]byte, error) {
 		f.buf = nil // do not pin a large buffer between large frames
 	}
 	return body, nil
+}
+
+// readLength reads the uvarint length prefix. A clean end of stream before
+// its first byte is io.EOF; transport errors are returned as they are.
+func (f *FrameReader) readLength() (uint64, error) {
+	var n uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		b, err := f.br.ReadByte()
+		if err != nil {
+			if i > 0 {
+				return 0, unexpected(err)
+			}
+			return 0, err
+		}
+		if i == binary.MaxVarintLen64-1 && b > 1 {
+			break
+		}
+		n |= uint64(b&0x7f) << (7 * i)
+		if b < 0x80 {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: frame length overflows 64 bits", ErrSyntax)
 }
 
 func unexpected(err error) error {

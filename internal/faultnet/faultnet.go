@@ -132,11 +132,16 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn) {
 			}
 		}
 		if err != nil {
-			// An orderly end in one direction is passed on as a half-close;
-			// the link goes when both directions have ended, or at once on
-			// an error.
+			// An orderly end in one direction is passed on as a half-close
+			// (a black hole swallows it, as a dead route would); the link
+			// goes when both directions have ended, or at once on an error.
 			if tc, ok := dst.(*net.TCPConn); ok && errors.Is(err, io.EOF) && l.alive.Add(-1) > 0 {
-				tc.CloseWrite()
+				p.mu.Lock()
+				hole := p.blackhole
+				p.mu.Unlock()
+				if !hole {
+					tc.CloseWrite()
+				}
 				return
 			}
 			p.drop(l)

@@ -1,0 +1,170 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/internal/leakcheck"
+)
+
+// TestSilentlyDeadPeerIsDetected black-holes the link (sockets stay open,
+// bytes vanish) and checks that both ends notice within the configured
+// dead-peer timeout, and that a call in flight fails rather than hangs.
+func TestSilentlyDeadPeerIsDetected(t *testing.T) {
+	leakcheck.Check(t)
+	svc := newService()
+	srv, addr := startServer(t, svc, WithDeadPeerTimeout(time.Second))
+	proxy, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { proxy.Close() })
+	cl := dial(t, proxy.Addr(), WithDeadPeerTimeout(time.Second))
+	ctx := testCtx(t)
+	require.NoError(t, cl.Root().Call(ctx, "Nothing", nil))
+	sc := serverConn(t, srv)
+
+	inflight := make(chan error, 1)
+	go func() { _, err := Call[string](ctx, cl.Root(), "Block"); inflight <- err }()
+	<-svc.started
+	proxy.Blackhole(true)
+	start := time.Now()
+
+	select {
+	case <-cl.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the client never noticed the dead link")
+	}
+	detected := time.Since(start)
+	t.Logf("client detected the black hole after %v (dead-peer timeout 1s)", detected)
+	assert.ErrorContains(t, cl.Err(), "keepalive")
+	err = <-inflight
+	assert.ErrorIs(t, err, ErrConnectionLost)
+	select {
+	case <-sc.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the server never noticed the dead link")
+	}
+	close(svc.release)
+}
+
+func TestDisconnectedFiresOnceAndCloseIsIdempotent(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	cl := dial(t, addr)
+	sc := serverConn(t, srv)
+	var mu sync.Mutex
+	var client, server []error
+	cl.Disconnected.Connect(func(err error) { mu.Lock(); client = append(client, err); mu.Unlock() })
+	sc.Disconnected.Connect(func(err error) {
+		mu.Lock()
+		server = append(server, err)
+		mu.Unlock()
+		sc.Close() // closing from a slot is allowed
+	})
+	assert.Nil(t, cl.Err())
+	require.NoError(t, cl.Close())
+	require.NoError(t, cl.Close())
+	<-cl.Done()
+	<-sc.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, client, 1)
+	assert.ErrorIs(t, client[0], ErrClosed)
+	require.Len(t, server, 1)
+	assert.ErrorIs(t, server[0], ErrPeerClosed)
+	assert.ErrorIs(t, cl.Root().Call(testCtx(t), "Nothing", nil), ErrClosed)
+}
+
+func TestServerCloseWaitsForHandlers(t *testing.T) {
+	leakcheck.Check(t)
+	svc := newService()
+	srv := NewServer(svc)
+	ln := listen(t)
+	go srv.Serve(ln)
+	cl, err := Dial(testCtx(t), "tcp", ln.Addr().String())
+	require.NoError(t, err)
+	go cl.Root().Call(context.Background(), "Wait", nil)
+	<-svc.started
+	require.NoError(t, srv.Close())
+	// Close returned only after the handler saw its context end.
+	select {
+	case <-svc.sawDone:
+	default:
+		t.Fatal("Close returned while a handler was still running")
+	}
+	<-cl.Done()
+	assert.ErrorIs(t, srv.Serve(ln), ErrServerClosed)
+}
+
+func TestNothingOnStderrLogsGoToSlog(t *testing.T) {
+	leakcheck.Check(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	old := os.Stderr
+	os.Stderr = w
+	t.Cleanup(func() { os.Stderr = old })
+
+	var logged bytes.Buffer
+	var lmu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&lmu, &logged}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_, addr := startServer(t, newService(), WithLogger(logger))
+	proxy, err := faultnet.New(addr)
+	require.NoError(t, err)
+	quiet := dial(t, proxy.Addr(), WithDeadPeerTimeout(400*time.Millisecond)) // default logger: silence
+	loud := dial(t, proxy.Addr(), WithDeadPeerTimeout(400*time.Millisecond), WithLogger(logger))
+	require.NoError(t, quiet.Root().Call(testCtx(t), "Nothing", nil))
+	require.NoError(t, loud.Root().Call(testCtx(t), "Nothing", nil))
+	proxy.Blackhole(true) // yamux logs the failed keepalive
+	<-quiet.Done()
+	<-loud.Done()
+	proxy.Close()
+
+	os.Stderr = old
+	w.Close()
+	stderr, _ := io.ReadAll(r)
+	assert.Empty(t, string(stderr), "nothing may reach stderr")
+	lmu.Lock()
+	assert.Contains(t, logged.String(), "yamux")
+	lmu.Unlock()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestInvalidOptions(t *testing.T) {
+	_, err := Dial(context.Background(), "tcp", "127.0.0.1:1", WithDeadPeerTimeout(time.Millisecond))
+	assert.ErrorContains(t, err, "below the minimum")
+	_, err = Dial(context.Background(), "tcp", "127.0.0.1:1", WithMaxConcurrentCalls(-1))
+	assert.ErrorContains(t, err, "negative")
+	srv := NewServer(newService(), WithMaxMessageSize(10))
+	assert.ErrorContains(t, srv.Serve(listen(t)), "below 1 KiB")
+}
+
+// TestDefaultDeadPeerDetectionWithin15s checks the arithmetic behind the
+// default: a ping every half of the timeout, each answered within the other
+// half, so a peer that dies just after answering is found within 15 s.
+func TestDefaultDeadPeerDetectionWithin15s(t *testing.T) {
+	o, err := buildOptions(nil)
+	require.NoError(t, err)
+	cfg := yamuxConfig(o)
+	assert.True(t, cfg.EnableKeepAlive)
+	assert.LessOrEqual(t, cfg.KeepAliveInterval+cfg.ConnectionWriteTimeout, 15*time.Second)
+	assert.Nil(t, cfg.LogOutput, "yamux never writes to stderr")
+}

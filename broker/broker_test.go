@@ -92,4 +92,3 @@ func TestCallbackOverSameConnection(t *testing.T) {
 		assert.Equal(t, "ping", <-l.got)
 	})
 }
-

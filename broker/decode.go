@@ -206,8 +206,8 @@ func (d *decoder) mapValue(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 		if err := d.nested(k, ti.key); err != nil {
 			return fmt.Errorf("map key: %w", err)
 		}
-		if k.Kind() == reflect.Interface && !k.IsNil() && !k.Elem().Type().Comparable() {
-			return fmt.Errorf("map key of type %v is not comparable", k.Elem().Type())
+		if !hashable(k) {
+			return fmt.Errorf("map key %v cannot be hashed", k)
 		}
 		if m.MapIndex(k).IsValid() {
 			return fmt.Errorf("duplicate map key %v", k)
@@ -524,13 +524,10 @@ func (d *decoder) genericMap(h cborx.Head) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch kk := k.(type) {
-		case []byte:
+		if kk, ok := k.([]byte); ok {
 			k = string(kk)
-		default:
-			if k != nil && !reflect.TypeOf(k).Comparable() {
-				return nil, fmt.Errorf("map key of type %T is not comparable", k)
-			}
+		} else if k != nil && !hashable(reflect.ValueOf(k)) {
+			return nil, fmt.Errorf("map key of type %T cannot be hashed", k)
 		}
 		if _, dup := m[k]; dup {
 			return nil, fmt.Errorf("duplicate map key %v", k)
@@ -638,4 +635,33 @@ func (d *decoder) wireError() (*RemoteError, error) {
 		}
 	}
 	return re, nil
+}
+
+// hashable reports whether v can be a map key without panicking: unlike
+// Type.Comparable, it looks inside interfaces for slices, maps and funcs.
+func hashable(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if v.Kind() == reflect.Pointer || v.IsNil() {
+			return true
+		}
+		return hashable(v.Elem())
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if !hashable(v.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if !hashable(v.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice, reflect.Map, reflect.Func:
+		return false
+	}
+	return true
 }

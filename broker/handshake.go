@@ -89,7 +89,7 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	main, fr, welcome, err := func() (*yamux.Stream, *cborx.FrameReader, *cborx.Reader, error) {
+	main, fr, welcome, err := func() (*yamux.Stream, *cborx.FrameReader, []byte, error) {
 		st, err := sess.OpenStream()
 		if err != nil {
 			return nil, nil, nil, err
@@ -104,61 +104,37 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		e.buf = cborx.AppendText(e.buf, o.name)
 		e.buf = cborx.AppendText(e.buf, o.token)
 		e.buf = cborx.AppendUint(e.buf, uint64(o.maxMessageSize))
-		_, err = st.Write(e.frame())
+		// yamux may report a write as failed when the session closed right
+		// after it went out (a server refusing us closes at once), so the
+		// answer is read even then: a Reject says more than the write error.
+		_, werr := st.Write(e.frame())
 		putEncoder(e)
-		if err != nil {
-			return nil, nil, nil, err
-		}
 		fr := cborx.NewFrameReader(st, o.maxMessageSize, readBufferSize)
 		body, err := fr.Next()
 		if err != nil {
+			if werr != nil {
+				err = werr
+			}
 			return nil, nil, nil, err
 		}
-		if err := cborx.Validate(body, decodeLimits); err != nil {
-			return nil, nil, nil, fmt.Errorf("%w: %w", ErrProtocol, err)
-		}
-		r := cborx.NewReader(body)
-		return st, fr, &r, nil
+		return st, fr, body, nil
 	}()
 	if !stop() || err != nil {
 		sess.Close()
 		return nil, handshakeErr(ctx, err)
 	}
-	n, err := welcome.ReadArray()
-	if err != nil || n < 2 {
+	w, err := parseWelcome(welcome)
+	if err != nil {
 		sess.Close()
-		return nil, fmt.Errorf("%w: malformed handshake reply", ErrProtocol)
+		return nil, err
 	}
-	typ, _ := welcome.ReadUint()
-	switch typ {
-	case msgReject:
-		d := decoder{r: *welcome}
-		re, err := d.wireError()
+	if w.version != protocolVersion {
 		sess.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
-		}
-		return nil, fmt.Errorf("tether: handshake refused: %w", re)
-	case msgWelcome:
-	default:
-		sess.Close()
-		return nil, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, typ)
-	}
-	version, err1 := welcome.ReadUint()
-	name, err2 := welcome.ReadText()
-	id, err3 := welcome.ReadText()
-	peerMax, err4 := welcome.ReadUint()
-	if n < 5 || err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-		sess.Close()
-		return nil, fmt.Errorf("%w: malformed welcome", ErrProtocol)
-	}
-	if version != protocolVersion {
-		sess.Close()
-		return nil, fmt.Errorf("%w: server speaks %d, we speak %d", ErrVersionMismatch, version, protocolVersion)
+		return nil, fmt.Errorf("%w: server speaks %d, we speak %d", ErrVersionMismatch, w.version, protocolVersion)
 	}
 	main.SetDeadline(time.Time{})
-	peer.Name, peer.ID = string(name), string(id)
-	return newConn(o, sess, main, fr, peer, clampMax(peerMax), o.root).start(), nil
+	peer.Name, peer.ID = w.name, w.id
+	return newConn(o, sess, main, fr, peer, clampMax(w.maxMessage), o.root).start(), nil
 }
 
 // handshakeErr reports a failed handshake, as the context's error when the
@@ -220,24 +196,16 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 		if err != nil {
 			return err
 		}
-		if err := cborx.Validate(body, decodeLimits); err != nil {
-			return fmt.Errorf("%w: %w", ErrProtocol, err)
-		}
-		r := cborx.NewReader(body)
-		n, err := r.ReadArray()
-		typ, err1 := r.ReadUint()
-		version, err2 := r.ReadUint()
-		name, err3 := r.ReadText()
-		token, err4 := r.ReadText()
-		pm, err5 := r.ReadUint()
-		if err != nil || n < 5 || typ != msgHello || errors.Join(err1, err2, err3, err4, err5) != nil {
-			refusal = fmt.Errorf("%w: malformed hello", ErrProtocol)
-		} else if version != protocolVersion {
-			refusal = fmt.Errorf("%w: client speaks %d, server speaks %d", ErrVersionMismatch, version, protocolVersion)
-		} else if o.token != "" && subtle.ConstantTimeCompare(token, []byte(o.token)) != 1 {
+		h, err := parseHello(body)
+		switch {
+		case err != nil:
+			refusal = err
+		case h.version != protocolVersion:
+			refusal = fmt.Errorf("%w: client speaks %d, server speaks %d", ErrVersionMismatch, h.version, protocolVersion)
+		case o.token != "" && subtle.ConstantTimeCompare([]byte(h.token), []byte(o.token)) != 1:
 			refusal = fmt.Errorf("%w: wrong or missing token", ErrAuthFailed)
 		}
-		peer.Name, peerMax = string(name), pm
+		peer.Name, peerMax = h.name, h.maxMessage
 
 		e := getEncoder(nil)
 		defer putEncoder(e)
@@ -266,4 +234,72 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	main.SetDeadline(time.Time{})
 	fr.SetMax(o.maxMessageSize)
 	return newConn(o, sess, main, fr, peer, clampMax(peerMax), root), nil
+}
+
+// hello is the dialer's first message: [0, version, name, token, maxMessage].
+type hello struct {
+	version    uint64
+	name       string
+	token      string
+	maxMessage uint64
+}
+
+func parseHello(body []byte) (hello, error) {
+	var h hello
+	if err := cborx.Validate(body, decodeLimits); err != nil {
+		return h, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	r := cborx.NewReader(body)
+	n, err := r.ReadArray()
+	typ, err1 := r.ReadUint()
+	version, err2 := r.ReadUint()
+	name, err3 := r.ReadText()
+	token, err4 := r.ReadText()
+	pm, err5 := r.ReadUint()
+	if err != nil || n < 5 || typ != msgHello || errors.Join(err1, err2, err3, err4, err5) != nil {
+		return h, fmt.Errorf("%w: malformed hello", ErrProtocol)
+	}
+	return hello{version: version, name: string(name), token: string(token), maxMessage: pm}, nil
+}
+
+// welcome is the server's answer: [1, version, name, connection id,
+// maxMessage], or a refusal: [2, error].
+type welcome struct {
+	version    uint64
+	name       string
+	id         string
+	maxMessage uint64
+}
+
+func parseWelcome(body []byte) (welcome, error) {
+	var w welcome
+	if err := cborx.Validate(body, decodeLimits); err != nil {
+		return w, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	r := cborx.NewReader(body)
+	n, err := r.ReadArray()
+	if err != nil || n < 2 {
+		return w, fmt.Errorf("%w: malformed handshake reply", ErrProtocol)
+	}
+	typ, _ := r.ReadUint()
+	switch typ {
+	case msgReject:
+		d := decoder{r: r}
+		re, err := d.wireError()
+		if err != nil {
+			return w, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
+		}
+		return w, fmt.Errorf("tether: handshake refused: %w", re)
+	case msgWelcome:
+	default:
+		return w, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, typ)
+	}
+	version, err1 := r.ReadUint()
+	name, err2 := r.ReadText()
+	id, err3 := r.ReadText()
+	pm, err4 := r.ReadUint()
+	if n < 5 || errors.Join(err1, err2, err3, err4) != nil {
+		return w, fmt.Errorf("%w: malformed welcome", ErrProtocol)
+	}
+	return welcome{version: version, name: string(name), id: string(id), maxMessage: pm}, nil
 }

@@ -107,9 +107,9 @@ func forEachTransport(t *testing.T, f func(t *testing.T, tr transport)) {
 }
 
 var (
-	tlsOnce          sync.Once
-	tlsSrv, tlsCli   *tls.Config
-	errTLSSetup      error
+	tlsOnce        sync.Once
+	tlsSrv, tlsCli *tls.Config
+	errTLSSetup    error
 )
 
 // tlsConfigs returns a server config with a fresh self-signed certificate for
@@ -154,13 +154,13 @@ func makeCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, 
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IsCA:         isCA,
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:                  isCA,
 		BasicConstraintsValid: true,
 	}
 	if ip := net.ParseIP(cn); ip != nil {
@@ -193,9 +193,9 @@ func newService() *service {
 	return &service{started: make(chan string, 100), release: make(chan struct{}), sawDone: make(chan time.Time, 10)}
 }
 
-func (s *service) Echo(b []byte) ([]byte, error)                  { return b, nil }
+func (s *service) Echo(b []byte) ([]byte, error)                           { return b, nil }
 func (s *service) Concat(ctx context.Context, a, b string) (string, error) { return a + b, nil }
-func (s *service) Add(x, y int) (int, error)                       { return x + y, nil }
+func (s *service) Add(x, y int) (int, error)                               { return x + y, nil }
 func (s *service) Sum(xs ...int) (int, error) {
 	t := 0
 	for _, x := range xs {
@@ -203,10 +203,10 @@ func (s *service) Sum(xs ...int) (int, error) {
 	}
 	return t, nil
 }
-func (s *service) Nothing() error { return nil }
+func (s *service) Nothing() error        { return nil }
 func (s *service) Fail(msg string) error { return errors.New(msg) }
-func (s *service) Panic() error           { panic("boom") }
-func (s *service) NotFound() error        { return errNotFoundWrapped }
+func (s *service) Panic() error          { panic("boom") }
+func (s *service) NotFound() error       { return errNotFoundWrapped }
 func (s *service) Invalid(field string) error {
 	return &validationError{Field: field, Reason: "must not be empty"}
 }

@@ -318,7 +318,7 @@ func primOf(t reflect.Type) prim {
 // tag, else the json tag, else the field name; "-" skips a field; omitempty
 // and keyasint are honoured; embedded structs are flattened, the shallowest
 // field of a name winning and equally deep ones cancelling out unless
-// exactly one is tagged; a `_ struct{} `cbor:",toarray"`` field makes the
+// exactly one is tagged; a `_ struct{} `cbor:",toarray"“ field makes the
 // struct an array in field order.
 func (b *builder) structFields(ti *typeInfo) {
 	type cand struct {

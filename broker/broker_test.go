@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 
@@ -59,6 +60,11 @@ func TestErrorsKeepIdentity(t *testing.T) {
 		assert.Equal(t, "error", re.Name)
 		assert.Equal(t, "plain failure", re.Message)
 		assert.False(t, errors.Is(err, ErrDeadReference))
+
+		err = root.Call(ctx, "Expire", nil)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "context errors stay context errors")
+		require.ErrorAs(t, err, &re, "and say they came from the far side")
+		assert.Equal(t, "context.deadline-exceeded", re.Name)
 
 		err = root.Call(ctx, "NoSuchMethod", nil)
 		assert.ErrorIs(t, err, ErrUnknownMethod)

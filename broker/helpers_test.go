@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -238,6 +239,14 @@ func (s *service) Block(ctx context.Context) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// Expire returns a context error of its own making.
+func (s *service) Expire(ctx context.Context) error {
+	own, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	<-own.Done()
+	return fmt.Errorf("gave up waiting: %w", own.Err())
 }
 
 func (s *service) Deadline(ctx context.Context) (time.Duration, error) {

@@ -191,6 +191,32 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 				e.buf = cborx.AppendNull(e.buf)
 			})
 		}, wantBye: "limit exceeded"},
+		{name: "duplicate map keys", send: func(p *rawPeer) {
+			p.sendMsg(func(e *encoder) {
+				e.buf = cborx.AppendArray(e.buf, 6)
+				e.buf = cborx.AppendUint(e.buf, msgCall)
+				e.buf = cborx.AppendUint(e.buf, 1)
+				e.buf = cborx.AppendUint(e.buf, 0)
+				e.buf = cborx.AppendText(e.buf, "Keep")
+				e.buf = cborx.AppendUint(e.buf, 0)
+				e.buf = cborx.AppendArray(e.buf, 1)
+				e.buf = cborx.AppendMap(e.buf, 2)
+				e.buf = cborx.AppendText(cborx.AppendText(e.buf, "k"), "a")
+				e.buf = cborx.AppendText(cborx.AppendText(e.buf, "k"), "b")
+			})
+		}, wantFail: ErrBadArguments},
+		{name: "array over the item limit", send: func(p *rawPeer) {
+			p.sendMsg(func(e *encoder) {
+				e.buf = cborx.AppendArray(e.buf, 6)
+				e.buf = cborx.AppendUint(e.buf, msgCall)
+				e.buf = cborx.AppendUint(e.buf, 1)
+				e.buf = cborx.AppendUint(e.buf, 0)
+				e.buf = cborx.AppendText(e.buf, "Keep")
+				e.buf = cborx.AppendUint(e.buf, 0)
+				e.buf = cborx.AppendArray(e.buf, 1)
+				e.buf = cborx.AppendArray(e.buf, 200000)
+			})
+		}, wantBye: "limit exceeded"},
 		{name: "indefinite length", send: func(p *rawPeer) {
 			p.write([]byte{3, 0x9f, 0x01, 0xff})
 		}, wantBye: "indefinite-length"},

@@ -12,8 +12,10 @@ type benchEcho struct{ remoteable.Referenceable }
 
 func (*benchEcho) Echo(ctx context.Context, b []byte) ([]byte, error) { return b, nil }
 
-// benchPair connects a client to a server over loopback TCP.
-func benchPair(b *testing.B) *Conn {
+// benchPair connects a client to a server over loopback TCP. The returned
+// function, called after the timed loop, reports the write and read system
+// calls both sides made per call.
+func benchPair(b *testing.B) (*Conn, func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -26,13 +28,25 @@ func benchPair(b *testing.B) *Conn {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
-	return c
+	var sc *Conn
+	for sc == nil {
+		if conns := srv.Conns(); len(conns) == 1 {
+			sc = conns[0]
+		}
+	}
+	c0, s0 := c.Stats(), sc.Stats()
+	return c, func() {
+		c1, s1 := c.Stats(), sc.Stats()
+		n := float64(b.N)
+		b.ReportMetric(float64(c1.Writes-c0.Writes+s1.Writes-s0.Writes)/n, "writes/op")
+		b.ReportMetric(float64(c1.Reads-c0.Reads+s1.Reads-s0.Reads)/n, "reads/op")
+	}
 }
 
 // BenchmarkEcho64 is one caller making 64-byte calls back to back over
 // loopback TCP. Allocations count both sides: they share the process.
 func BenchmarkEcho64(b *testing.B) {
-	c := benchPair(b)
+	c, report := benchPair(b)
 	ctx := context.Background()
 	payload := make([]byte, 64)
 	var out []byte
@@ -45,11 +59,13 @@ func BenchmarkEcho64(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	report()
 }
 
 // BenchmarkEcho64Parallel is many callers sharing one connection.
 func BenchmarkEcho64Parallel(b *testing.B) {
-	c := benchPair(b)
+	c, report := benchPair(b)
 	ctx := context.Background()
 	root := c.Root()
 	b.ReportAllocs()
@@ -65,4 +81,6 @@ func BenchmarkEcho64Parallel(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	report()
 }

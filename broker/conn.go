@@ -67,6 +67,7 @@ type Conn struct {
 	Disconnected signals.Signal[error]
 
 	opts      *options
+	co        *coalescer
 	sess      *yamux.Session
 	main      *yamux.Stream
 	fr        *cborx.FrameReader
@@ -95,6 +96,7 @@ type Conn struct {
 	maxSeenCall uint64
 	iclosed     bool
 
+	work    chan *inCall // hands calls to idle handler goroutines
 	bulkOut chan struct{}
 	bulkIn  atomic.Int32
 
@@ -111,9 +113,9 @@ type Conn struct {
 }
 
 // newConn builds a connection whose handshake is complete; start runs it.
-func newConn(o *options, sess *yamux.Session, main *yamux.Stream, fr *cborx.FrameReader, peer remoteable.Peer, peerMax int, localRoot any) *Conn {
+func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream, fr *cborx.FrameReader, peer remoteable.Peer, peerMax int, localRoot any) *Conn {
 	c := &Conn{
-		opts: o, sess: sess, main: main, fr: fr,
+		opts: o, co: co, sess: sess, main: main, fr: fr,
 		peer: peer, peerValue: peer, peerMax: peerMax,
 		pending:     map[uint64]*call{},
 		exports:     map[uint64]*export{},
@@ -121,6 +123,7 @@ func newConn(o *options, sess *yamux.Session, main *yamux.Stream, fr *cborx.Fram
 		imports:     map[uint64]*importEntry{},
 		inflight:    map[uint64]*callCtx{},
 		earlyCancel: map[uint64]struct{}{},
+		work:        make(chan *inCall),
 		bulkOut:     make(chan struct{}, maxBulkStreams),
 		dying:       make(chan struct{}),
 		loopsDone:   make(chan struct{}),
@@ -135,6 +138,7 @@ func newConn(o *options, sess *yamux.Session, main *yamux.Stream, fr *cborx.Fram
 		} else {
 			ex.typ = objTypeOf(localRoot)
 			ex.guarded = ex.typ.guarded
+			ex.recv = reflect.ValueOf(localRoot)
 		}
 		c.exports[0] = ex
 		if isComparable(localRoot) {
@@ -275,11 +279,22 @@ func sessionCause(err error) error {
 
 func (c *Conn) readLoop() {
 	defer c.loops.Done()
+	corked := false
 	for {
 		body, err := c.fr.Next()
 		if err != nil {
 			c.readFailed(err)
 			return
+		}
+		// While more frames are already buffered, answers wait so that they
+		// leave together; before blocking for input, everything goes out.
+		if more := c.fr.Buffered() > 0; more != corked {
+			if more {
+				c.out.cork()
+			} else {
+				c.out.uncork()
+			}
+			corked = more
 		}
 		if err := c.handleFrame(body); err != nil {
 			c.protocolError(err)
@@ -384,7 +399,9 @@ func (c *Conn) handleFrame(body []byte) error {
 }
 
 // handleCall decodes a call and starts its handler, or answers at once with
-// the reason it cannot run.
+// the reason it cannot run. Arguments are decoded here, in stream order, so
+// that a reference to one of our objects is resolved before a later Release
+// of it is applied.
 func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 	id, err1 := r.ReadUint()
 	target, err2 := r.ReadUint()
@@ -394,7 +411,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 	if n < 6 || err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
 		return errors.New("malformed call: want [3, id, target, method, timeout, [args...]]")
 	}
-	reject := func(err error) error {
+	reject := func(r *cborx.Reader, argc int, err error) error {
 		c.discard(r, argc)
 		c.postFail(id, err)
 		return nil
@@ -413,102 +430,175 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 		return nil
 	}
 	if full {
-		return reject(fmt.Errorf("%w: at most %d at once", ErrTooManyCalls, c.opts.maxCalls))
+		return reject(r, argc, fmt.Errorf("%w: at most %d at once", ErrTooManyCalls, c.opts.maxCalls))
 	}
 	ex := c.lookupExport(target)
 	if ex == nil {
-		return reject(fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
-	}
-	cc := &callCtx{c: c}
-	if timeout > 0 {
-		cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
+		return reject(r, argc, fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
 	}
 
+	t := &inCall{id: id, ex: ex}
+	t.cc.c = c
+	t.ctx = &t.cc
+	if timeout > 0 {
+		t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
+	}
+	d := decoder{r: *r, c: c, opaque: ex.proxy != nil}
+
 	if ex.proxy != nil {
-		d := decoder{r: *r, c: c, opaque: true}
-		args := make([]any, argc)
-		for i := range args {
+		t.name = string(name)
+		t.cc.forward = true
+		t.args = make([]any, argc)
+		for i := range t.args {
 			var err error
-			if args[i], err = d.generic(); err != nil {
+			if t.args[i], err = d.generic(); err != nil {
 				d.undo()
-				return reject(fmt.Errorf("%w: argument %d: %w", ErrBadArguments, i+1, err))
+				return reject(&d.r, argc-i-1, fmt.Errorf("%w: argument %d: %w", ErrBadArguments, i+1, err))
 			}
 		}
-		cc.forward = true
-		method := string(name)
-		return c.startCall(id, cc, func() (o outcome) {
-			defer o.recoverPanic(c.opts.tracebacks)
-			if ex.guarded {
-				if o.err = allow(cc, ex.obj, method); o.err != nil {
-					return o
-				}
-			}
-			o.err = ex.proxy.Call(cc, method, &o.generic, args...)
-			return o
-		}, d.undo)
+		t.refs = d.imported
+		c.startCall(t)
+		return nil
 	}
 
 	m := ex.typ.methods[string(name)]
 	if m == nil {
-		return reject(fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
+		return reject(r, argc, fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
 	}
 	if lo, hi := m.arity(); argc < lo || (hi >= 0 && argc > hi) {
 		want := fmt.Sprint(lo)
 		if hi < 0 {
 			want = fmt.Sprintf("at least %d", lo)
 		}
-		return reject(fmt.Errorf("%w: %s takes %s argument(s), got %d", ErrBadArguments, m.name, want, argc))
+		return reject(r, argc, fmt.Errorf("%w: %s takes %s argument(s), got %d", ErrBadArguments, m.name, want, argc))
 	}
+	t.m = m
 	first := 1
 	if m.hasCtx {
 		first = 2
 	}
-	in := make([]reflect.Value, first+argc)
-	in[0] = reflect.ValueOf(ex.obj)
-	d := decoder{r: *r, c: c}
+	if first+argc <= len(t.inl) {
+		t.in = t.inl[:first+argc]
+	} else {
+		t.in = make([]reflect.Value, first+argc)
+	}
+	t.in[0] = ex.recv
+	if m.hasCtx {
+		t.in[1] = reflect.ValueOf(&t.ctx).Elem() // already a context.Context: no conversion
+	}
 	for i := 0; i < argc; i++ {
 		pi := m.paramInfo(i)
-		v := reflect.New(pi.t).Elem()
+		v := t.slot(i, pi)
 		if err := d.value(v, pi); err != nil {
 			d.undo()
-			rest := d.r
-			c.discard(&rest, argc-i-1)
-			c.postFail(id, fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, m.name, err))
-			return nil
+			return reject(&d.r, argc-i-1, fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, m.name, err))
 		}
-		in[first+i] = v
+		t.in[first+i] = v
 	}
-	return c.startCall(id, cc, func() outcome { return c.invoke(cc, ex, m, in) }, d.undo)
+	t.refs = d.imported
+	c.startCall(t)
+	return nil
 }
 
-// startCall registers a call and runs fn in a handler goroutine; the result is
-// sent back unless the caller cancelled. undo releases the arguments'
-// references if the call cannot start.
-func (c *Conn) startCall(id uint64, cc *callCtx, fn func() outcome, undo func()) error {
+// inCall is one incoming call: its context, its target and its decoded
+// arguments, in one allocation.
+type inCall struct {
+	cc   callCtx
+	ctx  context.Context // &cc, boxed once so reflect passes it without copying
+	id   uint64
+	ex   *export
+	m    *method // nil for a proxy
+	name string  // a proxy's method name
+	args []any   // a proxy's arguments
+	refs []*Ref  // handles decoded from the arguments, released if the call never runs
+
+	in  []reflect.Value
+	inl [6]reflect.Value
+	str [2]string // storage for the first string and []byte arguments
+	byt [2][]byte
+}
+
+// slot returns a settable value for argument i: inline storage for plain
+// strings and byte slices, a new value otherwise.
+func (t *inCall) slot(i int, pi *typeInfo) reflect.Value {
+	if i < 2 {
+		switch pi.t {
+		case stringType:
+			return reflect.ValueOf(&t.str[i]).Elem()
+		case bytesType:
+			return reflect.ValueOf(&t.byt[i]).Elem()
+		}
+	}
+	return reflect.New(pi.t).Elem()
+}
+
+var (
+	stringType = reflect.TypeFor[string]()
+	bytesType  = reflect.TypeFor[[]byte]()
+)
+
+// workerIdle is how long a handler goroutine waits for another call before
+// it exits.
+const workerIdle = 5 * time.Second
+
+// startCall registers a decoded call and hands it to an idle handler
+// goroutine, or starts one.
+func (c *Conn) startCall(t *inCall) {
 	c.imu.Lock()
 	if c.iclosed {
 		c.imu.Unlock()
-		undo()
-		return nil
-	}
-	c.inflight[id] = cc
-	c.handlers.Add(1)
-	c.imu.Unlock()
-	c.callsIn.Add(1)
-	go func() {
-		defer c.handlers.Done()
-		o := fn()
-		c.imu.Lock()
-		delete(c.inflight, id)
-		c.imu.Unlock()
-		c.callsIn.Add(-1)
-		unwanted := cc.cancelledByPeer()
-		cc.cancel(context.Canceled, false)
-		if !unwanted {
-			c.sendResult(id, &o)
+		for _, r := range t.refs {
+			r.Release()
 		}
-	}()
-	return nil
+		return
+	}
+	c.inflight[t.id] = &t.cc
+	c.callsIn.Add(1)
+	select {
+	case c.work <- t:
+	default:
+		c.handlers.Add(1)
+		go c.worker(t)
+	}
+	c.imu.Unlock()
+}
+
+// worker runs calls until it has been idle for workerIdle or the connection
+// ends. Reusing goroutines saves a closure and a goroutine start per call.
+func (c *Conn) worker(t *inCall) {
+	defer c.handlers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.run(t)
+		idle.Reset(workerIdle)
+		select {
+		case t = <-c.work:
+		case <-idle.C:
+			return
+		case <-c.dying:
+			return
+		}
+	}
+}
+
+// run executes one call and sends its result unless the caller cancelled.
+func (c *Conn) run(t *inCall) {
+	var o outcome
+	if t.m != nil {
+		o = c.invoke(t)
+	} else {
+		o = c.forward(t)
+	}
+	c.imu.Lock()
+	delete(c.inflight, t.id)
+	c.imu.Unlock()
+	c.callsIn.Add(-1)
+	unwanted := t.cc.cancelledByPeer()
+	t.cc.cancel(context.Canceled, false)
+	if !unwanted {
+		c.sendResult(t.id, &o)
+	}
 }
 
 // outcome is what a handler produced.
@@ -533,24 +623,34 @@ func (o *outcome) recoverPanic(tracebacks bool) {
 }
 
 // invoke runs a method on a local object.
-func (c *Conn) invoke(cc *callCtx, ex *export, m *method, in []reflect.Value) (o outcome) {
+func (c *Conn) invoke(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks)
-	if ex.guarded {
-		if o.err = allow(cc, ex.obj, m.name); o.err != nil {
+	if t.ex.guarded {
+		if o.err = allow(&t.cc, t.ex.obj, t.m.name); o.err != nil {
 			return o
 		}
 	}
-	if m.hasCtx {
-		in[1] = reflect.ValueOf(context.Context(cc))
-	}
-	out := m.fn.Call(in)
+	out := t.m.fn.Call(t.in)
 	if e := out[len(out)-1]; !e.IsNil() {
 		o.err = e.Interface().(error)
 		return o
 	}
-	if m.result != nil {
-		o.v, o.ti, o.byRef = out[0], m.result, m.opts.ByReference
+	if t.m.result != nil {
+		o.v, o.ti, o.byRef = out[0], t.m.result, t.m.opts.ByReference
 	}
+	return o
+}
+
+// forward passes a call to an object that takes every call through its Call
+// method (a proxy for a reference on another connection, say).
+func (c *Conn) forward(t *inCall) (o outcome) {
+	defer o.recoverPanic(c.opts.tracebacks)
+	if t.ex.guarded {
+		if o.err = allow(&t.cc, t.ex.obj, t.name); o.err != nil {
+			return o
+		}
+	}
+	o.err = t.ex.proxy.Call(&t.cc, t.name, &o.generic, t.args...)
 	return o
 }
 
@@ -675,7 +775,7 @@ func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	if len(frame) > c.opts.bulkThreshold && !e.homecoming {
 		return c.sendBulk(ctx, frame)
 	}
-	return c.out.send(ctx, frame)
+	return c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
 }
 
 func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
@@ -704,12 +804,16 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 	return st.Close()
 }
 
-// ConnStats is a snapshot of a connection's resources.
+// ConnStats is a snapshot of a connection's resources and traffic.
 type ConnStats struct {
-	CallsOut int // calls this side is waiting on
-	CallsIn  int // handlers running for the peer
-	Exports  int // objects this side holds for the peer (the root included)
-	Imports  int // references to the peer's objects this side holds (not the root)
+	CallsOut int   // calls this side is waiting on
+	CallsIn  int   // handlers running for the peer
+	Exports  int   // objects this side holds for the peer (the root included)
+	Imports  int   // references to the peer's objects this side holds (not the root)
+	BytesOut int64 // bytes written to the network connection, yamux framing included
+	BytesIn  int64 // bytes read from it
+	Writes   int64 // write calls on the network connection (system calls, for TCP)
+	Reads    int64 // read calls on it
 }
 
 // Stats returns a snapshot of the connection's resources.
@@ -719,5 +823,7 @@ func (c *Conn) Stats() ConnStats {
 	c.rmu.Unlock()
 	s.CallsOut = int(c.callsOut.Load())
 	s.CallsIn = int(c.callsIn.Load())
+	s.BytesOut, s.BytesIn = c.co.written.Load(), c.co.read.Load()
+	s.Writes, s.Reads = c.co.writes.Load(), c.co.reads.Load()
 	return s
 }

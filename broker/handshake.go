@@ -84,7 +84,8 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		st := tc.ConnectionState()
 		peer.TLS = &st
 	}
-	sess, err := yamux.Client(newCoalescer(nc), yamuxConfig(o))
+	co := newCoalescer(nc)
+	sess, err := yamux.Client(co, yamuxConfig(o))
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +135,7 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	}
 	main.SetDeadline(time.Time{})
 	peer.Name, peer.ID = w.name, w.id
-	return newConn(o, sess, main, fr, peer, clampMax(w.maxMessage), o.root).start(), nil
+	return newConn(o, co, sess, main, fr, peer, clampMax(w.maxMessage), o.root).start(), nil
 }
 
 // handshakeErr reports a failed handshake, as the context's error when the
@@ -171,7 +172,8 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 		st := tc.ConnectionState()
 		peer.TLS = &st
 	}
-	sess, err := yamux.Server(newCoalescer(nc), yamuxConfig(o))
+	co := newCoalescer(nc)
+	sess, err := yamux.Server(co, yamuxConfig(o))
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +235,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	}
 	main.SetDeadline(time.Time{})
 	fr.SetMax(o.maxMessageSize)
-	return newConn(o, sess, main, fr, peer, clampMax(peerMax), root), nil
+	return newConn(o, co, sess, main, fr, peer, clampMax(peerMax), root), nil
 }
 
 // hello is the dialer's first message: [0, version, name, token, maxMessage].

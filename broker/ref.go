@@ -252,7 +252,8 @@ func (d *decoder) reply(reply any) error {
 // export is an object this side holds for the peer.
 type export struct {
 	obj       any
-	count     uint64 // references handed out minus references released
+	recv      reflect.Value // obj as a method receiver
+	count     uint64        // references handed out minus references released
 	typ       *objType
 	proxy     remoteable.Caller // objects that take every call through Call
 	guarded   bool
@@ -314,6 +315,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 	} else {
 		ex.typ = objTypeOf(obj)
 		ex.guarded = ex.typ.guarded
+		ex.recv = reflect.ValueOf(obj)
 	}
 
 	c.rmu.Lock()

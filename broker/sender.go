@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -38,7 +39,10 @@ type sender struct {
 	spare    []byte
 	busy     bool          // a goroutine owns the stream
 	loopOwns bool          // that goroutine is the loop
-	room     chan struct{} // closed and replaced after every write
+	room     chan struct{} // closed and replaced after a write, when someone waits
+	waiting  int           // senders waiting for room
+	deadline time.Time     // the write deadline last set on the stream
+	corked   bool          // the reader has more frames to process: hold small writes
 	err      error
 	kick     chan struct{} // wakes the loop
 	quit     chan struct{}
@@ -53,29 +57,39 @@ func newSender(w deadlineWriter, timeout time.Duration, onError func(error)) *se
 	}
 }
 
-// send queues frame and, if the stream is idle, writes it before returning.
+// send queues frame and, if the stream is idle and the caller is alone
+// (!busyConn), writes it before returning. When other calls are in flight it
+// leaves the write to the loop, which then carries several frames at once.
 // It blocks only while more than maxPending bytes wait, bounded by ctx and by
 // the sender's shutdown.
-func (s *sender) send(ctx context.Context, frame []byte) error {
+func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.err == nil && len(s.pend) >= maxPending {
 		room := s.room
+		s.waiting++
 		s.mu.Unlock()
 		select {
 		case <-room:
 		case <-ctx.Done():
 			s.mu.Lock()
+			s.waiting--
 			return ctx.Err()
 		case <-s.quit:
 		}
 		s.mu.Lock()
+		s.waiting--
 	}
 	if s.err != nil {
 		return s.err
 	}
 	s.pend = append(s.pend, frame...)
-	if s.busy {
+	if s.busy || s.holding() {
+		return nil
+	}
+	if busyConn {
+		s.busy, s.loopOwns = true, true
+		s.wake()
 		return nil
 	}
 	s.busy = true
@@ -98,10 +112,37 @@ func (s *sender) post(frame []byte) {
 		return
 	}
 	s.pend = append(s.pend, frame...)
-	if !s.busy {
+	if !s.busy && !s.holding() {
 		s.busy, s.loopOwns = true, true
 		s.wake()
 	}
+}
+
+// corkLimit bounds what a cork holds back.
+const corkLimit = 64 << 10
+
+// holding reports whether queued frames should wait for uncork. s.mu held.
+func (s *sender) holding() bool { return s.corked && len(s.pend) < corkLimit }
+
+// cork holds small writes back while the connection's reader still has
+// frames buffered: the answers to a burst of requests then leave in one
+// write instead of one each. uncork flushes what was held; the reader calls
+// it before it waits for more input, so nothing is held for longer than the
+// reader takes to work through what it already has.
+func (s *sender) cork() {
+	s.mu.Lock()
+	s.corked = true
+	s.mu.Unlock()
+}
+
+func (s *sender) uncork() {
+	s.mu.Lock()
+	s.corked = false
+	if !s.busy && len(s.pend) > 0 && s.err == nil {
+		s.busy, s.loopOwns = true, true
+		s.wake()
+	}
+	s.mu.Unlock()
 }
 
 func (s *sender) wake() {
@@ -122,8 +163,10 @@ func (s *sender) writeBatch() error {
 	if cap(buf) <= 4*maxPending {
 		s.spare = buf[:0] // keep one buffer for the next batch, but not a huge one
 	}
-	close(s.room)
-	s.room = make(chan struct{})
+	if s.waiting > 0 {
+		close(s.room)
+		s.room = make(chan struct{})
+	}
 	if err != nil && s.err == nil {
 		s.err = err
 		s.pend = nil
@@ -132,9 +175,15 @@ func (s *sender) writeBatch() error {
 	return err
 }
 
+// write writes buf under a deadline. Setting a deadline costs an allocation
+// in yamux, so it is renewed only when less than half the timeout is left:
+// a write that cannot complete fails after between half and all of it.
 func (s *sender) write(buf []byte) error {
-	if err := s.w.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
-		return err
+	if now := time.Now(); s.deadline.Sub(now) < s.timeout/2 {
+		s.deadline = now.Add(s.timeout)
+		if err := s.w.SetWriteDeadline(s.deadline); err != nil {
+			return err
+		}
 	}
 	_, err := s.w.Write(buf)
 	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)) {
@@ -156,6 +205,11 @@ func (s *sender) loop() {
 		case <-s.quit:
 			return
 		}
+		// Yield once before collecting: goroutines already runnable (callers
+		// the reader just woke, handlers just done) append their frames
+		// first, and one write carries them all. When nobody else is
+		// runnable this costs nothing.
+		runtime.Gosched()
 		s.mu.Lock()
 		if s.loopOwns {
 			for s.err == nil && len(s.pend) > 0 {
@@ -190,7 +244,8 @@ func (s *sender) tryFinal(frame []byte, d time.Duration) {
 	}
 	s.busy = true
 	s.mu.Unlock()
-	if s.w.SetWriteDeadline(time.Now().Add(d)) == nil {
+	s.deadline = time.Now().Add(d)
+	if s.w.SetWriteDeadline(s.deadline) == nil {
 		_, _ = s.w.Write(frame)
 	}
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -62,6 +63,16 @@ type coalescer struct {
 	buf  []byte
 	arr  [2][]byte
 	tcp  bool
+
+	writes, written atomic.Int64 // write calls and bytes to the connection
+	reads, read     atomic.Int64 // read calls and bytes from it
+}
+
+func (c *coalescer) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.reads.Add(1)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 const (
@@ -78,6 +89,8 @@ func (c *coalescer) Write(p []byte) (int, error) {
 	if c.held {
 		c.held = false
 		var err error
+		c.writes.Add(1)
+		c.written.Add(int64(len(p) + len(c.hdr)))
 		if len(p) > writevThreshold && c.tcp {
 			c.arr = [2][]byte{c.hdr[:], p}
 			bufs := net.Buffers(c.arr[:])
@@ -100,5 +113,7 @@ func (c *coalescer) Write(p []byte) (int, error) {
 		c.held = true
 		return len(p), nil
 	}
+	c.writes.Add(1)
+	c.written.Add(int64(len(p)))
 	return c.Conn.Write(p)
 }

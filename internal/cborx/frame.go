@@ -114,5 +114,9 @@ func unexpected(err error) error {
 	return err
 }
 
+// Buffered reports how many bytes after the current frame are already
+// buffered: more frames that can be read without waiting.
+func (f *FrameReader) Buffered() int { return f.br.Buffered() - f.discard }
+
 // SetMax changes the maximum body size for later frames.
 func (f *FrameReader) SetMax(max int) { f.max = max }

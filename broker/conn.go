@@ -288,7 +288,7 @@ func (c *Conn) readLoop() {
 		}
 		// While more frames are already buffered, answers wait so that they
 		// leave together; before blocking for input, everything goes out.
-		if more := c.fr.Buffered() > 0; more != corked {
+		if more := c.fr.Ready(); more != corked {
 			if more {
 				c.out.cork()
 			} else {

@@ -194,3 +194,24 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestFrameReaderReady(t *testing.T) {
+	frame := func(n int) []byte {
+		buf := make([]byte, FramePrefix, FramePrefix+n)
+		return SealFrame(append(buf, bytes.Repeat([]byte{0x01}, n)...))
+	}
+	two := append(frame(3), frame(200)...)
+	// The reader gets the first frame and only part of the second.
+	fr := NewFrameReader(io.MultiReader(bytes.NewReader(two[:10]), bytes.NewReader(two[10:])), 1024, 512)
+	_, err := fr.Next()
+	require.NoError(t, err)
+	assert.False(t, fr.Ready(), "only part of the next frame is buffered")
+	_, err = fr.Next()
+	require.NoError(t, err)
+	assert.False(t, fr.Ready())
+
+	fr = NewFrameReader(bytes.NewReader(two), 1024, 512)
+	_, err = fr.Next()
+	require.NoError(t, err)
+	assert.True(t, fr.Ready(), "the next frame is buffered whole")
+}

@@ -114,9 +114,17 @@ func unexpected(err error) error {
 	return err
 }
 
-// Buffered reports how many bytes after the current frame are already
-// buffered: more frames that can be read without waiting.
-func (f *FrameReader) Buffered() int { return f.br.Buffered() - f.discard }
+// Ready reports whether the next frame is already buffered whole, so that
+// Next will return it without waiting for input.
+func (f *FrameReader) Ready() bool {
+	avail := f.br.Buffered() - f.discard
+	if avail <= 0 {
+		return false
+	}
+	p, _ := f.br.Peek(f.discard + min(avail, binary.MaxVarintLen64))
+	n, k := binary.Uvarint(p[f.discard:])
+	return k > 0 && n <= uint64(avail-k)
+}
 
 // SetMax changes the maximum body size for later frames.
 func (f *FrameReader) SetMax(max int) { f.max = max }

@@ -299,3 +299,40 @@ func TestTLSRequiresTrustedCertificate(t *testing.T) {
 	var ce *tls.CertificateVerificationError
 	assert.True(t, errors.As(err, &ce), "got %v", err)
 }
+
+// TestManyConcurrentLargeMessages has more callers sending large messages
+// at once than there may be one-message streams: they queue for a stream,
+// and the receiver never sees more streams than allowed.
+func TestManyConcurrentLargeMessages(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	cl := dial(t, addr)
+	ctx := testCtx(t)
+	payload := bytes.Repeat([]byte{3}, 40<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 256)
+	for i := 0; i < 256; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 2; j++ {
+				var out []byte
+				if err := cl.Root().Call(ctx, "Echo", &out, payload); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(out, payload) {
+					errs <- errors.New("payload corrupted")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.Nil(t, cl.Err())
+	assert.Nil(t, serverConn(t, srv).Err())
+}

@@ -336,8 +336,8 @@ func (c *Conn) acceptLoop() {
 // readBulk reads the single message a one-message stream carries.
 func (c *Conn) readBulk(st *yamux.Stream) {
 	defer c.loops.Done()
+	defer st.Close()         // after the count drops: the sender reuses its slot on our close
 	defer c.bulkIn.Add(-1)
-	defer st.Close()
 	st.SetReadDeadline(time.Now().Add(c.opts.writeTimeout))
 	body, err := cborx.NewFrameReader(st, c.opts.maxMessageSize, 4096).Next()
 	if err != nil {
@@ -792,7 +792,7 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 		c.fail(sessionCause(err))
 		return c.deadErr()
 	}
-	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
+	st.SetDeadline(time.Now().Add(c.opts.writeTimeout))
 	if _, err := st.Write(frame); err != nil {
 		st.Close()
 		if isTimeout(err) {
@@ -801,7 +801,13 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 		c.fail(err)
 		return &linkError{inFlight: true, cause: err}
 	}
-	return st.Close()
+	if err := st.Close(); err != nil {
+		return err
+	}
+	// Keep the slot until the receiver has read the message and closed its
+	// side, so that the streams it holds never outnumber ours.
+	_, _ = io.Copy(io.Discard, st)
+	return nil
 }
 
 // ConnStats is a snapshot of a connection's resources and traffic.

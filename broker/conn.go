@@ -336,7 +336,7 @@ func (c *Conn) acceptLoop() {
 // readBulk reads the single message a one-message stream carries.
 func (c *Conn) readBulk(st *yamux.Stream) {
 	defer c.loops.Done()
-	defer st.Close()         // after the count drops: the sender reuses its slot on our close
+	defer st.Close() // after the count drops: the sender reuses its slot on our close
 	defer c.bulkIn.Add(-1)
 	st.SetReadDeadline(time.Now().Add(c.opts.writeTimeout))
 	body, err := cborx.NewFrameReader(st, c.opts.maxMessageSize, 4096).Next()
@@ -461,6 +461,14 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 		return nil
 	}
 
+	if string(name) == DescribeMethod {
+		if argc != 0 {
+			return reject(r, argc, fmt.Errorf("%w: %s takes no arguments", ErrBadArguments, DescribeMethod))
+		}
+		t.name = DescribeMethod
+		c.startCall(t)
+		return nil
+	}
 	m := ex.typ.methods[string(name)]
 	if m == nil {
 		return reject(r, argc, fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
@@ -585,10 +593,13 @@ func (c *Conn) worker(t *inCall) {
 // run executes one call and sends its result unless the caller cancelled.
 func (c *Conn) run(t *inCall) {
 	var o outcome
-	if t.m != nil {
+	switch {
+	case t.m != nil:
 		o = c.invoke(t)
-	} else {
+	case t.ex.proxy != nil:
 		o = c.forward(t)
+	default:
+		o = c.describe(t)
 	}
 	c.imu.Lock()
 	delete(c.inflight, t.id)
@@ -638,6 +649,18 @@ func (c *Conn) invoke(t *inCall) (o outcome) {
 	if t.m.result != nil {
 		o.v, o.ti, o.byRef = out[0], t.m.result, t.m.opts.ByReference
 	}
+	return o
+}
+
+// describe answers DescribeMethod for a local object.
+func (c *Conn) describe(t *inCall) (o outcome) {
+	defer o.recoverPanic(c.opts.tracebacks)
+	if t.ex.guarded {
+		if o.err = allow(&t.cc, t.ex.obj, DescribeMethod); o.err != nil {
+			return o
+		}
+	}
+	o.generic = Describe(t.ex.obj)
 	return o
 }
 

@@ -1,0 +1,191 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"time"
+)
+
+// DescribeMethod is the method name every exported object answers with its
+// Description. The broker answers it; the name cannot clash with a Go method.
+const DescribeMethod = "tether.describe"
+
+// Description is what a reference says about the object behind it: its Go
+// type and its remotely callable methods.
+type Description struct {
+	Type    string              `cbor:"type" json:"type"`
+	Methods []MethodDescription `cbor:"methods" json:"methods"`
+}
+
+// Method returns the description of the named method.
+func (d Description) Method(name string) (MethodDescription, bool) {
+	for _, m := range d.Methods {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MethodDescription{}, false
+}
+
+// MethodDescription describes one remotely callable method.
+type MethodDescription struct {
+	Name        string            `cbor:"name" json:"name"`
+	Params      []TypeDescription `cbor:"params" json:"params"` // after the context
+	Variadic    bool              `cbor:"variadic,omitempty" json:"variadic,omitempty"`
+	Result      *TypeDescription  `cbor:"result,omitempty" json:"result,omitempty"` // nil: only an error
+	Idempotent  bool              `cbor:"idempotent,omitempty" json:"idempotent,omitempty"`
+	ByReference bool              `cbor:"byReference,omitempty" json:"byReference,omitempty"`
+}
+
+// TypeDescription describes a parameter or result type in a shape a JSON
+// client can use. Kind is one of bool, int, uint, float, string, bytes,
+// time, array, map, struct, reference, copyable, any, error, custom (a type
+// with its own CBOR encoding).
+type TypeDescription struct {
+	Go     string             `cbor:"go" json:"go"`
+	Kind   string             `cbor:"kind" json:"kind"`
+	Name   string             `cbor:"name,omitempty" json:"name,omitempty"` // a Copyable's registered name
+	Elem   *TypeDescription   `cbor:"elem,omitempty" json:"elem,omitempty"`
+	Key    *TypeDescription   `cbor:"key,omitempty" json:"key,omitempty"`
+	Fields []FieldDescription `cbor:"fields,omitempty" json:"fields,omitempty"`
+}
+
+// FieldDescription is one field of a struct.
+type FieldDescription struct {
+	Name string          `cbor:"name" json:"name"`
+	Type TypeDescription `cbor:"type" json:"type"`
+}
+
+// Describe returns the Description of a local object.
+func Describe(obj any) Description {
+	if r, ok := obj.(*Ref); ok {
+		if local, isLocal := r.Local(); isLocal {
+			obj = local
+		}
+	}
+	ot := objTypeOf(obj)
+	d := Description{Type: fmt.Sprintf("%T", obj)}
+	for _, name := range ot.names {
+		m := ot.methods[name]
+		md := MethodDescription{Name: name, Variadic: m.variadic, Idempotent: m.opts.Idempotent, ByReference: m.opts.ByReference}
+		for _, p := range m.params {
+			md.Params = append(md.Params, describeType(p, 0))
+		}
+		if m.variadic && len(md.Params) > 0 {
+			last := &md.Params[len(md.Params)-1]
+			*last = TypeDescription{Go: "..." + last.Go, Kind: "array", Elem: &TypeDescription{Go: last.Go, Kind: last.Kind, Name: last.Name, Elem: last.Elem, Key: last.Key, Fields: last.Fields}}
+		}
+		if m.result != nil {
+			rd := describeType(m.result, 0)
+			if m.opts.ByReference {
+				rd = TypeDescription{Go: rd.Go, Kind: "reference"}
+			}
+			md.Result = &rd
+		}
+		d.Methods = append(d.Methods, md)
+	}
+	return d
+}
+
+// Describe asks the object behind r for its Description.
+func (r *Ref) Describe(ctx context.Context) (Description, error) {
+	if r.c == nil {
+		return Describe(r.obj), nil
+	}
+	var d Description
+	err := r.Call(ctx, DescribeMethod, &d)
+	return d, err
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// maxDescribeDepth bounds nesting, for recursive types.
+const maxDescribeDepth = 6
+
+func describeType(ti *typeInfo, depth int) TypeDescription {
+	t := ti.t
+	d := TypeDescription{Go: t.String()}
+	switch ti.kind {
+	case kRef, kObject:
+		d.Kind = "reference"
+		return d
+	case kObjectValue:
+		d.Kind = "reference"
+		return d
+	case kInterface:
+		d.Kind = "any"
+		if t == errorType {
+			d.Kind = "error"
+		}
+		return d
+	case kCopyable:
+		d.Kind, d.Name = "copyable", ti.name
+		if depth < maxDescribeDepth {
+			d.Fields = describeType(ti.state, depth+1).Fields
+		}
+		return d
+	case kPtr:
+		inner := describeType(ti.elem, depth)
+		inner.Go = d.Go
+		return inner
+	}
+	if t == timeType {
+		d.Kind = "time"
+		return d
+	}
+	if ti.kind == kPure && implementsAny(t, cborMarshaler, cborUnmarshal) {
+		d.Kind = "custom"
+		return d
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		d.Kind = "bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		d.Kind = "int"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		d.Kind = "uint"
+	case reflect.Float32, reflect.Float64:
+		d.Kind = "float"
+	case reflect.String:
+		d.Kind = "string"
+	case reflect.Pointer:
+		inner := describeType(infoOf(t.Elem()), depth)
+		inner.Go = d.Go
+		return inner
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
+			d.Kind = "bytes"
+			return d
+		}
+		d.Kind = "array"
+		if depth < maxDescribeDepth {
+			e := describeType(infoOf(t.Elem()), depth+1)
+			d.Elem = &e
+		}
+	case reflect.Map:
+		d.Kind = "map"
+		if depth < maxDescribeDepth {
+			k, e := describeType(infoOf(t.Key()), depth+1), describeType(infoOf(t.Elem()), depth+1)
+			d.Key, d.Elem = &k, &e
+		}
+	case reflect.Struct:
+		d.Kind = "struct"
+		if depth < maxDescribeDepth {
+			st := ti
+			if st.kind != kStruct { // a plain struct: lay its fields out the same way
+				st = &typeInfo{t: t}
+				buildMu.Lock()
+				b := builder{cache: &infoCache{}, pure: map[reflect.Type]bool{}, building: map[reflect.Type]*typeInfo{}}
+				b.structFields(st)
+				buildMu.Unlock()
+			}
+			for _, f := range st.fields {
+				d.Fields = append(d.Fields, FieldDescription{Name: f.name, Type: describeType(infoOf(f.info.t), depth+1)})
+			}
+		}
+	default:
+		d.Kind = "custom"
+	}
+	return d
+}

@@ -1,0 +1,66 @@
+package broker
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/remoteable"
+)
+
+type described struct{ remoteable.Referenceable }
+
+func (*described) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"Get": {Idempotent: true}, "Hidden": {Local: true}}
+}
+func (*described) Get(name string) (user, error)        { return user{}, nil }
+func (*described) Put(u user, tags ...string) error     { return nil }
+func (*described) Child() (*counter, error)             { return nil, nil }
+func (*described) Hidden() error                        { return nil }
+func (*described) Table() (map[string][]float64, error) { return nil, nil }
+func (*described) NotRemote() int                       { return 0 }
+
+func TestDescribe(t *testing.T) {
+	leakcheck.Check(t)
+	_, addr := startServer(t, &described{})
+	cl := dial(t, addr)
+	d, err := cl.Root().Describe(testCtx(t))
+	require.NoError(t, err)
+	assert.Equal(t, "*broker.described", d.Type)
+	var names []string
+	for _, m := range d.Methods {
+		names = append(names, m.Name)
+	}
+	assert.Equal(t, []string{"Child", "Get", "Put", "Table"}, names, "only remotely callable, non-local methods")
+
+	get, ok := d.Method("Get")
+	require.True(t, ok)
+	assert.True(t, get.Idempotent)
+	require.Len(t, get.Params, 1)
+	assert.Equal(t, "string", get.Params[0].Kind)
+	require.NotNil(t, get.Result)
+	assert.Equal(t, "copyable", get.Result.Kind)
+	assert.Equal(t, "test.User", get.Result.Name)
+	assert.NotEmpty(t, get.Result.Fields)
+
+	put, _ := d.Method("Put")
+	assert.True(t, put.Variadic)
+	assert.Nil(t, put.Result)
+	assert.Equal(t, "array", put.Params[1].Kind)
+
+	child, _ := d.Method("Child")
+	assert.Equal(t, "reference", child.Result.Kind)
+	table, _ := d.Method("Table")
+	assert.Equal(t, "map", table.Result.Kind)
+	assert.Equal(t, "float", table.Result.Elem.Elem.Kind)
+
+	// Locally, the same description.
+	assert.Equal(t, d, Describe(&described{}))
+	// A guarded object applies its policy to descriptions too.
+	_, addr2 := startServer(t, &guarded{})
+	other := dial(t, addr2, WithName("intruder"))
+	_, err = other.Root().Describe(testCtx(t))
+	assert.NoError(t, err, "MethodPolicies without a default allow describing")
+}

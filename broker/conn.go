@@ -172,6 +172,10 @@ func (c *Conn) Peer() remoteable.Peer { return c.peer }
 // started, handlers included, has returned.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
+// Closed is closed as soon as the connection has ended, before its
+// goroutines have finished (Done follows). Err then returns the cause.
+func (c *Conn) Closed() <-chan struct{} { return c.dying }
+
 // Err returns why the connection ended, or nil while it is up.
 func (c *Conn) Err() error {
 	select {

@@ -147,6 +147,19 @@ func (s *Server) Conns() []*Conn {
 	return out
 }
 
+// Conn returns the live connection whose peer has the given ID
+// (remoteable.Peer.ID), to call that peer back or find it again later.
+func (s *Server) Conn(id string) (*Conn, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.peer.ID == id {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
 // Close stops the listeners, closes every connection and waits until all of
 // them are Done, their handlers included. It must not be called from a
 // handler (use a goroutine). It is idempotent.

@@ -81,7 +81,7 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 		s.waiting--
 	}
 	if s.err != nil {
-		return s.err
+		return notSent(s.err)
 	}
 	s.pend = append(s.pend, frame...)
 	if s.busy || s.holding() {
@@ -100,7 +100,21 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 	} else {
 		s.busy = false
 	}
-	return err
+	if err != nil {
+		// The write failed, but yamux may report a failure for bytes that
+		// did go out: the frame may have been delivered.
+		return &linkError{inFlight: true, cause: err}
+	}
+	return nil
+}
+
+// notSent reports a sender that failed before this frame was queued.
+func notSent(err error) error {
+	var le *linkError
+	if errors.As(err, &le) {
+		return &linkError{cause: le.cause}
+	}
+	return &linkError{cause: err}
 }
 
 // post queues frame without ever blocking; the loop writes it. The reader and

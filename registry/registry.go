@@ -29,13 +29,43 @@ func init() {
 type Registry struct {
 	remoteable.Referenceable
 
+	upstream Upstream
 	mu       sync.RWMutex
 	managers map[string]any
 }
 
+// Upstream is a registry further up a chain of processes — a
+// remote.Registry — whose managers a local registry can offer too.
+type Upstream interface {
+	// Resolve returns the manager registered under name upstream.
+	Resolve(ctx context.Context, name string) (any, error)
+	// List returns the names registered upstream.
+	List(ctx context.Context) ([]string, error)
+}
+
+// Option configures New.
+type Option interface{ apply(*Registry) }
+
+type optionFunc func(*Registry)
+
+func (f optionFunc) apply(r *Registry) { f(r) }
+
+// WithUpstream makes the registry fall back to up: Lookup tries the local
+// managers first, then the upstream registry, and List returns both. This is
+// how a relay mixes its own managers with those it republishes.
+func WithUpstream(up Upstream) Option {
+	return optionFunc(func(r *Registry) { r.upstream = up })
+}
+
 // New returns an empty registry.
-func New() *Registry {
-	return &Registry{managers: map[string]any{}}
+func New(opts ...Option) *Registry {
+	r := &Registry{managers: map[string]any{}}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(r)
+		}
+	}
+	return r
 }
 
 // RemoteMethods declares Lookup's result to travel by reference and keeps
@@ -82,19 +112,23 @@ func (r *Registry) Unregister(name string) error {
 	return nil
 }
 
-// Lookup returns the manager registered under name, or an error matching
-// ErrNotFound. Called remotely, the caller receives a reference to it.
+// Lookup returns the manager registered under name (locally first, then
+// upstream), or an error matching ErrNotFound. Called remotely, the caller
+// receives a reference to it.
 func (r *Registry) Lookup(ctx context.Context, name string) (any, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	m, ok := r.managers[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	r.mu.RUnlock()
+	if ok {
+		return m, nil
 	}
-	return m, nil
+	if r.upstream != nil {
+		return r.upstream.Resolve(ctx, name)
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
 }
 
-// Names returns the registered names, sorted.
+// Names returns the locally registered names, sorted.
 func (r *Registry) Names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -106,8 +140,19 @@ func (r *Registry) Names() []string {
 	return names
 }
 
-// List is Names for remote callers (a remotely callable method returns an
-// error too).
+// List returns the local names and, with an upstream, the upstream ones,
+// sorted and without duplicates. If the upstream cannot be asked, List
+// returns the local names and the error.
 func (r *Registry) List(ctx context.Context) ([]string, error) {
-	return r.Names(), nil
+	names := r.Names()
+	if r.upstream == nil {
+		return names, nil
+	}
+	up, err := r.upstream.List(ctx)
+	if err != nil {
+		return names, fmt.Errorf("registry: upstream: %w", err)
+	}
+	names = append(names, up...)
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }

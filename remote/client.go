@@ -1,0 +1,384 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/remoteable"
+	"github.com/tether-go/tether/signals"
+)
+
+// ErrDisconnected reports a call made while the client is waiting out a
+// backoff after a failed dial: the link is down and no attempt is under way.
+var ErrDisconnected = errors.New("tether: disconnected")
+
+func init() { remoteable.RegisterError("tether.disconnected", ErrDisconnected) }
+
+// State is the state of a Client's link.
+type State int
+
+const (
+	// Connecting: a dial attempt is in progress. Calls wait for it.
+	Connecting State = iota
+	// Connected: calls go through.
+	Connected
+	// Waiting: backing off after a failed attempt. Calls fail fast with
+	// ErrDisconnected unless they wait for the link.
+	Waiting
+	// Closed: Close was called.
+	Closed
+)
+
+func (s State) String() string {
+	switch s {
+	case Connecting:
+		return "connecting"
+	case Connected:
+		return "connected"
+	case Waiting:
+		return "waiting"
+	case Closed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Client keeps a connection to one server alive: it dials in the background
+// and redials after every outage until Close.
+type Client struct {
+	// Connected is emitted with the new connection after each successful
+	// dial, once per transition.
+	Connected signals.Signal[*broker.Conn]
+	// Disconnected is emitted with the cause when a connection is lost,
+	// once per transition.
+	Disconnected signals.Signal[error]
+
+	network, addr string
+	opts          *options
+	registry      *Registry
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the dial loop has returned
+
+	mu       sync.Mutex
+	state    State
+	changed  chan struct{} // closed and replaced at every state change
+	conn     *broker.Conn  // while Connected
+	lastErr  error         // why the last attempt or connection failed
+	attempts int           // failed attempts since the last success
+	old      []*broker.Conn
+}
+
+// Connect returns a Client for the server at addr and starts dialing in the
+// background. It fails only on bad options; ctx is not used after it returns.
+func Connect(ctx context.Context, network, addr string, opts ...Option) (*Client, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cl := &Client{
+		network: network, addr: addr, opts: o,
+		ctx: cctx, cancel: cancel,
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	cl.registry = &Registry{cl: cl, refs: map[string]*Ref{}}
+	go cl.run()
+	return cl, nil
+}
+
+// State returns the link's current state.
+func (cl *Client) State() State {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.state
+}
+
+// WaitForStateChange blocks until the state differs from from, and reports
+// true; or until ctx is done, and reports false.
+func (cl *Client) WaitForStateChange(ctx context.Context, from State) bool {
+	for {
+		cl.mu.Lock()
+		st, ch := cl.state, cl.changed
+		cl.mu.Unlock()
+		if st != from {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// WaitConnected blocks until the client is Connected, the client is closed
+// (broker.ErrClosed) or ctx is done.
+func (cl *Client) WaitConnected(ctx context.Context) error {
+	_, err := cl.link(WaitForLink(ctx))
+	return err
+}
+
+// Conn returns the current connection, or nil when not Connected.
+func (cl *Client) Conn() *broker.Conn {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.conn
+}
+
+// Registry returns the server's registry, wrapped: lookups return *Ref
+// wrappers that survive outages. It can itself be published (a relay).
+func (cl *Client) Registry() *Registry { return cl.registry }
+
+// Close stops redialing, closes the current connection and waits for the
+// client's goroutines and connections to finish. It is idempotent.
+func (cl *Client) Close() error {
+	cl.cancel()
+	<-cl.done
+	cl.mu.Lock()
+	old := cl.old
+	cl.old = nil
+	cl.mu.Unlock()
+	for _, c := range old {
+		<-c.Done()
+	}
+	return nil
+}
+
+func (cl *Client) setState(s State, conn *broker.Conn, err error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.state, cl.conn = s, conn
+	if err != nil {
+		cl.lastErr = err
+	}
+	close(cl.changed)
+	cl.changed = make(chan struct{})
+}
+
+// run dials, waits for the connection to end, and dials again, until Close.
+func (cl *Client) run() {
+	defer close(cl.done)
+	defer cl.setState(Closed, nil, broker.ErrClosed)
+	for {
+		cl.setState(Connecting, nil, nil)
+		dctx, cancel := context.WithTimeout(cl.ctx, cl.opts.dialTimeout)
+		conn, err := broker.Dial(dctx, cl.network, cl.addr, cl.opts.broker...)
+		cancel()
+		if cl.ctx.Err() != nil {
+			if conn != nil {
+				conn.Close()
+				<-conn.Done()
+			}
+			return
+		}
+		if err != nil {
+			cl.mu.Lock()
+			n := cl.attempts
+			cl.attempts++
+			cl.mu.Unlock()
+			cl.setState(Waiting, nil, err)
+			select {
+			case <-cl.opts.clock.After(cl.opts.backoff.delay(n, cl.opts.rand)):
+			case <-cl.ctx.Done():
+				return
+			}
+			continue
+		}
+		cl.mu.Lock()
+		cl.attempts = 0 // backoff starts over after a success
+		cl.old = append(cl.old, conn)
+		cl.mu.Unlock()
+		cl.setState(Connected, conn, nil)
+		cl.Connected.Emit(conn)
+		select {
+		case <-conn.Closed():
+		case <-cl.ctx.Done():
+			conn.Close()
+			cl.Disconnected.Emit(broker.ErrClosed)
+			return
+		}
+		cl.setState(Connecting, nil, conn.Err())
+		cl.Disconnected.Emit(conn.Err())
+		cl.forget(conn)
+	}
+}
+
+// forget drops a dead connection from those Close waits for, once it is Done.
+func (cl *Client) forget(dead *broker.Conn) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	kept := cl.old[:0]
+	for _, c := range cl.old {
+		select {
+		case <-c.Done():
+			continue
+		default:
+		}
+		kept = append(kept, c)
+	}
+	cl.old = kept
+}
+
+type waitKey struct{}
+
+// WaitForLink returns a context under which calls made while the client is
+// Waiting (backing off) wait for the link to come back instead of failing
+// with ErrDisconnected. The wait is bounded by ctx.
+func WaitForLink(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitKey{}, true)
+}
+
+func waitsForLink(ctx context.Context) bool { return ctx.Value(waitKey{}) != nil }
+
+// link returns the connection to use for a call made now, applying the
+// state rules: wait while Connecting, fail fast while Waiting (unless ctx
+// waits for the link), fail when Closed.
+func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
+	for {
+		cl.mu.Lock()
+		st, conn, ch, last := cl.state, cl.conn, cl.changed, cl.lastErr
+		cl.mu.Unlock()
+		switch st {
+		case Connected:
+			select {
+			case <-conn.Closed():
+				// Dead, and the loop has not noticed yet: wait for it.
+			default:
+				return conn, nil
+			}
+		case Closed:
+			return nil, fmt.Errorf("tether: client closed: %w", broker.ErrClosed)
+		case Waiting:
+			if !waitsForLink(ctx) {
+				return nil, fmt.Errorf("%w: %s: %v", ErrDisconnected, cl.addr, last)
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Backoff shapes the delays between failed dial attempts: Initial after the
+// first failure, multiplied by Multiplier after each further one, capped at
+// Max, each randomised by ±Jitter (a fraction). Zero fields take the
+// defaults: 100 ms, 10 s, 1.6 and 0.2.
+type Backoff struct {
+	Initial    time.Duration
+	Max        time.Duration
+	Multiplier float64
+	Jitter     float64
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Initial <= 0 {
+		b.Initial = 100 * time.Millisecond
+	}
+	if b.Max <= 0 {
+		b.Max = 10 * time.Second
+	}
+	if b.Max < b.Initial {
+		b.Max = b.Initial
+	}
+	if b.Multiplier < 1 {
+		b.Multiplier = 1.6
+	}
+	if b.Jitter <= 0 || b.Jitter > 1 {
+		b.Jitter = 0.2
+	}
+	return b
+}
+
+// delay is the wait after the failed attempt number n (0 for the first).
+func (b Backoff) delay(n int, rnd func() float64) time.Duration {
+	d := float64(b.Initial)
+	for i := 0; i < n && d < float64(b.Max); i++ {
+		d *= b.Multiplier
+	}
+	d = min(d, float64(b.Max))
+	d *= 1 + b.Jitter*(2*rnd()-1)
+	return time.Duration(d)
+}
+
+// clock is what the dial loop waits with; tests substitute a fake.
+type clock interface {
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Option configures Connect.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	broker      []broker.Option
+	backoff     Backoff
+	dialTimeout time.Duration
+	clock       clock
+	rand        func() float64
+}
+
+func buildOptions(opts []Option) (*options, error) {
+	o := &options{}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.apply(o)
+		}
+	}
+	if o.dialTimeout < 0 {
+		return nil, errors.New("tether: negative dial timeout")
+	}
+	if o.dialTimeout == 0 {
+		o.dialTimeout = 10 * time.Second
+	}
+	o.backoff = o.backoff.withDefaults()
+	if o.clock == nil {
+		o.clock = realClock{}
+	}
+	if o.rand == nil {
+		o.rand = rand.Float64
+	}
+	return o, nil
+}
+
+// WithBroker passes options to every connection the client dials (token,
+// TLS, name, timeouts, limits).
+func WithBroker(opts ...broker.Option) Option {
+	return optionFunc(func(o *options) { o.broker = append(o.broker, opts...) })
+}
+
+// WithBackoff sets the backoff between failed dial attempts; zero fields
+// keep their defaults, so a zero Backoff never means "retry at once".
+func WithBackoff(b Backoff) Option {
+	return optionFunc(func(o *options) { o.backoff = b })
+}
+
+// WithDialTimeout bounds each dial attempt, handshake included (default
+// 10 s).
+func WithDialTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.dialTimeout = d })
+}
+
+// withClock substitutes the dial loop's clock and jitter source (tests).
+func withClock(c clock, rnd func() float64) Option {
+	return optionFunc(func(o *options) { o.clock, o.rand = c, rnd })
+}

@@ -1,0 +1,46 @@
+// Package remote is the client side that lasts: a Client that dials and
+// redials in the background, and wrapped references (*Ref) that re-obtain
+// their targets after an outage, so that code holding them keeps working.
+//
+//	cl, err := remote.Connect(ctx, "tcp", addr)        // returns at once
+//	defer cl.Close()
+//	users, err := cl.Registry().Lookup(ctx, "users")  // a *remote.Ref
+//	u, err := broker.Call[User](ctx, users, "Get", "alice")
+//
+// # Link states
+//
+// A Client is Connecting (a dial attempt is in progress), Connected, Waiting
+// (backing off after a failed attempt) or Closed. A call made while
+// Connecting waits for that attempt, bounded by its context; a call made
+// while Waiting fails at once with ErrDisconnected, unless its context was
+// made with WaitForLink, in which case it waits for the link (bounded by the
+// context). These are grpc-go's CONNECTING and TRANSIENT_FAILURE semantics.
+// Backoff between attempts is exponential, jittered, capped, and starts over
+// after every successful connection. Connected and Disconnected are emitted
+// exactly once per transition.
+//
+// # Wrapped references
+//
+// A *Ref remembers how it was obtained: from the registry by name, or by a
+// call on another *Ref. After a reconnect it obtains its target again the
+// first time it is used: by name from the new registry, or by replaying the
+// call that returned it — only if that method is declared safe to repeat
+// (remoteable.MethodOptions.Idempotent); otherwise it fails with
+// broker.ErrDeadReference. A call that may already have reached the server
+// is never repeated silently: one that was in flight when the link died
+// fails with broker.ErrConnectionLost, unless its method is declared
+// idempotent, in which case it is retried once after the link is back.
+//
+// # Relays
+//
+// A Client's Registry can be published again: broker.NewServer(cl.Registry())
+// makes a relay whose downstream peers look up and call upstream managers
+// through it. The relay forwards calls without knowing their Go types, hands
+// out references that stay valid across outages of its upstream link, and
+// passes references from downstream up, so the upstream can call back.
+//
+// # Gather
+//
+// Gather calls a method on many peers at once and delivers the results as
+// they arrive, bounded by the context.
+package remote

@@ -1,0 +1,199 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remoteable"
+)
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// users is the manager most tests publish.
+type users struct {
+	remoteable.Referenceable
+	label   string
+	bumps   atomic.Int64
+	gate    chan struct{} // Hold waits on it
+	holding chan string
+}
+
+func newUsers(label string) *users {
+	return &users{label: label, gate: make(chan struct{}), holding: make(chan string, 10)}
+}
+
+func (*users) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{
+		"Get":     {Idempotent: true},
+		"Account": {Idempotent: true},
+		"Peek":    {Idempotent: true},
+	}
+}
+
+func (u *users) Get(ctx context.Context, name string) (string, error) { return u.label + ":" + name, nil }
+
+// Bump is not idempotent: every execution counts.
+func (u *users) Bump(ctx context.Context) (int64, error) { return u.bumps.Add(1), nil }
+
+// Peek is idempotent and waits until the gate opens or ctx ends.
+func (u *users) Peek(ctx context.Context) (string, error) {
+	u.holding <- "Peek"
+	select {
+	case <-u.gate:
+		return u.label, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Hold is not idempotent and waits like Peek.
+func (u *users) Hold(ctx context.Context) (int64, error) {
+	n := u.bumps.Add(1)
+	u.holding <- "Hold"
+	select {
+	case <-u.gate:
+		return n, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Account returns a new account object; declared idempotent (replayable).
+func (u *users) Account(ctx context.Context, owner string) (*account, error) {
+	return &account{owner: u.label + "/" + owner}, nil
+}
+
+// Open returns a new account object; not declared idempotent.
+func (u *users) Open(ctx context.Context, owner string) (*account, error) {
+	return &account{owner: u.label + "/" + owner}, nil
+}
+
+// Notify calls the caller's listener back.
+func (u *users) Notify(ctx context.Context, l *broker.Ref, msg string) (string, error) {
+	var got string
+	err := l.Call(ctx, "Hear", &got, u.label+":"+msg)
+	return got, err
+}
+
+type account struct {
+	remoteable.Referenceable
+	owner string
+}
+
+func (a *account) Owner(ctx context.Context) (string, error) { return a.owner, nil }
+
+// listener is a client-side object the server calls back.
+type listener struct {
+	remoteable.Referenceable
+	heard chan string
+}
+
+func (l *listener) Hear(msg string) (string, error) {
+	l.heard <- msg
+	return "heard " + msg, nil
+}
+
+// server is a broker server on a fixed address that can be restarted.
+type server struct {
+	t    *testing.T
+	addr string
+	srv  *broker.Server
+	done chan error
+}
+
+func startServer(t *testing.T, addr string, root any, opts ...broker.Option) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	s := &server{t: t, addr: ln.Addr().String(), srv: broker.NewServer(root, opts...), done: make(chan error, 1)}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *server) stop() {
+	if s.srv == nil {
+		return
+	}
+	s.srv.Close()
+	<-s.done
+	s.srv = nil
+}
+
+// publish returns a registry holding m as "users".
+func publish(t *testing.T, m any) *registry.Registry {
+	reg := registry.New()
+	require.NoError(t, reg.Register("users", m))
+	return reg
+}
+
+func proxyTo(t *testing.T, addr string) *faultnet.Proxy {
+	p, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// fast are client options for tests: quick detection and retries.
+func fast() []Option {
+	return []Option{
+		WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond)),
+		WithBackoff(Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
+		WithDialTimeout(500 * time.Millisecond),
+	}
+}
+
+func connect(t *testing.T, addr string, opts ...Option) *Client {
+	t.Helper()
+	cl, err := Connect(context.Background(), "tcp", addr, append(fast(), opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// transitions counts a client's Connected and Disconnected signals.
+type transitions struct {
+	mu                      sync.Mutex
+	connected, disconnected int
+}
+
+func watch(cl *Client) *transitions {
+	tr := &transitions{}
+	cl.Connected.Connect(func(*broker.Conn) { tr.mu.Lock(); tr.connected++; tr.mu.Unlock() })
+	cl.Disconnected.Connect(func(error) { tr.mu.Lock(); tr.disconnected++; tr.mu.Unlock() })
+	return tr
+}
+
+func (tr *transitions) counts() (int, int) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.connected, tr.disconnected
+}
+
+// waitState waits (bounded) until the client is in state s.
+func waitState(t *testing.T, cl *Client, s State) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for cl.State() != s {
+		if !cl.WaitForStateChange(ctx, cl.State()) {
+			t.Fatalf("client never reached %v (now %v)", s, cl.State())
+		}
+	}
+}
+
+var errUnused = errors.New("unused")

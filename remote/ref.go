@@ -1,0 +1,277 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// Ref is a reference that outlives connections. It remembers how it was
+// obtained and obtains its target again after a reconnect (see the package
+// documentation). It is a remoteable.Caller, so broker.Call works on it, and
+// it is Referenceable: a relay hands it out as a reference of its own.
+// A Ref is safe for concurrent use.
+type Ref struct {
+	remoteable.Referenceable
+
+	cl *Client
+	// How the target is obtained: by name from the registry, or by calling
+	// method with args on parent.
+	name   string
+	parent *Ref
+	method string
+	args   []any
+
+	sem    chan struct{} // serialises (re)resolution; a lock that respects ctx
+	mu     sync.Mutex
+	target *broker.Ref
+	local  bool                // target is an object of this process: never re-obtained
+	conn   *broker.Conn        // the connection target lives on
+	desc   *broker.Description // the target's description, fetched once per connection
+	gone   error               // set when the target can never be obtained again
+}
+
+var _ remoteable.Caller = (*Ref)(nil)
+
+func newRef(cl *Client) *Ref {
+	return &Ref{cl: cl, sem: make(chan struct{}, 1)}
+}
+
+// String describes how the reference was obtained.
+func (r *Ref) String() string {
+	if r.parent != nil {
+		return fmt.Sprintf("%v.%s(...)", r.parent, r.method)
+	}
+	return fmt.Sprintf("tether.remote(%s)", r.name)
+}
+
+// Client returns the client the reference belongs to.
+func (r *Ref) Client() *Client { return r.cl }
+
+// current returns the target if it is valid on the current connection.
+func (r *Ref) current(conn *broker.Conn) *broker.Ref {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn == conn || r.local {
+		return r.target
+	}
+	return nil
+}
+
+// resolve returns the target on the current connection, obtaining it again
+// if the connection changed since it was last obtained.
+func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
+	if r.local {
+		return r.target, nil, nil
+	}
+	conn, err := r.cl.link(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t := r.current(conn); t != nil {
+		return t, conn, nil
+	}
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	defer func() { <-r.sem }()
+	if t := r.current(conn); t != nil { // another caller got it meanwhile
+		return t, conn, nil
+	}
+	r.mu.Lock()
+	gone, old := r.gone, r.target
+	r.mu.Unlock()
+	if gone != nil {
+		return nil, nil, gone
+	}
+	if old != nil {
+		old.Release() // its connection is gone: nothing is sent
+	}
+	t, err := r.obtain(ctx, conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.mu.Lock()
+	r.target, r.conn, r.desc = t, conn, nil
+	r.mu.Unlock()
+	return t, conn, nil
+}
+
+// obtain gets the target afresh on conn.
+func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error) {
+	if r.parent == nil {
+		return broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", r.name)
+	}
+	// A derived reference is replayed only when the call that returned it
+	// is declared safe to repeat.
+	ok, err := r.parent.idempotent(ctx, r.method)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		err := fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method)
+		r.mu.Lock()
+		r.gone = err
+		r.mu.Unlock()
+		return nil, err
+	}
+	pt, pconn, err := r.parent.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pconn != conn {
+		return nil, fmt.Errorf("%w: the link changed while re-obtaining %v", ErrDisconnected, r)
+	}
+	return broker.Call[*broker.Ref](ctx, pt, r.method, r.args...)
+}
+
+// idempotent reports whether method is declared safe to repeat on the
+// target, asking the target to describe itself once per connection.
+func (r *Ref) idempotent(ctx context.Context, method string) (bool, error) {
+	t, conn, err := r.resolve(ctx)
+	if err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	d := r.desc
+	r.mu.Unlock()
+	if d == nil {
+		desc, err := t.Describe(ctx)
+		if err != nil {
+			return false, err
+		}
+		r.mu.Lock()
+		if r.conn == conn {
+			r.desc = &desc
+		}
+		r.mu.Unlock()
+		d = &desc
+	}
+	m, ok := d.Method(method)
+	return ok && m.Idempotent, nil
+}
+
+// Call invokes method on the target. A reference in the result, decoded into
+// a *Ref reply (or inside an `any` reply), comes back as a *Ref derived from
+// this one; a *broker.Ref reply gets the bare reference, which does not
+// survive outages.
+func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) error {
+	for attempt := 0; ; attempt++ {
+		t, conn, err := r.resolve(ctx)
+		if err != nil {
+			return err
+		}
+		err = r.callOnce(ctx, t, method, reply, args)
+		if err == nil || !errors.Is(err, broker.ErrDeadReference) || attempt >= 2 {
+			return err
+		}
+		if errors.Is(err, broker.ErrConnectionLost) {
+			// It may have run: repeat it only if declared idempotent, and
+			// only once, after the link is back.
+			if attempt > 0 {
+				return err
+			}
+			select {
+			case <-conn.Closed():
+			case <-ctx.Done():
+				return err
+			}
+			if ok, derr := r.idempotent(WaitForLink(ctx), method); derr != nil || !ok {
+				return err
+			}
+			continue
+		}
+		// It was never sent: try again on whatever the link is now.
+		select {
+		case <-conn.Closed():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// callOnce makes one call on t, wrapping references in the result.
+func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) error {
+	switch p := reply.(type) {
+	case **Ref:
+		var b *broker.Ref
+		if err := t.Call(ctx, method, &b, args...); err != nil {
+			return err
+		}
+		*p = r.derive(method, args, b)
+		return nil
+	case *any:
+		if err := t.Call(ctx, method, p, args...); err != nil {
+			return err
+		}
+		*p = r.wrapAll(method, args, *p)
+		return nil
+	}
+	return t.Call(ctx, method, reply, args...)
+}
+
+// derive wraps a reference that a call on r returned.
+func (r *Ref) derive(method string, args []any, b *broker.Ref) *Ref {
+	if b == nil {
+		return nil
+	}
+	d := newRef(r.cl)
+	d.parent, d.method, d.args = r, method, args
+	d.target = b
+	if _, local := b.Local(); local {
+		d.local = true // one of our own objects came back: nothing to re-obtain
+	} else {
+		d.conn = b.Conn()
+	}
+	return d
+}
+
+// wrapAll replaces the broker references in a generic result with derived
+// wrappers, so that a relay hands out references that survive outages.
+func (r *Ref) wrapAll(method string, args []any, v any) any {
+	switch x := v.(type) {
+	case *broker.Ref:
+		if _, local := x.Local(); local {
+			return x
+		}
+		return r.derive(method, args, x)
+	case []any:
+		for i := range x {
+			x[i] = r.wrapAll(method, args, x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = r.wrapAll(method, args, x[k])
+		}
+	case map[any]any:
+		for k := range x {
+			x[k] = r.wrapAll(method, args, x[k])
+		}
+	}
+	return v
+}
+
+// Release gives the current target back. The wrapper stays usable: a later
+// call obtains the target again.
+func (r *Ref) Release() {
+	r.mu.Lock()
+	t := r.target
+	r.target, r.conn, r.desc = nil, nil, nil
+	r.mu.Unlock()
+	if t != nil {
+		t.Release()
+	}
+}
+
+// Describe asks the target to describe itself.
+func (r *Ref) Describe(ctx context.Context) (broker.Description, error) {
+	var d broker.Description
+	err := r.Call(ctx, broker.DescribeMethod, &d)
+	return d, err
+}

@@ -44,7 +44,9 @@ func (*users) RemoteMethods() remoteable.Methods {
 	}
 }
 
-func (u *users) Get(ctx context.Context, name string) (string, error) { return u.label + ":" + name, nil }
+func (u *users) Get(ctx context.Context, name string) (string, error) {
+	return u.label + ":" + name, nil
+}
 
 // Bump is not idempotent: every execution counts.
 func (u *users) Bump(ctx context.Context) (int64, error) { return u.bumps.Add(1), nil }

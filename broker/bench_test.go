@@ -84,3 +84,23 @@ func BenchmarkEcho64Parallel(b *testing.B) {
 	b.StopTimer()
 	report()
 }
+
+// BenchmarkEcho64K is one caller making 64 KiB calls: the message-stream
+// path.
+func BenchmarkEcho64K(b *testing.B) {
+	c, report := benchPair(b)
+	ctx := context.Background()
+	payload := make([]byte, 64<<10)
+	var out []byte
+	root := c.Root()
+	b.ReportAllocs()
+	b.SetBytes(64 << 10)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := root.Call(ctx, "Echo", &out, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	report()
+}

@@ -30,7 +30,7 @@ func TestCallsOverEveryTransport(t *testing.T) {
 
 		require.NoError(t, root.Call(ctx, "Nothing", nil))
 
-		big := bytes.Repeat([]byte{7}, 1<<20) // goes on a stream of its own
+		big := bytes.Repeat([]byte{7}, 1<<20) // goes on a message stream
 		require.NoError(t, root.Call(ctx, "Echo", &out, big))
 		assert.Equal(t, big, out)
 	})

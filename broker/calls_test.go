@@ -301,7 +301,7 @@ func TestTLSRequiresTrustedCertificate(t *testing.T) {
 }
 
 // TestManyConcurrentLargeMessages has more callers sending large messages
-// at once than there may be one-message streams: they queue for a stream,
+// at once than there are message streams: they take turns on them,
 // and the receiver never sees more streams than allowed.
 func TestManyConcurrentLargeMessages(t *testing.T) {
 	leakcheck.Check(t)

@@ -32,11 +32,15 @@ const (
 )
 
 const (
-	// defaultBulkThreshold is the frame size above which a message gets a
-	// yamux stream of its own, so that it cannot hold up small calls.
+	// defaultBulkThreshold is the frame size above which a message goes on
+	// a message stream, off the main stream, so that it cannot hold up small
+	// calls.
 	defaultBulkThreshold = 32 << 10
-	// maxBulkStreams bounds the one-message streams in flight per direction.
-	maxBulkStreams = 64
+	// maxBulkStreams is how many message streams this side opens at most;
+	// large messages take turns on them.
+	maxBulkStreams = 4
+	// maxPeerBulkStreams is how many message streams the peer may open.
+	maxPeerBulkStreams = 16
 	// readBufferSize is the main stream's read buffer: frames up to this
 	// size are decoded in place.
 	readBufferSize = 64 << 10
@@ -97,8 +101,9 @@ type Conn struct {
 	iclosed     bool
 
 	work    chan *inCall // hands calls to idle handler goroutines
-	bulkOut chan struct{}
-	bulkIn  atomic.Int32
+	bulkIdle   chan *yamux.Stream // our message streams not being written to
+	bulkOpened atomic.Int32       // message streams this side opened
+	bulkIn     atomic.Int32       // message streams the peer opened
 
 	callsOut atomic.Int64
 	callsIn  atomic.Int64
@@ -124,7 +129,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 		inflight:    map[uint64]*callCtx{},
 		earlyCancel: map[uint64]struct{}{},
 		work:        make(chan *inCall),
-		bulkOut:     make(chan struct{}, maxBulkStreams),
+		bulkIdle:    make(chan *yamux.Stream, maxBulkStreams),
 		dying:       make(chan struct{}),
 		loopsDone:   make(chan struct{}),
 		done:        make(chan struct{}),
@@ -150,7 +155,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 }
 
 // start runs the connection's goroutines: the reader, the acceptor of
-// one-message streams, the sender's loop and the monitor that tears down.
+// message streams, the sender's loop and the monitor that tears down.
 func (c *Conn) start() *Conn {
 	c.loops.Add(3)
 	go c.readLoop()
@@ -327,9 +332,9 @@ func (c *Conn) acceptLoop() {
 			c.fail(sessionCause(err))
 			return
 		}
-		if c.bulkIn.Add(1) > maxBulkStreams {
+		if c.bulkIn.Add(1) > maxPeerBulkStreams {
 			st.Close()
-			c.protocolError(fmt.Errorf("more than %d message streams at once", maxBulkStreams))
+			c.protocolError(fmt.Errorf("more than %d message streams", maxPeerBulkStreams))
 			return
 		}
 		c.loops.Add(1)
@@ -337,21 +342,24 @@ func (c *Conn) acceptLoop() {
 	}
 }
 
-// readBulk reads the single message a one-message stream carries.
+// readBulk reads the messages a message stream of the peer's carries, until
+// the peer closes it or the connection ends.
 func (c *Conn) readBulk(st *yamux.Stream) {
 	defer c.loops.Done()
-	defer st.Close() // after the count drops: the sender reuses its slot on our close
-	defer c.bulkIn.Add(-1)
-	st.SetReadDeadline(time.Now().Add(c.opts.writeTimeout))
-	body, err := cborx.NewFrameReader(st, c.opts.maxMessageSize, 4096).Next()
-	if err != nil {
-		if !c.sess.IsClosed() {
-			c.protocolError(fmt.Errorf("message stream: %w", err))
+	defer st.Close()
+	fr := cborx.NewFrameReader(st, c.opts.maxMessageSize, readBufferSize)
+	for {
+		body, err := fr.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !c.sess.IsClosed() {
+				c.protocolError(fmt.Errorf("message stream: %w", err))
+			}
+			return
 		}
-		return
-	}
-	if err := c.handleFrame(body); err != nil {
-		c.protocolError(err)
+		if err := c.handleFrame(body); err != nil {
+			c.protocolError(err)
+			return
+		}
 	}
 }
 
@@ -575,21 +583,36 @@ func (c *Conn) startCall(t *inCall) {
 	c.imu.Unlock()
 }
 
-// worker runs calls until it has been idle for workerIdle or the connection
-// ends. Reusing goroutines saves a closure and a goroutine start per call.
+// worker runs calls until it has been idle for a whole workerIdle period or
+// the connection ends. Reusing goroutines saves a closure and a goroutine
+// start per call. The idle timer is re-armed once per period, not per call:
+// a worker that ran a call during the period lives on.
 func (c *Conn) worker(t *inCall) {
 	defer c.handlers.Done()
-	idle := time.NewTimer(workerIdle)
+	idle := time.NewTicker(workerIdle)
 	defer idle.Stop()
-	for {
+	for t != nil {
 		c.run(t)
-		idle.Reset(workerIdle)
+		t = c.awaitWork(idle.C)
+	}
+}
+
+// awaitWork waits for the next call for a worker, returning nil when the
+// worker should exit: a whole idle period without work, or the end of the
+// connection.
+func (c *Conn) awaitWork(tick <-chan time.Time) *inCall {
+	ranThisPeriod := true
+	for {
 		select {
-		case t = <-c.work:
-		case <-idle.C:
-			return
+		case t := <-c.work:
+			return t
+		case <-tick:
+			if !ranThisPeriod {
+				return nil
+			}
+			ranThisPeriod = false
 		case <-c.dying:
-			return
+			return nil
 		}
 	}
 }
@@ -755,7 +778,7 @@ func (c *Conn) handleCancel(id uint64) {
 		x.cancel(context.Canceled, true)
 		return
 	}
-	// The call may still be on its way on a stream of its own.
+	// The call may still be on its way on a message stream.
 	if id > c.maxSeenCall && len(c.earlyCancel) < c.opts.maxCalls {
 		c.earlyCancel[id] = struct{}{}
 	}
@@ -805,36 +828,51 @@ func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	return c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
 }
 
+// sendBulk writes a large message on one of this side's message streams.
 func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
-	select {
-	case c.bulkOut <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.dying:
-		return c.deadErr()
-	}
-	defer func() { <-c.bulkOut }()
-	st, err := c.sess.OpenStream()
+	st, err := c.bulkStream(ctx)
 	if err != nil {
-		c.fail(sessionCause(err))
-		return c.deadErr()
+		return err
 	}
-	st.SetDeadline(time.Now().Add(c.opts.writeTimeout))
+	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
 	if _, err := st.Write(frame); err != nil {
-		st.Close()
+		// The stream may hold part of the frame now: it cannot be used again.
 		if isTimeout(err) {
 			err = ErrWriteTimeout
 		}
 		c.fail(err)
 		return &linkError{inFlight: true, cause: err}
 	}
-	if err := st.Close(); err != nil {
-		return err
-	}
-	// Keep the slot until the receiver has read the message and closed its
-	// side, so that the streams it holds never outnumber ours.
-	_, _ = io.Copy(io.Discard, st)
+	c.bulkIdle <- st // never blocks: there are never more streams than room
 	return nil
+}
+
+// bulkStream takes an idle message stream, opens one if fewer than
+// maxBulkStreams exist, or waits for one to be free.
+func (c *Conn) bulkStream(ctx context.Context) (*yamux.Stream, error) {
+	select {
+	case st := <-c.bulkIdle:
+		return st, nil
+	default:
+	}
+	for n := c.bulkOpened.Load(); n < maxBulkStreams; n = c.bulkOpened.Load() {
+		if c.bulkOpened.CompareAndSwap(n, n+1) {
+			st, err := c.sess.OpenStream()
+			if err != nil {
+				c.fail(sessionCause(err))
+				return nil, c.deadErr()
+			}
+			return st, nil
+		}
+	}
+	select {
+	case st := <-c.bulkIdle:
+		return st, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.dying:
+		return nil, c.deadErr()
+	}
 }
 
 // ConnStats is a snapshot of a connection's resources and traffic.

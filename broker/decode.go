@@ -380,7 +380,13 @@ func (d *decoder) pure(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 		if err != nil {
 			return err
 		}
-		v.SetBytes(append(make([]byte, 0, len(b)), b...))
+		// Like encoding/json with slices, a destination that already has
+		// room is reused rather than reallocated.
+		dst := v.Bytes()
+		if dst == nil || cap(dst) < len(b) {
+			dst = make([]byte, 0, len(b))
+		}
+		v.SetBytes(append(dst[:0], b...))
 	default:
 		item, err := d.item()
 		if err != nil {

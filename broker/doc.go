@@ -4,8 +4,8 @@
 // A connection is a yamux session over a net.Conn (TCP, TLS, a pipe). After a
 // handshake (protocol version, names, an optional shared token) every message
 // is a length-prefixed CBOR frame on one long-lived stream; a message larger
-// than 32 KiB travels on a stream of its own so that it cannot hold up small
-// calls. The wire is specified in docs/protocol.md.
+// than 32 KiB travels on one of a few long-lived message streams so that it
+// cannot hold up small calls. The wire is specified in docs/protocol.md.
 //
 // # Using it
 //
@@ -59,7 +59,7 @@
 //
 // # Who owns what
 //
-// A Conn owns its goroutines (the reader, the acceptor of one-message
+// A Conn owns its goroutines (the reader, the acceptor of message
 // streams, the sender, the monitor that tears down, and one goroutine per
 // running handler) and stops them all when it ends. A Server owns its
 // connections and handshakes. Exported objects belong to their owner: the

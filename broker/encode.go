@@ -33,9 +33,13 @@ func getEncoder(c *Conn) *encoder {
 	return e
 }
 
+// maxPooledBuffer is the largest encoding buffer kept for reuse; larger ones
+// are left to the garbage collector.
+const maxPooledBuffer = 1 << 20
+
 func putEncoder(e *encoder) {
-	if cap(e.buf) > 64<<10 {
-		e.buf = make([]byte, 0, 512) // do not keep a large buffer alive
+	if cap(e.buf) > maxPooledBuffer {
+		e.buf = make([]byte, 0, 512)
 	}
 	e.c, e.exported, e.homecoming, e.depth = nil, e.exported[:0], false, 0
 	e.scratch.Reset()

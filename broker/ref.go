@@ -44,7 +44,9 @@ func localRef(obj any) *Ref {
 }
 
 // Call invokes method on the referenced object with args and decodes its
-// result into reply, a non-nil pointer (or nil to ignore the result).
+// result into reply, a non-nil pointer (or nil to ignore the result). As
+// with encoding/json, a byte slice the reply already holds is reused when it
+// has room for the result.
 //
 // The caller's deadline travels with the call, and cancelling ctx cancels the
 // handler's context on the far side; Call then returns ctx.Err() at once.

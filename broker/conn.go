@@ -100,7 +100,7 @@ type Conn struct {
 	maxSeenCall uint64
 	iclosed     bool
 
-	work    chan *inCall // hands calls to idle handler goroutines
+	work       chan *inCall       // hands calls to idle handler goroutines
 	bulkIdle   chan *yamux.Stream // our message streams not being written to
 	bulkOpened atomic.Int32       // message streams this side opened
 	bulkIn     atomic.Int32       // message streams the peer opened

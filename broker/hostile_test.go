@@ -217,6 +217,13 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 				e.buf = cborx.AppendArray(e.buf, 200000)
 			})
 		}, wantBye: "limit exceeded"},
+		{name: "too many message streams", send: func(p *rawPeer) {
+			for i := 0; i < maxPeerBulkStreams+1; i++ {
+				if _, err := p.sess.OpenStream(); err != nil {
+					return
+				}
+			}
+		}, wantBye: "more than 16 message streams"},
 		{name: "indefinite length", send: func(p *rawPeer) {
 			p.write([]byte{3, 0x9f, 0x01, 0xff})
 		}, wantBye: "indefinite-length"},

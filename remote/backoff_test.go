@@ -1,0 +1,102 @@
+package remote
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/leakcheck"
+)
+
+func TestBackoffShape(t *testing.T) {
+	mid := func() float64 { return 0.5 } // no jitter
+	b := Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.2}
+	var got []time.Duration
+	for n := 0; n < 6; n++ {
+		got = append(got, b.delay(n, mid))
+	}
+	assert.Equal(t, []time.Duration{100, 200, 400, 800, 1000, 1000}, scale(got, time.Millisecond), "doubles, then capped")
+
+	lo, hi := b.delay(2, func() float64 { return 0 }), b.delay(2, func() float64 { return 0.999999 })
+	assert.InDelta(t, float64(320*time.Millisecond), float64(lo), float64(time.Millisecond), "-20%")
+	assert.InDelta(t, float64(480*time.Millisecond), float64(hi), float64(time.Millisecond), "+20%")
+
+	def := Backoff{}.withDefaults()
+	assert.Equal(t, Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 1.6, Jitter: 0.2}, def,
+		"a zero Backoff means the defaults, never a busy loop")
+}
+
+func scale(ds []time.Duration, unit time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d / unit
+	}
+	return out
+}
+
+// fakeClock hands out timers the test fires by hand and records the delays
+// asked for.
+type fakeClock struct {
+	mu     sync.Mutex
+	asked  []time.Duration
+	timers chan chan time.Time
+}
+
+func (f *fakeClock) After(d time.Duration) <-chan time.Time {
+	f.mu.Lock()
+	f.asked = append(f.asked, d)
+	f.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	f.timers <- ch
+	return ch
+}
+
+func (f *fakeClock) delays() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Duration(nil), f.asked...)
+}
+
+// TestDialLoopBacksOffAndStartsOverAfterSuccess drives the dial loop with a
+// fake clock: the delays grow while the server is away, and after a
+// successful connection drops, they start from the initial delay again.
+func TestDialLoopBacksOffAndStartsOverAfterSuccess(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens yet
+
+	clk := &fakeClock{timers: make(chan chan time.Time, 100)}
+	cl, err := Connect(context.Background(), "tcp", addr,
+		WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Multiplier: 2}),
+		WithDialTimeout(time.Second),
+		withClock(clk, func() float64 { return 0.5 }))
+	require.NoError(t, err)
+	defer cl.Close()
+
+	fire := func() { (<-clk.timers) <- time.Now() }
+	for i := 0; i < 5; i++ {
+		fire() // each failed attempt waits on the clock; the test decides when
+	}
+	pending := <-clk.timers // the sixth wait
+	assert.Equal(t, []time.Duration{10, 20, 40, 80, 80, 80}, scale(clk.delays(), time.Millisecond))
+	assert.Equal(t, Waiting, cl.State())
+
+	// The server comes up; when the wait ends the next attempt succeeds.
+	s := startServer(t, addr, publish(t, newUsers("x")))
+	pending <- time.Now()
+	require.NoError(t, cl.WaitConnected(testCtx(t)))
+
+	// The connection drops and the server stays away: the loop redials at
+	// once, fails, and waits the initial delay again.
+	s.stop()
+	<-clk.timers
+	delays := clk.delays()
+	assert.Equal(t, 10*time.Millisecond, delays[len(delays)-1], "backoff starts over after a success")
+}

@@ -1,0 +1,159 @@
+package remote
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/registry"
+)
+
+// chain is server → (fault proxy) → relay → client.
+type chain struct {
+	users  *users
+	server *server
+	link   *faultnet.Proxy
+	up     *Client // the relay's client of the server
+	relay  *broker.Server
+	addr   string // the relay's address
+	client *Client
+}
+
+func startChain(t *testing.T, relayRoot func(up *Client) any) *chain {
+	t.Helper()
+	ch := &chain{users: newUsers("origin")}
+	ch.server = startServer(t, "127.0.0.1:0", publish(t, ch.users))
+	ch.link = proxyTo(t, ch.server.addr)
+	ch.up = connect(t, ch.link.Addr())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ch.addr = ln.Addr().String()
+	root := any(ch.up.Registry())
+	if relayRoot != nil {
+		root = relayRoot(ch.up)
+	}
+	ch.relay = broker.NewServer(root)
+	done := make(chan error, 1)
+	go func() { done <- ch.relay.Serve(ln) }()
+	t.Cleanup(func() { ch.relay.Close(); <-done })
+	ch.client = connect(t, ch.addr)
+	return ch
+}
+
+func TestThreeHopsSurviveTheMiddleLinkCut(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	require.NoError(t, ch.client.WaitConnected(ctx))
+	clientTr := watch(ch.client)
+
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	got, err := broker.Call[string](ctx, users, "Get", "alice")
+	require.NoError(t, err)
+	assert.Equal(t, "origin:alice", got)
+	var acct *Ref // a reference returned upstream, handed out by the relay
+	require.NoError(t, users.Call(ctx, "Account", &acct, "alice"))
+
+	for cut := 0; cut < 3; cut++ {
+		ch.link.Refuse(true)
+		ch.link.Reset()
+		waitState(t, ch.up, Waiting)
+		_, err = broker.Call[string](ctx, users, "Get", "during")
+		assert.ErrorIs(t, err, ErrDisconnected, "the relay's upstream error reaches the client")
+		ch.link.Restore()
+		require.NoError(t, ch.up.WaitConnected(ctx))
+
+		got, err = broker.Call[string](ctx, users, "Get", "after")
+		require.NoError(t, err, "the reference obtained before the cut works after it")
+		assert.Equal(t, "origin:after", got)
+		owner, err := broker.Call[string](ctx, acct, "Owner")
+		require.NoError(t, err, "so does one returned by a call")
+		assert.Equal(t, "origin/alice", owner)
+	}
+	connected, disconnected := clientTr.counts()
+	assert.Zero(t, connected+disconnected, "the client's own connection never dropped")
+}
+
+func TestCallbacksAcrossTheRelay(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	l := &listener{heard: make(chan string, 1)}
+	got, err := broker.Call[string](ctx, users, "Notify", l, "ping")
+	require.NoError(t, err)
+	assert.Equal(t, "heard origin:ping", got)
+	assert.Equal(t, "origin:ping", <-l.heard)
+}
+
+func TestDeadlinesAndCancellationTravelThroughTheRelay(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() { _, err := broker.Call[string](cctx, users, "Peek"); res <- err }()
+	require.Equal(t, "Peek", <-ch.users.holding)
+	cancel()
+	assert.ErrorIs(t, <-res, context.Canceled)
+	// The handler two hops up saw its context end: Peek returns on ctx.Done.
+	require.Eventually(t, func() bool {
+		for _, c := range ch.server.srv.Conns() {
+			if c.Stats().CallsIn != 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
+
+	short, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	_, err = broker.Call[string](short, users, "Peek")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	<-ch.users.holding
+}
+
+func TestRelayMixesLocalAndUpstreamManagers(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, func(up *Client) any {
+		reg := registry.New(registry.WithUpstream(up.Registry()))
+		require.NoError(t, reg.Register("local", newUsers("relay")))
+		return reg
+	})
+	ctx := testCtx(t)
+	names, err := ch.client.Registry().List(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"local", "users"}, names)
+	local, err := ch.client.Registry().Lookup(ctx, "local")
+	require.NoError(t, err)
+	got, err := broker.Call[string](ctx, local, "Get", "x")
+	require.NoError(t, err)
+	assert.Equal(t, "relay:x", got)
+	up, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	got, err = broker.Call[string](ctx, up, "Get", "y")
+	require.NoError(t, err)
+	assert.Equal(t, "origin:y", got)
+	_, err = ch.client.Registry().Lookup(ctx, "nowhere")
+	assert.ErrorIs(t, err, registry.ErrNotFound, "through two hops")
+
+	// During an upstream outage the local managers still answer.
+	ch.link.Refuse(true)
+	ch.link.Reset()
+	waitState(t, ch.up, Waiting)
+	got, err = broker.Call[string](ctx, local, "Get", "z")
+	require.NoError(t, err)
+	assert.Equal(t, "relay:z", got)
+	ch.link.Restore()
+}

@@ -20,12 +20,13 @@ type decoder struct {
 	r        cborx.Reader
 	c        *Conn
 	imported []*Ref
-	opaque   bool // relay mode: keep unregistered Copyables as opaque values
+	opaque   bool // relay mode: keep Copyables as opaque values, registered or not
 	depth    int
 }
 
-// opaque is a Copyable whose name this process has not registered, kept by a
-// relay so that it reaches the next hop unchanged.
+// opaque is a Copyable a relay passes on without instantiating its Go type
+// (which it may not even have registered), so that it reaches the next hop
+// unchanged.
 type opaque struct {
 	name  string
 	state any
@@ -74,6 +75,20 @@ func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 		return assign(v, ti.t, x, h)
 	case kRef, kObject:
 		return d.reference(v, ti, h)
+	case kCborTag:
+		if h.Major != cborx.MajorTag {
+			return typeErr(h, ti.t)
+		}
+		if isTetherTag(h.Arg) {
+			return fmt.Errorf("cannot decode a Tether value (tag %d) into cbor.Tag", h.Arg)
+		}
+		d.r.ReadHead()
+		content, err := d.nestedGeneric()
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(cbor.Tag{Number: h.Arg, Content: content}))
+		return nil
 	case kPtr:
 		nv := reflect.New(ti.t.Elem())
 		if err := d.nested(nv.Elem(), ti.elem); err != nil {
@@ -577,16 +592,16 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed Copyable name: %w", err)
 		}
-		t, ok := typereg.CopyableType(string(name))
-		if !ok {
-			if !d.opaque {
-				return nil, fmt.Errorf("%w: Copyable %q is not registered", ErrUnknownType, name)
-			}
+		if d.opaque {
 			st, err := d.nestedGeneric()
 			if err != nil {
 				return nil, err
 			}
 			return &opaque{name: string(name), state: st}, nil
+		}
+		t, ok := typereg.CopyableType(string(name))
+		if !ok {
+			return nil, fmt.Errorf("%w: Copyable %q is not registered", ErrUnknownType, name)
 		}
 		v := reflect.New(t).Elem()
 		if err := d.nested(v, infoOf(t).state); err != nil {

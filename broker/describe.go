@@ -113,6 +113,9 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 	case kObjectValue:
 		d.Kind = "reference"
 		return d
+	case kCborTag:
+		d.Kind = "custom"
+		return d
 	case kInterface:
 		d.Kind = "any"
 		if t == errorType {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/typereg"
 )
@@ -122,6 +124,10 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		e.buf = cborx.AppendArray(e.buf, 2)
 		e.buf = cborx.AppendText(e.buf, o.name)
 		return e.depthAny(o.state)
+	case kCborTag:
+		tag := v.Interface().(cbor.Tag)
+		e.buf = cborx.AppendTag(e.buf, tag.Number)
+		return e.depthAny(tag.Content)
 	case kInterface:
 		if v.IsNil() {
 			e.buf = cborx.AppendNull(e.buf)

@@ -24,6 +24,7 @@ const (
 	kCopyable                // registered Copyable type
 	kOpaque                  // a Copyable a relay passes on without knowing it
 	kInterface               // decided per value by its dynamic type
+	kCborTag                 // cbor.Tag: a CBOR tag around any content
 	kPtr
 	kStruct
 	kSlice
@@ -72,6 +73,7 @@ type field struct {
 
 var (
 	refType        = reflect.TypeFor[*Ref]()
+	cborTagType    = reflect.TypeFor[cbor.Tag]()
 	opaqueType     = reflect.TypeFor[*opaque]()
 	errorType      = reflect.TypeFor[error]()
 	anyType        = reflect.TypeFor[any]()
@@ -154,6 +156,8 @@ func special(t reflect.Type) kind {
 		return kRef
 	case t == opaqueType:
 		return kOpaque
+	case t == cborTagType:
+		return kCborTag
 	case t.Kind() == reflect.Interface:
 		return kInterface
 	case isMarker(t) && t.Kind() == reflect.Pointer:

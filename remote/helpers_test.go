@@ -3,12 +3,14 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
@@ -42,6 +44,25 @@ func (*users) RemoteMethods() remoteable.Methods {
 		"Account": {Idempotent: true},
 		"Peek":    {Idempotent: true},
 	}
+}
+
+// Card is a Copyable.
+type Card struct {
+	Holder string
+	Limit  int
+	Issued time.Time
+}
+
+func init() { remoteable.RegisterCopyable[Card]("remote.test.Card") }
+
+// Inspect checks the Go type of what it was given, and returns it.
+func (u *users) Inspect(ctx context.Context, v any) (any, error) {
+	if _, ok := v.(Card); !ok {
+		if _, isTag := v.(cbor.Tag); !isTag {
+			return nil, fmt.Errorf("got a %T", v)
+		}
+	}
+	return v, nil
 }
 
 func (u *users) Get(ctx context.Context, name string) (string, error) {

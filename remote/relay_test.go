@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -93,6 +94,22 @@ func TestCallbacksAcrossTheRelay(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "heard origin:ping", got)
 	assert.Equal(t, "origin:ping", <-l.heard)
+}
+
+func TestValuesPassThroughTheRelayIntact(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	card := Card{Holder: "alice", Limit: 500, Issued: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
+	back, err := broker.Call[any](ctx, users, "Inspect", card)
+	require.NoError(t, err, "the server received a Card, not something the relay rebuilt")
+	assert.Equal(t, card, back)
+	tag := cbor.Tag{Number: 4242, Content: "opaque to everyone"}
+	back, err = broker.Call[any](ctx, users, "Inspect", tag)
+	require.NoError(t, err)
+	assert.Equal(t, tag, back)
 }
 
 func TestDeadlinesAndCancellationTravelThroughTheRelay(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,12 +72,17 @@ type Hops struct{ remoteable.Referenceable }
 
 func (*Hops) Where(ctx context.Context) (string, error) { return "relay", nil }
 
+// transcript prints timed lines; signal slots write to it from the
+// connections' goroutines, hence the lock.
 type transcript struct {
 	start time.Time
+	mu    sync.Mutex
 	w     io.Writer
 }
 
 func (t *transcript) say(who, format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	fmt.Fprintf(t.w, "%8.1fms  %-7s %s\n", float64(time.Since(t.start).Microseconds())/1000, who, fmt.Sprintf(format, args...))
 }
 

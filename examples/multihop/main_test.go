@@ -15,7 +15,11 @@ func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := runAll(ctx, &transcript{start: time.Now(), w: &out}); err != nil {
+	tr := &transcript{start: time.Now(), w: &out}
+	err := runAll(ctx, tr)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	for _, want := range []string{"Get(alice) through the relay", "client heard: server says hello to bob",

@@ -366,7 +366,14 @@ func (c *Conn) readBulk(st *yamux.Stream) {
 // handleFrame validates a frame and acts on it. An error is a protocol
 // violation that ends the connection; problems with one call are answered
 // to the caller instead.
-func (c *Conn) handleFrame(body []byte) error {
+func (c *Conn) handleFrame(body []byte) (err error) {
+	defer func() {
+		// A decoding bug must not take the process down: it ends this
+		// connection only.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error handling a message: %v", p)
+		}
+	}()
 	if err := cborx.Validate(body, decodeLimits); err != nil {
 		return err
 	}

@@ -251,7 +251,11 @@ func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error
 				continue
 			}
 			f := &ti.fields[i]
-			if err := d.nested(fieldForSet(v, f.index), f.info); err != nil {
+			fv, err := fieldForSet(v, f.index)
+			if err == nil {
+				err = d.nested(fv, f.info)
+			}
+			if err != nil {
 				return fmt.Errorf("field %s: %w", f.name, err)
 			}
 		}
@@ -308,7 +312,11 @@ func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error
 		}
 		seen[idx] = true
 		f := &ti.fields[idx]
-		if err := d.nested(fieldForSet(v, f.index), f.info); err != nil {
+		fv, err := fieldForSet(v, f.index)
+		if err == nil {
+			err = d.nested(fv, f.info)
+		}
+		if err != nil {
 			return fmt.Errorf("field %s: %w", f.name, err)
 		}
 	}
@@ -316,18 +324,22 @@ func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error
 }
 
 // fieldForSet follows index through embedded structs, allocating nil
-// embedded pointers on the way.
-func fieldForSet(v reflect.Value, index []int) reflect.Value {
+// embedded pointers on the way. Like encoding/json, it cannot allocate an
+// embedded pointer to an unexported struct type: that is an error.
+func fieldForSet(v reflect.Value, index []int) (reflect.Value, error) {
 	for i, x := range index {
 		if i > 0 && v.Kind() == reflect.Pointer {
 			if v.IsNil() {
+				if !v.CanSet() {
+					return reflect.Value{}, fmt.Errorf("cannot set embedded pointer to unexported struct %v", v.Type().Elem())
+				}
 				v.Set(reflect.New(v.Type().Elem()))
 			}
 			v = v.Elem()
 		}
 		v = v.Field(x)
 	}
-	return v
+	return v, nil
 }
 
 // pure decodes plain data into v.
@@ -575,7 +587,9 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 		}
 		if h.Arg == tagSenderRef {
 			r := d.c.importRef(id)
-			d.imported = append(d.imported, r)
+			if id != 0 {
+				d.imported = append(d.imported, r)
+			}
 			return r, nil
 		}
 		obj, ok := d.c.homecoming(id)

@@ -60,6 +60,10 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	if r.released.Load() {
 		return fmt.Errorf("%w: %s", ErrReleased, method)
 	}
+	// Until the call is over the handle must stay reachable, or the garbage
+	// collector could release it while the call is on its way (a Release on
+	// the main stream can overtake a call on a message stream).
+	defer runtime.KeepAlive(r)
 	return r.c.call(ctx, r.id, method, reply, args)
 }
 
@@ -433,6 +437,9 @@ type importEntry struct {
 // reference received.
 func (c *Conn) importRef(id uint64) *Ref {
 	r := &Ref{c: c, id: id}
+	if id == 0 {
+		return r // the peer's root: permanent, never counted or released
+	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.imports == nil {
@@ -453,6 +460,9 @@ func (c *Conn) importRef(id uint64) *Ref {
 // dup returns another handle to the object r denotes; the peer is not told.
 func (c *Conn) dup(r *Ref) *Ref {
 	h := &Ref{c: c, id: r.id}
+	if r.id == 0 {
+		return h // roots are not counted
+	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	ent := c.imports[r.id]

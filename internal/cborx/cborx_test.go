@@ -2,6 +2,7 @@ package cborx
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math"
@@ -214,4 +215,14 @@ func TestFrameReaderReady(t *testing.T) {
 	_, err = fr.Next()
 	require.NoError(t, err)
 	assert.True(t, fr.Ready(), "the next frame is buffered whole")
+}
+
+// TestFrameReaderGrowsAsBytesArrive declares a 4 MiB frame and sends a few
+// bytes: the reader must not have allocated the 4 MiB.
+func TestFrameReaderGrowsAsBytesArrive(t *testing.T) {
+	header := binary.AppendUvarint(nil, 4<<20)
+	fr := NewFrameReader(bytes.NewReader(append(header, make([]byte, 100)...)), 8<<20, 4096)
+	_, err := fr.Next()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.LessOrEqual(t, cap(fr.buf), 2*4096, "the buffer grew only as far as the bytes that came")
 }

@@ -70,12 +70,19 @@ func (f *FrameReader) Next() ([]byte, error) {
 		f.discard = int(n)
 		return p, nil
 	}
-	if cap(f.buf) < int(n) {
-		f.buf = make([]byte, n)
-	}
-	f.buf = f.buf[:n]
-	if _, err := io.ReadFull(f.br, f.buf); err != nil {
-		return nil, unexpected(err)
+	// Grow the buffer as the body arrives rather than trusting the length:
+	// a peer that declares a large frame and sends little costs little.
+	f.buf = f.buf[:0]
+	for len(f.buf) < int(n) {
+		chunk := min(int(n)-len(f.buf), max(len(f.buf), f.br.Size()))
+		if cap(f.buf)-len(f.buf) < chunk {
+			f.buf = append(f.buf, make([]byte, chunk)...)[:len(f.buf)]
+		}
+		k, err := io.ReadFull(f.br, f.buf[len(f.buf):len(f.buf)+chunk])
+		f.buf = f.buf[:len(f.buf)+k]
+		if err != nil {
+			return nil, unexpected(err)
+		}
 	}
 	body := f.buf
 	if cap(f.buf) > 4*f.br.Size() {

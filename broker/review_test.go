@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// TestHandleStaysAliveDuringItsCall makes one-shot large calls on fresh
+// handles while the garbage collector runs: a handle must not be released
+// (and its object dropped) while its own call is on the way.
+func TestHandleStaysAliveDuringItsCall(t *testing.T) {
+	leakcheck.Check(t)
+	_, addr := startServer(t, newService())
+	cl := dial(t, addr)
+	ctx := testCtx(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	big := bytes.Repeat([]byte{1}, 1<<20)
+	for i := 0; i < 40; i++ {
+		ctr, err := Call[*Ref](ctx, cl.Root(), "NewCounter")
+		require.NoError(t, err)
+		// The last use of ctr: after this line nothing else refers to it.
+		require.NoError(t, ctr.Call(ctx, "Keep", nil, big), "call %d", i)
+	}
+}
+
+func (c *counter) Keep(b []byte) error { return nil }
+
+// hub hands out the root of another peer's connection.
+type hub struct {
+	remoteable.Referenceable
+	srv *Server
+}
+
+func (h *hub) Other(ctx context.Context, name string) (*Ref, error) {
+	for _, c := range h.srv.Conns() {
+		if c.Peer().Name == name {
+			return c.Root(), nil
+		}
+	}
+	return nil, nil
+}
+
+func TestRootsTravelUncounted(t *testing.T) {
+	leakcheck.Check(t)
+	h := &hub{}
+	srv, addr := startServer(t, h)
+	h.srv = srv
+	ctx := testCtx(t)
+
+	// A dialer passes its own root as an argument: the receiver gets the
+	// root reference, which is never counted, so collecting it later sends
+	// no release and the connection stays up.
+	l := &listener{got: make(chan string, 1)}
+	dial(t, addr, WithName("a"), WithRoot(l))
+	svc := newService()
+	srv2, addr2 := startServer(t, svc)
+	b := dial(t, addr2, WithRoot(l))
+	got, err := Call[string](ctx, b.Root(), "Callback", l, "hi")
+	require.NoError(t, err)
+	assert.Equal(t, "ack:hi", got)
+	assert.Equal(t, "hi", <-l.got)
+	assert.Equal(t, 0, serverConn(t, srv2).Stats().Imports, "a root reference is not counted")
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, b.Root().Call(ctx, "Nothing", nil), "still connected after the root handle was collected")
+	assert.Nil(t, b.Err())
+
+	// A hub passes one peer's root to another peer, which calls it.
+	c := dial(t, addr, WithName("c"))
+	other, err := Call[*Ref](ctx, c.Root(), "Other", "a")
+	require.NoError(t, err)
+	require.NotNil(t, other)
+	got, err = Call[string](ctx, other, "Notify", "through the hub")
+	require.NoError(t, err)
+	assert.Equal(t, "ack:through the hub", got)
+	assert.Equal(t, "through the hub", <-l.got)
+}
+
+type hidden struct{ Extra any }
+
+type withHidden struct {
+	*hidden
+	Name string
+}
+
+func TestEmbeddedPointerToUnexportedStructIsAnErrorNotAPanic(t *testing.T) {
+	e := getEncoder(nil)
+	e.buf = cborx.AppendMap(e.buf, 2)
+	e.buf = cborx.AppendText(cborx.AppendText(e.buf, "Name"), "x")
+	e.buf = cborx.AppendInt(cborx.AppendText(e.buf, "Extra"), 1)
+	body := append([]byte(nil), e.buf[cborx.FramePrefix:]...)
+	putEncoder(e)
+	var v withHidden
+	d := decoder{r: cborx.NewReader(body)}
+	err := d.reply(&v)
+	assert.ErrorContains(t, err, "unexported struct")
+}

@@ -387,10 +387,13 @@ func (c *Conn) handleFrame(body []byte) (err error) {
 		return errors.New("message type must be an unsigned integer")
 	}
 	switch typ {
-	case msgCall:
-		return c.handleCall(&r, n)
-	case msgReturn, msgFail:
-		return c.handleResult(&r, n, typ)
+	case msgCall, msgReturn, msgFail:
+		acct := newRefAccount(body)
+		defer acct.settle(c)
+		if typ == msgCall {
+			return c.handleCall(&r, n, acct)
+		}
+		return c.handleResult(&r, n, typ, acct)
 	case msgCancel:
 		id, err := r.ReadUint()
 		if err != nil {
@@ -421,7 +424,7 @@ func (c *Conn) handleFrame(body []byte) (err error) {
 // the reason it cannot run. Arguments are decoded here, in stream order, so
 // that a reference to one of our objects is resolved before a later Release
 // of it is applied.
-func (c *Conn) handleCall(r *cborx.Reader, n int) error {
+func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	id, err1 := r.ReadUint()
 	target, err2 := r.ReadUint()
 	name, err3 := r.ReadText()
@@ -430,8 +433,9 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 	if n < 6 || err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
 		return errors.New("malformed call: want [3, id, target, method, timeout, [args...]]")
 	}
-	reject := func(r *cborx.Reader, argc int, err error) error {
-		c.discard(r, argc)
+	// A call that cannot run is answered at once; references among its
+	// arguments that did not become handles are released by acct.
+	reject := func(err error) error {
 		c.postFail(id, err)
 		return nil
 	}
@@ -445,15 +449,14 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 	full := len(c.inflight) >= c.opts.maxCalls
 	c.imu.Unlock()
 	if cancelled {
-		c.discard(r, argc)
 		return nil
 	}
 	if full {
-		return reject(r, argc, fmt.Errorf("%w: at most %d at once", ErrTooManyCalls, c.opts.maxCalls))
+		return reject(fmt.Errorf("%w: at most %d at once", ErrTooManyCalls, c.opts.maxCalls))
 	}
 	ex := c.lookupExport(target)
 	if ex == nil {
-		return reject(r, argc, fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
+		return reject(fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
 	}
 
 	t := &inCall{id: id, ex: ex}
@@ -462,7 +465,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 	if timeout > 0 {
 		t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
 	}
-	d := decoder{r: *r, c: c, opaque: ex.proxy != nil}
+	d := decoder{r: *r, c: c, opaque: ex.proxy != nil, acct: acct}
 
 	if ex.proxy != nil {
 		t.name = string(name)
@@ -472,7 +475,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 			var err error
 			if t.args[i], err = d.generic(); err != nil {
 				d.undo()
-				return reject(&d.r, argc-i-1, fmt.Errorf("%w: argument %d: %w", ErrBadArguments, i+1, err))
+				return reject(fmt.Errorf("%w: argument %d: %w", ErrBadArguments, i+1, err))
 			}
 		}
 		t.refs = d.imported
@@ -482,7 +485,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 
 	if string(name) == DescribeMethod {
 		if argc != 0 {
-			return reject(r, argc, fmt.Errorf("%w: %s takes no arguments", ErrBadArguments, DescribeMethod))
+			return reject(fmt.Errorf("%w: %s takes no arguments", ErrBadArguments, DescribeMethod))
 		}
 		t.name = DescribeMethod
 		c.startCall(t)
@@ -490,14 +493,14 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 	}
 	m := ex.typ.methods[string(name)]
 	if m == nil {
-		return reject(r, argc, fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
+		return reject(fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
 	}
 	if lo, hi := m.arity(); argc < lo || (hi >= 0 && argc > hi) {
 		want := fmt.Sprint(lo)
 		if hi < 0 {
 			want = fmt.Sprintf("at least %d", lo)
 		}
-		return reject(r, argc, fmt.Errorf("%w: %s takes %s argument(s), got %d", ErrBadArguments, m.name, want, argc))
+		return reject(fmt.Errorf("%w: %s takes %s argument(s), got %d", ErrBadArguments, m.name, want, argc))
 	}
 	t.m = m
 	first := 1
@@ -518,7 +521,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int) error {
 		v := t.slot(i, pi)
 		if err := d.value(v, pi); err != nil {
 			d.undo()
-			return reject(&d.r, argc-i-1, fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, m.name, err))
+			return reject(fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, m.name, err))
 		}
 		t.in[first+i] = v
 	}
@@ -765,19 +768,6 @@ func (c *Conn) postFail(id uint64, err error) {
 	}
 }
 
-// discard reads and drops n values, releasing any references in them.
-func (c *Conn) discard(r *cborx.Reader, n int) {
-	d := decoder{r: *r, c: c, opaque: true}
-	for i := 0; i < n; i++ {
-		if _, err := d.generic(); err != nil {
-			if d.r.Skip() != nil {
-				break
-			}
-		}
-	}
-	d.undo()
-}
-
 func (c *Conn) handleCancel(id uint64) {
 	c.imu.Lock()
 	defer c.imu.Unlock()
@@ -792,7 +782,7 @@ func (c *Conn) handleCancel(id uint64) {
 }
 
 // handleResult completes the pending call a Return or Fail answers.
-func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64) error {
+func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64, acct *refAccount) error {
 	id, err := r.ReadUint()
 	if err != nil || n < 3 {
 		return errors.New("malformed result")
@@ -801,11 +791,10 @@ func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64) error {
 	cl := c.pending[id]
 	delete(c.pending, id)
 	c.pmu.Unlock()
-	if cl == nil { // the caller gave up: drop the result, release its references
-		c.discard(r, 1)
+	if cl == nil { // the caller gave up: acct releases the result's references
 		return nil
 	}
-	d := decoder{r: *r, c: c, opaque: cl.opaque}
+	d := decoder{r: *r, c: c, opaque: cl.opaque, acct: acct}
 	if typ == msgFail {
 		re, err := d.wireError()
 		if err != nil {
@@ -814,11 +803,11 @@ func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64) error {
 		} else {
 			cl.err = re
 		}
-	} else if cl.reply == nil {
-		c.discard(r, 1)
-	} else if err := d.reply(cl.reply); err != nil {
-		d.undo()
-		cl.err = fmt.Errorf("%w: %w", ErrBadReply, err)
+	} else if cl.reply != nil {
+		if err := d.reply(cl.reply); err != nil {
+			d.undo()
+			cl.err = fmt.Errorf("%w: %w", ErrBadReply, err)
+		}
 	}
 	cl.done <- struct{}{}
 	return nil

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -20,8 +21,48 @@ type decoder struct {
 	r        cborx.Reader
 	c        *Conn
 	imported []*Ref
-	opaque   bool // relay mode: keep Copyables as opaque values, registered or not
+	opaque   bool        // relay mode: keep Copyables as opaque values, registered or not
+	acct     *refAccount // the message's reference accounting, if it is a peer's message
 	depth    int
+}
+
+// refAccount makes sure every reference a peer's message carries is
+// released if it does not become a handle: references in arguments that
+// failed to decode, in skipped fields, in results nobody waits for. It
+// counts them from the frame's bytes, then subtracts those the decoders
+// turned into handles (which their own Release gives back).
+type refAccount struct {
+	sent map[uint64]uint64 // sender references in the frame, by id
+	took map[uint64]uint64 // those that became handles
+}
+
+// senderRefHead is the encoded head of tag 59000: a frame without these
+// bytes carries no sender reference.
+var senderRefHead = []byte{0xd9, 0xe6, 0x78}
+
+func newRefAccount(body []byte) *refAccount {
+	if !bytes.Contains(body, senderRefHead) {
+		return nil
+	}
+	a := &refAccount{sent: map[uint64]uint64{}, took: map[uint64]uint64{}}
+	_ = cborx.CollectTagged(body, tagSenderRef, func(id uint64) {
+		if id != 0 { // roots are not counted
+			a.sent[id]++
+		}
+	})
+	return a
+}
+
+// settle releases what the message carried and no decoder took.
+func (a *refAccount) settle(c *Conn) {
+	if a == nil {
+		return
+	}
+	for id, n := range a.sent {
+		if left := n - min(n, a.took[id]); left > 0 {
+			c.postRelease(id, left)
+		}
+	}
 }
 
 // opaque is a Copyable a relay passes on without instantiating its Go type
@@ -589,12 +630,18 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 			r := d.c.importRef(id)
 			if id != 0 {
 				d.imported = append(d.imported, r)
+				if d.acct != nil {
+					d.acct.took[id]++
+				}
 			}
 			return r, nil
 		}
 		obj, ok := d.c.homecoming(id)
 		if !ok {
 			return nil, fmt.Errorf("%w: id %d", ErrUnknownReference, id)
+		}
+		if r, isRef := obj.(*Ref); isRef && r.c != nil {
+			d.imported = append(d.imported, r) // a proxy's fresh handle: undo releases it too
 		}
 		return obj, nil
 	case tagCopyable:

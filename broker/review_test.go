@@ -121,3 +121,37 @@ func TestEmbeddedPointerToUnexportedStructIsAnErrorNotAPanic(t *testing.T) {
 	err := d.reply(&v)
 	assert.ErrorContains(t, err, "unexported struct")
 }
+
+type onlyName struct{ Name string }
+
+func (s *service) Named(v onlyName) (string, error) { return v.Name, nil }
+
+// TestReferencesInDroppedDataAreReleased sends references the receiver never
+// turns into handles — after an argument of the wrong type, in a field the
+// receiver's type does not have, in a result that does not fit the reply —
+// and checks that every one of them is given back.
+func TestReferencesInDroppedDataAreReleased(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	c := dial(t, addr)
+	ctx := testCtx(t)
+	sc := serverConn(t, srv)
+
+	// A wrong argument before a reference: the call fails, the reference
+	// the client exported is released.
+	err := c.Root().Call(ctx, "Callback", nil, 42, &listener{}, "x")
+	require.ErrorIs(t, err, ErrBadArguments)
+	eventually(t, func() bool { return c.Stats().Exports == 0 }, "export released after a rejected call")
+
+	// A reference in a field the parameter type does not have.
+	name, err := Call[string](ctx, c.Root(), "Named", map[string]any{"Name": "n", "Unknown": &counter{}})
+	require.NoError(t, err)
+	assert.Equal(t, "n", name)
+	eventually(t, func() bool { return c.Stats().Exports == 0 }, "export released after an unknown field")
+
+	// A result that does not fit the reply.
+	_, err = Call[int](ctx, c.Root(), "NewCounter")
+	require.ErrorIs(t, err, ErrBadReply)
+	eventually(t, func() bool { return sc.Stats().Exports == 1 }, "server export released after a bad reply")
+	assert.Nil(t, c.Err())
+}

@@ -267,6 +267,51 @@ func (r *Reader) ReadNull() bool {
 	return false
 }
 
+// CollectTagged calls found for every unsigned integer tagged with tag in
+// the well-formed item b (validate it first), at any depth.
+func CollectTagged(b []byte, tag uint64, found func(uint64)) error {
+	r := NewReader(b)
+	return r.collect(tag, found, 0)
+}
+
+func (r *Reader) collect(tag uint64, found func(uint64), depth int) error {
+	if depth > skipMaxDepth {
+		return syntaxErr(r.off, "nesting too deep")
+	}
+	h, err := r.ReadHead()
+	if err != nil {
+		return err
+	}
+	switch h.Major {
+	case MajorBytes, MajorText:
+		_, err = r.take(h.Arg)
+		return err
+	case MajorArray, MajorMap:
+		n := h.Arg
+		if h.Major == MajorMap {
+			n *= 2
+		}
+		if n > uint64(r.Len()) {
+			return syntaxErr(r.off, "container of %d items cannot fit in %d bytes", n, r.Len())
+		}
+		for i := uint64(0); i < n; i++ {
+			if err := r.collect(tag, found, depth+1); err != nil {
+				return err
+			}
+		}
+	case MajorTag:
+		if h.Arg == tag {
+			if next, err := r.PeekHead(); err == nil && next.Major == MajorUint {
+				r.ReadHead()
+				found(next.Arg)
+				return nil
+			}
+		}
+		return r.collect(tag, found, depth+1)
+	}
+	return nil
+}
+
 // Skip consumes one whole item. It assumes nothing about the input and
 // checks bounds, but it does not enforce limits: call Validate first on data
 // from a peer.

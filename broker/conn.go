@@ -96,8 +96,7 @@ type Conn struct {
 
 	imu         sync.Mutex
 	inflight    map[uint64]*callCtx
-	earlyCancel map[uint64]struct{}
-	maxSeenCall uint64
+	earlyCancel map[uint64]time.Time // cancels that overtook their calls, and when they came
 	iclosed     bool
 
 	work       chan *inCall       // hands calls to idle handler goroutines
@@ -127,7 +126,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 		exportIDs:   map[any]uint64{},
 		imports:     map[uint64]*importEntry{},
 		inflight:    map[uint64]*callCtx{},
-		earlyCancel: map[uint64]struct{}{},
+		earlyCancel: map[uint64]time.Time{},
 		work:        make(chan *inCall),
 		bulkIdle:    make(chan *yamux.Stream, maxBulkStreams),
 		dying:       make(chan struct{}),
@@ -399,7 +398,15 @@ func (c *Conn) handleFrame(body []byte) (err error) {
 		if err != nil {
 			return errors.New("malformed cancel")
 		}
-		c.handleCancel(id)
+		mayPrecede := false
+		if n > 2 {
+			h, err := r.ReadHead()
+			if err != nil || h.Major != cborx.MajorSimple || (h.AI != cborx.SimpleTrue && h.AI != cborx.SimpleFalse) {
+				return errors.New("malformed cancel: the third element must be a boolean")
+			}
+			mayPrecede = h.AI == cborx.SimpleTrue
+		}
+		c.handleCancel(id, mayPrecede)
 		return nil
 	case msgRelease:
 		id, err1 := r.ReadUint()
@@ -441,9 +448,6 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	}
 
 	c.imu.Lock()
-	if id > c.maxSeenCall {
-		c.maxSeenCall = id
-	}
 	_, cancelled := c.earlyCancel[id]
 	delete(c.earlyCancel, id)
 	full := len(c.inflight) >= c.opts.maxCalls
@@ -768,16 +772,26 @@ func (c *Conn) postFail(id uint64, err error) {
 	}
 }
 
-func (c *Conn) handleCancel(id uint64) {
+func (c *Conn) handleCancel(id uint64, mayPrecede bool) {
 	c.imu.Lock()
 	defer c.imu.Unlock()
 	if x, ok := c.inflight[id]; ok {
 		x.cancel(context.Canceled, true)
 		return
 	}
-	// The call may still be on its way on a message stream.
-	if id > c.maxSeenCall && len(c.earlyCancel) < c.opts.maxCalls {
-		c.earlyCancel[id] = struct{}{}
+	if !mayPrecede {
+		return // the call came on the main stream before its cancel: it is over
+	}
+	// The call went on a message stream and may still be on its way:
+	// remember the cancel until it comes, or until it cannot come any more.
+	now := time.Now()
+	for old, at := range c.earlyCancel {
+		if now.Sub(at) > 2*c.opts.writeTimeout {
+			delete(c.earlyCancel, old)
+		}
+	}
+	if len(c.earlyCancel) < c.opts.maxCalls {
+		c.earlyCancel[id] = now
 	}
 }
 
@@ -813,15 +827,21 @@ func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64, acct *refAccount
 	return nil
 }
 
-// sendFrame sends an encoded message: large ones on a stream of their own,
-// unless they hold a reference to one of the receiver's objects, whose order
+// sendFrame sends an encoded message: large ones on a message stream, unless
+// they hold a reference to one of the receiver's objects, whose order
 // relative to that reference's release must be kept.
 func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	frame := e.frame()
-	if len(frame) > c.opts.bulkThreshold && !e.homecoming {
+	if c.onMessageStream(e) {
 		return c.sendBulk(ctx, frame)
 	}
 	return c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
+}
+
+// onMessageStream reports whether sendFrame sends e's message off the main
+// stream.
+func (c *Conn) onMessageStream(e *encoder) bool {
+	return e.bodyLen()+cborx.FramePrefix > c.opts.bulkThreshold && !e.homecoming
 }
 
 // sendBulk writes a large message on one of this side's message streams.

@@ -339,3 +339,62 @@ func TestPeerThatStopsReadingIsDisconnected(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestCancelThatOvertakesItsCall sends a Cancel on the main stream before the
+// call it cancels arrives on a message stream: the call must not run. A
+// Cancel without the flag, for a call that has not come, must not stick.
+func TestCancelThatOvertakesItsCall(t *testing.T) {
+	leakcheck.Check(t)
+	svc := newService()
+	_, addr := startServer(t, svc)
+	p := rawConnect(t, addr, true)
+	msgStream, err := p.sess.OpenStream()
+	require.NoError(t, err)
+	sendOn := func(w interface{ Write([]byte) (int, error) }, fill func(e *encoder)) {
+		e := getEncoder(nil)
+		defer putEncoder(e)
+		fill(e)
+		_, _ = w.Write(e.frame())
+	}
+	cancel := func(id uint64, mayPrecede bool) func(e *encoder) {
+		return func(e *encoder) {
+			e.buf = cborx.AppendArray(e.buf, 3)
+			e.buf = cborx.AppendUint(e.buf, msgCancel)
+			e.buf = cborx.AppendUint(e.buf, id)
+			e.buf = cborx.AppendBool(e.buf, mayPrecede)
+		}
+	}
+	call := func(id uint64, method string) func(e *encoder) {
+		return func(e *encoder) {
+			e.buf = cborx.AppendArray(e.buf, 6)
+			e.buf = cborx.AppendUint(e.buf, msgCall)
+			e.buf = cborx.AppendUint(e.buf, id)
+			e.buf = cborx.AppendUint(e.buf, 0)
+			e.buf = cborx.AppendText(e.buf, method)
+			e.buf = cborx.AppendUint(e.buf, 0)
+			e.buf = cborx.AppendArray(e.buf, 0)
+		}
+	}
+	sendOn(p.st, cancel(1, true))
+	sendOn(p.st, call(2, "Nothing")) // a later call arrives first, on the main stream
+	typ, _, err := p.next()
+	require.NoError(t, err)
+	require.Equal(t, uint64(msgReturn), typ)
+	sendOn(msgStream, call(1, "Wait"))    // the cancelled call, late
+	sendOn(msgStream, call(3, "Nothing")) // processed after call 1 on the same stream
+	typ, _, err = p.next()
+	require.NoError(t, err)
+	require.Equal(t, uint64(msgReturn), typ)
+	select {
+	case name := <-svc.started:
+		t.Fatalf("%s ran although it was cancelled before it arrived", name)
+	default:
+	}
+
+	// Without the flag a cancel for an unknown call is dropped at once.
+	sendOn(p.st, cancel(4, false))
+	sendOn(p.st, call(4, "Nothing"))
+	typ, _, err = p.next()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(msgReturn), typ, "the call ran: the stray cancel did not stick")
+}

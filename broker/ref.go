@@ -172,7 +172,9 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	if err == nil && e.bodyLen() > c.peerMax {
 		err = fmt.Errorf("%w: the call is %d bytes; the peer accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
 	}
+	bulk := false
 	if err == nil {
+		bulk = c.onMessageStream(e)
 		err = c.sendFrame(ctx, e)
 	}
 	if err != nil {
@@ -187,7 +189,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	case <-cl.done:
 	case <-ctx.Done():
 		if c.abandon(id, cl) {
-			c.postCancel(id)
+			c.postCancel(id, bulk)
 			return ctx.Err()
 		}
 		// The result arrived as we gave up: use it.
@@ -217,11 +219,14 @@ func (c *Conn) abandon(id uint64, cl *call) bool {
 	return true
 }
 
-func (c *Conn) postCancel(id uint64) {
+// postCancel tells the callee to give up on call id. mayPrecede says the call
+// went on a message stream, so the cancel may arrive before it.
+func (c *Conn) postCancel(id uint64, mayPrecede bool) {
 	e := getEncoder(c)
-	e.buf = cborx.AppendArray(e.buf, 2)
+	e.buf = cborx.AppendArray(e.buf, 3)
 	e.buf = cborx.AppendUint(e.buf, msgCancel)
 	e.buf = cborx.AppendUint(e.buf, id)
+	e.buf = cborx.AppendBool(e.buf, mayPrecede)
 	c.out.post(e.frame())
 	putEncoder(e)
 }

@@ -31,7 +31,7 @@ type Ref struct {
 	target *broker.Ref
 	local  bool                // target is an object of this process: never re-obtained
 	conn   *broker.Conn        // the connection target lives on
-	desc   *broker.Description // the target's description, fetched once per connection
+	desc   *broker.Description // the target's last known description (kept across reconnects)
 	gone   error               // set when the target can never be obtained again
 }
 
@@ -98,8 +98,18 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 		return nil, nil, err
 	}
 	r.mu.Lock()
-	r.target, r.conn, r.desc = t, conn, nil
+	r.target, r.conn = t, conn
 	r.mu.Unlock()
+	if r.parent == nil {
+		// A named target describes itself now, once per connection, so that
+		// a call lost later can be judged safe to repeat without waiting for
+		// the link. A failure here only means less is known.
+		if d, err := t.Describe(ctx); err == nil {
+			r.mu.Lock()
+			r.desc = &d
+			r.mu.Unlock()
+		}
+	}
 	return t, conn, nil
 }
 
@@ -132,9 +142,9 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 }
 
 // idempotent reports whether method is declared safe to repeat on the
-// target, asking the target to describe itself once per connection.
+// target, asking the target to describe itself if nothing is known yet.
 func (r *Ref) idempotent(ctx context.Context, method string) (bool, error) {
-	t, conn, err := r.resolve(ctx)
+	t, _, err := r.resolve(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -147,14 +157,25 @@ func (r *Ref) idempotent(ctx context.Context, method string) (bool, error) {
 			return false, err
 		}
 		r.mu.Lock()
-		if r.conn == conn {
-			r.desc = &desc
-		}
+		r.desc = &desc
 		r.mu.Unlock()
 		d = &desc
 	}
 	m, ok := d.Method(method)
 	return ok && m.Idempotent, nil
+}
+
+// knownIdempotent answers from what the target last said about itself,
+// without asking: a lost call is judged at once, not after the link is back.
+func (r *Ref) knownIdempotent(method string) bool {
+	r.mu.Lock()
+	d := r.desc
+	r.mu.Unlock()
+	if d == nil {
+		return false
+	}
+	m, ok := d.Method(method)
+	return ok && m.Idempotent
 }
 
 // Call invokes method on the target. A reference in the result, decoded into
@@ -168,21 +189,13 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			return err
 		}
 		err = r.callOnce(ctx, t, method, reply, args)
-		if err == nil || !errors.Is(err, broker.ErrDeadReference) || attempt >= 2 {
+		if err == nil || !linkFailed(err, conn) || attempt >= 2 {
 			return err
 		}
 		if errors.Is(err, broker.ErrConnectionLost) {
-			// It may have run: repeat it only if declared idempotent, and
-			// only once, after the link is back.
-			if attempt > 0 {
-				return err
-			}
-			select {
-			case <-conn.Closed():
-			case <-ctx.Done():
-				return err
-			}
-			if ok, derr := r.idempotent(WaitForLink(ctx), method); derr != nil || !ok {
+			// It may have run: repeat it only if it is known to be declared
+			// idempotent, and only once, after the link is back.
+			if attempt > 0 || !r.knownIdempotent(method) {
 				return err
 			}
 			continue
@@ -194,6 +207,17 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			return ctx.Err()
 		}
 	}
+}
+
+// linkFailed reports whether err says that conn itself died (as opposed to
+// an error the far side returned, which may name a dead reference of its
+// own, or an error of a local object).
+func linkFailed(err error, conn *broker.Conn) bool {
+	var re *broker.RemoteError
+	if conn == nil || errors.As(err, &re) || !errors.Is(err, broker.ErrDeadReference) {
+		return false
+	}
+	return conn.Err() != nil
 }
 
 // callOnce makes one call on t, wrapping references in the result.
@@ -262,7 +286,7 @@ func (r *Ref) wrapAll(method string, args []any, v any) any {
 func (r *Ref) Release() {
 	r.mu.Lock()
 	t := r.target
-	r.target, r.conn, r.desc = nil, nil, nil
+	r.target, r.conn = nil, nil
 	r.mu.Unlock()
 	if t != nil {
 		t.Release()

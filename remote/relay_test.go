@@ -83,6 +83,35 @@ func TestThreeHopsSurviveTheMiddleLinkCut(t *testing.T) {
 	assert.Zero(t, connected+disconnected, "the client's own connection never dropped")
 }
 
+// TestRelayedReferenceThatCannotBeReplayedFailsPromptly: after the relay's
+// upstream reconnects, a reference the relay handed out from a call that is
+// not idempotent is gone; the downstream caller gets that error at once,
+// over its healthy link, instead of waiting for a link failure that is not
+// its own.
+func TestRelayedReferenceThatCannotBeReplayedFailsPromptly(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	var opened *Ref
+	require.NoError(t, users.Call(ctx, "Open", &opened, "bob"))
+	old := ch.up.Conn()
+	ch.link.Reset()
+	require.Eventually(t, func() bool {
+		c := ch.up.Conn()
+		return c != nil && c != old
+	}, 10*time.Second, time.Millisecond, "the relay reconnected upstream")
+
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = broker.Call[string](short, opened, "Owner")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, broker.ErrDeadReference)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "answered, not timed out")
+	assert.Equal(t, Connected, ch.client.State())
+}
+
 func TestCallbacksAcrossTheRelay(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)

@@ -153,14 +153,17 @@ func TestInFlightCallsAreRepeatedOnlyWhenIdempotent(t *testing.T) {
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 
-	// Not idempotent: the call in flight fails with ErrConnectionLost and
-	// is not repeated.
+	// Not idempotent: the call in flight fails with ErrConnectionLost at
+	// once — while the link is still down — and is not repeated.
 	holdErr := make(chan error, 1)
 	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); holdErr <- err }()
 	require.Equal(t, "Hold", <-u.holding)
+	p.Refuse(true)
 	p.Reset()
 	err = <-holdErr
 	assert.ErrorIs(t, err, broker.ErrConnectionLost)
+	assert.NotEqual(t, Connected, cl.State(), "it failed without waiting for the link")
+	p.Restore()
 	require.NoError(t, cl.WaitConnected(ctx))
 	time.Sleep(50 * time.Millisecond) // a repeat, if any, would have arrived
 	assert.Equal(t, int64(1), u.bumps.Load(), "Hold ran once")

@@ -28,6 +28,11 @@ func forwarding(ctx context.Context) bool {
 	return ctx.Value(forwardKey{}) != nil
 }
 
+// Forwarded reports whether ctx belongs to a call this process is passing on
+// for a peer through a proxy (a relay): the result goes back to that peer,
+// and references in it are held for that peer only.
+func Forwarded(ctx context.Context) bool { return forwarding(ctx) }
+
 // callCtx is the context a handler runs with: the caller's deadline, cancelled
 // when the caller cancels, when the connection ends, or when the handler
 // returns. Its Done channel and deadline timer are made only if a handler

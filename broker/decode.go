@@ -483,7 +483,7 @@ func (d *decoder) item() ([]byte, error) {
 // generic decodes the next item into the Go value an `any` receives:
 // int64 (uint64 above MaxInt64), float64, string, []byte, bool, nil, []any,
 // map[string]any (map[any]any when a key is not text), time.Time and
-// *big.Int for their standard tags, *Ref for a remote reference, the original
+// big.Int for their standard tags, *Ref for a remote reference, the original
 // object for a reference coming home, the registered Go type for a Copyable,
 // and error for an error value. Other tags come back as cbor.Tag.
 func (d *decoder) generic() (any, error) {

@@ -413,10 +413,16 @@ func (e *encoder) wireErrorTB(err error, tb string) error {
 	}
 	switch {
 	case detail != nil:
-		mark := len(e.buf)
+		mark, exported := len(e.buf), len(e.exported)
 		dv := reflect.ValueOf(detail)
 		if e.nested(dv, infoOf(dv.Type())) != nil {
-			e.buf = cborx.AppendNull(e.buf[:mark]) // the name and message still go
+			// The name and message still go; what the detail exported
+			// before it failed is taken back.
+			if e.c != nil && len(e.exported) > exported {
+				e.c.unexport(e.exported[exported:])
+			}
+			e.exported = e.exported[:exported]
+			e.buf = cborx.AppendNull(e.buf[:mark])
 		}
 	case raw != nil:
 		e.buf = append(e.buf, raw...)

@@ -346,12 +346,20 @@ func (c *Conn) export(obj any) (uint64, error) {
 	c.exports[id] = ex
 	c.exportIDs[key] = id
 	c.rmu.Unlock()
+	if o, ok := ex.obj.(remoteable.ExportObserver); ok {
+		o.Exported()
+	}
 	return id, nil
 }
 
+// releaseProxy runs when an export entry goes: a proxy's own handle is
+// released, and an object that observes its exports is told.
 func releaseProxy(ex *export) {
 	if r, ok := ex.obj.(*Ref); ok && ex.proxy != nil {
 		r.Release()
+	}
+	if o, ok := ex.obj.(remoteable.ExportObserver); ok {
+		o.Unexported()
 	}
 }
 

@@ -62,9 +62,11 @@ type Client struct {
 	opts          *options
 	registry      *Registry
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the dial loop has returned
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the dial loop has returned
+	closeOnce sync.Once
+	closed    chan struct{} // closed when Close has finished
 
 	mu       sync.Mutex
 	state    State
@@ -90,6 +92,7 @@ func Connect(ctx context.Context, network, addr string, opts ...Option) (*Client
 		network: network, addr: addr, opts: o,
 		ctx: cctx, cancel: cancel,
 		done:    make(chan struct{}),
+		closed:  make(chan struct{}),
 		changed: make(chan struct{}),
 	}
 	cl.registry = &Registry{cl: cl, refs: map[string]*Ref{}}
@@ -141,17 +144,22 @@ func (cl *Client) Conn() *broker.Conn {
 func (cl *Client) Registry() *Registry { return cl.registry }
 
 // Close stops redialing, closes the current connection and waits for the
-// client's goroutines and connections to finish. It is idempotent.
+// client's goroutines and connections to finish. It is idempotent; every
+// call returns once all of that is done.
 func (cl *Client) Close() error {
-	cl.cancel()
-	<-cl.done
-	cl.mu.Lock()
-	old := cl.old
-	cl.old = nil
-	cl.mu.Unlock()
-	for _, c := range old {
-		<-c.Done()
-	}
+	cl.closeOnce.Do(func() {
+		cl.cancel()
+		<-cl.done
+		cl.mu.Lock()
+		old := cl.old
+		cl.old = nil
+		cl.mu.Unlock()
+		for _, c := range old {
+			<-c.Done()
+		}
+		close(cl.closed)
+	})
+	<-cl.closed
 	return nil
 }
 

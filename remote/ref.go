@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/remoteable"
@@ -26,13 +27,18 @@ type Ref struct {
 	method string
 	args   []any
 
-	sem    chan struct{} // serialises (re)resolution; a lock that respects ctx
-	mu     sync.Mutex
-	target *broker.Ref
-	local  bool                // target is an object of this process: never re-obtained
-	conn   *broker.Conn        // the connection target lives on
-	desc   *broker.Description // the target's last known description (kept across reconnects)
-	gone   error               // set when the target can never be obtained again
+	sem chan struct{} // serialises (re)resolution; a lock that respects ctx
+	// A wrapper a relay made for a forwarded result is held only by the
+	// peer it went to: when no connection exports it any more, its target
+	// is released at once.
+	relayed bool
+	exports atomic.Int32
+	mu      sync.Mutex
+	target  *broker.Ref
+	local   bool                // target is an object of this process: never re-obtained
+	conn    *broker.Conn        // the connection target lives on
+	desc    *broker.Description // the target's last known description (kept across reconnects)
+	gone    error               // set when the target can never be obtained again
 }
 
 var _ remoteable.Caller = (*Ref)(nil)
@@ -234,7 +240,7 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 		if err := t.Call(ctx, method, p, args...); err != nil {
 			return err
 		}
-		*p = r.wrapAll(method, args, *p)
+		*p = r.wrapAll(method, args, *p, broker.Forwarded(ctx))
 		return nil
 	}
 	return t.Call(ctx, method, reply, args...)
@@ -258,27 +264,40 @@ func (r *Ref) derive(method string, args []any, b *broker.Ref) *Ref {
 
 // wrapAll replaces the broker references in a generic result with derived
 // wrappers, so that a relay hands out references that survive outages.
-func (r *Ref) wrapAll(method string, args []any, v any) any {
+func (r *Ref) wrapAll(method string, args []any, v any, relayed bool) any {
 	switch x := v.(type) {
 	case *broker.Ref:
 		if _, local := x.Local(); local {
 			return x
 		}
-		return r.derive(method, args, x)
+		d := r.derive(method, args, x)
+		d.relayed = relayed
+		return d
 	case []any:
 		for i := range x {
-			x[i] = r.wrapAll(method, args, x[i])
+			x[i] = r.wrapAll(method, args, x[i], relayed)
 		}
 	case map[string]any:
 		for k := range x {
-			x[k] = r.wrapAll(method, args, x[k])
+			x[k] = r.wrapAll(method, args, x[k], relayed)
 		}
 	case map[any]any:
 		for k := range x {
-			x[k] = r.wrapAll(method, args, x[k])
+			x[k] = r.wrapAll(method, args, x[k], relayed)
 		}
 	}
 	return v
+}
+
+// Exported counts a connection that now holds r for its peer.
+func (r *Ref) Exported() { r.exports.Add(1) }
+
+// Unexported counts a connection that let r go. A wrapper a relay made for a
+// forwarded result releases its target when the last one lets go.
+func (r *Ref) Unexported() {
+	if r.exports.Add(-1) == 0 && r.relayed {
+		r.Release()
+	}
 }
 
 // Release gives the current target back. The wrapper stays usable: a later

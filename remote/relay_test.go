@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -202,4 +203,32 @@ func TestRelayMixesLocalAndUpstreamManagers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "relay:z", got)
 	ch.link.Restore()
+}
+
+// TestRelayReleasesUpstreamWhenDownstreamDoes: a downstream client releases
+// references the relay handed out for upstream objects, and the upstream
+// server drops those objects at once, not when the relay's garbage
+// collector runs.
+func TestRelayReleasesUpstreamWhenDownstreamDoes(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(ch.server.srv.Conns()) == 1 }, 5*time.Second, time.Millisecond)
+	upstream := ch.server.srv.Conns()[0]
+	base := upstream.Stats().Exports
+
+	var accts []*Ref
+	for i := 0; i < 20; i++ {
+		var a *Ref
+		require.NoError(t, users.Call(ctx, "Account", &a, fmt.Sprint("user", i)))
+		accts = append(accts, a)
+	}
+	assert.Equal(t, base+20, upstream.Stats().Exports)
+	for _, a := range accts {
+		a.Release()
+	}
+	require.Eventually(t, func() bool { return upstream.Stats().Exports == base }, 10*time.Second, time.Millisecond,
+		"the server dropped the objects once the client let go (exports now %d, base %d)", upstream.Stats().Exports, base)
 }

@@ -37,6 +37,17 @@ type Caller interface {
 	Call(ctx context.Context, method string, reply any, args ...any) error
 }
 
+// ExportObserver is implemented by objects that want to know when a
+// connection starts and stops holding them for its peer. A proxy uses it to
+// let go of what it holds further up a chain as soon as no peer holds the
+// proxy, rather than when the garbage collector notices. Exported and
+// Unexported are called once per connection, in pairs; an object sent on
+// several connections sees several pairs.
+type ExportObserver interface {
+	Exported()
+	Unexported()
+}
+
 // Peer describes the other end of the connection a call came from.
 type Peer struct {
 	// ID identifies the connection. The accepting side assigns it (a UUID)

@@ -131,7 +131,10 @@ func WithDeadPeerTimeout(d time.Duration) Option {
 
 // WithWriteTimeout bounds every write to the peer. A peer that stops reading
 // long enough for a write to exceed it is disconnected with ErrWriteTimeout.
-// Default: the dead-peer timeout.
+// A large message is one write: on a slow link, make the timeout longer than
+// the largest message takes to send. Writing a message already started is
+// bounded by this timeout, not by the caller's context. Default: the
+// dead-peer timeout.
 func WithWriteTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.writeTimeout = d })
 }

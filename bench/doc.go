@@ -6,9 +6,14 @@
 //	RATIO <workload> <peer> <tether/peer>
 //	ALLOCS <system> <allocations per 64-byte call, both sides>
 //
-// Run it from this directory: `go run .` (five rounds, median of each) or
-// `go run . -quick` (one short round, under a minute). docs/benchmarks.md
-// explains the workloads and records results.
+// Run it from this directory:
+//
+//	go run . [-quick] [-rounds N] [-duration D] [-only SUBSTRING]
+//
+// The default is five rounds with the median of each; -quick is one short
+// round, under a minute. The workloads are unary echo, fetch-then-call,
+// callbacks, and allocations per call; docs/benchmarks.md explains them and
+// records results.
 //
 // It is a module of its own so that users of Tether never download the
 // peers it compares against.

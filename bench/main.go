@@ -1,8 +1,3 @@
-// Command bench compares Tether with other RPC systems on loopback TCP, in
-// one process and one run: unary echo, fetch-then-call, callbacks, and
-// allocations per call. See docs/benchmarks.md.
-//
-//	go run . [-quick] [-rounds N] [-duration D] [-only SUBSTRING]
 package main
 
 import (

@@ -45,14 +45,20 @@ func benchPair(b *testing.B) (*Conn, func()) {
 
 // BenchmarkEcho64 is one caller making 64-byte calls back to back over
 // loopback TCP. Allocations count both sides: they share the process.
-func BenchmarkEcho64(b *testing.B) {
+func BenchmarkEcho64(b *testing.B) { runEchoBench(b, 64) }
+
+// BenchmarkEcho64K is one caller making 64 KiB calls: the message-stream
+// path.
+func BenchmarkEcho64K(b *testing.B) { runEchoBench(b, 64<<10) }
+
+func runEchoBench(b *testing.B, size int) {
 	c, report := benchPair(b)
 	ctx := context.Background()
-	payload := make([]byte, 64)
+	payload := make([]byte, size)
 	var out []byte
 	root := c.Root()
 	b.ReportAllocs()
-	b.SetBytes(64)
+	b.SetBytes(int64(size))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if err := root.Call(ctx, "Echo", &out, payload); err != nil {
@@ -81,26 +87,6 @@ func BenchmarkEcho64Parallel(b *testing.B) {
 			}
 		}
 	})
-	b.StopTimer()
-	report()
-}
-
-// BenchmarkEcho64K is one caller making 64 KiB calls: the message-stream
-// path.
-func BenchmarkEcho64K(b *testing.B) {
-	c, report := benchPair(b)
-	ctx := context.Background()
-	payload := make([]byte, 64<<10)
-	var out []byte
-	root := c.Root()
-	b.ReportAllocs()
-	b.SetBytes(64 << 10)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := root.Call(ctx, "Echo", &out, payload); err != nil {
-			b.Fatal(err)
-		}
-	}
 	b.StopTimer()
 	report()
 }

@@ -135,15 +135,8 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 	}
 	c.root = &Ref{c: c, id: 0}
 	if localRoot != nil {
-		ex := &export{obj: localRoot, permanent: true}
-		if p, ok := localRoot.(remoteable.Caller); ok {
-			ex.proxy = p
-			_, ex.guarded = localRoot.(remoteable.Guarded)
-		} else {
-			ex.typ = objTypeOf(localRoot)
-			ex.guarded = ex.typ.guarded
-			ex.recv = reflect.ValueOf(localRoot)
-		}
+		ex := newExport(localRoot)
+		ex.permanent = true
 		c.exports[0] = ex
 		if isComparable(localRoot) {
 			c.exportIDs[exportKey(localRoot)] = 0

@@ -271,6 +271,26 @@ type export struct {
 	permanent bool // the root
 }
 
+// newExport describes obj as an export. A reference to another connection's
+// object becomes a proxy owning a handle of its own; an object that takes
+// every call through Call is a proxy too; anything else gets its method
+// table.
+func newExport(obj any) *export {
+	ex := &export{obj: obj}
+	if r, ok := obj.(*Ref); ok && r.c != nil {
+		h := r.c.dup(r)
+		ex.obj, ex.proxy = h, h
+	} else if p, ok := obj.(remoteable.Caller); ok {
+		ex.proxy = p
+		_, ex.guarded = obj.(remoteable.Guarded)
+	} else {
+		ex.typ = objTypeOf(obj)
+		ex.guarded = ex.typ.guarded
+		ex.recv = reflect.ValueOf(obj)
+	}
+	return ex
+}
+
 // proxyKey identifies a reference to another connection's object, so that
 // every handle to it is exported under one id.
 type proxyKey struct {
@@ -316,18 +336,8 @@ func (c *Conn) export(obj any) (uint64, error) {
 
 	// Build the entry outside the lock: the method table may run user code
 	// once per type, and a proxy's handle is taken on another connection.
-	ex := &export{obj: obj, count: 1}
-	if r, ok := obj.(*Ref); ok && r.c != nil {
-		h := r.c.dup(r)
-		ex.obj, ex.proxy = h, h
-	} else if p, ok := obj.(remoteable.Caller); ok {
-		ex.proxy = p
-		_, ex.guarded = obj.(remoteable.Guarded)
-	} else {
-		ex.typ = objTypeOf(obj)
-		ex.guarded = ex.typ.guarded
-		ex.recv = reflect.ValueOf(obj)
-	}
+	ex := newExport(obj)
+	ex.count = 1
 
 	c.rmu.Lock()
 	if id, ok := c.exportIDs[key]; ok || c.exports == nil { // lost a race, or closed

@@ -271,57 +271,21 @@ func (r *Reader) ReadNull() bool {
 // the well-formed item b (validate it first), at any depth.
 func CollectTagged(b []byte, tag uint64, found func(uint64)) error {
 	r := NewReader(b)
-	return r.collect(tag, found, 0)
-}
-
-func (r *Reader) collect(tag uint64, found func(uint64), depth int) error {
-	if depth > skipMaxDepth {
-		return syntaxErr(r.off, "nesting too deep")
-	}
-	h, err := r.ReadHead()
-	if err != nil {
-		return err
-	}
-	switch h.Major {
-	case MajorBytes, MajorText:
-		_, err = r.take(h.Arg)
-		return err
-	case MajorArray, MajorMap:
-		n := h.Arg
-		if h.Major == MajorMap {
-			n *= 2
-		}
-		if n > uint64(r.Len()) {
-			return syntaxErr(r.off, "container of %d items cannot fit in %d bytes", n, r.Len())
-		}
-		for i := uint64(0); i < n; i++ {
-			if err := r.collect(tag, found, depth+1); err != nil {
-				return err
-			}
-		}
-	case MajorTag:
-		if h.Arg == tag {
-			if next, err := r.PeekHead(); err == nil && next.Major == MajorUint {
-				r.ReadHead()
-				found(next.Arg)
-				return nil
-			}
-		}
-		return r.collect(tag, found, depth+1)
-	}
-	return nil
+	return r.walk(tag, found, 0)
 }
 
 // Skip consumes one whole item. It assumes nothing about the input and
 // checks bounds, but it does not enforce limits: call Validate first on data
 // from a peer.
 func (r *Reader) Skip() error {
-	return r.skip(0)
+	return r.walk(0, nil, 0)
 }
 
 const skipMaxDepth = 256
 
-func (r *Reader) skip(depth int) error {
+// walk consumes one item; with found set, it reports the unsigned integers
+// tagged with tag inside it.
+func (r *Reader) walk(tag uint64, found func(uint64), depth int) error {
 	if depth > skipMaxDepth {
 		return syntaxErr(r.off, "nesting too deep")
 	}
@@ -345,12 +309,19 @@ func (r *Reader) skip(depth int) error {
 			return syntaxErr(r.off, "container of %d items cannot fit in %d bytes", n, len(r.b)-r.off)
 		}
 		for i := uint64(0); i < n; i++ {
-			if err := r.skip(depth + 1); err != nil {
+			if err := r.walk(tag, found, depth+1); err != nil {
 				return err
 			}
 		}
 	case MajorTag:
-		return r.skip(depth + 1)
+		if found != nil && h.Arg == tag {
+			if next, err := r.PeekHead(); err == nil && next.Major == MajorUint {
+				r.ReadHead()
+				found(next.Arg)
+				return nil
+			}
+		}
+		return r.walk(tag, found, depth+1)
 	}
 	return nil
 }

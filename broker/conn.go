@@ -142,7 +142,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 			c.exportIDs[exportKey(localRoot)] = 0
 		}
 	}
-	c.out = newSender(main, o.writeTimeout, c.fail)
+	c.out = newSender(main, o.writeTimeout, c.writeFailed)
 	return c
 }
 
@@ -199,6 +199,16 @@ func (c *Conn) fail(cause error) {
 		c.cause = cause
 		close(c.dying)
 	})
+}
+
+// writeFailed ends the connection after a failed write, unless the session
+// had already ended: then the write only lost a race with the real cause,
+// which the accept loop reports.
+func (c *Conn) writeFailed(err error) {
+	if c.sess.IsClosed() {
+		return
+	}
+	c.fail(err)
 }
 
 // protocolError tells the peer why (if the stream is idle) and closes.
@@ -849,7 +859,7 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 		if isTimeout(err) {
 			err = ErrWriteTimeout
 		}
-		c.fail(err)
+		c.writeFailed(err)
 		return &linkError{inFlight: true, cause: err}
 	}
 	c.bulkIdle <- st // never blocks: there are never more streams than room

@@ -80,27 +80,22 @@ func TestProxyFaults(t *testing.T) {
 	assert.Error(t, err)
 
 	// Refuse: new connections are dropped at once.
+	// Either the dial itself sees the reset (the proxy reset the connection
+	// before the dialer checked its socket) or the first read does.
 	p.Refuse(true)
-	c2, err := net.Dial("tcp", p.Addr())
-	require.NoError(t, err)
-	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = c2.Read(make([]byte, 1))
-	require.Error(t, err)
-	assert.False(t, errors.Is(err, os.ErrDeadlineExceeded), "dropped, not ignored: %v", err)
-	c2.Close()
+	if c2, err := net.Dial("tcp", p.Addr()); err == nil {
+		c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c2.Read(make([]byte, 1))
+		require.Error(t, err)
+		assert.False(t, errors.Is(err, os.ErrDeadlineExceeded), "dropped, not ignored: %v", err)
+		c2.Close()
+	}
 	require.Eventually(t, func() bool { return p.Accepted() == 2 }, 5*time.Second, time.Millisecond)
 	p.Restore()
 
-	// Delay: traffic still flows, later. (Under heavy parallel load the
-	// kernel has been seen to reset a fresh loopback dial right after the
-	// proxy aborted one; this part tests delays, so it dials again.)
+	// Delay: traffic still flows, later.
 	p.SetDelay(50 * time.Millisecond)
-	var c3 net.Conn
-	for attempt := 0; attempt < 3; attempt++ {
-		if c3, err = net.Dial("tcp", p.Addr()); err == nil {
-			break
-		}
-	}
+	c3, err := net.Dial("tcp", p.Addr())
 	require.NoError(t, err)
 	defer c3.Close()
 	start := time.Now()

@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -218,5 +217,3 @@ func waitState(t *testing.T, cl *Client, s State) {
 		}
 	}
 }
-
-var errUnused = errors.New("unused")

@@ -107,10 +107,7 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 	t := ti.t
 	d := TypeDescription{Go: t.String()}
 	switch ti.kind {
-	case kRef, kObject:
-		d.Kind = "reference"
-		return d
-	case kObjectValue:
+	case kRef, kObject, kObjectValue:
 		d.Kind = "reference"
 		return d
 	case kCborTag:

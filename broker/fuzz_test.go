@@ -78,13 +78,7 @@ func body(fill func(e *encoder) error) []byte {
 
 func callBody(id, target uint64, method string, args ...any) []byte {
 	return body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 6)
-		e.buf = cborx.AppendUint(e.buf, msgCall)
-		e.buf = cborx.AppendUint(e.buf, id)
-		e.buf = cborx.AppendUint(e.buf, target)
-		e.buf = cborx.AppendText(e.buf, method)
-		e.buf = cborx.AppendUint(e.buf, uint64(time.Second))
-		e.buf = cborx.AppendArray(e.buf, len(args))
+		e.buf = appendCallHead(e.buf, id, target, method, uint64(time.Second), len(args))
 		for _, a := range args {
 			if err := e.any(a); err != nil {
 				return err
@@ -108,13 +102,7 @@ func seedFrames() [][]byte {
 		callBody(9, 0, "Err", errNotFound),
 		callBody(10, 0, "Plain", plain{I8: 1, M: map[string][]int{"a": {1}}}),
 		body(func(e *encoder) error { // a reference to one of the server's objects
-			e.buf = cborx.AppendArray(e.buf, 6)
-			e.buf = cborx.AppendUint(e.buf, msgCall)
-			e.buf = cborx.AppendUint(e.buf, 11)
-			e.buf = cborx.AppendUint(e.buf, 0)
-			e.buf = cborx.AppendText(e.buf, "Ref")
-			e.buf = cborx.AppendUint(e.buf, 0)
-			e.buf = cborx.AppendArray(e.buf, 1)
+			e.buf = appendCallHead(e.buf, 11, 0, "Ref", 0, 1)
 			e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
 			e.buf = cborx.AppendUint(e.buf, 0)
 			return nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -347,4 +348,16 @@ func listen(t testing.TB) net.Listener {
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// appendCallHead appends the head of a Call message, [3, id, target, method,
+// timeout, [argc arguments follow]], as a peer would send it.
+func appendCallHead(b []byte, id, target uint64, method string, timeout uint64, argc int) []byte {
+	b = cborx.AppendArray(b, 6)
+	b = cborx.AppendUint(b, msgCall)
+	b = cborx.AppendUint(b, id)
+	b = cborx.AppendUint(b, target)
+	b = cborx.AppendText(b, method)
+	b = cborx.AppendUint(b, timeout)
+	return cborx.AppendArray(b, argc)
 }

@@ -71,13 +71,7 @@ func (p *rawPeer) sendMsg(fill func(e *encoder)) {
 
 func (p *rawPeer) call(id, target uint64, method string, args ...any) {
 	p.sendMsg(func(e *encoder) {
-		e.buf = cborx.AppendArray(e.buf, 6)
-		e.buf = cborx.AppendUint(e.buf, msgCall)
-		e.buf = cborx.AppendUint(e.buf, id)
-		e.buf = cborx.AppendUint(e.buf, target)
-		e.buf = cborx.AppendText(e.buf, method)
-		e.buf = cborx.AppendUint(e.buf, 0)
-		e.buf = cborx.AppendArray(e.buf, len(args))
+		e.buf = appendCallHead(e.buf, id, target, method, 0, len(args))
 		for _, a := range args {
 			require.NoError(p.t, e.any(a))
 		}
@@ -178,13 +172,7 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 		}, wantBye: "never handed out"},
 		{name: "nesting too deep", send: func(p *rawPeer) {
 			p.sendMsg(func(e *encoder) {
-				e.buf = cborx.AppendArray(e.buf, 6)
-				e.buf = cborx.AppendUint(e.buf, msgCall)
-				e.buf = cborx.AppendUint(e.buf, 1)
-				e.buf = cborx.AppendUint(e.buf, 0)
-				e.buf = cborx.AppendText(e.buf, "Keep")
-				e.buf = cborx.AppendUint(e.buf, 0)
-				e.buf = cborx.AppendArray(e.buf, 1)
+				e.buf = appendCallHead(e.buf, 1, 0, "Keep", 0, 1)
 				for i := 0; i < 100; i++ {
 					e.buf = cborx.AppendArray(e.buf, 1)
 				}
@@ -193,13 +181,7 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 		}, wantBye: "limit exceeded"},
 		{name: "duplicate map keys", send: func(p *rawPeer) {
 			p.sendMsg(func(e *encoder) {
-				e.buf = cborx.AppendArray(e.buf, 6)
-				e.buf = cborx.AppendUint(e.buf, msgCall)
-				e.buf = cborx.AppendUint(e.buf, 1)
-				e.buf = cborx.AppendUint(e.buf, 0)
-				e.buf = cborx.AppendText(e.buf, "Keep")
-				e.buf = cborx.AppendUint(e.buf, 0)
-				e.buf = cborx.AppendArray(e.buf, 1)
+				e.buf = appendCallHead(e.buf, 1, 0, "Keep", 0, 1)
 				e.buf = cborx.AppendMap(e.buf, 2)
 				e.buf = cborx.AppendText(cborx.AppendText(e.buf, "k"), "a")
 				e.buf = cborx.AppendText(cborx.AppendText(e.buf, "k"), "b")
@@ -207,13 +189,7 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 		}, wantFail: ErrBadArguments},
 		{name: "array over the item limit", send: func(p *rawPeer) {
 			p.sendMsg(func(e *encoder) {
-				e.buf = cborx.AppendArray(e.buf, 6)
-				e.buf = cborx.AppendUint(e.buf, msgCall)
-				e.buf = cborx.AppendUint(e.buf, 1)
-				e.buf = cborx.AppendUint(e.buf, 0)
-				e.buf = cborx.AppendText(e.buf, "Keep")
-				e.buf = cborx.AppendUint(e.buf, 0)
-				e.buf = cborx.AppendArray(e.buf, 1)
+				e.buf = appendCallHead(e.buf, 1, 0, "Keep", 0, 1)
 				e.buf = cborx.AppendArray(e.buf, 200000)
 			})
 		}, wantBye: "limit exceeded"},
@@ -233,13 +209,7 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 			p := rawConnect(t, addr, true)
 			if c.name == "forged home-coming reference" {
 				p.sendMsg(func(e *encoder) {
-					e.buf = cborx.AppendArray(e.buf, 6)
-					e.buf = cborx.AppendUint(e.buf, msgCall)
-					e.buf = cborx.AppendUint(e.buf, 1)
-					e.buf = cborx.AppendUint(e.buf, 0)
-					e.buf = cborx.AppendText(e.buf, "Keep")
-					e.buf = cborx.AppendUint(e.buf, 0)
-					e.buf = cborx.AppendArray(e.buf, 1)
+					e.buf = appendCallHead(e.buf, 1, 0, "Keep", 0, 1)
 					e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
 					e.buf = cborx.AppendUint(e.buf, 31337)
 				})
@@ -366,13 +336,7 @@ func TestCancelThatOvertakesItsCall(t *testing.T) {
 	}
 	call := func(id uint64, method string) func(e *encoder) {
 		return func(e *encoder) {
-			e.buf = cborx.AppendArray(e.buf, 6)
-			e.buf = cborx.AppendUint(e.buf, msgCall)
-			e.buf = cborx.AppendUint(e.buf, id)
-			e.buf = cborx.AppendUint(e.buf, 0)
-			e.buf = cborx.AppendText(e.buf, method)
-			e.buf = cborx.AppendUint(e.buf, 0)
-			e.buf = cborx.AppendArray(e.buf, 0)
+			e.buf = appendCallHead(e.buf, id, 0, method, 0, 0)
 		}
 	}
 	sendOn(p.st, cancel(1, true))

@@ -243,18 +243,14 @@ func checkReply(reply any) error {
 	return nil
 }
 
-// reply decodes a result into reply, with fast paths for common types.
+// reply decodes a result into reply, a non-nil pointer.
 func (d *decoder) reply(reply any) error {
-	switch p := reply.(type) {
-	case *any:
+	if p, ok := reply.(*any); ok {
 		x, err := d.generic()
 		if err == nil {
 			*p = x
 		}
 		return err
-	case *[]byte, *string, *int, *int64, *bool, *float64:
-		v := reflect.ValueOf(reply).Elem()
-		return d.value(v, infoOf(v.Type()))
 	}
 	v := reflect.ValueOf(reply).Elem()
 	return d.value(v, infoOf(v.Type()))

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tether-go/tether/internal/cborx"
@@ -13,6 +15,7 @@ const (
 	tagReceiverRef = 59001 // uint: an object the receiver exported (a reference coming home)
 	tagCopyable    = 59002 // [name, state]: a registered Copyable
 	tagError       = 59003 // [name, message, traceback|null, detail|null]: an error value
+	tagCacheable   = 59004 // a reference (tag 59000 or 59001) to a Cacheable model's feed
 )
 
 // maxValueDepth bounds nesting when encoding, so that a cyclic value fails
@@ -53,4 +56,42 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
+}
+
+// Marshal encodes v as Tether's CBOR, the way it would travel in a call,
+// outside any connection: plain data and Copyables. A reference (or a
+// Cacheable) in v is an error, since references only exist on a connection.
+// The cache package uses it to encode a model's entries once for every
+// mirror.
+func Marshal(v any) ([]byte, error) {
+	e := getEncoder(nil)
+	defer putEncoder(e)
+	if err := e.any(v); err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), e.buf[cborx.FramePrefix:]...), nil
+}
+
+// Unmarshal decodes data, one CBOR item as Marshal makes it, into v, a
+// non-nil pointer, with the rules a call's arguments are decoded with. The
+// item is checked against the limits a peer's frames are checked against;
+// a reference in it is an error.
+func Unmarshal(data []byte, v any) error {
+	if err := checkReply(v); err != nil {
+		return err
+	}
+	if v == nil {
+		return errors.New("tether: Unmarshal into nil")
+	}
+	if err := cborx.Validate(data, decodeLimits); err != nil {
+		return err
+	}
+	d := decoder{r: cborx.NewReader(data)}
+	if err := d.reply(v); err != nil {
+		return err
+	}
+	if d.r.Len() != 0 {
+		return errors.New("tether: trailing data after the CBOR item")
+	}
+	return nil
 }

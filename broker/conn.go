@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/tether-go/tether/internal/callhook"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
 	"github.com/tether-go/tether/signals"
@@ -533,6 +534,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		t.in[first+i] = v
 	}
 	t.refs = d.imported
+	t.attach = d.attach
 	c.startCall(t)
 	return nil
 }
@@ -548,6 +550,9 @@ type inCall struct {
 	name string  // a proxy's method name
 	args []any   // a proxy's arguments
 	refs []*Ref  // handles decoded from the arguments, released if the call never runs
+	// attach lists the mirrors among the arguments, attached by the handler
+	// goroutine before the method runs.
+	attach []attachTask
 
 	in  []reflect.Value
 	inl [6]reflect.Value
@@ -637,7 +642,16 @@ func (c *Conn) awaitWork(tick <-chan time.Time) *inCall {
 // run executes one call and sends its result unless the caller cancelled.
 func (c *Conn) run(t *inCall) {
 	var o outcome
+	// The hook may hold the reply back until what the handler changed has
+	// reached the caller's mirrors (read-your-writes, see package cache).
+	tok := callhook.Begin(c)
 	switch {
+	case len(t.attach) > 0:
+		if err := runAttach(t.ctx, t.attach); err != nil {
+			o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
+			break
+		}
+		o = c.invoke(t)
 	case t.m != nil:
 		o = c.invoke(t)
 	case t.ex.proxy != nil:
@@ -645,6 +659,8 @@ func (c *Conn) run(t *inCall) {
 	default:
 		o = c.describe(t)
 	}
+	t.attach = nil
+	callhook.End(t.ctx, c, tok)
 	c.imu.Lock()
 	delete(c.inflight, t.id)
 	c.imu.Unlock()
@@ -824,6 +840,8 @@ func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64, acct *refAccount
 		if err := d.reply(cl.reply); err != nil {
 			d.undo()
 			cl.err = fmt.Errorf("%w: %w", ErrBadReply, err)
+		} else {
+			cl.attach = d.attach
 		}
 	}
 	cl.done <- struct{}{}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/typereg"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // decoder reads values from a validated frame for one connection. It imports
@@ -24,6 +26,33 @@ type decoder struct {
 	opaque   bool        // relay mode: keep Copyables as opaque values, registered or not
 	acct     *refAccount // the message's reference accounting, if it is a peer's message
 	depth    int
+	attach   []attachTask // mirrors decoded, to attach before the value is handed over
+}
+
+// attachTask is a mirror the decoder made, to be subscribed to its model's
+// feed outside the reader goroutine (attaching takes round trips).
+type attachTask struct {
+	m    remoteable.CacheMirror
+	feed *Ref
+}
+
+// runAttach attaches decoded mirrors in order. If one fails, those already
+// attached are closed and the rest are given back.
+func runAttach(ctx context.Context, tasks []attachTask) error {
+	for i, t := range tasks {
+		if err := t.m.AttachCache(ctx, t.feed); err != nil {
+			for _, done := range tasks[:i] {
+				if c, ok := done.m.(interface{ Close() error }); ok {
+					_ = c.Close()
+				}
+			}
+			for _, rest := range tasks[i:] {
+				rest.feed.Release()
+			}
+			return fmt.Errorf("cannot attach mirror: %w", err)
+		}
+	}
+	return nil
 }
 
 // refAccount makes sure every reference a peer's message carries is
@@ -73,7 +102,7 @@ type opaque struct {
 	state any
 }
 
-func isTetherTag(tag uint64) bool { return tag >= tagSenderRef && tag <= tagError }
+func isTetherTag(tag uint64) bool { return tag >= tagSenderRef && tag <= tagCacheable }
 
 // undo releases every handle this decoder made; the value is being dropped.
 func (d *decoder) undo() {
@@ -116,6 +145,8 @@ func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 		return assign(v, ti.t, x, h)
 	case kRef, kObject:
 		return d.reference(v, ti, h)
+	case kCacheable:
+		return d.cacheable(v, ti, h)
 	case kCborTag:
 		if h.Major != cborx.MajorTag {
 			return typeErr(h, ti.t)
@@ -203,9 +234,37 @@ func assign(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
 	return nil
 }
 
+// cacheable decodes a Cacheable into a mirror type (a new mirror, attached
+// later by runAttach) or, when the model is this process's own, into the
+// model's type.
+func (d *decoder) cacheable(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorTag || h.Arg != tagCacheable {
+		return fmt.Errorf("expected a Cacheable for %v, found %s", ti.t, h.TypeName())
+	}
+	x, err := d.generic()
+	if err != nil {
+		return err
+	}
+	if r, ok := x.(*Ref); ok {
+		if !ti.mirror {
+			return fmt.Errorf("a remote model cannot be decoded into %v: use a mirror (*cache.Mirror)", ti.t)
+		}
+		m := reflect.New(ti.t.Elem())
+		v.Set(m)
+		d.attach = append(d.attach, attachTask{m: m.Interface().(remoteable.CacheMirror), feed: r})
+		return nil
+	}
+	xv := reflect.ValueOf(x)
+	if !xv.Type().AssignableTo(ti.t) {
+		return fmt.Errorf("the model is this process's own %T, not %v", x, ti.t)
+	}
+	v.Set(xv)
+	return nil
+}
+
 // reference decodes a reference into a *Ref or a pointer to a Referenceable.
 func (d *decoder) reference(v reflect.Value, ti *typeInfo, h cborx.Head) error {
-	if h.Major != cborx.MajorTag || (h.Arg != tagSenderRef && h.Arg != tagReceiverRef) {
+	if h.Major != cborx.MajorTag || (h.Arg != tagSenderRef && h.Arg != tagReceiverRef && h.Arg != tagCacheable) {
 		return fmt.Errorf("expected a reference for %v, found %s", ti.t, h.TypeName())
 	}
 	x, err := d.generic()
@@ -671,6 +730,23 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 		return v.Interface(), nil
 	case tagError:
 		return d.wireError()
+	case tagCacheable:
+		h, err := d.r.PeekHead()
+		if err != nil || h.Major != cborx.MajorTag || (h.Arg != tagSenderRef && h.Arg != tagReceiverRef) {
+			return nil, errors.New("malformed Cacheable: want a reference to its feed")
+		}
+		x, err := d.generic()
+		if err != nil {
+			return nil, err
+		}
+		switch o := x.(type) {
+		case *Ref:
+			o.cacheable = true
+			return o, nil
+		case interface{ CacheModel() any }:
+			return o.CacheModel(), nil // a model coming home: the model itself
+		}
+		return nil, fmt.Errorf("%w: the reference is not to a model's feed", ErrUnknownReference)
 	}
 	return nil, fmt.Errorf("%w: tag %d", ErrUnknownType, h.Arg)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/typereg"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // encoder writes values into a frame for one connection. It exports the
@@ -109,6 +110,20 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		return e.object(v.Interface())
 	case kObjectValue:
 		return fmt.Errorf("%v is Referenceable and must be sent as a pointer", ti.t)
+	case kCacheable:
+		if (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface) && v.IsNil() {
+			e.buf = cborx.AppendNull(e.buf)
+			return nil
+		}
+		if !ti.model {
+			return fmt.Errorf("%v cannot be sent", ti.t)
+		}
+		feed := v.Interface().(remoteable.Cacheable).CacheFeed()
+		if feed == nil {
+			return fmt.Errorf("%v has no feed to send", ti.t)
+		}
+		e.buf = cborx.AppendTag(e.buf, tagCacheable)
+		return e.object(feed)
 	case kCopyable:
 		e.buf = cborx.AppendTag(e.buf, tagCopyable)
 		e.buf = cborx.AppendArray(e.buf, 2)
@@ -333,6 +348,11 @@ func (e *encoder) ref(r *Ref) error {
 	case r == nil:
 		e.buf = cborx.AppendNull(e.buf)
 		return nil
+	case r.cacheable:
+		// A model's feed stays a Cacheable on every hop it is passed on.
+		e.buf = cborx.AppendTag(e.buf, tagCacheable)
+	}
+	switch {
 	case r.c == nil:
 		return e.object(r.obj)
 	case e.c != nil && r.c == e.c:

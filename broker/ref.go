@@ -31,6 +31,9 @@ type Ref struct {
 	obj      any // a local object, when c is nil
 	released atomic.Bool
 	cleanup  runtime.Cleanup
+	// cacheable marks a reference to a model's feed: it arrived as a
+	// Cacheable and is sent on as one.
+	cacheable bool
 }
 
 var _ remoteable.Caller = (*Ref)(nil)
@@ -90,6 +93,12 @@ func (r *Ref) Same(o *Ref) bool {
 	return r.c == o.c && r.id == o.id
 }
 
+// Cacheable reports whether the reference is to an observable model's feed
+// (it arrived as a Cacheable, see remoteable.Cacheable). Such a reference is
+// sent on as a Cacheable, so that the next hop can mirror the model; decode
+// it into a *cache.Mirror to get the mirror directly.
+func (r *Ref) Cacheable() bool { return r.cacheable }
+
 // Conn returns the connection the reference lives on, or nil for a local
 // object.
 func (r *Ref) Conn() *Conn { return r.c }
@@ -111,6 +120,7 @@ type call struct {
 	reply  any
 	opaque bool
 	err    error
+	attach []attachTask  // mirrors in the reply, attached by the caller
 	done   chan struct{} // receives exactly once per use
 }
 
@@ -194,9 +204,12 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 		}
 		// The result arrived as we gave up: use it.
 	}
-	err = cl.err
-	cl.reply, cl.err = nil, nil
+	err, attach := cl.err, cl.attach
+	cl.reply, cl.err, cl.attach = nil, nil, nil
 	callPool.Put(cl)
+	if err == nil && len(attach) > 0 {
+		err = runAttach(ctx, attach)
+	}
 	return err
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tether-go/tether/internal/typereg"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // kind classifies a Go type by how the value codec treats it.
@@ -25,6 +26,7 @@ const (
 	kOpaque                  // a Copyable a relay passes on without knowing it
 	kInterface               // decided per value by its dynamic type
 	kCborTag                 // cbor.Tag: a CBOR tag around any content
+	kCacheable               // an observable model (sent) or a mirror of one (received)
 	kPtr
 	kStruct
 	kSlice
@@ -59,6 +61,8 @@ type typeInfo struct {
 	fields  []field   // kStruct
 	byName  map[string]int
 	toArray bool
+	mirror  bool // kCacheable: a pointer type a Cacheable decodes into
+	model   bool // kCacheable: the type is a Cacheable to send
 }
 
 // field is one encoded field of an impure struct.
@@ -81,6 +85,8 @@ var (
 	cborUnmarshal  = reflect.TypeFor[cbor.Unmarshaler]()
 	binMarshaler   = reflect.TypeFor[encoding.BinaryMarshaler]()
 	binUnmarshaler = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+	cacheableType  = reflect.TypeFor[remoteable.Cacheable]()
+	cacheMirror    = reflect.TypeFor[remoteable.CacheMirror]()
 )
 
 type infoCache struct {
@@ -160,6 +166,8 @@ func special(t reflect.Type) kind {
 		return kCborTag
 	case t.Kind() == reflect.Interface:
 		return kInterface
+	case t.Implements(cacheableType) || (t.Kind() == reflect.Pointer && t.Implements(cacheMirror)):
+		return kCacheable
 	case isMarker(t) && t.Kind() == reflect.Pointer:
 		return kObject
 	case isMarker(t) || (t.Kind() == reflect.Struct && isMarker(reflect.PointerTo(t))):
@@ -237,6 +245,11 @@ func (b *builder) fill(ti *typeInfo, asState bool) {
 		return
 	case kPure:
 		// decided below
+	case kCacheable:
+		ti.kind = k
+		ti.model = t.Implements(cacheableType)
+		ti.mirror = t.Kind() == reflect.Pointer && t.Implements(cacheMirror)
+		return
 	default:
 		ti.kind = k
 		return

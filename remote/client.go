@@ -75,6 +75,8 @@ type Client struct {
 	lastErr  error         // why the last attempt or connection failed
 	attempts int           // failed attempts since the last success
 	old      []*broker.Conn
+
+	mirrors relayMirrors // the models this client relays, one mirror each
 }
 
 // Connect returns a Client for the server at addr and starts dialing in the
@@ -148,6 +150,7 @@ func (cl *Client) Registry() *Registry { return cl.registry }
 // call returns once all of that is done.
 func (cl *Client) Close() error {
 	cl.closeOnce.Do(func() {
+		cl.mirrors.closeAll()
 		cl.cancel()
 		<-cl.done
 		cl.mu.Lock()

@@ -240,8 +240,12 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 		if err := t.Call(ctx, method, p, args...); err != nil {
 			return err
 		}
-		*p = r.wrapAll(method, args, *p, broker.Forwarded(ctx))
-		return nil
+		var err error
+		*p, err = r.wrapAll(ctx, method, args, *p, broker.Forwarded(ctx))
+		return err
+	}
+	if mt, ok := mirrorReply(reply); ok {
+		return r.callMirror(ctx, t, method, reply, mt, args)
 	}
 	return t.Call(ctx, method, reply, args...)
 }
@@ -263,30 +267,43 @@ func (r *Ref) derive(method string, args []any, b *broker.Ref) *Ref {
 }
 
 // wrapAll replaces the broker references in a generic result with derived
-// wrappers, so that a relay hands out references that survive outages.
-func (r *Ref) wrapAll(method string, args []any, v any, relayed bool) any {
+// wrappers, so that a relay hands out references that survive outages. A
+// relay passing on a model (a Cacheable) passes on its own mirror of it
+// instead, one per model, so that the model has one subscription upstream
+// whatever the number of mirrors downstream.
+func (r *Ref) wrapAll(ctx context.Context, method string, args []any, v any, relayed bool) (any, error) {
+	var err error
 	switch x := v.(type) {
 	case *broker.Ref:
 		if _, local := x.Local(); local {
-			return x
+			return x, nil
+		}
+		if relayed && x.Cacheable() {
+			return r.mirrorFor(ctx, method, args, x)
 		}
 		d := r.derive(method, args, x)
 		d.relayed = relayed
-		return d
+		return d, nil
 	case []any:
 		for i := range x {
-			x[i] = r.wrapAll(method, args, x[i], relayed)
+			if x[i], err = r.wrapAll(ctx, method, args, x[i], relayed); err != nil {
+				return nil, err
+			}
 		}
 	case map[string]any:
 		for k := range x {
-			x[k] = r.wrapAll(method, args, x[k], relayed)
+			if x[k], err = r.wrapAll(ctx, method, args, x[k], relayed); err != nil {
+				return nil, err
+			}
 		}
 	case map[any]any:
 		for k := range x {
-			x[k] = r.wrapAll(method, args, x[k], relayed)
+			if x[k], err = r.wrapAll(ctx, method, args, x[k], relayed); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return v
+	return v, nil
 }
 
 // Exported counts a connection that now holds r for its peer.

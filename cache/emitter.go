@@ -1,0 +1,166 @@
+package cache
+
+import (
+	"sync"
+
+	"github.com/tether-go/tether/signals"
+)
+
+// slot is one entry of a typed model: the value and its CBOR form.
+type slot[V any] struct {
+	v   V
+	raw []byte
+}
+
+// view lets the emitter read the model's current state consistently.
+type view[K comparable, V any] interface {
+	// read runs fn with the model locked for reading.
+	read(fn func(get func(K) (slot[V], bool), version uint64))
+}
+
+// item is one queued event for the watchers.
+type item[K comparable, V any] struct {
+	ch      Change[K, V]
+	prev    []byte // raw value before the change
+	hadPrev bool
+	stale   *bool // a stale/live transition instead of a change
+}
+
+// before is what the watchers last saw of a key, kept while coalescing.
+type before struct {
+	raw []byte
+	had bool
+}
+
+// emitter delivers a model's events to its watchers on a goroutine of its
+// own, in order, so that a slow watcher never holds up the writer or the
+// network. It keeps at most max events; beyond that it coalesces: it only
+// remembers which keys changed (and what the watchers last saw of them),
+// and once the watchers catch up it emits one event per key that differs.
+// Its goroutine exists only while there are events to deliver.
+type emitter[K comparable, V any] struct {
+	changed *signals.Signal[Change[K, V]]
+	stale   *signals.Signal[bool]
+	model   view[K, V]
+	max     int
+
+	mu        sync.Mutex
+	queue     []item[K, V]
+	dirty     map[K]before // non-nil while coalescing
+	lateStale *bool        // the latest staleness while coalescing
+	running   bool
+	idle      *sync.Cond
+}
+
+func newEmitter[K comparable, V any](changed *signals.Signal[Change[K, V]], stale *signals.Signal[bool], model view[K, V], max int) *emitter[K, V] {
+	e := &emitter[K, V]{changed: changed, stale: stale, model: model, max: max}
+	e.idle = sync.NewCond(&e.mu)
+	return e
+}
+
+// push queues one event. It is called with the model locked for writing,
+// so events are queued in the order the state changed.
+func (e *emitter[K, V]) push(it item[K, V]) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running && len(e.queue) == 0 && e.dirty == nil && e.changed.Len() == 0 && (e.stale == nil || e.stale.Len() == 0) {
+		return // nobody is watching
+	}
+	if e.dirty == nil && len(e.queue) >= e.max {
+		e.dirty = map[K]before{}
+		for _, q := range e.queue {
+			e.coalesce(q)
+		}
+		e.queue = nil
+	}
+	if e.dirty != nil {
+		e.coalesce(it)
+	} else {
+		e.queue = append(e.queue, it)
+	}
+	if !e.running {
+		e.running = true
+		go e.run()
+	}
+}
+
+func (e *emitter[K, V]) coalesce(it item[K, V]) {
+	if it.stale != nil {
+		e.lateStale = it.stale
+		return
+	}
+	if _, ok := e.dirty[it.ch.Key]; !ok {
+		e.dirty[it.ch.Key] = before{raw: it.prev, had: it.hadPrev}
+	}
+}
+
+// run delivers events until there are none left.
+func (e *emitter[K, V]) run() {
+	for {
+		batch, ok := e.take()
+		if !ok {
+			return
+		}
+		for _, it := range batch {
+			if it.stale != nil {
+				if e.stale != nil {
+					e.stale.Emit(*it.stale)
+				}
+				continue
+			}
+			e.changed.Emit(it.ch)
+		}
+	}
+}
+
+// take returns the next events to deliver: the queue, or the differences
+// a coalesced stretch left. It reports false, and marks the emitter idle,
+// when there is nothing.
+func (e *emitter[K, V]) take() ([]item[K, V], bool) {
+	e.mu.Lock()
+	if len(e.queue) > 0 {
+		q := e.queue
+		e.queue = nil
+		e.mu.Unlock()
+		return q, true
+	}
+	if e.dirty == nil {
+		e.running = false
+		e.idle.Broadcast()
+		e.mu.Unlock()
+		return nil, false
+	}
+	e.mu.Unlock()
+	// Read the differences with the model locked, so that every change
+	// after them is queued behind them.
+	var out []item[K, V]
+	e.model.read(func(get func(K) (slot[V], bool), version uint64) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for k, b := range e.dirty {
+			cur, ok := get(k)
+			switch {
+			case ok && (!b.had || string(b.raw) != string(cur.raw)):
+				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: cur.v, Version: version}})
+			case !ok && b.had:
+				var old V
+				_ = unmarshal(b.raw, &old)
+				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: old, Deleted: true, Version: version}})
+			}
+		}
+		if e.lateStale != nil {
+			out = append(out, item[K, V]{stale: e.lateStale})
+		}
+		e.dirty, e.lateStale = nil, nil
+	})
+	return out, true
+}
+
+// flush waits until every event queued so far has been delivered.
+func (e *emitter[K, V]) flush() {
+	e.mu.Lock()
+	for e.running {
+		e.idle.Wait()
+	}
+	e.mu.Unlock()
+}

@@ -1,0 +1,141 @@
+package cache_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/cache"
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+)
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Item is a Copyable value kept in the test models.
+type Item struct {
+	Name  string
+	Count int
+}
+
+func init() { remoteable.RegisterCopyable[Item]("cache.test.Item") }
+
+// store is the manager the tests publish: it owns a model and changes it
+// on request.
+type store struct {
+	remoteable.Referenceable
+	m *cache.Map[string, Item]
+	v *cache.Value[int]
+}
+
+func newStore(opts ...cache.Option) *store {
+	return &store{m: cache.NewMap[string, Item](opts...), v: cache.NewValue(0)}
+}
+
+func (*store) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"Model": {Idempotent: true}, "Counter": {Idempotent: true}}
+}
+
+// Model returns the model: the caller gets a mirror.
+func (s *store) Model(ctx context.Context) (*cache.Map[string, Item], error) { return s.m, nil }
+
+// Counter returns the single-value model.
+func (s *store) Counter(ctx context.Context) (*cache.Value[int], error) { return s.v, nil }
+
+// Put changes the model from a call.
+func (s *store) Put(ctx context.Context, name string, count int) error {
+	return s.m.Set(name, Item{Name: name, Count: count})
+}
+
+// Remove deletes from the model.
+func (s *store) Remove(ctx context.Context, name string) (bool, error) { return s.m.Delete(name), nil }
+
+// Watch receives a caller's model as a mirror and reports what it holds.
+func (s *store) Watch(ctx context.Context, mir *cache.Mirror[string, int]) (int, error) {
+	defer mir.Close()
+	v, _ := mir.Get("x")
+	return v, nil
+}
+
+// server publishes a registry holding a store under "store".
+type server struct {
+	srv  *broker.Server
+	addr string
+	st   *store
+	reg  *registry.Registry
+	ln   net.Listener
+	errc chan error
+}
+
+func startServer(t testing.TB, st *store, opts ...broker.Option) *server {
+	return startServerAt(t, "127.0.0.1:0", st, opts...)
+}
+
+func startServerAt(t testing.TB, addr string, st *store, opts ...broker.Option) *server {
+	t.Helper()
+	reg := registry.New()
+	require.NoError(t, reg.Register("store", st))
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	s := &server{srv: broker.NewServer(reg, opts...), addr: ln.Addr().String(), st: st, reg: reg, ln: ln, errc: make(chan error, 1)}
+	go func() { s.errc <- s.srv.Serve(ln) }()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *server) stop() {
+	s.srv.Close()
+	<-s.errc
+	s.errc <- nil
+}
+
+// startRelay publishes cl's registry, as a relay does.
+func startRelay(t testing.TB, cl *remote.Client) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &server{srv: broker.NewServer(cl.Registry()), addr: ln.Addr().String(), ln: ln, errc: make(chan error, 1)}
+	go func() { s.errc <- s.srv.Serve(ln) }()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func proxyTo(t testing.TB, addr string) *faultnet.Proxy {
+	t.Helper()
+	p, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func connect(t testing.TB, addr string) *remote.Client {
+	t.Helper()
+	cl, err := remote.Connect(testCtx(t), "tcp", addr,
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
+		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond)))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// eventually polls cond until it holds or the test's patience runs out.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

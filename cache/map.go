@@ -1,0 +1,156 @@
+package cache
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/feed"
+	"github.com/tether-go/tether/remoteable"
+	"github.com/tether-go/tether/signals"
+)
+
+// Map is an observable map: a Cacheable model. Returned from a remote
+// method (or passed as an argument), it reaches the caller as a *Mirror that
+// receives a snapshot and then every change. Keys and values travel as
+// plain data or Copyables; they cannot hold references.
+//
+// Every change raises Version by one. Changed fires for each change, in
+// order, on a goroutine of the model's own: a slow watcher holds up neither
+// Set nor the mirrors. A Map is safe for concurrent use.
+type Map[K comparable, V any] struct {
+	// Changed fires after each change, in version order.
+	Changed signals.Signal[Change[K, V]]
+
+	mu    sync.RWMutex
+	items map[K]slot[V]
+	f     *feed.Feed
+	em    *emitter[K, V]
+}
+
+var (
+	_ remoteable.Cacheable = (*Map[string, int])(nil)
+	_ View[string, int]    = (*Map[string, int])(nil)
+)
+
+// NewMap returns an empty map with a new epoch.
+func NewMap[K comparable, V any](opts ...Option) *Map[K, V] {
+	o := buildOptions(opts)
+	m := &Map[K, V]{items: map[K]slot[V]{}}
+	m.f = feed.New(o.logSize, m)
+	m.em = newEmitter[K, V](&m.Changed, nil, m, o.queueSize)
+	return m
+}
+
+// Set sets key to value. It fails only when the key or the value cannot
+// be encoded (a reference inside, say); the map is then unchanged.
+func (m *Map[K, V]) Set(key K, value V) error {
+	kb, err := broker.Marshal(key)
+	if err != nil {
+		return fmt.Errorf("cache: key %v: %w", key, err)
+	}
+	vb, err := broker.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("cache: value for %v: %w", key, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev := m.f.Set(kb, vb)
+	old, had := m.items[key]
+	m.items[key] = slot[V]{v: value, raw: vb}
+	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old.raw, hadPrev: had})
+	return nil
+}
+
+// Delete removes key, reporting whether it was there. A delete of an
+// absent key is not a change.
+func (m *Map[K, V]) Delete(key K) bool {
+	kb, err := broker.Marshal(key)
+	if err != nil {
+		return false // such a key cannot have been set
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev, ok := m.f.Delete(kb)
+	if !ok {
+		return false
+	}
+	old := m.items[key]
+	delete(m.items, key)
+	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: true})
+	return true
+}
+
+// Get returns the value of key.
+func (m *Map[K, V]) Get(key K) (V, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.items[key]
+	return s.v, ok
+}
+
+// Len returns the number of entries.
+func (m *Map[K, V]) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.items)
+}
+
+// Version returns the number of changes made so far.
+func (m *Map[K, V]) Version() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.f.Version()
+}
+
+// Epoch returns the map's epoch, a UUID made when it was created: versions
+// are only comparable within one epoch.
+func (m *Map[K, V]) Epoch() string { return m.f.Epoch() }
+
+// Range calls fn for every entry, in no particular order, until fn returns
+// false. fn sees a consistent state and must not change the map.
+func (m *Map[K, V]) Range(fn func(key K, value V) bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for k, s := range m.items {
+		if !fn(k, s.v) {
+			return
+		}
+	}
+}
+
+// Snapshot returns a copy of the entries and the version they are at.
+func (m *Map[K, V]) Snapshot() (map[K]V, uint64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[K]V, len(m.items))
+	for k, s := range m.items {
+		out[k] = s.v
+	}
+	return out, m.f.Version()
+}
+
+// Stale is always false: a local model is its own source.
+func (m *Map[K, V]) Stale() bool { return false }
+
+// Changes returns &m.Changed.
+func (m *Map[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
+
+// Subscribers returns the number of mirrors subscribed to the map now.
+func (m *Map[K, V]) Subscribers() int { return m.f.Subscribers() }
+
+// CacheFeed implements remoteable.Cacheable.
+func (m *Map[K, V]) CacheFeed() any { return m.f.Publisher() }
+
+func (m *Map[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	fn(func(k K) (slot[V], bool) { s, ok := m.items[k]; return s, ok }, m.f.Version())
+}
+
+func unmarshal(raw []byte, v any) error {
+	if raw == nil {
+		return nil
+	}
+	return broker.Unmarshal(raw, v)
+}

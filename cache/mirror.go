@@ -1,0 +1,229 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/tether-go/tether/internal/feed"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+	"github.com/tether-go/tether/signals"
+)
+
+// Mirror is a read-only copy of a remote Map, kept in sync: it is what a
+// Map becomes on the far side of a call. Declare a variable of this type and
+// pass its address as the reply (or as the handler's parameter type):
+//
+//	var mir *cache.Mirror[string, User]
+//	err := users.Call(ctx, "Model", &mir)
+//
+// When the call returns the mirror already holds the model's state. It then
+// applies every change in version order, fires Changed for each, and after
+// an outage resumes from its (epoch, version): it gets the changes it
+// missed, or a snapshot whose differences from its state it applies and
+// fires as ordinary changes. Stale reports (and StaleChanged signals) when
+// the model is out of reach. A mirror obtained through a *remote.Ref
+// resumes by itself when the link comes back, provided the method that
+// returned the model is declared Idempotent; one obtained through a bare
+// *broker.Ref stays stale once its connection ends.
+//
+// A mirror is Cacheable too: return it from a method and the caller gets a
+// mirror of the mirror (a relay). Close it when done. A Mirror is safe for
+// concurrent use.
+type Mirror[K comparable, V any] struct {
+	// Changed fires after each change, in version order.
+	Changed signals.Signal[Change[K, V]]
+	// StaleChanged fires true when the model goes out of reach and false
+	// when the mirror is in sync again, in order with Changed.
+	StaleChanged signals.Signal[bool]
+
+	mu      sync.RWMutex
+	items   map[K]slot[V]
+	version uint64
+	stale   bool
+	fl      *feed.Follower
+	em      *emitter[K, V]
+	opts    options
+}
+
+var (
+	_ remoteable.CacheMirror = (*Mirror[string, int])(nil)
+	_ remoteable.Cacheable   = (*Mirror[string, int])(nil)
+	_ View[string, int]      = (*Mirror[string, int])(nil)
+)
+
+// AttachCache implements remoteable.CacheMirror: the broker calls it on a
+// new mirror with a reference to the model's feed.
+func (m *Mirror[K, V]) AttachCache(ctx context.Context, src remoteable.Caller) error {
+	return m.attach(ctx, src, buildOptions(nil))
+}
+
+func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o options) error {
+	if m.fl != nil {
+		return errors.New("cache: mirror already attached")
+	}
+	m.opts = o
+	m.items = map[K]slot[V]{}
+	m.em = newEmitter[K, V](&m.Changed, &m.StaleChanged, m, o.queueSize)
+	fo := feed.Options{LogSize: o.logSize, Owner: m}
+	if _, ok := src.(*remote.Ref); ok {
+		fo.WaitLink = remote.WaitForLink
+	}
+	m.fl = feed.NewFollower(src, (*mirrorSink[K, V])(m), fo)
+	return m.fl.Attach(ctx)
+}
+
+// Get returns the value of key.
+func (m *Mirror[K, V]) Get(key K) (V, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.items[key]
+	return s.v, ok
+}
+
+// Len returns the number of entries.
+func (m *Mirror[K, V]) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.items)
+}
+
+// Version returns the version of the model the mirror holds.
+func (m *Mirror[K, V]) Version() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.version
+}
+
+// Epoch returns the epoch of the model the mirror holds.
+func (m *Mirror[K, V]) Epoch() string {
+	if m.fl == nil {
+		return ""
+	}
+	return m.fl.Feed().Epoch()
+}
+
+// Range calls fn for every entry, in no particular order, until fn returns
+// false.
+func (m *Mirror[K, V]) Range(fn func(key K, value V) bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for k, s := range m.items {
+		if !fn(k, s.v) {
+			return
+		}
+	}
+}
+
+// Snapshot returns a copy of the entries and the version they are at.
+func (m *Mirror[K, V]) Snapshot() (map[K]V, uint64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[K]V, len(m.items))
+	for k, s := range m.items {
+		out[k] = s.v
+	}
+	return out, m.version
+}
+
+// Stale reports whether the mirror may be behind the model: its link (or a
+// link further upstream) is down, or it was closed.
+func (m *Mirror[K, V]) Stale() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.stale
+}
+
+// Changes returns &m.Changed.
+func (m *Mirror[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
+
+// Err returns why the mirror last failed to resume, or nil.
+func (m *Mirror[K, V]) Err() error {
+	if m.fl == nil {
+		return nil
+	}
+	return m.fl.Err()
+}
+
+// Subscribers returns the number of mirrors subscribed to this one.
+func (m *Mirror[K, V]) Subscribers() int {
+	if m.fl == nil {
+		return 0
+	}
+	return m.fl.Feed().Subscribers()
+}
+
+// Close ends the subscription; the owner drops it. The mirror keeps its
+// last state and reports Stale. Close is idempotent.
+func (m *Mirror[K, V]) Close() error {
+	if m.fl != nil {
+		m.fl.Close()
+	}
+	return nil
+}
+
+// CacheFeed implements remoteable.Cacheable: a mirror can be republished.
+func (m *Mirror[K, V]) CacheFeed() any {
+	if m.fl == nil {
+		return nil
+	}
+	return m.fl.Feed().Publisher()
+}
+
+func (m *Mirror[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	fn(func(k K) (slot[V], bool) { s, ok := m.items[k]; return s, ok }, m.version)
+}
+
+// mirrorSink is the mirror as its feed's typed layer.
+type mirrorSink[K comparable, V any] Mirror[K, V]
+
+type decodedChange[K comparable, V any] struct {
+	k K
+	v V
+}
+
+func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
+	var d decodedChange[K, V]
+	if err := unmarshal(c.Key, &d.k); err != nil {
+		return nil, fmt.Errorf("cache: key: %w", err)
+	}
+	if !c.Deleted {
+		if err := unmarshal(c.Value, &d.v); err != nil {
+			return nil, fmt.Errorf("cache: value for %v: %w", d.k, err)
+		}
+	}
+	return d, nil
+}
+
+func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
+	m := (*Mirror[K, V])(s)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ev := range events {
+		d := ev.Decoded.(decodedChange[K, V])
+		old, had := m.items[d.k]
+		if ev.Deleted {
+			delete(m.items, d.k)
+			m.em.push(item[K, V]{ch: Change[K, V]{Key: d.k, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: had})
+		} else {
+			m.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
+			m.em.push(item[K, V]{ch: Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version}, prev: old.raw, hadPrev: had})
+		}
+	}
+	m.version = m.fl.Feed().VersionLocked()
+}
+
+func (s *mirrorSink[K, V]) Stale(stale bool) {
+	m := (*Mirror[K, V])(s)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stale != stale {
+		m.stale = stale
+		st := stale
+		m.em.push(item[K, V]{stale: &st})
+	}
+}

@@ -1,0 +1,81 @@
+package cache
+
+import (
+	"context"
+
+	"github.com/tether-go/tether/remoteable"
+	"github.com/tether-go/tether/signals"
+)
+
+// Value is an observable single value: a Cacheable model whose mirror is a
+// *ValueMirror. It is a Map with one entry under the key struct{}{}, so its
+// changes are Change[struct{}, T] and never Deleted.
+type Value[T any] struct {
+	// Changed fires after each Set, in version order; points into the
+	// underlying map.
+	Changed *signals.Signal[Change[struct{}, T]]
+	m       *Map[struct{}, T]
+}
+
+var (
+	_ remoteable.Cacheable   = (*Value[int])(nil)
+	_ remoteable.CacheMirror = (*ValueMirror[int])(nil)
+)
+
+// NewValue returns a value model holding initial (version 1).
+func NewValue[T any](initial T, opts ...Option) *Value[T] {
+	m := NewMap[struct{}, T](opts...)
+	_ = m.Set(struct{}{}, initial) // an initial value that cannot be encoded shows at the first Set
+	return &Value[T]{Changed: &m.Changed, m: m}
+}
+
+// Set replaces the value as a new version.
+func (v *Value[T]) Set(x T) error { return v.m.Set(struct{}{}, x) }
+
+// Get returns the value.
+func (v *Value[T]) Get() T { x, _ := v.m.Get(struct{}{}); return x }
+
+// Version returns the number of changes made so far (the initial value
+// counts as one).
+func (v *Value[T]) Version() uint64 { return v.m.Version() }
+
+// Epoch returns the model's epoch.
+func (v *Value[T]) Epoch() string { return v.m.Epoch() }
+
+// CacheFeed implements remoteable.Cacheable.
+func (v *Value[T]) CacheFeed() any { return v.m.CacheFeed() }
+
+// ValueMirror is a read-only copy of a remote Value; see Mirror for how it
+// stays in sync.
+type ValueMirror[T any] struct {
+	// Changed fires after each change, in version order.
+	Changed *signals.Signal[Change[struct{}, T]]
+	// StaleChanged fires on stale/live transitions.
+	StaleChanged *signals.Signal[bool]
+	m            *Mirror[struct{}, T]
+}
+
+// AttachCache implements remoteable.CacheMirror.
+func (v *ValueMirror[T]) AttachCache(ctx context.Context, src remoteable.Caller) error {
+	v.m = &Mirror[struct{}, T]{}
+	v.Changed, v.StaleChanged = &v.m.Changed, &v.m.StaleChanged
+	return v.m.AttachCache(ctx, src)
+}
+
+// Get returns the value.
+func (v *ValueMirror[T]) Get() T { x, _ := v.m.Get(struct{}{}); return x }
+
+// Version returns the version of the value the mirror holds.
+func (v *ValueMirror[T]) Version() uint64 { return v.m.Version() }
+
+// Stale reports whether the value may be behind the model's.
+func (v *ValueMirror[T]) Stale() bool { return v.m.Stale() }
+
+// Err returns why the mirror last failed to resume, or nil.
+func (v *ValueMirror[T]) Err() error { return v.m.Err() }
+
+// Close ends the subscription.
+func (v *ValueMirror[T]) Close() error { return v.m.Close() }
+
+// CacheFeed implements remoteable.Cacheable.
+func (v *ValueMirror[T]) CacheFeed() any { return v.m.CacheFeed() }

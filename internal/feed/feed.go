@@ -1,0 +1,299 @@
+// Package feed is the engine behind Tether's Cacheables, without Go types:
+// a model's state as raw CBOR entries, its epoch and version, the bounded
+// log of recent changes, the subscriptions that push changes to mirrors,
+// and (follow.go) the mirror side that subscribes, applies and resumes.
+//
+// The cache package puts typed models on top of it; the remote package uses
+// it untyped for the mirrors a relay keeps, so that a relay holds one
+// upstream subscription per model whatever the number of downstream
+// mirrors. docs/protocol.md describes the wire form.
+//
+// Ownership: a Feed starts one pusher goroutine per subscription, which
+// stops when the subscriber lets the subscription go (or its connection
+// ends) or a push fails. A Follower owns one goroutine that resubscribes
+// after outages; Close stops it.
+package feed
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/google/uuid"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// Change sets or deletes one entry. Key and Value are CBOR items.
+type Change struct {
+	_       struct{} `cbor:",toarray"`
+	Key     cbor.RawMessage
+	Value   cbor.RawMessage // null when Deleted
+	Deleted bool
+}
+
+// Step takes the state from version From to version Version. A model's own
+// steps hold one change each (Version = From+1); a mirror that had to resync
+// logs the difference it applied as one step spanning the gap.
+type Step struct {
+	_       struct{} `cbor:",toarray"`
+	From    uint64
+	Version uint64
+	Changes []Change
+}
+
+// Batch is what a subscription pushes to its observer in one Apply call.
+type Batch struct {
+	_        struct{} `cbor:",toarray"`
+	Epoch    string
+	Version  uint64 // the state's version once the batch is applied
+	Stale    bool   // the feed's own source is out of reach
+	Snapshot bool   // Entries are (part of) the whole state at Version
+	More     bool   // the snapshot continues in the next batch
+	Steps    []Step // when not a snapshot: consecutive steps
+	Entries  []Change
+}
+
+// Limits of one batch, well under the smallest message size a peer would
+// sensibly accept and under the CBOR item limit.
+const (
+	maxBatchChanges = 2048
+	maxBatchBytes   = 256 << 10
+)
+
+// DefaultLogSize is the number of recent changes a feed keeps for resuming
+// mirrors when no size is given.
+const DefaultLogSize = 4096
+
+// Event is one change as applied to a feed, for the typed layer above.
+type Event struct {
+	Key, Value []byte
+	Deleted    bool
+	Prev       []byte // the value before the change, if HadPrev
+	HadPrev    bool
+	Version    uint64
+	Decoded    any // what the Sink's Decode returned for this change
+}
+
+// Feed is one model's state and its subscriptions. Its methods are safe for
+// concurrent use.
+type Feed struct {
+	mu      sync.Mutex
+	epoch   string
+	version uint64
+	entries map[string][]byte
+	stale   bool
+	log     []Step
+	logLen  int // changes in log
+	logMax  int
+	subs    map[*Subscription]struct{}
+	pub     *Publisher
+	owner   any
+}
+
+// New returns an empty feed with a new epoch that keeps the last logSize
+// changes (DefaultLogSize if logSize <= 0). owner is the model the feed
+// belongs to: a reference to the feed that comes home decodes to it.
+func New(logSize int, owner any) *Feed {
+	if logSize <= 0 {
+		logSize = DefaultLogSize
+	}
+	f := &Feed{
+		epoch:   uuid.NewString(),
+		entries: map[string][]byte{},
+		logMax:  logSize,
+		subs:    map[*Subscription]struct{}{},
+		owner:   owner,
+	}
+	f.pub = &Publisher{f: f}
+	return f
+}
+
+// Publisher returns the object sent by reference as the model's feed.
+func (f *Feed) Publisher() *Publisher { return f.pub }
+
+// Epoch returns the feed's epoch.
+func (f *Feed) Epoch() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.epoch
+}
+
+// Version returns the feed's version.
+func (f *Feed) Version() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.version
+}
+
+// VersionLocked returns the version to a Sink, which runs with the feed
+// locked.
+func (f *Feed) VersionLocked() uint64 { return f.version }
+
+// Stale reports whether the feed's source is out of reach.
+func (f *Feed) Stale() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stale
+}
+
+// Subscribers returns the number of live subscriptions.
+func (f *Feed) Subscribers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs)
+}
+
+// Lock runs fn with the feed locked, for a typed layer that must keep its
+// own state consistent with the feed's.
+func (f *Feed) Lock(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+// Set sets key to value as a new version and returns the change.
+func (f *Feed) Set(key, value []byte) Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.setLocked(key, value)
+}
+
+func (f *Feed) setLocked(key, value []byte) Event {
+	prev, had := f.entries[string(key)]
+	f.entries[string(key)] = value
+	f.version++
+	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Value: value}}})
+	return Event{Key: key, Value: value, Prev: prev, HadPrev: had, Version: f.version}
+}
+
+// Delete deletes key as a new version. It reports false, and changes
+// nothing, when key is absent.
+func (f *Feed) Delete(key []byte) (Event, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deleteLocked(key)
+}
+
+func (f *Feed) deleteLocked(key []byte) (Event, bool) {
+	prev, had := f.entries[string(key)]
+	if !had {
+		return Event{}, false
+	}
+	delete(f.entries, string(key))
+	f.version++
+	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Deleted: true}}})
+	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
+}
+
+// Get returns the raw value of key.
+func (f *Feed) Get(key []byte) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.entries[string(key)]
+	return v, ok
+}
+
+// Entries calls fn for every entry, with the feed locked, in key order.
+func (f *Feed) Entries(fn func(key, value []byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]string, 0, len(f.entries))
+	for k := range f.entries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fn([]byte(k), f.entries[k])
+	}
+}
+
+// appendLog records a step and wakes every subscription. The log keeps at
+// most logMax changes; a step larger than that empties it (mirrors behind it
+// get a snapshot).
+func (f *Feed) appendLog(s Step) {
+	f.log = append(f.log, s)
+	f.logLen += len(s.Changes)
+	for f.logLen > f.logMax && len(f.log) > 0 {
+		f.logLen -= len(f.log[0].Changes)
+		f.log[0] = Step{}
+		f.log = f.log[1:]
+	}
+	f.wakeAll()
+}
+
+func (f *Feed) wakeAll() {
+	for s := range f.subs {
+		s.wakeUp()
+	}
+}
+
+// replayFrom returns the index of the logged step that starts at version
+// v, or -1 when the log does not reach back to v.
+func (f *Feed) replayFrom(v uint64) int {
+	i := sort.Search(len(f.log), func(i int) bool { return f.log[i].From >= v })
+	if i < len(f.log) && f.log[i].From == v {
+		return i
+	}
+	return -1
+}
+
+// setStaleLocked records whether the feed's source is out of reach and
+// tells the subscriptions.
+func (f *Feed) setStaleLocked(stale bool) bool {
+	if f.stale == stale {
+		return false
+	}
+	f.stale = stale
+	f.wakeAll()
+	return true
+}
+
+// Publisher is the object a model's mirrors subscribe to: the model's feed
+// as sent by reference. Subscribe is its only remote method.
+type Publisher struct {
+	remoteable.Referenceable
+	f       *Feed
+	exports atomic.Int32
+	idle    atomic.Pointer[func()]
+}
+
+// CacheModel returns the model the feed belongs to: a feed reference that
+// comes home decodes to it.
+func (p *Publisher) CacheModel() any { return p.f.owner }
+
+// Subscribe starts a subscription for observer that resumes from (epoch,
+// version): observer's Apply method receives the changes after version when
+// epoch is the feed's and its log reaches back that far, otherwise a
+// snapshot. An empty epoch asks for a snapshot. The subscription lasts
+// until the caller releases it or the connection ends.
+func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch string, version uint64) (*Subscription, error) {
+	if observer == nil || observer.Conn() == nil {
+		return nil, errNoObserver
+	}
+	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
+		wake: make(chan struct{}, 1), acked: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// OnIdle sets fn to run when no connection holds the publisher any more.
+func (p *Publisher) OnIdle(fn func()) { p.idle.Store(&fn) }
+
+// Exported counts a connection that holds the publisher.
+func (p *Publisher) Exported() { p.exports.Add(1) }
+
+// Unexported counts a connection that let the publisher go.
+func (p *Publisher) Unexported() {
+	if p.exports.Add(-1) == 0 {
+		if fn := p.idle.Load(); fn != nil {
+			(*fn)()
+		}
+	}
+}
+
+// Holders returns the number of connections holding the publisher.
+func (p *Publisher) Holders() int { return int(p.exports.Load()) }

@@ -1,0 +1,456 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// Sink is the typed layer above a mirror's feed. Both methods are called
+// with the feed locked, in order, from one goroutine at a time.
+type Sink interface {
+	// Decode checks and decodes one change (only its key when Deleted).
+	// An error refuses the whole batch.
+	Decode(c Change) (any, error)
+	// Commit reports the changes just applied to the feed. reset is true
+	// when the epoch changed.
+	Commit(events []Event, reset bool)
+	// Stale reports a change of the mirror's staleness.
+	Stale(stale bool)
+}
+
+// Options configure a Follower.
+type Options struct {
+	// LogSize is the mirror's own log, for the mirrors downstream of it.
+	LogSize int
+	// WaitLink returns the context resubscription calls are made with; a
+	// reconnecting source uses it to wait for its link rather than fail
+	// fast while it is down.
+	WaitLink func(context.Context) context.Context
+	// Owner is the model the mirror's feed belongs to (the typed mirror).
+	Owner any
+}
+
+// ErrGap is the reason a batch is refused when it does not continue the
+// mirror's state: applying it would skip changes.
+var ErrGap = errors.New("tether: cache batch does not continue the mirror's version")
+
+// Follower keeps a mirror: a feed whose state comes from another feed, the
+// source, through a subscription, and which resubscribes from its (epoch,
+// version) whenever the subscription is lost.
+type Follower struct {
+	f    *Feed
+	src  remoteable.Caller
+	sink Sink
+	opts Options
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	obs      *observer
+	sub      *broker.Ref
+	ownStale bool
+	upStale  bool
+	err      error
+	started  bool
+	closed   bool
+}
+
+// NewFollower returns a mirror of the feed src refers to. It does nothing
+// until Attach.
+func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
+	fl := &Follower{f: New(opts.LogSize, opts.Owner), src: src, sink: sink, opts: opts, done: make(chan struct{})}
+	fl.f.epoch = "" // a mirror has no state of its own until the first snapshot
+	fl.ctx, fl.cancel = context.WithCancel(context.Background())
+	return fl
+}
+
+// Feed returns the mirror's own feed, which serves the mirrors downstream.
+func (fl *Follower) Feed() *Feed { return fl.f }
+
+// Source returns what the mirror subscribes through.
+func (fl *Follower) Source() remoteable.Caller { return fl.src }
+
+// Attach subscribes and waits until the first batch is applied; then it
+// starts the goroutine that resubscribes after outages.
+func (fl *Follower) Attach(ctx context.Context) error {
+	fl.mu.Lock()
+	if fl.started || fl.closed {
+		fl.mu.Unlock()
+		return errors.New("tether: mirror already attached")
+	}
+	fl.started = true
+	fl.mu.Unlock()
+	if err := fl.subscribe(ctx); err != nil {
+		fl.Close()
+		return err
+	}
+	go fl.loop()
+	return nil
+}
+
+// Err returns why the mirror last failed to (re)subscribe, or nil.
+func (fl *Follower) Err() error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.err
+}
+
+// Close ends the subscription and stops the follower. The mirror keeps
+// its last state and stays stale.
+func (fl *Follower) Close() {
+	fl.mu.Lock()
+	if fl.closed {
+		fl.mu.Unlock()
+		return
+	}
+	fl.closed = true
+	started := fl.started
+	sub, obs := fl.sub, fl.obs
+	fl.sub, fl.obs = nil, nil
+	fl.mu.Unlock()
+	fl.cancel()
+	if obs != nil {
+		obs.detach()
+	}
+	if sub != nil {
+		sub.Release()
+	}
+	if r, ok := fl.src.(interface{ Release() }); ok {
+		r.Release()
+	}
+	if started {
+		<-fl.done
+	}
+	fl.setStale(true, true)
+}
+
+// subscribe makes one subscription and waits for its first batch.
+func (fl *Follower) subscribe(ctx context.Context) error {
+	obs := &observer{fl: fl, first: make(chan struct{}), failed: make(chan struct{})}
+	fl.mu.Lock()
+	if fl.closed {
+		fl.mu.Unlock()
+		return broker.ErrClosed
+	}
+	old := fl.obs
+	fl.obs = obs
+	fl.mu.Unlock()
+	if old != nil {
+		old.detach()
+	}
+	epoch, version := fl.f.Epoch(), fl.f.Version()
+	var sub *broker.Ref
+	if err := fl.src.Call(ctx, "Subscribe", &sub, obs, epoch, version); err != nil {
+		obs.detach()
+		return err
+	}
+	if sub == nil {
+		obs.detach()
+		return fmt.Errorf("%w: Subscribe returned no subscription", broker.ErrBadReply)
+	}
+	fl.mu.Lock()
+	oldSub := fl.sub
+	fl.sub = sub
+	closed := fl.closed
+	fl.mu.Unlock()
+	if oldSub != nil {
+		oldSub.Release()
+	}
+	if closed {
+		sub.Release()
+		return broker.ErrClosed
+	}
+	select {
+	case <-obs.first:
+		return nil
+	case <-obs.failed:
+		return obs.why()
+	case <-sub.Conn().Closed():
+		return fmt.Errorf("%w: the link ended before the first batch", broker.ErrConnectionLost)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// loop waits for the subscription to be lost and makes a new one, until
+// Close. A source whose connection ended for good ends the loop.
+func (fl *Follower) loop() {
+	defer close(fl.done)
+	for {
+		fl.mu.Lock()
+		sub, obs := fl.sub, fl.obs
+		fl.mu.Unlock()
+		if sub == nil || obs == nil {
+			return
+		}
+		select {
+		case <-fl.ctx.Done():
+			return
+		case <-sub.Conn().Closed():
+		case <-obs.failed:
+		}
+		fl.setStale(true, true)
+		wait := 20 * time.Millisecond
+		for {
+			ctx := fl.ctx
+			if fl.opts.WaitLink != nil {
+				ctx = fl.opts.WaitLink(ctx)
+			}
+			err := fl.subscribe(ctx)
+			if err == nil {
+				fl.mu.Lock()
+				fl.err = nil
+				fl.mu.Unlock()
+				fl.setStale(false, true)
+				break
+			}
+			if fl.ctx.Err() != nil {
+				return
+			}
+			fl.mu.Lock()
+			fl.err = err
+			fl.mu.Unlock()
+			if r, ok := fl.src.(*broker.Ref); ok && (r.Conn() == nil || r.Conn().Err() != nil) {
+				return // a bare reference whose connection ended: nothing can bring it back
+			}
+			if errors.Is(err, broker.ErrClosed) {
+				return
+			}
+			select {
+			case <-time.After(wait):
+			case <-fl.ctx.Done():
+				return
+			}
+			wait = min(2*wait, 2*time.Second)
+		}
+	}
+}
+
+// setStale records the mirror's own link state (own) or what its source
+// says about its own source (!own) and passes the combination on.
+func (fl *Follower) setStale(stale, own bool) {
+	fl.mu.Lock()
+	if own {
+		fl.ownStale = stale
+	} else {
+		fl.upStale = stale
+	}
+	s := fl.ownStale || fl.upStale
+	fl.mu.Unlock()
+	fl.f.mu.Lock()
+	if fl.f.setStaleLocked(s) && fl.sink != nil {
+		fl.sink.Stale(s)
+	}
+	fl.f.mu.Unlock()
+}
+
+// observer receives one subscription's batches. It is sent to the source
+// by reference; a new subscription gets a new observer, and an observer
+// detached from its follower refuses further batches.
+type observer struct {
+	remoteable.Referenceable
+	fl *Follower
+
+	mu       sync.Mutex
+	detached bool
+	pending  []Change // a snapshot arriving in parts
+	pEpoch   string
+	pVersion uint64
+	first    chan struct{}
+	gotFirst bool
+	failed   chan struct{}
+	err      error
+}
+
+func (o *observer) detach() {
+	o.mu.Lock()
+	o.detached = true
+	o.pending = nil
+	o.mu.Unlock()
+}
+
+func (o *observer) why() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
+// fail refuses the subscription: the follower resubscribes.
+func (o *observer) fail(err error) error {
+	if !o.detached && o.err == nil {
+		o.err = err
+		close(o.failed)
+	}
+	return err
+}
+
+// Apply applies one batch. Batches of one subscription arrive one at a
+// time, in order.
+func (o *observer) Apply(ctx context.Context, b Batch) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.detached {
+		return errors.New("tether: the mirror ended this subscription")
+	}
+	if o.err != nil {
+		return o.err
+	}
+	fl := o.fl
+	if b.Snapshot {
+		if o.pending == nil || o.pEpoch != b.Epoch || o.pVersion != b.Version {
+			o.pending, o.pEpoch, o.pVersion = []Change{}, b.Epoch, b.Version
+		}
+		o.pending = append(o.pending, b.Entries...)
+		if len(o.pending) > maxSnapshotEntries {
+			return o.fail(fmt.Errorf("tether: snapshot of more than %d entries", maxSnapshotEntries))
+		}
+		if b.More {
+			return nil
+		}
+		entries := o.pending
+		o.pending = nil
+		if err := fl.f.resync(b.Epoch, b.Version, entries, fl.sink); err != nil {
+			return o.fail(err)
+		}
+	} else if err := fl.f.applySteps(b.Epoch, b.Steps, fl.sink); err != nil {
+		return o.fail(err)
+	}
+	fl.setStale(b.Stale, false)
+	if !o.gotFirst {
+		o.gotFirst = true
+		close(o.first)
+	}
+	return nil
+}
+
+// maxSnapshotEntries bounds what a mirror accepts as one snapshot.
+const maxSnapshotEntries = 1 << 24
+
+// resync replaces the state with a snapshot, logging and reporting the
+// difference from the previous state as changes.
+func (f *Feed) resync(epoch string, version uint64, entries []Change, sink Sink) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if epoch == f.epoch && version < f.version {
+		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
+	}
+	next := make(map[string][]byte, len(entries))
+	for _, c := range entries {
+		if _, dup := next[string(c.Key)]; dup {
+			return fmt.Errorf("tether: snapshot repeats a key")
+		}
+		next[string(c.Key)] = c.Value
+	}
+	var diff []Change
+	for _, c := range entries {
+		if old, ok := f.entries[string(c.Key)]; !ok || string(old) != string(c.Value) {
+			diff = append(diff, c)
+		}
+	}
+	for k := range f.entries {
+		if _, ok := next[k]; !ok {
+			diff = append(diff, Change{Key: []byte(k), Deleted: true})
+		}
+	}
+	decoded, err := decodeAll(diff, sink)
+	if err != nil {
+		return err
+	}
+	reset := epoch != f.epoch
+	events := make([]Event, len(diff))
+	for i, c := range diff {
+		prev, had := f.entries[string(c.Key)]
+		events[i] = Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: version}
+		if decoded != nil {
+			events[i].Decoded = decoded[i]
+		}
+	}
+	f.entries = next
+	if reset {
+		f.epoch, f.log, f.logLen = epoch, nil, 0
+		f.version = version
+		f.wakeAll() // subscribers of the old epoch need a snapshot
+	} else if version > f.version || len(diff) > 0 {
+		f.appendStep(Step{From: f.version, Version: version, Changes: diff})
+	}
+	if sink != nil {
+		sink.Commit(events, reset)
+	}
+	return nil
+}
+
+// appendStep logs a step that may span several versions (a resync's
+// difference) and moves to its version.
+func (f *Feed) appendStep(s Step) {
+	f.version = s.Version
+	f.appendLog(s)
+}
+
+// applySteps applies consecutive steps, skipping those already applied
+// and refusing any that would leave a gap.
+func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if epoch != f.epoch {
+		return fmt.Errorf("%w: batch of epoch %s, mirror of %s", ErrGap, epoch, f.epoch)
+	}
+	var events []Event
+	applied := false
+	for _, st := range steps {
+		if st.Version <= f.version {
+			continue // already applied
+		}
+		if st.From != f.version || st.Version < st.From {
+			return fmt.Errorf("%w: step %d→%d, mirror at %d", ErrGap, st.From, st.Version, f.version)
+		}
+		decoded, err := decodeAll(st.Changes, sink)
+		if err != nil {
+			if sink != nil && len(events) > 0 {
+				sink.Commit(events, false) // what was applied before the bad step
+			}
+			return err
+		}
+		for i, c := range st.Changes {
+			prev, had := f.entries[string(c.Key)]
+			ev := Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: st.Version}
+			if decoded != nil {
+				ev.Decoded = decoded[i]
+			}
+			if c.Deleted {
+				delete(f.entries, string(c.Key))
+			} else {
+				f.entries[string(c.Key)] = c.Value
+			}
+			events = append(events, ev)
+		}
+		f.appendStep(st)
+		applied = true
+	}
+	if sink != nil && applied {
+		sink.Commit(events, false)
+	}
+	return nil
+}
+
+func decodeAll(cs []Change, sink Sink) ([]any, error) {
+	if sink == nil {
+		return nil, nil
+	}
+	out := make([]any, len(cs))
+	for i, c := range cs {
+		x, err := sink.Decode(c)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = x
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package remote
+
+import (
+	"context"
+	"reflect"
+	"sync"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/feed"
+	"github.com/tether-go/tether/remoteable"
+)
+
+var cacheMirrorType = reflect.TypeFor[remoteable.CacheMirror]()
+
+// mirrorReply reports whether reply is a pointer to a mirror pointer
+// (**cache.Mirror[K, V], say), returning the mirror's type.
+func mirrorReply(reply any) (reflect.Type, bool) {
+	t := reflect.TypeOf(reply)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Pointer {
+		return nil, false
+	}
+	mt := t.Elem()
+	return mt, mt.Implements(cacheMirrorType)
+}
+
+// callMirror makes a call whose result is a Cacheable received as a mirror:
+// the mirror subscribes through a Ref derived from this call, so that it
+// resubscribes by itself after an outage.
+func (r *Ref) callMirror(ctx context.Context, t *broker.Ref, method string, reply any, mt reflect.Type, args []any) error {
+	var b *broker.Ref
+	if err := t.Call(ctx, method, &b, args...); err != nil {
+		return err
+	}
+	out := reflect.ValueOf(reply).Elem()
+	if b == nil {
+		out.SetZero()
+		return nil
+	}
+	src := r.derive(method, args, b)
+	m := reflect.New(mt.Elem())
+	if err := m.Interface().(remoteable.CacheMirror).AttachCache(ctx, src); err != nil {
+		src.Release()
+		return err
+	}
+	out.Set(m)
+	return nil
+}
+
+// relayMirror is the one mirror a relay keeps of an upstream model, however
+// many downstream mirrors subscribe to it. It lives while some downstream
+// connection holds its feed.
+type relayMirror struct {
+	fl    *feed.Follower
+	src   *Ref
+	ready chan struct{} // closed once attached (or failed)
+	err   error
+}
+
+// CacheFeed makes the relay mirror a Cacheable: downstream it travels as
+// a model of its own, with the upstream model's epoch and versions.
+func (m *relayMirror) CacheFeed() any { return m.fl.Feed().Publisher() }
+
+// relayMirrors is a client's table of relay mirrors.
+type relayMirrors struct {
+	mu   sync.Mutex
+	all  map[*relayMirror]struct{}
+	done bool
+}
+
+// mirrorFor returns the relay mirror of the upstream model b refers to,
+// making it (one subscription upstream) if there is none yet.
+func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broker.Ref) (any, error) {
+	rm := &r.cl.mirrors
+	rm.mu.Lock()
+	if rm.done {
+		rm.mu.Unlock()
+		b.Release()
+		return nil, broker.ErrClosed
+	}
+	for m := range rm.all {
+		if m.src.holds(b) {
+			rm.mu.Unlock()
+			b.Release()
+			select {
+			case <-m.ready:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if m.err != nil {
+				return nil, m.err
+			}
+			return m, nil
+		}
+	}
+	src := r.derive(method, args, b)
+	m := &relayMirror{src: src, ready: make(chan struct{})}
+	m.fl = feed.NewFollower(src, nil, feed.Options{WaitLink: WaitForLink, Owner: m})
+	if rm.all == nil {
+		rm.all = map[*relayMirror]struct{}{}
+	}
+	rm.all[m] = struct{}{}
+	rm.mu.Unlock()
+
+	m.fl.Feed().Publisher().OnIdle(func() { rm.drop(m) })
+	m.err = m.fl.Attach(ctx)
+	close(m.ready)
+	if m.err != nil {
+		rm.drop(m)
+		return nil, m.err
+	}
+	return m, nil
+}
+
+// drop closes a relay mirror no downstream connection holds any more.
+func (rm *relayMirrors) drop(m *relayMirror) {
+	rm.mu.Lock()
+	_, ok := rm.all[m]
+	delete(rm.all, m)
+	rm.mu.Unlock()
+	if ok {
+		m.fl.Close()
+	}
+}
+
+// closeAll closes every relay mirror (the client is closing).
+func (rm *relayMirrors) closeAll() {
+	rm.mu.Lock()
+	all := rm.all
+	rm.all, rm.done = nil, true
+	rm.mu.Unlock()
+	for m := range all {
+		m.fl.Close()
+	}
+}
+
+// count returns the number of relay mirrors.
+func (rm *relayMirrors) count() int {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return len(rm.all)
+}
+
+// holds reports whether r's current target denotes the same object as b.
+func (r *Ref) holds(b *broker.Ref) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.target != nil && r.target.Same(b)
+}

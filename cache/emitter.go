@@ -47,7 +47,7 @@ type emitter[K comparable, V any] struct {
 	mu        sync.Mutex
 	queue     []item[K, V]
 	dirty     map[K]before // non-nil while coalescing
-	lateStale *bool        // the latest staleness while coalescing
+	lateStale []bool       // stale/live transitions while coalescing, at most two
 	running   bool
 	idle      *sync.Cond
 }
@@ -86,7 +86,12 @@ func (e *emitter[K, V]) push(it item[K, V]) {
 
 func (e *emitter[K, V]) coalesce(it item[K, V]) {
 	if it.stale != nil {
-		e.lateStale = it.stale
+		// Keep the last two transitions: an outage that began and ended
+		// while the watchers were behind still shows as stale, then live.
+		e.lateStale = append(e.lateStale, *it.stale)
+		if n := len(e.lateStale); n > 2 {
+			e.lateStale = e.lateStale[n-2:]
+		}
 		return
 	}
 	if _, ok := e.dirty[it.ch.Key]; !ok {
@@ -134,9 +139,13 @@ func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 	// Read the differences with the model locked, so that every change
 	// after them is queued behind them.
 	var out []item[K, V]
+	staleItem := func(s bool) item[K, V] { return item[K, V]{stale: &s} }
 	e.model.read(func(get func(K) (slot[V], bool), version uint64) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
+		if n := len(e.lateStale); n > 1 {
+			out = append(out, staleItem(e.lateStale[0]))
+		}
 		for k, b := range e.dirty {
 			cur, ok := get(k)
 			switch {
@@ -148,8 +157,8 @@ func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: old, Deleted: true, Version: version}})
 			}
 		}
-		if e.lateStale != nil {
-			out = append(out, item[K, V]{stale: e.lateStale})
+		if n := len(e.lateStale); n > 0 {
+			out = append(out, staleItem(e.lateStale[n-1]))
 		}
 		e.dirty, e.lateStale = nil, nil
 	})

@@ -122,7 +122,7 @@ func connect(t testing.TB, addr string) *remote.Client {
 	t.Helper()
 	cl, err := remote.Connect(testCtx(t), "tcp", addr,
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
-		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond)))
+		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
 	return cl

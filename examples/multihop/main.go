@@ -4,6 +4,12 @@
 // outage while the client's own connection stays up, and the same references
 // working again afterwards.
 //
+// The client also mirrors the server's directory (a cache.Map) through the
+// relay: it sees the server's changes as they happen, sees its mirror go
+// stale while the middle link is down, receives the changes it missed as a
+// replay from the server's log once the link is back, and finally checks
+// that its mirror equals the server's model.
+//
 //	go run ./examples/multihop                      # all three in one process
 //	go run ./examples/multihop -role server -listen 127.0.0.1:7000
 //	go run ./examples/multihop -role relay  -listen 127.0.0.1:7001 -upstream 127.0.0.1:7000
@@ -16,24 +22,45 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
 )
 
-// Users is the server's manager.
+// Users is the server's manager. Its directory is an observable model:
+// whoever calls Directory gets a mirror that stays in sync with it.
 type Users struct {
 	remoteable.Referenceable
 	calls atomic.Int64
+	dir   *cache.Map[string, User]
+}
+
+// newUsers returns the manager with alice and bob in its directory.
+func newUsers() *Users {
+	u := &Users{dir: cache.NewMap[string, User]()}
+	u.put("alice", "alice@example.org")
+	u.put("bob", "bob@example.org")
+	return u
+}
+
+// put sets a directory entry; a User always encodes, so Set cannot fail.
+func (u *Users) put(name, email string) {
+	if err := u.dir.Set(name, User{Name: name, Email: email}); err != nil {
+		panic(err)
+	}
 }
 
 // User travels by value.
@@ -44,9 +71,16 @@ type User struct {
 
 func init() { remoteable.RegisterCopyable[User]("multihop.User") }
 
-// RemoteMethods declares Get safe to repeat.
+// RemoteMethods declares Get and Directory safe to repeat. Directory must
+// be: a mirror obtained through a *remote.Ref (the relay's included)
+// re-obtains the model with it after an outage, then resumes.
 func (u *Users) RemoteMethods() remoteable.Methods {
-	return remoteable.Methods{"Get": {Idempotent: true}}
+	return remoteable.Methods{"Get": {Idempotent: true}, "Directory": {Idempotent: true}}
+}
+
+// Directory returns the directory model: the caller receives a mirror.
+func (u *Users) Directory(ctx context.Context) (*cache.Map[string, User], error) {
+	return u.dir, nil
 }
 
 // Get returns a user.
@@ -84,6 +118,91 @@ func (t *transcript) say(who, format string, args ...any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fmt.Fprintf(t.w, "%8.1fms  %-7s %s\n", float64(time.Since(t.start).Microseconds())/1000, who, fmt.Sprintf(format, args...))
+}
+
+// DirectoryMirror is a client's mirror of the server's directory.
+type DirectoryMirror = cache.Mirror[string, User]
+
+// event is one thing a mirror reported: a change, or (stale != nil) a
+// stale/live transition.
+type event struct {
+	change cache.Change[string, User]
+	stale  *bool
+}
+
+// watcher turns a mirror's Changed and StaleChanged signals into one
+// channel, so that the demo's main goroutine sees them in the order the
+// mirror fired them and prints them in a deterministic place.
+type watcher struct {
+	events chan event
+	done   chan struct{}
+	stops  []func()
+}
+
+func watch(mir *DirectoryMirror) *watcher {
+	w := &watcher{events: make(chan event, 64), done: make(chan struct{})}
+	send := func(ev event) {
+		select {
+		case w.events <- ev:
+		case <-w.done: // nobody reads any more
+		}
+	}
+	w.stops = []func(){
+		mir.Changed.Connect(func(c cache.Change[string, User]) { send(event{change: c}) }),
+		mir.StaleChanged.Connect(func(stale bool) { send(event{stale: &stale}) }),
+	}
+	return w
+}
+
+// next returns the mirror's next event, waiting at most until ctx ends.
+func (w *watcher) next(ctx context.Context) (event, error) {
+	select {
+	case ev := <-w.events:
+		return ev, nil
+	case <-ctx.Done():
+		return event{}, fmt.Errorf("waiting for the directory mirror: %w", ctx.Err())
+	}
+}
+
+// nextChange returns the next event, which must be a change.
+func (w *watcher) nextChange(ctx context.Context) (cache.Change[string, User], error) {
+	ev, err := w.next(ctx)
+	if err != nil {
+		return cache.Change[string, User]{}, err
+	}
+	if ev.stale != nil {
+		return cache.Change[string, User]{}, fmt.Errorf("expected a change, the mirror reported stale=%v", *ev.stale)
+	}
+	return ev.change, nil
+}
+
+// close disconnects the watcher; the mirror's goroutine is never left
+// blocked on the channel.
+func (w *watcher) close() {
+	for _, stop := range w.stops {
+		stop()
+	}
+	close(w.done)
+}
+
+// describe prints a change the same way on both sides.
+func describe(c cache.Change[string, User]) string {
+	if c.Deleted {
+		return fmt.Sprintf("v%d delete %s", c.Version, c.Key)
+	}
+	return fmt.Sprintf("v%d set %s = %s", c.Version, c.Key, c.Value.Email)
+}
+
+// entries prints a model's entries in key order.
+func entries(m map[string]User) string {
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s=%s", k, m[k].Email)
+	}
+	return b.String()
 }
 
 func main() {
@@ -156,7 +275,7 @@ func relay(ctx context.Context, tr *transcript, listen, upstream string) (string
 }
 
 func runAll(ctx context.Context, tr *transcript) error {
-	users := &Users{}
+	users := newUsers()
 	reg := registry.New()
 	if err := reg.Register("users", users); err != nil {
 		return err
@@ -220,6 +339,26 @@ func runAll(ctx context.Context, tr *transcript) error {
 	}
 	tr.say("client", "Greet: %s", hello)
 
+	// The client mirrors the server's directory through the relay; the relay
+	// keeps one mirror upstream and the client's subscribes to it.
+	var dir *DirectoryMirror
+	if err := usersRef.Call(rctx, "Directory", &dir); err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	defer dir.Close()
+	w := watch(dir)
+	defer w.close() // runs before dir.Close
+	snap, v := dir.Snapshot()
+	tr.say("client", "directory mirror through the relay: v%d [%s] stale=%v", v, entries(snap), dir.Stale())
+	users.put("erin", "erin@example.org")
+	tr.say("server", "directory: set erin (now v%d)", users.dir.Version())
+	ch, err := w.nextChange(rctx)
+	if err != nil {
+		return err
+	}
+	tr.say("client", "directory change arrived: %s", describe(ch))
+	before := dir.Version()
+
 	tr.say("proxy", "--- cutting the server-relay link (reset, refusing new connections) ---")
 	link.Refuse(true)
 	link.Reset()
@@ -230,6 +369,14 @@ func runAll(ctx context.Context, tr *transcript) error {
 			return errors.New("the relay never noticed the cut")
 		}
 	}
+	ev, err := w.next(wctx)
+	if err != nil {
+		return err
+	}
+	if ev.stale == nil || !*ev.stale {
+		return fmt.Errorf("expected the directory mirror to go stale, got %+v", ev)
+	}
+	tr.say("client", "directory mirror went stale at v%d (Stale()=%v) while the client's own link is %v", dir.Version(), dir.Stale(), cl.State())
 	for i := 0; i < 3; i++ {
 		_, took, err := call(usersRef, "carol")
 		if err == nil {
@@ -237,6 +384,12 @@ func runAll(ctx context.Context, tr *transcript) error {
 		}
 		tr.say("client", "Get(carol) failed in %v: %v (ErrDisconnected: %v)", took.Round(time.Microsecond), err, errors.Is(err, remote.ErrDisconnected))
 	}
+	users.put("carol", "carol@example.org")
+	users.dir.Delete("bob")
+	users.put("alice", "alice@example.net")
+	tr.say("server", "during the outage: set carol, delete bob, set alice = alice@example.net (now v%d)", users.dir.Version())
+	missed := users.dir.Version() - dir.Version()
+	tr.say("client", "directory mirror still at v%d, stale=%v: it has missed %d changes", dir.Version(), dir.Stale(), missed)
 	hops, err := cl.Registry().Lookup(rctx, "hops")
 	if err != nil {
 		return err
@@ -254,11 +407,47 @@ func runAll(ctx context.Context, tr *transcript) error {
 		return err
 	}
 	tr.say("relay", "upstream back after %v", time.Since(restored).Round(time.Millisecond))
+
+	// The relay's mirror resumes upstream from (epoch, version) and passes
+	// what it gets on: the client's mirror receives the missed changes, then
+	// goes live again.
+	target := users.dir.Version()
+	var replayed []cache.Change[string, User]
+	for live := false; !live || dir.Version() < target; {
+		ev, err := w.next(wctx)
+		if err != nil {
+			return fmt.Errorf("after the outage (mirror at v%d, server at v%d): %w", dir.Version(), target, err)
+		}
+		if ev.stale != nil {
+			live = !*ev.stale
+			if live {
+				tr.say("client", "directory mirror live again at v%d (Stale()=%v)", dir.Version(), dir.Stale())
+			}
+			continue
+		}
+		replayed = append(replayed, ev.change)
+		tr.say("client", "missed change arrived: %s", describe(ev.change))
+	}
+	if isReplay(replayed, before) {
+		tr.say("client", "the %d missed changes were replayed from the server's log, one version each (v%d..v%d)",
+			len(replayed), before+1, dir.Version())
+	} else {
+		tr.say("client", "the mirror was resynchronised from a snapshot: %d differences at v%d", len(replayed), dir.Version())
+	}
+
 	u, took, err = call(usersRef, "dave")
 	if err != nil {
 		return fmt.Errorf("after the outage: %w", err)
 	}
 	tr.say("client", "the same reference again: Get(dave) = %+v (%v)", u, took.Round(time.Microsecond))
+
+	want, wantV := users.dir.Snapshot()
+	got, gotV := dir.Snapshot()
+	if !maps.Equal(got, want) || gotV != wantV || dir.Epoch() != users.dir.Epoch() {
+		tr.say("check", "MISMATCH: client mirror v%d [%s], server model v%d [%s]", gotV, entries(got), wantV, entries(want))
+		return errors.New("the client's mirror differs from the server's model")
+	}
+	tr.say("check", "client mirror == server model: v%d [%s], same epoch", gotV, entries(got))
 	tr.say("summary", "server handled %d Get calls; the client's own connection dropped %d times",
 		users.calls.Load(), clientDrops.Load())
 	if clientDrops.Load() != 0 {
@@ -267,9 +456,25 @@ func runAll(ctx context.Context, tr *transcript) error {
 	return nil
 }
 
+// isReplay reports whether changes are a replay of the changes after
+// version from: one change per version, in order. After a snapshot the
+// differences all carry the snapshot's version instead.
+func isReplay(changes []cache.Change[string, User], from uint64) bool {
+	if len(changes) == 0 {
+		return false
+	}
+	for i, c := range changes {
+		if c.Version != from+uint64(i)+1 {
+			return false
+		}
+	}
+	return true
+}
+
 func runServer(ctx context.Context, tr *transcript, listen string) error {
+	users := newUsers()
 	reg := registry.New()
-	if err := reg.Register("users", &Users{}); err != nil {
+	if err := reg.Register("users", users); err != nil {
 		return err
 	}
 	addr, stop, err := serve(reg, listen, "server")
@@ -278,8 +483,21 @@ func runServer(ctx context.Context, tr *transcript, listen string) error {
 	}
 	defer stop()
 	tr.say("server", "publishing %v on %s; interrupt to stop", reg.Names(), addr)
-	<-ctx.Done()
-	return nil
+	// Give the clients' directory mirrors something to follow: a guest
+	// comes and goes every two seconds.
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil
+		}
+		if !users.dir.Delete("guest") {
+			users.put("guest", "guest@example.org")
+		}
+		tr.say("server", "directory now at v%d", users.dir.Version())
+	}
 }
 
 func runRelay(ctx context.Context, tr *transcript, listen, upstream string) error {
@@ -308,20 +526,43 @@ func runClient(ctx context.Context, tr *transcript, upstream string) error {
 	cl.Connected.Connect(func(*broker.Conn) { tr.say("client", "connected") })
 	cl.Disconnected.Connect(func(err error) { tr.say("client", "lost the link: %v", err) })
 	var users *remote.Ref
+	var dir *DirectoryMirror
+	defer func() {
+		if dir != nil {
+			dir.Close()
+		}
+	}()
+	// step makes one round: look up the manager and mirror the directory
+	// (once each: both survive outages), then call Get.
+	step := func(ctx context.Context) error {
+		var err error
+		if users == nil {
+			if users, err = cl.Registry().Lookup(ctx, "users"); err != nil {
+				return err
+			}
+		}
+		if dir == nil {
+			if err := users.Call(ctx, "Directory", &dir); err != nil {
+				return err
+			}
+			snap, v := dir.Snapshot()
+			tr.say("client", "directory mirror: v%d [%s]", v, entries(snap))
+			dir.Changed.Connect(func(c cache.Change[string, User]) { tr.say("client", "directory: %s", describe(c)) })
+			dir.StaleChanged.Connect(func(stale bool) { tr.say("client", "directory mirror stale=%v", stale) })
+		}
+		var u User
+		start := time.Now()
+		if err := users.Call(ctx, "Get", &u, "alice"); err != nil {
+			return err
+		}
+		tr.say("client", "Get(alice) = %+v (%v)", u, time.Since(start).Round(time.Microsecond))
+		return nil
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if users == nil {
-			users, err = cl.Registry().Lookup(cctx, "users")
-		}
-		if err == nil {
-			var u User
-			start := time.Now()
-			if err = users.Call(cctx, "Get", &u, "alice"); err == nil {
-				tr.say("client", "Get(alice) = %+v (%v)", u, time.Since(start).Round(time.Microsecond))
-			}
-		}
+		err := step(cctx)
 		cancel()
 		if err != nil {
 			tr.say("client", "call failed: %v", err)

@@ -139,3 +139,8 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// IsMine reports whether the model it was given is the store's own.
+func (s *store) IsMine(ctx context.Context, m *cache.Map[string, Item]) (bool, error) {
+	return m == s.m, nil
+}

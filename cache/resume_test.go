@@ -140,6 +140,7 @@ func TestMirrorTooFarBehindGetsSnapshotAndDifferences(t *testing.T) {
 	rec := watch(mir, &mir.StaleChanged)
 
 	p.Reset()
+	p.Refuse(true) // no reconnection until the writer is done
 	rec.waitStale(t, true)
 	// Far more changes than the log keeps: k0 changes many times, k1 is
 	// deleted, k9 is added, k2 is set to the value it already had.
@@ -149,6 +150,7 @@ func TestMirrorTooFarBehindGetsSnapshotAndDifferences(t *testing.T) {
 	st.m.Delete("k1")
 	require.NoError(t, st.m.Set("k9", Item{Count: 9}))
 	require.NoError(t, st.m.Set("k2", Item{Count: 2}))
+	p.Restore()
 	rec.waitStale(t, false)
 	eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
 	requireEqualModel(t, st.m, mir)

@@ -60,6 +60,7 @@ type Follower struct {
 	upStale  bool
 	err      error
 	started  bool
+	looping  bool // the resubscribing goroutine runs: Close waits for it
 	closed   bool
 }
 
@@ -92,6 +93,12 @@ func (fl *Follower) Attach(ctx context.Context) error {
 		fl.Close()
 		return err
 	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.closed {
+		return broker.ErrClosed
+	}
+	fl.looping = true
 	go fl.loop()
 	return nil
 }
@@ -112,7 +119,7 @@ func (fl *Follower) Close() {
 		return
 	}
 	fl.closed = true
-	started := fl.started
+	looping := fl.looping
 	sub, obs := fl.sub, fl.obs
 	fl.sub, fl.obs = nil, nil
 	fl.mu.Unlock()
@@ -126,7 +133,7 @@ func (fl *Follower) Close() {
 	if r, ok := fl.src.(interface{ Release() }); ok {
 		r.Release()
 	}
-	if started {
+	if looping {
 		<-fl.done
 	}
 	fl.setStale(true, true)

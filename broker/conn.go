@@ -644,7 +644,7 @@ func (c *Conn) run(t *inCall) {
 	var o outcome
 	// The hook may hold the reply back until what the handler changed has
 	// reached the caller's mirrors (read-your-writes, see package cache).
-	tok := callhook.Begin(c)
+	tok := callhook.Begin(c, t.ex.obj)
 	switch {
 	case len(t.attach) > 0:
 		if err := runAttach(t.ctx, t.attach); err != nil {

@@ -113,6 +113,9 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 	case kCborTag:
 		d.Kind = "custom"
 		return d
+	case kCacheable:
+		d.Kind = "cacheable" // received as a mirror (see package cache)
+		return d
 	case kInterface:
 		d.Kind = "any"
 		if t == errorType {

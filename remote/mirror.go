@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/feed"
@@ -54,6 +55,7 @@ type relayMirror struct {
 	src   *Ref
 	ready chan struct{} // closed once attached (or failed)
 	err   error
+	given time.Time // when it was last handed out; guarded by relayMirrors.mu
 }
 
 // CacheFeed makes the relay mirror a Cacheable: downstream it travels as
@@ -79,6 +81,7 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 	}
 	for m := range rm.all {
 		if m.src.holds(b) {
+			m.given = time.Now()
 			rm.mu.Unlock()
 			b.Release()
 			select {
@@ -101,21 +104,45 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 	rm.all[m] = struct{}{}
 	rm.mu.Unlock()
 
-	m.fl.Feed().Publisher().OnIdle(func() { rm.drop(m) })
+	m.fl.Feed().Publisher().OnIdle(func() { rm.dropLater(m) })
 	m.err = m.fl.Attach(ctx)
 	close(m.ready)
 	if m.err != nil {
-		rm.drop(m)
+		rm.drop(m, false)
 		return nil, m.err
 	}
+	// A result that never reaches a downstream peer (its caller gave up)
+	// must not keep the subscription upstream.
+	rm.dropLater(m)
 	return m, nil
 }
 
-// drop closes a relay mirror no downstream connection holds any more.
-func (rm *relayMirrors) drop(m *relayMirror) {
+// idleGrace is how long a relay mirror no downstream connection holds is
+// kept: long enough for one just handed out to be sent, so that a mirror
+// is never closed under a peer that is receiving it.
+var idleGrace = time.Second
+
+// dropLater closes m after idleGrace if no downstream connection holds it
+// then.
+func (rm *relayMirrors) dropLater(m *relayMirror) {
+	time.AfterFunc(idleGrace, func() { rm.drop(m, true) })
+}
+
+// drop closes a relay mirror; when onlyIdle is set, only if no downstream
+// connection holds it.
+func (rm *relayMirrors) drop(m *relayMirror, onlyIdle bool) {
 	rm.mu.Lock()
 	_, ok := rm.all[m]
-	delete(rm.all, m)
+	if ok && onlyIdle && m.fl.Feed().Publisher().Holders() > 0 {
+		ok = false
+	}
+	if ok && onlyIdle && time.Since(m.given) < idleGrace {
+		ok = false // handed out again since it went idle: look again later
+		rm.dropLater(m)
+	}
+	if ok {
+		delete(rm.all, m)
+	}
 	rm.mu.Unlock()
 	if ok {
 		m.fl.Close()

@@ -15,9 +15,10 @@ import (
 
 // Hook is implemented by the package that holds replies back.
 type Hook interface {
-	// Begin is called before a handler on conn runs. What it returns is
-	// passed to End; nil means nothing to wait for.
-	Begin(conn any) any
+	// Begin is called before a handler on conn runs, with the object the
+	// call is addressed to. What it returns is passed to End; nil means
+	// nothing to wait for.
+	Begin(conn, target any) any
 	// End is called after the handler returned and before its reply is
 	// sent. It returns when the reply may go, or when ctx ends.
 	End(ctx context.Context, conn any, token any)
@@ -29,12 +30,12 @@ var hook atomic.Pointer[Hook]
 func Set(h Hook) { hook.Store(&h) }
 
 // Begin calls the installed hook's Begin, if any.
-func Begin(conn any) any {
+func Begin(conn, target any) any {
 	h := hook.Load()
 	if h == nil {
 		return nil
 	}
-	return (*h).Begin(conn)
+	return (*h).Begin(conn, target)
 }
 
 // End calls the installed hook's End when Begin returned something.

@@ -147,6 +147,21 @@ func (f *Feed) Subscribers() int {
 	return len(f.subs)
 }
 
+// endSubscriptions ends every subscription: their observers are released,
+// which tells the mirrors downstream to resubscribe (to whatever serves the
+// model now).
+func (f *Feed) endSubscriptions() {
+	f.mu.Lock()
+	subs := make([]*Subscription, 0, len(f.subs))
+	for s := range f.subs {
+		subs = append(subs, s)
+	}
+	f.mu.Unlock()
+	for _, s := range subs {
+		s.end()
+	}
+}
+
 // Lock runs fn with the feed locked, for a typed layer that must keep its
 // own state consistent with the feed's.
 func (f *Feed) Lock(fn func()) {

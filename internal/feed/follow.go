@@ -137,6 +137,9 @@ func (fl *Follower) Close() {
 		<-fl.done
 	}
 	fl.setStale(true, true)
+	// Mirrors downstream of this one must not wait for changes that will
+	// not come: ending their subscriptions makes them resubscribe.
+	fl.f.endSubscriptions()
 }
 
 // subscribe makes one subscription and waits for its first batch.
@@ -191,6 +194,7 @@ func (fl *Follower) subscribe(ctx context.Context) error {
 // Close. A source whose connection ended for good ends the loop.
 func (fl *Follower) loop() {
 	defer close(fl.done)
+	wait := minRetry
 	for {
 		fl.mu.Lock()
 		sub, obs := fl.sub, fl.obs
@@ -198,14 +202,29 @@ func (fl *Follower) loop() {
 		if sub == nil || obs == nil {
 			return
 		}
+		began := time.Now()
 		select {
 		case <-fl.ctx.Done():
 			return
 		case <-sub.Conn().Closed():
 		case <-obs.failed:
+			if err := obs.why(); err != nil {
+				fl.mu.Lock()
+				fl.err = err
+				fl.mu.Unlock()
+			}
 		}
 		fl.setStale(true, true)
-		wait := 20 * time.Millisecond
+		// A subscription that failed soon after it began (a batch the
+		// owner cannot send, say) is not retried at once: the backoff
+		// carries over until one lasts.
+		if time.Since(began) > time.Second {
+			wait = minRetry
+		} else if !fl.sleep(wait) {
+			return
+		} else {
+			wait = min(2*wait, maxRetry)
+		}
 		for {
 			ctx := fl.ctx
 			if fl.opts.WaitLink != nil {
@@ -213,9 +232,6 @@ func (fl *Follower) loop() {
 			}
 			err := fl.subscribe(ctx)
 			if err == nil {
-				fl.mu.Lock()
-				fl.err = nil
-				fl.mu.Unlock()
 				fl.setStale(false, true)
 				break
 			}
@@ -231,13 +247,29 @@ func (fl *Follower) loop() {
 			if errors.Is(err, broker.ErrClosed) {
 				return
 			}
-			select {
-			case <-time.After(wait):
-			case <-fl.ctx.Done():
+			if !fl.sleep(wait) {
 				return
 			}
-			wait = min(2*wait, 2*time.Second)
+			wait = min(2*wait, maxRetry)
 		}
+	}
+}
+
+// Resubscription backoff.
+const (
+	minRetry = 20 * time.Millisecond
+	maxRetry = 2 * time.Second
+)
+
+// sleep waits d, reporting false if the follower closed meanwhile.
+func (fl *Follower) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-fl.ctx.Done():
+		return false
 	}
 }
 
@@ -276,6 +308,22 @@ type observer struct {
 	failed   chan struct{}
 	err      error
 }
+
+// Unexported tells the observer that the model's owner let it go: the
+// subscription is over (a push failed on the owner's side, say), so the
+// follower resubscribes. Exported needs nothing.
+func (o *observer) Unexported() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_ = o.fail(errDropped)
+}
+
+// Exported is part of remoteable.ExportObserver.
+func (o *observer) Exported() {}
+
+// errDropped is why a mirror resubscribes when the owner ended its
+// subscription without the link failing.
+var errDropped = errors.New("tether: the model's owner ended the subscription")
 
 func (o *observer) detach() {
 	o.mu.Lock()

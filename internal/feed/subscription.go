@@ -251,9 +251,16 @@ type mark struct {
 	version uint64
 }
 
-// Begin notes the feed version of every subscription on conn.
-func (b *barrier) Begin(conn any) any {
+// Begin notes the feed version of every subscription on conn. Calls of
+// the cache protocol itself are never held back: an Apply waiting for the
+// far side's acknowledgements would deadlock two peers that mirror each
+// other's models.
+func (b *barrier) Begin(conn, target any) any {
 	if b.n.Load() == 0 {
+		return nil
+	}
+	switch target.(type) {
+	case *observer, *Publisher, *Subscription:
 		return nil
 	}
 	c, _ := conn.(*broker.Conn)

@@ -2,13 +2,20 @@ package cache_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remoteable"
 )
 
 func dialStore(t *testing.T, s *server) (*broker.Conn, *broker.Ref) {
@@ -121,4 +128,102 @@ func TestLocalMapEvents(t *testing.T) {
 	require.Equal(t, uint64(2), m.Version())
 	require.Error(t, cache.NewMap[string, any]().Set("ch", make(chan int)), "values that cannot travel are refused")
 	var _ context.Context
+}
+
+// keeper keeps the mirrors it is given, for the mutual-mirroring test.
+type keeper struct {
+	remoteable.Referenceable
+	mu  sync.Mutex
+	got *cache.Mirror[string, int]
+}
+
+func (k *keeper) Keep(ctx context.Context, m *cache.Mirror[string, int]) error {
+	k.mu.Lock()
+	k.got = m
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *keeper) Put(ctx context.Context, m *cache.Map[string, int], key string, v int) error {
+	return m.Set(key, v)
+}
+
+// TestPeersMirroringEachOther: two peers each mirror the other's model
+// over one connection while both are written through calls. Replies held
+// back for read-your-writes must not wait on each other.
+func TestPeersMirroringEachOther(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testCtx(t)
+	st := newStore()
+	kp := &keeper{}
+	reg := registry.New()
+	require.NoError(t, reg.Register("store", st))
+	require.NoError(t, reg.Register("keeper", kp))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(reg)
+	go srv.Serve(ln)
+	defer srv.Close()
+	conn, err := broker.Dial(ctx, "tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	storeRef, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "store")
+	require.NoError(t, err)
+	keepRef, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "keeper")
+	require.NoError(t, err)
+
+	mine := cache.NewMap[string, int]()
+	require.NoError(t, keepRef.Call(ctx, "Keep", nil, mine)) // the server mirrors the client's model
+	var theirs *cache.Mirror[string, Item]
+	require.NoError(t, storeRef.Call(ctx, "Model", &theirs)) // and the client the server's
+	defer theirs.Close()
+
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				if w == 0 {
+					assert.NoError(t, storeRef.Call(ctx, "Put", nil, fmt.Sprint("k", i%20), i))
+				} else {
+					assert.NoError(t, mine.Set(fmt.Sprint("m", i%20), i))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, "both mirrors converge", func() bool {
+		kp.mu.Lock()
+		defer kp.mu.Unlock()
+		return theirs.Version() == st.m.Version() && kp.got != nil && kp.got.Version() == mine.Version()
+	})
+	kp.mu.Lock()
+	kp.got.Close()
+	kp.mu.Unlock()
+}
+
+// TestUnsendableEntryMakesTheMirrorStale: a value larger than the
+// subscriber accepts cannot be pushed; the mirror learns it (Stale, Err)
+// instead of silently freezing, and recovers once the value is gone.
+func TestUnsendableEntryMakesTheMirrorStale(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testCtx(t)
+	st := newStore()
+	s := startServer(t, st)
+	conn, err := broker.Dial(ctx, "tcp", s.addr, broker.WithMaxMessageSize(64<<10))
+	require.NoError(t, err)
+	defer conn.Close()
+	ref, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "store")
+	require.NoError(t, err)
+	var mir *cache.Mirror[string, Item]
+	require.NoError(t, ref.Call(ctx, "Model", &mir))
+	defer mir.Close()
+
+	require.NoError(t, st.m.Set("huge", Item{Name: strings.Repeat("x", 100<<10)}))
+	eventually(t, "the mirror sees it cannot follow", func() bool { return mir.Stale() && mir.Err() != nil })
+	t.Logf("mirror error: %v", mir.Err())
+	st.m.Delete("huge")
+	require.NoError(t, st.m.Set("small", Item{Count: 1}))
+	eventually(t, "the mirror is back in sync", func() bool { return !mir.Stale() && mir.Version() == st.m.Version() })
 }

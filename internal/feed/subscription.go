@@ -39,13 +39,14 @@ type Subscription struct {
 	ended  atomic.Bool
 
 	// The cursor: what the observer has been sent. Guarded by f.mu.
-	epoch   string
-	version uint64
-	stale   bool
-	sent    bool
-	snap    []Change // the rest of a snapshot being sent
-	snapAt  uint64
-	snapEp  string
+	epoch    string
+	version  uint64
+	stale    bool
+	sent     bool
+	snap     []Change // the rest of a snapshot being sent
+	snapAt   uint64
+	snapEp   string
+	maxBytes int // batch size in key and value bytes; 0 means maxBatchBytes
 
 	// What the observer has applied, for read-your-writes.
 	amu       sync.Mutex
@@ -103,6 +104,9 @@ func (s *Subscription) run() {
 			return
 		}
 		if err := s.obs.Call(s.ctx, ApplyMethod, nil, b); err != nil {
+			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(b) {
+				continue // smaller batches, starting over with a snapshot
+			}
 			s.applyErrs.Add(1)
 			return
 		}
@@ -114,6 +118,30 @@ func (s *Subscription) run() {
 		}
 		s.amu.Unlock()
 	}
+}
+
+// shrink reacts to a batch larger than the subscriber accepts: it halves
+// the batch size and makes the next batch a fresh snapshot (a replay may
+// hold a step that is gone from the state since). It reports false when a
+// snapshot batch held a single entry, which no batch size can carry.
+func (s *Subscription) shrink(b *Batch) bool {
+	n := len(b.Entries)
+	for _, st := range b.Steps {
+		n += len(st.Changes)
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.maxBytes == 0 {
+		s.maxBytes = maxBatchBytes
+	}
+	if n <= 1 && b.Snapshot {
+		return false // one entry too large for the subscriber
+	}
+	if n > 1 {
+		s.maxBytes = max(s.maxBytes/2, 1024)
+	}
+	s.snap, s.epoch = nil, "" // forces a snapshot
+	return true
 }
 
 // next waits for something to send and returns it as a batch.
@@ -148,9 +176,13 @@ func (s *Subscription) build() *Batch {
 			s.snap = []Change{}
 		}
 	}
+	limit := s.maxBytes
+	if limit == 0 {
+		limit = maxBatchBytes
+	}
 	if s.snap != nil {
 		n, size := 0, 0
-		for n < len(s.snap) && n < maxBatchChanges && size < maxBatchBytes {
+		for n < len(s.snap) && n < maxBatchChanges && size < limit {
 			size += len(s.snap[n].Key) + len(s.snap[n].Value)
 			n++
 		}
@@ -167,7 +199,7 @@ func (s *Subscription) build() *Batch {
 		i := f.replayFrom(s.version)
 		b := &Batch{Epoch: f.epoch, Stale: f.stale}
 		n, size := 0, 0
-		for ; i < len(f.log) && n < maxBatchChanges && size < maxBatchBytes; i++ {
+		for ; i < len(f.log) && n < maxBatchChanges && size < limit; i++ {
 			st := f.log[i]
 			b.Steps = append(b.Steps, st)
 			n += len(st.Changes)

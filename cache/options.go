@@ -2,7 +2,8 @@ package cache
 
 import "github.com/tether-go/tether/internal/feed"
 
-// Option configures a model or a mirror.
+// Option configures a model (NewMap, NewValue). A mirror made by the
+// broker uses the defaults.
 type Option interface{ apply(*options) }
 
 type options struct {
@@ -32,8 +33,7 @@ func buildOptions(opts []Option) options {
 	return o
 }
 
-// WithLogSize sets how many recent changes a model (or a mirror, for the
-// mirrors downstream of it) keeps so that a mirror coming back from an
+// WithLogSize sets how many recent changes a model keeps so that a mirror coming back from an
 // outage gets only what it missed. A mirror further behind gets a snapshot.
 // Zero or less means the default, 4096.
 func WithLogSize(n int) Option { return optionFunc(func(o *options) { o.logSize = n }) }

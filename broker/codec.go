@@ -77,11 +77,11 @@ func Marshal(v any) ([]byte, error) {
 // item is checked against the limits a peer's frames are checked against;
 // a reference in it is an error.
 func Unmarshal(data []byte, v any) error {
-	if err := checkReply(v); err != nil {
-		return err
-	}
 	if v == nil {
 		return errors.New("tether: Unmarshal into nil")
+	}
+	if err := checkReply(v); err != nil {
+		return err
 	}
 	if err := cborx.Validate(data, decodeLimits); err != nil {
 		return err

@@ -645,13 +645,9 @@ func (c *Conn) run(t *inCall) {
 	// The hook may hold the reply back until what the handler changed has
 	// reached the caller's mirrors (read-your-writes, see package cache).
 	tok := callhook.Begin(c, t.ex.obj)
-	switch {
-	case len(t.attach) > 0:
-		if err := runAttach(t.ctx, t.attach); err != nil {
-			o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
-			break
-		}
-		o = c.invoke(t)
+	switch err := runAttach(t.ctx, t.attach); {
+	case err != nil:
+		o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
 	case t.m != nil:
 		o = c.invoke(t)
 	case t.ex.proxy != nil:
@@ -659,7 +655,6 @@ func (c *Conn) run(t *inCall) {
 	default:
 		o = c.describe(t)
 	}
-	t.attach = nil
 	callhook.End(t.ctx, c, tok)
 	c.imu.Lock()
 	delete(c.inflight, t.id)

@@ -111,7 +111,7 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 	case kObjectValue:
 		return fmt.Errorf("%v is Referenceable and must be sent as a pointer", ti.t)
 	case kCacheable:
-		if (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface) && v.IsNil() {
+		if v.Kind() == reflect.Pointer && v.IsNil() {
 			e.buf = cborx.AppendNull(e.buf)
 			return nil
 		}

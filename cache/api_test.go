@@ -127,7 +127,6 @@ func TestLocalMapEvents(t *testing.T) {
 	require.Equal(t, cache.Change[string, int]{Key: "a", Value: 1, Deleted: true, Version: 2}, <-ch)
 	require.Equal(t, uint64(2), m.Version())
 	require.Error(t, cache.NewMap[string, any]().Set("ch", make(chan int)), "values that cannot travel are refused")
-	var _ context.Context
 }
 
 // keeper keeps the mirrors it is given, for the mutual-mirroring test.

@@ -49,13 +49,10 @@ type emitter[K comparable, V any] struct {
 	dirty     map[K]before // non-nil while coalescing
 	lateStale []bool       // stale/live transitions while coalescing, at most two
 	running   bool
-	idle      *sync.Cond
 }
 
 func newEmitter[K comparable, V any](changed *signals.Signal[Change[K, V]], stale *signals.Signal[bool], model view[K, V], max int) *emitter[K, V] {
-	e := &emitter[K, V]{changed: changed, stale: stale, model: model, max: max}
-	e.idle = sync.NewCond(&e.mu)
-	return e
+	return &emitter[K, V]{changed: changed, stale: stale, model: model, max: max}
 }
 
 // push queues one event. It is called with the model locked for writing,
@@ -131,7 +128,6 @@ func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 	}
 	if e.dirty == nil {
 		e.running = false
-		e.idle.Broadcast()
 		e.mu.Unlock()
 		return nil, false
 	}
@@ -163,13 +159,4 @@ func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 		e.dirty, e.lateStale = nil, nil
 	})
 	return out, true
-}
-
-// flush waits until every event queued so far has been delivered.
-func (e *emitter[K, V]) flush() {
-	e.mu.Lock()
-	for e.running {
-		e.idle.Wait()
-	}
-	e.mu.Unlock()
 }

@@ -16,8 +16,7 @@ import (
 )
 
 // recorder collects what a mirror's watchers see, checking on the fly that
-// versions never go back within an epoch and that no version is applied
-// twice.
+// versions never go back (callers compare epochs where they change).
 type recorder struct {
 	mu      sync.Mutex
 	events  []cache.Change[string, Item]

@@ -160,13 +160,6 @@ func (rm *relayMirrors) closeAll() {
 	}
 }
 
-// count returns the number of relay mirrors.
-func (rm *relayMirrors) count() int {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	return len(rm.all)
-}
-
 // holds reports whether r's current target denotes the same object as b.
 func (r *Ref) holds(b *broker.Ref) bool {
 	r.mu.Lock()

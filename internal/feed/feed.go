@@ -133,13 +133,6 @@ func (f *Feed) Version() uint64 {
 // locked.
 func (f *Feed) VersionLocked() uint64 { return f.version }
 
-// Stale reports whether the feed's source is out of reach.
-func (f *Feed) Stale() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.stale
-}
-
 // Subscribers returns the number of live subscriptions.
 func (f *Feed) Subscribers() int {
 	f.mu.Lock()
@@ -160,14 +153,6 @@ func (f *Feed) endSubscriptions() {
 	for _, s := range subs {
 		s.end()
 	}
-}
-
-// Lock runs fn with the feed locked, for a typed layer that must keep its
-// own state consistent with the feed's.
-func (f *Feed) Lock(fn func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn()
 }
 
 // Set sets key to value as a new version and returns the change.
@@ -202,28 +187,6 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 	f.version++
 	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Deleted: true}}})
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
-}
-
-// Get returns the raw value of key.
-func (f *Feed) Get(key []byte) ([]byte, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.entries[string(key)]
-	return v, ok
-}
-
-// Entries calls fn for every entry, with the feed locked, in key order.
-func (f *Feed) Entries(fn func(key, value []byte)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	keys := make([]string, 0, len(f.entries))
-	for k := range f.entries {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fn([]byte(k), f.entries[k])
-	}
 }
 
 // appendLog records a step and wakes every subscription. The log keeps at

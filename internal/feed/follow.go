@@ -76,9 +76,6 @@ func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
 // Feed returns the mirror's own feed, which serves the mirrors downstream.
 func (fl *Follower) Feed() *Feed { return fl.f }
 
-// Source returns what the mirror subscribes through.
-func (fl *Follower) Source() remoteable.Caller { return fl.src }
-
 // Attach subscribes and waits until the first batch is applied; then it
 // starts the goroutine that resubscribes after outages.
 func (fl *Follower) Attach(ctx context.Context) error {

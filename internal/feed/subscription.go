@@ -49,11 +49,10 @@ type Subscription struct {
 	maxBytes int // batch size in key and value bytes; 0 means maxBatchBytes
 
 	// What the observer has applied, for read-your-writes.
-	amu       sync.Mutex
-	ackEpoch  string
-	ackVer    uint64
-	acked     chan struct{} // closed and replaced on every ack
-	applyErrs atomic.Int64
+	amu      sync.Mutex
+	ackEpoch string
+	ackVer   uint64
+	acked    chan struct{} // closed and replaced on every ack
 }
 
 // Exported starts the pusher once the subscription is on its way to the
@@ -107,7 +106,6 @@ func (s *Subscription) run() {
 			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(b) {
 				continue // smaller batches, starting over with a snapshot
 			}
-			s.applyErrs.Add(1)
 			return
 		}
 		s.amu.Lock()

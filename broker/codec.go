@@ -95,3 +95,22 @@ func Unmarshal(data []byte, v any) error {
 	}
 	return nil
 }
+
+// UnmarshalRaw decodes data, one CBOR item as Marshal makes it, the way a
+// destination of type any receives it, except that every Copyable becomes a
+// *RawCopyable, registered here or not. It is for programs that show values
+// without knowing their types.
+func UnmarshalRaw(data []byte) (any, error) {
+	if err := cborx.Validate(data, decodeLimits); err != nil {
+		return nil, err
+	}
+	d := decoder{r: cborx.NewReader(data), opaque: true}
+	v, err := d.generic()
+	if err != nil {
+		return nil, err
+	}
+	if d.r.Len() != 0 {
+		return nil, errors.New("tether: trailing data after the CBOR item")
+	}
+	return v, nil
+}

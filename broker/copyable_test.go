@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -100,21 +101,39 @@ func normalise(v any) any {
 	return v
 }
 
-func TestUnregisteredCopyableIsAnError(t *testing.T) {
+// TestUnregisteredCopyable: a Copyable whose name this process never
+// registered (as a peer with other registrations would send it) reaches an
+// `any` as plain data, and is an error for a typed destination.
+func TestUnregisteredCopyable(t *testing.T) {
 	leakcheck.Check(t)
 	svc := newService()
 	_, addr := startServer(t, svc)
 	cl := dial(t, addr)
 	ctx := testCtx(t)
-	// A Copyable whose name this process never registered (as a peer with
-	// other registrations would send it).
-	ghost := &opaque{name: "nobody.Ghost", state: map[string]any{"x": int64(1)}}
-	err := cl.Root().Call(ctx, "Keep", nil, ghost)
-	assert.ErrorIs(t, err, ErrBadArguments)
-	assert.Contains(t, err.Error(), `"nobody.Ghost" is not registered`)
+	ghost := &RawCopyable{Name: "nobody.Ghost", State: map[string]any{"x": int64(1)}}
+	require.NoError(t, cl.Root().Call(ctx, "Keep", nil, ghost))
 	svc.mu.Lock()
-	assert.Nil(t, svc.kept, "nothing was instantiated")
+	assert.Equal(t, ghost, svc.kept, "the handler's any holds the name and the state; nothing was instantiated")
 	svc.mu.Unlock()
+
+	_, err := Call[user](ctx, cl.Root(), "Kept")
+	assert.ErrorIs(t, err, ErrUnknownType)
+	assert.Contains(t, err.Error(), `"nobody.Ghost" is not registered`)
+
+	// A registered Copyable comes back typed, unless the caller asks for
+	// every Copyable raw.
+	require.NoError(t, cl.Root().Call(ctx, "Keep", nil, point{X: 1, Y: 2}))
+	var got any
+	require.NoError(t, cl.Root().Call(ctx, "Kept", &got))
+	assert.Equal(t, point{X: 1, Y: 2}, got)
+	require.NoError(t, cl.Root().Call(WithRawCopyables(ctx), "Kept", &got))
+	assert.Equal(t, &RawCopyable{Name: "test.Point", State: []any{int64(1), int64(2)}}, got)
+
+	// Only the codec writes Tether's tags, and a raw Copyable needs a name.
+	err = cl.Root().Call(ctx, "Keep", nil, cbor.Tag{Number: 59000, Content: 7})
+	assert.ErrorContains(t, err, "cannot send a Tether value")
+	err = cl.Root().Call(ctx, "Keep", nil, &RawCopyable{State: 1})
+	assert.ErrorContains(t, err, "needs the name")
 	assert.Nil(t, cl.Err())
 }
 

@@ -8,11 +8,20 @@ import (
 	"github.com/tether-go/tether/internal/typereg"
 )
 
-// connKey and forwardKey are context keys private to the broker.
+// connKey, forwardKey and rawKey are context keys private to the broker.
 type (
 	connKey    struct{}
 	forwardKey struct{}
+	rawKey     struct{}
 )
+
+// WithRawCopyables returns a context whose calls decode every Copyable in a
+// reply of type *any as a *RawCopyable, registered here or not, so that a
+// program showing values generically (a gateway, a debugger) sees them all
+// in one shape, by their wire names.
+func WithRawCopyables(ctx context.Context) context.Context {
+	return context.WithValue(ctx, rawKey{}, true)
+}
 
 // ConnFrom returns the connection a remote call arrived on, so a handler can
 // reach the caller's root or call back over the same link. It reports false

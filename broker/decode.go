@@ -23,7 +23,7 @@ type decoder struct {
 	r        cborx.Reader
 	c        *Conn
 	imported []*Ref
-	opaque   bool        // relay mode: keep Copyables as opaque values, registered or not
+	opaque   bool        // relay mode: keep Copyables as *RawCopyable, registered or not
 	acct     *refAccount // the message's reference accounting, if it is a peer's message
 	depth    int
 	attach   []attachTask // mirrors decoded, to attach before the value is handed over
@@ -94,12 +94,19 @@ func (a *refAccount) settle(c *Conn) {
 	}
 }
 
-// opaque is a Copyable a relay passes on without instantiating its Go type
-// (which it may not even have registered), so that it reaches the next hop
-// unchanged.
-type opaque struct {
-	name  string
-	state any
+// RawCopyable is a Copyable held by its registered name and its state as
+// plain data, without its Go type. It travels exactly as the typed value
+// does (tag 59002), so a program that lacks the type can still receive one,
+// look inside and send one on: a relay passes Copyables on this way, and
+// the gateway and the tether command show them this way. Send it as a
+// *RawCopyable.
+//
+// A destination of type any receives a *RawCopyable for a Copyable whose
+// name is not registered in this process, and for every Copyable in the
+// result of a call made with WithRawCopyables (or one a relay forwards).
+type RawCopyable struct {
+	Name  string // the name the type was registered under
+	State any    // the type's fields as plain data, as an any receives them
 }
 
 func isTetherTag(tag uint64) bool { return tag >= tagSenderRef && tag <= tagCacheable }
@@ -298,8 +305,8 @@ func (d *decoder) copyable(v reflect.Value, ti *typeInfo) error {
 		return err
 	}
 	xv := reflect.ValueOf(x)
-	if o, ok := x.(*opaque); ok {
-		return fmt.Errorf("%w: Copyable %q is not registered here", ErrUnknownType, o.name)
+	if o, ok := x.(*RawCopyable); ok {
+		return fmt.Errorf("%w: Copyable %q is not registered here", ErrUnknownType, o.Name)
 	}
 	if xv.Type() != ti.t {
 		return fmt.Errorf("cannot decode Copyable %v into %v", xv.Type(), ti.t)
@@ -712,16 +719,13 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed Copyable name: %w", err)
 		}
-		if d.opaque {
+		t, ok := typereg.CopyableType(string(name))
+		if d.opaque || !ok {
 			st, err := d.nestedGeneric()
 			if err != nil {
 				return nil, err
 			}
-			return &opaque{name: string(name), state: st}, nil
-		}
-		t, ok := typereg.CopyableType(string(name))
-		if !ok {
-			return nil, fmt.Errorf("%w: Copyable %q is not registered", ErrUnknownType, name)
+			return &RawCopyable{Name: string(name), State: st}, nil
 		}
 		v := reflect.New(t).Elem()
 		if err := d.nested(v, infoOf(t).state); err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"time"
+
+	"github.com/tether-go/tether/remoteable"
 )
 
 // DescribeMethod is the method name every exported object answers with its
@@ -40,21 +42,32 @@ type MethodDescription struct {
 
 // TypeDescription describes a parameter or result type in a shape a JSON
 // client can use. Kind is one of bool, int, uint, float, string, bytes,
-// time, array, map, struct, reference, copyable, any, error, custom (a type
-// with its own CBOR encoding).
+// time, array, map, struct, reference, copyable, cacheable, any, error,
+// custom (a type with its own CBOR encoding).
+//
+// Elem is the element type of an array, the value type of a map and the
+// entry value type of a cacheable; Key is the key type of a map and the
+// entry key type of a cacheable. Fields lists the fields of a struct or a
+// copyable's state in wire order; ToArray says they travel as an array in
+// that order rather than as a map keyed by name. Nesting deeper than six
+// levels is not described.
 type TypeDescription struct {
-	Go     string             `cbor:"go" json:"go"`
-	Kind   string             `cbor:"kind" json:"kind"`
-	Name   string             `cbor:"name,omitempty" json:"name,omitempty"` // a Copyable's registered name
-	Elem   *TypeDescription   `cbor:"elem,omitempty" json:"elem,omitempty"`
-	Key    *TypeDescription   `cbor:"key,omitempty" json:"key,omitempty"`
-	Fields []FieldDescription `cbor:"fields,omitempty" json:"fields,omitempty"`
+	Go      string             `cbor:"go" json:"go"`
+	Kind    string             `cbor:"kind" json:"kind"`
+	Name    string             `cbor:"name,omitempty" json:"name,omitempty"` // a Copyable's registered name
+	Elem    *TypeDescription   `cbor:"elem,omitempty" json:"elem,omitempty"`
+	Key     *TypeDescription   `cbor:"key,omitempty" json:"key,omitempty"`
+	Fields  []FieldDescription `cbor:"fields,omitempty" json:"fields,omitempty"`
+	ToArray bool               `cbor:"toarray,omitempty" json:"toarray,omitempty"`
 }
 
-// FieldDescription is one field of a struct.
+// FieldDescription is one field of a struct: its name on the wire (the
+// cbor or json tag name, else the Go name) and its type. IntKey says the
+// name is an integer that travels as a CBOR integer key (keyasint).
 type FieldDescription struct {
-	Name string          `cbor:"name" json:"name"`
-	Type TypeDescription `cbor:"type" json:"type"`
+	Name   string          `cbor:"name" json:"name"`
+	Type   TypeDescription `cbor:"type" json:"type"`
+	IntKey bool            `cbor:"intKey,omitempty" json:"intKey,omitempty"`
 }
 
 // Describe returns the Description of a local object.
@@ -115,6 +128,13 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 		return d
 	case kCacheable:
 		d.Kind = "cacheable" // received as a mirror (see package cache)
+		if t.Implements(cacheTypes) && depth < maxDescribeDepth {
+			kt, vt := reflect.Zero(t).Interface().(remoteable.CacheTypes).CacheTypes()
+			if kt != nil && vt != nil {
+				k, e := describeType(infoOf(kt), depth+1), describeType(infoOf(vt), depth+1)
+				d.Key, d.Elem = &k, &e
+			}
+		}
 		return d
 	case kInterface:
 		d.Kind = "any"
@@ -125,7 +145,8 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 	case kCopyable:
 		d.Kind, d.Name = "copyable", ti.name
 		if depth < maxDescribeDepth {
-			d.Fields = describeType(ti.state, depth+1).Fields
+			st := describeType(ti.state, depth+1)
+			d.Fields, d.ToArray = st.Fields, st.ToArray
 		}
 		return d
 	case kPtr:
@@ -183,8 +204,9 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 				b.structFields(st)
 				buildMu.Unlock()
 			}
+			d.ToArray = st.toArray
 			for _, f := range st.fields {
-				d.Fields = append(d.Fields, FieldDescription{Name: f.name, Type: describeType(infoOf(f.info.t), depth+1)})
+				d.Fields = append(d.Fields, FieldDescription{Name: f.name, Type: describeType(infoOf(f.info.t), depth+1), IntKey: f.intKey})
 			}
 		}
 	default:

@@ -21,6 +21,13 @@ func (*described) Child() (*counter, error)             { return nil, nil }
 func (*described) Hidden() error                        { return nil }
 func (*described) Table() (map[string][]float64, error) { return nil, nil }
 func (*described) NotRemote() int                       { return 0 }
+func (*described) Where() (point, error)                { return point{}, nil }
+func (*described) Keyed(k keyed) error                  { return nil }
+
+type keyed struct {
+	A string `cbor:"1,keyasint"`
+	B []byte `cbor:"b"`
+}
 
 func TestDescribe(t *testing.T) {
 	leakcheck.Check(t)
@@ -33,7 +40,7 @@ func TestDescribe(t *testing.T) {
 	for _, m := range d.Methods {
 		names = append(names, m.Name)
 	}
-	assert.Equal(t, []string{"Child", "Get", "Put", "Table"}, names, "only remotely callable, non-local methods")
+	assert.Equal(t, []string{"Child", "Get", "Keyed", "Put", "Table", "Where"}, names, "only remotely callable, non-local methods")
 
 	get, ok := d.Method("Get")
 	require.True(t, ok)
@@ -55,6 +62,15 @@ func TestDescribe(t *testing.T) {
 	table, _ := d.Method("Table")
 	assert.Equal(t, "map", table.Result.Kind)
 	assert.Equal(t, "float", table.Result.Elem.Elem.Kind)
+
+	where, _ := d.Method("Where")
+	assert.True(t, where.Result.ToArray, "a toarray Copyable says its state is an array")
+	assert.Equal(t, []string{"X", "Y"}, []string{where.Result.Fields[0].Name, where.Result.Fields[1].Name})
+	kd, _ := d.Method("Keyed")
+	assert.Equal(t, []FieldDescription{
+		{Name: "1", Type: TypeDescription{Go: "string", Kind: "string"}, IntKey: true},
+		{Name: "b", Type: TypeDescription{Go: "[]uint8", Kind: "bytes"}},
+	}, kd.Params[0].Fields)
 
 	// Locally, the same description.
 	assert.Equal(t, d, Describe(&described{}))

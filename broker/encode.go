@@ -130,17 +130,25 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		e.buf = cborx.AppendText(e.buf, ti.name)
 		return e.nested(v, ti.state)
 	case kOpaque:
-		o := v.Interface().(*opaque)
+		o := v.Interface().(*RawCopyable)
 		if o == nil {
 			e.buf = cborx.AppendNull(e.buf)
 			return nil
 		}
+		if o.Name == "" {
+			return errors.New("a RawCopyable needs the name its type is registered under")
+		}
 		e.buf = cborx.AppendTag(e.buf, tagCopyable)
 		e.buf = cborx.AppendArray(e.buf, 2)
-		e.buf = cborx.AppendText(e.buf, o.name)
-		return e.depthAny(o.state)
+		e.buf = cborx.AppendText(e.buf, o.Name)
+		return e.depthAny(o.State)
 	case kCborTag:
 		tag := v.Interface().(cbor.Tag)
+		if isTetherTag(tag.Number) {
+			// Only the codec writes Tether's tags: a forged reference would
+			// upset both sides' reference counts.
+			return fmt.Errorf("cannot send a Tether value (tag %d) as a cbor.Tag", tag.Number)
+		}
 		e.buf = cborx.AppendTag(e.buf, tag.Number)
 		return e.depthAny(tag.Content)
 	case kInterface:

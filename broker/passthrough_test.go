@@ -33,9 +33,9 @@ func TestRelayModePassesValuesThrough(t *testing.T) {
 		relayed, err := d.generic()
 		require.NoError(t, err)
 		if _, ok := v.(user); ok {
-			o, isOpaque := relayed.(*opaque)
+			o, isOpaque := relayed.(*RawCopyable)
 			require.True(t, isOpaque, "a relay keeps Copyables opaque, got %T", relayed)
-			assert.Equal(t, "test.User", o.name)
+			assert.Equal(t, "test.User", o.Name)
 		}
 
 		e = getEncoder(nil)

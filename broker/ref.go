@@ -143,7 +143,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	}
 	cl := callPool.Get().(*call)
 	cl.reply, cl.err, cl.opaque = reply, nil, false
-	if _, ok := reply.(*any); ok && forwarding(ctx) {
+	if _, ok := reply.(*any); ok && (forwarding(ctx) || ctx.Value(rawKey{}) != nil) {
 		cl.opaque = true
 	}
 	c.pmu.Lock()

@@ -78,7 +78,7 @@ type field struct {
 var (
 	refType        = reflect.TypeFor[*Ref]()
 	cborTagType    = reflect.TypeFor[cbor.Tag]()
-	opaqueType     = reflect.TypeFor[*opaque]()
+	opaqueType     = reflect.TypeFor[*RawCopyable]()
 	errorType      = reflect.TypeFor[error]()
 	anyType        = reflect.TypeFor[any]()
 	cborMarshaler  = reflect.TypeFor[cbor.Marshaler]()
@@ -87,6 +87,7 @@ var (
 	binUnmarshaler = reflect.TypeFor[encoding.BinaryUnmarshaler]()
 	cacheableType  = reflect.TypeFor[remoteable.Cacheable]()
 	cacheMirror    = reflect.TypeFor[remoteable.CacheMirror]()
+	cacheTypes     = reflect.TypeFor[remoteable.CacheTypes]()
 )
 
 type infoCache struct {

@@ -226,3 +226,27 @@ func TestUnsendableEntryMakesTheMirrorStale(t *testing.T) {
 	require.NoError(t, st.m.Set("small", Item{Count: 1}))
 	eventually(t, "the mirror is back in sync", func() bool { return !mir.Stale() && mir.Version() == st.m.Version() })
 }
+
+// TestDescribeModels: a method returning a model describes its entries'
+// key and value types, through a connection and through a relay.
+func TestDescribeModels(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, newStore())
+	_, ref := dialStore(t, s)
+	d, err := ref.Describe(testCtx(t))
+	require.NoError(t, err)
+	model, ok := d.Method("Model")
+	require.True(t, ok)
+	require.NotNil(t, model.Result)
+	assert.Equal(t, "cacheable", model.Result.Kind)
+	assert.Equal(t, "string", model.Result.Key.Kind)
+	assert.Equal(t, "copyable", model.Result.Elem.Kind)
+	assert.Equal(t, "cache.test.Item", model.Result.Elem.Name)
+	counter, _ := d.Method("Counter")
+	assert.Equal(t, "cacheable", counter.Result.Kind)
+	assert.Equal(t, "struct", counter.Result.Key.Kind, "a Value's one key is struct{}")
+	assert.Equal(t, "int", counter.Result.Elem.Kind)
+	watch, _ := d.Method("Watch")
+	assert.Equal(t, "cacheable", watch.Params[0].Kind, "a mirror parameter")
+	assert.Equal(t, "int", watch.Params[0].Elem.Kind)
+}

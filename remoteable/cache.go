@@ -1,6 +1,9 @@
 package remoteable
 
-import "context"
+import (
+	"context"
+	"reflect"
+)
 
 // Cacheable is implemented by observable models. A Cacheable crosses the
 // wire neither by value nor as a plain reference: the receiver gets a mirror
@@ -41,4 +44,12 @@ type CacheMirror interface {
 	// model's CacheFeed, and returns once the first snapshot is applied or
 	// ctx ends.
 	AttachCache(ctx context.Context, feed Caller) error
+}
+
+// CacheTypes is implemented by models and mirrors that can name the Go
+// types of their entries' keys and values. It must work on the type's zero
+// value (a nil pointer): introspection calls it without a model at hand, to
+// describe a method whose result is a Cacheable.
+type CacheTypes interface {
+	CacheTypes() (key, value reflect.Type)
 }

@@ -54,6 +54,9 @@ type Card struct {
 
 func init() { remoteable.RegisterCopyable[Card]("remote.test.Card") }
 
+// TypeOf returns the Go type of what it was given.
+func (u *users) TypeOf(ctx context.Context, v any) (string, error) { return fmt.Sprintf("%T", v), nil }
+
 // Inspect checks the Go type of what it was given, and returns it.
 func (u *users) Inspect(ctx context.Context, v any) (any, error) {
 	if _, ok := v.(Card); !ok {

@@ -228,6 +228,10 @@ func linkFailed(err error, conn *broker.Conn) bool {
 
 // callOnce makes one call on t, wrapping references in the result.
 func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) error {
+	args, err := r.homeArgs(ctx, t.Conn(), args)
+	if err != nil {
+		return err
+	}
 	switch p := reply.(type) {
 	case **Ref:
 		var b *broker.Ref
@@ -248,6 +252,36 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 		return r.callMirror(ctx, t, method, reply, mt, args)
 	}
 	return t.Call(ctx, method, reply, args...)
+}
+
+// homeArgs replaces the wrappers among args whose targets live behind conn
+// with those targets, so that an object passed back to the process that
+// owns it arrives as the owner's own object, not as a reference to a
+// forwarding proxy here. The caller's slice is left as it was: a derived
+// wrapper re-obtains with the wrappers, resolved again then.
+func (r *Ref) homeArgs(ctx context.Context, conn *broker.Conn, args []any) ([]any, error) {
+	var out []any
+	for i, a := range args {
+		w, ok := a.(*Ref)
+		if !ok || w == nil || w.cl != r.cl || w.local || conn == nil {
+			continue
+		}
+		t, wconn, err := w.resolve(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		if wconn != conn {
+			continue // the link changed in between: the call fails on its own
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		out[i] = t
+	}
+	if out == nil {
+		return args, nil
+	}
+	return out, nil
 }
 
 // derive wraps a reference that a call on r returned.

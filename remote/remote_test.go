@@ -245,3 +245,29 @@ func TestConnectFailsOnlyOnBadOptions(t *testing.T) {
 	require.NoError(t, cl.Close())
 	assert.True(t, errors.Is(cl.WaitConnected(testCtx(t)), broker.ErrClosed))
 }
+
+// TestWrapperPassedHomeIsTheOwnersObject: a wrapper given back as an
+// argument to the process that owns its target arrives as the owner's own
+// object, also after the link was replaced.
+func TestWrapperPassedHomeIsTheOwnersObject(t *testing.T) {
+	leakcheck.Check(t)
+	u := newUsers("home")
+	s := startServer(t, "127.0.0.1:0", publish(t, u))
+	p := proxyTo(t, s.addr)
+	cl := connect(t, p.Addr())
+	ctx := testCtx(t)
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	var acct *Ref
+	require.NoError(t, users.Call(ctx, "Account", &acct, "alice"))
+	kind, err := broker.Call[string](ctx, users, "TypeOf", acct)
+	require.NoError(t, err)
+	assert.Equal(t, "*remote.account", kind, "the server got its own object, not a proxy")
+
+	old := cl.Conn()
+	p.Reset()
+	<-old.Done()
+	kind, err = broker.Call[string](WaitForLink(ctx), users, "TypeOf", acct)
+	require.NoError(t, err)
+	assert.Equal(t, "*remote.account", kind, "re-obtained on the new link, then sent home")
+}

@@ -363,6 +363,14 @@ func (r *Ref) Release() {
 	}
 }
 
+// Cacheable reports whether the target is a model's feed: a Cacheable
+// received into an `any` (see broker.Ref.Cacheable). A mirror can follow it.
+func (r *Ref) Cacheable() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.target != nil && r.target.Cacheable()
+}
+
 // Describe asks the target to describe itself.
 func (r *Ref) Describe(ctx context.Context) (broker.Description, error) {
 	var d broker.Description

@@ -122,6 +122,9 @@ func (f *Feed) Epoch() string {
 	return f.epoch
 }
 
+// EpochLocked is Epoch for a caller that holds the feed's lock (a Sink).
+func (f *Feed) EpochLocked() string { return f.epoch }
+
 // Version returns the feed's version.
 func (f *Feed) Version() uint64 {
 	f.mu.Lock()

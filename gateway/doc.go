@@ -1,0 +1,55 @@
+// Package gateway makes a Tether server callable from any language: it
+// answers JSON-RPC 2.0 requests sent over HTTP POST by calling the server's
+// managers through a remote.Client, so it rides out outages of the server
+// the way any Tether client does.
+//
+// A request names a manager and a method:
+//
+//	POST / HTTP/1.1
+//	Content-Type: application/json
+//
+//	{"jsonrpc": "2.0", "id": 1, "method": "users.Get", "params": ["alice"]}
+//
+// and the response carries the method's result, or an error whose data
+// names the error the server returned:
+//
+//	{"jsonrpc": "2.0", "id": 1, "result": {"$type": "example.User", "Name": "alice", ...}}
+//	{"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "no user \"bob\"", "data": {"name": "users.not-found"}}}
+//
+// Batches and notifications behave as the JSON-RPC 2.0 specification says.
+//
+// # Values
+//
+// The gateway asks each manager to describe itself (broker.Describe) and
+// converts the params into the method's parameter types: JSON numbers into
+// integers or floats as declared (refusing 1.5 for an int), base64 text
+// into []byte, RFC 3339 text into time.Time, objects into structs by their
+// wire field names. Results come back as JSON the same way, with these
+// shapes for what JSON has no word for:
+//
+//   - a Copyable is an object of its fields plus "$type", its registered
+//     name; the same shape is accepted in params;
+//   - a reference is a handle, {"$ref": "ref-<uuid>", "type": "<Go type>"}:
+//     call its methods as "ref-<uuid>.Method", pass it as an argument as
+//     {"$ref": "ref-<uuid>"}, and give it back with "rpc.release". A handle
+//     unused for ten minutes is released (WithHandles);
+//   - a model (a Cacheable) is its snapshot: {"$cacheable": type, "epoch",
+//     "version", "entries": [{"key", "value"}...]}; Watch follows one;
+//   - a map whose keys are not text is an object when the keys are numbers
+//     or booleans, else an array of [key, value] pairs; NaN and the
+//     infinities are the strings "NaN", "+Inf", "-Inf".
+//
+// # Built-in methods
+//
+// "rpc.managers" lists the managers, "rpc.describe" ["users"] describes
+// one (methods, parameter and result types, which are safe to repeat), and
+// "rpc.release" ["ref-…"] gives a handle back.
+//
+// # Errors
+//
+// Besides JSON-RPC's own codes, -32000 is an error the method returned,
+// -32001 the server out of reach (during an outage requests fail at once
+// with it rather than hang), -32002 a call that did not finish in time and
+// -32003 a missing or wrong bearer token. data.name is the error's
+// registered name; data.traceback appears only when the server opted in.
+package gateway

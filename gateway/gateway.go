@@ -1,0 +1,459 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remote"
+)
+
+// Error codes. The first five are JSON-RPC 2.0's own; the others are in
+// the range it leaves to implementations.
+const (
+	CodeParseError     = -32700 // the body is not JSON
+	CodeInvalidRequest = -32600 // JSON, but not a JSON-RPC request
+	CodeMethodNotFound = -32601 // no such manager, handle or method
+	CodeInvalidParams  = -32602 // the params do not fit the method
+	CodeInternal       = -32603 // the gateway failed
+	CodeRemote         = -32000 // the method returned an error (data.name says which)
+	CodeUnavailable    = -32001 // the upstream server is out of reach
+	CodeTimeout        = -32002 // the call did not finish in time
+	CodeUnauthorized   = -32003 // a missing or wrong bearer token
+)
+
+// ErrClosed is returned by calls on a closed gateway.
+var ErrClosed = errors.New("gateway: closed")
+
+// Error is a JSON-RPC error object, and the error Call and Watch return.
+type Error struct {
+	Code    int        `json:"code"`
+	Message string     `json:"message"`
+	Data    *ErrorData `json:"data,omitempty"`
+}
+
+// ErrorData says which error it was: its registered name on the server
+// (for example "users.not-found", "tether.bad-arguments"), and the
+// server's traceback when the server opted in (broker.WithTracebacks).
+type ErrorData struct {
+	Name      string `json:"name"`
+	Traceback string `json:"traceback,omitempty"`
+}
+
+// Error returns the message, prefixed by the name when there is one.
+func (e *Error) Error() string {
+	if e.Data != nil && e.Data.Name != "" {
+		return e.Data.Name + ": " + e.Message
+	}
+	return e.Message
+}
+
+// Gateway answers JSON-RPC 2.0 requests by calling the managers of a
+// Tether server through a remote.Client, and is an http.Handler for POST
+// requests. It is safe for concurrent use.
+type Gateway struct {
+	cl      *remote.Client
+	opts    options
+	handles *handles
+	done    chan struct{}
+	once    sync.Once
+
+	mu    sync.Mutex
+	descs map[*remote.Ref]*broker.Description
+}
+
+// New returns a gateway to the server cl connects to. The gateway does not
+// own cl: close the gateway, then the client.
+func New(cl *remote.Client, opts ...Option) (*Gateway, error) {
+	o := defaults()
+	for _, opt := range opts {
+		if opt != nil {
+			opt.apply(&o)
+		}
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	return &Gateway{
+		cl:      cl,
+		opts:    o,
+		handles: newHandles(o.handleIdle, o.maxHandles),
+		done:    make(chan struct{}),
+		descs:   map[*remote.Ref]*broker.Description{},
+	}, nil
+}
+
+// Close releases every handle the gateway gave out; later requests fail
+// with ErrClosed. Close is idempotent.
+func (g *Gateway) Close() error {
+	g.once.Do(func() {
+		close(g.done)
+		g.handles.closeAll()
+	})
+	return nil
+}
+
+func (g *Gateway) closed() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// invocation is a method call ready to go: its target, its description and
+// its arguments converted for the wire.
+type invocation struct {
+	target *remote.Ref
+	md     broker.MethodDescription
+	args   []any
+}
+
+// Call calls method with params and returns the result as JSON. method is
+// "manager.Method" (the manager's registry name; a name with dots is
+// split at its last dot), "ref-….Method" on a handle an earlier result gave
+// out, or one of the built-ins: "rpc.managers" lists the managers,
+// "rpc.describe" ["name" or "ref-…"] describes one, "rpc.release"
+// ["ref-…"] gives a handle back. params is a JSON array of the method's
+// arguments, an object for a method of exactly one parameter, or empty.
+// A failure is an *Error.
+func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	if g.closed() {
+		return nil, &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed"}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout)
+	defer cancel()
+	var result any
+	var err error
+	if strings.HasPrefix(method, "rpc.") {
+		result, err = g.builtin(ctx, method, params)
+	} else {
+		result, err = g.invoke(ctx, method, params)
+	}
+	if err != nil {
+		return nil, g.errorFor(ctx, err)
+	}
+	out, err := json.Marshal(result)
+	if err != nil {
+		return nil, &Error{Code: CodeInternal, Message: "writing the result: " + err.Error()}
+	}
+	return out, nil
+}
+
+func (g *Gateway) invoke(ctx context.Context, method string, params json.RawMessage) (any, error) {
+	inv, err := g.prepare(ctx, method, params)
+	if err != nil {
+		return nil, err
+	}
+	var reply any
+	var rp any = &reply
+	if inv.md.Result == nil {
+		rp = nil
+	}
+	if err := inv.target.Call(broker.WithRawCopyables(ctx), inv.md.Name, rp, inv.args...); err != nil {
+		if errors.Is(err, broker.ErrBadArguments) {
+			g.forget(inv.target) // the server may have changed: describe it again next time
+		}
+		return nil, err
+	}
+	if r, ok := reply.(*remote.Ref); ok && r.Cacheable() {
+		defer r.Release() // a model is shown by its snapshot; nothing keeps it
+	}
+	return g.toJSON(ctx, reply, inv.md.Result)
+}
+
+// prepare resolves method's target, finds the method in its description and
+// converts params into its arguments.
+func (g *Gateway) prepare(ctx context.Context, method string, params json.RawMessage) (*invocation, error) {
+	i := strings.LastIndexByte(method, '.')
+	if i <= 0 || i == len(method)-1 {
+		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("method %q: want manager.Method", method), Data: &ErrorData{Name: "tether.unknown-method"}}
+	}
+	target, err := g.target(ctx, method[:i])
+	if err != nil {
+		return nil, err
+	}
+	d, err := g.describe(ctx, target, false)
+	if err != nil {
+		return nil, err
+	}
+	md, ok := d.Method(method[i+1:])
+	if !ok {
+		if d, err = g.describe(ctx, target, true); err != nil {
+			return nil, err
+		}
+		if md, ok = d.Method(method[i+1:]); !ok {
+			return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("%s has no method %q", method[:i], method[i+1:]), Data: &ErrorData{Name: "tether.unknown-method"}}
+		}
+	}
+	args, err := g.args(md, params)
+	if err != nil {
+		return nil, err
+	}
+	return &invocation{target: target, md: md, args: args}, nil
+}
+
+// target is the manager registered under name, or the handle name.
+func (g *Gateway) target(ctx context.Context, name string) (*remote.Ref, error) {
+	if strings.HasPrefix(name, "ref-") {
+		if r := g.handles.get(name); r != nil {
+			return r, nil
+		}
+		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("%v: %s", errUnknownHandle, name), Data: &ErrorData{Name: "tether.unknown-handle"}}
+	}
+	return g.cl.Registry().Lookup(ctx, name)
+}
+
+// describe returns target's description, asking the server when it is not
+// known yet or fresh is set.
+func (g *Gateway) describe(ctx context.Context, target *remote.Ref, fresh bool) (*broker.Description, error) {
+	g.mu.Lock()
+	d := g.descs[target]
+	g.mu.Unlock()
+	if d != nil && !fresh {
+		return d, nil
+	}
+	nd, err := target.Describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	g.descs[target] = &nd
+	g.mu.Unlock()
+	return &nd, nil
+}
+
+func (g *Gateway) forget(target *remote.Ref) {
+	g.mu.Lock()
+	delete(g.descs, target)
+	g.mu.Unlock()
+}
+
+// args converts params into md's arguments.
+func (g *Gateway) args(md broker.MethodDescription, params json.RawMessage) ([]any, error) {
+	var list []any
+	if p := strings.TrimSpace(string(params)); p != "" && p != "null" {
+		v, err := decodeJSON([]byte(p))
+		if err != nil {
+			return nil, &Error{Code: CodeInvalidParams, Message: "params: " + err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
+		}
+		switch x := v.(type) {
+		case []any:
+			list = x
+		case map[string]any:
+			if len(md.Params) != 1 || md.Variadic {
+				return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s takes %d parameters by position: pass params as an array", md.Name, len(md.Params)), Data: &ErrorData{Name: "tether.bad-arguments"}}
+			}
+			list = []any{x}
+		default:
+			return nil, &Error{Code: CodeInvalidParams, Message: "params must be an array or an object", Data: &ErrorData{Name: "tether.bad-arguments"}}
+		}
+	}
+	n := len(md.Params)
+	if md.Variadic {
+		if len(list) < n-1 {
+			return nil, paramCount(md, len(list))
+		}
+	} else if len(list) != n {
+		return nil, paramCount(md, len(list))
+	}
+	args := make([]any, len(list))
+	for i, v := range list {
+		td := (*broker.TypeDescription)(nil)
+		if i < n {
+			td = &md.Params[i]
+		}
+		if md.Variadic && i >= n-1 {
+			td = md.Params[n-1].Elem
+		}
+		var err error
+		if args[i], err = g.fromJSON(v, td, fmt.Sprintf("params[%d]", i)); err != nil {
+			return nil, &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
+		}
+	}
+	return args, nil
+}
+
+func paramCount(md broker.MethodDescription, got int) error {
+	want := fmt.Sprintf("%d", len(md.Params))
+	if md.Variadic {
+		want = fmt.Sprintf("at least %d", len(md.Params)-1)
+	}
+	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s takes %s parameters, got %d", md.Name, want, got), Data: &ErrorData{Name: "tether.bad-arguments"}}
+}
+
+// builtin answers the rpc.* methods.
+func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMessage) (any, error) {
+	var args []string
+	if p := strings.TrimSpace(string(params)); p != "" && p != "null" {
+		if err := json.Unmarshal(params, &args); err != nil {
+			return nil, &Error{Code: CodeInvalidParams, Message: method + " takes an array of strings", Data: &ErrorData{Name: "tether.bad-arguments"}}
+		}
+	}
+	one := func() (string, error) {
+		if len(args) != 1 {
+			return "", &Error{Code: CodeInvalidParams, Message: method + " takes one name", Data: &ErrorData{Name: "tether.bad-arguments"}}
+		}
+		return args[0], nil
+	}
+	switch method {
+	case "rpc.managers":
+		names, err := g.cl.Registry().List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if names == nil {
+			names = []string{}
+		}
+		return names, nil
+	case "rpc.describe":
+		name, err := one()
+		if err != nil {
+			return nil, err
+		}
+		target, err := g.target(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return g.describe(ctx, target, true)
+	case "rpc.release":
+		id, err := one()
+		if err != nil {
+			return nil, err
+		}
+		if !g.handles.remove(id) {
+			return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%v: %s", errUnknownHandle, id), Data: &ErrorData{Name: "tether.unknown-handle"}}
+		}
+		return nil, nil
+	}
+	return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method), Data: &ErrorData{Name: "tether.unknown-method"}}
+}
+
+// Describe returns the description of the manager registered under name,
+// or of a handle.
+func (g *Gateway) Describe(ctx context.Context, name string) (broker.Description, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout)
+	defer cancel()
+	target, err := g.target(ctx, name)
+	if err != nil {
+		return broker.Description{}, g.errorFor(ctx, err)
+	}
+	d, err := g.describe(ctx, target, true)
+	if err != nil {
+		return broker.Description{}, g.errorFor(ctx, err)
+	}
+	return *d, nil
+}
+
+// errorFor turns a failed call into a JSON-RPC error: the server's errors
+// keep their registered name, a dead link is "unavailable", a deadline is
+// "timeout".
+func (g *Gateway) errorFor(ctx context.Context, err error) *Error {
+	var ge *Error
+	if errors.As(err, &ge) {
+		return ge
+	}
+	var re *broker.RemoteError
+	if errors.As(err, &re) {
+		e := &Error{Code: CodeRemote, Message: re.Message, Data: &ErrorData{Name: re.Name, Traceback: re.Traceback}}
+		switch {
+		case errors.Is(re, broker.ErrUnknownMethod), errors.Is(re, registry.ErrNotFound):
+			e.Code = CodeMethodNotFound
+		case errors.Is(re, broker.ErrBadArguments), errors.Is(re, broker.ErrUnknownType):
+			e.Code = CodeInvalidParams
+		case errors.Is(re, context.DeadlineExceeded):
+			e.Code = CodeTimeout
+		}
+		return e
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Code: CodeTimeout, Message: "the call did not finish in time: " + err.Error(), Data: &ErrorData{Name: "tether.timeout"}}
+	case errors.Is(err, context.Canceled):
+		return &Error{Code: CodeTimeout, Message: "the request was cancelled", Data: &ErrorData{Name: "tether.cancelled"}}
+	case errors.Is(err, remote.ErrDisconnected):
+		return &Error{Code: CodeUnavailable, Message: err.Error(), Data: &ErrorData{Name: "tether.disconnected"}}
+	case errors.Is(err, broker.ErrConnectionLost):
+		return &Error{Code: CodeUnavailable, Message: "the link to the server dropped during the call (it may have run): " + err.Error(), Data: &ErrorData{Name: "tether.connection-lost"}}
+	case errors.Is(err, broker.ErrDeadReference), errors.Is(err, broker.ErrClosed):
+		return &Error{Code: CodeUnavailable, Message: "the server is out of reach: " + err.Error(), Data: &ErrorData{Name: "tether.dead-reference"}}
+	case errors.Is(err, ErrClosed):
+		return &Error{Code: CodeUnavailable, Message: err.Error(), Data: &ErrorData{Name: "tether.closed"}}
+	case errors.Is(err, errUnknownHandle):
+		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.unknown-handle"}}
+	case errors.Is(err, broker.ErrBadArguments), errors.Is(err, broker.ErrMessageTooLarge):
+		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// Option configures New.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	token      string
+	maxBody    int64
+	maxBatch   int
+	timeout    time.Duration
+	handleIdle time.Duration
+	maxHandles int
+}
+
+func defaults() options {
+	return options{maxBody: 1 << 20, maxBatch: 100, timeout: 30 * time.Second, handleIdle: 10 * time.Minute, maxHandles: 10000}
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.maxBody <= 0:
+		return errors.New("gateway: WithMaxBodySize needs a positive size")
+	case o.maxBatch <= 0:
+		return errors.New("gateway: WithMaxBatch needs a positive count")
+	case o.timeout <= 0:
+		return errors.New("gateway: WithTimeout needs a positive duration")
+	case o.handleIdle <= 0 || o.maxHandles <= 0:
+		return errors.New("gateway: WithHandles needs a positive idle time and count")
+	}
+	return nil
+}
+
+// WithToken makes the gateway require "Authorization: Bearer <token>" on
+// every HTTP request (compared in constant time); others get 401.
+func WithToken(token string) Option {
+	return optionFunc(func(o *options) { o.token = token })
+}
+
+// WithMaxBodySize limits request bodies (default 1 MiB); a larger one gets
+// HTTP 413 and is not read further.
+func WithMaxBodySize(n int64) Option {
+	return optionFunc(func(o *options) { o.maxBody = n })
+}
+
+// WithMaxBatch limits the requests in one batch (default 100).
+func WithMaxBatch(n int) Option {
+	return optionFunc(func(o *options) { o.maxBatch = n })
+}
+
+// WithTimeout bounds each call (default 30 s). It travels to the server as
+// the call's deadline.
+func WithTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.timeout = d })
+}
+
+// WithHandles sets how long a handle to a reference may go unused before
+// the gateway releases it (default 10 minutes) and how many it keeps at
+// most (default 10000; beyond, the least recently used goes).
+func WithHandles(idle time.Duration, max int) Option {
+	return optionFunc(func(o *options) { o.handleIdle, o.maxHandles = idle, max })
+}

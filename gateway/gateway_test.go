@@ -1,0 +1,364 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/internal/leakcheck"
+)
+
+func TestCallsConvertArgumentsAndResults(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+
+	assert.Equal(t, 5.0, e.result(t, "shop.Add", 2, 3))
+	assert.Equal(t, 6.0, e.result(t, "shop.Sum", 1, 2, 3), "variadic")
+	assert.Equal(t, 0.0, e.result(t, "shop.Sum"), "variadic, none given")
+
+	// Plain data with bytes (base64), a time (RFC 3339), a map and a float.
+	order := map[string]any{
+		"id": 42, "items": []any{"tea", "cake"},
+		"blob": base64.StdEncoding.EncodeToString([]byte{0, 1, 2, 255}),
+		"at":   "2026-11-21T10:30:00.5Z", "qty": map[string]any{"tea": 2}, "price": 4.5,
+	}
+	assert.Equal(t, norm(t, order), e.result(t, "shop.Place", order), "the same JSON comes back")
+
+	// A toarray Copyable, by field name in and out, with its $type.
+	assert.Equal(t, map[string]any{"$type": "gw.Point", "X": 11.0, "Y": 12.0},
+		e.result(t, "shop.Move", map[string]any{"X": 1, "Y": 2}, 10))
+	assert.Equal(t, map[string]any{"$type": "gw.Point", "X": 1.0, "Y": 0.0},
+		e.result(t, "shop.Move", map[string]any{"$type": "gw.Point", "x": 1}, 0), "names match case-insensitively; missing fields are zero")
+
+	// Integer map keys come from and go back to JSON's text keys.
+	assert.Equal(t, map[string]any{"1": "one", "20": "twenty"}, e.result(t, "shop.Counts", map[string]any{"1": "one", "20": "twenty"}))
+
+	// An untyped parameter takes and gives back plain JSON, and Copyables
+	// by their $type; one that travels as an array has its fields in
+	// order under $value, since nothing describes them there.
+	v := map[string]any{"a": []any{1.0, "x", true, nil}, "p": map[string]any{"$type": "gw.Point", "$value": []any{3.0, 4.0}}}
+	assert.Equal(t, v, e.result(t, "shop.Echo", v))
+	code, msg, _ := e.failure(t, "shop.Echo", map[string]any{"$type": "gw.Point", "X": 3})
+	assert.Equal(t, gateway.CodeInvalidParams, code)
+	assert.Contains(t, msg, "Copyable gw.Point: cannot decode map")
+
+	// A method of one parameter takes params as an object.
+	status, resp := e.post(t, `{"jsonrpc":"2.0","id":1,"method":"shop.Place","params":{"id":9}}`)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, 9.0, resp.(map[string]any)["result"].(map[string]any)["id"])
+}
+
+func TestArgumentsThatDoNotFitAreInvalidParams(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	for _, c := range []struct {
+		method string
+		params []any
+		want   string
+	}{
+		{"shop.Add", []any{1.5, 2}, "params[0]: want an integer (int), got 1.5"},
+		{"shop.Add", []any{"1", 2}, "params[0]: want an integer (int), got a string"},
+		{"shop.Add", []any{1}, "Add takes 2 parameters, got 1"},
+		{"shop.Place", []any{map[string]any{"idd": 1}}, `main.Order has no field "idd"`},
+		{"shop.Place", []any{map[string]any{"blob": "%%%"}}, "params[0].blob: want base64"},
+		{"shop.Place", []any{map[string]any{"at": "yesterday"}}, "params[0].at: want an RFC 3339 time"},
+		{"shop.Counts", []any{map[string]any{"one": "x"}}, `key "one"`},
+		{"shop.Move", []any{map[string]any{"$type": "other.Thing"}, 1}, "want a gw.Point"},
+		{"shop.Mine", []any{map[string]any{"$ref": "ref-nope"}}, "unknown or expired handle"},
+		{"shop.Buy", []any{[]any{"tea"}}, "want a string (string), got an array"},
+	} {
+		code, msg, name := e.failure(t, c.method, c.params...)
+		assert.Equal(t, gateway.CodeInvalidParams, code, "%s %v", c.method, c.params)
+		assert.Contains(t, strings.ReplaceAll(msg, "gateway_test.", "main."), c.want)
+		assert.Equal(t, "tether.bad-arguments", name)
+	}
+	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2), "the server serves on")
+}
+
+func TestErrorsKeepTheirNames(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	code, msg, name := e.failure(t, "shop.Buy", "tea")
+	assert.Equal(t, gateway.CodeRemote, code)
+	assert.Equal(t, "buying tea: sold out", msg)
+	assert.Equal(t, "gw.sold-out", name)
+
+	code, _, name = e.failure(t, "shop.Nope")
+	assert.Equal(t, gateway.CodeMethodNotFound, code)
+	assert.Equal(t, "tether.unknown-method", name)
+	code, _, name = e.failure(t, "nobody.Get")
+	assert.Equal(t, gateway.CodeMethodNotFound, code, "an unknown manager")
+	assert.Equal(t, "tether.registry.not-found", name)
+	code, _, _ = e.failure(t, "shopGet")
+	assert.Equal(t, gateway.CodeMethodNotFound, code)
+
+	// No traceback unless the server opted in.
+	m := e.call(t, "shop.Panic")
+	data := m["error"].(map[string]any)["data"].(map[string]any)
+	assert.Equal(t, "tether.panic", data["name"])
+	assert.NotContains(t, data, "traceback")
+
+	tb := newEnv(t, []broker.Option{broker.WithTracebacks(true)})
+	m = tb.call(t, "shop.Panic")
+	data = m["error"].(map[string]any)["data"].(map[string]any)
+	assert.Contains(t, data["traceback"], "Panic", "the server opted in")
+}
+
+func TestJSONRPCEnvelope(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	errCode := func(v any) float64 {
+		return v.(map[string]any)["error"].(map[string]any)["code"].(float64)
+	}
+
+	status, v := e.post(t, `{"jsonrpc":"2.0","id":1,"method":"shop.Add","params":[1,`)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, float64(gateway.CodeParseError), errCode(v))
+	assert.Nil(t, v.(map[string]any)["id"], "a parse error answers with id null")
+
+	for _, body := range []string{
+		`{"id":1,"method":"shop.Add","params":[1,2]}`,
+		`{"jsonrpc":"1.0","id":1,"method":"shop.Add"}`,
+		`{"jsonrpc":"2.0","id":1,"method":7}`,
+		`{"jsonrpc":"2.0","id":1,"method":"shop.Add","params":"1,2"}`,
+		`{"jsonrpc":"2.0","id":{"a":1},"method":"shop.Add"}`,
+		`7`,
+		`[]`,
+	} {
+		_, v = e.post(t, body)
+		assert.Equal(t, float64(gateway.CodeInvalidRequest), errCode(v), body)
+	}
+
+	// id kinds come back as they were sent.
+	_, v = e.post(t, `{"jsonrpc":"2.0","id":"abc","method":"shop.Add","params":[1,2]}`)
+	assert.Equal(t, "abc", v.(map[string]any)["id"])
+	_, v = e.post(t, `{"jsonrpc":"2.0","id":null,"method":"shop.Add","params":[1,2]}`)
+	assert.Contains(t, v.(map[string]any), "id")
+	assert.Equal(t, 3.0, v.(map[string]any)["result"])
+	// A method returning only an error has a null result, present.
+	_, v = e.post(t, `{"jsonrpc":"2.0","id":2,"method":"shop.Note","params":["x"]}`)
+	assert.Contains(t, v.(map[string]any), "result")
+	assert.Nil(t, v.(map[string]any)["result"])
+
+	// A notification runs but gets no response: 204 with no body.
+	status, v = e.post(t, `{"jsonrpc":"2.0","method":"shop.Note","params":["quiet"]}`)
+	assert.Equal(t, http.StatusNoContent, status)
+	assert.Nil(t, v)
+	assert.Contains(t, e.shop.notes, "quiet")
+	status, _ = e.post(t, `{"jsonrpc":"2.0","method":"shop.Nope"}`)
+	assert.Equal(t, http.StatusNoContent, status, "not even to an error")
+
+	// A batch: responses in order, none for notifications, each invalid
+	// element its own error.
+	status, v = e.post(t, `[
+		{"jsonrpc":"2.0","id":1,"method":"shop.Add","params":[1,2]},
+		{"jsonrpc":"2.0","method":"shop.Note","params":["batched"]},
+		1,
+		{"jsonrpc":"2.0","id":"b","method":"shop.Buy","params":["cake"]},
+		{"jsonrpc":"2.0","id":3,"method":"shop.Add","params":[3,4]}
+	]`)
+	assert.Equal(t, http.StatusOK, status)
+	list := v.([]any)
+	require.Len(t, list, 4)
+	assert.Equal(t, 3.0, list[0].(map[string]any)["result"])
+	assert.Equal(t, float64(gateway.CodeInvalidRequest), errCode(list[1]))
+	assert.Nil(t, list[1].(map[string]any)["id"])
+	assert.Equal(t, "b", list[2].(map[string]any)["id"])
+	assert.Equal(t, float64(gateway.CodeRemote), errCode(list[2]))
+	assert.Equal(t, 7.0, list[3].(map[string]any)["result"])
+	assert.Contains(t, e.shop.notes, "batched")
+
+	status, v = e.post(t, `[{"jsonrpc":"2.0","method":"shop.Note","params":["a"]},{"jsonrpc":"2.0","method":"shop.Note","params":["b"]}]`)
+	assert.Equal(t, http.StatusNoContent, status, "a batch of notifications")
+	assert.Nil(t, v)
+
+	// Built-ins.
+	assert.Equal(t, []any{"shop"}, e.result(t, "rpc.managers"))
+	d := e.result(t, "rpc.describe", "shop").(map[string]any)
+	assert.Equal(t, "*gateway_test.shop", d["type"])
+	code, _, _ := e.failure(t, "rpc.nothing")
+	assert.Equal(t, gateway.CodeMethodNotFound, code)
+}
+
+func TestHTTPRules(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil, gateway.WithToken("s3cret"), gateway.WithMaxBodySize(1024), gateway.WithMaxBatch(3))
+	body := `{"jsonrpc":"2.0","id":1,"method":"shop.Add","params":[1,2]}`
+
+	status, v := e.post(t, body)
+	assert.Equal(t, http.StatusUnauthorized, status, "no token")
+	assert.Equal(t, float64(gateway.CodeUnauthorized), v.(map[string]any)["error"].(map[string]any)["code"])
+	status, _ = e.post(t, body, "Authorization", "Bearer wrong")
+	assert.Equal(t, http.StatusUnauthorized, status)
+	status, v = e.post(t, body, "Authorization", "Bearer s3cret")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, 3.0, v.(map[string]any)["result"])
+
+	auth := []string{"Authorization", "Bearer s3cret"}
+	status, _ = e.post(t, `{"jsonrpc":"2.0","id":1,"method":"shop.Note","params":["`+strings.Repeat("x", 2000)+`"]}`, auth...)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, status)
+	assert.NotContains(t, e.shop.notes, strings.Repeat("x", 2000))
+
+	status, _ = e.post(t, body, append(auth, "Content-Type", "text/plain")...)
+	assert.Equal(t, http.StatusUnsupportedMediaType, status, "a form post from a browser is refused")
+	status, v = e.post(t, "["+strings.Repeat(body+",", 3)+body+"]", auth...)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, v.(map[string]any)["error"].(map[string]any)["message"], "at most 3")
+
+	req, err := http.NewRequest(http.MethodGet, e.http.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	assert.Equal(t, "POST", resp.Header.Get("Allow"))
+}
+
+func TestHandles(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	h := e.result(t, "shop.Open", "tips").(map[string]any)
+	id, _ := h["$ref"].(string)
+	require.True(t, strings.HasPrefix(id, "ref-"), "a handle: %v", h)
+	assert.Equal(t, "*gateway_test.counter", h["type"])
+
+	assert.Equal(t, 2.0, e.result(t, id+".Add", 2))
+	assert.Equal(t, 5.0, e.result(t, id+".Add", 3), "the same object each time")
+	assert.Equal(t, "tips", e.result(t, id+".Name"))
+	assert.Equal(t, true, e.result(t, "shop.Mine", map[string]any{"$ref": id}), "a handle passed back is the shop's own object")
+	d := e.result(t, "rpc.describe", id).(map[string]any)
+	assert.Equal(t, "*gateway_test.counter", d["type"])
+
+	assert.Nil(t, e.result(t, "rpc.release", id))
+	code, _, name := e.failure(t, id+".Add", 1)
+	assert.Equal(t, gateway.CodeMethodNotFound, code)
+	assert.Equal(t, "tether.unknown-handle", name)
+	code, _, _ = e.failure(t, "rpc.release", id)
+	assert.Equal(t, gateway.CodeInvalidParams, code, "released once only")
+}
+
+func TestModelsComeAsSnapshots(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	require.NoError(t, e.shop.model.Set("tea", 3))
+	require.NoError(t, e.shop.model.Set("cake", 1))
+	snap := e.result(t, "shop.Model").(map[string]any)
+	assert.Equal(t, "*cache.Map[string,int]", snap["$cacheable"])
+	assert.Equal(t, 2.0, snap["version"])
+	assert.Equal(t, e.shop.model.Epoch(), snap["epoch"])
+	assert.Equal(t, []any{
+		map[string]any{"key": "cake", "value": 1.0},
+		map[string]any{"key": "tea", "value": 3.0},
+	}, snap["entries"])
+	eventuallyTrue(t, "the snapshot's subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
+}
+
+func TestOutageGivesAClearErrorThenRecovers(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2))
+
+	e.proxy.Refuse(true)
+	e.proxy.Reset()
+	start := time.Now()
+	code, msg, name := e.failure(t, "shop.Add", 1, 2)
+	assert.Equal(t, gateway.CodeUnavailable, code, msg)
+	assert.Contains(t, []string{"tether.disconnected", "tether.connection-lost", "tether.dead-reference"}, name)
+	t.Logf("answered during the outage in %v: %s", time.Since(start), msg)
+
+	e.proxy.Refuse(false)
+	eventuallyTrue(t, "calls work again", func() bool {
+		return e.call(t, "shop.Add", 1, 2)["result"] == 3.0
+	})
+}
+
+func TestTimeoutIsItsOwnError(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil, gateway.WithTimeout(100*time.Millisecond))
+	code, _, name := e.failure(t, "shop.Slow")
+	assert.Equal(t, gateway.CodeTimeout, code)
+	assert.Contains(t, []string{"tether.timeout", "context.deadline-exceeded"}, name)
+	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2))
+}
+
+func eventuallyTrue(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBlackHoledLinkFailsWithinTheDeadPeerTimeout(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil) // dead-peer timeout 500 ms, gateway timeout 30 s
+	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2))
+	e.proxy.Refuse(true)
+	e.proxy.Blackhole(true)
+	code, msg, _ := e.failure(t, "shop.Add", 1, 2)
+	assert.Equal(t, gateway.CodeUnavailable, code, "the link is found dead, not the gateway's timeout: %s", msg)
+	e.proxy.Restore()
+	eventuallyTrue(t, "calls work again", func() bool {
+		return e.call(t, "shop.Add", 1, 2)["result"] == 3.0
+	})
+}
+
+// TestWatchFollowsAModelAcrossAnOutage: Watch reports the snapshot, each
+// change once and in order, stale when the link drops and live when it is
+// back, with the changes made meanwhile in between.
+func TestWatchFollowsAModelAcrossAnOutage(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	require.NoError(t, e.shop.model.Set("a", 1))
+	ctx, cancel := context.WithCancel(testCtx(t))
+	events := make(chan gateway.Event, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- e.gw.Watch(ctx, "shop.Model", nil, func(ev gateway.Event) { events <- ev })
+	}()
+	next := func() gateway.Event {
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(30 * time.Second):
+			t.Fatal("no event")
+			return gateway.Event{}
+		}
+	}
+	snap := next()
+	assert.Equal(t, "snapshot", snap.Kind)
+	assert.Equal(t, uint64(1), snap.Version)
+	assert.Equal(t, []gateway.Entry{{Key: json.RawMessage(`"a"`), Value: json.RawMessage(`1`)}}, snap.Entries)
+
+	require.NoError(t, e.shop.model.Set("b", 2))
+	assert.Equal(t, gateway.Event{Kind: "set", Version: 2, Key: json.RawMessage(`"b"`), Value: json.RawMessage(`2`)}, next())
+
+	e.proxy.Refuse(true)
+	e.proxy.Reset()
+	assert.Equal(t, "stale", next().Kind)
+	require.NoError(t, e.shop.model.Set("c", 3))
+	e.shop.model.Delete("a")
+	e.proxy.Refuse(false)
+	var got []string
+	for ev := next(); ev.Kind != "live"; ev = next() {
+		got = append(got, fmt.Sprintf("%s v%d %s", ev.Kind, ev.Version, ev.Key))
+	}
+	assert.Equal(t, []string{`set v3 "c"`, `delete v4 "a"`}, got, "the changes made during the outage, once each")
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	eventuallyTrue(t, "the subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
+}

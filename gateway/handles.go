@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tether-go/tether/remote"
+)
+
+var errUnknownHandle = errors.New("unknown or expired handle")
+
+// handles are the references this gateway handed to JSON clients, under
+// unguessable names: a client can call only what a result gave it. A
+// handle not used for the idle time is released, and beyond the maximum
+// count the least recently used one goes.
+type handles struct {
+	mu    sync.Mutex
+	byID  map[string]*handle
+	idle  time.Duration
+	max   int
+	now   func() time.Time
+	swept time.Time
+}
+
+type handle struct {
+	ref  *remote.Ref
+	typ  string
+	used time.Time
+}
+
+func newHandles(idle time.Duration, max int) *handles {
+	return &handles{byID: map[string]*handle{}, idle: idle, max: max, now: time.Now}
+}
+
+// put keeps r and returns its handle.
+func (hs *handles) put(r *remote.Ref, typ string) string {
+	id := "ref-" + uuid.NewString()
+	var drop []*remote.Ref
+	hs.mu.Lock()
+	now := hs.now()
+	drop = hs.sweepLocked(now, drop)
+	for len(hs.byID) >= hs.max {
+		var oldID string
+		var old *handle
+		for hid, h := range hs.byID {
+			if old == nil || h.used.Before(old.used) {
+				oldID, old = hid, h
+			}
+		}
+		delete(hs.byID, oldID)
+		drop = append(drop, old.ref)
+	}
+	hs.byID[id] = &handle{ref: r, typ: typ, used: now}
+	hs.mu.Unlock()
+	release(drop)
+	return id
+}
+
+// get returns the reference behind id, or nil.
+func (hs *handles) get(id string) *remote.Ref {
+	var drop []*remote.Ref
+	hs.mu.Lock()
+	now := hs.now()
+	drop = hs.sweepLocked(now, drop)
+	h := hs.byID[id]
+	if h != nil {
+		h.used = now
+	}
+	hs.mu.Unlock()
+	release(drop)
+	if h == nil {
+		return nil
+	}
+	return h.ref
+}
+
+// remove releases id; it reports whether id was a handle.
+func (hs *handles) remove(id string) bool {
+	hs.mu.Lock()
+	h := hs.byID[id]
+	delete(hs.byID, id)
+	hs.mu.Unlock()
+	if h != nil {
+		h.ref.Release()
+	}
+	return h != nil
+}
+
+func (hs *handles) len() int {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return len(hs.byID)
+}
+
+// sweepLocked drops handles idle for too long, at most once a second.
+func (hs *handles) sweepLocked(now time.Time, drop []*remote.Ref) []*remote.Ref {
+	if now.Sub(hs.swept) < time.Second {
+		return drop
+	}
+	hs.swept = now
+	for id, h := range hs.byID {
+		if now.Sub(h.used) > hs.idle {
+			delete(hs.byID, id)
+			drop = append(drop, h.ref)
+		}
+	}
+	return drop
+}
+
+func (hs *handles) closeAll() {
+	hs.mu.Lock()
+	all := hs.byID
+	hs.byID = map[string]*handle{}
+	hs.mu.Unlock()
+	for _, h := range all {
+		h.ref.Release()
+	}
+}
+
+func release(refs []*remote.Ref) {
+	for _, r := range refs {
+		r.Release()
+	}
+}

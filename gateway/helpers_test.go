@@ -1,0 +1,239 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/cache"
+	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+)
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Point is a Copyable that travels as an array.
+type Point struct {
+	_    struct{} `cbor:",toarray"`
+	X, Y int
+}
+
+// Order is plain data with every kind of field JSON has no word for.
+type Order struct {
+	ID    int64           `cbor:"id"`
+	Items []string        `cbor:"items"`
+	Blob  []byte          `cbor:"blob"`
+	At    time.Time       `cbor:"at"`
+	Qty   map[string]uint `cbor:"qty"`
+	Price float64         `cbor:"price"`
+}
+
+var ErrSoldOut = errors.New("sold out")
+
+func init() {
+	remoteable.RegisterCopyable[Point]("gw.Point")
+	remoteable.RegisterError("gw.sold-out", ErrSoldOut)
+}
+
+// shop is the manager the tests call through the gateway.
+type shop struct {
+	remoteable.Referenceable
+	mu       sync.Mutex
+	notes    []string
+	counters []*counter
+	model    *cache.Map[string, int]
+}
+
+type counter struct {
+	remoteable.Referenceable
+	name string
+	n    int
+}
+
+func (c *counter) Add(ctx context.Context, d int) (int, error) { c.n += d; return c.n, nil }
+func (c *counter) Name(ctx context.Context) (string, error)    { return c.name, nil }
+
+func newShop() *shop { return &shop{model: cache.NewMap[string, int]()} }
+
+func (*shop) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"Model": {Idempotent: true}, "Open": {Idempotent: true}}
+}
+
+func (s *shop) Echo(ctx context.Context, v any) (any, error)      { return v, nil }
+func (s *shop) Add(ctx context.Context, a, b int) (int, error)    { return a + b, nil }
+func (s *shop) Place(ctx context.Context, o Order) (Order, error) { return o, nil }
+func (s *shop) Move(ctx context.Context, p Point, d int) (Point, error) {
+	return Point{X: p.X + d, Y: p.Y + d}, nil
+}
+func (s *shop) Sum(ctx context.Context, xs ...int) (int, error) {
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t, nil
+}
+func (s *shop) Counts(ctx context.Context, m map[int]string) (map[int]string, error) { return m, nil }
+func (s *shop) Buy(ctx context.Context, item string) error {
+	return fmt.Errorf("buying %s: %w", item, ErrSoldOut)
+}
+func (s *shop) Panic(ctx context.Context) error { panic("the till is on fire") }
+func (s *shop) Note(ctx context.Context, text string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notes = append(s.notes, text)
+	return nil
+}
+func (s *shop) Notes(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.notes), nil
+}
+func (s *shop) Open(ctx context.Context, name string) (*counter, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &counter{name: name}
+	s.counters = append(s.counters, c)
+	return c, nil
+}
+
+// Mine reports whether c is one of the shop's own counters (it arrived as
+// the object itself, not as a reference to a proxy).
+func (s *shop) Mine(ctx context.Context, c any) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := c.(*counter)
+	return ok && slices.Contains(s.counters, k), nil
+}
+func (s *shop) Model(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
+func (s *shop) Slow(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// env is a Tether server publishing a shop, a lasting client to it
+// through a fault-injecting proxy, and a gateway over real HTTP.
+type env struct {
+	shop  *shop
+	srv   *broker.Server
+	proxy *faultnet.Proxy
+	cl    *remote.Client
+	gw    *gateway.Gateway
+	http  *httptest.Server
+}
+
+func newEnv(t *testing.T, srvOpts []broker.Option, opts ...gateway.Option) *env {
+	t.Helper()
+	e := &env{shop: newShop()}
+	reg := registry.New()
+	require.NoError(t, reg.Register("shop", e.shop))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	e.srv = broker.NewServer(reg, srvOpts...)
+	served := make(chan struct{})
+	go func() { defer close(served); e.srv.Serve(ln) }()
+	t.Cleanup(func() { e.srv.Close(); <-served })
+	e.proxy, err = faultnet.New(ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { e.proxy.Close() })
+	e.cl, err = remote.Connect(testCtx(t), "tcp", e.proxy.Addr(),
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}),
+		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
+	require.NoError(t, err)
+	t.Cleanup(func() { e.cl.Close() })
+	e.gw, err = gateway.New(e.cl, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.gw.Close() })
+	e.http = httptest.NewServer(e.gw)
+	t.Cleanup(e.http.Close)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	return e
+}
+
+// post sends body and returns the status and the decoded response.
+func (e *env) post(t *testing.T, body string, header ...string) (int, any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, e.http.URL, bytes.NewBufferString(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if len(raw) == 0 {
+		return resp.StatusCode, nil
+	}
+	var v any
+	require.NoError(t, json.Unmarshal(raw, &v), "body %s", raw)
+	return resp.StatusCode, v
+}
+
+// call sends one request and returns its response object.
+func (e *env) call(t *testing.T, method string, params ...any) map[string]any {
+	t.Helper()
+	if params == nil {
+		params = []any{}
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+	require.NoError(t, err)
+	status, v := e.post(t, string(body))
+	require.Equal(t, http.StatusOK, status)
+	m, ok := v.(map[string]any)
+	require.True(t, ok, "response %v", v)
+	require.Equal(t, "2.0", m["jsonrpc"])
+	require.Equal(t, 7.0, m["id"])
+	return m
+}
+
+// result is call's result; the call must succeed.
+func (e *env) result(t *testing.T, method string, params ...any) any {
+	t.Helper()
+	m := e.call(t, method, params...)
+	require.Nil(t, m["error"], "%s failed", method)
+	return m["result"]
+}
+
+// failure is call's error object; the call must fail.
+func (e *env) failure(t *testing.T, method string, params ...any) (code int, msg, name string) {
+	t.Helper()
+	m := e.call(t, method, params...)
+	require.Nil(t, m["result"], "%s should fail", method)
+	errObj, ok := m["error"].(map[string]any)
+	require.True(t, ok, "response %v", m)
+	data, _ := errObj["data"].(map[string]any)
+	name, _ = data["name"].(string)
+	return int(errObj["code"].(float64)), errObj["message"].(string), name
+}
+
+// norm is v as it comes back from JSON.
+func norm(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	var out any
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out
+}

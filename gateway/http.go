@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sync"
+)
+
+// request is one JSON-RPC request as read, before it is checked.
+type request struct {
+	JSONRPC json.RawMessage `json:"jsonrpc"`
+	Method  json.RawMessage `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	ID      json.RawMessage `json:"id"` // nil: absent (a notification)
+}
+
+// response is one JSON-RPC response.
+type response struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+}
+
+var null = json.RawMessage("null")
+
+// ServeHTTP answers a JSON-RPC 2.0 request or batch sent as the body of a
+// POST with Content-Type application/json. Responses are HTTP 200 with a
+// JSON-RPC response (errors included), 204 when every request was a
+// notification, 401 without the right bearer token, 405 for other methods,
+// 413 for a body over the limit and 415 for another content type.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.opts.token != "" && !g.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tether"`)
+		writeJSON(w, http.StatusUnauthorized, fail(null, CodeUnauthorized, "missing or wrong bearer token", "tether.unauthorized"))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, fail(null, CodeInvalidRequest, "JSON-RPC requests are POSTed", "tether.bad-request"))
+		return
+	}
+	// Requiring the JSON content type also keeps browsers from posting
+	// forms here across sites: that would need a CORS preflight.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, fail(null, CodeInvalidRequest, "Content-Type must be application/json", "tether.bad-request"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, fail(null, CodeInvalidRequest, fmt.Sprintf("request body over %d bytes", g.opts.maxBody), "tether.message-too-large"))
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, fail(null, CodeParseError, "reading the body: "+err.Error(), "tether.bad-request"))
+		return
+	}
+	out, status := g.handle(r.Context(), body)
+	if out == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, status, out)
+}
+
+func (g *Gateway) authorized(r *http.Request) bool {
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) < len(prefix) || !equalFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(g.opts.token)) == 1
+}
+
+func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+// handle answers a body: a single request, or a batch. It returns nil when
+// nothing is to be written back (only notifications).
+func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || !json.Valid(trimmed) {
+		return fail(null, CodeParseError, "parse error: the body is not valid JSON", "tether.parse-error"), http.StatusOK
+	}
+	if trimmed[0] != '[' {
+		resp := g.one(ctx, trimmed)
+		if resp == nil {
+			return nil, http.StatusNoContent
+		}
+		return resp, http.StatusOK
+	}
+	var batch []json.RawMessage
+	if err := json.Unmarshal(trimmed, &batch); err != nil {
+		return fail(null, CodeParseError, "parse error: "+err.Error(), "tether.parse-error"), http.StatusOK
+	}
+	if len(batch) == 0 {
+		return fail(null, CodeInvalidRequest, "an empty batch", "tether.bad-request"), http.StatusOK
+	}
+	if len(batch) > g.opts.maxBatch {
+		return fail(null, CodeInvalidRequest, fmt.Sprintf("a batch of %d requests; at most %d", len(batch), g.opts.maxBatch), "tether.bad-request"), http.StatusOK
+	}
+	// The requests of a batch run concurrently, a few at a time; the
+	// responses keep the batch's order.
+	resps := make([]*response, len(batch))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, raw := range batch {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			resps[i] = g.one(ctx, raw)
+		}()
+	}
+	wg.Wait()
+	out := make([]*response, 0, len(resps))
+	for _, r := range resps {
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, http.StatusNoContent
+	}
+	return out, http.StatusOK
+}
+
+// one answers a single request; nil for a notification.
+func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
+	var req request
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return fail(null, CodeInvalidRequest, "a request must be an object", "tether.bad-request")
+	}
+	id := req.ID
+	if id != nil && !validID(id) {
+		return fail(null, CodeInvalidRequest, "id must be a string, a number or null", "tether.bad-request")
+	}
+	respID := id
+	if respID == nil {
+		respID = null
+	}
+	var version, method string
+	if json.Unmarshal(req.JSONRPC, &version) != nil || version != "2.0" {
+		return fail(respID, CodeInvalidRequest, `"jsonrpc" must be "2.0"`, "tether.bad-request")
+	}
+	if json.Unmarshal(req.Method, &method) != nil {
+		return fail(respID, CodeInvalidRequest, `"method" must be a string`, "tether.bad-request")
+	}
+	if p := bytes.TrimLeft(req.Params, " \t\r\n"); len(p) > 0 && p[0] != '[' && p[0] != '{' {
+		return fail(respID, CodeInvalidRequest, `"params" must be an array or an object`, "tether.bad-request")
+	}
+	result, err := g.Call(ctx, method, req.Params)
+	if id == nil {
+		return nil // a notification: no response, even to an error
+	}
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Code: CodeInternal, Message: err.Error()}
+		}
+		return &response{JSONRPC: "2.0", ID: id, Error: e}
+	}
+	return &response{JSONRPC: "2.0", ID: id, Result: result}
+}
+
+// validID reports whether id is a JSON string, number or null.
+func validID(id json.RawMessage) bool {
+	var v any
+	if json.Unmarshal(id, &v) != nil {
+		return false
+	}
+	switch v.(type) {
+	case nil, string, float64:
+		return true
+	}
+	return false
+}
+
+func fail(id json.RawMessage, code int, msg, name string) *response {
+	return &response{JSONRPC: "2.0", ID: id, Error: &Error{Code: code, Message: msg, Data: &ErrorData{Name: name}}}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v) //nolint:errcheck // the client went away: nothing to do
+}

@@ -1,0 +1,253 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/feed"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// Entry is one entry of a model, as JSON.
+type Entry struct {
+	Key   json.RawMessage `json:"key"`
+	Value json.RawMessage `json:"value"`
+}
+
+// Event is what Watch reports about a model: first its snapshot, then each
+// change, and the moments its source goes out of reach and comes back.
+type Event struct {
+	// Kind is "snapshot", "set", "delete", "stale" or "live".
+	Kind string `json:"event"`
+	// Epoch identifies the model instance (snapshot only).
+	Epoch string `json:"epoch,omitempty"`
+	// Version is the model's version after the change (or at the snapshot).
+	Version uint64 `json:"version,omitempty"`
+	// Key and Value are the changed entry (Value is the old value for a
+	// delete).
+	Key   json.RawMessage `json:"key,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
+	// Entries is the whole state (snapshot only), sorted by key.
+	Entries []Entry `json:"entries,omitempty"`
+}
+
+// jsonSink is a model's mirror as JSON: the typed layer of a feed follower
+// that decodes entries without their Go types and queues events.
+type jsonSink struct {
+	g  *Gateway
+	td *broker.TypeDescription // the model's description (entry types), or nil
+
+	mu      sync.Mutex
+	events  []Event
+	wake    chan struct{}
+	started bool
+	fl      *feed.Follower
+	src     *remote.Ref // released with the mirror, when the sink owns it
+}
+
+// close ends the subscription and gives back the reference to the model.
+func (s *jsonSink) close() {
+	s.fl.Close()
+	if s.src != nil {
+		s.src.Release()
+	}
+}
+
+type jsonChange struct{ key, value json.RawMessage }
+
+func (s *jsonSink) Decode(c feed.Change) (any, error) {
+	var keyTD, valTD *broker.TypeDescription
+	if s.td != nil {
+		keyTD, valTD = s.td.Key, s.td.Elem
+	}
+	k, err := s.entryJSON(c.Key, keyTD)
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	var v json.RawMessage
+	if !c.Deleted {
+		if v, err = s.entryJSON(c.Value, valTD); err != nil {
+			return nil, fmt.Errorf("value: %w", err)
+		}
+	}
+	return jsonChange{k, v}, nil
+}
+
+func (s *jsonSink) entryJSON(raw []byte, td *broker.TypeDescription) (json.RawMessage, error) {
+	x, err := broker.UnmarshalRaw(raw)
+	if err != nil {
+		return nil, err
+	}
+	j, err := s.g.toJSON(context.Background(), x, td)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+// Commit runs with the feed locked: it only queues.
+func (s *jsonSink) Commit(events []feed.Event, reset bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		s.started = true
+		snap := Event{Kind: "snapshot", Epoch: s.fl.Feed().EpochLocked(), Version: s.fl.Feed().VersionLocked()}
+		for _, ev := range events {
+			if !ev.Deleted {
+				c := ev.Decoded.(jsonChange)
+				snap.Entries = append(snap.Entries, Entry{Key: c.key, Value: c.value})
+			}
+		}
+		sort.Slice(snap.Entries, func(i, j int) bool { return string(snap.Entries[i].Key) < string(snap.Entries[j].Key) })
+		s.push(snap)
+		return
+	}
+	for _, ev := range events {
+		c := ev.Decoded.(jsonChange)
+		if ev.Deleted {
+			var old json.RawMessage
+			if ev.HadPrev {
+				old, _ = s.entryJSON(ev.Prev, nil)
+			}
+			s.push(Event{Kind: "delete", Version: ev.Version, Key: c.key, Value: old})
+		} else {
+			s.push(Event{Kind: "set", Version: ev.Version, Key: c.key, Value: c.value})
+		}
+	}
+}
+
+func (s *jsonSink) Stale(stale bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return
+	}
+	kind := "live"
+	if stale {
+		kind = "stale"
+	}
+	s.push(Event{Kind: kind, Version: s.fl.Feed().VersionLocked()})
+}
+
+// push queues ev; s.mu held.
+func (s *jsonSink) push(ev Event) {
+	s.events = append(s.events, ev)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *jsonSink) take() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs := s.events
+	s.events = nil
+	return evs
+}
+
+// follow attaches a JSON mirror to the model behind src.
+func (g *Gateway) follow(ctx context.Context, src remoteable.Caller, td *broker.TypeDescription) (*jsonSink, error) {
+	s := &jsonSink{g: g, td: td, wake: make(chan struct{}, 1)}
+	fo := feed.Options{LogSize: 1}
+	if _, ok := src.(*remote.Ref); ok {
+		fo.WaitLink = remote.WaitForLink
+	}
+	s.fl = feed.NewFollower(src, s, fo)
+	if err := s.fl.Attach(ctx); err != nil {
+		s.fl.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// snapshotJSON is how a model in a call's result is shown: its state now.
+func (g *Gateway) snapshotJSON(ctx context.Context, src remoteable.Caller, td *broker.TypeDescription) (any, error) {
+	s, err := g.follow(ctx, src, td)
+	if err != nil {
+		return nil, fmt.Errorf("reading the model: %w", err)
+	}
+	s.fl.Close()
+	for _, ev := range s.take() {
+		if ev.Kind == "snapshot" {
+			typ := ""
+			if td != nil {
+				typ = td.Go
+			}
+			return map[string]any{"$cacheable": typ, "epoch": ev.Epoch, "version": ev.Version, "entries": entriesOrEmpty(ev.Entries)}, nil
+		}
+	}
+	return nil, fmt.Errorf("reading the model: no snapshot")
+}
+
+func entriesOrEmpty(es []Entry) []Entry {
+	if es == nil {
+		return []Entry{}
+	}
+	return es
+}
+
+// Watch calls method (see Call) on a manager or handle, which must return
+// a model (a Cacheable), and reports the model's snapshot and then every
+// change to fn, in order, until ctx ends. When the link to the model drops
+// fn gets a "stale" event, and a "live" one once the mirror has caught up;
+// the changes made meanwhile arrive in between, none lost or repeated. To
+// resume on its own after an outage the method must be declared
+// Idempotent. fn runs on the caller's goroutine. Watch returns ctx's error,
+// or the error that kept it from starting.
+func (g *Gateway) Watch(ctx context.Context, method string, params json.RawMessage, fn func(Event)) error {
+	s, err := g.startWatch(ctx, method, params)
+	if err != nil {
+		return g.errorFor(ctx, err)
+	}
+	defer s.close()
+	for {
+		for _, ev := range s.take() {
+			fn(ev)
+		}
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-g.done:
+			return ErrClosed
+		}
+	}
+}
+
+// startWatch calls the method and attaches a JSON mirror to the model it
+// returns, within the gateway's timeout.
+func (g *Gateway) startWatch(ctx context.Context, method string, params json.RawMessage) (*jsonSink, error) {
+	if g.closed() {
+		return nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout)
+	defer cancel()
+	inv, err := g.prepare(ctx, method, params)
+	if err != nil {
+		return nil, err
+	}
+	if inv.md.Result == nil || (inv.md.Result.Kind != "cacheable" && inv.md.Result.Kind != "any") {
+		return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s does not return a model", method), Data: &ErrorData{Name: "tether.not-cacheable"}}
+	}
+	var src any
+	if err := inv.target.Call(ctx, inv.md.Name, &src, inv.args...); err != nil {
+		return nil, err
+	}
+	ref, ok := src.(*remote.Ref)
+	if !ok || !ref.Cacheable() {
+		return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s returned %T, not a model", method, src), Data: &ErrorData{Name: "tether.not-cacheable"}}
+	}
+	s, err := g.follow(ctx, ref, inv.md.Result)
+	if err != nil {
+		ref.Release()
+		return nil, err
+	}
+	s.src = ref
+	return s, nil
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/tether-go/tether/remoteable"
@@ -78,7 +80,7 @@ func Describe(obj any) Description {
 		}
 	}
 	ot := objTypeOf(obj)
-	d := Description{Type: fmt.Sprintf("%T", obj)}
+	d := Description{Type: goName(fmt.Sprintf("%T", obj))}
 	for _, name := range ot.names {
 		m := ot.methods[name]
 		md := MethodDescription{Name: name, Variadic: m.variadic, Idempotent: m.opts.Idempotent, ByReference: m.opts.ByReference}
@@ -113,12 +115,25 @@ func (r *Ref) Describe(ctx context.Context) (Description, error) {
 
 var timeType = reflect.TypeFor[time.Time]()
 
+// importPath matches the import path Go spells out in a generic type's
+// arguments (cache.Map[string,github.com/x/y.User]).
+var importPath = regexp.MustCompile(`[\w.~-]+(/[\w.~-]+)*/([\w~-]+)\.`)
+
+// goName shortens the import paths in a type name to their last element,
+// as Go writes the type's own package: cache.Map[string,y.User].
+func goName(s string) string {
+	if !strings.Contains(s, "/") {
+		return s
+	}
+	return importPath.ReplaceAllString(s, "$2.")
+}
+
 // maxDescribeDepth bounds nesting, for recursive types.
 const maxDescribeDepth = 6
 
 func describeType(ti *typeInfo, depth int) TypeDescription {
 	t := ti.t
-	d := TypeDescription{Go: t.String()}
+	d := TypeDescription{Go: goName(t.String())}
 	switch ti.kind {
 	case kRef, kObject, kObjectValue:
 		d.Kind = "reference"

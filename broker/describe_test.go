@@ -80,3 +80,14 @@ func TestDescribe(t *testing.T) {
 	_, err = other.Root().Describe(testCtx(t))
 	assert.NoError(t, err, "MethodPolicies without a default allow describing")
 }
+
+func TestGoNamesAreShort(t *testing.T) {
+	for in, want := range map[string]string{
+		"*cache.Map[string,github.com/tether-go/tether/cmd/tether.User]": "*cache.Map[string,tether.User]",
+		"map[string]example.com/a/b-c/v2.T":                              "map[string]v2.T",
+		"*cache.Map[string,float64]":                                     "*cache.Map[string,float64]",
+		"[]*example.com/x.Y":                                             "[]*x.Y",
+	} {
+		assert.Equal(t, want, goName(in))
+	}
+}

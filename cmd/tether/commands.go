@@ -1,0 +1,525 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/remote"
+)
+
+// newFlags returns a flag set whose -h prints synopsis, then the flags.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; -h is success, other mistakes are usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return &exitError{code: exitOK}
+		}
+		return &exitError{code: exitUsage}
+	}
+	return nil
+}
+
+// dialFlags are the flags of every command that connects to a server; they
+// match the library's options.
+type dialFlags struct {
+	timeout    time.Duration
+	token      string
+	useTLS     bool
+	caFile     string
+	certFile   string
+	keyFile    string
+	serverName string
+}
+
+func (d *dialFlags) register(fs *flag.FlagSet, what string) {
+	fs.DurationVar(&d.timeout, "timeout", 10*time.Second, "give up on "+what+" after this long")
+	fs.StringVar(&d.token, "token", os.Getenv("TETHER_TOKEN"), "the server's shared token (broker.WithToken); default $TETHER_TOKEN")
+	fs.BoolVar(&d.useTLS, "tls", false, "connect with TLS (implied by -cacert, -cert)")
+	fs.StringVar(&d.caFile, "cacert", "", "PEM file of CA certificates to verify the server with (default: the system's)")
+	fs.StringVar(&d.certFile, "cert", "", "PEM client certificate, for servers that require one (mutual TLS)")
+	fs.StringVar(&d.keyFile, "key", "", "PEM key of -cert")
+	fs.StringVar(&d.serverName, "servername", "", "the name to verify the server's certificate against (default: the host in ADDR)")
+}
+
+func (d *dialFlags) tlsConfig() (*tls.Config, error) {
+	if !d.useTLS && d.caFile == "" && d.certFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: d.serverName}
+	if d.caFile != "" {
+		pem, err := os.ReadFile(d.caFile)
+		if err != nil {
+			return nil, usageErr("-cacert: %v", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usageErr("-cacert: no PEM certificates in %s", d.caFile)
+		}
+	}
+	if d.certFile != "" || d.keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(d.certFile, d.keyFile)
+		if err != nil {
+			return nil, usageErr("-cert/-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// connect returns a lasting client to addr and a gateway over it, which
+// does the JSON conversion for every command.
+func (d *dialFlags) connect(ctx context.Context, addr string) (*remote.Client, *gateway.Gateway, error) {
+	if d.timeout <= 0 {
+		return nil, nil, usageErr("-timeout must be positive")
+	}
+	cfg, err := d.tlsConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	bopts := []broker.Option{broker.WithName("tether-cli"), broker.WithToken(d.token)}
+	if cfg != nil {
+		bopts = append(bopts, broker.WithTLS(cfg))
+	}
+	cl, err := remote.Connect(ctx, "tcp", addr, remote.WithBroker(bopts...), remote.WithDialTimeout(d.timeout))
+	if err != nil {
+		return nil, nil, usageErr("%v", err)
+	}
+	gw, err := gateway.New(cl, gateway.WithTimeout(d.timeout))
+	if err != nil {
+		cl.Close()
+		return nil, nil, usageErr("%v", err)
+	}
+	return cl, gw, nil
+}
+
+// callErr turns a gateway error into the command's exit: 3 when the server
+// was out of reach or too slow, 1 otherwise.
+func callErr(err error, stderr io.Writer) error {
+	var ge *gateway.Error
+	if !errors.As(err, &ge) {
+		return err
+	}
+	code := exitCallFailed
+	if ge.Code == gateway.CodeUnavailable || ge.Code == gateway.CodeTimeout {
+		code = exitUnreachable
+	}
+	if ge.Data != nil && ge.Data.Traceback != "" {
+		fmt.Fprintf(stderr, "remote traceback:\n%s\n", ge.Data.Traceback)
+	}
+	return &exitError{code: code, msg: "error: " + ge.Error()}
+}
+
+func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ls", "Usage: tether ls [flags] ADDR [name]\n\nWithout a name, lists the managers the server at ADDR publishes, with their\nGo types. With a name, lists that manager's methods with their signatures.", stderr)
+	var df dialFlags
+	df.register(fs, "the server")
+	asJSON := fs.Bool("json", false, "print the descriptions as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		fs.Usage()
+		return &exitError{code: exitUsage}
+	}
+	cl, gw, err := df.connect(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer gw.Close()
+	if fs.NArg() == 2 {
+		d, err := gw.Describe(ctx, fs.Arg(1))
+		if err != nil {
+			return callErr(err, stderr)
+		}
+		if *asJSON {
+			return printJSON(stdout, d)
+		}
+		printMethods(stdout, fs.Arg(1), d)
+		return nil
+	}
+	raw, err := gw.Call(ctx, "rpc.managers", nil)
+	if err != nil {
+		return callErr(err, stderr)
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return err
+	}
+	descs := map[string]broker.Description{}
+	for _, n := range names {
+		d, err := gw.Describe(ctx, n)
+		if err != nil {
+			return callErr(err, stderr)
+		}
+		descs[n] = d
+	}
+	if *asJSON {
+		return printJSON(stdout, descs)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t%s\t%d methods\n", n, descs[n].Type, len(descs[n].Methods))
+	}
+	return tw.Flush()
+}
+
+// printMethods writes one line per method: its signature, then what a
+// caller should know (safe to repeat; the result is a reference, a
+// Copyable or a model).
+func printMethods(w io.Writer, name string, d broker.Description) {
+	fmt.Fprintf(w, "%s (%s)\n", name, d.Type)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range d.Methods {
+		params := make([]string, len(m.Params))
+		for i, p := range m.Params {
+			params[i] = p.Go
+		}
+		result := "error"
+		if m.Result != nil {
+			result = "(" + m.Result.Go + ", error)"
+		}
+		var notes []string
+		if m.Idempotent {
+			notes = append(notes, "idempotent")
+		}
+		if m.Result != nil {
+			switch m.Result.Kind {
+			case "reference", "cacheable":
+				notes = append(notes, m.Result.Kind)
+			case "copyable":
+				notes = append(notes, "copyable "+m.Result.Name)
+			}
+		}
+		fmt.Fprintf(tw, "  %s(%s) %s\t%s\n", m.Name, strings.Join(params, ", "), result, strings.Join(notes, ", "))
+	}
+	tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// callParams turns the command line's arguments into a JSON params array:
+// each is JSON, except that an argument for a string parameter that is not
+// a JSON string is taken as the text itself (tether call ADDR users.Get
+// alice).
+func callParams(ctx context.Context, gw *gateway.Gateway, method string, args []string) (json.RawMessage, error) {
+	var d *broker.Description
+	if i := strings.LastIndexByte(method, '.'); i > 0 && !strings.HasPrefix(method, "rpc.") {
+		if desc, err := gw.Describe(ctx, method[:i]); err == nil {
+			d = &desc
+		}
+	}
+	params := make([]json.RawMessage, len(args))
+	for i, a := range args {
+		isString := false
+		if d != nil {
+			if m, ok := d.Method(method[strings.LastIndexByte(method, '.')+1:]); ok && len(m.Params) > 0 {
+				p := m.Params[min(i, len(m.Params)-1)]
+				if m.Variadic && i >= len(m.Params)-1 && p.Elem != nil {
+					p = *p.Elem
+				}
+				isString = p.Kind == "string"
+			}
+		}
+		switch {
+		case isString && !strings.HasPrefix(strings.TrimSpace(a), `"`):
+			params[i], _ = json.Marshal(a)
+		case json.Valid([]byte(a)):
+			params[i] = json.RawMessage(a)
+		default:
+			if d != nil && !isString {
+				return nil, usageErr("argument %d is not JSON: %s", i+1, a)
+			}
+			params[i], _ = json.Marshal(a)
+		}
+	}
+	return json.Marshal(params)
+}
+
+func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("call", `Usage: tether call [flags] ADDR name.Method [args...]
+
+Calls Method on the manager registered as name (or a built-in: rpc.managers,
+rpc.describe) and prints the result as JSON. Each argument is JSON
+('{"name":"carol"}', 42, true); for a string parameter plain text will do.
+Copyables print as their fields plus "$type", references as typed handles,
+models as a snapshot. An error prints its name and message and exits 1.`, stderr)
+	var df dialFlags
+	df.register(fs, "the call")
+	compact := fs.Bool("compact", false, "print the result on one line")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return &exitError{code: exitUsage}
+	}
+	cl, gw, err := df.connect(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer gw.Close()
+	method := fs.Arg(1)
+	params, err := callParams(ctx, gw, method, fs.Args()[2:])
+	if err != nil {
+		return err
+	}
+	raw, err := gw.Call(ctx, method, params)
+	if err != nil {
+		return callErr(err, stderr)
+	}
+	if *compact {
+		_, err = fmt.Fprintf(stdout, "%s\n", raw)
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return printJSON(stdout, v)
+}
+
+func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("watch", `Usage: tether watch [flags] ADDR name.Method [args...]
+
+Calls a method that returns a model (a Cacheable) and prints its snapshot,
+then each change as it arrives, and "stale" / "live" when the link to the
+model drops and comes back (the changes made meanwhile are printed once it
+is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
+	var df dialFlags
+	df.register(fs, "the first snapshot")
+	asJSON := fs.Bool("json", false, "print one JSON event per line")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return &exitError{code: exitUsage}
+	}
+	cl, gw, err := df.connect(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer gw.Close()
+	method := fs.Arg(1)
+	params, err := callParams(ctx, gw, method, fs.Args()[2:])
+	if err != nil {
+		return err
+	}
+	var werr error
+	err = gw.Watch(ctx, method, params, func(ev gateway.Event) {
+		if werr != nil {
+			return
+		}
+		if *asJSON {
+			b, _ := json.Marshal(ev)
+			_, werr = fmt.Fprintf(stdout, "%s\n", b)
+			return
+		}
+		_, werr = io.WriteString(stdout, formatEvent(ev))
+	})
+	if werr != nil {
+		return werr
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil // interrupted: the normal end
+	}
+	return callErr(err, stderr)
+}
+
+// formatEvent is an event as a person reads it.
+func formatEvent(ev gateway.Event) string {
+	switch ev.Kind {
+	case "snapshot":
+		var b strings.Builder
+		fmt.Fprintf(&b, "snapshot v%d (%d entries)\n", ev.Version, len(ev.Entries))
+		for _, e := range ev.Entries {
+			fmt.Fprintf(&b, "  %s = %s\n", e.Key, e.Value)
+		}
+		return b.String()
+	case "set":
+		return fmt.Sprintf("v%d set %s = %s\n", ev.Version, ev.Key, ev.Value)
+	case "delete":
+		return fmt.Sprintf("v%d delete %s\n", ev.Version, ev.Key)
+	case "stale":
+		return fmt.Sprintf("stale: the link to the model is down (at v%d)\n", ev.Version)
+	case "live":
+		return fmt.Sprintf("live: in sync again at v%d\n", ev.Version)
+	}
+	return fmt.Sprintf("%s\n", ev.Kind)
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", `Usage: tether serve [flags]
+
+Runs a demo server until interrupted. Its registry holds "users" (a user
+directory: Get, Names, Add, Remove, Login returning a session by reference,
+Model returning a model of the users) and "gauges" (a model that changes
+every tick).`, stderr)
+	listen := fs.String("listen", "127.0.0.1:7878", "the address to listen on")
+	token := fs.String("token", os.Getenv("TETHER_TOKEN"), "require this shared token from clients (broker.WithToken); default $TETHER_TOKEN")
+	certFile := fs.String("cert", "", "serve TLS with this PEM certificate")
+	keyFile := fs.String("key", "", "PEM key of -cert")
+	clientCA := fs.String("client-ca", "", "require client certificates signed by a CA in this PEM file (mutual TLS)")
+	tracebacks := fs.Bool("tracebacks", false, "send handler tracebacks with errors (broker.WithTracebacks)")
+	tick := fs.Duration("tick", time.Second, "how often the gauges change")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 || *tick <= 0 {
+		fs.Usage()
+		return &exitError{code: exitUsage}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return &exitError{code: exitUnreachable, msg: err.Error()}
+	}
+	scheme := "tcp"
+	if *certFile != "" || *keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			ln.Close()
+			return usageErr("-cert/-key: %v", err)
+		}
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		if *clientCA != "" {
+			pem, err := os.ReadFile(*clientCA)
+			if err != nil {
+				ln.Close()
+				return usageErr("-client-ca: %v", err)
+			}
+			cfg.ClientCAs = x509.NewCertPool()
+			if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+				ln.Close()
+				return usageErr("-client-ca: no PEM certificates in %s", *clientCA)
+			}
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		ln = tls.NewListener(ln, cfg)
+		scheme = "tls"
+	} else if *clientCA != "" {
+		ln.Close()
+		return usageErr("-client-ca needs -cert and -key")
+	}
+	reg, drive := newDemo()
+	srv := broker.NewServer(reg, broker.WithName("tether-demo"), broker.WithToken(*token), broker.WithTracebacks(*tracebacks))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	driven := make(chan struct{})
+	go func() {
+		defer close(driven)
+		drive(ctx, *tick)
+	}()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "tether demo serving on %s://%s (managers: %s)\n", scheme, ln.Addr(), strings.Join(reg.Names(), ", "))
+	var serr error
+	select {
+	case <-ctx.Done():
+	case serr = <-served:
+	}
+	cancel()
+	srv.Close()
+	<-driven
+	if serr == nil {
+		serr = <-served
+	}
+	if serr != nil && !errors.Is(serr, broker.ErrServerClosed) {
+		return serr
+	}
+	return nil
+}
+
+func cmdGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("gateway", `Usage: tether gateway -upstream ADDR [flags]
+
+Serves JSON-RPC 2.0 over HTTP POST, calling the managers of the Tether
+server at ADDR through a lasting connection (it rides out the server's
+outages; requests made meanwhile get error -32001 at once). Try:
+
+  curl -s -H 'Content-Type: application/json' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"users.Get","params":["alice"]}' \
+    http://127.0.0.1:8080/`, stderr)
+	var df dialFlags
+	df.register(fs, "each call")
+	upstream := fs.String("upstream", "", "the Tether server to call (required)")
+	listen := fs.String("listen", "127.0.0.1:8080", "the HTTP address to listen on")
+	httpToken := fs.String("http-token", os.Getenv("TETHER_HTTP_TOKEN"), "require \"Authorization: Bearer <token>\" from HTTP clients; default $TETHER_HTTP_TOKEN")
+	maxBody := fs.Int64("max-body", 1<<20, "the largest request body accepted, in bytes")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *upstream == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return &exitError{code: exitUsage}
+	}
+	if df.timeout <= 0 || *maxBody <= 0 {
+		return usageErr("-timeout and -max-body must be positive")
+	}
+	cfg, err := df.tlsConfig()
+	if err != nil {
+		return err
+	}
+	bopts := []broker.Option{broker.WithName("tether-gateway"), broker.WithToken(df.token)}
+	if cfg != nil {
+		bopts = append(bopts, broker.WithTLS(cfg))
+	}
+	cl, err := remote.Connect(ctx, "tcp", *upstream, remote.WithBroker(bopts...), remote.WithDialTimeout(df.timeout))
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer cl.Close()
+	gw, err := gateway.New(cl, gateway.WithTimeout(df.timeout), gateway.WithToken(*httpToken), gateway.WithMaxBodySize(*maxBody))
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer gw.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return &exitError{code: exitUnreachable, msg: err.Error()}
+	}
+	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), *upstream)
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx) //nolint:errcheck // closing anyway
+	<-served
+	return nil
+}

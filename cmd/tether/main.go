@@ -1,0 +1,106 @@
+// Command tether talks to Tether servers from a shell: it serves a demo,
+// lists managers and their methods, calls methods with JSON arguments,
+// watches models change, and runs a JSON-RPC gateway for other languages.
+//
+//	tether serve [-listen addr]
+//	tether ls ADDR [name]
+//	tether call ADDR name.Method [json args...]
+//	tether watch ADDR name.Method [json args...]
+//	tether gateway -upstream ADDR [-listen addr]
+//
+// Run "tether help" or "tether COMMAND -h" for the flags. Exit codes: 0
+// success, 1 the call failed (the method returned an error, or no such
+// manager, method or argument shape), 2 bad usage, 3 the server could not
+// be reached or did not answer in time.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK          = 0
+	exitCallFailed  = 1
+	exitUsage       = 2
+	exitUnreachable = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `tether talks to Tether servers.
+
+Usage:
+  tether serve   [-listen addr] [flags]          run a demo server
+  tether ls      [flags] ADDR [name]             list managers, or one manager's methods
+  tether call    [flags] ADDR name.Method [args] call a method; args are JSON
+  tether watch   [flags] ADDR name.Method [args] follow a model a method returns
+  tether gateway -upstream ADDR [-listen addr]   serve JSON-RPC 2.0 over HTTP
+
+"tether COMMAND -h" shows a command's flags.
+
+Exit codes: 0 success; 1 the call failed (the method returned an error, or
+there is no such manager or method, or the arguments do not fit); 2 bad
+usage; 3 the server could not be reached or did not answer in time.
+`
+
+// run is the whole command, so that tests can run it in process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"serve":   cmdServe,
+		"ls":      cmdLs,
+		"call":    cmdCall,
+		"watch":   cmdWatch,
+		"gateway": cmdGateway,
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tether: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	err := cmd(ctx, args[1:], stdout, stderr)
+	var ex *exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ex):
+		if ex.msg != "" {
+			fmt.Fprintf(stderr, "tether %s: %s\n", args[0], ex.msg)
+		}
+		return ex.code
+	}
+	fmt.Fprintf(stderr, "tether %s: %v\n", args[0], err)
+	return exitCallFailed
+}
+
+// exitError carries an exit code up to run.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}

@@ -358,6 +358,23 @@ func TestWatchFollowsAModelAcrossAnOutage(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s v%d %s", ev.Kind, ev.Version, ev.Key))
 	}
 	assert.Equal(t, []string{`set v3 "c"`, `delete v4 "a"`}, got, "the changes made during the outage, once each")
+
+	// The server is replaced by one whose model is a new instance: a
+	// reset, then the differences.
+	other := newShop()
+	require.NoError(t, other.model.Set("b", 2))
+	require.NoError(t, other.model.Set("z", 26))
+	e.proxy.SetTarget(startShop(t, other))
+	e.proxy.Reset()
+	assert.Equal(t, "stale", next().Kind)
+	reset := next()
+	assert.Equal(t, "reset", reset.Kind)
+	assert.Equal(t, other.model.Epoch(), reset.Epoch)
+	got = nil
+	for ev := next(); ev.Kind != "live"; ev = next() {
+		got = append(got, fmt.Sprintf("%s v%d %s", ev.Kind, ev.Version, ev.Key))
+	}
+	assert.ElementsMatch(t, []string{`delete v2 "c"`, `set v2 "z"`}, got, "b is the same in both")
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
 	eventuallyTrue(t, "the subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })

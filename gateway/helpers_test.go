@@ -134,7 +134,6 @@ func (s *shop) Slow(ctx context.Context) error {
 // through a fault-injecting proxy, and a gateway over real HTTP.
 type env struct {
 	shop  *shop
-	srv   *broker.Server
 	proxy *faultnet.Proxy
 	cl    *remote.Client
 	gw    *gateway.Gateway
@@ -144,15 +143,9 @@ type env struct {
 func newEnv(t *testing.T, srvOpts []broker.Option, opts ...gateway.Option) *env {
 	t.Helper()
 	e := &env{shop: newShop()}
-	reg := registry.New()
-	require.NoError(t, reg.Register("shop", e.shop))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	e.srv = broker.NewServer(reg, srvOpts...)
-	served := make(chan struct{})
-	go func() { defer close(served); e.srv.Serve(ln) }()
-	t.Cleanup(func() { e.srv.Close(); <-served })
-	e.proxy, err = faultnet.New(ln.Addr().String())
+	addr := startShop(t, e.shop, srvOpts...)
+	var err error
+	e.proxy, err = faultnet.New(addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.proxy.Close() })
 	e.cl, err = remote.Connect(testCtx(t), "tcp", e.proxy.Addr(),
@@ -167,6 +160,20 @@ func newEnv(t *testing.T, srvOpts []broker.Option, opts ...gateway.Option) *env 
 	t.Cleanup(e.http.Close)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	return e
+}
+
+// startShop serves a registry holding s as "shop" and returns its address.
+func startShop(t *testing.T, s *shop, opts ...broker.Option) string {
+	t.Helper()
+	reg := registry.New()
+	require.NoError(t, reg.Register("shop", s))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(reg, opts...)
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	return ln.Addr().String()
 }
 
 // post sends body and returns the status and the decoded response.

@@ -22,9 +22,12 @@ type Entry struct {
 // Event is what Watch reports about a model: first its snapshot, then each
 // change, and the moments its source goes out of reach and comes back.
 type Event struct {
-	// Kind is "snapshot", "set", "delete", "stale" or "live".
+	// Kind is "snapshot", "set", "delete", "stale", "live" or "reset". A
+	// reset says the model is a new instance (its server restarted, say):
+	// the sets and deletes that follow take the watcher's state to the new
+	// model's, and versions count from the new epoch.
 	Kind string `json:"event"`
-	// Epoch identifies the model instance (snapshot only).
+	// Epoch identifies the model instance (snapshot and reset only).
 	Epoch string `json:"epoch,omitempty"`
 	// Version is the model's version after the change (or at the snapshot).
 	Version uint64 `json:"version,omitempty"`
@@ -106,6 +109,9 @@ func (s *jsonSink) Commit(events []feed.Event, reset bool) {
 		sort.Slice(snap.Entries, func(i, j int) bool { return string(snap.Entries[i].Key) < string(snap.Entries[j].Key) })
 		s.push(snap)
 		return
+	}
+	if reset {
+		s.push(Event{Kind: "reset", Epoch: s.fl.Feed().EpochLocked(), Version: s.fl.Feed().VersionLocked()})
 	}
 	for _, ev := range events {
 		c := ev.Decoded.(jsonChange)

@@ -373,6 +373,8 @@ func formatEvent(ev gateway.Event) string {
 		return fmt.Sprintf("v%d delete %s\n", ev.Version, ev.Key)
 	case "stale":
 		return fmt.Sprintf("stale: the link to the model is down (at v%d)\n", ev.Version)
+	case "reset":
+		return fmt.Sprintf("reset: the model is a new one (epoch %s, v%d); the differences follow\n", ev.Epoch, ev.Version)
 	case "live":
 		return fmt.Sprintf("live: in sync again at v%d\n", ev.Version)
 	}

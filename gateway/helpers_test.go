@@ -140,7 +140,7 @@ type env struct {
 	http  *httptest.Server
 }
 
-func newEnv(t *testing.T, srvOpts []broker.Option, opts ...gateway.Option) *env {
+func newEnv(t testing.TB, srvOpts []broker.Option, opts ...gateway.Option) *env {
 	t.Helper()
 	e := &env{shop: newShop()}
 	addr := startShop(t, e.shop, srvOpts...)
@@ -148,7 +148,14 @@ func newEnv(t *testing.T, srvOpts []broker.Option, opts ...gateway.Option) *env 
 	e.proxy, err = faultnet.New(addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.proxy.Close() })
-	e.cl, err = remote.Connect(testCtx(t), "tcp", e.proxy.Addr(),
+	return e.connect(t, e.proxy.Addr(), opts...)
+}
+
+// connect gives e a client of addr, a gateway over it, and an HTTP server
+// in front of the gateway.
+func (e *env) connect(t testing.TB, addr string, opts ...gateway.Option) *env {
+	var err error
+	e.cl, err = remote.Connect(testCtx(t), "tcp", addr,
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}),
 		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
 	require.NoError(t, err)
@@ -163,7 +170,7 @@ func newEnv(t *testing.T, srvOpts []broker.Option, opts ...gateway.Option) *env 
 }
 
 // startShop serves a registry holding s as "shop" and returns its address.
-func startShop(t *testing.T, s *shop, opts ...broker.Option) string {
+func startShop(t testing.TB, s *shop, opts ...broker.Option) string {
 	t.Helper()
 	reg := registry.New()
 	require.NoError(t, reg.Register("shop", s))

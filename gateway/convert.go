@@ -77,6 +77,9 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 		return g.fromJSONAny(v, path)
 	}
 	if v == nil {
+		if !nullable(td) {
+			return nil, badParam(path, "want %s (%s), got null", kindWord(td.Kind), td.Go)
+		}
 		return nil, nil
 	}
 	switch td.Kind {
@@ -90,7 +93,7 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 		}
 	case "int":
 		if n, ok := v.(json.Number); ok {
-			i, err := strconv.ParseInt(n.String(), 10, 64)
+			i, err := strconv.ParseInt(n.String(), 10, bits(td.Go))
 			if err != nil {
 				return nil, badParam(path, "want an integer (%s), got %s", td.Go, n)
 			}
@@ -98,7 +101,7 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 		}
 	case "uint":
 		if n, ok := v.(json.Number); ok {
-			u, err := strconv.ParseUint(n.String(), 10, 64)
+			u, err := strconv.ParseUint(n.String(), 10, bits(td.Go))
 			if err != nil {
 				return nil, badParam(path, "want a non-negative integer (%s), got %s", td.Go, n)
 			}
@@ -111,6 +114,16 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 				return nil, badParam(path, "want a number (%s), got %s", td.Go, n)
 			}
 			return f, nil
+		}
+		if s, ok := v.(string); ok { // as results write them
+			switch s {
+			case "NaN":
+				return math.NaN(), nil
+			case "+Inf", "Inf":
+				return math.Inf(1), nil
+			case "-Inf":
+				return math.Inf(-1), nil
+			}
 		}
 	case "bytes":
 		if s, ok := v.(string); ok {
@@ -131,6 +144,10 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			return t, nil
 		}
 	case "array":
+		if s, ok := v.(string); ok && td.Elem != nil && td.Elem.Go == "uint8" {
+			// A byte array ([N]byte) is written as base64, like []byte.
+			return g.fromJSON(s, &broker.TypeDescription{Go: td.Go, Kind: "bytes"}, path)
+		}
 		if a, ok := v.([]any); ok {
 			out := make([]any, len(a))
 			for i, x := range a {
@@ -144,6 +161,9 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 	case "map":
 		if m, ok := v.(map[string]any); ok {
 			return g.mapFromJSON(m, td, path)
+		}
+		if a, ok := v.([]any); ok {
+			return g.pairsFromJSON(a, td, path)
 		}
 	case "struct":
 		if m, ok := v.(map[string]any); ok {
@@ -178,6 +198,33 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 		return g.fromJSONAny(v, path)
 	}
 	return nil, badParam(path, "want %s (%s), got %s", kindWord(td.Kind), td.Go, jsonKind(v))
+}
+
+// nullable reports whether a parameter of td can be null: pointers,
+// slices, maps, references and interfaces can; scalars and plain structs
+// cannot, rather than silently becoming zero.
+func nullable(td *broker.TypeDescription) bool {
+	if strings.HasPrefix(td.Go, "*") || strings.HasPrefix(td.Go, "[]") || strings.HasPrefix(td.Go, "map[") {
+		return true
+	}
+	switch td.Kind {
+	case "reference", "any", "custom", "error", "bytes", "map":
+		return true
+	}
+	return false
+}
+
+// bits is the width of a sized integer type, 64 for the others.
+func bits(goType string) int {
+	switch goType {
+	case "int8", "uint8":
+		return 8
+	case "int16", "uint16":
+		return 16
+	case "int32", "uint32":
+		return 32
+	}
+	return 64
 }
 
 func kindWord(kind string) string {
@@ -238,6 +285,11 @@ func (g *Gateway) fromJSONAny(v any, path string) (any, error) {
 		if r, err := g.refFromJSON(x, path); r != nil || err != nil {
 			return r, err
 		}
+		if t, has := x["$type"]; has {
+			if _, ok := t.(string); !ok {
+				return nil, badParam(path, "$type must be a Copyable's registered name, got %s", jsonKind(t))
+			}
+		}
 		if name, ok := x["$type"].(string); ok {
 			if val, has := x["$value"]; has && len(x) == 2 {
 				// A Copyable whose state is not a map (a toarray type).
@@ -288,7 +340,36 @@ func (g *Gateway) mapFromJSON(m map[string]any, td *broker.TypeDescription, path
 		if err != nil {
 			return nil, badParam(path, "key %q: %v", k, err)
 		}
+		if _, dup := out[key]; dup {
+			return nil, badParam(path, "key %q repeats another key", k)
+		}
 		if out[key], err = g.fromJSON(e, td.Elem, path+"."+k); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// pairsFromJSON reads a map written as [key, value] pairs, as results
+// write maps whose keys are not text, numbers or booleans.
+func (g *Gateway) pairsFromJSON(a []any, td *broker.TypeDescription, path string) (any, error) {
+	out := make(map[any]any, len(a))
+	for i, p := range a {
+		pair, ok := p.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, badParam(fmt.Sprintf("%s[%d]", path, i), "want a [key, value] pair")
+		}
+		key, err := g.fromJSON(pair[0], td.Key, fmt.Sprintf("%s[%d][0]", path, i))
+		if err != nil {
+			return nil, err
+		}
+		if key != nil && !reflect.TypeOf(key).Comparable() {
+			return nil, badParam(fmt.Sprintf("%s[%d][0]", path, i), "a %s cannot be a map key here", jsonKind(pair[0]))
+		}
+		if _, dup := out[key]; dup {
+			return nil, badParam(fmt.Sprintf("%s[%d][0]", path, i), "key repeats another key")
+		}
+		if out[key], err = g.fromJSON(pair[1], td.Elem, fmt.Sprintf("%s[%d][1]", path, i)); err != nil {
 			return nil, err
 		}
 	}
@@ -308,7 +389,11 @@ func mapKey(k string, td *broker.TypeDescription) (any, error) {
 	case "uint":
 		return strconv.ParseUint(k, 10, 64)
 	case "float":
-		return strconv.ParseFloat(k, 64)
+		f, err := strconv.ParseFloat(k, 64)
+		if err == nil && math.IsNaN(f) {
+			return nil, errors.New("NaN is not a usable key")
+		}
+		return f, err
 	case "bool":
 		return strconv.ParseBool(k)
 	}
@@ -519,8 +604,9 @@ func fieldType(td *broker.TypeDescription, name string) *broker.TypeDescription 
 }
 
 // mapToJSON writes a map whose keys are not all text: as an object when
-// every key is a number or a boolean (their decimal text as the name, like
-// encoding/json), else as an array of [key, value] pairs.
+// every key is an integer, a boolean or text (their decimal text as the
+// name, like encoding/json) and no two keys have the same text, else as an
+// array of [key, value] pairs.
 func (g *Gateway) mapToJSON(ctx context.Context, m map[any]any, td *broker.TypeDescription) (any, error) {
 	var elem *broker.TypeDescription
 	if td != nil && td.Kind == "map" {
@@ -542,7 +628,10 @@ func (g *Gateway) mapToJSON(ctx context.Context, m map[any]any, td *broker.TypeD
 				return nil, err
 			}
 		}
-		return out, nil
+		if len(out) == len(m) {
+			return out, nil
+		}
+		// 1 and "1" both present: only pairs keep them apart.
 	}
 	out := make([]any, 0, len(m))
 	for k, e := range m {

@@ -17,6 +17,9 @@
 //	{"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "no user \"bob\"", "data": {"name": "users.not-found"}}}
 //
 // Batches and notifications behave as the JSON-RPC 2.0 specification says.
+// Params are positional, one per parameter after the context, since Go
+// methods have no parameter names at run time; an object is taken as the
+// single argument of a method with exactly one parameter.
 //
 // # Values
 //
@@ -35,9 +38,15 @@
 //     unused for ten minutes is released (WithHandles);
 //   - a model (a Cacheable) is its snapshot: {"$cacheable": type, "epoch",
 //     "version", "entries": [{"key", "value"}...]}; Watch follows one;
-//   - a map whose keys are not text is an object when the keys are numbers
+//   - a map whose keys are not text is an object when the keys are integers
 //     or booleans, else an array of [key, value] pairs; NaN and the
-//     infinities are the strings "NaN", "+Inf", "-Inf".
+//     infinities are the strings "NaN", "+Inf", "-Inf". Params accept the
+//     same shapes.
+//
+// Where a parameter is untyped (any), an object with a "$ref" member is
+// read as a handle and one with a "$type" member as a Copyable; elsewhere
+// these names have no special meaning. Null is refused for parameters that
+// cannot be nil (numbers, strings, booleans, plain structs).
 //
 // # Built-in methods
 //

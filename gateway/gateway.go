@@ -36,6 +36,19 @@ type Error struct {
 	Code    int        `json:"code"`
 	Message string     `json:"message"`
 	Data    *ErrorData `json:"data,omitempty"`
+
+	err error // what it stands for, when that is one of this package's sentinels
+}
+
+// Unwrap returns ErrClosed for a call on a closed gateway.
+func (e *Error) Unwrap() error { return e.err }
+
+// ErrInterrupted is what a call whose context was cancelled (its HTTP
+// client went away, or the command was interrupted) fails with.
+var ErrInterrupted = errors.New("gateway: interrupted")
+
+func closedError() *Error {
+	return &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed"}, err: ErrClosed}
 }
 
 // ErrorData says which error it was: its registered name on the server
@@ -80,13 +93,15 @@ func New(cl *remote.Client, opts ...Option) (*Gateway, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Gateway{
+	g := &Gateway{
 		cl:      cl,
 		opts:    o,
 		handles: newHandles(o.handleIdle, o.maxHandles),
 		done:    make(chan struct{}),
 		descs:   map[*remote.Ref]*broker.Description{},
-	}, nil
+	}
+	g.handles.dropped = g.forget // a handle's description goes with it
+	return g, nil
 }
 
 // Close releases every handle the gateway gave out; later requests fail
@@ -126,7 +141,7 @@ type invocation struct {
 // A failure is an *Error.
 func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
 	if g.closed() {
-		return nil, &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed"}}
+		return nil, closedError()
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout)
 	defer cancel()
@@ -339,6 +354,9 @@ func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMes
 // Describe returns the description of the manager registered under name,
 // or of a handle.
 func (g *Gateway) Describe(ctx context.Context, name string) (broker.Description, error) {
+	if g.closed() {
+		return broker.Description{}, closedError()
+	}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout)
 	defer cancel()
 	target, err := g.target(ctx, name)
@@ -377,7 +395,7 @@ func (g *Gateway) errorFor(ctx context.Context, err error) *Error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeTimeout, Message: "the call did not finish in time: " + err.Error(), Data: &ErrorData{Name: "tether.timeout"}}
 	case errors.Is(err, context.Canceled):
-		return &Error{Code: CodeTimeout, Message: "the request was cancelled", Data: &ErrorData{Name: "tether.cancelled"}}
+		return &Error{Code: CodeTimeout, Message: "the request was cancelled", Data: &ErrorData{Name: "tether.cancelled"}, err: ErrInterrupted}
 	case errors.Is(err, remote.ErrDisconnected):
 		return &Error{Code: CodeUnavailable, Message: err.Error(), Data: &ErrorData{Name: "tether.disconnected"}}
 	case errors.Is(err, broker.ErrConnectionLost):
@@ -385,7 +403,7 @@ func (g *Gateway) errorFor(ctx context.Context, err error) *Error {
 	case errors.Is(err, broker.ErrDeadReference), errors.Is(err, broker.ErrClosed):
 		return &Error{Code: CodeUnavailable, Message: "the server is out of reach: " + err.Error(), Data: &ErrorData{Name: "tether.dead-reference"}}
 	case errors.Is(err, ErrClosed):
-		return &Error{Code: CodeUnavailable, Message: err.Error(), Data: &ErrorData{Name: "tether.closed"}}
+		return closedError()
 	case errors.Is(err, errUnknownHandle):
 		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.unknown-handle"}}
 	case errors.Is(err, broker.ErrBadArguments), errors.Is(err, broker.ErrMessageTooLarge):

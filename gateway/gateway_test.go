@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
 )
@@ -378,4 +380,126 @@ func TestWatchFollowsAModelAcrossAnOutage(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
 	eventuallyTrue(t, "the subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
+}
+
+func TestReviewedEdges(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+
+	// Member names are exact: "ID" is no id (a notification) and
+	// "JSONRPC" no version.
+	status, _ := e.post(t, `{"jsonrpc":"2.0","method":"shop.Note","params":["shouted"],"ID":5}`)
+	assert.Equal(t, http.StatusNoContent, status)
+	_, v := e.post(t, `{"JSONRPC":"2.0","id":1,"METHOD":"shop.Add","params":[1,2]}`)
+	assert.Equal(t, float64(gateway.CodeInvalidRequest), v.(map[string]any)["error"].(map[string]any)["code"])
+	// Any JSON number is an id, and comes back as sent.
+	resp, err := http.Post(e.http.URL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1e400,"method":"shop.Add","params":[1,2]}`))
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, `{"jsonrpc":"2.0","id":1e400,"result":3}`+"\n", string(raw))
+
+	for _, c := range []struct {
+		method string
+		params []any
+		want   string
+	}{
+		{"shop.Add", []any{nil, 2}, "params[0]: want an integer (int), got null"},
+		{"shop.Small", []any{300}, "want an integer (int8), got 300"},
+		{"shop.Counts", []any{map[string]any{"1": "a", "01": "b"}}, "repeats another key"},
+		{"shop.Echo", []any{map[string]any{"$type": 5, "a": 1}}, "$type must be"},
+	} {
+		code, msg, _ := e.failure(t, c.method, c.params...)
+		assert.Equal(t, gateway.CodeInvalidParams, code, "%s %v", c.method, c.params)
+		assert.Contains(t, msg, c.want)
+	}
+	// What results write, params accept.
+	assert.Equal(t, "NaN", e.result(t, "shop.Half", "NaN"))
+	assert.Equal(t, "+Inf", e.result(t, "shop.Half", "+Inf"))
+	assert.Equal(t, map[string]any{"1": "one"}, e.result(t, "shop.Counts", []any{[]any{1, "one"}}))
+	assert.Equal(t, 7.0, e.result(t, "shop.Small", 7))
+
+	// Descriptions of handles go with the handles.
+	for i := 0; i < 5; i++ {
+		id := e.result(t, "shop.Open", "c").(map[string]any)["$ref"].(string)
+		e.result(t, id+".Add", 1)
+		e.result(t, "rpc.release", id)
+	}
+	assert.Equal(t, 1, e.gw.DescriptionsCached(), "only the shop's")
+
+	// A closed gateway says so, in a way errors.Is sees.
+	require.NoError(t, e.gw.Close())
+	_, err = e.gw.Call(testCtx(t), "shop.Add", []byte(`[1,2]`))
+	assert.ErrorIs(t, err, gateway.ErrClosed)
+	_, err = e.gw.Describe(testCtx(t), "shop")
+	assert.ErrorIs(t, err, gateway.ErrClosed)
+	err = e.gw.Watch(testCtx(t), "shop.Model", nil, func(gateway.Event) {})
+	assert.ErrorIs(t, err, gateway.ErrClosed)
+}
+
+// TestSlowWatcherGetsASnapshot: a watcher too slow for the changes does not
+// make the gateway hold them all; it gets the state as a new snapshot, and
+// ends up with the model's state.
+func TestSlowWatcherGetsASnapshot(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	// A log longer than the changes: the mirror receives each one (it never
+	// falls behind the log into a resync), so only the gateway's bound
+	// keeps them from piling up.
+	e.shop.model = cache.NewMap[string, int](cache.WithLogSize(10000))
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	first, release := make(chan struct{}), make(chan struct{})
+	events := make(chan gateway.Event, 20000)
+	done := make(chan error, 1)
+	go func() {
+		n := 0
+		done <- e.gw.Watch(ctx, "shop.Model", nil, func(ev gateway.Event) {
+			if n++; n == 1 {
+				close(first)
+				<-release // stuck on the first event
+			}
+			events <- ev
+		})
+	}()
+	<-first
+	const changes = 6000
+	for i := range changes - 1 {
+		require.NoError(t, e.shop.model.Set(fmt.Sprint(i%100), i))
+	}
+	// The last change through the gateway's own connection: when the call
+	// returns, the watch's mirror holds every change (read-your-writes).
+	_, err := e.gw.Call(ctx, "shop.Put", []byte(`["99", 5999]`))
+	require.NoError(t, err)
+	close(release)
+	state := map[string]string{}
+	snapshots, received := 0, 0
+	for version := uint64(0); version < changes; {
+		var ev gateway.Event
+		select {
+		case ev = <-events:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("stuck at v%d", version)
+		}
+		received++
+		switch ev.Kind {
+		case "snapshot":
+			snapshots++
+			state = map[string]string{}
+			for _, en := range ev.Entries {
+				state[string(en.Key)] = string(en.Value)
+			}
+		case "set":
+			state[string(ev.Key)] = string(ev.Value)
+		}
+		version = ev.Version
+	}
+	t.Logf("%d changes reached a stuck watcher as %d events, %d of them snapshots", changes, received, snapshots)
+	assert.Equal(t, 2, snapshots, "the first, and one instead of the changes it could not hold")
+	assert.Less(t, received, changes)
+	want := map[string]string{}
+	e.shop.model.Range(func(k string, v int) bool { want[fmt.Sprintf("%q", k)] = fmt.Sprint(v); return true })
+	assert.Equal(t, want, state)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
 }

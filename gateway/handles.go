@@ -17,12 +17,14 @@ var errUnknownHandle = errors.New("unknown or expired handle")
 // handle not used for the idle time is released, and beyond the maximum
 // count the least recently used one goes.
 type handles struct {
-	mu    sync.Mutex
-	byID  map[string]*handle
-	idle  time.Duration
-	max   int
-	now   func() time.Time
-	swept time.Time
+	mu      sync.Mutex
+	byID    map[string]*handle
+	idle    time.Duration
+	max     int
+	now     func() time.Time
+	swept   time.Time
+	closed  bool
+	dropped func(*remote.Ref) // told of every reference let go
 }
 
 type handle struct {
@@ -32,14 +34,20 @@ type handle struct {
 }
 
 func newHandles(idle time.Duration, max int) *handles {
-	return &handles{byID: map[string]*handle{}, idle: idle, max: max, now: time.Now}
+	return &handles{byID: map[string]*handle{}, idle: idle, max: max, now: time.Now, dropped: func(*remote.Ref) {}}
 }
 
-// put keeps r and returns its handle.
+// put keeps r and returns its handle. Once the table is closed, r is
+// released at once and the handle leads nowhere.
 func (hs *handles) put(r *remote.Ref, typ string) string {
 	id := "ref-" + uuid.NewString()
 	var drop []*remote.Ref
 	hs.mu.Lock()
+	if hs.closed {
+		hs.mu.Unlock()
+		hs.release([]*remote.Ref{r})
+		return id
+	}
 	now := hs.now()
 	drop = hs.sweepLocked(now, drop)
 	for len(hs.byID) >= hs.max {
@@ -55,7 +63,7 @@ func (hs *handles) put(r *remote.Ref, typ string) string {
 	}
 	hs.byID[id] = &handle{ref: r, typ: typ, used: now}
 	hs.mu.Unlock()
-	release(drop)
+	hs.release(drop)
 	return id
 }
 
@@ -70,7 +78,7 @@ func (hs *handles) get(id string) *remote.Ref {
 		h.used = now
 	}
 	hs.mu.Unlock()
-	release(drop)
+	hs.release(drop)
 	if h == nil {
 		return nil
 	}
@@ -84,7 +92,7 @@ func (hs *handles) remove(id string) bool {
 	delete(hs.byID, id)
 	hs.mu.Unlock()
 	if h != nil {
-		h.ref.Release()
+		hs.release([]*remote.Ref{h.ref})
 	}
 	return h != nil
 }
@@ -114,14 +122,18 @@ func (hs *handles) closeAll() {
 	hs.mu.Lock()
 	all := hs.byID
 	hs.byID = map[string]*handle{}
+	hs.closed = true
 	hs.mu.Unlock()
 	for _, h := range all {
-		h.ref.Release()
+		hs.release([]*remote.Ref{h.ref})
 	}
 }
 
-func release(refs []*remote.Ref) {
+// release lets refs go. A reference in use by a call at that moment fails
+// that call (broker.ErrReleased) at worst.
+func (hs *handles) release(refs []*remote.Ref) {
 	for _, r := range refs {
 		r.Release()
+		hs.dropped(r)
 	}
 }

@@ -92,6 +92,8 @@ func (s *shop) Sum(ctx context.Context, xs ...int) (int, error) {
 	}
 	return t, nil
 }
+func (s *shop) Small(ctx context.Context, x int8) (int8, error)                      { return x, nil }
+func (s *shop) Half(ctx context.Context, x float64) (float64, error)                 { return x / 2, nil }
 func (s *shop) Counts(ctx context.Context, m map[int]string) (map[int]string, error) { return m, nil }
 func (s *shop) Buy(ctx context.Context, item string) error {
 	return fmt.Errorf("buying %s: %w", item, ErrSoldOut)
@@ -124,6 +126,7 @@ func (s *shop) Mine(ctx context.Context, c any) (bool, error) {
 	k, ok := c.(*counter)
 	return ok && slices.Contains(s.counters, k), nil
 }
+func (s *shop) Put(ctx context.Context, k string, v int) error             { return s.model.Set(k, v) }
 func (s *shop) Model(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
 func (s *shop) Slow(ctx context.Context) error {
 	<-ctx.Done()

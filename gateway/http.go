@@ -13,14 +13,6 @@ import (
 	"sync"
 )
 
-// request is one JSON-RPC request as read, before it is checked.
-type request struct {
-	JSONRPC json.RawMessage `json:"jsonrpc"`
-	Method  json.RawMessage `json:"method"`
-	Params  json.RawMessage `json:"params"`
-	ID      json.RawMessage `json:"id"` // nil: absent (a notification)
-}
-
 // response is one JSON-RPC response.
 type response struct {
 	JSONRPC string          `json:"jsonrpc"`
@@ -135,11 +127,19 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 
 // one answers a single request; nil for a notification.
 func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
-	var req request
-	if err := json.Unmarshal(raw, &req); err != nil {
+	// The members are read by their exact names, as the specification
+	// spells them (encoding/json would match "ID" or "Method" too).
+	var req map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &req); err != nil || req == nil {
 		return fail(null, CodeInvalidRequest, "a request must be an object", "tether.bad-request")
 	}
-	id := req.ID
+	id, hasID := req["id"]
+	if hasID && id == nil {
+		id = null
+	}
+	if !hasID {
+		id = nil // a notification
+	}
 	if id != nil && !validID(id) {
 		return fail(null, CodeInvalidRequest, "id must be a string, a number or null", "tether.bad-request")
 	}
@@ -148,16 +148,17 @@ func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
 		respID = null
 	}
 	var version, method string
-	if json.Unmarshal(req.JSONRPC, &version) != nil || version != "2.0" {
+	if json.Unmarshal(req["jsonrpc"], &version) != nil || version != "2.0" {
 		return fail(respID, CodeInvalidRequest, `"jsonrpc" must be "2.0"`, "tether.bad-request")
 	}
-	if json.Unmarshal(req.Method, &method) != nil {
+	if json.Unmarshal(req["method"], &method) != nil || req["method"] == nil || string(req["method"]) == "null" {
 		return fail(respID, CodeInvalidRequest, `"method" must be a string`, "tether.bad-request")
 	}
-	if p := bytes.TrimLeft(req.Params, " \t\r\n"); len(p) > 0 && p[0] != '[' && p[0] != '{' {
+	params := req["params"]
+	if p := bytes.TrimLeft(params, " \t\r\n"); len(p) > 0 && p[0] != '[' && p[0] != '{' {
 		return fail(respID, CodeInvalidRequest, `"params" must be an array or an object`, "tether.bad-request")
 	}
-	result, err := g.Call(ctx, method, req.Params)
+	result, err := g.Call(ctx, method, params)
 	if id == nil {
 		return nil // a notification: no response, even to an error
 	}
@@ -173,12 +174,14 @@ func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
 
 // validID reports whether id is a JSON string, number or null.
 func validID(id json.RawMessage) bool {
+	dec := json.NewDecoder(bytes.NewReader(id))
+	dec.UseNumber() // any JSON number, 1e400 included
 	var v any
-	if json.Unmarshal(id, &v) != nil {
+	if dec.Decode(&v) != nil {
 		return false
 	}
 	switch v.(type) {
-	case nil, string, float64:
+	case nil, string, json.Number:
 		return true
 	}
 	return false

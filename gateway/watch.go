@@ -45,12 +45,14 @@ type jsonSink struct {
 	g  *Gateway
 	td *broker.TypeDescription // the model's description (entry types), or nil
 
-	mu      sync.Mutex
-	events  []Event
-	wake    chan struct{}
-	started bool
-	fl      *feed.Follower
-	src     *remote.Ref // released with the mirror, when the sink owns it
+	mu       sync.Mutex
+	events   []Event
+	overflow bool // the watcher fell more than maxQueued events behind
+	stale    bool
+	wake     chan struct{}
+	started  bool
+	fl       *feed.Follower
+	src      *remote.Ref // released with the mirror, when the sink owns it
 }
 
 // close ends the subscription and gives back the reference to the model.
@@ -62,6 +64,10 @@ func (s *jsonSink) close() {
 }
 
 type jsonChange struct{ key, value json.RawMessage }
+
+// maxQueued bounds the events waiting for a slow watcher. Beyond it they
+// are dropped, and the watcher gets a fresh snapshot instead.
+const maxQueued = 4096
 
 func (s *jsonSink) Decode(c feed.Change) (any, error) {
 	var keyTD, valTD *broker.TypeDescription
@@ -118,7 +124,11 @@ func (s *jsonSink) Commit(events []feed.Event, reset bool) {
 		if ev.Deleted {
 			var old json.RawMessage
 			if ev.HadPrev {
-				old, _ = s.entryJSON(ev.Prev, nil)
+				var valTD *broker.TypeDescription
+				if s.td != nil {
+					valTD = s.td.Elem
+				}
+				old, _ = s.entryJSON(ev.Prev, valTD)
 			}
 			s.push(Event{Kind: "delete", Version: ev.Version, Key: c.key, Value: old})
 		} else {
@@ -133,6 +143,7 @@ func (s *jsonSink) Stale(stale bool) {
 	if !s.started {
 		return
 	}
+	s.stale = stale
 	kind := "live"
 	if stale {
 		kind = "stale"
@@ -142,19 +153,57 @@ func (s *jsonSink) Stale(stale bool) {
 
 // push queues ev; s.mu held.
 func (s *jsonSink) push(ev Event) {
-	s.events = append(s.events, ev)
+	if s.overflow {
+		return // the next take sends a snapshot that includes ev
+	}
+	if len(s.events) >= maxQueued {
+		s.events, s.overflow = nil, true
+	} else {
+		s.events = append(s.events, ev)
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
+// take returns the queued events. After an overflow they are a snapshot of
+// the state now (and "stale" if it is), read with the feed locked so that
+// no change falls between the snapshot and the events after it.
 func (s *jsonSink) take() []Event {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	evs := s.events
-	s.events = nil
-	return evs
+	over := s.overflow
+	if !over {
+		evs := s.events
+		s.events = nil
+		s.mu.Unlock()
+		return evs
+	}
+	s.mu.Unlock()
+	var out []Event
+	s.fl.Feed().Read(func(epoch string, version uint64, entries map[string][]byte) {
+		snap := Event{Kind: "snapshot", Epoch: epoch, Version: version}
+		var keyTD, valTD *broker.TypeDescription
+		if s.td != nil {
+			keyTD, valTD = s.td.Key, s.td.Elem
+		}
+		for k, v := range entries {
+			kj, err1 := s.entryJSON([]byte(k), keyTD)
+			vj, err2 := s.entryJSON(v, valTD)
+			if err1 == nil && err2 == nil {
+				snap.Entries = append(snap.Entries, Entry{Key: kj, Value: vj})
+			}
+		}
+		sort.Slice(snap.Entries, func(i, j int) bool { return string(snap.Entries[i].Key) < string(snap.Entries[j].Key) })
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out = append(out, snap)
+		if s.stale {
+			out = append(out, Event{Kind: "stale", Version: version})
+		}
+		s.events, s.overflow = nil, false
+	})
+	return out
 }
 
 // follow attaches a JSON mirror to the model behind src.
@@ -200,7 +249,8 @@ func entriesOrEmpty(es []Entry) []Entry {
 
 // Watch calls method (see Call) on a manager or handle, which must return
 // a model (a Cacheable), and reports the model's snapshot and then every
-// change to fn, in order, until ctx ends. When the link to the model drops
+// change to fn, in order, until ctx ends. A watcher more than 4096 events
+// behind gets a new snapshot instead of the events it missed. When the link to the model drops
 // fn gets a "stale" event, and a "live" one once the mirror has caught up;
 // the changes made meanwhile arrive in between, none lost or repeated. To
 // resume on its own after an outage the method must be declared
@@ -221,7 +271,7 @@ func (g *Gateway) Watch(ctx context.Context, method string, params json.RawMessa
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-g.done:
-			return ErrClosed
+			return closedError()
 		}
 	}
 }
@@ -230,7 +280,7 @@ func (g *Gateway) Watch(ctx context.Context, method string, params json.RawMessa
 // returns, within the gateway's timeout.
 func (g *Gateway) startWatch(ctx context.Context, method string, params json.RawMessage) (*jsonSink, error) {
 	if g.closed() {
-		return nil, ErrClosed
+		return nil, closedError()
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout)
 	defer cancel()

@@ -96,6 +96,9 @@ func (d *dialFlags) connect(ctx context.Context, addr string) (*remote.Client, *
 	if d.timeout <= 0 {
 		return nil, nil, usageErr("-timeout must be positive")
 	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, nil, usageErr("ADDR %q: want host:port (%v)", addr, err)
+	}
 	cfg, err := d.tlsConfig()
 	if err != nil {
 		return nil, nil, err
@@ -116,9 +119,13 @@ func (d *dialFlags) connect(ctx context.Context, addr string) (*remote.Client, *
 	return cl, gw, nil
 }
 
-// callErr turns a gateway error into the command's exit: 3 when the server
-// was out of reach or too slow, 1 otherwise.
+// callErr turns a gateway error into the command's exit: 130 when the
+// command was interrupted, 3 when the server was out of reach or too slow,
+// 1 otherwise.
 func callErr(err error, stderr io.Writer) error {
+	if errors.Is(err, gateway.ErrInterrupted) || errors.Is(err, context.Canceled) {
+		return &exitError{code: exitInterrupted, msg: "interrupted"}
+	}
 	var ge *gateway.Error
 	if !errors.As(err, &ge) {
 		return err
@@ -297,6 +304,9 @@ models as a snapshot. An error prints its name and message and exits 1.`, stderr
 	if err != nil {
 		return callErr(err, stderr)
 	}
+	if strings.Contains(string(raw), `"$ref":"ref-`) {
+		fmt.Fprintln(stderr, "tether call: the handles shown are released when tether exits; use the gateway to keep them")
+	}
 	if *compact {
 		_, err = fmt.Fprintf(stdout, "%s\n", raw)
 		return err
@@ -336,23 +346,28 @@ is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
 	if err != nil {
 		return err
 	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var werr error
-	err = gw.Watch(ctx, method, params, func(ev gateway.Event) {
+	err = gw.Watch(wctx, method, params, func(ev gateway.Event) {
 		if werr != nil {
 			return
 		}
 		if *asJSON {
 			b, _ := json.Marshal(ev)
 			_, werr = fmt.Fprintf(stdout, "%s\n", b)
-			return
+		} else {
+			_, werr = io.WriteString(stdout, formatEvent(ev))
 		}
-		_, werr = io.WriteString(stdout, formatEvent(ev))
+		if werr != nil {
+			stop() // nobody reads what we print: stop watching
+		}
 	})
 	if werr != nil {
 		return werr
 	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return nil // interrupted: the normal end
+	if ctx.Err() != nil {
+		return nil // interrupted: the normal end, even before the first snapshot
 	}
 	return callErr(err, stderr)
 }
@@ -510,7 +525,10 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	if err != nil {
 		return &exitError{code: exitUnreachable, msg: err.Error()}
 	}
-	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	// A batch runs at most 8 calls at a time, each within -timeout; the
+	// write timeout leaves room for a full batch of slow calls.
+	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		WriteTimeout: 13*df.timeout + time.Minute, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), *upstream)

@@ -9,9 +9,11 @@
 //	tether gateway -upstream ADDR [-listen addr]
 //
 // Run "tether help" or "tether COMMAND -h" for the flags. Exit codes: 0
-// success, 1 the call failed (the method returned an error, or no such
-// manager, method or argument shape), 2 bad usage, 3 the server could not
-// be reached or did not answer in time.
+// success (and watch, serve and gateway interrupted), 1 the call failed
+// (the method returned an error, or no such manager, method or argument
+// shape), 2 bad usage, 3 a network failure (the server could not be
+// reached or did not answer in time, or the address to listen on is
+// taken), 130 ls or call interrupted.
 package main
 
 import (
@@ -30,6 +32,7 @@ const (
 	exitCallFailed  = 1
 	exitUsage       = 2
 	exitUnreachable = 3
+	exitInterrupted = 130 // as shells report a command ended by SIGINT
 )
 
 func main() {
@@ -50,9 +53,11 @@ Usage:
 
 "tether COMMAND -h" shows a command's flags.
 
-Exit codes: 0 success; 1 the call failed (the method returned an error, or
-there is no such manager or method, or the arguments do not fit); 2 bad
-usage; 3 the server could not be reached or did not answer in time.
+Exit codes: 0 success (watch, serve and gateway: also when interrupted);
+1 the call failed (the method returned an error, or there is no such
+manager or method, or the arguments do not fit); 2 bad usage; 3 a network
+failure (the server could not be reached or did not answer in time, or the
+address to listen on is taken); 130 ls or call interrupted.
 `
 
 // run is the whole command, so that tests can run it in process.

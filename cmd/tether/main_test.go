@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -234,4 +235,42 @@ func TestGatewayCommand(t *testing.T) {
 	assert.Equal(t, "alice", r["result"].(map[string]any)["name"])
 	http.DefaultClient.CloseIdleConnections()
 	assert.Equal(t, exitOK, stop())
+}
+
+// TestInterrupted: a server that accepts but never answers. Interrupted,
+// call exits 130 and watch exits 0 (its normal end).
+func TestInterrupted(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var held []net.Conn
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-accepting
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for cmd, want := range map[string]int{"call": exitInterrupted, "watch": exitOK} {
+		out, stop := background(t, cmd, "-timeout", "1m", ln.Addr().String(), "users.Model")
+		time.Sleep(200 * time.Millisecond)
+		assert.Equal(t, want, stop(), "%s: %s", cmd, out.String())
+	}
+	_, errOut, code := tether("call", "nohost", "users.Names")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "want host:port")
 }

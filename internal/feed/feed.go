@@ -122,6 +122,14 @@ func (f *Feed) Epoch() string {
 	return f.epoch
 }
 
+// Read calls fn with the feed's state, the feed locked: no change is applied
+// (and no Sink method called) while fn runs. fn must not keep entries.
+func (f *Feed) Read(fn func(epoch string, version uint64, entries map[string][]byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f.epoch, f.version, f.entries)
+}
+
 // EpochLocked is Epoch for a caller that holds the feed's lock (a Sink).
 func (f *Feed) EpochLocked() string { return f.epoch }
 

@@ -1,0 +1,9 @@
+package gateway
+
+// DescriptionsCached is the number of descriptions the gateway keeps, for
+// tests that check it does not grow with handles given out and let go.
+func (g *Gateway) DescriptionsCached() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.descs)
+}

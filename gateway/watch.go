@@ -69,6 +69,8 @@ type jsonChange struct{ key, value json.RawMessage }
 // are dropped, and the watcher gets a fresh snapshot instead.
 const maxQueued = 4096
 
+// Decode converts one change's key and value to JSON, by the model's
+// description when there is one.
 func (s *jsonSink) Decode(c feed.Change) (any, error) {
 	var keyTD, valTD *broker.TypeDescription
 	if s.td != nil {
@@ -137,6 +139,8 @@ func (s *jsonSink) Commit(events []feed.Event, reset bool) {
 	}
 }
 
+// Stale queues "stale" or "live"; before the first snapshot there is
+// nothing to report.
 func (s *jsonSink) Stale(stale bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-go/tether/internal/callhook"
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 	"github.com/tether-go/tether/signals"
 )
@@ -909,20 +910,30 @@ func (c *Conn) bulkStream(ctx context.Context) (*yamux.Stream, error) {
 
 // ConnStats is a snapshot of a connection's resources and traffic.
 type ConnStats struct {
-	CallsOut int   // calls this side is waiting on
-	CallsIn  int   // handlers running for the peer
-	Exports  int   // objects this side holds for the peer (the root included)
-	Imports  int   // references to the peer's objects this side holds (not the root)
-	BytesOut int64 // bytes written to the network connection, yamux framing included
-	BytesIn  int64 // bytes read from it
-	Writes   int64 // write calls on the network connection (system calls, for TCP)
-	Reads    int64 // read calls on it
+	CallsOut  int   `json:"callsOut"`  // calls this side is waiting on
+	CallsIn   int   `json:"callsIn"`   // handlers running for the peer
+	Exports   int   `json:"exports"`   // objects this side holds for the peer (the root included)
+	Imports   int   `json:"imports"`   // references to the peer's objects this side holds (not the root)
+	Observers int   `json:"observers"` // the peer's mirrors of this side's models (subscriptions this side feeds)
+	Mirrors   int   `json:"mirrors"`   // this side's mirrors of the peer's models
+	BytesOut  int64 `json:"bytesOut"`  // bytes written to the network connection, yamux framing included
+	BytesIn   int64 `json:"bytesIn"`   // bytes read from it
+	Writes    int64 `json:"writes"`    // write calls on the network connection (system calls, for TCP)
+	Reads     int64 `json:"reads"`     // read calls on it
 }
 
 // Stats returns a snapshot of the connection's resources.
 func (c *Conn) Stats() ConnStats {
 	c.rmu.Lock()
 	s := ConnStats{Exports: len(c.exports), Imports: len(c.imports)}
+	for _, ex := range c.exports {
+		switch ex.obj.(type) {
+		case roles.Subscription:
+			s.Observers++
+		case roles.Observer:
+			s.Mirrors++
+		}
+	}
 	c.rmu.Unlock()
 	s.CallsOut = int(c.callsOut.Load())
 	s.CallsIn = int(c.callsIn.Load())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,9 @@ type Server struct {
 	conns     map[*Conn]struct{}
 	handshake sync.WaitGroup // handshakes in progress
 	live      sync.WaitGroup // connections not yet Done
+
+	accepted atomic.Int64 // connections that completed the handshake
+	refused  atomic.Int64 // connections that did not
 }
 
 // NewServer returns a server publishing root. Invalid options are reported
@@ -109,9 +113,11 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	}
 	c, err := serverHandshake(ctx, nc, s.opts, s.root)
 	if err != nil {
+		s.refused.Add(1)
 		nc.Close()
 		return nil, err
 	}
+	s.accepted.Add(1)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -128,6 +134,38 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	}
 	s.mu.Unlock()
 	return c.start(), nil
+}
+
+// ServerStats is a snapshot of a server's connections: the sums of their
+// ConnStats, and how many peers were accepted and refused since the server
+// started. It encodes as JSON for expvar:
+//
+//	expvar.Publish("tether", expvar.Func(func() any { return srv.Stats() }))
+type ServerStats struct {
+	Conns    int   `json:"conns"`    // live connections
+	Accepted int64 `json:"accepted"` // peers that completed the handshake
+	Refused  int64 `json:"refused"`  // peers that did not (bad token, timeout, protocol, TLS)
+	ConnStats
+}
+
+// Stats returns a snapshot of the server's resources.
+func (s *Server) Stats() ServerStats {
+	st := ServerStats{Accepted: s.accepted.Load(), Refused: s.refused.Load()}
+	for _, c := range s.Conns() {
+		cs := c.Stats()
+		st.Conns++
+		st.CallsOut += cs.CallsOut
+		st.CallsIn += cs.CallsIn
+		st.Exports += cs.Exports
+		st.Imports += cs.Imports
+		st.Observers += cs.Observers
+		st.Mirrors += cs.Mirrors
+		st.BytesOut += cs.BytesOut
+		st.BytesIn += cs.BytesIn
+		st.Writes += cs.Writes
+		st.Reads += cs.Reads
+	}
+	return st
 }
 
 func (s *Server) isClosed() bool {

@@ -250,3 +250,28 @@ func TestDescribeModels(t *testing.T) {
 	assert.Equal(t, "cacheable", watch.Params[0].Kind, "a mirror parameter")
 	assert.Equal(t, "int", watch.Params[0].Elem.Kind)
 }
+
+// TestStatsCountObserversAndMirrors: the owner's connection counts the
+// mirrors it feeds, the mirror's connection the mirrors it holds, and both
+// go back to zero when the mirrors close.
+func TestStatsCountObserversAndMirrors(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, newStore())
+	conn, ref := dialStore(t, s)
+	ctx := testCtx(t)
+	var mirrors []*cache.Mirror[string, Item]
+	for range 3 {
+		var m *cache.Mirror[string, Item]
+		require.NoError(t, ref.Call(ctx, "Model", &m))
+		mirrors = append(mirrors, m)
+	}
+	eventually(t, "three observers", func() bool { return s.srv.Stats().Observers == 3 })
+	assert.Equal(t, 3, conn.Stats().Mirrors)
+	assert.Equal(t, 0, conn.Stats().Observers)
+	assert.Equal(t, 0, s.srv.Stats().Mirrors)
+	for _, m := range mirrors {
+		require.NoError(t, m.Close())
+	}
+	eventually(t, "observers dropped", func() bool { return s.srv.Stats().Observers == 0 })
+	eventually(t, "mirrors dropped", func() bool { return conn.Stats().Mirrors == 0 })
+}

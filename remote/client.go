@@ -75,6 +75,8 @@ type Client struct {
 	lastErr  error         // why the last attempt or connection failed
 	attempts int           // failed attempts since the last success
 	old      []*broker.Conn
+	connects int64 // successful dials
+	failures int64 // failed dials
 
 	mirrors relayMirrors // the models this client relays, one mirror each
 }
@@ -141,6 +143,32 @@ func (cl *Client) Conn() *broker.Conn {
 	return cl.conn
 }
 
+// ClientStats is a snapshot of a client's link: its state, how often it
+// connected and failed to, and the current connection's resources (zero
+// while there is none). It encodes as JSON for expvar.
+type ClientStats struct {
+	State        string           `json:"state"`
+	Connects     int64            `json:"connects"`     // successful dials
+	Reconnects   int64            `json:"reconnects"`   // successful dials after the first
+	DialFailures int64            `json:"dialFailures"` // failed dials
+	Conn         broker.ConnStats `json:"conn"`
+}
+
+// Stats returns a snapshot of the client's link.
+func (cl *Client) Stats() ClientStats {
+	cl.mu.Lock()
+	st := ClientStats{State: cl.state.String(), Connects: cl.connects, DialFailures: cl.failures}
+	conn := cl.conn
+	cl.mu.Unlock()
+	if st.Connects > 0 {
+		st.Reconnects = st.Connects - 1
+	}
+	if conn != nil {
+		st.Conn = conn.Stats()
+	}
+	return st
+}
+
 // Registry returns the server's registry, wrapped: lookups return *Ref
 // wrappers that survive outages. It can itself be published (a relay).
 func (cl *Client) Registry() *Registry { return cl.registry }
@@ -197,6 +225,7 @@ func (cl *Client) run() {
 			cl.mu.Lock()
 			n := cl.attempts
 			cl.attempts++
+			cl.failures++
 			cl.mu.Unlock()
 			cl.setState(Waiting, nil, err)
 			select {
@@ -208,6 +237,7 @@ func (cl *Client) run() {
 		}
 		cl.mu.Lock()
 		cl.attempts = 0 // backoff starts over after a success
+		cl.connects++
 		cl.old = append(cl.old, conn)
 		cl.mu.Unlock()
 		cl.setState(Connected, conn, nil)

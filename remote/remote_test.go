@@ -271,3 +271,31 @@ func TestWrapperPassedHomeIsTheOwnersObject(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "*remote.account", kind, "re-obtained on the new link, then sent home")
 }
+
+// TestClientStatsCountReconnects: a client counts its connections and
+// failed dials; reconnects are the connections after the first.
+func TestClientStatsCountReconnects(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")))
+	p := proxyTo(t, s.addr)
+	cl := connect(t, p.Addr())
+	ctx := testCtx(t)
+	require.NoError(t, cl.WaitConnected(ctx))
+	st := cl.Stats()
+	assert.Equal(t, "connected", st.State)
+	assert.Equal(t, int64(1), st.Connects)
+	assert.Equal(t, int64(0), st.Reconnects)
+	assert.Positive(t, st.Conn.BytesOut, "the current connection's figures")
+
+	for i := range 2 {
+		old := cl.Conn()
+		p.Refuse(true)
+		p.Reset()
+		<-old.Done()
+		waitState(t, cl, Waiting) // at least one dial refused
+		p.Refuse(false)
+		require.NoError(t, cl.WaitConnected(ctx))
+		assert.Equal(t, int64(i+1), cl.Stats().Reconnects)
+	}
+	assert.GreaterOrEqual(t, cl.Stats().DialFailures, int64(2))
+}

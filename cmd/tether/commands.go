@@ -410,6 +410,7 @@ every tick).`, stderr)
 	clientCA := fs.String("client-ca", "", "require client certificates signed by a CA in this PEM file (mutual TLS)")
 	tracebacks := fs.Bool("tracebacks", false, "send handler tracebacks with errors (broker.WithTracebacks)")
 	tick := fs.Duration("tick", time.Second, "how often the gauges change")
+	debug := fs.String("debug", "", "serve expvar's /debug/vars on this address, with the server's Stats as \"tether\"")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -457,6 +458,16 @@ every tick).`, stderr)
 		defer close(driven)
 		drive(ctx, *tick)
 	}()
+	if *debug != "" {
+		stopDebug, err := serveDebug(ctx, *debug, func() any { return srv.Stats() }, stdout)
+		if err != nil {
+			cancel()
+			<-driven
+			ln.Close()
+			return &exitError{code: exitUnreachable, msg: "-debug: " + err.Error()}
+		}
+		defer stopDebug()
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "tether demo serving on %s://%s (managers: %s)\n", scheme, ln.Addr(), strings.Join(reg.Names(), ", "))
@@ -493,6 +504,7 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	listen := fs.String("listen", "127.0.0.1:8080", "the HTTP address to listen on")
 	httpToken := fs.String("http-token", os.Getenv("TETHER_HTTP_TOKEN"), "require \"Authorization: Bearer <token>\" from HTTP clients; default $TETHER_HTTP_TOKEN")
 	maxBody := fs.Int64("max-body", 1<<20, "the largest request body accepted, in bytes")
+	debug := fs.String("debug", "", "serve expvar's /debug/vars on this address, with the upstream client's Stats as \"tether\"")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -521,6 +533,13 @@ outages; requests made meanwhile get error -32001 at once). Try:
 		return usageErr("%v", err)
 	}
 	defer gw.Close()
+	if *debug != "" {
+		stopDebug, err := serveDebug(ctx, *debug, func() any { return cl.Stats() }, stdout)
+		if err != nil {
+			return &exitError{code: exitUnreachable, msg: "-debug: " + err.Error()}
+		}
+		defer stopDebug()
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return &exitError{code: exitUnreachable, msg: err.Error()}

@@ -274,3 +274,24 @@ func TestInterrupted(t *testing.T) {
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, "want host:port")
 }
+
+// TestServeExpvar: tether serve -debug publishes the server's Stats.
+func TestServeExpvar(t *testing.T) {
+	leakcheck.Check(t)
+	out, _ := background(t, "serve", "-listen", "127.0.0.1:0", "-debug", "127.0.0.1:0")
+	vars := waitFor(t, out, `expvar on (http://\S+)\n`)[1]
+	addr := waitFor(t, out, `serving on tcp://(\S+) `)[1]
+	_, _, code := tether("call", addr, "users.Names")
+	require.Equal(t, exitOK, code)
+	resp, err := http.Get(vars)
+	require.NoError(t, err)
+	var v struct {
+		Tether map[string]any `json:"tether"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&v))
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	assert.Equal(t, 1.0, v.Tether["accepted"])
+	assert.Contains(t, v.Tether, "exports")
+	assert.Contains(t, v.Tether, "observers")
+}

@@ -318,6 +318,9 @@ func (o *observer) Unexported() {
 // Exported is part of remoteable.ExportObserver.
 func (o *observer) Exported() {}
 
+// CacheObserver marks o for the broker's counts (roles.Observer).
+func (o *observer) CacheObserver() {}
+
 // errDropped is why a mirror resubscribes when the owner ended its
 // subscription without the link failing.
 var errDropped = errors.New("tether: the model's owner ended the subscription")

@@ -55,6 +55,9 @@ type Subscription struct {
 	acked    chan struct{} // closed and replaced on every ack
 }
 
+// CacheSubscription marks s for the broker's counts (roles.Subscription).
+func (s *Subscription) CacheSubscription() {}
+
 // Exported starts the pusher once the subscription is on its way to the
 // subscriber.
 func (s *Subscription) Exported() {

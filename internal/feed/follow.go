@@ -399,6 +399,9 @@ func (f *Feed) resync(epoch string, version uint64, entries []Change, sink Sink)
 	}
 	next := make(map[string][]byte, len(entries))
 	for _, c := range entries {
+		if c.Deleted {
+			return errors.New("tether: a snapshot entry cannot be a deletion")
+		}
 		if _, dup := next[string(c.Key)]; dup {
 			return fmt.Errorf("tether: snapshot repeats a key")
 		}

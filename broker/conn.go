@@ -373,8 +373,11 @@ func (c *Conn) readBulk(st *yamux.Stream) {
 func (c *Conn) handleFrame(body []byte) (err error) {
 	defer func() {
 		// A decoding bug must not take the process down: it ends this
-		// connection only.
+		// connection only. Fuzz tests want to see it.
 		if p := recover(); p != nil {
+			if fuzzing {
+				panic(p)
+			}
 			err = fmt.Errorf("internal error handling a message: %v", p)
 		}
 	}()
@@ -907,6 +910,9 @@ func (c *Conn) bulkStream(ctx context.Context) (*yamux.Stream, error) {
 		return nil, c.deadErr()
 	}
 }
+
+// fuzzing lets panics in handleFrame through, for the fuzz tests.
+var fuzzing bool
 
 // ConnStats is a snapshot of a connection's resources and traffic.
 type ConnStats struct {

@@ -144,6 +144,7 @@ func FuzzFrame(f *testing.F) {
 		framed = append(framed, cborx.SealFrame(append(make([]byte, cborx.FramePrefix), b...))...)
 		f.Add(framed)
 	}
+	fuzzing = true
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := fuzzServerConn(t)
 		fr := cborx.NewFrameReader(bytes.NewReader(data), 1<<16, 512)
@@ -206,5 +207,61 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = parseHello(data)
 		_, _ = parseWelcome(data)
+	})
+}
+
+// FuzzReferences plays sequences of reference operations against a live
+// connection, three bytes an operation: getting new objects, calling them,
+// releasing them (sometimes more than was given), sending them home and
+// claiming objects of one's own. The export table must stay within its
+// quota and keep the root, and nothing may panic; a violation ends the
+// connection, which is then replaced.
+func FuzzReferences(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 1, 0, 2, 1, 1})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 3, 1, 0, 3, 2, 0, 2, 1, 2, 2, 2, 1})
+	f.Add([]byte{4, 5, 0, 4, 5, 0, 2, 9, 1, 1, 0, 0})
+	fuzzing = true
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sc := fuzzServerConn(t)
+		for i := 0; i+2 < len(data) && i < 3*64; i += 3 {
+			op, a, b := data[i]%5, uint64(data[i+1]%8), uint64(data[i+2]%4)+1
+			id := uint64(i + 1)
+			var msg []byte
+			switch op {
+			case 0: // a new object: the server exports it
+				msg = callBody(id, 0, "Obj")
+			case 1: // call whatever object a is
+				msg = callBody(id, a, DescribeMethod)
+			case 2: // release b references to object a
+				msg = body(func(e *encoder) error {
+					e.buf = cborx.AppendArray(e.buf, 3)
+					e.buf = cborx.AppendUint(e.buf, msgRelease)
+					e.buf = cborx.AppendUint(e.buf, a)
+					e.buf = cborx.AppendUint(e.buf, b)
+					return nil
+				})
+			case 3: // send object a home
+				msg = body(func(e *encoder) error {
+					e.buf = appendCallHead(e.buf, id, 0, "Ref", 0, 1)
+					e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
+					e.buf = cborx.AppendUint(e.buf, a)
+					return nil
+				})
+			case 4: // claim an object of our own, id a
+				msg = body(func(e *encoder) error {
+					e.buf = appendCallHead(e.buf, id, 0, "Echo", 0, 1)
+					e.buf = cborx.AppendTag(e.buf, tagSenderRef)
+					e.buf = cborx.AppendUint(e.buf, a)
+					return nil
+				})
+			}
+			if sc.handleFrame(msg) != nil || sc.Err() != nil {
+				return
+			}
+			st := sc.Stats()
+			if st.Exports < 1 || st.Exports > DefaultMaxExports {
+				t.Fatalf("%d exports", st.Exports)
+			}
+		}
 	})
 }

@@ -460,14 +460,24 @@ func (e *encoder) wireErrorTB(err error, tb string) error {
 	return nil
 }
 
-// describeError picks the name an error travels under: the first registered
-// error in its chain, else the name of a remote error it wraps (a relay
-// passing an error on), else its innermost Go type.
+// describeError picks the name an error travels under: a dead link's name
+// (a relay whose upstream failed during the call), else the first
+// registered error in its chain, else the name of a remote error it wraps
+// (a relay passing an error on), else its innermost Go type.
 func describeError(err error) (name string, detail error, raw []byte, tb string) {
 	var re *RemoteError
 	remote := errors.As(err, &re)
 	if remote {
 		tb = re.Traceback
+	}
+	var le *linkError
+	if errors.As(err, &le) {
+		// Its cause is a network error of this process, which would name
+		// it by its Go type: say what it means instead.
+		if le.inFlight {
+			return "tether.connection-lost", nil, nil, tb
+		}
+		return "tether.dead-reference", nil, nil, tb
 	}
 	found, entry := typereg.FindError(err)
 	switch {

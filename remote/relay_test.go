@@ -232,3 +232,27 @@ func TestRelayReleasesUpstreamWhenDownstreamDoes(t *testing.T) {
 	require.Eventually(t, func() bool { return upstream.Stats().Exports == base }, 10*time.Second, time.Millisecond,
 		"the server dropped the objects once the client let go (exports now %d, base %d)", upstream.Stats().Exports, base)
 }
+
+// TestUpstreamLinkLostDuringARelayedCall: when the relay's link to the
+// server dies while it forwards a call, the client gets an error named
+// for what happened (tether.connection-lost: the call may have run), not
+// one named after a network error's Go type; its own link stays up.
+func TestUpstreamLinkLostDuringARelayedCall(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testCtx(t)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	res := make(chan error, 1)
+	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); res <- err }()
+	require.Equal(t, "Hold", <-ch.users.holding)
+	conn := ch.client.Conn()
+	ch.link.Reset()
+	err = <-res
+	var re *broker.RemoteError
+	require.ErrorAs(t, err, &re, "the relay answered")
+	assert.Equal(t, "tether.connection-lost", re.Name)
+	assert.ErrorIs(t, err, broker.ErrConnectionLost)
+	assert.Nil(t, conn.Err(), "the client's own link is fine")
+	close(ch.users.gate)
+}

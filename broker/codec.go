@@ -22,7 +22,7 @@ const (
 // cleanly and nothing is sent that the peer's decoder would refuse.
 const maxValueDepth = 30
 
-var decodeLimits = cborx.Limits{MaxDepth: 32, MaxItems: 128 * 1024}
+var decodeLimits = cborx.DefaultLimits
 
 // fxEnc and fxDec are fxamacker's modes for plain data. Time keeps
 // nanoseconds (RFC 3339 text under tag 0); decoding refuses duplicate map

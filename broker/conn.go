@@ -106,6 +106,10 @@ type Conn struct {
 	bulkOpened atomic.Int32       // message streams this side opened
 	bulkIn     atomic.Int32       // message streams the peer opened
 
+	smu     sync.Mutex
+	streams []*yamux.Stream // every message stream, the peer's and ours
+	sclosed bool
+
 	callsOut atomic.Int64
 	callsIn  atomic.Int64
 
@@ -237,6 +241,7 @@ func (c *Conn) deadErr() error {
 func (c *Conn) monitor() {
 	<-c.dying
 	cause := c.cause
+	c.wakeStreams()
 	c.sess.Close()
 	c.out.stop(&linkError{cause: cause})
 
@@ -316,7 +321,38 @@ func (c *Conn) readLoop() {
 	}
 }
 
+// wakeStreams ends every blocked read and write on the connection's
+// streams with an expired deadline, before the session closes: yamux
+// v0.1.2's Stream.Read and write spin between the session's shutdown and
+// the moment it force-closes their stream (hashicorp/yamux#176).
+func (c *Conn) wakeStreams() {
+	past := time.Unix(1, 0)
+	c.smu.Lock()
+	c.sclosed = true
+	streams := c.streams
+	c.smu.Unlock()
+	c.main.SetDeadline(past)
+	for _, st := range streams {
+		st.SetDeadline(past)
+	}
+}
+
+// track records a message stream for wakeStreams; false means the
+// connection is closing and st must not be used.
+func (c *Conn) track(st *yamux.Stream) bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.sclosed {
+		return false
+	}
+	c.streams = append(c.streams, st)
+	return true
+}
+
 func (c *Conn) readFailed(err error) {
+	if c.Err() != nil {
+		return // the connection is closing: its cause is known
+	}
 	switch {
 	case errors.Is(err, cborx.ErrFrameTooLarge), errors.Is(err, cborx.ErrSyntax),
 		errors.Is(err, io.ErrUnexpectedEOF) && !c.sess.IsClosed():
@@ -341,6 +377,10 @@ func (c *Conn) acceptLoop() {
 			c.protocolError(fmt.Errorf("more than %d message streams", maxPeerBulkStreams))
 			return
 		}
+		if !c.track(st) {
+			st.Close()
+			return
+		}
 		c.loops.Add(1)
 		go c.readBulk(st)
 	}
@@ -355,7 +395,7 @@ func (c *Conn) readBulk(st *yamux.Stream) {
 	for {
 		body, err := fr.Next()
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !c.sess.IsClosed() {
+			if !errors.Is(err, io.EOF) && !c.sess.IsClosed() && c.Err() == nil {
 				c.protocolError(fmt.Errorf("message stream: %w", err))
 			}
 			return
@@ -896,6 +936,10 @@ func (c *Conn) bulkStream(ctx context.Context) (*yamux.Stream, error) {
 			st, err := c.sess.OpenStream()
 			if err != nil {
 				c.fail(sessionCause(err))
+				return nil, c.deadErr()
+			}
+			if !c.track(st) {
+				st.Close()
 				return nil, c.deadErr()
 			}
 			return st, nil

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -13,6 +14,10 @@ import (
 // maxPending bounds the bytes waiting to be written on the main stream before
 // callers that can wait (not the reader) are held back.
 const maxPending = 1 << 20
+
+// maxPosted bounds the bytes post may queue: answers the reader sends
+// without waiting, for a peer that may not be reading them.
+const maxPosted = 8 * maxPending
 
 // deadlineWriter is the part of a yamux stream the sender uses.
 type deadlineWriter interface {
@@ -123,6 +128,14 @@ func (s *sender) post(frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
+		return
+	}
+	if len(s.pend)+len(frame) > maxPosted {
+		// Only a peer that does not read lets this much pile up: the
+		// reader would otherwise queue answers for it without bound.
+		s.err = fmt.Errorf("%w: %d bytes of answers unwritten", ErrWriteTimeout, len(s.pend))
+		s.pend = nil
+		s.onError(s.err)
 		return
 	}
 	s.pend = append(s.pend, frame...)
@@ -251,14 +264,33 @@ func (s *sender) stop(err error) {
 // tryFinal writes a last frame (a goodbye) if the stream is idle, waiting at
 // most d; otherwise it gives up. The connection is closing either way.
 func (s *sender) tryFinal(frame []byte, d time.Duration) {
+	deadline := time.Now().Add(d)
 	s.mu.Lock()
+	// A write in progress ends within the write timeout at worst; wait
+	// for it (up to d) rather than give the goodbye up at once.
+	for s.busy && s.err == nil {
+		room := s.room
+		s.waiting++
+		s.mu.Unlock()
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-room:
+		case <-t.C:
+		}
+		t.Stop()
+		s.mu.Lock()
+		s.waiting--
+		if time.Now().After(deadline) {
+			break
+		}
+	}
 	if s.busy || s.err != nil {
 		s.mu.Unlock()
 		return
 	}
 	s.busy = true
 	s.mu.Unlock()
-	s.deadline = time.Now().Add(d)
+	s.deadline = deadline
 	if s.w.SetWriteDeadline(s.deadline) == nil {
 		_, _ = s.w.Write(frame)
 	}

@@ -24,6 +24,10 @@ func yamuxConfig(o *options) *yamux.Config {
 	cfg.KeepAliveInterval = o.deadPeerTimeout / 2
 	cfg.ConnectionWriteTimeout = o.deadPeerTimeout / 2
 	cfg.StreamOpenTimeout = 0 // no goroutine per opened stream; keepalives catch a dead peer
+	// Streams not yet accepted are buffered by yamux, a window each: before
+	// the handshake nobody accepts them. A peer needs the main stream and
+	// maxPeerBulkStreams more.
+	cfg.AcceptBacklog = maxPeerBulkStreams + 2
 	cfg.StreamCloseTimeout = 30 * time.Second
 	return cfg
 }

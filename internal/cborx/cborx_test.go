@@ -226,3 +226,26 @@ func TestFrameReaderGrowsAsBytesArrive(t *testing.T) {
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	assert.LessOrEqual(t, cap(fr.buf), 2*4096, "the buffer grew only as far as the bytes that came")
 }
+
+// TestValidateBoundsItemsInAll: containers each within MaxItems but many
+// of them together exceed MaxTotal (a body of empty arrays would make the
+// decoder allocate dozens of bytes per byte received).
+func TestValidateBoundsItemsInAll(t *testing.T) {
+	lim := Limits{MaxDepth: 8, MaxItems: 100, MaxTotal: 1000}
+	var b []byte
+	b = AppendArray(b, 20)
+	for range 20 {
+		b = AppendArray(b, 50)
+		for range 50 {
+			b = AppendArray(b, 0)
+		}
+	}
+	// 20 + 20×50 = 1020 items in all.
+	err := Validate(b, lim)
+	require.ErrorIs(t, err, ErrLimit)
+	assert.Contains(t, err.Error(), "more than 1000 items in all")
+	lim.MaxTotal = 1020
+	assert.NoError(t, Validate(b, lim))
+	lim.MaxTotal = 0
+	assert.NoError(t, Validate(b, lim), "0: no bound")
+}

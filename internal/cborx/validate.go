@@ -9,17 +9,23 @@ import (
 type Limits struct {
 	MaxDepth int // nesting of arrays, maps and tags; the top item is depth 1
 	MaxItems int // items in one array or pairs in one map
+	// MaxTotal bounds the items of all arrays and maps of the item
+	// together (pairs count twice), or 0 for no bound: decoding allocates
+	// per item, so this bounds what one message can make the receiver
+	// allocate.
+	MaxTotal int
 }
 
 // DefaultLimits are the limits Tether applies to every frame from a peer.
-var DefaultLimits = Limits{MaxDepth: 32, MaxItems: 128 * 1024}
+var DefaultLimits = Limits{MaxDepth: 32, MaxItems: 128 * 1024, MaxTotal: 1 << 20}
 
 // Validate checks that b holds exactly one well-formed CBOR item: definite
 // lengths only, valid UTF-8 in text strings, valid simple values, nesting and
 // container sizes within lim. Errors wrap ErrSyntax or ErrLimit.
 func Validate(b []byte, lim Limits) error {
 	r := NewReader(b)
-	if err := r.validate(lim, 1); err != nil {
+	var total uint64
+	if err := r.validate(lim, 1, &total); err != nil {
 		return err
 	}
 	if r.Len() != 0 {
@@ -28,7 +34,7 @@ func Validate(b []byte, lim Limits) error {
 	return nil
 }
 
-func (r *Reader) validate(lim Limits, depth int) error {
+func (r *Reader) validate(lim Limits, depth int, total *uint64) error {
 	off := r.off
 	h, err := r.ReadHead()
 	if err != nil {
@@ -61,8 +67,11 @@ func (r *Reader) validate(lim Limits, depth int) error {
 		if n > uint64(r.Len()) {
 			return syntaxErr(off, "%s of %d items cannot fit in %d bytes", h.TypeName(), h.Arg, r.Len())
 		}
+		if *total += n; lim.MaxTotal > 0 && *total > uint64(lim.MaxTotal) {
+			return fmt.Errorf("%w: more than %d items in all at offset %d", ErrLimit, lim.MaxTotal, off)
+		}
 		for i := uint64(0); i < n; i++ {
-			if err := r.validate(lim, depth+1); err != nil {
+			if err := r.validate(lim, depth+1, total); err != nil {
 				return err
 			}
 		}
@@ -71,7 +80,7 @@ func (r *Reader) validate(lim Limits, depth int) error {
 		if depth > lim.MaxDepth {
 			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, lim.MaxDepth, off)
 		}
-		return r.validate(lim, depth+1)
+		return r.validate(lim, depth+1, total)
 	case MajorSimple:
 		if h.AI < 24 && h.AI < SimpleFalse {
 			return syntaxErr(off, "unassigned simple value %d", h.AI)

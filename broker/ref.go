@@ -191,6 +191,17 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 		e.undo()
 		putEncoder(e)
 		c.abandon(id, cl)
+		var le *linkError
+		if errors.As(err, &le) {
+			// The link failed under the write, and its teardown follows (the
+			// reader sees the dead session too). Wait for it, so that Err and
+			// Closed agree with this error when the caller looks: a caller
+			// deciding whether to retry asks them.
+			select {
+			case <-c.dying:
+			case <-ctx.Done():
+			}
+		}
 		return err
 	}
 	putEncoder(e)

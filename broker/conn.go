@@ -415,7 +415,7 @@ func (c *Conn) handleFrame(body []byte) (err error) {
 		// A decoding bug must not take the process down: it ends this
 		// connection only. Fuzz tests want to see it.
 		if p := recover(); p != nil {
-			if fuzzing {
+			if fuzzing.Load() {
 				panic(p)
 			}
 			err = fmt.Errorf("internal error handling a message: %v", p)
@@ -797,6 +797,9 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 		if err == nil && e.bodyLen() > c.peerMax {
 			err = fmt.Errorf("%w: the result is %d bytes; the caller accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
 		}
+		if err == nil {
+			err = e.checkItems("the result")
+		}
 		if err != nil {
 			e.undo()
 			e.reset()
@@ -956,7 +959,7 @@ func (c *Conn) bulkStream(ctx context.Context) (*yamux.Stream, error) {
 }
 
 // fuzzing lets panics in handleFrame through, for the fuzz tests.
-var fuzzing bool
+var fuzzing atomic.Bool
 
 // ConnStats is a snapshot of a connection's resources and traffic.
 type ConnStats struct {

@@ -57,6 +57,21 @@ func (e *encoder) undo() {
 	e.exported = e.exported[:0]
 }
 
+// checkItems refuses a body the peer would refuse for holding more items
+// than cborx.DefaultLimits allow, in one container or in all, so that the
+// call fails here rather than the peer closing the link. Each item takes
+// at least a byte, so only bodies larger than a container's limit need the
+// walk.
+func (e *encoder) checkItems(what string) error {
+	if e.bodyLen() <= decodeLimits.MaxItems {
+		return nil
+	}
+	if err := cborx.Validate(e.buf[cborx.FramePrefix:], decodeLimits); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMessageTooLarge, what, err)
+	}
+	return nil
+}
+
 // frame returns the sealed frame (length prefix then body).
 func (e *encoder) frame() []byte { return cborx.SealFrame(e.buf) }
 

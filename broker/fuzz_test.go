@@ -144,7 +144,8 @@ func FuzzFrame(f *testing.F) {
 		framed = append(framed, cborx.SealFrame(append(make([]byte, cborx.FramePrefix), b...))...)
 		f.Add(framed)
 	}
-	fuzzing = true
+	fuzzing.Store(true)
+	f.Cleanup(func() { fuzzing.Store(false) })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := fuzzServerConn(t)
 		fr := cborx.NewFrameReader(bytes.NewReader(data), 1<<16, 512)
@@ -220,7 +221,8 @@ func FuzzReferences(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 1, 0, 2, 1, 1})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 3, 1, 0, 3, 2, 0, 2, 1, 2, 2, 2, 1})
 	f.Add([]byte{4, 5, 0, 4, 5, 0, 2, 9, 1, 1, 0, 0})
-	fuzzing = true
+	fuzzing.Store(true)
+	f.Cleanup(func() { fuzzing.Store(false) })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := fuzzServerConn(t)
 		for i := 0; i+2 < len(data) && i < 3*64; i += 3 {

@@ -182,6 +182,9 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	if err == nil && e.bodyLen() > c.peerMax {
 		err = fmt.Errorf("%w: the call is %d bytes; the peer accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
 	}
+	if err == nil {
+		err = e.checkItems("the call")
+	}
 	bulk := false
 	if err == nil {
 		bulk = c.onMessageStream(e)

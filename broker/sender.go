@@ -41,6 +41,7 @@ type sender struct {
 
 	mu       sync.Mutex
 	pend     []byte
+	posted   int // bytes of pend that post queued (the rest came from send)
 	spare    []byte
 	busy     bool          // a goroutine owns the stream
 	loopOwns bool          // that goroutine is the loop
@@ -130,14 +131,16 @@ func (s *sender) post(frame []byte) {
 	if s.err != nil {
 		return
 	}
-	if len(s.pend)+len(frame) > maxPosted {
+	if s.posted+len(frame) > maxPosted {
 		// Only a peer that does not read lets this much pile up: the
-		// reader would otherwise queue answers for it without bound.
-		s.err = fmt.Errorf("%w: %d bytes of answers unwritten", ErrWriteTimeout, len(s.pend))
-		s.pend = nil
+		// reader would otherwise queue answers for it without bound. (What
+		// send queues is bounded by send itself, and not counted here.)
+		s.err = fmt.Errorf("%w: %d bytes of answers unwritten", ErrWriteTimeout, s.posted)
+		s.pend, s.posted = nil, 0
 		s.onError(s.err)
 		return
 	}
+	s.posted += len(frame)
 	s.pend = append(s.pend, frame...)
 	if !s.busy && !s.holding() {
 		s.busy, s.loopOwns = true, true
@@ -183,7 +186,7 @@ func (s *sender) wake() {
 // and on return, released during the write.
 func (s *sender) writeBatch() error {
 	buf := s.pend
-	s.pend, s.spare = s.spare[:0], nil
+	s.pend, s.spare, s.posted = s.spare[:0], nil, 0
 	s.mu.Unlock()
 	err := s.write(buf)
 	s.mu.Lock()
@@ -276,6 +279,7 @@ func (s *sender) tryFinal(frame []byte, d time.Duration) {
 		select {
 		case <-room:
 		case <-t.C:
+		case <-s.quit:
 		}
 		t.Stop()
 		s.mu.Lock()
@@ -296,5 +300,13 @@ func (s *sender) tryFinal(frame []byte, d time.Duration) {
 	}
 	s.mu.Lock()
 	s.busy = false
+	if s.waiting > 0 { // another tryFinal, or a send held back
+		close(s.room)
+		s.room = make(chan struct{})
+	}
+	if len(s.pend) > 0 && s.err == nil {
+		s.busy, s.loopOwns = true, true
+		s.wake()
+	}
 	s.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"expvar"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -54,4 +55,65 @@ func TestServerStats(t *testing.T) {
 	st = srv.Stats()
 	assert.Equal(t, 0, st.Exports)
 	assert.Equal(t, 0, st.CallsIn)
+}
+
+// TestItemLimitsFailTheCallNotTheLink: a call or a result holding more
+// items than the receiver accepts (in one container, or in all) fails on
+// the sender's side with ErrMessageTooLarge; the link stays up.
+func TestItemLimitsFailTheCallNotTheLink(t *testing.T) {
+	leakcheck.Check(t)
+	_, addr := startServer(t, newService(), WithMaxMessageSize(16<<20))
+	cl := dial(t, addr, WithMaxMessageSize(16<<20))
+	ctx := testCtx(t)
+	wide := make([]int, 140_000) // over 131072 in one array
+	err := cl.Root().Call(ctx, "Keep", nil, wide)
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+	assert.Contains(t, err.Error(), "the call")
+	many := make([][]int, 9) // 9 × 120000 items: over 1048576 in all
+	for i := range many {
+		many[i] = make([]int, 120_000)
+	}
+	err = cl.Root().Call(ctx, "Keep", nil, many)
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+	assert.Contains(t, err.Error(), "items in all")
+	require.NoError(t, cl.Root().Call(ctx, "Keep", nil, many[:8]), "8 × 120000 is within the limits")
+	_, err = Call[any](ctx, cl.Root(), "Kept")
+	require.NoError(t, err, "a result within the limits comes back")
+	assert.Nil(t, cl.Err())
+}
+
+// blockedWriter is a stream whose writes wait until it is opened.
+type blockedWriter struct{ open chan struct{} }
+
+func (w *blockedWriter) Write(b []byte) (int, error) { <-w.open; return len(b), nil }
+func (w *blockedWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// TestPostCapCountsOnlyPostedBytes: what send queued (a large message
+// behind a write in progress) does not count against the cap on what post
+// may queue for a peer that does not read.
+func TestPostCapCountsOnlyPostedBytes(t *testing.T) {
+	leakcheck.Check(t)
+	w := &blockedWriter{open: make(chan struct{})}
+	var failed error
+	s := newSender(w, time.Minute, func(err error) { failed = err })
+	go s.loop()
+	defer s.stop(ErrClosed)
+	ctx := testCtx(t)
+	writing := make(chan error, 1)
+	go func() { writing <- s.send(ctx, []byte("first"), false) }() // blocks in Write
+	eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.busy }, "the first write started")
+	require.NoError(t, s.send(ctx, make([]byte, 9<<20), false), "queued behind it")
+	s.post(make([]byte, 12))
+	s.mu.Lock()
+	assert.NoError(t, s.err, "a small post after a large send is fine")
+	s.mu.Unlock()
+	for range (maxPosted / (1 << 20)) + 1 {
+		s.post(make([]byte, 1<<20))
+	}
+	s.mu.Lock()
+	assert.ErrorIs(t, s.err, ErrWriteTimeout, "posts beyond the cap fail the sender")
+	s.mu.Unlock()
+	assert.ErrorIs(t, failed, ErrWriteTimeout)
+	close(w.open)
+	require.NoError(t, <-writing)
 }

@@ -85,7 +85,7 @@ func TestItemLimitsFailTheCallNotTheLink(t *testing.T) {
 // blockedWriter is a stream whose writes wait until it is opened.
 type blockedWriter struct{ open chan struct{} }
 
-func (w *blockedWriter) Write(b []byte) (int, error) { <-w.open; return len(b), nil }
+func (w *blockedWriter) Write(b []byte) (int, error)      { <-w.open; return len(b), nil }
 func (w *blockedWriter) SetWriteDeadline(time.Time) error { return nil }
 
 // TestPostCapCountsOnlyPostedBytes: what send queued (a large message

@@ -892,9 +892,9 @@ func TestHostileUnreadMessageStreams(t *testing.T) {
 // TestHostileStreamsBeforeHandshake opens many streams before its Hello
 // (which never comes) and fills each with a flow-control window of data.
 // yamux buffers what arrives on streams nobody has accepted yet, so until
-// the handshake timeout the server holds up to the accept backlog (256
-// streams) times the window (256 KiB) per connection, before the peer has
-// even shown a token. The test checks that the peer is disconnected at the
+// the handshake timeout the server holds up to the accept backlog (18
+// streams, since this test found 256 too many) times the window (256 KiB)
+// per connection, before the peer has even shown a token. The test checks that the peer is disconnected at the
 // handshake timeout and reports how far the server's heap grew.
 func TestHostileStreamsBeforeHandshake(t *testing.T) {
 	leakcheck.Check(t)

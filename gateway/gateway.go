@@ -153,7 +153,7 @@ func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessag
 		result, err = g.invoke(ctx, method, params)
 	}
 	if err != nil {
-		return nil, g.errorFor(ctx, err)
+		return nil, errorFor(err)
 	}
 	out, err := json.Marshal(result)
 	if err != nil {
@@ -361,11 +361,11 @@ func (g *Gateway) Describe(ctx context.Context, name string) (broker.Description
 	defer cancel()
 	target, err := g.target(ctx, name)
 	if err != nil {
-		return broker.Description{}, g.errorFor(ctx, err)
+		return broker.Description{}, errorFor(err)
 	}
 	d, err := g.describe(ctx, target, true)
 	if err != nil {
-		return broker.Description{}, g.errorFor(ctx, err)
+		return broker.Description{}, errorFor(err)
 	}
 	return *d, nil
 }
@@ -373,7 +373,7 @@ func (g *Gateway) Describe(ctx context.Context, name string) (broker.Description
 // errorFor turns a failed call into a JSON-RPC error: the server's errors
 // keep their registered name, a dead link is "unavailable", a deadline is
 // "timeout".
-func (g *Gateway) errorFor(ctx context.Context, err error) *Error {
+func errorFor(err error) *Error {
 	var ge *Error
 	if errors.As(err, &ge) {
 		return ge

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -66,13 +67,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) authorized(r *http.Request) bool {
 	const prefix = "Bearer "
 	h := r.Header.Get("Authorization")
-	if len(h) < len(prefix) || !equalFold(h[:len(prefix)], prefix) {
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(g.opts.token)) == 1
 }
-
-func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
 
 // handle answers a body: a single request, or a batch. It returns nil when
 // nothing is to be written back (only notifications).

@@ -1,10 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/tether-go/tether/broker"
@@ -65,6 +66,11 @@ func (s *jsonSink) close() {
 
 type jsonChange struct{ key, value json.RawMessage }
 
+// sortEntries orders a snapshot's entries by the JSON text of their keys.
+func sortEntries(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
+}
+
 // maxQueued bounds the events waiting for a slow watcher. Beyond it they
 // are dropped, and the watcher gets a fresh snapshot instead.
 const maxQueued = 4096
@@ -114,7 +120,7 @@ func (s *jsonSink) Commit(events []feed.Event, reset bool) {
 				snap.Entries = append(snap.Entries, Entry{Key: c.key, Value: c.value})
 			}
 		}
-		sort.Slice(snap.Entries, func(i, j int) bool { return string(snap.Entries[i].Key) < string(snap.Entries[j].Key) })
+		sortEntries(snap.Entries)
 		s.push(snap)
 		return
 	}
@@ -198,7 +204,7 @@ func (s *jsonSink) take() []Event {
 				snap.Entries = append(snap.Entries, Entry{Key: kj, Value: vj})
 			}
 		}
-		sort.Slice(snap.Entries, func(i, j int) bool { return string(snap.Entries[i].Key) < string(snap.Entries[j].Key) })
+		sortEntries(snap.Entries)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		out = append(out, snap)
@@ -263,7 +269,7 @@ func entriesOrEmpty(es []Entry) []Entry {
 func (g *Gateway) Watch(ctx context.Context, method string, params json.RawMessage, fn func(Event)) error {
 	s, err := g.startWatch(ctx, method, params)
 	if err != nil {
-		return g.errorFor(ctx, err)
+		return errorFor(err)
 	}
 	defer s.close()
 	for {

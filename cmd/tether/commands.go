@@ -90,9 +90,10 @@ func (d *dialFlags) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// connect returns a lasting client to addr and a gateway over it, which
-// does the JSON conversion for every command.
-func (d *dialFlags) connect(ctx context.Context, addr string) (*remote.Client, *gateway.Gateway, error) {
+// connect returns a lasting client to addr, introducing itself as name, and
+// a gateway over it (bounded by -timeout, then opts), which does the JSON
+// conversion for every command.
+func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gateway.Option) (*remote.Client, *gateway.Gateway, error) {
 	if d.timeout <= 0 {
 		return nil, nil, usageErr("-timeout must be positive")
 	}
@@ -103,7 +104,7 @@ func (d *dialFlags) connect(ctx context.Context, addr string) (*remote.Client, *
 	if err != nil {
 		return nil, nil, err
 	}
-	bopts := []broker.Option{broker.WithName("tether-cli"), broker.WithToken(d.token)}
+	bopts := []broker.Option{broker.WithName(name), broker.WithToken(d.token)}
 	if cfg != nil {
 		bopts = append(bopts, broker.WithTLS(cfg))
 	}
@@ -111,12 +112,35 @@ func (d *dialFlags) connect(ctx context.Context, addr string) (*remote.Client, *
 	if err != nil {
 		return nil, nil, usageErr("%v", err)
 	}
-	gw, err := gateway.New(cl, gateway.WithTimeout(d.timeout))
+	gw, err := gateway.New(cl, append([]gateway.Option{gateway.WithTimeout(d.timeout)}, opts...)...)
 	if err != nil {
 		cl.Close()
 		return nil, nil, usageErr("%v", err)
 	}
 	return cl, gw, nil
+}
+
+// methodCommand is what call and watch share: ADDR name.Method [args...]
+// parsed, connected, and the arguments converted to JSON params. The
+// caller closes gw, then cl.
+func methodCommand(ctx context.Context, fs *flag.FlagSet, df *dialFlags, args []string) (cl *remote.Client, gw *gateway.Gateway, method string, params json.RawMessage, err error) {
+	if err = parse(fs, args); err != nil {
+		return nil, nil, "", nil, err
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return nil, nil, "", nil, &exitError{code: exitUsage}
+	}
+	if cl, gw, err = df.connect(ctx, fs.Arg(0), "tether-cli"); err != nil {
+		return nil, nil, "", nil, err
+	}
+	method = fs.Arg(1)
+	if params, err = callParams(ctx, gw, method, fs.Args()[2:]); err != nil {
+		gw.Close()
+		cl.Close()
+		return nil, nil, "", nil, err
+	}
+	return cl, gw, method, params, nil
 }
 
 // callErr turns a gateway error into the command's exit: 130 when the
@@ -152,7 +176,7 @@ func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return &exitError{code: exitUsage}
 	}
-	cl, gw, err := df.connect(ctx, fs.Arg(0))
+	cl, gw, err := df.connect(ctx, fs.Arg(0), "tether-cli")
 	if err != nil {
 		return err
 	}
@@ -282,24 +306,12 @@ models as a snapshot. An error prints its name and message and exits 1.`, stderr
 	var df dialFlags
 	df.register(fs, "the call")
 	compact := fs.Bool("compact", false, "print the result on one line")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() < 2 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
-	}
-	cl, gw, err := df.connect(ctx, fs.Arg(0))
+	cl, gw, method, params, err := methodCommand(ctx, fs, &df, args)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	defer gw.Close()
-	method := fs.Arg(1)
-	params, err := callParams(ctx, gw, method, fs.Args()[2:])
-	if err != nil {
-		return err
-	}
 	raw, err := gw.Call(ctx, method, params)
 	if err != nil {
 		return callErr(err, stderr)
@@ -328,24 +340,12 @@ is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
 	var df dialFlags
 	df.register(fs, "the first snapshot")
 	asJSON := fs.Bool("json", false, "print one JSON event per line")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() < 2 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
-	}
-	cl, gw, err := df.connect(ctx, fs.Arg(0))
+	cl, gw, method, params, err := methodCommand(ctx, fs, &df, args)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	defer gw.Close()
-	method := fs.Arg(1)
-	params, err := callParams(ctx, gw, method, fs.Args()[2:])
-	if err != nil {
-		return err
-	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var werr error
@@ -459,7 +459,7 @@ every tick).`, stderr)
 		drive(ctx, *tick)
 	}()
 	if *debug != "" {
-		stopDebug, err := serveDebug(ctx, *debug, func() any { return srv.Stats() }, stdout)
+		stopDebug, err := serveDebug(*debug, func() any { return srv.Stats() }, stdout)
 		if err != nil {
 			cancel()
 			<-driven
@@ -512,29 +512,17 @@ outages; requests made meanwhile get error -32001 at once). Try:
 		fs.Usage()
 		return &exitError{code: exitUsage}
 	}
-	if df.timeout <= 0 || *maxBody <= 0 {
-		return usageErr("-timeout and -max-body must be positive")
+	if *maxBody <= 0 {
+		return usageErr("-max-body must be positive")
 	}
-	cfg, err := df.tlsConfig()
+	cl, gw, err := df.connect(ctx, *upstream, "tether-gateway", gateway.WithToken(*httpToken), gateway.WithMaxBodySize(*maxBody))
 	if err != nil {
 		return err
 	}
-	bopts := []broker.Option{broker.WithName("tether-gateway"), broker.WithToken(df.token)}
-	if cfg != nil {
-		bopts = append(bopts, broker.WithTLS(cfg))
-	}
-	cl, err := remote.Connect(ctx, "tcp", *upstream, remote.WithBroker(bopts...), remote.WithDialTimeout(df.timeout))
-	if err != nil {
-		return usageErr("%v", err)
-	}
 	defer cl.Close()
-	gw, err := gateway.New(cl, gateway.WithTimeout(df.timeout), gateway.WithToken(*httpToken), gateway.WithMaxBodySize(*maxBody))
-	if err != nil {
-		return usageErr("%v", err)
-	}
 	defer gw.Close()
 	if *debug != "" {
-		stopDebug, err := serveDebug(ctx, *debug, func() any { return cl.Stats() }, stdout)
+		stopDebug, err := serveDebug(*debug, func() any { return cl.Stats() }, stdout)
 		if err != nil {
 			return &exitError{code: exitUnreachable, msg: "-debug: " + err.Error()}
 		}

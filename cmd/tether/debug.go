@@ -21,9 +21,9 @@ var (
 	publishStats sync.Once
 )
 
-// serveDebug serves expvar's /debug/vars on addr until ctx ends, with
-// "tether" reading snapshot. It returns once the listener is up.
-func serveDebug(ctx context.Context, addr string, snapshot func() any, stdout io.Writer) (stop func(), err error) {
+// serveDebug serves expvar's /debug/vars on addr, with "tether" reading
+// snapshot, until stop is called. It returns once the listener is up.
+func serveDebug(addr string, snapshot func() any, stdout io.Writer) (stop func(), err error) {
 	stats.Store(&snapshot)
 	publishStats.Do(func() {
 		expvar.Publish("tether", expvar.Func(func() any {

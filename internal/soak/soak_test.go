@@ -425,7 +425,7 @@ func TestSoak(t *testing.T) {
 		for {
 			got, v := c.mirror.Snapshot()
 			if v == version && !c.mirror.Stale() && c.mirror.Epoch() == bank.model.Epoch() {
-				if !mapsEqual(got, want) {
+				if !maps.Equal(got, want) {
 					rep.violate("client %d: the mirror at v%d differs from the model", c.id, v)
 				}
 				break
@@ -591,15 +591,4 @@ func (c *client) one(rep *report, rnd *rand.Rand, seq *atomic.Int64) {
 		// Back off a little, as a real caller would, rather than spin.
 		time.Sleep(time.Duration(rnd.IntN(20)) * time.Millisecond)
 	}
-}
-
-func mapsEqual(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	keys := make([]string, 0, len(a))
-	for k := range a {
-		keys = append(keys, k)
-	}
-	return !slices.ContainsFunc(keys, func(k string) bool { v, ok := b[k]; return !ok || v != a[k] })
 }

@@ -26,7 +26,7 @@ const handshakeMax = 16 << 10
 // and addr), runs TLS if WithTLS was given, and performs the handshake. ctx
 // bounds the dial and the handshake; it has no effect once Dial returns.
 func Dial(ctx context.Context, network, addr string, opts ...Option) (*Conn, error) {
-	o, err := buildOptions(opts)
+	o, err := buildOptions(dialSide, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func Dial(ctx context.Context, network, addr string, opts ...Option) (*Conn, err
 // socket from elsewhere), with TLS first if WithTLS was given. On error nc is
 // closed.
 func NewConn(ctx context.Context, nc net.Conn, opts ...Option) (*Conn, error) {
-	o, err := buildOptions(opts)
+	o, err := buildOptions(dialSide, opts)
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -161,7 +161,7 @@ func TestInvalidOptions(t *testing.T) {
 // default: a ping every half of the timeout, each answered within the other
 // half, so a peer that dies just after answering is found within 15 s.
 func TestDefaultDeadPeerDetectionWithin15s(t *testing.T) {
-	o, err := buildOptions(nil)
+	o, err := buildOptions(dialSide, nil)
 	require.NoError(t, err)
 	cfg := yamuxConfig(o)
 	assert.True(t, cfg.EnableKeepAlive)

@@ -21,9 +21,46 @@ const (
 const minDeadPeerTimeout = 200 * time.Millisecond
 
 // An Option configures a connection (Dial, NewConn) or a server (NewServer).
-// Options that concern only one side say so; the other side ignores them.
+// Options that concern only one side say so, and giving one to the other
+// side is an error (Dial and NewConn return it; Serve and ServeConn report
+// it), never ignored.
 type Option interface{ apply(*options) }
 
+// side is where an option applies.
+type side uint8
+
+const (
+	bothSides  side = iota
+	dialSide        // Dial, NewConn (and remote.Connect)
+	serverSide      // NewServer
+)
+
+func (s side) String() string {
+	if s == serverSide {
+		return "a server (NewServer)"
+	}
+	return "a dialer (Dial, NewConn, remote.Connect)"
+}
+
+// option is an Option with the name its errors give and the side it
+// applies to.
+type option struct {
+	name string
+	only side
+	set  func(*options)
+}
+
+func (op option) apply(o *options) {
+	if op.only != bothSides && op.only != o.side {
+		if o.err == nil {
+			o.err = fmt.Errorf("tether: %s applies to %v, not to %v: remove it here", op.name, op.only, o.side)
+		}
+		return
+	}
+	op.set(o)
+}
+
+// optionFunc is an option for both sides, for the tests.
 type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
@@ -42,11 +79,12 @@ type options struct {
 	logger           *slog.Logger
 	root             any
 	bulkThreshold    int
+	side             side
 	err              error // first invalid option
 }
 
-func buildOptions(opts []Option) (*options, error) {
-	o := &options{}
+func buildOptions(s side, opts []Option) (*options, error) {
+	o := &options{side: s}
 	for _, opt := range opts {
 		if opt != nil {
 			opt.apply(o)
@@ -63,6 +101,10 @@ func (o *options) validate() error {
 	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
 		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 {
 		return errors.New("tether: negative option value")
+	}
+	if o.side == serverSide && o.tlsConfig != nil && len(o.tlsConfig.Certificates) == 0 &&
+		o.tlsConfig.GetCertificate == nil && o.tlsConfig.GetConfigForClient == nil {
+		return errors.New("tether: WithTLS on a server needs a certificate in the config (Certificates or GetCertificate)")
 	}
 	if o.handshakeTimeout == 0 {
 		o.handshakeTimeout = DefaultHandshakeTimeout
@@ -100,33 +142,37 @@ func (o *options) validate() error {
 // WithName sets the name this side announces in the handshake. Handlers on
 // the far side see it in remoteable.Peer.Name.
 func WithName(name string) Option {
-	return optionFunc(func(o *options) { o.name = name })
+	return option{"WithName", bothSides, func(o *options) { o.name = name }}
 }
 
 // WithToken sets a shared secret. A dialer sends it in its handshake; a
 // server refuses dialers whose token differs (they get ErrAuthFailed). An
 // empty token on a server admits everyone.
 func WithToken(token string) Option {
-	return optionFunc(func(o *options) { o.token = token })
+	return option{"WithToken", bothSides, func(o *options) { o.token = token }}
 }
 
-// WithTLS makes Dial run TLS over the connection with config. A server gets
-// TLS by serving a TLS listener (tls.NewListener); handlers see the peer's
-// certificate state in remoteable.Peer.TLS.
+// WithTLS runs TLS with config over every connection: Dial and NewConn as
+// its client, a server as its server over each accepted connection (the
+// config then needs a certificate; to require client certificates, set
+// ClientAuth). A server may instead serve a TLS listener (tls.NewListener)
+// without this option. Handlers see the peer's certificate state in
+// remoteable.Peer.TLS, and a verified certificate names the peer (see
+// remoteable.Peer).
 func WithTLS(config *tls.Config) Option {
-	return optionFunc(func(o *options) { o.tlsConfig = config })
+	return option{"WithTLS", bothSides, func(o *options) { o.tlsConfig = config }}
 }
 
 // WithHandshakeTimeout bounds the TLS and Tether handshakes (default 10 s).
 func WithHandshakeTimeout(d time.Duration) Option {
-	return optionFunc(func(o *options) { o.handshakeTimeout = d })
+	return option{"WithHandshakeTimeout", bothSides, func(o *options) { o.handshakeTimeout = d }}
 }
 
 // WithDeadPeerTimeout sets how soon a silently dead peer (a cable pulled, a
 // black-holed route) is detected: keepalive pings go out every half of d and
 // each must be answered within the other half. Default 15 s; minimum 200 ms.
 func WithDeadPeerTimeout(d time.Duration) Option {
-	return optionFunc(func(o *options) { o.deadPeerTimeout = d })
+	return option{"WithDeadPeerTimeout", bothSides, func(o *options) { o.deadPeerTimeout = d }}
 }
 
 // WithWriteTimeout bounds every write to the peer. A peer that stops reading
@@ -136,45 +182,54 @@ func WithDeadPeerTimeout(d time.Duration) Option {
 // bounded by this timeout, not by the caller's context. Default: the
 // dead-peer timeout.
 func WithWriteTimeout(d time.Duration) Option {
-	return optionFunc(func(o *options) { o.writeTimeout = d })
+	return option{"WithWriteTimeout", bothSides, func(o *options) { o.writeTimeout = d }}
 }
 
 // WithMaxMessageSize sets the largest message this side accepts (default
 // 4 MiB). It is announced in the handshake, so the far side refuses to send
 // larger messages with ErrMessageTooLarge instead of being disconnected.
 func WithMaxMessageSize(n int) Option {
-	return optionFunc(func(o *options) { o.maxMessageSize = n })
+	return option{"WithMaxMessageSize", bothSides, func(o *options) { o.maxMessageSize = n }}
 }
 
 // WithMaxConcurrentCalls bounds the calls one peer may have running on this
 // side at once (default 1024). Calls over the quota fail at once with
 // ErrTooManyCalls.
 func WithMaxConcurrentCalls(n int) Option {
-	return optionFunc(func(o *options) { o.maxCalls = n })
+	return option{"WithMaxConcurrentCalls", bothSides, func(o *options) { o.maxCalls = n }}
 }
 
 // WithMaxExports bounds how many distinct objects this side holds exported
 // to one peer (default 65536). A call whose arguments or result would export
 // more fails with ErrTooManyReferences.
 func WithMaxExports(n int) Option {
-	return optionFunc(func(o *options) { o.maxExports = n })
+	return option{"WithMaxExports", bothSides, func(o *options) { o.maxExports = n }}
 }
 
 // WithTracebacks makes handler panics carry their stack trace to the caller
 // (RemoteError.Traceback). Off by default: a trace reveals code layout.
 func WithTracebacks(on bool) Option {
-	return optionFunc(func(o *options) { o.tracebacks = on })
+	return option{"WithTracebacks", bothSides, func(o *options) { o.tracebacks = on }}
 }
 
 // WithLogger routes the connection's diagnostics, including yamux's, into
 // logger. By default nothing is logged.
 func WithLogger(logger *slog.Logger) Option {
-	return optionFunc(func(o *options) { o.logger = logger })
+	return option{"WithLogger", bothSides, func(o *options) { o.logger = logger }}
 }
 
 // WithRoot sets the object a dialer publishes to the server: the server's
 // (*Conn).Root() for this connection refers to it. A server's root is the
 // argument of NewServer.
 func WithRoot(root any) Option {
-	return optionFunc(func(o *options) { o.root = root })
+	return option{"WithRoot", dialSide, func(o *options) { o.root = root }}
+}
+
+// VerifyDialOptions reports the error Dial would return for opts without
+// dialing: an invalid value, or an option that applies only to a server.
+// remote.Connect uses it to fail at once on options it could never dial
+// with.
+func VerifyDialOptions(opts ...Option) error {
+	_, err := buildOptions(dialSide, opts)
+	return err
 }

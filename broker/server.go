@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -37,7 +38,7 @@ type Server struct {
 // NewServer returns a server publishing root. Invalid options are reported
 // by Serve and ServeConn.
 func NewServer(root any, opts ...Option) *Server {
-	o, err := buildOptions(opts)
+	o, err := buildOptions(serverSide, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		root: root, opts: o, err: err, ctx: ctx, cancel: cancel,
@@ -47,10 +48,12 @@ func NewServer(root any, opts ...Option) *Server {
 }
 
 // Serve accepts connections on ln until Close, running each handshake in a
-// goroutine of the server's. For TLS, pass a TLS listener. It returns
-// ErrServerClosed after Close, or the listener's error.
+// goroutine of the server's. For TLS, give the server WithTLS or pass a TLS
+// listener. It returns ErrServerClosed after Close, or the listener's error;
+// invalid options are returned at once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.err != nil {
+		ln.Close() // dialers get a refusal at once, not a handshake timeout
 		return s.err
 	}
 	s.mu.Lock()
@@ -104,12 +107,15 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // ServeConn runs the accepting side of a connection over nc: the handshake
-// (TLS first if nc is a *tls.Conn), then the connection, which the server
+// (TLS first if nc is a *tls.Conn or the server has WithTLS), then the connection, which the server
 // tracks and closes on Close. On error nc is closed.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	if s.err != nil {
 		nc.Close()
 		return nil, s.err
+	}
+	if _, ok := nc.(*tls.Conn); !ok && s.opts.tlsConfig != nil {
+		nc = tls.Server(nc, s.opts.tlsConfig)
 	}
 	c, err := serverHandshake(ctx, nc, s.opts, s.root)
 	if err != nil {

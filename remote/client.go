@@ -388,6 +388,9 @@ func buildOptions(opts []Option) (*options, error) {
 	if o.dialTimeout < 0 {
 		return nil, errors.New("tether: negative dial timeout")
 	}
+	if err := broker.VerifyDialOptions(o.broker...); err != nil {
+		return nil, err
+	}
 	if o.dialTimeout == 0 {
 		o.dialTimeout = 10 * time.Second
 	}

@@ -496,10 +496,14 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	}
 
 	c.imu.Lock()
+	_, dup := c.inflight[id]
 	_, cancelled := c.earlyCancel[id]
 	delete(c.earlyCancel, id)
 	full := len(c.inflight) >= c.opts.maxCalls
 	c.imu.Unlock()
+	if dup {
+		return errDuplicateCall(id)
+	}
 	if cancelled {
 		return nil
 	}
@@ -531,8 +535,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 			}
 		}
 		t.refs = d.imported
-		c.startCall(t)
-		return nil
+		return c.startCall(t)
 	}
 
 	if string(name) == DescribeMethod {
@@ -540,8 +543,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 			return reject(fmt.Errorf("%w: %s takes no arguments", ErrBadArguments, DescribeMethod))
 		}
 		t.name = DescribeMethod
-		c.startCall(t)
-		return nil
+		return c.startCall(t)
 	}
 	m := ex.typ.methods[string(name)]
 	if m == nil {
@@ -579,8 +581,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	}
 	t.refs = d.imported
 	t.attach = d.attach
-	c.startCall(t)
-	return nil
+	return c.startCall(t)
 }
 
 // inCall is one incoming call: its context, its target and its decoded
@@ -627,16 +628,28 @@ var (
 // it exits.
 const workerIdle = 5 * time.Second
 
+// errDuplicateCall is the protocol violation of a call whose id is that
+// of a call still in flight: the first call's handler could no longer be
+// cancelled or answered, and teardown would not find it.
+func errDuplicateCall(id uint64) error {
+	return fmt.Errorf("call id %d reused while that call is still in flight", id)
+}
+
 // startCall registers a decoded call and hands it to an idle handler
-// goroutine, or starts one.
-func (c *Conn) startCall(t *inCall) {
+// goroutine, or starts one. A call whose id is in flight already (the main
+// stream and a message stream race to here) is a protocol violation.
+func (c *Conn) startCall(t *inCall) error {
 	c.imu.Lock()
-	if c.iclosed {
+	_, dup := c.inflight[t.id]
+	if c.iclosed || dup {
 		c.imu.Unlock()
 		for _, r := range t.refs {
 			r.Release()
 		}
-		return
+		if dup {
+			return errDuplicateCall(t.id)
+		}
+		return nil
 	}
 	c.inflight[t.id] = &t.cc
 	c.callsIn.Add(1)
@@ -647,6 +660,7 @@ func (c *Conn) startCall(t *inCall) {
 		go c.worker(t)
 	}
 	c.imu.Unlock()
+	return nil
 }
 
 // worker runs calls until it has been idle for a whole workerIdle period or

@@ -147,9 +147,9 @@ func (*guarded) Public() (string, error) { return "hello", nil }
 
 func TestAcceptOnlyFromPolicy(t *testing.T) {
 	leakcheck.Check(t)
-	_, addr := startServer(t, &guarded{})
-	agent := dial(t, addr, WithName("agent"))
-	intruder := dial(t, addr, WithName("intruder"))
+	_, addr := startServer(t, &guarded{}, WithAuthenticator(Tokens(map[string]string{"agent": "a", "intruder": "i"})))
+	agent := dial(t, addr, WithName("agent"), WithToken("a"))
+	intruder := dial(t, addr, WithName("intruder"), WithToken("i"))
 	ctx := testCtx(t)
 
 	s, err := Call[string](ctx, agent.Root(), "Secret")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -478,12 +479,14 @@ func (c *Conn) handleFrame(body []byte) (err error) {
 // handleCall decodes a call and starts its handler, or answers at once with
 // the reason it cannot run. Arguments are decoded here, in stream order, so
 // that a reference to one of our objects is resolved before a later Release
-// of it is applied.
+// of it is applied; but only once the target's policy admitted the caller,
+// so that a refused call costs nothing and learns nothing.
 func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	id, err1 := r.ReadUint()
 	target, err2 := r.ReadUint()
 	name, err3 := r.ReadText()
 	timeout, err4 := r.ReadUint()
+	args := *r // the arguments, decoded once the call is admitted
 	argc, err5 := r.ReadArray()
 	if n < 6 || err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil {
 		return errors.New("malformed call: want [3, id, target, method, timeout, [args...]]")
@@ -493,6 +496,18 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	reject := func(err error) error {
 		c.postFail(id, err)
 		return nil
+	}
+	var chain []remoteable.Identity
+	var extErr error
+	if n >= 7 {
+		for i := 0; i < argc; i++ {
+			if err := r.Skip(); err != nil {
+				return errors.New("malformed call arguments")
+			}
+		}
+		if chain, extErr = parseCallExt(r); extErr != nil && !errors.Is(extErr, ErrTooManyHops) {
+			return extErr
+		}
 	}
 
 	c.imu.Lock()
@@ -510,6 +525,9 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	if full {
 		return reject(fmt.Errorf("%w: at most %d at once", ErrTooManyCalls, c.opts.maxCalls))
 	}
+	if extErr != nil {
+		return reject(extErr)
+	}
 	ex := c.lookupExport(target)
 	if ex == nil {
 		return reject(fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
@@ -518,10 +536,23 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	t := &inCall{id: id, ex: ex}
 	t.cc.c = c
 	t.ctx = &t.cc
+	if chain != nil {
+		p := c.peer
+		p.ForwardedFor = chain
+		t.cc.peer = p
+	}
 	if timeout > 0 {
 		t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
 	}
-	d := decoder{r: *r, c: c, opaque: ex.proxy != nil, acct: acct}
+	if ex.guarded {
+		if err := admit(&t.cc, ex.obj, string(name)); err != nil {
+			return reject(err)
+		}
+	}
+	if _, err := args.ReadArray(); err != nil {
+		return errors.New("malformed call arguments")
+	}
+	d := decoder{r: args, c: c, opaque: ex.proxy != nil, acct: acct}
 
 	if ex.proxy != nil {
 		t.name = string(name)
@@ -749,11 +780,6 @@ func (o *outcome) recoverPanic(tracebacks bool) {
 // invoke runs a method on a local object.
 func (c *Conn) invoke(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks)
-	if t.ex.guarded {
-		if o.err = allow(&t.cc, t.ex.obj, t.m.name); o.err != nil {
-			return o
-		}
-	}
 	out := t.m.fn.Call(t.in)
 	if e := out[len(out)-1]; !e.IsNil() {
 		o.err = e.Interface().(error)
@@ -768,12 +794,14 @@ func (c *Conn) invoke(t *inCall) (o outcome) {
 // describe answers DescribeMethod for a local object.
 func (c *Conn) describe(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks)
+	d := Describe(t.ex.obj)
 	if t.ex.guarded {
-		if o.err = allow(&t.cc, t.ex.obj, DescribeMethod); o.err != nil {
-			return o
-		}
+		// A peer sees only what it may call.
+		d.Methods = slices.DeleteFunc(d.Methods, func(m MethodDescription) bool {
+			return admit(t.ctx, t.ex.obj, m.Name) != nil
+		})
 	}
-	o.generic = Describe(t.ex.obj)
+	o.generic = d
 	return o
 }
 
@@ -781,16 +809,18 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 // method (a proxy for a reference on another connection, say).
 func (c *Conn) forward(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks)
-	if t.ex.guarded {
-		if o.err = allow(&t.cc, t.ex.obj, t.name); o.err != nil {
-			return o
-		}
-	}
 	o.err = t.ex.proxy.Call(&t.cc, t.name, &o.generic, t.args...)
 	return o
 }
 
-func allow(ctx context.Context, obj any, method string) error {
+// admit asks a guarded object's policy whether the call ctx belongs to may
+// invoke method. A policy that panics refuses the call.
+func admit(ctx context.Context, obj any, method string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: the access policy of %s panicked: %v", ErrPanic, method, p)
+		}
+	}()
 	p := obj.(remoteable.Guarded).RemotePolicy()
 	if p == nil {
 		return nil

@@ -8,12 +8,25 @@ import (
 	"github.com/tether-go/tether/internal/typereg"
 )
 
-// connKey, forwardKey and rawKey are context keys private to the broker.
+// connKey, forwardKey, rawKey and selfKey are context keys private to the
+// broker.
 type (
 	connKey    struct{}
 	forwardKey struct{}
 	rawKey     struct{}
+	selfKey    struct{}
 )
+
+// AsSelf returns a context, derived from a handler's ctx, for calls that
+// this process makes on its own authority rather than for the handler's
+// caller. By default a call made with a handler's context (or one derived
+// from it) tells the callee whom it acts for — the handler's caller and
+// whoever that caller acted for (remoteable.Peer.ForwardedFor) — so that a
+// process never lends its identity silently; AsSelf is the explicit
+// choice to lend it. The deadline, cancellation and values of ctx are kept.
+func AsSelf(ctx context.Context) context.Context {
+	return context.WithValue(ctx, selfKey{}, true)
+}
 
 // WithRawCopyables returns a context whose calls decode every Copyable in a
 // reply of type *any as a *RawCopyable, registered here or not, so that a
@@ -50,6 +63,7 @@ type callCtx struct {
 	c        *Conn
 	deadline time.Time
 	forward  bool
+	peer     any // a remoteable.Peer with ForwardedFor, for a call that has one
 
 	mu     sync.Mutex
 	done   chan struct{}
@@ -98,6 +112,9 @@ func (x *callCtx) checkDeadline() bool {
 func (x *callCtx) Value(key any) any {
 	switch key.(type) {
 	case typereg.PeerKey:
+		if x.peer != nil {
+			return x.peer
+		}
 		return x.c.peerValue
 	case connKey:
 		return x.c

@@ -61,6 +61,10 @@ var (
 	ErrMessageTooLarge = errors.New("tether: message too large")
 	// ErrPanic reports a handler that panicked.
 	ErrPanic = errors.New("tether: handler panicked")
+	// ErrTooManyHops reports a call that would act for more parties than
+	// a call may carry (remoteable.MaxForwardedFor): it was passed on
+	// through too many relays or handlers.
+	ErrTooManyHops = errors.New("tether: call passed on through too many hops")
 )
 
 func init() {
@@ -73,6 +77,7 @@ func init() {
 		"tether.too-many-references": ErrTooManyReferences,
 		"tether.message-too-large":   ErrMessageTooLarge,
 		"tether.panic":               ErrPanic,
+		"tether.too-many-hops":       ErrTooManyHops,
 		"tether.released":            ErrReleased,
 		"tether.dead-reference":      ErrDeadReference,
 		"tether.connection-lost":     ErrConnectionLost,

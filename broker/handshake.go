@@ -134,7 +134,8 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		return nil, fmt.Errorf("%w: server speaks %d, we speak %d", ErrVersionMismatch, w.version, protocolVersion)
 	}
 	main.SetDeadline(time.Time{})
-	peer.Name, peer.ID = w.name, w.id
+	id := identifyServer(w.name, peer.TLS)
+	peer.Name, peer.VerifiedBy, peer.ID = id.Name, id.VerifiedBy, w.id
 	return newConn(o, co, sess, main, fr, peer, clampMax(w.maxMessage), o.root).start(), nil
 }
 
@@ -206,8 +207,19 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 			refusal = fmt.Errorf("%w: client speaks %d, server speaks %d", ErrVersionMismatch, h.version, protocolVersion)
 		case o.token != "" && subtle.ConstantTimeCompare([]byte(h.token), []byte(o.token)) != 1:
 			refusal = fmt.Errorf("%w: wrong or missing token", ErrAuthFailed)
+		default:
+			id, err := identifyDialer(ctx, o, Credentials{Name: h.name, Token: h.token, TLS: peer.TLS, Addr: peer.Addr})
+			if err == nil {
+				if err = checkIdentity(id); err != nil {
+					err = fmt.Errorf("%w: %w", ErrAuthFailed, err)
+				}
+			}
+			if err != nil {
+				refusal = err
+			}
+			peer.Name, peer.VerifiedBy = id.Name, id.VerifiedBy
 		}
-		peer.Name, peerMax = h.name, h.maxMessage
+		peerMax = h.maxMessage
 
 		e := getEncoder(nil)
 		defer putEncoder(e)

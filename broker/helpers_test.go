@@ -167,6 +167,8 @@ func makeCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, 
 	}
 	if ip := net.ParseIP(cn); ip != nil {
 		tmpl.IPAddresses = []net.IP{ip}
+	} else if !isCA {
+		tmpl.DNSNames = []string{cn}
 	}
 	if parent == nil {
 		parent, parentKey = tmpl, key

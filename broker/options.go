@@ -52,9 +52,7 @@ type option struct {
 
 func (op option) apply(o *options) {
 	if op.only != bothSides && op.only != o.side {
-		if o.err == nil {
-			o.err = fmt.Errorf("tether: %s applies to %v, not to %v: remove it here", op.name, op.only, o.side)
-		}
+		o.fail(fmt.Errorf("tether: %s applies to %v, not to %v: remove it here", op.name, op.only, o.side))
 		return
 	}
 	op.set(o)
@@ -79,8 +77,16 @@ type options struct {
 	logger           *slog.Logger
 	root             any
 	bulkThreshold    int
+	authenticator    Authenticator
 	side             side
 	err              error // first invalid option
+}
+
+// fail records an invalid option; the first one is reported.
+func (o *options) fail(err error) {
+	if o.err == nil {
+		o.err = err
+	}
 }
 
 func buildOptions(s side, opts []Option) (*options, error) {
@@ -101,6 +107,10 @@ func (o *options) validate() error {
 	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
 		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 {
 		return errors.New("tether: negative option value")
+	}
+	if o.authenticator != nil && o.token != "" {
+		return errors.New("tether: WithToken and WithAuthenticator both given to a server: " +
+			"the authenticator decides alone (it sees the token a peer sent in Credentials.Token)")
 	}
 	if o.side == serverSide && o.tlsConfig != nil && len(o.tlsConfig.Certificates) == 0 &&
 		o.tlsConfig.GetCertificate == nil && o.tlsConfig.GetConfigForClient == nil {
@@ -140,14 +150,20 @@ func (o *options) validate() error {
 }
 
 // WithName sets the name this side announces in the handshake. Handlers on
-// the far side see it in remoteable.Peer.Name.
+// the far side see it in remoteable.Peer.Name, as verified or not (see
+// remoteable.Peer.VerifiedBy): a server verifies it with WithAuthenticator
+// (a per-peer token table, say) or against the dialer's TLS certificate,
+// which must then give this name.
 func WithName(name string) Option {
 	return option{"WithName", bothSides, func(o *options) { o.name = name }}
 }
 
-// WithToken sets a shared secret. A dialer sends it in its handshake; a
-// server refuses dialers whose token differs (they get ErrAuthFailed). An
-// empty token on a server admits everyone.
+// WithToken sets a secret. A dialer sends it in its handshake: the shared
+// token of a server with WithToken, or its own token for a server that
+// verifies peers one by one (WithAuthenticator with Tokens). A server with
+// WithToken refuses dialers whose token differs (they get ErrAuthFailed);
+// a shared token admits a peer but does not verify its name. An empty
+// token on a server admits everyone.
 func WithToken(token string) Option {
 	return option{"WithToken", bothSides, func(o *options) { o.token = token }}
 }

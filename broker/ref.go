@@ -141,6 +141,10 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	if err := checkReply(reply); err != nil {
 		return err
 	}
+	chain, err := c.forwardedFor(ctx, method)
+	if err != nil {
+		return err
+	}
 	cl := callPool.Get().(*call)
 	cl.reply, cl.err, cl.opaque = reply, nil, false
 	if _, ok := reply.(*any); ok && (forwarding(ctx) || ctx.Value(rawKey{}) != nil) {
@@ -161,14 +165,17 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	defer c.callsOut.Add(-1)
 
 	e := getEncoder(c)
-	e.buf = cborx.AppendArray(e.buf, 6)
+	if len(chain) > 0 {
+		e.buf = cborx.AppendArray(e.buf, 7)
+	} else {
+		e.buf = cborx.AppendArray(e.buf, 6)
+	}
 	e.buf = cborx.AppendUint(e.buf, msgCall)
 	e.buf = cborx.AppendUint(e.buf, id)
 	e.buf = cborx.AppendUint(e.buf, target)
 	e.buf = cborx.AppendText(e.buf, method)
 	e.buf = cborx.AppendUint(e.buf, timeout)
 	e.buf = cborx.AppendArray(e.buf, len(args))
-	var err error
 	for i, a := range args {
 		if err = e.any(a); err != nil {
 			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) {
@@ -178,6 +185,9 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 			}
 			break
 		}
+	}
+	if err == nil && len(chain) > 0 {
+		e.buf = appendCallExt(e.buf, chain)
 	}
 	if err == nil && e.bodyLen() > c.peerMax {
 		err = fmt.Errorf("%w: the call is %d bytes; the peer accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)

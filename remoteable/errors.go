@@ -10,10 +10,23 @@ import (
 )
 
 // ErrAccessDenied is returned to a caller whom an object's Policy refused.
-var ErrAccessDenied = errors.New("access denied")
+var ErrAccessDenied = errors.New("tether: access denied")
+
+// ErrUnverified is returned to a caller whom a policy refused because a
+// party to the call has a name nobody verified (see Identity). It matches
+// ErrAccessDenied too.
+var ErrUnverified error = unverified{}
+
+type unverified struct{}
+
+func (unverified) Error() string { return "tether: access denied: identity not verified" }
+
+// Is makes ErrUnverified match ErrAccessDenied.
+func (unverified) Is(target error) bool { return target == ErrAccessDenied }
 
 func init() {
 	RegisterError("tether.access-denied", ErrAccessDenied)
+	RegisterError("tether.unverified", ErrUnverified)
 	RegisterError("context.canceled", context.Canceled)
 	RegisterError("context.deadline-exceeded", context.DeadlineExceeded)
 }

@@ -6,10 +6,19 @@ import (
 	"slices"
 )
 
-// Policy decides whether the peer behind a call may invoke a method. ctx is
-// the call's context: PeerFrom(ctx) tells who is calling. A non-nil error
-// refuses the call and is what the caller receives; wrap ErrAccessDenied so
-// that the caller can recognise it.
+// Policy decides whether the parties behind a call may invoke a method. ctx
+// is the call's context: PeerFrom(ctx) tells who is calling and, for a call
+// passed on by relays, whom it acts for. A non-nil error refuses the call
+// and is what the caller receives; wrap ErrAccessDenied so that the caller
+// can recognise it.
+//
+// The broker asks the policy before it decodes anything of the call, on the
+// connection's reader: Allow must be quick and must not call the peer. A
+// refused call costs the server nothing more and tells the caller nothing
+// about the object (not even whether the method exists). For
+// DescribeMethod ("tether.describe") the policy is asked once for the
+// description and then once per method, and the description lists only
+// the methods it allows.
 type Policy interface {
 	Allow(ctx context.Context, method string) error
 }
@@ -27,10 +36,14 @@ type PolicyFunc func(ctx context.Context, method string) error
 // Allow calls f.
 func (f PolicyFunc) Allow(ctx context.Context, method string) error { return f(ctx, method) }
 
-// AcceptOnlyFrom returns a Policy that admits only peers that announced one
-// of the given names in their handshake (the "accept only from" rule of an
-// agent/logic pair). Combine it with a shared token or mutual TLS: a name is
-// only as trustworthy as the connection's authentication.
+// AcceptOnlyFrom returns a Policy that admits a call only when every party
+// it acts for is verified and named in names: the peer itself, and each
+// identity in its ForwardedFor. So a relay that may call a method does not
+// lend that right to the callers it forwards for: each of them must be
+// admitted on its own (no confused deputy). An unverified name is refused
+// with ErrUnverified however it is spelled, since anyone can announce any
+// name: verify peers with mutual TLS or an authenticator
+// (broker.WithAuthenticator, broker.Tokens).
 func AcceptOnlyFrom(names ...string) Policy {
 	names = slices.Clone(names)
 	return PolicyFunc(func(ctx context.Context, method string) error {
@@ -38,11 +51,25 @@ func AcceptOnlyFrom(names ...string) Policy {
 		if !ok {
 			return fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
 		}
-		if slices.Contains(names, p.Name) {
-			return nil
+		for i, id := range p.ForwardedFor {
+			if err := admit(id, names, method); err != nil {
+				return fmt.Errorf("%w (peer %v forwards this call for it, as #%d of %d)", err, p.Identity(), i+1, len(p.ForwardedFor))
+			}
 		}
-		return fmt.Errorf("%w: peer %q may not call %s", ErrAccessDenied, p.Name, method)
+		return admit(p.Identity(), names, method)
 	})
+}
+
+// admit checks one party of a call against an AcceptOnlyFrom list.
+func admit(id Identity, names []string, method string) error {
+	if !id.Verified() {
+		return fmt.Errorf("%w: %v may not call %s: its name was announced, not verified; "+
+			"verify peers with mutual TLS or broker.WithAuthenticator", ErrUnverified, id, method)
+	}
+	if !slices.Contains(names, id.Name) {
+		return fmt.Errorf("%w: %v may not call %s", ErrAccessDenied, id, method)
+	}
+	return nil
 }
 
 // MethodPolicies applies a Policy per method name. The entry "*" applies to

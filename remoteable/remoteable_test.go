@@ -10,7 +10,14 @@ import (
 	"github.com/tether-go/tether/internal/typereg"
 )
 
-func peerCtx(name string) context.Context {
+// peerCtx is the context of a call from a peer verified (by token) as
+// name, forwarding for the given parties.
+func peerCtx(name string, forwardedFor ...Identity) context.Context {
+	return context.WithValue(context.Background(), typereg.PeerKey{},
+		Peer{Name: name, VerifiedBy: VerifiedByToken, ForwardedFor: forwardedFor})
+}
+
+func unverifiedCtx(name string) context.Context {
 	return context.WithValue(context.Background(), typereg.PeerKey{}, Peer{Name: name})
 }
 
@@ -20,8 +27,48 @@ func TestAcceptOnlyFrom(t *testing.T) {
 	assert.NoError(t, p.Allow(peerCtx("logic"), "M"))
 	err := p.Allow(peerCtx("stranger"), "M")
 	assert.ErrorIs(t, err, ErrAccessDenied)
+	assert.NotErrorIs(t, err, ErrUnverified)
 	assert.Contains(t, err.Error(), `"stranger"`)
 	assert.ErrorIs(t, p.Allow(context.Background(), "M"), ErrAccessDenied, "no peer, no access")
+}
+
+// TestAcceptOnlyFromRefusesUnverifiedNames: a name nobody verified is only
+// a claim, so it is refused with ErrUnverified (which is also
+// ErrAccessDenied) and a message that says how to verify peers.
+func TestAcceptOnlyFromRefusesUnverifiedNames(t *testing.T) {
+	err := AcceptOnlyFrom("agent").Allow(unverifiedCtx("agent"), "M")
+	assert.ErrorIs(t, err, ErrUnverified)
+	assert.ErrorIs(t, err, ErrAccessDenied)
+	assert.Contains(t, err.Error(), "not verified")
+	assert.Contains(t, err.Error(), "WithAuthenticator")
+}
+
+// TestAcceptOnlyFromChecksWhomTheCallActsFor: a relay admitted on its own
+// does not lend that to the callers it forwards for.
+func TestAcceptOnlyFromChecksWhomTheCallActsFor(t *testing.T) {
+	p := AcceptOnlyFrom("relay", "alice")
+	alice := Identity{Name: "alice", VerifiedBy: VerifiedByTLS}
+	assert.NoError(t, p.Allow(peerCtx("relay", alice), "Admin"))
+
+	err := p.Allow(peerCtx("relay", Identity{Name: "mallory", VerifiedBy: VerifiedByToken}), "Admin")
+	assert.ErrorIs(t, err, ErrAccessDenied)
+	assert.Contains(t, err.Error(), `"mallory"`)
+	assert.Contains(t, err.Error(), `forwards this call`)
+
+	err = p.Allow(peerCtx("relay", Identity{Name: "alice"}), "Admin")
+	assert.ErrorIs(t, err, ErrUnverified, "a forwarded name nobody verified is refused too")
+
+	err = AcceptOnlyFrom("relay").Allow(peerCtx("relay", Identity{}), "Admin")
+	assert.ErrorIs(t, err, ErrUnverified, "an anonymous caller behind a relay is refused")
+	assert.Contains(t, err.Error(), "anonymous")
+}
+
+func TestIdentityString(t *testing.T) {
+	assert.Equal(t, `"agent" (verified by tls)`, Identity{Name: "agent", VerifiedBy: VerifiedByTLS}.String())
+	assert.Equal(t, `"agent" (unverified)`, Identity{Name: "agent"}.String())
+	p := Peer{Name: "relay", VerifiedBy: "token", ForwardedFor: []Identity{{Name: "alice"}}}
+	assert.Equal(t, []Identity{{Name: "alice"}, {Name: "relay", VerifiedBy: "token"}}, p.Chain())
+	assert.True(t, p.Verified())
 }
 
 func TestMethodPolicies(t *testing.T) {

@@ -47,6 +47,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 // match the library's options.
 type dialFlags struct {
 	timeout    time.Duration
+	name       string
 	token      string
 	useTLS     bool
 	caFile     string
@@ -57,7 +58,8 @@ type dialFlags struct {
 
 func (d *dialFlags) register(fs *flag.FlagSet, what string) {
 	fs.DurationVar(&d.timeout, "timeout", 10*time.Second, "give up on "+what+" after this long")
-	fs.StringVar(&d.token, "token", os.Getenv("TETHER_TOKEN"), "the server's shared token (broker.WithToken); default $TETHER_TOKEN")
+	fs.StringVar(&d.name, "name", "", "the name to announce (broker.WithName); default: none with -cert (the certificate names you), else tether-cli")
+	fs.StringVar(&d.token, "token", os.Getenv("TETHER_TOKEN"), "the server's shared token, or yours for a server with per-peer tokens (broker.WithToken); default $TETHER_TOKEN")
 	fs.BoolVar(&d.useTLS, "tls", false, "connect with TLS (implied by -cacert, -cert)")
 	fs.StringVar(&d.caFile, "cacert", "", "PEM file of CA certificates to verify the server with (default: the system's)")
 	fs.StringVar(&d.certFile, "cert", "", "PEM client certificate, for servers that require one (mutual TLS)")
@@ -90,7 +92,8 @@ func (d *dialFlags) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// connect returns a lasting client to addr, introducing itself as name, and
+// connect returns a lasting client to addr, introducing itself as -name,
+// else as nobody with a client certificate, else as name, and
 // a gateway over it (bounded by -timeout, then opts), which does the JSON
 // conversion for every command.
 func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gateway.Option) (*remote.Client, *gateway.Gateway, error) {
@@ -103,6 +106,12 @@ func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gate
 	cfg, err := d.tlsConfig()
 	if err != nil {
 		return nil, nil, err
+	}
+	switch {
+	case d.name != "":
+		name = d.name
+	case d.certFile != "":
+		name = "" // the server knows us by our certificate
 	}
 	bopts := []broker.Option{broker.WithName(name), broker.WithToken(d.token)}
 	if cfg != nil {

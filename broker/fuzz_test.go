@@ -101,6 +101,24 @@ func seedFrames() [][]byte {
 		callBody(8, 0, "Boom"),
 		callBody(9, 0, "Err", errNotFound),
 		callBody(10, 0, "Plain", plain{I8: 1, M: map[string][]int{"a": {1}}}),
+		body(func(e *encoder) error { // a call forwarded for two parties, with an unknown extension
+			e.buf = cborx.AppendArray(e.buf, 7)
+			e.buf = cborx.AppendUint(e.buf, msgCall)
+			e.buf = cborx.AppendUint(e.buf, 13)
+			e.buf = cborx.AppendUint(e.buf, 0)
+			e.buf = cborx.AppendText(e.buf, "Add")
+			e.buf = cborx.AppendUint(e.buf, 0)
+			e.buf = cborx.AppendArray(e.buf, 2)
+			e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
+			e.buf = cborx.AppendMap(e.buf, 2)
+			e.buf = cborx.AppendUint(e.buf, 9)
+			e.buf = cborx.AppendText(e.buf, "future")
+			e.buf = cborx.AppendUint(e.buf, extForwardedFor)
+			e.buf = cborx.AppendArray(e.buf, 2)
+			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "alice"), "token")
+			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "relay"), "")
+			return nil
+		}),
 		body(func(e *encoder) error { // a reference to one of the server's objects
 			e.buf = appendCallHead(e.buf, 11, 0, "Ref", 0, 1)
 			e.buf = cborx.AppendTag(e.buf, tagReceiverRef)

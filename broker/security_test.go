@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -469,4 +471,59 @@ func TestPanickingPolicyRefusesTheCall(t *testing.T) {
 	assert.ErrorIs(t, err, ErrPanic)
 	assert.Contains(t, err.Error(), "policy bug")
 	assert.NoError(t, c.Err())
+}
+
+// TestForwardedForIsBounded: a call may act for at most MaxForwardedFor
+// parties. The hop that would exceed it fails the call itself; a peer that
+// sends more anyway gets a typed refusal, and a malformed list closes the
+// connection.
+func TestForwardedForIsBounded(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	dial(t, addr) // the connection an incoming call came on, for the context below
+	sc := serverConn(t, srv)
+	out := dial(t, addr)
+
+	full := make([]remoteable.Identity, remoteable.MaxForwardedFor-1)
+	for i := range full {
+		full[i] = remoteable.Identity{Name: fmt.Sprintf("hop%d", i), VerifiedBy: "token"}
+	}
+	handler := &callCtx{c: sc, peer: remoteable.Peer{Name: "last", VerifiedBy: "token", ForwardedFor: full}}
+	var n int
+	require.NoError(t, out.Root().Call(handler, "Add", &n, 1, 2), "8 parties travel")
+	handler.peer = remoteable.Peer{Name: "last", ForwardedFor: append(full, remoteable.Identity{Name: "one too many"})}
+	err := out.Root().Call(handler, "Add", &n, 1, 2)
+	require.ErrorIs(t, err, ErrTooManyHops)
+	assert.Contains(t, err.Error(), "AsSelf")
+	require.NoError(t, out.Root().Call(AsSelf(handler), "Add", &n, 1, 2))
+
+	p := rawConnect(t, addr, true)
+	p.sendMsg(func(e *encoder) {
+		e.buf = cborx.AppendArray(e.buf, 7)
+		e.buf = cborx.AppendUint(e.buf, msgCall)
+		e.buf = cborx.AppendUint(e.buf, 1)
+		e.buf = cborx.AppendUint(e.buf, 0)
+		e.buf = cborx.AppendText(e.buf, "Add")
+		e.buf = cborx.AppendUint(e.buf, 0)
+		e.buf = cborx.AppendUint(cborx.AppendUint(cborx.AppendArray(e.buf, 2), 1), 2)
+		e.buf = appendCallExt(e.buf, make([]remoteable.Identity, remoteable.MaxForwardedFor+1))
+	})
+	typ, carried, err := p.next()
+	require.NoError(t, err)
+	require.Equal(t, uint64(msgFail), typ)
+	assert.ErrorIs(t, carried, ErrTooManyHops)
+
+	p.sendMsg(func(e *encoder) {
+		e.buf = cborx.AppendArray(e.buf, 7)
+		e.buf = cborx.AppendUint(e.buf, msgCall)
+		e.buf = cborx.AppendUint(e.buf, 2)
+		e.buf = cborx.AppendUint(e.buf, 0)
+		e.buf = cborx.AppendText(e.buf, "Add")
+		e.buf = cborx.AppendUint(e.buf, 0)
+		e.buf = cborx.AppendUint(cborx.AppendUint(cborx.AppendArray(e.buf, 2), 1), 2)
+		e.buf = appendCallExt(e.buf, []remoteable.Identity{{Name: strings.Repeat("x", 300)}})
+	})
+	bye := p.closedWith()
+	require.ErrorIs(t, bye, ErrProtocol)
+	assert.Contains(t, bye.Error(), "more than the 256 a name may have")
 }

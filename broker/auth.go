@@ -171,3 +171,43 @@ func identifyServer(announced string, st *tls.ConnectionState) remoteable.Identi
 	}
 	return remoteable.Identity{Name: announced}
 }
+
+// A Realm gives each peer, once authenticated, the root object it sees:
+// Twisted cred's realm, whose avatars are per-identity roots. A peer can
+// reach only what its root leads to, so a realm is the strongest access
+// control Tether has: a guest's root simply has no admin methods. It runs
+// once per connection, in the handshake, bounded by the handshake timeout
+// (ctx); peer holds the identity decided (Name, VerifiedBy), the
+// connection's ID, address and TLS state. An error refuses the peer, which
+// then fails with remoteable.ErrAccessDenied and the error's message.
+type Realm func(ctx context.Context, peer remoteable.Peer) (root any, err error)
+
+// WithRealm makes a server publish to each peer the root realm gives it,
+// instead of one root for all: use NewServer(nil, WithRealm(realm)). A
+// server option.
+func WithRealm(realm Realm) Option {
+	return option{"WithRealm", serverSide, func(o *options) {
+		if realm == nil {
+			o.fail(errors.New("tether: WithRealm(nil): pass a realm, or leave the option out"))
+			return
+		}
+		o.realm = realm
+	}}
+}
+
+// avatar asks realm for peer's root. A panic or a nil root refuses the peer.
+func avatar(ctx context.Context, realm Realm, peer remoteable.Peer) (root any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			root, err = nil, fmt.Errorf("%w: the server's realm panicked", remoteable.ErrAccessDenied)
+		}
+	}()
+	root, err = realm(ctx, peer)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v has no root here: %w", remoteable.ErrAccessDenied, peer.Identity(), err)
+	case root == nil:
+		return nil, fmt.Errorf("%w: the server's realm gave %v no root", remoteable.ErrAccessDenied, peer.Identity())
+	}
+	return root, nil
+}

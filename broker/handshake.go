@@ -216,8 +216,12 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 			}
 			if err != nil {
 				refusal = err
+				break
 			}
 			peer.Name, peer.VerifiedBy = id.Name, id.VerifiedBy
+			if o.realm != nil {
+				root, refusal = avatar(ctx, o.realm, peer)
+			}
 		}
 		peerMax = h.maxMessage
 

@@ -78,6 +78,7 @@ type options struct {
 	root             any
 	bulkThreshold    int
 	authenticator    Authenticator
+	realm            Realm
 	side             side
 	err              error // first invalid option
 }

@@ -527,3 +527,54 @@ func TestForwardedForIsBounded(t *testing.T) {
 	require.ErrorIs(t, bye, ErrProtocol)
 	assert.Contains(t, bye.Error(), "more than the 256 a name may have")
 }
+
+// guestRoot is what a guest sees: no admin methods at all.
+type guestRoot struct{ remoteable.Referenceable }
+
+func (guestRoot) Hello(ctx context.Context) (string, error) { return "hello, guest", nil }
+
+// TestRealmGivesEachPeerItsRoot: with a realm (cred's avatars) each
+// authenticated peer gets a root of its own; a realm's refusal refuses the
+// peer at the handshake.
+func TestRealmGivesEachPeerItsRoot(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testCtx(t)
+	admin := newAdmin("ops")
+	realm := func(ctx context.Context, p remoteable.Peer) (any, error) {
+		switch {
+		case p.Name == "ops" && p.Verified():
+			return admin, nil
+		case p.Name == "banned":
+			return nil, errors.New("banned for spamming")
+		}
+		return guestRoot{}, nil
+	}
+	auth := AuthenticatorFunc(func(ctx context.Context, cr Credentials) (remoteable.Identity, error) {
+		if cr.Name == "ops" && cr.Token == "o" {
+			return remoteable.Identity{Name: "ops", VerifiedBy: "token"}, nil
+		}
+		return remoteable.Identity{Name: cr.Name}, nil
+	})
+	_, addr := startServer(t, nil, WithRealm(realm), WithAuthenticator(auth))
+
+	ops := dial(t, addr, WithName("ops"), WithToken("o"))
+	n, err := Call[int](ctx, ops.Root(), "Admin", 21)
+	require.NoError(t, err)
+	assert.Equal(t, 42, n)
+
+	guest := dial(t, addr, WithName("ops")) // no token: unverified, so a guest
+	_, err = Call[int](ctx, guest.Root(), "Admin", 21)
+	assert.ErrorIs(t, err, ErrUnknownMethod, "a guest's root has no Admin")
+	s, err := Call[string](ctx, guest.Root(), "Hello")
+	require.NoError(t, err)
+	assert.Equal(t, "hello, guest", s)
+
+	_, err = Dial(ctx, "tcp", addr, WithName("banned"))
+	require.ErrorIs(t, err, remoteable.ErrAccessDenied)
+	assert.Contains(t, err.Error(), "banned for spamming")
+
+	srv := NewServer(admin, WithRealm(realm))
+	assert.ErrorContains(t, srv.Serve(listen(t)), "pass nil")
+	srv = NewServer(nil)
+	assert.ErrorContains(t, srv.Serve(listen(t)), "give the server a root")
+}

@@ -35,10 +35,17 @@ type Server struct {
 	refused  atomic.Int64 // connections that did not
 }
 
-// NewServer returns a server publishing root. Invalid options are reported
-// by Serve and ServeConn.
+// NewServer returns a server publishing root, or with WithRealm (and a nil
+// root) a root of its own to each peer. Invalid options are reported by
+// Serve and ServeConn.
 func NewServer(root any, opts ...Option) *Server {
 	o, err := buildOptions(serverSide, opts)
+	switch {
+	case err == nil && o.realm != nil && root != nil:
+		err = errors.New("tether: NewServer was given a root and WithRealm: the realm gives each peer its root, so pass nil")
+	case err == nil && o.realm == nil && root == nil:
+		err = errors.New("tether: NewServer(nil): give the server a root object to publish (a registry, say), or WithRealm")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		root: root, opts: o, err: err, ctx: ctx, cancel: cancel,

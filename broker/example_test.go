@@ -156,3 +156,42 @@ func ExampleRef_Call_callback() {
 	fmt.Println(l.got, err)
 	// Output: [YOU ARE SUBSCRIBED] <nil>
 }
+
+// Vault lets only its owner open it.
+type Vault struct{ remoteable.Referenceable }
+
+func (*Vault) RemotePolicy() remoteable.Policy { return remoteable.AcceptOnlyFrom("owner") }
+
+func (*Vault) Open(ctx context.Context) (string, error) {
+	p, _ := remoteable.PeerFrom(ctx)
+	return "opened for " + p.Identity().String(), nil
+}
+
+// A server verifies each peer by its own token; a policy admits verified
+// names only, so announcing "owner" without the owner's token gets nothing.
+func ExampleTokens() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := broker.NewServer(&Vault{}, broker.WithAuthenticator(broker.Tokens(map[string]string{
+		"owner": "owner-secret",
+	})))
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctx := context.Background()
+
+	owner, err := broker.Dial(ctx, "tcp", ln.Addr().String(), broker.WithName("owner"), broker.WithToken("owner-secret"))
+	if err != nil {
+		panic(err)
+	}
+	defer owner.Close()
+	s, err := broker.Call[string](ctx, owner.Root(), "Open")
+	fmt.Println(s, err)
+
+	_, err = broker.Dial(ctx, "tcp", ln.Addr().String(), broker.WithName("owner"), broker.WithToken("guess"))
+	fmt.Println(errors.Is(err, broker.ErrAuthFailed))
+	// Output:
+	// opened for "owner" (verified by token) <nil>
+	// true
+}

@@ -60,6 +60,23 @@ func AcceptOnlyFrom(names ...string) Policy {
 	})
 }
 
+// TrustPeers returns a Policy that admits a call when the peer that sent it
+// is verified and named in names, whomever the call acts for: the peer is
+// trusted to decide for the callers behind it (a server fanning its
+// clients' events out to watchers, say). Prefer AcceptOnlyFrom, which
+// checks those callers too; TrustPeers is the explicit choice to let a
+// trusted peer act for anyone.
+func TrustPeers(names ...string) Policy {
+	names = slices.Clone(names)
+	return PolicyFunc(func(ctx context.Context, method string) error {
+		p, ok := PeerFrom(ctx)
+		if !ok {
+			return fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
+		}
+		return admit(p.Identity(), names, method)
+	})
+}
+
 // admit checks one party of a call against an AcceptOnlyFrom list.
 func admit(id Identity, names []string, method string) error {
 	if !id.Verified() {

@@ -63,6 +63,16 @@ func TestAcceptOnlyFromChecksWhomTheCallActsFor(t *testing.T) {
 	assert.Contains(t, err.Error(), "anonymous")
 }
 
+// TestTrustPeers: a trusted peer is admitted whomever it acts for, but
+// its own name must still be verified.
+func TestTrustPeers(t *testing.T) {
+	p := TrustPeers("server")
+	assert.NoError(t, p.Allow(peerCtx("server", Identity{Name: "anyone"}), "Notify"))
+	assert.ErrorIs(t, p.Allow(peerCtx("relay", Identity{Name: "server", VerifiedBy: "tls"}), "Notify"), ErrAccessDenied)
+	assert.ErrorIs(t, p.Allow(unverifiedCtx("server"), "Notify"), ErrUnverified)
+	assert.ErrorIs(t, p.Allow(context.Background(), "Notify"), ErrAccessDenied)
+}
+
 func TestIdentityString(t *testing.T) {
 	assert.Equal(t, `"agent" (verified by tls)`, Identity{Name: "agent", VerifiedBy: VerifiedByTLS}.String())
 	assert.Equal(t, `"agent" (unverified)`, Identity{Name: "agent"}.String())

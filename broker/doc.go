@@ -2,7 +2,8 @@
 // over which both sides export objects and call each other's methods.
 //
 // A connection is a yamux session over a net.Conn (TCP, TLS, a pipe). After a
-// handshake (protocol version, names, an optional shared token) every message
+// handshake (protocol version, names, credentials, from which the accepting
+// side decides who the dialer is: see WithAuthenticator) every message
 // is a length-prefixed CBOR frame on one long-lived stream; a message larger
 // than 32 KiB travels on one of a few long-lived message streams so that it
 // cannot hold up small calls. The wire is specified in docs/protocol.md.
@@ -56,6 +57,19 @@
 //  2. Expect to run concurrently with other handlers of the same
 //     connection. A panic fails only the call that caused it.
 //  3. Do not call Server.Close from a handler; start a goroutine for it.
+//  4. Know whom you act for. A call the handler makes with its context tells
+//     the callee that it acts for the handler's caller (and whoever that
+//     caller acted for: remoteable.Peer.ForwardedFor), so access policies
+//     upstream judge them too; make it with AsSelf(ctx) to act on this
+//     process's own authority instead.
+//
+// # Who is calling
+//
+// remoteable.PeerFrom(ctx) tells a handler who called: a name the server
+// verified (by the peer's TLS certificate, or an Authenticator such as
+// Tokens) or only announced (Peer.VerifiedBy says which), and whom the call
+// acts for. Policies (remoteable.Guarded) are asked before anything of a
+// call is decoded. WithRealm gives each peer a root of its own.
 //
 // # Who owns what
 //

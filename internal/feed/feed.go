@@ -107,6 +107,9 @@ type Feed struct {
 	logLen  int // changes in log
 	logMax  int
 	subs    map[*Subscription]struct{}
+	// snapshots counts the subscriptions with a snapshot under way, which
+	// the log keeps more steps for (appendLog).
+	snapshots int
 	pub     *Publisher
 	owner   any
 }
@@ -337,11 +340,21 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 
 // appendLog records a step and wakes every subscription. The log keeps at
 // most logMax changes; a step larger than that empties it (mirrors behind it
-// get a snapshot).
+// get a snapshot). While snapshots are under way it keeps as many more
+// changes as the model has entries: a snapshot needs the steps made since
+// it started, and it takes about one batch per batch's worth of entries, so
+// a model that changes less than a batch's worth per batch sent lets its
+// snapshots complete. That extra is the feed's, not each subscriber's: a
+// subscriber that stops acknowledging in the middle of a snapshot costs no
+// more than the model's size once, however many do so.
 func (f *Feed) appendLog(s Step) {
 	f.log = append(f.log, s)
 	f.logLen += len(s.Changes)
-	for f.logLen > f.logMax && len(f.log) > 0 {
+	keep := f.logMax
+	if f.snapshots > 0 {
+		keep += len(f.index)
+	}
+	for f.logLen > keep && len(f.log) > 0 {
 		f.logLen -= len(f.log[0].Changes)
 		f.log[0] = Step{}
 		f.log = f.log[1:]

@@ -175,11 +175,13 @@ func driveSnapshot(t *testing.T, seed uint64, logSize, writes int) driveStats {
 			src.mu.Lock()
 			n, scanning := len(src.slots), s.snap.active && !s.snap.scanned
 			src.mu.Unlock()
-			// Now and then the model moves further than the log reaches:
-			// the subscription falls behind and needs a snapshot (or, if
-			// one is under way, to start it again).
+			// Now and then the model moves further than the log reaches,
+			// even with what it keeps for snapshots under way (as many
+			// changes as it has entries): the subscription falls behind
+			// and needs a snapshot (or, if one is under way, to start it
+			// again).
 			if rng.IntN(20) == 0 {
-				for i := 0; i <= logSize; i++ {
+				for i := 0; i <= logSize+2*keys; i++ {
 					change()
 				}
 			}
@@ -216,6 +218,9 @@ func driveSnapshot(t *testing.T, seed uint64, logSize, writes int) driveStats {
 		if round > 100000 {
 			t.Fatalf("seed %d: no end after %d batches", seed, stats.batches)
 		}
+	}
+	if src.snapshots != 0 {
+		t.Fatalf("seed %d: %d snapshots counted under way after the last", seed, src.snapshots)
 	}
 	if fl.f.Version() != src.Version() {
 		t.Fatalf("seed %d: the mirror is at %d, the model at %d", seed, fl.f.Version(), src.Version())

@@ -81,6 +81,7 @@ func (s *Subscription) end() {
 	s.cancel()
 	s.f.mu.Lock()
 	delete(s.f.subs, s)
+	s.stopSnapshot()
 	s.f.mu.Unlock()
 	hooks.remove(s)
 	s.amu.Lock()
@@ -158,7 +159,8 @@ func (s *Subscription) shrink(b pushed) bool {
 	if b.changes > 1 {
 		s.maxBytes = max(s.maxBytes/2, 1024)
 	}
-	s.snap.active, s.epoch = false, "" // forces a new snapshot
+	s.stopSnapshot()
+	s.epoch = "" // forces a new snapshot
 	return true
 }
 
@@ -166,6 +168,12 @@ func (s *Subscription) shrink(b pushed) bool {
 func (s *Subscription) next() (*Batch, bool) {
 	for {
 		s.f.mu.Lock()
+		if s.ended.Load() {
+			// end has run (it takes f.mu after setting ended): a snapshot
+			// started now would never be counted out of f.snapshots.
+			s.f.mu.Unlock()
+			return nil, false
+		}
 		b := s.build()
 		s.f.mu.Unlock()
 		if b != nil {
@@ -203,7 +211,18 @@ type snapCursor struct {
 // f.mu held.
 func (s *Subscription) startSnapshot() {
 	f := s.f
+	if !s.snap.active {
+		f.snapshots++
+	}
 	s.snap = snapCursor{active: true, first: true, epoch: f.epoch, from: f.version, at: f.version}
+}
+
+// stopSnapshot ends the snapshot under way, if any. f.mu held.
+func (s *Subscription) stopSnapshot() {
+	if s.snap.active {
+		s.snap.active = false
+		s.f.snapshots--
+	}
 }
 
 // covered reports whether the feed can replay the steps after version v:
@@ -273,7 +292,7 @@ func (s *Subscription) buildSnapshot(limit int) *Batch {
 	b.Version = c.at
 	b.More = !c.scanned || c.at < c.until
 	if !b.More {
-		c.active = false
+		s.stopSnapshot()
 		s.epoch, s.version, s.stale, s.sent = c.epoch, c.at, f.stale, true
 	}
 	return b

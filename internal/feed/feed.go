@@ -12,6 +12,14 @@
 // stops when the subscriber lets the subscription go (or its connection
 // ends) or a push fails. A Follower owns one goroutine that resubscribes
 // after outages; Close stops it.
+//
+// Costs: a subscription is a cursor into the feed's log, or, while it sends
+// a snapshot, into the feed's entries, and at most one batch in flight; it
+// never copies the state, so one whose subscriber stops acknowledging costs
+// the same whatever the model's size. The feed itself holds its entries and
+// its log, which keeps more steps while snapshots are under way (appendLog).
+// The broker bounds the subscriptions one peer may hold
+// (broker.WithMaxSubscriptions).
 package feed
 
 import (
@@ -110,8 +118,8 @@ type Feed struct {
 	// snapshots counts the subscriptions with a snapshot under way, which
 	// the log keeps more steps for (appendLog).
 	snapshots int
-	pub     *Publisher
-	owner   any
+	pub       *Publisher
+	owner     any
 }
 
 // slot is one entry of a feed, or, when not live, what is left of a

@@ -271,8 +271,8 @@ func (s *Subscription) buildSnapshot(limit int) *Batch {
 	n, size := 0, 0
 	if !c.scanned {
 		b.Entries = make([]Change, 0, min(len(f.index), maxBatchChanges))
-		// Dead slots cost no room in the batch; there are never more of
-		// them than live ones (compaction), so the walk stays bounded.
+		// Dead slots take no room in the batch; compaction keeps them to
+		// about as many as the live ones, so the walk stays bounded.
 		for ; c.pos < len(f.slots) && n < maxBatchChanges && size < limit; c.pos++ {
 			sl := &f.slots[c.pos]
 			if !sl.live || sl.born > c.from {

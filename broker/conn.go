@@ -90,12 +90,13 @@ type Conn struct {
 	nextCall uint64
 	pclosed  bool
 
-	rmu        sync.Mutex
-	exports    map[uint64]*export
-	exportIDs  map[any]uint64
-	nextExport uint64
-	imports    map[uint64]*importEntry
-	nextGen    uint64
+	rmu           sync.Mutex
+	exports       map[uint64]*export
+	exportIDs     map[any]uint64
+	subscriptions int // exports that are subscriptions to this side's models (roles.Subscription)
+	nextExport    uint64
+	imports       map[uint64]*importEntry
+	nextGen       uint64
 
 	imu         sync.Mutex
 	inflight    map[uint64]*callCtx

@@ -85,8 +85,9 @@
 // before the body is read, then its CBOR for nesting (32 levels), container
 // sizes (131072), indefinite lengths, duplicate map keys and invalid UTF-8.
 // A peer that breaks the protocol is told why and disconnected; one call's bad
-// arguments only fail that call. WithMaxConcurrentCalls and WithMaxExports
-// bound what one peer can make this side run and hold; WithWriteTimeout
+// arguments only fail that call. WithMaxConcurrentCalls, WithMaxExports and
+// WithMaxSubscriptions bound what one peer can make this side run and hold;
+// WithWriteTimeout
 // disconnects a peer that stops reading; WithDeadPeerTimeout finds a peer
 // that vanished.
 package broker

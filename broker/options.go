@@ -15,6 +15,7 @@ const (
 	DefaultMaxMessageSize     = 4 << 20
 	DefaultMaxConcurrentCalls = 1024
 	DefaultMaxExports         = 1 << 16
+	DefaultMaxSubscriptions   = 1024
 )
 
 // minDeadPeerTimeout bounds how aggressive keepalives may be.
@@ -73,6 +74,7 @@ type options struct {
 	maxMessageSize   int
 	maxCalls         int
 	maxExports       int
+	maxSubscriptions int
 	tracebacks       bool
 	logger           *slog.Logger
 	root             any
@@ -106,7 +108,7 @@ func (o *options) validate() error {
 		return o.err
 	}
 	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
-		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 {
+		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 || o.maxSubscriptions < 0 {
 		return errors.New("tether: negative option value")
 	}
 	if o.authenticator != nil && o.token != "" {
@@ -140,6 +142,9 @@ func (o *options) validate() error {
 	}
 	if o.maxExports == 0 {
 		o.maxExports = DefaultMaxExports
+	}
+	if o.maxSubscriptions == 0 {
+		o.maxSubscriptions = DefaultMaxSubscriptions
 	}
 	if o.bulkThreshold == 0 {
 		o.bulkThreshold = defaultBulkThreshold
@@ -221,6 +226,19 @@ func WithMaxConcurrentCalls(n int) Option {
 // more fails with ErrTooManyReferences.
 func WithMaxExports(n int) Option {
 	return option{"WithMaxExports", bothSides, func(o *options) { o.maxExports = n }}
+}
+
+// WithMaxSubscriptions bounds how many subscriptions to this side's
+// observable models (cache.Map, cache.Value and mirrors of them) one peer
+// may hold at once (default DefaultMaxSubscriptions, 1024). Each mirror the
+// peer keeps of a model here is one; a relay holds one per model whatever
+// the number of mirrors behind it. A Subscribe over the quota, and so the
+// call that would give the peer one more mirror, fails with
+// ErrTooManyReferences. Every subscription costs this side the same small
+// amount whatever the model's size, while its subscriber is silent too;
+// the quota bounds their number.
+func WithMaxSubscriptions(n int) Option {
+	return option{"WithMaxSubscriptions", bothSides, func(o *options) { o.maxSubscriptions = n }}
 }
 
 // WithTracebacks makes handler panics carry their stack trace to the caller

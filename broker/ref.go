@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -349,6 +350,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 		return 0, fmt.Errorf("cannot send a %T by reference: the type is not comparable", obj)
 	}
 	key := exportKey(obj)
+	_, sub := obj.(roles.Subscription)
 	c.rmu.Lock()
 	if c.exports == nil {
 		c.rmu.Unlock()
@@ -362,9 +364,17 @@ func (c *Conn) export(obj any) (uint64, error) {
 		return id, nil
 	}
 	full := len(c.exports) >= c.opts.maxExports
+	subsFull := !full && sub && c.subscriptions >= c.opts.maxSubscriptions
+	if sub && !full && !subsFull {
+		c.subscriptions++ // taken now, so that concurrent exports cannot pass the quota
+	}
 	c.rmu.Unlock()
 	if full {
 		return 0, fmt.Errorf("%w: this connection already holds %d objects for the peer", ErrTooManyReferences, c.opts.maxExports)
+	}
+	if subsFull {
+		return 0, fmt.Errorf("%w: the peer already holds %d subscriptions to models on this connection (WithMaxSubscriptions raises the limit)",
+			ErrTooManyReferences, c.opts.maxSubscriptions)
 	}
 
 	// Build the entry outside the lock: the method table may run user code
@@ -376,6 +386,9 @@ func (c *Conn) export(obj any) (uint64, error) {
 	if id, ok := c.exportIDs[key]; ok || c.exports == nil { // lost a race, or closed
 		if ok {
 			c.exports[id].count++
+		}
+		if sub {
+			c.subscriptions--
 		}
 		c.rmu.Unlock()
 		releaseProxy(ex)
@@ -437,6 +450,9 @@ func (c *Conn) dropExport(id, n uint64) (*export, bool) {
 	}
 	delete(c.exports, id)
 	delete(c.exportIDs, exportKey(ex.obj))
+	if _, ok := ex.obj.(roles.Subscription); ok {
+		c.subscriptions--
+	}
 	return ex, true
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // serverConn returns the server side of the only connection to srv.
@@ -239,4 +240,70 @@ func TestExportQuota(t *testing.T) {
 		}
 		return err == nil
 	}, 5*time.Second, 5*time.Millisecond)
+}
+
+// subscription plays a model's subscription for the broker's count (the
+// cache engine's, internal/feed, implements roles.Subscription the same
+// way). It is not empty: pointers to zero-sized values may all be equal,
+// and the broker would take every one for the same object.
+type subscription struct {
+	remoteable.Referenceable
+	_ int
+}
+
+func (*subscription) CacheSubscription() {}
+
+// publisher hands out subscriptions, and plain objects.
+type publisher struct{ remoteable.Referenceable }
+
+func (publisher) Subscribe() (*subscription, error) { return &subscription{}, nil }
+func (publisher) NewCounter() (*counter, error)     { return &counter{}, nil }
+
+// TestSubscriptionQuotaBothSides: WithMaxSubscriptions bounds the
+// subscriptions each side holds for its peer, on a server and on a
+// dialer alike, apart from other exports; the default is
+// DefaultMaxSubscriptions.
+func TestSubscriptionQuotaBothSides(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testCtx(t)
+	srv, addr := startServer(t, publisher{}, WithMaxSubscriptions(2))
+	cl := dial(t, addr, WithMaxSubscriptions(1), WithRoot(publisher{}), WithName("subscriber"))
+	var held []*Ref
+	for i := 0; i < 2; i++ {
+		r, err := Call[*Ref](ctx, cl.Root(), "Subscribe")
+		require.NoError(t, err)
+		held = append(held, r)
+	}
+	_, err := Call[*Ref](ctx, cl.Root(), "Subscribe")
+	require.ErrorIs(t, err, ErrTooManyReferences)
+	assert.ErrorContains(t, err, "2 subscriptions")
+	assert.ErrorContains(t, err, "WithMaxSubscriptions")
+	r, err := Call[*Ref](ctx, cl.Root(), "NewCounter")
+	require.NoError(t, err, "other objects are not subscriptions")
+	held = append(held, r)
+
+	sc, err := hpServerConn(srv, "subscriber")
+	require.NoError(t, err)
+	r, err = Call[*Ref](ctx, sc.Root(), "Subscribe")
+	require.NoError(t, err)
+	held = append(held, r)
+	_, err = Call[*Ref](ctx, sc.Root(), "Subscribe")
+	require.ErrorIs(t, err, ErrTooManyReferences, "the dialer's own quota")
+	assert.ErrorContains(t, err, "1 subscriptions")
+
+	held[0].Release()
+	require.Eventually(t, func() bool {
+		r, err := Call[*Ref](ctx, cl.Root(), "Subscribe")
+		if err == nil {
+			held = append(held, r)
+		}
+		return err == nil
+	}, 5*time.Second, 5*time.Millisecond, "a released subscription makes room")
+
+	o, err := buildOptions(bothSides, nil)
+	require.NoError(t, err)
+	assert.Equal(t, DefaultMaxSubscriptions, o.maxSubscriptions)
+	assert.Equal(t, 1024, DefaultMaxSubscriptions)
+	_, err = buildOptions(serverSide, []Option{WithMaxSubscriptions(-1)})
+	assert.Error(t, err)
 }

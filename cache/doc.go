@@ -25,7 +25,9 @@
 //     behind: its link or a link further upstream is down.
 //  4. A slow observer costs the others nothing: each mirror's subscription
 //     is a cursor into the model's log, pushed one batch at a time; one that
-//     falls behind the log is sent a snapshot. Watchers of Changed run on
+//     falls behind the log is sent a snapshot, itself read from the model a
+//     batch at a time rather than copied, so a mirror that stops reading
+//     costs the model's owner the same whatever the model's size. Watchers of Changed run on
 //     the model's (or mirror's) own goroutine with a bounded queue
 //     (WithQueueSize); watchers too slow for it get the differences
 //     instead of every step.

@@ -191,14 +191,14 @@ func (s *jsonSink) take() []Event {
 	}
 	s.mu.Unlock()
 	var out []Event
-	s.fl.Feed().Read(func(epoch string, version uint64, entries map[string][]byte) {
+	s.fl.Feed().Read(func(epoch string, version uint64, entries feed.State) {
 		snap := Event{Kind: "snapshot", Epoch: epoch, Version: version}
 		var keyTD, valTD *broker.TypeDescription
 		if s.td != nil {
 			keyTD, valTD = s.td.Key, s.td.Elem
 		}
-		for k, v := range entries {
-			kj, err1 := s.entryJSON([]byte(k), keyTD)
+		for k, v := range entries.All() {
+			kj, err1 := s.entryJSON(k, keyTD)
 			vj, err2 := s.entryJSON(v, valTD)
 			if err1 == nil && err2 == nil {
 				snap.Entries = append(snap.Entries, Entry{Key: kj, Value: vj})

@@ -12,10 +12,21 @@
 // stops when the subscriber lets the subscription go (or its connection
 // ends) or a push fails. A Follower owns one goroutine that resubscribes
 // after outages; Close stops it.
+//
+// Costs: a subscription is a cursor into the feed's log, or, while it sends
+// a snapshot, into the feed's entries, and at most one batch in flight; it
+// never copies the state, so one whose subscriber stops acknowledging costs
+// the same whatever the model's size. The feed itself holds its entries and
+// its log, which keeps more steps while snapshots are under way (appendLog).
+// The broker bounds the subscriptions one peer may hold
+// (broker.WithMaxSubscriptions).
 package feed
 
 import (
+	"cmp"
 	"context"
+	"iter"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -46,15 +57,18 @@ type Step struct {
 }
 
 // Batch is what a subscription pushes to its observer in one Apply call.
+// docs/protocol.md §11.5 and §11.6 say what each field means and how a
+// snapshot is spread over several batches.
 type Batch struct {
 	_        struct{} `cbor:",toarray"`
 	Epoch    string
-	Version  uint64 // the state's version once the batch is applied
+	Version  uint64 // the state's version once the batch is applied; in a snapshot, how far its steps reach
 	Stale    bool   // the feed's own source is out of reach
-	Snapshot bool   // Entries are (part of) the whole state at Version
+	Snapshot bool   // the batch is part of a snapshot: Entries, then Steps, of the state being rebuilt
 	More     bool   // the snapshot continues in the next batch
-	Steps    []Step // when not a snapshot: consecutive steps
+	Steps    []Step // consecutive steps: the changes after the mirror's version, or, in a snapshot, after its start
 	Entries  []Change
+	First    bool // the first batch of a snapshot: whatever the mirror collected before is discarded
 }
 
 // Limits of one batch, well under the smallest message size a peer would
@@ -80,19 +94,49 @@ type Event struct {
 
 // Feed is one model's state and its subscriptions. Its methods are safe for
 // concurrent use.
+//
+// The entries live in a slot array, in the order their keys were added,
+// with an index from key to slot: a snapshot is then a position in that
+// array that moves one batch at a time (see Subscription), never a copy of
+// the state, so a subscriber that stops acknowledging costs the same
+// whatever the model's size. A deleted entry leaves a dead slot behind, so
+// that the positions of snapshots under way stay valid; once more than half
+// the slots are dead they are compacted, and those positions moved with
+// them.
 type Feed struct {
 	mu      sync.Mutex
 	epoch   string
 	version uint64
-	entries map[string][]byte
+	slots   []slot
+	index   map[string]int // live key → its slot
+	dead    int            // dead slots
 	stale   bool
 	log     []Step
 	logLen  int // changes in log
 	logMax  int
 	subs    map[*Subscription]struct{}
-	pub     *Publisher
-	owner   any
+	// snapshots counts the subscriptions with a snapshot under way, which
+	// the log keeps more steps for (appendLog).
+	snapshots int
+	pub       *Publisher
+	owner     any
 }
+
+// slot is one entry of a feed, or, when not live, what is left of a
+// deleted one until compaction.
+type slot struct {
+	key   []byte
+	value []byte
+	// born is the version at which the key took this slot: a snapshot
+	// started at an earlier version skips the slot (the key reaches the
+	// mirror through the snapshot's steps), so that no snapshot sends a
+	// key twice, even one deleted and added again while it is under way.
+	born uint64
+	live bool
+}
+
+// minCompact is the fewest slots worth compacting.
+const minCompact = 64
 
 // New returns an empty feed with a new epoch that keeps the last logSize
 // changes (DefaultLogSize if logSize <= 0). owner is the model the feed
@@ -102,14 +146,118 @@ func New(logSize int, owner any) *Feed {
 		logSize = DefaultLogSize
 	}
 	f := &Feed{
-		epoch:   uuid.NewString(),
-		entries: map[string][]byte{},
-		logMax:  logSize,
-		subs:    map[*Subscription]struct{}{},
-		owner:   owner,
+		epoch:  uuid.NewString(),
+		index:  map[string]int{},
+		logMax: logSize,
+		subs:   map[*Subscription]struct{}{},
+		owner:  owner,
 	}
 	f.pub = &Publisher{f: f}
 	return f
+}
+
+// State is a feed's entries, as Read shows them.
+type State struct{ f *Feed }
+
+// Len returns the number of entries.
+func (s State) Len() int { return len(s.f.index) }
+
+// Get returns the value of key.
+func (s State) Get(key []byte) ([]byte, bool) { return s.f.get(key) }
+
+// All yields every entry's key and value, in the order the keys were
+// added. The slices belong to the feed: read them, never change them.
+func (s State) All() iter.Seq2[[]byte, []byte] {
+	return func(yield func(key, value []byte) bool) {
+		for i := range s.f.slots {
+			if sl := &s.f.slots[i]; sl.live && !yield(sl.key, sl.value) {
+				return
+			}
+		}
+	}
+}
+
+// get returns the value of key. f.mu held.
+func (f *Feed) get(key []byte) ([]byte, bool) {
+	i, ok := f.index[string(key)]
+	if !ok {
+		return nil, false
+	}
+	return f.slots[i].value, true
+}
+
+// put sets key to value, giving a new key a slot born at version. f.mu
+// held.
+func (f *Feed) put(key, value []byte, version uint64) (prev []byte, had bool) {
+	if i, ok := f.index[string(key)]; ok {
+		prev = f.slots[i].value
+		f.slots[i].value = value
+		return prev, true
+	}
+	f.index[string(key)] = len(f.slots)
+	f.slots = append(f.slots, slot{key: key, value: value, born: version, live: true})
+	return nil, false
+}
+
+// remove deletes key, leaving its slot dead. f.mu held.
+func (f *Feed) remove(key []byte) (prev []byte, had bool) {
+	i, ok := f.index[string(key)]
+	if !ok {
+		return nil, false
+	}
+	prev = f.slots[i].value
+	delete(f.index, string(key))
+	f.slots[i] = slot{}
+	f.dead++
+	if f.dead > len(f.slots)/2 && len(f.slots) >= minCompact {
+		f.compact()
+	}
+	return prev, true
+}
+
+// compact drops the dead slots. The snapshots under way keep their place:
+// each position moves to where the first slot at or after it went, so no
+// snapshot has to start again because of a compaction. f.mu held.
+func (f *Feed) compact() {
+	var pos []*int
+	for s := range f.subs {
+		if s.snap.active && !s.snap.scanned {
+			pos = append(pos, &s.snap.pos)
+		}
+	}
+	slices.SortFunc(pos, func(a, b *int) int { return cmp.Compare(*a, *b) })
+	moved := make([]int, len(f.slots))
+	slots := make([]slot, 0, len(f.index)+len(f.index)/2)
+	j := 0
+	for i := range f.slots {
+		for ; j < len(pos) && *pos[j] <= i; j++ {
+			*pos[j] = len(slots)
+		}
+		if f.slots[i].live {
+			moved[i] = len(slots)
+			slots = append(slots, f.slots[i])
+		}
+	}
+	for ; j < len(pos); j++ {
+		*pos[j] = len(slots)
+	}
+	for k, i := range f.index {
+		f.index[k] = moved[i]
+	}
+	f.slots, f.dead = slots, 0
+}
+
+// replace makes entries the whole state, every slot born at version. f.mu
+// held; the caller makes sure no snapshot under way continues (a new
+// epoch).
+func (f *Feed) replace(entries map[string]Change, version uint64) {
+	f.slots = make([]slot, 0, len(entries))
+	f.index = make(map[string]int, len(entries))
+	f.dead = 0
+	for k, c := range entries {
+		f.index[k] = len(f.slots)
+		f.slots = append(f.slots, slot{key: c.Key, value: c.Value, born: version, live: true})
+	}
 }
 
 // Publisher returns the object sent by reference as the model's feed.
@@ -123,11 +271,11 @@ func (f *Feed) Epoch() string {
 }
 
 // Read calls fn with the feed's state, the feed locked: no change is applied
-// (and no Sink method called) while fn runs. fn must not keep entries.
-func (f *Feed) Read(fn func(epoch string, version uint64, entries map[string][]byte)) {
+// (and no Sink method called) while fn runs. fn must not keep st.
+func (f *Feed) Read(fn func(epoch string, version uint64, st State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fn(f.epoch, f.version, f.entries)
+	fn(f.epoch, f.version, State{f})
 }
 
 // EpochLocked is Epoch for a caller that holds the feed's lock (a Sink).
@@ -174,9 +322,8 @@ func (f *Feed) Set(key, value []byte) Event {
 }
 
 func (f *Feed) setLocked(key, value []byte) Event {
-	prev, had := f.entries[string(key)]
-	f.entries[string(key)] = value
 	f.version++
+	prev, had := f.put(key, value, f.version)
 	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Value: value}}})
 	return Event{Key: key, Value: value, Prev: prev, HadPrev: had, Version: f.version}
 }
@@ -190,11 +337,10 @@ func (f *Feed) Delete(key []byte) (Event, bool) {
 }
 
 func (f *Feed) deleteLocked(key []byte) (Event, bool) {
-	prev, had := f.entries[string(key)]
+	prev, had := f.remove(key)
 	if !had {
 		return Event{}, false
 	}
-	delete(f.entries, string(key))
 	f.version++
 	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Deleted: true}}})
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
@@ -202,11 +348,21 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 
 // appendLog records a step and wakes every subscription. The log keeps at
 // most logMax changes; a step larger than that empties it (mirrors behind it
-// get a snapshot).
+// get a snapshot). While snapshots are under way it keeps as many more
+// changes as the model has entries: a snapshot needs the steps made since
+// it started, and it takes about one batch per batch's worth of entries, so
+// a model that changes less than a batch's worth per batch sent lets its
+// snapshots complete. That extra is the feed's, not each subscriber's: a
+// subscriber that stops acknowledging in the middle of a snapshot costs no
+// more than the model's size once, however many do so.
 func (f *Feed) appendLog(s Step) {
 	f.log = append(f.log, s)
 	f.logLen += len(s.Changes)
-	for f.logLen > f.logMax && len(f.log) > 0 {
+	keep := f.logMax
+	if f.snapshots > 0 {
+		keep += len(f.index)
+	}
+	for f.logLen > keep && len(f.log) > 0 {
 		f.logLen -= len(f.log[0].Changes)
 		f.log[0] = Step{}
 		f.log = f.log[1:]

@@ -1,9 +1,11 @@
 package feed
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -297,9 +299,7 @@ type observer struct {
 
 	mu       sync.Mutex
 	detached bool
-	pending  []Change // a snapshot arriving in parts
-	pEpoch   string
-	pVersion uint64
+	pending  *pending // a snapshot arriving in parts
 	first    chan struct{}
 	gotFirst bool
 	failed   chan struct{}
@@ -347,6 +347,15 @@ func (o *observer) fail(err error) error {
 	return err
 }
 
+// pending is a snapshot being received (docs/protocol.md §11.7): the
+// entries its batches carried, then the steps after them applied to those.
+type pending struct {
+	epoch   string
+	version uint64            // how far the steps applied reach
+	entries map[string]Change // by key
+	stepped bool              // steps have come: no entry may follow
+}
+
 // Apply applies one batch. Batches of one subscription arrive one at a
 // time, in order.
 func (o *observer) Apply(ctx context.Context, b Batch) error {
@@ -360,21 +369,23 @@ func (o *observer) Apply(ctx context.Context, b Batch) error {
 	}
 	fl := o.fl
 	if b.Snapshot {
-		if o.pending == nil || o.pEpoch != b.Epoch || o.pVersion != b.Version {
-			o.pending, o.pEpoch, o.pVersion = []Change{}, b.Epoch, b.Version
-		}
-		o.pending = append(o.pending, b.Entries...)
-		if len(o.pending) > maxSnapshotEntries {
-			return o.fail(fmt.Errorf("tether: snapshot of more than %d entries", maxSnapshotEntries))
+		p, err := o.collect(&b)
+		if err != nil {
+			o.pending = nil
+			return o.fail(err)
 		}
 		if b.More {
 			return nil
 		}
-		entries := o.pending
 		o.pending = nil
-		if err := fl.f.resync(b.Epoch, b.Version, entries, fl.sink); err != nil {
+		if err := fl.f.resync(p.epoch, p.version, p.entries, fl.sink); err != nil {
 			return o.fail(err)
 		}
+	} else if o.pending != nil {
+		o.pending = nil
+		return o.fail(errors.New("tether: a batch of steps in the middle of a snapshot"))
+	} else if b.First {
+		return o.fail(errors.New("tether: a batch of steps marked as a snapshot's first"))
 	} else if err := fl.f.applySteps(b.Epoch, b.Steps, fl.sink); err != nil {
 		return o.fail(err)
 	}
@@ -386,38 +397,81 @@ func (o *observer) Apply(ctx context.Context, b Batch) error {
 	return nil
 }
 
+// collect adds a snapshot batch to the snapshot being received, starting a
+// new one at a batch marked First. o.mu held.
+func (o *observer) collect(b *Batch) (*pending, error) {
+	p := o.pending
+	if b.First {
+		start := b.Version
+		if len(b.Steps) > 0 {
+			start = b.Steps[0].From
+		}
+		p = &pending{epoch: b.Epoch, version: start, entries: map[string]Change{}}
+		o.pending = p
+	} else if p == nil || p.epoch != b.Epoch {
+		return nil, errors.New("tether: a snapshot batch that continues no snapshot")
+	}
+	if len(b.Entries) > 0 && p.stepped {
+		return nil, errors.New("tether: snapshot entries after its steps")
+	}
+	for _, c := range b.Entries {
+		if c.Deleted {
+			return nil, errors.New("tether: a snapshot entry cannot be a deletion")
+		}
+		if _, dup := p.entries[string(c.Key)]; dup {
+			return nil, errors.New("tether: snapshot repeats a key")
+		}
+		p.entries[string(c.Key)] = c
+	}
+	for _, st := range b.Steps {
+		if st.From != p.version || st.Version < st.From {
+			return nil, fmt.Errorf("%w: snapshot step %d→%d, snapshot at %d", ErrGap, st.From, st.Version, p.version)
+		}
+		for _, c := range st.Changes {
+			if c.Deleted {
+				delete(p.entries, string(c.Key))
+			} else {
+				p.entries[string(c.Key)] = c
+			}
+		}
+		p.version, p.stepped = st.Version, true
+	}
+	if len(p.entries) > maxSnapshotEntries {
+		return nil, fmt.Errorf("tether: snapshot of more than %d entries", maxSnapshotEntries)
+	}
+	if b.Version != p.version {
+		return nil, fmt.Errorf("tether: snapshot batch at version %d, its steps reach %d", b.Version, p.version)
+	}
+	return p, nil
+}
+
 // maxSnapshotEntries bounds what a mirror accepts as one snapshot.
 const maxSnapshotEntries = 1 << 24
 
 // resync replaces the state with a snapshot, logging and reporting the
 // difference from the previous state as changes.
-func (f *Feed) resync(epoch string, version uint64, entries []Change, sink Sink) error {
+func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, sink Sink) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if epoch == f.epoch && version < f.version {
 		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
 	}
-	next := make(map[string][]byte, len(entries))
-	for _, c := range entries {
-		if c.Deleted {
-			return errors.New("tether: a snapshot entry cannot be a deletion")
-		}
-		if _, dup := next[string(c.Key)]; dup {
-			return fmt.Errorf("tether: snapshot repeats a key")
-		}
-		next[string(c.Key)] = c.Value
-	}
 	var diff []Change
 	for _, c := range entries {
-		if old, ok := f.entries[string(c.Key)]; !ok || string(old) != string(c.Value) {
-			diff = append(diff, c)
+		if old, ok := f.get(c.Key); !ok || string(old) != string(c.Value) {
+			diff = append(diff, Change{Key: c.Key, Value: c.Value})
 		}
 	}
-	for k := range f.entries {
-		if _, ok := next[k]; !ok {
-			diff = append(diff, Change{Key: []byte(k), Deleted: true})
+	for i := range f.slots {
+		if sl := &f.slots[i]; sl.live {
+			if _, ok := entries[string(sl.key)]; !ok {
+				diff = append(diff, Change{Key: sl.key, Deleted: true})
+			}
 		}
 	}
+	// The order of a snapshot's entries means nothing; sorting the
+	// differences makes what the typed layer reports repeatable.
+	slices.SortFunc(diff, func(a, b Change) int { return bytes.Compare(a.Key, b.Key) })
 	decoded, err := decodeAll(diff, sink)
 	if err != nil {
 		return err
@@ -425,19 +479,30 @@ func (f *Feed) resync(epoch string, version uint64, entries []Change, sink Sink)
 	reset := epoch != f.epoch
 	events := make([]Event, len(diff))
 	for i, c := range diff {
-		prev, had := f.entries[string(c.Key)]
+		prev, had := f.get(c.Key)
 		events[i] = Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: version}
 		if decoded != nil {
 			events[i].Decoded = decoded[i]
 		}
 	}
-	f.entries = next
 	if reset {
+		// Every snapshot under way downstream was of the old epoch: they
+		// start again, so the slots can be laid out afresh.
+		f.replace(entries, version)
 		f.epoch, f.log, f.logLen = epoch, nil, 0
 		f.version = version
 		f.wakeAll() // subscribers of the old epoch need a snapshot
-	} else if version > f.version || len(diff) > 0 {
-		f.appendStep(Step{From: f.version, Version: version, Changes: diff})
+	} else {
+		for _, c := range diff {
+			if c.Deleted {
+				f.remove(c.Key)
+			} else {
+				f.put(c.Key, c.Value, version)
+			}
+		}
+		if version > f.version || len(diff) > 0 {
+			f.appendStep(Step{From: f.version, Version: version, Changes: diff})
+		}
 	}
 	if sink != nil {
 		sink.Commit(events, reset)
@@ -477,15 +542,16 @@ func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 			return err
 		}
 		for i, c := range st.Changes {
-			prev, had := f.entries[string(c.Key)]
+			var prev []byte
+			var had bool
+			if c.Deleted {
+				prev, had = f.remove(c.Key)
+			} else {
+				prev, had = f.put(c.Key, c.Value, st.Version)
+			}
 			ev := Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: st.Version}
 			if decoded != nil {
 				ev.Decoded = decoded[i]
-			}
-			if c.Deleted {
-				delete(f.entries, string(c.Key))
-			} else {
-				f.entries[string(c.Key)] = c.Value
 			}
 			events = append(events, ev)
 		}

@@ -20,7 +20,9 @@ const ApplyMethod = "Apply"
 // time: the next batch goes when the observer has applied the last. Its
 // queue is a cursor into the feed's log, so a subscriber that falls behind
 // costs no memory; once the log no longer reaches back to the cursor the
-// subscriber gets a snapshot instead.
+// subscriber gets a snapshot instead. A snapshot is a cursor too, into the
+// feed's slots (snapCursor): a subscriber that stops acknowledging holds at
+// most the one batch in flight, whatever the model's size.
 //
 // It is sent by reference to the subscriber, who releases it to end the
 // subscription. Its pusher starts when the broker exports it and stops
@@ -43,10 +45,8 @@ type Subscription struct {
 	version  uint64
 	stale    bool
 	sent     bool
-	snap     []Change // the rest of a snapshot being sent
-	snapAt   uint64
-	snapEp   string
-	maxBytes int // batch size in key and value bytes; 0 means maxBatchBytes
+	snap     snapCursor // the snapshot being sent, if active
+	maxBytes int        // batch size in key and value bytes; 0 means maxBatchBytes
 
 	// What the observer has applied, for read-your-writes.
 	amu      sync.Mutex
@@ -81,6 +81,7 @@ func (s *Subscription) end() {
 	s.cancel()
 	s.f.mu.Lock()
 	delete(s.f.subs, s)
+	s.stopSnapshot()
 	s.f.mu.Unlock()
 	hooks.remove(s)
 	s.amu.Lock()
@@ -105,15 +106,19 @@ func (s *Subscription) run() {
 		if !ok {
 			return
 		}
+		// Only what the acknowledgement needs outlives the call: while a
+		// subscriber sits on a batch the subscription keeps its cursor, not
+		// the batch.
+		p := pushedOf(b)
 		if err := s.obs.Call(s.ctx, ApplyMethod, nil, b); err != nil {
-			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(b) {
+			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(p) {
 				continue // smaller batches, starting over with a snapshot
 			}
 			return
 		}
 		s.amu.Lock()
-		if s.acked != nil && !b.More {
-			s.ackEpoch, s.ackVer = b.Epoch, b.Version
+		if s.acked != nil && !p.more {
+			s.ackEpoch, s.ackVer = p.epoch, p.version
 			close(s.acked)
 			s.acked = make(chan struct{})
 		}
@@ -121,27 +126,41 @@ func (s *Subscription) run() {
 	}
 }
 
-// shrink reacts to a batch larger than the subscriber accepts: it halves
-// the batch size and makes the next batch a fresh snapshot (a replay may
-// hold a step that is gone from the state since). It reports false when a
-// snapshot batch held a single entry, which no batch size can carry.
-func (s *Subscription) shrink(b *Batch) bool {
+// pushed is what a subscription remembers of the batch in flight.
+type pushed struct {
+	epoch    string
+	version  uint64
+	more     bool
+	snapshot bool
+	changes  int // entries and the changes of steps
+}
+
+func pushedOf(b *Batch) pushed {
 	n := len(b.Entries)
 	for _, st := range b.Steps {
 		n += len(st.Changes)
 	}
+	return pushed{epoch: b.Epoch, version: b.Version, more: b.More, snapshot: b.Snapshot, changes: n}
+}
+
+// shrink reacts to a batch larger than the subscriber accepts: it halves
+// the batch size and makes the next batch a fresh snapshot (a replay may
+// hold a step that is gone from the state since). It reports false when a
+// snapshot batch held a single change, which no batch size can carry.
+func (s *Subscription) shrink(b pushed) bool {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	if s.maxBytes == 0 {
 		s.maxBytes = maxBatchBytes
 	}
-	if n <= 1 && b.Snapshot {
+	if b.changes <= 1 && b.snapshot {
 		return false // one entry too large for the subscriber
 	}
-	if n > 1 {
+	if b.changes > 1 {
 		s.maxBytes = max(s.maxBytes/2, 1024)
 	}
-	s.snap, s.epoch = nil, "" // forces a snapshot
+	s.stopSnapshot()
+	s.epoch = "" // forces a new snapshot
 	return true
 }
 
@@ -149,6 +168,12 @@ func (s *Subscription) shrink(b *Batch) bool {
 func (s *Subscription) next() (*Batch, bool) {
 	for {
 		s.f.mu.Lock()
+		if s.ended.Load() {
+			// end has run (it takes f.mu after setting ended): a snapshot
+			// started now would never be counted out of f.snapshots.
+			s.f.mu.Unlock()
+			return nil, false
+		}
 		b := s.build()
 		s.f.mu.Unlock()
 		if b != nil {
@@ -162,53 +187,71 @@ func (s *Subscription) next() (*Batch, bool) {
 	}
 }
 
+// snapCursor is a snapshot under way (docs/protocol.md §11.6, rule 1):
+// first the entries that were live when it started, read from the feed's
+// slots one batch at a time at whatever version the feed is then, and then
+// the logged steps from the version it started at, until they reach the
+// version at which the last entries were read. Every entry sent holds its
+// value at some version between the start and that one, so the mirror that
+// applies those steps to the entries holds the state at the last step's
+// version, consistently. When the log no longer reaches back to where the
+// steps must continue, or the epoch changes, the snapshot starts again.
+type snapCursor struct {
+	active  bool
+	first   bool // the next batch is the snapshot's first
+	epoch   string
+	from    uint64 // the version it started at: slots born later are skipped
+	pos     int    // the next slot to read (moved by compaction)
+	scanned bool   // every slot has been read
+	until   uint64 // the version when the last slot was read
+	at      uint64 // how far the steps sent reach (from, until the first step)
+}
+
+// startSnapshot (re)starts the snapshot at the feed's current version.
+// f.mu held.
+func (s *Subscription) startSnapshot() {
+	f := s.f
+	if !s.snap.active {
+		f.snapshots++
+	}
+	s.snap = snapCursor{active: true, first: true, epoch: f.epoch, from: f.version, at: f.version}
+}
+
+// stopSnapshot ends the snapshot under way, if any. f.mu held.
+func (s *Subscription) stopSnapshot() {
+	if s.snap.active {
+		s.snap.active = false
+		s.f.snapshots--
+	}
+}
+
+// covered reports whether the feed can replay the steps after version v:
+// it is at v, or a logged step starts there. f.mu held.
+func (f *Feed) covered(v uint64) bool { return v == f.version || f.replayFrom(v) >= 0 }
+
 // build makes the next batch, advancing the cursor, or returns nil when
 // the observer is up to date. f.mu is held.
 func (s *Subscription) build() *Batch {
 	f := s.f
-	if s.snap == nil && (s.epoch != f.epoch || (s.version != f.version && f.replayFrom(s.version) < 0)) {
+	if s.snap.active && (s.snap.epoch != f.epoch || !f.covered(s.snap.at)) {
+		// The model moved on too far (or was replaced) for the snapshot's
+		// steps to be replayed: what was sent of it is worthless.
+		s.startSnapshot()
+	}
+	if !s.snap.active && (s.epoch != f.epoch || !f.covered(s.version)) {
 		// Behind the log, ahead of it, or another epoch: a snapshot.
-		s.snap = make([]Change, 0, len(f.entries))
-		for k, v := range f.entries {
-			s.snap = append(s.snap, Change{Key: []byte(k), Value: v})
-		}
-		s.snapAt, s.snapEp = f.version, f.epoch
-		if len(s.snap) == 0 {
-			s.snap = []Change{}
-		}
+		s.startSnapshot()
 	}
 	limit := s.maxBytes
 	if limit == 0 {
 		limit = maxBatchBytes
 	}
-	if s.snap != nil {
-		n, size := 0, 0
-		for n < len(s.snap) && n < maxBatchChanges && size < limit {
-			size += len(s.snap[n].Key) + len(s.snap[n].Value)
-			n++
-		}
-		b := &Batch{Epoch: s.snapEp, Version: s.snapAt, Stale: f.stale, Snapshot: true,
-			Entries: s.snap[:n:n], More: n < len(s.snap)}
-		s.snap = s.snap[n:]
-		if !b.More {
-			s.snap = nil
-			s.epoch, s.version, s.stale, s.sent = s.snapEp, s.snapAt, f.stale, true
-		}
-		return b
+	if s.snap.active {
+		return s.buildSnapshot(limit)
 	}
 	if s.version != f.version {
-		i := f.replayFrom(s.version)
 		b := &Batch{Epoch: f.epoch, Stale: f.stale}
-		n, size := 0, 0
-		for ; i < len(f.log) && n < maxBatchChanges && size < limit; i++ {
-			st := f.log[i]
-			b.Steps = append(b.Steps, st)
-			n += len(st.Changes)
-			for _, c := range st.Changes {
-				size += len(c.Key) + len(c.Value)
-			}
-			b.Version = st.Version
-		}
+		b.Steps, b.Version = f.stepsFrom(s.version, 0, 0, limit)
 		s.version, s.stale, s.sent = b.Version, f.stale, true
 		return b
 	}
@@ -217,6 +260,60 @@ func (s *Subscription) build() *Batch {
 		return &Batch{Epoch: f.epoch, Version: f.version, Stale: f.stale}
 	}
 	return nil
+}
+
+// buildSnapshot makes the snapshot's next batch: entries while there are
+// slots left to read, then steps, within the batch's bounds. f.mu is held.
+func (s *Subscription) buildSnapshot(limit int) *Batch {
+	f, c := s.f, &s.snap
+	b := &Batch{Epoch: c.epoch, Stale: f.stale, Snapshot: true, First: c.first, Entries: []Change{}}
+	c.first = false
+	n, size := 0, 0
+	if !c.scanned {
+		b.Entries = make([]Change, 0, min(len(f.index), maxBatchChanges))
+		// Dead slots take no room in the batch; compaction keeps them to
+		// about as many as the live ones, so the walk stays bounded.
+		for ; c.pos < len(f.slots) && n < maxBatchChanges && size < limit; c.pos++ {
+			sl := &f.slots[c.pos]
+			if !sl.live || sl.born > c.from {
+				continue // deleted, or added since the start: the steps bring it
+			}
+			b.Entries = append(b.Entries, Change{Key: sl.key, Value: sl.value})
+			n++
+			size += len(sl.key) + len(sl.value)
+		}
+		if c.pos >= len(f.slots) {
+			c.scanned, c.until = true, f.version
+		}
+	}
+	if c.scanned {
+		b.Steps, c.at = f.stepsFrom(c.at, n, size, limit)
+	}
+	b.Version = c.at
+	b.More = !c.scanned || c.at < c.until
+	if !b.More {
+		s.stopSnapshot()
+		s.epoch, s.version, s.stale, s.sent = c.epoch, c.at, f.stale, true
+	}
+	return b
+}
+
+// stepsFrom returns the logged steps after version v, taken while the
+// batch, which already holds n changes of size bytes, is within bounds
+// (the last step taken may pass them), and the version they reach. The
+// log must cover v. f.mu held.
+func (f *Feed) stepsFrom(v uint64, n, size, limit int) ([]Step, uint64) {
+	var steps []Step
+	for i := f.replayFrom(v); i >= 0 && i < len(f.log) && n < maxBatchChanges && size < limit; i++ {
+		st := f.log[i]
+		steps = append(steps, st)
+		n += len(st.Changes)
+		for _, c := range st.Changes {
+			size += len(c.Key) + len(c.Value)
+		}
+		v = st.Version
+	}
+	return steps, v
 }
 
 // waitApplied returns once the observer has applied version v of epoch,

@@ -793,6 +793,7 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 		e.buf = cborx.AppendArray(e.buf, 3)
 		e.buf = cborx.AppendUint(e.buf, msgReturn)
 		e.buf = cborx.AppendUint(e.buf, id)
+		e.level = resultLevel
 		err = e.result(o)
 		if err == nil && e.bodyLen() > c.peerMax {
 			err = fmt.Errorf("%w: the result is %d bytes; the caller accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)

@@ -61,6 +61,15 @@ var (
 	ErrMessageTooLarge = errors.New("tether: message too large")
 	// ErrPanic reports a handler that panicked.
 	ErrPanic = errors.New("tether: handler panicked")
+	// ErrTooDeep reports a value nested deeper than a peer accepts: a
+	// message holds at most 32 levels of arrays, maps and tags (Copyables
+	// and references count their tags), which leaves 30 for a call's
+	// argument and 31 for a result. The sender refuses it before anything
+	// is sent, failing the call (an argument) or sending this error instead
+	// of the result, so the connection stays up; a model refuses a key or
+	// value that its mirrors could not receive (see package cache). A
+	// cyclic value is too deep too. Flatten the value or send it as bytes.
+	ErrTooDeep = errors.New("tether: value nested too deeply")
 )
 
 func init() {
@@ -73,6 +82,7 @@ func init() {
 		"tether.too-many-references": ErrTooManyReferences,
 		"tether.message-too-large":   ErrMessageTooLarge,
 		"tether.panic":               ErrPanic,
+		"tether.too-deep":            ErrTooDeep,
 		"tether.released":            ErrReleased,
 		"tether.dead-reference":      ErrDeadReference,
 		"tether.connection-lost":     ErrConnectionLost,

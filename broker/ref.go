@@ -168,10 +168,11 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	e.buf = cborx.AppendText(e.buf, method)
 	e.buf = cborx.AppendUint(e.buf, timeout)
 	e.buf = cborx.AppendArray(e.buf, len(args))
+	e.level = callArgLevel
 	var err error
 	for i, a := range args {
 		if err = e.any(a); err != nil {
-			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) {
+			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrTooDeep) {
 				err = fmt.Errorf("argument %d of %s: %w", i+1, method, err)
 			} else {
 				err = fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)

@@ -405,6 +405,15 @@ func (f *Feed) resync(epoch string, version uint64, entries []Change, sink Sink)
 		if _, dup := next[string(c.Key)]; dup {
 			return fmt.Errorf("tether: snapshot repeats a key")
 		}
+		// An entry arrives here two levels higher than in a step: one
+		// deeper than EntryDepth would pass this connection's limits and
+		// then break every step this mirror sends on.
+		if err := CheckEntry(c.Key); err != nil {
+			return fmt.Errorf("tether: snapshot entry: %w", err)
+		}
+		if err := CheckEntry(c.Value); err != nil {
+			return fmt.Errorf("tether: snapshot entry: %w", err)
+		}
 		next[string(c.Key)] = c.Value
 	}
 	var diff []Change

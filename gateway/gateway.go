@@ -406,6 +406,8 @@ func errorFor(err error) *Error {
 		return closedError()
 	case errors.Is(err, errUnknownHandle):
 		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.unknown-handle"}}
+	case errors.Is(err, broker.ErrTooDeep):
+		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.too-deep"}}
 	case errors.Is(err, broker.ErrBadArguments), errors.Is(err, broker.ErrMessageTooLarge):
 		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
 	}

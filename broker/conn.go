@@ -149,6 +149,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 		}
 	}
 	c.out = newSender(main, o.writeTimeout, c.writeFailed)
+	c.out.peer = peer.Name
 	return c
 }
 
@@ -234,7 +235,7 @@ func (c *Conn) protocolError(err error) {
 // deadErr is the error for a call made after the connection ended.
 func (c *Conn) deadErr() error {
 	<-c.dying
-	return &linkError{cause: c.cause}
+	return &linkError{cause: c.cause, peer: c.peer.Name}
 }
 
 // monitor tears the connection down once fail has been called.
@@ -243,7 +244,7 @@ func (c *Conn) monitor() {
 	cause := c.cause
 	c.wakeStreams()
 	c.sess.Close()
-	c.out.stop(&linkError{cause: cause})
+	c.out.stop(&linkError{cause: cause, peer: c.peer.Name})
 
 	c.pmu.Lock()
 	c.pclosed = true
@@ -251,7 +252,7 @@ func (c *Conn) monitor() {
 	c.pending = nil
 	c.pmu.Unlock()
 	for _, cl := range pending {
-		cl.err = &linkError{inFlight: true, cause: cause}
+		cl.err = &linkError{inFlight: true, cause: cause, peer: c.peer.Name}
 		cl.done <- struct{}{}
 	}
 
@@ -921,7 +922,7 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 			err = ErrWriteTimeout
 		}
 		c.writeFailed(err)
-		return &linkError{inFlight: true, cause: err}
+		return &linkError{inFlight: true, cause: err, peer: c.peer.Name}
 	}
 	c.bulkIdle <- st // never blocks: there are never more streams than room
 	return nil

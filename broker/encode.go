@@ -11,6 +11,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -567,7 +568,7 @@ func (e *encoder) errorArray(err error, tb string) error {
 	defer e.leave()
 	e.buf = cborx.AppendArray(e.buf, 4)
 	e.buf = cborx.AppendText(e.buf, name)
-	e.buf = cborx.AppendText(e.buf, err.Error())
+	e.buf = cborx.AppendText(e.buf, e.message(err))
 	if tb == "" {
 		e.buf = cborx.AppendNull(e.buf)
 	} else {
@@ -592,6 +593,20 @@ func (e *encoder) errorArray(err error, tb string) error {
 		e.buf = cborx.AppendNull(e.buf)
 	}
 	return nil
+}
+
+// message is err's text for the peer: without the addresses and system
+// texts of this process's own link failures and network errors (see
+// package hop), which are logged at debug level instead.
+func (e *encoder) message(err error) string {
+	if e.c == nil {
+		return err.Error() // a handshake's refusal: no link of ours failed
+	}
+	msg, redacted := hop.Redact(err, hop.Name(e.c.opts.name))
+	if redacted {
+		e.c.opts.logger.Debug("tether: an error sent to the peer without its local detail", "peer", e.c.peer.Name, "sent", msg, "err", err)
+	}
+	return msg
 }
 
 // describeError picks the name an error travels under: a dead link's name

@@ -2,7 +2,10 @@ package broker
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -117,6 +120,7 @@ func (e *RemoteError) Unwrap() error { return e.err }
 type linkError struct {
 	inFlight bool
 	cause    error
+	peer     string // the name the peer announced, if any
 }
 
 func (e *linkError) Error() string {
@@ -131,3 +135,20 @@ func (e *linkError) Is(target error) bool {
 }
 
 func (e *linkError) Unwrap() error { return e.cause }
+
+var _ hop.Failure = (*linkError)(nil)
+
+// Redacted is the error's text for a peer of another connection (a relay
+// passing on its upstream's failure): the sentinel, the hop and the peer
+// it lost, by the name that peer announced; not the cause, which names
+// addresses and the system's words.
+func (e *linkError) Redacted(hopName string) string {
+	to := "its peer"
+	if e.peer != "" {
+		to = strconv.Quote(e.peer)
+	}
+	if e.inFlight {
+		return fmt.Sprintf("%v: %s lost its connection to %s", ErrConnectionLost, hopName, to)
+	}
+	return fmt.Sprintf("%v: %s has no connection to %s", ErrDeadReference, hopName, to)
+}

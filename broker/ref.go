@@ -343,7 +343,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 	c.rmu.Lock()
 	if c.exports == nil {
 		c.rmu.Unlock()
-		return 0, &linkError{cause: ErrClosed}
+		return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
 	}
 	if id, ok := c.exportIDs[key]; ok {
 		if old := c.exports[id]; !old.permanent {
@@ -371,7 +371,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 		c.rmu.Unlock()
 		releaseProxy(ex)
 		if !ok {
-			return 0, &linkError{cause: ErrClosed}
+			return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
 		}
 		return id, nil
 	}

@@ -301,6 +301,8 @@ func TestOutageGivesAClearErrorThenRecovers(t *testing.T) {
 	assert.Equal(t, gateway.CodeUnavailable, code, msg)
 	assert.Contains(t, []string{"tether.disconnected", "tether.connection-lost", "tether.dead-reference"}, name)
 	t.Logf("answered during the outage in %v: %s", time.Since(start), msg)
+	assert.NotContains(t, msg, "127.0.0.1", "the gateway's upstream address is its own business")
+	assert.Contains(t, msg, "the gateway")
 
 	e.proxy.Refuse(false)
 	eventuallyTrue(t, "calls work again", func() bool {

@@ -602,7 +602,7 @@ func (e *encoder) message(err error) string {
 	if e.c == nil {
 		return err.Error() // a handshake's refusal: no link of ours failed
 	}
-	msg, redacted := hop.Redact(err, hop.Name(e.c.opts.name))
+	msg, redacted := hop.Redact(err, hop.Self{Name: e.c.opts.name, Role: "relay"})
 	if redacted {
 		e.c.opts.logger.Debug("tether: an error sent to the peer without its local detail", "peer", e.c.peer.Name, "sent", msg, "err", err)
 	}

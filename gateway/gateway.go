@@ -442,7 +442,7 @@ func errorFrom(err error) *Error {
 
 // gatewayHop is how the gateway names itself in the errors of its own
 // links that it answers with.
-const gatewayHop = "the gateway"
+var gatewayHop = hop.Self{Role: "gateway"}
 
 // redacted is an error as an HTTP client reads it: the gateway's own link
 // failures and network errors say which server the gateway cannot reach,

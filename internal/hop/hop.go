@@ -30,20 +30,38 @@ import (
 type Failure interface {
 	error
 	// Redacted is the error's text for a peer: its sentinel's text, the hop
-	// (as Name gives it) and what the hop cannot reach, as that announced
-	// itself; never an address or a cause of this process's.
+	// (as Self.Hop gives it) and what the hop cannot reach, as that
+	// announced itself; never an address or a cause of this process's.
 	Redacted(hop string) string
 }
 
-// Name returns how a process calls itself in a redacted error: by the
-// name it announces to the peer (`relay "edge"`), or "the relay" when it
-// announces none: a process that passes on a failure of its own link is a
-// hop between the peer and what failed.
-func Name(announced string) string {
-	if announced == "" {
-		return "the relay"
+// Self is how a process names itself in the errors it passes on.
+type Self struct {
+	// Name is the name the process announces to the peer, if any.
+	Name string
+	// Role is what the process is to the peer that reads the error, when
+	// it passes on a failure of its own link: a "relay" (a process between
+	// the peer and what failed), a "gateway".
+	Role string
+}
+
+// Hop names the process in a failure of its own link: `relay "edge"`, or
+// `the relay` when it announces no name.
+func (s Self) Hop() string {
+	if s.Name == "" {
+		return "the " + s.Role
 	}
-	return "relay " + strconv.Quote(announced)
+	return s.Role + " " + strconv.Quote(s.Name)
+}
+
+// network is what a peer reads instead of a network error of the
+// process's: a handler's error may wrap one without the process being a
+// hop for the peer, so only its name is given, if it has one.
+func (s Self) network() string {
+	if s.Name == "" {
+		return "a network error"
+	}
+	return "a network error at " + strconv.Quote(s.Name)
 }
 
 // Redact returns err's message as a peer may read it, and whether that
@@ -54,7 +72,7 @@ func Name(announced string) string {
 // own words around a wrapped failure) is kept. When a replaced error's
 // text cannot be found in the message, the message is the replacements
 // alone: what else it says cannot be told apart from the address.
-func Redact(err error, hop string) (string, bool) {
+func Redact(err error, self Self) (string, bool) {
 	var found []error
 	collect(err, &found)
 	if len(found) == 0 {
@@ -64,7 +82,7 @@ func Redact(err error, hop string) (string, bool) {
 	reps := make([]string, len(found))
 	whole := false
 	for i, f := range found {
-		reps[i] = replacement(f, hop)
+		reps[i] = replacement(f, self)
 		txt := f.Error()
 		if txt == "" || !strings.Contains(msg, txt) {
 			whole = true
@@ -79,11 +97,11 @@ func Redact(err error, hop string) (string, bool) {
 }
 
 // replacement is what a peer reads instead of f.
-func replacement(f error, hop string) string {
+func replacement(f error, self Self) string {
 	if lf, ok := f.(Failure); ok {
-		return lf.Redacted(hop)
+		return lf.Redacted(self.Hop())
 	}
-	return "a network error at " + hop
+	return self.network()
 }
 
 // collect appends the outermost Failures and network errors in err's tree.

@@ -546,7 +546,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	}
 	m := ex.typ.methods[string(name)]
 	if m == nil {
-		return reject(fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
+		return reject(ex.typ.noMethod(ex.obj, string(name)))
 	}
 	if lo, hi := m.arity(); argc < lo || (hi >= 0 && argc > hi) {
 		want := fmt.Sprint(lo)

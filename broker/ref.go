@@ -561,9 +561,10 @@ func localCall(ctx context.Context, obj any, method string, reply any, args []an
 	if err := checkReply(reply); err != nil {
 		return err
 	}
-	m := objTypeOf(obj).methods[method]
+	ot := objTypeOf(obj)
+	m := ot.methods[method]
 	if m == nil {
-		return fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, obj, method)
+		return ot.noMethod(obj, method)
 	}
 	if lo, hi := m.arity(); len(args) < lo || (hi >= 0 && len(args) > hi) {
 		return fmt.Errorf("%w: %s takes %d argument(s), got %d", ErrBadArguments, method, lo, len(args))

@@ -76,8 +76,10 @@ func (*generic[T]) Own() (string, error)    { return "own", nil }
 // inherit that declaration.
 type declarer struct{}
 
-func (*declarer) RemoteMethods() remoteable.Methods { return remoteable.Methods{"Inner": {Idempotent: true}} }
-func (*declarer) Inner() (string, error)            { return "inner", nil }
+func (*declarer) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"Inner": {Idempotent: true}}
+}
+func (*declarer) Inner() (string, error) { return "inner", nil }
 
 type embedsDeclarer struct {
 	remoteable.Referenceable

@@ -18,9 +18,22 @@ const (
 	tagCacheable   = 59004 // a reference (tag 59000 or 59001) to a Cacheable model's feed
 )
 
-// maxValueDepth bounds nesting when encoding, so that a cyclic value fails
-// cleanly and nothing is sent that the peer's decoder would refuse.
-const maxValueDepth = 30
+// maxValueDepth bounds the Go values the encoder follows into one another,
+// pointers and interfaces included, so that a cyclic value fails cleanly.
+// It is not the wire's limit: the encoder counts CBOR levels separately
+// (encoder.level) against decodeLimits.MaxDepth, exactly as the receiver's
+// Validate will, and pointers and interfaces add no level there. It allows
+// a few Go values per CBOR level ([]any takes two).
+const maxValueDepth = 8 * 32
+
+// The CBOR level at which a message's values start (the body is level 1):
+// a call's arguments are elements of the argument array inside the call's
+// array, a result an element of the Return's array. A value's own nesting
+// may use the levels from there down to decodeLimits.MaxDepth.
+const (
+	callArgLevel = 3 // [3, id, target, method, timeout, [args...]]
+	resultLevel  = 2 // [4, id, value]
+)
 
 var decodeLimits = cborx.DefaultLimits
 

@@ -151,6 +151,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 		}
 	}
 	c.out = newSender(main, o.writeTimeout, c.writeFailed)
+	c.out.peer = peer.Name
 	return c
 }
 
@@ -236,7 +237,7 @@ func (c *Conn) protocolError(err error) {
 // deadErr is the error for a call made after the connection ended.
 func (c *Conn) deadErr() error {
 	<-c.dying
-	return &linkError{cause: c.cause}
+	return &linkError{cause: c.cause, peer: c.peer.Name}
 }
 
 // monitor tears the connection down once fail has been called.
@@ -245,7 +246,7 @@ func (c *Conn) monitor() {
 	cause := c.cause
 	c.wakeStreams()
 	c.sess.Close()
-	c.out.stop(&linkError{cause: cause})
+	c.out.stop(&linkError{cause: cause, peer: c.peer.Name})
 
 	c.pmu.Lock()
 	c.pclosed = true
@@ -253,7 +254,7 @@ func (c *Conn) monitor() {
 	c.pending = nil
 	c.pmu.Unlock()
 	for _, cl := range pending {
-		cl.err = &linkError{inFlight: true, cause: cause}
+		cl.err = &linkError{inFlight: true, cause: cause, peer: c.peer.Name}
 		cl.done <- struct{}{}
 	}
 
@@ -579,7 +580,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	}
 	m := ex.typ.methods[string(name)]
 	if m == nil {
-		return reject(fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, ex.obj, name))
+		return reject(ex.typ.noMethod(ex.obj, string(name)))
 	}
 	if lo, hi := m.arity(); argc < lo || (hi >= 0 && argc > hi) {
 		want := fmt.Sprint(lo)
@@ -838,6 +839,7 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 		e.buf = cborx.AppendArray(e.buf, 3)
 		e.buf = cborx.AppendUint(e.buf, msgReturn)
 		e.buf = cborx.AppendUint(e.buf, id)
+		e.level = resultLevel
 		err = e.result(o)
 		if err == nil && e.bodyLen() > c.peerMax {
 			err = fmt.Errorf("%w: the result is %d bytes; the caller accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
@@ -965,7 +967,7 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 			err = ErrWriteTimeout
 		}
 		c.writeFailed(err)
-		return &linkError{inFlight: true, cause: err}
+		return &linkError{inFlight: true, cause: err, peer: c.peer.Name}
 	}
 	c.bulkIdle <- st // never blocks: there are never more streams than room
 	return nil

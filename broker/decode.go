@@ -123,10 +123,15 @@ func typeErr(h cborx.Head, t reflect.Type) error {
 	return fmt.Errorf("cannot decode %s into %v", h.TypeName(), t)
 }
 
+// nested decodes into a value inside another. Its depth bound is on Go
+// values, pointers included, and only stops a type that refers to itself
+// without containers (type P *P): the CBOR's own nesting was bounded by
+// Validate, and counting pointers against that bound would refuse values
+// the sender was right to send.
 func (d *decoder) nested(v reflect.Value, ti *typeInfo) error {
 	d.depth++
 	defer func() { d.depth-- }()
-	if d.depth > decodeLimits.MaxDepth {
+	if d.depth > maxValueDepth {
 		return cborx.ErrLimit
 	}
 	return d.value(v, ti)

@@ -11,6 +11,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -24,7 +25,14 @@ type encoder struct {
 	scratch    bytes.Buffer
 	exported   []uint64
 	homecoming bool // the message holds a reference to an object of the receiver
-	depth      int
+	// depth counts the Go values the encoder is inside, pointers and
+	// interfaces included, so that a cyclic value fails instead of
+	// recursing for ever.
+	depth int
+	// level is the CBOR nesting level of the next item written, the body
+	// itself being level 1: what the receiver's Validate counts. A writer
+	// of a frame sets it to the level of the value it encodes next.
+	level int
 }
 
 var encoderPool = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 512)} }}
@@ -33,6 +41,7 @@ func getEncoder(c *Conn) *encoder {
 	e := encoderPool.Get().(*encoder)
 	e.c = c
 	e.buf = append(e.buf[:0], make([]byte, cborx.FramePrefix)...)
+	e.level = 1
 	return e
 }
 
@@ -68,6 +77,44 @@ func (e *encoder) checkItems(what string) error {
 	}
 	if err := cborx.Validate(e.buf[cborx.FramePrefix:], decodeLimits); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrMessageTooLarge, what, err)
+	}
+	return nil
+}
+
+// enter accounts for an array, map or tag about to be written at the
+// current level: the receiver refuses one deeper than its limit, so it
+// fails here with ErrTooDeep, and otherwise the level moves down for the
+// container's content. leave moves it back up.
+func (e *encoder) enter() error {
+	if e.level > decodeLimits.MaxDepth {
+		return errTooDeep()
+	}
+	e.level++
+	return nil
+}
+
+func (e *encoder) leave() { e.level-- }
+
+// errTooDeep says what the limit is and what to do about it.
+func errTooDeep() error {
+	return fmt.Errorf("%w: a message holds at most %d levels of arrays, maps and tags, so a call's argument may nest %d levels and a result %d (a cyclic value never fits); flatten the value or send it as bytes",
+		ErrTooDeep, decodeLimits.MaxDepth, decodeLimits.MaxDepth-callArgLevel+1, decodeLimits.MaxDepth-resultLevel+1)
+}
+
+// checkSegment checks what fxamacker encoded at the current level, whose
+// depth the encoder did not follow. A segment shorter than the levels left
+// cannot reach the limit (each level takes a byte at least): only longer
+// ones are walked.
+func (e *encoder) checkSegment(seg []byte) error {
+	left := decodeLimits.MaxDepth - e.level + 1
+	if len(seg) <= left {
+		return nil
+	}
+	if err := cborx.CheckDepth(seg, left); err != nil {
+		if errors.Is(err, cborx.ErrLimit) {
+			return errTooDeep()
+		}
+		return err
 	}
 	return nil
 }
@@ -137,9 +184,17 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		if feed == nil {
 			return fmt.Errorf("%v has no feed to send", ti.t)
 		}
+		if err := e.enter(); err != nil {
+			return err
+		}
+		defer e.leave()
 		e.buf = cborx.AppendTag(e.buf, tagCacheable)
 		return e.object(feed)
 	case kCopyable:
+		if err := e.enter2(); err != nil {
+			return err
+		}
+		defer e.leave2()
 		e.buf = cborx.AppendTag(e.buf, tagCopyable)
 		e.buf = cborx.AppendArray(e.buf, 2)
 		e.buf = cborx.AppendText(e.buf, ti.name)
@@ -153,6 +208,10 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		if o.Name == "" {
 			return errors.New("a RawCopyable needs the name its type is registered under")
 		}
+		if err := e.enter2(); err != nil {
+			return err
+		}
+		defer e.leave2()
 		e.buf = cborx.AppendTag(e.buf, tagCopyable)
 		e.buf = cborx.AppendArray(e.buf, 2)
 		e.buf = cborx.AppendText(e.buf, o.Name)
@@ -164,6 +223,10 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 			// upset both sides' reference counts.
 			return fmt.Errorf("cannot send a Tether value (tag %d) as a cbor.Tag", tag.Number)
 		}
+		if err := e.enter(); err != nil {
+			return err
+		}
+		defer e.leave()
 		e.buf = cborx.AppendTag(e.buf, tag.Number)
 		return e.depthAny(tag.Content)
 	case kInterface:
@@ -191,6 +254,10 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		}
 		fallthrough
 	case kArray:
+		if err := e.enter(); err != nil {
+			return err
+		}
+		defer e.leave()
 		n := v.Len()
 		e.buf = cborx.AppendArray(e.buf, n)
 		for i := 0; i < n; i++ {
@@ -204,6 +271,10 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 			e.buf = cborx.AppendNull(e.buf)
 			return nil
 		}
+		if err := e.enter(); err != nil {
+			return err
+		}
+		defer e.leave()
 		e.buf = cborx.AppendMap(e.buf, v.Len())
 		it := v.MapRange()
 		for it.Next() {
@@ -225,7 +296,7 @@ func (e *encoder) nested(v reflect.Value, ti *typeInfo) error {
 	e.depth++
 	defer func() { e.depth-- }()
 	if e.depth > maxValueDepth {
-		return errors.New("value nested too deeply (is it cyclic?)")
+		return errTooDeep()
 	}
 	return e.value(v, ti)
 }
@@ -234,12 +305,31 @@ func (e *encoder) depthAny(v any) error {
 	e.depth++
 	defer func() { e.depth-- }()
 	if e.depth > maxValueDepth {
-		return errors.New("value nested too deeply (is it cyclic?)")
+		return errTooDeep()
 	}
 	return e.any(v)
 }
 
+// enter2 enters the two levels of a Copyable: its tag and its [name, state]
+// array.
+func (e *encoder) enter2() error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	if err := e.enter(); err != nil {
+		e.leave()
+		return err
+	}
+	return nil
+}
+
+func (e *encoder) leave2() { e.level -= 2 }
+
 func (e *encoder) structValue(v reflect.Value, ti *typeInfo) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
 	// present reports whether field f is written: omitted and unreachable
 	// fields are left out of a map and written as null in an array.
 	present := func(f *field) (reflect.Value, bool) {
@@ -342,6 +432,9 @@ func (e *encoder) pure(v reflect.Value, ti *typeInfo) error {
 		if err := fxEnc.MarshalToBuffer(x, &e.scratch); err != nil {
 			return err
 		}
+		if err := e.checkSegment(e.scratch.Bytes()); err != nil {
+			return err
+		}
 		e.buf = append(e.buf, e.scratch.Bytes()...)
 	}
 	return nil
@@ -351,6 +444,9 @@ func (e *encoder) pure(v reflect.Value, ti *typeInfo) error {
 func (e *encoder) object(obj any) error {
 	if e.c == nil {
 		return errors.New("a reference cannot be encoded outside a connection")
+	}
+	if e.level > decodeLimits.MaxDepth { // its tag
+		return errTooDeep()
 	}
 	id, err := e.c.export(obj)
 	if err != nil {
@@ -373,6 +469,10 @@ func (e *encoder) ref(r *Ref) error {
 		return nil
 	case r.cacheable:
 		// A model's feed stays a Cacheable on every hop it is passed on.
+		if err := e.enter(); err != nil {
+			return err
+		}
+		defer e.leave()
 		e.buf = cborx.AppendTag(e.buf, tagCacheable)
 	}
 	switch {
@@ -381,6 +481,9 @@ func (e *encoder) ref(r *Ref) error {
 	case e.c != nil && r.c == e.c:
 		if r.released.Load() {
 			return ErrReleased
+		}
+		if e.level > decodeLimits.MaxDepth { // its tag
+			return errTooDeep()
 		}
 		e.homecoming = true
 		e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
@@ -393,8 +496,12 @@ func (e *encoder) ref(r *Ref) error {
 
 // errorValue writes err as an error value (tag and wire form).
 func (e *encoder) errorValue(err error) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
 	e.buf = cborx.AppendTag(e.buf, tagError)
-	return e.wireError(err)
+	return e.errorArray(err, "")
 }
 
 // reset empties the encoder for a different message; undo first if it
@@ -438,17 +545,30 @@ func (e *encoder) byReference(v reflect.Value) error {
 	return e.object(x)
 }
 
-// wireError writes [name, message, traceback|null, detail|null].
+// wireError writes [name, message, traceback|null, detail|null] as an
+// element of a message's top array ([5, id, error], [8, error], ...).
 func (e *encoder) wireError(err error) error { return e.wireErrorTB(err, "") }
 
 func (e *encoder) wireErrorTB(err error, tb string) error {
+	e.level = 2
+	return e.errorArray(err, tb)
+}
+
+// errorArray writes the error array at the current level. A detail that
+// cannot be encoded there (too deep, say) is left out (null): the name and
+// message matter more.
+func (e *encoder) errorArray(err error, tb string) error {
 	name, detail, raw, rtb := describeError(err)
 	if tb == "" {
 		tb = rtb
 	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
 	e.buf = cborx.AppendArray(e.buf, 4)
 	e.buf = cborx.AppendText(e.buf, name)
-	e.buf = cborx.AppendText(e.buf, err.Error())
+	e.buf = cborx.AppendText(e.buf, e.message(err))
 	if tb == "" {
 		e.buf = cborx.AppendNull(e.buf)
 	} else {
@@ -467,12 +587,26 @@ func (e *encoder) wireErrorTB(err error, tb string) error {
 			e.exported = e.exported[:exported]
 			e.buf = cborx.AppendNull(e.buf[:mark])
 		}
-	case raw != nil:
+	case raw != nil && e.checkSegment(raw) == nil:
 		e.buf = append(e.buf, raw...)
 	default:
 		e.buf = cborx.AppendNull(e.buf)
 	}
 	return nil
+}
+
+// message is err's text for the peer: without the addresses and system
+// texts of this process's own link failures and network errors (see
+// package hop), which are logged at debug level instead.
+func (e *encoder) message(err error) string {
+	if e.c == nil {
+		return err.Error() // a handshake's refusal: no link of ours failed
+	}
+	msg, redacted := hop.Redact(err, hop.Self{Name: e.c.opts.name, Role: "relay"})
+	if redacted {
+		e.c.opts.logger.Debug("tether: an error sent to the peer without its local detail", "peer", e.c.peer.Name, "sent", msg, "err", err)
+	}
+	return msg
 }
 
 // describeError picks the name an error travels under: a dead link's name

@@ -2,7 +2,10 @@ package broker
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -65,6 +68,15 @@ var (
 	// a call may carry (remoteable.MaxForwardedFor): it was passed on
 	// through too many relays or handlers.
 	ErrTooManyHops = errors.New("tether: call passed on through too many hops")
+	// ErrTooDeep reports a value nested deeper than a peer accepts: a
+	// message holds at most 32 levels of arrays, maps and tags (Copyables
+	// and references count their tags), which leaves 30 for a call's
+	// argument and 31 for a result. The sender refuses it before anything
+	// is sent, failing the call (an argument) or sending this error instead
+	// of the result, so the connection stays up; a model refuses a key or
+	// value that its mirrors could not receive (see package cache). A
+	// cyclic value is too deep too. Flatten the value or send it as bytes.
+	ErrTooDeep = errors.New("tether: value nested too deeply")
 )
 
 func init() {
@@ -78,6 +90,7 @@ func init() {
 		"tether.message-too-large":   ErrMessageTooLarge,
 		"tether.panic":               ErrPanic,
 		"tether.too-many-hops":       ErrTooManyHops,
+		"tether.too-deep":            ErrTooDeep,
 		"tether.released":            ErrReleased,
 		"tether.dead-reference":      ErrDeadReference,
 		"tether.connection-lost":     ErrConnectionLost,
@@ -112,6 +125,7 @@ func (e *RemoteError) Unwrap() error { return e.err }
 type linkError struct {
 	inFlight bool
 	cause    error
+	peer     string // the name the peer announced, if any
 }
 
 func (e *linkError) Error() string {
@@ -126,3 +140,20 @@ func (e *linkError) Is(target error) bool {
 }
 
 func (e *linkError) Unwrap() error { return e.cause }
+
+var _ hop.Failure = (*linkError)(nil)
+
+// Redacted is the error's text for a peer of another connection (a relay
+// passing on its upstream's failure): the sentinel, the hop and the peer
+// it lost, by the name that peer announced; not the cause, which names
+// addresses and the system's words.
+func (e *linkError) Redacted(hopName string) string {
+	to := "its peer"
+	if e.peer != "" {
+		to = strconv.Quote(e.peer)
+	}
+	if e.inFlight {
+		return fmt.Sprintf("%v: %s lost its connection to %s", ErrConnectionLost, hopName, to)
+	}
+	return fmt.Sprintf("%v: %s has no connection to %s", ErrDeadReference, hopName, to)
+}

@@ -177,9 +177,10 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	e.buf = cborx.AppendText(e.buf, method)
 	e.buf = cborx.AppendUint(e.buf, timeout)
 	e.buf = cborx.AppendArray(e.buf, len(args))
+	e.level = callArgLevel
 	for i, a := range args {
 		if err = e.any(a); err != nil {
-			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) {
+			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrTooDeep) {
 				err = fmt.Errorf("argument %d of %s: %w", i+1, method, err)
 			} else {
 				err = fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)
@@ -354,7 +355,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 	c.rmu.Lock()
 	if c.exports == nil {
 		c.rmu.Unlock()
-		return 0, &linkError{cause: ErrClosed}
+		return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
 	}
 	if id, ok := c.exportIDs[key]; ok {
 		if old := c.exports[id]; !old.permanent {
@@ -393,7 +394,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 		c.rmu.Unlock()
 		releaseProxy(ex)
 		if !ok {
-			return 0, &linkError{cause: ErrClosed}
+			return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
 		}
 		return id, nil
 	}
@@ -586,9 +587,10 @@ func localCall(ctx context.Context, obj any, method string, reply any, args []an
 	if err := checkReply(reply); err != nil {
 		return err
 	}
-	m := objTypeOf(obj).methods[method]
+	ot := objTypeOf(obj)
+	m := ot.methods[method]
 	if m == nil {
-		return fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, obj, method)
+		return ot.noMethod(obj, method)
 	}
 	if lo, hi := m.arity(); len(args) < lo || (hi >= 0 && len(args) > hi) {
 		return fmt.Errorf("%w: %s takes %d argument(s), got %d", ErrBadArguments, method, lo, len(args))

@@ -38,6 +38,7 @@ type sender struct {
 	w       deadlineWriter
 	timeout time.Duration
 	onError func(error) // called once with the first write error; must not block
+	peer    string      // the peer's announced name, for the errors of a failed link
 
 	mu       sync.Mutex
 	pend     []byte
@@ -87,7 +88,7 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 		s.waiting--
 	}
 	if s.err != nil {
-		return notSent(s.err)
+		return s.notSent(s.err)
 	}
 	s.pend = append(s.pend, frame...)
 	if s.busy || s.holding() {
@@ -109,18 +110,18 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 	if err != nil {
 		// The write failed, but yamux may report a failure for bytes that
 		// did go out: the frame may have been delivered.
-		return &linkError{inFlight: true, cause: err}
+		return &linkError{inFlight: true, cause: err, peer: s.peer}
 	}
 	return nil
 }
 
 // notSent reports a sender that failed before this frame was queued.
-func notSent(err error) error {
+func (s *sender) notSent(err error) error {
 	var le *linkError
 	if errors.As(err, &le) {
-		return &linkError{cause: le.cause}
+		return &linkError{cause: le.cause, peer: le.peer}
 	}
-	return &linkError{cause: err}
+	return &linkError{cause: err, peer: s.peer}
 }
 
 // post queues frame without ever blocking; the loop writes it. The reader and

@@ -31,6 +31,8 @@ func TestServerStats(t *testing.T) {
 	require.NoError(t, err)
 
 	eventually(t, func() bool { return srv.Stats().Exports == 4 }, "two roots and two counters")
+	// The refusal reaches the dialer before the server counts it.
+	eventually(t, func() bool { return srv.Stats().Refused == 1 }, "the wrong token counted")
 	st = srv.Stats()
 	assert.Equal(t, 2, st.Conns)
 	assert.Equal(t, int64(2), st.Accepted)

@@ -43,13 +43,21 @@ func NewMap[K comparable, V any](opts ...Option) *Map[K, V] {
 }
 
 // Set sets key to value. It fails only when the key or the value cannot
-// be encoded (a reference inside, say); the map is then unchanged.
+// be encoded (a reference inside, say) or could not reach the map's mirrors:
+// one that nests more than 25 levels of arrays, maps and tags fails with an
+// error matching broker.ErrTooDeep. The map is then unchanged.
 func (m *Map[K, V]) Set(key K, value V) error {
 	kb, err := broker.Marshal(key)
+	if err == nil {
+		err = feed.CheckEntry(kb)
+	}
 	if err != nil {
 		return fmt.Errorf("cache: key %v: %w", key, err)
 	}
 	vb, err := broker.Marshal(value)
+	if err == nil {
+		err = feed.CheckEntry(vb)
+	}
 	if err != nil {
 		return fmt.Errorf("cache: value for %v: %w", key, err)
 	}

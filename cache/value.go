@@ -29,7 +29,9 @@ func NewValue[T any](initial T, opts ...Option) *Value[T] {
 	return &Value[T]{Changed: &m.Changed, m: m}
 }
 
-// Set replaces the value as a new version.
+// Set replaces the value as a new version. It fails, leaving the value as
+// it was, for a value Map.Set refuses (broker.ErrTooDeep for one nested
+// more than 25 levels).
 func (v *Value[T]) Set(x T) error { return v.m.Set(struct{}{}, x) }
 
 // Get returns the value.

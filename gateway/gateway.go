@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 )
@@ -37,7 +38,20 @@ type Error struct {
 	Message string     `json:"message"`
 	Data    *ErrorData `json:"data,omitempty"`
 
-	err error // what it stands for, when that is one of this package's sentinels
+	err    error  // what it stands for, when that is one of this package's sentinels
+	public string // the message for an HTTP client, when it is not Message
+}
+
+// forHTTP returns the error as an HTTP client gets it: the gateway's own
+// link failures and network errors name the server it cannot reach but
+// not where it is (see package hop).
+func (e *Error) forHTTP() *Error {
+	if e.public == "" {
+		return e
+	}
+	c := *e
+	c.Message, c.public = e.public, ""
+	return &c
 }
 
 // Unwrap returns ErrClosed for a call on a closed gateway.
@@ -372,8 +386,20 @@ func (g *Gateway) Describe(ctx context.Context, name string) (broker.Description
 
 // errorFor turns a failed call into a JSON-RPC error: the server's errors
 // keep their registered name, a dead link is "unavailable", a deadline is
-// "timeout".
+// "timeout". The error keeps its whole message for the gateway's own
+// process (the tether command shows it), and the message an HTTP client
+// gets instead, in which the gateway's own link failures name no address
+// (see redacted).
 func errorFor(err error) *Error {
+	e := errorFrom(err)
+	if pub := errorFrom(redacted{err}); pub.Message != e.Message {
+		e.public = pub.Message
+	}
+	return e
+}
+
+// errorFrom is errorFor with one message.
+func errorFrom(err error) *Error {
 	var ge *Error
 	if errors.As(err, &ge) {
 		return ge
@@ -406,11 +432,29 @@ func errorFor(err error) *Error {
 		return closedError()
 	case errors.Is(err, errUnknownHandle):
 		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.unknown-handle"}}
+	case errors.Is(err, broker.ErrTooDeep):
+		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.too-deep"}}
 	case errors.Is(err, broker.ErrBadArguments), errors.Is(err, broker.ErrMessageTooLarge):
 		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
 }
+
+// gatewayHop is how the gateway names itself in the errors of its own
+// links that it answers with.
+var gatewayHop = hop.Self{Role: "gateway"}
+
+// redacted is an error as an HTTP client reads it: the gateway's own link
+// failures and network errors say which server the gateway cannot reach,
+// not where it is (package hop). It matches what the error matches.
+type redacted struct{ error }
+
+func (r redacted) Error() string {
+	msg, _ := hop.Redact(r.error, gatewayHop)
+	return msg
+}
+
+func (r redacted) Unwrap() error { return r.error }
 
 // Option configures New.
 type Option interface{ apply(*options) }

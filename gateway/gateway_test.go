@@ -17,6 +17,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
 )
 
@@ -85,6 +86,28 @@ func TestArgumentsThatDoNotFitAreInvalidParams(t *testing.T) {
 		assert.Equal(t, "tether.bad-arguments", name)
 	}
 	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2), "the server serves on")
+}
+
+// TestTooDeepArgumentIsInvalidParams: JSON nested deeper than a call's
+// argument may nest is refused before it is sent, as invalid params named
+// tether.too-deep; one level less goes through.
+func TestTooDeepArgumentIsInvalidParams(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil)
+	nest := func(n int) any {
+		var v any = 1
+		for i := 0; i < n; i++ {
+			v = []any{v}
+		}
+		return v
+	}
+	maxArg := cborx.DefaultLimits.MaxDepth - 2
+	m := e.call(t, "shop.Echo", nest(maxArg))
+	require.Contains(t, m, "result")
+	code, msg, name := e.failure(t, "shop.Echo", nest(maxArg+1))
+	assert.Equal(t, gateway.CodeInvalidParams, code, msg)
+	assert.Equal(t, "tether.too-deep", name)
+	assert.Contains(t, msg, "flatten")
 }
 
 func TestErrorsKeepTheirNames(t *testing.T) {
@@ -278,6 +301,8 @@ func TestOutageGivesAClearErrorThenRecovers(t *testing.T) {
 	assert.Equal(t, gateway.CodeUnavailable, code, msg)
 	assert.Contains(t, []string{"tether.disconnected", "tether.connection-lost", "tether.dead-reference"}, name)
 	t.Logf("answered during the outage in %v: %s", time.Since(start), msg)
+	assert.NotContains(t, msg, "127.0.0.1", "the gateway's upstream address is its own business")
+	assert.Contains(t, msg, "the gateway")
 
 	e.proxy.Refuse(false)
 	eventuallyTrue(t, "calls work again", func() bool {

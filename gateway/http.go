@@ -166,7 +166,7 @@ func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
 		if !errors.As(err, &e) {
 			e = &Error{Code: CodeInternal, Message: err.Error()}
 		}
-		return &response{JSONRPC: "2.0", ID: id, Error: e}
+		return &response{JSONRPC: "2.0", ID: id, Error: e.forHTTP()}
 	}
 	return &response{JSONRPC: "2.0", ID: id, Result: result}
 }

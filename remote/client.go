@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/remoteable"
 	"github.com/tether-go/tether/signals"
 )
@@ -18,6 +20,37 @@ import (
 var ErrDisconnected = errors.New("tether: disconnected")
 
 func init() { remoteable.RegisterError("tether.disconnected", ErrDisconnected) }
+
+// linkDown is the error of a call made while the client is backing off: it
+// matches ErrDisconnected. Its text gives the server's address and why the
+// last attempt failed, for this process; a peer of this process (which
+// relays the server) reads only which hop cannot reach which server, and
+// for what (Redacted).
+type linkDown struct {
+	addr   string
+	server string // the server's announced name, if it ever connected
+	target string // what the call needed, if known: a manager's name
+	last   error
+}
+
+var _ hop.Failure = (*linkDown)(nil)
+
+func (e *linkDown) Error() string { return fmt.Sprintf("%v: %s: %v", ErrDisconnected, e.addr, e.last) }
+
+func (e *linkDown) Unwrap() error { return ErrDisconnected }
+
+// Redacted implements hop.Failure.
+func (e *linkDown) Redacted(hopName string) string {
+	what := "its server"
+	if e.server != "" {
+		what = "server " + strconv.Quote(e.server)
+	}
+	msg := fmt.Sprintf("%v: %s cannot reach %s", ErrDisconnected, hopName, what)
+	if e.target != "" {
+		msg += " for " + e.target
+	}
+	return msg
+}
 
 // State is the state of a Client's link.
 type State int
@@ -75,8 +108,9 @@ type Client struct {
 	lastErr  error         // why the last attempt or connection failed
 	attempts int           // failed attempts since the last success
 	old      []*broker.Conn
-	connects int64 // successful dials
-	failures int64 // failed dials
+	server   string // the name the server announced at the last successful dial
+	connects int64  // successful dials
+	failures int64  // failed dials
 
 	mirrors relayMirrors // the models this client relays, one mirror each
 }
@@ -238,6 +272,7 @@ func (cl *Client) run() {
 		cl.mu.Lock()
 		cl.attempts = 0 // backoff starts over after a success
 		cl.connects++
+		cl.server = conn.Peer().Name
 		cl.old = append(cl.old, conn)
 		cl.mu.Unlock()
 		cl.setState(Connected, conn, nil)
@@ -288,7 +323,7 @@ func waitsForLink(ctx context.Context) bool { return ctx.Value(waitKey{}) != nil
 func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 	for {
 		cl.mu.Lock()
-		st, conn, ch, last := cl.state, cl.conn, cl.changed, cl.lastErr
+		st, conn, ch, last, server := cl.state, cl.conn, cl.changed, cl.lastErr, cl.server
 		cl.mu.Unlock()
 		switch st {
 		case Connected:
@@ -302,7 +337,7 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 			return nil, fmt.Errorf("tether: client closed: %w", broker.ErrClosed)
 		case Waiting:
 			if !waitsForLink(ctx) {
-				return nil, fmt.Errorf("%w: %s: %v", ErrDisconnected, cl.addr, last)
+				return nil, &linkDown{addr: cl.addr, server: server, last: last}
 			}
 		}
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -55,6 +56,15 @@ func (r *Ref) String() string {
 	return fmt.Sprintf("tether.remote(%s)", r.name)
 }
 
+// about names what r stands for, for a peer: a manager by its registry
+// name, or the call on one that returned r.
+func (r *Ref) about() string {
+	if r.parent != nil {
+		return fmt.Sprintf("%s from %s", r.method, r.parent.about())
+	}
+	return strconv.Quote(r.name)
+}
+
 // Client returns the client the reference belongs to.
 func (r *Ref) Client() *Client { return r.cl }
 
@@ -76,6 +86,12 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 	}
 	conn, err := r.cl.link(ctx)
 	if err != nil {
+		var ld *linkDown
+		if errors.As(err, &ld) {
+			named := *ld
+			named.target = r.about()
+			err = &named
+		}
 		return nil, nil, err
 	}
 	if t := r.current(conn); t != nil {

@@ -20,10 +20,15 @@
 //	func (T) M(ctx context.Context, args...) (R, error)
 //	func (T) M(ctx context.Context, args...) error
 //
-// where the context parameter is optional. A type can declare more about its
-// methods (which are safe to repeat, whose results travel by reference, which
-// are local only) by implementing Declarer, and restrict its callers by
-// implementing Guarded.
+// where the context parameter is optional, and it is declared by the type
+// itself: a method the type gets from an embedded field (a struct, a pointer
+// to one or an interface, at any depth) is not remote unless the type lists
+// it in its RemoteMethods, so that embedding a type to use it (a *cache.Map
+// to keep state, say) never publishes that type's methods (its Set). A
+// method that replaces an embedded field's method of the same name is the
+// type's own. A type can declare more about its methods (which are safe to
+// repeat, whose results travel by reference, which are local only) by
+// implementing Declarer, and restrict its callers by implementing Guarded.
 //
 // Errors keep their identity across the wire when registered with
 // RegisterError (sentinel values) or RegisterErrorType (error types).

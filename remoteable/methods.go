@@ -1,6 +1,9 @@
 package remoteable
 
-// MethodOptions declares how one method behaves remotely.
+// MethodOptions declares how one method behaves remotely. Listing a method
+// in Methods, even with no options, also makes it remote when the type gets
+// it from an embedded field (a promoted method), which is otherwise not
+// remote; Local keeps it local whatever its origin.
 type MethodOptions struct {
 	// Idempotent marks a method that is safe to repeat: calling it twice has
 	// the same effect as calling it once. A lasting reference (package
@@ -21,7 +24,9 @@ type Methods map[string]MethodOptions
 
 // Declarer is implemented by types that declare options for their methods.
 // The broker calls RemoteMethods once per type, on the first value of the
-// type it sees, so the answer must not depend on the value.
+// type it sees, so the answer must not depend on the value. It counts only
+// when the type declares RemoteMethods itself: one promoted from an
+// embedded field speaks for that field's type, and is not called.
 type Declarer interface {
 	RemoteMethods() Methods
 }

@@ -249,3 +249,25 @@ func TestValidateBoundsItemsInAll(t *testing.T) {
 	lim.MaxTotal = 0
 	assert.NoError(t, Validate(b, lim), "0: no bound")
 }
+
+// TestCheckDepthAgreesWithValidate: a sender's depth check refuses exactly
+// what Validate refuses for nesting, for arrays, maps and tags.
+func TestCheckDepthAgreesWithValidate(t *testing.T) {
+	nest := func(head []byte, n int) []byte {
+		b := bytes.Repeat(head, n)
+		return append(b, 0x01)
+	}
+	for name, head := range map[string][]byte{"array": {0x81}, "map": {0xa1, 0x01}, "tag": {0xc6}} {
+		for _, n := range []int{DefaultLimits.MaxDepth - 1, DefaultLimits.MaxDepth, DefaultLimits.MaxDepth + 1} {
+			b := nest(head, n)
+			want := Validate(b, DefaultLimits)
+			got := CheckDepth(b, DefaultLimits.MaxDepth)
+			assert.Equal(t, want == nil, got == nil, "%s nested %d: Validate %v, CheckDepth %v", name, n, want, got)
+			if got != nil {
+				assert.ErrorIs(t, got, ErrLimit)
+			}
+		}
+	}
+	assert.NoError(t, CheckDepth([]byte{0x65, 'h', 'e', 'l', 'l', 'o'}, 0), "a scalar has no depth")
+	assert.ErrorIs(t, CheckDepth([]byte{0x82, 0x01}, 5), ErrSyntax)
+}

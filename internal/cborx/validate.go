@@ -91,3 +91,47 @@ func (r *Reader) validate(lim Limits, depth int, total *uint64) error {
 	}
 	return nil
 }
+
+// CheckDepth applies Validate's nesting rule alone to the first item of b,
+// as if that item stood at level 1: arrays, maps and tags may nest at most
+// max levels. It is for a sender checking what it encoded (well-formed, so
+// nothing else is checked) against what the receiver's Validate will allow
+// at the item's position in the message. Errors wrap ErrLimit, or ErrSyntax
+// for bytes that are not CBOR.
+func CheckDepth(b []byte, max int) error {
+	r := NewReader(b)
+	return r.checkDepth(1, max)
+}
+
+func (r *Reader) checkDepth(level, max int) error {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return err
+	}
+	switch h.Major {
+	case MajorBytes, MajorText:
+		_, err = r.take(h.Arg)
+		return err
+	case MajorArray, MajorMap, MajorTag:
+		if level > max {
+			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, max, off)
+		}
+		if h.Major == MajorTag {
+			return r.checkDepth(level+1, max)
+		}
+		n := h.Arg
+		if h.Major == MajorMap {
+			n *= 2
+		}
+		if n > uint64(r.Len()) {
+			return syntaxErr(off, "%s of %d items cannot fit in %d bytes", h.TypeName(), h.Arg, r.Len())
+		}
+		for i := uint64(0); i < n; i++ {
+			if err := r.checkDepth(level+1, max); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

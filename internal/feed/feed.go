@@ -25,6 +25,8 @@ package feed
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"iter"
 	"slices"
 	"sort"
@@ -35,6 +37,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -77,6 +80,39 @@ const (
 	maxBatchChanges = 2048
 	maxBatchBytes   = 256 << 10
 )
+
+// entryLevel is the CBOR level at which a key or value travels in an
+// Apply call's steps, the deepest place an entry goes:
+//
+//	[3, id, target, "Apply", timeout, [Batch]]   levels 1 and 2
+//	Batch = [..., [Step...], ...]                levels 3 and 4
+//	Step = [from, version, [Change...]]          levels 5 and 6
+//	Change = [key, value, deleted]               level 7; key and value at 8
+//
+// (In a snapshot's entries an entry is at level 6.)
+const entryLevel = 8
+
+// EntryDepth is how many levels of arrays, maps and tags a model's key or
+// value may nest: a message may nest cborx.DefaultLimits.MaxDepth levels,
+// and an entry starts at entryLevel. A deeper entry could never reach a
+// mirror, whose connection refuses every batch that carries it.
+var EntryDepth = cborx.DefaultLimits.MaxDepth - entryLevel + 1
+
+// CheckEntry refuses the encoding of a key or value that nests deeper
+// than EntryDepth, with an error that matches broker.ErrTooDeep. A model
+// checks what it is given before it changes anything, so that it never
+// holds an entry it cannot send.
+func CheckEntry(b []byte) error {
+	if len(b) <= EntryDepth {
+		return nil // each level takes a byte at least
+	}
+	err := cborx.CheckDepth(b, EntryDepth)
+	if errors.Is(err, cborx.ErrLimit) {
+		return fmt.Errorf("%w: a model's key or value may nest %d levels of arrays, maps and tags, since its mirrors receive it %d levels down in a cache batch; flatten it or store it as bytes",
+			broker.ErrTooDeep, EntryDepth, entryLevel-1)
+	}
+	return err
+}
 
 // DefaultLogSize is the number of recent changes a feed keeps for resuming
 // mirrors when no size is given.

@@ -421,6 +421,15 @@ func (o *observer) collect(b *Batch) (*pending, error) {
 		if _, dup := p.entries[string(c.Key)]; dup {
 			return nil, errors.New("tether: snapshot repeats a key")
 		}
+		// An entry arrives here two levels higher than in a step: one
+		// deeper than EntryDepth would pass this connection's limits and
+		// then break every step this mirror sends on.
+		if err := CheckEntry(c.Key); err != nil {
+			return nil, fmt.Errorf("tether: snapshot entry: %w", err)
+		}
+		if err := CheckEntry(c.Value); err != nil {
+			return nil, fmt.Errorf("tether: snapshot entry: %w", err)
+		}
 		p.entries[string(c.Key)] = c
 	}
 	for _, st := range b.Steps {

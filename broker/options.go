@@ -15,6 +15,10 @@ const (
 	DefaultMaxMessageSize     = 4 << 20
 	DefaultMaxConcurrentCalls = 1024
 	DefaultMaxExports         = 1 << 16
+	// DefaultMaxHandshakes and DefaultMaxHandshakesPerHost bound the
+	// handshakes a server has in progress (WithHandshakeLimits).
+	DefaultMaxHandshakes        = 256
+	DefaultMaxHandshakesPerHost = 32
 )
 
 // minDeadPeerTimeout bounds how aggressive keepalives may be.
@@ -66,21 +70,23 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	name             string
-	token            string
-	tlsConfig        *tls.Config
-	handshakeTimeout time.Duration
-	deadPeerTimeout  time.Duration
-	writeTimeout     time.Duration
-	maxMessageSize   int
-	maxCalls         int
-	maxExports       int
-	tracebacks       bool
-	logger           *slog.Logger
-	root             any
-	bulkThreshold    int
-	side             side
-	err              error // first invalid option
+	name              string
+	token             string
+	tlsConfig         *tls.Config
+	handshakeTimeout  time.Duration
+	deadPeerTimeout   time.Duration
+	writeTimeout      time.Duration
+	maxMessageSize    int
+	maxCalls          int
+	maxExports        int
+	tracebacks        bool
+	logger            *slog.Logger
+	root              any
+	bulkThreshold     int
+	maxHandshakes     int // a server's handshakes in progress, in all
+	maxHostHandshakes int // and from one source address
+	side              side
+	err               error // first invalid option
 }
 
 func buildOptions(s side, opts []Option) (*options, error) {
@@ -99,7 +105,8 @@ func (o *options) validate() error {
 		return o.err
 	}
 	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
-		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 {
+		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 ||
+		o.maxHandshakes < 0 || o.maxHostHandshakes < 0 {
 		return errors.New("tether: negative option value")
 	}
 	if o.side == serverSide && o.tlsConfig != nil && len(o.tlsConfig.Certificates) == 0 &&
@@ -129,6 +136,12 @@ func (o *options) validate() error {
 	}
 	if o.maxExports == 0 {
 		o.maxExports = DefaultMaxExports
+	}
+	if o.maxHandshakes == 0 {
+		o.maxHandshakes = DefaultMaxHandshakes
+	}
+	if o.maxHostHandshakes == 0 {
+		o.maxHostHandshakes = DefaultMaxHandshakesPerHost
 	}
 	if o.bulkThreshold == 0 {
 		o.bulkThreshold = defaultBulkThreshold
@@ -216,6 +229,22 @@ func WithTracebacks(on bool) Option {
 // logger. By default nothing is logged.
 func WithLogger(logger *slog.Logger) Option {
 	return option{"WithLogger", bothSides, func(o *options) { o.logger = logger }}
+}
+
+// WithHandshakeLimits bounds the handshakes a server's Serve has in
+// progress: at most total at once, and at most perHost from one source IP
+// address (zero means the default: 256 and 32). A connection accepted over
+// either limit is closed at once, before anything is read from it, and
+// counted in ServerStats.Refused; a dialer sees its connection closed and
+// may retry (remote.Client does, with backoff). The limits bound what
+// peers that have not authenticated can cost the server (see
+// docs/security.md): each handshake in progress may cost a few tens of KiB
+// for up to the handshake timeout. Connections given to ServeConn are not
+// counted.
+func WithHandshakeLimits(total, perHost int) Option {
+	return option{"WithHandshakeLimits", serverSide, func(o *options) {
+		o.maxHandshakes, o.maxHostHandshakes = total, perHost
+	}}
 }
 
 // WithRoot sets the object a dialer publishes to the server: the server's

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -54,8 +55,11 @@ func NewServer(root any, opts ...Option) *Server {
 // goroutine of the server's. For TLS, give the server WithTLS or pass a TLS
 // listener. A connection accepted while the server has as many handshakes
 // in progress as WithHandshakeLimits allows, in all or from its host, is
-// closed at once. It returns ErrServerClosed after Close, or the listener's
-// error; invalid options are returned at once and ln is closed.
+// closed at once. Temporary accept errors (out of file descriptors or
+// memory, a timeout) are logged at warn level and retried after a pause
+// that doubles from 5 ms to 1 s, as net/http does. Serve returns
+// ErrServerClosed after Close, or the listener's other errors; invalid
+// options are returned at once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.err != nil {
 		ln.Close() // dialers get a refusal at once, not a handshake timeout
@@ -80,10 +84,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: wait and retry.
+			if temporaryAcceptError(err) {
+				// Out of file descriptors and the like: connections wait
+				// in the listen backlog until some are freed.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.opts.logger.Warn("tether: accept failed; retrying", "err", err, "retry-in", backoff)
 				select {
 				case <-time.After(backoff):
 				case <-s.ctx.Done():
@@ -130,6 +135,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 		}()
 	}
+}
+
+// temporaryAcceptError reports whether Accept may succeed if tried again
+// later: the process or system is out of file descriptors, buffers or
+// memory, a connection was aborted before it was accepted, or a deadline
+// passed.
+func temporaryAcceptError(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // hostOf returns the host part of a peer's address, the unit of the

@@ -354,7 +354,7 @@ func TestHostileStreamsFilledBeforeHandshake(t *testing.T) {
 		preauthConns, preauthStreams, preauthConns*len(flood)>>20, float64(grew)/(1<<20), time.Duration(slowest.Load()))
 	require.NoError(t, err)
 	require.NoError(t, errors.Join(errs...))
-	hpReport(t, "streams filled before the handshake", before, during, calls, preauthConns)
+	hpReport(t, "100 connections filling 17 streams before the handshake", before, during, calls, preauthConns)
 	assert.Less(t, grew, int64(preauthHeap), "the server's heap under the attack")
 	require.Eventually(t, func() bool { return srv.Stats().Refused >= preauthConns }, hpSlack, time.Millisecond)
 

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,7 +225,8 @@ func TestHostilePingFloodBeforeHandshake(t *testing.T) {
 // server closes the connection with a protocol violation.
 func TestHostilePingFloodAfterHandshake(t *testing.T) {
 	leakcheck.Check(t)
-	srv, addr := startServer(t, newService())
+	var logs lockedBuffer
+	srv, addr := startServer(t, newService(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	good := dial(t, addr)
 	before := hpMedianAdd(t, good)
 	pings := yxPings(1024)
@@ -252,6 +255,8 @@ func TestHostilePingFloodAfterHandshake(t *testing.T) {
 	t.Logf("goroutines during the attack: at most %d more than before (%d hostile connections)", grew, res.rounds)
 	res.check(t, "pings flooded after the handshake", before)
 	assert.Less(t, grew, preauthGoroutines, "the ping flood is bounded")
+	assert.True(t, strings.Contains(logs.String(), `level=WARN msg="tether: closing connection"`) &&
+		strings.Contains(logs.String(), "pings more often than one per 100ms"), "the violation is logged")
 	require.Eventually(t, func() bool { return len(srv.Conns()) == 1 }, hpSlack, time.Millisecond)
 	assert.NoError(t, good.Err())
 }
@@ -296,8 +301,10 @@ func TestHostileStreamsFilledBeforeHandshake(t *testing.T) {
 	// The handshake limits are raised out of the way: this test is about
 	// what one connection may cost, TestHandshakeLimits about how many.
 	const handshakeTimeout = time.Minute
+	var logs lockedBuffer
 	srv, addr := startServer(t, newService(), WithHandshakeTimeout(handshakeTimeout),
-		WithHandshakeLimits(4*preauthConns, 4*preauthConns))
+		WithHandshakeLimits(4*preauthConns, 4*preauthConns),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	good := dial(t, addr)
 	before := hpMedianAdd(t, good)
 
@@ -357,6 +364,16 @@ func TestHostileStreamsFilledBeforeHandshake(t *testing.T) {
 	hpReport(t, "100 connections filling 17 streams before the handshake", before, during, calls, preauthConns)
 	assert.Less(t, grew, int64(preauthHeap), "the server's heap under the attack")
 	require.Eventually(t, func() bool { return srv.Stats().Refused >= preauthConns }, hpSlack, time.Millisecond)
+	assert.True(t, strings.Contains(logs.String(),
+		`level=DEBUG msg="tether: handshake failed" remote=127.0.0.1`) &&
+		strings.Contains(logs.String(), `err="tether: handshake: tether: protocol violation: more than 20480 bytes before the handshake"`),
+		"the refusals are logged, at debug level, with their cause")
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "protocol violation") {
+			t.Errorf("a peer not let in is logged at debug level only, not: %s", line)
+			break
+		}
+	}
 
 	// The costliest connection that is still held: the main stream with a
 	// Hello frame declaring handshakeMax bytes and carrying all but one.

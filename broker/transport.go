@@ -44,6 +44,9 @@ func (y yamuxLogger) Println(v ...any)               { y.log(fmt.Sprintln(v...))
 func (y yamuxLogger) log(msg string) {
 	level := slog.LevelDebug
 	switch {
+	case strings.Contains(msg, ErrProtocol.Error()):
+		// A read error of the read guard's making: the guard, or the
+		// handshake it ended, reports it at the level it deserves.
 	case strings.HasPrefix(msg, "[ERR]"):
 		level = slog.LevelWarn
 	case strings.HasPrefix(msg, "[WARN]"):

@@ -6,6 +6,7 @@ package broker
 // loopback. See docs/security.md, "Before authentication".
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -413,4 +414,22 @@ func TestHostileStreamsFilledBeforeHandshake(t *testing.T) {
 	assert.Less(t, perConn, int64(preauthHeap/preauthConns), "the costliest held connection")
 	assert.Equal(t, preauthConns, srv.Stats().Handshakes, "the stalled connections are held")
 	assert.Equal(t, int64(1), srv.Stats().Accepted, "no hostile connection got in")
+}
+
+// lockedBuffer is a bytes.Buffer for a logger written by many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

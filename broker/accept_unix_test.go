@@ -1,16 +1,16 @@
+//go:build unix
+
 package broker
 
 // Serve and the errors of the listener it accepts from.
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,24 +123,6 @@ func emfileServe(t *testing.T) {
 	}
 	require.NoError(t, add(), "the server accepts again")
 	t.Logf("server log:\n%s", acceptLines(logs.String(), 5))
-}
-
-// lockedBuffer is a bytes.Buffer for a logger written by many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // acceptLines returns the first n lines of s that mention accept.

@@ -22,6 +22,11 @@ const protocolVersion = 1
 // handshakeMax bounds a Hello/Welcome frame: they are small.
 const handshakeMax = 16 << 10
 
+// handshakeBufferSize is the server's read buffer for the main stream until
+// the handshake completes (then readBufferSize): a peer not yet let in
+// costs little.
+const handshakeBufferSize = 1 << 10
+
 // Dial connects to a Tether server at addr (as net.Dial understands network
 // and addr), runs TLS if WithTLS was given, and performs the handshake. ctx
 // bounds the dial and the handshake; it has no effect once Dial returns.
@@ -84,7 +89,7 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		st := tc.ConnectionState()
 		peer.TLS = &st
 	}
-	co := newCoalescer(nc)
+	co := newCoalescer(nc, o)
 	sess, err := yamux.Client(co, yamuxConfig(o))
 	if err != nil {
 		return nil, err
@@ -173,7 +178,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 		st := tc.ConnectionState()
 		peer.TLS = &st
 	}
-	co := newCoalescer(nc)
+	co := newCoalescer(nc, o)
 	sess, err := yamux.Server(co, yamuxConfig(o))
 	if err != nil {
 		return nil, err
@@ -194,7 +199,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 			st.SetDeadline(dl)
 		}
 		main = st
-		fr = cborx.NewFrameReader(st, handshakeMax, readBufferSize)
+		fr = cborx.NewFrameReader(st, handshakeMax, handshakeBufferSize)
 		body, err := fr.Next()
 		if err != nil {
 			return err
@@ -232,6 +237,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 			e.buf = cborx.AppendUint(e.buf, msgReject)
 			e.wireError(refusal)
 		} else {
+			co.admit() // before the Welcome: the peer may send more once it has it
 			e.buf = cborx.AppendArray(e.buf, 5)
 			e.buf = cborx.AppendUint(e.buf, msgWelcome)
 			e.buf = cborx.AppendUint(e.buf, protocolVersion)
@@ -247,10 +253,14 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 		if refusal != nil {
 			return nil, refusal
 		}
+		if v := co.violation(); v != nil {
+			return nil, fmt.Errorf("tether: handshake: %w", v)
+		}
 		return nil, handshakeErr(ctx, err)
 	}
 	main.SetDeadline(time.Time{})
 	fr.SetMax(o.maxMessageSize)
+	fr.Grow(readBufferSize)
 	return newConn(o, co, sess, main, fr, peer, clampMax(peerMax), root), nil
 }
 

@@ -892,10 +892,13 @@ func TestHostileUnreadMessageStreams(t *testing.T) {
 // TestHostileStreamsBeforeHandshake opens many streams before its Hello
 // (which never comes) and fills each with a flow-control window of data.
 // yamux buffers what arrives on streams nobody has accepted yet, so until
-// the handshake timeout the server holds up to the accept backlog (18
+// the handshake timeout the server held up to the accept backlog (18
 // streams, since this test found 256 too many) times the window (256 KiB)
-// per connection, before the peer has even shown a token. The test checks that the peer is disconnected at the
-// handshake timeout and reports how far the server's heap grew.
+// per connection, before the peer had even shown a token. The read guard
+// (readGuard in transport.go) now disconnects such a peer at its second
+// stream or its 20th KiB, whichever comes first; the test checks that the
+// peer is disconnected and reports how far the server's heap grew
+// (TestHostileStreamsFilledBeforeHandshake bounds it).
 func TestHostileStreamsBeforeHandshake(t *testing.T) {
 	leakcheck.Check(t)
 	const timeout = time.Second

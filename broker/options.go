@@ -16,6 +16,10 @@ const (
 	DefaultMaxConcurrentCalls = 1024
 	DefaultMaxExports         = 1 << 16
 	DefaultMaxSubscriptions   = 1024
+	// DefaultMaxHandshakes and DefaultMaxHandshakesPerHost bound the
+	// handshakes a server has in progress (WithHandshakeLimits).
+	DefaultMaxHandshakes        = 256
+	DefaultMaxHandshakesPerHost = 32
 )
 
 // minDeadPeerTimeout bounds how aggressive keepalives may be.
@@ -65,24 +69,26 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	name             string
-	token            string
-	tlsConfig        *tls.Config
-	handshakeTimeout time.Duration
-	deadPeerTimeout  time.Duration
-	writeTimeout     time.Duration
-	maxMessageSize   int
-	maxCalls         int
-	maxExports       int
-	maxSubscriptions int
-	tracebacks       bool
-	logger           *slog.Logger
-	root             any
-	bulkThreshold    int
-	authenticator    Authenticator
-	realm            Realm
-	side             side
-	err              error // first invalid option
+	name              string
+	token             string
+	tlsConfig         *tls.Config
+	handshakeTimeout  time.Duration
+	deadPeerTimeout   time.Duration
+	writeTimeout      time.Duration
+	maxMessageSize    int
+	maxCalls          int
+	maxExports        int
+	maxSubscriptions  int
+	tracebacks        bool
+	logger            *slog.Logger
+	root              any
+	bulkThreshold     int
+	maxHandshakes     int // a server's handshakes in progress, in all
+	maxHostHandshakes int // and from one source address
+	authenticator     Authenticator
+	realm             Realm
+	side              side
+	err               error // first invalid option
 }
 
 // fail records an invalid option; the first one is reported.
@@ -108,7 +114,8 @@ func (o *options) validate() error {
 		return o.err
 	}
 	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
-		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 || o.maxSubscriptions < 0 {
+		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 || o.maxSubscriptions < 0 ||
+		o.maxHandshakes < 0 || o.maxHostHandshakes < 0 {
 		return errors.New("tether: negative option value")
 	}
 	if o.authenticator != nil && o.token != "" {
@@ -145,6 +152,12 @@ func (o *options) validate() error {
 	}
 	if o.maxSubscriptions == 0 {
 		o.maxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.maxHandshakes == 0 {
+		o.maxHandshakes = DefaultMaxHandshakes
+	}
+	if o.maxHostHandshakes == 0 {
+		o.maxHostHandshakes = DefaultMaxHandshakesPerHost
 	}
 	if o.bulkThreshold == 0 {
 		o.bulkThreshold = defaultBulkThreshold
@@ -251,6 +264,22 @@ func WithTracebacks(on bool) Option {
 // logger. By default nothing is logged.
 func WithLogger(logger *slog.Logger) Option {
 	return option{"WithLogger", bothSides, func(o *options) { o.logger = logger }}
+}
+
+// WithHandshakeLimits bounds the handshakes a server's Serve has in
+// progress: at most total at once, and at most perHost from one source IP
+// address (zero means the default: 256 and 32). A connection accepted over
+// either limit is closed at once, before anything is read from it, and
+// counted in ServerStats.Refused; a dialer sees its connection closed and
+// may retry (remote.Client does, with backoff). The limits bound what
+// peers that have not authenticated can cost the server (see
+// docs/security.md): each handshake in progress may cost a few tens of KiB
+// for up to the handshake timeout. Connections given to ServeConn are not
+// counted.
+func WithHandshakeLimits(total, perHost int) Option {
+	return option{"WithHandshakeLimits", serverSide, func(o *options) {
+		o.maxHandshakes, o.maxHostHandshakes = total, perHost
+	}}
 }
 
 // WithRoot sets the object a dialer publishes to the server: the server's

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -24,12 +25,14 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: aborts handshakes
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	closed    bool
-	listeners map[net.Listener]struct{}
-	conns     map[*Conn]struct{}
-	handshake sync.WaitGroup // handshakes in progress
-	live      sync.WaitGroup // connections not yet Done
+	mu         sync.Mutex
+	closed     bool
+	listeners  map[net.Listener]struct{}
+	conns      map[*Conn]struct{}
+	handshakes int            // Serve's handshakes in progress
+	perHost    map[string]int // and from each source host that has any
+	handshake  sync.WaitGroup // handshakes in progress
+	live       sync.WaitGroup // connections not yet Done
 
 	accepted atomic.Int64 // connections that completed the handshake
 	refused  atomic.Int64 // connections that did not
@@ -51,13 +54,19 @@ func NewServer(root any, opts ...Option) *Server {
 		root: root, opts: o, err: err, ctx: ctx, cancel: cancel,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*Conn]struct{}{},
+		perHost:   map[string]int{},
 	}
 }
 
 // Serve accepts connections on ln until Close, running each handshake in a
 // goroutine of the server's. For TLS, give the server WithTLS or pass a TLS
-// listener. It returns ErrServerClosed after Close, or the listener's error;
-// invalid options are returned at once and ln is closed.
+// listener. A connection accepted while the server has as many handshakes
+// in progress as WithHandshakeLimits allows, in all or from its host, is
+// closed at once. Temporary accept errors (out of file descriptors or
+// memory, a timeout) are logged at warn level and retried after a pause
+// that doubles from 5 ms to 1 s, as net/http does. Serve returns
+// ErrServerClosed after Close, or the listener's other errors; invalid
+// options are returned at once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.err != nil {
 		ln.Close() // dialers get a refusal at once, not a handshake timeout
@@ -82,10 +91,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: wait and retry.
+			if temporaryAcceptError(err) {
+				// Out of file descriptors and the like: connections wait
+				// in the listen backlog until some are freed.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.opts.logger.Warn("tether: accept failed; retrying", "err", err, "retry-in", backoff)
 				select {
 				case <-time.After(backoff):
 				case <-s.ctx.Done():
@@ -96,21 +106,74 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		host := hostOf(nc.RemoteAddr())
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrServerClosed
 		}
+		if s.handshakes >= s.opts.maxHandshakes || s.perHost[host] >= s.opts.maxHostHandshakes {
+			total, fromHost := s.handshakes, s.perHost[host]
+			s.mu.Unlock()
+			// Closed rather than queued: a queue would hold what the
+			// limits are there to bound.
+			s.refused.Add(1)
+			nc.Close()
+			s.opts.logger.Debug("tether: too many handshakes in progress; connection closed",
+				"remote", nc.RemoteAddr(), "handshakes", total, "from-host", fromHost)
+			continue
+		}
+		s.handshakes++
+		s.perHost[host]++
 		s.handshake.Add(1)
 		s.mu.Unlock()
 		go func() {
 			defer s.handshake.Done()
-			if _, err := s.ServeConn(s.ctx, nc); err != nil {
+			_, err := s.ServeConn(s.ctx, nc)
+			s.mu.Lock()
+			s.handshakes--
+			if s.perHost[host]--; s.perHost[host] == 0 {
+				delete(s.perHost, host)
+			}
+			s.mu.Unlock()
+			if err != nil {
 				s.opts.logger.Debug("tether: handshake failed", "remote", nc.RemoteAddr(), "err", err)
 			}
 		}()
 	}
+}
+
+// temporaryAcceptError reports whether Accept may succeed if tried again
+// later: the process or system is out of file descriptors, buffers or
+// memory, a connection was aborted before it was accepted, or a deadline
+// passed.
+func temporaryAcceptError(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// hostOf returns the host part of a peer's address, the unit of the
+// per-host handshake limit: the IP address for TCP and UDP, otherwise the
+// address as a string (one host for a Unix socket's peers, say).
+func hostOf(a net.Addr) string {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.String()
+	case *net.UDPAddr:
+		return a.IP.String()
+	case nil:
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
 }
 
 // ServeConn runs the accepting side of a connection over nc: the handshake
@@ -155,15 +218,19 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 //
 //	expvar.Publish("tether", expvar.Func(func() any { return srv.Stats() }))
 type ServerStats struct {
-	Conns    int   `json:"conns"`    // live connections
-	Accepted int64 `json:"accepted"` // peers that completed the handshake
-	Refused  int64 `json:"refused"`  // peers that did not (bad token, timeout, protocol, TLS)
+	Conns      int   `json:"conns"`      // live connections
+	Handshakes int   `json:"handshakes"` // Serve's handshakes in progress (see WithHandshakeLimits)
+	Accepted   int64 `json:"accepted"`   // peers that completed the handshake
+	Refused    int64 `json:"refused"`    // peers that did not (bad token, timeout, protocol, TLS, over the handshake limits)
 	ConnStats
 }
 
 // Stats returns a snapshot of the server's resources.
 func (s *Server) Stats() ServerStats {
 	st := ServerStats{Accepted: s.accepted.Load(), Refused: s.refused.Load()}
+	s.mu.Lock()
+	st.Handshakes = s.handshakes
+	s.mu.Unlock()
 	for _, c := range s.Conns() {
 		cs := c.Stats()
 		st.Conns++

@@ -24,8 +24,9 @@ func yamuxConfig(o *options) *yamux.Config {
 	cfg.KeepAliveInterval = o.deadPeerTimeout / 2
 	cfg.ConnectionWriteTimeout = o.deadPeerTimeout / 2
 	cfg.StreamOpenTimeout = 0 // no goroutine per opened stream; keepalives catch a dead peer
-	// Streams not yet accepted are buffered by yamux, a window each: before
-	// the handshake nobody accepts them. A peer needs the main stream and
+	// Streams not yet accepted are buffered by yamux, a window each. Before
+	// the handshake nobody accepts them, and the read guard allows only the
+	// main stream; after it, a peer needs the main stream and
 	// maxPeerBulkStreams more.
 	cfg.AcceptBacklog = maxPeerBulkStreams + 2
 	cfg.StreamCloseTimeout = 30 * time.Second
@@ -43,6 +44,9 @@ func (y yamuxLogger) Println(v ...any)               { y.log(fmt.Sprintln(v...))
 func (y yamuxLogger) log(msg string) {
 	level := slog.LevelDebug
 	switch {
+	case strings.Contains(msg, ErrProtocol.Error()):
+		// A read error of the read guard's making: the guard, or the
+		// handshake it ended, reports it at the level it deserves.
 	case strings.HasPrefix(msg, "[ERR]"):
 		level = slog.LevelWarn
 	case strings.HasPrefix(msg, "[WARN]"):
@@ -54,12 +58,14 @@ func (y yamuxLogger) log(msg string) {
 	y.l.Log(context.Background(), level, strings.TrimSpace(msg), "component", "yamux")
 }
 
-// coalescer joins each yamux data frame's 12-byte header and its body into
-// one write. yamux writes them separately; on loopback and LAN links the two
-// write(2) calls cost as much as the rest of a small call. Only yamux's send
-// loop writes to the connection, always a header and then, for a data frame
-// with a length, exactly its body, so holding the header back until the body
-// arrives is safe.
+// coalescer is the net.Conn yamux runs over. On the way out it joins each
+// yamux data frame's 12-byte header and its body into one write. yamux
+// writes them separately; on loopback and LAN links the two write(2) calls
+// cost as much as the rest of a small call. Only yamux's send loop writes to
+// the connection, always a header and then, for a data frame with a length,
+// exactly its body, so holding the header back until the body arrives is
+// safe. On the way in, its readGuard bounds what the peer's frames may cost
+// (see readGuard).
 type coalescer struct {
 	net.Conn
 	hdr  [12]byte
@@ -68,25 +74,219 @@ type coalescer struct {
 	arr  [2][]byte
 	tcp  bool
 
+	in readGuard
+
 	writes, written atomic.Int64 // write calls and bytes to the connection
 	reads, read     atomic.Int64 // read calls and bytes from it
 }
 
+// Read reads from the connection for yamux's receive loop, its only reader.
+// A peer that breaks one of readGuard's bounds gets an error that wraps
+// ErrProtocol, from this read and every later one: yamux then ends the
+// session.
 func (c *coalescer) Read(p []byte) (int, error) {
+	if c.in.err != nil {
+		return 0, c.in.err
+	}
 	n, err := c.Conn.Read(p)
 	c.reads.Add(1)
 	c.read.Add(int64(n))
+	if n > 0 {
+		if gerr := c.in.scan(p[:n]); gerr != nil {
+			// The bytes already passed to yamux were within bounds; these
+			// are dropped.
+			return 0, gerr
+		}
+	}
 	return n, err
 }
 
+// yamux's frame types and flags (hashicorp/yamux const.go).
 const (
-	yamuxTypeData   = 0
-	writevThreshold = 16 << 10
+	yamuxTypeData         = 0
+	yamuxTypeWindowUpdate = 1
+	yamuxTypePing         = 2
+	yamuxFlagSYN          = 1
+	yamuxHeaderSize       = 12
+	writevThreshold       = 16 << 10
 )
 
-func newCoalescer(nc net.Conn) *coalescer {
+// newCoalescer wraps nc for a connection with options o. A server's
+// connection starts before the handshake (see readGuard); call admit once
+// the peer is let in.
+func newCoalescer(nc net.Conn, o *options) *coalescer {
 	_, tcp := nc.(*net.TCPConn)
-	return &coalescer{Conn: nc, tcp: tcp}
+	c := &coalescer{Conn: nc, tcp: tcp}
+	c.in.init(nc, o)
+	return c
+}
+
+// admit lifts the limits that apply before the handshake. The server calls
+// it before sending its Welcome, so that nothing the peer sends once it has
+// the Welcome is counted against them.
+func (c *coalescer) admit() { c.in.admitted.Store(true) }
+
+// violation returns the error with which the guard ended the session, or
+// nil.
+func (c *coalescer) violation() error {
+	if p := c.in.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Limits on the peer's yamux frames; see readGuard.
+const (
+	// preHandshakeSlack is what a peer may send before the handshake
+	// beyond the largest Hello: yamux headers, the frame's length prefix,
+	// pings, window updates.
+	preHandshakeSlack = 4 << 10
+	// pingInterval is the fastest a conforming peer pings: yamux sends a
+	// keepalive every half of its dead-peer timeout, whose minimum is
+	// minDeadPeerTimeout.
+	pingInterval = minDeadPeerTimeout / 2
+	// pingBurst is how many pings a peer may send faster than one per
+	// pingInterval.
+	pingBurst = 16
+	// pingsBeforeHandshake is how many pings a peer may send at once
+	// before the handshake; then one per pingInterval.
+	pingsBeforeHandshake = 4
+)
+
+// readGuard follows the yamux frames a peer sends, header by header,
+// across reads, and bounds what they may cost this side, where yamux itself
+// does not:
+//
+//   - yamux answers every ping in a goroutine of its own, which waits for
+//     room in the send queue: a peer that floods pings and does not read
+//     grew a server by hundreds of thousands of goroutines. Pings are
+//     rate-limited: a token bucket of pingBurst, refilled one per
+//     pingInterval, enough for yamux keepalives at the minimum dead-peer
+//     timeout.
+//   - yamux buffers data on streams nobody has accepted yet, a window
+//     (256 KiB) each; before the handshake nobody does. On the accepting
+//     side, until admit, a peer may open one stream (the main stream) and
+//     send handshakeMax+preHandshakeSlack bytes in all, and start with
+//     pingsBeforeHandshake pings.
+//
+// The dialing side is admitted from the start: its peer is the server it
+// chose, and may open streams as soon as its Welcome is out, which the
+// dialer cannot tell apart from before. Only yamux's receive loop calls
+// scan; admitted and failed are read by others.
+type readGuard struct {
+	hdr     [yamuxHeaderSize]byte
+	hdrN    int    // bytes of the current header seen so far
+	body    uint32 // bytes of the current data frame's body still to come
+	open    bool   // admitted was seen: the receive loop's copy of it
+	left    int    // bytes the peer may still send before the handshake
+	streams int    // streams the peer opened before the handshake
+
+	tokens   float64   // pings the peer may send now
+	refilled time.Time // when tokens was last brought up to date
+
+	err    error                 // the receive loop's copy of failed
+	failed atomic.Pointer[error] // the violation that ended the session
+
+	admitted atomic.Bool
+	logger   *slog.Logger
+	remote   net.Addr
+}
+
+func (g *readGuard) init(nc net.Conn, o *options) {
+	g.logger, g.remote = o.logger, nc.RemoteAddr()
+	g.left = handshakeMax + preHandshakeSlack
+	g.tokens = pingBurst
+	if o.side == serverSide {
+		g.tokens = pingsBeforeHandshake
+	} else {
+		g.admitted.Store(true)
+	}
+	g.refilled = time.Now()
+}
+
+// scan follows the frames in p, the next bytes from the peer, and returns
+// a violation of the guard's bounds.
+func (g *readGuard) scan(p []byte) error {
+	if !g.open {
+		if g.open = g.admitted.Load(); !g.open {
+			if g.left -= len(p); g.left < 0 {
+				return g.fail(fmt.Errorf("%w: more than %d bytes before the handshake", ErrProtocol, handshakeMax+preHandshakeSlack))
+			}
+		}
+	}
+	for len(p) > 0 {
+		if g.body > 0 {
+			k := len(p)
+			if uint64(k) > uint64(g.body) {
+				k = int(g.body)
+			}
+			g.body -= uint32(k)
+			p = p[k:]
+			continue
+		}
+		var h []byte
+		if g.hdrN == 0 && len(p) >= yamuxHeaderSize {
+			h, p = p[:yamuxHeaderSize], p[yamuxHeaderSize:]
+		} else {
+			k := copy(g.hdr[g.hdrN:], p)
+			g.hdrN += k
+			p = p[k:]
+			if g.hdrN < yamuxHeaderSize {
+				return nil
+			}
+			g.hdrN = 0
+			h = g.hdr[:]
+		}
+		if err := g.frame(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// frame checks one frame header. Frames yamux would refuse (a bad version
+// or type) are left to yamux.
+func (g *readGuard) frame(h []byte) error {
+	syn := binary.BigEndian.Uint16(h[2:4])&yamuxFlagSYN != 0
+	switch h[1] {
+	case yamuxTypeData:
+		g.body = binary.BigEndian.Uint32(h[8:12])
+		fallthrough
+	case yamuxTypeWindowUpdate:
+		if syn && !g.open {
+			if g.streams++; g.streams > 1 {
+				return g.fail(fmt.Errorf("%w: a second stream before the handshake", ErrProtocol))
+			}
+		}
+	case yamuxTypePing:
+		if syn {
+			return g.ping()
+		}
+	}
+	return nil
+}
+
+// ping takes a token for a ping request. Pings are rare: the clock is read
+// for them only.
+func (g *readGuard) ping() error {
+	now := time.Now()
+	g.tokens = min(pingBurst, g.tokens+float64(now.Sub(g.refilled))/float64(pingInterval))
+	g.refilled = now
+	if g.tokens < 1 {
+		return g.fail(fmt.Errorf("%w: pings more often than one per %v", ErrProtocol, pingInterval))
+	}
+	g.tokens--
+	return nil
+}
+
+// fail records err as the violation that ends the session.
+func (g *readGuard) fail(err error) error {
+	g.err = err
+	g.failed.Store(&err)
+	if g.open {
+		g.logger.Warn("tether: closing connection", "remote", g.remote, "err", err)
+	}
+	return err
 }
 
 func (c *coalescer) Write(p []byte) (int, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // countingConn records each Write.
@@ -19,6 +20,8 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (c *countingConn) RemoteAddr() net.Addr { return nil }
+
 func yamuxHeader(typ byte, length uint32) []byte {
 	h := make([]byte, 12)
 	h[1] = typ
@@ -28,7 +31,9 @@ func yamuxHeader(typ byte, length uint32) []byte {
 
 func TestCoalescerJoinsHeaderAndBody(t *testing.T) {
 	cc := &countingConn{}
-	c := newCoalescer(cc)
+	o, err := buildOptions(dialSide, nil)
+	require.NoError(t, err)
+	c := newCoalescer(cc, o)
 
 	// A data frame: header held back, sent with its body in one write.
 	n, err := c.Write(yamuxHeader(0, 5))
@@ -48,4 +53,120 @@ func TestCoalescerJoinsHeaderAndBody(t *testing.T) {
 	c.Write(yamuxHeader(2, 7))     // ping
 	c.Write(yamuxHeader(0, 0))     // data frame with flags only
 	assert.Len(t, cc.writes, 4)
+}
+
+// guardFor returns a read guard for one side, with default options.
+func guardFor(t testing.TB, s side) *readGuard {
+	o, err := buildOptions(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &readGuard{}
+	g.init(&countingConn{}, o)
+	return g
+}
+
+// scanSplit feeds b to g in pieces of n bytes, as reads of the
+// connection would return it, and returns the first violation.
+func scanSplit(g *readGuard, b []byte, n int) error {
+	for len(b) > 0 {
+		k := min(n, len(b))
+		if err := g.scan(b[:k]); err != nil {
+			return err
+		}
+		b = b[k:]
+	}
+	return nil
+}
+
+// TestReadGuardFollowsFramesAcrossReads feeds the same frames in reads of
+// every size from one byte: data bodies that contain bytes looking like
+// ping headers are skipped as bodies, and the pings are counted wherever
+// the reads cut them.
+func TestReadGuardFollowsFramesAcrossReads(t *testing.T) {
+	// A body made of ping headers: a guard that lost track of the frames
+	// would count them.
+	fakePings := yxPings(100)
+	var in []byte
+	in = append(in, yxFrame(yxWindowUpdate, yxSYN, 1, 0, nil)...)
+	in = append(in, yxFrame(yxData, 0, 1, uint32(len(fakePings)), fakePings)...)
+	in = append(in, yxPings(pingsBeforeHandshake)...)
+	in = append(in, yxFrame(yxData, 0, 1, 0, nil)...) // flags only, no body
+	in = append(in, yxFrame(yxPing, yxACK, 0, 7, nil)...)
+	for n := 1; n <= len(in); n++ {
+		g := guardFor(t, serverSide)
+		require.NoError(t, scanSplit(g, in, n), "reads of %d bytes", n)
+		assert.Equal(t, 0, g.hdrN, "reads of %d bytes: between frames at the end", n)
+		assert.Zero(t, g.body)
+		// One ping more than the allowance is one too many, however it
+		// is cut (the bucket refills far slower than this runs).
+		err := scanSplit(g, yxPings(1), n)
+		require.ErrorIs(t, err, ErrProtocol, "reads of %d bytes", n)
+		assert.ErrorContains(t, err, "pings more often than")
+		assert.Equal(t, err, g.err)
+	}
+}
+
+// TestReadGuardBeforeHandshake checks the bounds that hold until admit: a
+// second stream, and more bytes than the largest Hello and some slack, are
+// violations; after admit neither is.
+func TestReadGuardBeforeHandshake(t *testing.T) {
+	open := func(id uint32) []byte { return yxFrame(yxWindowUpdate, yxSYN, id, 0, nil) }
+
+	g := guardFor(t, serverSide)
+	require.NoError(t, g.scan(open(1)))
+	err := g.scan(open(3))
+	require.ErrorIs(t, err, ErrProtocol)
+	assert.ErrorContains(t, err, "a second stream before the handshake")
+
+	g = guardFor(t, serverSide)
+	hello := make([]byte, handshakeMax+preHandshakeSlack-2*yamuxHeaderSize)
+	require.NoError(t, g.scan(append(open(1), yxFrame(yxData, 0, 1, uint32(len(hello)), hello)...)))
+	err = g.scan([]byte{0})
+	require.ErrorIs(t, err, ErrProtocol)
+	assert.ErrorContains(t, err, "bytes before the handshake")
+
+	// Admitted: streams and bytes are the connection's business.
+	g = guardFor(t, serverSide)
+	require.NoError(t, g.scan(open(1)))
+	g.admitted.Store(true)
+	for id := uint32(3); id < 100; id += 2 {
+		require.NoError(t, g.scan(open(id)))
+		require.NoError(t, g.scan(yxFrame(yxData, 0, id, uint32(len(hello)), hello)))
+	}
+
+	// A dialer is admitted from the start, with a full bucket of pings.
+	g = guardFor(t, dialSide)
+	require.NoError(t, g.scan(append(open(2), open(4)...)))
+	require.NoError(t, g.scan(yxPings(pingBurst)))
+	require.ErrorIs(t, g.scan(yxPings(1)), ErrProtocol)
+}
+
+// TestReadGuardPingRate checks that the bucket refills at one ping per
+// pingInterval, so that yamux keepalives at the minimum dead-peer timeout
+// always pass.
+func TestReadGuardPingRate(t *testing.T) {
+	g := guardFor(t, dialSide)
+	require.NoError(t, g.scan(yxPings(pingBurst)))
+	// As if time passed: keepalives every pingInterval, for a long time.
+	for i := 0; i < 1000; i++ {
+		g.refilled = g.refilled.Add(-pingInterval)
+		require.NoError(t, g.scan(yxPings(1)), "keepalive %d", i)
+	}
+	require.ErrorIs(t, g.scan(yxPings(1)), ErrProtocol, "but not faster")
+}
+
+// BenchmarkReadGuard is the guard's cost on the 64 B call path: each read
+// holds a data frame of a call or its answer.
+func BenchmarkReadGuard(b *testing.B) {
+	g := guardFor(b, dialSide)
+	body := make([]byte, 90)
+	read := yxFrame(yxData, 0, 1, uint32(len(body)), body)
+	b.SetBytes(int64(len(read)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.scan(read); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

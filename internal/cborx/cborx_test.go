@@ -227,6 +227,45 @@ func TestFrameReaderGrowsAsBytesArrive(t *testing.T) {
 	assert.LessOrEqual(t, cap(fr.buf), 2*4096, "the buffer grew only as far as the bytes that came")
 }
 
+// TestFrameReaderGrowKeepsReadAhead starts a reader with a small buffer,
+// lets it read ahead past the first frame, and grows it: the frames read
+// ahead come out whole and in order, and small frames then fit the larger
+// buffer.
+func TestFrameReaderGrowKeepsReadAhead(t *testing.T) {
+	frame := func(n int, fill byte) []byte {
+		buf := make([]byte, FramePrefix, FramePrefix+n)
+		return SealFrame(append(buf, bytes.Repeat([]byte{fill}, n)...))
+	}
+	var stream []byte
+	stream = append(stream, frame(5, 1)...)
+	stream = append(stream, frame(20, 2)...)
+	stream = append(stream, frame(2000, 3)...)
+	stream = append(stream, frame(3000, 4)...)
+	fr := NewFrameReader(bytes.NewReader(stream), 1<<20, 16)
+	b, err := fr.Next()
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte{1}, 5), b)
+	require.Positive(t, fr.br.Buffered()-fr.discard, "the reader has read ahead")
+	fr.Grow(4096)
+	assert.Equal(t, 4096, fr.br.Size())
+	for _, want := range []struct {
+		n    int
+		fill byte
+	}{{20, 2}, {2000, 3}, {3000, 4}} {
+		b, err := fr.Next()
+		require.NoError(t, err)
+		assert.Equal(t, bytes.Repeat([]byte{want.fill}, want.n), b)
+	}
+	_, err = fr.Next()
+	assert.ErrorIs(t, err, io.EOF)
+
+	// Growing to a size it already has changes nothing.
+	fr = NewFrameReader(bytes.NewReader(stream), 1<<20, 4096)
+	br := fr.br
+	fr.Grow(1024)
+	assert.Same(t, br, fr.br)
+}
+
 // TestValidateBoundsItemsInAll: containers each within MaxItems but many
 // of them together exceed MaxTotal (a body of empty arrays would make the
 // decoder allocate dozens of bytes per byte received).

@@ -2,6 +2,7 @@ package cborx
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ func SealFrame(buf []byte) []byte {
 // FrameReader reads length-prefixed frames. The length is checked against the
 // maximum before any of the body is read, so a hostile length costs nothing.
 type FrameReader struct {
+	r       io.Reader
 	br      *bufio.Reader
 	max     int
 	buf     []byte
@@ -40,7 +42,26 @@ type FrameReader struct {
 // NewFrameReader returns a FrameReader reading from r with the given maximum
 // body size. It buffers bufSize bytes.
 func NewFrameReader(r io.Reader, max, bufSize int) *FrameReader {
-	return &FrameReader{br: bufio.NewReaderSize(r, bufSize), max: max}
+	return &FrameReader{r: r, br: bufio.NewReaderSize(r, bufSize), max: max}
+}
+
+// Grow makes the reader buffer bufSize bytes from now on, if it buffers
+// fewer, keeping what it has read ahead. A reader can start small (a
+// handshake) and grow once the peer is trusted with more.
+func (f *FrameReader) Grow(bufSize int) {
+	if bufSize <= f.br.Size() {
+		return
+	}
+	if f.discard > 0 {
+		_, _ = f.br.Discard(f.discard) // already buffered: cannot fail
+		f.discard = 0
+	}
+	r := f.r
+	if n := f.br.Buffered(); n > 0 {
+		ahead, _ := f.br.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), r)
+	}
+	f.br = bufio.NewReaderSize(r, bufSize)
 }
 
 // Next returns the next frame's body. The slice is valid until the next call

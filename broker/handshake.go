@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -235,7 +236,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 		if refusal != nil {
 			e.buf = cborx.AppendArray(e.buf, 2)
 			e.buf = cborx.AppendUint(e.buf, msgReject)
-			e.wireError(refusal)
+			e.wireError(publicRefusal(refusal, o))
 		} else {
 			co.admit() // before the Welcome: the peer may send more once it has it
 			e.buf = cborx.AppendArray(e.buf, 5)
@@ -331,3 +332,26 @@ func parseWelcome(body []byte) (welcome, error) {
 	}
 	return welcome{version: version, name: string(name), id: string(id), maxMessage: pm}, nil
 }
+
+// publicRefusal is a refusal as the refused dialer may read it: an
+// authenticator's or a realm's error may wrap a network error of this
+// process (a directory it could not reach), whose addresses the dialer
+// must not learn (see package hop). The refusal keeps its name.
+func publicRefusal(refusal error, o *options) error {
+	msg, redacted := hop.Redact(refusal, hop.Self{Name: o.name, Role: "server"})
+	if !redacted {
+		return refusal
+	}
+	o.logger.Debug("tether: a handshake refusal sent without its local detail", "sent", msg, "err", refusal)
+	return &publicText{msg: msg, err: refusal}
+}
+
+// publicText is an error that reads msg and unwraps to err, whose name it
+// travels under.
+type publicText struct {
+	msg string
+	err error
+}
+
+func (p *publicText) Error() string { return p.msg }
+func (p *publicText) Unwrap() error { return p.err }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -587,4 +588,21 @@ func TestRealmGivesEachPeerItsRoot(t *testing.T) {
 	assert.ErrorContains(t, srv.Serve(listen(t)), "pass nil")
 	srv = NewServer(nil)
 	assert.ErrorContains(t, srv.Serve(listen(t)), "give the server a root")
+}
+
+// TestRefusalsDoNotRevealAddresses: an authenticator that fails on a
+// network error of its own (a directory it cannot reach) refuses the peer
+// without telling it where the directory is.
+func TestRefusalsDoNotRevealAddresses(t *testing.T) {
+	leakcheck.Check(t)
+	auth := AuthenticatorFunc(func(ctx context.Context, cr Credentials) (remoteable.Identity, error) {
+		_, err := net.Dial("tcp", "127.0.0.1:1") // nothing listens there
+		return remoteable.Identity{}, fmt.Errorf("directory lookup: %w", err)
+	})
+	_, addr := startServer(t, newService(), WithAuthenticator(auth), WithName("gatekeeper"))
+	_, err := Dial(testCtx(t), "tcp", addr)
+	require.ErrorIs(t, err, ErrAuthFailed)
+	assert.NotContains(t, err.Error(), "127.0.0.1")
+	assert.NotContains(t, err.Error(), "connection refused")
+	assert.Contains(t, err.Error(), `directory lookup: a network error at "gatekeeper"`)
 }

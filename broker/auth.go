@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -66,6 +67,10 @@ func WithAuthenticator(a Authenticator) Option {
 			o.fail(errors.New("tether: WithAuthenticator(nil): pass an authenticator, or leave the option out"))
 			return
 		}
+		if t, ok := a.(*tokenTable); ok && t.err != nil {
+			o.fail(t.err)
+			return
+		}
 		o.authenticator = a
 	}}
 }
@@ -74,23 +79,52 @@ func WithAuthenticator(a Authenticator) Option {
 // secret: the peer announces its name (WithName) and sends the token the
 // table holds for that name (WithToken). The identity it gives is the name,
 // verified by remoteable.VerifiedByToken. Tokens are compared in constant
-// time; an unknown name and a wrong token are refused alike. The table is
-// copied.
+// time, length included; an unknown name and a wrong token are refused
+// alike. The table is copied. An empty name or token in the table (an
+// unset environment variable, say) would admit anyone who sends none:
+// WithAuthenticator refuses such a table, naming the entry.
 func Tokens(table map[string]string) Authenticator {
-	t := make(map[string][]byte, len(table))
+	t := &tokenTable{digests: make(map[string][32]byte, len(table))}
 	for name, tok := range table {
-		t[name] = []byte(tok)
+		switch {
+		case name == "":
+			t.err = errors.New("tether: Tokens: the table has an entry with an empty name")
+		case tok == "" && t.err == nil:
+			t.err = fmt.Errorf("tether: Tokens: the token for %q is empty, which would verify anyone who sends none as %q", name, name)
+		}
+		t.digests[name] = sha256.Sum256([]byte(tok))
 	}
-	return AuthenticatorFunc(func(_ context.Context, cr Credentials) (remoteable.Identity, error) {
-		want, known := t[cr.Name]
-		if !known {
-			want = []byte("\x00tether: no such peer\x00") // compare anyway: no timing difference
-		}
-		if subtle.ConstantTimeCompare([]byte(cr.Token), want) != 1 || !known || cr.Name == "" {
-			return remoteable.Identity{}, fmt.Errorf("unknown name or wrong token for %q", cr.Name)
-		}
-		return remoteable.Identity{Name: cr.Name, VerifiedBy: remoteable.VerifiedByToken}, nil
-	})
+	return t
+}
+
+// tokenTable is Tokens' authenticator: the SHA-256 digest of each peer's
+// token, so that comparisons take the same time whatever the lengths.
+type tokenTable struct {
+	digests map[string][32]byte
+	err     error // an invalid table, reported by WithAuthenticator
+}
+
+// noSuchPeer is compared against when the name is unknown, so that an
+// unknown name takes as long as a wrong token.
+var noSuchPeer = sha256.Sum256([]byte("\x00tether: no such peer\x00"))
+
+func (t *tokenTable) Authenticate(_ context.Context, cr Credentials) (remoteable.Identity, error) {
+	want, known := t.digests[cr.Name]
+	if !known {
+		want = noSuchPeer
+	}
+	got := sha256.Sum256([]byte(cr.Token))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known || cr.Name == "" {
+		return remoteable.Identity{}, fmt.Errorf("unknown name or wrong token for %q", cr.Name)
+	}
+	return remoteable.Identity{Name: cr.Name, VerifiedBy: remoteable.VerifiedByToken}, nil
+}
+
+// tokensEqual compares a token a peer sent with the expected one in
+// constant time, length included.
+func tokensEqual(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 // CertificateNames returns the names a certificate gives its subject, the
@@ -132,7 +166,7 @@ func verifiedNames(st *tls.ConnectionState) []string {
 // else as the name it announced, unverified. An error refuses the peer.
 func identifyDialer(ctx context.Context, o *options, cr Credentials) (remoteable.Identity, error) {
 	if o.authenticator != nil {
-		id, err := o.authenticator.Authenticate(ctx, cr)
+		id, err := authenticate(ctx, o, cr)
 		if err != nil {
 			return id, fmt.Errorf("%w: %w", ErrAuthFailed, err)
 		}
@@ -152,6 +186,19 @@ func identifyDialer(ctx context.Context, o *options, cr Credentials) (remoteable
 			"announce one of the certificate's names, or none", ErrAuthFailed, cr.Name, names)
 	}
 	return remoteable.Identity{Name: cr.Name}, nil
+}
+
+// authenticate runs a, refusing the peer if a panics: an authenticator's
+// bug must not take the server down, least of all for a peer that is not
+// yet let in.
+func authenticate(ctx context.Context, o *options, cr Credentials) (id remoteable.Identity, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			o.logger.Error("tether: the authenticator panicked; the peer is refused", "remote", cr.Addr, "panic", p)
+			id, err = remoteable.Identity{}, errors.New("the server's authenticator panicked")
+		}
+	}()
+	return o.authenticator.Authenticate(ctx, cr)
 }
 
 // identifyServer decides the identity of the server a dialer reached: the

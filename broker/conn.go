@@ -81,9 +81,12 @@ type Conn struct {
 	out       *sender
 	peer      remoteable.Peer
 	peerValue any // peer boxed once, for callCtx.Value
-	peerMax   int // the largest message the peer accepts
-	root      *Ref
-	onDone    func()
+	// perPeerRoot marks a server's connection whose root a realm chose for
+	// this peer: what it reaches is not lent to parties the peer calls for.
+	perPeerRoot bool
+	peerMax     int // the largest message the peer accepts
+	root        *Ref
+	onDone      func()
 
 	pmu      sync.Mutex
 	pending  map[uint64]*call
@@ -499,7 +502,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		c.postFail(id, err)
 		return nil
 	}
-	var chain []remoteable.Identity
+	var acting actingFor
 	var extErr error
 	if n >= 7 {
 		for i := 0; i < argc; i++ {
@@ -507,7 +510,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 				return errors.New("malformed call arguments")
 			}
 		}
-		if chain, extErr = parseCallExt(r); extErr != nil && !errors.Is(extErr, ErrTooManyHops) {
+		if acting, extErr = parseCallExt(r); extErr != nil && !errors.Is(extErr, ErrTooManyHops) {
 			return extErr
 		}
 	}
@@ -538,10 +541,11 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	t := &inCall{id: id, ex: ex}
 	t.cc.c = c
 	t.ctx = &t.cc
+	chain := acting.ids
 	if chain != nil {
 		p := c.peer
 		p.ForwardedFor = chain
-		t.cc.peer = p
+		t.cc.peer, t.cc.hops = p, acting.hops
 	}
 	if timeout > 0 {
 		t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
@@ -550,6 +554,10 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		if err := admit(&t.cc, ex.obj, string(name)); err != nil {
 			return reject(err)
 		}
+	} else if chain != nil && c.perPeerRoot {
+		return reject(fmt.Errorf("%w: %s is called for %v through %v, but this server gives each peer a root of its own "+
+			"(WithRealm) and does not let it be lent: guard the object (remoteable.Guarded) to admit calls passed on "+
+			"for others", remoteable.ErrAccessDenied, name, chain[0], c.peer.Identity()))
 	}
 	if _, err := args.ReadArray(); err != nil {
 		return errors.New("malformed call arguments")
@@ -812,7 +820,43 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 func (c *Conn) forward(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks)
 	o.err = t.ex.proxy.Call(&t.cc, t.name, &o.generic, t.args...)
+	if o.err == nil && t.ex.guarded && t.name == DescribeMethod {
+		// The description comes from further on; the methods this
+		// object's policy refuses the caller are left out of it here.
+		o.generic = withoutMethods(o.generic, func(name string) bool {
+			return admit(t.ctx, t.ex.obj, name) != nil
+		})
+	}
 	return o
+}
+
+// withoutMethods drops from a description held as generic data (a map
+// whose "methods" lists maps with a "name") the methods refused reports.
+func withoutMethods(desc any, refused func(name string) bool) any {
+	keep := func(methods any) any {
+		list, ok := methods.([]any)
+		if !ok {
+			return methods
+		}
+		return slices.DeleteFunc(slices.Clone(list), func(m any) bool {
+			var name any
+			switch mm := m.(type) {
+			case map[string]any:
+				name = mm["name"]
+			case map[any]any:
+				name = mm["name"]
+			}
+			s, _ := name.(string)
+			return refused(s)
+		})
+	}
+	switch d := desc.(type) {
+	case map[string]any:
+		d["methods"] = keep(d["methods"])
+	case map[any]any:
+		d["methods"] = keep(d["methods"])
+	}
+	return desc
 }
 
 // admit asks a guarded object's policy whether the call ctx belongs to may

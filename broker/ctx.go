@@ -15,6 +15,7 @@ type (
 	forwardKey struct{}
 	rawKey     struct{}
 	selfKey    struct{}
+	callKey    struct{}
 )
 
 // AsSelf returns a context, derived from a handler's ctx, for calls that
@@ -63,7 +64,8 @@ type callCtx struct {
 	c        *Conn
 	deadline time.Time
 	forward  bool
-	peer     any // a remoteable.Peer with ForwardedFor, for a call that has one
+	peer     any      // a remoteable.Peer with ForwardedFor, for a call that has one
+	hops     []string // for each ForwardedFor entry, where it was verified (see actingFor)
 
 	mu     sync.Mutex
 	done   chan struct{}
@@ -118,6 +120,8 @@ func (x *callCtx) Value(key any) any {
 		return x.c.peerValue
 	case connKey:
 		return x.c
+	case callKey:
+		return x
 	case forwardKey:
 		if x.forward {
 			return true

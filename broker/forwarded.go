@@ -16,7 +16,8 @@ import (
 // read only six). docs/protocol.md §5 describes it.
 const (
 	// extForwardedFor is the key of the identities a call acts for:
-	// [[name, verifiedBy], ...], the original caller first.
+	// [[name, verifiedBy, hop?], ...], the original caller first; hop is
+	// the ID of the connection on which that party was verified.
 	extForwardedFor = 1
 )
 
@@ -39,41 +40,84 @@ func checkIdentity(id remoteable.Identity) error {
 	return nil
 }
 
+// actingFor is whom a call acts for: the identities, and for each the ID of
+// the connection on which the hop that added it verified it ("" when not
+// known), so that a call that comes back to that party through relays can
+// leave it out, verified or not.
+type actingFor struct {
+	ids  []remoteable.Identity
+	hops []string
+}
+
 // forwardedFor returns whom a call made with ctx on c acts for: nothing for
 // a call not made from a handler (or made AsSelf); else the handler's
 // caller after whoever that caller acted for. The caller is left out when
 // the call goes back on the connection it came from (the callee is that
-// caller), and so is every entry that is the callee itself as this side
-// verified it: a party acting for itself needs nobody's permission.
-func (c *Conn) forwardedFor(ctx context.Context, method string) ([]remoteable.Identity, error) {
-	in, ok := ctx.Value(connKey{}).(*Conn)
+// caller), and so is every entry that is the callee itself: one added for
+// the connection the call goes on, or equal to the callee's identity as
+// this side verified it. A party acting for itself needs nobody's
+// permission, and dropping it can only spare the callee a check of itself.
+func (c *Conn) forwardedFor(ctx context.Context, method string) (actingFor, error) {
+	x, ok := ctx.Value(callKey{}).(*callCtx)
 	if !ok || ctx.Value(selfKey{}) != nil {
-		return nil, nil
+		return actingFor{}, nil
 	}
 	p, _ := remoteable.PeerFrom(ctx)
-	chain := p.ForwardedFor
-	if in != c {
+	a := actingFor{ids: p.ForwardedFor, hops: x.hops}
+	if x.c != c {
 		if err := checkIdentity(p.Identity()); err != nil {
-			return nil, fmt.Errorf("%w: %s cannot say whom it acts for: %w", ErrTooManyHops, method, err)
+			return actingFor{}, fmt.Errorf("%w: %s cannot say whom it acts for: %w", ErrTooManyHops, method, err)
 		}
-		chain = append(slices.Clip(chain), p.Identity())
+		a.ids = append(slices.Clip(a.ids), p.Identity())
+		a.hops = append(slices.Clip(a.hops), x.c.peer.ID)
 	}
-	if callee := c.peer; callee.VerifiedBy != "" && slices.Contains(chain, callee.Identity()) {
-		chain = slices.DeleteFunc(slices.Clone(chain), func(id remoteable.Identity) bool { return id == callee.Identity() })
+	callee := c.peer
+	for i := 0; i < len(a.ids); i++ {
+		mine := i < len(a.hops) && a.hops[i] != "" && a.hops[i] == callee.ID
+		if mine || (callee.VerifiedBy != "" && a.ids[i] == callee.Identity()) {
+			a = a.without(i)
+			i--
+		}
 	}
-	if len(chain) > remoteable.MaxForwardedFor {
-		return nil, fmt.Errorf("%w: %s would act for %d parties, more than %d: make it with broker.AsSelf(ctx) "+
-			"if this process acts on its own authority", ErrTooManyHops, method, len(chain), remoteable.MaxForwardedFor)
+	if len(a.ids) > remoteable.MaxForwardedFor {
+		return actingFor{}, fmt.Errorf("%w: %s would act for %d parties, more than %d: make it with broker.AsSelf(ctx) "+
+			"if this process acts on its own authority", ErrTooManyHops, method, len(a.ids), remoteable.MaxForwardedFor)
 	}
-	return chain, nil
+	return a, nil
 }
 
-// appendCallExt appends a call's extension map holding chain.
-func appendCallExt(b []byte, chain []remoteable.Identity) []byte {
+// without returns a without entry i, leaving a's slices as they were.
+func (a actingFor) without(i int) actingFor {
+	out := actingFor{ids: slices.Delete(slices.Clone(a.ids), i, i+1)}
+	if i < len(a.hops) {
+		out.hops = slices.Delete(slices.Clone(a.hops), i, i+1)
+	} else {
+		out.hops = slices.Clone(a.hops)
+	}
+	return out
+}
+
+// hop returns the connection ID recorded for entry i, or "".
+func (a actingFor) hop(i int) string {
+	if i < len(a.hops) {
+		return a.hops[i]
+	}
+	return ""
+}
+
+// appendCallExt appends a call's extension map holding whom it acts for.
+func appendCallExt(b []byte, a actingFor) []byte {
 	b = cborx.AppendMap(b, 1)
 	b = cborx.AppendUint(b, extForwardedFor)
-	b = cborx.AppendArray(b, len(chain))
-	for _, id := range chain {
+	b = cborx.AppendArray(b, len(a.ids))
+	for i, id := range a.ids {
+		if h := a.hop(i); h != "" {
+			b = cborx.AppendArray(b, 3)
+			b = cborx.AppendText(b, id.Name)
+			b = cborx.AppendText(b, id.VerifiedBy)
+			b = cborx.AppendText(b, h)
+			continue
+		}
 		b = cborx.AppendArray(b, 2)
 		b = cborx.AppendText(b, id.Name)
 		b = cborx.AppendText(b, id.VerifiedBy)
@@ -84,48 +128,55 @@ func appendCallExt(b []byte, chain []remoteable.Identity) []byte {
 // errMalformedExt is the protocol violation of a call extension that is not
 // what appendCallExt writes.
 var errMalformedExt = errors.New("malformed call extension: want a map of small integer keys; " +
-	"key 1 holds [[name, verifiedBy], ...]")
+	"key 1 holds [[name, verifiedBy, hop?], ...]")
 
 // parseCallExt reads a call's extension map. It returns ErrTooManyHops
 // (for the caller) when the call acts for too many parties, and another
 // error for a malformed map (a protocol violation).
-func parseCallExt(r *cborx.Reader) ([]remoteable.Identity, error) {
+func parseCallExt(r *cborx.Reader) (actingFor, error) {
 	h, err := r.ReadHead()
 	if err != nil || h.Major != cborx.MajorMap {
-		return nil, errMalformedExt
+		return actingFor{}, errMalformedExt
 	}
-	var chain []remoteable.Identity
+	var a actingFor
 	for i := uint64(0); i < h.Arg; i++ {
 		key, err := r.ReadUint()
 		if err != nil {
-			return nil, errMalformedExt
+			return actingFor{}, errMalformedExt
 		}
 		if key != extForwardedFor {
 			if r.Skip() != nil {
-				return nil, errMalformedExt
+				return actingFor{}, errMalformedExt
 			}
 			continue
 		}
 		n, err := r.ReadArray()
 		if err != nil {
-			return nil, errMalformedExt
+			return actingFor{}, errMalformedExt
 		}
 		if n > remoteable.MaxForwardedFor {
-			return nil, fmt.Errorf("%w: the call acts for %d parties, more than %d", ErrTooManyHops, n, remoteable.MaxForwardedFor)
+			return actingFor{}, fmt.Errorf("%w: the call acts for %d parties, more than %d", ErrTooManyHops, n, remoteable.MaxForwardedFor)
 		}
-		chain = make([]remoteable.Identity, n)
-		for j := range chain {
+		a = actingFor{ids: make([]remoteable.Identity, n), hops: make([]string, n)}
+		for j := range a.ids {
 			m, err1 := r.ReadArray()
 			name, err2 := r.ReadText()
 			by, err3 := r.ReadText()
-			if m != 2 || errors.Join(err1, err2, err3) != nil {
-				return nil, errMalformedExt
+			if (m != 2 && m != 3) || errors.Join(err1, err2, err3) != nil {
+				return actingFor{}, errMalformedExt
 			}
-			chain[j] = remoteable.Identity{Name: string(name), VerifiedBy: string(by)}
-			if err := checkIdentity(chain[j]); err != nil {
-				return nil, fmt.Errorf("call extension: forwarded-for entry %d: %w", j+1, err)
+			if m == 3 {
+				hop, err := r.ReadText()
+				if err != nil || len(hop) > maxIdentityLabel {
+					return actingFor{}, errMalformedExt
+				}
+				a.hops[j] = string(hop)
+			}
+			a.ids[j] = remoteable.Identity{Name: string(name), VerifiedBy: string(by)}
+			if err := checkIdentity(a.ids[j]); err != nil {
+				return actingFor{}, fmt.Errorf("call extension: forwarded-for entry %d: %w", j+1, err)
 			}
 		}
 	}
-	return chain, nil
+	return a, nil
 }

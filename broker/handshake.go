@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -128,7 +127,16 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	}()
 	if !stop() || err != nil {
 		sess.Close()
-		return nil, handshakeErr(ctx, err)
+		err = handshakeErr(ctx, err)
+		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+			// Closed without a word: a Tether server does that only to a
+			// connection over its handshake limits (or a peer that broke
+			// the protocol, which this implementation does not).
+			err = fmt.Errorf("%w (the server closed the connection without answering: it may be over its limit "+
+				"of handshakes in progress, in all or from this host, so retry later; a remote.Client does; "+
+				"or it is not a Tether server)", err)
+		}
+		return nil, err
 	}
 	w, err := parseWelcome(welcome)
 	if err != nil {
@@ -211,7 +219,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 			refusal = err
 		case h.version != protocolVersion:
 			refusal = fmt.Errorf("%w: client speaks %d, server speaks %d", ErrVersionMismatch, h.version, protocolVersion)
-		case o.token != "" && subtle.ConstantTimeCompare([]byte(h.token), []byte(o.token)) != 1:
+		case o.token != "" && !tokensEqual(h.token, o.token):
 			refusal = fmt.Errorf("%w: wrong or missing token", ErrAuthFailed)
 		default:
 			id, err := identifyDialer(ctx, o, Credentials{Name: h.name, Token: h.token, TLS: peer.TLS, Addr: peer.Addr})
@@ -262,7 +270,9 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	main.SetDeadline(time.Time{})
 	fr.SetMax(o.maxMessageSize)
 	fr.Grow(readBufferSize)
-	return newConn(o, co, sess, main, fr, peer, clampMax(peerMax), root), nil
+	c := newConn(o, co, sess, main, fr, peer, clampMax(peerMax), root)
+	c.perPeerRoot = o.realm != nil
+	return c, nil
 }
 
 // hello is the dialer's first message: [0, version, name, token, maxMessage].

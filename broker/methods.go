@@ -32,6 +32,11 @@ type objType struct {
 	// promoted are the methods the type gets from an embedded field and
 	// did not opt in: not callable, named only to explain why.
 	promoted map[string]bool
+	// forwards marks a type that takes every call through a Call method
+	// of its own (remoteable.Caller, declared by the type itself): its
+	// values are exported as proxies. A Call promoted from an embedded
+	// reference does not make one.
+	forwards bool
 }
 
 // noMethod is the error for a call of a method the type does not expose.
@@ -47,6 +52,7 @@ var (
 	ctxType   = reflect.TypeFor[context.Context]()
 	declarerT = reflect.TypeFor[remoteable.Declarer]()
 	guardedT  = reflect.TypeFor[remoteable.Guarded]()
+	callerT   = reflect.TypeFor[remoteable.Caller]()
 )
 
 // objTypeOf returns the method table of obj's type, building it the first
@@ -65,6 +71,7 @@ func objTypeOf(obj any) *objType {
 func buildObjType(t reflect.Type, obj any, gen uint64) *objType {
 	ot := &objType{gen: gen, methods: map[string]*method{}, guarded: t.Implements(guardedT)}
 	promoted := promotedMethods(t)
+	ot.forwards = t.Implements(callerT) && !promoted["Call"]
 	var decl remoteable.Methods
 	// Only the type's own declarations count: an embedded field's
 	// RemoteMethods speaks for the field's methods, not for the methods

@@ -19,7 +19,7 @@ const (
 	// DefaultMaxHandshakes and DefaultMaxHandshakesPerHost bound the
 	// handshakes a server has in progress (WithHandshakeLimits).
 	DefaultMaxHandshakes        = 256
-	DefaultMaxHandshakesPerHost = 32
+	DefaultMaxHandshakesPerHost = 64
 )
 
 // minDeadPeerTimeout bounds how aggressive keepalives may be.
@@ -117,6 +117,12 @@ func (o *options) validate() error {
 		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 || o.maxSubscriptions < 0 ||
 		o.maxHandshakes < 0 || o.maxHostHandshakes < 0 {
 		return errors.New("tether: negative option value")
+	}
+	if len(o.name) > maxIdentityName {
+		return fmt.Errorf("tether: WithName: the name is %d bytes; a name may have at most %d", len(o.name), maxIdentityName)
+	}
+	if n := len(o.name) + len(o.token) + 32; o.side == dialSide && n > handshakeMax {
+		return fmt.Errorf("tether: WithToken: the token makes the handshake about %d bytes; a server reads at most %d: use a shorter token", n, handshakeMax)
 	}
 	if o.authenticator != nil && o.token != "" {
 		return errors.New("tether: WithToken and WithAuthenticator both given to a server: " +
@@ -268,10 +274,11 @@ func WithLogger(logger *slog.Logger) Option {
 
 // WithHandshakeLimits bounds the handshakes a server's Serve has in
 // progress: at most total at once, and at most perHost from one source IP
-// address (zero means the default: 256 and 32). A connection accepted over
+// address (zero means the default: 256 and 64). A connection accepted over
 // either limit is closed at once, before anything is read from it, and
-// counted in ServerStats.Refused; a dialer sees its connection closed and
-// may retry (remote.Client does, with backoff). The limits bound what
+// counted in ServerStats.Refused; a dialer sees its connection closed (its
+// error says the server may be over its limits) and may retry
+// (remote.Client does, with backoff). The limits bound what
 // peers that have not authenticated can cost the server (see
 // docs/security.md): each handshake in progress may cost a few tens of KiB
 // for up to the handshake timeout. Connections given to ServeConn are not

@@ -50,7 +50,9 @@ func localRef(obj any) *Ref {
 // Call invokes method on the referenced object with args and decodes its
 // result into reply, a non-nil pointer (or nil to ignore the result). As
 // with encoding/json, a byte slice the reply already holds is reused when it
-// has room for the result.
+// has room for the result. On a local object (one that came home) a call
+// made with a handler's context is checked against the object's access
+// policy for the handler's caller, as the caller's own call would be.
 //
 // The caller's deadline travels with the call, and cancelling ctx cancels the
 // handler's context on the far side; Call then returns ctx.Err() at once.
@@ -142,7 +144,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	if err := checkReply(reply); err != nil {
 		return err
 	}
-	chain, err := c.forwardedFor(ctx, method)
+	acting, err := c.forwardedFor(ctx, method)
 	if err != nil {
 		return err
 	}
@@ -166,7 +168,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	defer c.callsOut.Add(-1)
 
 	e := getEncoder(c)
-	if len(chain) > 0 {
+	if len(acting.ids) > 0 {
 		e.buf = cborx.AppendArray(e.buf, 7)
 	} else {
 		e.buf = cborx.AppendArray(e.buf, 6)
@@ -188,8 +190,8 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 			break
 		}
 	}
-	if err == nil && len(chain) > 0 {
-		e.buf = appendCallExt(e.buf, chain)
+	if err == nil && len(acting.ids) > 0 {
+		e.buf = appendCallExt(e.buf, acting)
 	}
 	if err == nil && e.bodyLen() > c.peerMax {
 		err = fmt.Errorf("%w: the call is %d bytes; the peer accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
@@ -315,12 +317,12 @@ func newExport(obj any) *export {
 	if r, ok := obj.(*Ref); ok && r.c != nil {
 		h := r.c.dup(r)
 		ex.obj, ex.proxy = h, h
-	} else if p, ok := obj.(remoteable.Caller); ok {
-		ex.proxy = p
-		_, ex.guarded = obj.(remoteable.Guarded)
+	} else if ot := objTypeOf(obj); ot.forwards {
+		ex.proxy = obj.(remoteable.Caller)
+		ex.guarded = ot.guarded
 	} else {
-		ex.typ = objTypeOf(obj)
-		ex.guarded = ex.typ.guarded
+		ex.typ = ot
+		ex.guarded = ot.guarded
 		ex.recv = reflect.ValueOf(obj)
 	}
 	return ex
@@ -579,15 +581,24 @@ func (c *Conn) postRelease(id, n uint64) {
 }
 
 // localCall invokes a method on an object of this process, converting
-// nothing: arguments must be assignable to the parameters.
+// nothing: arguments must be assignable to the parameters. Made with a
+// handler's context (and not AsSelf), the call acts for the handler's
+// caller, so a guarded object's policy judges that caller as it would its
+// own call: a peer cannot have a handler call, on its behalf, an object it
+// may not call itself by handing the handler a reference to it.
 func localCall(ctx context.Context, obj any, method string, reply any, args []any) (err error) {
-	if p, ok := obj.(remoteable.Caller); ok {
-		return p.Call(ctx, method, reply, args...)
+	ot := objTypeOf(obj)
+	if ot.guarded && ctx.Value(connKey{}) != nil && ctx.Value(selfKey{}) == nil {
+		if err := admit(ctx, obj, method); err != nil {
+			return err
+		}
+	}
+	if ot.forwards {
+		return obj.(remoteable.Caller).Call(ctx, method, reply, args...)
 	}
 	if err := checkReply(reply); err != nil {
 		return err
 	}
-	ot := objTypeOf(obj)
 	m := ot.methods[method]
 	if m == nil {
 		return ot.noMethod(obj, method)

@@ -33,7 +33,9 @@ func (g *Registry) RemoteMethods() remoteable.Methods {
 
 // Lookup returns the wrapper for the manager registered upstream under
 // name. The same name gives the same wrapper. It asks the server now, so an
-// unknown name fails at once with an error matching registry.ErrNotFound.
+// unknown name fails at once with an error matching registry.ErrNotFound;
+// called for a peer (a relay's Lookup), it asks the server every time, on
+// that peer's behalf, so that the server's policies judge each caller.
 func (g *Registry) Lookup(ctx context.Context, name string) (*Ref, error) {
 	g.mu.Lock()
 	r, ok := g.refs[name]
@@ -42,6 +44,13 @@ func (g *Registry) Lookup(ctx context.Context, name string) (*Ref, error) {
 		r.name = name
 	}
 	g.mu.Unlock()
+	if _, forOthers := remoteable.PeerFrom(ctx); ok && forOthers {
+		// The wrapper was obtained for an earlier caller: a relay asks
+		// upstream again, so that its policies judge this caller too.
+		if err := g.lookUpstream(ctx, name); err != nil {
+			return nil, err
+		}
+	}
 	if _, _, err := r.resolve(ctx); err != nil {
 		return nil, err
 	}
@@ -52,6 +61,21 @@ func (g *Registry) Lookup(ctx context.Context, name string) (*Ref, error) {
 	}
 	g.refs[name] = r
 	return r, nil
+}
+
+// lookUpstream asks the server for name on behalf of the caller ctx
+// belongs to, and lets the reference go: only the answer matters.
+func (g *Registry) lookUpstream(ctx context.Context, name string) error {
+	conn, err := g.cl.link(ctx)
+	if err != nil {
+		return err
+	}
+	t, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", name)
+	if err != nil {
+		return err
+	}
+	t.Release()
+	return nil
 }
 
 // List returns the names registered upstream.

@@ -24,8 +24,10 @@ type Policy interface {
 }
 
 // Guarded is implemented by objects that restrict who may call them. The
-// broker consults the policy before every remote call on the object; calls
-// made in process are not checked.
+// broker consults the policy before every remote call on the object, and
+// before a call through a reference to it (a *broker.Ref that came home)
+// made with a handler's context, for that handler's caller; calling the
+// object's Go methods directly in process is not checked.
 type Guarded interface {
 	RemotePolicy() Policy
 }

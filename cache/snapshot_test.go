@@ -13,12 +13,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -488,7 +490,11 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 		st := newStore(cache.WithLogSize(1024))
 		w := fillModel(t, st.m, entries)
 		s := startServer(t, st)
-		relayCl := connect(t, s.addr)
+		// Links that tolerate a loaded machine: this checks what the
+		// mirrors hold, not how fast a dead peer is found, and a writer
+		// running flat out under the race detector can hold a keepalive
+		// past connect's 500 ms.
+		relayCl := connectPatient(t, s.addr)
 		relay := startRelay(t, relayCl)
 		// The writer runs while the mirrors subscribe, until they all have
 		// (and at least minWrites changes), or maxWrites changes if they
@@ -517,7 +523,7 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 		}
 		var all []watched
 		for i, addr := range []string{s.addr, s.addr, relay.addr, relay.addr} {
-			cl := connect(t, addr)
+			cl := connectPatient(t, addr)
 			before := st.m.Version()
 			mir := lookupMirror(t, cl)
 			rec := watch(mir, nil)
@@ -580,4 +586,14 @@ func ownerFeed(t *testing.T, s *server) *broker.Ref {
 	require.NoError(t, store.Call(ctx, "Model", &feed))
 	require.True(t, feed.Cacheable())
 	return feed
+}
+
+// connectPatient is connect with the default dead-peer timeout.
+func connectPatient(t testing.TB, addr string) *remote.Client {
+	t.Helper()
+	cl, err := remote.Connect(testCtx(t), "tcp", addr,
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }

@@ -109,6 +109,11 @@ type tokenTable struct {
 var noSuchPeer = sha256.Sum256([]byte("\x00tether: no such peer\x00"))
 
 func (t *tokenTable) Authenticate(_ context.Context, cr Credentials) (remoteable.Identity, error) {
+	if t.err != nil {
+		// WithAuthenticator refuses such a table; one wrapped in another
+		// authenticator still fails closed.
+		return remoteable.Identity{}, t.err
+	}
 	want, known := t.digests[cr.Name]
 	if !known {
 		want = noSuchPeer

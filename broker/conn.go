@@ -84,9 +84,13 @@ type Conn struct {
 	// perPeerRoot marks a server's connection whose root a realm chose for
 	// this peer: what it reaches is not lent to parties the peer calls for.
 	perPeerRoot bool
-	peerMax     int // the largest message the peer accepts
-	root        *Ref
-	onDone      func()
+	// hopID is this process's own random token for the connection, which
+	// forwarded-for entries carry as their hop (see actingFor). Unlike
+	// peer.ID, which the acceptor chooses, no peer can choose or forge it.
+	hopID   string
+	peerMax int // the largest message the peer accepts
+	root    *Ref
+	onDone  func()
 
 	pmu      sync.Mutex
 	pending  map[uint64]*call
@@ -130,7 +134,8 @@ type Conn struct {
 // newConn builds a connection whose handshake is complete; start runs it.
 func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream, fr *cborx.FrameReader, peer remoteable.Peer, peerMax int, localRoot any) *Conn {
 	c := &Conn{
-		opts: o, co: co, sess: sess, main: main, fr: fr,
+		hopID: newHopID(),
+		opts:  o, co: co, sess: sess, main: main, fr: fr,
 		peer: peer, peerValue: peer, peerMax: peerMax,
 		pending:     map[uint64]*call{},
 		exports:     map[uint64]*export{},
@@ -556,8 +561,9 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		}
 	} else if chain != nil && c.perPeerRoot {
 		return reject(fmt.Errorf("%w: %s is called for %v through %v, but this server gives each peer a root of its own "+
-			"(WithRealm) and does not let it be lent: guard the object (remoteable.Guarded) to admit calls passed on "+
-			"for others", remoteable.ErrAccessDenied, name, chain[0], c.peer.Identity()))
+			"(WithRealm) and does not let it be lent: the server can guard the object (remoteable.Guarded) to admit "+
+			"calls passed on for others, and a caller acting on its own authority makes the call with "+
+			"broker.AsSelf(ctx)", remoteable.ErrAccessDenied, name, chain[0], c.peer.Identity()))
 	}
 	if _, err := args.ReadArray(); err != nil {
 		return errors.New("malformed call arguments")

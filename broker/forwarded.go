@@ -40,10 +40,13 @@ func checkIdentity(id remoteable.Identity) error {
 	return nil
 }
 
-// actingFor is whom a call acts for: the identities, and for each the ID of
-// the connection on which the hop that added it verified it ("" when not
-// known), so that a call that comes back to that party through relays can
-// leave it out, verified or not.
+// actingFor is whom a call acts for: the identities, and for each the
+// token of the connection on which the hop that added it verified it (""
+// when not known), so that a call that comes back to that party through
+// the same hop can leave it out, verified or not. A token is the hop's
+// own (Conn.hopID): random, made by that process and never taken from a
+// peer, so no peer can make a hop mistake one connection for another; a
+// peer can only make it drop entries that peer itself claimed.
 type actingFor struct {
 	ids  []remoteable.Identity
 	hops []string
@@ -53,10 +56,12 @@ type actingFor struct {
 // a call not made from a handler (or made AsSelf); else the handler's
 // caller after whoever that caller acted for. The caller is left out when
 // the call goes back on the connection it came from (the callee is that
-// caller), and so is every entry that is the callee itself: one added for
-// the connection the call goes on, or equal to the callee's identity as
-// this side verified it. A party acting for itself needs nobody's
-// permission, and dropping it can only spare the callee a check of itself.
+// caller), and so is every entry that is the callee itself: one this
+// process added for the connection the call goes on (its hop token is
+// c.hopID), or equal to the callee's identity as this side verified it. A
+// party acting for itself needs nobody's permission. An entry a peer sent
+// with a forged token can be dropped too, but it was that peer's own
+// claim, which only ever made the check stricter.
 func (c *Conn) forwardedFor(ctx context.Context, method string) (actingFor, error) {
 	x, ok := ctx.Value(callKey{}).(*callCtx)
 	if !ok || ctx.Value(selfKey{}) != nil {
@@ -69,11 +74,11 @@ func (c *Conn) forwardedFor(ctx context.Context, method string) (actingFor, erro
 			return actingFor{}, fmt.Errorf("%w: %s cannot say whom it acts for: %w", ErrTooManyHops, method, err)
 		}
 		a.ids = append(slices.Clip(a.ids), p.Identity())
-		a.hops = append(slices.Clip(a.hops), x.c.peer.ID)
+		a.hops = append(slices.Clip(a.hops), x.c.hopID)
 	}
 	callee := c.peer
 	for i := 0; i < len(a.ids); i++ {
-		mine := i < len(a.hops) && a.hops[i] != "" && a.hops[i] == callee.ID
+		mine := i < len(a.hops) && a.hops[i] == c.hopID
 		if mine || (callee.VerifiedBy != "" && a.ids[i] == callee.Identity()) {
 			a = a.without(i)
 			i--

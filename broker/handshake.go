@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -340,6 +342,9 @@ func parseWelcome(body []byte) (welcome, error) {
 	if n < 5 || errors.Join(err1, err2, err3, err4) != nil {
 		return w, fmt.Errorf("%w: malformed welcome", ErrProtocol)
 	}
+	if len(id) == 0 || len(id) > maxIdentityLabel {
+		return w, fmt.Errorf("%w: the welcome's connection ID is %d bytes; want 1 to %d", ErrProtocol, len(id), maxIdentityLabel)
+	}
 	return welcome{version: version, name: string(name), id: string(id), maxMessage: pm}, nil
 }
 
@@ -365,3 +370,12 @@ type publicText struct {
 
 func (p *publicText) Error() string { return p.msg }
 func (p *publicText) Unwrap() error { return p.err }
+
+// newHopID returns a connection's hop token (Conn.hopID).
+func newHopID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on the systems Go supports
+	}
+	return hex.EncodeToString(b[:])
+}

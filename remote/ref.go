@@ -126,7 +126,10 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 		// A named target describes itself now, once per connection, so that
 		// a call lost later can be judged safe to repeat without waiting for
 		// the link. A failure here only means less is known.
-		if d, err := t.Describe(ctx); err == nil {
+		// Asked on this process's own authority: the description is
+		// kept for every later caller, and a guarded object describes
+		// only what the asker may call.
+		if d, err := t.Describe(broker.AsSelf(ctx)); err == nil {
 			r.mu.Lock()
 			r.desc = &d
 			r.mu.Unlock()
@@ -174,7 +177,7 @@ func (r *Ref) idempotent(ctx context.Context, method string) (bool, error) {
 	d := r.desc
 	r.mu.Unlock()
 	if d == nil {
-		desc, err := t.Describe(ctx)
+		desc, err := t.Describe(broker.AsSelf(ctx)) // kept for all callers: see resolve
 		if err != nil {
 			return false, err
 		}

@@ -507,17 +507,9 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		c.postFail(id, err)
 		return nil
 	}
-	var acting actingFor
-	var extErr error
-	if n >= 7 {
-		for i := 0; i < argc; i++ {
-			if err := r.Skip(); err != nil {
-				return errors.New("malformed call arguments")
-			}
-		}
-		if acting, extErr = parseCallExt(r); extErr != nil && !errors.Is(extErr, ErrTooManyHops) {
-			return extErr
-		}
+	acting, extErr := readCallExt(r, n, argc)
+	if extErr != nil && !errors.Is(extErr, ErrTooManyHops) {
+		return extErr
 	}
 
 	c.imu.Lock()

@@ -135,6 +135,21 @@ func appendCallExt(b []byte, a actingFor) []byte {
 var errMalformedExt = errors.New("malformed call extension: want a map of small integer keys; " +
 	"key 1 holds [[name, verifiedBy, hop?], ...]")
 
+// readCallExt reads the extension of a call of n elements, if it has one,
+// from r positioned on its argc arguments, which it skips: the policy
+// needs whom the call acts for before the arguments are decoded.
+func readCallExt(r *cborx.Reader, n, argc int) (actingFor, error) {
+	if n < 7 {
+		return actingFor{}, nil
+	}
+	for i := 0; i < argc; i++ {
+		if err := r.Skip(); err != nil {
+			return actingFor{}, errors.New("malformed call arguments")
+		}
+	}
+	return parseCallExt(r)
+}
+
 // parseCallExt reads a call's extension map. It returns ErrTooManyHops
 // (for the caller) when the call acts for too many parties, and another
 // error for a malformed map (a protocol violation).

@@ -102,13 +102,7 @@ func seedFrames() [][]byte {
 		callBody(9, 0, "Err", errNotFound),
 		callBody(10, 0, "Plain", plain{I8: 1, M: map[string][]int{"a": {1}}}),
 		body(func(e *encoder) error { // a call forwarded for two parties, with an unknown extension
-			e.buf = cborx.AppendArray(e.buf, 7)
-			e.buf = cborx.AppendUint(e.buf, msgCall)
-			e.buf = cborx.AppendUint(e.buf, 13)
-			e.buf = cborx.AppendUint(e.buf, 0)
-			e.buf = cborx.AppendText(e.buf, "Add")
-			e.buf = cborx.AppendUint(e.buf, 0)
-			e.buf = cborx.AppendArray(e.buf, 2)
+			e.buf = appendCallHeadExt(e.buf, 13, 0, "Add", 0, 2)
 			e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
 			e.buf = cborx.AppendMap(e.buf, 2)
 			e.buf = cborx.AppendUint(e.buf, 9)

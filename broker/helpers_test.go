@@ -355,7 +355,17 @@ func listen(t testing.TB) net.Listener {
 // appendCallHead appends the head of a Call message, [3, id, target, method,
 // timeout, [argc arguments follow]], as a peer would send it.
 func appendCallHead(b []byte, id, target uint64, method string, timeout uint64, argc int) []byte {
-	b = cborx.AppendArray(b, 6)
+	return appendCallHeadOf(b, 6, id, target, method, timeout, argc)
+}
+
+// appendCallHeadExt is appendCallHead for a call whose arguments are
+// followed by an extension map.
+func appendCallHeadExt(b []byte, id, target uint64, method string, timeout uint64, argc int) []byte {
+	return appendCallHeadOf(b, 7, id, target, method, timeout, argc)
+}
+
+func appendCallHeadOf(b []byte, n int, id, target uint64, method string, timeout uint64, argc int) []byte {
+	b = cborx.AppendArray(b, n)
 	b = cborx.AppendUint(b, msgCall)
 	b = cborx.AppendUint(b, id)
 	b = cborx.AppendUint(b, target)

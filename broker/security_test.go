@@ -510,13 +510,8 @@ func TestForwardedForIsBounded(t *testing.T) {
 
 	p := rawConnect(t, addr, true)
 	p.sendMsg(func(e *encoder) {
-		e.buf = cborx.AppendArray(e.buf, 7)
-		e.buf = cborx.AppendUint(e.buf, msgCall)
-		e.buf = cborx.AppendUint(e.buf, 1)
-		e.buf = cborx.AppendUint(e.buf, 0)
-		e.buf = cborx.AppendText(e.buf, "Add")
-		e.buf = cborx.AppendUint(e.buf, 0)
-		e.buf = cborx.AppendUint(cborx.AppendUint(cborx.AppendArray(e.buf, 2), 1), 2)
+		e.buf = appendCallHeadExt(e.buf, 1, 0, "Add", 0, 2)
+		e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
 		e.buf = appendCallExt(e.buf, actingFor{ids: make([]remoteable.Identity, remoteable.MaxForwardedFor+1)})
 	})
 	typ, carried, err := p.next()
@@ -525,13 +520,8 @@ func TestForwardedForIsBounded(t *testing.T) {
 	assert.ErrorIs(t, carried, ErrTooManyHops)
 
 	p.sendMsg(func(e *encoder) {
-		e.buf = cborx.AppendArray(e.buf, 7)
-		e.buf = cborx.AppendUint(e.buf, msgCall)
-		e.buf = cborx.AppendUint(e.buf, 2)
-		e.buf = cborx.AppendUint(e.buf, 0)
-		e.buf = cborx.AppendText(e.buf, "Add")
-		e.buf = cborx.AppendUint(e.buf, 0)
-		e.buf = cborx.AppendUint(cborx.AppendUint(cborx.AppendArray(e.buf, 2), 1), 2)
+		e.buf = appendCallHeadExt(e.buf, 2, 0, "Add", 0, 2)
+		e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
 		e.buf = appendCallExt(e.buf, actingFor{ids: []remoteable.Identity{{Name: strings.Repeat("x", 300)}}})
 	})
 	bye := p.closedWith()

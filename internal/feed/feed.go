@@ -147,6 +147,7 @@ type Feed struct {
 	index   map[string]int // live key → its slot
 	dead    int            // dead slots
 	stale   bool
+	outages uint64 // times stale became true, so that a brief one is not lost
 	log     []Step
 	logLen  int // changes in log
 	logMax  int
@@ -429,6 +430,9 @@ func (f *Feed) setStaleLocked(stale bool) bool {
 		return false
 	}
 	f.stale = stale
+	if stale {
+		f.outages++
+	}
 	f.wakeAll()
 	return true
 }

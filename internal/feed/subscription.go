@@ -45,6 +45,7 @@ type Subscription struct {
 	version  uint64
 	stale    bool
 	sent     bool
+	outages  uint64     // the feed's outages the observer has been told of
 	snap     snapCursor // the snapshot being sent, if active
 	maxBytes int        // batch size in key and value bytes; 0 means maxBatchBytes
 
@@ -64,6 +65,7 @@ func (s *Subscription) Exported() {
 	s.once.Do(func() {
 		s.f.mu.Lock()
 		s.f.subs[s] = struct{}{}
+		s.outages = s.f.outages
 		s.f.mu.Unlock()
 		hooks.add(s)
 		go s.run()
@@ -232,6 +234,23 @@ func (f *Feed) covered(v uint64) bool { return v == f.version || f.replayFrom(v)
 // build makes the next batch, advancing the cursor, or returns nil when
 // the observer is up to date. f.mu is held.
 func (s *Subscription) build() *Batch {
+	f := s.f
+	if s.outages != f.outages && !f.stale && s.sent && !s.stale && !s.snap.active && s.epoch == f.epoch {
+		// The feed's source went out of reach and came back while a batch
+		// was in flight: the observer still hears of it, as a stale batch
+		// now and the live one next, rather than never.
+		s.outages, s.stale = f.outages, true
+		return &Batch{Epoch: s.epoch, Version: s.version, Stale: true}
+	}
+	b := s.buildNext()
+	if b != nil && b.Stale {
+		s.outages = f.outages
+	}
+	return b
+}
+
+// buildNext is build without the report of a brief outage. f.mu is held.
+func (s *Subscription) buildNext() *Batch {
 	f := s.f
 	if s.snap.active && (s.snap.epoch != f.epoch || !f.covered(s.snap.at)) {
 		// The model moved on too far (or was replaced) for the snapshot's

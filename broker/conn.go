@@ -589,11 +589,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		return reject(ex.typ.noMethod(ex.obj, string(name)))
 	}
 	if lo, hi := m.arity(); argc < lo || (hi >= 0 && argc > hi) {
-		want := fmt.Sprint(lo)
-		if hi < 0 {
-			want = fmt.Sprintf("at least %d", lo)
-		}
-		return reject(fmt.Errorf("%w: %s takes %s argument(s), got %d", ErrBadArguments, m.name, want, argc))
+		return reject(argCountError(m.name, lo, hi, argc))
 	}
 	t.m = m
 	first := 1

@@ -796,7 +796,18 @@ func (d *decoder) wireError() (*RemoteError, error) {
 		}
 		re.detail = append([]byte(nil), d.r.Bytes(start)...)
 	}
-	for i := 4; i < n; i++ {
+	if n > 4 {
+		c, err := d.r.ReadUint()
+		if err != nil {
+			return nil, errors.New("malformed error: code must be an unsigned integer")
+		}
+		if _, known := codeNames[Code(c)]; known && c <= 255 {
+			re.code = Code(c)
+		} else {
+			re.code = Unknown // a code this side does not know yet
+		}
+	}
+	for i := 5; i < n; i++ {
 		if err := d.r.Skip(); err != nil {
 			return nil, err
 		}

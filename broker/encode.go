@@ -566,7 +566,12 @@ func (e *encoder) errorArray(err error, tb string) error {
 		return err
 	}
 	defer e.leave()
-	e.buf = cborx.AppendArray(e.buf, 4)
+	code := CodeOf(err)
+	if code == Unknown {
+		e.buf = cborx.AppendArray(e.buf, 4)
+	} else {
+		e.buf = cborx.AppendArray(e.buf, 5)
+	}
 	e.buf = cborx.AppendText(e.buf, name)
 	e.buf = cborx.AppendText(e.buf, e.message(err))
 	if tb == "" {
@@ -591,6 +596,9 @@ func (e *encoder) errorArray(err error, tb string) error {
 		e.buf = append(e.buf, raw...)
 	default:
 		e.buf = cborx.AppendNull(e.buf)
+	}
+	if code != Unknown {
+		e.buf = cborx.AppendUint(e.buf, uint64(code))
 	}
 	return nil
 }

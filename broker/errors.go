@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tether-go/tether/internal/arity"
 	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -111,6 +112,7 @@ type RemoteError struct {
 
 	err    error  // the registered sentinel or decoded typed error, if any
 	detail []byte // raw CBOR of a typed error's fields, kept for relays
+	code   Code   // the error's code on the far side (see CodeOf), if it sent one
 }
 
 // Error returns the far side's message.
@@ -156,4 +158,10 @@ func (e *linkError) Redacted(hopName string) string {
 		return fmt.Sprintf("%v: %s lost its connection to %s", ErrConnectionLost, hopName, to)
 	}
 	return fmt.Sprintf("%v: %s has no connection to %s", ErrDeadReference, hopName, to)
+}
+
+// argCountError is the one wording of a call with the wrong number of
+// arguments, whichever side finds it: "Get takes 1 argument, got 2".
+func argCountError(method string, lo, hi, got int) error {
+	return fmt.Errorf("%w: %s takes %s, got %d", ErrBadArguments, method, arity.Words(lo, hi), got)
 }

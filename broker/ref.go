@@ -604,7 +604,7 @@ func localCall(ctx context.Context, obj any, method string, reply any, args []an
 		return ot.noMethod(obj, method)
 	}
 	if lo, hi := m.arity(); len(args) < lo || (hi >= 0 && len(args) > hi) {
-		return fmt.Errorf("%w: %s takes %d argument(s), got %d", ErrBadArguments, method, lo, len(args))
+		return argCountError(method, lo, hi, len(args))
 	}
 	in := []reflect.Value{reflect.ValueOf(obj)}
 	if m.hasCtx {

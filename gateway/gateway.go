@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/arity"
 	"github.com/tether-go/tether/internal/hop"
+	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 )
@@ -27,10 +29,11 @@ const (
 	CodeUnavailable    = -32001 // the upstream server is out of reach
 	CodeTimeout        = -32002 // the call did not finish in time
 	CodeUnauthorized   = -32003 // a missing or wrong bearer token
+	CodeRefused        = -32004 // the upstream server refused the gateway's own credentials
 )
 
 // ErrClosed is returned by calls on a closed gateway.
-var ErrClosed = errors.New("gateway: closed")
+var ErrClosed = broker.NewError(broker.Canceled, errors.New("tether: gateway closed"))
 
 // Error is a JSON-RPC error object, and the error Call and Watch return.
 type Error struct {
@@ -54,28 +57,49 @@ func (e *Error) forHTTP() *Error {
 	return &c
 }
 
-// Unwrap returns ErrClosed for a call on a closed gateway.
+// Unwrap returns the error the JSON-RPC error stands for: ErrClosed for a
+// call on a closed gateway, ErrInterrupted for a cancelled one, else the
+// error of the call (so errors.Is(err, broker.ErrAuthFailed) and
+// broker.CodeOf work on what Call returns).
 func (e *Error) Unwrap() error { return e.err }
 
 // ErrInterrupted is what a call whose context was cancelled (its HTTP
 // client went away, or the command was interrupted) fails with.
-var ErrInterrupted = errors.New("gateway: interrupted")
+var ErrInterrupted = broker.NewError(broker.Canceled, errors.New("tether: gateway request interrupted"))
+
+// newError is an error the gateway finds itself: rpc is its JSON-RPC code,
+// code its class, name its registered name. It unwraps to the registered
+// error of that name when there is one (broker.ErrBadArguments for
+// "tether.bad-arguments"), so errors.Is and broker.CodeOf work on it.
+func newError(rpc int, code broker.Code, name, msg string) *Error {
+	cause := errors.New(msg)
+	if entry, ok := typereg.ErrorByName(name); ok && entry.Value != nil {
+		cause = fmt.Errorf("%w: %s", entry.Value, msg)
+	}
+	return &Error{Code: rpc, Message: msg, Data: &ErrorData{Name: name, Code: code.String()}, err: broker.NewError(code, cause)}
+}
 
 func closedError() *Error {
-	return &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed"}, err: ErrClosed}
+	return &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed", Code: broker.CodeOf(ErrClosed).String()}, err: ErrClosed}
 }
 
 // ErrorData says which error it was: its registered name on the server
 // (for example "users.not-found", "tether.bad-arguments"), and the
 // server's traceback when the server opted in (broker.WithTracebacks).
 type ErrorData struct {
-	Name      string `json:"name"`
+	Name string `json:"name"`
+	// Code is the error's class, broker.Code's name ("unavailable",
+	// "invalid_argument", ...): the same for every error of a kind, where
+	// Name tells errors apart.
+	Code      string `json:"code,omitempty"`
 	Traceback string `json:"traceback,omitempty"`
 }
 
-// Error returns the message, prefixed by the name when there is one.
+// Error returns the message, prefixed by the name when the message does
+// not already say it (a registered error of the application's, such as
+// "users.not-found: no user \"bob\"").
 func (e *Error) Error() string {
-	if e.Data != nil && e.Data.Name != "" {
+	if e.Data != nil && e.Data.Name != "" && !strings.HasPrefix(e.Message, "tether:") {
 		return e.Data.Name + ": " + e.Message
 	}
 	return e.Message
@@ -171,7 +195,7 @@ func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessag
 	}
 	out, err := json.Marshal(result)
 	if err != nil {
-		return nil, &Error{Code: CodeInternal, Message: "writing the result: " + err.Error()}
+		return nil, newError(CodeInternal, broker.Internal, "tether.internal", "writing the result: "+err.Error())
 	}
 	return out, nil
 }
@@ -203,7 +227,7 @@ func (g *Gateway) invoke(ctx context.Context, method string, params json.RawMess
 func (g *Gateway) prepare(ctx context.Context, method string, params json.RawMessage) (*invocation, error) {
 	i := strings.LastIndexByte(method, '.')
 	if i <= 0 || i == len(method)-1 {
-		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("method %q: want manager.Method", method), Data: &ErrorData{Name: "tether.unknown-method"}}
+		return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("method %q: want manager.Method", method))
 	}
 	target, err := g.target(ctx, method[:i])
 	if err != nil {
@@ -219,7 +243,7 @@ func (g *Gateway) prepare(ctx context.Context, method string, params json.RawMes
 			return nil, err
 		}
 		if md, ok = d.Method(method[i+1:]); !ok {
-			return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("%s has no method %q", method[:i], method[i+1:]), Data: &ErrorData{Name: "tether.unknown-method"}}
+			return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("%s has no method %q", method[:i], method[i+1:]))
 		}
 	}
 	args, err := g.args(md, params)
@@ -235,7 +259,7 @@ func (g *Gateway) target(ctx context.Context, name string) (*remote.Ref, error) 
 		if r := g.handles.get(name); r != nil {
 			return r, nil
 		}
-		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("%v: %s", errUnknownHandle, name), Data: &ErrorData{Name: "tether.unknown-handle"}}
+		return nil, newError(CodeMethodNotFound, broker.NotFound, "tether.unknown-handle", fmt.Sprintf("%v: %s", errUnknownHandle, name))
 	}
 	return g.cl.Registry().Lookup(ctx, name)
 }
@@ -271,18 +295,18 @@ func (g *Gateway) args(md broker.MethodDescription, params json.RawMessage) ([]a
 	if p := strings.TrimSpace(string(params)); p != "" && p != "null" {
 		v, err := decodeJSON([]byte(p))
 		if err != nil {
-			return nil, &Error{Code: CodeInvalidParams, Message: "params: " + err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
+			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", "params: "+err.Error())
 		}
 		switch x := v.(type) {
 		case []any:
 			list = x
 		case map[string]any:
 			if len(md.Params) != 1 || md.Variadic {
-				return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s takes %d parameters by position: pass params as an array", md.Name, len(md.Params)), Data: &ErrorData{Name: "tether.bad-arguments"}}
+				return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", fmt.Sprintf("%s takes %d parameters by position: pass params as an array", md.Name, len(md.Params)))
 			}
 			list = []any{x}
 		default:
-			return nil, &Error{Code: CodeInvalidParams, Message: "params must be an array or an object", Data: &ErrorData{Name: "tether.bad-arguments"}}
+			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", "params must be an array or an object")
 		}
 	}
 	n := len(md.Params)
@@ -304,18 +328,18 @@ func (g *Gateway) args(md broker.MethodDescription, params json.RawMessage) ([]a
 		}
 		var err error
 		if args[i], err = g.fromJSON(v, td, fmt.Sprintf("params[%d]", i)); err != nil {
-			return nil, &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
+			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", err.Error())
 		}
 	}
 	return args, nil
 }
 
 func paramCount(md broker.MethodDescription, got int) error {
-	want := fmt.Sprintf("%d", len(md.Params))
+	lo, hi := len(md.Params), len(md.Params)
 	if md.Variadic {
-		want = fmt.Sprintf("at least %d", len(md.Params)-1)
+		lo, hi = lo-1, -1
 	}
-	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s takes %s parameters, got %d", md.Name, want, got), Data: &ErrorData{Name: "tether.bad-arguments"}}
+	return newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", fmt.Sprintf("%s takes %s, got %d", md.Name, arity.Words(lo, hi), got))
 }
 
 // builtin answers the rpc.* methods.
@@ -323,12 +347,12 @@ func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMes
 	var args []string
 	if p := strings.TrimSpace(string(params)); p != "" && p != "null" {
 		if err := json.Unmarshal(params, &args); err != nil {
-			return nil, &Error{Code: CodeInvalidParams, Message: method + " takes an array of strings", Data: &ErrorData{Name: "tether.bad-arguments"}}
+			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", method+" takes an array of strings")
 		}
 	}
 	one := func() (string, error) {
 		if len(args) != 1 {
-			return "", &Error{Code: CodeInvalidParams, Message: method + " takes one name", Data: &ErrorData{Name: "tether.bad-arguments"}}
+			return "", newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", method+" takes one name")
 		}
 		return args[0], nil
 	}
@@ -358,11 +382,11 @@ func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMes
 			return nil, err
 		}
 		if !g.handles.remove(id) {
-			return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%v: %s", errUnknownHandle, id), Data: &ErrorData{Name: "tether.unknown-handle"}}
+			return nil, newError(CodeInvalidParams, broker.NotFound, "tether.unknown-handle", fmt.Sprintf("%v: %s", errUnknownHandle, id))
 		}
 		return nil, nil
 	}
-	return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method), Data: &ErrorData{Name: "tether.unknown-method"}}
+	return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method))
 }
 
 // Describe returns the description of the manager registered under name,
@@ -398,46 +422,85 @@ func errorFor(err error) *Error {
 	return e
 }
 
-// errorFrom is errorFor with one message.
+// errorFrom is errorFor with one message. The JSON-RPC code comes from
+// the error's broker.Code (see rpcCode); data.name is the error's
+// registered name, data.code its broker.Code.
 func errorFrom(err error) *Error {
 	var ge *Error
 	if errors.As(err, &ge) {
 		return ge
 	}
+	code := broker.CodeOf(err)
+	e := &Error{Code: rpcCode(code), Message: err.Error(), Data: &ErrorData{Name: errorName(err, code), Code: code.String()}, err: err}
 	var re *broker.RemoteError
 	if errors.As(err, &re) {
-		e := &Error{Code: CodeRemote, Message: re.Message, Data: &ErrorData{Name: re.Name, Traceback: re.Traceback}}
-		switch {
-		case errors.Is(re, broker.ErrUnknownMethod), errors.Is(re, registry.ErrNotFound):
-			e.Code = CodeMethodNotFound
-		case errors.Is(re, broker.ErrBadArguments), errors.Is(re, broker.ErrUnknownType):
-			e.Code = CodeInvalidParams
-		case errors.Is(re, context.DeadlineExceeded):
-			e.Code = CodeTimeout
+		e.Message, e.Data.Traceback = re.Message, re.Traceback
+		if errors.Is(re, registry.ErrNotFound) {
+			e.Code = CodeMethodNotFound // the manager half of "manager.Method"
 		}
 		return e
 	}
 	switch {
+	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
+		e.Message = "the request was cancelled"
+		e.err = ErrInterrupted
 	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Code: CodeTimeout, Message: "the call did not finish in time: " + err.Error(), Data: &ErrorData{Name: "tether.timeout"}}
-	case errors.Is(err, context.Canceled):
-		return &Error{Code: CodeTimeout, Message: "the request was cancelled", Data: &ErrorData{Name: "tether.cancelled"}, err: ErrInterrupted}
-	case errors.Is(err, remote.ErrDisconnected):
-		return &Error{Code: CodeUnavailable, Message: err.Error(), Data: &ErrorData{Name: "tether.disconnected"}}
-	case errors.Is(err, broker.ErrConnectionLost):
-		return &Error{Code: CodeUnavailable, Message: "the link to the server dropped during the call (it may have run): " + err.Error(), Data: &ErrorData{Name: "tether.connection-lost"}}
-	case errors.Is(err, broker.ErrDeadReference), errors.Is(err, broker.ErrClosed):
-		return &Error{Code: CodeUnavailable, Message: "the server is out of reach: " + err.Error(), Data: &ErrorData{Name: "tether.dead-reference"}}
+		e.Message = "the call did not finish in time: " + err.Error()
 	case errors.Is(err, ErrClosed):
 		return closedError()
-	case errors.Is(err, errUnknownHandle):
-		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.unknown-handle"}}
-	case errors.Is(err, broker.ErrTooDeep):
-		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.too-deep"}}
-	case errors.Is(err, broker.ErrBadArguments), errors.Is(err, broker.ErrMessageTooLarge):
-		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
+	case errors.Is(err, registry.ErrNotFound):
+		e.Code = CodeMethodNotFound
 	}
-	return &Error{Code: CodeInternal, Message: err.Error()}
+	return e
+}
+
+// rpcCode is the JSON-RPC code of an error of class code: the protocol's
+// own for a call that does not fit the method, and this package's for an
+// outage, a deadline and a refusal; every other error a method returned is
+// CodeRemote (data.code and data.name say more).
+func rpcCode(code broker.Code) int {
+	switch code {
+	case broker.InvalidArgument:
+		return CodeInvalidParams
+	case broker.Unimplemented:
+		return CodeMethodNotFound
+	case broker.Unavailable:
+		return CodeUnavailable
+	case broker.DeadlineExceeded, broker.Canceled:
+		return CodeTimeout
+	case broker.Unauthenticated:
+		return CodeRefused
+	}
+	return CodeRemote
+}
+
+// errorName is the name an error goes by in data.name: the far side's
+// registered name for a remote error, the registered name of the first
+// registered error in the chain, else a name for its code. Read
+// data.code to classify; the name says which error it was.
+func errorName(err error, code broker.Code) string {
+	var re *broker.RemoteError
+	if errors.As(err, &re) {
+		return re.Name
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "tether.timeout"
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrInterrupted):
+		return "tether.cancelled"
+	case errors.Is(err, remote.ErrDisconnected):
+		return "tether.disconnected"
+	case errors.Is(err, broker.ErrConnectionLost):
+		return "tether.connection-lost"
+	case errors.Is(err, broker.ErrDeadReference):
+		return "tether.dead-reference"
+	case errors.Is(err, errUnknownHandle):
+		return "tether.unknown-handle"
+	}
+	if _, entry := typereg.FindError(err); entry != nil {
+		return entry.Name
+	}
+	return "tether." + strings.ReplaceAll(code.String(), "_", "-")
 }
 
 // gatewayHop is how the gateway names itself in the errors of its own

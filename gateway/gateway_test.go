@@ -71,7 +71,7 @@ func TestArgumentsThatDoNotFitAreInvalidParams(t *testing.T) {
 	}{
 		{"shop.Add", []any{1.5, 2}, "params[0]: want an integer (int), got 1.5"},
 		{"shop.Add", []any{"1", 2}, "params[0]: want an integer (int), got a string"},
-		{"shop.Add", []any{1}, "Add takes 2 parameters, got 1"},
+		{"shop.Add", []any{1}, "Add takes 2 arguments, got 1"},
 		{"shop.Place", []any{map[string]any{"idd": 1}}, `main.Order has no field "idd"`},
 		{"shop.Place", []any{map[string]any{"blob": "%%%"}}, "params[0].blob: want base64"},
 		{"shop.Place", []any{map[string]any{"at": "yesterday"}}, "params[0].at: want an RFC 3339 time"},

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/tether-go/tether/broker"
 )
 
 // response is one JSON-RPC response.
@@ -164,7 +166,7 @@ func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
-			e = &Error{Code: CodeInternal, Message: err.Error()}
+			e = newError(CodeInternal, broker.Internal, "tether.internal", err.Error())
 		}
 		return &response{JSONRPC: "2.0", ID: id, Error: e.forHTTP()}
 	}
@@ -186,8 +188,14 @@ func validID(id json.RawMessage) bool {
 	return false
 }
 
+// fail is the response to a request the gateway refuses before any call:
+// a body that is not JSON-RPC, or a missing or wrong bearer token.
 func fail(id json.RawMessage, code int, msg, name string) *response {
-	return &response{JSONRPC: "2.0", ID: id, Error: &Error{Code: code, Message: msg, Data: &ErrorData{Name: name}}}
+	class := broker.InvalidArgument
+	if code == CodeUnauthorized {
+		class = broker.Unauthenticated
+	}
+	return &response{JSONRPC: "2.0", ID: id, Error: &Error{Code: code, Message: msg, Data: &ErrorData{Name: name, Code: class.String()}}}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

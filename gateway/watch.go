@@ -299,7 +299,7 @@ func (g *Gateway) startWatch(ctx context.Context, method string, params json.Raw
 		return nil, err
 	}
 	if inv.md.Result == nil || (inv.md.Result.Kind != "cacheable" && inv.md.Result.Kind != "any") {
-		return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s does not return a model", method), Data: &ErrorData{Name: "tether.not-cacheable"}}
+		return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.not-cacheable", fmt.Sprintf("%s does not return a model", method))
 	}
 	var src any
 	if err := inv.target.Call(ctx, inv.md.Name, &src, inv.args...); err != nil {
@@ -307,7 +307,7 @@ func (g *Gateway) startWatch(ctx context.Context, method string, params json.Raw
 	}
 	ref, ok := src.(*remote.Ref)
 	if !ok || !ref.Cacheable() {
-		return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s returned %T, not a model", method, src), Data: &ErrorData{Name: "tether.not-cacheable"}}
+		return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.not-cacheable", fmt.Sprintf("%s returned %T, not a model", method, src))
 	}
 	s, err := g.follow(ctx, ref, inv.md.Result)
 	if err != nil {

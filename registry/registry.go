@@ -8,16 +8,17 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/remoteable"
 )
 
 // ErrNotFound is returned by Lookup for a name nobody registered. It is
 // registered with remoteable, so a remote caller can test for it with
 // errors.Is too.
-var ErrNotFound = errors.New("registry: no such manager")
+var ErrNotFound = broker.NewError(broker.NotFound, errors.New("tether: no such manager"))
 
 // ErrExists is returned by Register for a name already taken.
-var ErrExists = errors.New("registry: name already registered")
+var ErrExists = broker.NewError(broker.InvalidArgument, errors.New("tether: name already registered"))
 
 func init() {
 	remoteable.RegisterError("tether.registry.not-found", ErrNotFound)

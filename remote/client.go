@@ -17,7 +17,7 @@ import (
 
 // ErrDisconnected reports a call made while the client is waiting out a
 // backoff after a failed dial: the link is down and no attempt is under way.
-var ErrDisconnected = errors.New("tether: disconnected")
+var ErrDisconnected = broker.NewError(broker.Unavailable, errors.New("tether: disconnected"))
 
 func init() { remoteable.RegisterError("tether.disconnected", ErrDisconnected) }
 

@@ -239,7 +239,7 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 // own, or an error of a local object).
 func linkFailed(err error, conn *broker.Conn) bool {
 	var re *broker.RemoteError
-	if conn == nil || errors.As(err, &re) || !errors.Is(err, broker.ErrDeadReference) {
+	if conn == nil || errors.As(err, &re) || broker.CodeOf(err) != broker.Unavailable {
 		return false
 	}
 	return conn.Err() != nil

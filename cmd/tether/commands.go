@@ -152,25 +152,35 @@ func methodCommand(ctx context.Context, fs *flag.FlagSet, df *dialFlags, args []
 	return cl, gw, method, params, nil
 }
 
-// callErr turns a gateway error into the command's exit: 130 when the
-// command was interrupted, 3 when the server was out of reach or too slow,
-// 1 otherwise.
+// callErr turns a failed call into the command's exit, by the error's
+// broker.Code: 130 when the command was interrupted, 3 when the server
+// was out of reach or too slow, 4 when it refused the command's
+// credentials, 1 otherwise.
 func callErr(err error, stderr io.Writer) error {
-	if errors.Is(err, gateway.ErrInterrupted) || errors.Is(err, context.Canceled) {
+	code := broker.CodeOf(err)
+	if code == broker.Canceled {
 		return &exitError{code: exitInterrupted, msg: "interrupted"}
 	}
 	var ge *gateway.Error
-	if !errors.As(err, &ge) {
-		return err
-	}
-	code := exitCallFailed
-	if ge.Code == gateway.CodeUnavailable || ge.Code == gateway.CodeTimeout {
-		code = exitUnreachable
-	}
-	if ge.Data != nil && ge.Data.Traceback != "" {
+	if errors.As(err, &ge) && ge.Data != nil && ge.Data.Traceback != "" {
 		fmt.Fprintf(stderr, "remote traceback:\n%s\n", ge.Data.Traceback)
 	}
-	return &exitError{code: code, msg: "error: " + ge.Error()}
+	return &exitError{code: exitCode(code), msg: "error: " + err.Error()}
+}
+
+// exitCode is the command's exit status for an error of class code.
+func exitCode(code broker.Code) int {
+	switch code {
+	case broker.OK:
+		return exitOK
+	case broker.Canceled:
+		return exitInterrupted
+	case broker.Unavailable, broker.DeadlineExceeded:
+		return exitUnreachable
+	case broker.Unauthenticated:
+		return exitRefused
+	}
+	return exitCallFailed
 }
 
 func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {

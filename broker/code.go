@@ -159,6 +159,7 @@ var classes = []struct {
 	{ErrUnknownMethod, Unimplemented},
 	{ErrUnknownReference, NotFound},
 	{ErrBadArguments, InvalidArgument},
+	{ErrBadOption, InvalidArgument},
 	{ErrBadReply, InvalidArgument},
 	{ErrUnknownType, InvalidArgument},
 	{ErrTooDeep, InvalidArgument},

@@ -35,6 +35,7 @@ func TestCodeOfLocalErrors(t *testing.T) {
 		{ErrWriteTimeout, Unavailable},
 		{ErrReleased, FailedPrecondition},
 		{ErrBadReply, InvalidArgument},
+		{ErrBadOption, InvalidArgument},
 		{ErrBadArguments, InvalidArgument},
 		{ErrUnknownType, InvalidArgument},
 		{ErrTooDeep, InvalidArgument},

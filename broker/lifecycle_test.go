@@ -154,7 +154,7 @@ func TestInvalidOptions(t *testing.T) {
 	_, err = Dial(context.Background(), "tcp", "127.0.0.1:1", WithMaxConcurrentCalls(-1))
 	assert.ErrorContains(t, err, "negative")
 	srv := NewServer(newService(), WithMaxMessageSize(10))
-	assert.ErrorContains(t, srv.Serve(listen(t)), "below 1 KiB")
+	assert.ErrorContains(t, srv.Serve(listen(t)), "below the minimum, 1 KiB")
 }
 
 // TestDefaultDeadPeerDetectionWithin15s checks the arithmetic behind the

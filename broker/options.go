@@ -105,7 +105,10 @@ func buildOptions(s side, opts []Option) (*options, error) {
 			opt.apply(o)
 		}
 	}
-	return o, o.validate()
+	if err := o.validate(); err != nil {
+		return o, &optionError{err}
+	}
+	return o, nil
 }
 
 // validate fills in defaults for zero values and rejects nonsense.
@@ -113,10 +116,22 @@ func (o *options) validate() error {
 	if o.err != nil {
 		return o.err
 	}
-	if o.handshakeTimeout < 0 || o.deadPeerTimeout < 0 || o.writeTimeout < 0 ||
-		o.maxMessageSize < 0 || o.maxCalls < 0 || o.maxExports < 0 || o.maxSubscriptions < 0 ||
-		o.maxHandshakes < 0 || o.maxHostHandshakes < 0 {
-		return errors.New("tether: negative option value")
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"WithHandshakeTimeout", o.handshakeTimeout < 0},
+		{"WithDeadPeerTimeout", o.deadPeerTimeout < 0},
+		{"WithWriteTimeout", o.writeTimeout < 0},
+		{"WithMaxMessageSize", o.maxMessageSize < 0},
+		{"WithMaxConcurrentCalls", o.maxCalls < 0},
+		{"WithMaxExports", o.maxExports < 0},
+		{"WithMaxSubscriptions", o.maxSubscriptions < 0},
+		{"WithHandshakeLimits", o.maxHandshakes < 0 || o.maxHostHandshakes < 0},
+	} {
+		if f.negative {
+			return fmt.Errorf("tether: %s: a negative value; give a positive one, or zero for the default", f.name)
+		}
 	}
 	if len(o.name) > maxIdentityName {
 		return fmt.Errorf("tether: WithName: the name is %d bytes; a name may have at most %d", len(o.name), maxIdentityName)
@@ -139,7 +154,7 @@ func (o *options) validate() error {
 		o.deadPeerTimeout = DefaultDeadPeerTimeout
 	}
 	if o.deadPeerTimeout < minDeadPeerTimeout {
-		return fmt.Errorf("tether: dead-peer timeout %v is below the minimum %v", o.deadPeerTimeout, minDeadPeerTimeout)
+		return fmt.Errorf("tether: WithDeadPeerTimeout: %v is below the minimum %v", o.deadPeerTimeout, minDeadPeerTimeout)
 	}
 	if o.writeTimeout == 0 {
 		o.writeTimeout = o.deadPeerTimeout
@@ -148,7 +163,7 @@ func (o *options) validate() error {
 		o.maxMessageSize = DefaultMaxMessageSize
 	}
 	if o.maxMessageSize < 1024 {
-		return errors.New("tether: maximum message size below 1 KiB")
+		return fmt.Errorf("tether: WithMaxMessageSize: %d bytes is below the minimum, 1 KiB", o.maxMessageSize)
 	}
 	if o.maxCalls == 0 {
 		o.maxCalls = DefaultMaxConcurrentCalls

@@ -542,13 +542,13 @@ func defaults() options {
 func (o *options) validate() error {
 	switch {
 	case o.maxBody <= 0:
-		return errors.New("gateway: WithMaxBodySize needs a positive size")
+		return fmt.Errorf("%w: gateway.WithMaxBodySize needs a positive size", broker.ErrBadOption)
 	case o.maxBatch <= 0:
-		return errors.New("gateway: WithMaxBatch needs a positive count")
+		return fmt.Errorf("%w: gateway.WithMaxBatch needs a positive count", broker.ErrBadOption)
 	case o.timeout <= 0:
-		return errors.New("gateway: WithTimeout needs a positive duration")
+		return fmt.Errorf("%w: gateway.WithTimeout needs a positive duration", broker.ErrBadOption)
 	case o.handleIdle <= 0 || o.maxHandles <= 0:
-		return errors.New("gateway: WithHandles needs a positive idle time and count")
+		return fmt.Errorf("%w: gateway.WithHandles needs a positive idle time and count", broker.ErrBadOption)
 	}
 	return nil
 }

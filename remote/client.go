@@ -421,7 +421,7 @@ func buildOptions(opts []Option) (*options, error) {
 		}
 	}
 	if o.dialTimeout < 0 {
-		return nil, errors.New("tether: negative dial timeout")
+		return nil, fmt.Errorf("%w: WithDialTimeout: a negative duration; give a positive one, or zero for the default", broker.ErrBadOption)
 	}
 	if err := broker.VerifyDialOptions(o.broker...); err != nil {
 		return nil, err

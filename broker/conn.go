@@ -772,9 +772,9 @@ type outcome struct {
 
 // recoverPanic turns a handler panic into ErrPanic for this caller only.
 // Deferred directly by the handler.
-func (o *outcome) recoverPanic(tracebacks bool) {
+func (o *outcome) recoverPanic(tracebacks bool, method string) {
 	if p := recover(); p != nil {
-		o.err = fmt.Errorf("%w: %v", ErrPanic, p)
+		o.err = fmt.Errorf("%w: %s: %v", ErrPanic, method, p)
 		if tracebacks {
 			o.tb = string(debug.Stack())
 		}
@@ -783,7 +783,7 @@ func (o *outcome) recoverPanic(tracebacks bool) {
 
 // invoke runs a method on a local object.
 func (c *Conn) invoke(t *inCall) (o outcome) {
-	defer o.recoverPanic(c.opts.tracebacks)
+	defer o.recoverPanic(c.opts.tracebacks, t.m.name)
 	out := t.m.fn.Call(t.in)
 	if e := out[len(out)-1]; !e.IsNil() {
 		o.err = e.Interface().(error)
@@ -797,7 +797,7 @@ func (c *Conn) invoke(t *inCall) (o outcome) {
 
 // describe answers DescribeMethod for a local object.
 func (c *Conn) describe(t *inCall) (o outcome) {
-	defer o.recoverPanic(c.opts.tracebacks)
+	defer o.recoverPanic(c.opts.tracebacks, DescribeMethod)
 	d := Describe(t.ex.obj)
 	if t.ex.guarded {
 		// A peer sees only what it may call.
@@ -812,7 +812,7 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 // forward passes a call to an object that takes every call through its Call
 // method (a proxy for a reference on another connection, say).
 func (c *Conn) forward(t *inCall) (o outcome) {
-	defer o.recoverPanic(c.opts.tracebacks)
+	defer o.recoverPanic(c.opts.tracebacks, t.name)
 	o.err = t.ex.proxy.Call(&t.cc, t.name, &o.generic, t.args...)
 	if o.err == nil && t.ex.guarded && t.name == DescribeMethod {
 		// The description comes from further on; the methods this

@@ -120,6 +120,16 @@ func (d *decoder) undo() {
 }
 
 func typeErr(h cborx.Head, t reflect.Type) error {
+	if h.Major == cborx.MajorTag {
+		switch h.Arg {
+		case tagCacheable:
+			return fmt.Errorf("a model (Cacheable) cannot be decoded into %v: receive it into a mirror (**cache.Mirror[K, V] or **cache.ValueMirror[T])", t)
+		case tagSenderRef, tagReceiverRef:
+			return fmt.Errorf("a reference cannot be decoded into %v: receive it into *broker.Ref, *remote.Ref, any, or the object's own pointer type when it comes home", t)
+		case tagError:
+			return fmt.Errorf("an error value cannot be decoded into %v: receive it into error or any", t)
+		}
+	}
 	return fmt.Errorf("cannot decode %s into %v", h.TypeName(), t)
 }
 

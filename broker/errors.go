@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/tether-go/tether/internal/arity"
 	"github.com/tether-go/tether/internal/hop"
@@ -145,10 +146,21 @@ type linkError struct {
 
 func (e *linkError) Error() string {
 	if e.inFlight {
-		return ErrConnectionLost.Error() + ": " + e.cause.Error()
+		return ErrConnectionLost.Error() + ": " + unprefixed(e.cause)
 	}
-	return ErrDeadReference.Error() + ": " + e.cause.Error()
+	return ErrDeadReference.Error() + ": " + unprefixed(e.cause)
 }
+
+// unprefixed is err's text without its leading "tether: ", for an error
+// that says it after another one's: a message says "tether:" once.
+func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "tether: ") }
+
+// within is an error's text inside another's: it reads without its
+// "tether: " prefix, and errors.Is and errors.As see it.
+type within struct{ err error }
+
+func (w within) Error() string { return unprefixed(w.err) }
+func (w within) Unwrap() error { return w.err }
 
 func (e *linkError) Is(target error) bool {
 	return target == ErrDeadReference || (e.inFlight && target == ErrConnectionLost)

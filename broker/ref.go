@@ -183,7 +183,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	for i, a := range args {
 		if err = e.any(a); err != nil {
 			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrTooDeep) {
-				err = fmt.Errorf("argument %d of %s: %w", i+1, method, err)
+				err = fmt.Errorf("tether: argument %d of %s: %w", i+1, method, within{err})
 			} else {
 				err = fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)
 			}
@@ -624,7 +624,7 @@ func localCall(ctx context.Context, obj any, method string, reply any, args []an
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrPanic, p)
+			err = fmt.Errorf("%w: %s: %v", ErrPanic, method, p)
 		}
 	}()
 	out := m.fn.Call(in)

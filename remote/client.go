@@ -334,7 +334,7 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 				return conn, nil
 			}
 		case Closed:
-			return nil, fmt.Errorf("tether: client closed: %w", broker.ErrClosed)
+			return nil, fmt.Errorf("%w: this remote.Client was closed; make a new one with remote.Connect", broker.ErrClosed)
 		case Waiting:
 			if !waitsForLink(ctx) {
 				return nil, &linkDown{addr: cl.addr, server: server, last: last}

@@ -1,0 +1,227 @@
+package mistakes
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/cache"
+	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// Point is a parameter type.
+type Point struct{ X, Y int }
+
+// shop is the manager the mistakes are made against.
+type shop struct{ model *cache.Map[string, int] }
+
+func (s *shop) Add(ctx context.Context, a, b int) (int, error)             { return a + b, nil }
+func (s *shop) Move(ctx context.Context, p Point) (Point, error)           { return Point{p.X + 1, p.Y + 1}, nil }
+func (s *shop) Name(ctx context.Context) (string, error)                   { return "shop", nil }
+func (s *shop) Panic(ctx context.Context) error                            { panic("boom") }
+func (s *shop) Keep(ctx context.Context, v any) error                      { return nil }
+func (s *shop) Blob(ctx context.Context, n int) ([]byte, error)            { return make([]byte, n), nil }
+func (s *shop) Model(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
+func (s *shop) Wait(ctx context.Context) error                             { <-ctx.Done(); return ctx.Err() }
+
+// vault admits only a peer verified as "admin".
+type vault struct{ remoteable.Referenceable }
+
+func (vault) RemotePolicy() remoteable.Policy          { return remoteable.AcceptOnlyFrom("admin") }
+func (vault) Open(ctx context.Context) (string, error) { return "gold", nil }
+
+// env is a server publishing a registry with "shop" and "vault", and a raw
+// connection and a lasting client to it.
+type env struct {
+	addr string
+	reg  *registry.Registry
+	conn *broker.Conn
+	cl   *remote.Client
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	reg := registry.New()
+	require.NoError(t, reg.Register("shop", &shop{model: cache.NewMap[string, int]()}))
+	require.NoError(t, reg.Register("vault", &vault{}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(reg, broker.WithToken("s3cret"), broker.WithMaxMessageSize(64<<10))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	e := &env{addr: ln.Addr().String(), reg: reg}
+	e.conn, err = broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("s3cret"))
+	require.NoError(t, err)
+	t.Cleanup(func() { e.conn.Close(); <-e.conn.Done() })
+	e.cl, err = remote.Connect(ctx(t), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
+	require.NoError(t, err)
+	t.Cleanup(func() { e.cl.Close() })
+	return e
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// lookup returns a raw reference to a manager.
+func (e *env) lookup(t *testing.T, name string) *broker.Ref {
+	r, err := broker.Call[*broker.Ref](ctx(t), e.conn.Root(), "Lookup", name)
+	require.NoError(t, err)
+	return r
+}
+
+// mistake is one thing a new user gets wrong.
+type mistake struct {
+	name string
+	do   func(t *testing.T, e *env) error
+	is   error       // the sentinel errors.Is must match
+	code broker.Code // broker.CodeOf
+	says []string    // what the message must name (what to fix)
+}
+
+func TestMistakes(t *testing.T) {
+	leakcheck.Check(t)
+	mistakes := []mistake{
+		{"a method that does not exist", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Ad", nil, 1, 2)
+		}, broker.ErrUnknownMethod, broker.Unimplemented, []string{`"Ad"`}},
+		{"too many arguments", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Add", nil, 1, 2, 3)
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Add takes 2 arguments, got 3"}},
+		{"too few arguments, checked before sending", func(t *testing.T, e *env) error {
+			users, err := e.cl.Registry().Lookup(ctx(t), "shop")
+			require.NoError(t, err)
+			return users.Call(ctx(t), "Add", nil, 1)
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Add takes 2 arguments, got 1"}},
+		{"an argument of the wrong type", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Add", nil, "one", 2)
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Add", "int"}},
+		{"a reply pointer of the wrong type", func(t *testing.T, e *env) error {
+			var n int
+			return e.lookup(t, "shop").Call(ctx(t), "Name", &n)
+		}, broker.ErrBadReply, broker.InvalidArgument, []string{"int"}},
+		{"a reply that is not a pointer", func(t *testing.T, e *env) error {
+			var s string
+			return e.lookup(t, "shop").Call(ctx(t), "Name", s)
+		}, broker.ErrBadReply, broker.InvalidArgument, []string{"pointer"}},
+		{"a manager nobody registered", func(t *testing.T, e *env) error {
+			_, err := e.cl.Registry().Lookup(ctx(t), "shops")
+			return err
+		}, registry.ErrNotFound, broker.NotFound, []string{`"shops"`}},
+		{"a name registered twice", func(t *testing.T, e *env) error {
+			return e.reg.Register("shop", &shop{})
+		}, registry.ErrExists, broker.InvalidArgument, []string{`"shop"`}},
+		{"a server-only option given to Dial", func(t *testing.T, e *env) error {
+			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithHandshakeLimits(10, 2))
+			return err
+		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithHandshakeLimits", "remove it"}},
+		{"a dial-only option given to a server", func(t *testing.T, e *env) error {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			err = broker.NewServer(registry.New(), broker.WithRoot(&vault{})).Serve(ln)
+			_, dialErr := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+			assert.Error(t, dialErr, "Serve left its listener open")
+			return err
+		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithRoot", "remove it"}},
+		{"a negative limit", func(t *testing.T, e *env) error {
+			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithMaxConcurrentCalls(-1))
+			return err
+		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithMaxConcurrentCalls", "positive"}},
+		{"a negative dial timeout on a client", func(t *testing.T, e *env) error {
+			_, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithDialTimeout(-time.Second))
+			return err
+		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithDialTimeout"}},
+		{"a gateway with a zero timeout", func(t *testing.T, e *env) error {
+			_, err := gateway.New(e.cl, gateway.WithTimeout(0))
+			return err
+		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithTimeout", "positive"}},
+		{"a wrong token", func(t *testing.T, e *env) error {
+			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("guess"))
+			return err
+		}, broker.ErrAuthFailed, broker.Unauthenticated, []string{"authentication failed"}},
+		{"a call on a released reference", func(t *testing.T, e *env) error {
+			r := e.lookup(t, "shop")
+			r.Release()
+			return r.Call(ctx(t), "Name", nil)
+		}, broker.ErrReleased, broker.FailedPrecondition, []string{"released"}},
+		{"a call on a reference whose connection closed", func(t *testing.T, e *env) error {
+			c, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("s3cret"))
+			require.NoError(t, err)
+			r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "shop")
+			require.NoError(t, err)
+			c.Close()
+			<-c.Done()
+			return r.Call(ctx(t), "Name", nil)
+		}, broker.ErrDeadReference, broker.Unavailable, []string{"dead reference"}},
+		{"a call the object's policy refuses", func(t *testing.T, e *env) error {
+			return e.lookup(t, "vault").Call(ctx(t), "Open", nil)
+		}, remoteable.ErrUnverified, broker.Unauthenticated, []string{"Open", "verify peers with mutual TLS or broker.WithAuthenticator"}},
+		{"a handler that panics", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Panic", nil)
+		}, broker.ErrPanic, broker.Internal, []string{"Panic"}},
+		{"a value nested too deeply", func(t *testing.T, e *env) error {
+			var v any = 1
+			for range 40 {
+				v = []any{v}
+			}
+			return e.lookup(t, "shop").Call(ctx(t), "Keep", nil, v)
+		}, broker.ErrTooDeep, broker.InvalidArgument, []string{"flatten"}},
+		{"a result larger than the caller accepts", func(t *testing.T, e *env) error {
+			c, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("s3cret"), broker.WithMaxMessageSize(4096))
+			require.NoError(t, err)
+			defer func() { c.Close(); <-c.Done() }()
+			r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "shop")
+			require.NoError(t, err)
+			return r.Call(ctx(t), "Blob", nil, 10000)
+		}, broker.ErrMessageTooLarge, broker.ResourceExhausted, []string{"4096"}},
+		{"an argument larger than the server accepts", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Keep", nil, make([]byte, 100<<10))
+		}, broker.ErrMessageTooLarge, broker.ResourceExhausted, []string{"65536"}},
+		{"a deadline too short for the call", func(t *testing.T, e *env) error {
+			c, cancel := context.WithTimeout(ctx(t), 50*time.Millisecond)
+			defer cancel()
+			return e.lookup(t, "shop").Call(c, "Wait", nil)
+		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"deadline"}},
+		{"a call on a closed client", func(t *testing.T, e *env) error {
+			cl, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
+			require.NoError(t, err)
+			cl.Close()
+			_, err = cl.Registry().Lookup(ctx(t), "shop")
+			return err
+		}, broker.ErrClosed, broker.Canceled, []string{"closed"}},
+		{"a model received into a map instead of a mirror", func(t *testing.T, e *env) error {
+			var m map[string]int
+			return e.lookup(t, "shop").Call(ctx(t), "Model", &m)
+		}, broker.ErrBadReply, broker.InvalidArgument, []string{"Mirror"}},
+	}
+	e := start(t)
+	for _, m := range mistakes {
+		t.Run(m.name, func(t *testing.T) {
+			err := m.do(t, e)
+			require.Error(t, err, "no error for a mistake")
+			assert.ErrorIs(t, err, m.is)
+			assert.Equal(t, m.code, broker.CodeOf(err), "code of %v", err)
+			msg := err.Error()
+			assert.True(t, strings.HasPrefix(msg, "tether: ") || errors.Is(m.is, context.DeadlineExceeded), "message does not start with \"tether: \": %s", msg)
+			assert.LessOrEqual(t, strings.Count(msg, "tether:"), 1, "a repeated prefix: %s", msg)
+			for _, s := range m.says {
+				assert.Contains(t, msg, s, "the message does not say what to fix")
+			}
+		})
+	}
+	assert.GreaterOrEqual(t, len(mistakes), 25)
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/remoteable"
@@ -121,18 +122,47 @@ func (e *RemoteError) Unwrap() error { return e.err }
 
 // linkError is what a call fails with when its connection died. It matches
 // ErrDeadReference, ErrConnectionLost when the call was in flight, and the
-// cause (ErrClosed, a network error, ...).
+// cause (ErrClosed, a network error, ...). Its text names the call's
+// method and the peer, by the name it announced and its address; a peer
+// of another connection reads neither the address nor the cause
+// (Redacted).
 type linkError struct {
 	inFlight bool
 	cause    error
 	peer     string // the name the peer announced, if any
+	addr     string // the peer's network address, if known
+	method   string // the call's method, if the error is a call's
 }
 
 func (e *linkError) Error() string {
-	if e.inFlight {
-		return ErrConnectionLost.Error() + ": " + e.cause.Error()
+	to := "the peer"
+	if e.peer != "" {
+		to = "peer " + strconv.Quote(e.peer)
 	}
-	return ErrDeadReference.Error() + ": " + e.cause.Error()
+	if e.addr != "" {
+		to += " at " + e.addr
+	}
+	cause := bare(e.cause)
+	switch {
+	case e.inFlight && e.method != "":
+		return fmt.Sprintf("%v: %q was in flight to %s when the connection ended (%s); it may or may not have run: "+
+			"repeat it only if that is safe", ErrConnectionLost, e.method, to, cause)
+	case e.inFlight:
+		return fmt.Sprintf("%v: the connection to %s ended (%s) with the call in flight; it may or may not have run",
+			ErrConnectionLost, to, cause)
+	case e.method != "":
+		return fmt.Sprintf("%v: %q was not sent: the connection to %s has ended (%s)", ErrDeadReference, e.method, to, cause)
+	}
+	return fmt.Sprintf("%v: the connection to %s has ended (%s)", ErrDeadReference, to, cause)
+}
+
+// bare is err's text without the "tether: " that begins it, for an error
+// quoted inside another of the broker's own.
+func bare(err error) string {
+	if err == nil {
+		return "no cause given"
+	}
+	return strings.TrimPrefix(err.Error(), "tether: ")
 }
 
 func (e *linkError) Is(target error) bool {
@@ -141,19 +171,36 @@ func (e *linkError) Is(target error) bool {
 
 func (e *linkError) Unwrap() error { return e.cause }
 
+// named returns err with method as its call's method, when err is a
+// linkError that names none; other errors are returned as they are.
+func named(err error, method string) error {
+	if le, ok := err.(*linkError); ok && le.method == "" {
+		cp := *le
+		cp.method = method
+		return &cp
+	}
+	return err
+}
+
 var _ hop.Failure = (*linkError)(nil)
 
 // Redacted is the error's text for a peer of another connection (a relay
-// passing on its upstream's failure): the sentinel, the hop and the peer
-// it lost, by the name that peer announced; not the cause, which names
-// addresses and the system's words.
+// passing on its upstream's failure): the sentinel, the hop, the peer it
+// lost, by the name that peer announced, and the call's method; not the
+// address or the cause, which names addresses and the system's words.
 func (e *linkError) Redacted(hopName string) string {
 	to := "its peer"
 	if e.peer != "" {
 		to = strconv.Quote(e.peer)
 	}
-	if e.inFlight {
+	switch {
+	case e.inFlight && e.method != "":
+		return fmt.Sprintf("%v: %s lost its connection to %s while %q was in flight; it may or may not have run",
+			ErrConnectionLost, hopName, to, e.method)
+	case e.inFlight:
 		return fmt.Sprintf("%v: %s lost its connection to %s", ErrConnectionLost, hopName, to)
+	case e.method != "":
+		return fmt.Sprintf("%v: %s has no connection to %s for %q", ErrDeadReference, hopName, to, e.method)
 	}
 	return fmt.Sprintf("%v: %s has no connection to %s", ErrDeadReference, hopName, to)
 }

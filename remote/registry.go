@@ -68,7 +68,7 @@ func (g *Registry) Lookup(ctx context.Context, name string) (*Ref, error) {
 func (g *Registry) lookUpstream(ctx context.Context, name string) error {
 	conn, err := g.cl.link(ctx)
 	if err != nil {
-		return err
+		return withMethod(err, "Lookup")
 	}
 	t, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", name)
 	if err != nil {
@@ -82,7 +82,7 @@ func (g *Registry) lookUpstream(ctx context.Context, name string) error {
 func (g *Registry) List(ctx context.Context) ([]string, error) {
 	conn, err := g.cl.link(ctx)
 	if err != nil {
-		return nil, err
+		return nil, withMethod(err, "List")
 	}
 	return broker.Call[[]string](ctx, conn.Root(), "List")
 }

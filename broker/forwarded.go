@@ -13,7 +13,7 @@ import (
 // A call may carry a seventh element after its arguments: a map of
 // extensions keyed by small integers. A peer that does not know a key
 // skips it; one that knows none ignores the element (protocol version 1
-// read only six). docs/protocol.md §5 describes it.
+// read only six). docs/protocol.md §6 (Call) describes it.
 const (
 	// extForwardedFor is the key of the identities a call acts for:
 	// [[name, verifiedBy, hop?], ...], the original caller first; hop is

@@ -92,6 +92,7 @@ func TestWaitForLinkLookupThroughARelay(t *testing.T) {
 	ch := startChain(t, nil)
 	ctx := testCtx(t)
 	require.NoError(t, ch.client.WaitConnected(ctx))
+	require.NoError(t, ch.up.WaitConnected(ctx))
 	ch.link.Refuse(true)
 	ch.link.Reset()
 	waitState(t, ch.up, Waiting)

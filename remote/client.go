@@ -80,13 +80,22 @@ func (e *linkDown) Redacted(hopName string) string {
 
 // withMethod returns err naming method as the call it failed, when err is
 // a linkDown that names none; other errors are returned as they are.
-func withMethod(err error, method string) error {
-	if ld, ok := err.(*linkDown); ok && ld.method == "" {
-		cp := *ld
-		cp.method = method
-		return &cp
+func withMethod(err error, method string) error { return withCall(err, method, "") }
+
+// withCall is withMethod naming target too, when err names none.
+func withCall(err error, method, target string) error {
+	ld, ok := err.(*linkDown)
+	if !ok {
+		return err
 	}
-	return err
+	cp := *ld
+	if cp.method == "" {
+		cp.method = method
+	}
+	if cp.target == "" {
+		cp.target = target
+	}
+	return &cp
 }
 
 // State is the state of a Client's link.

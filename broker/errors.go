@@ -22,7 +22,10 @@ var (
 	ErrDeadReference = errors.New("tether: dead reference")
 	// ErrConnectionLost reports a call that was sent but whose connection
 	// died before the result came back: the far side may or may not have
-	// executed it. Errors that match it also match ErrDeadReference.
+	// executed it. Errors that match it also match ErrDeadReference. Their
+	// message names the method that was in flight and the peer (its
+	// announced name and address; a relay passing one on names itself
+	// and the peer, not the address).
 	ErrConnectionLost = errors.New("tether: connection lost during call")
 	// ErrReleased reports a call on a reference after its Release.
 	ErrReleased = errors.New("tether: reference released")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"reflect"
 	"runtime/debug"
 	"slices"
@@ -159,7 +160,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 		}
 	}
 	c.out = newSender(main, o.writeTimeout, c.writeFailed)
-	c.out.peer = peer.Name
+	c.out.peer, c.out.addr = peer.Name, addrString(peer.Addr)
 	return c
 }
 
@@ -245,7 +246,22 @@ func (c *Conn) protocolError(err error) {
 // deadErr is the error for a call made after the connection ended.
 func (c *Conn) deadErr() error {
 	<-c.dying
-	return &linkError{cause: c.cause, peer: c.peer.Name}
+	return c.linkErr(false, c.cause)
+}
+
+// linkErr is the error of a call on c, in flight or not, once c failed
+// with cause. It names the peer; the caller adds the method (named).
+func (c *Conn) linkErr(inFlight bool, cause error) *linkError {
+	return &linkError{inFlight: inFlight, cause: cause, peer: c.peer.Name, addr: addrString(c.peer.Addr)}
+}
+
+// addrString is a's text, or "" when the address is not known or says
+// nothing (a net.Pipe's).
+func addrString(a net.Addr) string {
+	if a == nil || a.Network() == "pipe" {
+		return ""
+	}
+	return a.String()
 }
 
 // monitor tears the connection down once fail has been called.
@@ -254,7 +270,7 @@ func (c *Conn) monitor() {
 	cause := c.cause
 	c.wakeStreams()
 	c.sess.Close()
-	c.out.stop(&linkError{cause: cause, peer: c.peer.Name})
+	c.out.stop(c.linkErr(false, cause))
 
 	c.pmu.Lock()
 	c.pclosed = true
@@ -262,7 +278,9 @@ func (c *Conn) monitor() {
 	c.pending = nil
 	c.pmu.Unlock()
 	for _, cl := range pending {
-		cl.err = &linkError{inFlight: true, cause: cause, peer: c.peer.Name}
+		le := c.linkErr(true, cause)
+		le.method = cl.method
+		cl.err = le
 		cl.done <- struct{}{}
 	}
 
@@ -507,7 +525,7 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 		c.postFail(id, err)
 		return nil
 	}
-	acting, extErr := readCallExt(r, n, argc)
+	ext, extErr := readCallExt(r, n, argc)
 	if extErr != nil && !errors.Is(extErr, ErrTooManyHops) {
 		return extErr
 	}
@@ -538,11 +556,12 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	t := &inCall{id: id, ex: ex}
 	t.cc.c = c
 	t.ctx = &t.cc
-	chain := acting.ids
+	t.cc.waitLink = ext.waitLink
+	chain := ext.acting.ids
 	if chain != nil {
 		p := c.peer
 		p.ForwardedFor = chain
-		t.cc.peer, t.cc.hops = p, acting.hops
+		t.cc.peer, t.cc.hops = p, ext.acting.hops
 	}
 	if timeout > 0 {
 		t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
@@ -1005,7 +1024,7 @@ func (c *Conn) sendBulk(ctx context.Context, frame []byte) error {
 			err = ErrWriteTimeout
 		}
 		c.writeFailed(err)
-		return &linkError{inFlight: true, cause: err, peer: c.peer.Name}
+		return c.linkErr(true, err)
 	}
 	c.bulkIdle <- st // never blocks: there are never more streams than room
 	return nil

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-go/tether/internal/linkwait"
 	"github.com/tether-go/tether/internal/typereg"
 )
 
@@ -66,6 +67,9 @@ type callCtx struct {
 	forward  bool
 	peer     any      // a remoteable.Peer with ForwardedFor, for a call that has one
 	hops     []string // for each ForwardedFor entry, where it was verified (see actingFor)
+	// waitLink says the caller waits for links that are down: calls the
+	// handler makes with its context wait too (see internal/linkwait).
+	waitLink bool
 
 	mu     sync.Mutex
 	done   chan struct{}
@@ -124,6 +128,10 @@ func (x *callCtx) Value(key any) any {
 		return x
 	case forwardKey:
 		if x.forward {
+			return true
+		}
+	case linkwait.Key:
+		if x.waitLink {
 			return true
 		}
 	}

@@ -23,7 +23,10 @@ var (
 	ErrDeadReference = errors.New("tether: dead reference")
 	// ErrConnectionLost reports a call that was sent but whose connection
 	// died before the result came back: the far side may or may not have
-	// executed it. Errors that match it also match ErrDeadReference.
+	// executed it. Errors that match it also match ErrDeadReference. Their
+	// message names the method that was in flight and the peer (its
+	// announced name and address; a relay passing one on names itself
+	// and the peer, not the address).
 	ErrConnectionLost = errors.New("tether: connection lost during call")
 	// ErrReleased reports a call on a reference after its Release.
 	ErrReleased = errors.New("tether: reference released")
@@ -137,29 +140,55 @@ func (e *RemoteError) Unwrap() error { return e.err }
 
 // linkError is what a call fails with when its connection died. It matches
 // ErrDeadReference, ErrConnectionLost when the call was in flight, and the
-// cause (ErrClosed, a network error, ...).
+// cause (ErrClosed, a network error, ...). Its text names the call's
+// method and the peer, by the name it announced and its address; a peer
+// of another connection reads neither the address nor the cause
+// (Redacted).
 type linkError struct {
 	inFlight bool
 	cause    error
 	peer     string // the name the peer announced, if any
+	addr     string // the peer's network address, if known
+	method   string // the call's method, if the error is a call's
 }
 
 func (e *linkError) Error() string {
-	if e.inFlight {
-		return ErrConnectionLost.Error() + ": " + unprefixed(e.cause)
+	to := "the peer"
+	if e.peer != "" {
+		to = "peer " + strconv.Quote(e.peer)
 	}
-	return ErrDeadReference.Error() + ": " + unprefixed(e.cause)
+	if e.addr != "" {
+		to += " at " + e.addr
+	}
+	cause := bare(e.cause)
+	switch {
+	case e.inFlight && e.method != "":
+		return fmt.Sprintf("%v: %q was in flight to %s when the connection ended (%s); it may or may not have run: "+
+			"repeat it only if that is safe", ErrConnectionLost, e.method, to, cause)
+	case e.inFlight:
+		return fmt.Sprintf("%v: the connection to %s ended (%s) with the call in flight; it may or may not have run",
+			ErrConnectionLost, to, cause)
+	case e.method != "":
+		return fmt.Sprintf("%v: %q was not sent: the connection to %s has ended (%s)", ErrDeadReference, e.method, to, cause)
+	}
+	return fmt.Sprintf("%v: the connection to %s has ended (%s)", ErrDeadReference, to, cause)
 }
 
-// unprefixed is err's text without its leading "tether: ", for an error
-// that says it after another one's: a message says "tether:" once.
-func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "tether: ") }
+// bare is err's text without the "tether: " that begins it, for an error
+// quoted inside another of the broker's own.
+func bare(err error) string {
+	if err == nil {
+		return "no cause given"
+	}
+	return strings.TrimPrefix(err.Error(), "tether: ")
+}
+
 
 // within is an error's text inside another's: it reads without its
 // "tether: " prefix, and errors.Is and errors.As see it.
 type within struct{ err error }
 
-func (w within) Error() string { return unprefixed(w.err) }
+func (w within) Error() string { return bare(w.err) }
 func (w within) Unwrap() error { return w.err }
 
 func (e *linkError) Is(target error) bool {
@@ -168,19 +197,36 @@ func (e *linkError) Is(target error) bool {
 
 func (e *linkError) Unwrap() error { return e.cause }
 
+// named returns err with method as its call's method, when err is a
+// linkError that names none; other errors are returned as they are.
+func named(err error, method string) error {
+	if le, ok := err.(*linkError); ok && le.method == "" {
+		cp := *le
+		cp.method = method
+		return &cp
+	}
+	return err
+}
+
 var _ hop.Failure = (*linkError)(nil)
 
 // Redacted is the error's text for a peer of another connection (a relay
-// passing on its upstream's failure): the sentinel, the hop and the peer
-// it lost, by the name that peer announced; not the cause, which names
-// addresses and the system's words.
+// passing on its upstream's failure): the sentinel, the hop, the peer it
+// lost, by the name that peer announced, and the call's method; not the
+// address or the cause, which names addresses and the system's words.
 func (e *linkError) Redacted(hopName string) string {
 	to := "its peer"
 	if e.peer != "" {
 		to = strconv.Quote(e.peer)
 	}
-	if e.inFlight {
+	switch {
+	case e.inFlight && e.method != "":
+		return fmt.Sprintf("%v: %s lost its connection to %s while %q was in flight; it may or may not have run",
+			ErrConnectionLost, hopName, to, e.method)
+	case e.inFlight:
 		return fmt.Sprintf("%v: %s lost its connection to %s", ErrConnectionLost, hopName, to)
+	case e.method != "":
+		return fmt.Sprintf("%v: %s has no connection to %s for %q", ErrDeadReference, hopName, to, e.method)
 	}
 	return fmt.Sprintf("%v: %s has no connection to %s", ErrDeadReference, hopName, to)
 }

@@ -113,6 +113,12 @@ func seedFrames() [][]byte {
 			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "relay"), "")
 			return nil
 		}),
+		body(func(e *encoder) error { // a call whose caller waits for links
+			e.buf = appendCallHeadExt(e.buf, 14, 0, "Add", uint64(time.Second), 2)
+			e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
+			e.buf = appendCallExt(e.buf, callExt{waitLink: true})
+			return nil
+		}),
 		body(func(e *encoder) error { // a reference to one of the server's objects
 			e.buf = appendCallHead(e.buf, 11, 0, "Ref", 0, 1)
 			e.buf = cborx.AppendTag(e.buf, tagReceiverRef)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/linkwait"
 	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -120,6 +121,7 @@ func (r *Ref) String() string {
 
 // call is one outgoing call waiting for its result.
 type call struct {
+	method string // for the error of a call whose connection died
 	reply  any
 	opaque bool
 	err    error
@@ -148,8 +150,11 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	if err != nil {
 		return err
 	}
+	// The caller's wish to wait for links travels with the call, as its
+	// deadline does, so that a relay passing it on waits for its own link.
+	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx)}
 	cl := callPool.Get().(*call)
-	cl.reply, cl.err, cl.opaque = reply, nil, false
+	cl.method, cl.reply, cl.err, cl.opaque = method, reply, nil, false
 	if _, ok := reply.(*any); ok && (forwarding(ctx) || ctx.Value(rawKey{}) != nil) {
 		cl.opaque = true
 	}
@@ -158,7 +163,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 		c.pmu.Unlock()
 		cl.reply = nil
 		callPool.Put(cl)
-		return c.deadErr()
+		return named(c.deadErr(), method)
 	}
 	c.nextCall++
 	id := c.nextCall
@@ -168,7 +173,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	defer c.callsOut.Add(-1)
 
 	e := getEncoder(c)
-	if len(acting.ids) > 0 {
+	if !ext.empty() {
 		e.buf = cborx.AppendArray(e.buf, 7)
 	} else {
 		e.buf = cborx.AppendArray(e.buf, 6)
@@ -190,8 +195,8 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 			break
 		}
 	}
-	if err == nil && len(acting.ids) > 0 {
-		e.buf = appendCallExt(e.buf, acting)
+	if err == nil && !ext.empty() {
+		e.buf = appendCallExt(e.buf, ext)
 	}
 	if err == nil && e.bodyLen() > c.peerMax {
 		err = fmt.Errorf("%w: the call is %d bytes; the peer accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
@@ -219,7 +224,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 			case <-ctx.Done():
 			}
 		}
-		return err
+		return named(err, method)
 	}
 	putEncoder(e)
 
@@ -357,7 +362,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 	c.rmu.Lock()
 	if c.exports == nil {
 		c.rmu.Unlock()
-		return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
+		return 0, c.linkErr(false, ErrClosed)
 	}
 	if id, ok := c.exportIDs[key]; ok {
 		if old := c.exports[id]; !old.permanent {
@@ -396,7 +401,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 		c.rmu.Unlock()
 		releaseProxy(ex)
 		if !ok {
-			return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
+			return 0, c.linkErr(false, ErrClosed)
 		}
 		return id, nil
 	}

@@ -512,7 +512,7 @@ func TestForwardedForIsBounded(t *testing.T) {
 	p.sendMsg(func(e *encoder) {
 		e.buf = appendCallHeadExt(e.buf, 1, 0, "Add", 0, 2)
 		e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
-		e.buf = appendCallExt(e.buf, actingFor{ids: make([]remoteable.Identity, remoteable.MaxForwardedFor+1)})
+		e.buf = appendCallExt(e.buf, callExt{acting: actingFor{ids: make([]remoteable.Identity, remoteable.MaxForwardedFor+1)}})
 	})
 	typ, carried, err := p.next()
 	require.NoError(t, err)
@@ -522,7 +522,7 @@ func TestForwardedForIsBounded(t *testing.T) {
 	p.sendMsg(func(e *encoder) {
 		e.buf = appendCallHeadExt(e.buf, 2, 0, "Add", 0, 2)
 		e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
-		e.buf = appendCallExt(e.buf, actingFor{ids: []remoteable.Identity{{Name: strings.Repeat("x", 300)}}})
+		e.buf = appendCallExt(e.buf, callExt{acting: actingFor{ids: []remoteable.Identity{{Name: strings.Repeat("x", 300)}}}})
 	})
 	bye := p.closedWith()
 	require.ErrorIs(t, bye, ErrProtocol)

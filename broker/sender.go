@@ -39,6 +39,7 @@ type sender struct {
 	timeout time.Duration
 	onError func(error) // called once with the first write error; must not block
 	peer    string      // the peer's announced name, for the errors of a failed link
+	addr    string      // the peer's address, for the same
 
 	mu       sync.Mutex
 	pend     []byte
@@ -110,7 +111,7 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 	if err != nil {
 		// The write failed, but yamux may report a failure for bytes that
 		// did go out: the frame may have been delivered.
-		return &linkError{inFlight: true, cause: err, peer: s.peer}
+		return &linkError{inFlight: true, cause: err, peer: s.peer, addr: s.addr}
 	}
 	return nil
 }
@@ -119,9 +120,9 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 func (s *sender) notSent(err error) error {
 	var le *linkError
 	if errors.As(err, &le) {
-		return &linkError{cause: le.cause, peer: le.peer}
+		return &linkError{cause: le.cause, peer: le.peer, addr: le.addr}
 	}
-	return &linkError{cause: err, peer: s.peer}
+	return &linkError{cause: err, peer: s.peer, addr: s.addr}
 }
 
 // post queues frame without ever blocking; the loop writes it. The reader and

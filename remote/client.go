@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/hop"
+	"github.com/tether-go/tether/internal/linkwait"
 	"github.com/tether-go/tether/remoteable"
 	"github.com/tether-go/tether/signals"
 )
@@ -22,20 +24,41 @@ var ErrDisconnected = broker.NewError(broker.Unavailable, errors.New("tether: di
 func init() { remoteable.RegisterError("tether.disconnected", ErrDisconnected) }
 
 // linkDown is the error of a call made while the client is backing off: it
-// matches ErrDisconnected. Its text gives the server's address and why the
-// last attempt failed, for this process; a peer of this process (which
-// relays the server) reads only which hop cannot reach which server, and
-// for what (Redacted).
+// matches ErrDisconnected. Its text gives the call, the server's address
+// and why the last attempt failed, for this process; a peer of this
+// process (which relays the server) reads only which hop cannot reach
+// which server, and for what (Redacted).
 type linkDown struct {
 	addr   string
 	server string // the server's announced name, if it ever connected
 	target string // what the call needed, if known: a manager's name
+	method string // the method called, if known
 	last   error
 }
 
 var _ hop.Failure = (*linkDown)(nil)
 
-func (e *linkDown) Error() string { return fmt.Sprintf("%v: %s: %v", ErrDisconnected, e.addr, e.last) }
+func (e *linkDown) Error() string {
+	what := "the call"
+	switch {
+	case e.method != "" && e.target != "":
+		what = fmt.Sprintf("%q on %s", e.method, e.target)
+	case e.method != "":
+		what = strconv.Quote(e.method)
+	case e.target != "":
+		what = "the call for " + e.target
+	}
+	at := e.addr
+	if e.server != "" {
+		at += fmt.Sprintf(" (server %q)", e.server)
+	}
+	last := "no cause given"
+	if e.last != nil {
+		last = strings.TrimPrefix(e.last.Error(), "tether: ")
+	}
+	return fmt.Sprintf("%v: %s was not sent: the client is waiting to redial %s after a failed attempt (%s); "+
+		"retry later, or make the call with remote.WaitForLink(ctx) to wait for the link", ErrDisconnected, what, at, last)
+}
 
 func (e *linkDown) Unwrap() error { return ErrDisconnected }
 
@@ -49,7 +72,30 @@ func (e *linkDown) Redacted(hopName string) string {
 	if e.target != "" {
 		msg += " for " + e.target
 	}
+	if e.method != "" {
+		msg += fmt.Sprintf(": %q was not sent", e.method)
+	}
 	return msg
+}
+
+// withMethod returns err naming method as the call it failed, when err is
+// a linkDown that names none; other errors are returned as they are.
+func withMethod(err error, method string) error { return withCall(err, method, "") }
+
+// withCall is withMethod naming target too, when err names none.
+func withCall(err error, method, target string) error {
+	ld, ok := err.(*linkDown)
+	if !ok {
+		return err
+	}
+	cp := *ld
+	if cp.method == "" {
+		cp.method = method
+	}
+	if cp.target == "" {
+		cp.target = target
+	}
+	return &cp
 }
 
 // State is the state of a Client's link.
@@ -306,16 +352,19 @@ func (cl *Client) forget(dead *broker.Conn) {
 	cl.old = kept
 }
 
-type waitKey struct{}
-
 // WaitForLink returns a context under which calls made while the client is
 // Waiting (backing off) wait for the link to come back instead of failing
 // with ErrDisconnected. The wait is bounded by ctx.
+//
+// The wish travels with every call made under the context, as its deadline
+// does: a relay that forwards such a call while its own upstream link is
+// down waits for that link too, bounded by the caller's deadline, instead
+// of failing the call with ErrDisconnected.
 func WaitForLink(ctx context.Context) context.Context {
-	return context.WithValue(ctx, waitKey{}, true)
+	return linkwait.With(ctx)
 }
 
-func waitsForLink(ctx context.Context) bool { return ctx.Value(waitKey{}) != nil }
+func waitsForLink(ctx context.Context) bool { return linkwait.Wanted(ctx) }
 
 // link returns the connection to use for a call made now, applying the
 // state rules: wait while Connecting, fail fast while Waiting (unless ctx

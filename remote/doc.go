@@ -37,7 +37,9 @@
 // makes a relay whose downstream peers look up and call upstream managers
 // through it. The relay forwards calls without knowing their Go types, hands
 // out references that stay valid across outages of its upstream link, and
-// passes references from downstream up, so the upstream can call back.
+// passes references from downstream up, so the upstream can call back. A
+// call made with WaitForLink waits for the relay's upstream link as well:
+// the wish travels with the call, bounded by the caller's deadline.
 //
 // # Gather
 //

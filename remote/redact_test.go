@@ -123,13 +123,14 @@ func TestRelayErrorsAfterTheUpstreamStops(t *testing.T) {
 	err = <-held
 	assertRedacted(t, err, origin.addr, relay.addr)
 	assert.ErrorIs(t, err, broker.ErrConnectionLost)
-	assert.Contains(t, err.Error(), `lost its connection to "origin"`)
+	assert.Contains(t, err.Error(), `lost its connection to "origin" while "Hold" was in flight`, "names the hop, the server and the call")
 
 	waitState(t, up, Waiting)
 	_, err = broker.Call[string](ctx, users, "Get", "bob")
 	assertRedacted(t, err, origin.addr, relay.addr)
 	assert.True(t, errors.Is(err, ErrDisconnected) || errors.Is(err, broker.ErrDeadReference), "%v", err)
 	assert.Contains(t, err.Error(), `server "origin"`)
+	assert.Contains(t, err.Error(), `"Get"`, "names the call")
 
 	_, err = cl.Registry().Lookup(ctx, "other")
 	assertRedacted(t, err, origin.addr, relay.addr)

@@ -211,7 +211,7 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	for attempt := 0; ; attempt++ {
 		t, conn, err := r.resolve(ctx)
 		if err != nil {
-			return err
+			return withMethod(err, method)
 		}
 		err = r.callOnce(ctx, t, method, reply, args)
 		if err == nil || !linkFailed(err, conn) || attempt >= 2 {

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"strconv"
 	"sync"
 
 	"github.com/tether-go/tether/broker"
@@ -68,7 +69,7 @@ func (g *Registry) Lookup(ctx context.Context, name string) (*Ref, error) {
 func (g *Registry) lookUpstream(ctx context.Context, name string) error {
 	conn, err := g.cl.link(ctx)
 	if err != nil {
-		return err
+		return withCall(err, "Lookup", strconv.Quote(name))
 	}
 	t, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", name)
 	if err != nil {
@@ -82,7 +83,7 @@ func (g *Registry) lookUpstream(ctx context.Context, name string) error {
 func (g *Registry) List(ctx context.Context) ([]string, error) {
 	conn, err := g.cl.link(ctx)
 	if err != nil {
-		return nil, err
+		return nil, withMethod(err, "List")
 	}
 	return broker.Call[[]string](ctx, conn.Root(), "List")
 }

@@ -223,8 +223,8 @@ func (c *Conn) fail(cause error) {
 // had already ended: then the write only lost a race with the real cause,
 // which the accept loop reports.
 func (c *Conn) writeFailed(err error) {
-	if c.sess.IsClosed() {
-		return
+	if c.sess.IsClosed() || errors.Is(err, yamux.ErrSessionShutdown) {
+		return // the accept loop reports the session's own cause
 	}
 	c.fail(err)
 }
@@ -316,7 +316,12 @@ func sessionCause(err error) error {
 	switch {
 	case err == nil:
 		return ErrClosed // the session was closed locally
-	case errors.Is(err, io.EOF):
+	case errors.Is(err, io.EOF), errors.Is(err, yamux.ErrSessionShutdown):
+		// A session this side closes has failed with its own cause
+		// (ErrClosed, ...) before yamux reports anything; a shutdown
+		// without one is the peer's doing, which yamux reports as EOF or,
+		// when the peer's close races with its last frames, as a plain
+		// shutdown.
 		return ErrPeerClosed
 	case errors.Is(err, yamux.ErrKeepAliveTimeout):
 		return fmt.Errorf("tether: peer stopped answering keepalives: %w", err)
@@ -999,10 +1004,25 @@ func (c *Conn) handleResult(r *cborx.Reader, n int, typ uint64, acct *refAccount
 // relative to that reference's release must be kept.
 func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	frame := e.frame()
+	var err error
 	if c.onMessageStream(e) {
-		return c.sendBulk(ctx, frame)
+		err = c.sendBulk(ctx, frame)
+	} else {
+		err = c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
 	}
-	return c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
+	var le *linkError
+	if errors.As(err, &le) && errors.Is(le.cause, yamux.ErrSessionShutdown) {
+		// yamux says only that the session is gone; the accept loop is
+		// reporting why (the peer closed it, say) at this moment.
+		select {
+		case <-c.dying:
+			cp := *le
+			cp.cause = c.cause
+			return &cp
+		case <-ctx.Done():
+		}
+	}
+	return err
 }
 
 // onMessageStream reports whether sendFrame sends e's message off the main

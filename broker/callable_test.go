@@ -55,7 +55,7 @@ func (*listedHelper) RemoteMethods() remoteable.Methods {
 	return remoteable.Methods{"Size": {Idempotent: true}}
 }
 func (*listedHelper) Get(ctx context.Context) (int, error) { return 0, nil }
-func (*listedHelper) Size() int                          { return 0 }
+func (*listedHelper) Size() int                            { return 0 }
 
 // ctxSecond takes its context second.
 type ctxSecond struct{}
@@ -76,7 +76,9 @@ func (*nilDeclarer) Keep(ctx context.Context) error { return nil }
 // selfForwarder takes every call through its own Call.
 type selfForwarder struct{}
 
-func (*selfForwarder) Call(ctx context.Context, method string, reply any, args ...any) error { return nil }
+func (*selfForwarder) Call(ctx context.Context, method string, reply any, args ...any) error {
+	return nil
+}
 
 // TestVerifyCallableRefusesMistakes checks that each mistake in declaring a
 // published object is an error matching ErrNotCallable that names the type

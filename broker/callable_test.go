@@ -207,6 +207,9 @@ func TestDescribeListsSkippedMethods(t *testing.T) {
 	}, d.Skipped)
 	require.Len(t, d.Methods, 1)
 	assert.Equal(t, "Get", d.Methods[0].Name)
+	err = c.Root().Call(testCtx(t), "Hidden", nil)
+	require.ErrorIs(t, err, ErrUnknownMethod)
+	assert.ErrorContains(t, err, `*broker.describeMe has no remote method "Hidden": Hidden cannot be called remotely: its result is bool, not error`)
 
 	_, addr = startServer(t, &guardedDescribeMe{})
 	c = dial(t, addr)

@@ -155,6 +155,11 @@ func (ot *objType) noMethod(obj any, name string) error {
 	if ot.promoted[name] {
 		return fmt.Errorf("%w: %T has no remote method %q: it is promoted from an embedded field, and only methods the type declares itself are remote unless its RemoteMethods lists them", ErrUnknownMethod, obj, name)
 	}
+	for _, sk := range ot.skipped {
+		if sk.Name == name {
+			return fmt.Errorf("%w: %T has no remote method %q: %s cannot be called remotely: %s", ErrUnknownMethod, obj, name, name, sk.Reason)
+		}
+	}
 	return fmt.Errorf("%w: %T has no remote method %q", ErrUnknownMethod, obj, name)
 }
 

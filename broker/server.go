@@ -46,9 +46,9 @@ func NewServer(root any, opts ...Option) *Server {
 	o, err := buildOptions(serverSide, opts)
 	switch {
 	case err == nil && o.realm != nil && root != nil:
-		err = errors.New("tether: NewServer was given a root and WithRealm: the realm gives each peer its root, so pass nil")
+		err = &optionError{errors.New("tether: NewServer was given a root and WithRealm: the realm gives each peer its root, so pass nil")}
 	case err == nil && o.realm == nil && root == nil:
-		err = errors.New("tether: NewServer(nil): give the server a root object to publish (a registry, say), or WithRealm")
+		err = &notCallable{msg: "NewServer(nil): give the server a root object to publish (a registry, say), or WithRealm"}
 	case err == nil && root != nil:
 		if verr := VerifyCallable(root); verr != nil {
 			var nc *notCallable

@@ -421,7 +421,7 @@ func buildOptions(opts []Option) (*options, error) {
 		}
 	}
 	if o.dialTimeout < 0 {
-		return nil, errors.New("tether: negative dial timeout")
+		return nil, fmt.Errorf("%w: WithDialTimeout(%v): give a positive duration, or 0 for the default", broker.ErrInvalidOption, o.dialTimeout)
 	}
 	if err := broker.VerifyDialOptions(o.broker...); err != nil {
 		return nil, err

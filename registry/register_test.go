@@ -20,6 +20,7 @@ import (
 type accounts struct{ n int }
 
 func (a *accounts) Count(ctx context.Context) (int, error) { return a.n, nil }
+func (a *accounts) Total() int                             { return a.n } // not remote
 
 // misdeclared lists a method it does not have.
 type misdeclared struct{}
@@ -95,6 +96,10 @@ func TestRegistriesAndRelaysRegister(t *testing.T) {
 	n, err := broker.Call[int](ctx, a, "Count")
 	require.NoError(t, err)
 	assert.Equal(t, 7, n)
+	d, err := a.Describe(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []broker.SkippedMethod{{Name: "Total", Reason: "its result is int, not error; a remote method returns error or (R, error)"}},
+		d.Skipped, "the upstream manager's skipped methods, through the relay")
 	u, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "upstream")
 	require.NoError(t, err)
 	a, err = broker.Call[*broker.Ref](ctx, u, "Lookup", "accounts")

@@ -21,6 +21,12 @@ type ptrOnly struct{ n int }
 
 func (p *ptrOnly) Get(ctx context.Context) (int, error) { return p.n, nil }
 
+// ptrPair declares two methods on the pointer.
+type ptrPair struct{}
+
+func (*ptrPair) Get(ctx context.Context) (int, error) { return 0, nil }
+func (*ptrPair) Set(ctx context.Context, n int) error { return nil }
+
 // bare has no methods at all.
 type bare struct{ remoteable.Referenceable }
 
@@ -90,7 +96,9 @@ func TestVerifyCallableRefusesMistakes(t *testing.T) {
 		msg  string
 	}{
 		{"value with pointer methods", ptrOnly{},
-			"tether: broker.ptrOnly has no remotely callable method: its methods Get are declared on *broker.ptrOnly (pointer receiver); publish a pointer (&broker.ptrOnly{...}) instead"},
+			"tether: broker.ptrOnly has no remotely callable method: its method Get is declared on *broker.ptrOnly (pointer receiver); publish a pointer (&broker.ptrOnly{...}) instead"},
+		{"value with two pointer methods", ptrPair{},
+			"tether: broker.ptrPair has no remotely callable method: its methods Get, Set are declared on *broker.ptrPair (pointer receiver); publish a pointer (&broker.ptrPair{...}) instead"},
 		{"no methods", &bare{},
 			"tether: *broker.bare has no remotely callable method (it has no exported method that is not marked Local): give it an exported method of the form func (ctx context.Context, args...) (R, error) or func (ctx context.Context, args...) error"},
 		{"helpers only", &helpersOnly{},
@@ -150,7 +158,7 @@ func TestServeRefusesARootWithNothingCallable(t *testing.T) {
 		t.Fatal("Serve accepted connections for a root with nothing callable")
 	}
 	require.ErrorIs(t, err, ErrNotCallable)
-	assert.EqualError(t, err, "tether: NewServer root: broker.ptrOnly has no remotely callable method: its methods Get are declared on *broker.ptrOnly (pointer receiver); publish a pointer (&broker.ptrOnly{...}) instead")
+	assert.EqualError(t, err, "tether: NewServer root: broker.ptrOnly has no remotely callable method: its method Get is declared on *broker.ptrOnly (pointer receiver); publish a pointer (&broker.ptrOnly{...}) instead")
 	_, err = ln.Accept()
 	assert.ErrorIs(t, err, net.ErrClosed, "Serve closed the listener")
 	_, err = net.Dial("tcp", ln.Addr().String())

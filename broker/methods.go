@@ -92,8 +92,12 @@ func nothingCallable(t reflect.Type, ot *objType) string {
 			}
 		}
 		if len(onPtr) > 0 {
-			return fmt.Sprintf("%s: its methods %s are declared on *%s (pointer receiver); publish a pointer (&%s{...}) instead",
-				msg, strings.Join(onPtr, ", "), typeName(t), typeName(t))
+			what := "its method " + onPtr[0] + " is"
+			if len(onPtr) > 1 {
+				what = "its methods " + strings.Join(onPtr, ", ") + " are"
+			}
+			return fmt.Sprintf("%s: %s declared on *%s (pointer receiver); publish a pointer (&%s{...}) instead",
+				msg, what, typeName(t), typeName(t))
 		}
 	}
 	var why []string

@@ -50,7 +50,7 @@ func TestRegisterRefusesMistakes(t *testing.T) {
 		manager any
 		msg     string
 	}{
-		{accounts{}, `tether: registering "m": registry_test.accounts has no remotely callable method: its methods Count are declared on *registry_test.accounts (pointer receiver); publish a pointer (&registry_test.accounts{...}) instead`},
+		{accounts{}, `tether: registering "m": registry_test.accounts has no remotely callable method: its method Count is declared on *registry_test.accounts (pointer receiver); publish a pointer (&registry_test.accounts{...}) instead`},
 		{&misdeclared{}, `tether: registering "m": (*registry_test.misdeclared).RemoteMethods lists Cuont, which *registry_test.misdeclared does not have: fix the name, or remove the entry`},
 		{&ctxLast{}, `tether: registering "m": (*registry_test.ctxLast).Get takes a context.Context as parameter 2: move the context to the first parameter, or mark the method Local in RemoteMethods`},
 		{&helpers{}, `tether: registering "m": *registry_test.helpers has no remotely callable method (Total: its result is int, not error; a remote method returns error or (R, error)): give it an exported method of the form func (ctx context.Context, args...) (R, error) or func (ctx context.Context, args...) error`},

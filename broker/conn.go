@@ -828,6 +828,9 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 		d.Methods = slices.DeleteFunc(d.Methods, func(m MethodDescription) bool {
 			return admit(t.ctx, t.ex.obj, m.Name) != nil
 		})
+		d.Skipped = slices.DeleteFunc(d.Skipped, func(m SkippedMethod) bool {
+			return admit(t.ctx, t.ex.obj, m.Name) != nil
+		})
 	}
 	o.generic = d
 	return o
@@ -849,7 +852,8 @@ func (c *Conn) forward(t *inCall) (o outcome) {
 }
 
 // withoutMethods drops from a description held as generic data (a map
-// whose "methods" lists maps with a "name") the methods refused reports.
+// whose "methods" and "skipped" list maps with a "name") the methods
+// refused reports.
 func withoutMethods(desc any, refused func(name string) bool) any {
 	keep := func(methods any) any {
 		list, ok := methods.([]any)
@@ -871,8 +875,14 @@ func withoutMethods(desc any, refused func(name string) bool) any {
 	switch d := desc.(type) {
 	case map[string]any:
 		d["methods"] = keep(d["methods"])
+		if _, ok := d["skipped"]; ok {
+			d["skipped"] = keep(d["skipped"])
+		}
 	case map[any]any:
 		d["methods"] = keep(d["methods"])
+		if _, ok := d["skipped"]; ok {
+			d["skipped"] = keep(d["skipped"])
+		}
 	}
 	return desc
 }

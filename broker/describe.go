@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,10 +17,22 @@ import (
 const DescribeMethod = "tether.describe"
 
 // Description is what a reference says about the object behind it: its Go
-// type and its remotely callable methods.
+// type, its remotely callable methods, and the exported methods it declares
+// that are not callable because of their shape, with the reason.
 type Description struct {
 	Type    string              `cbor:"type" json:"type"`
 	Methods []MethodDescription `cbor:"methods" json:"methods"`
+	Skipped []SkippedMethod     `cbor:"skipped,omitempty" json:"skipped,omitempty"`
+}
+
+// SkippedMethod is an exported method that cannot be called remotely
+// because of its shape (its results, or a context.Context that is not its
+// first parameter), and why. Methods that Tether or Go give a meaning
+// (RemoteMethods, RemotePolicy, String, Error, ...), methods marked Local
+// and methods promoted from an embedded field are not listed.
+type SkippedMethod struct {
+	Name   string `cbor:"name" json:"name"`
+	Reason string `cbor:"reason" json:"reason"`
 }
 
 // Method returns the description of the named method.
@@ -100,6 +113,7 @@ func Describe(obj any) Description {
 		}
 		d.Methods = append(d.Methods, md)
 	}
+	d.Skipped = slices.Clone(ot.skipped)
 	return d
 }
 

@@ -43,20 +43,8 @@ var (
 	// ErrWriteTimeout reports a peer that stopped reading: a write to it did
 	// not complete within the write timeout, and the connection was closed.
 	ErrWriteTimeout = errors.New("tether: write timed out; peer stopped reading")
-	// ErrBadOption reports an option that cannot be used as given: given to
-	// the wrong side, out of range, or in conflict with another. Dial,
-	// Serve, remote.Connect and gateway.New return it before doing
-	// anything; the message names the option and what to change.
-	ErrBadOption = errors.New("tether: bad option")
 )
 
-// optionError is an invalid option: its message names the option, and it
-// matches ErrBadOption.
-type optionError struct{ err error }
-
-func (e *optionError) Error() string        { return e.err.Error() }
-func (e *optionError) Unwrap() error        { return e.err }
-func (e *optionError) Is(target error) bool { return target == ErrBadOption }
 
 // Errors the far side returns about a call. They arrive as a *RemoteError
 // that wraps them, so both errors.Is(err, ErrUnknownMethod) and

@@ -98,6 +98,22 @@ func (o *options) fail(err error) {
 	}
 }
 
+// ErrInvalidOption reports an option that cannot be used: an invalid value,
+// an option given to the side it does not apply to (a server option to
+// Dial, say), or options that contradict each other. Dial, NewConn and
+// VerifyDialOptions return it; a server reports it from Serve, which then
+// closes its listener at once, and from ServeConn. The message names the
+// option and says what to change.
+var ErrInvalidOption = errors.New("tether: invalid option")
+
+// optionError is an invalid option: its message says which and what to
+// do, and it matches ErrInvalidOption.
+type optionError struct{ err error }
+
+func (e *optionError) Error() string        { return e.err.Error() }
+func (e *optionError) Unwrap() error        { return e.err }
+func (e *optionError) Is(target error) bool { return target == ErrInvalidOption }
+
 func buildOptions(s side, opts []Option) (*options, error) {
 	o := &options{side: s}
 	for _, opt := range opts {
@@ -116,9 +132,9 @@ func (o *options) validate() error {
 	if o.err != nil {
 		return o.err
 	}
-	for _, f := range []struct {
-		name     string
-		negative bool
+	for _, v := range []struct {
+		name string
+		neg  bool
 	}{
 		{"WithHandshakeTimeout", o.handshakeTimeout < 0},
 		{"WithDeadPeerTimeout", o.deadPeerTimeout < 0},
@@ -129,8 +145,8 @@ func (o *options) validate() error {
 		{"WithMaxSubscriptions", o.maxSubscriptions < 0},
 		{"WithHandshakeLimits", o.maxHandshakes < 0 || o.maxHostHandshakes < 0},
 	} {
-		if f.negative {
-			return fmt.Errorf("tether: %s: a negative value; give a positive one, or zero for the default", f.name)
+		if v.neg {
+			return fmt.Errorf("tether: %s: negative option value: give a positive value, or 0 for the default", v.name)
 		}
 	}
 	if len(o.name) > maxIdentityName {

@@ -39,15 +39,24 @@ type Server struct {
 }
 
 // NewServer returns a server publishing root, or with WithRealm (and a nil
-// root) a root of its own to each peer. Invalid options are reported by
-// Serve and ServeConn.
+// root) a root of its own to each peer. Invalid options, and a root that
+// VerifyCallable refuses (an error matching ErrNotCallable), are reported
+// by Serve, which then closes its listener at once, and by ServeConn.
 func NewServer(root any, opts ...Option) *Server {
 	o, err := buildOptions(serverSide, opts)
 	switch {
 	case err == nil && o.realm != nil && root != nil:
-		err = errors.New("tether: NewServer was given a root and WithRealm: the realm gives each peer its root, so pass nil")
+		err = &optionError{errors.New("tether: NewServer was given a root and WithRealm: the realm gives each peer its root, so pass nil")}
 	case err == nil && o.realm == nil && root == nil:
-		err = errors.New("tether: NewServer(nil): give the server a root object to publish (a registry, say), or WithRealm")
+		err = &notCallable{msg: "NewServer(nil): give the server a root object to publish (a registry, say), or WithRealm"}
+	case err == nil && root != nil:
+		if verr := VerifyCallable(root); verr != nil {
+			var nc *notCallable
+			if errors.As(verr, &nc) {
+				verr = &notCallable{where: "NewServer root", msg: nc.msg}
+			}
+			err = verr
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{

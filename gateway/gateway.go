@@ -542,13 +542,13 @@ func defaults() options {
 func (o *options) validate() error {
 	switch {
 	case o.maxBody <= 0:
-		return fmt.Errorf("%w: gateway.WithMaxBodySize needs a positive size", broker.ErrBadOption)
+		return fmt.Errorf("%w: gateway.WithMaxBodySize needs a positive size", broker.ErrInvalidOption)
 	case o.maxBatch <= 0:
-		return fmt.Errorf("%w: gateway.WithMaxBatch needs a positive count", broker.ErrBadOption)
+		return fmt.Errorf("%w: gateway.WithMaxBatch needs a positive count", broker.ErrInvalidOption)
 	case o.timeout <= 0:
-		return fmt.Errorf("%w: gateway.WithTimeout needs a positive duration", broker.ErrBadOption)
+		return fmt.Errorf("%w: gateway.WithTimeout needs a positive duration", broker.ErrInvalidOption)
 	case o.handleIdle <= 0 || o.maxHandles <= 0:
-		return fmt.Errorf("%w: gateway.WithHandles needs a positive idle time and count", broker.ErrBadOption)
+		return fmt.Errorf("%w: gateway.WithHandles needs a positive idle time and count", broker.ErrInvalidOption)
 	}
 	return nil
 }

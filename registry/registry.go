@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tether-go/tether/broker"
@@ -83,15 +84,25 @@ func (r *Registry) RemoteMethods() remoteable.Methods {
 // Register publishes manager under name. The manager may be any value with
 // remotely callable methods (see package remoteable); it must be a pointer
 // or another comparable value, since it is handed out by reference.
+//
+// A manager declared by mistake is refused with an error matching
+// broker.ErrNotCallable that names the type and the method and says what
+// to change (see broker.VerifyCallable): one with no remotely callable
+// method (a value whose methods have pointer receivers, say), one whose
+// RemoteMethods names a method it does not have or that cannot be called
+// remotely, one with a method that takes a context.Context elsewhere than
+// first. Other exported methods that cannot be called remotely are
+// skipped, and its description lists them with the reason.
 func (r *Registry) Register(name string, manager any) error {
 	if name == "" {
-		return errors.New("registry: empty name")
+		return errors.New("tether: registering a manager under an empty name: give it a name")
 	}
-	if manager == nil {
-		return errors.New("registry: nil manager")
+	if manager != nil && !reflect.TypeOf(manager).Comparable() {
+		return &registerError{name: name, err: broker.ErrNotCallable,
+			msg: fmt.Sprintf("%T cannot be handed out by reference: register a pointer", manager)}
 	}
-	if !reflect.TypeOf(manager).Comparable() {
-		return fmt.Errorf("registry: %T cannot be handed out by reference: register a pointer", manager)
+	if err := broker.VerifyCallable(manager); err != nil {
+		return &registerError{name: name, err: err}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,6 +112,24 @@ func (r *Registry) Register(name string, manager any) error {
 	r.managers[name] = manager
 	return nil
 }
+
+// registerError is a manager refused by Register: the broker's error, said
+// of the name it was to be registered under.
+type registerError struct {
+	name string
+	err  error
+	msg  string // what is wrong, if err does not say it
+}
+
+func (e *registerError) Error() string {
+	msg := e.msg
+	if msg == "" {
+		msg = strings.TrimPrefix(e.err.Error(), "tether: ")
+	}
+	return fmt.Sprintf("tether: registering %q: %s", e.name, msg)
+}
+
+func (e *registerError) Unwrap() error { return e.err }
 
 // Unregister removes name. References already handed out keep working.
 func (r *Registry) Unregister(name string) error {

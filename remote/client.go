@@ -470,7 +470,7 @@ func buildOptions(opts []Option) (*options, error) {
 		}
 	}
 	if o.dialTimeout < 0 {
-		return nil, fmt.Errorf("%w: WithDialTimeout: a negative duration; give a positive one, or zero for the default", broker.ErrBadOption)
+		return nil, fmt.Errorf("%w: WithDialTimeout(%v): give a positive duration, or 0 for the default", broker.ErrInvalidOption, o.dialTimeout)
 	}
 	if err := broker.VerifyDialOptions(o.broker...); err != nil {
 		return nil, err

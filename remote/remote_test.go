@@ -235,7 +235,10 @@ func TestRegistryLookupErrors(t *testing.T) {
 
 func TestConnectFailsOnlyOnBadOptions(t *testing.T) {
 	_, err := Connect(context.Background(), "tcp", "127.0.0.1:1", WithDialTimeout(-1))
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, broker.ErrInvalidOption)
+	_, err = Connect(context.Background(), "tcp", "127.0.0.1:1", WithBroker(broker.WithHandshakeLimits(4, 2)))
+	assert.ErrorIs(t, err, broker.ErrInvalidOption)
+	assert.EqualError(t, err, "tether: WithHandshakeLimits applies to a server (NewServer), not to a dialer (Dial, NewConn, remote.Connect): remove it here")
 	cl, err := Connect(context.Background(), "tcp", "127.0.0.1:1", fast()...) // nothing listens there
 	require.NoError(t, err)
 	waitState(t, cl, Waiting)

@@ -233,14 +233,19 @@ func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, n := range names {
-		fmt.Fprintf(tw, "%s\t%s\t%d methods\n", n, descs[n].Type, len(descs[n].Methods))
+		skipped := ""
+		if k := len(descs[n].Skipped); k > 0 {
+			skipped = fmt.Sprintf(", %d not callable", k)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d methods%s\n", n, descs[n].Type, len(descs[n].Methods), skipped)
 	}
 	return tw.Flush()
 }
 
 // printMethods writes one line per method: its signature, then what a
 // caller should know (safe to repeat; the result is a reference, a
-// Copyable or a model).
+// Copyable or a model); then one line per exported method that cannot be
+// called remotely, with the reason.
 func printMethods(w io.Writer, name string, d broker.Description) {
 	fmt.Fprintf(w, "%s (%s)\n", name, d.Type)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -268,6 +273,9 @@ func printMethods(w io.Writer, name string, d broker.Description) {
 		fmt.Fprintf(tw, "  %s(%s) %s\t%s\n", m.Name, strings.Join(params, ", "), result, strings.Join(notes, ", "))
 	}
 	tw.Flush()
+	for _, m := range d.Skipped {
+		fmt.Fprintf(w, "  (not callable) %s: %s\n", m.Name, m.Reason)
+	}
 }
 
 func printJSON(w io.Writer, v any) error {

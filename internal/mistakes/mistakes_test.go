@@ -128,7 +128,7 @@ func TestMistakes(t *testing.T) {
 		{"a server-only option given to Dial", func(t *testing.T, e *env) error {
 			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithHandshakeLimits(10, 2))
 			return err
-		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithHandshakeLimits", "remove it"}},
+		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithHandshakeLimits", "remove it"}},
 		{"a dial-only option given to a server", func(t *testing.T, e *env) error {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err)
@@ -136,19 +136,19 @@ func TestMistakes(t *testing.T) {
 			_, dialErr := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 			assert.Error(t, dialErr, "Serve left its listener open")
 			return err
-		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithRoot", "remove it"}},
+		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithRoot", "remove it"}},
 		{"a negative limit", func(t *testing.T, e *env) error {
 			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithMaxConcurrentCalls(-1))
 			return err
-		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithMaxConcurrentCalls", "positive"}},
+		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithMaxConcurrentCalls", "positive"}},
 		{"a negative dial timeout on a client", func(t *testing.T, e *env) error {
 			_, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithDialTimeout(-time.Second))
 			return err
-		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithDialTimeout"}},
+		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithDialTimeout"}},
 		{"a gateway with a zero timeout", func(t *testing.T, e *env) error {
 			_, err := gateway.New(e.cl, gateway.WithTimeout(0))
 			return err
-		}, broker.ErrBadOption, broker.InvalidArgument, []string{"WithTimeout", "positive"}},
+		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithTimeout", "positive"}},
 		{"a wrong token", func(t *testing.T, e *env) error {
 			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("guess"))
 			return err

@@ -1,0 +1,252 @@
+package remote
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/hashicorp/yamux"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/leakcheck"
+)
+
+// refusals counts a client's Refused signals.
+func refusals(cl *Client) func() int {
+	var mu sync.Mutex
+	n := 0
+	cl.Refused.Connect(func(err error) { mu.Lock(); n++; mu.Unlock() })
+	return func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// TestWrongTokenIsRefusedNotDisconnected: a client with a wrong token is
+// refused: its calls fail with broker.ErrAuthFailed (not ErrDisconnected)
+// at once, even those that wait for the link, its state and stats say
+// so, it redials at its backoff's cap without the backoff starting over,
+// and once the server is fixed (restarted with the client's token on the
+// same address) it connects by itself.
+func TestWrongTokenIsRefusedNotDisconnected(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithToken("right"))
+	cl := connect(t, s.addr, WithBroker(broker.WithToken("wrong")))
+	refused := refusals(cl)
+
+	// A call made during the first attempt waits for it, then fails with
+	// the refusal: not after its whole deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := cl.Registry().Lookup(WaitForLink(ctx), "users")
+	require.ErrorIs(t, err, broker.ErrAuthFailed)
+	assert.NotErrorIs(t, err, ErrDisconnected, "a refusal is not an outage")
+	assert.NoError(t, ctx.Err(), "the call did not wait for its deadline")
+	msg := err.Error()
+	assert.True(t, strings.HasPrefix(msg, "tether: authentication failed"), msg)
+	assert.Equal(t, 1, strings.Count(msg, "tether:"), "no repeated prefix: %s", msg)
+	assert.Contains(t, msg, "WithToken")
+
+	waitState(t, cl, Refused)
+	assert.ErrorIs(t, cl.Err(), broker.ErrAuthFailed)
+	assert.ErrorIs(t, cl.WaitConnected(WaitForLink(ctx)), broker.ErrAuthFailed)
+	st := cl.Stats()
+	assert.Equal(t, "refused", st.State)
+	assert.GreaterOrEqual(t, st.Refusals, int64(1))
+	assert.Contains(t, st.LastError, "authentication failed")
+
+	// It keeps redialling, at the cap: count the refusals the server sees
+	// over a measured window. fast() caps the backoff at 200 ms with
+	// ±20% jitter, so at most one attempt per 160 ms; a backoff that
+	// started over would make ten times as many.
+	before, start := s.srv.Stats().Refused, time.Now()
+	for s.srv.Stats().Refused < before+3 {
+		require.True(t, cl.WaitForStateChange(ctx, cl.State()))
+	}
+	got, took := s.srv.Stats().Refused-before, time.Since(start)
+	assert.LessOrEqual(t, got, int64(took/(160*time.Millisecond))+1, "%d attempts in %v", got, took)
+	for refused() < int(got) { // the signal follows the server's count
+		require.NoError(t, ctx.Err(), "Refused fires for each refusal")
+		time.Sleep(time.Millisecond)
+	}
+
+	// The server is fixed: the client connects by itself.
+	s.stop()
+	fixed := startServer(t, s.addr, publish(t, newUsers("y")), broker.WithToken("wrong"))
+	waitState(t, cl, Connected) // WaitConnected would return the refusal while Refused
+	assert.NoError(t, cl.Err())
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	var out string
+	require.NoError(t, users.Call(ctx, "Get", &out, "alice"))
+	assert.Equal(t, "y:alice", out)
+	_ = fixed
+}
+
+// TestVersionMismatchIsRefused: a server that speaks another protocol
+// version refuses the client with broker.ErrVersionMismatch.
+func TestVersionMismatchIsRefused(t *testing.T) {
+	leakcheck.Check(t)
+	addr := futureServer(t)
+	cl := connect(t, addr)
+	ctx := testCtx(t)
+	_, err := cl.Registry().Lookup(ctx, "users")
+	require.ErrorIs(t, err, broker.ErrVersionMismatch)
+	assert.NotErrorIs(t, err, ErrDisconnected)
+	waitState(t, cl, Refused)
+	assert.ErrorIs(t, cl.Err(), broker.ErrVersionMismatch)
+}
+
+// futureServer speaks the handshake as a server of a later protocol
+// version would: it answers every Hello with a Welcome of version 2.
+func futureServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				cfg := yamux.DefaultConfig()
+				cfg.LogOutput = io.Discard
+				sess, err := yamux.Server(nc, cfg)
+				if err != nil {
+					return
+				}
+				defer sess.Close()
+				st, err := sess.Accept()
+				if err != nil {
+					return
+				}
+				if _, err := st.Read(make([]byte, 1024)); err != nil { // the Hello
+					return
+				}
+				welcome, _ := cbor.Marshal([]any{1, 2, "future", "conn-1", 1 << 20})
+				st.Write(append(binary.AppendUvarint(nil, uint64(len(welcome))), welcome...))
+				st.Read(make([]byte, 1)) // until the dialer hangs up
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// TestTLSVerificationFailureIsRefused: a client that does not trust the
+// server's certificate is refused with broker.ErrAuthFailed (and the TLS
+// error), not treated as an outage.
+func TestTLSVerificationFailureIsRefused(t *testing.T) {
+	leakcheck.Check(t)
+	srvCert := selfSigned(t, "127.0.0.1")
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithTLS(&tls.Config{Certificates: []tls.Certificate{srvCert}}))
+	other := x509.NewCertPool() // trusts nothing the server has
+	cl := connect(t, s.addr, WithBroker(broker.WithTLS(&tls.Config{RootCAs: other})))
+	ctx := testCtx(t)
+	_, err := cl.Registry().Lookup(WaitForLink(ctx), "users")
+	require.ErrorIs(t, err, broker.ErrAuthFailed)
+	var ce *tls.CertificateVerificationError
+	assert.True(t, errors.As(err, &ce), "the TLS error is kept: %v", err)
+	assert.NotErrorIs(t, err, ErrDisconnected)
+	waitState(t, cl, Refused)
+}
+
+// TestAcceptThenDropIsNoStorm: a server that completes every handshake
+// and drops the connection at once gets at most one attempt per backoff
+// period from a client once its backoff reaches the cap, instead of one
+// per handshake's round trip; Connected and Disconnected still fire once
+// per link that came up.
+func TestAcceptThenDropIsNoStorm(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(publish(t, newUsers("x")))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, err := srv.ServeConn(context.Background(), nc); err == nil {
+					c.Close()
+					<-c.Done()
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); srv.Close(); wg.Wait() })
+
+	cl, err := Connect(context.Background(), "tcp", ln.Addr().String(),
+		WithBackoff(Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}),
+		WithDialTimeout(time.Second))
+	require.NoError(t, err)
+	tr := watch(cl)
+
+	// After the third short link the wait is the cap's (50, 100, then 200
+	// ms): from there, count the handshakes the server sees while six more
+	// happen, and how long that took.
+	ctx := testCtx(t)
+	waitAccepted := func(n int64) {
+		for srv.Stats().Accepted < n {
+			require.NoError(t, ctx.Err(), "the client stopped redialling")
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitAccepted(4)
+	before, start := srv.Stats().Accepted, time.Now()
+	waitAccepted(before + 6)
+	got, took := srv.Stats().Accepted-before, time.Since(start)
+	cl.Close()
+
+	t.Logf("%d handshakes in %v at the cap", got, took)
+	// At the cap a wait is at least 160 ms (−20% jitter): at most one
+	// handshake per 160 ms, plus the one under way. Without the rule, a
+	// loopback handshake every few milliseconds.
+	assert.LessOrEqual(t, got, int64(took/(160*time.Millisecond))+1, "%d handshakes in %v", got, took)
+	c, d := tr.counts()
+	assert.InDelta(t, c, d, 1, "Connected %d, Disconnected %d", c, d)
+	assert.LessOrEqual(t, int64(c), srv.Stats().Accepted, "Connected fires once per link that came up")
+	assert.GreaterOrEqual(t, int64(c), before, "and for every one")
+}
+
+func selfSigned(t *testing.T, host string) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP(host)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}

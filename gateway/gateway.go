@@ -13,6 +13,7 @@ import (
 	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // Error codes. The first five are JSON-RPC 2.0's own; the others are in
@@ -54,7 +55,10 @@ func (e *Error) forHTTP() *Error {
 	return &c
 }
 
-// Unwrap returns ErrClosed for a call on a closed gateway.
+// Unwrap returns ErrClosed for a call on a closed gateway, and the
+// refusal when the upstream server refused the gateway's client (it
+// matches broker.ErrAuthFailed, broker.ErrVersionMismatch or
+// remoteable.ErrAccessDenied).
 func (e *Error) Unwrap() error { return e.err }
 
 // ErrInterrupted is what a call whose context was cancelled (its HTTP
@@ -404,6 +408,12 @@ func errorFrom(err error) *Error {
 	if errors.As(err, &ge) {
 		return ge
 	}
+	if name := refusalName(err); name != "" {
+		// The upstream refused the gateway's own client: for an HTTP
+		// client the server is out of reach until someone fixes the
+		// gateway's credentials, not an error of the method it called.
+		return &Error{Code: CodeUnavailable, Message: err.Error(), Data: &ErrorData{Name: name}, err: err}
+	}
 	var re *broker.RemoteError
 	if errors.As(err, &re) {
 		e := &Error{Code: CodeRemote, Message: re.Message, Data: &ErrorData{Name: re.Name, Traceback: re.Traceback}}
@@ -438,6 +448,24 @@ func errorFrom(err error) *Error {
 		return &Error{Code: CodeInvalidParams, Message: err.Error(), Data: &ErrorData{Name: "tether.bad-arguments"}}
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// refusalName returns the name of the refusal err is, if the upstream
+// server refused the gateway's client, else "".
+func refusalName(err error) string {
+	var re *broker.RemoteError
+	if errors.As(err, &re) {
+		return "" // what a call returned (a method's access check, say), or a relay passed on
+	}
+	switch {
+	case errors.Is(err, broker.ErrAuthFailed):
+		return "tether.auth-failed"
+	case errors.Is(err, broker.ErrVersionMismatch):
+		return "tether.version-mismatch"
+	case errors.Is(err, remoteable.ErrAccessDenied):
+		return "tether.access-denied"
+	}
+	return ""
 }
 
 // gatewayHop is how the gateway names itself in the errors of its own

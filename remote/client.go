@@ -60,7 +60,8 @@ const (
 	Connecting State = iota
 	// Connected: calls go through.
 	Connected
-	// Waiting: backing off after a failed attempt. Calls fail fast with
+	// Waiting: backing off after a failed attempt (or a link that ended
+	// within the backoff period: see Backoff). Calls fail fast with
 	// ErrDisconnected unless they wait for the link.
 	Waiting
 	// Closed: Close was called.
@@ -475,7 +476,10 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 // Backoff shapes the delays between failed dial attempts: Initial after the
 // first failure, multiplied by Multiplier after each further one, capped at
 // Max, each randomised by ±Jitter (a fraction). Zero fields take the
-// defaults: 100 ms, 10 s, 1.6 and 0.2.
+// defaults: 100 ms, 10 s, 1.6 and 0.2. The delays start over after a
+// steady link, one that stayed up for the current period (the delay
+// without jitter that a failure would wait then); a link that ends sooner
+// counts as a failed attempt. A refused attempt waits Max.
 type Backoff struct {
 	Initial    time.Duration
 	Max        time.Duration

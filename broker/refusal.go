@@ -19,9 +19,9 @@ import (
 // verify a certificate (the server's, here, or ours, there). Such a
 // refusal lasts until someone changes a configuration, unlike an outage.
 // It matches its sentinel (ErrAuthFailed, ErrVersionMismatch or
-// remoteable.ErrAccessDenied) and its cause (a *RemoteError with the
-// server's words, or the TLS error), and reads once: what happened, then
-// what to check.
+// remoteable.ErrAccessDenied) and its cause (what the server's refusal
+// stands for, or the TLS error), but not *RemoteError: it is not an error
+// a call returned. It reads once: what happened, then what to check.
 type refusedError struct {
 	sentinel error
 	msg      string // what happened, starting "tether: "
@@ -70,7 +70,11 @@ func refusalFromServer(re *RemoteError) error {
 		msg = "tether: handshake refused: " + msg
 	}
 	const at = "the server"
-	e := &refusedError{msg: msg, cause: re}
+	var cause error = re
+	if u := re.Unwrap(); u != nil {
+		cause = u
+	}
+	e := &refusedError{msg: msg, cause: cause}
 	switch {
 	case errors.Is(re, ErrAuthFailed):
 		e.sentinel = ErrAuthFailed
@@ -86,7 +90,8 @@ func refusalFromServer(re *RemoteError) error {
 		e.short = "was refused by its server: it has no root for it"
 	default:
 		// Refused for another reason (a protocol violation, an unregistered
-		// error of another implementation): reported as it came.
+		// error of another implementation): reported as it came, as a
+		// *RemoteError.
 		e.hint = "refused by " + at
 		e.short = "was refused by its server"
 	}

@@ -88,7 +88,10 @@ func TestWrongTokenIsRefusedNotDisconnected(t *testing.T) {
 		require.True(t, cl.WaitForStateChange(ctx, cl.State()))
 	}
 	apart(t, refused(), 160*time.Millisecond, "refusals")
-	assert.GreaterOrEqual(t, s.srv.Stats().Refused, int64(4), "the server saw each attempt")
+	for s.srv.Stats().Refused < 4 { // the server counts once its side of the handshake is done
+		require.NoError(t, ctx.Err(), "the server saw each attempt")
+		time.Sleep(time.Millisecond)
+	}
 
 	// The server is fixed: the client connects by itself.
 	s.stop()
@@ -229,7 +232,10 @@ func TestAcceptThenDropIsNoStorm(t *testing.T) {
 	apart(t, ts[3:], 160*time.Millisecond, "links") // ts[0] is link 1 or 2: the hook may miss the first
 	c, d := tr.counts()
 	assert.InDelta(t, c, d, 1, "Connected %d, Disconnected %d", c, d)
-	assert.LessOrEqual(t, int64(c), srv.Stats().Accepted, "Connected fires once per link that came up")
+	for srv.Stats().Accepted < int64(c) { // the server counts once its side of the handshake is done
+		require.NoError(t, ctx.Err(), "Connected fires once per link that came up: %d, server %d", c, srv.Stats().Accepted)
+		time.Sleep(time.Millisecond)
+	}
 	assert.GreaterOrEqual(t, int64(c)+2, srv.Stats().Accepted, "and for every one (the hook may miss the first; Close may cut the last)")
 }
 

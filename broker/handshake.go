@@ -84,9 +84,10 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	ctx, cancel := context.WithTimeout(ctx, o.handshakeTimeout)
 	defer cancel()
 	peer := remoteable.Peer{Addr: nc.RemoteAddr()}
-	if tc, ok := nc.(*tls.Conn); ok {
+	tc, _ := nc.(*tls.Conn)
+	if tc != nil {
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, fmt.Errorf("tether: TLS handshake: %w", err)
+			return nil, tlsHandshakeErr(err, true)
 		}
 		st := tc.ConnectionState()
 		peer.TLS = &st
@@ -129,6 +130,14 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	}()
 	if !stop() || err != nil {
 		sess.Close()
+		if tc != nil {
+			// With TLS 1.3 the server checks our certificate after our
+			// side of the TLS handshake is done: its alert refusing it is
+			// what ended the session.
+			if r := tlsRefusal(co.lastReadErr(), true); r != nil {
+				return nil, r
+			}
+		}
 		err = handshakeErr(ctx, err)
 		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			// Closed without a word: a Tether server does that only to a
@@ -143,11 +152,18 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 	w, err := parseWelcome(welcome)
 	if err != nil {
 		sess.Close()
+		var re *RemoteError
+		if errors.As(err, &re) {
+			return nil, refusalFromServer(re)
+		}
 		return nil, err
 	}
 	if w.version != protocolVersion {
 		sess.Close()
-		return nil, fmt.Errorf("%w: server speaks %d, we speak %d", ErrVersionMismatch, w.version, protocolVersion)
+		return nil, &refusedError{sentinel: ErrVersionMismatch, cause: ErrVersionMismatch,
+			msg:   fmt.Sprintf("%v: the server speaks version %d, this dialer %d", ErrVersionMismatch, w.version, protocolVersion),
+			hint:  "upgrade the older side",
+			short: "speaks another protocol version than its server"}
 	}
 	main.SetDeadline(time.Time{})
 	id := identifyServer(w.name, peer.TLS)
@@ -184,7 +200,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	peer := remoteable.Peer{Addr: nc.RemoteAddr(), ID: uuid.NewString()}
 	if tc, ok := nc.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, fmt.Errorf("tether: TLS handshake: %w", err)
+			return nil, tlsHandshakeErr(err, false)
 		}
 		st := tc.ConnectionState()
 		peer.TLS = &st
@@ -330,7 +346,7 @@ func parseWelcome(body []byte) (welcome, error) {
 		if err != nil {
 			return w, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
 		}
-		return w, fmt.Errorf("tether: handshake refused: %w", re)
+		return w, re // the caller makes it a refusal
 	case msgWelcome:
 	default:
 		return w, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, typ)

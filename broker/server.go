@@ -73,7 +73,10 @@ func NewServer(root any, opts ...Option) *Server {
 // in progress as WithHandshakeLimits allows, in all or from its host, is
 // closed at once. Temporary accept errors (out of file descriptors or
 // memory, a timeout) are logged at warn level and retried after a pause
-// that doubles from 5 ms to 1 s, as net/http does. Serve returns
+// that doubles from 5 ms to 1 s, as net/http does. Each refused
+// handshake (a wrong token, an untrusted certificate, another protocol
+// version, a peer the realm gives no root) is logged at warn level
+// (WithLogger), other failed handshakes at debug level. Serve returns
 // ErrServerClosed after Close, or the listener's other errors; invalid
 // options are returned at once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
@@ -146,7 +149,15 @@ func (s *Server) Serve(ln net.Listener) error {
 				delete(s.perHost, host)
 			}
 			s.mu.Unlock()
-			if err != nil {
+			switch {
+			case err == nil:
+			case isRefusal(err):
+				// A refusal lasts until someone fixes a configuration (a
+				// token, a certificate, a version): the operator hears of
+				// each one. Its rate is bounded by the handshake limits,
+				// and a remote.Client retries a refusal at its backoff's cap.
+				s.opts.logger.Warn("tether: handshake refused", "remote", nc.RemoteAddr(), "err", err)
+			default:
 				s.opts.logger.Debug("tether: handshake failed", "remote", nc.RemoteAddr(), "err", err)
 			}
 		}()

@@ -78,6 +78,8 @@ type coalescer struct {
 
 	writes, written atomic.Int64 // write calls and bytes to the connection
 	reads, read     atomic.Int64 // read calls and bytes from it
+
+	readErr atomic.Pointer[error] // the first error a read of the connection returned
 }
 
 // Read reads from the connection for yamux's receive loop, its only reader.
@@ -91,6 +93,13 @@ func (c *coalescer) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.reads.Add(1)
 	c.read.Add(int64(n))
+	if err != nil && c.readErr.Load() == nil {
+		// Kept for the handshake: yamux reports a failed read to its
+		// streams as a closed session, and a TLS peer's alert refusing
+		// our certificate arrives as one (TLS 1.3 clients learn of it on
+		// their first read).
+		c.readErr.Store(&err)
+	}
 	if n > 0 {
 		if gerr := c.in.scan(p[:n]); gerr != nil {
 			// The bytes already passed to yamux were within bounds; these
@@ -119,6 +128,15 @@ func newCoalescer(nc net.Conn, o *options) *coalescer {
 	c := &coalescer{Conn: nc, tcp: tcp}
 	c.in.init(nc, o)
 	return c
+}
+
+// lastReadErr returns the first error a read of the connection returned,
+// or nil.
+func (c *coalescer) lastReadErr() error {
+	if p := c.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // admit lifts the limits that apply before the handshake. The server calls

@@ -15,6 +15,7 @@ import (
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // Error codes. The first five are JSON-RPC 2.0's own; the others are in
@@ -29,7 +30,7 @@ const (
 	CodeUnavailable    = -32001 // the upstream server is out of reach
 	CodeTimeout        = -32002 // the call did not finish in time
 	CodeUnauthorized   = -32003 // a missing or wrong bearer token
-	CodeRefused        = -32004 // the upstream server refused the gateway's own credentials
+	CodeRefused        = -32004 // the upstream server refuses the gateway's own connection (credentials, version)
 )
 
 // ErrClosed is returned by calls on a closed gateway.
@@ -59,8 +60,9 @@ func (e *Error) forHTTP() *Error {
 
 // Unwrap returns the error the JSON-RPC error stands for: ErrClosed for a
 // call on a closed gateway, ErrInterrupted for a cancelled one, else the
-// error of the call (so errors.Is(err, broker.ErrAuthFailed) and
-// broker.CodeOf work on what Call returns).
+// error of the call (so errors.Is(err, broker.ErrAuthFailed) holds when the
+// upstream server refused the gateway's client, and broker.CodeOf works on
+// what Call returns).
 func (e *Error) Unwrap() error { return e.err }
 
 // ErrInterrupted is what a call whose context was cancelled (its HTTP
@@ -432,6 +434,13 @@ func errorFrom(err error) *Error {
 	}
 	code := broker.CodeOf(err)
 	e := &Error{Code: rpcCode(code), Message: err.Error(), Data: &ErrorData{Name: errorName(err, code), Code: code.String()}, err: err}
+	if name := refusalName(err); name != "" {
+		// The upstream refused the gateway's own client: not an error of
+		// the method called, and not an outage either: it lasts until
+		// someone fixes the gateway's credentials (or version).
+		e.Code, e.Data.Name = CodeRefused, name
+		return e
+	}
 	var re *broker.RemoteError
 	if errors.As(err, &re) {
 		e.Message, e.Data.Traceback = re.Message, re.Traceback
@@ -456,7 +465,7 @@ func errorFrom(err error) *Error {
 
 // rpcCode is the JSON-RPC code of an error of class code: the protocol's
 // own for a call that does not fit the method, and this package's for an
-// outage, a deadline and a refusal; every other error a method returned is
+// outage and a deadline; every other error a method returned is
 // CodeRemote (data.code and data.name say more).
 func rpcCode(code broker.Code) int {
 	switch code {
@@ -468,10 +477,8 @@ func rpcCode(code broker.Code) int {
 		return CodeUnavailable
 	case broker.DeadlineExceeded, broker.Canceled:
 		return CodeTimeout
-	case broker.Unauthenticated:
-		return CodeRefused
 	}
-	return CodeRemote
+	return CodeRemote // a refusal of the gateway's own connection is CodeRefused: see errorFrom
 }
 
 // errorName is the name an error goes by in data.name: the far side's
@@ -501,6 +508,24 @@ func errorName(err error, code broker.Code) string {
 		return entry.Name
 	}
 	return "tether." + strings.ReplaceAll(code.String(), "_", "-")
+}
+
+// refusalName returns the name of the refusal err is, if the upstream
+// server refused the gateway's client, else "".
+func refusalName(err error) string {
+	var re *broker.RemoteError
+	if errors.As(err, &re) {
+		return "" // what a call returned (a method's access check, say), or a relay passed on
+	}
+	switch {
+	case errors.Is(err, broker.ErrAuthFailed):
+		return "tether.auth-failed"
+	case errors.Is(err, broker.ErrVersionMismatch):
+		return "tether.version-mismatch"
+	case errors.Is(err, remoteable.ErrAccessDenied):
+		return "tether.access-denied"
+	}
+	return ""
 }
 
 // gatewayHop is how the gateway names itself in the errors of its own

@@ -93,10 +93,56 @@ func TestDialLoopBacksOffAndStartsOverAfterSuccess(t *testing.T) {
 	pending <- time.Now()
 	require.NoError(t, cl.WaitConnected(testCtx(t)))
 
+	// The link stays up for the backoff period (6 failures: the cap): it
+	// is steady.
+	steady := <-clk.timers
+	assert.Equal(t, 80*time.Millisecond, last(clk.delays()), "a link is steady after the backoff period")
+	steady <- time.Now()
+
 	// The connection drops and the server stays away: the loop redials at
 	// once, fails, and waits the initial delay again.
 	s.stop()
 	<-clk.timers
-	delays := clk.delays()
-	assert.Equal(t, 10*time.Millisecond, delays[len(delays)-1], "backoff starts over after a success")
+	assert.Equal(t, 10*time.Millisecond, last(clk.delays()), "backoff starts over after a steady link")
+}
+
+func last(ds []time.Duration) time.Duration { return ds[len(ds)-1] }
+
+// TestShortLinkDoesNotResetBackoff drives the dial loop with a fake clock:
+// a link that ends before it has been up for the backoff period counts as
+// a failed attempt, so the wait after it is the grown delay, not the
+// initial one; Connected and Disconnected still fire for it.
+func TestShortLinkDoesNotResetBackoff(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+
+	clk := &fakeClock{timers: make(chan chan time.Time, 100)}
+	cl, err := Connect(context.Background(), "tcp", addr,
+		WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Multiplier: 2}),
+		WithDialTimeout(time.Second),
+		withClock(clk, func() float64 { return 0.5 }))
+	require.NoError(t, err)
+	defer cl.Close()
+	tr := watch(cl)
+
+	fire := func() { (<-clk.timers) <- time.Now() }
+	fire() // 10 ms
+	fire() // 20 ms
+	pending := <-clk.timers
+	s := startServer(t, addr, publish(t, newUsers("x")))
+	pending <- time.Now() // after 40 ms: connects
+	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	<-clk.timers // the steady timer, never fired: the link is short
+
+	s.stop()
+	<-clk.timers // the wait after the short link
+	assert.Equal(t, []time.Duration{10, 20, 40, 80, 80}, scale(clk.delays(), time.Millisecond),
+		"after a short link the loop waits the grown delay (80 ms), not the initial one")
+	assert.Equal(t, Waiting, cl.State(), "calls fail fast meanwhile")
+	c, d := tr.counts()
+	assert.Equal(t, 1, c)
+	assert.Equal(t, 1, d)
 }

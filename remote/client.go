@@ -106,11 +106,22 @@ const (
 	Connecting State = iota
 	// Connected: calls go through.
 	Connected
-	// Waiting: backing off after a failed attempt. Calls fail fast with
+	// Waiting: backing off after a failed attempt (or a link that ended
+	// within the backoff period: see Backoff). Calls fail fast with
 	// ErrDisconnected unless they wait for the link.
 	Waiting
 	// Closed: Close was called.
 	Closed
+	// Refused: the server refused the last attempt: a wrong token or
+	// certificate (broker.ErrAuthFailed, which a TLS verification
+	// failure matches too), another protocol version
+	// (broker.ErrVersionMismatch), or a realm with no root for this
+	// client (remoteable.ErrAccessDenied). Such a refusal lasts until
+	// someone changes a configuration, so it is not an outage: every call
+	// fails at once with the refusal, even one that waits for the link,
+	// and the client redials at its backoff's cap in case the server is
+	// fixed.
+	Refused
 )
 
 func (s State) String() string {
@@ -123,6 +134,8 @@ func (s State) String() string {
 		return "waiting"
 	case Closed:
 		return "closed"
+	case Refused:
+		return "refused"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -136,6 +149,9 @@ type Client struct {
 	// Disconnected is emitted with the cause when a connection is lost,
 	// once per transition.
 	Disconnected signals.Signal[error]
+	// Refused is emitted with the refusal each time the server refuses a
+	// dial attempt (see the Refused state): at most once per backoff cap.
+	Refused signals.Signal[error]
 
 	network, addr string
 	opts          *options
@@ -157,6 +173,7 @@ type Client struct {
 	server   string // the name the server announced at the last successful dial
 	connects int64  // successful dials
 	failures int64  // failed dials
+	refusals int64  // dials the server refused
 
 	mirrors relayMirrors // the models this client relays, one mirror each
 }
@@ -192,7 +209,8 @@ func (cl *Client) State() State {
 }
 
 // WaitForStateChange blocks until the state differs from from, and reports
-// true; or until ctx is done, and reports false.
+// true; or until ctx is done, and reports false. A refused attempt moves
+// the state to Refused, whose error Err returns.
 func (cl *Client) WaitForStateChange(ctx context.Context, from State) bool {
 	for {
 		cl.mu.Lock()
@@ -210,10 +228,31 @@ func (cl *Client) WaitForStateChange(ctx context.Context, from State) bool {
 }
 
 // WaitConnected blocks until the client is Connected, the client is closed
-// (broker.ErrClosed) or ctx is done.
+// (broker.ErrClosed), the server refuses an attempt (the refusal: see
+// Refused) or ctx is done.
 func (cl *Client) WaitConnected(ctx context.Context) error {
 	_, err := cl.link(WaitForLink(ctx))
 	return err
+}
+
+// Err returns the error a call made now without waiting would fail with:
+// the refusal while Refused (it matches broker.ErrAuthFailed,
+// broker.ErrVersionMismatch or remoteable.ErrAccessDenied), an error
+// matching ErrDisconnected while Waiting, broker.ErrClosed once Closed,
+// and nil while Connecting or Connected.
+func (cl *Client) Err() error {
+	cl.mu.Lock()
+	st, last, server := cl.state, cl.lastErr, cl.server
+	cl.mu.Unlock()
+	switch st {
+	case Refused:
+		return last
+	case Waiting:
+		return &linkDown{addr: cl.addr, server: server, last: last}
+	case Closed:
+		return fmt.Errorf("tether: client closed: %w", broker.ErrClosed)
+	}
+	return nil
 }
 
 // Conn returns the current connection, or nil when not Connected.
@@ -228,16 +267,21 @@ func (cl *Client) Conn() *broker.Conn {
 // while there is none). It encodes as JSON for expvar.
 type ClientStats struct {
 	State        string           `json:"state"`
-	Connects     int64            `json:"connects"`     // successful dials
-	Reconnects   int64            `json:"reconnects"`   // successful dials after the first
-	DialFailures int64            `json:"dialFailures"` // failed dials
+	Connects     int64            `json:"connects"`            // successful dials
+	Reconnects   int64            `json:"reconnects"`          // successful dials after the first
+	DialFailures int64            `json:"dialFailures"`        // failed dials, refused ones included
+	Refusals     int64            `json:"refusals"`            // dials the server refused (see Refused)
+	LastError    string           `json:"lastError,omitempty"` // why the last attempt or connection failed
 	Conn         broker.ConnStats `json:"conn"`
 }
 
 // Stats returns a snapshot of the client's link.
 func (cl *Client) Stats() ClientStats {
 	cl.mu.Lock()
-	st := ClientStats{State: cl.state.String(), Connects: cl.connects, DialFailures: cl.failures}
+	st := ClientStats{State: cl.state.String(), Connects: cl.connects, DialFailures: cl.failures, Refusals: cl.refusals}
+	if cl.lastErr != nil {
+		st.LastError = cl.lastErr.Error()
+	}
 	conn := cl.conn
 	cl.mu.Unlock()
 	if st.Connects > 0 {
@@ -286,6 +330,16 @@ func (cl *Client) setState(s State, conn *broker.Conn, err error) {
 }
 
 // run dials, waits for the connection to end, and dials again, until Close.
+//
+// Backoff: a failed dial waits Backoff.delay(n) for its number n since the
+// last steady link, and a refused one waits the cap (a refusal lasts until
+// someone fixes a configuration). A link counts as steady, and starts the
+// backoff over, once it has stayed up for the current backoff period (the
+// delay, without jitter, that a failure now would wait); a link that ends
+// sooner counts as a failed attempt and is waited out, so a server that
+// accepts connections and drops them at once drives the backoff to its cap
+// instead of being redialled in a storm. A steady link that ends is
+// redialled at once.
 func (cl *Client) run() {
 	defer close(cl.done)
 	defer cl.setState(Closed, nil, broker.ErrClosed)
@@ -302,38 +356,104 @@ func (cl *Client) run() {
 			return
 		}
 		if err != nil {
+			refused := isRefusal(err)
 			cl.mu.Lock()
 			n := cl.attempts
 			cl.attempts++
 			cl.failures++
+			if refused {
+				cl.refusals++
+				n = atCap
+			}
 			cl.mu.Unlock()
-			cl.setState(Waiting, nil, err)
-			select {
-			case <-cl.opts.clock.After(cl.opts.backoff.delay(n, cl.opts.rand)):
-			case <-cl.ctx.Done():
+			if refused {
+				cl.setState(Refused, nil, err)
+				cl.Refused.Emit(err)
+			} else {
+				cl.setState(Waiting, nil, err)
+			}
+			if !cl.sleep(n) {
 				return
 			}
 			continue
 		}
 		cl.mu.Lock()
-		cl.attempts = 0 // backoff starts over after a success
 		cl.connects++
 		cl.server = conn.Peer().Name
 		cl.old = append(cl.old, conn)
 		cl.mu.Unlock()
 		cl.setState(Connected, conn, nil)
 		cl.Connected.Emit(conn)
-		select {
-		case <-conn.Closed():
-		case <-cl.ctx.Done():
-			conn.Close()
-			cl.Disconnected.Emit(broker.ErrClosed)
-			return
+		cl.mu.Lock()
+		period := cl.opts.backoff.delay(cl.attempts, noJitter)
+		cl.mu.Unlock()
+		steady := cl.opts.clock.After(period)
+	up:
+		for {
+			select {
+			case <-steady:
+				steady = nil
+				cl.mu.Lock()
+				cl.attempts = 0 // backoff starts over after a steady link
+				cl.mu.Unlock()
+			case <-conn.Closed():
+				break up
+			case <-cl.ctx.Done():
+				conn.Close()
+				cl.Disconnected.Emit(broker.ErrClosed)
+				return
+			}
 		}
-		cl.setState(Connecting, nil, conn.Err())
+		select {
+		case <-steady: // became steady as it ended
+			cl.mu.Lock()
+			cl.attempts = 0
+			cl.mu.Unlock()
+			steady = nil
+		default:
+		}
+		if steady == nil {
+			cl.setState(Connecting, nil, conn.Err())
+			cl.Disconnected.Emit(conn.Err())
+			cl.forget(conn)
+			continue
+		}
+		// Up for less than the backoff period: a failed attempt, waited out.
+		cl.mu.Lock()
+		n := cl.attempts
+		cl.attempts++
+		cl.mu.Unlock()
+		cl.setState(Waiting, nil, conn.Err())
 		cl.Disconnected.Emit(conn.Err())
 		cl.forget(conn)
+		if !cl.sleep(n) {
+			return
+		}
 	}
+}
+
+// noJitter makes Backoff.delay give the period without jitter.
+func noJitter() float64 { return 0.5 }
+
+// atCap is an attempt number whose delay is the backoff's cap.
+const atCap = 1 << 30
+
+// sleep waits out the delay after failed attempt number n, reporting false
+// if the client was closed meanwhile.
+func (cl *Client) sleep(n int) bool {
+	select {
+	case <-cl.opts.clock.After(cl.opts.backoff.delay(n, cl.opts.rand)):
+		return true
+	case <-cl.ctx.Done():
+		return false
+	}
+}
+
+// isRefusal reports whether a dial failed because the server refused it
+// (or TLS did not verify a certificate): see Refused.
+func isRefusal(err error) bool {
+	return errors.Is(err, broker.ErrAuthFailed) || errors.Is(err, broker.ErrVersionMismatch) ||
+		errors.Is(err, remoteable.ErrAccessDenied)
 }
 
 // forget drops a dead connection from those Close waits for, once it is Done.
@@ -354,7 +474,8 @@ func (cl *Client) forget(dead *broker.Conn) {
 
 // WaitForLink returns a context under which calls made while the client is
 // Waiting (backing off) wait for the link to come back instead of failing
-// with ErrDisconnected. The wait is bounded by ctx.
+// with ErrDisconnected. The wait is bounded by ctx, and ends with the
+// refusal if the server refuses the client (see Refused).
 //
 // The wish travels with every call made under the context, as its deadline
 // does: a relay that forwards such a call while its own upstream link is
@@ -368,7 +489,9 @@ func waitsForLink(ctx context.Context) bool { return linkwait.Wanted(ctx) }
 
 // link returns the connection to use for a call made now, applying the
 // state rules: wait while Connecting, fail fast while Waiting (unless ctx
-// waits for the link), fail when Closed.
+// waits for the link), fail with the refusal while Refused (even if ctx
+// waits for the link: a refusal lasts until someone fixes it), fail when
+// Closed.
 func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 	for {
 		cl.mu.Lock()
@@ -384,6 +507,8 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 			}
 		case Closed:
 			return nil, fmt.Errorf("%w: this remote.Client was closed; make a new one with remote.Connect", broker.ErrClosed)
+		case Refused:
+			return nil, last
 		case Waiting:
 			if !waitsForLink(ctx) {
 				return nil, &linkDown{addr: cl.addr, server: server, last: last}
@@ -400,7 +525,10 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 // Backoff shapes the delays between failed dial attempts: Initial after the
 // first failure, multiplied by Multiplier after each further one, capped at
 // Max, each randomised by ±Jitter (a fraction). Zero fields take the
-// defaults: 100 ms, 10 s, 1.6 and 0.2.
+// defaults: 100 ms, 10 s, 1.6 and 0.2. The delays start over after a
+// steady link, one that stayed up for the current period (the delay
+// without jitter that a failure would wait then); a link that ends sooner
+// counts as a failed attempt. A refused attempt waits Max.
 type Backoff struct {
 	Initial    time.Duration
 	Max        time.Duration

@@ -10,14 +10,35 @@
 // # Link states
 //
 // A Client is Connecting (a dial attempt is in progress), Connected, Waiting
-// (backing off after a failed attempt) or Closed. A call made while
-// Connecting waits for that attempt, bounded by its context; a call made
-// while Waiting fails at once with ErrDisconnected, unless its context was
-// made with WaitForLink, in which case it waits for the link (bounded by the
-// context). These are grpc-go's CONNECTING and TRANSIENT_FAILURE semantics.
-// Backoff between attempts is exponential, jittered, capped, and starts over
-// after every successful connection. Connected and Disconnected are emitted
-// exactly once per transition.
+// (backing off after a failed attempt), Refused (the server refused the
+// last attempt) or Closed. A call made while Connecting waits for that
+// attempt, bounded by its context; a call made while Waiting fails at once
+// with ErrDisconnected, unless its context was made with WaitForLink, in
+// which case it waits for the link (bounded by the context). These are
+// grpc-go's CONNECTING and TRANSIENT_FAILURE semantics. Connected and
+// Disconnected are emitted exactly once per transition.
+//
+// # Refusals
+//
+// A refusal is not an outage: a wrong token or name, a TLS certificate that
+// did not verify (broker.ErrAuthFailed), another protocol version
+// (broker.ErrVersionMismatch) or a realm with no root for the client
+// (remoteable.ErrAccessDenied) lasts until someone changes a configuration.
+// While Refused, every call fails at once with the refusal, which matches
+// its sentinel and not ErrDisconnected, even a call that waits for the
+// link; Err returns it, Stats counts it, and the Refused signal fires for
+// each refused attempt. The client keeps redialling at the backoff's cap,
+// so it connects by itself once the server (or what it trusts) is fixed.
+//
+// # Backoff
+//
+// Backoff between failed attempts is exponential, jittered and capped
+// (WithBackoff). It starts over after a steady link: one that stayed up
+// for the current backoff period, the delay a failure would wait now. A
+// link that ends sooner counts as a failed attempt and is waited out, so a
+// server that accepts connections and drops them at once is redialled at
+// most once per cap instead of in a storm; a steady link that ends is
+// redialled at once.
 //
 // # Wrapped references
 //

@@ -292,10 +292,13 @@ func TestClientStatsCountReconnects(t *testing.T) {
 
 	for i := range 2 {
 		old := cl.Conn()
+		failed := cl.Stats().DialFailures
 		p.Refuse(true)
 		p.Reset()
 		<-old.Done()
-		waitState(t, cl, Waiting) // at least one dial refused
+		for cl.Stats().DialFailures == failed { // at least one dial refused
+			require.True(t, cl.WaitForStateChange(ctx, cl.State()))
+		}
 		p.Refuse(false)
 		require.NoError(t, cl.WaitConnected(ctx))
 		assert.Equal(t, int64(i+1), cl.Stats().Reconnects)

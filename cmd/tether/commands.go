@@ -9,10 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +22,41 @@ import (
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/remote"
 )
+
+// warnLogger logs warnings and errors to w: what an operator must act on,
+// such as refused handshakes.
+func warnLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// logRefusals logs each refusal by the server cl dials (a wrong -token, an
+// untrusted certificate, another protocol version), at most one per
+// backoff cap: calls fail meanwhile, and the operator must fix the
+// command's flags. It returns the function that stops it.
+func logRefusals(cl *remote.Client, addr string, logger *slog.Logger) (stop func()) {
+	var (
+		mu     sync.Mutex
+		logged bool
+	)
+	log := func(err error) {
+		mu.Lock()
+		logged = true
+		mu.Unlock()
+		logger.Warn("tether: the server refused this client", "server", addr, "err", err)
+	}
+	stop = cl.Refused.Connect(log)
+	// The client dials from the start: its first refusal may have come
+	// before the signal was connected.
+	if cl.State() == remote.Refused {
+		mu.Lock()
+		missed := !logged
+		mu.Unlock()
+		if err := cl.Err(); missed && err != nil {
+			log(err)
+		}
+	}
+	return stop
+}
 
 // newFlags returns a flag set whose -h prints synopsis, then the flags.
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
@@ -477,7 +514,8 @@ every tick).`, stderr)
 		return usageErr("-client-ca needs -cert and -key")
 	}
 	reg, drive := newDemo()
-	srv := broker.NewServer(reg, broker.WithName("tether-demo"), broker.WithToken(*token), broker.WithTracebacks(*tracebacks))
+	srv := broker.NewServer(reg, broker.WithName("tether-demo"), broker.WithToken(*token), broker.WithTracebacks(*tracebacks),
+		broker.WithLogger(warnLogger(stderr))) // each refused handshake, among others
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	driven := make(chan struct{})
@@ -548,6 +586,7 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	}
 	defer cl.Close()
 	defer gw.Close()
+	defer logRefusals(cl, *upstream, warnLogger(stderr))()
 	if *debug != "" {
 		stopDebug, err := serveDebug(*debug, func() any { return cl.Stats() }, stdout)
 		if err != nil {

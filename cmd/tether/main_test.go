@@ -178,10 +178,10 @@ func TestExitCodesAndUsage(t *testing.T) {
 	assert.Equal(t, exitUnreachable, code)
 	assert.Contains(t, errOut, "connection refused")
 
-	// A wrong token is refused at the handshake: also out of reach.
+	// A wrong token is refused at the handshake: exit 4, not an outage.
 	addr, _ := serve(t, "-token", "s3cret")
 	_, errOut, code = tether("call", "-token", "wrong", addr, "users.Names")
-	assert.Equal(t, exitUnreachable, code)
+	assert.Equal(t, exitRefused, code)
 	assert.Contains(t, errOut, "auth")
 	_, _, code = tether("call", "-token", "s3cret", addr, "users.Names")
 	assert.Equal(t, exitOK, code)

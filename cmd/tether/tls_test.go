@@ -69,9 +69,9 @@ func TestMutualTLS(t *testing.T) {
 	assert.JSONEq(t, `["alice","bob"]`, stdout)
 
 	_, _, code = tether("call", "-timeout", "3s", "-cacert", caFile, addr, "users.Names")
-	assert.Equal(t, exitUnreachable, code, "no client certificate")
+	assert.Equal(t, exitRefused, code, "no client certificate")
 	_, errOut, code = tether("call", "-timeout", "3s", "-tls", addr, "users.Names")
-	assert.Equal(t, exitUnreachable, code, "the server's CA is not trusted")
+	assert.Equal(t, exitRefused, code, "the server's CA is not trusted")
 	assert.Contains(t, errOut, "certificate")
 	_, errOut, code = tether("call", "-cacert", filepath.Join(dir, "missing.pem"), addr, "users.Names")
 	assert.Equal(t, exitUsage, code)

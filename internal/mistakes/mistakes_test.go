@@ -35,6 +35,24 @@ func (s *shop) Blob(ctx context.Context, n int) ([]byte, error)            { ret
 func (s *shop) Model(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
 func (s *shop) Wait(ctx context.Context) error                             { <-ctx.Done(); return ctx.Err() }
 
+// counter's methods have pointer receivers: a counter value has none.
+type counter struct{ n int }
+
+func (c *counter) Inc(ctx context.Context) (int, error) { c.n++; return c.n, nil }
+
+// typo declares a method it does not have.
+type typo struct{}
+
+func (*typo) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"Fetch": {Idempotent: true}}
+}
+func (*typo) Get(ctx context.Context) (string, error) { return "", nil }
+
+// ctxLast takes its context last.
+type ctxLast struct{}
+
+func (*ctxLast) Get(name string, ctx context.Context) (string, error) { return name, nil }
+
 // vault admits only a peer verified as "admin".
 type vault struct{ remoteable.Referenceable }
 
@@ -149,6 +167,28 @@ func TestMistakes(t *testing.T) {
 			_, err := gateway.New(e.cl, gateway.WithTimeout(0))
 			return err
 		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithTimeout", "positive"}},
+		{"a manager whose methods have pointer receivers, registered by value", func(t *testing.T, e *env) error {
+			return e.reg.Register("counter", counter{})
+		}, broker.ErrNotCallable, broker.InvalidArgument, []string{`"counter"`, "pointer receiver", "publish a pointer"}},
+		{"RemoteMethods naming a method the type does not have", func(t *testing.T, e *env) error {
+			return e.reg.Register("typo", &typo{})
+		}, broker.ErrNotCallable, broker.InvalidArgument, []string{"Fetch", "fix the name"}},
+		{"a context that is not the first parameter", func(t *testing.T, e *env) error {
+			return e.reg.Register("ctxlast", &ctxLast{})
+		}, broker.ErrNotCallable, broker.InvalidArgument, []string{"Get", "move the context to the first parameter"}},
+		{"a server whose root has nothing callable", func(t *testing.T, e *env) error {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			return broker.NewServer(counter{}).Serve(ln)
+		}, broker.ErrNotCallable, broker.InvalidArgument, []string{"publish a pointer"}},
+		{"a wrong token on a lasting client", func(t *testing.T, e *env) error {
+			cl, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithBroker(broker.WithToken("guess")))
+			require.NoError(t, err)
+			defer cl.Close()
+			_, err = cl.Registry().Lookup(ctx(t), "shop")
+			assert.NotErrorIs(t, err, remote.ErrDisconnected, "a refusal is not an outage")
+			return err
+		}, broker.ErrAuthFailed, broker.Unauthenticated, []string{"authentication failed", "WithToken"}},
 		{"a wrong token", func(t *testing.T, e *env) error {
 			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("guess"))
 			return err

@@ -1,0 +1,166 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/hop"
+	"github.com/tether-go/tether/internal/leakcheck"
+)
+
+// warnLog returns a logger at warn level and what it wrote.
+func warnLog() (*slog.Logger, *lockedBuffer) {
+	var b lockedBuffer
+	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelWarn})), &b
+}
+
+// waitLogged waits (bounded) until logs holds n lines containing want:
+// the server logs a refusal on its handshake goroutine, after the dialer
+// already has its answer.
+func waitLogged(t *testing.T, logs *lockedBuffer, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(logs.String(), want) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d log lines with %q; the log:\n%s", n, want, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRefusedTokenReadsOnce: a wrong token fails the dial with an error
+// that matches ErrAuthFailed (and is no *RemoteError), reads
+// "tether:" once, and says what to check; the server logs the refusal at
+// warn level.
+func TestRefusedTokenReadsOnce(t *testing.T) {
+	leakcheck.Check(t)
+	logger, logs := warnLog()
+	_, addr := startServer(t, newService(), WithToken("right"), WithLogger(logger))
+	_, err := Dial(testCtx(t), "tcp", addr, WithToken("wrong"))
+	require.ErrorIs(t, err, ErrAuthFailed)
+	var re *RemoteError
+	assert.False(t, errors.As(err, &re), "a refused handshake is not an error a call returned")
+	msg := err.Error()
+	assert.True(t, strings.HasPrefix(msg, "tether: authentication failed: "), msg)
+	assert.Equal(t, 1, strings.Count(msg, "tether:"), "no repeated prefix: %s", msg)
+	assert.Contains(t, msg, "WithToken")
+	waitLogged(t, logs, "tether: handshake refused", 1)
+	assert.Contains(t, logs.String(), "level=WARN")
+
+	// For a peer of this process (a relay passing it on), the address goes.
+	red, _ := hop.Redact(err, hop.Self{Name: "edge", Role: "relay"})
+	assert.Equal(t, `tether: authentication failed: relay "edge" was refused by its server: its credentials were not accepted`, red)
+}
+
+// fakeServer answers one dialer's Hello with a Welcome of another
+// protocol version, as a newer server would.
+func fakeServer(t *testing.T, version uint64) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		cfg := yamux.DefaultConfig()
+		cfg.LogOutput, cfg.Logger = nil, yamuxLogger{discardLogger()}
+		sess, err := yamux.Server(nc, cfg)
+		if err != nil {
+			return
+		}
+		defer sess.Close()
+		st, err := sess.Accept()
+		if err != nil {
+			return
+		}
+		if _, err := cborx.NewFrameReader(st, handshakeMax, 1024).Next(); err != nil {
+			return
+		}
+		st.Write(hpFrame(body(func(e *encoder) error {
+			e.buf = cborx.AppendArray(e.buf, 5)
+			e.buf = cborx.AppendUint(e.buf, msgWelcome)
+			e.buf = cborx.AppendUint(e.buf, version)
+			e.buf = cborx.AppendText(e.buf, "future")
+			e.buf = cborx.AppendText(e.buf, "conn-1")
+			e.buf = cborx.AppendUint(e.buf, 1<<20)
+			return nil
+		})))
+		st.Read(make([]byte, 1)) // until the dialer hangs up
+	}()
+	return ln.Addr().String()
+}
+
+// TestVersionMismatchBothWays: a dialer that meets a server of another
+// version, and a server that meets a dialer of another version, both
+// report ErrVersionMismatch; the server logs it.
+func TestVersionMismatchBothWays(t *testing.T) {
+	leakcheck.Check(t)
+	_, err := Dial(testCtx(t), "tcp", fakeServer(t, protocolVersion+1))
+	require.ErrorIs(t, err, ErrVersionMismatch)
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), err.Error())
+	assert.Contains(t, err.Error(), "upgrade the older side")
+
+	logger, logs := warnLog()
+	_, addr := startServer(t, newService(), WithLogger(logger))
+	p, err := hpConnect(addr)
+	require.NoError(t, err)
+	defer p.close()
+	require.NoError(t, p.openMain())
+	require.NoError(t, p.send(body(func(e *encoder) error {
+		e.buf = cborx.AppendArray(e.buf, 5)
+		e.buf = cborx.AppendUint(e.buf, msgHello)
+		e.buf = cborx.AppendUint(e.buf, protocolVersion+1)
+		e.buf = cborx.AppendText(e.buf, "future")
+		e.buf = cborx.AppendText(e.buf, "")
+		e.buf = cborx.AppendUint(e.buf, 1<<20)
+		return nil
+	})))
+	b, err := p.fr.Next()
+	require.NoError(t, err)
+	_, err = parseWelcome(b)
+	assert.ErrorIs(t, err, ErrVersionMismatch, "the server answers with a refusal")
+	waitLogged(t, logs, "tether: handshake refused", 1)
+	assert.Contains(t, logs.String(), "version mismatch")
+}
+
+// TestTLSRefusalsMatchErrAuthFailed: a TLS handshake that fails on a
+// certificate is a refusal, on both sides: the dialer does not trust the
+// server's certificate, or the server wants a client certificate the
+// dialer does not have. The dialer's error matches ErrAuthFailed and
+// keeps the TLS error; the server logs each refusal.
+func TestTLSRefusalsMatchErrAuthFailed(t *testing.T) {
+	leakcheck.Check(t)
+	srvCfg, cliCfg := tlsConfigs(t)
+	logger, logs := warnLog()
+	_, addr := startServer(t, newService(), WithTLS(srvCfg), WithLogger(logger))
+
+	_, err := Dial(testCtx(t), "tcp", addr, WithTLS(&tls.Config{Certificates: cliCfg.Certificates}))
+	require.ErrorIs(t, err, ErrAuthFailed, "the server's certificate is not trusted")
+	var ce *tls.CertificateVerificationError
+	assert.True(t, errors.As(err, &ce), "the TLS error is kept: %v", err)
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), err.Error())
+	assert.Contains(t, err.Error(), "RootCAs")
+
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		_, err = Dial(testCtx(t), "tcp", addr, WithTLS(&tls.Config{RootCAs: cliCfg.RootCAs, MaxVersion: version}))
+		require.ErrorIs(t, err, ErrAuthFailed, "no client certificate, TLS %x", version)
+		assert.Contains(t, err.Error(), "Certificates", err.Error())
+	}
+	waitLogged(t, logs, "tether: handshake refused", 3)
+	assert.NotContains(t, logs.String(), "level=DEBUG")
+
+}

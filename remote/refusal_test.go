@@ -1,0 +1,271 @@
+package remote
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/hashicorp/yamux"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/signals"
+)
+
+// stamps records when sig fires.
+func stamps[T any](sig *signals.Signal[T]) func() []time.Time {
+	var (
+		mu sync.Mutex
+		ts []time.Time
+	)
+	sig.Connect(func(T) { mu.Lock(); ts = append(ts, time.Now()); mu.Unlock() })
+	return func() []time.Time { mu.Lock(); defer mu.Unlock(); return append([]time.Time(nil), ts...) }
+}
+
+// apart checks that consecutive times are at least min apart: a slow
+// machine only makes them further apart.
+func apart(t *testing.T, ts []time.Time, min time.Duration, what string) {
+	t.Helper()
+	for i := 1; i < len(ts); i++ {
+		assert.GreaterOrEqual(t, ts[i].Sub(ts[i-1]), min, "%s %d and %d", what, i-1, i)
+	}
+}
+
+// TestWrongTokenIsRefusedNotDisconnected: a client with a wrong token is
+// refused: its calls fail with broker.ErrAuthFailed (not ErrDisconnected)
+// at once, even those that wait for the link, its state and stats say
+// so, it redials at its backoff's cap without the backoff starting over,
+// and once the server is fixed (restarted with the client's token on the
+// same address) it connects by itself.
+func TestWrongTokenIsRefusedNotDisconnected(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithToken("right"))
+	cl := connect(t, s.addr, WithBroker(broker.WithToken("wrong")))
+	refused := stamps(&cl.Refused)
+
+	// A call made during the first attempt waits for it, then fails with
+	// the refusal: not after its whole deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := cl.Registry().Lookup(WaitForLink(ctx), "users")
+	require.ErrorIs(t, err, broker.ErrAuthFailed)
+	assert.NotErrorIs(t, err, ErrDisconnected, "a refusal is not an outage")
+	assert.NoError(t, ctx.Err(), "the call did not wait for its deadline")
+	msg := err.Error()
+	assert.True(t, strings.HasPrefix(msg, "tether: authentication failed"), msg)
+	assert.Equal(t, 1, strings.Count(msg, "tether:"), "no repeated prefix: %s", msg)
+	assert.Contains(t, msg, "WithToken")
+
+	waitState(t, cl, Refused)
+	assert.ErrorIs(t, cl.Err(), broker.ErrAuthFailed)
+	assert.ErrorIs(t, cl.WaitConnected(WaitForLink(ctx)), broker.ErrAuthFailed)
+	st := cl.Stats()
+	assert.Equal(t, "refused", st.State)
+	assert.GreaterOrEqual(t, st.Refusals, int64(1))
+	assert.Contains(t, st.LastError, "authentication failed")
+
+	// It keeps redialling, each time after a wait at the cap: fast() caps
+	// the backoff at 200 ms with ±20% jitter, so refused attempts are at
+	// least 160 ms apart (a backoff grown from its start, 20 ms, would
+	// make them 20, 32, 51 ms apart).
+	for len(refused()) < 4 {
+		require.True(t, cl.WaitForStateChange(ctx, cl.State()))
+	}
+	apart(t, refused(), 160*time.Millisecond, "refusals")
+	for s.srv.Stats().Refused < 4 { // the server counts once its side of the handshake is done
+		require.NoError(t, ctx.Err(), "the server saw each attempt")
+		time.Sleep(time.Millisecond)
+	}
+
+	// The server is fixed: the client connects by itself.
+	s.stop()
+	fixed := startServer(t, s.addr, publish(t, newUsers("y")), broker.WithToken("wrong"))
+	waitState(t, cl, Connected) // WaitConnected would return the refusal while Refused
+	assert.NoError(t, cl.Err())
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	var out string
+	require.NoError(t, users.Call(ctx, "Get", &out, "alice"))
+	assert.Equal(t, "y:alice", out)
+	_ = fixed
+}
+
+// TestVersionMismatchIsRefused: a server that speaks another protocol
+// version refuses the client with broker.ErrVersionMismatch.
+func TestVersionMismatchIsRefused(t *testing.T) {
+	leakcheck.Check(t)
+	addr := futureServer(t)
+	cl := connect(t, addr)
+	ctx := testCtx(t)
+	_, err := cl.Registry().Lookup(ctx, "users")
+	require.ErrorIs(t, err, broker.ErrVersionMismatch)
+	assert.NotErrorIs(t, err, ErrDisconnected)
+	waitState(t, cl, Refused)
+	assert.ErrorIs(t, cl.Err(), broker.ErrVersionMismatch)
+}
+
+// futureServer speaks the handshake as a server of a later protocol
+// version would: it answers every Hello with a Welcome of version 2.
+func futureServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				cfg := yamux.DefaultConfig()
+				cfg.LogOutput = io.Discard
+				sess, err := yamux.Server(nc, cfg)
+				if err != nil {
+					return
+				}
+				defer sess.Close()
+				st, err := sess.Accept()
+				if err != nil {
+					return
+				}
+				if _, err := st.Read(make([]byte, 1024)); err != nil { // the Hello
+					return
+				}
+				welcome, _ := cbor.Marshal([]any{1, 2, "future", "conn-1", 1 << 20})
+				st.Write(append(binary.AppendUvarint(nil, uint64(len(welcome))), welcome...))
+				st.Read(make([]byte, 1)) // until the dialer hangs up
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// TestTLSVerificationFailureIsRefused: a client that does not trust the
+// server's certificate is refused with broker.ErrAuthFailed (and the TLS
+// error), not treated as an outage.
+func TestTLSVerificationFailureIsRefused(t *testing.T) {
+	leakcheck.Check(t)
+	srvCert := selfSigned(t, "127.0.0.1")
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithTLS(&tls.Config{Certificates: []tls.Certificate{srvCert}}))
+	other := x509.NewCertPool() // trusts nothing the server has
+	cl := connect(t, s.addr, WithBroker(broker.WithTLS(&tls.Config{RootCAs: other})))
+	ctx := testCtx(t)
+	_, err := cl.Registry().Lookup(WaitForLink(ctx), "users")
+	require.ErrorIs(t, err, broker.ErrAuthFailed)
+	var ce *tls.CertificateVerificationError
+	assert.True(t, errors.As(err, &ce), "the TLS error is kept: %v", err)
+	assert.NotErrorIs(t, err, ErrDisconnected)
+	waitState(t, cl, Refused)
+}
+
+// TestAcceptThenDropIsNoStorm: a server that completes every handshake
+// and drops the connection at once gets at most one attempt per backoff
+// period from a client once its backoff reaches the cap, instead of one
+// per handshake's round trip; Connected and Disconnected still fire once
+// per link that came up.
+func TestAcceptThenDropIsNoStorm(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(publish(t, newUsers("x")))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, err := srv.ServeConn(context.Background(), nc); err == nil {
+					c.Close()
+					<-c.Done()
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); srv.Close(); wg.Wait() })
+
+	cl, err := Connect(context.Background(), "tcp", ln.Addr().String(),
+		WithBackoff(Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}),
+		WithDialTimeout(time.Second))
+	require.NoError(t, err)
+	tr := watch(cl)
+	connected := stamps(&cl.Connected)
+
+	// Links 1, 2 and 3 end within their backoff period and are waited
+	// out for 50, 100 and 200 ms; from the third on each wait is the cap,
+	// 200 ms ±20%: links come up at least 160 ms apart. Without the rule,
+	// a new link every few milliseconds.
+	ctx := testCtx(t)
+	for len(connected()) < 8 {
+		require.NoError(t, ctx.Err(), "the client stopped redialling")
+		time.Sleep(time.Millisecond)
+	}
+	cl.Close()
+	ts := connected()
+	apart(t, ts[3:], 160*time.Millisecond, "links") // ts[0] is link 1 or 2: the hook may miss the first
+	c, d := tr.counts()
+	assert.InDelta(t, c, d, 1, "Connected %d, Disconnected %d", c, d)
+	for srv.Stats().Accepted < int64(c) { // the server counts once its side of the handshake is done
+		require.NoError(t, ctx.Err(), "Connected fires once per link that came up: %d, server %d", c, srv.Stats().Accepted)
+		time.Sleep(time.Millisecond)
+	}
+	assert.GreaterOrEqual(t, int64(c)+2, srv.Stats().Accepted, "and for every one (the hook may miss the first; Close may cut the last)")
+}
+
+func selfSigned(t *testing.T, host string) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP(host)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestRefusedRelayTellsItsPeers: a relay whose upstream refuses it fails
+// its peers' calls at once with the refusal's sentinel, in words that say
+// the relay was refused, without the upstream's address.
+func TestRefusedRelayTellsItsPeers(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithToken("not-r"))
+	down := connect(t, startRelay(t, s.addr, nil)) // the relay sends token "r"
+	_, err := down.Registry().Lookup(testCtx(t), "users")
+	require.ErrorIs(t, err, broker.ErrAuthFailed)
+	assert.Contains(t, err.Error(), `the relay was refused by its server`)
+	assert.NotContains(t, err.Error(), s.addr)
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), err.Error())
+}

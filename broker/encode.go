@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -180,7 +181,8 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		if !ti.model {
 			return fmt.Errorf("%v cannot be sent", ti.t)
 		}
-		feed := v.Interface().(remoteable.Cacheable).CacheFeed()
+		model := v.Interface().(remoteable.Cacheable)
+		feed := model.CacheFeed()
 		if feed == nil {
 			return fmt.Errorf("%v has no feed to send", ti.t)
 		}
@@ -189,7 +191,21 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		}
 		defer e.leave()
 		e.buf = cborx.AppendTag(e.buf, tagCacheable)
-		return e.object(feed)
+		// A mirror sent to the process that owns its source goes home: as
+		// the reference it follows its source by, which the receiver
+		// decodes to its own model (docs/protocol.md, "A model coming
+		// home").
+		if h, ok := feed.(cacheHome); ok && e.c != nil {
+			if r := h.CacheHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+				return e.home(r)
+			}
+		}
+		err := e.object(feed)
+		// The model must outlive the export: a mirror nobody else holds
+		// would otherwise be collected, and its feed closed, while it is
+		// handed out.
+		runtime.KeepAlive(model)
+		return err
 	case kCopyable:
 		if err := e.enter2(); err != nil {
 			return err
@@ -482,16 +498,29 @@ func (e *encoder) ref(r *Ref) error {
 		if r.released.Load() {
 			return ErrReleased
 		}
-		if e.level > decodeLimits.MaxDepth { // its tag
-			return errTooDeep()
-		}
-		e.homecoming = true
-		e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
-		e.buf = cborx.AppendUint(e.buf, r.id)
-		return nil
+		return e.home(r)
 	default:
 		return e.object(r)
 	}
+}
+
+// home writes a reference back to the receiver's own object r denotes (r
+// lives on e.c).
+func (e *encoder) home(r *Ref) error {
+	if e.level > decodeLimits.MaxDepth { // its tag
+		return errTooDeep()
+	}
+	e.homecoming = true
+	e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
+	e.buf = cborx.AppendUint(e.buf, r.id)
+	return nil
+}
+
+// cacheHome is implemented by a mirror's feed (the publisher a mirror's
+// CacheFeed returns): CacheHome returns the reference by which the mirror
+// follows its source when that reference lives on c, or nil.
+type cacheHome interface {
+	CacheHome(c *Conn) *Ref
 }
 
 // errorValue writes err as an error value (tag and wire form).

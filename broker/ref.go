@@ -70,6 +70,10 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	// collector could release it while the call is on its way (a Release on
 	// the main stream can overtake a call on a message stream).
 	defer runtime.KeepAlive(r)
+	// So must the arguments: a mirror passed home travels as its own
+	// handle to its subscription, which the mirror's collection would
+	// release.
+	defer runtime.KeepAlive(args)
 	return r.c.call(ctx, r.id, method, reply, args)
 }
 
@@ -394,7 +398,11 @@ func (c *Conn) export(obj any) (uint64, error) {
 			c.subscriptions--
 		}
 		c.rmu.Unlock()
-		releaseProxy(ex)
+		// Only the proxy's own handle goes: the object was never told it
+		// was exported (Exported), so it must not be told it went.
+		if r, isRef := ex.obj.(*Ref); isRef && ex.proxy != nil {
+			r.Release()
+		}
 		if !ok {
 			return 0, &linkError{cause: ErrClosed, peer: c.peer.Name}
 		}

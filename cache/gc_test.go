@@ -225,3 +225,121 @@ func TestRepublishedMirrorLivesWhileServedDownstream(t *testing.T) {
 	require.NoError(t, down.Close())
 	collected(t, "the handed-out mirror is collected once nobody holds it", func() bool { return st.m.Subscribers() == 0 })
 }
+
+// IsMineAny reports whether what it was given, received into an any, is the
+// store's own model.
+func (s *store) IsMineAny(ctx context.Context, x any) (bool, error) { return x == any(s.m), nil }
+
+// IsMyCounter reports whether the value it was given is the store's own.
+func (s *store) IsMyCounter(ctx context.Context, v *cache.Value[int]) (bool, error) { return v == s.v, nil }
+
+// Peek reads key from a mirror it was given, which it closes.
+func (s *store) Peek(ctx context.Context, mir *cache.Mirror[string, Item], key string) (int, error) {
+	defer mir.Close()
+	v, _ := mir.Get(key)
+	return v.Count, nil
+}
+
+// TestMirrorComingHomeIsTheModel: a mirror passed back to the process that
+// owns its model arrives there as the model itself, into the model's type
+// or an any; a ValueMirror as the Value. A parameter of the mirror's type
+// cannot take the model: that is a clear error naming both types.
+func TestMirrorComingHomeIsTheModel(t *testing.T) {
+	leakcheck.Check(t)
+	st := newStore()
+	require.NoError(t, st.m.Set("a", Item{Count: 3}))
+	_, ref := dialStore(t, startServer(t, st))
+	ctx := testCtx(t)
+	var mir *cache.Mirror[string, Item]
+	require.NoError(t, ref.Call(ctx, "Model", &mir))
+
+	var same bool
+	require.NoError(t, ref.Call(ctx, "IsMine", &same, mir))
+	require.True(t, same, "a *cache.Map parameter gets the model itself")
+	same = false
+	require.NoError(t, ref.Call(ctx, "IsMineAny", &same, mir))
+	require.True(t, same, "an any parameter gets the model itself")
+	require.Equal(t, 1, st.m.Subscribers(), "sending the mirror home made no mirror there")
+
+	err := ref.Call(ctx, "Peek", nil, mir, "a")
+	t.Log(err)
+	require.ErrorIs(t, err, broker.ErrBadArguments)
+	require.Contains(t, err.Error(), "*cache.Map[string,github.com/tether-go/tether/cache_test.Item]")
+	require.Contains(t, err.Error(), "*cache.Mirror[string,github.com/tether-go/tether/cache_test.Item]")
+
+	var vm *cache.ValueMirror[int]
+	require.NoError(t, ref.Call(ctx, "Counter", &vm))
+	same = false
+	require.NoError(t, ref.Call(ctx, "IsMyCounter", &same, vm))
+	require.True(t, same, "a ValueMirror comes home as the Value")
+
+	// The mirror still follows the model.
+	require.NoError(t, st.m.Set("a", Item{Count: 4}))
+	eventually(t, "the mirror follows", func() bool { v, _ := mir.Get("a"); return v.Count == 4 })
+	require.NoError(t, mir.Close())
+	require.NoError(t, vm.Close())
+}
+
+// TestMirrorComingHomeThroughARelay: a client's mirror passed to a method
+// upstream of a relay arrives at the model's owner as the model: at the
+// relay it is the relay's own mirror, which goes on home.
+func TestMirrorComingHomeThroughARelay(t *testing.T) {
+	leakcheck.Check(t)
+	c := startChain(t)
+	require.NoError(t, c.st.m.Set("a", Item{Count: 1}))
+	cl := connect(t, c.down.Addr())
+	ctx := testCtx(t)
+	ref, err := cl.Registry().Lookup(ctx, "store")
+	require.NoError(t, err)
+	var mir *cache.Mirror[string, Item]
+	require.NoError(t, ref.Call(ctx, "Model", &mir))
+	var same bool
+	require.NoError(t, ref.Call(ctx, "IsMine", &same, mir))
+	require.True(t, same, "the origin gets its own model")
+	same = false
+	require.NoError(t, ref.Call(ctx, "IsMineAny", &same, mir))
+	require.True(t, same)
+	require.Equal(t, 1, c.st.m.Subscribers(), "still one subscription upstream")
+	require.NoError(t, mir.Close())
+}
+
+// TestMirrorComingHomeToATypedRelay: a client's mirror of a mirror that a
+// process handed out arrives at that process as its own mirror.
+func TestMirrorComingHomeToATypedRelay(t *testing.T) {
+	leakcheck.Check(t)
+	st := newStore()
+	addr := startHandout(t, st)
+	conn, err := broker.Dial(testCtx(t), "tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(); <-conn.Done() })
+	ctx := testCtx(t)
+	href, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "handout")
+	require.NoError(t, err)
+	var down *cache.Mirror[string, Item]
+	require.NoError(t, href.Call(ctx, "Model", &down))
+	var same bool
+	require.NoError(t, href.Call(ctx, "IsMine", &same, down))
+	require.True(t, same, "the handout gets the mirror it handed out")
+	require.NoError(t, down.Close())
+}
+
+// TestMirrorToAThirdPartyIsAMirror: a mirror passed to a process other than
+// its model's owner still arrives as a mirror there, which follows it.
+func TestMirrorToAThirdPartyIsAMirror(t *testing.T) {
+	leakcheck.Check(t)
+	a, b := newStore(), newStore()
+	require.NoError(t, a.m.Set("a", Item{Count: 5}))
+	_, aref := dialStore(t, startServer(t, a))
+	_, bref := dialStore(t, startServer(t, b))
+	ctx := testCtx(t)
+	var mir *cache.Mirror[string, Item]
+	require.NoError(t, aref.Call(ctx, "Model", &mir))
+	var got int
+	require.NoError(t, bref.Call(ctx, "Peek", &got, mir, "a"))
+	require.Equal(t, 5, got)
+	var same bool
+	err := bref.Call(ctx, "IsMine", &same, mir)
+	require.ErrorIs(t, err, broker.ErrBadArguments, "b cannot take a's model as its own")
+	eventually(t, "b's mirror is dropped", func() bool { return mir.Subscribers() == 0 })
+	require.NoError(t, mir.Close())
+}

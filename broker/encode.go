@@ -26,6 +26,10 @@ type encoder struct {
 	scratch    bytes.Buffer
 	exported   []uint64
 	homecoming bool // the message holds a reference to an object of the receiver
+	// keep holds the mirrors the message sends home until it is sent:
+	// one collected before that would release, ahead of the message, the
+	// subscription the message names.
+	keep []any
 	// depth counts the Go values the encoder is inside, pointers and
 	// interfaces included, so that a cyclic value fails instead of
 	// recursing for ever.
@@ -55,6 +59,10 @@ func putEncoder(e *encoder) {
 		e.buf = make([]byte, 0, 512)
 	}
 	e.c, e.exported, e.homecoming, e.depth = nil, e.exported[:0], false, 0
+	if len(e.keep) > 0 {
+		clear(e.keep)
+		e.keep = e.keep[:0]
+	}
 	e.scratch.Reset()
 	encoderPool.Put(e)
 }
@@ -197,6 +205,7 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		// home").
 		if h, ok := feed.(cacheHome); ok && e.c != nil {
 			if r := h.CacheHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+				e.keep = append(e.keep, model)
 				return e.home(r)
 			}
 		}

@@ -70,10 +70,6 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	// collector could release it while the call is on its way (a Release on
 	// the main stream can overtake a call on a message stream).
 	defer runtime.KeepAlive(r)
-	// So must the arguments: a mirror passed home travels as its own
-	// handle to its subscription, which the mirror's collection would
-	// release.
-	defer runtime.KeepAlive(args)
 	return r.c.call(ctx, r.id, method, reply, args)
 }
 

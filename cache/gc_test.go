@@ -231,7 +231,9 @@ func TestRepublishedMirrorLivesWhileServedDownstream(t *testing.T) {
 func (s *store) IsMineAny(ctx context.Context, x any) (bool, error) { return x == any(s.m), nil }
 
 // IsMyCounter reports whether the value it was given is the store's own.
-func (s *store) IsMyCounter(ctx context.Context, v *cache.Value[int]) (bool, error) { return v == s.v, nil }
+func (s *store) IsMyCounter(ctx context.Context, v *cache.Value[int]) (bool, error) {
+	return v == s.v, nil
+}
 
 // Peek reads key from a mirror it was given, which it closes.
 func (s *store) Peek(ctx context.Context, mir *cache.Mirror[string, Item], key string) (int, error) {

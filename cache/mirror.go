@@ -32,8 +32,19 @@ import (
 // *broker.Ref stays stale once its connection ends.
 //
 // A mirror is Cacheable too: return it from a method and the caller gets a
-// mirror of the mirror (a relay). Close it when done. A Mirror is safe for
-// concurrent use.
+// mirror of the mirror (a relay). Passed or returned to the process that
+// owns its model, it arrives there as the model itself (a *Map, a *Value,
+// or that process's own mirror), not as a mirror: a parameter of the
+// model's type or of type any receives it, a parameter of a mirror type
+// fails with broker.ErrBadArguments.
+//
+// Close it when done. A mirror its user no longer references is released
+// by the garbage collector, like a reference: its subscription ends and
+// the owner drops it. The functions connected to Changed and StaleChanged
+// belong to the mirror and go with it: keep a reference to the mirror for
+// as long as you want its signals. A mirror that was passed on to another
+// peer lives while that peer holds it. A Mirror is safe for concurrent
+// use.
 type Mirror[K comparable, V any] struct {
 	// Changed fires after each change, in version order.
 	Changed signals.Signal[Change[K, V]]
@@ -186,7 +197,8 @@ func (m *Mirror[K, V]) Subscribers() int {
 }
 
 // Close ends the subscription; the owner drops it. The mirror keeps its
-// last state and reports Stale. Close is idempotent.
+// last state and reports Stale. Close is idempotent. A mirror nobody
+// references is closed by the garbage collector, later.
 func (m *Mirror[K, V]) Close() error {
 	if m.fl != nil {
 		m.fl.Close()

@@ -200,9 +200,9 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		defer e.leave()
 		e.buf = cborx.AppendTag(e.buf, tagCacheable)
 		// A mirror sent to the process that owns its source goes home: as
-		// the reference it follows its source by, which the receiver
-		// decodes to its own model (docs/protocol.md, "A model coming
-		// home").
+		// a reference to its subscription there, which the receiver
+		// decodes to its own model (docs/protocol.md §11.2, "A mirror
+		// going home").
 		if h, ok := feed.(cacheHome); ok && e.c != nil {
 			if r := h.CacheHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
 				e.keep = append(e.keep, model)
@@ -526,8 +526,8 @@ func (e *encoder) home(r *Ref) error {
 }
 
 // cacheHome is implemented by a mirror's feed (the publisher a mirror's
-// CacheFeed returns): CacheHome returns the reference by which the mirror
-// follows its source when that reference lives on c, or nil.
+// CacheFeed returns): CacheHome returns the mirror's subscription to its
+// source when that subscription lives on c, or nil.
 type cacheHome interface {
 	CacheHome(c *Conn) *Ref
 }

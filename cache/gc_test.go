@@ -345,3 +345,59 @@ func TestMirrorToAThirdPartyIsAMirror(t *testing.T) {
 	eventually(t, "b's mirror is dropped", func() bool { return mir.Subscribers() == 0 })
 	require.NoError(t, mir.Close())
 }
+
+// mirrorKeeper holds a mirror of a caller's model and gives it back.
+type mirrorKeeper struct {
+	remoteable.Referenceable
+	mu  sync.Mutex
+	mir *cache.Mirror[string, int]
+}
+
+// Keep holds on to the caller's model, as a mirror.
+func (k *mirrorKeeper) Keep(ctx context.Context, mir *cache.Mirror[string, int]) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.mir = mir
+	return nil
+}
+
+// Give returns the mirror it keeps.
+func (k *mirrorKeeper) Give(ctx context.Context) (*cache.Mirror[string, int], error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.mir, nil
+}
+
+// TestMirrorReturnedHomeIsTheModel: a mirror a handler returns to the
+// process that owns its model is that model for the caller.
+func TestMirrorReturnedHomeIsTheModel(t *testing.T) {
+	leakcheck.Check(t)
+	k := &mirrorKeeper{}
+	addr := serveManager(t, "keeper", k)
+	conn, err := broker.Dial(testCtx(t), "tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(); <-conn.Done() })
+	ctx := testCtx(t)
+	ref, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "keeper")
+	require.NoError(t, err)
+	mine := cache.NewMap[string, int]()
+	require.NoError(t, mine.Set("x", 1))
+	require.NoError(t, ref.Call(ctx, "Keep", nil, mine))
+	require.Equal(t, 1, mine.Subscribers())
+
+	var back *cache.Map[string, int]
+	require.NoError(t, ref.Call(ctx, "Give", &back))
+	require.Same(t, mine, back, "the caller gets its own map back")
+	var anyBack any
+	require.NoError(t, ref.Call(ctx, "Give", &anyBack))
+	require.Same(t, mine, anyBack.(*cache.Map[string, int]))
+
+	var wrong *cache.Mirror[string, int]
+	err = ref.Call(ctx, "Give", &wrong)
+	require.ErrorIs(t, err, broker.ErrBadReply, "a mirror reply cannot hold the caller's own model")
+
+	k.mu.Lock()
+	require.NoError(t, k.mir.Close())
+	k.mu.Unlock()
+	eventually(t, "the keeper's mirror is dropped", func() bool { return mine.Subscribers() == 0 })
+}

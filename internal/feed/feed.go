@@ -160,9 +160,9 @@ type Feed struct {
 	// must not keep alive, a func() any that returns it while it lives
 	// (see Owner).
 	owner any
-	// home, set for a mirror's feed, returns the reference by which the
-	// mirror follows its source when that reference lives on the given
-	// connection (see Publisher.CacheHome).
+	// home, set for a mirror's feed, returns the mirror's subscription to
+	// its source when that subscription lives on the given connection
+	// (see Publisher.CacheHome).
 	home func(*broker.Conn) *broker.Ref
 }
 
@@ -476,10 +476,10 @@ type Publisher struct {
 // comes home decodes to it.
 func (p *Publisher) CacheModel() any { return p.f.Owner() }
 
-// CacheHome returns, for a mirror's feed, the reference by which the mirror
-// follows its own source when that reference lives on c, or nil. The
-// broker sends a mirror passed to the process that owns its source as that
-// reference, so that it arrives there as the source's own model.
+// CacheHome returns, for a mirror's feed, the mirror's subscription to its
+// source when that subscription lives on c, or nil. The broker sends a
+// mirror passed to the process that owns its source as that subscription,
+// which arrives there as the source's own model (Subscription.CacheModel).
 func (p *Publisher) CacheHome(c *broker.Conn) *broker.Ref {
 	if p.f.home == nil || c == nil {
 		return nil

@@ -105,8 +105,9 @@ func (fl *Follower) Attach(ctx context.Context) error {
 	return nil
 }
 
-// subscriptionOn returns the current subscription if it lives on c and has
-// not been released, or nil: a mirror sent over c goes home as it.
+// subscriptionOn returns the current subscription if it lives on c, or
+// nil: a mirror sent over c goes home as it (the broker checks that it was
+// not released meanwhile, and sends the mirror as a Cacheable if it was).
 func (fl *Follower) subscriptionOn(c *broker.Conn) *broker.Ref {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()

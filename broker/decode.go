@@ -278,7 +278,8 @@ func (d *decoder) cacheable(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 	}
 	xv := reflect.ValueOf(x)
 	if !xv.Type().AssignableTo(ti.t) {
-		return fmt.Errorf("the model is this process's own %T, not %v", x, ti.t)
+		return fmt.Errorf("the model came home: it is this process's own %T, which is not %v; "+
+			"declare the parameter (or reply) as %T or any to receive it", x, ti.t, x)
 	}
 	v.Set(xv)
 	return nil
@@ -763,7 +764,12 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 			o.cacheable = true
 			return o, nil
 		case interface{ CacheModel() any }:
-			return o.CacheModel(), nil // a model coming home: the model itself
+			// A model coming home (its feed, or a subscription to it that
+			// a mirror of it went home as): the model itself.
+			if m := o.CacheModel(); m != nil {
+				return m, nil
+			}
+			return nil, fmt.Errorf("%w: the model behind this feed is gone", ErrUnknownReference)
 		}
 		return nil, fmt.Errorf("%w: the reference is not to a model's feed", ErrUnknownReference)
 	}

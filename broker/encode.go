@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -25,6 +26,10 @@ type encoder struct {
 	scratch    bytes.Buffer
 	exported   []uint64
 	homecoming bool // the message holds a reference to an object of the receiver
+	// keep holds the mirrors the message sends home until it is sent:
+	// one collected before that would release, ahead of the message, the
+	// subscription the message names.
+	keep []any
 	// depth counts the Go values the encoder is inside, pointers and
 	// interfaces included, so that a cyclic value fails instead of
 	// recursing for ever.
@@ -54,6 +59,10 @@ func putEncoder(e *encoder) {
 		e.buf = make([]byte, 0, 512)
 	}
 	e.c, e.exported, e.homecoming, e.depth = nil, e.exported[:0], false, 0
+	if len(e.keep) > 0 {
+		clear(e.keep)
+		e.keep = e.keep[:0]
+	}
 	e.scratch.Reset()
 	encoderPool.Put(e)
 }
@@ -180,7 +189,8 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		if !ti.model {
 			return fmt.Errorf("%v cannot be sent", ti.t)
 		}
-		feed := v.Interface().(remoteable.Cacheable).CacheFeed()
+		model := v.Interface().(remoteable.Cacheable)
+		feed := model.CacheFeed()
 		if feed == nil {
 			return fmt.Errorf("%v has no feed to send", ti.t)
 		}
@@ -189,7 +199,22 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		}
 		defer e.leave()
 		e.buf = cborx.AppendTag(e.buf, tagCacheable)
-		return e.object(feed)
+		// A mirror sent to the process that owns its source goes home: as
+		// a reference to its subscription there, which the receiver
+		// decodes to its own model (docs/protocol.md §11.2, "A mirror
+		// going home").
+		if h, ok := feed.(cacheHome); ok && e.c != nil {
+			if r := h.CacheHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+				e.keep = append(e.keep, model)
+				return e.home(r)
+			}
+		}
+		err := e.object(feed)
+		// The model must outlive the export: a mirror nobody else holds
+		// would otherwise be collected, and its feed closed, while it is
+		// handed out.
+		runtime.KeepAlive(model)
+		return err
 	case kCopyable:
 		if err := e.enter2(); err != nil {
 			return err
@@ -482,16 +507,29 @@ func (e *encoder) ref(r *Ref) error {
 		if r.released.Load() {
 			return ErrReleased
 		}
-		if e.level > decodeLimits.MaxDepth { // its tag
-			return errTooDeep()
-		}
-		e.homecoming = true
-		e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
-		e.buf = cborx.AppendUint(e.buf, r.id)
-		return nil
+		return e.home(r)
 	default:
 		return e.object(r)
 	}
+}
+
+// home writes a reference back to the receiver's own object r denotes (r
+// lives on e.c).
+func (e *encoder) home(r *Ref) error {
+	if e.level > decodeLimits.MaxDepth { // its tag
+		return errTooDeep()
+	}
+	e.homecoming = true
+	e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
+	e.buf = cborx.AppendUint(e.buf, r.id)
+	return nil
+}
+
+// cacheHome is implemented by a mirror's feed (the publisher a mirror's
+// CacheFeed returns): CacheHome returns the mirror's subscription to its
+// source when that subscription lives on c, or nil.
+type cacheHome interface {
+	CacheHome(c *Conn) *Ref
 }
 
 // errorValue writes err as an error value (tag and wire form).

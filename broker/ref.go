@@ -399,7 +399,11 @@ func (c *Conn) export(obj any) (uint64, error) {
 			c.subscriptions--
 		}
 		c.rmu.Unlock()
-		releaseProxy(ex)
+		// Only the proxy's own handle goes: the object was never told it
+		// was exported (Exported), so it must not be told it went.
+		if r, isRef := ex.obj.(*Ref); isRef && ex.proxy != nil {
+			r.Release()
+		}
 		if !ok {
 			return 0, c.linkErr(false, ErrClosed)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -104,13 +105,17 @@ func TestObserversOfAClosedConnectionAreDropped(t *testing.T) {
 	st := newStore()
 	s := startServer(t, st)
 	conn, ref := dialStore(t, s)
+	// The mirrors are held, or the collector could release them first.
+	var mirrors []*cache.Mirror[string, Item]
 	for i := 0; i < 5; i++ {
 		var mir *cache.Mirror[string, Item]
 		require.NoError(t, ref.Call(ctx, "Model", &mir))
+		mirrors = append(mirrors, mir)
 	}
 	require.Equal(t, 5, st.m.Subscribers())
 	require.NoError(t, conn.Close())
 	eventually(t, "subscriptions of the closed connection dropped", func() bool { return st.m.Subscribers() == 0 })
+	runtime.KeepAlive(mirrors)
 	require.NoError(t, st.m.Set("after", Item{}))
 }
 

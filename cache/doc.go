@@ -42,7 +42,11 @@
 // Keys and values are encoded with Tether's codec: plain data and
 // Copyables, not references. A mirror obtained through a *remote.Ref
 // resumes by itself, provided the method that returned the model is
-// declared Idempotent (remoteable.MethodOptions). Close mirrors when done.
+// declared Idempotent (remoteable.MethodOptions). Close mirrors when done;
+// one nobody references is closed by the garbage collector, taking the
+// functions connected to its signals with it, and one passed back to the
+// process that owns its model arrives there as the model itself (see
+// Mirror).
 // docs/protocol.md describes the wire and docs/guide.md walks through an
 // example.
 package cache

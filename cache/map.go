@@ -35,9 +35,17 @@ var (
 
 // NewMap returns an empty map with a new epoch.
 func NewMap[K comparable, V any](opts ...Option) *Map[K, V] {
-	o := buildOptions(opts)
+	return newMap[K, V](buildOptions(opts), nil)
+}
+
+// newMap makes a map whose feed belongs to owner (the map itself when
+// nil): a reference to the feed that comes home decodes to owner.
+func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 	m := &Map[K, V]{items: map[K]slot[V]{}}
-	m.f = feed.New(o.logSize, m)
+	if owner == nil {
+		owner = m
+	}
+	m.f = feed.New(o.logSize, owner)
 	m.em = newEmitter[K, V](&m.Changed, nil, m, o.queueSize)
 	return m
 }

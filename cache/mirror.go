@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"weak"
 
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/remote"
@@ -30,8 +32,19 @@ import (
 // *broker.Ref stays stale once its connection ends.
 //
 // A mirror is Cacheable too: return it from a method and the caller gets a
-// mirror of the mirror (a relay). Close it when done. A Mirror is safe for
-// concurrent use.
+// mirror of the mirror (a relay). Passed or returned to the process that
+// owns its model, it arrives there as the model itself (a *Map, a *Value,
+// or that process's own mirror), not as a mirror: a parameter of the
+// model's type or of type any receives it, a parameter of a mirror type
+// fails with broker.ErrBadArguments.
+//
+// Close it when done. A mirror its user no longer references is released
+// by the garbage collector, like a reference: its subscription ends and
+// the owner drops it. The functions connected to Changed and StaleChanged
+// belong to the mirror and go with it: keep a reference to the mirror for
+// as long as you want its signals. A mirror that was passed on to another
+// peer lives while that peer holds it. A Mirror is safe for concurrent
+// use.
 type Mirror[K comparable, V any] struct {
 	// Changed fires after each change, in version order.
 	Changed signals.Signal[Change[K, V]]
@@ -57,22 +70,50 @@ var (
 // AttachCache implements remoteable.CacheMirror: the broker calls it on a
 // new mirror with a reference to the model's feed.
 func (m *Mirror[K, V]) AttachCache(ctx context.Context, src remoteable.Caller) error {
-	return m.attach(ctx, src, buildOptions(nil))
+	return m.attach(ctx, src, buildOptions(nil), weakOwner(m))
 }
 
-func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o options) error {
+// attach makes m follow src. owner returns what the mirror's feed belongs
+// to (m, or the ValueMirror around it) while it lives.
+//
+// Reachability: the follower's goroutine, the observer the source's owner
+// holds, and the feed reach m only through weak pointers, so m is
+// collected once its user lets go of it; a cleanup then closes the
+// follower, which releases the subscription. While some connection holds
+// the mirror's feed (it was passed on), the feed's publisher holds the
+// owner, and m lives.
+func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o options, owner func() any) error {
 	if m.fl != nil {
 		return errors.New("cache: mirror already attached")
 	}
 	m.opts = o
 	m.items = map[K]slot[V]{}
 	m.em = newEmitter[K, V](&m.Changed, &m.StaleChanged, m, o.queueSize)
-	fo := feed.Options{LogSize: o.logSize, Owner: m}
+	fo := feed.Options{LogSize: o.logSize, Owner: owner}
 	if _, ok := src.(*remote.Ref); ok {
 		fo.WaitLink = remote.WaitForLink
 	}
-	m.fl = feed.NewFollower(src, (*mirrorSink[K, V])(m), fo)
-	return m.fl.Attach(ctx)
+	m.fl = feed.NewFollower(src, &mirrorSink[K, V]{m: weak.Make(m)}, fo)
+	if err := m.fl.Attach(ctx); err != nil {
+		return err
+	}
+	// Close is quick (it cancels the follower's goroutine and waits for
+	// it to return), so it runs on the cleanup goroutine itself.
+	runtime.AddCleanup(m, (*feed.Follower).Close, m.fl)
+	return nil
+}
+
+// weakOwner returns a function that returns p while it lives, and nil
+// after it was collected: a feed's owner that the feed does not keep
+// alive.
+func weakOwner[T any](p *T) func() any {
+	w := weak.Make(p)
+	return func() any {
+		if x := w.Value(); x != nil {
+			return x
+		}
+		return nil
+	}
 }
 
 // Get returns the value of key.
@@ -156,7 +197,8 @@ func (m *Mirror[K, V]) Subscribers() int {
 }
 
 // Close ends the subscription; the owner drops it. The mirror keeps its
-// last state and reports Stale. Close is idempotent.
+// last state and reports Stale. Close is idempotent. A mirror nobody
+// references is closed by the garbage collector, later.
 func (m *Mirror[K, V]) Close() error {
 	if m.fl != nil {
 		m.fl.Close()
@@ -178,8 +220,13 @@ func (m *Mirror[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)
 	fn(func(k K) (slot[V], bool) { s, ok := m.items[k]; return s, ok }, m.version)
 }
 
-// mirrorSink is the mirror as its feed's typed layer.
-type mirrorSink[K comparable, V any] Mirror[K, V]
+// mirrorSink is the mirror as its feed's typed layer. It holds the mirror
+// weakly: the follower must not keep it reachable (see attach). Once the
+// mirror is collected the sink does nothing, and the mirror's cleanup
+// closes the follower.
+type mirrorSink[K comparable, V any] struct {
+	m weak.Pointer[Mirror[K, V]]
+}
 
 type decodedChange[K comparable, V any] struct {
 	k K
@@ -200,7 +247,10 @@ func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
 }
 
 func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
-	m := (*Mirror[K, V])(s)
+	m := s.m.Value()
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, ev := range events {
@@ -218,7 +268,10 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 }
 
 func (s *mirrorSink[K, V]) Stale(stale bool) {
-	m := (*Mirror[K, V])(s)
+	m := s.m.Value()
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stale != stale {

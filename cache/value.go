@@ -24,9 +24,11 @@ var (
 
 // NewValue returns a value model holding initial (version 1).
 func NewValue[T any](initial T, opts ...Option) *Value[T] {
-	m := NewMap[struct{}, T](opts...)
-	_ = m.Set(struct{}{}, initial) // an initial value that cannot be encoded shows at the first Set
-	return &Value[T]{Changed: &m.Changed, m: m}
+	v := &Value[T]{}
+	v.m = newMap[struct{}, T](buildOptions(opts), v) // a mirror of v that comes home is v
+	v.Changed = &v.m.Changed
+	_ = v.m.Set(struct{}{}, initial) // an initial value that cannot be encoded shows at the first Set
+	return v
 }
 
 // Set replaces the value as a new version. It fails, leaving the value as
@@ -48,7 +50,9 @@ func (v *Value[T]) Epoch() string { return v.m.Epoch() }
 func (v *Value[T]) CacheFeed() any { return v.m.CacheFeed() }
 
 // ValueMirror is a read-only copy of a remote Value; see Mirror for how it
-// stays in sync.
+// stays in sync, how it goes home as the Value itself, and why a
+// ValueMirror nobody holds stops following (and takes the functions
+// connected to its signals with it).
 type ValueMirror[T any] struct {
 	// Changed fires after each change, in version order.
 	Changed *signals.Signal[Change[struct{}, T]]
@@ -61,7 +65,9 @@ type ValueMirror[T any] struct {
 func (v *ValueMirror[T]) AttachCache(ctx context.Context, src remoteable.Caller) error {
 	v.m = &Mirror[struct{}, T]{}
 	v.Changed, v.StaleChanged = &v.m.Changed, &v.m.StaleChanged
-	return v.m.AttachCache(ctx, src)
+	// The feed belongs to v, so that v is what comes home; the cleanup
+	// that closes the follower is on v.m, which only v holds.
+	return v.m.attach(ctx, src, buildOptions(nil), weakOwner(v))
 }
 
 // Get returns the value.

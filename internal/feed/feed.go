@@ -156,7 +156,14 @@ type Feed struct {
 	// the log keeps more steps for (appendLog).
 	snapshots int
 	pub       *Publisher
-	owner     any
+	// owner is the model the feed belongs to, or, for a mirror the feed
+	// must not keep alive, a func() any that returns it while it lives
+	// (see Owner).
+	owner any
+	// home, set for a mirror's feed, returns the mirror's subscription to
+	// its source when that subscription lives on the given connection
+	// (see Publisher.CacheHome).
+	home func(*broker.Conn) *broker.Ref
 }
 
 // slot is one entry of a feed, or, when not live, what is left of a
@@ -177,7 +184,10 @@ const minCompact = 64
 
 // New returns an empty feed with a new epoch that keeps the last logSize
 // changes (DefaultLogSize if logSize <= 0). owner is the model the feed
-// belongs to: a reference to the feed that comes home decodes to it.
+// belongs to: a reference to the feed that comes home decodes to it. An
+// owner the feed must not keep reachable (a mirror, which is collected
+// when its user lets go of it) is given as a func() any returning it, or
+// nil once it is gone.
 func New(logSize int, owner any) *Feed {
 	if logSize <= 0 {
 		logSize = DefaultLogSize
@@ -299,6 +309,15 @@ func (f *Feed) replace(entries map[string]Change, version uint64) {
 
 // Publisher returns the object sent by reference as the model's feed.
 func (f *Feed) Publisher() *Publisher { return f.pub }
+
+// Owner returns the model the feed belongs to, or nil when it was given
+// as a func() any and is gone.
+func (f *Feed) Owner() any {
+	if fn, ok := f.owner.(func() any); ok {
+		return fn()
+	}
+	return f.owner
+}
 
 // Epoch returns the feed's epoch.
 func (f *Feed) Epoch() string {
@@ -439,16 +458,34 @@ func (f *Feed) setStaleLocked(stale bool) bool {
 
 // Publisher is the object a model's mirrors subscribe to: the model's feed
 // as sent by reference. Subscribe is its only remote method.
+//
+// While some connection holds the publisher it keeps the feed's owner
+// reachable: a mirror that was passed on to another peer is not collected
+// under that peer, even when nobody in this process holds it any more.
 type Publisher struct {
 	remoteable.Referenceable
 	f       *Feed
 	exports atomic.Int32
 	idle    atomic.Pointer[func()]
+
+	hmu  sync.Mutex // orders Exported and Unexported with hold
+	hold any        // the feed's owner while exports > 0
 }
 
 // CacheModel returns the model the feed belongs to: a feed reference that
 // comes home decodes to it.
-func (p *Publisher) CacheModel() any { return p.f.owner }
+func (p *Publisher) CacheModel() any { return p.f.Owner() }
+
+// CacheHome returns, for a mirror's feed, the mirror's subscription to its
+// source when that subscription lives on c, or nil. The broker sends a
+// mirror passed to the process that owns its source as that subscription,
+// which arrives there as the source's own model (Subscription.CacheModel).
+func (p *Publisher) CacheHome(c *broker.Conn) *broker.Ref {
+	if p.f.home == nil || c == nil {
+		return nil
+	}
+	return p.f.home(c)
+}
 
 // Subscribe starts a subscription for observer that resumes from (epoch,
 // version): observer's Apply method receives the changes after version when
@@ -468,12 +505,27 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 // OnIdle sets fn to run when no connection holds the publisher any more.
 func (p *Publisher) OnIdle(fn func()) { p.idle.Store(&fn) }
 
-// Exported counts a connection that holds the publisher.
-func (p *Publisher) Exported() { p.exports.Add(1) }
+// Exported counts a connection that holds the publisher. The first one
+// makes the publisher hold the feed's owner.
+func (p *Publisher) Exported() {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	if p.exports.Add(1) == 1 {
+		p.hold = p.f.Owner()
+	}
+}
 
-// Unexported counts a connection that let the publisher go.
+// Unexported counts a connection that let the publisher go. When the last
+// one goes the owner is no longer held (a mirror nobody else holds is then
+// collected) and the idle function runs.
 func (p *Publisher) Unexported() {
-	if p.exports.Add(-1) == 0 {
+	p.hmu.Lock()
+	n := p.exports.Add(-1)
+	if n == 0 {
+		p.hold = nil
+	}
+	p.hmu.Unlock()
+	if n == 0 {
 		if fn := p.idle.Load(); fn != nil {
 			(*fn)()
 		}

@@ -34,7 +34,9 @@ type Options struct {
 	// reconnecting source uses it to wait for its link rather than fail
 	// fast while it is down.
 	WaitLink func(context.Context) context.Context
-	// Owner is the model the mirror's feed belongs to (the typed mirror).
+	// Owner is the model the mirror's feed belongs to (the typed mirror),
+	// or a func() any returning it, so that neither the feed nor the
+	// follower keeps it reachable (see New).
 	Owner any
 }
 
@@ -71,6 +73,7 @@ type Follower struct {
 func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
 	fl := &Follower{f: New(opts.LogSize, opts.Owner), src: src, sink: sink, opts: opts, done: make(chan struct{})}
 	fl.f.epoch = "" // a mirror has no state of its own until the first snapshot
+	fl.f.home = fl.subscriptionOn
 	fl.ctx, fl.cancel = context.WithCancel(context.Background())
 	return fl
 }
@@ -100,6 +103,18 @@ func (fl *Follower) Attach(ctx context.Context) error {
 	fl.looping = true
 	go fl.loop()
 	return nil
+}
+
+// subscriptionOn returns the current subscription if it lives on c, or
+// nil: a mirror sent over c goes home as it (the broker checks that it was
+// not released meanwhile, and sends the mirror as a Cacheable if it was).
+func (fl *Follower) subscriptionOn(c *broker.Conn) *broker.Ref {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.closed || fl.sub == nil || fl.sub.Conn() != c {
+		return nil
+	}
+	return fl.sub
 }
 
 // Err returns why the mirror last failed to (re)subscribe, or nil.

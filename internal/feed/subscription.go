@@ -56,6 +56,12 @@ type Subscription struct {
 	acked    chan struct{} // closed and replaced on every ack
 }
 
+// CacheModel returns the model the subscription's feed belongs to: a
+// mirror sent back to the process that owns its source travels as a
+// reference to its subscription (Publisher.CacheHome), which comes home
+// decoded to the model itself.
+func (s *Subscription) CacheModel() any { return s.f.Owner() }
+
 // CacheSubscription marks s for the broker's counts (roles.Subscription).
 func (s *Subscription) CacheSubscription() {}
 

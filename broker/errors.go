@@ -45,7 +45,6 @@ var (
 	ErrWriteTimeout = errors.New("tether: write timed out; peer stopped reading")
 )
 
-
 // Errors the far side returns about a call. They arrive as a *RemoteError
 // that wraps them, so both errors.Is(err, ErrUnknownMethod) and
 // errors.As(err, &remoteErr) hold. The same values are returned locally when
@@ -170,7 +169,6 @@ func bare(err error) string {
 	}
 	return strings.TrimPrefix(err.Error(), "tether: ")
 }
-
 
 // within is an error's text inside another's: it reads without its
 // "tether: " prefix, and errors.Is and errors.As see it.

@@ -182,7 +182,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	e.level = callArgLevel
 	for i, a := range args {
 		if err = e.any(a); err != nil {
-			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrTooDeep) {
+			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrDeadReference) || errors.Is(err, ErrTooDeep) {
 				err = fmt.Errorf("argument %d of %s: %w", i+1, method, err)
 			} else {
 				err = fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)
@@ -611,7 +611,11 @@ func localCall(ctx context.Context, obj any, method string, reply any, args []an
 		in = append(in, reflect.ValueOf(&ctx).Elem())
 	}
 	for i, a := range args {
-		pt := m.paramInfo(i).t
+		pi := m.paramInfo(i)
+		pt := pi.t
+		if refusesNil(pi) && (a == nil || a == any((*Ref)(nil))) {
+			return errNilArgument(i, method, pi)
+		}
 		if a == nil {
 			in = append(in, reflect.Zero(pt))
 			continue

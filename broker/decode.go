@@ -780,7 +780,7 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 					"the two sides registered different types under %q; register the same type on both",
 					name, t, listNames(nf.fields), nf.sent(), name)
 			}
-			return nil, fmt.Errorf("Copyable %q (%v here): %w", name, t, err)
+			return nil, fmt.Errorf("Copyable %s: %w", name, err)
 		}
 		return v.Interface(), nil
 	case tagError:

@@ -59,6 +59,10 @@ func localRef(obj any) *Ref {
 // Errors the far side returned are *RemoteError values that unwrap to
 // registered errors; a call whose connection died fails with an error
 // matching ErrDeadReference (and ErrConnectionLost if it had been sent).
+// An argument that is a released reference, or one whose own connection
+// died, fails the call with ErrReleased or ErrDeadReference before anything
+// is sent; an argument that is an error travels as an error (see
+// docs/protocol.md, "Values").
 func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) error {
 	if r.c == nil {
 		return localCall(ctx, r.obj, method, reply, args)

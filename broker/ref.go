@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,8 +187,8 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	e.level = callArgLevel
 	for i, a := range args {
 		if err = e.any(a); err != nil {
-			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrDeadReference) || errors.Is(err, ErrTooDeep) {
-				err = fmt.Errorf("argument %d of %s: %w", i+1, method, err)
+			if s := argSentinel(err); s != nil {
+				err = within(err, s, fmt.Sprintf("argument %d of %s", i+1, method))
 			} else {
 				err = fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)
 			}
@@ -243,6 +244,43 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 		err = runAttach(ctx, attach)
 	}
 	return err
+}
+
+// argSentinel returns the sentinel an argument's encoding error keeps as
+// it is, rather than being reported as ErrBadArguments: the argument was
+// well formed, but a limit or the state of a reference stops it.
+func argSentinel(err error) error {
+	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep} {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return nil
+}
+
+// placedError is an error with where it happened put after its sentinel's
+// text, so that the message still starts with "tether:" once.
+type placedError struct {
+	msg string
+	err error
+}
+
+func (e *placedError) Error() string { return e.msg }
+func (e *placedError) Unwrap() error { return e.err }
+
+// within says where err (which matches sentinel) happened: "tether:
+// reference released: argument 1 of Watch: ...".
+func within(err, sentinel error, where string) error {
+	msg, head := err.Error(), sentinel.Error()
+	switch {
+	case msg == head:
+		msg = head + ": " + where
+	case strings.HasPrefix(msg, head+": "):
+		msg = head + ": " + where + ": " + msg[len(head)+2:]
+	default:
+		msg = head + ": " + where + ": " + strings.TrimPrefix(msg, "tether: ")
+	}
+	return &placedError{msg: msg, err: err}
 }
 
 // abandon removes a pending call. It reports false if the reader or the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -101,7 +102,7 @@ func TestMismatchedStructIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadArguments)
 	assert.Contains(t, err.Error(), "argument 1 of Place")
 	assert.Contains(t, err.Error(), `a map with keys "A", "B" shares no field with broker.place (fields X, Y)`)
-	assert.Equal(t, 1, countPrefix(err.Error()), err.Error())
+	assertLoud(t, err)
 
 	// Inside a slice, and in a struct the codec walks itself.
 	err = root.Call(ctx, "Places", nil, []any{place{X: 1}, other{A: 1}})
@@ -130,21 +131,17 @@ func TestMismatchedStructIsRefused(t *testing.T) {
 	_, err = Call[place](ctx, root, "Other")
 	require.ErrorIs(t, err, ErrBadReply)
 	assert.Contains(t, err.Error(), `a map with keys "A", "B" shares no field with broker.place (fields X, Y)`)
-	assert.Equal(t, 1, countPrefix(err.Error()), err.Error())
+	assertLoud(t, err)
 	_, err = Call[job](ctx, root, "Other")
 	require.ErrorIs(t, err, ErrBadReply)
 	assert.Contains(t, err.Error(), "shares no field with broker.job")
 }
 
-// countPrefix counts "tether:" in a message: it must start one, once.
-func countPrefix(msg string) int {
-	n := 0
-	for i := 0; i+len("tether:") <= len(msg); i++ {
-		if msg[i:i+len("tether:")] == "tether:" {
-			n++
-		}
-	}
-	return n
+// assertLoud checks that err's message starts "tether:", once.
+func assertLoud(t *testing.T, err error) {
+	t.Helper()
+	assert.True(t, strings.HasPrefix(err.Error(), "tether: "), "the message starts with tether: %q", err.Error())
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "tether: appears once in %q", err.Error())
 }
 
 // TestSchemaEvolution: a newer peer with an added field and an older one
@@ -200,6 +197,7 @@ func TestCopyableRegisteredAsAnotherType(t *testing.T) {
 	for _, want := range []string{`Copyable "test.User" is registered here as broker.user`, `"Sku", "Price"`, "Name, email, Tags", "register the same type on both"} {
 		assert.Contains(t, err.Error(), want)
 	}
+	assertLoud(t, err)
 	assert.Equal(t, 0, s.calls(), "the handler never saw a zero user")
 
 	// Inside another value.
@@ -224,6 +222,7 @@ func TestCopyableResultRegisteredAsAnotherType(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadReply)
 	assert.Contains(t, err.Error(), `Copyable "test.User" is registered here as broker.user`)
 	assert.Contains(t, err.Error(), `a map with keys "Sku"`)
+	assertLoud(t, err)
 	_, err = Call[user](ctx, root, "Kept")
 	require.ErrorIs(t, err, ErrBadReply)
 	assert.Contains(t, err.Error(), `Copyable "test.User" is registered here as broker.user`)
@@ -267,6 +266,7 @@ func TestErrorArgumentTravelsAsError(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadArguments)
 	assert.Contains(t, err.Error(), "cannot be decoded into *broker.validationError")
 	assert.Contains(t, err.Error(), "remoteable.RegisterError")
+	assertLoud(t, err)
 
 	// A nil error is no error.
 	msg, err = Call[string](ctx, root, "Err", nil)
@@ -323,6 +323,7 @@ func TestErrorsThroughARelay(t *testing.T) {
 	err = root.Call(ctx, "Place", nil, other{A: 1})
 	require.ErrorIs(t, err, ErrBadArguments)
 	assert.Contains(t, err.Error(), "shares no field with broker.place")
+	assertLoud(t, err)
 }
 
 // TestReleasedOrDeadReferenceIsRefusedAtTheSender: a reference that was
@@ -345,7 +346,7 @@ func TestReleasedOrDeadReferenceIsRefusedAtTheSender(t *testing.T) {
 	require.ErrorIs(t, err, ErrReleased)
 	assert.Contains(t, err.Error(), "argument 1 of Ref")
 	assert.Contains(t, err.Error(), "was released")
-	assert.Equal(t, 1, countPrefix(err.Error()), err.Error())
+	assertLoud(t, err)
 	err = toA.Root().Call(ctx, "Identity", nil, c1)
 	require.ErrorIs(t, err, ErrReleased)
 	// Inside a value too.
@@ -359,7 +360,7 @@ func TestReleasedOrDeadReferenceIsRefusedAtTheSender(t *testing.T) {
 	err = toB.Root().Call(ctx, "Ref", nil, c2)
 	require.ErrorIs(t, err, ErrDeadReference)
 	assert.Contains(t, err.Error(), "its connection has ended")
-	assert.Equal(t, 1, countPrefix(err.Error()), err.Error())
+	assertLoud(t, err)
 	assert.Equal(t, 0, b.calls(), "nothing reached the third party")
 
 	// B's link is unharmed.
@@ -388,13 +389,14 @@ func TestNilForAReferenceParameter(t *testing.T) {
 		require.ErrorIs(t, err, ErrBadArguments)
 		assert.NotErrorIs(t, err, ErrPanic)
 		assert.Contains(t, err.Error(), "argument 1 of Ref is nil, but its parameter is *broker.Ref: pass a reference")
-		assert.Equal(t, 1, countPrefix(err.Error()), err.Error())
+		assertLoud(t, err)
 		err = r.Call(ctx, "Ref", nil, (*Ref)(nil))
 		require.ErrorIs(t, err, ErrBadArguments)
 
 		err = r.Call(ctx, "Stringer", nil, nil)
 		require.ErrorIs(t, err, ErrBadArguments)
 		assert.Contains(t, err.Error(), "argument 1 of Stringer is nil, but its parameter is fmt.Stringer")
+		assertLoud(t, err)
 
 		isNil, err := Call[bool](ctx, r, "Optional", nil)
 		require.NoError(t, err)

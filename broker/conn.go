@@ -631,6 +631,12 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	}
 	for i := 0; i < argc; i++ {
 		pi := m.paramInfo(i)
+		if refusesNil(pi) {
+			if h, err := d.r.PeekHead(); err == nil && h.IsNull() {
+				d.undo()
+				return reject(errNilArgument(i, m.name, pi))
+			}
+		}
 		v := t.slot(i, pi)
 		if err := d.value(v, pi); err != nil {
 			d.undo()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"strings"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -157,6 +156,9 @@ func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 		d.r.ReadNull()
 		v.SetZero()
 		return nil
+	}
+	if h.Major == cborx.MajorTag && h.Arg == tagError && ti.kind != kInterface {
+		return d.errorInto(v, ti)
 	}
 	switch ti.kind {
 	case kInterface:
@@ -325,10 +327,39 @@ func (d *decoder) copyable(v reflect.Value, ti *typeInfo) error {
 		return fmt.Errorf("%w: Copyable %q is not registered here", ErrUnknownType, o.Name)
 	}
 	if xv.Type() != ti.t {
-		return fmt.Errorf("cannot decode Copyable %v into %v", xv.Type(), ti.t)
+		name, _ := typereg.CopyableName(xv.Type())
+		if ti.name == "" {
+			return fmt.Errorf("cannot decode Copyable %q (%v here) into %v, which is not a registered Copyable", name, xv.Type(), ti.t)
+		}
+		return fmt.Errorf("cannot decode Copyable %q (%v here) into %v, which is registered as %q", name, xv.Type(), ti.t, ti.name)
 	}
 	v.Set(xv)
 	return nil
+}
+
+// errorInto decodes an error value (tag 59003) into v, whose type is not
+// an interface: *RemoteError, or an error type registered with
+// remoteable.RegisterError under the error's name (the registered value,
+// as errors.As finds it in the remote error).
+func (d *decoder) errorInto(v reflect.Value, ti *typeInfo) error {
+	x, err := d.generic()
+	if err != nil {
+		return err
+	}
+	re := x.(*RemoteError)
+	if reflect.TypeOf(re).AssignableTo(ti.t) {
+		v.Set(reflect.ValueOf(re))
+		return nil
+	}
+	if ti.t.Implements(errorType) {
+		target := reflect.New(ti.t)
+		if errors.As(re, target.Interface()) {
+			v.Set(target.Elem())
+			return nil
+		}
+	}
+	return fmt.Errorf("an error (%s: %q) cannot be decoded into %v: take it as error (or any), or register %v on both sides with remoteable.RegisterError under the error's name",
+		re.Name, re.Message, ti.t, ti.t)
 }
 
 func (d *decoder) mapValue(v reflect.Value, ti *typeInfo, h cborx.Head) error {
@@ -389,47 +420,40 @@ func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error
 	}
 	d.r.ReadHead()
 	seen := make([]bool, len(ti.fields))
+	matched := 0
+	var keys []string // the keys sent, while none names a field
 	for i := uint64(0); i < h.Arg; i++ {
 		idx := -1
 		kh, err := d.r.PeekHead()
 		if err != nil {
 			return err
 		}
+		var text []byte
+		var k int64
 		switch kh.Major {
 		case cborx.MajorText:
-			name, _ := d.r.ReadText()
-			if j, ok := ti.byName[string(name)]; ok {
-				idx = j
-			} else {
-				for j := range ti.fields {
-					if strings.EqualFold(ti.fields[j].name, string(name)) {
-						idx = j
-						break
-					}
-				}
-			}
+			text, _ = d.r.ReadText()
+			idx = ti.fieldIndex(text)
 		case cborx.MajorUint, cborx.MajorNeg:
-			k, err := d.r.ReadInt()
-			if err != nil {
+			if k, err = d.r.ReadInt(); err != nil {
 				return err
 			}
-			for j := range ti.fields {
-				if ti.fields[j].intKey && ti.fields[j].key == k {
-					idx = j
-					break
-				}
-			}
+			idx = ti.intFieldIndex(k)
 		default:
 			if err := d.r.Skip(); err != nil {
 				return err
 			}
 		}
 		if idx < 0 {
+			if matched == 0 {
+				keys = append(keys, keyText(kh, text, k))
+			}
 			if err := d.r.Skip(); err != nil { // unknown field: ignored
 				return err
 			}
 			continue
 		}
+		matched++
 		if seen[idx] {
 			return fmt.Errorf("duplicate field %s", ti.fields[idx].name)
 		}
@@ -442,6 +466,9 @@ func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error
 		if err != nil {
 			return fmt.Errorf("field %s: %w", f.name, err)
 		}
+	}
+	if matched == 0 && h.Arg > 0 && len(ti.fields) > 0 {
+		return newNoFieldError(ti, keys)
 	}
 	return nil
 }
@@ -542,9 +569,20 @@ func (d *decoder) pure(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 		if err != nil {
 			return err
 		}
+		if ti.fit {
+			// Before fxamacker, which would leave a struct that no key
+			// names at its zero value.
+			r := cborx.NewReader(item)
+			if err := fitCheck(&r, ti); err != nil {
+				return err
+			}
+		}
 		if err := fxDec.Unmarshal(item, v.Addr().Interface()); err != nil {
 			var te *cbor.UnmarshalTypeError
 			if errors.As(err, &te) {
+				if te.StructFieldName != "" {
+					return fmt.Errorf("field %s: cannot decode %s into %s", te.StructFieldName, te.CBORType, te.GoType)
+				}
 				return fmt.Errorf("cannot decode %s into %v", te.CBORType, ti.t)
 			}
 			return err
@@ -745,6 +783,14 @@ func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 		}
 		v := reflect.New(t).Elem()
 		if err := d.nested(v, infoOf(t).state); err != nil {
+			var nf *noFieldError
+			if errors.As(err, &nf) && nf.t == t {
+				// The name is registered to different types on the two
+				// sides: decoding on would hand over a zero value.
+				return nil, fmt.Errorf("Copyable %q is registered here as %v (fields %s), but the value sent under that name is %s, which shares no field with it: "+
+					"the two sides registered different types under %q; register the same type on both",
+					name, t, listNames(nf.fields), nf.sent(), name)
+			}
 			return nil, fmt.Errorf("Copyable %s: %w", name, err)
 		}
 		return v.Interface(), nil

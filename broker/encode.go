@@ -161,7 +161,13 @@ func (e *encoder) any(v any) error {
 		return e.ref(x)
 	default:
 		rv := reflect.ValueOf(v)
-		return e.value(rv, infoOf(rv.Type()))
+		ti := infoOf(rv.Type())
+		if ti.asError {
+			// v's static type is lost (an argument, a result passed on by a
+			// relay): an error travels as an error, whatever its shape.
+			return e.errorValue(x.(error))
+		}
+		return e.value(rv, ti)
 	}
 	return nil
 }
@@ -260,12 +266,12 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 			return nil
 		}
 		dv := v.Elem()
-		dt := dv.Type()
-		if dti := infoOf(dt); dti.kind == kPure && dt.Implements(errorType) {
+		dti := infoOf(dv.Type())
+		if dti.asError {
 			// An error in an interface travels as an error, whatever its shape.
 			return e.errorValue(dv.Interface().(error))
 		}
-		return e.nested(dv, infoOf(dt))
+		return e.nested(dv, dti)
 	case kPtr:
 		if v.IsNil() {
 			e.buf = cborx.AppendNull(e.buf)
@@ -503,10 +509,13 @@ func (e *encoder) ref(r *Ref) error {
 	switch {
 	case r.c == nil:
 		return e.object(r.obj)
+	case r.released.Load():
+		// Sent on, it would be a reference that always fails.
+		return fmt.Errorf("%w: %v was released, so it cannot be sent; send a reference that is still held", ErrReleased, r)
+	case r.c != e.c && r.c.Err() != nil:
+		return fmt.Errorf("%w: %v cannot be sent: its connection has ended; obtain the object again over a live connection (a *remote.Ref does that by itself)",
+			ErrDeadReference, r)
 	case e.c != nil && r.c == e.c:
-		if r.released.Load() {
-			return ErrReleased
-		}
 		return e.home(r)
 	default:
 		return e.object(r)

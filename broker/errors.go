@@ -170,13 +170,6 @@ func bare(err error) string {
 	return strings.TrimPrefix(err.Error(), "tether: ")
 }
 
-// within is an error's text inside another's: it reads without its
-// "tether: " prefix, and errors.Is and errors.As see it.
-type within struct{ err error }
-
-func (w within) Error() string { return bare(w.err) }
-func (w within) Unwrap() error { return w.err }
-
 func (e *linkError) Is(target error) bool {
 	return target == ErrDeadReference || (e.inFlight && target == ErrConnectionLost)
 }

@@ -190,7 +190,8 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		dests := []any{new(any), new(int), new(string), new([]byte), new(user), new(*user), new(plain),
-			new(map[string]any), new([]any), new(error), new(float32), new(withRef)}
+			new(map[string]any), new([]any), new(error), new(float32), new(withRef),
+			new(place), new([]placeV2), new(map[string]*place), new(*validationError), new(job)}
 		for _, dst := range dests {
 			d := decoder{r: cborx.NewReader(data)}
 			_ = d.reply(dst)

@@ -424,3 +424,29 @@ func (m *method) paramInfo(i int) *typeInfo {
 	}
 	return m.params[i]
 }
+
+// refusesNil reports whether a parameter of type ti refuses a nil argument:
+// a *Ref, and an interface with methods other than error, which a handler
+// would call at once. Pointers (a *T for a Referenceable T included),
+// slices, maps, any and error take nil: a handler that takes an optional
+// reference declares a pointer to its type.
+func refusesNil(ti *typeInfo) bool {
+	switch ti.kind {
+	case kRef:
+		return true
+	case kInterface:
+		return ti.t.NumMethod() > 0 && ti.t != errorType
+	}
+	return false
+}
+
+// errNilArgument is the error for a nil argument to a parameter that
+// refuses it.
+func errNilArgument(i int, method string, ti *typeInfo) error {
+	what := "a reference"
+	if ti.kind == kInterface {
+		what = "a value or reference implementing it"
+	}
+	return fmt.Errorf("%w: argument %d of %s is nil, but its parameter is %v: pass %s (only pointer, slice, map, any and error parameters take nil)",
+		ErrBadArguments, i+1, method, ti.t, what)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,10 @@ func localRef(obj any) *Ref {
 // Errors the far side returned are *RemoteError values that unwrap to
 // registered errors; a call whose connection died fails with an error
 // matching ErrDeadReference (and ErrConnectionLost if it had been sent).
+// An argument that is a released reference, or one whose own connection
+// died, fails the call with ErrReleased or ErrDeadReference before anything
+// is sent; an argument that is an error travels as an error (see
+// docs/protocol.md, "Values").
 func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) error {
 	if r.c == nil {
 		return localCall(ctx, r.obj, method, reply, args)
@@ -187,8 +192,8 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	e.level = callArgLevel
 	for i, a := range args {
 		if err = e.any(a); err != nil {
-			if errors.Is(err, ErrTooManyReferences) || errors.Is(err, ErrReleased) || errors.Is(err, ErrTooDeep) {
-				err = fmt.Errorf("tether: argument %d of %s: %w", i+1, method, within{err})
+			if s := argSentinel(err); s != nil {
+				err = within(err, s, fmt.Sprintf("argument %d of %s", i+1, method))
 			} else {
 				err = fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)
 			}
@@ -244,6 +249,43 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 		err = runAttach(ctx, attach)
 	}
 	return err
+}
+
+// argSentinel returns the sentinel an argument's encoding error keeps as
+// it is, rather than being reported as ErrBadArguments: the argument was
+// well formed, but a limit or the state of a reference stops it.
+func argSentinel(err error) error {
+	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep} {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return nil
+}
+
+// placedError is an error with where it happened put after its sentinel's
+// text, so that the message still starts with "tether:" once.
+type placedError struct {
+	msg string
+	err error
+}
+
+func (e *placedError) Error() string { return e.msg }
+func (e *placedError) Unwrap() error { return e.err }
+
+// within says where err (which matches sentinel) happened: "tether:
+// reference released: argument 1 of Watch: ...".
+func within(err, sentinel error, where string) error {
+	msg, head := err.Error(), sentinel.Error()
+	switch {
+	case msg == head:
+		msg = head + ": " + where
+	case strings.HasPrefix(msg, head+": "):
+		msg = head + ": " + where + ": " + msg[len(head)+2:]
+	default:
+		msg = head + ": " + where + ": " + strings.TrimPrefix(msg, "tether: ")
+	}
+	return &placedError{msg: msg, err: err}
 }
 
 // abandon removes a pending call. It reports false if the reader or the
@@ -620,7 +662,11 @@ func localCall(ctx context.Context, obj any, method string, reply any, args []an
 		in = append(in, reflect.ValueOf(&ctx).Elem())
 	}
 	for i, a := range args {
-		pt := m.paramInfo(i).t
+		pi := m.paramInfo(i)
+		pt := pi.t
+		if refusesNil(pi) && (a == nil || a == any((*Ref)(nil))) {
+			return errNilArgument(i, method, pi)
+		}
 		if a == nil {
 			in = append(in, reflect.Zero(pt))
 			continue

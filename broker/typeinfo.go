@@ -63,6 +63,17 @@ type typeInfo struct {
 	toArray bool
 	mirror  bool // kCacheable: a pointer type a Cacheable decodes into
 	model   bool // kCacheable: the type is a Cacheable to send
+	// fit marks a plain-data type (kPure) that holds a struct somewhere:
+	// after fxamacker decodes one, fitCheck walks the item to refuse a map
+	// that shares no field with its struct (see fitCheck). For such types
+	// elem, key and fields are filled in too, though the codec itself does
+	// not use them.
+	fit     bool
+	fitDone bool // fit has been worked out
+	// asError marks a type that implements error and is sent as data
+	// by its shape: a value of it whose static type was lost (an argument,
+	// an element of an interface) travels as an error instead (tag 59003).
+	asError bool
 }
 
 // field is one encoded field of an impure struct.
@@ -116,6 +127,10 @@ func infoOf(t reflect.Type) *typeInfo {
 	}
 	b := builder{cache: c, pure: map[reflect.Type]bool{}, building: map[reflect.Type]*typeInfo{}}
 	ti := b.info(t)
+	inProgress := map[*typeInfo]bool{}
+	for _, bi := range b.building {
+		workOutFit(bi, inProgress)
+	}
 	// Publish everything built in this pass only now that it is complete.
 	for bt, bi := range b.building {
 		c.infos.Store(bt, bi)
@@ -225,6 +240,10 @@ func (b *builder) info(t reflect.Type) *typeInfo {
 	ti := &typeInfo{t: t}
 	b.building[t] = ti
 	b.fill(ti, false)
+	switch ti.kind {
+	case kPure, kStruct, kPtr, kSlice, kArray, kMap:
+		ti.asError = t.Implements(errorType)
+	}
 	return ti
 }
 
@@ -258,6 +277,9 @@ func (b *builder) fill(ti *typeInfo, asState bool) {
 	if b.isPureShape(t) {
 		ti.kind = kPure
 		ti.prim = primOf(t)
+		if ti.prim == primNone && !implementsAny(t, cborUnmarshal, binUnmarshaler) {
+			b.pureShape(ti)
+		}
 		return
 	}
 	switch t.Kind() {
@@ -280,6 +302,61 @@ func (b *builder) fill(ti *typeInfo, asState bool) {
 	default:
 		ti.kind = kPure
 	}
+}
+
+// pureShape fills in the parts of a plain-data type that fitCheck follows:
+// the element, key and field types, and a struct's fields as fxamacker
+// names them.
+func (b *builder) pureShape(ti *typeInfo) {
+	t := ti.t
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		ti.elem = b.info(t.Elem())
+	case reflect.Map:
+		ti.key = b.info(t.Key())
+		ti.elem = b.info(t.Elem())
+	case reflect.Struct:
+		b.structFields(ti)
+	}
+}
+
+// workOutFit sets ti.fit: whether a value of ti's type, decoded by
+// fxamacker, may hold a struct that fitCheck must look at. A type met again
+// while it is being worked out (a cycle) adds nothing: a cycle through a
+// struct is found at the struct itself.
+func workOutFit(ti *typeInfo, inProgress map[*typeInfo]bool) bool {
+	if ti == nil || inProgress[ti] {
+		return false
+	}
+	if ti.fitDone {
+		return ti.fit
+	}
+	inProgress[ti] = true
+	defer delete(inProgress, ti)
+	fit := false
+	if ti.state != nil {
+		workOutFit(ti.state, inProgress)
+	}
+	for i := range ti.fields {
+		if workOutFit(ti.fields[i].info, inProgress) {
+			fit = true
+		}
+	}
+	if workOutFit(ti.elem, inProgress) {
+		fit = true
+	}
+	if workOutFit(ti.key, inProgress) {
+		fit = true
+	}
+	if ti.kind != kPure || ti.prim != primNone || ti.toArray {
+		// Only fxamacker's items are walked (the codec checks its own), and
+		// a toarray struct's fields go by position, not by name.
+		fit = false
+	} else if ti.t.Kind() == reflect.Struct && !ti.toArray && len(ti.fields) > 0 {
+		fit = true
+	}
+	ti.fit, ti.fitDone = fit, true
+	return fit
 }
 
 // isPureShape is isPure for a type whose own registration was already

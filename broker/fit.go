@@ -1,0 +1,211 @@
+package broker
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/tether-go/tether/internal/cborx"
+)
+
+// How a CBOR map fits a Go struct (docs/protocol.md, "Values"):
+//
+//  1. A key names a field by the field's CBOR name (its cbor tag, else its
+//     json tag, else its Go name), an exact match first, else one that
+//     differs only in case; a keyasint field by its integer key.
+//  2. Keys that name no field are skipped: a newer peer that added a field
+//     keeps working with an older one.
+//  3. Fields that no key names keep their zero value: an older peer that
+//     lacks a field keeps working with a newer one.
+//  4. A value of the wrong type for its field is an error naming the field.
+//  5. A map with at least one key that names none of the fields of a struct
+//     that has some is an error naming the struct type, its fields and the
+//     keys sent: the two sides disagree on the type, and decoding it would
+//     hand over a zero value. An empty map, and any map for a struct
+//     without fields, fit.
+
+// noFieldError reports a map that shares no field with the struct it was
+// to be decoded into (rule 5).
+type noFieldError struct {
+	t      reflect.Type
+	keys   []string // the keys sent, as text
+	fields []string // the struct's field names
+}
+
+// maxNamesShown bounds how many keys and fields a noFieldError lists.
+const maxNamesShown = 8
+
+func (e *noFieldError) Error() string {
+	return fmt.Sprintf("a map with keys %s shares no field with %v (fields %s): the sender's type is not the receiver's; "+
+		"send a value with at least one of %v's fields (names match ignoring case)",
+		listNames(e.keys), e.t, listNames(e.fields), e.t)
+}
+
+// sent describes what the sender sent, for messages that add context.
+func (e *noFieldError) sent() string { return "a map with keys " + listNames(e.keys) }
+
+func listNames(names []string) string {
+	if len(names) > maxNamesShown {
+		return strings.Join(names[:maxNamesShown], ", ") + fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return strings.Join(names, ", ")
+}
+
+func newNoFieldError(ti *typeInfo, keys []string) *noFieldError {
+	e := &noFieldError{t: ti.t, keys: keys}
+	for i := range ti.fields {
+		e.fields = append(e.fields, ti.fields[i].name)
+	}
+	return e
+}
+
+// fieldIndex returns the field a text key names (rule 1), or -1.
+func (ti *typeInfo) fieldIndex(name []byte) int {
+	if j, ok := ti.byName[string(name)]; ok {
+		return j
+	}
+	for j := range ti.fields {
+		if !ti.fields[j].intKey && strings.EqualFold(ti.fields[j].name, string(name)) {
+			return j
+		}
+	}
+	return -1
+}
+
+// intFieldIndex returns the keyasint field an integer key names, or -1.
+func (ti *typeInfo) intFieldIndex(k int64) int {
+	for j := range ti.fields {
+		if ti.fields[j].intKey && ti.fields[j].key == k {
+			return j
+		}
+	}
+	return -1
+}
+
+// keyText is a map key as a message shows it.
+func keyText(h cborx.Head, text []byte, k int64) string {
+	switch h.Major {
+	case cborx.MajorText:
+		return strconv.Quote(string(text))
+	case cborx.MajorUint, cborx.MajorNeg:
+		return strconv.FormatInt(k, 10)
+	}
+	return h.TypeName()
+}
+
+// fitCheck reads the next item, which fxamacker has decoded (or is about to
+// decode) into a value of ti's plain-data type, and refuses it when a map
+// in it shares no field with the struct it stands for (rule 5). Only the
+// parts of the type that hold structs are followed; tags are left to
+// fxamacker.
+func fitCheck(r *cborx.Reader, ti *typeInfo) error {
+	if !ti.fit {
+		return r.Skip()
+	}
+	h, err := r.PeekHead()
+	if err != nil {
+		return err
+	}
+	switch ti.t.Kind() {
+	case reflect.Pointer:
+		return fitCheck(r, ti.elem)
+	case reflect.Slice, reflect.Array:
+		if h.Major != cborx.MajorArray {
+			return r.Skip()
+		}
+		n, err := r.ReadArray()
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := fitCheck(r, ti.elem); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+		return nil
+	case reflect.Map:
+		if h.Major != cborx.MajorMap {
+			return r.Skip()
+		}
+		r.ReadHead()
+		for i := uint64(0); i < h.Arg; i++ {
+			start := r.Offset()
+			if err := r.Skip(); err != nil {
+				return err
+			}
+			key := r.Bytes(start)
+			if err := fitCheck(r, ti.elem); err != nil {
+				return fmt.Errorf("[%s]: %w", describeKey(key), err)
+			}
+		}
+		return nil
+	case reflect.Struct:
+		if h.Major != cborx.MajorMap {
+			return r.Skip()
+		}
+		r.ReadHead()
+		matched := 0
+		var keys []string
+		for i := uint64(0); i < h.Arg; i++ {
+			kh, err := r.PeekHead()
+			if err != nil {
+				return err
+			}
+			idx := -1
+			var text []byte
+			var k int64
+			switch kh.Major {
+			case cborx.MajorText:
+				text, _ = r.ReadText()
+				idx = ti.fieldIndex(text)
+			case cborx.MajorUint, cborx.MajorNeg:
+				if k, err = r.ReadInt(); err != nil {
+					return err
+				}
+				idx = ti.intFieldIndex(k)
+			default:
+				if err := r.Skip(); err != nil {
+					return err
+				}
+			}
+			if idx < 0 {
+				if matched == 0 {
+					keys = append(keys, keyText(kh, text, k))
+				}
+				if err := r.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+			matched++
+			f := &ti.fields[idx]
+			if err := fitCheck(r, f.info); err != nil {
+				return fmt.Errorf("field %s: %w", f.name, err)
+			}
+		}
+		if matched == 0 && h.Arg > 0 && len(ti.fields) > 0 {
+			return newNoFieldError(ti, keys)
+		}
+		return nil
+	}
+	return r.Skip()
+}
+
+// describeKey shows an encoded map key in a message.
+func describeKey(key []byte) string {
+	r := cborx.NewReader(key)
+	h, err := r.PeekHead()
+	if err != nil {
+		return "?"
+	}
+	switch h.Major {
+	case cborx.MajorText:
+		s, _ := r.ReadText()
+		return strconv.Quote(string(s))
+	case cborx.MajorUint, cborx.MajorNeg:
+		k, _ := r.ReadInt()
+		return strconv.FormatInt(k, 10)
+	}
+	return h.TypeName()
+}

@@ -33,7 +33,10 @@ func (s *shop) Panic(ctx context.Context) error                            { pan
 func (s *shop) Keep(ctx context.Context, v any) error                      { return nil }
 func (s *shop) Blob(ctx context.Context, n int) ([]byte, error)            { return make([]byte, n), nil }
 func (s *shop) Model(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
-func (s *shop) Wait(ctx context.Context) error                             { <-ctx.Done(); return ctx.Err() }
+func (s *shop) Ask(ctx context.Context, r *broker.Ref) (string, error) {
+	return broker.Call[string](ctx, r, "Name")
+}
+func (s *shop) Wait(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 
 // counter's methods have pointer receivers: a counter value has none.
 type counter struct{ n int }
@@ -243,6 +246,17 @@ func TestMistakes(t *testing.T) {
 			_, err = cl.Registry().Lookup(ctx(t), "shop")
 			return err
 		}, broker.ErrClosed, broker.Canceled, []string{"closed"}},
+		{"a struct that shares no field with the parameter's type", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Move", nil, struct{ A, B int }{1, 2})
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Move", "shares no field", "Point"}},
+		{"nil for a reference parameter", func(t *testing.T, e *env) error {
+			return e.lookup(t, "shop").Call(ctx(t), "Ask", nil, nil)
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"argument 1", "*broker.Ref"}},
+		{"a released reference passed on", func(t *testing.T, e *env) error {
+			mine := e.lookup(t, "shop")
+			mine.Release()
+			return e.lookup(t, "shop").Call(ctx(t), "Ask", nil, mine)
+		}, broker.ErrReleased, broker.FailedPrecondition, []string{"argument 1 of Ask", "still held"}},
 		{"a model received into a map instead of a mirror", func(t *testing.T, e *env) error {
 			var m map[string]int
 			return e.lookup(t, "shop").Call(ctx(t), "Model", &m)

@@ -563,6 +563,9 @@ func (b Backoff) withDefaults() Backoff {
 // delay is the wait after the failed attempt number n (0 for the first).
 func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 	d := float64(b.Initial)
+	if n >= atCap {
+		d = float64(b.Max) // a refusal waits the cap, whatever the multiplier
+	}
 	for i := 0; i < n && d < float64(b.Max); i++ {
 		d *= b.Multiplier
 	}

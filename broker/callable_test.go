@@ -79,6 +79,12 @@ func (d *nilDeclarer) RemoteMethods() remoteable.Methods {
 func (*nilDeclarer) Drop(ctx context.Context) error { return nil }
 func (*nilDeclarer) Keep(ctx context.Context) error { return nil }
 
+// panicDeclarer's RemoteMethods panics whatever the value.
+type panicDeclarer struct{}
+
+func (*panicDeclarer) RemoteMethods() remoteable.Methods { panic("declarations unavailable") }
+func (*panicDeclarer) Drop(ctx context.Context) error    { return nil }
+
 // selfForwarder takes every call through its own Call.
 type selfForwarder struct{}
 
@@ -111,8 +117,10 @@ func TestVerifyCallableRefusesMistakes(t *testing.T) {
 			"tether: (*broker.listedHelper).RemoteMethods lists Size, which cannot be called remotely: its result is int, not error; a remote method returns error or (R, error); fix its signature, or remove the entry"},
 		{"context not first", &ctxSecond{},
 			"tether: (*broker.ctxSecond).Get takes a context.Context as parameter 2: move the context to the first parameter, or mark the method Local in RemoteMethods"},
-		{"RemoteMethods panics", (*nilDeclarer)(nil),
-			"tether: (*broker.nilDeclarer).RemoteMethods panicked (runtime error: invalid memory address or nil pointer dereference), so its declarations are unknown: it must not depend on the value (it is called on the first value of the type the broker sees)"},
+		{"RemoteMethods panics", &panicDeclarer{},
+			"tether: (*broker.panicDeclarer).RemoteMethods panicked (declarations unavailable), so its declarations are unknown: it must not depend on the value (it is called on the first value of the type the broker sees)"},
+		{"nil pointer", (*nilDeclarer)(nil),
+			"tether: a nil *broker.nilDeclarer has nothing to call: publish a value (&broker.nilDeclarer{...})"},
 		{"nil", nil,
 			"tether: a nil value has no remotely callable method: publish a value with exported methods"},
 	} {
@@ -133,6 +141,7 @@ func TestVerifyCallableAccepts(t *testing.T) {
 		assert.NoError(t, VerifyCallable(obj), "%T", obj)
 	}
 	require.Error(t, VerifyCallable((*nilDeclarer)(nil)))
+	Describe((*nilDeclarer)(nil)) // its RemoteMethods panics
 	assert.NoError(t, VerifyCallable(&nilDeclarer{local: "Drop"}), "a panic on a nil value is not remembered for the type")
 	d := Describe(&nilDeclarer{local: "Drop"})
 	require.Len(t, d.Methods, 1, "Drop is Local")

@@ -42,6 +42,7 @@ func (e *notCallable) Is(target error) bool { return target == ErrNotCallable }
 // VerifyCallable reports whether obj can be published by name or as a
 // server's root, returning an error matching ErrNotCallable if not:
 //
+//   - obj is a nil pointer (a variable that was never set);
 //   - obj has no remotely callable method: a method is callable when it is
 //     exported, declared by obj's type (or listed in its RemoteMethods)
 //     and has the form func (ctx context.Context, args...) (R, error) or
@@ -58,6 +59,10 @@ func (e *notCallable) Is(target error) bool { return target == ErrNotCallable }
 // values sent by reference in calls are not checked, since a reference
 // may be a mere handle that is passed back home.
 func VerifyCallable(obj any) error {
+	if v := reflect.ValueOf(obj); v.Kind() == reflect.Pointer && v.IsNil() {
+		t := v.Type()
+		return &notCallable{msg: fmt.Sprintf("a nil %s has nothing to call: publish a value (&%s{...})", typeName(t), typeName(t.Elem()))}
+	}
 	if r, ok := obj.(*Ref); ok {
 		local, isLocal := r.Local()
 		if !isLocal {

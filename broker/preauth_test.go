@@ -367,7 +367,7 @@ func TestHostileStreamsFilledBeforeHandshake(t *testing.T) {
 	require.Eventually(t, func() bool { return srv.Stats().Refused >= preauthConns }, hpSlack, time.Millisecond)
 	assert.True(t, strings.Contains(logs.String(),
 		`level=DEBUG msg="tether: handshake failed" remote=127.0.0.1`) &&
-		strings.Contains(logs.String(), `err="tether: handshake: tether: protocol violation: more than 20480 bytes before the handshake"`),
+		strings.Contains(logs.String(), `err="tether: handshake: protocol violation: more than 20480 bytes before the handshake"`),
 		"the refusals are logged, at debug level, with their cause")
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, "level=WARN") && strings.Contains(line, "protocol violation") {

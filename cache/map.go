@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -33,6 +34,16 @@ var (
 	_ View[string, int]    = (*Map[string, int])(nil)
 )
 
+// entryError is the error of Set for a key or value (what) that its
+// mirrors could not receive.
+func entryError(what string, err error) error {
+	if errors.Is(err, broker.ErrTooDeep) {
+		return fmt.Errorf("%w (%s)", err, what)
+	}
+	return fmt.Errorf("%w: %s cannot be sent to mirrors (%v): a model holds only what a call can carry, not channels or functions",
+		broker.ErrBadArguments, what, err)
+}
+
 // NewMap returns an empty map with a new epoch.
 func NewMap[K comparable, V any](opts ...Option) *Map[K, V] {
 	return newMap[K, V](buildOptions(opts), nil)
@@ -51,23 +62,28 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 }
 
 // Set sets key to value. It fails only when the key or the value cannot
-// be encoded (a reference inside, say) or could not reach the map's mirrors:
-// one that nests more than 25 levels of arrays, maps and tags fails with an
-// error matching broker.ErrTooDeep. The map is then unchanged.
+// be encoded (a channel or a function inside, say: broker.ErrBadArguments)
+// or could not reach the map's mirrors: one that nests more than 25 levels
+// of arrays, maps and tags fails with an error matching broker.ErrTooDeep.
+// The map is then unchanged.
 func (m *Map[K, V]) Set(key K, value V) error {
 	kb, err := broker.Marshal(key)
 	if err == nil {
 		err = feed.CheckEntry(kb)
 	}
 	if err != nil {
-		return fmt.Errorf("cache: key %v: %w", key, err)
+		return entryError(fmt.Sprintf("the key %#v", key), err)
 	}
 	vb, err := broker.Marshal(value)
 	if err == nil {
 		err = feed.CheckEntry(vb)
 	}
 	if err != nil {
-		return fmt.Errorf("cache: value for %v: %w", key, err)
+		what := fmt.Sprintf("the value for key %#v", key)
+		if _, unit := any(key).(struct{}); unit {
+			what = "the value" // a Value's
+		}
+		return entryError(what, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -180,7 +180,7 @@ func (r *Registry) List(ctx context.Context) ([]string, error) {
 	}
 	up, err := r.upstream.List(ctx)
 	if err != nil {
-		return names, fmt.Errorf("registry: upstream: %w", err)
+		return names, fmt.Errorf("%w (asking the upstream registry for its names)", err)
 	}
 	names = append(names, up...)
 	slices.Sort(names)

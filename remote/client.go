@@ -250,9 +250,14 @@ func (cl *Client) Err() error {
 	case Waiting:
 		return &linkDown{addr: cl.addr, server: server, last: last}
 	case Closed:
-		return fmt.Errorf("tether: client closed: %w", broker.ErrClosed)
+		return errClientClosed()
 	}
 	return nil
+}
+
+// errClientClosed is the error of a call on a closed client.
+func errClientClosed() error {
+	return fmt.Errorf("%w: this remote.Client was closed; make a new one with remote.Connect", broker.ErrClosed)
 }
 
 // Conn returns the current connection, or nil when not Connected.
@@ -506,7 +511,7 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 				return conn, nil
 			}
 		case Closed:
-			return nil, fmt.Errorf("%w: this remote.Client was closed; make a new one with remote.Connect", broker.ErrClosed)
+			return nil, errClientClosed()
 		case Refused:
 			return nil, last
 		case Waiting:
@@ -558,6 +563,9 @@ func (b Backoff) withDefaults() Backoff {
 // delay is the wait after the failed attempt number n (0 for the first).
 func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 	d := float64(b.Initial)
+	if n >= atCap {
+		d = float64(b.Max) // a refusal waits the cap, whatever the multiplier
+	}
 	for i := 0; i < n && d < float64(b.Max); i++ {
 		d *= b.Multiplier
 	}

@@ -195,8 +195,14 @@ func methodCommand(ctx context.Context, fs *flag.FlagSet, df *dialFlags, args []
 // credentials, 1 otherwise.
 func callErr(err error, stderr io.Writer) error {
 	code := broker.CodeOf(err)
+	var re *broker.RemoteError
 	if code == broker.Canceled {
-		return &exitError{code: exitInterrupted, msg: "interrupted"}
+		if !errors.As(err, &re) {
+			return &exitError{code: exitInterrupted, msg: "interrupted"}
+		}
+		// The server's own work was cancelled, not this command: the call
+		// failed, and the server's message says why.
+		code = broker.Unknown
 	}
 	var ge *gateway.Error
 	if errors.As(err, &ge) && ge.Data != nil && ge.Data.Traceback != "" {

@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,6 +35,8 @@ func TestMirrorRefusesASnapshotEntryItCouldNotPassOn(t *testing.T) {
 	o = &observer{}
 	_, err = o.collect(batch(nestedList(EntryDepth + 1)))
 	require.ErrorIs(t, err, broker.ErrTooDeep)
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "a repeated prefix: %v", err)
+	assert.Contains(t, err.Error(), "snapshot entry")
 	assert.ErrorIs(t, CheckEntry(nestedList(EntryDepth+1)), broker.ErrTooDeep)
 	assert.NoError(t, CheckEntry(nestedList(EntryDepth)))
 }

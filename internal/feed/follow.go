@@ -440,10 +440,10 @@ func (o *observer) collect(b *Batch) (*pending, error) {
 		// deeper than EntryDepth would pass this connection's limits and
 		// then break every step this mirror sends on.
 		if err := CheckEntry(c.Key); err != nil {
-			return nil, fmt.Errorf("tether: snapshot entry: %w", err)
+			return nil, fmt.Errorf("%w (in a snapshot entry from the model's owner)", err)
 		}
 		if err := CheckEntry(c.Value); err != nil {
-			return nil, fmt.Errorf("tether: snapshot entry: %w", err)
+			return nil, fmt.Errorf("%w (in a snapshot entry from the model's owner)", err)
 		}
 		p.entries[string(c.Key)] = c
 	}

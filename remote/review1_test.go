@@ -1,0 +1,72 @@
+package remote
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/registry"
+)
+
+// TestClosedClientErrSaysTetherOnce: Err on a closed client is
+// broker.ErrClosed with one "tether:" prefix (it read "tether: client
+// closed: tether: closed"), and says the same as a call on it.
+func TestClosedClientErrSaysTetherOnce(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")))
+	cl := connect(t, s.addr)
+	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	require.NoError(t, cl.Close())
+	err := cl.Err()
+	require.ErrorIs(t, err, broker.ErrClosed)
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "a repeated prefix: %v", err)
+	_, callErr := cl.Registry().Lookup(testCtx(t), "users")
+	require.ErrorIs(t, callErr, broker.ErrClosed)
+	assert.Equal(t, callErr.Error(), err.Error(), "Err says what a call made now fails with")
+}
+
+// TestRelayRegistryListDuringOutageSaysTetherOnce: a registry whose
+// upstream is down lists its own names and an error that matches
+// ErrDisconnected and starts "tether:" once (it read "registry: upstream:
+// tether: disconnected: ..."), here and for a peer that asks it.
+func TestRelayRegistryListDuringOutageSaysTetherOnce(t *testing.T) {
+	leakcheck.Check(t)
+	var reg *registry.Registry
+	ch := startChain(t, func(up *Client) any {
+		reg = registry.New(registry.WithUpstream(up.Registry()))
+		require.NoError(t, reg.Register("local", newUsers("relay")))
+		return reg
+	})
+	ctx := testCtx(t)
+	ch.link.Refuse(true)
+	ch.link.Reset()
+	waitState(t, ch.up, Waiting)
+	defer ch.link.Restore()
+
+	names, err := reg.List(ctx)
+	assert.Equal(t, []string{"local"}, names)
+	require.ErrorIs(t, err, ErrDisconnected)
+	assert.True(t, strings.HasPrefix(err.Error(), "tether: "), err.Error())
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "a repeated prefix: %v", err)
+
+	_, err = ch.client.Registry().List(ctx)
+	require.ErrorIs(t, err, ErrDisconnected)
+	assert.True(t, strings.HasPrefix(err.Error(), "tether: "), err.Error())
+	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "a repeated prefix: %v", err)
+}
+
+// TestRefusalWaitsTheCapWithAConstantBackoff: with Multiplier 1 (a
+// constant backoff, Initial below Max) a refused attempt waits Max as
+// documented. It waited Initial, after a loop of 2^30 multiplications by
+// 1 (about a second of CPU per refusal) that never reached the cap.
+func TestRefusalWaitsTheCapWithAConstantBackoff(t *testing.T) {
+	mid := func() float64 { return 0.5 } // no jitter
+	b := Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 1}.withDefaults()
+	assert.Equal(t, 20*time.Millisecond, b.delay(5, mid), "a failed attempt waits Initial")
+	assert.Equal(t, 200*time.Millisecond, b.delay(atCap, mid), "a refused one waits Max")
+}

@@ -929,7 +929,7 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 			e.undo()
 			e.reset()
 			if !errors.Is(err, ErrMessageTooLarge) && !errors.Is(err, ErrTooManyReferences) {
-				err = fmt.Errorf("tether: cannot send result: %w", within{err})
+				err = fmt.Errorf("tether: cannot send result: %w", inner{err})
 			}
 		}
 	}

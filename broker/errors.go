@@ -215,3 +215,10 @@ func (e *linkError) Redacted(hopName string) string {
 func argCountError(method string, lo, hi, got int) error {
 	return fmt.Errorf("%w: %s takes %s, got %d", ErrBadArguments, method, arity.Words(lo, hi), got)
 }
+
+// inner is an error quoted inside another of the broker's own: it reads
+// without its "tether: " prefix, and errors.Is and errors.As see it.
+type inner struct{ err error }
+
+func (i inner) Error() string { return bare(i.err) }
+func (i inner) Unwrap() error { return i.err }

@@ -281,7 +281,7 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 			return nil, refusal
 		}
 		if v := co.violation(); v != nil {
-			return nil, fmt.Errorf("tether: handshake: %w", within{v})
+			return nil, fmt.Errorf("tether: handshake: %w", inner{v})
 		}
 		return nil, handshakeErr(ctx, err)
 	}

@@ -34,7 +34,7 @@ const (
 )
 
 // ErrClosed is returned by calls on a closed gateway.
-var ErrClosed = broker.NewError(broker.Canceled, errors.New("tether: gateway closed"))
+var ErrClosed = broker.NewError(broker.Unavailable, errors.New("tether: gateway closed"))
 
 // Error is a JSON-RPC error object, and the error Call and Watch return.
 type Error struct {

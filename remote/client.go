@@ -339,12 +339,12 @@ func (cl *Client) setState(s State, conn *broker.Conn, err error) {
 // Backoff: a failed dial waits Backoff.delay(n) for its number n since the
 // last steady link, and a refused one waits the cap (a refusal lasts until
 // someone fixes a configuration). A link counts as steady, and starts the
-// backoff over, once it has stayed up for the current backoff period (the
-// delay, without jitter, that a failure now would wait); a link that ends
-// sooner counts as a failed attempt and is waited out, so a server that
-// accepts connections and drops them at once drives the backoff to its cap
-// instead of being redialled in a storm. A steady link that ends is
-// redialled at once.
+// backoff over, once it has stayed up for the backoff's cap (Backoff.Max);
+// a link that ends sooner counts as a failed attempt and, unless it is the
+// first since the backoff started over, is waited out, so a server that
+// accepts connections and drops them, at once or after a while, drives the
+// backoff to its cap instead of being redialled in a storm. A steady link
+// that ends is redialled at once, and so is the first short one.
 func (cl *Client) run() {
 	defer close(cl.done)
 	defer cl.setState(Closed, nil, broker.ErrClosed)
@@ -389,10 +389,11 @@ func (cl *Client) run() {
 		cl.mu.Unlock()
 		cl.setState(Connected, conn, nil)
 		cl.Connected.Emit(conn)
-		cl.mu.Lock()
-		period := cl.opts.backoff.delay(cl.attempts, noJitter)
-		cl.mu.Unlock()
-		steady := cl.opts.clock.After(period)
+		// A link is steady once it outlived the backoff's cap: measured
+		// against the current (short) delay instead, a server that drops
+		// every link just after it would reset the backoff each time and
+		// be redialled at the initial rate forever.
+		steady := cl.opts.clock.After(cl.opts.backoff.Max)
 	up:
 		for {
 			select {
@@ -417,17 +418,21 @@ func (cl *Client) run() {
 			steady = nil
 		default:
 		}
-		if steady == nil {
+		cl.mu.Lock()
+		n := cl.attempts
+		if steady != nil {
+			cl.attempts++ // up for less than the cap: it counts as a failed attempt
+		}
+		cl.mu.Unlock()
+		if steady == nil || n == 0 {
+			// A steady link, or the first short one since: redialled at
+			// once (an outage after a good start); later short ones are
+			// waited out, each longer than the last.
 			cl.setState(Connecting, nil, conn.Err())
 			cl.Disconnected.Emit(conn.Err())
 			cl.forget(conn)
 			continue
 		}
-		// Up for less than the backoff period: a failed attempt, waited out.
-		cl.mu.Lock()
-		n := cl.attempts
-		cl.attempts++
-		cl.mu.Unlock()
 		cl.setState(Waiting, nil, conn.Err())
 		cl.Disconnected.Emit(conn.Err())
 		cl.forget(conn)
@@ -531,9 +536,8 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 // first failure, multiplied by Multiplier after each further one, capped at
 // Max, each randomised by ±Jitter (a fraction). Zero fields take the
 // defaults: 100 ms, 10 s, 1.6 and 0.2. The delays start over after a
-// steady link, one that stayed up for the current period (the delay
-// without jitter that a failure would wait then); a link that ends sooner
-// counts as a failed attempt. A refused attempt waits Max.
+// steady link, one that stayed up for Max; a link that ends sooner counts
+// as a failed attempt. A refused attempt waits Max.
 type Backoff struct {
 	Initial    time.Duration
 	Max        time.Duration

@@ -34,11 +34,11 @@
 //
 // Backoff between failed attempts is exponential, jittered and capped
 // (WithBackoff). It starts over after a steady link: one that stayed up
-// for the current backoff period, the delay a failure would wait now. A
-// link that ends sooner counts as a failed attempt and is waited out, so a
-// server that accepts connections and drops them at once is redialled at
-// most once per cap instead of in a storm; a steady link that ends is
-// redialled at once.
+// for the backoff's cap (Backoff.Max). A link that ends sooner counts as a
+// failed attempt and, except the first since the backoff started over, is
+// waited out, so a server that accepts connections and drops them, at
+// once or after a while, is redialled at most once per cap instead of in a
+// storm; a steady link that ends is redialled at once.
 //
 // # Wrapped references
 //

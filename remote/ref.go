@@ -223,6 +223,10 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			if attempt > 0 || !r.knownIdempotent(method) {
 				return err
 			}
+			// The caller is committed to this call: the repeat waits for
+			// the link (bounded by ctx) rather than fail fast on a client
+			// that is waiting out a backoff.
+			ctx = WaitForLink(ctx)
 			continue
 		}
 		// It was never sent: try again on whatever the link is now.

@@ -186,6 +186,16 @@ func TestTLSVerificationFailureIsRefused(t *testing.T) {
 // per handshake's round trip; Connected and Disconnected still fire once
 // per link that came up.
 func TestAcceptThenDropIsNoStorm(t *testing.T) {
+	t.Run("at once", func(t *testing.T) { acceptThenDrop(t, 0) })
+	// A link that outlives the first backoff period (50 ms) but not the
+	// cap: measured against the current period, it reset the backoff each
+	// time and the client redialled every ~70 ms forever.
+	t.Run("after 70ms", func(t *testing.T) { acceptThenDrop(t, 70*time.Millisecond) })
+}
+
+// acceptThenDrop serves a real broker server that drops every connection
+// hold after its handshake, and checks the client's redial rate.
+func acceptThenDrop(t *testing.T, hold time.Duration) {
 	leakcheck.Check(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -203,6 +213,7 @@ func TestAcceptThenDropIsNoStorm(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				if c, err := srv.ServeConn(context.Background(), nc); err == nil {
+					time.Sleep(hold)
 					c.Close()
 					<-c.Done()
 				}

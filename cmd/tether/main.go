@@ -13,8 +13,9 @@
 // (the method returned an error, or no such manager, method or argument
 // shape), 2 bad usage, 3 a network failure (the server could not be
 // reached or did not answer in time, or the address to listen on is
-// taken), 4 the server refused the command's credentials (authentication
-// failed: a wrong -token or certificate), 130 ls or call interrupted.
+// taken), 4 authentication failed (the server, or a server behind a relay,
+// refused credentials: a wrong -token or certificate; or a method returned
+// an error classed unauthenticated), 130 ls or call interrupted.
 // A failed call's status follows its broker.Code.
 package main
 
@@ -60,8 +61,9 @@ Exit codes: 0 success (watch, serve and gateway: also when interrupted);
 1 the call failed (the method returned an error, or there is no such
 manager or method, or the arguments do not fit); 2 bad usage; 3 a network
 failure (the server could not be reached or did not answer in time, or the
-address to listen on is taken); 4 authentication failed (the server refused
--token or the certificate); 130 ls or call interrupted.
+address to listen on is taken); 4 authentication failed (a server refused
+-token or the certificate, or the error is classed unauthenticated); 130 ls
+or call interrupted.
 `
 
 // run is the whole command, so that tests can run it in process.

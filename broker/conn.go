@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/tether-go/tether/internal/callhook"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
@@ -283,7 +284,9 @@ func (c *Conn) monitor() {
 	c.exports, c.exportIDs, c.imports = nil, nil, nil
 	c.rmu.Unlock()
 	for _, ex := range exports {
-		if !ex.permanent {
+		if o, ok := ex.obj.(roles.LinkLoss); ok && !ex.permanent {
+			o.ExportLost() // it may be asked for again on a new connection
+		} else if !ex.permanent {
 			releaseProxy(ex) // handles held on other connections for the peer
 		}
 	}
@@ -530,6 +533,21 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	if extErr != nil {
 		return reject(extErr)
 	}
+	if target == 0 && string(name) == captable.Method {
+		// A feed resumed by its token (feedcap.go): answered whatever the
+		// root is, or without one.
+		tok, err := readFeedCall(args, argc)
+		if err != nil {
+			return reject(err)
+		}
+		t := &inCall{id: id, ex: &export{}, name: captable.Method, name2: tok}
+		t.cc.c = c
+		t.ctx = &t.cc
+		if timeout > 0 {
+			t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
+		}
+		return c.startCall(t)
+	}
 	ex := c.lookupExport(target)
 	if ex == nil {
 		return reject(fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
@@ -626,14 +644,15 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 // inCall is one incoming call: its context, its target and its decoded
 // arguments, in one allocation.
 type inCall struct {
-	cc   callCtx
-	ctx  context.Context // &cc, boxed once so reflect passes it without copying
-	id   uint64
-	ex   *export
-	m    *method // nil for a proxy
-	name string  // a proxy's method name
-	args []any   // a proxy's arguments
-	refs []*Ref  // handles decoded from the arguments, released if the call never runs
+	cc    callCtx
+	ctx   context.Context // &cc, boxed once so reflect passes it without copying
+	id    uint64
+	ex    *export
+	m     *method // nil for a proxy
+	name  string  // a proxy's method name, or a built-in's
+	name2 string  // a feed call's token
+	args  []any   // a proxy's arguments
+	refs  []*Ref  // handles decoded from the arguments, released if the call never runs
 	// attach lists the mirrors among the arguments, attached by the handler
 	// goroutine before the method runs.
 	attach []attachTask
@@ -747,6 +766,8 @@ func (c *Conn) run(t *inCall) {
 		o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
 	case t.m != nil:
 		o = c.invoke(t)
+	case t.name == captable.Method && t.ex.obj == nil:
+		o = c.feedByToken(t)
 	case t.ex.proxy != nil:
 		o = c.forward(t)
 	default:
@@ -769,6 +790,7 @@ type outcome struct {
 	v       reflect.Value // a method's result, typed by ti
 	ti      *typeInfo
 	generic any // a proxy's result
+	feed    any // a feed call's result, sent as a Cacheable
 	byRef   bool
 	tb      string
 	err     error

@@ -41,8 +41,10 @@
 //
 // Keys and values are encoded with Tether's codec: plain data and
 // Copyables, not references. A mirror obtained through a *remote.Ref
-// resumes by itself, provided the method that returned the model is
-// declared Idempotent (remoteable.MethodOptions). Close mirrors when done.
+// resumes by itself after outages, through relays too; only when the
+// model's owner restarted does it need the method that returned the model
+// declared Idempotent (remoteable.MethodOptions), and without that it
+// reports ErrSourceLost. Close mirrors when done.
 // docs/protocol.md describes the wire and docs/guide.md walks through an
 // example.
 package cache

@@ -37,6 +37,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -72,6 +73,10 @@ type Batch struct {
 	Steps    []Step // consecutive steps: the changes after the mirror's version, or, in a snapshot, after its start
 	Entries  []Change
 	First    bool // the first batch of a snapshot: whatever the mirror collected before is discarded
+	// Token is the feed's capability (§11.9), on the first batch of each
+	// subscription and on no other: the subscriber presents it on a new
+	// connection to find the feed again.
+	Token string
 }
 
 // Limits of one batch, well under the smallest message size a peer would
@@ -157,6 +162,11 @@ type Feed struct {
 	snapshots int
 	pub       *Publisher
 	owner     any
+	// token is the feed's capability (internal/captable), issued to its
+	// subscribers; lost is set when a mirror's feed can no longer follow
+	// its source, and refuses new subscriptions.
+	token string
+	lost  error
 }
 
 // slot is one entry of a feed, or, when not live, what is left of a
@@ -190,6 +200,7 @@ func New(logSize int, owner any) *Feed {
 		owner:  owner,
 	}
 	f.pub = &Publisher{f: f}
+	f.token = captable.Register(f.pub)
 	return f
 }
 
@@ -299,6 +310,9 @@ func (f *Feed) replace(entries map[string]Change, version uint64) {
 
 // Publisher returns the object sent by reference as the model's feed.
 func (f *Feed) Publisher() *Publisher { return f.pub }
+
+// Token returns the feed's capability, which its subscribers receive.
+func (f *Feed) Token() string { return f.token }
 
 // Epoch returns the feed's epoch.
 func (f *Feed) Epoch() string {
@@ -443,7 +457,7 @@ type Publisher struct {
 	remoteable.Referenceable
 	f       *Feed
 	exports atomic.Int32
-	idle    atomic.Pointer[func()]
+	idle    atomic.Pointer[func(lost bool)]
 }
 
 // CacheModel returns the model the feed belongs to: a feed reference that
@@ -459,23 +473,38 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	if observer == nil || observer.Conn() == nil {
 		return nil, errNoObserver
 	}
+	p.f.mu.Lock()
+	lost := p.f.lost
+	p.f.mu.Unlock()
+	if lost != nil {
+		return nil, lost
+	}
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		wake: make(chan struct{}, 1), acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
-// OnIdle sets fn to run when no connection holds the publisher any more.
-func (p *Publisher) OnIdle(fn func()) { p.idle.Store(&fn) }
+// OnIdle sets fn to run when no connection holds the publisher any more;
+// lost tells that the last one went because its connection died (and its
+// peer may come back with the feed's token), not because it released the
+// publisher.
+func (p *Publisher) OnIdle(fn func(lost bool)) { p.idle.Store(&fn) }
 
 // Exported counts a connection that holds the publisher.
 func (p *Publisher) Exported() { p.exports.Add(1) }
 
 // Unexported counts a connection that let the publisher go.
-func (p *Publisher) Unexported() {
+func (p *Publisher) Unexported() { p.unexported(false) }
+
+// ExportLost counts a connection that held the publisher and died
+// (roles.LinkLoss).
+func (p *Publisher) ExportLost() { p.unexported(true) }
+
+func (p *Publisher) unexported(lost bool) {
 	if p.exports.Add(-1) == 0 {
 		if fn := p.idle.Load(); fn != nil {
-			(*fn)()
+			(*fn)(lost)
 		}
 	}
 }

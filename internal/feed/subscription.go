@@ -48,6 +48,9 @@ type Subscription struct {
 	outages  uint64     // the feed's outages the observer has been told of
 	snap     snapCursor // the snapshot being sent, if active
 	maxBytes int        // batch size in key and value bytes; 0 means maxBatchBytes
+	// tokenSent records that the feed's token went with a batch: it goes
+	// with the first one only.
+	tokenSent bool
 
 	// What the observer has applied, for read-your-writes.
 	amu      sync.Mutex
@@ -162,7 +165,8 @@ func (s *Subscription) shrink(b pushed) bool {
 		s.maxBytes = max(s.maxBytes/2, 1024)
 	}
 	s.stopSnapshot()
-	s.epoch = "" // forces a new snapshot
+	s.epoch = ""        // forces a new snapshot
+	s.tokenSent = false // the batch that carried it did not arrive
 	return true
 }
 
@@ -234,6 +238,15 @@ func (f *Feed) covered(v uint64) bool { return v == f.version || f.replayFrom(v)
 // build makes the next batch, advancing the cursor, or returns nil when
 // the observer is up to date. f.mu is held.
 func (s *Subscription) build() *Batch {
+	b := s.buildOne()
+	if b != nil && !s.tokenSent {
+		b.Token, s.tokenSent = s.f.token, true // the first batch carries the feed's token
+	}
+	return b
+}
+
+// buildOne is build without the token. f.mu is held.
+func (s *Subscription) buildOne() *Batch {
 	f := s.f
 	if s.outages != f.outages && !f.stale && s.sent && !s.stale && !s.snap.active && s.epoch == f.epoch {
 		// The feed's source went out of reach and came back while a batch

@@ -11,3 +11,10 @@ type Subscription interface{ CacheSubscription() }
 // Observer is implemented by the object a mirror exports to the model it
 // follows.
 type Observer interface{ CacheObserver() }
+
+// LinkLoss is implemented by exported objects that want to tell a release
+// from a lost connection: when the connection that held the object dies,
+// the broker calls ExportLost instead of remoteable.ExportObserver's
+// Unexported. A relay keeps a mirror whose last holder went that way for a
+// while, so that the holder can come back and resume it.
+type LinkLoss interface{ ExportLost() }

@@ -56,6 +56,9 @@ type relayMirror struct {
 	ready chan struct{} // closed once attached (or failed)
 	err   error
 	given time.Time // when it was last handed out; guarded by relayMirrors.mu
+	// keep is when the resume window ends that began when its last holder's
+	// connection died; guarded by relayMirrors.mu.
+	keep time.Time
 }
 
 // CacheFeed makes the relay mirror a Cacheable: downstream it travels as
@@ -112,6 +115,9 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 		if lost {
 			// Its last holder's connection died: the holder may come back
 			// with the feed's token, and find the mirror where it was.
+			rm.mu.Lock()
+			m.keep = time.Now().Add(resumeWindow)
+			rm.mu.Unlock()
 			rm.dropAfter(m, resumeWindow)
 		} else {
 			rm.dropLater(m)
@@ -160,6 +166,10 @@ func (rm *relayMirrors) drop(m *relayMirror, onlyIdle bool) {
 	if ok && onlyIdle && time.Since(m.given) < idleGrace {
 		ok = false // handed out again since it went idle: look again later
 		rm.dropLater(m)
+	}
+	if ok && onlyIdle && time.Now().Before(m.keep) {
+		ok = false // within a resume window
+		rm.dropAfter(m, time.Until(m.keep))
 	}
 	if ok {
 		delete(rm.all, m)

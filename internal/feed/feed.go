@@ -511,3 +511,7 @@ func (p *Publisher) unexported(lost bool) {
 
 // Holders returns the number of connections holding the publisher.
 func (p *Publisher) Holders() int { return int(p.exports.Load()) }
+
+// FeedToken returns the feed's capability (what its subscribers receive),
+// for tests. It is not remotely callable (no error result).
+func (p *Publisher) FeedToken() string { return p.f.token }

@@ -65,11 +65,17 @@ type lostError struct {
 
 func (e *lostError) Error() string { return e.msg }
 
-func (e *lostError) Is(target error) bool {
-	return target == ErrSourceLost || target == broker.ErrDeadReference
-}
+func (e *lostError) Is(target error) bool { return target == broker.ErrDeadReference }
 
-func (e *lostError) Unwrap() error { return e.cause }
+// Unwrap returns ErrSourceLost first, so that the error crosses the wire
+// under its name (a relay's mirror tells the mirrors downstream), then the
+// cause.
+func (e *lostError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrSourceLost}
+	}
+	return []error{ErrSourceLost, e.cause}
+}
 
 // Lost returns an error matching ErrSourceLost and broker.ErrDeadReference
 // that says why (detail: what happened and what to do) and unwraps to

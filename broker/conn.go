@@ -283,8 +283,12 @@ func (c *Conn) monitor() {
 	exports := c.exports
 	c.exports, c.exportIDs, c.imports = nil, nil, nil
 	c.rmu.Unlock()
+	// A connection that failed (reset, timed out), rather than one closed
+	// by either side or for a protocol violation, may be followed by its
+	// peer coming back for what it held (a feed, by its token).
+	failed := !errors.Is(cause, ErrPeerClosed) && !errors.Is(cause, ErrClosed) && !errors.Is(cause, ErrProtocol)
 	for _, ex := range exports {
-		if o, ok := ex.obj.(roles.LinkLoss); ok && !ex.permanent {
+		if o, ok := ex.obj.(roles.LinkLoss); ok && failed && !ex.permanent {
 			o.ExportLost() // it may be asked for again on a new connection
 		} else if !ex.permanent {
 			releaseProxy(ex) // handles held on other connections for the peer

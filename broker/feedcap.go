@@ -6,6 +6,7 @@ import (
 
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -50,6 +51,9 @@ func (c *Conn) feedByToken(t *inCall) (o outcome) {
 		o.err = fmt.Errorf("%w: this process has no feed with that token (it restarted, or the model is gone): "+
 			"obtain the model again", captable.ErrUnknown)
 		return o
+	}
+	if r, ok := obj.(roles.Resumable); ok {
+		r.FeedResumed()
 	}
 	o.feed = obj
 	return o

@@ -112,12 +112,16 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 	rm.mu.Unlock()
 
 	m.fl.Feed().Publisher().OnIdle(func(lost bool) {
+		rm.mu.Lock()
 		if lost {
-			// Its last holder's connection died: the holder may come back
-			// with the feed's token, and find the mirror where it was.
-			rm.mu.Lock()
+			// A holder's connection died: it may come back with the
+			// feed's token, and find the mirror where it was.
 			m.keep = time.Now().Add(resumeWindow)
-			rm.mu.Unlock()
+		} else {
+			m.keep = time.Time{} // every holder left by releasing it
+		}
+		rm.mu.Unlock()
+		if lost {
 			rm.dropAfter(m, resumeWindow)
 		} else {
 			rm.dropLater(m)

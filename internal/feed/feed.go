@@ -458,6 +458,7 @@ type Publisher struct {
 	f       *Feed
 	exports atomic.Int32
 	idle    atomic.Pointer[func(lost bool)]
+	away    atomic.Int32 // holders whose connection died, less those that came back
 }
 
 // CacheModel returns the model the feed belongs to: a feed reference that
@@ -486,25 +487,33 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 }
 
 // OnIdle sets fn to run when no connection holds the publisher any more;
-// lost tells that the last one went because its connection died (and its
-// peer may come back with the feed's token), not because it released the
-// publisher.
+// lost tells that a holder whose connection died may still come back with
+// the feed's token: more holders left that way than came back.
 func (p *Publisher) OnIdle(fn func(lost bool)) { p.idle.Store(&fn) }
 
 // Exported counts a connection that holds the publisher.
 func (p *Publisher) Exported() { p.exports.Add(1) }
 
+// FeedResumed counts a holder that came back with the feed's token
+// (roles.Resumable). It may come back before this process noticed that
+// its old connection died (a black hole): the count of holders away may
+// go below zero until then.
+func (p *Publisher) FeedResumed() { p.away.Add(-1) }
+
 // Unexported counts a connection that let the publisher go.
-func (p *Publisher) Unexported() { p.unexported(false) }
+func (p *Publisher) Unexported() { p.unexported() }
 
 // ExportLost counts a connection that held the publisher and died
 // (roles.LinkLoss).
-func (p *Publisher) ExportLost() { p.unexported(true) }
+func (p *Publisher) ExportLost() {
+	p.away.Add(1)
+	p.unexported()
+}
 
-func (p *Publisher) unexported(lost bool) {
+func (p *Publisher) unexported() {
 	if p.exports.Add(-1) == 0 {
 		if fn := p.idle.Load(); fn != nil {
-			(*fn)(lost)
+			(*fn)(p.away.Load() > 0)
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // The built-in call that resumes a feed by its capability
-// (docs/protocol.md §11.9): a mirror that lost its connection presents the
+// (docs/protocol.md §11.11): a mirror that lost its connection presents the
 // token the feed's owner gave it with its subscription, on reference 0,
 // and gets the feed back by reference, without replaying the call that
 // returned the model. The token is the authority: it is issued only to

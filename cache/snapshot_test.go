@@ -164,7 +164,7 @@ func (m *protoMirror) apply(b []any) error {
 		return fmt.Errorf("a batch of %d elements", len(b))
 	}
 	// The feed's token comes with the subscription's first batch only
-	// (§11.9).
+	// (§11.11).
 	token, ok := b[8].(string)
 	if !ok || (m.batches == 0) != (len(token) == 32) || (m.batches > 0 && token != "") {
 		return fmt.Errorf("batch %d carries the token %v", m.batches, b[8])

@@ -147,7 +147,7 @@ var idleGrace = time.Second
 // resumeWindow is how long a relay mirror is kept when the last
 // downstream connection holding it died rather than released it: the
 // downstream mirrors resume it by its token when their link comes back
-// (docs/protocol.md §11.9), and get the changes they missed from its log.
+// (docs/protocol.md §11.11), and get the changes they missed from its log.
 var resumeWindow = time.Minute
 
 // dropLater closes m after idleGrace if no downstream connection holds it

@@ -49,7 +49,7 @@ type Ref struct {
 }
 
 // The feed package tells a mirror's source the token of the feed it
-// follows (docs/protocol.md §11.9).
+// follows (docs/protocol.md §11.11).
 func init() {
 	captable.SetSourceHook(func(src any, token string) {
 		if r, ok := src.(*Ref); ok {

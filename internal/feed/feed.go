@@ -73,7 +73,7 @@ type Batch struct {
 	Steps    []Step // consecutive steps: the changes after the mirror's version, or, in a snapshot, after its start
 	Entries  []Change
 	First    bool // the first batch of a snapshot: whatever the mirror collected before is discarded
-	// Token is the feed's capability (§11.9), on the first batch of each
+	// Token is the feed's capability (§11.11), on the first batch of each
 	// subscription and on no other: the subscriber presents it on a new
 	// connection to find the feed again.
 	Token string

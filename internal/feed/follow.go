@@ -504,7 +504,7 @@ func (o *observer) Apply(ctx context.Context, b Batch) error {
 
 // checkToken checks a batch's Token field: the feed's token on the first
 // batch of the subscription, and nothing on the others. The follower's
-// source learns the token, to present it after an outage (§11.9). o.mu
+// source learns the token, to present it after an outage (§11.11). o.mu
 // held.
 func (o *observer) checkToken(tok string) error {
 	if o.seen {

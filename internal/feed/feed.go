@@ -157,16 +157,16 @@ type Feed struct {
 	logLen  int // changes in log
 	logMax  int
 	subs    map[*Subscription]struct{}
-	// snapshots counts the subscriptions with a snapshot under way, which
-	// the log keeps more steps for (appendLog).
-	snapshots int
-	pub       *Publisher
-	owner     any
 	// token is the feed's capability (internal/captable), issued to its
 	// subscribers; lost is set when a mirror's feed can no longer follow
 	// its source, and refuses new subscriptions.
 	token string
 	lost  error
+	// snapshots counts the subscriptions with a snapshot under way, which
+	// the log keeps more steps for (appendLog).
+	snapshots int
+	pub       *Publisher
+	owner     any
 }
 
 // slot is one entry of a feed, or, when not live, what is left of a

@@ -92,6 +92,11 @@ type Conn struct {
 	peerMax int // the largest message the peer accepts
 	root    *Ref
 	onDone  func()
+	// issuer is what feed tokens issued on this connection are valid
+	// for (internal/captable): its server's number, or 0 for a dialed
+	// connection, which gets one of its own when it first needs it.
+	issuer  uint64
+	issuerM sync.Once
 
 	pmu      sync.Mutex
 	pending  map[uint64]*call

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
@@ -26,7 +27,28 @@ func init() {
 		}
 		return nil
 	})
+	captable.SetIssuerOf(func(conn any) any {
+		if c, ok := conn.(*Conn); ok && c != nil {
+			return c.issuerOf()
+		}
+		return nil
+	})
 }
+
+// issuerOf returns what feed tokens issued on c are valid for: its
+// server, so that a peer that reconnects finds its feeds on any of the
+// server's connections, or c itself for a dialed connection.
+func (c *Conn) issuerOf() any {
+	c.issuerM.Do(func() {
+		if c.issuer == 0 {
+			c.issuer = nextIssuer.Add(1)
+		}
+	})
+	return c.issuer
+}
+
+// nextIssuer numbers servers and dialed connections for feed tokens.
+var nextIssuer atomic.Uint64
 
 // readFeedCall decodes the arguments of a feed call, [token].
 func readFeedCall(args cborx.Reader, argc int) (string, error) {
@@ -46,9 +68,9 @@ func readFeedCall(args cborx.Reader, argc int) (string, error) {
 // feedByToken answers a feed call: the feed registered under the token,
 // sent as a Cacheable, or captable.ErrUnknown.
 func (c *Conn) feedByToken(t *inCall) (o outcome) {
-	obj, ok := captable.Lookup(t.name2)
+	obj, ok := captable.Lookup(t.name2, c.issuerOf())
 	if !ok {
-		o.err = fmt.Errorf("%w: this process has no feed with that token (it restarted, or the model is gone): "+
+		o.err = fmt.Errorf("%w: this server has no feed with that token (it restarted, or the model is gone): "+
 			"obtain the model again", captable.ErrUnknown)
 		return o
 	}

@@ -335,9 +335,22 @@ func TestFeedTokens(t *testing.T) {
 	requireEqualModel(t, model, other)
 	fr.Release()
 
-	// A realm server answers it too.
+	// A token is valid only on the server that issued it: another server
+	// of the process (or one that replaced a stopped server) does not
+	// answer for it.
+	other2 := startPlainServer(t, cache.NewMap[string, Item]())
+	c2, err := broker.Dial(ctx, "tcp", other2.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c2.Close(); <-c2.Done() })
+	err = c2.Root().Call(ctx, captable.Method, &ref, modelTok)
+	require.ErrorIs(t, err, captable.ErrUnknown)
+
+	// A realm server answers it, on any of its connections: the token is
+	// the authority, not the root the realm gives each peer.
+	realmModel := cache.NewMap[string, Item]()
+	require.NoError(t, realmModel.Set("r", Item{Count: 3}))
 	realm := broker.WithRealm(func(ctx context.Context, p remoteable.Peer) (any, error) {
-		return &plainStore{m: cache.NewMap[string, Item]()}, nil
+		return &plainStore{m: realmModel}, nil
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -345,13 +358,19 @@ func TestFeedTokens(t *testing.T) {
 	rdone := make(chan error, 1)
 	go func() { rdone <- rsrv.Serve(ln) }()
 	t.Cleanup(func() { rsrv.Close(); <-rdone })
+	rc1, err := broker.Dial(ctx, "tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { rc1.Close(); <-rc1.Done() })
+	var subscribed *cache.Mirror[string, Item] // issues the token on the realm server
+	require.NoError(t, rc1.Root().Call(ctx, "Model", &subscribed))
+	t.Cleanup(func() { subscribed.Close() })
 	rc, err := broker.Dial(ctx, "tcp", ln.Addr().String())
 	require.NoError(t, err)
 	t.Cleanup(func() { rc.Close(); <-rc.Done() })
 	var viaRealm *cache.Mirror[string, Item]
-	require.NoError(t, rc.Root().Call(ctx, captable.Method, &viaRealm, modelTok))
+	require.NoError(t, rc.Root().Call(ctx, captable.Method, &viaRealm, modelToken(t, realmModel)))
 	t.Cleanup(func() { viaRealm.Close() })
-	requireEqualModel(t, model, viaRealm)
+	requireEqualModel(t, realmModel, viaRealm)
 
 	// A closed mirror's feed is gone from the table.
 	require.NoError(t, mir.Close())

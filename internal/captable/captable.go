@@ -51,8 +51,15 @@ func newToken() string {
 
 var table = struct {
 	sync.Mutex
-	m map[string]func() any
-}{m: map[string]func() any{}}
+	m map[string]*entry
+}{m: map[string]*entry{}}
+
+// entry is one feed: how to get it while it lives, and the issuers
+// (servers, see SetIssuerOf) that gave its token to a subscriber.
+type entry struct {
+	get     func() any
+	issuers map[any]struct{}
+}
 
 // Register gives p a new token and records it weakly: Lookup returns p
 // while something else holds it, and the entry is deleted once p is
@@ -61,21 +68,48 @@ func Register[T any](p *T) string {
 	tok := newToken()
 	w := weak.Make(p)
 	table.Lock()
-	table.m[tok] = func() any {
+	table.m[tok] = &entry{get: func() any {
 		if v := w.Value(); v != nil {
 			return v
 		}
 		return nil
-	}
+	}}
 	table.Unlock()
 	runtime.AddCleanup(p, Remove, tok)
 	return tok
 }
 
-// Lookup returns the object registered under tok, if it is still there.
-func Lookup(tok string) (any, bool) {
+// Issue records that issuer gave tok to a subscriber: from now on the
+// token is valid there.
+func Issue(tok string, issuer any) {
+	if issuer == nil {
+		return
+	}
 	table.Lock()
-	get := table.m[tok]
+	defer table.Unlock()
+	e := table.m[tok]
+	if e == nil {
+		return
+	}
+	if e.issuers == nil {
+		e.issuers = map[any]struct{}{}
+	}
+	e.issuers[issuer] = struct{}{}
+}
+
+// Lookup returns the object registered under tok, if it is still there
+// and issuer gave the token out: a token is valid only where it was
+// issued (so that a second server of the process, or one that replaced a
+// stopped server, does not answer for the first one's feeds).
+func Lookup(tok string, issuer any) (any, bool) {
+	table.Lock()
+	e := table.m[tok]
+	var get func() any
+	if e != nil {
+		if _, ok := e.issuers[issuer]; ok {
+			get = e.get
+		}
+	}
 	table.Unlock()
 	if get == nil {
 		return nil, false
@@ -113,6 +147,21 @@ func TellSource(src any, token string) {
 	if h := sourceHook.Load(); h != nil {
 		(*h)(src, token)
 	}
+}
+
+var issuerOf atomic.Pointer[func(conn any) any]
+
+// SetIssuerOf installs the function that returns what tokens issued on a
+// connection are valid for (the broker does: the connection's server, or
+// the connection itself).
+func SetIssuerOf(fn func(conn any) any) { issuerOf.Store(&fn) }
+
+// IssuerOf returns what tokens issued on conn are valid for, or nil.
+func IssuerOf(conn any) any {
+	if fn := issuerOf.Load(); fn != nil {
+		return (*fn)(conn)
+	}
+	return nil
 }
 
 var loggerOf atomic.Pointer[func(conn any) *slog.Logger]

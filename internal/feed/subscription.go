@@ -8,6 +8,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/callhook"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -240,7 +241,10 @@ func (f *Feed) covered(v uint64) bool { return v == f.version || f.replayFrom(v)
 func (s *Subscription) build() *Batch {
 	b := s.buildOne()
 	if b != nil && !s.tokenSent {
-		b.Token, s.tokenSent = s.f.token, true // the first batch carries the feed's token
+		// The first batch carries the feed's token, valid from now on on
+		// the subscriber's server (captable.Issue).
+		b.Token, s.tokenSent = s.f.token, true
+		captable.Issue(s.f.token, captable.IssuerOf(s.conn))
 	}
 	return b
 }

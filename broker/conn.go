@@ -95,8 +95,9 @@ type Conn struct {
 	// issuer is what feed tokens issued on this connection are valid
 	// for (internal/captable): its server's number, or 0 for a dialed
 	// connection, which gets one of its own when it first needs it.
-	issuer  uint64
-	issuerM sync.Once
+	issuer    uint64
+	issuerKey string // issuer, and the peer's verified identity
+	issuerM   sync.Once
 
 	pmu      sync.Mutex
 	pending  map[uint64]*call

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/tether-go/tether/internal/captable"
@@ -37,14 +38,20 @@ func init() {
 
 // issuerOf returns what feed tokens issued on c are valid for: its
 // server, so that a peer that reconnects finds its feeds on any of the
-// server's connections, or c itself for a dialed connection.
+// server's connections, or c itself for a dialed connection; and, when
+// the server verified the peer's identity, that identity, so that a token
+// issued to one authenticated peer is refused to another.
 func (c *Conn) issuerOf() any {
 	c.issuerM.Do(func() {
 		if c.issuer == 0 {
 			c.issuer = nextIssuer.Add(1)
 		}
+		c.issuerKey = strconv.FormatUint(c.issuer, 10)
+		if c.peer.Verified() {
+			c.issuerKey += "/" + strconv.Quote(c.peer.VerifiedBy) + "/" + strconv.Quote(c.peer.Name)
+		}
 	})
-	return c.issuer
+	return c.issuerKey
 }
 
 // nextIssuer numbers servers and dialed connections for feed tokens.

@@ -436,3 +436,39 @@ func TestRelayKeepsAMirrorForItsHolderToResume(t *testing.T) {
 	defer rec.mu.Unlock()
 	require.Empty(t, rec.bad)
 }
+
+// TestFeedTokenIsBoundToItsSubscriber: on a server that verifies its
+// peers, a feed's token is honoured only for the identity it was issued
+// to. Another authenticated peer presenting it (a stolen token) is
+// refused with the same error as an unknown token; the subscriber itself
+// gets the feed back on a new connection.
+func TestFeedTokenIsBoundToItsSubscriber(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testCtx(t)
+	model := cache.NewMap[string, Item]()
+	require.NoError(t, model.Set("secret", Item{Count: 7}))
+	srv := startPlainServer(t, model, broker.WithAuthenticator(broker.Tokens(map[string]string{"alice": "a", "mallory": "m"})))
+	dialAs := func(name, token string) *broker.Conn {
+		c, err := broker.Dial(ctx, "tcp", srv.addr, broker.WithName(name), broker.WithToken(token))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close(); <-c.Done() })
+		return c
+	}
+	alice := dialAs("alice", "a")
+	var store *broker.Ref
+	require.NoError(t, alice.Root().Call(ctx, "Lookup", &store, "store"))
+	var mir *cache.Mirror[string, Item]
+	require.NoError(t, store.Call(ctx, "Model", &mir))
+	t.Cleanup(func() { mir.Close() })
+	tok := modelToken(t, model)
+
+	var stolen *cache.Mirror[string, Item]
+	err := dialAs("mallory", "m").Root().Call(ctx, captable.Method, &stolen, tok)
+	require.ErrorIs(t, err, captable.ErrUnknown)
+	require.Nil(t, stolen)
+
+	var back *cache.Mirror[string, Item]
+	require.NoError(t, dialAs("alice", "a").Root().Call(ctx, captable.Method, &back, tok))
+	t.Cleanup(func() { back.Close() })
+	requireEqualModel(t, model, back)
+}

@@ -46,6 +46,9 @@ type Ref struct {
 	// mirror's source: after an outage r presents it to find the same feed
 	// (captable.Method) before replaying the call that returned it.
 	feedToken string
+	// feedLost records that the feed's owner no longer knew the token: the
+	// source can come back only by replaying the call.
+	feedLost bool
 }
 
 // The feed package tells a mirror's source the token of the feed it
@@ -54,7 +57,7 @@ func init() {
 	captable.SetSourceHook(func(src any, token string) {
 		if r, ok := src.(*Ref); ok {
 			r.mu.Lock()
-			r.feedToken = token
+			r.feedToken, r.feedLost = token, false
 			r.mu.Unlock()
 		}
 	})
@@ -179,9 +182,12 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 			return nil, err
 		}
 		r.mu.Lock()
-		r.feedToken = "" // a new subscription brings the new feed's token
+		r.feedToken, r.feedLost = "", true // a new subscription brings the new feed's token
 		r.mu.Unlock()
 	}
+	r.mu.Lock()
+	feedLost := r.feedLost
+	r.mu.Unlock()
 	// A derived reference is replayed only when the call that returned it
 	// is declared safe to repeat.
 	ok, err := r.parent.idempotent(ctx, r.method)
@@ -190,7 +196,7 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 	}
 	if !ok {
 		var err error
-		if tok != "" {
+		if feedLost {
 			err = feed.Lost(fmt.Sprintf("%v: the model's owner no longer has the feed it followed (it restarted, or the model is gone), "+
 				"and %s is not declared idempotent, so it is not called again by itself; call %s again for a new mirror, "+
 				"or declare it Idempotent (remoteable.Methods) to have mirrors follow a restarted owner", r, r.method, r.method), nil)

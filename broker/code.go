@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -158,6 +159,7 @@ var classes = []struct {
 	{ErrVersionMismatch, Unimplemented},
 	{ErrUnknownMethod, Unimplemented},
 	{ErrUnknownReference, NotFound},
+	{captable.ErrUnknown, NotFound},
 	{ErrBadArguments, InvalidArgument},
 	{ErrInvalidOption, InvalidArgument},
 	{ErrNotCallable, InvalidArgument},

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/tether-go/tether/internal/callhook"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
@@ -92,6 +93,12 @@ type Conn struct {
 	peerMax int // the largest message the peer accepts
 	root    *Ref
 	onDone  func()
+	// issuer is what feed tokens issued on this connection are valid
+	// for (internal/captable): its server's number, or 0 for a dialed
+	// connection, which gets one of its own when it first needs it.
+	issuer    uint64
+	issuerKey string // issuer, and the peer's verified identity
+	issuerM   sync.Once
 
 	pmu      sync.Mutex
 	pending  map[uint64]*call
@@ -300,8 +307,14 @@ func (c *Conn) monitor() {
 	exports := c.exports
 	c.exports, c.exportIDs, c.imports = nil, nil, nil
 	c.rmu.Unlock()
+	// A connection that failed (reset, timed out), rather than one closed
+	// by either side or for a protocol violation, may be followed by its
+	// peer coming back for what it held (a feed, by its token).
+	failed := !errors.Is(cause, ErrPeerClosed) && !errors.Is(cause, ErrClosed) && !errors.Is(cause, ErrProtocol)
 	for _, ex := range exports {
-		if !ex.permanent {
+		if o, ok := ex.obj.(roles.LinkLoss); ok && failed && !ex.permanent {
+			o.ExportLost() // it may be asked for again on a new connection
+		} else if !ex.permanent {
 			releaseProxy(ex) // handles held on other connections for the peer
 		}
 	}
@@ -553,6 +566,21 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 	if extErr != nil {
 		return reject(extErr)
 	}
+	if target == 0 && string(name) == captable.Method {
+		// A feed resumed by its token (feedcap.go): answered whatever the
+		// root is, or without one.
+		tok, err := readFeedCall(args, argc)
+		if err != nil {
+			return reject(err)
+		}
+		t := &inCall{id: id, ex: &export{}, name: captable.Method, name2: tok}
+		t.cc.c = c
+		t.ctx = &t.cc
+		if timeout > 0 {
+			t.cc.deadline = time.Now().Add(time.Duration(min(timeout, uint64(1<<62))))
+		}
+		return c.startCall(t)
+	}
 	ex := c.lookupExport(target)
 	if ex == nil {
 		return reject(fmt.Errorf("%w: no object %d was given to you", ErrUnknownReference, target))
@@ -652,14 +680,15 @@ func (c *Conn) handleCall(r *cborx.Reader, n int, acct *refAccount) error {
 // inCall is one incoming call: its context, its target and its decoded
 // arguments, in one allocation.
 type inCall struct {
-	cc   callCtx
-	ctx  context.Context // &cc, boxed once so reflect passes it without copying
-	id   uint64
-	ex   *export
-	m    *method // nil for a proxy
-	name string  // a proxy's method name
-	args []any   // a proxy's arguments
-	refs []*Ref  // handles decoded from the arguments, released if the call never runs
+	cc    callCtx
+	ctx   context.Context // &cc, boxed once so reflect passes it without copying
+	id    uint64
+	ex    *export
+	m     *method // nil for a proxy
+	name  string  // a proxy's method name, or a built-in's
+	name2 string  // a feed call's token
+	args  []any   // a proxy's arguments
+	refs  []*Ref  // handles decoded from the arguments, released if the call never runs
 	// attach lists the mirrors among the arguments, attached by the handler
 	// goroutine before the method runs.
 	attach []attachTask
@@ -773,6 +802,8 @@ func (c *Conn) run(t *inCall) {
 		o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
 	case t.m != nil:
 		o = c.invoke(t)
+	case t.name == captable.Method && t.ex.obj == nil:
+		o = c.feedByToken(t)
 	case t.ex.proxy != nil:
 		o = c.forward(t)
 	default:
@@ -795,6 +826,7 @@ type outcome struct {
 	v       reflect.Value // a method's result, typed by ti
 	ti      *typeInfo
 	generic any // a proxy's result
+	feed    any // a feed call's result, sent as a Cacheable
 	byRef   bool
 	tb      string
 	err     error

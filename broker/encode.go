@@ -560,6 +560,14 @@ func (e *encoder) reset() {
 
 // result encodes a handler's result.
 func (e *encoder) result(o *outcome) error {
+	if o.feed != nil {
+		if err := e.enter(); err != nil {
+			return err
+		}
+		defer e.leave()
+		e.buf = cborx.AppendTag(e.buf, tagCacheable)
+		return e.object(o.feed)
+	}
 	if o.ti == nil {
 		return e.any(o.generic)
 	}

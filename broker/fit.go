@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,6 +54,7 @@ func listNames(names []string) string {
 }
 
 func newNoFieldError(ti *typeInfo, keys []string) *noFieldError {
+	slices.Sort(keys) // in the order a reader looks for them, not the map's
 	e := &noFieldError{t: ti.t, keys: keys}
 	for i := range ti.fields {
 		e.fields = append(e.fields, ti.fields[i].name)

@@ -21,6 +21,10 @@ type Server struct {
 	root any
 	opts *options
 	err  error // invalid options, reported by Serve
+	// issuer names the server in the table of feed tokens
+	// (internal/captable): a number, so that the table keeps nothing of
+	// the server alive.
+	issuer uint64
 
 	ctx    context.Context // cancelled by Close: aborts handshakes
 	cancel context.CancelFunc
@@ -60,7 +64,7 @@ func NewServer(root any, opts ...Option) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		root: root, opts: o, err: err, ctx: ctx, cancel: cancel,
+		root: root, opts: o, err: err, ctx: ctx, cancel: cancel, issuer: nextIssuer.Add(1),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*Conn]struct{}{},
 		perHost:   map[string]int{},
@@ -222,6 +226,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	}
 	s.conns[c] = struct{}{}
 	s.live.Add(1)
+	c.issuer = s.issuer // feed tokens issued on c are valid on every connection of s
 	c.onDone = func() {
 		s.mu.Lock()
 		delete(s.conns, c)

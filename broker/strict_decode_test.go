@@ -194,7 +194,7 @@ func TestCopyableRegisteredAsAnotherType(t *testing.T) {
 
 	err := root.Call(ctx, "Keep", nil, foreign)
 	require.ErrorIs(t, err, ErrBadArguments)
-	for _, want := range []string{`Copyable "test.User" is registered here as broker.user`, `"Sku", "Price"`, "Name, email, Tags", "register the same type on both"} {
+	for _, want := range []string{`Copyable "test.User" is registered here as broker.user`, `"Price", "Sku"`, "Name, email, Tags", "register the same type on both"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assertLoud(t, err)

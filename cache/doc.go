@@ -41,12 +41,13 @@
 //
 // Keys and values are encoded with Tether's codec: plain data and
 // Copyables, not references. A mirror obtained through a *remote.Ref
-// resumes by itself, provided the method that returned the model is
-// declared Idempotent (remoteable.MethodOptions). Close mirrors when done;
-// one nobody references is closed by the garbage collector, taking the
-// functions connected to its signals with it, and one passed back to the
-// process that owns its model arrives there as the model itself (see
-// Mirror).
+// resumes by itself after outages, through relays too; only when the
+// model's owner restarted does it need the method that returned the model
+// declared Idempotent (remoteable.MethodOptions), and without that it
+// reports ErrSourceLost. Close mirrors when done; one nobody references is
+// closed by the garbage collector, taking the functions connected to its
+// signals with it, and one passed back to the process that owns its model
+// arrives there as the model itself (see Mirror).
 // docs/protocol.md describes the wire and docs/guide.md walks through an
 // example.
 package cache

@@ -19,8 +19,8 @@ type Prices struct {
 	m *cache.Map[string, int]
 }
 
-// RemoteMethods declares Model idempotent, so that a mirror can obtain it
-// again after an outage.
+// RemoteMethods declares Model idempotent, so that a mirror follows the
+// model even across a restart of its server (outages need no declaration).
 func (p *Prices) RemoteMethods() remoteable.Methods {
 	return remoteable.Methods{"Model": {Idempotent: true}}
 }

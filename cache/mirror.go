@@ -27,9 +27,12 @@ import (
 // missed, or a snapshot whose differences from its state it applies and
 // fires as ordinary changes. Stale reports (and StaleChanged signals) when
 // the model is out of reach. A mirror obtained through a *remote.Ref
-// resumes by itself when the link comes back, provided the method that
-// returned the model is declared Idempotent; one obtained through a bare
-// *broker.Ref stays stale once its connection ends.
+// resumes by itself when the link comes back, through relays too, without
+// any declaration; when the model's owner itself restarted, it replays the
+// method only if that is declared Idempotent, and otherwise reports
+// ErrSourceLost (Err, the Lost signal, a warning in the log). One obtained
+// through a bare *broker.Ref reports ErrSourceLost once its connection
+// ends.
 //
 // A mirror is Cacheable too: return it from a method and the caller gets a
 // mirror of the mirror (a relay). Passed or returned to the process that
@@ -51,6 +54,9 @@ type Mirror[K comparable, V any] struct {
 	// StaleChanged fires true when the model goes out of reach and false
 	// when the mirror is in sync again, in order with Changed.
 	StaleChanged signals.Signal[bool]
+	// Lost fires once, with an error matching ErrSourceLost, when the
+	// mirror can no longer follow its model.
+	Lost signals.Signal[error]
 
 	mu      sync.RWMutex
 	items   map[K]slot[V]
@@ -89,7 +95,12 @@ func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o opti
 	m.opts = o
 	m.items = map[K]slot[V]{}
 	m.em = newEmitter[K, V](&m.Changed, &m.StaleChanged, m, o.queueSize)
-	fo := feed.Options{LogSize: o.logSize, Owner: owner}
+	wm := weak.Make(m) // the follower must not keep the mirror reachable
+	fo := feed.Options{LogSize: o.logSize, Owner: owner, OnLost: func(err error) {
+		if m := wm.Value(); m != nil {
+			m.Lost.Emit(err)
+		}
+	}}
 	if _, ok := src.(*remote.Ref); ok {
 		fo.WaitLink = remote.WaitForLink
 	}
@@ -180,7 +191,8 @@ func (m *Mirror[K, V]) Stale() bool {
 // Changes returns &m.Changed.
 func (m *Mirror[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
 
-// Err returns why the mirror last failed to resume, or nil.
+// Err returns why the mirror last failed to resume, or nil. Once the
+// mirror lost its source for good the error matches ErrSourceLost.
 func (m *Mirror[K, V]) Err() error {
 	if m.fl == nil {
 		return nil

@@ -138,6 +138,7 @@ type protoMirror struct {
 	snap      *protoSnapshot // the snapshot being received
 	firsts    int            // snapshot batches marked first
 	snapSteps int            // steps that came within snapshots
+	batches   int            // batches received
 }
 
 type protoSnapshot struct {
@@ -159,9 +160,16 @@ type protoChange struct {
 }
 
 func (m *protoMirror) apply(b []any) error {
-	if len(b) != 8 {
+	if len(b) != 9 {
 		return fmt.Errorf("a batch of %d elements", len(b))
 	}
+	// The feed's token comes with the subscription's first batch only
+	// (§11.11).
+	token, ok := b[8].(string)
+	if !ok || (m.batches == 0) != (len(token) == 32) || (m.batches > 0 && token != "") {
+		return fmt.Errorf("batch %d carries the token %v", m.batches, b[8])
+	}
+	m.batches++
 	epoch, ok1 := b[0].(string)
 	version, ok2 := protoUint(b[1])
 	snapshot, ok3 := b[3].(bool)

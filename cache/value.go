@@ -58,13 +58,16 @@ type ValueMirror[T any] struct {
 	Changed *signals.Signal[Change[struct{}, T]]
 	// StaleChanged fires on stale/live transitions.
 	StaleChanged *signals.Signal[bool]
-	m            *Mirror[struct{}, T]
+	// Lost fires once, with an error matching ErrSourceLost, when the
+	// mirror can no longer follow its model.
+	Lost *signals.Signal[error]
+	m    *Mirror[struct{}, T]
 }
 
 // AttachCache implements remoteable.CacheMirror.
 func (v *ValueMirror[T]) AttachCache(ctx context.Context, src remoteable.Caller) error {
 	v.m = &Mirror[struct{}, T]{}
-	v.Changed, v.StaleChanged = &v.m.Changed, &v.m.StaleChanged
+	v.Changed, v.StaleChanged, v.Lost = &v.m.Changed, &v.m.StaleChanged, &v.m.Lost
 	// The feed belongs to v, so that v is what comes home; the cleanup
 	// that closes the follower is on v.m, which only v holds.
 	return v.m.attach(ctx, src, buildOptions(nil), weakOwner(v))

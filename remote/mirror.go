@@ -56,6 +56,9 @@ type relayMirror struct {
 	ready chan struct{} // closed once attached (or failed)
 	err   error
 	given time.Time // when it was last handed out; guarded by relayMirrors.mu
+	// keep is when the resume window ends that began when its last holder's
+	// connection died; guarded by relayMirrors.mu.
+	keep time.Time
 }
 
 // CacheFeed makes the relay mirror a Cacheable: downstream it travels as
@@ -97,14 +100,33 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 	}
 	src := r.derive(method, args, b)
 	m := &relayMirror{src: src, ready: make(chan struct{})}
-	m.fl = feed.NewFollower(src, nil, feed.Options{WaitLink: WaitForLink, Owner: m})
+	m.fl = feed.NewFollower(src, nil, feed.Options{WaitLink: WaitForLink, Owner: m,
+		// A relay mirror that lost its model upstream goes: its
+		// downstream mirrors have been told, and a later call for the
+		// model makes a new one.
+		OnLost: func(error) { rm.drop(m, false) }})
 	if rm.all == nil {
 		rm.all = map[*relayMirror]struct{}{}
 	}
 	rm.all[m] = struct{}{}
 	rm.mu.Unlock()
 
-	m.fl.Feed().Publisher().OnIdle(func() { rm.dropLater(m) })
+	m.fl.Feed().Publisher().OnIdle(func(lost bool) {
+		rm.mu.Lock()
+		if lost {
+			// A holder's connection died: it may come back with the
+			// feed's token, and find the mirror where it was.
+			m.keep = time.Now().Add(resumeWindow)
+		} else {
+			m.keep = time.Time{} // every holder left by releasing it
+		}
+		rm.mu.Unlock()
+		if lost {
+			rm.dropAfter(m, resumeWindow)
+		} else {
+			rm.dropLater(m)
+		}
+	})
 	m.err = m.fl.Attach(ctx)
 	close(m.ready)
 	if m.err != nil {
@@ -122,10 +144,19 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 // is never closed under a peer that is receiving it.
 var idleGrace = time.Second
 
+// resumeWindow is how long a relay mirror is kept when the last
+// downstream connection holding it died rather than released it: the
+// downstream mirrors resume it by its token when their link comes back
+// (docs/protocol.md §11.11), and get the changes they missed from its log.
+var resumeWindow = time.Minute
+
 // dropLater closes m after idleGrace if no downstream connection holds it
 // then.
-func (rm *relayMirrors) dropLater(m *relayMirror) {
-	time.AfterFunc(idleGrace, func() { rm.drop(m, true) })
+func (rm *relayMirrors) dropLater(m *relayMirror) { rm.dropAfter(m, idleGrace) }
+
+// dropAfter closes m after d if no downstream connection holds it then.
+func (rm *relayMirrors) dropAfter(m *relayMirror, d time.Duration) {
+	time.AfterFunc(d, func() { rm.drop(m, true) })
 }
 
 // drop closes a relay mirror; when onlyIdle is set, only if no downstream
@@ -139,6 +170,10 @@ func (rm *relayMirrors) drop(m *relayMirror, onlyIdle bool) {
 	if ok && onlyIdle && time.Since(m.given) < idleGrace {
 		ok = false // handed out again since it went idle: look again later
 		rm.dropLater(m)
+	}
+	if ok && onlyIdle && time.Now().Before(m.keep) {
+		ok = false // within a resume window
+		rm.dropAfter(m, time.Until(m.keep))
 	}
 	if ok {
 		delete(rm.all, m)

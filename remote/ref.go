@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/captable"
+	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -40,6 +42,25 @@ type Ref struct {
 	conn    *broker.Conn        // the connection target lives on
 	desc    *broker.Description // the target's last known description (kept across reconnects)
 	gone    error               // set when the target can never be obtained again
+	// feedToken is the capability of the feed r refers to, when r is a
+	// mirror's source: after an outage r presents it to find the same feed
+	// (captable.Method) before replaying the call that returned it.
+	feedToken string
+	// feedLost records that the feed's owner no longer knew the token: the
+	// source can come back only by replaying the call.
+	feedLost bool
+}
+
+// The feed package tells a mirror's source the token of the feed it
+// follows (docs/protocol.md §11.11).
+func init() {
+	captable.SetSourceHook(func(src any, token string) {
+		if r, ok := src.(*Ref); ok {
+			r.mu.Lock()
+			r.feedToken, r.feedLost = token, false
+			r.mu.Unlock()
+		}
+	})
 }
 
 var _ remoteable.Caller = (*Ref)(nil)
@@ -143,6 +164,30 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 	if r.parent == nil {
 		return broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", r.name)
 	}
+	// A mirror's source finds its feed again by the feed's token, on
+	// whatever the link is now (through relays too: each hop answers for
+	// its own feed). Only a token its owner no longer knows (the owner
+	// restarted, or the model is gone) leads to replaying the call.
+	r.mu.Lock()
+	tok := r.feedToken
+	r.mu.Unlock()
+	if tok != "" {
+		t, err := broker.Call[*broker.Ref](ctx, conn.Root(), captable.Method, tok)
+		switch {
+		case err == nil && t != nil:
+			return t, nil
+		case err == nil:
+			return nil, fmt.Errorf("%w: %s returned no feed", broker.ErrBadReply, captable.Method)
+		case !errors.Is(err, captable.ErrUnknown):
+			return nil, err
+		}
+		r.mu.Lock()
+		r.feedToken, r.feedLost = "", true // a new subscription brings the new feed's token
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	feedLost := r.feedLost
+	r.mu.Unlock()
 	// A derived reference is replayed only when the call that returned it
 	// is declared safe to repeat.
 	ok, err := r.parent.idempotent(ctx, r.method)
@@ -150,7 +195,14 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 		return nil, err
 	}
 	if !ok {
-		err := fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method)
+		var err error
+		if feedLost {
+			err = feed.Lost(fmt.Sprintf("%v: the model's owner no longer has the feed it followed (it restarted, or the model is gone), "+
+				"and %s is not declared idempotent, so it is not called again by itself; call %s again for a new mirror, "+
+				"or declare it Idempotent (remoteable.Methods) to have mirrors follow a restarted owner", r, r.method, r.method), nil)
+		} else {
+			err = fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method)
+		}
 		r.mu.Lock()
 		r.gone = err
 		r.mu.Unlock()

@@ -71,9 +71,10 @@ type User struct {
 
 func init() { remoteable.RegisterCopyable[User]("multihop.User") }
 
-// RemoteMethods declares Get and Directory safe to repeat. Directory must
-// be: a mirror obtained through a *remote.Ref (the relay's included)
-// re-obtains the model with it after an outage, then resumes.
+// RemoteMethods declares Get and Directory safe to repeat. Mirrors ride
+// out outages without it (they find the model again by its feed's token);
+// declaring Directory lets them follow a restarted server too, by calling
+// it again.
 func (u *Users) RemoteMethods() remoteable.Methods {
 	return remoteable.Methods{"Get": {Idempotent: true}, "Directory": {Idempotent: true}}
 }

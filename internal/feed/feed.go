@@ -37,6 +37,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -72,6 +73,10 @@ type Batch struct {
 	Steps    []Step // consecutive steps: the changes after the mirror's version, or, in a snapshot, after its start
 	Entries  []Change
 	First    bool // the first batch of a snapshot: whatever the mirror collected before is discarded
+	// Token is the feed's capability (§11.11), on the first batch of each
+	// subscription and on no other: the subscriber presents it on a new
+	// connection to find the feed again.
+	Token string
 }
 
 // Limits of one batch, well under the smallest message size a peer would
@@ -152,6 +157,11 @@ type Feed struct {
 	logLen  int // changes in log
 	logMax  int
 	subs    map[*Subscription]struct{}
+	// token is the feed's capability (internal/captable), issued to its
+	// subscribers; lost is set when a mirror's feed can no longer follow
+	// its source, and refuses new subscriptions.
+	token string
+	lost  error
 	// snapshots counts the subscriptions with a snapshot under way, which
 	// the log keeps more steps for (appendLog).
 	snapshots int
@@ -200,6 +210,7 @@ func New(logSize int, owner any) *Feed {
 		owner:  owner,
 	}
 	f.pub = &Publisher{f: f}
+	f.token = captable.Register(f.pub)
 	return f
 }
 
@@ -318,6 +329,9 @@ func (f *Feed) Owner() any {
 	}
 	return f.owner
 }
+
+// Token returns the feed's capability, which its subscribers receive.
+func (f *Feed) Token() string { return f.token }
 
 // Epoch returns the feed's epoch.
 func (f *Feed) Epoch() string {
@@ -466,7 +480,8 @@ type Publisher struct {
 	remoteable.Referenceable
 	f       *Feed
 	exports atomic.Int32
-	idle    atomic.Pointer[func()]
+	idle    atomic.Pointer[func(lost bool)]
+	away    atomic.Int32 // holders whose connection died, less those that came back
 
 	hmu  sync.Mutex // orders Exported and Unexported with hold
 	hold any        // the feed's owner while exports > 0
@@ -496,14 +511,22 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	if observer == nil || observer.Conn() == nil {
 		return nil, errNoObserver
 	}
+	p.f.mu.Lock()
+	lost := p.f.lost
+	p.f.mu.Unlock()
+	if lost != nil {
+		return nil, lost
+	}
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		wake: make(chan struct{}, 1), acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
-// OnIdle sets fn to run when no connection holds the publisher any more.
-func (p *Publisher) OnIdle(fn func()) { p.idle.Store(&fn) }
+// OnIdle sets fn to run when no connection holds the publisher any more;
+// lost tells that a holder whose connection died may still come back with
+// the feed's token: more holders left that way than came back.
+func (p *Publisher) OnIdle(fn func(lost bool)) { p.idle.Store(&fn) }
 
 // Exported counts a connection that holds the publisher. The first one
 // makes the publisher hold the feed's owner.
@@ -515,10 +538,25 @@ func (p *Publisher) Exported() {
 	}
 }
 
+// FeedResumed counts a holder that came back with the feed's token
+// (roles.Resumable). It may come back before this process noticed that
+// its old connection died (a black hole): the count of holders away may
+// go below zero until then.
+func (p *Publisher) FeedResumed() { p.away.Add(-1) }
+
 // Unexported counts a connection that let the publisher go. When the last
 // one goes the owner is no longer held (a mirror nobody else holds is then
 // collected) and the idle function runs.
-func (p *Publisher) Unexported() {
+func (p *Publisher) Unexported() { p.unexported() }
+
+// ExportLost counts a connection that held the publisher and died
+// (roles.LinkLoss).
+func (p *Publisher) ExportLost() {
+	p.away.Add(1)
+	p.unexported()
+}
+
+func (p *Publisher) unexported() {
 	p.hmu.Lock()
 	n := p.exports.Add(-1)
 	if n == 0 {
@@ -527,10 +565,14 @@ func (p *Publisher) Unexported() {
 	p.hmu.Unlock()
 	if n == 0 {
 		if fn := p.idle.Load(); fn != nil {
-			(*fn)()
+			(*fn)(p.away.Load() > 0)
 		}
 	}
 }
 
 // Holders returns the number of connections holding the publisher.
 func (p *Publisher) Holders() int { return int(p.exports.Load()) }
+
+// FeedToken returns the feed's capability (what its subscribers receive),
+// for tests. It is not remotely callable (no error result).
+func (p *Publisher) FeedToken() string { return p.f.token }

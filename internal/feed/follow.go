@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -38,6 +40,50 @@ type Options struct {
 	// or a func() any returning it, so that neither the feed nor the
 	// follower keeps it reachable (see New).
 	Owner any
+	// OnLost is called once, from the follower's goroutine, when the
+	// mirror can no longer follow its source (an error matching
+	// ErrSourceLost). The follower has stopped by then; OnLost may Close
+	// it.
+	OnLost func(err error)
+}
+
+// ErrSourceLost reports a mirror that can no longer follow its source: the
+// model's owner no longer has the feed the mirror followed (it restarted,
+// or the model is gone) and the call that returned the model is not
+// declared safe to repeat, or the mirror's connection ended and nothing
+// can bring it back. The mirror keeps its last state, stays stale, and
+// does not try again. Errors that match it from this process match
+// broker.ErrDeadReference too.
+var ErrSourceLost = broker.NewError(broker.FailedPrecondition, errors.New("tether: mirror lost its source"))
+
+func init() { remoteable.RegisterError("tether.source-lost", ErrSourceLost) }
+
+// lostError is ErrSourceLost with what happened, matching
+// broker.ErrDeadReference too.
+type lostError struct {
+	msg   string
+	cause error
+}
+
+func (e *lostError) Error() string { return e.msg }
+
+func (e *lostError) Is(target error) bool { return target == broker.ErrDeadReference }
+
+// Unwrap returns ErrSourceLost first, so that the error crosses the wire
+// under its name (a relay's mirror tells the mirrors downstream), then the
+// cause.
+func (e *lostError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrSourceLost}
+	}
+	return []error{ErrSourceLost, e.cause}
+}
+
+// Lost returns an error matching ErrSourceLost and broker.ErrDeadReference
+// that says why (detail: what happened and what to do) and unwraps to
+// cause, whose text is not repeated.
+func Lost(detail string, cause error) error {
+	return &lostError{msg: ErrSourceLost.Error() + ": " + detail, cause: cause}
 }
 
 // ErrGap is the reason a batch is refused when it does not continue the
@@ -63,6 +109,7 @@ type Follower struct {
 	ownStale bool
 	upStale  bool
 	err      error
+	lost     error // set once the mirror can no longer follow its source
 	started  bool
 	looping  bool // the resubscribing goroutine runs: Close waits for it
 	closed   bool
@@ -117,10 +164,15 @@ func (fl *Follower) subscriptionOn(c *broker.Conn) *broker.Ref {
 	return fl.sub
 }
 
-// Err returns why the mirror last failed to (re)subscribe, or nil.
+// Err returns why the mirror last failed to (re)subscribe, or nil. Once
+// the mirror lost its source it returns that error (ErrSourceLost) for
+// good.
 func (fl *Follower) Err() error {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
+	if fl.lost != nil {
+		return fl.lost
+	}
 	return fl.err
 }
 
@@ -150,6 +202,7 @@ func (fl *Follower) Close() {
 	if looping {
 		<-fl.done
 	}
+	captable.Remove(fl.f.token) // nobody resumes a closed mirror's feed
 	fl.setStale(true, true)
 	// Mirrors downstream of this one must not wait for changes that will
 	// not come: ending their subscriptions makes them resubscribe.
@@ -207,7 +260,13 @@ func (fl *Follower) subscribe(ctx context.Context) error {
 // loop waits for the subscription to be lost and makes a new one, until
 // Close. A source whose connection ended for good ends the loop.
 func (fl *Follower) loop() {
-	defer close(fl.done)
+	var lost error
+	defer func() {
+		close(fl.done)
+		if lost != nil && fl.opts.OnLost != nil {
+			fl.opts.OnLost(lost) // after done: it may Close the follower
+		}
+	}()
 	wait := minRetry
 	for {
 		fl.mu.Lock()
@@ -256,7 +315,21 @@ func (fl *Follower) loop() {
 			fl.err = err
 			fl.mu.Unlock()
 			if r, ok := fl.src.(*broker.Ref); ok && (r.Conn() == nil || r.Conn().Err() != nil) {
-				return // a bare reference whose connection ended: nothing can bring it back
+				// A bare reference whose connection ended: nothing can
+				// bring it back.
+				lost = fl.lose(Lost("its connection ended and it was received through a *broker.Ref, "+
+					"which does not reconnect; obtain the model through a remote.Client's references to have it resume", err))
+				return
+			}
+			if errors.Is(err, ErrSourceLost) {
+				var le *lostError
+				if !errors.As(err, &le) {
+					// The far side's error: the mirror this one followed
+					// (a relay's) lost its own source.
+					err = Lost("the mirror it followed, on a relay, lost its own source", err)
+				}
+				lost = fl.lose(err)
+				return
 			}
 			if errors.Is(err, broker.ErrClosed) {
 				return
@@ -267,6 +340,34 @@ func (fl *Follower) loop() {
 			wait = min(2*wait, maxRetry)
 		}
 	}
+}
+
+// lose records that the mirror can no longer follow its source, loudly:
+// Err returns err from now on, the mirror stays stale, the mirrors
+// downstream of it are told (their resubscriptions fail with
+// ErrSourceLost), and a warning goes to the logger of the connection the
+// mirror last followed its source on (broker.WithLogger), or slog's
+// default logger. It returns err.
+func (fl *Follower) lose(err error) error {
+	fl.mu.Lock()
+	fl.lost = err
+	var conn *broker.Conn
+	if fl.sub != nil {
+		conn = fl.sub.Conn()
+	}
+	fl.mu.Unlock()
+	fl.setStale(true, true)
+	fl.f.mu.Lock()
+	fl.f.lost = err
+	fl.f.mu.Unlock()
+	captable.Remove(fl.f.token)
+	fl.f.endSubscriptions()
+	logger := captable.LoggerOf(conn)
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Warn("tether: a mirror stopped following its model", "source", fmt.Sprint(fl.src), "err", err)
+	return err
 }
 
 // Resubscription backoff.
@@ -315,6 +416,7 @@ type observer struct {
 	mu       sync.Mutex
 	detached bool
 	pending  *pending // a snapshot arriving in parts
+	seen     bool     // a batch came: the token came with it
 	first    chan struct{}
 	gotFirst bool
 	failed   chan struct{}
@@ -383,6 +485,9 @@ func (o *observer) Apply(ctx context.Context, b Batch) error {
 		return o.err
 	}
 	fl := o.fl
+	if err := o.checkToken(b.Token); err != nil {
+		return o.fail(err)
+	}
 	if b.Snapshot {
 		p, err := o.collect(&b)
 		if err != nil {
@@ -408,6 +513,27 @@ func (o *observer) Apply(ctx context.Context, b Batch) error {
 	if !o.gotFirst {
 		o.gotFirst = true
 		close(o.first)
+	}
+	return nil
+}
+
+// checkToken checks a batch's Token field: the feed's token on the first
+// batch of the subscription, and nothing on the others. The follower's
+// source learns the token, to present it after an outage (§11.11). o.mu
+// held.
+func (o *observer) checkToken(tok string) error {
+	if o.seen {
+		if tok != "" {
+			return errors.New("tether: a feed token on a batch other than a subscription's first")
+		}
+		return nil
+	}
+	if !captable.Valid(tok) {
+		return fmt.Errorf("tether: the first batch of a subscription must carry the feed's token, %d lowercase hexadecimal digits", captable.TokenLen)
+	}
+	o.seen = true
+	if o.fl != nil && o.fl.src != nil {
+		captable.TellSource(o.fl.src, tok)
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ func enc(v any) []byte {
 
 func change(k string, v int) Change { return Change{Key: enc(k), Value: enc(v)} }
 
+// testToken is a feed token of the right form.
+const testToken = "0123456789abcdef0123456789abcdef"
+
 // seedBatches are sequences of batches an owner really sends: a snapshot
 // in two parts, then steps; a replay with a step already applied; a new
 // epoch; a snapshot whose entries were read while the model changed, ending
@@ -58,17 +61,17 @@ func seedBatches() [][]Batch {
 	del := func(k string) Change { return Change{Key: enc(k), Deleted: true} }
 	return [][]Batch{
 		{
-			{Epoch: "e1", Version: 2, Snapshot: true, More: true, First: true, Entries: []Change{change("a", 1)}},
+			{Epoch: "e1", Version: 2, Snapshot: true, More: true, First: true, Token: testToken, Entries: []Change{change("a", 1)}},
 			{Epoch: "e1", Version: 2, Snapshot: true, Entries: []Change{change("b", 2)}},
 			{Epoch: "e1", Version: 4, Steps: []Step{{From: 2, Version: 3, Changes: []Change{change("a", 3)}}, {From: 3, Version: 4, Changes: []Change{del("b")}}}},
 		},
 		{
-			{Epoch: "e1", Version: 1, Snapshot: true, First: true, Entries: []Change{change("x", 1)}},
+			{Epoch: "e1", Version: 1, Snapshot: true, First: true, Token: testToken, Entries: []Change{change("x", 1)}},
 			{Epoch: "e1", Version: 2, Stale: true, Steps: []Step{{From: 0, Version: 1}, {From: 1, Version: 2, Changes: []Change{change("y", 2)}}}},
 			{Epoch: "e2", Version: 7, Snapshot: true, First: true, Entries: []Change{change("z", 9)}},
 		},
 		{
-			{Epoch: "e1", Version: 3, Snapshot: true, More: true, First: true, Entries: []Change{change("a", 1), change("b", 2)}},
+			{Epoch: "e1", Version: 3, Snapshot: true, More: true, First: true, Token: testToken, Entries: []Change{change("a", 1), change("b", 2)}},
 			{Epoch: "e1", Version: 5, Snapshot: true, More: true, Entries: []Change{change("c", 7)},
 				Steps: []Step{{From: 3, Version: 4, Changes: []Change{change("c", 7)}}, {From: 4, Version: 5, Changes: []Change{del("a")}}}},
 			{Epoch: "e1", Version: 6, Snapshot: true, Entries: []Change{},
@@ -76,7 +79,7 @@ func seedBatches() [][]Batch {
 			{Epoch: "e1", Version: 7, Steps: []Step{{From: 6, Version: 7, Changes: []Change{del("b")}}}},
 		},
 		{
-			{Epoch: "e1", Version: 3, Snapshot: true, More: true, First: true, Entries: []Change{change("a", 1)}},
+			{Epoch: "e1", Version: 3, Snapshot: true, More: true, First: true, Token: testToken, Entries: []Change{change("a", 1)}},
 			{Epoch: "e1", Version: 9, Snapshot: true, More: true, First: true, Entries: []Change{change("a", 2)}},
 			{Epoch: "e1", Version: 9, Snapshot: true, Entries: []Change{change("b", 3)}},
 			{Epoch: "e1", Version: 9, Stale: true},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/callhook"
+	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -48,6 +49,9 @@ type Subscription struct {
 	outages  uint64     // the feed's outages the observer has been told of
 	snap     snapCursor // the snapshot being sent, if active
 	maxBytes int        // batch size in key and value bytes; 0 means maxBatchBytes
+	// tokenSent records that the feed's token went with a batch: it goes
+	// with the first one only.
+	tokenSent bool
 
 	// What the observer has applied, for read-your-writes.
 	amu      sync.Mutex
@@ -168,7 +172,8 @@ func (s *Subscription) shrink(b pushed) bool {
 		s.maxBytes = max(s.maxBytes/2, 1024)
 	}
 	s.stopSnapshot()
-	s.epoch = "" // forces a new snapshot
+	s.epoch = ""        // forces a new snapshot
+	s.tokenSent = false // the batch that carried it did not arrive
 	return true
 }
 
@@ -240,6 +245,18 @@ func (f *Feed) covered(v uint64) bool { return v == f.version || f.replayFrom(v)
 // build makes the next batch, advancing the cursor, or returns nil when
 // the observer is up to date. f.mu is held.
 func (s *Subscription) build() *Batch {
+	b := s.buildOne()
+	if b != nil && !s.tokenSent {
+		// The first batch carries the feed's token, valid from now on on
+		// the subscriber's server (captable.Issue).
+		b.Token, s.tokenSent = s.f.token, true
+		captable.Issue(s.f.token, captable.IssuerOf(s.conn))
+	}
+	return b
+}
+
+// buildOne is build without the token. f.mu is held.
+func (s *Subscription) buildOne() *Batch {
 	f := s.f
 	if s.outages != f.outages && !f.stale && s.sent && !s.stale && !s.snap.active && s.epoch == f.epoch {
 		// The feed's source went out of reach and came back while a batch

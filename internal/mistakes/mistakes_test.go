@@ -257,6 +257,41 @@ func TestMistakes(t *testing.T) {
 			mine.Release()
 			return e.lookup(t, "shop").Call(ctx(t), "Ask", nil, mine)
 		}, broker.ErrReleased, broker.FailedPrecondition, []string{"argument 1 of Ask", "still held"}},
+		{"a mirror of a model whose owner restarted, returned by a method not declared idempotent", func(t *testing.T, e *env) error {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			addr := ln.Addr().String()
+			serve := func(ln net.Listener) func() {
+				reg := registry.New()
+				require.NoError(t, reg.Register("shop", &shop{model: cache.NewMap[string, int]()}))
+				srv := broker.NewServer(reg)
+				done := make(chan error, 1)
+				go func() { done <- srv.Serve(ln) }()
+				return func() { srv.Close(); <-done }
+			}
+			stop := serve(ln)
+			cl, err := remote.Connect(ctx(t), "tcp", addr)
+			require.NoError(t, err)
+			defer cl.Close()
+			shop, err := cl.Registry().Lookup(ctx(t), "shop")
+			require.NoError(t, err)
+			var mir *cache.Mirror[string, int]
+			require.NoError(t, shop.Call(ctx(t), "Model", &mir))
+			lost := make(chan error, 1)
+			mir.Lost.Connect(func(err error) { lost <- err })
+			stop() // the owner restarts: a new process, a new model
+			ln, err = net.Listen("tcp", addr)
+			require.NoError(t, err)
+			defer serve(ln)()
+			select {
+			case err := <-lost:
+				assert.True(t, mir.Stale())
+				assert.Equal(t, err, mir.Err())
+				return err
+			case <-ctx(t).Done():
+				return errors.New("no Lost signal")
+			}
+		}, cache.ErrSourceLost, broker.FailedPrecondition, []string{"Idempotent"}},
 		{"a model received into a map instead of a mirror", func(t *testing.T, e *env) error {
 			var m map[string]int
 			return e.lookup(t, "shop").Call(ctx(t), "Model", &m)

@@ -1058,6 +1058,9 @@ func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	} else {
 		err = c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
 	}
+	if err == nil {
+		return nil
+	}
 	var le *linkError
 	if errors.As(err, &le) && errors.Is(le.cause, yamux.ErrSessionShutdown) {
 		// yamux says only that the session is gone; the accept loop is

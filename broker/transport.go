@@ -98,7 +98,8 @@ func (c *coalescer) Read(p []byte) (int, error) {
 		// streams as a closed session, and a TLS peer's alert refusing
 		// our certificate arrives as one (TLS 1.3 clients learn of it on
 		// their first read).
-		c.readErr.Store(&err)
+		kept := err // a copy: taking err's address would move it to the heap on every read
+		c.readErr.Store(&kept)
 	}
 	if n > 0 {
 		if gerr := c.in.scan(p[:n]); gerr != nil {

@@ -2,12 +2,12 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"weak"
 
+	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -90,7 +90,7 @@ func (m *Mirror[K, V]) AttachCache(ctx context.Context, src remoteable.Caller) e
 // owner, and m lives.
 func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o options, owner func() any) error {
 	if m.fl != nil {
-		return errors.New("cache: mirror already attached")
+		return fmt.Errorf("%w: this mirror already follows a model: receive each model into a new mirror (a nil *cache.Mirror)", broker.ErrBadReply)
 	}
 	m.opts = o
 	m.items = map[K]slot[V]{}

@@ -195,3 +195,27 @@ func ExampleTokens() {
 	// opened for "owner" (verified by token) <nil>
 	// true
 }
+
+// ExampleCodeOf classifies errors: the package's sentinels, context errors
+// and an application's own errors classified with NewError. A caller gets
+// the same code for an error a handler returned, through any relays.
+func ExampleCodeOf() {
+	errNoUser := broker.NewError(broker.NotFound, errors.New("users: no such user"))
+	for _, err := range []error{
+		nil,
+		fmt.Errorf("looking up bob: %w", errNoUser),
+		fmt.Errorf("%w: Get takes 1 argument, got 2", broker.ErrBadArguments),
+		broker.ErrConnectionLost,
+		context.DeadlineExceeded,
+		errors.New("something of the application's own"),
+	} {
+		fmt.Println(broker.CodeOf(err))
+	}
+	// Output:
+	// ok
+	// not_found
+	// invalid_argument
+	// unavailable
+	// deadline_exceeded
+	// unknown
+}

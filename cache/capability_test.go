@@ -266,6 +266,8 @@ func TestMirrorOfRestartedOwnerIsLost(t *testing.T) {
 				t.Fatalf("the mirror never reported that it lost its source; Err: %v, stale %v; logs: %s", mir.Err(), mir.Stale(), logs)
 			}
 			require.ErrorIs(t, lost, cache.ErrSourceLost)
+			require.Equal(t, broker.FailedPrecondition, broker.CodeOf(lost), "%v", lost)
+			require.Equal(t, broker.FailedPrecondition, broker.CodeOf(mir.Err()), "%v", mir.Err())
 			require.True(t, strings.HasPrefix(lost.Error(), "tether: "), lost.Error())
 			require.Equal(t, 1, strings.Count(lost.Error(), "tether:"), lost.Error())
 			if !relayed {

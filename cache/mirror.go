@@ -46,8 +46,9 @@ import (
 // the owner drops it. The functions connected to Changed and StaleChanged
 // belong to the mirror and go with it: keep a reference to the mirror for
 // as long as you want its signals. A mirror that was passed on to another
-// peer lives while that peer holds it. A Mirror is safe for concurrent
-// use.
+// peer lives while that peer holds it, and for a minute after that peer's
+// link died, so that the peer's mirror can resume it by its token. A
+// Mirror is safe for concurrent use.
 type Mirror[K comparable, V any] struct {
 	// Changed fires after each change, in version order.
 	Changed signals.Signal[Change[K, V]]

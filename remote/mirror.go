@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tether-go/tether/broker"
@@ -59,6 +60,9 @@ type relayMirror struct {
 	// keep is when the resume window ends that began when its last holder's
 	// connection died; guarded by relayMirrors.mu.
 	keep time.Time
+	// checkAt is when the one pending drop check runs (zero: none), so
+	// that idle events do not pile up timers; guarded by relayMirrors.mu.
+	checkAt time.Time
 }
 
 // CacheFeed makes the relay mirror a Cacheable: downstream it travels as
@@ -155,9 +159,39 @@ var resumeWindow = time.Minute
 func (rm *relayMirrors) dropLater(m *relayMirror) { rm.dropAfter(m, idleGrace) }
 
 // dropAfter closes m after d if no downstream connection holds it then.
+// A relay mirror has at most one pending check: one due no later than d
+// looks again itself (and reschedules), so a later one is not added.
 func (rm *relayMirrors) dropAfter(m *relayMirror, d time.Duration) {
-	time.AfterFunc(d, func() { rm.drop(m, true) })
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.dropAfterLocked(m, d)
 }
+
+// dropAfterLocked is dropAfter with rm.mu held.
+func (rm *relayMirrors) dropAfterLocked(m *relayMirror, d time.Duration) {
+	at := time.Now().Add(d)
+	if !m.checkAt.IsZero() && !m.checkAt.After(at) {
+		return
+	}
+	m.checkAt = at
+	pendingDropChecks.Add(1)
+	time.AfterFunc(d, func() {
+		defer pendingDropChecks.Add(-1)
+		rm.mu.Lock()
+		current := m.checkAt.Equal(at)
+		if current {
+			m.checkAt = time.Time{}
+		}
+		rm.mu.Unlock()
+		if current { // not superseded by an earlier check
+			rm.drop(m, true)
+		}
+	})
+}
+
+// pendingDropChecks counts the relay mirrors' drop timers not yet fired
+// (for tests).
+var pendingDropChecks atomic.Int64
 
 // drop closes a relay mirror; when onlyIdle is set, only if no downstream
 // connection holds it.
@@ -169,11 +203,11 @@ func (rm *relayMirrors) drop(m *relayMirror, onlyIdle bool) {
 	}
 	if ok && onlyIdle && time.Since(m.given) < idleGrace {
 		ok = false // handed out again since it went idle: look again later
-		rm.dropLater(m)
+		rm.dropAfterLocked(m, idleGrace)
 	}
 	if ok && onlyIdle && time.Now().Before(m.keep) {
 		ok = false // within a resume window
-		rm.dropAfter(m, time.Until(m.keep))
+		rm.dropAfterLocked(m, time.Until(m.keep))
 	}
 	if ok {
 		delete(rm.all, m)

@@ -32,6 +32,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
@@ -484,8 +485,16 @@ type Publisher struct {
 	away    atomic.Int32 // holders whose connection died, less those that came back
 
 	hmu  sync.Mutex // orders Exported and Unexported with hold
-	hold any        // the feed's owner while exports > 0
+	hold any        // the feed's owner while exports > 0, and for ResumeHold after the last holder's link died
+	gen  uint64     // counts the times hold was kept after a link died: only the latest timer lets it go
 }
+
+// ResumeHold is how long a publisher keeps its feed's owner once the last
+// connection holding it died rather than released it: the peer may come
+// back with the feed's token (docs/protocol.md §11.11), and a mirror held
+// only by that peer must still be there, as a relay keeps its mirror for
+// its resume window.
+var ResumeHold = time.Minute
 
 // CacheModel returns the model the feed belongs to: a feed reference that
 // comes home decodes to it.
@@ -547,20 +556,33 @@ func (p *Publisher) FeedResumed() { p.away.Add(-1) }
 // Unexported counts a connection that let the publisher go. When the last
 // one goes the owner is no longer held (a mirror nobody else holds is then
 // collected) and the idle function runs.
-func (p *Publisher) Unexported() { p.unexported() }
+func (p *Publisher) Unexported() { p.unexported(false) }
 
 // ExportLost counts a connection that held the publisher and died
-// (roles.LinkLoss).
+// (roles.LinkLoss). When it was the last one, the owner stays held for
+// ResumeHold.
 func (p *Publisher) ExportLost() {
 	p.away.Add(1)
-	p.unexported()
+	p.unexported(true)
 }
 
-func (p *Publisher) unexported() {
+func (p *Publisher) unexported(lost bool) {
 	p.hmu.Lock()
 	n := p.exports.Add(-1)
 	if n == 0 {
-		p.hold = nil
+		p.gen++
+		if lost && p.hold != nil {
+			gen := p.gen
+			time.AfterFunc(ResumeHold, func() {
+				p.hmu.Lock()
+				if p.gen == gen && p.exports.Load() == 0 {
+					p.hold = nil
+				}
+				p.hmu.Unlock()
+			})
+		} else {
+			p.hold = nil
+		}
 	}
 	p.hmu.Unlock()
 	if n == 0 {

@@ -205,7 +205,13 @@ func (fl *Follower) Close() {
 	captable.Remove(fl.f.token) // nobody resumes a closed mirror's feed
 	fl.setStale(true, true)
 	// Mirrors downstream of this one must not wait for changes that will
-	// not come: ending their subscriptions makes them resubscribe.
+	// not come: their subscriptions end, and their resubscriptions fail
+	// with ErrSourceLost (a closed mirror's feed stays stale for good).
+	fl.f.mu.Lock()
+	if fl.f.lost == nil {
+		fl.f.lost = Lost("the mirror it followed was closed", nil)
+	}
+	fl.f.mu.Unlock()
 	fl.f.endSubscriptions()
 }
 

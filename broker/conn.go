@@ -313,7 +313,7 @@ func (c *Conn) monitor() {
 	failed := !errors.Is(cause, ErrPeerClosed) && !errors.Is(cause, ErrClosed) && !errors.Is(cause, ErrProtocol)
 	for _, ex := range exports {
 		if o, ok := ex.obj.(roles.LinkLoss); ok && failed && !ex.permanent {
-			o.ExportLost() // it may be asked for again on a new connection
+			o.ExportLost(c.peerKey()) // it may be asked for again on a new connection
 		} else if !ex.permanent {
 			releaseProxy(ex) // handles held on other connections for the peer
 		}

@@ -82,8 +82,12 @@ func (c *Conn) feedByToken(t *inCall) (o outcome) {
 		return o
 	}
 	if r, ok := obj.(roles.Resumable); ok {
-		r.FeedResumed()
+		r.FeedResumed(c.peerKey())
 	}
 	o.feed = obj
 	return o
 }
+
+// peerKey is the peer's identity as the cache engine counts holders that
+// left and came back: how its name was verified, and the name.
+func (c *Conn) peerKey() string { return c.peer.VerifiedBy + "\x00" + c.peer.Name }

@@ -482,11 +482,11 @@ type Publisher struct {
 	f       *Feed
 	exports atomic.Int32
 	idle    atomic.Pointer[func(lost bool)]
-	away    atomic.Int32 // holders whose connection died, less those that came back
 
-	hmu  sync.Mutex // orders Exported and Unexported with hold
-	hold any        // the feed's owner while exports > 0, and for ResumeHold after the last holder's link died
-	gen  uint64     // counts the times hold was kept after a link died: only the latest timer lets it go
+	hmu  sync.Mutex     // orders Exported and Unexported with hold
+	hold any            // the feed's owner while exports > 0
+	away map[string]int // holders (by identity) whose connection died, less those that came back, and for ResumeHold after the last holder's link died
+	gen  uint64         // counts the times hold was kept after a link died: only the latest timer lets it go
 }
 
 // ResumeHold is how long a publisher keeps its feed's owner once the last
@@ -548,10 +548,37 @@ func (p *Publisher) Exported() {
 }
 
 // FeedResumed counts a holder that came back with the feed's token
-// (roles.Resumable). It may come back before this process noticed that
-// its old connection died (a black hole): the count of holders away may
-// go below zero until then.
-func (p *Publisher) FeedResumed() { p.away.Add(-1) }
+// (roles.Resumable), by its identity: only a holder that left may cut the
+// resume window short, not another one presenting the token many times. It
+// may come back before this process noticed that its old connection died
+// (a black hole): its count may go below zero until then.
+func (p *Publisher) FeedResumed(who string) {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	p.awayBy(who, -1)
+}
+
+// awayBy adds d to the holders away under who; hmu is held.
+func (p *Publisher) awayBy(who string, d int) {
+	if p.away == nil {
+		p.away = map[string]int{}
+	}
+	p.away[who] += d
+	if p.away[who] == 0 {
+		delete(p.away, who)
+	}
+}
+
+// someAway reports whether a holder that left by a failed connection has
+// not come back; hmu is held.
+func (p *Publisher) someAway() bool {
+	for _, n := range p.away {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // Unexported counts a connection that let the publisher go. When the last
 // one goes the owner is no longer held (a mirror nobody else holds is then
@@ -561,8 +588,10 @@ func (p *Publisher) Unexported() { p.unexported(false) }
 // ExportLost counts a connection that held the publisher and died
 // (roles.LinkLoss). When it was the last one, the owner stays held for
 // ResumeHold.
-func (p *Publisher) ExportLost() {
-	p.away.Add(1)
+func (p *Publisher) ExportLost(who string) {
+	p.hmu.Lock()
+	p.awayBy(who, 1)
+	p.hmu.Unlock()
 	p.unexported(true)
 }
 
@@ -584,10 +613,11 @@ func (p *Publisher) unexported(lost bool) {
 			p.hold = nil
 		}
 	}
+	away := p.someAway()
 	p.hmu.Unlock()
 	if n == 0 {
 		if fn := p.idle.Load(); fn != nil {
-			(*fn)(p.away.Load() > 0)
+			(*fn)(away)
 		}
 	}
 }

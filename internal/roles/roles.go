@@ -17,9 +17,12 @@ type Observer interface{ CacheObserver() }
 // (reset, timed out; not closed by either side), the broker calls
 // ExportLost instead of remoteable.ExportObserver's Unexported. A relay keeps a mirror whose last holder went that way for a
 // while, so that the holder can come back and resume it.
-type LinkLoss interface{ ExportLost() }
+// who is the peer's identity (its verified name and how it was verified,
+// or its announced name).
+type LinkLoss interface{ ExportLost(who string) }
 
 // Resumable is implemented by a feed that wants to know when a holder came
 // back with its token (the built-in call captable.Method found it): with
 // LinkLoss, it tells whether a holder is still away.
-type Resumable interface{ FeedResumed() }
+// who is the presenting peer's identity, as for LinkLoss.
+type Resumable interface{ FeedResumed(who string) }

@@ -6,7 +6,6 @@ package broker
 // loopback. See docs/security.md, "Before authentication".
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/logbuf"
 )
 
 // yamux's frame types and flags, for peers that write frames by hand.
@@ -416,20 +416,6 @@ func TestHostileStreamsFilledBeforeHandshake(t *testing.T) {
 	assert.Equal(t, int64(1), srv.Stats().Accepted, "no hostile connection got in")
 }
 
-// lockedBuffer is a bytes.Buffer for a logger written by many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a buffer a logger or a running command writes while the
+// test reads it.
+type lockedBuffer = logbuf.Buffer

@@ -1,7 +1,6 @@
 package cache_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/logbuf"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -189,23 +189,9 @@ func TestChaosWithoutDeclarations(t *testing.T) {
 	}
 }
 
-// logBuffer collects a logger's output; it is safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// logBuffer is a buffer a logger or a running command writes while the
+// test reads it.
+type logBuffer = logbuf.Buffer
 
 // TestMirrorOfRestartedOwnerIsLost: the owner restarts (a new process on
 // the same address, a new model) and Model is not declared idempotent, so

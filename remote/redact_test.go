@@ -1,12 +1,10 @@
 package remote
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,25 +12,12 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/logbuf"
 )
 
-// logBuffer collects a logger's output; it is safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// logBuffer is a buffer a logger or a running command writes while the
+// test reads it.
+type logBuffer = logbuf.Buffer
 
 // assertRedacted checks that err, as a client behind the relay sees it,
 // names the relay and gives away none of the addresses behind it.

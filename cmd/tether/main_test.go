@@ -17,25 +17,12 @@ import (
 
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/logbuf"
 )
 
-// syncBuffer is an output a running command writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer a logger or a running command writes while the
+// test reads it.
+type syncBuffer = logbuf.Buffer
 
 // waitFor polls out until re matches, and returns the match.
 func waitFor(t *testing.T, out *syncBuffer, re string) []string {

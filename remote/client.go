@@ -229,7 +229,10 @@ func (cl *Client) WaitForStateChange(ctx context.Context, from State) bool {
 
 // WaitConnected blocks until the client is Connected, the client is closed
 // (broker.ErrClosed), the server refuses an attempt (the refusal: see
-// Refused) or ctx is done.
+// Refused) or ctx is done. While the client is Refused it returns the
+// refusal at once; to wait for the server to accept the client after all
+// (someone fixed its configuration), wait with WaitForStateChange for the
+// state to leave Refused rather than call WaitConnected in a loop.
 func (cl *Client) WaitConnected(ctx context.Context) error {
 	_, err := cl.link(WaitForLink(ctx))
 	return err

@@ -204,3 +204,26 @@ func TestGuideRows(t *testing.T) {
 		assert.Equal(t, broker.NotFound, broker.CodeOf(err), "%v", err)
 	})
 }
+
+// serveRegistry serves reg on a new listener and returns its address.
+func serveRegistry(t *testing.T, reg *registry.Registry) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(reg)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// dialManager dials addr and looks name up.
+func dialManager(t *testing.T, addr, name string) (*broker.Conn, *broker.Ref) {
+	t.Helper()
+	c, err := broker.Dial(ctx(t), "tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(); <-c.Done() })
+	r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", name)
+	require.NoError(t, err)
+	return c, r
+}

@@ -22,7 +22,7 @@ func (l *library) Books(ctx context.Context) (*cache.Map[string, int], error) { 
 func (l *library) Same(ctx context.Context, m *cache.Map[string, int]) (bool, error) {
 	return m == l.books, nil
 }
-func (l *library) SameAny(ctx context.Context, m any) (bool, error) { return m == any(l.books), nil }
+func (l *library) SameAny(ctx context.Context, m any) (bool, error)              { return m == any(l.books), nil }
 func (l *library) Wrong(ctx context.Context, m *cache.Mirror[string, int]) error { return nil }
 
 func TestAMirrorGoingHome(t *testing.T) {

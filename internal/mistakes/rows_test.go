@@ -141,6 +141,8 @@ func TestGuideRows(t *testing.T) {
 			var ge *gateway.Error
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, gateway.CodeUnavailable, ge.Code)
+			assert.Equal(t, "tether.closed", ge.Data.Name)
+			assert.Equal(t, "unavailable", ge.Data.Code)
 			return err
 		}, gateway.ErrClosed, broker.Unavailable, nil},
 		{"a gateway request whose context ended", func(t *testing.T, e *env) error {
@@ -154,6 +156,11 @@ func TestGuideRows(t *testing.T) {
 			c, cancel := context.WithCancel(ctx(t))
 			go func() { <-d.started; cancel() }()
 			_, err = gw.Call(c, "desk.Wait", nil)
+			var ge *gateway.Error
+			require.ErrorAs(t, err, &ge)
+			assert.Equal(t, gateway.CodeTimeout, ge.Code)
+			assert.Equal(t, "tether.cancelled", ge.Data.Name)
+			assert.Equal(t, "canceled", ge.Data.Code)
 			return err
 		}, gateway.ErrInterrupted, broker.Canceled, nil},
 		{"a gateway call that did not finish in time", func(t *testing.T, e *env) error {
@@ -168,6 +175,8 @@ func TestGuideRows(t *testing.T) {
 			var ge *gateway.Error
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, gateway.CodeTimeout, ge.Code)
+			assert.Equal(t, "tether.timeout", ge.Data.Name)
+			assert.Equal(t, "deadline_exceeded", ge.Data.Code)
 			return err
 		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"did not finish in time"}},
 		{"an application's classified error travels with its class", func(t *testing.T, e *env) error {

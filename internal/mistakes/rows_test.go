@@ -35,7 +35,16 @@ func (d *desk) Plain(ctx context.Context) error { return errors.New("desk: out o
 func (d *desk) Classified(ctx context.Context) error {
 	return broker.NewError(broker.NotFound, errors.New("desk: no such drawer"))
 }
-func (d *desk) Registered(ctx context.Context) error { return errNoPen }
+func (d *desk) Registered(ctx context.Context) error        { return errNoPen }
+func (d *desk) Drawer(ctx context.Context) (*drawer, error) { return &drawer{}, nil }
+
+// drawer travels by reference.
+type drawer struct {
+	remoteable.Referenceable
+	n int // not zero-sized: each drawer is its own object
+}
+
+func (*drawer) Open(ctx context.Context) error { return nil }
 
 var errNoPen = broker.NewError(broker.ResourceExhausted, errors.New("desk: no pen left"))
 
@@ -126,6 +135,16 @@ func TestGuideRows(t *testing.T) {
 			<-first
 			return err
 		}, broker.ErrTooManyCalls, broker.ResourceExhausted, nil},
+		{"too many references exported to one peer", func(t *testing.T, e *env) error {
+			addr, _, _ := serveDesk(t, broker.WithMaxExports(4))
+			_, r := dialDesk(t, addr)
+			for range 10 {
+				if _, err := broker.Call[*broker.Ref](ctx(t), r, "Drawer"); err != nil {
+					return err
+				}
+			}
+			return errors.New("no limit")
+		}, broker.ErrTooManyReferences, broker.ResourceExhausted, []string{"4"}},
 		{"the object's policy refuses a verified peer", func(t *testing.T, e *env) error {
 			addr, _, _ := serveDesk(t, broker.WithAuthenticator(broker.Tokens(map[string]string{"bob": "b0b"})))
 			c, _ := dialDesk(t, addr, broker.WithName("bob"), broker.WithToken("b0b"))

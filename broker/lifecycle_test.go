@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -167,4 +168,23 @@ func TestDefaultDeadPeerDetectionWithin15s(t *testing.T) {
 	assert.True(t, cfg.EnableKeepAlive)
 	assert.LessOrEqual(t, cfg.KeepAliveInterval+cfg.ConnectionWriteTimeout, 15*time.Second)
 	assert.Nil(t, cfg.LogOutput, "yamux never writes to stderr")
+}
+
+// TestServeAfterCloseClosesItsListener: a server closed before its Serve
+// ran (go srv.Serve(ln) racing srv.Close) returned ErrServerClosed but left
+// ln open, so the kernel kept accepting connections nobody answered and a
+// dialer hung until its handshake timeout instead of being refused.
+func TestServeAfterCloseClosesItsListener(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := NewServer(newService())
+	require.NoError(t, srv.Close())
+	assert.ErrorIs(t, srv.Serve(ln), ErrServerClosed)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = Dial(ctx, "tcp", ln.Addr().String(), WithHandshakeTimeout(5*time.Second))
+	require.Error(t, err)
+	assert.NoError(t, ctx.Err(), "the dialer waited out its timeout: %v", err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 }

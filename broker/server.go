@@ -81,8 +81,9 @@ func NewServer(root any, opts ...Option) *Server {
 // handshake (a wrong token, an untrusted certificate, another protocol
 // version, a peer the realm gives no root) is logged at warn level
 // (WithLogger), other failed handshakes at debug level. Serve returns
-// ErrServerClosed after Close, or the listener's other errors; invalid
-// options are returned at once and ln is closed.
+// ErrServerClosed after Close, with ln closed (also when Close came before
+// Serve), or the listener's other errors; invalid options are returned at
+// once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.err != nil {
 		ln.Close() // dialers get a refusal at once, not a handshake timeout
@@ -91,6 +92,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		ln.Close() // as Close would have: dialers are refused, not left to time out
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}

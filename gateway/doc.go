@@ -58,8 +58,8 @@
 //
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,
 // -32001 the server out of reach (during an outage requests fail at once
-// with it rather than hang), -32002 a call that did not finish in time,
-// -32003 a missing or wrong bearer token and -32004 the server refusing the
+// with it rather than hang) or a closed gateway, -32002 a call that did
+// not finish in time or whose request was cancelled, -32003 a missing or wrong bearer token and -32004 the server refusing the
 // gateway's own credentials. The code is chosen from the error's
 // broker.Code, which data.code names ("unavailable", "invalid_argument",
 // ...); data.name is the error's registered name; data.traceback appears

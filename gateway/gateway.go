@@ -451,10 +451,10 @@ func errorFrom(err error) *Error {
 	}
 	switch {
 	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
-		e.Message = "the request was cancelled"
+		e.Message = "tether: the request was cancelled"
 		e.err = ErrInterrupted
 	case errors.Is(err, context.DeadlineExceeded):
-		e.Message = "the call did not finish in time: " + err.Error()
+		e.Message = "tether: the call did not finish in time: " + strings.TrimPrefix(err.Error(), "tether: ")
 	case errors.Is(err, ErrClosed):
 		return closedError()
 	case errors.Is(err, registry.ErrNotFound):

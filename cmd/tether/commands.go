@@ -372,7 +372,9 @@ Calls Method on the manager registered as name (or a built-in: rpc.managers,
 rpc.describe) and prints the result as JSON. Each argument is JSON
 ('{"name":"carol"}', 42, true); for a string parameter plain text will do.
 Copyables print as their fields plus "$type", references as typed handles,
-models as a snapshot. An error prints its name and message and exits 1.`, stderr)
+models as a snapshot. An error prints its name and message and exits 1
+(3 when the server is out of reach or too slow, 4 when it refuses the
+credentials: see "tether help").`, stderr)
 	var df dialFlags
 	df.register(fs, "the call")
 	compact := fs.Bool("compact", false, "print the result on one line")

@@ -1,0 +1,257 @@
+package mistakes
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// desk's methods fail in the ways guide §12's rows describe.
+type desk struct{ started chan struct{} }
+
+func (d *desk) Wait(ctx context.Context) error {
+	select {
+	case d.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (d *desk) Plain(ctx context.Context) error { return errors.New("desk: out of paper") }
+func (d *desk) Classified(ctx context.Context) error {
+	return broker.NewError(broker.NotFound, errors.New("desk: no such drawer"))
+}
+func (d *desk) Registered(ctx context.Context) error        { return errNoPen }
+func (d *desk) Drawer(ctx context.Context) (*drawer, error) { return &drawer{}, nil }
+
+// drawer travels by reference.
+type drawer struct {
+	remoteable.Referenceable
+	n int // not zero-sized: each drawer is its own object
+}
+
+func (*drawer) Open(ctx context.Context) error { return nil }
+
+var errNoPen = broker.NewError(broker.ResourceExhausted, errors.New("desk: no pen left"))
+
+func init() { remoteable.RegisterError("mistakes.no-pen", errNoPen) }
+
+// serveDesk serves a registry with "desk" and "vault" on a new listener.
+func serveDesk(t *testing.T, opts ...broker.Option) (addr string, d *desk, stop func()) {
+	t.Helper()
+	d = &desk{started: make(chan struct{}, 1)}
+	reg := registry.New()
+	require.NoError(t, reg.Register("desk", d))
+	require.NoError(t, reg.Register("vault", &vault{}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(reg, opts...)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { srv.Close(); <-done }) }
+	t.Cleanup(stop)
+	return ln.Addr().String(), d, stop
+}
+
+func dialDesk(t *testing.T, addr string, opts ...broker.Option) (*broker.Conn, *broker.Ref) {
+	t.Helper()
+	c, err := broker.Dial(ctx(t), "tcp", addr, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(); <-c.Done() })
+	r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "desk")
+	require.NoError(t, err)
+	return c, r
+}
+
+// TestGuideRows checks the rows of guide §12 that TestMistakes does not
+// make: each row's sentinel and code, and a message starting "tether:"
+// once.
+func TestGuideRows(t *testing.T) {
+	leakcheck.Check(t)
+	rows := []mistake{
+		{"you cancelled the call's context", func(t *testing.T, e *env) error {
+			addr, d, _ := serveDesk(t)
+			_, r := dialDesk(t, addr)
+			c, cancel := context.WithCancel(ctx(t))
+			go func() { <-d.started; cancel() }()
+			return r.Call(c, "Wait", nil)
+		}, context.Canceled, broker.Canceled, nil},
+		{"Serve after Close", func(t *testing.T, e *env) error {
+			srv := broker.NewServer(registry.New())
+			srv.Close()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			return srv.Serve(ln)
+		}, broker.ErrServerClosed, broker.Unavailable, nil},
+		{"the connection died with the call in flight", func(t *testing.T, e *env) error {
+			addr, d, stop := serveDesk(t)
+			_, r := dialDesk(t, addr)
+			go func() { <-d.started; stop() }()
+			return r.Call(ctx(t), "Wait", nil)
+		}, broker.ErrConnectionLost, broker.Unavailable, []string{"Wait"}},
+		{"the peer closed the connection", func(t *testing.T, e *env) error {
+			addr, _, stop := serveDesk(t)
+			c, _ := dialDesk(t, addr)
+			stop()
+			<-c.Done()
+			return c.Root().Call(ctx(t), "Lookup", nil, "desk")
+		}, broker.ErrPeerClosed, broker.Unavailable, nil},
+		{"a lasting client waiting out a backoff", func(t *testing.T, e *env) error {
+			addr, _, stop := serveDesk(t)
+			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBackoff(remote.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
+			require.NoError(t, err)
+			defer cl.Close()
+			require.NoError(t, cl.WaitConnected(ctx(t)))
+			stop()
+			require.Eventually(t, func() bool { return cl.Err() != nil }, 10*time.Second, 10*time.Millisecond, "state %v stats %+v", cl.State(), cl.Stats())
+			_, err = cl.Registry().Lookup(ctx(t), "desk")
+			return err
+		}, remote.ErrDisconnected, broker.Unavailable, nil},
+		{"too many concurrent calls", func(t *testing.T, e *env) error {
+			addr, d, _ := serveDesk(t, broker.WithMaxConcurrentCalls(1))
+			_, r := dialDesk(t, addr)
+			c, cancel := context.WithCancel(ctx(t))
+			first := make(chan error, 1)
+			go func() { first <- r.Call(c, "Wait", nil) }()
+			<-d.started
+			err := r.Call(ctx(t), "Wait", nil)
+			cancel()
+			<-first
+			return err
+		}, broker.ErrTooManyCalls, broker.ResourceExhausted, nil},
+		{"too many references exported to one peer", func(t *testing.T, e *env) error {
+			addr, _, _ := serveDesk(t, broker.WithMaxExports(4))
+			_, r := dialDesk(t, addr)
+			for range 10 {
+				if _, err := broker.Call[*broker.Ref](ctx(t), r, "Drawer"); err != nil {
+					return err
+				}
+			}
+			return errors.New("no limit")
+		}, broker.ErrTooManyReferences, broker.ResourceExhausted, []string{"4"}},
+		{"the object's policy refuses a verified peer", func(t *testing.T, e *env) error {
+			addr, _, _ := serveDesk(t, broker.WithAuthenticator(broker.Tokens(map[string]string{"bob": "b0b"})))
+			c, _ := dialDesk(t, addr, broker.WithName("bob"), broker.WithToken("b0b"))
+			v, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "vault")
+			require.NoError(t, err)
+			return v.Call(ctx(t), "Open", nil)
+		}, remoteable.ErrAccessDenied, broker.PermissionDenied, []string{"Open"}},
+		{"a closed gateway", func(t *testing.T, e *env) error {
+			gw, err := gateway.New(e.cl)
+			require.NoError(t, err)
+			gw.Close()
+			_, err = gw.Call(ctx(t), "shop.Name", nil)
+			var ge *gateway.Error
+			require.ErrorAs(t, err, &ge)
+			assert.Equal(t, gateway.CodeUnavailable, ge.Code)
+			assert.Equal(t, "tether.closed", ge.Data.Name)
+			assert.Equal(t, "unavailable", ge.Data.Code)
+			return err
+		}, gateway.ErrClosed, broker.Unavailable, nil},
+		{"a gateway request whose context ended", func(t *testing.T, e *env) error {
+			addr, d, _ := serveDesk(t, broker.WithToken("s3cret"))
+			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+			require.NoError(t, err)
+			defer cl.Close()
+			gw, err := gateway.New(cl)
+			require.NoError(t, err)
+			defer gw.Close()
+			c, cancel := context.WithCancel(ctx(t))
+			go func() { <-d.started; cancel() }()
+			_, err = gw.Call(c, "desk.Wait", nil)
+			var ge *gateway.Error
+			require.ErrorAs(t, err, &ge)
+			assert.Equal(t, gateway.CodeTimeout, ge.Code)
+			assert.Equal(t, "tether.cancelled", ge.Data.Name)
+			assert.Equal(t, "canceled", ge.Data.Code)
+			return err
+		}, gateway.ErrInterrupted, broker.Canceled, nil},
+		{"a gateway call that did not finish in time", func(t *testing.T, e *env) error {
+			addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
+			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+			require.NoError(t, err)
+			defer cl.Close()
+			gw, err := gateway.New(cl, gateway.WithTimeout(50*time.Millisecond))
+			require.NoError(t, err)
+			defer gw.Close()
+			_, err = gw.Call(ctx(t), "desk.Wait", nil)
+			var ge *gateway.Error
+			require.ErrorAs(t, err, &ge)
+			assert.Equal(t, gateway.CodeTimeout, ge.Code)
+			assert.Equal(t, "tether.timeout", ge.Data.Name)
+			assert.Equal(t, "deadline_exceeded", ge.Data.Code)
+			return err
+		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"did not finish in time"}},
+		{"an application's classified error travels with its class", func(t *testing.T, e *env) error {
+			addr, _, _ := serveDesk(t)
+			_, r := dialDesk(t, addr)
+			return r.Call(ctx(t), "Registered", nil)
+		}, errNoPen, broker.ResourceExhausted, nil},
+	}
+	e := start(t)
+	for _, m := range rows {
+		t.Run(m.name, func(t *testing.T) {
+			err := m.do(t, e)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, m.is)
+			assert.Equal(t, m.code, broker.CodeOf(err), "code of %v", err)
+			msg := err.Error()
+			if !errors.Is(m.is, errNoPen) && !errors.Is(m.is, context.Canceled) {
+				assert.True(t, strings.HasPrefix(msg, "tether: "), "message does not start with \"tether: \": %s", msg)
+			}
+			assert.LessOrEqual(t, strings.Count(msg, "tether:"), 1, "a repeated prefix: %s", msg)
+			for _, s := range m.says {
+				assert.Contains(t, msg, s)
+			}
+		})
+	}
+	t.Run("an unclassified error is unknown, a classified one keeps its class unregistered", func(t *testing.T) {
+		addr, _, _ := serveDesk(t)
+		_, r := dialDesk(t, addr)
+		err := r.Call(ctx(t), "Plain", nil)
+		require.Error(t, err)
+		assert.Equal(t, broker.Unknown, broker.CodeOf(err), "%v", err)
+		err = r.Call(ctx(t), "Classified", nil)
+		require.Error(t, err)
+		assert.Equal(t, broker.NotFound, broker.CodeOf(err), "%v", err)
+	})
+}
+
+// serveRegistry serves reg on a new listener and returns its address.
+func serveRegistry(t *testing.T, reg *registry.Registry) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := broker.NewServer(reg)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// dialManager dials addr and looks name up.
+func dialManager(t *testing.T, addr, name string) (*broker.Conn, *broker.Ref) {
+	t.Helper()
+	c, err := broker.Dial(ctx(t), "tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(); <-c.Done() })
+	r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", name)
+	require.NoError(t, err)
+	return c, r
+}

@@ -175,10 +175,11 @@ var classes = []struct {
 }
 
 // CodeOf returns err's code: OK for nil; the code given by NewError
-// anywhere in err's chain (the outermost wins); for an error that came from
-// a peer, the code it had there; otherwise the code of the first of the
-// package's sentinels (and context's, and remoteable.ErrAccessDenied) that
-// err matches; otherwise Unknown. It works alike on errors made here and
+// anywhere in err's chain (the outermost wins); otherwise the code of the
+// first of the package's sentinels (and context's, and remoteable's access
+// errors) that err matches; otherwise, for an error that came from a peer,
+// the code it had there (a name this side knows wins over the code a peer
+// sent); otherwise Unknown. It works alike on errors made here and
 // errors returned by the far side, through any number of relays.
 func CodeOf(err error) Code {
 	if err == nil {

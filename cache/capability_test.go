@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand"
 	"net"
 	"runtime"
 	"strings"
@@ -113,31 +112,7 @@ func TestChaosWithoutDeclarations(t *testing.T) {
 			var lost atomic.Int32
 			mir.Lost.Connect(func(error) { lost.Add(1) })
 
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			var writes atomic.Int64
-			wg.Add(1)
-			go func() { // the writer: sets and deletes over 50 keys
-				defer wg.Done()
-				rng := rand.New(rand.NewSource(2))
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					k := fmt.Sprint("k", rng.Intn(50))
-					if rng.Intn(5) == 0 {
-						model.Delete(k)
-					} else {
-						_ = model.Set(k, Item{Name: k, Count: i})
-					}
-					writes.Add(1)
-					if i%4 == 0 {
-						time.Sleep(time.Millisecond)
-					}
-				}
-			}()
+			stopWriter := startWriter(model, 2)
 
 			cuts := 0
 			for round := 0; round < 2; round++ {
@@ -158,9 +133,8 @@ func TestChaosWithoutDeclarations(t *testing.T) {
 					}
 				}
 			}
-			close(stop)
-			wg.Wait()
-			t.Logf("%d writes, source at version %d", writes.Load(), model.Version())
+			writes := stopWriter()
+			t.Logf("%d writes, source at version %d", writes, model.Version())
 
 			eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
 			requireEqualModel(t, model, mir)

@@ -118,31 +118,7 @@ func TestChaosThreeHops(t *testing.T) {
 		recs = append(recs, watch(m, &m.StaleChanged))
 	}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var writes atomic.Int64
-	wg.Add(1)
-	go func() { // the writer: sets and deletes over 50 keys
-		defer wg.Done()
-		rng := rand.New(rand.NewSource(1))
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := fmt.Sprint("k", rng.Intn(50))
-			if rng.Intn(5) == 0 {
-				c.st.m.Delete(k)
-			} else {
-				_ = c.st.m.Set(k, Item{Name: k, Count: i})
-			}
-			writes.Add(1)
-			if i%4 == 0 {
-				time.Sleep(time.Millisecond)
-			}
-		}
-	}()
+	stopWriter := startWriter(c.st.m, 1)
 
 	cuts := []struct {
 		name string
@@ -171,10 +147,9 @@ func TestChaosThreeHops(t *testing.T) {
 		}
 		t.Logf("%s: live again after %v", cut.name, time.Since(began))
 	}
-	close(stop)
-	wg.Wait()
-	t.Logf("%d writes, source at version %d", writes.Load(), c.st.m.Version())
-	require.Greater(t, writes.Load(), int64(1000))
+	writes := stopWriter()
+	t.Logf("%d writes, source at version %d", writes, c.st.m.Version())
+	require.Greater(t, writes, int64(1000))
 
 	for i, m := range mirrors {
 		eventually(t, "mirror catches up", func() bool { return m.Version() == c.st.m.Version() })
@@ -201,5 +176,41 @@ func TestChaosThreeHops(t *testing.T) {
 			require.Equal(t, j%2 == 0, s)
 		}
 		r.mu.Unlock()
+	}
+}
+
+// startWriter sets and deletes entries over 50 keys of model, as fast as a
+// writer pausing a millisecond every fourth change goes, until the function
+// it returns is called; that function returns how many changes it made.
+func startWriter(model *cache.Map[string, Item], seed int64) (stop func() int64) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var writes atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewSource(seed))
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			k := fmt.Sprint("k", rng.Intn(50))
+			if rng.Intn(5) == 0 {
+				model.Delete(k)
+			} else {
+				_ = model.Set(k, Item{Name: k, Count: i})
+			}
+			writes.Add(1)
+			if i%4 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		return writes.Load()
 	}
 }

@@ -123,6 +123,31 @@ func TestVersionMismatchIsRefused(t *testing.T) {
 // futureServer speaks the handshake as a server of a later protocol
 // version would: it answers every Hello with a Welcome of version 2.
 func futureServer(t *testing.T) string {
+	return acceptEach(t, func(nc net.Conn) {
+		defer nc.Close()
+		cfg := yamux.DefaultConfig()
+		cfg.LogOutput = io.Discard
+		sess, err := yamux.Server(nc, cfg)
+		if err != nil {
+			return
+		}
+		defer sess.Close()
+		st, err := sess.Accept()
+		if err != nil {
+			return
+		}
+		if _, err := st.Read(make([]byte, 1024)); err != nil { // the Hello
+			return
+		}
+		welcome, _ := cbor.Marshal([]any{1, 2, "future", "conn-1", 1 << 20})
+		st.Write(append(binary.AppendUvarint(nil, uint64(len(welcome))), welcome...))
+		st.Read(make([]byte, 1)) // until the dialer hangs up
+	})
+}
+
+// acceptEach listens on loopback and runs handle on each connection in a
+// goroutine of its own, until the test ends; it returns the address.
+func acceptEach(t *testing.T, handle func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var wg sync.WaitGroup
@@ -137,24 +162,7 @@ func futureServer(t *testing.T) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer nc.Close()
-				cfg := yamux.DefaultConfig()
-				cfg.LogOutput = io.Discard
-				sess, err := yamux.Server(nc, cfg)
-				if err != nil {
-					return
-				}
-				defer sess.Close()
-				st, err := sess.Accept()
-				if err != nil {
-					return
-				}
-				if _, err := st.Read(make([]byte, 1024)); err != nil { // the Hello
-					return
-				}
-				welcome, _ := cbor.Marshal([]any{1, 2, "future", "conn-1", 1 << 20})
-				st.Write(append(binary.AppendUvarint(nil, uint64(len(welcome))), welcome...))
-				st.Read(make([]byte, 1)) // until the dialer hangs up
+				handle(nc)
 			}()
 		}
 	}()
@@ -197,32 +205,17 @@ func TestAcceptThenDropIsNoStorm(t *testing.T) {
 // hold after its handshake, and checks the client's redial rate.
 func acceptThenDrop(t *testing.T, hold time.Duration) {
 	leakcheck.Check(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	srv := broker.NewServer(publish(t, newUsers("x")))
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if c, err := srv.ServeConn(context.Background(), nc); err == nil {
-					time.Sleep(hold)
-					c.Close()
-					<-c.Done()
-				}
-			}()
+	t.Cleanup(func() { srv.Close() }) // after acceptEach's cleanup: registered first
+	addr := acceptEach(t, func(nc net.Conn) {
+		if c, err := srv.ServeConn(context.Background(), nc); err == nil {
+			time.Sleep(hold)
+			c.Close()
+			<-c.Done()
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); srv.Close(); wg.Wait() })
+	})
 
-	cl, err := Connect(context.Background(), "tcp", ln.Addr().String(),
+	cl, err := Connect(context.Background(), "tcp", addr,
 		WithBackoff(Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}),
 		WithDialTimeout(time.Second))
 	require.NoError(t, err)

@@ -442,6 +442,12 @@ func errorFrom(err error) *Error {
 		return e
 	}
 	var re *broker.RemoteError
+	if errors.Is(err, context.DeadlineExceeded) && errors.As(err, &re) {
+		// The deadline travelled with the call and ended the method's
+		// context on the server first: the same timeout, seen from there.
+		e.Message, e.Data.Name = "tether: the call did not finish in time (the server's method saw its deadline pass)", "tether.timeout"
+		return e
+	}
 	if errors.As(err, &re) {
 		e.Message, e.Data.Traceback = re.Message, re.Traceback
 		if errors.Is(re, registry.ErrNotFound) {

@@ -43,6 +43,7 @@ func TestRelayRegistryListDuringOutageSaysTetherOnce(t *testing.T) {
 		return reg
 	})
 	ctx := testCtx(t)
+	require.NoError(t, ch.up.WaitConnected(ctx))
 	ch.link.Refuse(true)
 	ch.link.Reset()
 	waitState(t, ch.up, Waiting)

@@ -26,6 +26,7 @@ type Proxy struct {
 	bandwidth int // bytes per second per direction; 0 = unlimited
 	closed    bool
 	accepted  int
+	resets    int // Reset calls so far: a link set up across one is aborted
 
 	wg sync.WaitGroup
 }
@@ -73,18 +74,22 @@ func (p *Proxy) accept() {
 		}
 		p.mu.Lock()
 		p.accepted++
-		refuse, target, closed := p.refuse, p.target, p.closed
+		refuse, target, closed, resets := p.refuse, p.target, p.closed, p.resets
 		p.mu.Unlock()
 		if refuse || closed {
 			abort(c)
 			continue
 		}
 		p.wg.Add(1)
-		go p.connect(c, target)
+		go p.connect(c, target, resets)
 	}
 }
 
-func (p *Proxy) connect(a net.Conn, target string) {
+// connect dials target for a, accepted when Reset had been called resets
+// times. A Reset while it dialled aborts it too, as it would have had the
+// link been set up a moment sooner: "every current connection" includes
+// one still being set up.
+func (p *Proxy) connect(a net.Conn, target string, resets int) {
 	defer p.wg.Done()
 	b, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
@@ -93,7 +98,7 @@ func (p *Proxy) connect(a net.Conn, target string) {
 	}
 	l := &link{a: a, b: b}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.resets != resets {
 		p.mu.Unlock()
 		abort(a)
 		abort(b)
@@ -174,6 +179,7 @@ func (p *Proxy) Reset() {
 	p.mu.Lock()
 	links := p.links
 	p.links = map[*link]struct{}{}
+	p.resets++
 	p.mu.Unlock()
 	for l := range links {
 		abort(l.a)

@@ -3,6 +3,7 @@ package mistakes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -35,7 +36,10 @@ func (d *desk) Plain(ctx context.Context) error { return errors.New("desk: out o
 func (d *desk) Classified(ctx context.Context) error {
 	return broker.NewError(broker.NotFound, errors.New("desk: no such drawer"))
 }
-func (d *desk) Registered(ctx context.Context) error        { return errNoPen }
+func (d *desk) Registered(ctx context.Context) error { return errNoPen }
+func (d *desk) Late(ctx context.Context) error {
+	return fmt.Errorf("desk: %w", context.DeadlineExceeded)
+}
 func (d *desk) Drawer(ctx context.Context) (*drawer, error) { return &drawer{}, nil }
 
 // drawer travels by reference.
@@ -191,6 +195,22 @@ func TestGuideRows(t *testing.T) {
 			require.NoError(t, err)
 			defer gw.Close()
 			_, err = gw.Call(ctx(t), "desk.Wait", nil)
+			var ge *gateway.Error
+			require.ErrorAs(t, err, &ge)
+			assert.Equal(t, gateway.CodeTimeout, ge.Code)
+			assert.Equal(t, "tether.timeout", ge.Data.Name)
+			assert.Equal(t, "deadline_exceeded", ge.Data.Code)
+			return err
+		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"did not finish in time"}},
+		{"a gateway call whose deadline passed on the server first", func(t *testing.T, e *env) error {
+			addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
+			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+			require.NoError(t, err)
+			defer cl.Close()
+			gw, err := gateway.New(cl)
+			require.NoError(t, err)
+			defer gw.Close()
+			_, err = gw.Call(ctx(t), "desk.Late", nil)
 			var ge *gateway.Error
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, gateway.CodeTimeout, ge.Code)

@@ -55,10 +55,34 @@ type MethodDescription struct {
 	ByReference bool              `cbor:"byReference,omitempty" json:"byReference,omitempty"`
 }
 
+// Kind says what a TypeDescription describes, in the words a JSON client
+// needs: how a value of the type is written and read. Its values are the
+// strings that travel in a Description ("int", "struct", ...), so they are
+// part of the protocol and never change.
+type Kind string
+
+// The kinds of TypeDescription.
+const (
+	KindBool      Kind = "bool"      // a Go bool
+	KindInt       Kind = "int"       // a signed integer of any width (Go says which)
+	KindUint      Kind = "uint"      // an unsigned integer of any width
+	KindFloat     Kind = "float"     // a float32 or float64
+	KindString    Kind = "string"    // a Go string
+	KindBytes     Kind = "bytes"     // a []byte, written in JSON as base64
+	KindTime      Kind = "time"      // a time.Time, written in JSON as RFC 3339
+	KindArray     Kind = "array"     // a slice or array of Elem (other than []byte)
+	KindMap       Kind = "map"       // a map from Key to Elem
+	KindStruct    Kind = "struct"    // a plain struct of Fields
+	KindReference Kind = "reference" // an object sent by reference
+	KindCopyable  Kind = "copyable"  // a registered Copyable, sent by value under Name
+	KindCacheable Kind = "cacheable" // an observable model, received as a mirror
+	KindAny       Kind = "any"       // an interface: the value's own type decides
+	KindError     Kind = "error"     // the error interface
+	KindCustom    Kind = "custom"    // a type with its own CBOR encoding
+)
+
 // TypeDescription describes a parameter or result type in a shape a JSON
-// client can use. Kind is one of bool, int, uint, float, string, bytes,
-// time, array, map, struct, reference, copyable, cacheable, any, error,
-// custom (a type with its own CBOR encoding).
+// client can use; Kind says which shape.
 //
 // Elem is the element type of an array, the value type of a map and the
 // entry value type of a cacheable; Key is the key type of a map and the
@@ -68,7 +92,7 @@ type MethodDescription struct {
 // levels is not described.
 type TypeDescription struct {
 	Go      string             `cbor:"go" json:"go"`
-	Kind    string             `cbor:"kind" json:"kind"`
+	Kind    Kind               `cbor:"kind" json:"kind"`
 	Name    string             `cbor:"name,omitempty" json:"name,omitempty"` // a Copyable's registered name
 	Elem    *TypeDescription   `cbor:"elem,omitempty" json:"elem,omitempty"`
 	Key     *TypeDescription   `cbor:"key,omitempty" json:"key,omitempty"`
@@ -95,26 +119,32 @@ func Describe(obj any) Description {
 	ot := objTypeOf(obj)
 	d := Description{Type: goName(fmt.Sprintf("%T", obj))}
 	for _, name := range ot.names {
-		m := ot.methods[name]
-		md := MethodDescription{Name: name, Variadic: m.variadic, Idempotent: m.opts.Idempotent, ByReference: m.opts.ByReference}
-		for _, p := range m.params {
-			md.Params = append(md.Params, describeType(p, 0))
-		}
-		if m.variadic && len(md.Params) > 0 {
-			last := &md.Params[len(md.Params)-1]
-			*last = TypeDescription{Go: "..." + last.Go, Kind: "array", Elem: &TypeDescription{Go: last.Go, Kind: last.Kind, Name: last.Name, Elem: last.Elem, Key: last.Key, Fields: last.Fields}}
-		}
-		if m.result != nil {
-			rd := describeType(m.result, 0)
-			if m.opts.ByReference {
-				rd = TypeDescription{Go: rd.Go, Kind: "reference"}
-			}
-			md.Result = &rd
-		}
-		d.Methods = append(d.Methods, md)
+		d.Methods = append(d.Methods, describeMethod(name, ot.methods[name]))
 	}
 	d.Skipped = slices.Clone(ot.skipped)
 	return d
+}
+
+// describeMethod describes one callable method: a variadic method's last
+// parameter is an array of its element type, and a method that returns by
+// reference has a reference for a result, whatever its Go type.
+func describeMethod(name string, m *method) MethodDescription {
+	md := MethodDescription{Name: name, Variadic: m.variadic, Idempotent: m.opts.Idempotent, ByReference: m.opts.ByReference}
+	for _, p := range m.params {
+		md.Params = append(md.Params, describeType(p, 0))
+	}
+	if m.variadic && len(md.Params) > 0 {
+		last := &md.Params[len(md.Params)-1]
+		*last = TypeDescription{Go: "..." + last.Go, Kind: KindArray, Elem: &TypeDescription{Go: last.Go, Kind: last.Kind, Name: last.Name, Elem: last.Elem, Key: last.Key, Fields: last.Fields}}
+	}
+	if m.result != nil {
+		rd := describeType(m.result, 0)
+		if m.opts.ByReference {
+			rd = TypeDescription{Go: rd.Go, Kind: KindReference}
+		}
+		md.Result = &rd
+	}
+	return md
 }
 
 // Describe asks the object behind r for its Description.
@@ -145,101 +175,158 @@ func goName(s string) string {
 // maxDescribeDepth bounds nesting, for recursive types.
 const maxDescribeDepth = 6
 
+// describeType describes the type ti: by how the codec treats it (a
+// reference, a Copyable, a model, ...) and, for plain data, by its Go type.
 func describeType(ti *typeInfo, depth int) TypeDescription {
-	t := ti.t
-	d := TypeDescription{Go: goName(t.String())}
+	d := TypeDescription{Go: goName(ti.t.String())}
 	switch ti.kind {
 	case kRef, kObject, kObjectValue:
-		d.Kind = "reference"
-		return d
+		d.Kind = KindReference
 	case kCborTag:
-		d.Kind = "custom"
-		return d
-	case kCacheable:
-		d.Kind = "cacheable" // received as a mirror (see package cache)
-		if t.Implements(cacheTypes) && depth < maxDescribeDepth {
-			kt, vt := reflect.Zero(t).Interface().(remoteable.CacheTypes).CacheTypes()
-			if kt != nil && vt != nil {
-				k, e := describeType(infoOf(kt), depth+1), describeType(infoOf(vt), depth+1)
-				d.Key, d.Elem = &k, &e
-			}
-		}
-		return d
+		d.Kind = KindCustom
 	case kInterface:
-		d.Kind = "any"
-		if t == errorType {
-			d.Kind = "error"
+		d.Kind = KindAny
+		if ti.t == errorType {
+			d.Kind = KindError
 		}
-		return d
+	case kCacheable:
+		return describeCacheable(ti.t, d, depth)
 	case kCopyable:
-		d.Kind, d.Name = "copyable", ti.name
-		if depth < maxDescribeDepth {
-			st := describeType(ti.state, depth+1)
-			d.Fields, d.ToArray = st.Fields, st.ToArray
-		}
-		return d
+		return describeCopyable(ti, d, depth)
 	case kPtr:
-		inner := describeType(ti.elem, depth)
-		inner.Go = d.Go
-		return inner
+		return describePointee(ti.elem, d, depth)
+	default:
+		return describeData(ti, d, depth)
 	}
-	if t == timeType {
-		d.Kind = "time"
+	return d
+}
+
+// describePointee describes a pointer as the value it points to, under the
+// pointer's Go name: the wire does not tell them apart.
+func describePointee(elem *typeInfo, d TypeDescription, depth int) TypeDescription {
+	inner := describeType(elem, depth)
+	inner.Go = d.Go
+	return inner
+}
+
+// describeCacheable describes a model by the key and value types of its
+// entries, when it declares them (remoteable.CacheTypes); it is received as
+// a mirror (see package cache).
+func describeCacheable(t reflect.Type, d TypeDescription, depth int) TypeDescription {
+	d.Kind = KindCacheable
+	if !t.Implements(cacheTypes) || depth >= maxDescribeDepth {
 		return d
 	}
-	if ti.kind == kPure && implementsAny(t, cborMarshaler, cborUnmarshal) {
-		d.Kind = "custom"
+	kt, vt := reflect.Zero(t).Interface().(remoteable.CacheTypes).CacheTypes()
+	if kt != nil && vt != nil {
+		k, e := describeType(infoOf(kt), depth+1), describeType(infoOf(vt), depth+1)
+		d.Key, d.Elem = &k, &e
+	}
+	return d
+}
+
+// describeCopyable describes a Copyable by its registered name and the
+// fields of its state.
+func describeCopyable(ti *typeInfo, d TypeDescription, depth int) TypeDescription {
+	d.Kind, d.Name = KindCopyable, ti.name
+	if depth < maxDescribeDepth {
+		st := describeType(ti.state, depth+1)
+		d.Fields, d.ToArray = st.Fields, st.ToArray
+	}
+	return d
+}
+
+// scalarKinds are the kinds of the Go types that describe themselves by
+// their reflect.Kind alone.
+var scalarKinds = map[reflect.Kind]Kind{
+	reflect.Bool: KindBool,
+	reflect.Int:  KindInt, reflect.Int8: KindInt, reflect.Int16: KindInt, reflect.Int32: KindInt, reflect.Int64: KindInt,
+	reflect.Uint: KindUint, reflect.Uint8: KindUint, reflect.Uint16: KindUint, reflect.Uint32: KindUint, reflect.Uint64: KindUint, reflect.Uintptr: KindUint,
+	reflect.Float32: KindFloat, reflect.Float64: KindFloat,
+	reflect.String: KindString,
+}
+
+// describeData describes a plain Go type: time and types with their own
+// CBOR encoding first, then by its reflect.Kind; a type JSON has no shape
+// for (a channel, a complex number, ...) is custom.
+func describeData(ti *typeInfo, d TypeDescription, depth int) TypeDescription {
+	t := ti.t
+	switch {
+	case t == timeType:
+		d.Kind = KindTime
+		return d
+	case ti.kind == kPure && implementsAny(t, cborMarshaler, cborUnmarshal):
+		d.Kind = KindCustom
 		return d
 	}
 	switch t.Kind() {
-	case reflect.Bool:
-		d.Kind = "bool"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		d.Kind = "int"
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		d.Kind = "uint"
-	case reflect.Float32, reflect.Float64:
-		d.Kind = "float"
-	case reflect.String:
-		d.Kind = "string"
 	case reflect.Pointer:
-		inner := describeType(infoOf(t.Elem()), depth)
-		inner.Go = d.Go
-		return inner
+		return describePointee(infoOf(t.Elem()), d, depth)
 	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
-			d.Kind = "bytes"
-			return d
-		}
-		d.Kind = "array"
-		if depth < maxDescribeDepth {
-			e := describeType(infoOf(t.Elem()), depth+1)
-			d.Elem = &e
-		}
+		return describeList(t, d, depth)
 	case reflect.Map:
-		d.Kind = "map"
-		if depth < maxDescribeDepth {
-			k, e := describeType(infoOf(t.Key()), depth+1), describeType(infoOf(t.Elem()), depth+1)
-			d.Key, d.Elem = &k, &e
-		}
+		return describeMap(t, d, depth)
 	case reflect.Struct:
-		d.Kind = "struct"
-		if depth < maxDescribeDepth {
-			st := ti
-			if st.kind != kStruct { // a plain struct: lay its fields out the same way
-				st = &typeInfo{t: t}
-				buildMu.Lock()
-				b := builder{cache: &infoCache{}, pure: map[reflect.Type]bool{}, building: map[reflect.Type]*typeInfo{}}
-				b.structFields(st)
-				buildMu.Unlock()
-			}
-			d.ToArray = st.toArray
-			for _, f := range st.fields {
-				d.Fields = append(d.Fields, FieldDescription{Name: f.name, Type: describeType(infoOf(f.info.t), depth+1), IntKey: f.intKey})
-			}
-		}
-	default:
-		d.Kind = "custom"
+		return describeStruct(ti, d, depth)
+	}
+	d.Kind = KindCustom
+	if k, ok := scalarKinds[t.Kind()]; ok {
+		d.Kind = k
 	}
 	return d
+}
+
+// describeList describes a slice or an array: a []byte is bytes (base64 in
+// JSON), anything else an array of its element type.
+func describeList(t reflect.Type, d TypeDescription, depth int) TypeDescription {
+	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+		d.Kind = KindBytes
+		return d
+	}
+	d.Kind = KindArray
+	if depth < maxDescribeDepth {
+		e := describeType(infoOf(t.Elem()), depth+1)
+		d.Elem = &e
+	}
+	return d
+}
+
+// describeMap describes a map by its key and value types.
+func describeMap(t reflect.Type, d TypeDescription, depth int) TypeDescription {
+	d.Kind = KindMap
+	if depth < maxDescribeDepth {
+		k, e := describeType(infoOf(t.Key()), depth+1), describeType(infoOf(t.Elem()), depth+1)
+		d.Key, d.Elem = &k, &e
+	}
+	return d
+}
+
+// describeStruct describes a struct by its fields in wire order, laid out
+// as the codec lays them out.
+func describeStruct(ti *typeInfo, d TypeDescription, depth int) TypeDescription {
+	d.Kind = KindStruct
+	if depth >= maxDescribeDepth {
+		return d
+	}
+	st := structLayout(ti)
+	d.ToArray = st.toArray
+	for _, f := range st.fields {
+		d.Fields = append(d.Fields, FieldDescription{Name: f.name, Type: describeType(infoOf(f.info.t), depth+1), IntKey: f.intKey})
+	}
+	return d
+}
+
+// structLayout returns ti with its fields laid out: a plain struct's
+// typeInfo has none, since fxamacker encodes it, so they are worked out
+// here the same way the codec's walker does.
+func structLayout(ti *typeInfo) *typeInfo {
+	if ti.kind == kStruct {
+		return ti
+	}
+	st := &typeInfo{t: ti.t}
+	buildMu.Lock()
+	b := builder{cache: &infoCache{}, pure: map[reflect.Type]bool{}, building: map[reflect.Type]*typeInfo{}}
+	b.structFields(st)
+	buildMu.Unlock()
+	return st
 }

@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"encoding/json"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -46,22 +48,22 @@ func TestDescribe(t *testing.T) {
 	require.True(t, ok)
 	assert.True(t, get.Idempotent)
 	require.Len(t, get.Params, 1)
-	assert.Equal(t, "string", get.Params[0].Kind)
+	assert.Equal(t, KindString, get.Params[0].Kind)
 	require.NotNil(t, get.Result)
-	assert.Equal(t, "copyable", get.Result.Kind)
+	assert.Equal(t, KindCopyable, get.Result.Kind)
 	assert.Equal(t, "test.User", get.Result.Name)
 	assert.NotEmpty(t, get.Result.Fields)
 
 	put, _ := d.Method("Put")
 	assert.True(t, put.Variadic)
 	assert.Nil(t, put.Result)
-	assert.Equal(t, "array", put.Params[1].Kind)
+	assert.Equal(t, KindArray, put.Params[1].Kind)
 
 	child, _ := d.Method("Child")
-	assert.Equal(t, "reference", child.Result.Kind)
+	assert.Equal(t, KindReference, child.Result.Kind)
 	table, _ := d.Method("Table")
-	assert.Equal(t, "map", table.Result.Kind)
-	assert.Equal(t, "float", table.Result.Elem.Elem.Kind)
+	assert.Equal(t, KindMap, table.Result.Kind)
+	assert.Equal(t, KindFloat, table.Result.Elem.Elem.Kind)
 
 	where, _ := d.Method("Where")
 	assert.True(t, where.Result.ToArray, "a toarray Copyable says its state is an array")
@@ -89,5 +91,27 @@ func TestGoNamesAreShort(t *testing.T) {
 		"[]*example.com/x.Y":                                             "[]*x.Y",
 	} {
 		assert.Equal(t, want, goName(in))
+	}
+}
+
+// TestKindWireNames pins the strings each Kind travels as, in CBOR and in
+// JSON: they are the protocol's, whatever the Go names become.
+func TestKindWireNames(t *testing.T) {
+	want := map[Kind]string{
+		KindBool: "bool", KindInt: "int", KindUint: "uint", KindFloat: "float", KindString: "string",
+		KindBytes: "bytes", KindTime: "time", KindArray: "array", KindMap: "map", KindStruct: "struct",
+		KindReference: "reference", KindCopyable: "copyable", KindCacheable: "cacheable", KindAny: "any",
+		KindError: "error", KindCustom: "custom",
+	}
+	for k, s := range want {
+		assert.Equal(t, s, string(k))
+		j, err := json.Marshal(TypeDescription{Kind: k})
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"go":"","kind":"`+s+`"}`, string(j))
+		b, err := cbor.Marshal(TypeDescription{Kind: k})
+		require.NoError(t, err)
+		var back map[string]any
+		require.NoError(t, cbor.Unmarshal(b, &back))
+		assert.Equal(t, s, back["kind"], "a text string on the wire")
 	}
 }

@@ -74,7 +74,7 @@ func decodeJSON(data []byte) (any, error) {
 // names (or arrays in field order), Copyables as *broker.RawCopyable, and
 // references from the handles this gateway gave out.
 func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any, error) {
-	if td == nil || td.Kind == "any" || td.Kind == "custom" {
+	if td == nil || td.Kind == broker.KindAny || td.Kind == broker.KindCustom {
 		return g.fromJSONAny(v, path)
 	}
 	if v == nil {
@@ -84,15 +84,15 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 		return nil, nil
 	}
 	switch td.Kind {
-	case "bool":
+	case broker.KindBool:
 		if b, ok := v.(bool); ok {
 			return b, nil
 		}
-	case "string":
+	case broker.KindString:
 		if s, ok := v.(string); ok {
 			return s, nil
 		}
-	case "int":
+	case broker.KindInt:
 		if n, ok := v.(json.Number); ok {
 			i, err := strconv.ParseInt(n.String(), 10, bits(td.Go))
 			if err != nil {
@@ -100,7 +100,7 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			}
 			return i, nil
 		}
-	case "uint":
+	case broker.KindUint:
 		if n, ok := v.(json.Number); ok {
 			u, err := strconv.ParseUint(n.String(), 10, bits(td.Go))
 			if err != nil {
@@ -108,7 +108,7 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			}
 			return u, nil
 		}
-	case "float":
+	case broker.KindFloat:
 		if n, ok := v.(json.Number); ok {
 			f, err := n.Float64()
 			if err != nil {
@@ -126,7 +126,7 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 				return math.Inf(-1), nil
 			}
 		}
-	case "bytes":
+	case broker.KindBytes:
 		if s, ok := v.(string); ok {
 			b, err := base64.StdEncoding.DecodeString(s)
 			if err != nil {
@@ -136,7 +136,7 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			}
 			return b, nil
 		}
-	case "time":
+	case broker.KindTime:
 		if s, ok := v.(string); ok {
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
@@ -144,10 +144,10 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			}
 			return t, nil
 		}
-	case "array":
+	case broker.KindArray:
 		if s, ok := v.(string); ok && td.Elem != nil && td.Elem.Go == "uint8" {
 			// A byte array ([N]byte) is written as base64, like []byte.
-			return g.fromJSON(s, &broker.TypeDescription{Go: td.Go, Kind: "bytes"}, path)
+			return g.fromJSON(s, &broker.TypeDescription{Go: td.Go, Kind: broker.KindBytes}, path)
 		}
 		if a, ok := v.([]any); ok {
 			out := make([]any, len(a))
@@ -159,18 +159,18 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			}
 			return out, nil
 		}
-	case "map":
+	case broker.KindMap:
 		if m, ok := v.(map[string]any); ok {
 			return g.mapFromJSON(m, td, path)
 		}
 		if a, ok := v.([]any); ok {
 			return g.pairsFromJSON(a, td, path)
 		}
-	case "struct":
+	case broker.KindStruct:
 		if m, ok := v.(map[string]any); ok {
 			return g.structFromJSON(m, td, path)
 		}
-	case "copyable":
+	case broker.KindCopyable:
 		if m, ok := v.(map[string]any); ok {
 			if name, has := m["$type"]; has {
 				if name != td.Name {
@@ -184,16 +184,16 @@ func (g *Gateway) fromJSON(v any, td *broker.TypeDescription, path string) (any,
 			}
 			return &broker.RawCopyable{Name: td.Name, State: state}, nil
 		}
-	case "reference":
+	case broker.KindReference:
 		if m, ok := v.(map[string]any); ok {
 			if r, err := g.refFromJSON(m, path); r != nil || err != nil {
 				return r, err
 			}
 		}
 		return nil, badParam(path, "want a reference ({\"$ref\": handle} from an earlier result) for %s, got %s", td.Go, jsonKind(v))
-	case "cacheable":
+	case broker.KindCacheable:
 		return nil, badParam(path, "a model (%s) cannot be sent from JSON", td.Go)
-	case "error":
+	case broker.KindError:
 		return nil, badParam(path, "an error value cannot be sent from JSON")
 	default:
 		return g.fromJSONAny(v, path)
@@ -209,7 +209,7 @@ func nullable(td *broker.TypeDescription) bool {
 		return true
 	}
 	switch td.Kind {
-	case "reference", "any", "custom", "error", "bytes", "map":
+	case broker.KindReference, broker.KindAny, broker.KindCustom, broker.KindError, broker.KindBytes, broker.KindMap:
 		return true
 	}
 	return false
@@ -228,19 +228,19 @@ func bits(goType string) int {
 	return 64
 }
 
-func kindWord(kind string) string {
+func kindWord(kind broker.Kind) string {
 	switch kind {
-	case "bool":
+	case broker.KindBool:
 		return "a boolean"
-	case "string", "time":
+	case broker.KindString, broker.KindTime:
 		return "a string"
-	case "int", "uint":
+	case broker.KindInt, broker.KindUint:
 		return "an integer"
-	case "float":
+	case broker.KindFloat:
 		return "a number"
-	case "bytes":
+	case broker.KindBytes:
 		return "a base64 string"
-	case "array":
+	case broker.KindArray:
 		return "an array"
 	}
 	return "an object"
@@ -383,19 +383,19 @@ func mapKey(k string, td *broker.TypeDescription) (any, error) {
 		return k, nil
 	}
 	switch td.Kind {
-	case "string", "any":
+	case broker.KindString, broker.KindAny:
 		return k, nil
-	case "int":
+	case broker.KindInt:
 		return strconv.ParseInt(k, 10, 64)
-	case "uint":
+	case broker.KindUint:
 		return strconv.ParseUint(k, 10, 64)
-	case "float":
+	case broker.KindFloat:
 		f, err := strconv.ParseFloat(k, 64)
 		if err == nil && math.IsNaN(f) {
 			return nil, errors.New("NaN is not a usable key")
 		}
 		return f, err
-	case "bool":
+	case broker.KindBool:
 		return strconv.ParseBool(k)
 	}
 	return nil, fmt.Errorf("keys of %s cannot come from JSON", td.Go)
@@ -474,19 +474,19 @@ func fieldKey(f broker.FieldDescription) any {
 // zeroFor is the value a missing field of a toarray struct is sent as.
 func zeroFor(td *broker.TypeDescription) any {
 	switch td.Kind {
-	case "bool":
+	case broker.KindBool:
 		return false
-	case "int":
+	case broker.KindInt:
 		return int64(0)
-	case "uint":
+	case broker.KindUint:
 		return uint64(0)
-	case "float":
+	case broker.KindFloat:
 		return 0.0
-	case "string":
+	case broker.KindString:
 		return ""
-	case "bytes":
+	case broker.KindBytes:
 		return []byte{}
-	case "time":
+	case broker.KindTime:
 		return time.Time{}
 	}
 	return nil
@@ -497,7 +497,7 @@ func zeroFor(td *broker.TypeDescription) any {
 // toarray structs. References become handles this gateway keeps; a model
 // becomes its snapshot.
 func (g *Gateway) toJSON(ctx context.Context, v any, td *broker.TypeDescription) (any, error) {
-	if td != nil && (td.Kind == "any" || td.Kind == "custom") {
+	if td != nil && (td.Kind == broker.KindAny || td.Kind == broker.KindCustom) {
 		td = nil
 	}
 	switch x := v.(type) {
@@ -516,7 +516,7 @@ func (g *Gateway) toJSON(ctx context.Context, v any, td *broker.TypeDescription)
 	case *big.Int:
 		return json.Number(x.String()), nil
 	case []any:
-		if td != nil && (td.Kind == "struct" || td.Kind == "copyable") && td.ToArray && len(x) == len(td.Fields) {
+		if td != nil && (td.Kind == broker.KindStruct || td.Kind == broker.KindCopyable) && td.ToArray && len(x) == len(td.Fields) {
 			out := make(map[string]any, len(x))
 			for i, f := range td.Fields {
 				var err error
@@ -527,7 +527,7 @@ func (g *Gateway) toJSON(ctx context.Context, v any, td *broker.TypeDescription)
 			return out, nil
 		}
 		var elem *broker.TypeDescription
-		if td != nil && td.Kind == "array" {
+		if td != nil && td.Kind == broker.KindArray {
 			elem = td.Elem
 		}
 		out := make([]any, len(x))
@@ -574,7 +574,7 @@ func (g *Gateway) toJSON(ctx context.Context, v any, td *broker.TypeDescription)
 			return g.snapshotJSON(ctx, x, td)
 		}
 		typ := ""
-		if td != nil && td.Kind == "reference" && !strings.HasPrefix(td.Go, "interface") {
+		if td != nil && td.Kind == broker.KindReference && !strings.HasPrefix(td.Go, "interface") {
 			typ = td.Go
 		}
 		if typ == "" {
@@ -593,7 +593,7 @@ func fieldType(td *broker.TypeDescription, name string) *broker.TypeDescription 
 	if td == nil {
 		return nil
 	}
-	if td.Kind == "map" {
+	if td.Kind == broker.KindMap {
 		return td.Elem
 	}
 	for i := range td.Fields {
@@ -610,7 +610,7 @@ func fieldType(td *broker.TypeDescription, name string) *broker.TypeDescription 
 // array of [key, value] pairs.
 func (g *Gateway) mapToJSON(ctx context.Context, m map[any]any, td *broker.TypeDescription) (any, error) {
 	var elem *broker.TypeDescription
-	if td != nil && td.Kind == "map" {
+	if td != nil && td.Kind == broker.KindMap {
 		elem = td.Elem
 	}
 	scalar := true

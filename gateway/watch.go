@@ -298,7 +298,7 @@ func (g *Gateway) startWatch(ctx context.Context, method string, params json.Raw
 	if err != nil {
 		return nil, err
 	}
-	if inv.md.Result == nil || (inv.md.Result.Kind != "cacheable" && inv.md.Result.Kind != "any") {
+	if inv.md.Result == nil || (inv.md.Result.Kind != broker.KindCacheable && inv.md.Result.Kind != broker.KindAny) {
 		return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.not-cacheable", fmt.Sprintf("%s does not return a model", method))
 	}
 	var src any

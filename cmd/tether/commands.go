@@ -307,9 +307,9 @@ func printMethods(w io.Writer, name string, d broker.Description) {
 		}
 		if m.Result != nil {
 			switch m.Result.Kind {
-			case "reference", "cacheable":
-				notes = append(notes, m.Result.Kind)
-			case "copyable":
+			case broker.KindReference, broker.KindCacheable:
+				notes = append(notes, string(m.Result.Kind))
+			case broker.KindCopyable:
 				notes = append(notes, "copyable "+m.Result.Name)
 			}
 		}
@@ -347,7 +347,7 @@ func callParams(ctx context.Context, gw *gateway.Gateway, method string, args []
 				if m.Variadic && i >= len(m.Params)-1 && p.Elem != nil {
 					p = *p.Elem
 				}
-				isString = p.Kind == "string"
+				isString = p.Kind == broker.KindString
 			}
 		}
 		switch {

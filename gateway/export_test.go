@@ -7,3 +7,10 @@ func (g *Gateway) DescriptionsCached() int {
 	defer g.mu.Unlock()
 	return len(g.descs)
 }
+
+// len is the number of handles kept, for tests of the table's bounds.
+func (hs *handles) len() int {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return len(hs.byID)
+}

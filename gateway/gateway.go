@@ -293,102 +293,150 @@ func (g *Gateway) forget(target *remote.Ref) {
 
 // args converts params into md's arguments.
 func (g *Gateway) args(md broker.MethodDescription, params json.RawMessage) ([]any, error) {
-	var list []any
-	if p := strings.TrimSpace(string(params)); p != "" && p != "null" {
-		v, err := decodeJSON([]byte(p))
-		if err != nil {
-			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", "params: "+err.Error())
-		}
-		switch x := v.(type) {
-		case []any:
-			list = x
-		case map[string]any:
-			if len(md.Params) != 1 || md.Variadic {
-				return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", fmt.Sprintf("%s takes %d parameters by position: pass params as an array", md.Name, len(md.Params)))
-			}
-			list = []any{x}
-		default:
-			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", "params must be an array or an object")
-		}
+	list, err := paramList(md, params)
+	if err != nil {
+		return nil, err
 	}
-	n := len(md.Params)
-	if md.Variadic {
-		if len(list) < n-1 {
-			return nil, paramCount(md, len(list))
-		}
-	} else if len(list) != n {
-		return nil, paramCount(md, len(list))
+	if err := checkCount(md, len(list)); err != nil {
+		return nil, err
 	}
 	args := make([]any, len(list))
 	for i, v := range list {
-		td := (*broker.TypeDescription)(nil)
-		if i < n {
-			td = &md.Params[i]
-		}
-		if md.Variadic && i >= n-1 {
-			td = md.Params[n-1].Elem
-		}
-		var err error
-		if args[i], err = g.fromJSON(v, td, fmt.Sprintf("params[%d]", i)); err != nil {
-			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", err.Error())
+		if args[i], err = g.fromJSON(v, paramType(md, i), fmt.Sprintf("params[%d]", i)); err != nil {
+			return nil, badArguments(err.Error())
 		}
 	}
 	return args, nil
 }
 
-func paramCount(md broker.MethodDescription, got int) error {
-	lo, hi := len(md.Params), len(md.Params)
+// badArguments is the error for params that do not fit the method.
+func badArguments(msg string) *Error {
+	return newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", msg)
+}
+
+// paramList reads params as the list of arguments: an array, an object
+// for a method of exactly one parameter, or nothing.
+func paramList(md broker.MethodDescription, params json.RawMessage) ([]any, error) {
+	p := strings.TrimSpace(string(params))
+	if p == "" || p == "null" {
+		return nil, nil
+	}
+	v, err := decodeJSON([]byte(p))
+	if err != nil {
+		return nil, badArguments("params: " + err.Error())
+	}
+	switch x := v.(type) {
+	case []any:
+		return x, nil
+	case map[string]any:
+		if len(md.Params) != 1 || md.Variadic {
+			return nil, badArguments(fmt.Sprintf("%s takes %d parameters by position: pass params as an array", md.Name, len(md.Params)))
+		}
+		return []any{x}, nil
+	}
+	return nil, badArguments("params must be an array or an object")
+}
+
+// checkCount refuses a number of arguments md does not take.
+func checkCount(md broker.MethodDescription, got int) error {
+	n := len(md.Params)
+	if got == n || md.Variadic && got >= n-1 {
+		return nil
+	}
+	lo, hi := n, n
 	if md.Variadic {
 		lo, hi = lo-1, -1
 	}
-	return newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", fmt.Sprintf("%s takes %s, got %d", md.Name, arity.Words(lo, hi), got))
+	return badArguments(fmt.Sprintf("%s takes %s, got %d", md.Name, arity.Words(lo, hi), got))
+}
+
+// paramType is the type of md's i-th argument: a variadic method's last
+// parameter gives its element type to the arguments from there on.
+func paramType(md broker.MethodDescription, i int) *broker.TypeDescription {
+	n := len(md.Params)
+	switch {
+	case md.Variadic && i >= n-1:
+		return md.Params[n-1].Elem
+	case i < n:
+		return &md.Params[i]
+	}
+	return nil
+}
+
+// builtins are the rpc.* methods, by name.
+var builtins = map[string]func(g *Gateway, ctx context.Context, call builtinCall) (any, error){
+	"rpc.managers": (*Gateway).managers,
+	"rpc.describe": (*Gateway).describeBuiltin,
+	"rpc.release":  (*Gateway).release,
+}
+
+// builtinCall is a call of a built-in method: its name and its arguments,
+// which are names.
+type builtinCall struct {
+	method string
+	args   []string
+}
+
+// name is the call's one argument.
+func (c builtinCall) name() (string, error) {
+	if len(c.args) != 1 {
+		return "", badArguments(c.method + " takes one name")
+	}
+	return c.args[0], nil
 }
 
 // builtin answers the rpc.* methods.
 func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMessage) (any, error) {
-	var args []string
+	call := builtinCall{method: method}
 	if p := strings.TrimSpace(string(params)); p != "" && p != "null" {
-		if err := json.Unmarshal(params, &args); err != nil {
-			return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", method+" takes an array of strings")
+		if err := json.Unmarshal(params, &call.args); err != nil {
+			return nil, badArguments(method + " takes an array of strings")
 		}
 	}
-	one := func() (string, error) {
-		if len(args) != 1 {
-			return "", newError(CodeInvalidParams, broker.InvalidArgument, "tether.bad-arguments", method+" takes one name")
-		}
-		return args[0], nil
+	answer, ok := builtins[method]
+	if !ok {
+		return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method))
 	}
-	switch method {
-	case "rpc.managers":
-		names, err := g.cl.Registry().List(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if names == nil {
-			names = []string{}
-		}
-		return names, nil
-	case "rpc.describe":
-		name, err := one()
-		if err != nil {
-			return nil, err
-		}
-		target, err := g.target(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		return g.describe(ctx, target, true)
-	case "rpc.release":
-		id, err := one()
-		if err != nil {
-			return nil, err
-		}
-		if !g.handles.remove(id) {
-			return nil, newError(CodeInvalidParams, broker.NotFound, "tether.unknown-handle", fmt.Sprintf("%v: %s", errUnknownHandle, id))
-		}
-		return nil, nil
+	return answer(g, ctx, call)
+}
+
+// managers answers rpc.managers: the registry's names, [] when none.
+func (g *Gateway) managers(ctx context.Context, _ builtinCall) (any, error) {
+	names, err := g.cl.Registry().List(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method))
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+// describeBuiltin answers rpc.describe: the description of a manager or a
+// handle, asked afresh.
+func (g *Gateway) describeBuiltin(ctx context.Context, call builtinCall) (any, error) {
+	name, err := call.name()
+	if err != nil {
+		return nil, err
+	}
+	target, err := g.target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return g.describe(ctx, target, true)
+}
+
+// release answers rpc.release: the handle is dropped and its reference
+// released.
+func (g *Gateway) release(_ context.Context, call builtinCall) (any, error) {
+	id, err := call.name()
+	if err != nil {
+		return nil, err
+	}
+	if !g.handles.remove(id) {
+		return nil, newError(CodeInvalidParams, broker.NotFound, "tether.unknown-handle", fmt.Sprintf("%v: %s", errUnknownHandle, id))
+	}
+	return nil, nil
 }
 
 // Describe returns the description of the manager registered under name,
@@ -442,19 +490,30 @@ func errorFrom(err error) *Error {
 		return e
 	}
 	var re *broker.RemoteError
-	if errors.Is(err, context.DeadlineExceeded) && errors.As(err, &re) {
+	if errors.As(err, &re) {
+		return fromRemote(e, err, re)
+	}
+	return fromLocal(e, err)
+}
+
+// fromRemote completes e for an error the server returned, re.
+func fromRemote(e *Error, err error, re *broker.RemoteError) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
 		// The deadline travelled with the call and ended the method's
 		// context on the server first: the same timeout, seen from there.
 		e.Message, e.Data.Name = "tether: the call did not finish in time (the server's method saw its deadline pass)", "tether.timeout"
 		return e
 	}
-	if errors.As(err, &re) {
-		e.Message, e.Data.Traceback = re.Message, re.Traceback
-		if errors.Is(re, registry.ErrNotFound) {
-			e.Code = CodeMethodNotFound // the manager half of "manager.Method"
-		}
-		return e
+	e.Message, e.Data.Traceback = re.Message, re.Traceback
+	if errors.Is(re, registry.ErrNotFound) {
+		e.Code = CodeMethodNotFound // the manager half of "manager.Method"
 	}
+	return e
+}
+
+// fromLocal completes e for an error of the gateway's own side: the
+// request's context, the gateway closed, a manager not found.
+func fromLocal(e *Error, err error) *Error {
 	switch {
 	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
 		e.Message = "tether: the request was cancelled"
@@ -469,22 +528,55 @@ func errorFrom(err error) *Error {
 	return e
 }
 
-// rpcCode is the JSON-RPC code of an error of class code: the protocol's
-// own for a call that does not fit the method, and this package's for an
-// outage and a deadline; every other error a method returned is
-// CodeRemote (data.code and data.name say more).
+// rpcCodes are the JSON-RPC codes of the classes of error that have their
+// own: the protocol's for a call that does not fit the method, and this
+// package's for an outage and a deadline.
+var rpcCodes = map[broker.Code]int{
+	broker.InvalidArgument:  CodeInvalidParams,
+	broker.Unimplemented:    CodeMethodNotFound,
+	broker.Unavailable:      CodeUnavailable,
+	broker.DeadlineExceeded: CodeTimeout,
+	broker.Canceled:         CodeTimeout,
+}
+
+// rpcCode is the JSON-RPC code of an error of class code (see rpcCodes);
+// every other error a method returned is CodeRemote (data.code and
+// data.name say more).
 func rpcCode(code broker.Code) int {
-	switch code {
-	case broker.InvalidArgument:
-		return CodeInvalidParams
-	case broker.Unimplemented:
-		return CodeMethodNotFound
-	case broker.Unavailable:
-		return CodeUnavailable
-	case broker.DeadlineExceeded, broker.Canceled:
-		return CodeTimeout
+	if c, ok := rpcCodes[code]; ok {
+		return c
 	}
 	return CodeRemote // a refusal of the gateway's own connection is CodeRefused: see errorFrom
+}
+
+// sentinelName names the errors of one sentinel (or one of several) in
+// data.name.
+type sentinelName struct {
+	is   []error
+	name string
+}
+
+// nameOf returns the name of the first entry err matches, or "".
+func nameOf(err error, names []sentinelName) string {
+	for _, n := range names {
+		for _, target := range n.is {
+			if errors.Is(err, target) {
+				return n.name
+			}
+		}
+	}
+	return ""
+}
+
+// linkNames are the names of the errors of the gateway's own calls that are
+// not an error the method returned: the deadline, a cancellation, the link.
+var linkNames = []sentinelName{
+	{[]error{context.DeadlineExceeded}, "tether.timeout"},
+	{[]error{context.Canceled, ErrInterrupted}, "tether.cancelled"},
+	{[]error{remote.ErrDisconnected}, "tether.disconnected"},
+	{[]error{broker.ErrConnectionLost}, "tether.connection-lost"},
+	{[]error{broker.ErrDeadReference}, "tether.dead-reference"},
+	{[]error{errUnknownHandle}, "tether.unknown-handle"},
 }
 
 // errorName is the name an error goes by in data.name: the far side's
@@ -496,24 +588,21 @@ func errorName(err error, code broker.Code) string {
 	if errors.As(err, &re) {
 		return re.Name
 	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "tether.timeout"
-	case errors.Is(err, context.Canceled), errors.Is(err, ErrInterrupted):
-		return "tether.cancelled"
-	case errors.Is(err, remote.ErrDisconnected):
-		return "tether.disconnected"
-	case errors.Is(err, broker.ErrConnectionLost):
-		return "tether.connection-lost"
-	case errors.Is(err, broker.ErrDeadReference):
-		return "tether.dead-reference"
-	case errors.Is(err, errUnknownHandle):
-		return "tether.unknown-handle"
+	if name := nameOf(err, linkNames); name != "" {
+		return name
 	}
 	if _, entry := typereg.FindError(err); entry != nil {
 		return entry.Name
 	}
 	return "tether." + strings.ReplaceAll(code.String(), "_", "-")
+}
+
+// refusalNames are the names of the upstream server's refusals of the
+// gateway's own client.
+var refusalNames = []sentinelName{
+	{[]error{broker.ErrAuthFailed}, "tether.auth-failed"},
+	{[]error{broker.ErrVersionMismatch}, "tether.version-mismatch"},
+	{[]error{remoteable.ErrAccessDenied}, "tether.access-denied"},
 }
 
 // refusalName returns the name of the refusal err is, if the upstream
@@ -523,15 +612,7 @@ func refusalName(err error) string {
 	if errors.As(err, &re) {
 		return "" // what a call returned (a method's access check, say), or a relay passed on
 	}
-	switch {
-	case errors.Is(err, broker.ErrAuthFailed):
-		return "tether.auth-failed"
-	case errors.Is(err, broker.ErrVersionMismatch):
-		return "tether.version-mismatch"
-	case errors.Is(err, remoteable.ErrAccessDenied):
-		return "tether.access-denied"
-	}
-	return ""
+	return nameOf(err, refusalNames)
 }
 
 // gatewayHop is how the gateway names itself in the errors of its own

@@ -97,12 +97,6 @@ func (hs *handles) remove(id string) bool {
 	return h != nil
 }
 
-func (hs *handles) len() int {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	return len(hs.byID)
-}
-
 // sweepLocked drops handles idle for too long, at most once a second.
 func (hs *handles) sweepLocked(now time.Time, drop []*remote.Ref) []*remote.Ref {
 	if now.Sub(hs.swept) < time.Second {

@@ -83,22 +83,40 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 		return fail(null, CodeParseError, "parse error: the body is not valid JSON", "tether.parse-error"), http.StatusOK
 	}
 	if trimmed[0] != '[' {
-		resp := g.one(ctx, trimmed)
-		if resp == nil {
-			return nil, http.StatusNoContent
+		if resp := g.one(ctx, trimmed); resp != nil {
+			return resp, http.StatusOK
 		}
-		return resp, http.StatusOK
+		return nil, http.StatusNoContent
 	}
+	batch, bad := g.readBatch(trimmed)
+	if bad != nil {
+		return bad, http.StatusOK
+	}
+	if out := g.batch(ctx, batch); len(out) > 0 {
+		return out, http.StatusOK
+	}
+	return nil, http.StatusNoContent
+}
+
+// readBatch splits a batch into its requests, or refuses it: empty, or
+// longer than the gateway takes.
+func (g *Gateway) readBatch(body []byte) ([]json.RawMessage, *response) {
 	var batch []json.RawMessage
-	if err := json.Unmarshal(trimmed, &batch); err != nil {
-		return fail(null, CodeParseError, "parse error: "+err.Error(), "tether.parse-error"), http.StatusOK
+	if err := json.Unmarshal(body, &batch); err != nil {
+		return nil, fail(null, CodeParseError, "parse error: "+err.Error(), "tether.parse-error")
 	}
 	if len(batch) == 0 {
-		return fail(null, CodeInvalidRequest, "an empty batch", "tether.bad-request"), http.StatusOK
+		return nil, fail(null, CodeInvalidRequest, "an empty batch", "tether.bad-request")
 	}
 	if len(batch) > g.opts.maxBatch {
-		return fail(null, CodeInvalidRequest, fmt.Sprintf("a batch of %d requests; at most %d", len(batch), g.opts.maxBatch), "tether.bad-request"), http.StatusOK
+		return nil, fail(null, CodeInvalidRequest, fmt.Sprintf("a batch of %d requests; at most %d", len(batch), g.opts.maxBatch), "tether.bad-request")
 	}
+	return batch, nil
+}
+
+// batch answers the requests of a batch; the notifications have no
+// response.
+func (g *Gateway) batch(ctx context.Context, batch []json.RawMessage) []*response {
 	// The requests of a batch run concurrently, a few at a time; the
 	// responses keep the batch's order.
 	resps := make([]*response, len(batch))
@@ -120,47 +138,24 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 			out = append(out, r)
 		}
 	}
-	if len(out) == 0 {
-		return nil, http.StatusNoContent
-	}
-	return out, http.StatusOK
+	return out
+}
+
+// request is one JSON-RPC request, read.
+type request struct {
+	id     json.RawMessage // nil for a notification
+	method string
+	params json.RawMessage
 }
 
 // one answers a single request; nil for a notification.
 func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
-	// The members are read by their exact names, as the specification
-	// spells them (encoding/json would match "ID" or "Method" too).
-	var req map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &req); err != nil || req == nil {
-		return fail(null, CodeInvalidRequest, "a request must be an object", "tether.bad-request")
+	req, bad := readRequest(raw)
+	if bad != nil {
+		return bad
 	}
-	id, hasID := req["id"]
-	if hasID && id == nil {
-		id = null
-	}
-	if !hasID {
-		id = nil // a notification
-	}
-	if id != nil && !validID(id) {
-		return fail(null, CodeInvalidRequest, "id must be a string, a number or null", "tether.bad-request")
-	}
-	respID := id
-	if respID == nil {
-		respID = null
-	}
-	var version, method string
-	if json.Unmarshal(req["jsonrpc"], &version) != nil || version != "2.0" {
-		return fail(respID, CodeInvalidRequest, `"jsonrpc" must be "2.0"`, "tether.bad-request")
-	}
-	if json.Unmarshal(req["method"], &method) != nil || req["method"] == nil || string(req["method"]) == "null" {
-		return fail(respID, CodeInvalidRequest, `"method" must be a string`, "tether.bad-request")
-	}
-	params := req["params"]
-	if p := bytes.TrimLeft(params, " \t\r\n"); len(p) > 0 && p[0] != '[' && p[0] != '{' {
-		return fail(respID, CodeInvalidRequest, `"params" must be an array or an object`, "tether.bad-request")
-	}
-	result, err := g.Call(ctx, method, params)
-	if id == nil {
+	result, err := g.Call(ctx, req.method, req.params)
+	if req.id == nil {
 		return nil // a notification: no response, even to an error
 	}
 	if err != nil {
@@ -168,9 +163,62 @@ func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
 		if !errors.As(err, &e) {
 			e = newError(CodeInternal, broker.Internal, "tether.internal", err.Error())
 		}
-		return &response{JSONRPC: "2.0", ID: id, Error: e.forHTTP()}
+		return &response{JSONRPC: "2.0", ID: req.id, Error: e.forHTTP()}
 	}
-	return &response{JSONRPC: "2.0", ID: id, Result: result}
+	return &response{JSONRPC: "2.0", ID: req.id, Result: result}
+}
+
+// readRequest reads a request's members, or returns the response that
+// refuses it.
+func readRequest(raw json.RawMessage) (*request, *response) {
+	// The members are read by their exact names, as the specification
+	// spells them (encoding/json would match "ID" or "Method" too).
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return nil, fail(null, CodeInvalidRequest, "a request must be an object", "tether.bad-request")
+	}
+	id, ok := requestID(members)
+	if !ok {
+		return nil, fail(null, CodeInvalidRequest, "id must be a string, a number or null", "tether.bad-request")
+	}
+	method, problem := readMethod(members)
+	if problem != "" {
+		respID := id
+		if respID == nil {
+			respID = null
+		}
+		return nil, fail(respID, CodeInvalidRequest, problem, "tether.bad-request")
+	}
+	return &request{id: id, method: method, params: members["params"]}, nil
+}
+
+// requestID reads the id member: nil for a notification (no id), and ok
+// false for an id that is not a string, a number or null.
+func requestID(members map[string]json.RawMessage) (id json.RawMessage, ok bool) {
+	id, has := members["id"]
+	switch {
+	case !has:
+		return nil, true // a notification
+	case id == nil:
+		return null, true
+	}
+	return id, validID(id)
+}
+
+// readMethod reads the jsonrpc, method and params members; problem says
+// what is wrong with them, if anything.
+func readMethod(members map[string]json.RawMessage) (method, problem string) {
+	var version string
+	if json.Unmarshal(members["jsonrpc"], &version) != nil || version != "2.0" {
+		return "", `"jsonrpc" must be "2.0"`
+	}
+	if json.Unmarshal(members["method"], &method) != nil || members["method"] == nil || string(members["method"]) == "null" {
+		return "", `"method" must be a string`
+	}
+	if p := bytes.TrimLeft(members["params"], " \t\r\n"); len(p) > 0 && p[0] != '[' && p[0] != '{' {
+		return "", `"params" must be an array or an object`
+	}
+	return method, ""
 }
 
 // validID reports whether id is a JSON string, number or null.

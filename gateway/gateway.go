@@ -81,6 +81,7 @@ func newError(rpc int, code broker.Code, name, msg string) *Error {
 	return &Error{Code: rpc, Message: msg, Data: &ErrorData{Name: name, Code: code.String()}, err: broker.NewError(code, cause)}
 }
 
+// closedError is the error of a call on a closed gateway.
 func closedError() *Error {
 	return &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed", Code: broker.CodeOf(ErrClosed).String()}, err: ErrClosed}
 }
@@ -154,6 +155,7 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
+// closed reports whether Close was called.
 func (g *Gateway) closed() bool {
 	select {
 	case <-g.done:
@@ -202,6 +204,8 @@ func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessag
 	return out, nil
 }
 
+// invoke calls a manager's or a handle's method and converts its result
+// to JSON.
 func (g *Gateway) invoke(ctx context.Context, method string, params json.RawMessage) (any, error) {
 	inv, err := g.prepare(ctx, method, params)
 	if err != nil {
@@ -235,24 +239,31 @@ func (g *Gateway) prepare(ctx context.Context, method string, params json.RawMes
 	if err != nil {
 		return nil, err
 	}
-	d, err := g.describe(ctx, target, false)
+	md, err := g.method(ctx, target, method[:i], method[i+1:])
 	if err != nil {
 		return nil, err
-	}
-	md, ok := d.Method(method[i+1:])
-	if !ok {
-		if d, err = g.describe(ctx, target, true); err != nil {
-			return nil, err
-		}
-		if md, ok = d.Method(method[i+1:]); !ok {
-			return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("%s has no method %q", method[:i], method[i+1:]))
-		}
 	}
 	args, err := g.args(md, params)
 	if err != nil {
 		return nil, err
 	}
 	return &invocation{target: target, md: md, args: args}, nil
+}
+
+// method finds the method called name in target's description, asking the
+// server again when the description it has does not list it (the server
+// may have changed).
+func (g *Gateway) method(ctx context.Context, target *remote.Ref, targetName, name string) (broker.MethodDescription, error) {
+	for _, fresh := range []bool{false, true} {
+		d, err := g.describe(ctx, target, fresh)
+		if err != nil {
+			return broker.MethodDescription{}, err
+		}
+		if md, ok := d.Method(name); ok {
+			return md, nil
+		}
+	}
+	return broker.MethodDescription{}, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("%s has no method %q", targetName, name))
 }
 
 // target is the manager registered under name, or the handle name.
@@ -285,6 +296,8 @@ func (g *Gateway) describe(ctx context.Context, target *remote.Ref, fresh bool) 
 	return &nd, nil
 }
 
+// forget drops target's description: target was released, or the server
+// may have changed.
 func (g *Gateway) forget(target *remote.Ref) {
 	g.mu.Lock()
 	delete(g.descs, target)
@@ -647,10 +660,12 @@ type options struct {
 	maxHandles int
 }
 
+// defaults are the options before the caller's.
 func defaults() options {
 	return options{maxBody: 1 << 20, maxBatch: 100, timeout: 30 * time.Second, handleIdle: 10 * time.Minute, maxHandles: 10000}
 }
 
+// validate refuses options that cannot work.
 func (o *options) validate() error {
 	switch {
 	case o.maxBody <= 0:

@@ -33,6 +33,7 @@ type handle struct {
 	used time.Time
 }
 
+// newHandles returns an empty table with these bounds.
 func newHandles(idle time.Duration, max int) *handles {
 	return &handles{byID: map[string]*handle{}, idle: idle, max: max, now: time.Now, dropped: func(*remote.Ref) {}}
 }
@@ -112,6 +113,8 @@ func (hs *handles) sweepLocked(now time.Time, drop []*remote.Ref) []*remote.Ref 
 	return drop
 }
 
+// closeAll releases every handle; later puts release their reference at
+// once.
 func (hs *handles) closeAll() {
 	hs.mu.Lock()
 	all := hs.byID

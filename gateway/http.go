@@ -32,30 +32,8 @@ var null = json.RawMessage("null")
 // notification, 401 without the right bearer token, 405 for other methods,
 // 413 for a body over the limit and 415 for another content type.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.opts.token != "" && !g.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tether"`)
-		writeJSON(w, http.StatusUnauthorized, fail(null, CodeUnauthorized, "missing or wrong bearer token", "tether.unauthorized"))
-		return
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, fail(null, CodeInvalidRequest, "JSON-RPC requests are POSTed", "tether.bad-request"))
-		return
-	}
-	// Requiring the JSON content type also keeps browsers from posting
-	// forms here across sites: that would need a CORS preflight.
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, fail(null, CodeInvalidRequest, "Content-Type must be application/json", "tether.bad-request"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.maxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, fail(null, CodeInvalidRequest, fmt.Sprintf("request body over %d bytes", g.opts.maxBody), "tether.message-too-large"))
-			return
-		}
-		writeJSON(w, http.StatusBadRequest, fail(null, CodeParseError, "reading the body: "+err.Error(), "tether.bad-request"))
+	body, ok := g.readBody(w, r)
+	if !ok {
 		return
 	}
 	out, status := g.handle(r.Context(), body)
@@ -66,6 +44,45 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, out)
 }
 
+// readBody returns the body of an HTTP request the gateway takes, or
+// writes the refusal and returns false: a missing or wrong token, another
+// method than POST, another content type, a body over the limit.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if g.opts.token != "" && !g.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tether"`)
+		writeJSON(w, http.StatusUnauthorized, fail(null, CodeUnauthorized, "missing or wrong bearer token", "tether.unauthorized"))
+		return nil, false
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, fail(null, CodeInvalidRequest, "JSON-RPC requests are POSTed", "tether.bad-request"))
+		return nil, false
+	}
+	// Requiring the JSON content type also keeps browsers from posting
+	// forms here across sites: that would need a CORS preflight.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, fail(null, CodeInvalidRequest, "Content-Type must be application/json", "tether.bad-request"))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.maxBody))
+	if err != nil {
+		g.refuseBody(w, err)
+		return nil, false
+	}
+	return body, true
+}
+
+// refuseBody answers a body that could not be read: over the limit, or cut.
+func (g *Gateway) refuseBody(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, fail(null, CodeInvalidRequest, fmt.Sprintf("request body over %d bytes", g.opts.maxBody), "tether.message-too-large"))
+		return
+	}
+	writeJSON(w, http.StatusBadRequest, fail(null, CodeParseError, "reading the body: "+err.Error(), "tether.bad-request"))
+}
+
+// authorized reports whether r carries the gateway's bearer token.
 func (g *Gateway) authorized(r *http.Request) bool {
 	const prefix = "Bearer "
 	h := r.Header.Get("Authorization")
@@ -246,6 +263,7 @@ func fail(id json.RawMessage, code int, msg, name string) *response {
 	return &response{JSONRPC: "2.0", ID: id, Error: &Error{Code: code, Message: msg, Data: &ErrorData{Name: name, Code: class.String()}}}
 }
 
+// writeJSON writes v as the JSON body of a response with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -78,10 +78,7 @@ const maxQueued = 4096
 // Decode converts one change's key and value to JSON, by the model's
 // description when there is one.
 func (s *jsonSink) Decode(c feed.Change) (any, error) {
-	var keyTD, valTD *broker.TypeDescription
-	if s.td != nil {
-		keyTD, valTD = s.td.Key, s.td.Elem
-	}
+	keyTD, valTD := s.entryTypes()
 	k, err := s.entryJSON(c.Key, keyTD)
 	if err != nil {
 		return nil, fmt.Errorf("key: %w", err)
@@ -95,6 +92,16 @@ func (s *jsonSink) Decode(c feed.Change) (any, error) {
 	return jsonChange{k, v}, nil
 }
 
+// entryTypes are the types of the model's keys and values, when it
+// described them.
+func (s *jsonSink) entryTypes() (key, value *broker.TypeDescription) {
+	if s.td == nil {
+		return nil, nil
+	}
+	return s.td.Key, s.td.Elem
+}
+
+// entryJSON converts a key or a value of the model, as it travels, to JSON.
 func (s *jsonSink) entryJSON(raw []byte, td *broker.TypeDescription) (json.RawMessage, error) {
 	x, err := broker.UnmarshalRaw(raw)
 	if err != nil {
@@ -113,36 +120,44 @@ func (s *jsonSink) Commit(events []feed.Event, reset bool) {
 	defer s.mu.Unlock()
 	if !s.started {
 		s.started = true
-		snap := Event{Kind: "snapshot", Epoch: s.fl.Feed().EpochLocked(), Version: s.fl.Feed().VersionLocked()}
-		for _, ev := range events {
-			if !ev.Deleted {
-				c := ev.Decoded.(jsonChange)
-				snap.Entries = append(snap.Entries, Entry{Key: c.key, Value: c.value})
-			}
-		}
-		sortEntries(snap.Entries)
-		s.push(snap)
+		s.push(s.firstSnapshot(events))
 		return
 	}
 	if reset {
 		s.push(Event{Kind: "reset", Epoch: s.fl.Feed().EpochLocked(), Version: s.fl.Feed().VersionLocked()})
 	}
 	for _, ev := range events {
-		c := ev.Decoded.(jsonChange)
-		if ev.Deleted {
-			var old json.RawMessage
-			if ev.HadPrev {
-				var valTD *broker.TypeDescription
-				if s.td != nil {
-					valTD = s.td.Elem
-				}
-				old, _ = s.entryJSON(ev.Prev, valTD)
-			}
-			s.push(Event{Kind: "delete", Version: ev.Version, Key: c.key, Value: old})
-		} else {
-			s.push(Event{Kind: "set", Version: ev.Version, Key: c.key, Value: c.value})
+		s.push(s.changeEvent(ev))
+	}
+}
+
+// firstSnapshot is the snapshot event the first commit's events make up;
+// the feed is locked.
+func (s *jsonSink) firstSnapshot(events []feed.Event) Event {
+	snap := Event{Kind: "snapshot", Epoch: s.fl.Feed().EpochLocked(), Version: s.fl.Feed().VersionLocked()}
+	for _, ev := range events {
+		if !ev.Deleted {
+			c := ev.Decoded.(jsonChange)
+			snap.Entries = append(snap.Entries, Entry{Key: c.key, Value: c.value})
 		}
 	}
+	sortEntries(snap.Entries)
+	return snap
+}
+
+// changeEvent is the set or delete event of one change; a delete carries
+// the value it removed, when the feed kept it.
+func (s *jsonSink) changeEvent(ev feed.Event) Event {
+	c := ev.Decoded.(jsonChange)
+	if !ev.Deleted {
+		return Event{Kind: "set", Version: ev.Version, Key: c.key, Value: c.value}
+	}
+	var old json.RawMessage
+	if ev.HadPrev {
+		_, valTD := s.entryTypes()
+		old, _ = s.entryJSON(ev.Prev, valTD)
+	}
+	return Event{Kind: "delete", Version: ev.Version, Key: c.key, Value: old}
 }
 
 // Stale queues "stale" or "live"; before the first snapshot there is
@@ -193,10 +208,7 @@ func (s *jsonSink) take() []Event {
 	var out []Event
 	s.fl.Feed().Read(func(epoch string, version uint64, entries feed.State) {
 		snap := Event{Kind: "snapshot", Epoch: epoch, Version: version}
-		var keyTD, valTD *broker.TypeDescription
-		if s.td != nil {
-			keyTD, valTD = s.td.Key, s.td.Elem
-		}
+		keyTD, valTD := s.entryTypes()
 		for k, v := range entries.All() {
 			kj, err1 := s.entryJSON(k, keyTD)
 			vj, err2 := s.entryJSON(v, valTD)
@@ -250,6 +262,7 @@ func (g *Gateway) snapshotJSON(ctx context.Context, src remoteable.Caller, td *b
 	return nil, fmt.Errorf("reading the model: no snapshot")
 }
 
+// entriesOrEmpty is es, or an empty list rather than null.
 func entriesOrEmpty(es []Entry) []Entry {
 	if es == nil {
 		return []Entry{}
@@ -298,7 +311,23 @@ func (g *Gateway) startWatch(ctx context.Context, method string, params json.Raw
 	if err != nil {
 		return nil, err
 	}
-	if inv.md.Result == nil || (inv.md.Result.Kind != broker.KindCacheable && inv.md.Result.Kind != broker.KindAny) {
+	ref, err := g.callModel(ctx, method, inv)
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.follow(ctx, ref, inv.md.Result)
+	if err != nil {
+		ref.Release()
+		return nil, err
+	}
+	s.src = ref
+	return s, nil
+}
+
+// callModel makes the call inv, which must return a model, and returns the
+// reference to the model.
+func (g *Gateway) callModel(ctx context.Context, method string, inv *invocation) (*remote.Ref, error) {
+	if res := inv.md.Result; res == nil || (res.Kind != broker.KindCacheable && res.Kind != broker.KindAny) {
 		return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.not-cacheable", fmt.Sprintf("%s does not return a model", method))
 	}
 	var src any
@@ -309,11 +338,5 @@ func (g *Gateway) startWatch(ctx context.Context, method string, params json.Raw
 	if !ok || !ref.Cacheable() {
 		return nil, newError(CodeInvalidParams, broker.InvalidArgument, "tether.not-cacheable", fmt.Sprintf("%s returned %T, not a model", method, src))
 	}
-	s, err := g.follow(ctx, ref, inv.md.Result)
-	if err != nil {
-		ref.Release()
-		return nil, err
-	}
-	s.src = ref
-	return s, nil
+	return ref, nil
 }

@@ -93,6 +93,7 @@ type dialFlags struct {
 	serverName string
 }
 
+// register defines the flags on fs; what is what -timeout bounds.
 func (d *dialFlags) register(fs *flag.FlagSet, what string) {
 	fs.DurationVar(&d.timeout, "timeout", 10*time.Second, "give up on "+what+" after this long")
 	fs.StringVar(&d.name, "name", "", "the name to announce (broker.WithName); default: none with -cert (the certificate names you), else tether-cli")
@@ -104,29 +105,51 @@ func (d *dialFlags) register(fs *flag.FlagSet, what string) {
 	fs.StringVar(&d.serverName, "servername", "", "the name to verify the server's certificate against (default: the host in ADDR)")
 }
 
+// tlsConfig is the client's TLS configuration, nil when the flags ask for
+// none.
 func (d *dialFlags) tlsConfig() (*tls.Config, error) {
 	if !d.useTLS && d.caFile == "" && d.certFile == "" {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: d.serverName}
 	if d.caFile != "" {
-		pem, err := os.ReadFile(d.caFile)
+		pool, err := certPool("-cacert", d.caFile)
 		if err != nil {
-			return nil, usageErr("-cacert: %v", err)
+			return nil, err
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, usageErr("-cacert: no PEM certificates in %s", d.caFile)
-		}
+		cfg.RootCAs = pool
 	}
 	if d.certFile != "" || d.keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(d.certFile, d.keyFile)
+		cert, err := keyPair(d.certFile, d.keyFile)
 		if err != nil {
-			return nil, usageErr("-cert/-key: %v", err)
+			return nil, err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// certPool reads the PEM CA certificates in file, which the flag named
+// flagName gave.
+func certPool(flagName, file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageErr("%s: %v", flagName, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, usageErr("%s: no PEM certificates in %s", flagName, file)
+	}
+	return pool, nil
+}
+
+// keyPair reads -cert and -key.
+func keyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, usageErr("-cert/-key: %v", err)
+	}
+	return cert, nil
 }
 
 // connect returns a lasting client to addr, introducing itself as -name,
@@ -140,19 +163,9 @@ func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gate
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, nil, usageErr("ADDR %q: want host:port (%v)", addr, err)
 	}
-	cfg, err := d.tlsConfig()
+	bopts, err := d.brokerOptions(name)
 	if err != nil {
 		return nil, nil, err
-	}
-	switch {
-	case d.name != "":
-		name = d.name
-	case d.certFile != "":
-		name = "" // the server knows us by our certificate
-	}
-	bopts := []broker.Option{broker.WithName(name), broker.WithToken(d.token)}
-	if cfg != nil {
-		bopts = append(bopts, broker.WithTLS(cfg))
 	}
 	cl, err := remote.Connect(ctx, "tcp", addr, remote.WithBroker(bopts...), remote.WithDialTimeout(d.timeout))
 	if err != nil {
@@ -166,27 +179,64 @@ func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gate
 	return cl, gw, nil
 }
 
-// methodCommand is what call and watch share: ADDR name.Method [args...]
-// parsed, connected, and the arguments converted to JSON params. The
-// caller closes gw, then cl.
-func methodCommand(ctx context.Context, fs *flag.FlagSet, df *dialFlags, args []string) (cl *remote.Client, gw *gateway.Gateway, method string, params json.RawMessage, err error) {
-	if err = parse(fs, args); err != nil {
-		return nil, nil, "", nil, err
+// brokerOptions are the connection's options: the name it announces
+// (-name, else none with a client certificate, else name), -token, and
+// TLS as the flags ask.
+func (d *dialFlags) brokerOptions(name string) ([]broker.Option, error) {
+	cfg, err := d.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case d.name != "":
+		name = d.name
+	case d.certFile != "":
+		name = "" // the server knows us by our certificate
+	}
+	bopts := []broker.Option{broker.WithName(name), broker.WithToken(d.token)}
+	if cfg != nil {
+		bopts = append(bopts, broker.WithTLS(cfg))
+	}
+	return bopts, nil
+}
+
+// methodCall is what call and watch share: ADDR name.Method [args...]
+// parsed, connected, and the arguments converted to JSON params.
+type methodCall struct {
+	cl     *remote.Client
+	gw     *gateway.Gateway
+	method string
+	params json.RawMessage
+}
+
+// close closes the gateway, then the client.
+func (mc *methodCall) close() {
+	mc.gw.Close()
+	mc.cl.Close()
+}
+
+// methodCommand registers the dial flags on fs (what is what -timeout
+// bounds), parses args and connects; the caller closes the methodCall.
+func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, args []string) (*methodCall, error) {
+	var df dialFlags
+	df.register(fs, what)
+	if err := parse(fs, args); err != nil {
+		return nil, err
 	}
 	if fs.NArg() < 2 {
 		fs.Usage()
-		return nil, nil, "", nil, &exitError{code: exitUsage}
+		return nil, &exitError{code: exitUsage}
 	}
-	if cl, gw, err = df.connect(ctx, fs.Arg(0), "tether-cli"); err != nil {
-		return nil, nil, "", nil, err
+	cl, gw, err := df.connect(ctx, fs.Arg(0), "tether-cli")
+	if err != nil {
+		return nil, err
 	}
-	method = fs.Arg(1)
-	if params, err = callParams(ctx, gw, method, fs.Args()[2:]); err != nil {
-		gw.Close()
-		cl.Close()
-		return nil, nil, "", nil, err
+	mc := &methodCall{cl: cl, gw: gw, method: fs.Arg(1)}
+	if mc.params, err = callParams(ctx, gw, mc.method, fs.Args()[2:]); err != nil {
+		mc.close()
+		return nil, err
 	}
-	return cl, gw, method, params, nil
+	return mc, nil
 }
 
 // callErr turns a failed call into the command's exit, by the error's
@@ -211,21 +261,25 @@ func callErr(err error, stderr io.Writer) error {
 	return &exitError{code: exitCode(code), msg: "error: " + err.Error()}
 }
 
+// exitCodes are the command's exit statuses for the classes of error that
+// have their own; every other failed call exits exitCallFailed.
+var exitCodes = map[broker.Code]int{
+	broker.OK:               exitOK,
+	broker.Canceled:         exitInterrupted,
+	broker.Unavailable:      exitUnreachable,
+	broker.DeadlineExceeded: exitUnreachable,
+	broker.Unauthenticated:  exitRefused,
+}
+
 // exitCode is the command's exit status for an error of class code.
 func exitCode(code broker.Code) int {
-	switch code {
-	case broker.OK:
-		return exitOK
-	case broker.Canceled:
-		return exitInterrupted
-	case broker.Unavailable, broker.DeadlineExceeded:
-		return exitUnreachable
-	case broker.Unauthenticated:
-		return exitRefused
+	if c, ok := exitCodes[code]; ok {
+		return c
 	}
 	return exitCallFailed
 }
 
+// cmdLs lists the managers of a server, or one manager's methods.
 func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ls", "Usage: tether ls [flags] ADDR [name]\n\nWithout a name, lists the managers the server at ADDR publishes, with their\nGo types. With a name, lists that manager's methods with their signatures.", stderr)
 	var df dialFlags
@@ -244,37 +298,44 @@ func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer cl.Close()
 	defer gw.Close()
+	l := lister{gw: gw, asJSON: *asJSON, stdout: stdout, stderr: stderr}
 	if fs.NArg() == 2 {
-		d, err := gw.Describe(ctx, fs.Arg(1))
-		if err != nil {
-			return callErr(err, stderr)
-		}
-		if *asJSON {
-			return printJSON(stdout, d)
-		}
-		printMethods(stdout, fs.Arg(1), d)
-		return nil
+		return l.manager(ctx, fs.Arg(1))
 	}
-	raw, err := gw.Call(ctx, "rpc.managers", nil)
+	return l.managers(ctx)
+}
+
+// lister prints what ls finds, as text or as JSON.
+type lister struct {
+	gw             *gateway.Gateway
+	asJSON         bool
+	stdout, stderr io.Writer
+}
+
+// manager prints the methods of the manager called name.
+func (l lister) manager(ctx context.Context, name string) error {
+	d, err := l.gw.Describe(ctx, name)
 	if err != nil {
-		return callErr(err, stderr)
+		return callErr(err, l.stderr)
 	}
-	var names []string
-	if err := json.Unmarshal(raw, &names); err != nil {
+	if l.asJSON {
+		return printJSON(l.stdout, d)
+	}
+	printMethods(l.stdout, name, d)
+	return nil
+}
+
+// managers prints every manager with its Go type and how many methods it
+// has.
+func (l lister) managers(ctx context.Context) error {
+	names, descs, err := l.describeAll(ctx)
+	if err != nil {
 		return err
 	}
-	descs := map[string]broker.Description{}
-	for _, n := range names {
-		d, err := gw.Describe(ctx, n)
-		if err != nil {
-			return callErr(err, stderr)
-		}
-		descs[n] = d
+	if l.asJSON {
+		return printJSON(l.stdout, descs)
 	}
-	if *asJSON {
-		return printJSON(stdout, descs)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(l.stdout, 0, 4, 2, ' ', 0)
 	for _, n := range names {
 		skipped := ""
 		if k := len(descs[n].Skipped); k > 0 {
@@ -285,6 +346,28 @@ func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
+// describeAll returns the managers' names, in the registry's order, and
+// their descriptions.
+func (l lister) describeAll(ctx context.Context) ([]string, map[string]broker.Description, error) {
+	raw, err := l.gw.Call(ctx, "rpc.managers", nil)
+	if err != nil {
+		return nil, nil, callErr(err, l.stderr)
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return nil, nil, err
+	}
+	descs := map[string]broker.Description{}
+	for _, n := range names {
+		d, err := l.gw.Describe(ctx, n)
+		if err != nil {
+			return nil, nil, callErr(err, l.stderr)
+		}
+		descs[n] = d
+	}
+	return names, descs, nil
+}
+
 // printMethods writes one line per method: its signature, then what a
 // caller should know (safe to repeat; the result is a reference, a
 // Copyable or a model); then one line per exported method that cannot be
@@ -293,27 +376,7 @@ func printMethods(w io.Writer, name string, d broker.Description) {
 	fmt.Fprintf(w, "%s (%s)\n", name, d.Type)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, m := range d.Methods {
-		params := make([]string, len(m.Params))
-		for i, p := range m.Params {
-			params[i] = p.Go
-		}
-		result := "error"
-		if m.Result != nil {
-			result = "(" + m.Result.Go + ", error)"
-		}
-		var notes []string
-		if m.Idempotent {
-			notes = append(notes, "idempotent")
-		}
-		if m.Result != nil {
-			switch m.Result.Kind {
-			case broker.KindReference, broker.KindCacheable:
-				notes = append(notes, string(m.Result.Kind))
-			case broker.KindCopyable:
-				notes = append(notes, "copyable "+m.Result.Name)
-			}
-		}
-		fmt.Fprintf(tw, "  %s(%s) %s\t%s\n", m.Name, strings.Join(params, ", "), result, strings.Join(notes, ", "))
+		fmt.Fprintf(tw, "  %s\t%s\n", signature(m), strings.Join(methodNotes(m), ", "))
 	}
 	tw.Flush()
 	for _, m := range d.Skipped {
@@ -321,6 +384,39 @@ func printMethods(w io.Writer, name string, d broker.Description) {
 	}
 }
 
+// signature is a method as Go declares it, less the context.
+func signature(m broker.MethodDescription) string {
+	params := make([]string, len(m.Params))
+	for i, p := range m.Params {
+		params[i] = p.Go
+	}
+	result := "error"
+	if m.Result != nil {
+		result = "(" + m.Result.Go + ", error)"
+	}
+	return fmt.Sprintf("%s(%s) %s", m.Name, strings.Join(params, ", "), result)
+}
+
+// methodNotes are what a caller of m should know: whether it is safe to
+// repeat, and whether its result is a reference, a model or a Copyable.
+func methodNotes(m broker.MethodDescription) []string {
+	var notes []string
+	if m.Idempotent {
+		notes = append(notes, "idempotent")
+	}
+	if m.Result == nil {
+		return notes
+	}
+	switch m.Result.Kind {
+	case broker.KindReference, broker.KindCacheable:
+		notes = append(notes, string(m.Result.Kind))
+	case broker.KindCopyable:
+		notes = append(notes, "copyable "+m.Result.Name)
+	}
+	return notes
+}
+
+// printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -332,39 +428,71 @@ func printJSON(w io.Writer, v any) error {
 // a JSON string is taken as the text itself (tether call ADDR users.Get
 // alice).
 func callParams(ctx context.Context, gw *gateway.Gateway, method string, args []string) (json.RawMessage, error) {
-	var d *broker.Description
-	if i := strings.LastIndexByte(method, '.'); i > 0 && !strings.HasPrefix(method, "rpc.") {
-		if desc, err := gw.Describe(ctx, method[:i]); err == nil {
-			d = &desc
-		}
-	}
+	types := paramTypesOf(ctx, gw, method)
 	params := make([]json.RawMessage, len(args))
 	for i, a := range args {
-		isString := false
-		if d != nil {
-			if m, ok := d.Method(method[strings.LastIndexByte(method, '.')+1:]); ok && len(m.Params) > 0 {
-				p := m.Params[min(i, len(m.Params)-1)]
-				if m.Variadic && i >= len(m.Params)-1 && p.Elem != nil {
-					p = *p.Elem
-				}
-				isString = p.Kind == broker.KindString
-			}
-		}
-		switch {
-		case isString && !strings.HasPrefix(strings.TrimSpace(a), `"`):
-			params[i], _ = json.Marshal(a)
-		case json.Valid([]byte(a)):
-			params[i] = json.RawMessage(a)
-		default:
-			if d != nil && !isString {
-				return nil, usageErr("argument %d is not JSON: %s", i+1, a)
-			}
-			params[i], _ = json.Marshal(a)
+		var err error
+		if params[i], err = types.param(i, a); err != nil {
+			return nil, err
 		}
 	}
 	return json.Marshal(params)
 }
 
+// paramTypes are what the command knows of a method's parameters.
+type paramTypes struct {
+	described bool                      // the manager described itself
+	md        *broker.MethodDescription // the method, when it is known and takes parameters
+}
+
+// paramTypesOf asks the manager of method (not a built-in) to describe
+// itself; without an answer, every argument must be JSON.
+func paramTypesOf(ctx context.Context, gw *gateway.Gateway, method string) paramTypes {
+	i := strings.LastIndexByte(method, '.')
+	if i <= 0 || strings.HasPrefix(method, "rpc.") {
+		return paramTypes{}
+	}
+	d, err := gw.Describe(ctx, method[:i])
+	if err != nil {
+		return paramTypes{}
+	}
+	m, ok := d.Method(method[i+1:])
+	if !ok || len(m.Params) == 0 {
+		return paramTypes{described: true}
+	}
+	return paramTypes{described: true, md: &m}
+}
+
+// isString reports whether the i-th argument is for a string parameter.
+func (pt paramTypes) isString(i int) bool {
+	if pt.md == nil {
+		return false
+	}
+	n := len(pt.md.Params)
+	p := pt.md.Params[min(i, n-1)]
+	if pt.md.Variadic && i >= n-1 && p.Elem != nil {
+		p = *p.Elem
+	}
+	return p.Kind == broker.KindString
+}
+
+// param is the i-th argument, a, as JSON: a itself when it is JSON, or a
+// as a JSON string when its parameter is a string (or nothing says what it
+// is).
+func (pt paramTypes) param(i int, a string) (json.RawMessage, error) {
+	isString := pt.isString(i)
+	switch {
+	case isString && !strings.HasPrefix(strings.TrimSpace(a), `"`):
+		return json.Marshal(a)
+	case json.Valid([]byte(a)):
+		return json.RawMessage(a), nil
+	case pt.described && !isString:
+		return nil, usageErr("argument %d is not JSON: %s", i+1, a)
+	}
+	return json.Marshal(a)
+}
+
+// cmdCall calls a method and prints its result as JSON.
 func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("call", `Usage: tether call [flags] ADDR name.Method [args...]
 
@@ -375,16 +503,13 @@ Copyables print as their fields plus "$type", references as typed handles,
 models as a snapshot. An error prints its name and message and exits 1
 (3 when the server is out of reach or too slow, 4 when it refuses the
 credentials: see "tether help").`, stderr)
-	var df dialFlags
-	df.register(fs, "the call")
 	compact := fs.Bool("compact", false, "print the result on one line")
-	cl, gw, method, params, err := methodCommand(ctx, fs, &df, args)
+	mc, err := methodCommand(ctx, fs, "the call", args)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	defer gw.Close()
-	raw, err := gw.Call(ctx, method, params)
+	defer mc.close()
+	raw, err := mc.gw.Call(ctx, mc.method, mc.params)
 	if err != nil {
 		return callErr(err, stderr)
 	}
@@ -402,6 +527,7 @@ credentials: see "tether help").`, stderr)
 	return printJSON(stdout, v)
 }
 
+// cmdWatch follows a model a method returns and prints its events.
 func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("watch", `Usage: tether watch [flags] ADDR name.Method [args...]
 
@@ -409,29 +535,20 @@ Calls a method that returns a model (a Cacheable) and prints its snapshot,
 then each change as it arrives, and "stale" / "live" when the link to the
 model drops and comes back (the changes made meanwhile are printed once it
 is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
-	var df dialFlags
-	df.register(fs, "the first snapshot")
 	asJSON := fs.Bool("json", false, "print one JSON event per line")
-	cl, gw, method, params, err := methodCommand(ctx, fs, &df, args)
+	mc, err := methodCommand(ctx, fs, "the first snapshot", args)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	defer gw.Close()
+	defer mc.close()
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var werr error
-	err = gw.Watch(wctx, method, params, func(ev gateway.Event) {
+	err = mc.gw.Watch(wctx, mc.method, mc.params, func(ev gateway.Event) {
 		if werr != nil {
 			return
 		}
-		if *asJSON {
-			b, _ := json.Marshal(ev)
-			_, werr = fmt.Fprintf(stdout, "%s\n", b)
-		} else {
-			_, werr = io.WriteString(stdout, formatEvent(ev))
-		}
-		if werr != nil {
+		if werr = printEvent(stdout, ev, *asJSON); werr != nil {
 			stop() // nobody reads what we print: stop watching
 		}
 	})
@@ -442,6 +559,17 @@ is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
 		return nil // interrupted: the normal end, even before the first snapshot
 	}
 	return callErr(err, stderr)
+}
+
+// printEvent writes ev as a line of JSON, or as a person reads it.
+func printEvent(w io.Writer, ev gateway.Event, asJSON bool) error {
+	if asJSON {
+		b, _ := json.Marshal(ev)
+		_, err := fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	_, err := io.WriteString(w, formatEvent(ev))
+	return err
 }
 
 // formatEvent is an event as a person reads it.
@@ -468,6 +596,7 @@ func formatEvent(ev gateway.Event) string {
 	return fmt.Sprintf("%s\n", ev.Kind)
 }
 
+// cmdServe runs the demo server until interrupted.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", `Usage: tether serve [flags]
 
@@ -475,75 +604,108 @@ Runs a demo server until interrupted. Its registry holds "users" (a user
 directory: Get, Names, Add, Remove, Login returning a session by reference,
 Model returning a model of the users) and "gauges" (a model that changes
 every tick).`, stderr)
-	listen := fs.String("listen", "127.0.0.1:7878", "the address to listen on")
-	token := fs.String("token", os.Getenv("TETHER_TOKEN"), "require this shared token from clients (broker.WithToken); default $TETHER_TOKEN")
-	certFile := fs.String("cert", "", "serve TLS with this PEM certificate")
-	keyFile := fs.String("key", "", "PEM key of -cert")
-	clientCA := fs.String("client-ca", "", "require client certificates signed by a CA in this PEM file (mutual TLS)")
-	tracebacks := fs.Bool("tracebacks", false, "send handler tracebacks with errors (broker.WithTracebacks)")
-	tick := fs.Duration("tick", time.Second, "how often the gauges change")
-	debug := fs.String("debug", "", "serve expvar's /debug/vars on this address, with the server's Stats as \"tether\"")
+	var f serveFlags
+	f.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 || *tick <= 0 {
+	if fs.NArg() != 0 || f.tick <= 0 {
 		fs.Usage()
 		return &exitError{code: exitUsage}
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, scheme, err := f.listen()
 	if err != nil {
-		return &exitError{code: exitUnreachable, msg: err.Error()}
-	}
-	scheme := "tcp"
-	if *certFile != "" || *keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-		if err != nil {
-			ln.Close()
-			return usageErr("-cert/-key: %v", err)
-		}
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-		if *clientCA != "" {
-			pem, err := os.ReadFile(*clientCA)
-			if err != nil {
-				ln.Close()
-				return usageErr("-client-ca: %v", err)
-			}
-			cfg.ClientCAs = x509.NewCertPool()
-			if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
-				ln.Close()
-				return usageErr("-client-ca: no PEM certificates in %s", *clientCA)
-			}
-			cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		}
-		ln = tls.NewListener(ln, cfg)
-		scheme = "tls"
-	} else if *clientCA != "" {
-		ln.Close()
-		return usageErr("-client-ca needs -cert and -key")
+		return err
 	}
 	reg, drive := newDemo()
-	srv := broker.NewServer(reg, broker.WithName("tether-demo"), broker.WithToken(*token), broker.WithTracebacks(*tracebacks),
+	srv := broker.NewServer(reg, broker.WithName("tether-demo"), broker.WithToken(f.token), broker.WithTracebacks(f.tracebacks),
 		broker.WithLogger(warnLogger(stderr))) // each refused handshake, among others
+	stopDebug, err := startDebug(f.debug, func() any { return srv.Stats() }, stdout)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopDebug()
+	banner := fmt.Sprintf("tether demo serving on %s://%s (managers: %s)\n", scheme, ln.Addr(), strings.Join(reg.Names(), ", "))
+	return runDemo(ctx, srv, ln, func(ctx context.Context) { drive(ctx, f.tick) }, func() { fmt.Fprint(stdout, banner) })
+}
+
+// serveFlags are the flags of tether serve.
+type serveFlags struct {
+	addr, token                 string
+	certFile, keyFile, clientCA string
+	tracebacks                  bool
+	tick                        time.Duration
+	debug                       string
+}
+
+// register defines the flags on fs.
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "listen", "127.0.0.1:7878", "the address to listen on")
+	fs.StringVar(&f.token, "token", os.Getenv("TETHER_TOKEN"), "require this shared token from clients (broker.WithToken); default $TETHER_TOKEN")
+	fs.StringVar(&f.certFile, "cert", "", "serve TLS with this PEM certificate")
+	fs.StringVar(&f.keyFile, "key", "", "PEM key of -cert")
+	fs.StringVar(&f.clientCA, "client-ca", "", "require client certificates signed by a CA in this PEM file (mutual TLS)")
+	fs.BoolVar(&f.tracebacks, "tracebacks", false, "send handler tracebacks with errors (broker.WithTracebacks)")
+	fs.DurationVar(&f.tick, "tick", time.Second, "how often the gauges change")
+	fs.StringVar(&f.debug, "debug", "", "serve expvar's /debug/vars on this address, with the server's Stats as \"tether\"")
+}
+
+// listen listens on -listen, with TLS when -cert and -key are given;
+// scheme is "tls" then, else "tcp".
+func (f *serveFlags) listen() (ln net.Listener, scheme string, err error) {
+	ln, err = net.Listen("tcp", f.addr)
+	if err != nil {
+		return nil, "", &exitError{code: exitUnreachable, msg: err.Error()}
+	}
+	cfg, err := f.tlsConfig()
+	if err != nil {
+		ln.Close()
+		return nil, "", err
+	}
+	if cfg == nil {
+		return ln, "tcp", nil
+	}
+	return tls.NewListener(ln, cfg), "tls", nil
+}
+
+// tlsConfig is the server's TLS configuration, requiring client
+// certificates with -client-ca; nil without -cert and -key.
+func (f *serveFlags) tlsConfig() (*tls.Config, error) {
+	if f.certFile == "" && f.keyFile == "" {
+		if f.clientCA != "" {
+			return nil, usageErr("-client-ca needs -cert and -key")
+		}
+		return nil, nil
+	}
+	cert, err := keyPair(f.certFile, f.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if f.clientCA != "" {
+		if cfg.ClientCAs, err = certPool("-client-ca", f.clientCA); err != nil {
+			return nil, err
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// runDemo serves ln with srv and runs drive, the loop that changes the
+// demo's model, until ctx ends or serving fails; announce runs once the
+// server serves. It stops both before it returns.
+func runDemo(ctx context.Context, srv *broker.Server, ln net.Listener, drive func(context.Context), announce func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	driven := make(chan struct{})
 	go func() {
 		defer close(driven)
-		drive(ctx, *tick)
+		drive(ctx)
 	}()
-	if *debug != "" {
-		stopDebug, err := serveDebug(*debug, func() any { return srv.Stats() }, stdout)
-		if err != nil {
-			cancel()
-			<-driven
-			ln.Close()
-			return &exitError{code: exitUnreachable, msg: "-debug: " + err.Error()}
-		}
-		defer stopDebug()
-	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "tether demo serving on %s://%s (managers: %s)\n", scheme, ln.Addr(), strings.Join(reg.Names(), ", "))
+	announce()
 	var serr error
 	select {
 	case <-ctx.Done():
@@ -561,6 +723,8 @@ every tick).`, stderr)
 	return nil
 }
 
+// cmdGateway serves JSON-RPC 2.0 over HTTP in front of a server until
+// interrupted.
 func cmdGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("gateway", `Usage: tether gateway -upstream ADDR [flags]
 
@@ -573,36 +737,24 @@ outages; requests made meanwhile get error -32001 at once). Try:
     http://127.0.0.1:8080/`, stderr)
 	var df dialFlags
 	df.register(fs, "each call")
-	upstream := fs.String("upstream", "", "the Tether server to call (required)")
-	listen := fs.String("listen", "127.0.0.1:8080", "the HTTP address to listen on")
-	httpToken := fs.String("http-token", os.Getenv("TETHER_HTTP_TOKEN"), "require \"Authorization: Bearer <token>\" from HTTP clients; default $TETHER_HTTP_TOKEN")
-	maxBody := fs.Int64("max-body", 1<<20, "the largest request body accepted, in bytes")
-	debug := fs.String("debug", "", "serve expvar's /debug/vars on this address, with the upstream client's Stats as \"tether\"")
-	if err := parse(fs, args); err != nil {
+	var f gatewayFlags
+	f.register(fs)
+	if err := f.parse(fs, args); err != nil {
 		return err
 	}
-	if *upstream == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
-	}
-	if *maxBody <= 0 {
-		return usageErr("-max-body must be positive")
-	}
-	cl, gw, err := df.connect(ctx, *upstream, "tether-gateway", gateway.WithToken(*httpToken), gateway.WithMaxBodySize(*maxBody))
+	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	defer gw.Close()
-	defer logRefusals(cl, *upstream, warnLogger(stderr))()
-	if *debug != "" {
-		stopDebug, err := serveDebug(*debug, func() any { return cl.Stats() }, stdout)
-		if err != nil {
-			return &exitError{code: exitUnreachable, msg: "-debug: " + err.Error()}
-		}
-		defer stopDebug()
+	defer logRefusals(cl, f.upstream, warnLogger(stderr))()
+	stopDebug, err := startDebug(f.debug, func() any { return cl.Stats() }, stdout)
+	if err != nil {
+		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	defer stopDebug()
+	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return &exitError{code: exitUnreachable, msg: err.Error()}
 	}
@@ -610,9 +762,48 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	// write timeout leaves room for a full batch of slow calls.
 	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: 13*df.timeout + time.Minute, IdleTimeout: 2 * time.Minute}
+	return serveHTTP(ctx, hs, ln, func() { fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream) })
+}
+
+// gatewayFlags are the flags of tether gateway, besides the dial flags.
+type gatewayFlags struct {
+	upstream, addr, httpToken string
+	maxBody                   int64
+	debug                     string
+}
+
+// register defines the flags on fs.
+func (f *gatewayFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.upstream, "upstream", "", "the Tether server to call (required)")
+	fs.StringVar(&f.addr, "listen", "127.0.0.1:8080", "the HTTP address to listen on")
+	fs.StringVar(&f.httpToken, "http-token", os.Getenv("TETHER_HTTP_TOKEN"), "require \"Authorization: Bearer <token>\" from HTTP clients; default $TETHER_HTTP_TOKEN")
+	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "the largest request body accepted, in bytes")
+	fs.StringVar(&f.debug, "debug", "", "serve expvar's /debug/vars on this address, with the upstream client's Stats as \"tether\"")
+}
+
+// parse parses args and refuses a missing -upstream, arguments, and a
+// -max-body that is not positive.
+func (f *gatewayFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if f.upstream == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return &exitError{code: exitUsage}
+	}
+	if f.maxBody <= 0 {
+		return usageErr("-max-body must be positive")
+	}
+	return nil
+}
+
+// serveHTTP serves ln with hs until ctx ends (then shuts hs down, waiting
+// up to 5 s for requests in flight) or serving fails; announce runs once
+// hs serves.
+func serveHTTP(ctx context.Context, hs *http.Server, ln net.Listener, announce func()) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), *upstream)
+	announce()
 	select {
 	case <-ctx.Done():
 	case err := <-served:

@@ -53,3 +53,17 @@ func serveDebug(addr string, snapshot func() any, stdout io.Writer) (stop func()
 		<-done
 	}, nil
 }
+
+// startDebug serves -debug's expvar when the flag is set (see serveDebug);
+// without it, stop does nothing. A failure to listen is a network failure
+// of the command.
+func startDebug(addr string, snapshot func() any, stdout io.Writer) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	stop, err = serveDebug(addr, snapshot, stdout)
+	if err != nil {
+		return nil, &exitError{code: exitUnreachable, msg: "-debug: " + err.Error()}
+	}
+	return stop, nil
+}

@@ -41,6 +41,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 const (
@@ -774,7 +775,7 @@ func TestHostileFramesAtTheSizeLimit(t *testing.T) {
 	_ = hpWriteOn(bulk[1], hpFrame(over))
 	require.NoError(t, peers[1].expectGoodbye("exceeds the maximum size"), "one byte over the limit, on a message stream")
 
-	n, err := Call[int](testCtx(t), good.Root(), "Add", 40, 2)
+	n, err := Call[int](testkit.Ctx(t, 30*time.Second), good.Root(), "Add", 40, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 42, n)
 }
@@ -1258,7 +1259,7 @@ func TestHostileCallFloodWithoutReading(t *testing.T) {
 	require.NoError(t, hpDisconnectedWith(victim, nil, hpSlack), "the hostile connection ends")
 	t.Logf("the peer sent %d calls; the server queued up to %d KiB of answers for it (write timeout %v)",
 		sent.Load(), peak.Load()>>10, writeTimeout)
-	_, err = Call[int](testCtx(t), good.Root(), "Add", 1, 2)
+	_, err = Call[int](testkit.Ctx(t, 30*time.Second), good.Root(), "Add", 1, 2)
 	require.NoError(t, err)
 	if overflowed {
 		t.Fatalf("a fixed bug is back: the server queued over %d MiB of Fail messages for a peer that does not read "+

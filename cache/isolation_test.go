@@ -14,6 +14,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -52,7 +53,7 @@ type fanOut struct {
 }
 
 func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore(cache.WithLogSize(1024))
 	s := startServer(t, st)
 	var conns []*broker.Conn
@@ -105,7 +106,7 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 	}
 	writes := time.Since(start)
 	for _, m := range all {
-		eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
+		testkit.Eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
 	}
 	// Latency: a paced writer (about 500 changes/s), every 10th change
 	// timed until each mirror's watcher sees it.
@@ -120,7 +121,7 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		time.Sleep(2 * time.Millisecond)
 	}
 	for _, m := range all {
-		eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
+		testkit.Eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
 	}
 	runtime.GC()
 	var ms runtime.MemStats
@@ -129,7 +130,7 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		// The stalled subscriber kept only a cursor: when it moves again
 		// it is far behind the log and gets a snapshot, not the backlog.
 		close(stuck.gate)
-		eventually(t, "the stalled subscriber's next batch", func() bool {
+		testkit.Eventually(t, "the stalled subscriber's next batch", func() bool {
 			stuck.mu.Lock()
 			defer stuck.mu.Unlock()
 			return len(stuck.batches) >= 3
@@ -203,7 +204,7 @@ func TestSlowWatcherIsCoalesced(t *testing.T) {
 	}
 	m.Delete("k3")
 	close(gate)
-	eventually(t, "the watcher catches up", func() bool {
+	testkit.Eventually(t, "the watcher catches up", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) > 0 && seen[len(seen)-1].Version == m.Version()
@@ -229,7 +230,7 @@ func TestSlowWatcherIsCoalesced(t *testing.T) {
 // map and against a mirror of it; both print the same events.
 func TestSameWatcherLocalAndRemote(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	s := startServer(t, st)
 	cl := connect(t, s.addr)

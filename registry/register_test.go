@@ -2,7 +2,6 @@ package registry_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -121,14 +121,6 @@ func TestRegistriesAndRelaysRegister(t *testing.T) {
 // serve publishes root on a loopback port until the end of the test.
 func serve(t *testing.T, root any) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(root)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
-		require.ErrorIs(t, <-done, broker.ErrServerClosed)
-	})
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, root)
+	return addr
 }

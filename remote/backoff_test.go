@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 func TestBackoffShape(t *testing.T) {
@@ -91,7 +92,7 @@ func TestDialLoopBacksOffAndStartsOverAfterSuccess(t *testing.T) {
 	// The server comes up; when the wait ends the next attempt succeeds.
 	s := startServer(t, addr, publish(t, newUsers("x")))
 	pending <- time.Now()
-	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
 
 	// The link stays up for the backoff period (6 failures: the cap): it
 	// is steady.
@@ -134,7 +135,7 @@ func TestShortLinkDoesNotResetBackoff(t *testing.T) {
 	pending := <-clk.timers
 	s := startServer(t, addr, publish(t, newUsers("x")))
 	pending <- time.Now() // after 40 ms: connects
-	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
 	<-clk.timers // the steady timer, never fired: the link is short
 
 	s.stop()

@@ -13,6 +13,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -52,7 +53,7 @@ func TestGatherTakesResultsAsTheyCome(t *testing.T) {
 			addr = hole.Addr()
 		}
 		a := &agent{name: fmt.Sprintf("agent-%d", i), slow: i == 7 || i == 8}
-		c, err := broker.Dial(testCtx(t), "tcp", addr, broker.WithName(a.name), broker.WithRoot(a))
+		c, err := broker.Dial(testkit.Ctx(t, time.Minute), "tcp", addr, broker.WithName(a.name), broker.WithRoot(a))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close(); <-c.Done() })
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -20,12 +21,12 @@ func TestClosedClientErrSaysTetherOnce(t *testing.T) {
 	leakcheck.Check(t)
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")))
 	cl := connect(t, s.addr)
-	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
 	require.NoError(t, cl.Close())
 	err := cl.Err()
 	require.ErrorIs(t, err, broker.ErrClosed)
 	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "a repeated prefix: %v", err)
-	_, callErr := cl.Registry().Lookup(testCtx(t), "users")
+	_, callErr := cl.Registry().Lookup(testkit.Ctx(t, time.Minute), "users")
 	require.ErrorIs(t, callErr, broker.ErrClosed)
 	assert.Equal(t, callErr.Error(), err.Error(), "Err says what a call made now fails with")
 }
@@ -42,7 +43,7 @@ func TestRelayRegistryListDuringOutageSaysTetherOnce(t *testing.T) {
 		require.NoError(t, reg.Register("local", newUsers("relay")))
 		return reg
 	})
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	require.NoError(t, ch.up.WaitConnected(ctx))
 	ch.link.Refuse(true)
 	ch.link.Reset()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -52,7 +54,7 @@ func startRelay(t *testing.T, upstream string, tokens map[string]string) string 
 // cannot call it through the relay unless the upstream admits it too.
 func TestRelayIsNoConfusedDeputy(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	v := &vault{allowed: []string{"relay"}, seen: make(chan remoteable.Peer, 4)}
 	s := startServer(t, "127.0.0.1:0", publish(t, v), broker.WithAuthenticator(broker.Tokens(map[string]string{"relay": "r"})))
 

@@ -63,6 +63,19 @@ func TestRegisterRefusesMistakes(t *testing.T) {
 	require.NoError(t, reg.Register("m", &accounts{}))
 }
 
+// TestRegisterRefusesANilPointer: registering a pointer that was never
+// set (var svc *accounts; reg.Register("m", svc)) is a mistake found at
+// registration, matching broker.ErrNotCallable and saying what to publish;
+// it used to be accepted and then every call panicked on the nil receiver.
+func TestRegisterRefusesANilPointer(t *testing.T) {
+	reg := registry.New()
+	var svc *accounts
+	err := reg.Register("m", svc)
+	require.ErrorIs(t, err, broker.ErrNotCallable)
+	assert.EqualError(t, err, `tether: registering "m": a nil *registry_test.accounts has nothing to call: publish a value (&registry_test.accounts{...})`)
+	assert.Empty(t, reg.Names())
+}
+
 // TestRegistriesAndRelaysRegister checks that registries publish fine: a
 // registry inside another, a relay's view of an upstream registry
 // (remote.Registry) and an upstream manager (remote.Ref), registered and

@@ -147,3 +147,14 @@ func TestShortLinkDoesNotResetBackoff(t *testing.T) {
 	assert.Equal(t, 1, c)
 	assert.Equal(t, 1, d)
 }
+
+// TestRefusalWaitsTheCapWithAConstantBackoff: with Multiplier 1 (a
+// constant backoff, Initial below Max) a refused attempt waits Max as
+// documented. It waited Initial, after a loop of 2^30 multiplications by
+// 1 (about a second of CPU per refusal) that never reached the cap.
+func TestRefusalWaitsTheCapWithAConstantBackoff(t *testing.T) {
+	mid := func() float64 { return 0.5 } // no jitter
+	b := Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 1}.withDefaults()
+	assert.Equal(t, 20*time.Millisecond, b.delay(5, mid), "a failed attempt waits Initial")
+	assert.Equal(t, 200*time.Millisecond, b.delay(atCap, mid), "a refused one waits Max")
+}

@@ -23,14 +23,13 @@ import (
 // after a bounded wait. It checks that something happens, not how fast.
 func collected(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.Eventually(t, what, func() bool {
+		if cond() {
+			return true
 		}
 		runtime.GC()
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // gcRounds runs the garbage collector a few times, letting cleanups run.

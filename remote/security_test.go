@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -40,13 +40,8 @@ func startRelay(t *testing.T, upstream string, tokens map[string]string) string 
 	if tokens != nil {
 		opts = append(opts, broker.WithAuthenticator(broker.Tokens(tokens)))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(up.Registry(), opts...)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, up.Registry(), opts...)
+	return addr
 }
 
 // TestRelayIsNoConfusedDeputy is the scenario: upstream guards

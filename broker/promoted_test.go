@@ -68,7 +68,7 @@ func (*optedIn) RemoteMethods() remoteable.Methods { return remoteable.Methods{"
 type generic[T any] struct {
 	remoteable.Referenceable
 	*base
-	v T
+	_ T
 }
 
 func (*generic[T]) Shared() (string, error) { return "generic shared", nil }

@@ -222,7 +222,7 @@ func TestReviewManyClientsFromOneHost(t *testing.T) {
 type genericValue[T any] struct {
 	remoteable.Referenceable
 	*base
-	v T
+	_ T
 }
 
 func (genericValue[T]) Shared() (string, error) { return "generic value shared", nil }

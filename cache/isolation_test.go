@@ -56,7 +56,6 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore(cache.WithLogSize(1024))
 	s := startServer(t, st)
-	var conns []*broker.Conn
 	var stores []*broker.Ref
 	for i := 0; i < 10; i++ {
 		c, err := broker.Dial(ctx, "tcp", s.addr)
@@ -64,7 +63,6 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		t.Cleanup(func() { c.Close() })
 		r, err := broker.Call[*broker.Ref](ctx, c.Root(), "Lookup", "store")
 		require.NoError(t, err)
-		conns = append(conns, c)
 		stores = append(stores, r)
 	}
 	var stuck *stuckObserver

@@ -47,7 +47,7 @@ func (d *desk) Drawer(ctx context.Context) (*drawer, error) { return &drawer{}, 
 // drawer travels by reference.
 type drawer struct {
 	remoteable.Referenceable
-	n int // not zero-sized: each drawer is its own object
+	_ int // not zero-sized: each drawer is its own object
 }
 
 func (*drawer) Open(ctx context.Context) error { return nil }

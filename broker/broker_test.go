@@ -5,15 +5,18 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 func TestCallsOverEveryTransport(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		cl, _ := tr.connect(t, newService(), nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		root := cl.Root()
 
 		var out []byte
@@ -39,7 +42,7 @@ func TestCallsOverEveryTransport(t *testing.T) {
 func TestErrorsKeepIdentity(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		cl, _ := tr.connect(t, newService(), nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		root := cl.Root()
 
 		err := root.Call(ctx, "NotFound", nil)
@@ -90,7 +93,7 @@ func TestErrorsKeepIdentity(t *testing.T) {
 func TestCallbackOverSameConnection(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		cl, _ := tr.connect(t, newService(), nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		l := &listener{got: make(chan string, 1)}
 		got, err := Call[string](ctx, cl.Root(), "Callback", l, "ping")
 		require.NoError(t, err)

@@ -6,11 +6,13 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -162,7 +164,7 @@ func TestServeRefusesARootWithNothingCallable(t *testing.T) {
 	go func() { done <- srv.Serve(ln) }()
 	select {
 	case err = <-done:
-	case <-testCtx(t).Done():
+	case <-testkit.Ctx(t, 30*time.Second).Done():
 		srv.Close()
 		t.Fatal("Serve accepted connections for a root with nothing callable")
 	}
@@ -175,7 +177,7 @@ func TestServeRefusesARootWithNothingCallable(t *testing.T) {
 
 	a, b := net.Pipe()
 	defer b.Close()
-	_, err = srv.ServeConn(testCtx(t), a)
+	_, err = srv.ServeConn(testkit.Ctx(t, 30*time.Second), a)
 	assert.ErrorIs(t, err, ErrNotCallable)
 	require.NoError(t, srv.Close())
 
@@ -216,7 +218,7 @@ func TestDescribeListsSkippedMethods(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, &describeMe{})
 	c := dial(t, addr)
-	d, err := c.Root().Describe(testCtx(t))
+	d, err := c.Root().Describe(testkit.Ctx(t, 30*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, []SkippedMethod{
 		{Name: "Helper", Reason: "its second result is string, not error; a remote method returns error or (R, error)"},
@@ -224,13 +226,13 @@ func TestDescribeListsSkippedMethods(t *testing.T) {
 	}, d.Skipped)
 	require.Len(t, d.Methods, 1)
 	assert.Equal(t, "Get", d.Methods[0].Name)
-	err = c.Root().Call(testCtx(t), "Hidden", nil)
+	err = c.Root().Call(testkit.Ctx(t, 30*time.Second), "Hidden", nil)
 	require.ErrorIs(t, err, ErrUnknownMethod)
 	assert.ErrorContains(t, err, `*broker.describeMe has no remote method "Hidden": Hidden cannot be called remotely: its result is bool, not error`)
 
 	_, addr = startServer(t, &guardedDescribeMe{})
 	c = dial(t, addr)
-	d, err = c.Root().Describe(testCtx(t))
+	d, err = c.Root().Describe(testkit.Ctx(t, 30*time.Second))
 	require.NoError(t, err)
 	assert.Empty(t, d.Skipped, "Size is refused by the policy; Helper and Hidden are promoted or Local")
 	assert.Equal(t, []SkippedMethod{{Name: "Size", Reason: "its result is int, not error; a remote method returns error or (R, error)"}},

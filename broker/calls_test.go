@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -22,7 +23,7 @@ func TestCancelReachesHandler(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		svc := newService()
 		cl, _ := tr.connect(t, svc, nil, nil)
-		ctx, cancel := context.WithCancel(testCtx(t))
+		ctx, cancel := context.WithCancel(testkit.Ctx(t, 30*time.Second))
 		returned := make(chan error, 1)
 		go func() { returned <- cl.Root().Call(ctx, "Wait", nil) }()
 		require.Equal(t, "Wait", <-svc.started)
@@ -43,7 +44,7 @@ func TestDeadlineTravels(t *testing.T) {
 	svc := newService()
 	_, addr := startServer(t, svc)
 	cl := dial(t, addr)
-	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+	ctx, cancel := context.WithTimeout(testkit.Ctx(t, 30*time.Second), 5*time.Second)
 	defer cancel()
 	left, err := Call[time.Duration](ctx, cl.Root(), "Deadline")
 	require.NoError(t, err)
@@ -57,14 +58,14 @@ func TestDeadlineTravels(t *testing.T) {
 	assert.Equal(t, "no deadline", re.Message)
 
 	// The handler's context expires with the caller's deadline.
-	short, cancel2 := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+	short, cancel2 := context.WithTimeout(testkit.Ctx(t, 30*time.Second), 50*time.Millisecond)
 	defer cancel2()
 	err = cl.Root().Call(short, "Wait", nil)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	<-svc.started
 	<-svc.sawDone
 
-	expired, cancel3 := context.WithDeadline(testCtx(t), time.Now().Add(-time.Second))
+	expired, cancel3 := context.WithDeadline(testkit.Ctx(t, 30*time.Second), time.Now().Add(-time.Second))
 	defer cancel3()
 	assert.ErrorIs(t, cl.Root().Call(expired, "Add", nil, 1, 2), context.DeadlineExceeded)
 }
@@ -73,7 +74,7 @@ func TestSlowHandlerDoesNotDelayOthers(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		svc := newService()
 		cl, _ := tr.connect(t, svc, nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		blocked := make(chan error, 1)
 		go func() {
 			_, err := Call[string](ctx, cl.Root(), "Block")
@@ -100,7 +101,7 @@ func TestConcurrentCallQuota(t *testing.T) {
 	svc := newService()
 	_, addr := startServer(t, svc, WithMaxConcurrentCalls(2))
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ {
 		wg.Add(1)
@@ -124,7 +125,7 @@ func TestTracebacksOnlyWhenServerOptsIn(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService(), WithTracebacks(true))
 	cl := dial(t, addr)
-	err := cl.Root().Call(testCtx(t), "Panic", nil)
+	err := cl.Root().Call(testkit.Ctx(t, 30*time.Second), "Panic", nil)
 	var re *RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.ErrorIs(t, err, ErrPanic)
@@ -150,7 +151,7 @@ func TestAcceptOnlyFromPolicy(t *testing.T) {
 	_, addr := startServer(t, &guarded{}, WithAuthenticator(Tokens(map[string]string{"agent": "a", "intruder": "i"})))
 	agent := dial(t, addr, WithName("agent"), WithToken("a"))
 	intruder := dial(t, addr, WithName("intruder"), WithToken("i"))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	s, err := Call[string](ctx, agent.Root(), "Secret")
 	require.NoError(t, err)
@@ -170,7 +171,7 @@ func TestPeerIdentityInHandlerContext(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		svc := newService()
 		cl, srv := tr.connect(t, svc, []Option{WithName("server-1")}, []Option{WithName("agent")})
-		name, err := Call[string](testCtx(t), cl.Root(), "Whoami")
+		name, err := Call[string](testkit.Ctx(t, 30*time.Second), cl.Root(), "Whoami")
 		require.NoError(t, err)
 		assert.Equal(t, "agent", name)
 		assert.Equal(t, "server-1", cl.Peer().Name)
@@ -195,7 +196,7 @@ func TestMessageSizeLimits(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService(), WithMaxMessageSize(64<<10))
 	cl := dial(t, addr, WithMaxMessageSize(32<<10))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	// The server accepts 64 KiB: a larger call is refused before it is sent.
 	err := cl.Root().Call(ctx, "Echo", nil, make([]byte, 100<<10))
@@ -223,7 +224,7 @@ func TestLargePayloadDoesNotBlockSmallCalls(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { proxy.Close() })
 	cl := dial(t, proxy.Addr(), WithDeadPeerTimeout(30*time.Second))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	proxy.SetBandwidth(1 << 20)
 
 	big := bytes.Repeat([]byte{1}, 3<<20)
@@ -250,12 +251,12 @@ func TestLargePayloadDoesNotBlockSmallCalls(t *testing.T) {
 func TestWrongTokenIsRefusedAndServerKeepsServing(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService(), WithToken("s3cret"))
-	_, err := Dial(testCtx(t), "tcp", addr, WithToken("guess"))
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithToken("guess"))
 	assert.ErrorIs(t, err, ErrAuthFailed)
-	_, err = Dial(testCtx(t), "tcp", addr)
+	_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr)
 	assert.ErrorIs(t, err, ErrAuthFailed)
 	cl := dial(t, addr, WithToken("s3cret"))
-	n, err := Call[int](testCtx(t), cl.Root(), "Add", 20, 22)
+	n, err := Call[int](testkit.Ctx(t, 30*time.Second), cl.Root(), "Add", 20, 22)
 	require.NoError(t, err)
 	assert.Equal(t, 42, n)
 }
@@ -283,7 +284,7 @@ func TestHandshakeTimeout(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	_, err = Dial(testCtx(t), "tcp", ln.Addr().String(), WithHandshakeTimeout(200*time.Millisecond))
+	_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", ln.Addr().String(), WithHandshakeTimeout(200*time.Millisecond))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	(<-accepted).Close()
 }
@@ -294,7 +295,7 @@ func TestTLSRequiresTrustedCertificate(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	serveOn(t, tls.NewListener(ln, srvCfg), newService())
-	_, err = Dial(testCtx(t), "tcp", ln.Addr().String(), WithTLS(&tls.Config{}))
+	_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", ln.Addr().String(), WithTLS(&tls.Config{}))
 	require.Error(t, err)
 	var ce *tls.CertificateVerificationError
 	assert.True(t, errors.As(err, &ce), "got %v", err)
@@ -307,7 +308,7 @@ func TestManyConcurrentLargeMessages(t *testing.T) {
 	leakcheck.Check(t)
 	srv, addr := startServer(t, newService())
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	payload := bytes.Repeat([]byte{3}, 40<<10)
 	var wg sync.WaitGroup
 	errs := make(chan error, 256)

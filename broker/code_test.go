@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -103,7 +104,7 @@ func TestCodeOfTravels(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, coder{})
 	c := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	for _, tc := range []struct {
 		method string
 		want   Code

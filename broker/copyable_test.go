@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -35,7 +36,7 @@ func TestCopyablesKeepTheirType(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		svc := newService()
 		cl, _ := tr.connect(t, svc, nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		joined := time.Date(2026, 11, 21, 10, 30, 0, 123456789, time.UTC)
 		alice := user{Name: "alice", Tags: []string{"admin"}, Joined: joined, Boss: &user{Name: "carol"}, Extra: point{X: 1, Y: 2}}
 
@@ -109,7 +110,7 @@ func TestUnregisteredCopyable(t *testing.T) {
 	svc := newService()
 	_, addr := startServer(t, svc)
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	ghost := &RawCopyable{Name: "nobody.Ghost", State: map[string]any{"x": int64(1)}}
 	require.NoError(t, cl.Root().Call(ctx, "Keep", nil, ghost))
 	svc.mu.Lock()
@@ -169,7 +170,7 @@ func TestPlainDataRoundTrip(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService())
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	seven := 7
 	in := plain{I8: -3, U16: 65000, F32: 1.5, B: true, Bytes: []byte{0, 1}, M: map[string][]int{"a": {1, 2}},
 		Arr: [3]uint8{9, 8, 7}, Ptr: &seven, Skip: "not sent", Named: "json"}

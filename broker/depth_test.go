@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -113,7 +115,7 @@ func TestDepthLimitFailsTheValueNotTheLink(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, &deepService{})
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	root := cl.Root()
 	for _, shape := range depthShapes {
 		t.Run(shape.name, func(t *testing.T) {
@@ -169,7 +171,7 @@ func TestCyclicValueIsTooDeep(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, &deepService{})
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	loop := &chain{}
 	loop.Next = loop
 	loop.Note = "x"

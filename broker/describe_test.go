@@ -3,12 +3,14 @@ package broker
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -35,7 +37,7 @@ func TestDescribe(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, &described{})
 	cl := dial(t, addr)
-	d, err := cl.Root().Describe(testCtx(t))
+	d, err := cl.Root().Describe(testkit.Ctx(t, 30*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, "*broker.described", d.Type)
 	var names []string
@@ -79,7 +81,7 @@ func TestDescribe(t *testing.T) {
 	// A guarded object applies its policy to descriptions too.
 	_, addr2 := startServer(t, &guarded{})
 	other := dial(t, addr2, WithName("intruder"))
-	_, err = other.Root().Describe(testCtx(t))
+	_, err = other.Root().Describe(testkit.Ctx(t, 30*time.Second))
 	assert.NoError(t, err, "MethodPolicies without a default allow describing")
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // rawDial opens a TCP connection to addr from the loopback address from
@@ -89,7 +90,7 @@ func TestHandshakeLimits(t *testing.T) {
 	}
 	add := func(c *Conn) {
 		t.Helper()
-		n, err := Call[int](testCtx(t), c.Root(), "Add", 1, 2)
+		n, err := Call[int](testkit.Ctx(t, 30*time.Second), c.Root(), "Add", 1, 2)
 		require.NoError(t, err)
 		assert.Equal(t, 3, n)
 		c.Close()

@@ -21,16 +21,9 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
-
-// testCtx returns a context bounded well beyond any expected wait, so a
-// deadlocked test fails instead of hanging.
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // startServer serves root on a loopback TCP port; the server closes at the
 // end of the test.
@@ -54,7 +47,7 @@ func serveOn(t testing.TB, ln net.Listener, root any, opts ...Option) *Server {
 
 func dial(t testing.TB, addr string, opts ...Option) *Conn {
 	t.Helper()
-	c, err := Dial(testCtx(t), "tcp", addr, opts...)
+	c, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close(); <-c.Done() })
 	return c
@@ -80,10 +73,10 @@ var transports = []transport{
 		}
 		ch := make(chan res, 1)
 		go func() {
-			c, err := srv.ServeConn(testCtx(t), a)
+			c, err := srv.ServeConn(testkit.Ctx(t, 30*time.Second), a)
 			ch <- res{c, err}
 		}()
-		c, err := NewConn(testCtx(t), b, cliOpts...)
+		c, err := NewConn(testkit.Ctx(t, 30*time.Second), b, cliOpts...)
 		require.NoError(t, err)
 		require.NoError(t, (<-ch).err)
 		t.Cleanup(func() { c.Close(); <-c.Done(); srv.Close() })

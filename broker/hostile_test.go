@@ -12,6 +12,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // rawPeer speaks the wire by hand, to send what a real client never would.
@@ -120,7 +121,7 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 	svc := newService()
 	srv, addr := startServer(t, svc, WithMaxMessageSize(64<<10), WithHandshakeTimeout(500*time.Millisecond))
 	bystander := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	cases := []struct {
 		name string
@@ -273,9 +274,9 @@ func TestHandshakeRefusals(t *testing.T) {
 		assert.ErrorIs(t, carried, ErrProtocol)
 	}
 
-	_, err = Dial(testCtx(t), "tcp", addr, WithToken("wrong"))
+	_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithToken("wrong"))
 	assert.ErrorIs(t, err, ErrAuthFailed)
-	require.NoError(t, bystander.Root().Call(testCtx(t), "Nothing", nil))
+	require.NoError(t, bystander.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
 }
 
 func TestPeerThatStopsReadingIsDisconnected(t *testing.T) {
@@ -292,7 +293,7 @@ func TestPeerThatStopsReadingIsDisconnected(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, func() bool { return sc() != nil }, "raw peer connected")
+	testkit.Eventually(t, "raw peer connected", func() bool { return sc() != nil })
 	victim := sc()
 	// Ask for results it never reads, until the windows are full.
 	payload := make([]byte, 16<<10)
@@ -305,7 +306,7 @@ func TestPeerThatStopsReadingIsDisconnected(t *testing.T) {
 		t.Fatal("the server kept a peer that stopped reading")
 	}
 	assert.ErrorIs(t, victim.Err(), ErrWriteTimeout)
-	require.NoError(t, bystander.Root().Call(testCtx(t), "Nothing", nil))
+	require.NoError(t, bystander.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
 }
 
 var _ = errors.New

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestSilentlyDeadPeerIsDetected black-holes the link (sockets stay open,
@@ -29,7 +30,7 @@ func TestSilentlyDeadPeerIsDetected(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { proxy.Close() })
 	cl := dial(t, proxy.Addr(), WithDeadPeerTimeout(time.Second))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	require.NoError(t, cl.Root().Call(ctx, "Nothing", nil))
 	sc := serverConn(t, srv)
 
@@ -82,7 +83,7 @@ func TestDisconnectedFiresOnceAndCloseIsIdempotent(t *testing.T) {
 	assert.ErrorIs(t, client[0], ErrClosed)
 	require.Len(t, server, 1)
 	assert.ErrorIs(t, server[0], ErrPeerClosed)
-	assert.ErrorIs(t, cl.Root().Call(testCtx(t), "Nothing", nil), ErrClosed)
+	assert.ErrorIs(t, cl.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil), ErrClosed)
 }
 
 func TestServerCloseWaitsForHandlers(t *testing.T) {
@@ -91,7 +92,7 @@ func TestServerCloseWaitsForHandlers(t *testing.T) {
 	srv := NewServer(svc)
 	ln := listen(t)
 	go srv.Serve(ln)
-	cl, err := Dial(testCtx(t), "tcp", ln.Addr().String())
+	cl, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", ln.Addr().String())
 	require.NoError(t, err)
 	go cl.Root().Call(context.Background(), "Wait", nil)
 	<-svc.started
@@ -122,8 +123,8 @@ func TestNothingOnStderrLogsGoToSlog(t *testing.T) {
 	require.NoError(t, err)
 	quiet := dial(t, proxy.Addr(), WithDeadPeerTimeout(400*time.Millisecond)) // default logger: silence
 	loud := dial(t, proxy.Addr(), WithDeadPeerTimeout(400*time.Millisecond), WithLogger(logger))
-	require.NoError(t, quiet.Root().Call(testCtx(t), "Nothing", nil))
-	require.NoError(t, loud.Root().Call(testCtx(t), "Nothing", nil))
+	require.NoError(t, quiet.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
+	require.NoError(t, loud.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
 	proxy.Blackhole(true) // yamux logs the failed keepalive
 	<-quiet.Done()
 	<-loud.Done()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -12,6 +13,7 @@ import (
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/linkwait"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestConnectionLostNamesTheCallAndThePeer: a call in flight when its
@@ -28,7 +30,7 @@ func TestConnectionLostNamesTheCallAndThePeer(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { proxy.Close() })
 	cl := dial(t, proxy.Addr())
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	inflight := make(chan error, 1)
 	go func() { _, err := Call[string](ctx, cl.Root(), "Block"); inflight <- err }()
@@ -64,7 +66,7 @@ func (linkWaiter) Waits(ctx context.Context) (bool, error) { return linkwait.Wan
 func TestWaitForLinkTravelsWithTheCall(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		cl, _ := tr.connect(t, linkWaiter{}, nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		waits, err := Call[bool](ctx, cl.Root(), "Waits")
 		require.NoError(t, err)
 		assert.False(t, waits, "a plain call does not wait")

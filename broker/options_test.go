@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -46,10 +47,10 @@ func TestWithTLSOnAServerServesTLS(t *testing.T) {
 	c := dial(t, addr, WithTLS(cliCfg))
 	require.NotNil(t, c.Peer().TLS, "the connection runs TLS")
 	var s string
-	require.NoError(t, c.Root().Call(testCtx(t), "Concat", &s, "a", "b"))
+	require.NoError(t, c.Root().Call(testkit.Ctx(t, 30*time.Second), "Concat", &s, "a", "b"))
 	assert.Equal(t, "ab", s)
 
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, err := Dial(ctx, "tcp", addr, WithHandshakeTimeout(2e9))
 	assert.Error(t, err, "a plaintext dialer does not get through")
 
@@ -108,10 +109,10 @@ func TestEveryOptionOnTheWrongSideIsRefused(t *testing.T) {
 			srv := NewServer(root, tc.opt.server)
 			defer srv.Close()
 			if tc.only == serverSide {
-				_, dErr := Dial(testCtx(t), "tcp", "127.0.0.1:1", tc.opt.dial)
+				_, dErr := Dial(testkit.Ctx(t, 30*time.Second), "tcp", "127.0.0.1:1", tc.opt.dial)
 				a, b := net.Pipe()
 				defer b.Close()
-				_, cErr := NewConn(testCtx(t), a, tc.opt.dial)
+				_, cErr := NewConn(testkit.Ctx(t, 30*time.Second), a, tc.opt.dial)
 				want := "tether: " + name + " applies to a server (NewServer), not to a dialer (Dial, NewConn, remote.Connect): remove it here"
 				for _, err := range []error{dialErr, dErr, cErr} {
 					require.ErrorIs(t, err, ErrInvalidOption)
@@ -132,7 +133,7 @@ func TestEveryOptionOnTheWrongSideIsRefused(t *testing.T) {
 				assert.ErrorIs(t, err, syscall.ECONNREFUSED, "a dialer is refused at once")
 				c, d := net.Pipe()
 				defer d.Close()
-				_, err = srv.ServeConn(testCtx(t), c)
+				_, err = srv.ServeConn(testkit.Ctx(t, 30*time.Second), c)
 				assert.ErrorIs(t, err, ErrInvalidOption)
 			} else {
 				assert.NoError(t, srv.err)

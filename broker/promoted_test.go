@@ -3,11 +3,13 @@ package broker
 import (
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -66,7 +68,7 @@ func (*optedIn) RemoteMethods() remoteable.Methods { return remoteable.Methods{"
 type generic[T any] struct {
 	remoteable.Referenceable
 	*base
-	v T
+	_ T
 }
 
 func (*generic[T]) Shared() (string, error) { return "generic shared", nil }
@@ -111,7 +113,7 @@ func TestPromotedMethodsAreNotRemote(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			_, addr := startServer(t, c.obj)
 			cl := dial(t, addr)
-			ctx := testCtx(t)
+			ctx := testkit.Ctx(t, 30*time.Second)
 			for m, want := range c.callable {
 				got, err := Call[string](ctx, cl.Root(), m)
 				require.NoError(t, err, m)

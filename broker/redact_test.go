@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -45,7 +47,7 @@ func TestHandlerErrorKeepsItsWordsButNotItsNetworkError(t *testing.T) {
 	_, addr := startServer(t, &pricer{backend: backend}, WithName("origin"))
 	cl := dial(t, addr)
 
-	_, err = Call[int](testCtx(t), cl.Root(), "Price", "tea")
+	_, err = Call[int](testkit.Ctx(t, 30*time.Second), cl.Root(), "Price", "tea")
 	require.ErrorIs(t, err, errNoPrice)
 	assert.Equal(t, `no price: fetching the price of tea: a network error at "origin"`, err.Error())
 	var re *RemoteError

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -21,16 +22,10 @@ func serverConn(t *testing.T, srv *Server) *Conn {
 	return conns[0]
 }
 
-// eventually polls cond; liveness waits are bounded, not timed assertions.
-func eventually(t *testing.T, cond func() bool, msg string) {
-	t.Helper()
-	require.Eventually(t, cond, 10*time.Second, time.Millisecond, msg)
-}
-
 func TestReferenceComingHomeIsTheOriginalObject(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		cl, _ := tr.connect(t, newService(), nil, nil)
-		ctx := testCtx(t)
+		ctx := testkit.Ctx(t, 30*time.Second)
 		root := cl.Root()
 
 		// The client's own object, sent and returned, is the object itself.
@@ -73,7 +68,7 @@ func TestReleaseDropsExportWhenLastHolderLetsGo(t *testing.T) {
 	svc := newService()
 	srv, addr := startServer(t, svc)
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	sc := serverConn(t, srv)
 	assert.Equal(t, 1, sc.Stats().Exports, "only the root")
 
@@ -94,7 +89,7 @@ func TestReleaseDropsExportWhenLastHolderLetsGo(t *testing.T) {
 	assert.Equal(t, 2, sc.Stats().Exports, "still held through b")
 
 	b.Release()
-	eventually(t, func() bool { return sc.Stats().Exports == 1 }, "export dropped after the last release")
+	testkit.Eventually(t, "export dropped after the last release", func() bool { return sc.Stats().Exports == 1 })
 	assert.Equal(t, 0, cl.Stats().Imports)
 
 	// Sent again, the object gets a fresh id and works.
@@ -105,14 +100,14 @@ func TestReleaseDropsExportWhenLastHolderLetsGo(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 	c.Release()
-	eventually(t, func() bool { return sc.Stats().Exports == 1 }, "export dropped")
+	testkit.Eventually(t, "export dropped", func() bool { return sc.Stats().Exports == 1 })
 }
 
 func TestUnreachableReferenceIsReleasedByCleanup(t *testing.T) {
 	leakcheck.Check(t)
 	srv, addr := startServer(t, newService())
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	sc := serverConn(t, srv)
 	func() {
 		for i := 0; i < 10; i++ {
@@ -122,10 +117,10 @@ func TestUnreachableReferenceIsReleasedByCleanup(t *testing.T) {
 		}
 	}()
 	assert.Equal(t, 11, sc.Stats().Exports)
-	eventually(t, func() bool {
+	testkit.Eventually(t, "collected references released", func() bool {
 		runtime.GC()
 		return sc.Stats().Exports == 1
-	}, "collected references released")
+	})
 	assert.Equal(t, 0, cl.Stats().Imports)
 }
 
@@ -133,7 +128,7 @@ func TestReleaseRacingResendIsCounted(t *testing.T) {
 	leakcheck.Check(t)
 	srv, addr := startServer(t, newService())
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	sc := serverConn(t, srv)
 
 	// Many goroutines fetch the same object and release it at once, so that
@@ -163,7 +158,7 @@ func TestReleaseRacingResendIsCounted(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	eventually(t, func() bool { return sc.Stats().Exports == 1 }, "every reference given back")
+	testkit.Eventually(t, "every reference given back", func() bool { return sc.Stats().Exports == 1 })
 	assert.Nil(t, cl.Err(), "no protocol violation along the way")
 	assert.Equal(t, 0, cl.Stats().Imports)
 }
@@ -173,7 +168,7 @@ func TestForgedReferenceIsRefused(t *testing.T) {
 	_, addr := startServer(t, newService())
 	cl := dial(t, addr)
 	forged := &Ref{c: cl, id: 4242}
-	err := forged.Call(testCtx(t), "Inc", nil)
+	err := forged.Call(testkit.Ctx(t, 30*time.Second), "Inc", nil)
 	assert.ErrorIs(t, err, ErrUnknownReference)
 	var re *RemoteError
 	assert.ErrorAs(t, err, &re)
@@ -185,7 +180,7 @@ func TestReferencesDieWithTheirConnection(t *testing.T) {
 	svc := newService()
 	srv, addr := startServer(t, svc)
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	ctr, err := Call[*Ref](ctx, cl.Root(), "NewCounter")
 	require.NoError(t, err)
 
@@ -223,7 +218,7 @@ func TestExportQuota(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService(), WithMaxExports(3))
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	var held []*Ref
 	for i := 0; i < 2; i++ {
 		r, err := Call[*Ref](ctx, cl.Root(), "NewCounter")
@@ -265,7 +260,7 @@ func (publisher) NewCounter() (*counter, error)     { return &counter{}, nil }
 // DefaultMaxSubscriptions.
 func TestSubscriptionQuotaBothSides(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	srv, addr := startServer(t, publisher{}, WithMaxSubscriptions(2))
 	cl := dial(t, addr, WithMaxSubscriptions(1), WithRoot(publisher{}), WithName("subscriber"))
 	var held []*Ref

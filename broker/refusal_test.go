@@ -16,6 +16,7 @@ import (
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // warnLog returns a logger at warn level and what it wrote.
@@ -46,7 +47,7 @@ func TestRefusedTokenReadsOnce(t *testing.T) {
 	leakcheck.Check(t)
 	logger, logs := warnLog()
 	_, addr := startServer(t, newService(), WithToken("right"), WithLogger(logger))
-	_, err := Dial(testCtx(t), "tcp", addr, WithToken("wrong"))
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithToken("wrong"))
 	require.ErrorIs(t, err, ErrAuthFailed)
 	var re *RemoteError
 	assert.False(t, errors.As(err, &re), "a refused handshake is not an error a call returned")
@@ -109,7 +110,7 @@ func fakeServer(t *testing.T, version uint64) string {
 // report ErrVersionMismatch; the server logs it.
 func TestVersionMismatchBothWays(t *testing.T) {
 	leakcheck.Check(t)
-	_, err := Dial(testCtx(t), "tcp", fakeServer(t, protocolVersion+1))
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", fakeServer(t, protocolVersion+1))
 	require.ErrorIs(t, err, ErrVersionMismatch)
 	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), err.Error())
 	assert.Contains(t, err.Error(), "upgrade the older side")
@@ -148,7 +149,7 @@ func TestTLSRefusalsMatchErrAuthFailed(t *testing.T) {
 	logger, logs := warnLog()
 	_, addr := startServer(t, newService(), WithTLS(srvCfg), WithLogger(logger))
 
-	_, err := Dial(testCtx(t), "tcp", addr, WithTLS(&tls.Config{Certificates: cliCfg.Certificates}))
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithTLS(&tls.Config{Certificates: cliCfg.Certificates}))
 	require.ErrorIs(t, err, ErrAuthFailed, "the server's certificate is not trusted")
 	var ce *tls.CertificateVerificationError
 	assert.True(t, errors.As(err, &ce), "the TLS error is kept: %v", err)
@@ -156,7 +157,7 @@ func TestTLSRefusalsMatchErrAuthFailed(t *testing.T) {
 	assert.Contains(t, err.Error(), "RootCAs")
 
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		_, err = Dial(testCtx(t), "tcp", addr, WithTLS(&tls.Config{RootCAs: cliCfg.RootCAs, MaxVersion: version}))
+		_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithTLS(&tls.Config{RootCAs: cliCfg.RootCAs, MaxVersion: version}))
 		require.ErrorIs(t, err, ErrAuthFailed, "no client certificate, TLS %x", version)
 		assert.Contains(t, err.Error(), "Certificates", err.Error())
 	}

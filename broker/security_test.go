@@ -20,6 +20,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -137,7 +138,7 @@ func TestSharedTokenDoesNotVerifyNames(t *testing.T) {
 	admin := newAdmin("agent")
 	_, addr := startServer(t, admin, WithToken("shared"))
 	impostor := dial(t, addr, WithName("agent"), WithToken("shared"))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	id, err := Call[remoteable.Identity](ctx, impostor.Root(), "Whoami")
 	require.NoError(t, err)
@@ -157,7 +158,7 @@ func TestPerPeerTokensVerifyNames(t *testing.T) {
 	leakcheck.Check(t)
 	admin := newAdmin("agent")
 	_, addr := startServer(t, admin, WithAuthenticator(Tokens(map[string]string{"agent": "a-secret", "bob": "b-secret"})))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	agent := dial(t, addr, WithName("agent"), WithToken("a-secret"))
 	id, err := Call[remoteable.Identity](ctx, agent.Root(), "Whoami")
@@ -198,7 +199,7 @@ func TestCertificatesVerifyNames(t *testing.T) {
 	pki := newPKI(t)
 	admin := newAdmin("agent")
 	_, addr := startServer(t, admin, WithTLS(pki.server(t)), WithName("127.0.0.1"))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	agent := dial(t, addr, WithTLS(pki.client(t, "agent")), WithName("agent"))
 	id, err := Call[remoteable.Identity](ctx, agent.Root(), "Whoami")
@@ -239,7 +240,7 @@ func TestAuthenticatorFunc(t *testing.T) {
 	})
 	admin := newAdmin("ops")
 	_, addr := startServer(t, admin, WithAuthenticator(auth))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	ops := dial(t, addr, WithToken("signed:ops"))
 	id, err := Call[remoteable.Identity](ctx, ops.Root(), "Whoami")
@@ -276,7 +277,7 @@ func relayOf(t *testing.T, upstream string, tokens map[string]string) string {
 // now travels with the forwarded call and must pass the policy too.
 func TestRelayDoesNotLendItsIdentity(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	upAuth := WithAuthenticator(Tokens(map[string]string{"relay": "r"}))
 
 	t.Run("anonymous caller", func(t *testing.T) {
@@ -346,7 +347,7 @@ func (f *forwarder) RelayAsSelf(ctx context.Context, x int) (int, error) {
 // knowingly.
 func TestHandlersCallingOnActForTheirCaller(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	admin := newAdmin("middle")
 	_, up := startServer(t, admin, WithAuthenticator(Tokens(map[string]string{"middle": "m"})))
 	upConn := dial(t, up, WithName("middle"), WithToken("m"))
@@ -394,7 +395,7 @@ func TestCallbackToTheCallerIsNotForwarded(t *testing.T) {
 	cli.ServerName = "server"
 	c := dial(t, addr, WithTLS(cli))
 	agent := &agentObj{calls: make(chan remoteable.Peer, 1)}
-	require.NoError(t, c.Root().Call(testCtx(t), "Register", nil, agent))
+	require.NoError(t, c.Root().Call(testkit.Ctx(t, 30*time.Second), "Register", nil, agent))
 	p := <-agent.calls
 	assert.Equal(t, remoteable.Identity{Name: "server", VerifiedBy: remoteable.VerifiedByTLS}, p.Identity())
 	assert.Empty(t, p.ForwardedFor)
@@ -418,7 +419,7 @@ func (l *locked) Store(ctx context.Context, n int, keep *Ref) error {
 // decoded and the references in them are released at once.
 func TestPolicyRunsBeforeAnythingIsDecoded(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	lk := &locked{ran: make(chan string, 10)}
 	srv, addr := startServer(t, lk, WithAuthenticator(Tokens(map[string]string{"agent": "a", "bob": "b"})))
 	bob := dial(t, addr, WithName("bob"), WithToken("b"))
@@ -451,7 +452,7 @@ func TestPolicyRunsBeforeAnythingIsDecoded(t *testing.T) {
 // lists the methods its policy lets it call, and nothing else.
 func TestDescribeShowsOnlyWhatThePeerMayCall(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, addr := startServer(t, newAdmin("agent"), WithAuthenticator(Tokens(map[string]string{"agent": "a", "bob": "b"})))
 	names := func(c *Conn) []string {
 		d, err := c.Root().Describe(ctx)
@@ -478,7 +479,7 @@ func TestPanickingPolicyRefusesTheCall(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, panicky{})
 	c := dial(t, addr)
-	err := c.Root().Call(testCtx(t), "Nothing", nil)
+	err := c.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil)
 	assert.ErrorIs(t, err, ErrPanic)
 	assert.Contains(t, err.Error(), "policy bug")
 	assert.NoError(t, c.Err())
@@ -539,7 +540,7 @@ func (guestRoot) Hello(ctx context.Context) (string, error) { return "hello, gue
 // peer at the handshake.
 func TestRealmGivesEachPeerItsRoot(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	admin := newAdmin("ops")
 	realm := func(ctx context.Context, p remoteable.Peer) (any, error) {
 		switch {
@@ -590,7 +591,7 @@ func TestRefusalsDoNotRevealAddresses(t *testing.T) {
 		return remoteable.Identity{}, fmt.Errorf("directory lookup: %w", err)
 	})
 	_, addr := startServer(t, newService(), WithAuthenticator(auth), WithName("gatekeeper"))
-	_, err := Dial(testCtx(t), "tcp", addr)
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr)
 	require.ErrorIs(t, err, ErrAuthFailed)
 	assert.NotContains(t, err.Error(), "127.0.0.1")
 	assert.NotContains(t, err.Error(), "connection refused")

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestServerStats: a server sums its connections and counts the peers it
@@ -23,16 +24,16 @@ func TestServerStats(t *testing.T) {
 
 	a := dial(t, addr, WithToken("s3cret"))
 	b := dial(t, addr, WithToken("s3cret"))
-	_, err := Dial(testCtx(t), "tcp", addr, WithToken("wrong"))
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithToken("wrong"))
 	require.ErrorIs(t, err, ErrAuthFailed)
-	c1, err := Call[*Ref](testCtx(t), a.Root(), "NewCounter")
+	c1, err := Call[*Ref](testkit.Ctx(t, 30*time.Second), a.Root(), "NewCounter")
 	require.NoError(t, err)
-	_, err = Call[*Ref](testCtx(t), b.Root(), "NewCounter")
+	_, err = Call[*Ref](testkit.Ctx(t, 30*time.Second), b.Root(), "NewCounter")
 	require.NoError(t, err)
 
-	eventually(t, func() bool { return srv.Stats().Exports == 4 }, "two roots and two counters")
+	testkit.Eventually(t, "two roots and two counters", func() bool { return srv.Stats().Exports == 4 })
 	// The refusal reaches the dialer before the server counts it.
-	eventually(t, func() bool { return srv.Stats().Refused == 1 }, "the wrong token counted")
+	testkit.Eventually(t, "the wrong token counted", func() bool { return srv.Stats().Refused == 1 })
 	st = srv.Stats()
 	assert.Equal(t, 2, st.Conns)
 	assert.Equal(t, int64(2), st.Accepted)
@@ -48,12 +49,12 @@ func TestServerStats(t *testing.T) {
 	assert.Equal(t, 2.0, fromVar["conns"])
 
 	c1.Release()
-	eventually(t, func() bool { return srv.Stats().Exports == 3 }, "a released counter is dropped")
+	testkit.Eventually(t, "a released counter is dropped", func() bool { return srv.Stats().Exports == 3 })
 	a.Close()
 	b.Close()
 	<-a.Done()
 	<-b.Done()
-	eventually(t, func() bool { return srv.Stats().Conns == 0 }, "both gone")
+	testkit.Eventually(t, "both gone", func() bool { return srv.Stats().Conns == 0 })
 	st = srv.Stats()
 	assert.Equal(t, 0, st.Exports)
 	assert.Equal(t, 0, st.CallsIn)
@@ -66,7 +67,7 @@ func TestItemLimitsFailTheCallNotTheLink(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService(), WithMaxMessageSize(16<<20))
 	cl := dial(t, addr, WithMaxMessageSize(16<<20))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	wide := make([]int, 140_000) // over 131072 in one array
 	err := cl.Root().Call(ctx, "Keep", nil, wide)
 	require.ErrorIs(t, err, ErrMessageTooLarge)
@@ -100,10 +101,10 @@ func TestPostCapCountsOnlyPostedBytes(t *testing.T) {
 	s := newSender(w, time.Minute, func(err error) { failed = err })
 	go s.loop()
 	defer s.stop(ErrClosed)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	writing := make(chan error, 1)
 	go func() { writing <- s.send(ctx, []byte("first"), false) }() // blocks in Write
-	eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.busy }, "the first write started")
+	testkit.Eventually(t, "the first write started", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.busy })
 	require.NoError(t, s.send(ctx, make([]byte, 9<<20), false), "queued behind it")
 	s.post(make([]byte, 12))
 	s.mu.Lock()

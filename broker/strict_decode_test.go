@@ -7,11 +7,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // place is plain data (fxamacker decodes it); placeV2 is a newer version
@@ -93,7 +95,7 @@ func (p *relayProxy) Call(ctx context.Context, method string, reply any, args ..
 // error naming both, never a zero value; so is a field of the wrong type.
 func TestMismatchedStructIsRefused(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	s := &strict{}
 	_, addr := startServer(t, s)
 	root := dial(t, addr).Root()
@@ -149,7 +151,7 @@ func assertLoud(t *testing.T, err error) {
 // skipped, missing ones are zero.
 func TestSchemaEvolution(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	s := &strict{}
 	_, addr := startServer(t, s)
 	root := dial(t, addr).Root()
@@ -186,7 +188,7 @@ func TestSchemaEvolution(t *testing.T) {
 // value would.
 func TestCopyableRegisteredAsAnotherType(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	s := &strict{}
 	_, addr := startServer(t, s)
 	root := dial(t, addr).Root()
@@ -210,7 +212,7 @@ func TestCopyableRegisteredAsAnotherType(t *testing.T) {
 // TestCopyableRegisteredAsAnotherType.
 func TestCopyableResultRegisteredAsAnotherType(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	svc := newService()
 	_, addr := startServer(t, svc)
 	root := dial(t, addr).Root()
@@ -233,7 +235,7 @@ func TestCopyableResultRegisteredAsAnotherType(t *testing.T) {
 // registered ones; a parameter of a registered error type receives it.
 func TestErrorArgumentTravelsAsError(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	s := &strict{}
 	_, addr := startServer(t, s)
 	root := dial(t, addr).Root()
@@ -280,7 +282,7 @@ func TestErrorArgumentTravelsAsError(t *testing.T) {
 // registered name; unknown Copyables and plain structs pass through too.
 func TestErrorsThroughARelay(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	s := &strict{}
 	_, up := startServer(t, s)
 	upRoot := dial(t, up).Root()
@@ -332,7 +334,7 @@ func TestErrorsThroughARelay(t *testing.T) {
 // sent.
 func TestReleasedOrDeadReferenceIsRefusedAtTheSender(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, addrA := startServer(t, newService())
 	b := &strict{}
 	_, addrB := startServer(t, b)
@@ -375,7 +377,7 @@ func TestReleasedOrDeadReferenceIsRefusedAtTheSender(t *testing.T) {
 // nil.
 func TestNilForAReferenceParameter(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	s := &strict{}
 	_, addr := startServer(t, s)
 	root := dial(t, addr).Root()

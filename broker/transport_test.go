@@ -142,20 +142,6 @@ func TestReadGuardBeforeHandshake(t *testing.T) {
 	require.ErrorIs(t, g.scan(yxPings(1)), ErrProtocol)
 }
 
-// TestReadGuardPingRate checks that the bucket refills at one ping per
-// pingInterval, so that yamux keepalives at the minimum dead-peer timeout
-// always pass.
-func TestReadGuardPingRate(t *testing.T) {
-	g := guardFor(t, dialSide)
-	require.NoError(t, g.scan(yxPings(pingBurst)))
-	// As if time passed: keepalives every pingInterval, for a long time.
-	for i := 0; i < 1000; i++ {
-		g.refilled = g.refilled.Add(-pingInterval)
-		require.NoError(t, g.scan(yxPings(1)), "keepalive %d", i)
-	}
-	require.ErrorIs(t, g.scan(yxPings(1)), ErrProtocol, "but not faster")
-}
-
 // BenchmarkReadGuard is the guard's cost on the 64 B call path: each read
 // holds a data frame of a call or its answer.
 func BenchmarkReadGuard(b *testing.B) {

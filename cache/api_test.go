@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,12 +16,13 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remoteable"
 )
 
 func dialStore(t *testing.T, s *server) (*broker.Conn, *broker.Ref) {
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	conn, err := broker.Dial(ctx, "tcp", s.addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
@@ -31,7 +33,7 @@ func dialStore(t *testing.T, s *server) (*broker.Conn, *broker.Ref) {
 
 func TestValueMirror(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	require.NoError(t, st.v.Set(41))
 	_, ref := dialStore(t, startServer(t, st))
@@ -51,7 +53,7 @@ func TestValueMirror(t *testing.T) {
 
 func TestMirrorAsArgumentAndModelComingHome(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	_, ref := dialStore(t, startServer(t, st))
 
@@ -62,7 +64,7 @@ func TestMirrorAsArgumentAndModelComingHome(t *testing.T) {
 	var seen int
 	require.NoError(t, ref.Call(ctx, "Watch", &seen, mine))
 	require.Equal(t, 7, seen)
-	eventually(t, "the handler's mirror is dropped", func() bool { return mine.Subscribers() == 0 })
+	testkit.Eventually(t, "the handler's mirror is dropped", func() bool { return mine.Subscribers() == 0 })
 
 	// The server's model sent back to it is the model itself, not a mirror.
 	var feed *broker.Ref
@@ -76,7 +78,7 @@ func TestMirrorAsArgumentAndModelComingHome(t *testing.T) {
 
 func TestMirrorOfTheWrongTypeIsAClearError(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	require.NoError(t, st.m.Set("a", Item{Count: 1}))
 	_, ref := dialStore(t, startServer(t, st))
@@ -85,7 +87,7 @@ func TestMirrorOfTheWrongTypeIsAClearError(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "cannot attach mirror")
 	require.Contains(t, err.Error(), "cannot decode")
-	eventually(t, "nothing is left subscribed", func() bool { return st.m.Subscribers() == 0 })
+	testkit.Eventually(t, "nothing is left subscribed", func() bool { return st.m.Subscribers() == 0 })
 
 	// A model is not received into a plain struct or a string.
 	var s string
@@ -101,7 +103,7 @@ func TestMirrorOfTheWrongTypeIsAClearError(t *testing.T) {
 
 func TestObserversOfAClosedConnectionAreDropped(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	s := startServer(t, st)
 	conn, ref := dialStore(t, s)
@@ -114,7 +116,7 @@ func TestObserversOfAClosedConnectionAreDropped(t *testing.T) {
 	}
 	require.Equal(t, 5, st.m.Subscribers())
 	require.NoError(t, conn.Close())
-	eventually(t, "subscriptions of the closed connection dropped", func() bool { return st.m.Subscribers() == 0 })
+	testkit.Eventually(t, "subscriptions of the closed connection dropped", func() bool { return st.m.Subscribers() == 0 })
 	runtime.KeepAlive(mirrors)
 	require.NoError(t, st.m.Set("after", Item{}))
 }
@@ -157,7 +159,7 @@ func (k *keeper) Put(ctx context.Context, m *cache.Map[string, int], key string,
 // back for read-your-writes must not wait on each other.
 func TestPeersMirroringEachOther(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	kp := &keeper{}
 	reg := registry.New()
@@ -197,7 +199,7 @@ func TestPeersMirroringEachOther(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	eventually(t, "both mirrors converge", func() bool {
+	testkit.Eventually(t, "both mirrors converge", func() bool {
 		kp.mu.Lock()
 		defer kp.mu.Unlock()
 		return theirs.Version() == st.m.Version() && kp.got != nil && kp.got.Version() == mine.Version()
@@ -212,7 +214,7 @@ func TestPeersMirroringEachOther(t *testing.T) {
 // instead of silently freezing, and recovers once the value is gone.
 func TestUnsendableEntryMakesTheMirrorStale(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	s := startServer(t, st)
 	conn, err := broker.Dial(ctx, "tcp", s.addr, broker.WithMaxMessageSize(64<<10))
@@ -225,11 +227,11 @@ func TestUnsendableEntryMakesTheMirrorStale(t *testing.T) {
 	defer mir.Close()
 
 	require.NoError(t, st.m.Set("huge", Item{Name: strings.Repeat("x", 100<<10)}))
-	eventually(t, "the mirror sees it cannot follow", func() bool { return mir.Stale() && mir.Err() != nil })
+	testkit.Eventually(t, "the mirror sees it cannot follow", func() bool { return mir.Stale() && mir.Err() != nil })
 	t.Logf("mirror error: %v", mir.Err())
 	st.m.Delete("huge")
 	require.NoError(t, st.m.Set("small", Item{Count: 1}))
-	eventually(t, "the mirror is back in sync", func() bool { return !mir.Stale() && mir.Version() == st.m.Version() })
+	testkit.Eventually(t, "the mirror is back in sync", func() bool { return !mir.Stale() && mir.Version() == st.m.Version() })
 }
 
 // TestDescribeModels: a method returning a model describes its entries'
@@ -238,7 +240,7 @@ func TestDescribeModels(t *testing.T) {
 	leakcheck.Check(t)
 	s := startServer(t, newStore())
 	_, ref := dialStore(t, s)
-	d, err := ref.Describe(testCtx(t))
+	d, err := ref.Describe(testkit.Ctx(t, 90*time.Second))
 	require.NoError(t, err)
 	model, ok := d.Method("Model")
 	require.True(t, ok)
@@ -263,20 +265,20 @@ func TestStatsCountObserversAndMirrors(t *testing.T) {
 	leakcheck.Check(t)
 	s := startServer(t, newStore())
 	conn, ref := dialStore(t, s)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	var mirrors []*cache.Mirror[string, Item]
 	for range 3 {
 		var m *cache.Mirror[string, Item]
 		require.NoError(t, ref.Call(ctx, "Model", &m))
 		mirrors = append(mirrors, m)
 	}
-	eventually(t, "three observers", func() bool { return s.srv.Stats().Observers == 3 })
+	testkit.Eventually(t, "three observers", func() bool { return s.srv.Stats().Observers == 3 })
 	assert.Equal(t, 3, conn.Stats().Mirrors)
 	assert.Equal(t, 0, conn.Stats().Observers)
 	assert.Equal(t, 0, s.srv.Stats().Mirrors)
 	for _, m := range mirrors {
 		require.NoError(t, m.Close())
 	}
-	eventually(t, "observers dropped", func() bool { return s.srv.Stats().Observers == 0 })
-	eventually(t, "mirrors dropped", func() bool { return conn.Stats().Mirrors == 0 })
+	testkit.Eventually(t, "observers dropped", func() bool { return s.srv.Stats().Observers == 0 })
+	testkit.Eventually(t, "mirrors dropped", func() bool { return conn.Stats().Mirrors == 0 })
 }

@@ -2,17 +2,19 @@ package cache_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 func TestMirrorHoldsSnapshotWhenCallReturns(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	for i := 0; i < 10; i++ {
 		require.NoError(t, st.m.Set(string(rune('a'+i)), Item{Name: "n", Count: i}))
@@ -47,5 +49,5 @@ func TestMirrorHoldsSnapshotWhenCallReturns(t *testing.T) {
 	require.Equal(t, st.m.Version(), mir.Version())
 
 	require.NoError(t, mir.Close())
-	eventually(t, "the owner drops the subscription", func() bool { return st.m.Subscribers() == 0 })
+	testkit.Eventually(t, "the owner drops the subscription", func() bool { return st.m.Subscribers() == 0 })
 }

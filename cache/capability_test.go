@@ -21,6 +21,7 @@ import (
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/logbuf"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -74,7 +75,7 @@ func (s *plainServer) stop() {
 // Lookup, then Model into a *cache.Mirror, nothing declared.
 func plainMirror(t testing.TB, cl *remote.Client) *cache.Mirror[string, Item] {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	mgr, err := cl.Registry().Lookup(ctx, "store")
 	require.NoError(t, err)
 	var mir *cache.Mirror[string, Item]
@@ -136,12 +137,12 @@ func TestChaosWithoutDeclarations(t *testing.T) {
 			writes := stopWriter()
 			t.Logf("%d writes, source at version %d", writes, model.Version())
 
-			eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
+			testkit.Eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
 			requireEqualModel(t, model, mir)
 			require.False(t, mir.Stale())
 			require.NotErrorIs(t, mir.Err(), cache.ErrSourceLost)
 			require.Zero(t, lost.Load(), "the mirror never lost its source")
-			eventually(t, "the watcher sees the last version", func() bool {
+			testkit.Eventually(t, "the watcher sees the last version", func() bool {
 				rec.mu.Lock()
 				defer rec.mu.Unlock()
 				return rec.last == model.Version()
@@ -194,7 +195,7 @@ func TestMirrorOfRestartedOwnerIsLost(t *testing.T) {
 			}
 			logs := &logBuffer{}
 			logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			cl, err := remote.Connect(testCtx(t), "tcp", addr,
+			cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr,
 				remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
 				remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithLogger(logger)))
 			require.NoError(t, err)
@@ -210,8 +211,8 @@ func TestMirrorOfRestartedOwnerIsLost(t *testing.T) {
 			}
 
 			srv.stop()
-			eventually(t, "the mirror goes stale", mir.Stale)
-			eventually(t, "the old model is gone", func() bool {
+			testkit.Eventually(t, "the mirror goes stale", mir.Stale)
+			testkit.Eventually(t, "the old model is gone", func() bool {
 				runtime.GC()
 				return gone.Value() == nil
 			})
@@ -242,7 +243,7 @@ func TestMirrorOfRestartedOwnerIsLost(t *testing.T) {
 			v, ok := mir.Get("a")
 			require.True(t, ok, "the mirror keeps its last state")
 			require.Equal(t, 1, v.Count)
-			eventually(t, "the warning is logged", func() bool {
+			testkit.Eventually(t, "the warning is logged", func() bool {
 				return strings.Contains(logs.String(), "level=WARN") &&
 					strings.Contains(logs.String(), "mirror stopped following its model")
 			})
@@ -264,7 +265,7 @@ func TestMirrorOfRestartedOwnerIsLost(t *testing.T) {
 // authority; a closed mirror's feed no longer answers to its token.
 func TestFeedTokens(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	model := cache.NewMap[string, Item]()
 	require.NoError(t, model.Set("a", Item{Count: 1}))
 	srv := startPlainServer(t, model)
@@ -378,7 +379,7 @@ func TestRelayKeepsAMirrorForItsHolderToResume(t *testing.T) {
 	var lost atomic.Int32
 	mir.Lost.Connect(func(error) { lost.Add(1) })
 	require.NoError(t, model.Set("before", Item{Count: 1}))
-	eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
+	testkit.Eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
 
 	down.Refuse(true)
 	down.Reset()
@@ -390,7 +391,7 @@ func TestRelayKeepsAMirrorForItsHolderToResume(t *testing.T) {
 	require.Equal(t, 1, model.Subscribers(), "the relay kept its subscription upstream")
 	down.Restore()
 	rec.waitStale(t, false)
-	eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
+	testkit.Eventually(t, "the mirror catches up", func() bool { return mir.Version() == model.Version() })
 	requireEqualModel(t, model, mir)
 	require.Zero(t, lost.Load())
 	require.Equal(t, 1, model.Subscribers())
@@ -406,7 +407,7 @@ func TestRelayKeepsAMirrorForItsHolderToResume(t *testing.T) {
 // gets the feed back on a new connection.
 func TestFeedTokenIsBoundToItsSubscriber(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	model := cache.NewMap[string, Item]()
 	require.NoError(t, model.Set("secret", Item{Count: 7}))
 	srv := startPlainServer(t, model, broker.WithAuthenticator(broker.Tokens(map[string]string{"alice": "a", "mallory": "m"})))

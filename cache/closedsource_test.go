@@ -11,6 +11,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -41,10 +42,10 @@ func TestMirrorOfAClosedMirrorIsLost(t *testing.T) {
 	addr := serveManager(t, "mid", &republisher{mir: mid})
 
 	cl := connect(t, addr)
-	mgr, err := cl.Registry().Lookup(testCtx(t), "mid")
+	mgr, err := cl.Registry().Lookup(testkit.Ctx(t, 90*time.Second), "mid")
 	require.NoError(t, err)
 	var down *cache.Mirror[string, Item]
-	require.NoError(t, mgr.Call(testCtx(t), "Model", &down))
+	require.NoError(t, mgr.Call(testkit.Ctx(t, 90*time.Second), "Model", &down))
 	t.Cleanup(func() { down.Close() })
 	lostc := make(chan error, 4)
 	down.Lost.Connect(func(err error) { lostc <- err })

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,6 +15,7 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -52,7 +54,7 @@ func (s *deepStore) Put(ctx context.Context, key string, depth int) error {
 // mirror ever goes stale over it.
 func TestModelRefusesWhatItsMirrorsCouldNotReceive(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	ds := &deepStore{m: cache.NewMap[string, any]()}
 	reg := registry.New()
 	require.NoError(t, reg.Register("deep", ds))
@@ -96,7 +98,7 @@ func TestModelRefusesWhatItsMirrorsCouldNotReceive(t *testing.T) {
 	}
 
 	require.NoError(t, ds.m.Set("fits", nest(feed.EntryDepth)), "the deepest value that fits")
-	eventually(t, "the mirrors receive it as a change", synced(mirrors))
+	testkit.Eventually(t, "the mirrors receive it as a change", synced(mirrors))
 	for _, m := range mirrors {
 		v, ok := m.Get("fits")
 		require.True(t, ok)
@@ -125,7 +127,7 @@ func TestModelRefusesWhatItsMirrorsCouldNotReceive(t *testing.T) {
 
 	require.NoError(t, ds.m.Set("after", 2))
 	mirrors = append(mirrors, mirror(direct), mirror(relayed)) // these two start from a snapshot
-	eventually(t, "every mirror is in sync", synced(mirrors))
+	testkit.Eventually(t, "every mirror is in sync", synced(mirrors))
 	for _, m := range mirrors {
 		assert.Equal(t, 2, m.Len())
 		assert.False(t, m.Stale())

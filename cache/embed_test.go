@@ -2,8 +2,8 @@ package cache_test
 
 import (
 	"context"
-	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +11,8 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -48,14 +50,8 @@ func (g *guardedSettings) Set(ctx context.Context, key string, v int) error {
 // serve publishes obj as the root of a server and dials it.
 func serve(t *testing.T, obj any) *broker.Ref {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(obj)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	conn, err := broker.Dial(testCtx(t), "tcp", ln.Addr().String())
-	require.NoError(t, err)
+	_, addr := brokertest.Serve(t, obj)
+	conn := brokertest.Dial(t, addr)
 	t.Cleanup(func() { conn.Close(); <-conn.Done() })
 	return conn.Root()
 }
@@ -66,7 +62,7 @@ func serve(t *testing.T, obj any) *broker.Ref {
 // RemoteMethods exposes it; one that declares its own Set exposes that.
 func TestEmbeddedModelIsNotWritableByPeers(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 
 	s := &settings{Map: cache.NewMap[string, int]()}
 	require.NoError(t, s.Set("admin", 0))

@@ -2,7 +2,6 @@ package cache_test
 
 import (
 	"context"
-	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -22,14 +23,13 @@ import (
 // after a bounded wait. It checks that something happens, not how fast.
 func collected(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.Eventually(t, what, func() bool {
+		if cond() {
+			return true
 		}
 		runtime.GC()
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // gcRounds runs the garbage collector a few times, letting cleanups run.
@@ -45,7 +45,7 @@ func gcRounds() {
 //go:noinline
 func mirrorAndForget(t testing.TB, ref remoteable.Caller, method string) {
 	var mir *cache.Mirror[string, Item]
-	require.NoError(t, ref.Call(testCtx(t), method, &mir))
+	require.NoError(t, ref.Call(testkit.Ctx(t, 90*time.Second), method, &mir))
 	require.NotNil(t, mir)
 }
 
@@ -55,7 +55,7 @@ func mirrorAndForget(t testing.TB, ref remoteable.Caller, method string) {
 //go:noinline
 func valueMirrorAndForget(t testing.TB, ref remoteable.Caller) {
 	var vm *cache.ValueMirror[int]
-	require.NoError(t, ref.Call(testCtx(t), "Counter", &vm))
+	require.NoError(t, ref.Call(testkit.Ctx(t, 90*time.Second), "Counter", &vm))
 	require.NotNil(t, vm)
 }
 
@@ -78,12 +78,12 @@ func TestUnreachableMirrorIsReleased(t *testing.T) {
 	collected(t, "the value mirror's subscription is released", func() bool { return cache.ValueSubscribers(st.v) == 0 })
 
 	cl := connect(t, s.addr)
-	rref, err := cl.Registry().Lookup(testCtx(t), "store")
+	rref, err := cl.Registry().Lookup(testkit.Ctx(t, 90*time.Second), "store")
 	require.NoError(t, err)
 	mirrorAndForget(t, rref, "Model")
 	require.Equal(t, 1, st.m.Subscribers())
 	collected(t, "the lasting mirror's subscription is released", func() bool { return st.m.Subscribers() == 0 })
-	eventually(t, "the server holds no observer", func() bool { return s.srv.Stats().Observers == 0 })
+	testkit.Eventually(t, "the server holds no observer", func() bool { return s.srv.Stats().Observers == 0 })
 }
 
 // TestReferencedMirrorKeepsFollowing: collections do not touch a mirror
@@ -93,7 +93,7 @@ func TestReferencedMirrorKeepsFollowing(t *testing.T) {
 	st := newStore()
 	_, ref := dialStore(t, startServer(t, st))
 	var mir *cache.Mirror[string, Item]
-	require.NoError(t, ref.Call(testCtx(t), "Model", &mir))
+	require.NoError(t, ref.Call(testkit.Ctx(t, 90*time.Second), "Model", &mir))
 	var mu sync.Mutex
 	var seen []int
 	mir.Changed.Connect(func(c cache.Change[string, Item]) {
@@ -107,7 +107,7 @@ func TestReferencedMirrorKeepsFollowing(t *testing.T) {
 	}
 	gcRounds()
 	require.Equal(t, 1, st.m.Subscribers(), "the held mirror is still subscribed")
-	eventually(t, "the mirror saw every change", func() bool {
+	testkit.Eventually(t, "the mirror saw every change", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) == 5
@@ -127,7 +127,7 @@ func TestUnreachableMirrorIsReleasedThroughARelay(t *testing.T) {
 	c := startChain(t)
 	require.NoError(t, c.st.m.Set("a", Item{Count: 1}))
 	cl := connect(t, c.down.Addr())
-	ref, err := cl.Registry().Lookup(testCtx(t), "store")
+	ref, err := cl.Registry().Lookup(testkit.Ctx(t, 90*time.Second), "store")
 	require.NoError(t, err)
 	mirrorAndForget(t, ref, "Model")
 	require.Equal(t, 1, c.st.m.Subscribers())
@@ -166,13 +166,8 @@ func serveManager(t testing.TB, name string, obj any) string {
 	t.Helper()
 	reg := registry.New()
 	require.NoError(t, reg.Register(name, obj))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(reg)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, reg)
+	return addr
 }
 
 // startHandout makes the middle of server → handout → client: a mirror of
@@ -182,13 +177,13 @@ func serveManager(t testing.TB, name string, obj any) string {
 //go:noinline
 func startHandout(t testing.TB, st *store) string {
 	up := startServer(t, st)
-	conn, err := broker.Dial(testCtx(t), "tcp", up.addr)
+	conn, err := broker.Dial(testkit.Ctx(t, 90*time.Second), "tcp", up.addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(); <-conn.Done() })
-	sref, err := broker.Call[*broker.Ref](testCtx(t), conn.Root(), "Lookup", "store")
+	sref, err := broker.Call[*broker.Ref](testkit.Ctx(t, 90*time.Second), conn.Root(), "Lookup", "store")
 	require.NoError(t, err)
 	h := &handout{}
-	require.NoError(t, sref.Call(testCtx(t), "Model", &h.mir))
+	require.NoError(t, sref.Call(testkit.Ctx(t, 90*time.Second), "Model", &h.mir))
 	h.handed = weak.Make(h.mir)
 	return serveManager(t, "handout", h)
 }
@@ -202,13 +197,13 @@ func TestRepublishedMirrorLivesWhileServedDownstream(t *testing.T) {
 	st := newStore()
 	require.NoError(t, st.m.Set("a", Item{Count: 1}))
 	addr := startHandout(t, st)
-	conn, err := broker.Dial(testCtx(t), "tcp", addr)
+	conn, err := broker.Dial(testkit.Ctx(t, 90*time.Second), "tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(); <-conn.Done() })
-	href, err := broker.Call[*broker.Ref](testCtx(t), conn.Root(), "Lookup", "handout")
+	href, err := broker.Call[*broker.Ref](testkit.Ctx(t, 90*time.Second), conn.Root(), "Lookup", "handout")
 	require.NoError(t, err)
 	var down *cache.Mirror[string, Item]
-	require.NoError(t, href.Call(testCtx(t), "Model", &down))
+	require.NoError(t, href.Call(testkit.Ctx(t, 90*time.Second), "Model", &down))
 
 	gcRounds()
 	require.Equal(t, 1, st.m.Subscribers(), "the handed-out mirror still follows the model")
@@ -216,7 +211,7 @@ func TestRepublishedMirrorLivesWhileServedDownstream(t *testing.T) {
 		require.NoError(t, st.m.Set("a", Item{Count: i + 2}))
 		gcRounds()
 	}
-	eventually(t, "the change reaches the client through the handed-out mirror", func() bool {
+	testkit.Eventually(t, "the change reaches the client through the handed-out mirror", func() bool {
 		v, _ := down.Get("a")
 		return v.Count == 11
 	})
@@ -251,7 +246,7 @@ func TestMirrorComingHomeIsTheModel(t *testing.T) {
 	st := newStore()
 	require.NoError(t, st.m.Set("a", Item{Count: 3}))
 	_, ref := dialStore(t, startServer(t, st))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	var mir *cache.Mirror[string, Item]
 	require.NoError(t, ref.Call(ctx, "Model", &mir))
 
@@ -277,7 +272,7 @@ func TestMirrorComingHomeIsTheModel(t *testing.T) {
 
 	// The mirror still follows the model.
 	require.NoError(t, st.m.Set("a", Item{Count: 4}))
-	eventually(t, "the mirror follows", func() bool { v, _ := mir.Get("a"); return v.Count == 4 })
+	testkit.Eventually(t, "the mirror follows", func() bool { v, _ := mir.Get("a"); return v.Count == 4 })
 	require.NoError(t, mir.Close())
 	require.NoError(t, vm.Close())
 }
@@ -290,7 +285,7 @@ func TestMirrorComingHomeThroughARelay(t *testing.T) {
 	c := startChain(t)
 	require.NoError(t, c.st.m.Set("a", Item{Count: 1}))
 	cl := connect(t, c.down.Addr())
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	ref, err := cl.Registry().Lookup(ctx, "store")
 	require.NoError(t, err)
 	var mir *cache.Mirror[string, Item]
@@ -311,10 +306,10 @@ func TestMirrorComingHomeToATypedRelay(t *testing.T) {
 	leakcheck.Check(t)
 	st := newStore()
 	addr := startHandout(t, st)
-	conn, err := broker.Dial(testCtx(t), "tcp", addr)
+	conn, err := broker.Dial(testkit.Ctx(t, 90*time.Second), "tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(); <-conn.Done() })
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	href, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "handout")
 	require.NoError(t, err)
 	var down *cache.Mirror[string, Item]
@@ -333,7 +328,7 @@ func TestMirrorToAThirdPartyIsAMirror(t *testing.T) {
 	require.NoError(t, a.m.Set("a", Item{Count: 5}))
 	_, aref := dialStore(t, startServer(t, a))
 	_, bref := dialStore(t, startServer(t, b))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	var mir *cache.Mirror[string, Item]
 	require.NoError(t, aref.Call(ctx, "Model", &mir))
 	var got int
@@ -342,7 +337,7 @@ func TestMirrorToAThirdPartyIsAMirror(t *testing.T) {
 	var same bool
 	err := bref.Call(ctx, "IsMine", &same, mir)
 	require.ErrorIs(t, err, broker.ErrBadArguments, "b cannot take a's model as its own")
-	eventually(t, "b's mirror is dropped", func() bool { return mir.Subscribers() == 0 })
+	testkit.Eventually(t, "b's mirror is dropped", func() bool { return mir.Subscribers() == 0 })
 	require.NoError(t, mir.Close())
 }
 
@@ -374,10 +369,10 @@ func TestMirrorReturnedHomeIsTheModel(t *testing.T) {
 	leakcheck.Check(t)
 	k := &mirrorKeeper{}
 	addr := serveManager(t, "keeper", k)
-	conn, err := broker.Dial(testCtx(t), "tcp", addr)
+	conn, err := broker.Dial(testkit.Ctx(t, 90*time.Second), "tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(); <-conn.Done() })
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	ref, err := broker.Call[*broker.Ref](ctx, conn.Root(), "Lookup", "keeper")
 	require.NoError(t, err)
 	mine := cache.NewMap[string, int]()
@@ -399,5 +394,5 @@ func TestMirrorReturnedHomeIsTheModel(t *testing.T) {
 	k.mu.Lock()
 	require.NoError(t, k.mir.Close())
 	k.mu.Unlock()
-	eventually(t, "the keeper's mirror is dropped", func() bool { return mine.Subscribers() == 0 })
+	testkit.Eventually(t, "the keeper's mirror is dropped", func() bool { return mine.Subscribers() == 0 })
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestHandedOutMirrorWaitsForItsHolderToResume: a mirror handed out by a
@@ -23,10 +24,10 @@ func TestHandedOutMirrorWaitsForItsHolderToResume(t *testing.T) {
 	require.NoError(t, st.m.Set("a", Item{Count: 1}))
 	down := proxyTo(t, startHandout(t, st))
 	cl := connect(t, down.Addr())
-	mgr, err := cl.Registry().Lookup(testCtx(t), "handout")
+	mgr, err := cl.Registry().Lookup(testkit.Ctx(t, 90*time.Second), "handout")
 	require.NoError(t, err)
 	var mir *cache.Mirror[string, Item]
-	require.NoError(t, mgr.Call(testCtx(t), "Model", &mir))
+	require.NoError(t, mgr.Call(testkit.Ctx(t, 90*time.Second), "Model", &mir))
 	t.Cleanup(func() { mir.Close() })
 	rec := watch(mir, &mir.StaleChanged)
 
@@ -37,12 +38,12 @@ func TestHandedOutMirrorWaitsForItsHolderToResume(t *testing.T) {
 	gcRounds()
 	require.NoError(t, st.m.Set("a", Item{Count: 2}))
 	down.Restore()
-	eventually(t, "the mirror resumes or is lost", func() bool {
+	testkit.Eventually(t, "the mirror resumes or is lost", func() bool {
 		v, _ := mir.Get("a")
 		return errors.Is(mir.Err(), cache.ErrSourceLost) || v.Count == 2
 	})
 	require.NotErrorIs(t, mir.Err(), cache.ErrSourceLost)
-	eventually(t, "the mirror catches up", func() bool { v, _ := mir.Get("a"); return v.Count == 2 })
+	testkit.Eventually(t, "the mirror catches up", func() bool { v, _ := mir.Get("a"); return v.Count == 2 })
 }
 
 // TestHandedOutMirrorIsCollectedWhenItsHolderNeverComesBack: the hold
@@ -57,10 +58,10 @@ func TestHandedOutMirrorIsCollectedWhenItsHolderNeverComesBack(t *testing.T) {
 	require.NoError(t, st.m.Set("a", Item{Count: 1}))
 	down := proxyTo(t, startHandout(t, st))
 	cl := connect(t, down.Addr())
-	mgr, err := cl.Registry().Lookup(testCtx(t), "handout")
+	mgr, err := cl.Registry().Lookup(testkit.Ctx(t, 90*time.Second), "handout")
 	require.NoError(t, err)
 	var mir *cache.Mirror[string, Item]
-	require.NoError(t, mgr.Call(testCtx(t), "Model", &mir))
+	require.NoError(t, mgr.Call(testkit.Ctx(t, 90*time.Second), "Model", &mir))
 	t.Cleanup(func() { mir.Close() })
 	require.Equal(t, 1, st.m.Subscribers())
 

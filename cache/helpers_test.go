@@ -11,16 +11,11 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
 )
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // Item is a Copyable value kept in the test models.
 type Item struct {
@@ -120,24 +115,12 @@ func proxyTo(t testing.TB, addr string) *faultnet.Proxy {
 
 func connect(t testing.TB, addr string) *remote.Client {
 	t.Helper()
-	cl, err := remote.Connect(testCtx(t), "tcp", addr,
+	cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr,
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
 		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
 	return cl
-}
-
-// eventually polls cond until it holds or the test's patience runs out.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // IsMine reports whether the model it was given is the store's own.

@@ -22,6 +22,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -92,7 +93,7 @@ func medianPut(ref *broker.Ref, mir *cache.Mirror[string, Item], key string) (ti
 // never held back.)
 func TestHostileSubscriptionFlood(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	const maxExports, attempts = 200, 2000
 	st := newStore()
 	require.NoError(t, st.m.Set("a", Item{Name: "a", Count: 1}))
@@ -221,9 +222,9 @@ func TestHostileSubscriptionFlood(t *testing.T) {
 	// Once the peers are gone, so are their subscriptions.
 	require.NoError(t, deafConn.Close())
 	require.NoError(t, eagerConn.Close())
-	eventually(t, "the hostile peers' subscriptions end", func() bool { return st.m.Subscribers() == 1 })
+	testkit.Eventually(t, "the hostile peers' subscriptions end", func() bool { return st.m.Subscribers() == 1 })
 	n, err := medianPut(good, mir, "after")
 	require.NoError(t, err, "the well-behaved client is still served (median %v)", n)
 	require.NoError(t, mir.Close())
-	eventually(t, "no subscriber is left", func() bool { return st.m.Subscribers() == 0 })
+	testkit.Eventually(t, "no subscriber is left", func() bool { return st.m.Subscribers() == 0 })
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -52,10 +53,9 @@ type fanOut struct {
 }
 
 func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore(cache.WithLogSize(1024))
 	s := startServer(t, st)
-	var conns []*broker.Conn
 	var stores []*broker.Ref
 	for i := 0; i < 10; i++ {
 		c, err := broker.Dial(ctx, "tcp", s.addr)
@@ -63,7 +63,6 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		t.Cleanup(func() { c.Close() })
 		r, err := broker.Call[*broker.Ref](ctx, c.Root(), "Lookup", "store")
 		require.NoError(t, err)
-		conns = append(conns, c)
 		stores = append(stores, r)
 	}
 	var stuck *stuckObserver
@@ -105,7 +104,7 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 	}
 	writes := time.Since(start)
 	for _, m := range all {
-		eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
+		testkit.Eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
 	}
 	// Latency: a paced writer (about 500 changes/s), every 10th change
 	// timed until each mirror's watcher sees it.
@@ -120,7 +119,7 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		time.Sleep(2 * time.Millisecond)
 	}
 	for _, m := range all {
-		eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
+		testkit.Eventually(t, "mirrors catch up", func() bool { return m.Version() == st.m.Version() })
 	}
 	runtime.GC()
 	var ms runtime.MemStats
@@ -129,7 +128,7 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		// The stalled subscriber kept only a cursor: when it moves again
 		// it is far behind the log and gets a snapshot, not the backlog.
 		close(stuck.gate)
-		eventually(t, "the stalled subscriber's next batch", func() bool {
+		testkit.Eventually(t, "the stalled subscriber's next batch", func() bool {
 			stuck.mu.Lock()
 			defer stuck.mu.Unlock()
 			return len(stuck.batches) >= 3
@@ -203,7 +202,7 @@ func TestSlowWatcherIsCoalesced(t *testing.T) {
 	}
 	m.Delete("k3")
 	close(gate)
-	eventually(t, "the watcher catches up", func() bool {
+	testkit.Eventually(t, "the watcher catches up", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) > 0 && seen[len(seen)-1].Version == m.Version()
@@ -229,7 +228,7 @@ func TestSlowWatcherIsCoalesced(t *testing.T) {
 // map and against a mirror of it; both print the same events.
 func TestSameWatcherLocalAndRemote(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	s := startServer(t, st)
 	cl := connect(t, s.addr)

@@ -2,8 +2,8 @@ package cache_test
 
 import (
 	"context"
-	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +11,8 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -33,17 +35,10 @@ func (g *guardedWatcher) Follow(ctx context.Context, m *cache.Mirror[string, int
 // the caller's model alive.
 func TestRefusedCallsMirrorNothing(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	g := &guardedWatcher{}
-	srv := broker.NewServer(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	c, err := broker.Dial(ctx, "tcp", ln.Addr().String(), broker.WithName("agent")) // announced, not verified
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close(); <-c.Done() })
+	srv, addr := brokertest.Serve(t, g)
+	c := brokertest.Dial(t, addr, broker.WithName("agent")) // announced, not verified
 
 	model := cache.NewMap[string, int]()
 	require.NoError(t, model.Set("admin", 1))
@@ -53,6 +48,6 @@ func TestRefusedCallsMirrorNothing(t *testing.T) {
 	}
 	assert.Equal(t, 0, g.ran)
 	assert.Equal(t, 0, srv.Stats().Mirrors, "the server mirrors nothing of the refused caller's")
-	eventually(t, "the model's feed is released", func() bool { return c.Stats().Exports == 0 })
+	testkit.Eventually(t, "the model's feed is released", func() bool { return c.Stats().Exports == 0 })
 	assert.Equal(t, 0, model.Subscribers())
 }

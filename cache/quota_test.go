@@ -3,12 +3,14 @@ package cache_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestSubscriptionQuota: a server holds at most n subscriptions to its
@@ -19,7 +21,7 @@ import (
 // more; another connection has its own quota.
 func TestSubscriptionQuota(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	const quota = 4
 	st := newStore()
 	require.NoError(t, st.m.Set("a", Item{Name: "a", Count: 1}))
@@ -60,7 +62,7 @@ func TestSubscriptionQuota(t *testing.T) {
 	// Releasing one makes room for one (the Release travels to the server
 	// on its own, so the new Subscribe may have to be tried again).
 	subs[0].Release()
-	eventually(t, "room for a subscription", func() bool {
+	testkit.Eventually(t, "room for a subscription", func() bool {
 		sub, err := subscribe(feed)
 		if err != nil {
 			return false
@@ -89,5 +91,5 @@ func TestSubscriptionQuota(t *testing.T) {
 	for _, sub := range subs {
 		sub.Release()
 	}
-	eventually(t, "the released subscriptions end", func() bool { return st.m.Subscribers() == quota })
+	testkit.Eventually(t, "the released subscriptions end", func() bool { return st.m.Subscribers() == quota })
 }

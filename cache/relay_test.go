@@ -13,6 +13,7 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remote"
 )
 
@@ -55,7 +56,7 @@ func TestRelayHoldsOneUpstreamSubscription(t *testing.T) {
 
 	// Read-your-writes through the relay: a call that changed the model
 	// returns after every mirror on the caller's connection holds it.
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	ref, err := clients[0].Registry().Lookup(ctx, "store")
 	require.NoError(t, err)
 	require.NoError(t, ref.Call(ctx, "Put", nil, "ryw", 42))
@@ -86,7 +87,7 @@ func TestRelayHoldsOneUpstreamSubscription(t *testing.T) {
 		r.waitStale(t, false)
 	}
 	for _, m := range mirrors {
-		eventually(t, "downstream catches up", func() bool { return m.Version() == c.st.m.Version() })
+		testkit.Eventually(t, "downstream catches up", func() bool { return m.Version() == c.st.m.Version() })
 		requireEqualModel(t, c.st.m, m)
 	}
 	require.Zero(t, downDrops.Load(), "downstream connections stayed up")
@@ -97,7 +98,7 @@ func TestRelayHoldsOneUpstreamSubscription(t *testing.T) {
 	for _, m := range mirrors {
 		require.NoError(t, m.Close())
 	}
-	eventually(t, "the upstream subscription is dropped", func() bool { return c.st.m.Subscribers() == 0 })
+	testkit.Eventually(t, "the upstream subscription is dropped", func() bool { return c.st.m.Subscribers() == 0 })
 }
 
 // TestChaosThreeHops cuts both links of a chain several times (reset and
@@ -152,12 +153,12 @@ func TestChaosThreeHops(t *testing.T) {
 	require.Greater(t, writes, int64(1000))
 
 	for i, m := range mirrors {
-		eventually(t, "mirror catches up", func() bool { return m.Version() == c.st.m.Version() })
+		testkit.Eventually(t, "mirror catches up", func() bool { return m.Version() == c.st.m.Version() })
 		requireEqualModel(t, c.st.m, m)
 		require.False(t, m.Stale(), "mirror %d", i)
 	}
 	for i, r := range recs {
-		eventually(t, "watchers see the last version", func() bool {
+		testkit.Eventually(t, "watchers see the last version", func() bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return r.last == c.st.m.Version()

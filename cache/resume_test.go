@@ -12,6 +12,7 @@ import (
 
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remote"
 )
 
@@ -64,7 +65,7 @@ func (r *recorder) waitStale(t testing.TB, want bool) {
 // lookupMirror gets the store's model as a mirror through cl.
 func lookupMirror(t testing.TB, cl *remote.Client) *cache.Mirror[string, Item] {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st, err := cl.Registry().Lookup(ctx, "store")
 	require.NoError(t, err)
 	var mir *cache.Mirror[string, Item]
@@ -93,7 +94,7 @@ func TestMirrorResumesWithTheChangesItMissed(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		require.NoError(t, st.m.Set(fmt.Sprint("k", i%7), Item{Count: i}))
 	}
-	eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
+	testkit.Eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
 
 	for round, cut := range []func(){p.Reset, func() { p.Blackhole(true) }} {
 		cut()
@@ -106,14 +107,14 @@ func TestMirrorResumesWithTheChangesItMissed(t *testing.T) {
 		st.m.Delete("k1")
 		p.Restore()
 		rec.waitStale(t, false)
-		eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
+		testkit.Eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
 		requireEqualModel(t, st.m, mir)
 		require.False(t, mir.Stale())
 	}
 
 	// Every change was seen once, in order: the watcher saw versions 1..N
 	// without a hole or a repeat (the log covered every outage).
-	eventually(t, "watchers see every change", func() bool {
+	testkit.Eventually(t, "watchers see every change", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return len(rec.events) > 0 && rec.events[len(rec.events)-1].Version == st.m.Version()
@@ -151,11 +152,11 @@ func TestMirrorTooFarBehindGetsSnapshotAndDifferences(t *testing.T) {
 	require.NoError(t, st.m.Set("k2", Item{Count: 2}))
 	p.Restore()
 	rec.waitStale(t, false)
-	eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
+	testkit.Eventually(t, "the mirror catches up", func() bool { return mir.Version() == st.m.Version() })
 	requireEqualModel(t, st.m, mir)
 
 	// The watcher saw the differences only, all at the snapshot's version.
-	eventually(t, "three differences", func() bool {
+	testkit.Eventually(t, "three differences", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return len(rec.events) >= 3
@@ -197,10 +198,10 @@ func TestServerRestartMeansNewEpochAndResync(t *testing.T) {
 	require.NoError(t, st2.m.Set("new", Item{Count: 1}))
 	startServerAt(t, addr, st2)
 	rec.waitStale(t, false)
-	eventually(t, "the mirror follows the new model", func() bool { return mir.Epoch() == st2.m.Epoch() })
+	testkit.Eventually(t, "the mirror follows the new model", func() bool { return mir.Epoch() == st2.m.Epoch() })
 	require.NotEqual(t, oldEpoch, mir.Epoch())
 	requireEqualModel(t, st2.m, mir)
-	eventually(t, "differences delivered", func() bool {
+	testkit.Eventually(t, "differences delivered", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return len(rec.events) >= 11

@@ -14,6 +14,7 @@ import (
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -45,7 +46,7 @@ var feedCalls = 5
 // being idempotent) lost its source.
 func TestResumeWindowNotDefeatedByRepeatedFeedCalls(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	model := cache.NewMap[string, Item]()
 	srv := startPlainServer(t, model)
 	relay := startRelay(t, connect(t, srv.addr))
@@ -64,13 +65,13 @@ func TestResumeWindowNotDefeatedByRepeatedFeedCalls(t *testing.T) {
 	spy := &tokenSpy{}
 	sub, err := broker.Call[*broker.Ref](ctx, pub, "Subscribe", spy, "", uint64(0))
 	require.NoError(t, err)
-	eventually(t, "the token", func() bool { return spy.tok.Load() != nil })
+	testkit.Eventually(t, "the token", func() bool { return spy.tok.Load() != nil })
 	tok := *spy.tok.Load()
 
 	// The victim's link dies (the relay notices: away = 1).
 	down.Refuse(true)
 	down.Reset()
-	eventually(t, "stale", mir.Stale)
+	testkit.Eventually(t, "stale", mir.Stale)
 	time.Sleep(time.Second) // the relay's dead-peer timeout
 	// The other subscriber presents the token a few times, then leaves cleanly.
 	for i := 0; i < feedCalls; i++ {
@@ -88,7 +89,7 @@ func TestResumeWindowNotDefeatedByRepeatedFeedCalls(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		require.NoError(t, model.Set(fmt.Sprint("k", i), Item{Count: i}))
 	}
-	eventually(t, "the victim resumes or is lost", func() bool {
+	testkit.Eventually(t, "the victim resumes or is lost", func() bool {
 		return lost.Load() > 0 || (!mir.Stale() && mir.Version() == model.Version())
 	})
 	require.Zero(t, lost.Load(), "victim lost: %v", mir.Err())

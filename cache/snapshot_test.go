@@ -20,6 +20,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -51,7 +52,7 @@ type silentCost struct {
 // its goroutine stacks) per subscription, measured after a full garbage
 // collection once every subscriber has received its first batch.
 func measureSilentSubscribers(t *testing.T, entries, subs int) silentCost {
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	st := newStore()
 	for i := 0; i < entries; i++ {
 		k := fmt.Sprintf("key-%06d", i)
@@ -72,17 +73,17 @@ func measureSilentSubscribers(t *testing.T, entries, subs int) silentCost {
 	// One subscription first, so that what every connection allocates
 	// once (streams, buffers, pools) is in the baseline.
 	subscribe()
-	eventually(t, "the first silent subscriber's batch", func() bool { return obs.applies.Load() == 1 })
+	testkit.Eventually(t, "the first silent subscriber's batch", func() bool { return obs.applies.Load() == 1 })
 	before := liveMemory()
 	for i := 0; i < subs; i++ {
 		subscribe()
 	}
-	eventually(t, "every silent subscriber's first batch", func() bool { return obs.applies.Load() == int64(subs+1) })
+	testkit.Eventually(t, "every silent subscriber's first batch", func() bool { return obs.applies.Load() == int64(subs+1) })
 	after := liveMemory()
 	require.Equal(t, subs+1, st.m.Subscribers())
 	runtime.KeepAlive(held)
 	require.NoError(t, conn.Close())
-	eventually(t, "the silent subscriptions end with their connection", func() bool { return st.m.Subscribers() == 0 })
+	testkit.Eventually(t, "the silent subscriptions end with their connection", func() bool { return st.m.Subscribers() == 0 })
 	return silentCost{
 		heap:  (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / float64(subs),
 		stack: (float64(after.StackInuse) - float64(before.StackInuse)) / float64(subs),
@@ -406,7 +407,7 @@ func (w *writer) changes(t testing.TB, n int) {
 // lets the observer go on, and returns it once it holds the model's
 // version, with the model's entries.
 func gatedSnapshot(t *testing.T, feed *broker.Ref, m *cache.Map[string, Item], during func()) *gatedObserver {
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	obs := newGatedObserver()
 	var sub *broker.Ref
 	require.NoError(t, feed.Call(ctx, "Subscribe", &sub, obs, "", uint64(0)))
@@ -414,7 +415,7 @@ func gatedSnapshot(t *testing.T, feed *broker.Ref, m *cache.Map[string, Item], d
 	<-obs.first
 	during()
 	close(obs.gate)
-	eventually(t, "the gated observer holds the model's version", func() bool {
+	testkit.Eventually(t, "the gated observer holds the model's version", func() bool {
 		obs.mu.Lock()
 		defer obs.mu.Unlock()
 		return obs.err != nil || (obs.m.snap == nil && obs.m.version == m.Version())
@@ -480,7 +481,7 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 		return gatedSnapshot(t, ownerFeed(t, c.relay), st.m, func() {
 			for done := 0; done < n; done += 500 {
 				w.changes(t, min(500, n-done))
-				eventually(t, "the relay's mirror catches up", func() bool { return witness.Version() == st.m.Version() })
+				testkit.Eventually(t, "the relay's mirror catches up", func() bool { return witness.Version() == st.m.Version() })
 			}
 		})
 	}
@@ -555,7 +556,7 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 			}
 			seen := map[at]bool{}
 			state, next := x.base, 0
-			eventually(t, fmt.Sprintf("mirror %d's events reach the model's state", i), func() bool {
+			testkit.Eventually(t, fmt.Sprintf("mirror %d's events reach the model's state", i), func() bool {
 				x.rec.mu.Lock()
 				defer x.rec.mu.Unlock()
 				for ; next < len(x.rec.events); next++ {
@@ -588,7 +589,7 @@ const feedLogSize = 4096
 // ownerFeed returns a reference to the feed of the store's model that s
 // publishes (the model's own, or a relay's mirror of it).
 func ownerFeed(t *testing.T, s *server) *broker.Ref {
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
 	_, store := dialStore(t, s)
 	var feed *broker.Ref
 	require.NoError(t, store.Call(ctx, "Model", &feed))
@@ -599,7 +600,7 @@ func ownerFeed(t *testing.T, s *server) *broker.Ref {
 // connectPatient is connect with the default dead-peer timeout.
 func connectPatient(t testing.TB, addr string) *remote.Client {
 	t.Helper()
-	cl, err := remote.Connect(testCtx(t), "tcp", addr,
+	cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr,
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })

@@ -19,6 +19,7 @@ import (
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 func TestCallsConvertArgumentsAndResults(t *testing.T) {
@@ -286,7 +287,7 @@ func TestModelsComeAsSnapshots(t *testing.T) {
 		map[string]any{"key": "cake", "value": 1.0},
 		map[string]any{"key": "tea", "value": 3.0},
 	}, snap["entries"])
-	eventuallyTrue(t, "the snapshot's subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
+	testkit.Eventually(t, "the snapshot's subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
 }
 
 func TestOutageGivesAClearErrorThenRecovers(t *testing.T) {
@@ -305,7 +306,7 @@ func TestOutageGivesAClearErrorThenRecovers(t *testing.T) {
 	assert.Contains(t, msg, "the gateway")
 
 	e.proxy.Refuse(false)
-	eventuallyTrue(t, "calls work again", func() bool {
+	testkit.Eventually(t, "calls work again", func() bool {
 		return e.call(t, "shop.Add", 1, 2)["result"] == 3.0
 	})
 }
@@ -319,17 +320,6 @@ func TestTimeoutIsItsOwnError(t *testing.T) {
 	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2))
 }
 
-func eventuallyTrue(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestBlackHoledLinkFailsWithinTheDeadPeerTimeout(t *testing.T) {
 	leakcheck.Check(t)
 	e := newEnv(t, nil) // dead-peer timeout 500 ms, gateway timeout 30 s
@@ -339,7 +329,7 @@ func TestBlackHoledLinkFailsWithinTheDeadPeerTimeout(t *testing.T) {
 	code, msg, _ := e.failure(t, "shop.Add", 1, 2)
 	assert.Equal(t, gateway.CodeUnavailable, code, "the link is found dead, not the gateway's timeout: %s", msg)
 	e.proxy.Restore()
-	eventuallyTrue(t, "calls work again", func() bool {
+	testkit.Eventually(t, "calls work again", func() bool {
 		return e.call(t, "shop.Add", 1, 2)["result"] == 3.0
 	})
 }
@@ -351,7 +341,7 @@ func TestWatchFollowsAModelAcrossAnOutage(t *testing.T) {
 	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	require.NoError(t, e.shop.model.Set("a", 1))
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, time.Minute))
 	events := make(chan gateway.Event, 100)
 	done := make(chan error, 1)
 	go func() {
@@ -404,7 +394,7 @@ func TestWatchFollowsAModelAcrossAnOutage(t *testing.T) {
 	assert.ElementsMatch(t, []string{`delete v2 "c"`, `set v2 "z"`}, got, "b is the same in both")
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
-	eventuallyTrue(t, "the subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
+	testkit.Eventually(t, "the subscription is dropped", func() bool { return e.shop.model.Subscribers() == 0 })
 }
 
 func TestReviewedEdges(t *testing.T) {
@@ -454,11 +444,11 @@ func TestReviewedEdges(t *testing.T) {
 
 	// A closed gateway says so, in a way errors.Is sees.
 	require.NoError(t, e.gw.Close())
-	_, err = e.gw.Call(testCtx(t), "shop.Add", []byte(`[1,2]`))
+	_, err = e.gw.Call(testkit.Ctx(t, time.Minute), "shop.Add", []byte(`[1,2]`))
 	assert.ErrorIs(t, err, gateway.ErrClosed)
-	_, err = e.gw.Describe(testCtx(t), "shop")
+	_, err = e.gw.Describe(testkit.Ctx(t, time.Minute), "shop")
 	assert.ErrorIs(t, err, gateway.ErrClosed)
-	err = e.gw.Watch(testCtx(t), "shop.Model", nil, func(gateway.Event) {})
+	err = e.gw.Watch(testkit.Ctx(t, time.Minute), "shop.Model", nil, func(gateway.Event) {})
 	assert.ErrorIs(t, err, gateway.ErrClosed)
 }
 
@@ -472,7 +462,7 @@ func TestSlowWatcherGetsASnapshot(t *testing.T) {
 	// falls behind the log into a resync), so only the gateway's bound
 	// keeps them from piling up.
 	e.shop.model = cache.NewMap[string, int](cache.WithLogSize(10000))
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, time.Minute))
 	defer cancel()
 	first, release := make(chan struct{}), make(chan struct{})
 	events := make(chan gateway.Event, 20000)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -21,16 +20,12 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
 )
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // Point is a Copyable that travels as an array.
 type Point struct {
@@ -158,7 +153,7 @@ func newEnv(t testing.TB, srvOpts []broker.Option, opts ...gateway.Option) *env 
 // in front of the gateway.
 func (e *env) connect(t testing.TB, addr string, opts ...gateway.Option) *env {
 	var err error
-	e.cl, err = remote.Connect(testCtx(t), "tcp", addr,
+	e.cl, err = remote.Connect(testkit.Ctx(t, time.Minute), "tcp", addr,
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}),
 		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
 	require.NoError(t, err)
@@ -177,19 +172,14 @@ func startShop(t testing.TB, s *shop, opts ...broker.Option) string {
 	t.Helper()
 	reg := registry.New()
 	require.NoError(t, reg.Register("shop", s))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(reg, opts...)
-	served := make(chan struct{})
-	go func() { defer close(served); srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-served })
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, reg, opts...)
+	return addr
 }
 
 // post sends body and returns the status and the decoded response.
 func (e *env) post(t *testing.T, body string, header ...string) (int, any) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, e.http.URL, bytes.NewBufferString(body))
+	req, err := http.NewRequestWithContext(testkit.Ctx(t, time.Minute), http.MethodPost, e.http.URL, bytes.NewBufferString(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {

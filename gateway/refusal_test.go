@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +12,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestUpstreamRefusalIsNotAnOutage: when the server refuses the gateway's
@@ -24,7 +26,7 @@ func TestUpstreamRefusalIsNotAnOutage(t *testing.T) {
 	addr := startShop(t, newShop(), broker.WithToken("right"))
 	e := (&env{shop: newShop()}).connect(t, addr)
 
-	_, err := e.gw.Call(testCtx(t), "shop.Add", json.RawMessage(`[1, 2]`))
+	_, err := e.gw.Call(testkit.Ctx(t, time.Minute), "shop.Add", json.RawMessage(`[1, 2]`))
 	require.ErrorIs(t, err, broker.ErrAuthFailed)
 	var ge *gateway.Error
 	require.True(t, errors.As(err, &ge))

@@ -2,7 +2,6 @@ package registry_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -61,6 +61,19 @@ func TestRegisterRefusesMistakes(t *testing.T) {
 	}
 	assert.Empty(t, reg.Names(), "nothing was registered")
 	require.NoError(t, reg.Register("m", &accounts{}))
+}
+
+// TestRegisterRefusesANilPointer: registering a pointer that was never
+// set (var svc *accounts; reg.Register("m", svc)) is a mistake found at
+// registration, matching broker.ErrNotCallable and saying what to publish;
+// it used to be accepted and then every call panicked on the nil receiver.
+func TestRegisterRefusesANilPointer(t *testing.T) {
+	reg := registry.New()
+	var svc *accounts
+	err := reg.Register("m", svc)
+	require.ErrorIs(t, err, broker.ErrNotCallable)
+	assert.EqualError(t, err, `tether: registering "m": a nil *registry_test.accounts has nothing to call: publish a value (&registry_test.accounts{...})`)
+	assert.Empty(t, reg.Names())
 }
 
 // TestRegistriesAndRelaysRegister checks that registries publish fine: a
@@ -121,14 +134,6 @@ func TestRegistriesAndRelaysRegister(t *testing.T) {
 // serve publishes root on a loopback port until the end of the test.
 func serve(t *testing.T, root any) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(root)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
-		require.ErrorIs(t, <-done, broker.ErrServerClosed)
-	})
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, root)
+	return addr
 }

@@ -2,7 +2,6 @@ package registry_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -11,6 +10,8 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -48,16 +49,9 @@ func TestRemote(t *testing.T) {
 	leakcheck.Check(t)
 	reg := registry.New()
 	require.NoError(t, reg.Register("users", &users{}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(reg)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := broker.Dial(ctx, "tcp", ln.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(); <-conn.Done() })
+	_, addr := brokertest.Serve(t, reg)
+	conn := brokertest.Dial(t, addr)
+	ctx := testkit.Ctx(t, 10*time.Second)
 
 	// Lookup hands out the manager by reference although it does not embed
 	// Referenceable.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 func TestBackoffShape(t *testing.T) {
@@ -91,7 +92,7 @@ func TestDialLoopBacksOffAndStartsOverAfterSuccess(t *testing.T) {
 	// The server comes up; when the wait ends the next attempt succeeds.
 	s := startServer(t, addr, publish(t, newUsers("x")))
 	pending <- time.Now()
-	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
 
 	// The link stays up for the backoff period (6 failures: the cap): it
 	// is steady.
@@ -134,7 +135,7 @@ func TestShortLinkDoesNotResetBackoff(t *testing.T) {
 	pending := <-clk.timers
 	s := startServer(t, addr, publish(t, newUsers("x")))
 	pending <- time.Now() // after 40 ms: connects
-	require.NoError(t, cl.WaitConnected(testCtx(t)))
+	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
 	<-clk.timers // the steady timer, never fired: the link is short
 
 	s.stop()
@@ -145,4 +146,15 @@ func TestShortLinkDoesNotResetBackoff(t *testing.T) {
 	c, d := tr.counts()
 	assert.Equal(t, 1, c)
 	assert.Equal(t, 1, d)
+}
+
+// TestRefusalWaitsTheCapWithAConstantBackoff: with Multiplier 1 (a
+// constant backoff, Initial below Max) a refused attempt waits Max as
+// documented. It waited Initial, after a loop of 2^30 multiplications by
+// 1 (about a second of CPU per refusal) that never reached the cap.
+func TestRefusalWaitsTheCapWithAConstantBackoff(t *testing.T) {
+	mid := func() float64 { return 0.5 } // no jitter
+	b := Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 1}.withDefaults()
+	assert.Equal(t, 20*time.Millisecond, b.delay(5, mid), "a failed attempt waits Initial")
+	assert.Equal(t, 200*time.Millisecond, b.delay(atCap, mid), "a refused one waits Max")
 }

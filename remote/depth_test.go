@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +12,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -54,7 +56,7 @@ func (*depths) Take(v any) (int, error)             { return levels(v), nil }
 // one level more fails with ErrTooDeep, and no connection on the way drops.
 func TestRelayAcceptsWhatADirectPeerAccepts(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	reg := registry.New()
 	require.NoError(t, reg.Register("depths", &depths{}))
 	upstream := startServer(t, "127.0.0.1:0", reg)

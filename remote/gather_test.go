@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -36,23 +37,18 @@ func (a *agent) Status(ctx context.Context) (string, error) {
 // timeout, and the 3 fail with it.
 func TestGatherTakesResultsAsTheyCome(t *testing.T) {
 	leakcheck.Check(t)
-	srv := broker.NewServer(newUsers("hub"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
+	srv, srvAddr := brokertest.Serve(t, newUsers("hub"))
 
-	hole, err := faultnet.New(ln.Addr().String())
+	hole, err := faultnet.New(srvAddr)
 	require.NoError(t, err)
 	t.Cleanup(func() { hole.Close() })
 	for i := 0; i < 10; i++ {
-		addr := ln.Addr().String()
+		addr := srvAddr
 		if i == 9 {
 			addr = hole.Addr()
 		}
 		a := &agent{name: fmt.Sprintf("agent-%d", i), slow: i == 7 || i == 8}
-		c, err := broker.Dial(testCtx(t), "tcp", addr, broker.WithName(a.name), broker.WithRoot(a))
+		c, err := broker.Dial(testkit.Ctx(t, time.Minute), "tcp", addr, broker.WithName(a.name), broker.WithRoot(a))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close(); <-c.Done() })
 	}

@@ -18,12 +18,6 @@ import (
 	"github.com/tether-go/tether/remoteable"
 )
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // users is the manager most tests publish.
 type users struct {
 	remoteable.Referenceable

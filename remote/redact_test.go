@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,6 +14,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/logbuf"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // logBuffer is a buffer a logger or a running command writes while the
@@ -53,7 +55,7 @@ func startEdge(t *testing.T, up *Client) (*server, *logBuffer) {
 // keeps the whole error, and logs what it withheld at debug level.
 func TestRelayErrorsNameTheHopNotItsAddresses(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	upAddr := ln.Addr().String()
@@ -89,7 +91,7 @@ func TestRelayErrorsNameTheHopNotItsAddresses(t *testing.T) {
 // relay and the server it lost, by its announced name, and no address.
 func TestRelayErrorsAfterTheUpstreamStops(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	u := newUsers("origin")
 	origin := startServer(t, "127.0.0.1:0", publish(t, u), broker.WithName("origin"))
 	up := connect(t, origin.addr)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/signals"
 )
 
@@ -112,7 +113,7 @@ func TestVersionMismatchIsRefused(t *testing.T) {
 	leakcheck.Check(t)
 	addr := futureServer(t)
 	cl := connect(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	_, err := cl.Registry().Lookup(ctx, "users")
 	require.ErrorIs(t, err, broker.ErrVersionMismatch)
 	assert.NotErrorIs(t, err, ErrDisconnected)
@@ -179,7 +180,7 @@ func TestTLSVerificationFailureIsRefused(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithTLS(&tls.Config{Certificates: []tls.Certificate{srvCert}}))
 	other := x509.NewCertPool() // trusts nothing the server has
 	cl := connect(t, s.addr, WithBroker(broker.WithTLS(&tls.Config{RootCAs: other})))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	_, err := cl.Registry().Lookup(WaitForLink(ctx), "users")
 	require.ErrorIs(t, err, broker.ErrAuthFailed)
 	var ce *tls.CertificateVerificationError
@@ -226,7 +227,7 @@ func acceptThenDrop(t *testing.T, hold time.Duration) {
 	// out for 50, 100 and 200 ms; from the third on each wait is the cap,
 	// 200 ms ±20%: links come up at least 160 ms apart. Without the rule,
 	// a new link every few milliseconds.
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	for len(connected()) < 8 {
 		require.NoError(t, ctx.Err(), "the client stopped redialling")
 		time.Sleep(time.Millisecond)
@@ -267,7 +268,7 @@ func TestRefusedRelayTellsItsPeers(t *testing.T) {
 	leakcheck.Check(t)
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")), broker.WithToken("not-r"))
 	down := connect(t, startRelay(t, s.addr, nil)) // the relay sends token "r"
-	_, err := down.Registry().Lookup(testCtx(t), "users")
+	_, err := down.Registry().Lookup(testkit.Ctx(t, time.Minute), "users")
 	require.ErrorIs(t, err, broker.ErrAuthFailed)
 	assert.Contains(t, err.Error(), `the relay was refused by its server`)
 	assert.NotContains(t, err.Error(), s.addr)

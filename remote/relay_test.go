@@ -14,6 +14,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/faultnet"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -52,7 +53,7 @@ func startChain(t *testing.T, relayRoot func(up *Client) any) *chain {
 func TestThreeHopsSurviveTheMiddleLinkCut(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	require.NoError(t, ch.client.WaitConnected(ctx))
 	clientTr := watch(ch.client)
 
@@ -92,7 +93,7 @@ func TestThreeHopsSurviveTheMiddleLinkCut(t *testing.T) {
 func TestRelayedReferenceThatCannotBeReplayedFailsPromptly(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	var opened *Ref
@@ -116,7 +117,7 @@ func TestRelayedReferenceThatCannotBeReplayedFailsPromptly(t *testing.T) {
 func TestCallbacksAcrossTheRelay(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	l := &listener{heard: make(chan string, 1)}
@@ -129,7 +130,7 @@ func TestCallbacksAcrossTheRelay(t *testing.T) {
 func TestValuesPassThroughTheRelayIntact(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	card := Card{Holder: "alice", Limit: 500, Issued: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
@@ -145,7 +146,7 @@ func TestValuesPassThroughTheRelayIntact(t *testing.T) {
 func TestDeadlinesAndCancellationTravelThroughTheRelay(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	cctx, cancel := context.WithCancel(ctx)
@@ -178,7 +179,7 @@ func TestRelayMixesLocalAndUpstreamManagers(t *testing.T) {
 		require.NoError(t, reg.Register("local", newUsers("relay")))
 		return reg
 	})
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	names, err := ch.client.Registry().List(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"local", "users"}, names)
@@ -212,7 +213,7 @@ func TestRelayMixesLocalAndUpstreamManagers(t *testing.T) {
 func TestRelayReleasesUpstreamWhenDownstreamDoes(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(ch.server.srv.Conns()) == 1 }, 5*time.Second, time.Millisecond)
@@ -240,7 +241,7 @@ func TestRelayReleasesUpstreamWhenDownstreamDoes(t *testing.T) {
 func TestUpstreamLinkLostDuringARelayedCall(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	res := make(chan error, 1)

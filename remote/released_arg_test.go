@@ -3,12 +3,14 @@ package remote
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -25,7 +27,7 @@ func (ownerAsker) OwnerOf(ctx context.Context, a *broker.Ref) (string, error) {
 // always fails: the third party's calls on it obtain the target again.
 func TestReleasedWrapperPassedOnStillWorks(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	a := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")))
 	b := startServer(t, "127.0.0.1:0", ownerAsker{})
 	users, err := connect(t, a.addr).Registry().Lookup(ctx, "users")

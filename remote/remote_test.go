@@ -11,6 +11,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -45,7 +46,7 @@ func TestWrapperSurvivesOutages(t *testing.T) {
 			p.proxy = proxyTo(t, p.server.addr)
 			cl := connect(t, p.proxy.Addr())
 			tr := watch(cl)
-			ctx := testCtx(t)
+			ctx := testkit.Ctx(t, time.Minute)
 			require.NoError(t, cl.WaitConnected(ctx))
 			c0, d0 := tr.counts()
 			require.LessOrEqual(t, c0, 1)
@@ -109,7 +110,7 @@ func TestCallWaitsForDialInProgressButNotForBackoff(t *testing.T) {
 	defer cl.Close()
 	assert.Equal(t, Connecting, cl.State())
 	// The first call waits for the first dial attempt.
-	users, err := cl.Registry().Lookup(testCtx(t), "users")
+	users, err := cl.Registry().Lookup(testkit.Ctx(t, time.Minute), "users")
 	require.NoError(t, err)
 	p.SetDelay(0)
 
@@ -117,11 +118,11 @@ func TestCallWaitsForDialInProgressButNotForBackoff(t *testing.T) {
 	p.Refuse(true)
 	p.Reset()
 	waitState(t, cl, Waiting)
-	_, err = broker.Call[string](testCtx(t), users, "Get", "a")
+	_, err = broker.Call[string](testkit.Ctx(t, time.Minute), users, "Get", "a")
 	assert.ErrorIs(t, err, ErrDisconnected)
 	waited := make(chan error, 1)
 	go func() {
-		_, err := broker.Call[string](WaitForLink(testCtx(t)), users, "Get", "a")
+		_, err := broker.Call[string](WaitForLink(testkit.Ctx(t, time.Minute)), users, "Get", "a")
 		waited <- err
 	}()
 	select {
@@ -149,7 +150,7 @@ func TestInFlightCallsAreRepeatedOnlyWhenIdempotent(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, u))
 	p := proxyTo(t, s.addr)
 	cl := connect(t, p.Addr())
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 
@@ -189,7 +190,7 @@ func TestDerivedReferencesReplayOnlyIdempotentCalls(t *testing.T) {
 	leakcheck.Check(t)
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("first")))
 	cl := connect(t, s.addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 
@@ -205,7 +206,7 @@ func TestDerivedReferencesReplayOnlyIdempotentCalls(t *testing.T) {
 
 	s.stop()
 	waitState(t, cl, Waiting)
-	s = startServer(t, s.addr, publish(t, newUsers("second")))
+	startServer(t, s.addr, publish(t, newUsers("second")))
 	require.NoError(t, cl.WaitConnected(ctx))
 
 	owner, err = broker.Call[string](ctx, replayable, "Owner")
@@ -220,7 +221,7 @@ func TestRegistryLookupErrors(t *testing.T) {
 	leakcheck.Check(t)
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")))
 	cl := connect(t, s.addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	_, err := cl.Registry().Lookup(ctx, "nobody")
 	assert.ErrorIs(t, err, registry.ErrNotFound)
 	a, err := cl.Registry().Lookup(ctx, "users")
@@ -242,11 +243,11 @@ func TestConnectFailsOnlyOnBadOptions(t *testing.T) {
 	cl, err := Connect(context.Background(), "tcp", "127.0.0.1:1", fast()...) // nothing listens there
 	require.NoError(t, err)
 	waitState(t, cl, Waiting)
-	_, err = cl.Registry().Lookup(testCtx(t), "users")
+	_, err = cl.Registry().Lookup(testkit.Ctx(t, time.Minute), "users")
 	assert.ErrorIs(t, err, ErrDisconnected)
 	require.NoError(t, cl.Close())
 	require.NoError(t, cl.Close())
-	assert.True(t, errors.Is(cl.WaitConnected(testCtx(t)), broker.ErrClosed))
+	assert.True(t, errors.Is(cl.WaitConnected(testkit.Ctx(t, time.Minute)), broker.ErrClosed))
 }
 
 // TestWrapperPassedHomeIsTheOwnersObject: a wrapper given back as an
@@ -258,7 +259,7 @@ func TestWrapperPassedHomeIsTheOwnersObject(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, u))
 	p := proxyTo(t, s.addr)
 	cl := connect(t, p.Addr())
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	var acct *Ref
@@ -282,7 +283,7 @@ func TestClientStatsCountReconnects(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("x")))
 	p := proxyTo(t, s.addr)
 	cl := connect(t, p.Addr())
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	require.NoError(t, cl.WaitConnected(ctx))
 	st := cl.Stats()
 	assert.Equal(t, "connected", st.State)

@@ -2,14 +2,16 @@ package remote
 
 import (
 	"context"
-	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -38,13 +40,8 @@ func startRelay(t *testing.T, upstream string, tokens map[string]string) string 
 	if tokens != nil {
 		opts = append(opts, broker.WithAuthenticator(broker.Tokens(tokens)))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(up.Registry(), opts...)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, up.Registry(), opts...)
+	return addr
 }
 
 // TestRelayIsNoConfusedDeputy is the scenario: upstream guards
@@ -52,7 +49,7 @@ func startRelay(t *testing.T, upstream string, tokens map[string]string) string 
 // cannot call it through the relay unless the upstream admits it too.
 func TestRelayIsNoConfusedDeputy(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	v := &vault{allowed: []string{"relay"}, seen: make(chan remoteable.Peer, 4)}
 	s := startServer(t, "127.0.0.1:0", publish(t, v), broker.WithAuthenticator(broker.Tokens(map[string]string{"relay": "r"})))
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestWaitForLinkWaitsForTheRelaysUpstream: client → relay → server, with
@@ -22,7 +23,7 @@ import (
 func TestWaitForLinkWaitsForTheRelaysUpstream(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := ch.client.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 	got, err := broker.Call[string](ctx, users, "Get", "before")
@@ -90,7 +91,7 @@ func TestWaitForLinkWaitsForTheRelaysUpstream(t *testing.T) {
 func TestWaitForLinkLookupThroughARelay(t *testing.T) {
 	leakcheck.Check(t)
 	ch := startChain(t, nil)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	require.NoError(t, ch.client.WaitConnected(ctx))
 	require.NoError(t, ch.up.WaitConnected(ctx))
 	ch.link.Refuse(true)
@@ -129,7 +130,7 @@ func TestConnectionLostNamesTheCall(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, u), broker.WithName("origin"))
 	p := proxyTo(t, s.addr)
 	cl := connect(t, p.Addr())
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
 

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -26,16 +25,7 @@ func TestLsShowsSkippedMethods(t *testing.T) {
 	leakcheck.Check(t)
 	reg := registry.New()
 	require.NoError(t, reg.Register("inventory", &inventory{}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(reg)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
-		require.ErrorIs(t, <-done, broker.ErrServerClosed)
-	})
-	addr := ln.Addr().String()
+	_, addr := brokertest.Serve(t, reg)
 
 	out, _, code := tether("ls", addr)
 	assert.Equal(t, exitOK, code)

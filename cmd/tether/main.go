@@ -1,22 +1,3 @@
-// Command tether talks to Tether servers from a shell: it serves a demo,
-// lists managers and their methods, calls methods with JSON arguments,
-// watches models change, and runs a JSON-RPC gateway for other languages.
-//
-//	tether serve [-listen addr]
-//	tether ls ADDR [name]
-//	tether call ADDR name.Method [json args...]
-//	tether watch ADDR name.Method [json args...]
-//	tether gateway -upstream ADDR [-listen addr]
-//
-// Run "tether help" or "tether COMMAND -h" for the flags. Exit codes: 0
-// success (and watch, serve and gateway interrupted), 1 the call failed
-// (the method returned an error, or no such manager, method or argument
-// shape), 2 bad usage, 3 a network failure (the server could not be
-// reached or did not answer in time, or the address to listen on is
-// taken), 4 authentication failed (the server, or a server behind a relay,
-// refused credentials: a wrong -token or certificate; or a method returned
-// an error classed unauthenticated), 130 ls or call interrupted.
-// A failed call's status follows its broker.Code.
 package main
 
 import (

@@ -1,10 +1,3 @@
-// Package leakcheck fails a test that leaves goroutines behind.
-//
-// Call Check at the start of a test, before anything it starts: at the end of
-// the test it waits (up to a bound, for goroutines that are already on their
-// way out) and then reports every goroutine that was created during the test
-// and is still running. Tests that use it must not run in parallel with
-// others in the same package.
 package leakcheck
 
 import (
@@ -39,13 +32,6 @@ func Check(t testing.TB) {
 		}
 	})
 }
-
-// Count returns how many goroutines started since the snapshot taken by
-// Snapshot are still running, ignoring the runtime's and testing's own.
-func Count(before map[string]bool) int { return len(since(before)) }
-
-// Snapshot returns the ids of the goroutines running now.
-func Snapshot() map[string]bool { return snapshot() }
 
 var header = regexp.MustCompile(`^goroutine (\d+) `)
 

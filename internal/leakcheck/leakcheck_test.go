@@ -1,8 +1,11 @@
+//go:build go1.25
+
 package leakcheck
 
 import (
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -25,7 +28,16 @@ func (r *recorder) finish() {
 	}
 }
 
+// TestReportsLeakedGoroutine runs in a synctest bubble: Check's wait and
+// the goroutine that ends in time sleep on the bubble's clock, so whether
+// the goroutine ends before Check gives up does not depend on the
+// machine's load.
 func TestReportsLeakedGoroutine(t *testing.T) {
+	synctest.Test(t, reportsLeakedGoroutine)
+}
+
+// reportsLeakedGoroutine is the test's body, run in the bubble.
+func reportsLeakedGoroutine(t *testing.T) {
 	old := Wait
 	Wait = 100 * time.Millisecond
 	defer func() { Wait = old }()

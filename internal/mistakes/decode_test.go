@@ -3,12 +3,14 @@ package mistakes
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // TestStructsFitByFieldName checks guide §1's decoding rules on a real
@@ -19,7 +21,9 @@ func TestStructsFitByFieldName(t *testing.T) {
 	leakcheck.Check(t)
 	e := start(t)
 	shop := e.lookup(t, "shop")
-	move := func(arg any) (Point, error) { return broker.Call[Point](ctx(t), shop, "Move", arg) }
+	move := func(arg any) (Point, error) {
+		return broker.Call[Point](testkit.Ctx(t, 20*time.Second), shop, "Move", arg)
+	}
 
 	p, err := move(struct{ X, Y, Z int }{1, 2, 3})
 	require.NoError(t, err, "an extra field is skipped")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +12,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -32,17 +34,17 @@ func TestAMirrorGoingHome(t *testing.T) {
 	addr := serveRegistry(t, reg)
 	_, lib := dialManager(t, addr, "library")
 	var books *cache.Mirror[string, int]
-	require.NoError(t, lib.Call(ctx(t), "Books", &books))
+	require.NoError(t, lib.Call(testkit.Ctx(t, 20*time.Second), "Books", &books))
 	defer books.Close()
 
-	same, err := broker.Call[bool](ctx(t), lib, "Same", books)
+	same, err := broker.Call[bool](testkit.Ctx(t, 20*time.Second), lib, "Same", books)
 	require.NoError(t, err)
 	assert.True(t, same, "a mirror passed home is not the model into *cache.Map")
-	same, err = broker.Call[bool](ctx(t), lib, "SameAny", books)
+	same, err = broker.Call[bool](testkit.Ctx(t, 20*time.Second), lib, "SameAny", books)
 	require.NoError(t, err)
 	assert.True(t, same, "a mirror passed home is not the model into any")
 
-	err = lib.Call(ctx(t), "Wrong", nil, books)
+	err = lib.Call(testkit.Ctx(t, 20*time.Second), "Wrong", nil, books)
 	assert.ErrorIs(t, err, broker.ErrBadArguments)
 	assert.Equal(t, broker.InvalidArgument, broker.CodeOf(err))
 	assert.Contains(t, err.Error(), "cache.Map", "the error names the model's type to declare")

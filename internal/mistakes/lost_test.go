@@ -3,6 +3,7 @@ package mistakes
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -10,6 +11,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 )
@@ -35,13 +37,13 @@ func TestARelayPassesALostSourceOn(t *testing.T) {
 	}
 	stop := serve(ln)
 	edge := relayTo(t, addr)
-	cl, err := remote.Connect(ctx(t), "tcp", edge)
+	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", edge)
 	require.NoError(t, err)
 	defer cl.Close()
-	lib, err := cl.Registry().Lookup(ctx(t), "library")
+	lib, err := cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "library")
 	require.NoError(t, err)
 	var books *cache.Mirror[string, int]
-	require.NoError(t, lib.Call(ctx(t), "Books", &books))
+	require.NoError(t, lib.Call(testkit.Ctx(t, 20*time.Second), "Books", &books))
 	defer books.Close()
 	lost := make(chan error, 1)
 	books.Lost.Connect(func(err error) { lost <- err })
@@ -58,7 +60,7 @@ func TestARelayPassesALostSourceOn(t *testing.T) {
 		assert.True(t, books.Stale())
 		v, _ := books.Get("a")
 		assert.Equal(t, 1, v, "a lost mirror keeps its last state")
-	case <-ctx(t).Done():
+	case <-testkit.Ctx(t, 20*time.Second).Done():
 		t.Fatal("the client's mirror never reported its lost source")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -83,24 +84,18 @@ func start(t *testing.T) *env {
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	e := &env{addr: ln.Addr().String(), reg: reg}
-	e.conn, err = broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("s3cret"))
+	e.conn, err = broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, broker.WithToken("s3cret"))
 	require.NoError(t, err)
 	t.Cleanup(func() { e.conn.Close(); <-e.conn.Done() })
-	e.cl, err = remote.Connect(ctx(t), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
+	e.cl, err = remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
 	require.NoError(t, err)
 	t.Cleanup(func() { e.cl.Close() })
 	return e
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
-
 // lookup returns a raw reference to a manager.
 func (e *env) lookup(t *testing.T, name string) *broker.Ref {
-	r, err := broker.Call[*broker.Ref](ctx(t), e.conn.Root(), "Lookup", name)
+	r, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), e.conn.Root(), "Lookup", name)
 	require.NoError(t, err)
 	return r
 }
@@ -118,36 +113,36 @@ func TestMistakes(t *testing.T) {
 	leakcheck.Check(t)
 	mistakes := []mistake{
 		{"a method that does not exist", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Ad", nil, 1, 2)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Ad", nil, 1, 2)
 		}, broker.ErrUnknownMethod, broker.Unimplemented, []string{`"Ad"`}},
 		{"too many arguments", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Add", nil, 1, 2, 3)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Add", nil, 1, 2, 3)
 		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Add takes 2 arguments, got 3"}},
 		{"too few arguments, checked before sending", func(t *testing.T, e *env) error {
-			users, err := e.cl.Registry().Lookup(ctx(t), "shop")
+			users, err := e.cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "shop")
 			require.NoError(t, err)
-			return users.Call(ctx(t), "Add", nil, 1)
+			return users.Call(testkit.Ctx(t, 20*time.Second), "Add", nil, 1)
 		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Add takes 2 arguments, got 1"}},
 		{"an argument of the wrong type", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Add", nil, "one", 2)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Add", nil, "one", 2)
 		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Add", "int"}},
 		{"a reply pointer of the wrong type", func(t *testing.T, e *env) error {
 			var n int
-			return e.lookup(t, "shop").Call(ctx(t), "Name", &n)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Name", &n)
 		}, broker.ErrBadReply, broker.InvalidArgument, []string{"int"}},
 		{"a reply that is not a pointer", func(t *testing.T, e *env) error {
 			var s string
-			return e.lookup(t, "shop").Call(ctx(t), "Name", s)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Name", s)
 		}, broker.ErrBadReply, broker.InvalidArgument, []string{"pointer"}},
 		{"a manager nobody registered", func(t *testing.T, e *env) error {
-			_, err := e.cl.Registry().Lookup(ctx(t), "shops")
+			_, err := e.cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "shops")
 			return err
 		}, registry.ErrNotFound, broker.NotFound, []string{`"shops"`}},
 		{"a name registered twice", func(t *testing.T, e *env) error {
 			return e.reg.Register("shop", &shop{})
 		}, registry.ErrExists, broker.InvalidArgument, []string{`"shop"`}},
 		{"a server-only option given to Dial", func(t *testing.T, e *env) error {
-			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithHandshakeLimits(10, 2))
+			_, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, broker.WithHandshakeLimits(10, 2))
 			return err
 		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithHandshakeLimits", "remove it"}},
 		{"a dial-only option given to a server", func(t *testing.T, e *env) error {
@@ -159,11 +154,11 @@ func TestMistakes(t *testing.T) {
 			return err
 		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithRoot", "remove it"}},
 		{"a negative limit", func(t *testing.T, e *env) error {
-			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithMaxConcurrentCalls(-1))
+			_, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, broker.WithMaxConcurrentCalls(-1))
 			return err
 		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithMaxConcurrentCalls", "positive"}},
 		{"a negative dial timeout on a client", func(t *testing.T, e *env) error {
-			_, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithDialTimeout(-time.Second))
+			_, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, remote.WithDialTimeout(-time.Second))
 			return err
 		}, broker.ErrInvalidOption, broker.InvalidArgument, []string{"WithDialTimeout"}},
 		{"a gateway with a zero timeout", func(t *testing.T, e *env) error {
@@ -185,77 +180,77 @@ func TestMistakes(t *testing.T) {
 			return broker.NewServer(counter{}).Serve(ln)
 		}, broker.ErrNotCallable, broker.InvalidArgument, []string{"publish a pointer"}},
 		{"a wrong token on a lasting client", func(t *testing.T, e *env) error {
-			cl, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithBroker(broker.WithToken("guess")))
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, remote.WithBroker(broker.WithToken("guess")))
 			require.NoError(t, err)
 			defer cl.Close()
-			_, err = cl.Registry().Lookup(ctx(t), "shop")
+			_, err = cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "shop")
 			assert.NotErrorIs(t, err, remote.ErrDisconnected, "a refusal is not an outage")
 			return err
 		}, broker.ErrAuthFailed, broker.Unauthenticated, []string{"authentication failed", "WithToken"}},
 		{"a wrong token", func(t *testing.T, e *env) error {
-			_, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("guess"))
+			_, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, broker.WithToken("guess"))
 			return err
 		}, broker.ErrAuthFailed, broker.Unauthenticated, []string{"authentication failed"}},
 		{"a call on a released reference", func(t *testing.T, e *env) error {
 			r := e.lookup(t, "shop")
 			r.Release()
-			return r.Call(ctx(t), "Name", nil)
+			return r.Call(testkit.Ctx(t, 20*time.Second), "Name", nil)
 		}, broker.ErrReleased, broker.FailedPrecondition, []string{"released"}},
 		{"a call on a reference whose connection closed", func(t *testing.T, e *env) error {
-			c, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("s3cret"))
+			c, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, broker.WithToken("s3cret"))
 			require.NoError(t, err)
-			r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "shop")
+			r, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), c.Root(), "Lookup", "shop")
 			require.NoError(t, err)
 			c.Close()
 			<-c.Done()
-			return r.Call(ctx(t), "Name", nil)
+			return r.Call(testkit.Ctx(t, 20*time.Second), "Name", nil)
 		}, broker.ErrDeadReference, broker.Unavailable, []string{"dead reference"}},
 		{"a call the object's policy refuses", func(t *testing.T, e *env) error {
-			return e.lookup(t, "vault").Call(ctx(t), "Open", nil)
+			return e.lookup(t, "vault").Call(testkit.Ctx(t, 20*time.Second), "Open", nil)
 		}, remoteable.ErrUnverified, broker.Unauthenticated, []string{"Open", "verify peers with mutual TLS or broker.WithAuthenticator"}},
 		{"a handler that panics", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Panic", nil)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Panic", nil)
 		}, broker.ErrPanic, broker.Internal, []string{"Panic"}},
 		{"a value nested too deeply", func(t *testing.T, e *env) error {
 			var v any = 1
 			for range 40 {
 				v = []any{v}
 			}
-			return e.lookup(t, "shop").Call(ctx(t), "Keep", nil, v)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Keep", nil, v)
 		}, broker.ErrTooDeep, broker.InvalidArgument, []string{"flatten"}},
 		{"a result larger than the caller accepts", func(t *testing.T, e *env) error {
-			c, err := broker.Dial(ctx(t), "tcp", e.addr, broker.WithToken("s3cret"), broker.WithMaxMessageSize(4096))
+			c, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, broker.WithToken("s3cret"), broker.WithMaxMessageSize(4096))
 			require.NoError(t, err)
 			defer func() { c.Close(); <-c.Done() }()
-			r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "shop")
+			r, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), c.Root(), "Lookup", "shop")
 			require.NoError(t, err)
-			return r.Call(ctx(t), "Blob", nil, 10000)
+			return r.Call(testkit.Ctx(t, 20*time.Second), "Blob", nil, 10000)
 		}, broker.ErrMessageTooLarge, broker.ResourceExhausted, []string{"4096"}},
 		{"an argument larger than the server accepts", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Keep", nil, make([]byte, 100<<10))
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Keep", nil, make([]byte, 100<<10))
 		}, broker.ErrMessageTooLarge, broker.ResourceExhausted, []string{"65536"}},
 		{"a deadline too short for the call", func(t *testing.T, e *env) error {
-			c, cancel := context.WithTimeout(ctx(t), 50*time.Millisecond)
+			c, cancel := context.WithTimeout(testkit.Ctx(t, 20*time.Second), 50*time.Millisecond)
 			defer cancel()
 			return e.lookup(t, "shop").Call(c, "Wait", nil)
 		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"deadline"}},
 		{"a call on a closed client", func(t *testing.T, e *env) error {
-			cl, err := remote.Connect(ctx(t), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
 			require.NoError(t, err)
 			cl.Close()
-			_, err = cl.Registry().Lookup(ctx(t), "shop")
+			_, err = cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "shop")
 			return err
 		}, broker.ErrClosed, broker.Canceled, []string{"closed"}},
 		{"a struct that shares no field with the parameter's type", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Move", nil, struct{ A, B int }{1, 2})
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Move", nil, struct{ A, B int }{1, 2})
 		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"Move", "shares no field", "Point"}},
 		{"nil for a reference parameter", func(t *testing.T, e *env) error {
-			return e.lookup(t, "shop").Call(ctx(t), "Ask", nil, nil)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Ask", nil, nil)
 		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"argument 1", "*broker.Ref"}},
 		{"a released reference passed on", func(t *testing.T, e *env) error {
 			mine := e.lookup(t, "shop")
 			mine.Release()
-			return e.lookup(t, "shop").Call(ctx(t), "Ask", nil, mine)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Ask", nil, mine)
 		}, broker.ErrReleased, broker.FailedPrecondition, []string{"argument 1 of Ask", "still held"}},
 		{"a mirror of a model whose owner restarted, returned by a method not declared idempotent", func(t *testing.T, e *env) error {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -270,13 +265,13 @@ func TestMistakes(t *testing.T) {
 				return func() { srv.Close(); <-done }
 			}
 			stop := serve(ln)
-			cl, err := remote.Connect(ctx(t), "tcp", addr)
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr)
 			require.NoError(t, err)
 			defer cl.Close()
-			shop, err := cl.Registry().Lookup(ctx(t), "shop")
+			shop, err := cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "shop")
 			require.NoError(t, err)
 			var mir *cache.Mirror[string, int]
-			require.NoError(t, shop.Call(ctx(t), "Model", &mir))
+			require.NoError(t, shop.Call(testkit.Ctx(t, 20*time.Second), "Model", &mir))
 			lost := make(chan error, 1)
 			mir.Lost.Connect(func(err error) { lost <- err })
 			stop() // the owner restarts: a new process, a new model
@@ -288,13 +283,13 @@ func TestMistakes(t *testing.T) {
 				assert.True(t, mir.Stale())
 				assert.Equal(t, err, mir.Err())
 				return err
-			case <-ctx(t).Done():
+			case <-testkit.Ctx(t, 20*time.Second).Done():
 				return errors.New("no Lost signal")
 			}
 		}, cache.ErrSourceLost, broker.FailedPrecondition, []string{"Idempotent"}},
 		{"a model received into a map instead of a mirror", func(t *testing.T, e *env) error {
 			var m map[string]int
-			return e.lookup(t, "shop").Call(ctx(t), "Model", &m)
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Model", &m)
 		}, broker.ErrBadReply, broker.InvalidArgument, []string{"Mirror"}},
 	}
 	e := start(t)

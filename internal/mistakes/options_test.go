@@ -12,6 +12,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -28,7 +29,7 @@ func TestOptionsOnTheWrongSide(t *testing.T) {
 	auth := broker.WithAuthenticator(broker.Tokens(map[string]string{"bob": "b0b"}))
 
 	for name, opt := range map[string]broker.Option{"WithAuthenticator": auth, "WithRealm": realm} {
-		_, err := broker.Dial(ctx(t), "tcp", addr, opt)
+		_, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", addr, opt)
 		assert.ErrorIs(t, err, broker.ErrInvalidOption, name)
 		assert.Equal(t, broker.InvalidArgument, broker.CodeOf(err))
 		if err != nil {
@@ -61,7 +62,7 @@ func TestOptionsOnTheWrongSide(t *testing.T) {
 		srv := broker.NewServer(nil, realm)
 		done := make(chan error, 1)
 		go func() { done <- srv.Serve(ln) }()
-		c, err := broker.Dial(ctx(t), "tcp", ln.Addr().String())
+		c, err := broker.Dial(testkit.Ctx(t, 20*time.Second), "tcp", ln.Addr().String())
 		if err == nil {
 			c.Close()
 			<-c.Done()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remote"
 )
 
@@ -21,9 +22,9 @@ import (
 // address.
 func relayTo(t *testing.T, addr string, opts ...remote.Option) string {
 	t.Helper()
-	up, err := remote.Connect(ctx(t), "tcp", addr, append([]remote.Option{remote.WithBroker(broker.WithName("edge"))}, opts...)...)
+	up, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, append([]remote.Option{remote.WithBroker(broker.WithName("edge"))}, opts...)...)
 	require.NoError(t, err)
-	require.NoError(t, up.WaitConnected(ctx(t)))
+	require.NoError(t, up.WaitConnected(testkit.Ctx(t, 20*time.Second)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	relay := broker.NewServer(up.Registry(), broker.WithName("edge"))
@@ -42,24 +43,24 @@ func TestClassesTravelThroughARelay(t *testing.T) {
 	leakcheck.Check(t)
 	addr, _, stop := serveDesk(t, broker.WithName("origin"))
 	edge := relayTo(t, addr, remote.WithBackoff(remote.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
-	cl, err := remote.Connect(ctx(t), "tcp", edge)
+	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", edge)
 	require.NoError(t, err)
 	defer cl.Close()
-	desk, err := cl.Registry().Lookup(ctx(t), "desk")
+	desk, err := cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "desk")
 	require.NoError(t, err)
 
-	err = desk.Call(ctx(t), "Classified", nil)
+	err = desk.Call(testkit.Ctx(t, 20*time.Second), "Classified", nil)
 	require.Error(t, err)
 	assert.Equal(t, broker.NotFound, broker.CodeOf(err), "%v", err)
-	err = desk.Call(ctx(t), "Registered", nil)
+	err = desk.Call(testkit.Ctx(t, 20*time.Second), "Registered", nil)
 	assert.ErrorIs(t, err, errNoPen)
 	assert.Equal(t, broker.ResourceExhausted, broker.CodeOf(err), "%v", err)
-	err = desk.Call(ctx(t), "Plain", nil)
+	err = desk.Call(testkit.Ctx(t, 20*time.Second), "Plain", nil)
 	assert.Equal(t, broker.Unknown, broker.CodeOf(err), "%v", err)
 
 	stop()
 	require.Eventually(t, func() bool {
-		err = desk.Call(ctx(t), "Plain", nil)
+		err = desk.Call(testkit.Ctx(t, 20*time.Second), "Plain", nil)
 		return errors.Is(err, remote.ErrDisconnected)
 	}, 10*time.Second, 20*time.Millisecond, "last: %v", err)
 	assert.Equal(t, broker.Unavailable, broker.CodeOf(err))
@@ -79,17 +80,17 @@ func TestWaitForLinkThroughARelayEndsAtTheDeadline(t *testing.T) {
 	leakcheck.Check(t)
 	addr, _, stop := serveDesk(t)
 	edge := relayTo(t, addr, remote.WithBackoff(remote.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
-	cl, err := remote.Connect(ctx(t), "tcp", edge)
+	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", edge)
 	require.NoError(t, err)
 	defer cl.Close()
-	desk, err := cl.Registry().Lookup(ctx(t), "desk")
+	desk, err := cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "desk")
 	require.NoError(t, err)
 	stop()
 	require.Eventually(t, func() bool {
-		return errors.Is(desk.Call(ctx(t), "Plain", nil), remote.ErrDisconnected)
+		return errors.Is(desk.Call(testkit.Ctx(t, 20*time.Second), "Plain", nil), remote.ErrDisconnected)
 	}, 10*time.Second, 20*time.Millisecond)
 
-	c, cancel := context.WithTimeout(ctx(t), 300*time.Millisecond)
+	c, cancel := context.WithTimeout(testkit.Ctx(t, 20*time.Second), 300*time.Millisecond)
 	defer cancel()
 	err = desk.Call(remote.WaitForLink(c), "Plain", nil)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "%v", err)
@@ -105,21 +106,21 @@ func TestWaitForLinkThroughARelayEndsAtTheDeadline(t *testing.T) {
 func TestRefusedClientSurface(t *testing.T) {
 	leakcheck.Check(t)
 	addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
-	cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("guess")))
+	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("guess")))
 	require.NoError(t, err)
 	defer cl.Close()
 	var mu sync.Mutex
 	var signalled []error
 	cl.Refused.Connect(func(err error) { mu.Lock(); signalled = append(signalled, err); mu.Unlock() })
 
-	err = cl.WaitConnected(ctx(t)) // refused: at once, not at ctx's deadline
+	err = cl.WaitConnected(testkit.Ctx(t, 20*time.Second)) // refused: at once, not at ctx's deadline
 	require.ErrorIs(t, err, broker.ErrAuthFailed)
 	assert.Equal(t, remote.Refused, cl.State())
 	assert.ErrorIs(t, cl.Err(), broker.ErrAuthFailed)
 	assert.NotErrorIs(t, cl.Err(), remote.ErrDisconnected)
 	assert.Equal(t, broker.Unauthenticated, broker.CodeOf(cl.Err()))
 
-	c, cancel := context.WithTimeout(ctx(t), 15*time.Second)
+	c, cancel := context.WithTimeout(testkit.Ctx(t, 20*time.Second), 15*time.Second)
 	defer cancel()
 	_, err = cl.Registry().Lookup(remote.WaitForLink(c), "desk")
 	assert.ErrorIs(t, err, broker.ErrAuthFailed)

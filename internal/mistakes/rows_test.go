@@ -16,6 +16,8 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
 	"github.com/tether-go/tether/remoteable"
@@ -45,7 +47,7 @@ func (d *desk) Drawer(ctx context.Context) (*drawer, error) { return &drawer{}, 
 // drawer travels by reference.
 type drawer struct {
 	remoteable.Referenceable
-	n int // not zero-sized: each drawer is its own object
+	_ int // not zero-sized: each drawer is its own object
 }
 
 func (*drawer) Open(ctx context.Context) error { return nil }
@@ -74,10 +76,8 @@ func serveDesk(t *testing.T, opts ...broker.Option) (addr string, d *desk, stop 
 
 func dialDesk(t *testing.T, addr string, opts ...broker.Option) (*broker.Conn, *broker.Ref) {
 	t.Helper()
-	c, err := broker.Dial(ctx(t), "tcp", addr, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close(); <-c.Done() })
-	r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "desk")
+	c := brokertest.Dial(t, addr, opts...)
+	r, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), c.Root(), "Lookup", "desk")
 	require.NoError(t, err)
 	return c, r
 }
@@ -91,7 +91,7 @@ func TestGuideRows(t *testing.T) {
 		{"you cancelled the call's context", func(t *testing.T, e *env) error {
 			addr, d, _ := serveDesk(t)
 			_, r := dialDesk(t, addr)
-			c, cancel := context.WithCancel(ctx(t))
+			c, cancel := context.WithCancel(testkit.Ctx(t, 20*time.Second))
 			go func() { <-d.started; cancel() }()
 			return r.Call(c, "Wait", nil)
 		}, context.Canceled, broker.Canceled, nil},
@@ -107,34 +107,34 @@ func TestGuideRows(t *testing.T) {
 			addr, d, stop := serveDesk(t)
 			_, r := dialDesk(t, addr)
 			go func() { <-d.started; stop() }()
-			return r.Call(ctx(t), "Wait", nil)
+			return r.Call(testkit.Ctx(t, 20*time.Second), "Wait", nil)
 		}, broker.ErrConnectionLost, broker.Unavailable, []string{"Wait"}},
 		{"the peer closed the connection", func(t *testing.T, e *env) error {
 			addr, _, stop := serveDesk(t)
 			c, _ := dialDesk(t, addr)
 			stop()
 			<-c.Done()
-			return c.Root().Call(ctx(t), "Lookup", nil, "desk")
+			return c.Root().Call(testkit.Ctx(t, 20*time.Second), "Lookup", nil, "desk")
 		}, broker.ErrPeerClosed, broker.Unavailable, nil},
 		{"a lasting client waiting out a backoff", func(t *testing.T, e *env) error {
 			addr, _, stop := serveDesk(t)
-			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBackoff(remote.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBackoff(remote.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
 			require.NoError(t, err)
 			defer cl.Close()
-			require.NoError(t, cl.WaitConnected(ctx(t)))
+			require.NoError(t, cl.WaitConnected(testkit.Ctx(t, 20*time.Second)))
 			stop()
 			require.Eventually(t, func() bool { return cl.Err() != nil }, 10*time.Second, 10*time.Millisecond, "state %v stats %+v", cl.State(), cl.Stats())
-			_, err = cl.Registry().Lookup(ctx(t), "desk")
+			_, err = cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "desk")
 			return err
 		}, remote.ErrDisconnected, broker.Unavailable, nil},
 		{"too many concurrent calls", func(t *testing.T, e *env) error {
 			addr, d, _ := serveDesk(t, broker.WithMaxConcurrentCalls(1))
 			_, r := dialDesk(t, addr)
-			c, cancel := context.WithCancel(ctx(t))
+			c, cancel := context.WithCancel(testkit.Ctx(t, 20*time.Second))
 			first := make(chan error, 1)
 			go func() { first <- r.Call(c, "Wait", nil) }()
 			<-d.started
-			err := r.Call(ctx(t), "Wait", nil)
+			err := r.Call(testkit.Ctx(t, 20*time.Second), "Wait", nil)
 			cancel()
 			<-first
 			return err
@@ -143,7 +143,7 @@ func TestGuideRows(t *testing.T) {
 			addr, _, _ := serveDesk(t, broker.WithMaxExports(4))
 			_, r := dialDesk(t, addr)
 			for range 10 {
-				if _, err := broker.Call[*broker.Ref](ctx(t), r, "Drawer"); err != nil {
+				if _, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), r, "Drawer"); err != nil {
 					return err
 				}
 			}
@@ -152,15 +152,15 @@ func TestGuideRows(t *testing.T) {
 		{"the object's policy refuses a verified peer", func(t *testing.T, e *env) error {
 			addr, _, _ := serveDesk(t, broker.WithAuthenticator(broker.Tokens(map[string]string{"bob": "b0b"})))
 			c, _ := dialDesk(t, addr, broker.WithName("bob"), broker.WithToken("b0b"))
-			v, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", "vault")
+			v, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), c.Root(), "Lookup", "vault")
 			require.NoError(t, err)
-			return v.Call(ctx(t), "Open", nil)
+			return v.Call(testkit.Ctx(t, 20*time.Second), "Open", nil)
 		}, remoteable.ErrAccessDenied, broker.PermissionDenied, []string{"Open"}},
 		{"a closed gateway", func(t *testing.T, e *env) error {
 			gw, err := gateway.New(e.cl)
 			require.NoError(t, err)
 			gw.Close()
-			_, err = gw.Call(ctx(t), "shop.Name", nil)
+			_, err = gw.Call(testkit.Ctx(t, 20*time.Second), "shop.Name", nil)
 			var ge *gateway.Error
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, gateway.CodeUnavailable, ge.Code)
@@ -170,13 +170,13 @@ func TestGuideRows(t *testing.T) {
 		}, gateway.ErrClosed, broker.Unavailable, nil},
 		{"a gateway request whose context ended", func(t *testing.T, e *env) error {
 			addr, d, _ := serveDesk(t, broker.WithToken("s3cret"))
-			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
 			require.NoError(t, err)
 			defer cl.Close()
 			gw, err := gateway.New(cl)
 			require.NoError(t, err)
 			defer gw.Close()
-			c, cancel := context.WithCancel(ctx(t))
+			c, cancel := context.WithCancel(testkit.Ctx(t, 20*time.Second))
 			go func() { <-d.started; cancel() }()
 			_, err = gw.Call(c, "desk.Wait", nil)
 			var ge *gateway.Error
@@ -188,13 +188,13 @@ func TestGuideRows(t *testing.T) {
 		}, gateway.ErrInterrupted, broker.Canceled, nil},
 		{"a gateway call that did not finish in time", func(t *testing.T, e *env) error {
 			addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
-			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
 			require.NoError(t, err)
 			defer cl.Close()
 			gw, err := gateway.New(cl, gateway.WithTimeout(50*time.Millisecond))
 			require.NoError(t, err)
 			defer gw.Close()
-			_, err = gw.Call(ctx(t), "desk.Wait", nil)
+			_, err = gw.Call(testkit.Ctx(t, 20*time.Second), "desk.Wait", nil)
 			var ge *gateway.Error
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, gateway.CodeTimeout, ge.Code)
@@ -204,13 +204,13 @@ func TestGuideRows(t *testing.T) {
 		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"did not finish in time"}},
 		{"a gateway call whose deadline passed on the server first", func(t *testing.T, e *env) error {
 			addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
-			cl, err := remote.Connect(ctx(t), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
 			require.NoError(t, err)
 			defer cl.Close()
 			gw, err := gateway.New(cl)
 			require.NoError(t, err)
 			defer gw.Close()
-			_, err = gw.Call(ctx(t), "desk.Late", nil)
+			_, err = gw.Call(testkit.Ctx(t, 20*time.Second), "desk.Late", nil)
 			var ge *gateway.Error
 			require.ErrorAs(t, err, &ge)
 			assert.Equal(t, gateway.CodeTimeout, ge.Code)
@@ -221,7 +221,7 @@ func TestGuideRows(t *testing.T) {
 		{"an application's classified error travels with its class", func(t *testing.T, e *env) error {
 			addr, _, _ := serveDesk(t)
 			_, r := dialDesk(t, addr)
-			return r.Call(ctx(t), "Registered", nil)
+			return r.Call(testkit.Ctx(t, 20*time.Second), "Registered", nil)
 		}, errNoPen, broker.ResourceExhausted, nil},
 	}
 	e := start(t)
@@ -244,10 +244,10 @@ func TestGuideRows(t *testing.T) {
 	t.Run("an unclassified error is unknown, a classified one keeps its class unregistered", func(t *testing.T) {
 		addr, _, _ := serveDesk(t)
 		_, r := dialDesk(t, addr)
-		err := r.Call(ctx(t), "Plain", nil)
+		err := r.Call(testkit.Ctx(t, 20*time.Second), "Plain", nil)
 		require.Error(t, err)
 		assert.Equal(t, broker.Unknown, broker.CodeOf(err), "%v", err)
-		err = r.Call(ctx(t), "Classified", nil)
+		err = r.Call(testkit.Ctx(t, 20*time.Second), "Classified", nil)
 		require.Error(t, err)
 		assert.Equal(t, broker.NotFound, broker.CodeOf(err), "%v", err)
 	})
@@ -256,22 +256,15 @@ func TestGuideRows(t *testing.T) {
 // serveRegistry serves reg on a new listener and returns its address.
 func serveRegistry(t *testing.T, reg *registry.Registry) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(reg)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return ln.Addr().String()
+	_, addr := brokertest.Serve(t, reg)
+	return addr
 }
 
 // dialManager dials addr and looks name up.
 func dialManager(t *testing.T, addr, name string) (*broker.Conn, *broker.Ref) {
 	t.Helper()
-	c, err := broker.Dial(ctx(t), "tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close(); <-c.Done() })
-	r, err := broker.Call[*broker.Ref](ctx(t), c.Root(), "Lookup", name)
+	c := brokertest.Dial(t, addr)
+	r, err := broker.Call[*broker.Ref](testkit.Ctx(t, 20*time.Second), c.Root(), "Lookup", name)
 	require.NoError(t, err)
 	return c, r
 }

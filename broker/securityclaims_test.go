@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -37,7 +38,7 @@ func TestReviewPanickingAuthenticatorKeepsServerUp(t *testing.T) {
 			return remoteable.Identity{Name: cr.TLS.ServerName, VerifiedBy: "tls-sni"}, nil
 		})
 		_, addr := startServer(t, newService(), WithAuthenticator(auth))
-		_, err := Dial(testCtx(t), "tcp", addr, WithName("anyone"))
+		_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithName("anyone"))
 		// The peer must be refused; the server must still be there.
 		require.ErrorIs(t, err, ErrAuthFailed)
 		return
@@ -94,7 +95,7 @@ func (e *embedsRef) Hello(ctx context.Context) (string, error) { return "hello f
 // type lists nothing in RemoteMethods (claim 10).
 func TestReviewEmbeddedCallerIsNotAProxy(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, up := startServer(t, newService())
 	upConn := dial(t, up, WithName("relay"))
 	_, addr := startServer(t, &embedsRef{Ref: upConn.Root()})
@@ -129,7 +130,7 @@ func (g *guardedProxy) RemotePolicy() remoteable.Policy {
 // "tether.describe" only, and the forwarded description lists everything.
 func TestReviewDescribeThroughGuardedProxyListsOnlyAllowed(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, up := startServer(t, newService())
 	upConn := dial(t, up)
 	_, addr := startServer(t, &guardedProxy{up: upConn.Root()})
@@ -161,7 +162,7 @@ func TestReviewManyClientsFromOneHost(t *testing.T) {
 		return remoteable.Identity{Name: cr.Name}, nil
 	})
 	_, addr := startServer(t, newService(), WithAuthenticator(auth))
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	const n = 40
 	errs := make(chan error, n)
 	var conns sync.Map
@@ -221,7 +222,7 @@ func TestReviewManyClientsFromOneHost(t *testing.T) {
 type genericValue[T any] struct {
 	remoteable.Referenceable
 	*base
-	v T
+	_ T
 }
 
 func (genericValue[T]) Shared() (string, error) { return "generic value shared", nil }
@@ -257,7 +258,7 @@ func TestReviewLargestHelloOverTLS(t *testing.T) {
 		return remoteable.Identity{Name: cr.Name, VerifiedBy: "jwt"}, nil
 	})
 	_, addr := startServer(t, newService(), WithTLS(srvCfg), WithAuthenticator(auth))
-	c, err := Dial(testCtx(t), "tcp", addr, WithTLS(cliCfg), WithToken(tok), WithName(strings.Repeat("n", 256)),
+	c, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithTLS(cliCfg), WithToken(tok), WithName(strings.Repeat("n", 256)),
 		WithDeadPeerTimeout(200*time.Millisecond))
 	require.NoError(t, err)
 	c.Close()
@@ -271,7 +272,7 @@ func TestReviewLargestHelloOverTLS(t *testing.T) {
 func TestReviewOversizedHelloSaysWhy(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService())
-	_, err := Dial(testCtx(t), "tcp", addr, WithToken(strings.Repeat("x", 17<<10)))
+	_, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithToken(strings.Repeat("x", 17<<10)))
 	require.Error(t, err)
 	msg := err.Error()
 	assert.True(t, strings.Contains(msg, "large") || strings.Contains(msg, "bytes") || strings.Contains(msg, "KiB"),
@@ -317,7 +318,7 @@ func TestReviewCallbackThroughRelayToAnonymousAgent(t *testing.T) {
 	require.Equal(t, remoteable.Identity{Name: "relay", VerifiedBy: "tls"}, c.Peer().Identity())
 
 	agent := &throughRelayAgent{calls: make(chan remoteable.Peer, 1)}
-	err := c.Root().Call(testCtx(t), "Register", nil, agent)
+	err := c.Root().Call(testkit.Ctx(t, 30*time.Second), "Register", nil, agent)
 	require.NoError(t, err, "the agent's own callback was refused")
 	p := <-agent.calls
 	t.Logf("agent called by %v for %v", p.Identity(), p.ForwardedFor)
@@ -346,7 +347,7 @@ func TestReviewHandshakeRefusalRedactsNetworkErrors(t *testing.T) {
 		return remoteable.Identity{Name: cr.Name, VerifiedBy: "idp"}, nil
 	})
 	_, addr := startServer(t, newService(), WithAuthenticator(auth))
-	_, err = Dial(testCtx(t), "tcp", addr, WithName("anyone"))
+	_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithName("anyone"))
 	require.ErrorIs(t, err, ErrAuthFailed)
 	assert.NotContains(t, err.Error(), backend, "an unauthenticated dialer reads the back end's address")
 
@@ -360,7 +361,7 @@ func TestReviewHandshakeRefusalRedactsNetworkErrors(t *testing.T) {
 		return newService(), nil
 	}
 	_, addr = startServer(t, nil, WithRealm(realm))
-	_, err = Dial(testCtx(t), "tcp", addr)
+	_, err = Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr)
 	require.ErrorIs(t, err, remoteable.ErrAccessDenied)
 	assert.NotContains(t, err.Error(), backend, "the dialer reads the realm's database address")
 }
@@ -371,7 +372,7 @@ func TestReviewHandshakeRefusalRedactsNetworkErrors(t *testing.T) {
 // tests do not cover: a reference, an error, a time. (Held.)
 func TestReviewDepthOfOtherLeaves(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, addr := startServer(t, newService())
 	leaves := map[string]func() any{
 		"reference": func() any { return newService() },
@@ -442,7 +443,7 @@ func (r *reviewRoot) Notifier() (*notifier, error) { return &notifier{}, nil }
 // refused peer: the mailbox gets a post from mallory.
 func TestReviewHomecomingReferenceSkipsPolicy(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	box := &mailbox{posts: make(chan remoteable.Peer, 1)}
 	_, addr := startServer(t, &reviewRoot{box: box}, WithAuthenticator(Tokens(map[string]string{"ops": "o", "mallory": "m"})))
 	c := dial(t, addr, WithName("mallory"), WithToken("m"))

@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -41,7 +43,7 @@ func (*adminOps) Shutdown(ctx context.Context) (string, error) {
 // every relay.
 func TestReviewRealmIsLentByRelay(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	realm := func(ctx context.Context, p remoteable.Peer) (any, error) {
 		reg := registry.New()
 		if p.Verified() && p.Name == "relay" {
@@ -107,7 +109,7 @@ func (*guardedRegistry) RemotePolicy() remoteable.Policy {
 // caller's Lookup.
 func TestReviewRelayRegistryCacheSkipsUpstreamPolicy(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	reg := &guardedRegistry{Registry: publish(t, newUsers("secret"))}
 	s := startServer(t, "127.0.0.1:0", reg, broker.WithAuthenticator(broker.Tokens(map[string]string{"relay": "r"})))
 

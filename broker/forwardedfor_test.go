@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/yamux"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -133,7 +135,7 @@ func (s *spy) Hello(ctx context.Context) error {
 // no Welcome can name: M is refused however it forges its ID.
 func TestReview2ForgedConnectionIDDropsTheAttacker(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	upSrv, up := startServer(t, vault{}, WithAuthenticator(Tokens(map[string]string{"relay": "r"})))
 	ask := &asker{}
 	upConn := dial(t, up, WithName("relay"), WithToken("r"), WithRoot(ask))
@@ -186,7 +188,7 @@ func TestReview2ForgedConnectionIDDropsTheAttacker(t *testing.T) {
 // relay's own tokens anyway.
 func TestReview2LongConnectionIDKillsTheRelaysUpstreamLink(t *testing.T) {
 	leakcheck.Check(t)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	_, up := startServer(t, vault{}, WithAuthenticator(Tokens(map[string]string{"relay": "r"})))
 	upConn := dial(t, up, WithName("relay"), WithToken("r"))
 	br := &bridge{up: upConn.Root()}

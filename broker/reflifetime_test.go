@@ -13,6 +13,7 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -23,7 +24,7 @@ func TestHandleStaysAliveDuringItsCall(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, newService())
 	cl := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -70,7 +71,7 @@ func TestRootsTravelUncounted(t *testing.T) {
 	h := &hub{}
 	srv, addr := startServer(t, h)
 	h.srv = srv
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	// A dialer passes its own root as an argument: the receiver gets the
 	// root reference, which is never counted, so collecting it later sends
@@ -134,24 +135,24 @@ func TestReferencesInDroppedDataAreReleased(t *testing.T) {
 	leakcheck.Check(t)
 	srv, addr := startServer(t, newService())
 	c := dial(t, addr)
-	ctx := testCtx(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	sc := serverConn(t, srv)
 
 	// A wrong argument before a reference: the call fails, the reference
 	// the client exported is released.
 	err := c.Root().Call(ctx, "Callback", nil, 42, &listener{}, "x")
 	require.ErrorIs(t, err, ErrBadArguments)
-	eventually(t, func() bool { return c.Stats().Exports == 0 }, "export released after a rejected call")
+	testkit.Eventually(t, "export released after a rejected call", func() bool { return c.Stats().Exports == 0 })
 
 	// A reference in a field the parameter type does not have.
 	name, err := Call[string](ctx, c.Root(), "Named", map[string]any{"Name": "n", "Unknown": &counter{}})
 	require.NoError(t, err)
 	assert.Equal(t, "n", name)
-	eventually(t, func() bool { return c.Stats().Exports == 0 }, "export released after an unknown field")
+	testkit.Eventually(t, "export released after an unknown field", func() bool { return c.Stats().Exports == 0 })
 
 	// A result that does not fit the reply.
 	_, err = Call[int](ctx, c.Root(), "NewCounter")
 	require.ErrorIs(t, err, ErrBadReply)
-	eventually(t, func() bool { return sc.Stats().Exports == 1 }, "server export released after a bad reply")
+	testkit.Eventually(t, "server export released after a bad reply", func() bool { return sc.Stats().Exports == 1 })
 	assert.Nil(t, c.Err())
 }

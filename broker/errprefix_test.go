@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 type tooDeepResult struct{}
@@ -32,7 +33,7 @@ func TestUnsendableResultSaysTetherOnce(t *testing.T) {
 	leakcheck.Check(t)
 	_, addr := startServer(t, tooDeepResult{})
 	c := dial(t, addr)
-	err := c.Root().Call(testCtx(t), "Deep", nil)
+	err := c.Root().Call(testkit.Ctx(t, 30*time.Second), "Deep", nil)
 	require.ErrorIs(t, err, ErrTooDeep)
 	assert.Equal(t, InvalidArgument, CodeOf(err))
 	assert.Equal(t, 1, strings.Count(err.Error(), "tether:"), "a repeated prefix: %v", err)

@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -30,17 +29,9 @@ func TestServerCancellationIsNotAnInterrupt(t *testing.T) {
 	leakcheck.Check(t)
 	reg := registry.New()
 	require.NoError(t, reg.Register("jobs", &jobs{}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := broker.NewServer(reg)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
-		require.ErrorIs(t, <-done, broker.ErrServerClosed)
-	})
+	_, addr := brokertest.Serve(t, reg)
 
-	_, stderr, code := tether("call", ln.Addr().String(), "jobs.Run")
+	_, stderr, code := tether("call", addr, "jobs.Run")
 	assert.Equal(t, exitCallFailed, code, stderr)
 	assert.Contains(t, stderr, "job 7 was cancelled by an operator")
 	assert.NotContains(t, stderr, "interrupted")

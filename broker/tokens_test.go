@@ -3,10 +3,12 @@ package broker
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -25,11 +27,11 @@ func TestReview2TokensWithEmptyTokenInsideAnotherAuthenticator(t *testing.T) {
 	})
 	svc := newService()
 	_, addr := startServer(t, svc, WithAuthenticator(logged))
-	c, err := Dial(testCtx(t), "tcp", addr, WithName("admin"))
+	c, err := Dial(testkit.Ctx(t, 30*time.Second), "tcp", addr, WithName("admin"))
 	if err == nil {
 		defer c.Close()
 		var who string
-		require.NoError(t, c.Root().Call(testCtx(t), "Whoami", &who))
+		require.NoError(t, c.Root().Call(testkit.Ctx(t, 30*time.Second), "Whoami", &who))
 		svc.mu.Lock()
 		p := svc.lastPeer
 		svc.mu.Unlock()

@@ -107,12 +107,7 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 			st.SetDeadline(dl)
 		}
 		e := getEncoder(nil)
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion)
-		e.buf = cborx.AppendText(e.buf, o.name)
-		e.buf = cborx.AppendText(e.buf, o.token)
-		e.buf = cborx.AppendUint(e.buf, uint64(o.maxMessageSize))
+		e.buf = appendHello(e.buf, hello{version: protocolVersion, name: o.name, token: o.token, maxMessage: uint64(o.maxMessageSize)})
 		// yamux may report a write as failed when the session closed right
 		// after it went out (a server refusing us closes at once), so the
 		// answer is read even then: a Reject says more than the write error.
@@ -260,17 +255,10 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 		e := getEncoder(nil)
 		defer putEncoder(e)
 		if refusal != nil {
-			e.buf = cborx.AppendArray(e.buf, 2)
-			e.buf = cborx.AppendUint(e.buf, msgReject)
-			e.wireError(publicRefusal(refusal, o))
+			encodeReject(e, publicRefusal(refusal, o))
 		} else {
 			co.admit() // before the Welcome: the peer may send more once it has it
-			e.buf = cborx.AppendArray(e.buf, 5)
-			e.buf = cborx.AppendUint(e.buf, msgWelcome)
-			e.buf = cborx.AppendUint(e.buf, protocolVersion)
-			e.buf = cborx.AppendText(e.buf, o.name)
-			e.buf = cborx.AppendText(e.buf, peer.ID)
-			e.buf = cborx.AppendUint(e.buf, uint64(o.maxMessageSize))
+			e.buf = appendWelcome(e.buf, welcome{version: protocolVersion, name: o.name, id: peer.ID, maxMessage: uint64(o.maxMessageSize)})
 		}
 		_, err = st.Write(e.frame())
 		return err
@@ -291,77 +279,6 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	c := newConn(o, co, sess, main, fr, peer, clampMax(peerMax), root)
 	c.perPeerRoot = o.realm != nil
 	return c, nil
-}
-
-// hello is the dialer's first message: [0, version, name, token, maxMessage].
-type hello struct {
-	version    uint64
-	name       string
-	token      string
-	maxMessage uint64
-}
-
-func parseHello(body []byte) (hello, error) {
-	var h hello
-	if err := cborx.Validate(body, decodeLimits); err != nil {
-		return h, fmt.Errorf("%w: %w", ErrProtocol, err)
-	}
-	r := cborx.NewReader(body)
-	n, err := r.ReadArray()
-	typ, err1 := r.ReadUint()
-	version, err2 := r.ReadUint()
-	name, err3 := r.ReadText()
-	token, err4 := r.ReadText()
-	pm, err5 := r.ReadUint()
-	if err != nil || n < 5 || typ != msgHello || errors.Join(err1, err2, err3, err4, err5) != nil {
-		return h, fmt.Errorf("%w: malformed hello", ErrProtocol)
-	}
-	return hello{version: version, name: string(name), token: string(token), maxMessage: pm}, nil
-}
-
-// welcome is the server's answer: [1, version, name, connection id,
-// maxMessage], or a refusal: [2, error].
-type welcome struct {
-	version    uint64
-	name       string
-	id         string
-	maxMessage uint64
-}
-
-func parseWelcome(body []byte) (welcome, error) {
-	var w welcome
-	if err := cborx.Validate(body, decodeLimits); err != nil {
-		return w, fmt.Errorf("%w: %w", ErrProtocol, err)
-	}
-	r := cborx.NewReader(body)
-	n, err := r.ReadArray()
-	if err != nil || n < 2 {
-		return w, fmt.Errorf("%w: malformed handshake reply", ErrProtocol)
-	}
-	typ, _ := r.ReadUint()
-	switch typ {
-	case msgReject:
-		d := decoder{r: r}
-		re, err := d.wireError()
-		if err != nil {
-			return w, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
-		}
-		return w, re // the caller makes it a refusal
-	case msgWelcome:
-	default:
-		return w, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, typ)
-	}
-	version, err1 := r.ReadUint()
-	name, err2 := r.ReadText()
-	id, err3 := r.ReadText()
-	pm, err4 := r.ReadUint()
-	if n < 5 || errors.Join(err1, err2, err3, err4) != nil {
-		return w, fmt.Errorf("%w: malformed welcome", ErrProtocol)
-	}
-	if len(id) == 0 || len(id) > maxIdentityLabel {
-		return w, fmt.Errorf("%w: the welcome's connection ID is %d bytes; want 1 to %d", ErrProtocol, len(id), maxIdentityLabel)
-	}
-	return welcome{version: version, name: string(name), id: string(id), maxMessage: pm}, nil
 }
 
 // publicRefusal is a refusal as the refused dialer may read it: an

@@ -260,7 +260,7 @@ func hpParse(b []byte) (hpMsg, error) {
 		return hpMsg{}, err
 	}
 	m := hpMsg{typ: typ, size: -1}
-	switch typ {
+	switch msgKind(typ) {
 	case msgReturn:
 		m.id, _ = r.ReadUint()
 		h, _ := r.PeekHead()
@@ -298,12 +298,7 @@ func hpFrame(body []byte) []byte {
 // hpHello is the body of a well-formed Hello from a peer called name.
 func hpHello(name string) []byte {
 	return body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion)
-		e.buf = cborx.AppendText(e.buf, name)
-		e.buf = cborx.AppendText(e.buf, "")
-		e.buf = cborx.AppendUint(e.buf, 1<<22)
+		e.buf = appendHello(e.buf, hello{version: protocolVersion, name: name, token: "", maxMessage: 1 << 22})
 		return nil
 	})
 }
@@ -325,10 +320,7 @@ func hpCall(id, target uint64, method string, args ...any) []byte {
 // hpRelease is the body of a Release of n references to object id.
 func hpRelease(id, n uint64) []byte {
 	return body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 3)
-		e.buf = cborx.AppendUint(e.buf, msgRelease)
-		e.buf = cborx.AppendUint(e.buf, id)
-		e.buf = cborx.AppendUint(e.buf, n)
+		e.buf = appendRelease(e.buf, id, n)
 		return nil
 	})
 }
@@ -428,7 +420,7 @@ func (p *hpPeer) handshake(name string) error {
 	if err != nil {
 		return err
 	}
-	if m.typ != msgWelcome {
+	if m.typ != uint64(msgWelcome) {
 		return fmt.Errorf("want a Welcome, got %v", m)
 	}
 	return nil
@@ -533,7 +525,7 @@ func (p *hpPeer) goodbye(within time.Duration) (bye, err error) {
 	for {
 		select {
 		case m := <-p.msgs:
-			if m.typ == msgGoodbye {
+			if m.typ == uint64(msgGoodbye) {
 				bye = m.err
 			}
 		case <-p.mainDone:
@@ -542,7 +534,7 @@ func (p *hpPeer) goodbye(within time.Duration) (bye, err error) {
 			for {
 				select {
 				case m := <-p.msgs:
-					if m.typ == msgGoodbye {
+					if m.typ == uint64(msgGoodbye) {
 						bye = m.err
 					}
 				default:
@@ -758,7 +750,7 @@ func TestHostileFramesAtTheSizeLimit(t *testing.T) {
 				return err
 			}
 			n, ok := want[m.id]
-			if m.typ != msgReturn || !ok || m.size != n {
+			if m.typ != uint64(msgReturn) || !ok || m.size != n {
 				return fmt.Errorf("want the echo of a call at the limit, got %v (size %d)", m, m.size)
 			}
 			delete(want, m.id)
@@ -804,14 +796,14 @@ func TestHostileTooManyMessageStreams(t *testing.T) {
 		defer p.close()
 		p.collect(false)
 		if w%2 == 0 {
-			for i := 0; i <= maxPeerBulkStreams; i++ {
+			for i := 0; i <= maxPeerMsgStreams; i++ {
 				if _, err := p.sess.OpenStream(); err != nil {
 					break // the server hung up already
 				}
 			}
-			return p.expectGoodbye(fmt.Sprintf("more than %d message streams", maxPeerBulkStreams))
+			return p.expectGoodbye(fmt.Sprintf("more than %d message streams", maxPeerMsgStreams))
 		}
-		for i := 0; i < maxPeerBulkStreams; i++ {
+		for i := 0; i < maxPeerMsgStreams; i++ {
 			st, err := p.sess.OpenStream()
 			if err != nil {
 				return err
@@ -830,7 +822,7 @@ func TestHostileTooManyMessageStreams(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if m.typ != msgReturn || m.id != 1 {
+		if m.typ != uint64(msgReturn) || m.id != 1 {
 			return fmt.Errorf("with 16 message streams open, want the Return of call 1, got %v", m)
 		}
 		return nil
@@ -1012,7 +1004,7 @@ func TestHostileReleaseOfUnknownIDs(t *testing.T) {
 		if err != nil {
 			return 0, err
 		}
-		if m.typ != msgReturn || m.ref == 0 {
+		if m.typ != uint64(msgReturn) || m.ref == 0 {
 			return 0, fmt.Errorf("want a reference from NewCounter, got %v", m)
 		}
 		return m.ref, nil
@@ -1142,7 +1134,7 @@ func TestHostileCallFloodOverQuota(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if m.typ != msgFail || !errors.Is(m.err, ErrTooManyCalls) || !want[m.id] {
+			if m.typ != uint64(msgFail) || !errors.Is(m.err, ErrTooManyCalls) || !want[m.id] {
 				return fmt.Errorf("want too-many-calls for a flooded call, got %v", m)
 			}
 			delete(want, m.id)
@@ -1343,7 +1335,7 @@ func TestHostileDeepAndHugeCBOR(t *testing.T) {
 		if err != nil {
 			return fmt.Errorf("a deeply nested Hello: %w", err)
 		}
-		if m.typ != msgReject || !errors.Is(m.err, ErrProtocol) {
+		if m.typ != uint64(msgReject) || !errors.Is(m.err, ErrProtocol) {
 			return fmt.Errorf("a deeply nested Hello: want a Reject for a protocol violation, got %v", m)
 		}
 		return p.hungUp(hpSlack)

@@ -96,17 +96,28 @@ func parseMessage(body []byte) (message, error) {
 	if err := cborx.Validate(body, decodeLimits); err != nil {
 		return message{}, err
 	}
-	m := message{body: body, r: cborx.NewReader(body)}
-	n, err := m.r.ReadArray()
-	if err != nil || n < 2 {
+	m, ok, kindErr := readHead(body)
+	if !ok {
 		return message{}, errors.New("a message must be an array of at least two items")
 	}
-	k, err := m.r.ReadUint()
-	if err != nil {
+	if kindErr != nil {
 		return message{}, errors.New("message type must be an unsigned integer")
 	}
-	m.n, m.kind = n, msgKind(k)
 	return m, nil
+}
+
+// readHead reads a validated body's head: ok says it is an array of at
+// least two elements; a kind that is not an integer reads as 0, with
+// kindErr.
+func readHead(body []byte) (m message, ok bool, kindErr error) {
+	m = message{body: body, r: cborx.NewReader(body)}
+	n, err := m.r.ReadArray()
+	if err != nil || n < 2 {
+		return message{}, false, nil
+	}
+	k, kindErr := m.r.ReadUint()
+	m.n, m.kind = n, msgKind(k)
+	return m, true, kindErr
 }
 
 // hello is the dialer's first message: [0, version, name, token, maxMessage].
@@ -119,30 +130,47 @@ type hello struct {
 
 // appendHello appends a Hello: [0, version, name, token, maxMessage].
 func appendHello(b []byte, h hello) []byte {
-	b = appendMsgHead(b, 5, msgHello)
-	b = cborx.AppendUint(b, h.version)
-	b = cborx.AppendText(b, h.name)
-	b = cborx.AppendText(b, h.token)
-	return cborx.AppendUint(b, h.maxMessage)
+	return appendGreeting(b, msgHello, h.version, h.name, h.token, h.maxMessage)
+}
+
+// appendGreeting appends a Hello or a Welcome, which share their layout:
+// [kind, version, name, text, maxMessage].
+func appendGreeting(b []byte, k msgKind, version uint64, name, text string, maxMessage uint64) []byte {
+	b = appendMsgHead(b, 5, k)
+	b = cborx.AppendUint(b, version)
+	b = cborx.AppendText(b, name)
+	b = cborx.AppendText(b, text)
+	return cborx.AppendUint(b, maxMessage)
 }
 
 // parseHello reads a Hello: [0, version, name, token, maxMessage].
 func parseHello(body []byte) (hello, error) {
-	var h hello
-	if err := cborx.Validate(body, decodeLimits); err != nil {
-		return h, fmt.Errorf("%w: %w", ErrProtocol, err)
+	m, err := parseHandshake(body, "hello")
+	if err != nil {
+		return hello{}, err
 	}
-	r := cborx.NewReader(body)
-	n, err := r.ReadArray()
-	typ, err1 := r.ReadUint()
-	version, err2 := r.ReadUint()
-	name, err3 := r.ReadText()
-	token, err4 := r.ReadText()
-	pm, err5 := r.ReadUint()
-	if err != nil || n < 5 || msgKind(typ) != msgHello || errors.Join(err1, err2, err3, err4, err5) != nil {
-		return h, fmt.Errorf("%w: malformed hello", ErrProtocol)
+	version, err1 := m.r.ReadUint()
+	name, err2 := m.r.ReadText()
+	token, err3 := m.r.ReadText()
+	pm, err4 := m.r.ReadUint()
+	if m.n < 5 || m.kind != msgHello || errors.Join(err1, err2, err3, err4) != nil {
+		return hello{}, fmt.Errorf("%w: malformed hello", ErrProtocol)
 	}
 	return hello{version: version, name: string(name), token: string(token), maxMessage: pm}, nil
+}
+
+// parseHandshake validates a handshake message, a Hello or the answer to
+// one (what names it in errors), and reads its head. A kind that is not
+// an integer reads as 0, which no answer is.
+func parseHandshake(body []byte, what string) (message, error) {
+	if err := cborx.Validate(body, decodeLimits); err != nil {
+		return message{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	m, ok, _ := readHead(body)
+	if !ok {
+		return message{}, fmt.Errorf("%w: malformed %s", ErrProtocol, what)
+	}
+	return m, nil
 }
 
 // welcome is the server's answer: [1, version, name, connection id,
@@ -157,11 +185,7 @@ type welcome struct {
 // appendWelcome appends a Welcome: [1, version, name, connectionID,
 // maxMessage].
 func appendWelcome(b []byte, w welcome) []byte {
-	b = appendMsgHead(b, 5, msgWelcome)
-	b = cborx.AppendUint(b, w.version)
-	b = cborx.AppendText(b, w.name)
-	b = cborx.AppendText(b, w.id)
-	return cborx.AppendUint(b, w.maxMessage)
+	return appendGreeting(b, msgWelcome, w.version, w.name, w.id, w.maxMessage)
 }
 
 // encodeReject writes a Reject: [2, error].
@@ -174,29 +198,23 @@ func encodeReject(e *encoder, err error) error {
 // connectionID, maxMessage], or a Reject, [2, error], which it returns as
 // its error (a *RemoteError the caller makes a refusal of).
 func parseWelcome(body []byte) (welcome, error) {
-	var w welcome
-	if err := cborx.Validate(body, decodeLimits); err != nil {
-		return w, fmt.Errorf("%w: %w", ErrProtocol, err)
+	m, err := parseHandshake(body, "handshake reply")
+	if err != nil {
+		return welcome{}, err
 	}
-	r := cborx.NewReader(body)
-	n, err := r.ReadArray()
-	if err != nil || n < 2 {
-		return w, fmt.Errorf("%w: malformed handshake reply", ErrProtocol)
-	}
-	typ, _ := r.ReadUint()
-	switch msgKind(typ) {
+	switch m.kind {
 	case msgReject:
-		d := decoder{r: r}
+		d := decoder{r: m.r}
 		re, err := d.wireError()
 		if err != nil {
-			return w, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
+			return welcome{}, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
 		}
-		return w, re // the caller makes it a refusal
+		return welcome{}, re // the caller makes it a refusal
 	case msgWelcome:
 	default:
-		return w, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, typ)
+		return welcome{}, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, uint64(m.kind))
 	}
-	return parseWelcomeFields(&r, n)
+	return parseWelcomeFields(&m.r, m.n)
 }
 
 // parseWelcomeFields reads what follows a Welcome's kind.

@@ -108,9 +108,7 @@ func seedFrames() [][]byte {
 			e.buf = cborx.AppendUint(e.buf, 9)
 			e.buf = cborx.AppendText(e.buf, "future")
 			e.buf = cborx.AppendUint(e.buf, extForwardedFor)
-			e.buf = cborx.AppendArray(e.buf, 2)
-			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "alice"), "token")
-			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "relay"), "")
+			e.buf = appendForwardedFor(e.buf, actingFor{ids: []remoteable.Identity{{Name: "alice", VerifiedBy: "token"}, {Name: "relay"}}})
 			return nil
 		}),
 		body(func(e *encoder) error { // a call whose caller waits for links

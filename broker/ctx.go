@@ -143,6 +143,8 @@ func (x *callCtx) cancel(err error, byPeer bool) {
 	}
 }
 
+// cancelledByPeer reports whether the caller cancelled the call, so that
+// its result is not wanted.
 func (x *callCtx) cancelledByPeer() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -209,6 +209,8 @@ func handshakeErr(ctx context.Context, err error) error {
 	return fmt.Errorf("tether: handshake: %w", err)
 }
 
+// clampMax bounds the largest message a peer says it accepts to what this
+// side will send: at least 1 KiB, at most 1 TiB.
 func clampMax(n uint64) int {
 	if n < 1024 {
 		return 1024

@@ -135,6 +135,7 @@ func (r *runningCalls) cancelAll() {
 // to a protocol violation, which ends the connection.
 type rejection struct{ err error }
 
+// Error returns the rejected call's error text.
 func (r rejection) Error() string { return r.err.Error() }
 
 // handleCall decodes a call and starts its handler, or answers at once with

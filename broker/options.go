@@ -109,6 +109,7 @@ func (e *optionError) Error() string        { return e.err.Error() }
 func (e *optionError) Unwrap() error        { return e.err }
 func (e *optionError) Is(target error) bool { return target == ErrInvalidOption }
 
+// buildOptions applies opts for side s, then validates them.
 func buildOptions(s side, opts []Option) (*options, error) {
 	o := &options{side: s}
 	for _, opt := range opts {

@@ -8,16 +8,6 @@ import (
 	"github.com/tether-go/tether/internal/cborx"
 )
 
-// CBOR tags for the values only Tether understands. They are not registered
-// with IANA; they only ever appear inside Tether frames. See docs/protocol.md.
-const (
-	tagSenderRef   = 59000 // uint: an object the sender exports
-	tagReceiverRef = 59001 // uint: an object the receiver exported (a reference coming home)
-	tagCopyable    = 59002 // [name, state]: a registered Copyable
-	tagError       = 59003 // [name, message, traceback|null, detail|null]: an error value
-	tagCacheable   = 59004 // a reference (tag 59000 or 59001) to a Cacheable model's feed
-)
-
 // maxValueDepth bounds the Go values the encoder follows into one another,
 // pointers and interfaces included, so that a cyclic value fails cleanly.
 // It is not the wire's limit: the encoder counts CBOR levels separately

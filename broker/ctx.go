@@ -9,12 +9,12 @@ import (
 	"github.com/tether-go/tether/internal/typereg"
 )
 
-// connKey, forwardKey, rawKey and selfKey are context keys private to the
-// broker.
+// connKey, forwardKey, opaqueKey, selfKey and callKey are context keys
+// private to the broker.
 type (
 	connKey    struct{}
 	forwardKey struct{}
-	rawKey     struct{}
+	opaqueKey  struct{}
 	selfKey    struct{}
 	callKey    struct{}
 )
@@ -35,27 +35,16 @@ func AsSelf(ctx context.Context) context.Context {
 // program showing values generically (a gateway, a debugger) sees them all
 // in one shape, by their wire names.
 func WithRawCopyables(ctx context.Context) context.Context {
-	return context.WithValue(ctx, rawKey{}, true)
-}
-
-// ConnFrom returns the connection a remote call arrived on, so a handler can
-// reach the caller's root or call back over the same link. It reports false
-// for a context that did not come from a remote call.
-func ConnFrom(ctx context.Context) (*Conn, bool) {
-	c, ok := ctx.Value(connKey{}).(*Conn)
-	return c, ok
-}
-
-// forwarding reports whether ctx belongs to a call a proxy is passing on, in
-// which case values this process does not know travel on opaquely.
-func forwarding(ctx context.Context) bool {
-	return ctx.Value(forwardKey{}) != nil
+	return context.WithValue(ctx, opaqueKey{}, true)
 }
 
 // Forwarded reports whether ctx belongs to a call this process is passing on
 // for a peer through a proxy (a relay): the result goes back to that peer,
-// and references in it are held for that peer only.
-func Forwarded(ctx context.Context) bool { return forwarding(ctx) }
+// and references in it are held for that peer only. Values this process
+// does not know travel on opaquely in such a call.
+func Forwarded(ctx context.Context) bool {
+	return ctx.Value(forwardKey{}) != nil
+}
 
 // callCtx is the context a handler runs with: the caller's deadline, cancelled
 // when the caller cancels, when the connection ends, or when the handler
@@ -154,6 +143,8 @@ func (x *callCtx) cancel(err error, byPeer bool) {
 	}
 }
 
+// cancelledByPeer reports whether the caller cancelled the call, so that
+// its result is not wanted.
 func (x *callCtx) cancelledByPeer() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -115,7 +115,7 @@ type RemoteError struct {
 	Traceback string // only when the far side opted in (WithTracebacks)
 
 	err    error  // the registered sentinel or decoded typed error, if any
-	detail []byte // raw CBOR of a typed error's fields, kept for relays
+	detail []byte // the CBOR of a typed error's fields, kept opaque for relays
 	code   Code   // the error's code on the far side (see CodeOf), if it sent one
 }
 

@@ -72,6 +72,20 @@ func readFeedCall(args cborx.Reader, argc int) (string, error) {
 	return string(tok), nil
 }
 
+// startFeedCall starts a feed call, answered whatever the root is, or
+// without one.
+func (c *Conn) startFeedCall(in *callIn) error {
+	tok, err := readFeedCall(in.args, in.argc)
+	if err != nil {
+		return rejection{err}
+	}
+	t := &inCall{id: in.id, ex: &export{}, name: captable.Method, name2: tok}
+	t.cc.c = c
+	t.ctx = &t.cc
+	t.cc.deadline = deadlineOf(in.timeout)
+	return c.startCall(t)
+}
+
 // feedByToken answers a feed call: the feed registered under the token,
 // sent as a Cacheable, or captable.ErrUnknown.
 func (c *Conn) feedByToken(t *inCall) (o outcome) {

@@ -2,28 +2,10 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
-)
-
-// A call may carry a seventh element after its arguments: a map of
-// extensions keyed by small integers. A peer that does not know a key
-// skips it; one that knows none ignores the element (protocol version 1
-// read only six). docs/protocol.md §6 (Call) describes it.
-const (
-	// extForwardedFor is the key of the identities a call acts for:
-	// [[name, verifiedBy, hop?], ...], the original caller first; hop is
-	// the ID of the connection on which that party was verified.
-	extForwardedFor = 1
-	// extWaitLink is the key of a boolean: true says that the caller waits
-	// for links that are down (remote.WaitForLink), so that a relay
-	// forwarding the call waits for its upstream link, within the call's
-	// deadline, instead of failing it at once.
-	extWaitLink = 2
 )
 
 // callExt is what a call's extension map says.
@@ -122,126 +104,4 @@ func (a actingFor) hop(i int) string {
 		return a.hops[i]
 	}
 	return ""
-}
-
-// appendCallExt appends a call's extension map: whom it acts for, if
-// anyone, and whether the caller waits for links, if it does.
-func appendCallExt(b []byte, x callExt) []byte {
-	n := 0
-	if len(x.acting.ids) > 0 {
-		n++
-	}
-	if x.waitLink {
-		n++
-	}
-	b = cborx.AppendMap(b, n)
-	if a := x.acting; len(a.ids) > 0 {
-		b = cborx.AppendUint(b, extForwardedFor)
-		b = cborx.AppendArray(b, len(a.ids))
-		for i, id := range a.ids {
-			if h := a.hop(i); h != "" {
-				b = cborx.AppendArray(b, 3)
-				b = cborx.AppendText(b, id.Name)
-				b = cborx.AppendText(b, id.VerifiedBy)
-				b = cborx.AppendText(b, h)
-				continue
-			}
-			b = cborx.AppendArray(b, 2)
-			b = cborx.AppendText(b, id.Name)
-			b = cborx.AppendText(b, id.VerifiedBy)
-		}
-	}
-	if x.waitLink {
-		b = cborx.AppendUint(b, extWaitLink)
-		b = cborx.AppendBool(b, true)
-	}
-	return b
-}
-
-// errMalformedExt is the protocol violation of a call extension that is not
-// what appendCallExt writes.
-var errMalformedExt = errors.New("malformed call extension: want a map of small integer keys; " +
-	"key 1 holds [[name, verifiedBy, hop?], ...], key 2 a boolean")
-
-// readCallExt reads the extension of a call of n elements, if it has one,
-// from r positioned on its argc arguments, which it skips: the policy
-// needs whom the call acts for before the arguments are decoded.
-func readCallExt(r *cborx.Reader, n, argc int) (callExt, error) {
-	if n < 7 {
-		return callExt{}, nil
-	}
-	for i := 0; i < argc; i++ {
-		if err := r.Skip(); err != nil {
-			return callExt{}, errors.New("malformed call arguments")
-		}
-	}
-	return parseCallExt(r)
-}
-
-// parseCallExt reads a call's extension map. Keys it does not know are
-// skipped (the frame was validated against the decoding limits, so that
-// costs no more than the frame's size). It returns ErrTooManyHops (for
-// the caller) when the call acts for too many parties, and another error
-// for a malformed map (a protocol violation).
-func parseCallExt(r *cborx.Reader) (callExt, error) {
-	h, err := r.ReadHead()
-	if err != nil || h.Major != cborx.MajorMap {
-		return callExt{}, errMalformedExt
-	}
-	var x callExt
-	for i := uint64(0); i < h.Arg; i++ {
-		key, err := r.ReadUint()
-		if err != nil {
-			return callExt{}, errMalformedExt
-		}
-		switch key {
-		case extForwardedFor:
-			if x.acting, err = parseForwardedFor(r); err != nil {
-				return callExt{}, err
-			}
-		case extWaitLink:
-			v, err := r.ReadHead()
-			if err != nil || v.Major != cborx.MajorSimple || (v.AI != cborx.SimpleTrue && v.AI != cborx.SimpleFalse) {
-				return callExt{}, errMalformedExt
-			}
-			x.waitLink = v.AI == cborx.SimpleTrue
-		default:
-			if r.Skip() != nil {
-				return callExt{}, errMalformedExt
-			}
-		}
-	}
-	return x, nil
-}
-
-// parseForwardedFor reads the value of key 1: whom the call acts for.
-func parseForwardedFor(r *cborx.Reader) (actingFor, error) {
-	n, err := r.ReadArray()
-	if err != nil {
-		return actingFor{}, errMalformedExt
-	}
-	if n > remoteable.MaxForwardedFor {
-		return actingFor{}, fmt.Errorf("%w: the call acts for %d parties, more than %d", ErrTooManyHops, n, remoteable.MaxForwardedFor)
-	}
-	a := actingFor{ids: make([]remoteable.Identity, n), hops: make([]string, n)}
-	for j := range a.ids {
-		m, err1 := r.ReadArray()
-		name, err2 := r.ReadText()
-		by, err3 := r.ReadText()
-		if (m != 2 && m != 3) || errors.Join(err1, err2, err3) != nil {
-			return actingFor{}, errMalformedExt
-		}
-		if m == 3 {
-			hop, err := r.ReadText()
-			if err != nil || len(hop) > maxIdentityLabel {
-				return actingFor{}, errMalformedExt
-			}
-			a.hops[j] = string(hop)
-		}
-		a.ids[j] = remoteable.Identity{Name: string(name), VerifiedBy: string(by)}
-		if err := checkIdentity(a.ids[j]); err != nil {
-			return actingFor{}, fmt.Errorf("call extension: forwarded-for entry %d: %w", j+1, err)
-		}
-	}
-	return a, nil
 }

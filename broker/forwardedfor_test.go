@@ -43,12 +43,7 @@ func hostileAcceptor(t *testing.T, nc net.Conn, id string, root any) *Conn {
 	require.NoError(t, err)
 	co.admit()
 	e := getEncoder(nil)
-	e.buf = cborx.AppendArray(e.buf, 5)
-	e.buf = cborx.AppendUint(e.buf, msgWelcome)
-	e.buf = cborx.AppendUint(e.buf, protocolVersion)
-	e.buf = cborx.AppendText(e.buf, o.name)
-	e.buf = cborx.AppendText(e.buf, id)
-	e.buf = cborx.AppendUint(e.buf, uint64(o.maxMessageSize))
+	e.buf = appendWelcome(e.buf, welcome{version: protocolVersion, name: o.name, id: id, maxMessage: uint64(o.maxMessageSize)})
 	// A dialer that refuses the Welcome may have closed already: the
 	// write's error is not the test's concern, and a require here would
 	// end this goroutine without an answer.

@@ -108,9 +108,7 @@ func seedFrames() [][]byte {
 			e.buf = cborx.AppendUint(e.buf, 9)
 			e.buf = cborx.AppendText(e.buf, "future")
 			e.buf = cborx.AppendUint(e.buf, extForwardedFor)
-			e.buf = cborx.AppendArray(e.buf, 2)
-			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "alice"), "token")
-			e.buf = cborx.AppendText(cborx.AppendText(cborx.AppendArray(e.buf, 2), "relay"), "")
+			e.buf = appendForwardedFor(e.buf, actingFor{ids: []remoteable.Identity{{Name: "alice", VerifiedBy: "token"}, {Name: "relay"}}})
 			return nil
 		}),
 		body(func(e *encoder) error { // a call whose caller waits for links
@@ -126,28 +124,19 @@ func seedFrames() [][]byte {
 			return nil
 		}),
 		body(func(e *encoder) error {
-			e.buf = cborx.AppendArray(e.buf, 2)
-			e.buf = cborx.AppendUint(e.buf, msgCancel)
+			e.buf = appendMsgHead(e.buf, 2, msgCancel)
 			e.buf = cborx.AppendUint(e.buf, 12)
 			return nil
 		}),
 		body(func(e *encoder) error {
-			e.buf = cborx.AppendArray(e.buf, 3)
-			e.buf = cborx.AppendUint(e.buf, msgReturn)
-			e.buf = cborx.AppendUint(e.buf, 99)
+			e.buf = appendReturnHead(e.buf, 99)
 			return e.any([]any{"orphan", int64(1)})
 		}),
 		body(func(e *encoder) error {
-			e.buf = cborx.AppendArray(e.buf, 3)
-			e.buf = cborx.AppendUint(e.buf, msgFail)
-			e.buf = cborx.AppendUint(e.buf, 98)
-			return e.wireError(&validationError{Field: "f", Reason: "r"})
+			return encodeFail(e, 98, &validationError{Field: "f", Reason: "r"}, "")
 		}),
 		body(func(e *encoder) error {
-			e.buf = cborx.AppendArray(e.buf, 3)
-			e.buf = cborx.AppendUint(e.buf, msgRelease)
-			e.buf = cborx.AppendUint(e.buf, 1)
-			e.buf = cborx.AppendUint(e.buf, 1)
+			e.buf = appendRelease(e.buf, 1, 1)
 			return nil
 		}),
 	}
@@ -162,8 +151,6 @@ func FuzzFrame(f *testing.F) {
 		framed = append(framed, cborx.SealFrame(append(make([]byte, cborx.FramePrefix), b...))...)
 		f.Add(framed)
 	}
-	fuzzing.Store(true)
-	f.Cleanup(func() { fuzzing.Store(false) })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := fuzzServerConn(t)
 		fr := cborx.NewFrameReader(bytes.NewReader(data), 1<<16, 512)
@@ -172,7 +159,7 @@ func FuzzFrame(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if sc.handleFrame(b) != nil {
+			if sc.dispatch(b) != nil { // dispatch lets a panic through
 				return
 			}
 		}
@@ -202,27 +189,15 @@ func FuzzDecode(f *testing.F) {
 // FuzzHandshake parses arbitrary hello and welcome messages.
 func FuzzHandshake(f *testing.F) {
 	f.Add(body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion)
-		e.buf = cborx.AppendText(e.buf, "agent")
-		e.buf = cborx.AppendText(e.buf, "token")
-		e.buf = cborx.AppendUint(e.buf, 1<<20)
+		e.buf = appendHello(e.buf, hello{version: protocolVersion, name: "agent", token: "token", maxMessage: 1 << 20})
 		return nil
 	}))
 	f.Add(body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgWelcome)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion)
-		e.buf = cborx.AppendText(e.buf, "server")
-		e.buf = cborx.AppendText(e.buf, "5b0f0d0e-0000-4000-8000-000000000000")
-		e.buf = cborx.AppendUint(e.buf, 1<<20)
+		e.buf = appendWelcome(e.buf, welcome{version: protocolVersion, name: "server", id: "5b0f0d0e-0000-4000-8000-000000000000", maxMessage: 1 << 20})
 		return nil
 	}))
 	f.Add(body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 2)
-		e.buf = cborx.AppendUint(e.buf, msgReject)
-		return e.wireError(ErrAuthFailed)
+		return encodeReject(e, ErrAuthFailed)
 	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = parseHello(data)
@@ -240,8 +215,6 @@ func FuzzReferences(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 1, 0, 2, 1, 1})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 3, 1, 0, 3, 2, 0, 2, 1, 2, 2, 2, 1})
 	f.Add([]byte{4, 5, 0, 4, 5, 0, 2, 9, 1, 1, 0, 0})
-	fuzzing.Store(true)
-	f.Cleanup(func() { fuzzing.Store(false) })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := fuzzServerConn(t)
 		for i := 0; i+2 < len(data) && i < 3*64; i += 3 {
@@ -255,10 +228,7 @@ func FuzzReferences(f *testing.F) {
 				msg = callBody(id, a, DescribeMethod)
 			case 2: // release b references to object a
 				msg = body(func(e *encoder) error {
-					e.buf = cborx.AppendArray(e.buf, 3)
-					e.buf = cborx.AppendUint(e.buf, msgRelease)
-					e.buf = cborx.AppendUint(e.buf, a)
-					e.buf = cborx.AppendUint(e.buf, b)
+					e.buf = appendRelease(e.buf, a, b)
 					return nil
 				})
 			case 3: // send object a home
@@ -276,7 +246,7 @@ func FuzzReferences(f *testing.F) {
 					return nil
 				})
 			}
-			if sc.handleFrame(msg) != nil || sc.Err() != nil {
+			if sc.dispatch(msg) != nil || sc.Err() != nil { // dispatch lets a panic through
 				return
 			}
 			st := sc.Stats()

@@ -80,17 +80,19 @@ func NewConn(ctx context.Context, nc net.Conn, opts ...Option) (*Conn, error) {
 	return c, nil
 }
 
+// clientHandshake runs the dialing side's handshake over nc and starts the
+// connection.
 func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.handshakeTimeout)
 	defer cancel()
 	peer := remoteable.Peer{Addr: nc.RemoteAddr()}
 	tc, _ := nc.(*tls.Conn)
 	if tc != nil {
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, tlsHandshakeErr(err, true)
+		st, err := tlsHandshake(ctx, tc, true)
+		if err != nil {
+			return nil, err
 		}
-		st := tc.ConnectionState()
-		peer.TLS = &st
+		peer.TLS = st
 	}
 	co := newCoalescer(nc, o)
 	sess, err := yamux.Client(co, yamuxConfig(o))
@@ -98,77 +100,102 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	main, fr, welcome, err := func() (*yamux.Stream, *cborx.FrameReader, []byte, error) {
-		st, err := sess.OpenStream()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			st.SetDeadline(dl)
-		}
-		e := getEncoder(nil)
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion)
-		e.buf = cborx.AppendText(e.buf, o.name)
-		e.buf = cborx.AppendText(e.buf, o.token)
-		e.buf = cborx.AppendUint(e.buf, uint64(o.maxMessageSize))
-		// yamux may report a write as failed when the session closed right
-		// after it went out (a server refusing us closes at once), so the
-		// answer is read even then: a Reject says more than the write error.
-		_, werr := st.Write(e.frame())
-		putEncoder(e)
-		fr := cborx.NewFrameReader(st, o.maxMessageSize, readBufferSize)
-		body, err := fr.Next()
-		if err != nil {
-			if werr != nil {
-				err = werr
-			}
-			return nil, nil, nil, err
-		}
-		return st, fr, body, nil
-	}()
+	main, fr, body, err := sendHello(ctx, sess, o)
 	if !stop() || err != nil {
 		sess.Close()
-		if tc != nil {
-			// With TLS 1.3 the server checks our certificate after our
-			// side of the TLS handshake is done: its alert refusing it is
-			// what ended the session.
-			if r := tlsRefusal(co.lastReadErr(), true); r != nil {
-				return nil, r
-			}
-		}
-		err = handshakeErr(ctx, err)
-		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			// Closed without a word: a Tether server does that only to a
-			// connection over its handshake limits (or a peer that broke
-			// the protocol, which this implementation does not).
-			err = fmt.Errorf("%w (the server closed the connection without answering: it may be over its limit "+
-				"of handshakes in progress, in all or from this host, so retry later; a remote.Client does; "+
-				"or it is not a Tether server)", err)
-		}
-		return nil, err
+		return nil, dialFailed(ctx, co, tc != nil, err)
 	}
-	w, err := parseWelcome(welcome)
+	w, err := acceptWelcome(body)
 	if err != nil {
 		sess.Close()
-		var re *RemoteError
-		if errors.As(err, &re) {
-			return nil, refusalFromServer(re)
-		}
 		return nil, err
-	}
-	if w.version != protocolVersion {
-		sess.Close()
-		return nil, &refusedError{sentinel: ErrVersionMismatch, cause: ErrVersionMismatch,
-			msg:   fmt.Sprintf("%v: the server speaks version %d, this dialer %d", ErrVersionMismatch, w.version, protocolVersion),
-			hint:  "upgrade the older side",
-			short: "speaks another protocol version than its server"}
 	}
 	main.SetDeadline(time.Time{})
 	id := identifyServer(w.name, peer.TLS)
 	peer.Name, peer.VerifiedBy, peer.ID = id.Name, id.VerifiedBy, w.id
 	return newConn(o, co, sess, main, fr, peer, clampMax(w.maxMessage), o.root).start(), nil
+}
+
+// tlsHandshake runs the TLS handshake of a connection before Tether's,
+// returning its state.
+func tlsHandshake(ctx context.Context, tc *tls.Conn, dialer bool) (*tls.ConnectionState, error) {
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, tlsHandshakeErr(err, dialer)
+	}
+	st := tc.ConnectionState()
+	return &st, nil
+}
+
+// sendHello opens the main stream, sends the Hello and reads the answer's
+// body.
+func sendHello(ctx context.Context, sess *yamux.Session, o *options) (*yamux.Stream, *cborx.FrameReader, []byte, error) {
+	st, err := sess.OpenStream()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetDeadline(dl)
+	}
+	e := getEncoder(nil)
+	e.buf = appendHello(e.buf, hello{version: protocolVersion, name: o.name, token: o.token, maxMessage: uint64(o.maxMessageSize)})
+	// yamux may report a write as failed when the session closed right
+	// after it went out (a server refusing us closes at once), so the
+	// answer is read even then: a Reject says more than the write error.
+	_, werr := st.Write(e.frame())
+	putEncoder(e)
+	fr := cborx.NewFrameReader(st, o.maxMessageSize, readBufferSize)
+	body, err := fr.Next()
+	if err != nil {
+		if werr != nil {
+			err = werr
+		}
+		return nil, nil, nil, err
+	}
+	return st, fr, body, nil
+}
+
+// dialFailed reports a dialer's handshake that got no answer: a TLS alert
+// refusing this side's certificate, the context's end, or a server that
+// closed without a word.
+func dialFailed(ctx context.Context, co *coalescer, usedTLS bool, err error) error {
+	if usedTLS {
+		// With TLS 1.3 the server checks our certificate after our
+		// side of the TLS handshake is done: its alert refusing it is
+		// what ended the session.
+		if r := tlsRefusal(co.lastReadErr(), true); r != nil {
+			return r
+		}
+	}
+	err = handshakeErr(ctx, err)
+	if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		// Closed without a word: a Tether server does that only to a
+		// connection over its handshake limits (or a peer that broke
+		// the protocol, which this implementation does not).
+		err = fmt.Errorf("%w (the server closed the connection without answering: it may be over its limit "+
+			"of handshakes in progress, in all or from this host, so retry later; a remote.Client does; "+
+			"or it is not a Tether server)", err)
+	}
+	return err
+}
+
+// acceptWelcome reads the server's answer to the Hello: a Welcome in this
+// side's version, or a refusal.
+func acceptWelcome(body []byte) (welcome, error) {
+	w, err := parseWelcome(body)
+	if err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) {
+			return w, refusalFromServer(re)
+		}
+		return w, err
+	}
+	if w.version != protocolVersion {
+		return w, &refusedError{sentinel: ErrVersionMismatch, cause: ErrVersionMismatch,
+			msg:   fmt.Sprintf("%v: the server speaks version %d, this dialer %d", ErrVersionMismatch, w.version, protocolVersion),
+			hint:  "upgrade the older side",
+			short: "speaks another protocol version than its server"}
+	}
+	return w, nil
 }
 
 // handshakeErr reports a failed handshake, as the context's error when the
@@ -182,6 +209,8 @@ func handshakeErr(ctx context.Context, err error) error {
 	return fmt.Errorf("tether: handshake: %w", err)
 }
 
+// clampMax bounds the largest message a peer says it accepts to what this
+// side will send: at least 1 KiB, at most 1 TiB.
 func clampMax(n uint64) int {
 	if n < 1024 {
 		return 1024
@@ -197,171 +226,120 @@ func clampMax(n uint64) int {
 func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.handshakeTimeout)
 	defer cancel()
-	peer := remoteable.Peer{Addr: nc.RemoteAddr(), ID: uuid.NewString()}
+	a := accepting{o: o, root: root, peer: remoteable.Peer{Addr: nc.RemoteAddr(), ID: uuid.NewString()}}
 	if tc, ok := nc.(*tls.Conn); ok {
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, tlsHandshakeErr(err, false)
+		st, err := tlsHandshake(ctx, tc, false)
+		if err != nil {
+			return nil, err
 		}
-		st := tc.ConnectionState()
-		peer.TLS = &st
+		a.peer.TLS = st
 	}
-	co := newCoalescer(nc, o)
-	sess, err := yamux.Server(co, yamuxConfig(o))
+	a.co = newCoalescer(nc, o)
+	sess, err := yamux.Server(a.co, yamuxConfig(o))
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	var (
-		main    *yamux.Stream
-		fr      *cborx.FrameReader
-		peerMax uint64
-		refusal error
-	)
-	err = func() error {
-		st, err := sess.AcceptStreamWithContext(ctx)
-		if err != nil {
-			return err
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			st.SetDeadline(dl)
-		}
-		main = st
-		fr = cborx.NewFrameReader(st, handshakeMax, handshakeBufferSize)
-		body, err := fr.Next()
-		if err != nil {
-			return err
-		}
-		h, err := parseHello(body)
-		switch {
-		case err != nil:
-			refusal = err
-		case h.version != protocolVersion:
-			refusal = fmt.Errorf("%w: client speaks %d, server speaks %d", ErrVersionMismatch, h.version, protocolVersion)
-		case o.token != "" && !tokensEqual(h.token, o.token):
-			refusal = fmt.Errorf("%w: wrong or missing token", ErrAuthFailed)
-		default:
-			id, err := identifyDialer(ctx, o, Credentials{Name: h.name, Token: h.token, TLS: peer.TLS, Addr: peer.Addr})
-			if err == nil {
-				if err = checkIdentity(id); err != nil {
-					err = fmt.Errorf("%w: %w", ErrAuthFailed, err)
-				}
-			}
-			if err != nil {
-				refusal = err
-				break
-			}
-			peer.Name, peer.VerifiedBy = id.Name, id.VerifiedBy
-			if o.realm != nil {
-				root, refusal = avatar(ctx, o.realm, peer)
-			}
-		}
-		peerMax = h.maxMessage
-
-		e := getEncoder(nil)
-		defer putEncoder(e)
-		if refusal != nil {
-			e.buf = cborx.AppendArray(e.buf, 2)
-			e.buf = cborx.AppendUint(e.buf, msgReject)
-			e.wireError(publicRefusal(refusal, o))
-		} else {
-			co.admit() // before the Welcome: the peer may send more once it has it
-			e.buf = cborx.AppendArray(e.buf, 5)
-			e.buf = cborx.AppendUint(e.buf, msgWelcome)
-			e.buf = cborx.AppendUint(e.buf, protocolVersion)
-			e.buf = cborx.AppendText(e.buf, o.name)
-			e.buf = cborx.AppendText(e.buf, peer.ID)
-			e.buf = cborx.AppendUint(e.buf, uint64(o.maxMessageSize))
-		}
-		_, err = st.Write(e.frame())
-		return err
-	}()
-	if !stop() || err != nil || refusal != nil {
+	err = a.exchange(ctx, sess)
+	if !stop() || err != nil || a.refusal != nil {
 		sess.Close()
-		if refusal != nil {
-			return nil, refusal
-		}
-		if v := co.violation(); v != nil {
-			return nil, fmt.Errorf("tether: handshake: %w", inner{v})
-		}
-		return nil, handshakeErr(ctx, err)
+		return nil, a.failed(ctx, err)
 	}
-	main.SetDeadline(time.Time{})
-	fr.SetMax(o.maxMessageSize)
-	fr.Grow(readBufferSize)
-	c := newConn(o, co, sess, main, fr, peer, clampMax(peerMax), root)
+	a.main.SetDeadline(time.Time{})
+	a.fr.SetMax(o.maxMessageSize)
+	a.fr.Grow(readBufferSize)
+	c := newConn(o, a.co, sess, a.main, a.fr, a.peer, clampMax(a.peerMax), a.root)
 	c.perPeerRoot = o.realm != nil
 	return c, nil
 }
 
-// hello is the dialer's first message: [0, version, name, token, maxMessage].
-type hello struct {
-	version    uint64
-	name       string
-	token      string
-	maxMessage uint64
+// accepting is a server's handshake in progress.
+type accepting struct {
+	o       *options
+	co      *coalescer
+	peer    remoteable.Peer
+	root    any // the server's, or the one a realm chose for this peer
+	main    *yamux.Stream
+	fr      *cborx.FrameReader
+	peerMax uint64
+	refusal error // why the dialer is not let in
 }
 
-func parseHello(body []byte) (hello, error) {
-	var h hello
-	if err := cborx.Validate(body, decodeLimits); err != nil {
-		return h, fmt.Errorf("%w: %w", ErrProtocol, err)
+// exchange reads the dialer's Hello on the first stream it opens and
+// answers it.
+func (a *accepting) exchange(ctx context.Context, sess *yamux.Session) error {
+	st, err := sess.AcceptStreamWithContext(ctx)
+	if err != nil {
+		return err
 	}
-	r := cborx.NewReader(body)
-	n, err := r.ReadArray()
-	typ, err1 := r.ReadUint()
-	version, err2 := r.ReadUint()
-	name, err3 := r.ReadText()
-	token, err4 := r.ReadText()
-	pm, err5 := r.ReadUint()
-	if err != nil || n < 5 || typ != msgHello || errors.Join(err1, err2, err3, err4, err5) != nil {
-		return h, fmt.Errorf("%w: malformed hello", ErrProtocol)
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetDeadline(dl)
 	}
-	return hello{version: version, name: string(name), token: string(token), maxMessage: pm}, nil
+	a.main = st
+	a.fr = cborx.NewFrameReader(st, handshakeMax, handshakeBufferSize)
+	body, err := a.fr.Next()
+	if err != nil {
+		return err
+	}
+	h, err := parseHello(body)
+	a.refusal = a.judge(ctx, h, err)
+	a.peerMax = h.maxMessage
+	return a.answer(st)
 }
 
-// welcome is the server's answer: [1, version, name, connection id,
-// maxMessage], or a refusal: [2, error].
-type welcome struct {
-	version    uint64
-	name       string
-	id         string
-	maxMessage uint64
-}
-
-func parseWelcome(body []byte) (welcome, error) {
-	var w welcome
-	if err := cborx.Validate(body, decodeLimits); err != nil {
-		return w, fmt.Errorf("%w: %w", ErrProtocol, err)
+// judge decides whether the dialer of Hello h (err if it was malformed)
+// may come in, and who it is; it returns the refusal.
+func (a *accepting) judge(ctx context.Context, h hello, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case h.version != protocolVersion:
+		return fmt.Errorf("%w: client speaks %d, server speaks %d", ErrVersionMismatch, h.version, protocolVersion)
+	case a.o.token != "" && !tokensEqual(h.token, a.o.token):
+		return fmt.Errorf("%w: wrong or missing token", ErrAuthFailed)
 	}
-	r := cborx.NewReader(body)
-	n, err := r.ReadArray()
-	if err != nil || n < 2 {
-		return w, fmt.Errorf("%w: malformed handshake reply", ErrProtocol)
-	}
-	typ, _ := r.ReadUint()
-	switch typ {
-	case msgReject:
-		d := decoder{r: r}
-		re, err := d.wireError()
-		if err != nil {
-			return w, fmt.Errorf("%w: malformed handshake refusal", ErrProtocol)
+	id, err := identifyDialer(ctx, a.o, Credentials{Name: h.name, Token: h.token, TLS: a.peer.TLS, Addr: a.peer.Addr})
+	if err == nil {
+		if err = checkIdentity(id); err != nil {
+			err = fmt.Errorf("%w: %w", ErrAuthFailed, err)
 		}
-		return w, re // the caller makes it a refusal
-	case msgWelcome:
-	default:
-		return w, fmt.Errorf("%w: unexpected handshake reply %d", ErrProtocol, typ)
 	}
-	version, err1 := r.ReadUint()
-	name, err2 := r.ReadText()
-	id, err3 := r.ReadText()
-	pm, err4 := r.ReadUint()
-	if n < 5 || errors.Join(err1, err2, err3, err4) != nil {
-		return w, fmt.Errorf("%w: malformed welcome", ErrProtocol)
+	if err != nil {
+		return err
 	}
-	if len(id) == 0 || len(id) > maxIdentityLabel {
-		return w, fmt.Errorf("%w: the welcome's connection ID is %d bytes; want 1 to %d", ErrProtocol, len(id), maxIdentityLabel)
+	a.peer.Name, a.peer.VerifiedBy = id.Name, id.VerifiedBy
+	if a.o.realm == nil {
+		return nil
 	}
-	return welcome{version: version, name: string(name), id: string(id), maxMessage: pm}, nil
+	root, refusal := avatar(ctx, a.o.realm, a.peer)
+	a.root = root
+	return refusal
+}
+
+// answer sends the Welcome, or the Reject that says why the dialer is
+// refused.
+func (a *accepting) answer(st *yamux.Stream) error {
+	e := getEncoder(nil)
+	defer putEncoder(e)
+	if a.refusal != nil {
+		encodeReject(e, publicRefusal(a.refusal, a.o))
+	} else {
+		a.co.admit() // before the Welcome: the peer may send more once it has it
+		e.buf = appendWelcome(e.buf, welcome{version: protocolVersion, name: a.o.name, id: a.peer.ID, maxMessage: uint64(a.o.maxMessageSize)})
+	}
+	_, err := st.Write(e.frame())
+	return err
+}
+
+// failed reports a server's handshake that did not let the dialer in.
+func (a *accepting) failed(ctx context.Context, err error) error {
+	if a.refusal != nil {
+		return a.refusal
+	}
+	if v := a.co.violation(); v != nil {
+		return fmt.Errorf("tether: handshake: %w", inner{v})
+	}
+	return handshakeErr(ctx, err)
 }
 
 // publicRefusal is a refusal as the refused dialer may read it: an

@@ -19,7 +19,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
@@ -358,11 +357,5 @@ func appendCallHeadExt(b []byte, id, target uint64, method string, timeout uint6
 }
 
 func appendCallHeadOf(b []byte, n int, id, target uint64, method string, timeout uint64, argc int) []byte {
-	b = cborx.AppendArray(b, n)
-	b = cborx.AppendUint(b, msgCall)
-	b = cborx.AppendUint(b, id)
-	b = cborx.AppendUint(b, target)
-	b = cborx.AppendText(b, method)
-	b = cborx.AppendUint(b, timeout)
-	return cborx.AppendArray(b, argc)
+	return appendCall(b, callHead{id: id, target: target, method: method, timeout: timeout, argc: argc, ext: n == 7})
 }

@@ -38,7 +38,7 @@ func TestHostileReleaseOfUnknownIDs(t *testing.T) {
 		if err != nil {
 			return 0, err
 		}
-		if m.typ != msgReturn || m.ref == 0 {
+		if m.typ != uint64(msgReturn) || m.ref == 0 {
 			return 0, fmt.Errorf("want a reference from NewCounter, got %v", m)
 		}
 		return m.ref, nil
@@ -168,7 +168,7 @@ func TestHostileCallFloodOverQuota(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if m.typ != msgFail || !errors.Is(m.err, ErrTooManyCalls) || !want[m.id] {
+			if m.typ != uint64(msgFail) || !errors.Is(m.err, ErrTooManyCalls) || !want[m.id] {
 				return fmt.Errorf("want too-many-calls for a flooded call, got %v", m)
 			}
 			delete(want, m.id)

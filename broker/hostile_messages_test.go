@@ -69,7 +69,7 @@ func TestHostileFramesAtTheSizeLimit(t *testing.T) {
 				return err
 			}
 			n, ok := want[m.id]
-			if m.typ != msgReturn || !ok || m.size != n {
+			if m.typ != uint64(msgReturn) || !ok || m.size != n {
 				return fmt.Errorf("want the echo of a call at the limit, got %v (size %d)", m, m.size)
 			}
 			delete(want, m.id)
@@ -167,7 +167,7 @@ func TestHostileDeepAndHugeCBOR(t *testing.T) {
 		if err != nil {
 			return fmt.Errorf("a deeply nested Hello: %w", err)
 		}
-		if m.typ != msgReject || !errors.Is(m.err, ErrProtocol) {
+		if m.typ != uint64(msgReject) || !errors.Is(m.err, ErrProtocol) {
 			return fmt.Errorf("a deeply nested Hello: want a Reject for a protocol violation, got %v", m)
 		}
 		return p.hungUp(hpSlack)

@@ -257,7 +257,7 @@ func hpParse(b []byte) (hpMsg, error) {
 		return hpMsg{}, err
 	}
 	m := hpMsg{typ: typ, size: -1}
-	switch typ {
+	switch msgKind(typ) {
 	case msgReturn:
 		m.id, _ = r.ReadUint()
 		h, _ := r.PeekHead()
@@ -295,12 +295,7 @@ func hpFrame(body []byte) []byte {
 // hpHello is the body of a well-formed Hello from a peer called name.
 func hpHello(name string) []byte {
 	return body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion)
-		e.buf = cborx.AppendText(e.buf, name)
-		e.buf = cborx.AppendText(e.buf, "")
-		e.buf = cborx.AppendUint(e.buf, 1<<22)
+		e.buf = appendHello(e.buf, hello{version: protocolVersion, name: name, token: "", maxMessage: 1 << 22})
 		return nil
 	})
 }
@@ -322,10 +317,7 @@ func hpCall(id, target uint64, method string, args ...any) []byte {
 // hpRelease is the body of a Release of n references to object id.
 func hpRelease(id, n uint64) []byte {
 	return body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 3)
-		e.buf = cborx.AppendUint(e.buf, msgRelease)
-		e.buf = cborx.AppendUint(e.buf, id)
-		e.buf = cborx.AppendUint(e.buf, n)
+		e.buf = appendRelease(e.buf, id, n)
 		return nil
 	})
 }
@@ -425,7 +417,7 @@ func (p *hpPeer) handshake(name string) error {
 	if err != nil {
 		return err
 	}
-	if m.typ != msgWelcome {
+	if m.typ != uint64(msgWelcome) {
 		return fmt.Errorf("want a Welcome, got %v", m)
 	}
 	return nil
@@ -530,7 +522,7 @@ func (p *hpPeer) goodbye(within time.Duration) (bye, err error) {
 	for {
 		select {
 		case m := <-p.msgs:
-			if m.typ == msgGoodbye {
+			if m.typ == uint64(msgGoodbye) {
 				bye = m.err
 			}
 		case <-p.mainDone:
@@ -539,7 +531,7 @@ func (p *hpPeer) goodbye(within time.Duration) (bye, err error) {
 			for {
 				select {
 				case m := <-p.msgs:
-					if m.typ == msgGoodbye {
+					if m.typ == uint64(msgGoodbye) {
 						bye = m.err
 					}
 				default:

@@ -40,14 +40,14 @@ func TestHostileTooManyMessageStreams(t *testing.T) {
 		defer p.close()
 		p.collect(false)
 		if w%2 == 0 {
-			for i := 0; i <= maxPeerBulkStreams; i++ {
+			for i := 0; i <= maxPeerMsgStreams; i++ {
 				if _, err := p.sess.OpenStream(); err != nil {
 					break // the server hung up already
 				}
 			}
-			return p.expectGoodbye(fmt.Sprintf("more than %d message streams", maxPeerBulkStreams))
+			return p.expectGoodbye(fmt.Sprintf("more than %d message streams", maxPeerMsgStreams))
 		}
-		for i := 0; i < maxPeerBulkStreams; i++ {
+		for i := 0; i < maxPeerMsgStreams; i++ {
 			st, err := p.sess.OpenStream()
 			if err != nil {
 				return err
@@ -66,7 +66,7 @@ func TestHostileTooManyMessageStreams(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if m.typ != msgReturn || m.id != 1 {
+		if m.typ != uint64(msgReturn) || m.id != 1 {
 			return fmt.Errorf("with 16 message streams open, want the Return of call 1, got %v", m)
 		}
 		return nil

@@ -23,7 +23,7 @@ type rawPeer struct {
 	fr   *cborx.FrameReader
 }
 
-func rawConnect(t *testing.T, addr string, hello bool) *rawPeer {
+func rawConnect(t *testing.T, addr string, sendHello bool) *rawPeer {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
@@ -37,14 +37,9 @@ func rawConnect(t *testing.T, addr string, hello bool) *rawPeer {
 	require.NoError(t, err)
 	st.SetDeadline(time.Now().Add(10 * time.Second))
 	p := &rawPeer{t: t, sess: sess, st: st, fr: cborx.NewFrameReader(st, 1<<22, 4096)}
-	if hello {
+	if sendHello {
 		p.sendMsg(func(e *encoder) {
-			e.buf = cborx.AppendArray(e.buf, 5)
-			e.buf = cborx.AppendUint(e.buf, msgHello)
-			e.buf = cborx.AppendUint(e.buf, protocolVersion)
-			e.buf = cborx.AppendText(e.buf, "raw")
-			e.buf = cborx.AppendText(e.buf, "")
-			e.buf = cborx.AppendUint(e.buf, 1<<22)
+			e.buf = appendHello(e.buf, hello{version: protocolVersion, name: "raw", token: "", maxMessage: 1 << 22})
 		})
 		body, err := p.fr.Next()
 		require.NoError(t, err)
@@ -89,7 +84,7 @@ func (p *rawPeer) next() (uint64, error, error) {
 	r := cborx.NewReader(body)
 	r.ReadArray()
 	typ, _ := r.ReadUint()
-	switch typ {
+	switch msgKind(typ) {
 	case msgFail:
 		r.ReadUint()
 	case msgGoodbye, msgReject:
@@ -110,7 +105,7 @@ func (p *rawPeer) closedWith() error {
 		if err != nil {
 			return bye
 		}
-		if typ == msgGoodbye {
+		if typ == uint64(msgGoodbye) {
 			bye = carried
 		}
 	}
@@ -159,16 +154,13 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 		}, wantBye: "unexpected message type 99"},
 		{name: "second hello", send: func(p *rawPeer) {
 			p.sendMsg(func(e *encoder) {
-				e.buf = cborx.AppendUint(cborx.AppendArray(e.buf, 2), msgHello)
+				e.buf = appendMsgHead(e.buf, 2, msgHello)
 				e.buf = cborx.AppendUint(e.buf, 1)
 			})
 		}, wantBye: "unexpected message type 0"},
 		{name: "release of an id never given", send: func(p *rawPeer) {
 			p.sendMsg(func(e *encoder) {
-				e.buf = cborx.AppendArray(e.buf, 3)
-				e.buf = cborx.AppendUint(e.buf, msgRelease)
-				e.buf = cborx.AppendUint(e.buf, 12345)
-				e.buf = cborx.AppendUint(e.buf, 1)
+				e.buf = appendRelease(e.buf, 12345, 1)
 			})
 		}, wantBye: "never handed out"},
 		{name: "nesting too deep", send: func(p *rawPeer) {
@@ -195,7 +187,7 @@ func TestBadInputGetsClearErrorAndServerServesOthers(t *testing.T) {
 			})
 		}, wantBye: "limit exceeded"},
 		{name: "too many message streams", send: func(p *rawPeer) {
-			for i := 0; i < maxPeerBulkStreams+1; i++ {
+			for i := 0; i < maxPeerMsgStreams+1; i++ {
 				if _, err := p.sess.OpenStream(); err != nil {
 					return
 				}
@@ -253,12 +245,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	// Version mismatch.
 	p := rawConnect(t, addr, false)
 	p.sendMsg(func(e *encoder) {
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, 99)
-		e.buf = cborx.AppendText(e.buf, "future")
-		e.buf = cborx.AppendText(e.buf, "t0ken")
-		e.buf = cborx.AppendUint(e.buf, 1<<20)
+		e.buf = appendHello(e.buf, hello{version: 99, name: "future", token: "t0ken", maxMessage: 1 << 20})
 	})
 	typ, carried, err := p.next()
 	require.NoError(t, err)
@@ -329,10 +316,7 @@ func TestCancelThatOvertakesItsCall(t *testing.T) {
 	}
 	cancel := func(id uint64, mayPrecede bool) func(e *encoder) {
 		return func(e *encoder) {
-			e.buf = cborx.AppendArray(e.buf, 3)
-			e.buf = cborx.AppendUint(e.buf, msgCancel)
-			e.buf = cborx.AppendUint(e.buf, id)
-			e.buf = cborx.AppendBool(e.buf, mayPrecede)
+			e.buf = appendCancel(e.buf, id, mayPrecede)
 		}
 	}
 	call := func(id uint64, method string) func(e *encoder) {

@@ -195,6 +195,8 @@ func objTypeOf(obj any) *objType {
 	return ot
 }
 
+// buildObjType builds the method table of type t, whose value obj is
+// asked for its declarations.
 func buildObjType(t reflect.Type, obj any, gen uint64) *objType {
 	ot := &objType{gen: gen, methods: map[string]*method{}, guarded: t.Implements(guardedT)}
 	promoted := promotedMethods(t)
@@ -204,16 +206,10 @@ func buildObjType(t reflect.Type, obj any, gen uint64) *objType {
 	// RemoteMethods speaks for the field's methods, not for the methods
 	// the embedding type exposes.
 	if t.Implements(declarerT) && !promoted["RemoteMethods"] {
-		var p any
-		decl, p = safeDeclare(obj.(remoteable.Declarer))
-		if p != nil {
-			ot.declPanicked = true
-			ot.mistakes = append(ot.mistakes, fmt.Sprintf("%s panicked (%v), so its declarations are unknown: it must not depend on the value (it is called on the first value of the type the broker sees)", methodName(t, "RemoteMethods"), p))
-		}
+		decl = ot.declarations(t, obj)
 	}
 	for i := 0; i < t.NumMethod(); i++ {
 		m := t.Method(i)
-		mt := m.Type
 		opts, listed := decl[m.Name]
 		if opts.Local {
 			continue
@@ -227,54 +223,90 @@ func buildObjType(t reflect.Type, obj any, gen uint64) *objType {
 			ot.promoted[m.Name] = true
 			continue
 		}
-		if reason := shapeProblem(mt); reason != "" {
-			if listed {
-				ot.mistakes = append(ot.mistakes, fmt.Sprintf("%s lists %s, which cannot be called remotely: %s; fix its signature, or remove the entry", methodName(t, "RemoteMethods"), m.Name, reason))
-			} else if !frameworkMethods[m.Name] {
-				ot.skipped = append(ot.skipped, SkippedMethod{Name: m.Name, Reason: reason})
-			}
+		if ot.refuse(t, m, listed) {
 			continue
 		}
-		if j := misplacedCtx(mt); j > 0 {
-			reason := fmt.Sprintf("it takes a context.Context as parameter %d: a context must be the first parameter", j)
-			ot.mistakes = append(ot.mistakes, fmt.Sprintf("%s takes a context.Context as parameter %d: move the context to the first parameter, or mark the method Local in RemoteMethods", methodName(t, m.Name), j))
-			ot.skipped = append(ot.skipped, SkippedMethod{Name: m.Name, Reason: reason})
-			continue
-		}
-		in := 1 // after the receiver
-		hasCtx := mt.NumIn() > 1 && mt.In(1) == ctxType
-		if hasCtx {
-			in = 2
-		}
-		var result *typeInfo
-		if mt.NumOut() == 2 {
-			result = infoOf(mt.Out(0))
-		}
-		me := &method{name: m.Name, fn: m.Func, hasCtx: hasCtx, variadic: mt.IsVariadic(), result: result, opts: opts}
-		for j := in; j < mt.NumIn(); j++ {
-			pt := mt.In(j)
-			if me.variadic && j == mt.NumIn()-1 {
-				pt = pt.Elem()
-			}
-			me.params = append(me.params, infoOf(pt))
-		}
-		ot.methods[m.Name] = me
+		ot.methods[m.Name] = newMethod(m, opts)
 		ot.names = append(ot.names, m.Name)
 	}
-	for name := range decl {
-		if _, ok := t.MethodByName(name); !ok {
-			msg := fmt.Sprintf("%s lists %s, which %s does not have", methodName(t, "RemoteMethods"), name, typeName(t))
-			if _, onPtr := reflect.PointerTo(t).MethodByName(name); onPtr && t.Kind() != reflect.Pointer {
-				msg += fmt.Sprintf(" (it is declared on *%s, with a pointer receiver): publish a pointer instead", typeName(t))
-			} else {
-				msg += ": fix the name, or remove the entry"
-			}
-			ot.mistakes = append(ot.mistakes, msg)
-		}
-	}
+	ot.checkListed(t, decl)
 	slices.Sort(ot.names)
 	slices.Sort(ot.mistakes)
 	return ot
+}
+
+// declarations asks obj for its type's RemoteMethods, noting a panic as a
+// mistake.
+func (ot *objType) declarations(t reflect.Type, obj any) remoteable.Methods {
+	decl, p := safeDeclare(obj.(remoteable.Declarer))
+	if p != nil {
+		ot.declPanicked = true
+		ot.mistakes = append(ot.mistakes, fmt.Sprintf("%s panicked (%v), so its declarations are unknown: it must not depend on the value (it is called on the first value of the type the broker sees)", methodName(t, "RemoteMethods"), p))
+	}
+	return decl
+}
+
+// refuse reports whether method m of t cannot be called remotely because
+// of its shape, recording why: as a mistake when RemoteMethods lists it
+// (listed) or its context is misplaced, as a skipped method otherwise.
+func (ot *objType) refuse(t reflect.Type, m reflect.Method, listed bool) bool {
+	mt := m.Type
+	if reason := shapeProblem(mt); reason != "" {
+		if listed {
+			ot.mistakes = append(ot.mistakes, fmt.Sprintf("%s lists %s, which cannot be called remotely: %s; fix its signature, or remove the entry", methodName(t, "RemoteMethods"), m.Name, reason))
+		} else if !frameworkMethods[m.Name] {
+			ot.skipped = append(ot.skipped, SkippedMethod{Name: m.Name, Reason: reason})
+		}
+		return true
+	}
+	if j := misplacedCtx(mt); j > 0 {
+		reason := fmt.Sprintf("it takes a context.Context as parameter %d: a context must be the first parameter", j)
+		ot.mistakes = append(ot.mistakes, fmt.Sprintf("%s takes a context.Context as parameter %d: move the context to the first parameter, or mark the method Local in RemoteMethods", methodName(t, m.Name), j))
+		ot.skipped = append(ot.skipped, SkippedMethod{Name: m.Name, Reason: reason})
+		return true
+	}
+	return false
+}
+
+// newMethod describes a remotely callable method: whether it takes a
+// context, its parameters' and its result's codecs.
+func newMethod(m reflect.Method, opts remoteable.MethodOptions) *method {
+	mt := m.Type
+	in := 1 // after the receiver
+	hasCtx := mt.NumIn() > 1 && mt.In(1) == ctxType
+	if hasCtx {
+		in = 2
+	}
+	var result *typeInfo
+	if mt.NumOut() == 2 {
+		result = infoOf(mt.Out(0))
+	}
+	me := &method{name: m.Name, fn: m.Func, hasCtx: hasCtx, variadic: mt.IsVariadic(), result: result, opts: opts}
+	for j := in; j < mt.NumIn(); j++ {
+		pt := mt.In(j)
+		if me.variadic && j == mt.NumIn()-1 {
+			pt = pt.Elem()
+		}
+		me.params = append(me.params, infoOf(pt))
+	}
+	return me
+}
+
+// checkListed records as mistakes the names RemoteMethods lists that t
+// does not have.
+func (ot *objType) checkListed(t reflect.Type, decl remoteable.Methods) {
+	for name := range decl {
+		if _, ok := t.MethodByName(name); ok {
+			continue
+		}
+		msg := fmt.Sprintf("%s lists %s, which %s does not have", methodName(t, "RemoteMethods"), name, typeName(t))
+		if _, onPtr := reflect.PointerTo(t).MethodByName(name); onPtr && t.Kind() != reflect.Pointer {
+			msg += fmt.Sprintf(" (it is declared on *%s, with a pointer receiver): publish a pointer instead", typeName(t))
+		} else {
+			msg += ": fix the name, or remove the entry"
+		}
+		ot.mistakes = append(ot.mistakes, msg)
+	}
 }
 
 // frameworkMethods are methods a type has for Tether or for Go itself

@@ -63,32 +63,27 @@ func (op option) apply(o *options) {
 	op.set(o)
 }
 
-// optionFunc is an option for both sides, for the tests.
-type optionFunc func(*options)
-
-func (f optionFunc) apply(o *options) { f(o) }
-
 type options struct {
-	name              string
-	token             string
-	tlsConfig         *tls.Config
-	handshakeTimeout  time.Duration
-	deadPeerTimeout   time.Duration
-	writeTimeout      time.Duration
-	maxMessageSize    int
-	maxCalls          int
-	maxExports        int
-	maxSubscriptions  int
-	tracebacks        bool
-	logger            *slog.Logger
-	root              any
-	bulkThreshold     int
-	maxHandshakes     int // a server's handshakes in progress, in all
-	maxHostHandshakes int // and from one source address
-	authenticator     Authenticator
-	realm             Realm
-	side              side
-	err               error // first invalid option
+	name               string
+	token              string
+	tlsConfig          *tls.Config
+	handshakeTimeout   time.Duration
+	deadPeerTimeout    time.Duration
+	writeTimeout       time.Duration
+	maxMessageSize     int
+	maxCalls           int
+	maxExports         int
+	maxSubscriptions   int
+	tracebacks         bool
+	logger             *slog.Logger
+	root               any
+	msgStreamThreshold int
+	maxHandshakes      int // a server's handshakes in progress, in all
+	maxHostHandshakes  int // and from one source address
+	authenticator      Authenticator
+	realm              Realm
+	side               side
+	err                error // first invalid option
 }
 
 // fail records an invalid option; the first one is reported.
@@ -114,6 +109,7 @@ func (e *optionError) Error() string        { return e.err.Error() }
 func (e *optionError) Unwrap() error        { return e.err }
 func (e *optionError) Is(target error) bool { return target == ErrInvalidOption }
 
+// buildOptions applies opts for side s, then validates them.
 func buildOptions(s side, opts []Option) (*options, error) {
 	o := &options{side: s}
 	for _, opt := range opts {
@@ -132,6 +128,18 @@ func (o *options) validate() error {
 	if o.err != nil {
 		return o.err
 	}
+	if err := o.checkSigns(); err != nil {
+		return err
+	}
+	if err := o.checkConsistent(); err != nil {
+		return err
+	}
+	o.fillDefaults()
+	return o.checkMinimums()
+}
+
+// checkSigns rejects negative values, which no option takes.
+func (o *options) checkSigns() error {
 	for _, v := range []struct {
 		name string
 		neg  bool
@@ -149,6 +157,12 @@ func (o *options) validate() error {
 			return fmt.Errorf("tether: %s: negative option value: give a positive value, or 0 for the default", v.name)
 		}
 	}
+	return nil
+}
+
+// checkConsistent rejects options that cannot work together or do not
+// fit in a handshake.
+func (o *options) checkConsistent() error {
 	if len(o.name) > maxIdentityName {
 		return fmt.Errorf("tether: WithName: the name is %d bytes; a name may have at most %d", len(o.name), maxIdentityName)
 	}
@@ -163,44 +177,42 @@ func (o *options) validate() error {
 		o.tlsConfig.GetCertificate == nil && o.tlsConfig.GetConfigForClient == nil {
 		return errors.New("tether: WithTLS on a server needs a certificate in the config (Certificates or GetCertificate)")
 	}
-	if o.handshakeTimeout == 0 {
-		o.handshakeTimeout = DefaultHandshakeTimeout
+	return nil
+}
+
+// fillDefaults gives every option left at zero its default.
+func (o *options) fillDefaults() {
+	orDefault(&o.handshakeTimeout, DefaultHandshakeTimeout)
+	orDefault(&o.deadPeerTimeout, DefaultDeadPeerTimeout)
+	orDefault(&o.writeTimeout, o.deadPeerTimeout)
+	orDefault(&o.maxMessageSize, DefaultMaxMessageSize)
+	orDefault(&o.maxCalls, DefaultMaxConcurrentCalls)
+	orDefault(&o.maxExports, DefaultMaxExports)
+	orDefault(&o.maxSubscriptions, DefaultMaxSubscriptions)
+	orDefault(&o.maxHandshakes, DefaultMaxHandshakes)
+	orDefault(&o.maxHostHandshakes, DefaultMaxHandshakesPerHost)
+	orDefault(&o.msgStreamThreshold, defaultMsgStreamThreshold)
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
 	}
-	if o.deadPeerTimeout == 0 {
-		o.deadPeerTimeout = DefaultDeadPeerTimeout
+}
+
+// orDefault sets *v to d when it is zero: a zero option means "the
+// default".
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
 	}
+}
+
+// checkMinimums rejects values below what the connection needs to work.
+func (o *options) checkMinimums() error {
 	if o.deadPeerTimeout < minDeadPeerTimeout {
 		return fmt.Errorf("tether: WithDeadPeerTimeout: %v is below the minimum %v", o.deadPeerTimeout, minDeadPeerTimeout)
 	}
-	if o.writeTimeout == 0 {
-		o.writeTimeout = o.deadPeerTimeout
-	}
-	if o.maxMessageSize == 0 {
-		o.maxMessageSize = DefaultMaxMessageSize
-	}
 	if o.maxMessageSize < 1024 {
 		return fmt.Errorf("tether: WithMaxMessageSize: %d bytes is below the minimum, 1 KiB", o.maxMessageSize)
-	}
-	if o.maxCalls == 0 {
-		o.maxCalls = DefaultMaxConcurrentCalls
-	}
-	if o.maxExports == 0 {
-		o.maxExports = DefaultMaxExports
-	}
-	if o.maxSubscriptions == 0 {
-		o.maxSubscriptions = DefaultMaxSubscriptions
-	}
-	if o.maxHandshakes == 0 {
-		o.maxHandshakes = DefaultMaxHandshakes
-	}
-	if o.maxHostHandshakes == 0 {
-		o.maxHostHandshakes = DefaultMaxHandshakesPerHost
-	}
-	if o.bulkThreshold == 0 {
-		o.bulkThreshold = defaultBulkThreshold
-	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }

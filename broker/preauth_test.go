@@ -111,7 +111,7 @@ func rawJoin(addr, name string) (net.Conn, error) {
 			continue
 		}
 		m, err := hpParse(main[k : k+int(size)])
-		if err != nil || m.typ != msgWelcome {
+		if err != nil || m.typ != uint64(msgWelcome) {
 			nc.Close()
 			return nil, fmt.Errorf("want a Welcome, got %v (%v)", m, err)
 		}
@@ -279,7 +279,7 @@ func stallingHello() []byte {
 // handshake.
 const (
 	preauthConns   = 100
-	preauthStreams = maxPeerBulkStreams + 1
+	preauthStreams = maxPeerMsgStreams + 1
 	// preauthHeap bounds the server's live heap while the attack runs.
 	// Without the read guard, the attack held 858 MiB for the handshake
 	// timeout.

@@ -92,12 +92,7 @@ func fakeServer(t *testing.T, version uint64) string {
 			return
 		}
 		st.Write(hpFrame(body(func(e *encoder) error {
-			e.buf = cborx.AppendArray(e.buf, 5)
-			e.buf = cborx.AppendUint(e.buf, msgWelcome)
-			e.buf = cborx.AppendUint(e.buf, version)
-			e.buf = cborx.AppendText(e.buf, "future")
-			e.buf = cborx.AppendText(e.buf, "conn-1")
-			e.buf = cborx.AppendUint(e.buf, 1<<20)
+			e.buf = appendWelcome(e.buf, welcome{version: version, name: "future", id: "conn-1", maxMessage: 1 << 20})
 			return nil
 		})))
 		st.Read(make([]byte, 1)) // until the dialer hangs up
@@ -122,12 +117,7 @@ func TestVersionMismatchBothWays(t *testing.T) {
 	defer p.close()
 	require.NoError(t, p.openMain())
 	require.NoError(t, p.send(body(func(e *encoder) error {
-		e.buf = cborx.AppendArray(e.buf, 5)
-		e.buf = cborx.AppendUint(e.buf, msgHello)
-		e.buf = cborx.AppendUint(e.buf, protocolVersion+1)
-		e.buf = cborx.AppendText(e.buf, "future")
-		e.buf = cborx.AppendText(e.buf, "")
-		e.buf = cborx.AppendUint(e.buf, 1<<20)
+		e.buf = appendHello(e.buf, hello{version: protocolVersion + 1, name: "future", token: "", maxMessage: 1 << 20})
 		return nil
 	})))
 	b, err := p.fr.Next()

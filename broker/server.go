@@ -85,88 +85,123 @@ func NewServer(root any, opts ...Option) *Server {
 // Serve), or the listener's other errors; invalid options are returned at
 // once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := s.addListener(ln); err != nil {
+		return err
+	}
+	defer s.removeListener(ln)
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if backoff, err = s.acceptFailed(err, backoff); err != nil {
+				return err
+			}
+			continue
+		}
+		backoff = 0
+		if err := s.startHandshake(nc); err != nil {
+			return err
+		}
+	}
+}
+
+// addListener records ln for Close, or closes it at once when the server
+// cannot serve (invalid options, or closed already).
+func (s *Server) addListener(ln net.Listener) error {
 	if s.err != nil {
 		ln.Close() // dialers get a refusal at once, not a handshake timeout
 		return s.err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		ln.Close() // as Close would have: dialers are refused, not left to time out
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}
+	return nil
+}
+
+// removeListener forgets ln once Serve returns.
+func (s *Server) removeListener(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
+}
+
+// acceptFailed decides what a failed Accept means: the server closed, a
+// shortage that passes (it waits out a backoff, which it returns, and
+// Serve goes on), or the listener's end.
+func (s *Server) acceptFailed(err error, backoff time.Duration) (time.Duration, error) {
+	if s.isClosed() {
+		return 0, ErrServerClosed
+	}
+	if !temporaryAcceptError(err) {
+		return 0, err
+	}
+	// Out of file descriptors and the like: connections wait
+	// in the listen backlog until some are freed.
+	backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+	s.opts.logger.Warn("tether: accept failed; retrying", "err", err, "retry-in", backoff)
+	select {
+	case <-time.After(backoff):
+		return backoff, nil
+	case <-s.ctx.Done():
+		return 0, ErrServerClosed
+	}
+}
+
+// startHandshake runs the handshake of an accepted connection in a
+// goroutine of its own, within the handshake limits: over them, the
+// connection is closed.
+func (s *Server) startHandshake(nc net.Conn) error {
+	host := hostOf(nc.RemoteAddr())
+	s.mu.Lock()
+	if s.closed {
 		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return ErrServerClosed
-			}
-			if temporaryAcceptError(err) {
-				// Out of file descriptors and the like: connections wait
-				// in the listen backlog until some are freed.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.opts.logger.Warn("tether: accept failed; retrying", "err", err, "retry-in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-s.ctx.Done():
-					return ErrServerClosed
-				}
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		host := hostOf(nc.RemoteAddr())
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			nc.Close()
-			return ErrServerClosed
-		}
-		if s.handshakes >= s.opts.maxHandshakes || s.perHost[host] >= s.opts.maxHostHandshakes {
-			total, fromHost := s.handshakes, s.perHost[host]
-			s.mu.Unlock()
-			// Closed rather than queued: a queue would hold what the
-			// limits are there to bound.
-			s.refused.Add(1)
-			nc.Close()
-			s.opts.logger.Debug("tether: too many handshakes in progress; connection closed",
-				"remote", nc.RemoteAddr(), "handshakes", total, "from-host", fromHost)
-			continue
-		}
-		s.handshakes++
-		s.perHost[host]++
-		s.handshake.Add(1)
+		nc.Close()
+		return ErrServerClosed
+	}
+	if s.handshakes >= s.opts.maxHandshakes || s.perHost[host] >= s.opts.maxHostHandshakes {
+		total, fromHost := s.handshakes, s.perHost[host]
 		s.mu.Unlock()
-		go func() {
-			defer s.handshake.Done()
-			_, err := s.ServeConn(s.ctx, nc)
-			s.mu.Lock()
-			s.handshakes--
-			if s.perHost[host]--; s.perHost[host] == 0 {
-				delete(s.perHost, host)
-			}
-			s.mu.Unlock()
-			switch {
-			case err == nil:
-			case isRefusal(err):
-				// A refusal lasts until someone fixes a configuration (a
-				// token, a certificate, a version): the operator hears of
-				// each one. Its rate is bounded by the handshake limits,
-				// and a remote.Client retries a refusal at its backoff's cap.
-				s.opts.logger.Warn("tether: handshake refused", "remote", nc.RemoteAddr(), "err", err)
-			default:
-				s.opts.logger.Debug("tether: handshake failed", "remote", nc.RemoteAddr(), "err", err)
-			}
-		}()
+		// Closed rather than queued: a queue would hold what the
+		// limits are there to bound.
+		s.refused.Add(1)
+		nc.Close()
+		s.opts.logger.Debug("tether: too many handshakes in progress; connection closed",
+			"remote", nc.RemoteAddr(), "handshakes", total, "from-host", fromHost)
+		return nil
+	}
+	s.handshakes++
+	s.perHost[host]++
+	s.handshake.Add(1)
+	s.mu.Unlock()
+	go s.handshakeConn(nc, host)
+	return nil
+}
+
+// handshakeConn serves an accepted connection, counting its handshake in
+// progress until it is over, and logs a failed one.
+func (s *Server) handshakeConn(nc net.Conn, host string) {
+	defer s.handshake.Done()
+	_, err := s.ServeConn(s.ctx, nc)
+	s.mu.Lock()
+	s.handshakes--
+	if s.perHost[host]--; s.perHost[host] == 0 {
+		delete(s.perHost, host)
+	}
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+	case isRefusal(err):
+		// A refusal lasts until someone fixes a configuration (a
+		// token, a certificate, a version): the operator hears of
+		// each one. Its rate is bounded by the handshake limits,
+		// and a remote.Client retries a refusal at its backoff's cap.
+		s.opts.logger.Warn("tether: handshake refused", "remote", nc.RemoteAddr(), "err", err)
+	default:
+		s.opts.logger.Debug("tether: handshake failed", "remote", nc.RemoteAddr(), "err", err)
 	}
 }
 
@@ -239,42 +274,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	return c.start(), nil
 }
 
-// ServerStats is a snapshot of a server's connections: the sums of their
-// ConnStats, and how many peers were accepted and refused since the server
-// started. It encodes as JSON for expvar:
-//
-//	expvar.Publish("tether", expvar.Func(func() any { return srv.Stats() }))
-type ServerStats struct {
-	Conns      int   `json:"conns"`      // live connections
-	Handshakes int   `json:"handshakes"` // Serve's handshakes in progress (see WithHandshakeLimits)
-	Accepted   int64 `json:"accepted"`   // peers that completed the handshake
-	Refused    int64 `json:"refused"`    // peers that did not (bad token, timeout, protocol, TLS, over the handshake limits)
-	ConnStats
-}
-
-// Stats returns a snapshot of the server's resources.
-func (s *Server) Stats() ServerStats {
-	st := ServerStats{Accepted: s.accepted.Load(), Refused: s.refused.Load()}
-	s.mu.Lock()
-	st.Handshakes = s.handshakes
-	s.mu.Unlock()
-	for _, c := range s.Conns() {
-		cs := c.Stats()
-		st.Conns++
-		st.CallsOut += cs.CallsOut
-		st.CallsIn += cs.CallsIn
-		st.Exports += cs.Exports
-		st.Imports += cs.Imports
-		st.Observers += cs.Observers
-		st.Mirrors += cs.Mirrors
-		st.BytesOut += cs.BytesOut
-		st.BytesIn += cs.BytesIn
-		st.Writes += cs.Writes
-		st.Reads += cs.Reads
-	}
-	return st
-}
-
+// isClosed reports whether Close was called.
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

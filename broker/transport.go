@@ -27,8 +27,8 @@ func yamuxConfig(o *options) *yamux.Config {
 	// Streams not yet accepted are buffered by yamux, a window each. Before
 	// the handshake nobody accepts them, and the read guard allows only the
 	// main stream; after it, a peer needs the main stream and
-	// maxPeerBulkStreams more.
-	cfg.AcceptBacklog = maxPeerBulkStreams + 2
+	// maxPeerMsgStreams more.
+	cfg.AcceptBacklog = maxPeerMsgStreams + 2
 	cfg.StreamCloseTimeout = 30 * time.Second
 	return cfg
 }

@@ -1,0 +1,399 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tether-go/tether/internal/linkwait"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// This file holds this side's calls: the table of calls waiting for their
+// results (docs/protocol.md §6, Call, Return, Fail, Cancel), and calls on
+// local objects, which need no table.
+
+// call is one outgoing call waiting for its result.
+type call struct {
+	method string // for the error of a call whose connection died
+	reply  any
+	opaque bool
+	err    error
+	attach []attachTask  // mirrors in the reply, attached by the caller
+	done   chan struct{} // receives exactly once per use
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// newCall takes a call from the pool for method, whose result goes to reply.
+func newCall(ctx context.Context, method string, reply any) *call {
+	cl := callPool.Get().(*call)
+	cl.method, cl.reply, cl.err, cl.opaque = method, reply, nil, false
+	if _, ok := reply.(*any); ok && (Forwarded(ctx) || ctx.Value(opaqueKey{}) != nil) {
+		cl.opaque = true
+	}
+	return cl
+}
+
+// recycle puts cl back in the pool once nobody uses it any more.
+func (cl *call) recycle() {
+	cl.reply, cl.err, cl.attach = nil, nil, nil
+	callPool.Put(cl)
+}
+
+// pendingCalls is the table of this side's calls waiting for results,
+// keyed by call id, which the reader completes (handleResult) and
+// teardown fails all at once (failPending).
+type pendingCalls struct {
+	mu     sync.Mutex
+	calls  map[uint64]*call
+	next   uint64 // the last call id used
+	closed bool   // the connection ended: no call may wait any more
+}
+
+// add registers cl under a new call id; false means the connection ended.
+func (p *pendingCalls) add(cl *call) (uint64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, false
+	}
+	p.next++
+	p.calls[p.next] = cl
+	return p.next, true
+}
+
+// take removes and returns call id, or nil when its caller gave up.
+func (p *pendingCalls) take(id uint64) *call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cl := p.calls[id]
+	delete(p.calls, id)
+	return cl
+}
+
+// call makes a call on the peer's object target and waits for its result.
+func (c *Conn) call(ctx context.Context, target uint64, method string, reply any, args []any) error {
+	timeout, err := callTimeout(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkReply(reply); err != nil {
+		return err
+	}
+	acting, err := c.forwardedFor(ctx, method)
+	if err != nil {
+		return err
+	}
+	// The caller's wish to wait for links travels with the call, as its
+	// deadline does, so that a relay passing it on waits for its own link.
+	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx)}
+	cl := newCall(ctx, method, reply)
+	id, ok := c.pending.add(cl)
+	if !ok {
+		cl.recycle()
+		return named(c.deadErr(), method)
+	}
+	c.callsOut.Add(1)
+	defer c.callsOut.Add(-1)
+
+	e := getEncoder(c)
+	h := callHead{id: id, target: target, method: method, timeout: timeout, argc: len(args), ext: !ext.empty()}
+	err = c.encodeCall(e, h, args, ext)
+	onStream := false
+	if err == nil {
+		onStream = c.onMessageStream(e)
+		err = c.sendFrame(ctx, e)
+	}
+	if err != nil {
+		e.undo()
+		putEncoder(e)
+		return c.notSent(ctx, id, cl, err)
+	}
+	putEncoder(e)
+	return c.awaitResult(ctx, id, cl, onStream)
+}
+
+// callTimeout is what a call made with ctx says of its deadline: the
+// nanoseconds left, or 0 for none. It fails when ctx has ended.
+func callTimeout(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0, nil
+	}
+	d := time.Until(dl)
+	if d <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	return uint64(d), nil
+}
+
+// encodeCall writes a Call, its arguments and its extension, and checks it
+// against what the peer accepts.
+func (c *Conn) encodeCall(e *encoder, h callHead, args []any, ext callExt) error {
+	e.buf = appendCall(e.buf, h)
+	e.level = callArgLevel
+	for i, a := range args {
+		if err := e.any(a); err != nil {
+			return argError(err, i, h.method)
+		}
+	}
+	if h.ext {
+		e.buf = appendCallExt(e.buf, ext)
+	}
+	if e.bodyLen() > c.peerMax {
+		return fmt.Errorf("%w: the call is %d bytes; the peer accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
+	}
+	return e.checkItems("the call")
+}
+
+// argError says which argument of method could not be encoded.
+func argError(err error, i int, method string) error {
+	if s := argSentinel(err); s != nil {
+		return within(err, s, fmt.Sprintf("argument %d of %s", i+1, method))
+	}
+	return fmt.Errorf("%w: argument %d of %s: %w", ErrBadArguments, i+1, method, err)
+}
+
+// notSent takes back call id, which could not be sent, and returns its
+// error.
+func (c *Conn) notSent(ctx context.Context, id uint64, cl *call, err error) error {
+	method := cl.method
+	c.abandon(id, cl)
+	var le *linkError
+	if errors.As(err, &le) {
+		// The link failed under the write, and its teardown follows (the
+		// reader sees the dead session too). Wait for it, so that Err and
+		// Closed agree with this error when the caller looks: a caller
+		// deciding whether to retry asks them.
+		select {
+		case <-c.dying:
+		case <-ctx.Done():
+		}
+	}
+	return named(err, method)
+}
+
+// awaitResult waits for the result of call id; when ctx ends first, it
+// gives up and tells the callee. onStream says the call went on a message
+// stream.
+func (c *Conn) awaitResult(ctx context.Context, id uint64, cl *call, onStream bool) error {
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		if c.abandon(id, cl) {
+			c.postCancel(id, onStream)
+			return ctx.Err()
+		}
+		// The result arrived as we gave up: use it.
+	}
+	err, attach := cl.err, cl.attach
+	cl.recycle()
+	if err == nil && len(attach) > 0 {
+		err = runAttach(ctx, attach)
+	}
+	return err
+}
+
+// argSentinel returns the sentinel an argument's encoding error keeps as
+// it is, rather than being reported as ErrBadArguments: the argument was
+// well formed, but a limit or the state of a reference stops it.
+func argSentinel(err error) error {
+	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep} {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return nil
+}
+
+// placedError is an error with where it happened put after its sentinel's
+// text, so that the message still starts with "tether:" once.
+type placedError struct {
+	msg string
+	err error
+}
+
+func (e *placedError) Error() string { return e.msg }
+func (e *placedError) Unwrap() error { return e.err }
+
+// within says where err (which matches sentinel) happened: "tether:
+// reference released: argument 1 of Watch: ...".
+func within(err, sentinel error, where string) error {
+	msg, head := err.Error(), sentinel.Error()
+	switch {
+	case msg == head:
+		msg = head + ": " + where
+	case strings.HasPrefix(msg, head+": "):
+		msg = head + ": " + where + ": " + msg[len(head)+2:]
+	default:
+		msg = head + ": " + where + ": " + strings.TrimPrefix(msg, "tether: ")
+	}
+	return &placedError{msg: msg, err: err}
+}
+
+// abandon removes a pending call. It reports false if the reader or the
+// teardown already took it, in which case it waits for that to finish.
+// Either way cl is back in the pool when abandon returns true.
+func (c *Conn) abandon(id uint64, cl *call) bool {
+	c.pending.mu.Lock()
+	mine := c.pending.calls[id] == cl
+	if mine {
+		delete(c.pending.calls, id)
+	}
+	c.pending.mu.Unlock()
+	if !mine {
+		<-cl.done
+		return false
+	}
+	cl.recycle()
+	return true
+}
+
+// postCancel tells the callee to give up on call id. mayPrecede says the call
+// went on a message stream, so the cancel may arrive before it.
+func (c *Conn) postCancel(id uint64, mayPrecede bool) {
+	e := getEncoder(c)
+	e.buf = appendCancel(e.buf, id, mayPrecede)
+	c.out.post(e.frame())
+	putEncoder(e)
+}
+
+// failPending fails every call waiting for a result at once, with the
+// link's error, when the connection ended with cause.
+func (c *Conn) failPending(cause error) {
+	c.pending.mu.Lock()
+	c.pending.closed = true
+	pending := c.pending.calls
+	c.pending.calls = nil
+	c.pending.mu.Unlock()
+	for _, cl := range pending {
+		le := c.linkErr(true, cause)
+		le.method = cl.method
+		cl.err = le
+		cl.done <- struct{}{}
+	}
+}
+
+// checkReply rejects a reply that cannot receive a result.
+func checkReply(reply any) error {
+	switch reply.(type) {
+	case nil, *any, *[]byte, *string, *int, *int64, *bool, *float64, **Ref:
+		return nil
+	}
+	if v := reflect.ValueOf(reply); v.Kind() != reflect.Pointer || v.IsNil() {
+		return fmt.Errorf("%w: reply must be a non-nil pointer, not %T", ErrBadReply, reply)
+	}
+	return nil
+}
+
+// reply decodes a result into reply, a non-nil pointer.
+func (d *decoder) reply(reply any) error {
+	if p, ok := reply.(*any); ok {
+		x, err := d.generic()
+		if err == nil {
+			*p = x
+		}
+		return err
+	}
+	v := reflect.ValueOf(reply).Elem()
+	return d.value(v, infoOf(v.Type()))
+}
+
+// localCall invokes a method on an object of this process, converting
+// nothing: arguments must be assignable to the parameters. Made with a
+// handler's context (and not AsSelf), the call acts for the handler's
+// caller, so a guarded object's policy judges that caller as it would its
+// own call: a peer cannot have a handler call, on its behalf, an object it
+// may not call itself by handing the handler a reference to it.
+func localCall(ctx context.Context, obj any, method string, reply any, args []any) error {
+	ot := objTypeOf(obj)
+	if ot.guarded && ctx.Value(connKey{}) != nil && ctx.Value(selfKey{}) == nil {
+		if err := admit(ctx, obj, method); err != nil {
+			return err
+		}
+	}
+	if ot.forwards {
+		return obj.(remoteable.Caller).Call(ctx, method, reply, args...)
+	}
+	if err := checkReply(reply); err != nil {
+		return err
+	}
+	m := ot.methods[method]
+	if m == nil {
+		return ot.noMethod(obj, method)
+	}
+	in, err := localArgs(ctx, obj, m, args)
+	if err != nil {
+		return err
+	}
+	out, err := invokeLocal(m, in)
+	if err != nil {
+		return err
+	}
+	return setLocalReply(m, out, reply)
+}
+
+// localArgs checks a local call's arguments against m's parameters and
+// returns the method's inputs, receiver and context first.
+func localArgs(ctx context.Context, obj any, m *method, args []any) ([]reflect.Value, error) {
+	if lo, hi := m.arity(); len(args) < lo || (hi >= 0 && len(args) > hi) {
+		return nil, argCountError(m.name, lo, hi, len(args))
+	}
+	in := []reflect.Value{reflect.ValueOf(obj)}
+	if m.hasCtx {
+		in = append(in, reflect.ValueOf(&ctx).Elem())
+	}
+	for i, a := range args {
+		pi := m.paramInfo(i)
+		pt := pi.t
+		if refusesNil(pi) && (a == nil || a == any((*Ref)(nil))) {
+			return nil, errNilArgument(i, m.name, pi)
+		}
+		if a == nil {
+			in = append(in, reflect.Zero(pt))
+			continue
+		}
+		av := reflect.ValueOf(a)
+		if !av.Type().AssignableTo(pt) {
+			return nil, fmt.Errorf("%w: argument %d of %s: %T is not %v", ErrBadArguments, i+1, m.name, a, pt)
+		}
+		in = append(in, av)
+	}
+	return in, nil
+}
+
+// invokeLocal runs a local method, turning a panic into ErrPanic and the
+// method's error into the call's.
+func invokeLocal(m *method, in []reflect.Value) (out []reflect.Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrPanic, m.name, p)
+		}
+	}()
+	out = m.fn.Call(in)
+	if e := out[len(out)-1]; !e.IsNil() {
+		return nil, e.Interface().(error)
+	}
+	return out, nil
+}
+
+// setLocalReply stores a local method's result in reply, if both exist.
+func setLocalReply(m *method, out []reflect.Value, reply any) error {
+	if m.result == nil || reply == nil {
+		return nil
+	}
+	rv := reflect.ValueOf(reply).Elem()
+	if !out[0].Type().AssignableTo(rv.Type()) {
+		return fmt.Errorf("%w: %s returns %v, reply is %v", ErrBadReply, m.name, out[0].Type(), rv.Type())
+	}
+	rv.Set(out[0])
+	return nil
+}

@@ -15,10 +15,8 @@ import (
 
 	"github.com/hashicorp/yamux"
 
-	"github.com/tether-go/tether/internal/callhook"
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
-	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 	"github.com/tether-go/tether/signals"
 )
@@ -108,8 +106,9 @@ type Conn struct {
 	rmu           sync.Mutex
 	exports       map[uint64]*export
 	exportIDs     map[any]uint64
-	subscriptions int // exports that are subscriptions to this side's models (roles.Subscription)
+	subscriptions int // exports that are subscriptions to this side's models (cacheSubscription)
 	nextExport    uint64
+	gates         replyGates // exports that hold replies back (read-your-writes)
 	imports       map[uint64]*importEntry
 	nextGen       uint64
 
@@ -312,7 +311,7 @@ func (c *Conn) monitor() {
 	// peer coming back for what it held (a feed, by its token).
 	failed := !errors.Is(cause, ErrPeerClosed) && !errors.Is(cause, ErrClosed) && !errors.Is(cause, ErrProtocol)
 	for _, ex := range exports {
-		if o, ok := ex.obj.(roles.LinkLoss); ok && failed && !ex.permanent {
+		if o, ok := ex.obj.(linkLoss); ok && failed && !ex.permanent {
 			o.ExportLost(c.peerKey()) // it may be asked for again on a new connection
 		} else if !ex.permanent {
 			releaseProxy(ex) // handles held on other connections for the peer
@@ -794,9 +793,9 @@ func (c *Conn) awaitWork(tick <-chan time.Time) *inCall {
 // run executes one call and sends its result unless the caller cancelled.
 func (c *Conn) run(t *inCall) {
 	var o outcome
-	// The hook may hold the reply back until what the handler changed has
+	// The gates may hold the reply back until what the handler changed has
 	// reached the caller's mirrors (read-your-writes, see package cache).
-	tok := callhook.Begin(c, t.ex.obj)
+	marks := c.gates.mark(t.ex.obj)
 	switch err := runAttach(t.ctx, t.attach); {
 	case err != nil:
 		o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
@@ -809,7 +808,7 @@ func (c *Conn) run(t *inCall) {
 	default:
 		o = c.describe(t)
 	}
-	callhook.End(t.ctx, c, tok)
+	c.gates.wait(t.ctx, marks)
 	c.imu.Lock()
 	delete(c.inflight, t.id)
 	c.imu.Unlock()
@@ -1156,9 +1155,9 @@ func (c *Conn) Stats() ConnStats {
 	s := ConnStats{Exports: len(c.exports), Imports: len(c.imports)}
 	for _, ex := range c.exports {
 		switch ex.obj.(type) {
-		case roles.Subscription:
+		case cacheSubscription:
 			s.Observers++
-		case roles.Observer:
+		case cacheObserver:
 			s.Mirrors++
 		}
 	}

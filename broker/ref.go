@@ -13,7 +13,6 @@ import (
 
 	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/linkwait"
-	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -400,7 +399,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 		return 0, fmt.Errorf("cannot send a %T by reference: the type is not comparable", obj)
 	}
 	key := exportKey(obj)
-	_, sub := obj.(roles.Subscription)
+	_, sub := obj.(cacheSubscription)
 	c.rmu.Lock()
 	if c.exports == nil {
 		c.rmu.Unlock()
@@ -455,6 +454,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 	id := c.nextExport
 	c.exports[id] = ex
 	c.exportIDs[key] = id
+	c.gates.add(id, obj)
 	c.rmu.Unlock()
 	if o, ok := ex.obj.(remoteable.ExportObserver); ok {
 		o.Exported()
@@ -504,7 +504,8 @@ func (c *Conn) dropExport(id, n uint64) (*export, bool) {
 	}
 	delete(c.exports, id)
 	delete(c.exportIDs, exportKey(ex.obj))
-	if _, ok := ex.obj.(roles.Subscription); ok {
+	c.gates.remove(id)
+	if _, ok := ex.obj.(cacheSubscription); ok {
 		c.subscriptions--
 	}
 	return ex, true

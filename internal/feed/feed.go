@@ -1,25 +1,3 @@
-// Package feed is the engine behind Tether's Cacheables, without Go types:
-// a model's state as raw CBOR entries, its epoch and version, the bounded
-// log of recent changes, the subscriptions that push changes to mirrors,
-// and (follow.go) the mirror side that subscribes, applies and resumes.
-//
-// The cache package puts typed models on top of it; the remote package uses
-// it untyped for the mirrors a relay keeps, so that a relay holds one
-// upstream subscription per model whatever the number of downstream
-// mirrors. docs/protocol.md describes the wire form.
-//
-// Ownership: a Feed starts one pusher goroutine per subscription, which
-// stops when the subscriber lets the subscription go (or its connection
-// ends) or a push fails. A Follower owns one goroutine that resubscribes
-// after outages; Close stops it.
-//
-// Costs: a subscription is a cursor into the feed's log, or, while it sends
-// a snapshot, into the feed's entries, and at most one batch in flight; it
-// never copies the state, so one whose subscriber stops acknowledging costs
-// the same whatever the model's size. The feed itself holds its entries and
-// its log, which keeps more steps while snapshots are under way (appendLog).
-// The broker bounds the subscriptions one peer may hold
-// (broker.WithMaxSubscriptions).
 package feed
 
 import (
@@ -548,7 +526,7 @@ func (p *Publisher) Exported() {
 }
 
 // FeedResumed counts a holder that came back with the feed's token
-// (roles.Resumable), by its identity: only a holder that left may cut the
+// (the broker's feedResumer seam), by its identity: only a holder that left may cut the
 // resume window short, not another one presenting the token many times. It
 // may come back before this process noticed that its old connection died
 // (a black hole): its count may go below zero until then.
@@ -586,7 +564,7 @@ func (p *Publisher) someAway() bool {
 func (p *Publisher) Unexported() { p.unexported(false) }
 
 // ExportLost counts a connection that held the publisher and died
-// (roles.LinkLoss). When it was the last one, the owner stays held for
+// (the broker's linkLoss seam). When it was the last one, the owner stays held for
 // ResumeHold.
 func (p *Publisher) ExportLost(who string) {
 	p.hmu.Lock()

@@ -1,0 +1,31 @@
+// Package feed is the engine behind Tether's Cacheables, without Go types:
+// a model's state as raw CBOR entries, its epoch and version, the bounded
+// log of recent changes, the subscriptions that push changes to mirrors,
+// and (follow.go) the mirror side that subscribes, applies and resumes.
+//
+// The cache package puts typed models on top of it; the remote package uses
+// it untyped for the mirrors a relay keeps, so that a relay holds one
+// upstream subscription per model whatever the number of downstream
+// mirrors. docs/protocol.md describes the wire form.
+//
+// Ownership: a Feed starts one pusher goroutine per subscription, which
+// stops when the subscriber lets the subscription go (or its connection
+// ends) or a push fails. A Follower owns one goroutine that resubscribes
+// after outages; Close stops it.
+//
+// Costs: a subscription is a cursor into the feed's log, or, while it sends
+// a snapshot, into the feed's entries, and at most one batch in flight; it
+// never copies the state, so one whose subscriber stops acknowledging costs
+// the same whatever the model's size. The feed itself holds its entries and
+// its log, which keeps more steps while snapshots are under way (appendLog).
+// The broker bounds the subscriptions one peer may hold
+// (broker.WithMaxSubscriptions).
+//
+// Layering: the package sits between the broker and the packages that hold
+// models (broker → feed → remote, cache, gateway). The broker cannot name
+// its types; it reaches them through its seams (broker/seams.go): a
+// Subscription is counted and holds back the replies on its connection
+// until its observer applied what a call changed (ReplyMark, ReplyWait:
+// read-your-writes); an observer is counted; a Publisher hears of holders
+// whose link failed (ExportLost) or that came back (FeedResumed).
+package feed

@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/tether-go/tether/internal/cborx"
-	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 	"github.com/tether-go/tether/signals"
 )
@@ -258,7 +257,7 @@ func (c *Conn) dropExports(cause error) {
 	// peer coming back for what it held (a feed, by its token).
 	failed := !errors.Is(cause, ErrPeerClosed) && !errors.Is(cause, ErrClosed) && !errors.Is(cause, ErrProtocol)
 	for _, ex := range exports {
-		if o, ok := ex.obj.(roles.LinkLoss); ok && failed && !ex.permanent {
+		if o, ok := ex.obj.(linkLoss); ok && failed && !ex.permanent {
 			o.ExportLost(c.peerKey()) // it may be asked for again on a new connection
 		} else if !ex.permanent {
 			releaseProxy(ex) // handles held on other connections for the peer

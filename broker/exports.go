@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"sync"
 
-	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -21,8 +20,9 @@ type refTables struct {
 	mu            sync.Mutex
 	exports       map[uint64]*export
 	exportIDs     map[any]uint64
-	subscriptions int // exports that are subscriptions to this side's models (roles.Subscription)
+	subscriptions int // exports that are subscriptions to this side's models (cacheSubscription)
 	nextExport    uint64
+	gates         replyGates // exports that hold replies back (read-your-writes, seams.go)
 	imports       map[uint64]*importEntry
 }
 
@@ -114,7 +114,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 		return 0, fmt.Errorf("cannot send a %T by reference: the type is not comparable", obj)
 	}
 	key := exportKey(obj)
-	_, sub := obj.(roles.Subscription)
+	_, sub := obj.(cacheSubscription)
 	id, found, err := c.reexport(key, sub)
 	if found || err != nil {
 		return id, err
@@ -183,6 +183,7 @@ func (c *Conn) addExport(key any, ex *export, sub bool) (uint64, error) {
 	id := t.nextExport
 	t.exports[id] = ex
 	t.exportIDs[key] = id
+	t.gates.add(id, ex.obj)
 	t.mu.Unlock()
 	if o, ok := ex.obj.(remoteable.ExportObserver); ok {
 		o.Exported()
@@ -232,7 +233,8 @@ func (t *refTables) dropExport(id, n uint64) (*export, bool) {
 	}
 	delete(t.exports, id)
 	delete(t.exportIDs, exportKey(ex.obj))
-	if _, ok := ex.obj.(roles.Subscription); ok {
+	t.gates.remove(id)
+	if _, ok := ex.obj.(cacheSubscription); ok {
 		t.subscriptions--
 	}
 	return ex, true

@@ -8,7 +8,6 @@ import (
 
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
-	"github.com/tether-go/tether/internal/roles"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -95,7 +94,7 @@ func (c *Conn) feedByToken(t *inCall) (o outcome) {
 			"obtain the model again", captable.ErrUnknown)
 		return o
 	}
-	if r, ok := obj.(roles.Resumable); ok {
+	if r, ok := obj.(feedResumer); ok {
 		r.FeedResumed(c.peerKey())
 	}
 	o.feed = obj

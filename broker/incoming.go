@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tether-go/tether/internal/callhook"
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -468,9 +467,9 @@ func (c *Conn) awaitWork(tick <-chan time.Time) *inCall {
 // run executes one call and sends its result unless the caller cancelled.
 func (c *Conn) run(t *inCall) {
 	var o outcome
-	// The hook may hold the reply back until what the handler changed has
+	// The gates may hold the reply back until what the handler changed has
 	// reached the caller's mirrors (read-your-writes, see package cache).
-	tok := callhook.Begin(c, t.ex.obj)
+	marks := c.refs.gates.mark(t.ex.obj)
 	switch err := runAttach(t.ctx, t.attach); {
 	case err != nil:
 		o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
@@ -483,7 +482,7 @@ func (c *Conn) run(t *inCall) {
 	default:
 		o = c.describe(t)
 	}
-	callhook.End(t.ctx, c, tok)
+	c.refs.gates.wait(t.ctx, marks)
 	c.running.remove(t.id)
 	c.callsIn.Add(-1)
 	unwanted := t.cc.cancelledByPeer()

@@ -238,7 +238,7 @@ func TestExportQuota(t *testing.T) {
 }
 
 // subscription plays a model's subscription for the broker's count (the
-// cache engine's, internal/feed, implements roles.Subscription the same
+// cache engine's, internal/feed, implements cacheSubscription the same
 // way). It is not empty: pointers to zero-sized values may all be equal,
 // and the broker would take every one for the same object.
 type subscription struct {

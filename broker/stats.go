@@ -1,7 +1,5 @@
 package broker
 
-import "github.com/tether-go/tether/internal/roles"
-
 // This file holds the figures a connection and a server report about
 // themselves.
 
@@ -36,9 +34,9 @@ func (t *refTables) stats() ConnStats {
 	s := ConnStats{Exports: len(t.exports), Imports: len(t.imports)}
 	for _, ex := range t.exports {
 		switch ex.obj.(type) {
-		case roles.Subscription:
+		case cacheSubscription:
 			s.Observers++
-		case roles.Observer:
+		case cacheObserver:
 			s.Mirrors++
 		}
 	}

@@ -445,9 +445,6 @@ func (cl *Client) run() {
 	}
 }
 
-// noJitter makes Backoff.delay give the period without jitter.
-func noJitter() float64 { return 0.5 }
-
 // atCap is an attempt number whose delay is the backoff's cap.
 const atCap = 1 << 30
 

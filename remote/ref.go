@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/feed"
+	"github.com/tether-go/tether/internal/holders"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -21,6 +21,12 @@ import (
 // A Ref is safe for concurrent use.
 type Ref struct {
 	remoteable.Referenceable
+	// exportCount counts the connections that hold r for their peers
+	// (remoteable.ExportObserver, plumbing the broker calls). A wrapper a
+	// relay made for a forwarded result is held only by the peer it went
+	// to: when no connection exports it any more, its target is released
+	// at once (OnLast).
+	exportCount
 
 	cl *Client
 	// How the target is obtained: by name from the registry, or by calling
@@ -30,18 +36,13 @@ type Ref struct {
 	method string
 	args   []any
 
-	sem chan struct{} // serialises (re)resolution; a lock that respects ctx
-	// A wrapper a relay made for a forwarded result is held only by the
-	// peer it went to: when no connection exports it any more, its target
-	// is released at once.
-	relayed bool
-	exports atomic.Int32
-	mu      sync.Mutex
-	target  *broker.Ref
-	local   bool                // target is an object of this process: never re-obtained
-	conn    *broker.Conn        // the connection target lives on
-	desc    *broker.Description // the target's last known description (kept across reconnects)
-	gone    error               // set when the target can never be obtained again
+	sem    chan struct{} // serialises (re)resolution; a lock that respects ctx
+	mu     sync.Mutex
+	target *broker.Ref
+	local  bool                // target is an object of this process: never re-obtained
+	conn   *broker.Conn        // the connection target lives on
+	desc   *broker.Description // the target's last known description (kept across reconnects)
+	gone   error               // set when the target can never be obtained again
 	// feedToken is the capability of the feed r refers to, when r is a
 	// mirror's source: after an outage r presents it to find the same feed
 	// (captable.Method) before replaying the call that returned it.
@@ -50,6 +51,11 @@ type Ref struct {
 	// source can come back only by replaying the call.
 	feedLost bool
 }
+
+// exportCount is embedded in Ref under this unexported name so that its
+// Exported and Unexported methods, which only the broker calls, stay off
+// Ref's documentation (see package holders).
+type exportCount = holders.Count
 
 // The feed package tells a mirror's source the token of the feed it
 // follows (docs/protocol.md §11.11).
@@ -63,7 +69,10 @@ func init() {
 	})
 }
 
-var _ remoteable.Caller = (*Ref)(nil)
+var (
+	_ remoteable.Caller         = (*Ref)(nil)
+	_ remoteable.ExportObserver = (*Ref)(nil)
+)
 
 func newRef(cl *Client) *Ref {
 	return &Ref{cl: cl, sem: make(chan struct{}, 1)}
@@ -391,7 +400,9 @@ func (r *Ref) wrapAll(ctx context.Context, method string, args []any, v any, rel
 			return r.mirrorFor(ctx, method, args, x)
 		}
 		d := r.derive(method, args, x)
-		d.relayed = relayed
+		if relayed {
+			d.exportCount.OnLast(d.Release)
+		}
 		return d, nil
 	case []any:
 		for i := range x {
@@ -413,17 +424,6 @@ func (r *Ref) wrapAll(ctx context.Context, method string, args []any, v any, rel
 		}
 	}
 	return v, nil
-}
-
-// Exported counts a connection that now holds r for its peer.
-func (r *Ref) Exported() { r.exports.Add(1) }
-
-// Unexported counts a connection that let r go. A wrapper a relay made for a
-// forwarded result releases its target when the last one lets go.
-func (r *Ref) Unexported() {
-	if r.exports.Add(-1) == 0 && r.relayed {
-		r.Release()
-	}
 }
 
 // Release gives the current target back. The wrapper stays usable: a later

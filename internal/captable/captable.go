@@ -112,13 +112,6 @@ func Remove(tok string) {
 	table.Unlock()
 }
 
-// Len returns the number of entries (for tests).
-func Len() int {
-	table.Lock()
-	defer table.Unlock()
-	return len(table.m)
-}
-
 // SourceHook is told the token of the feed a mirror's source refers to.
 type SourceHook func(src any, token string)
 

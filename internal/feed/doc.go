@@ -38,4 +38,12 @@
 // its log, which keeps more steps while snapshots are under way (appendLog).
 // The broker bounds the subscriptions one peer may hold
 // (broker.WithMaxSubscriptions).
+//
+// Layering: the package sits between the broker and the packages that hold
+// models (broker → feed → remote, cache, gateway). The broker cannot name
+// its types; it reaches them through its seams (broker/seams.go): a
+// Subscription is counted and holds back the replies on its connection
+// until its observer applied what a call changed (ReplyMark, ReplyWait:
+// read-your-writes); an observer is counted; a Publisher hears of holders
+// whose link failed (ExportLost) or that came back (FeedResumed).
 package feed

@@ -526,7 +526,7 @@ func (p *Publisher) Exported() {
 }
 
 // FeedResumed counts a holder that came back with the feed's token
-// (roles.Resumable), by its identity: only a holder that left may cut the
+// (the broker's feedResumer seam), by its identity: only a holder that left may cut the
 // resume window short, not another one presenting the token many times. It
 // may come back before this process noticed that its old connection died
 // (a black hole): its count may go below zero until then.
@@ -564,7 +564,7 @@ func (p *Publisher) someAway() bool {
 func (p *Publisher) Unexported() { p.unexported(false) }
 
 // ExportLost counts a connection that held the publisher and died
-// (roles.LinkLoss). When it was the last one, the owner stays held for
+// (the broker's linkLoss seam). When it was the last one, the owner stays held for
 // ResumeHold.
 func (p *Publisher) ExportLost(who string) {
 	p.hmu.Lock()

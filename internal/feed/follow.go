@@ -275,23 +275,9 @@ func (fl *Follower) loop() {
 	}()
 	wait := minRetry
 	for {
-		fl.mu.Lock()
-		sub, obs := fl.sub, fl.obs
-		fl.mu.Unlock()
-		if sub == nil || obs == nil {
-			return
-		}
 		began := time.Now()
-		select {
-		case <-fl.ctx.Done():
+		if !fl.awaitLoss() {
 			return
-		case <-sub.Conn().Closed():
-		case <-obs.failed:
-			if err := obs.why(); err != nil {
-				fl.mu.Lock()
-				fl.err = err
-				fl.mu.Unlock()
-			}
 		}
 		fl.setStale(true, true)
 		// A subscription that failed soon after it began (a batch the
@@ -304,48 +290,94 @@ func (fl *Follower) loop() {
 		} else {
 			wait = min(2*wait, maxRetry)
 		}
-		for {
-			ctx := fl.ctx
-			if fl.opts.WaitLink != nil {
-				ctx = fl.opts.WaitLink(ctx)
-			}
-			err := fl.subscribe(ctx)
-			if err == nil {
-				fl.setStale(false, true)
-				break
-			}
-			if fl.ctx.Err() != nil {
-				return
-			}
-			fl.mu.Lock()
-			fl.err = err
-			fl.mu.Unlock()
-			if r, ok := fl.src.(*broker.Ref); ok && (r.Conn() == nil || r.Conn().Err() != nil) {
-				// A bare reference whose connection ended: nothing can
-				// bring it back.
-				lost = fl.lose(Lost("its connection ended and it was received through a *broker.Ref, "+
-					"which does not reconnect; obtain the model through a remote.Client's references to have it resume", err))
-				return
-			}
-			if errors.Is(err, ErrSourceLost) {
-				var le *lostError
-				if !errors.As(err, &le) {
-					// The far side's error: the mirror this one followed
-					// (a relay's) lost its own source.
-					err = Lost("the mirror it followed, on a relay, lost its own source", err)
-				}
-				lost = fl.lose(err)
-				return
-			}
-			if errors.Is(err, broker.ErrClosed) {
-				return
-			}
-			if !fl.sleep(wait) {
-				return
-			}
-			wait = min(2*wait, maxRetry)
+		var ok bool
+		if lost, ok = fl.resubscribe(&wait); !ok {
+			return
 		}
 	}
+}
+
+// awaitLoss waits until the current subscription is lost (its link ended
+// or its observer failed), reporting false when there is none or the
+// follower closed.
+func (fl *Follower) awaitLoss() bool {
+	fl.mu.Lock()
+	sub, obs := fl.sub, fl.obs
+	fl.mu.Unlock()
+	if sub == nil || obs == nil {
+		return false
+	}
+	select {
+	case <-fl.ctx.Done():
+		return false
+	case <-sub.Conn().Closed():
+	case <-obs.failed:
+		if err := obs.why(); err != nil {
+			fl.setErr(err)
+		}
+	}
+	return true
+}
+
+// resubscribe subscribes again until it succeeds, doubling *wait between
+// attempts. It reports false when the follower should stop: closed, or the
+// source lost for good, which it returns (after lose).
+func (fl *Follower) resubscribe(wait *time.Duration) (lost error, ok bool) {
+	for {
+		err := fl.subscribe(fl.linkCtx())
+		if err == nil {
+			fl.setStale(false, true)
+			return nil, true
+		}
+		if fl.ctx.Err() != nil {
+			return nil, false
+		}
+		fl.setErr(err)
+		if gone := fl.lostBy(err); gone != nil {
+			return fl.lose(gone), false
+		}
+		if errors.Is(err, broker.ErrClosed) || !fl.sleep(*wait) {
+			return nil, false
+		}
+		*wait = min(2**wait, maxRetry)
+	}
+}
+
+// linkCtx is the context a resubscription runs in: the follower's, made to
+// wait for the source's link when the options ask so (Options.WaitLink).
+func (fl *Follower) linkCtx() context.Context {
+	if fl.opts.WaitLink != nil {
+		return fl.opts.WaitLink(fl.ctx)
+	}
+	return fl.ctx
+}
+
+// setErr records why the mirror last failed to (re)subscribe (Err).
+func (fl *Follower) setErr(err error) {
+	fl.mu.Lock()
+	fl.err = err
+	fl.mu.Unlock()
+}
+
+// lostBy returns the error to lose the source with when a resubscription's
+// err means it can never come back, or nil when a later one may succeed.
+func (fl *Follower) lostBy(err error) error {
+	if r, ok := fl.src.(*broker.Ref); ok && (r.Conn() == nil || r.Conn().Err() != nil) {
+		// A bare reference whose connection ended: nothing can bring it
+		// back.
+		return Lost("its connection ended and it was received through a *broker.Ref, "+
+			"which does not reconnect; obtain the model through a remote.Client's references to have it resume", err)
+	}
+	if !errors.Is(err, ErrSourceLost) {
+		return nil
+	}
+	var le *lostError
+	if !errors.As(err, &le) {
+		// The far side's error: the mirror this one followed (a relay's)
+		// lost its own source.
+		return Lost("the mirror it followed, on a relay, lost its own source", err)
+	}
+	return err
 }
 
 // lose records that the mirror can no longer follow its source, loudly:
@@ -441,7 +473,8 @@ func (o *observer) Unexported() {
 // Exported is part of remoteable.ExportObserver.
 func (o *observer) Exported() {}
 
-// CacheObserver marks o for the broker's counts (roles.Observer).
+// CacheObserver marks o for the broker's counts (its cacheObserver seam:
+// ConnStats.Mirrors).
 func (o *observer) CacheObserver() {}
 
 // errDropped is why a mirror resubscribes when the owner ended its
@@ -547,41 +580,84 @@ func (o *observer) checkToken(tok string) error {
 // collect adds a snapshot batch to the snapshot being received, starting a
 // new one at a batch marked First. o.mu held.
 func (o *observer) collect(b *Batch) (*pending, error) {
-	p := o.pending
-	if b.First {
-		start := b.Version
-		if len(b.Steps) > 0 {
-			start = b.Steps[0].From
-		}
-		p = &pending{epoch: b.Epoch, version: start, entries: map[string]Change{}}
-		o.pending = p
-	} else if p == nil || p.epoch != b.Epoch {
-		return nil, errors.New("tether: a snapshot batch that continues no snapshot")
+	p, err := o.snapshotFor(b)
+	if err != nil {
+		return nil, err
 	}
-	if len(b.Entries) > 0 && p.stepped {
-		return nil, errors.New("tether: snapshot entries after its steps")
+	if err := p.addEntries(b.Entries); err != nil {
+		return nil, err
 	}
-	for _, c := range b.Entries {
-		if c.Deleted {
-			return nil, errors.New("tether: a snapshot entry cannot be a deletion")
+	if err := p.addSteps(b.Steps); err != nil {
+		return nil, err
+	}
+	if len(p.entries) > maxSnapshotEntries {
+		return nil, fmt.Errorf("tether: snapshot of more than %d entries", maxSnapshotEntries)
+	}
+	if b.Version != p.version {
+		return nil, fmt.Errorf("tether: snapshot batch at version %d, its steps reach %d", b.Version, p.version)
+	}
+	return p, nil
+}
+
+// snapshotFor returns the snapshot a batch belongs to: a new one for a
+// batch marked First, else the one under way. o.mu held.
+func (o *observer) snapshotFor(b *Batch) (*pending, error) {
+	if !b.First {
+		if o.pending == nil || o.pending.epoch != b.Epoch {
+			return nil, errors.New("tether: a snapshot batch that continues no snapshot")
 		}
-		if _, dup := p.entries[string(c.Key)]; dup {
-			return nil, errors.New("tether: snapshot repeats a key")
-		}
-		// An entry arrives here two levels higher than in a step: one
-		// deeper than EntryDepth would pass this connection's limits and
-		// then break every step this mirror sends on.
-		if err := CheckEntry(c.Key); err != nil {
-			return nil, fmt.Errorf("%w (in a snapshot entry from the model's owner)", err)
-		}
-		if err := CheckEntry(c.Value); err != nil {
-			return nil, fmt.Errorf("%w (in a snapshot entry from the model's owner)", err)
+		return o.pending, nil
+	}
+	start := b.Version
+	if len(b.Steps) > 0 {
+		start = b.Steps[0].From
+	}
+	o.pending = &pending{epoch: b.Epoch, version: start, entries: map[string]Change{}}
+	return o.pending, nil
+}
+
+// addEntries adds a batch's entries, which must come before the
+// snapshot's steps.
+func (p *pending) addEntries(entries []Change) error {
+	if len(entries) > 0 && p.stepped {
+		return errors.New("tether: snapshot entries after its steps")
+	}
+	for _, c := range entries {
+		if err := p.checkEntry(c); err != nil {
+			return err
 		}
 		p.entries[string(c.Key)] = c
 	}
-	for _, st := range b.Steps {
+	return nil
+}
+
+// checkEntry refuses an entry a snapshot cannot hold: a deletion, a key it
+// already has, or a key or value too deep to send on.
+func (p *pending) checkEntry(c Change) error {
+	if c.Deleted {
+		return errors.New("tether: a snapshot entry cannot be a deletion")
+	}
+	if _, dup := p.entries[string(c.Key)]; dup {
+		return errors.New("tether: snapshot repeats a key")
+	}
+	// An entry arrives here two levels higher than in a step: one deeper
+	// than EntryDepth would pass this connection's limits and then break
+	// every step this mirror sends on.
+	if err := CheckEntry(c.Key); err != nil {
+		return fmt.Errorf("%w (in a snapshot entry from the model's owner)", err)
+	}
+	if err := CheckEntry(c.Value); err != nil {
+		return fmt.Errorf("%w (in a snapshot entry from the model's owner)", err)
+	}
+	return nil
+}
+
+// addSteps applies a batch's steps to the entries received, each
+// continuing from the version the last one reached.
+func (p *pending) addSteps(steps []Step) error {
+	for _, st := range steps {
 		if st.From != p.version || st.Version < st.From {
-			return nil, fmt.Errorf("%w: snapshot step %d→%d, snapshot at %d", ErrGap, st.From, st.Version, p.version)
+			return fmt.Errorf("%w: snapshot step %d→%d, snapshot at %d", ErrGap, st.From, st.Version, p.version)
 		}
 		for _, c := range st.Changes {
 			if c.Deleted {
@@ -592,13 +668,7 @@ func (o *observer) collect(b *Batch) (*pending, error) {
 		}
 		p.version, p.stepped = st.Version, true
 	}
-	if len(p.entries) > maxSnapshotEntries {
-		return nil, fmt.Errorf("tether: snapshot of more than %d entries", maxSnapshotEntries)
-	}
-	if b.Version != p.version {
-		return nil, fmt.Errorf("tether: snapshot batch at version %d, its steps reach %d", b.Version, p.version)
-	}
-	return p, nil
+	return nil
 }
 
 // maxSnapshotEntries bounds what a mirror accepts as one snapshot.
@@ -612,6 +682,27 @@ func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, s
 	if epoch == f.epoch && version < f.version {
 		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
 	}
+	diff := f.diffTo(entries)
+	decoded, err := decodeAll(diff, sink)
+	if err != nil {
+		return err
+	}
+	reset := epoch != f.epoch
+	var events []Event
+	if reset {
+		events = f.resetTo(epoch, version, entries, diff, decoded)
+	} else {
+		events = f.applyDiff(version, diff, decoded)
+	}
+	if sink != nil {
+		sink.Commit(events, reset)
+	}
+	return nil
+}
+
+// diffTo returns the changes that turn the state into entries, sorted by
+// key. f.mu held.
+func (f *Feed) diffTo(entries map[string]Change) []Change {
 	var diff []Change
 	for _, c := range entries {
 		if old, ok := f.get(c.Key); !ok || string(old) != string(c.Value) {
@@ -628,42 +719,62 @@ func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, s
 	// The order of a snapshot's entries means nothing; sorting the
 	// differences makes what the typed layer reports repeatable.
 	slices.SortFunc(diff, func(a, b Change) int { return bytes.Compare(a.Key, b.Key) })
-	decoded, err := decodeAll(diff, sink)
-	if err != nil {
-		return err
-	}
-	reset := epoch != f.epoch
+	return diff
+}
+
+// resetTo moves the feed to a snapshot of another epoch: the state becomes
+// entries at version and the log starts afresh. It returns the events of
+// diff, the changes from the old state. f.mu held.
+func (f *Feed) resetTo(epoch string, version uint64, entries map[string]Change, diff []Change, decoded []any) []Event {
 	events := make([]Event, len(diff))
 	for i, c := range diff {
 		prev, had := f.get(c.Key)
 		events[i] = Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: version}
-		if decoded != nil {
-			events[i].Decoded = decoded[i]
-		}
+		events[i].Decoded = decodedAt(decoded, i)
 	}
-	if reset {
-		// Every snapshot under way downstream was of the old epoch: they
-		// start again, so the slots can be laid out afresh.
-		f.replace(entries, version)
-		f.epoch, f.log, f.logLen = epoch, nil, 0
-		f.version = version
-		f.wakeAll() // subscribers of the old epoch need a snapshot
+	// Every snapshot under way downstream was of the old epoch: they
+	// start again, so the slots can be laid out afresh.
+	f.replace(entries, version)
+	f.epoch, f.log, f.logLen = epoch, nil, 0
+	f.version = version
+	f.wakeAll() // subscribers of the old epoch need a snapshot
+	return events
+}
+
+// applyDiff applies a snapshot's difference from the state, of the same
+// epoch, as one logged step to version, and returns its events. f.mu held.
+func (f *Feed) applyDiff(version uint64, diff []Change, decoded []any) []Event {
+	events := make([]Event, len(diff))
+	for i, c := range diff {
+		events[i] = f.applyChange(c, version)
+		events[i].Decoded = decodedAt(decoded, i)
+	}
+	if version > f.version || len(diff) > 0 {
+		f.appendStep(Step{From: f.version, Version: version, Changes: diff})
+	}
+	return events
+}
+
+// applyChange applies one change at version and returns its event, without
+// the decoded value. f.mu held.
+func (f *Feed) applyChange(c Change, version uint64) Event {
+	var prev []byte
+	var had bool
+	if c.Deleted {
+		prev, had = f.remove(c.Key)
 	} else {
-		for _, c := range diff {
-			if c.Deleted {
-				f.remove(c.Key)
-			} else {
-				f.put(c.Key, c.Value, version)
-			}
-		}
-		if version > f.version || len(diff) > 0 {
-			f.appendStep(Step{From: f.version, Version: version, Changes: diff})
-		}
+		prev, had = f.put(c.Key, c.Value, version)
 	}
-	if sink != nil {
-		sink.Commit(events, reset)
+	return Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: version}
+}
+
+// decodedAt returns the i'th decoded value, or nil when nothing was
+// decoded (no sink).
+func decodedAt(decoded []any, i int) any {
+	if decoded == nil {
+		return nil
 	}
-	return nil
+	return decoded[i]
 }
 
 // appendStep logs a step that may span several versions (a resync's
@@ -698,17 +809,8 @@ func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 			return err
 		}
 		for i, c := range st.Changes {
-			var prev []byte
-			var had bool
-			if c.Deleted {
-				prev, had = f.remove(c.Key)
-			} else {
-				prev, had = f.put(c.Key, c.Value, st.Version)
-			}
-			ev := Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Prev: prev, HadPrev: had, Version: st.Version}
-			if decoded != nil {
-				ev.Decoded = decoded[i]
-			}
+			ev := f.applyChange(c, st.Version)
+			ev.Decoded = decodedAt(decoded, i)
 			events = append(events, ev)
 		}
 		f.appendStep(st)
@@ -720,6 +822,8 @@ func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 	return nil
 }
 
+// decodeAll decodes the changes' values through the sink, or returns nil
+// without one.
 func decodeAll(cs []Change, sink Sink) ([]any, error) {
 	if sink == nil {
 		return nil, nil

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/tether-go/tether/broker"
-	"github.com/tether-go/tether/internal/callhook"
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -66,7 +65,8 @@ type Subscription struct {
 // decoded to the model itself.
 func (s *Subscription) CacheModel() any { return s.f.Owner() }
 
-// CacheSubscription marks s for the broker's counts (roles.Subscription).
+// CacheSubscription marks s for the broker's counts (its cacheSubscription
+// seam: the subscription quota and ConnStats.Observers).
 func (s *Subscription) CacheSubscription() {}
 
 // Exported starts the pusher once the subscription is on its way to the
@@ -77,7 +77,6 @@ func (s *Subscription) Exported() {
 		s.f.subs[s] = struct{}{}
 		s.outages = s.f.outages
 		s.f.mu.Unlock()
-		hooks.add(s)
 		go s.run()
 	})
 }
@@ -95,7 +94,6 @@ func (s *Subscription) end() {
 	delete(s.f.subs, s)
 	s.stopSnapshot()
 	s.f.mu.Unlock()
-	hooks.remove(s)
 	s.amu.Lock()
 	close(s.acked)
 	s.acked = nil
@@ -377,93 +375,39 @@ func (s *Subscription) waitApplied(ctx context.Context, epoch string, v uint64) 
 	}
 }
 
-// hooks is the read-your-writes hook: the broker asks it, around every
-// handler, which subscriptions on the caller's connection the handler
-// changed, and waits until their observers have applied the change.
-var hooks = &barrier{conns: map[*broker.Conn]map[*Subscription]struct{}{}}
-
-func init() { callhook.Set(hooks) }
-
-type barrier struct {
-	n     atomic.Int64 // subscriptions in the process: 0 makes Begin free
-	mu    sync.Mutex
-	conns map[*broker.Conn]map[*Subscription]struct{}
-}
-
-func (b *barrier) add(s *Subscription) {
-	b.mu.Lock()
-	m := b.conns[s.conn]
-	if m == nil {
-		m = map[*Subscription]struct{}{}
-		b.conns[s.conn] = m
-	}
-	m[s] = struct{}{}
-	b.mu.Unlock()
-	b.n.Add(1)
-}
-
-func (b *barrier) remove(s *Subscription) {
-	b.mu.Lock()
-	if m := b.conns[s.conn]; m != nil {
-		if _, ok := m[s]; ok {
-			delete(m, s)
-			b.n.Add(-1)
-		}
-		if len(m) == 0 {
-			delete(b.conns, s.conn)
-		}
-	}
-	b.mu.Unlock()
-}
-
-// mark is one subscription's feed position when a handler started.
+// mark is the subscription's feed position when a handler started on the
+// subscriber's connection.
 type mark struct {
-	s       *Subscription
 	epoch   string
 	version uint64
 }
 
-// Begin notes the feed version of every subscription on conn. Calls of
-// the cache protocol itself are never held back: an Apply waiting for the
-// far side's acknowledgements would deadlock two peers that mirror each
-// other's models.
-func (b *barrier) Begin(conn, target any) any {
-	if b.n.Load() == 0 {
-		return nil
-	}
+// ReplyMark notes the feed's position before a handler runs on the
+// connection that holds s (the broker's replyGate seam, for
+// read-your-writes). Calls of the cache protocol itself are never held
+// back: an Apply waiting for the far side's acknowledgements would deadlock
+// two peers that mirror each other's models.
+func (s *Subscription) ReplyMark(target any) any {
 	switch target.(type) {
 	case *observer, *Publisher, *Subscription:
 		return nil
 	}
-	c, _ := conn.(*broker.Conn)
-	b.mu.Lock()
-	m := b.conns[c]
-	subs := make([]*Subscription, 0, len(m))
-	for s := range m {
-		subs = append(subs, s)
+	if s.ended.Load() {
+		return nil // nothing will be applied any more
 	}
-	b.mu.Unlock()
-	if len(subs) == 0 {
-		return nil
-	}
-	marks := make([]mark, len(subs))
-	for i, s := range subs {
-		s.f.mu.Lock()
-		marks[i] = mark{s: s, epoch: s.f.epoch, version: s.f.version}
-		s.f.mu.Unlock()
-	}
-	return marks
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return mark{epoch: s.f.epoch, version: s.f.version}
 }
 
-// End waits, for each subscription whose feed changed while the handler
-// ran, until its observer has applied the feed's current version.
-func (b *barrier) End(ctx context.Context, conn any, token any) {
-	for _, m := range token.([]mark) {
-		m.s.f.mu.Lock()
-		epoch, v := m.s.f.epoch, m.s.f.version
-		m.s.f.mu.Unlock()
-		if epoch == m.epoch && v > m.version {
-			m.s.waitApplied(ctx, epoch, v)
-		}
+// ReplyWait waits, when the feed changed while the handler ran, until the
+// observer has applied the feed's current version, s ended or ctx ended.
+func (s *Subscription) ReplyWait(ctx context.Context, before any) {
+	m := before.(mark)
+	s.f.mu.Lock()
+	epoch, v := s.f.epoch, s.f.version
+	s.f.mu.Unlock()
+	if epoch == m.epoch && v > m.version {
+		s.waitApplied(ctx, epoch, v)
 	}
 }

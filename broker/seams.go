@@ -1,0 +1,124 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// The seams between the broker and the cache engine above it
+// (internal/feed, which imports the broker). The broker cannot name the
+// engine's types, so it asks the objects it exports whether they implement
+// one of these interfaces, on the connection that holds them: nothing is
+// installed process-wide, and the order in which packages initialise does
+// not matter. The interfaces are unexported; the engine implements their
+// methods by name (as it does cacheHome's and CacheModel).
+
+// cacheSubscription is implemented by the object a model's owner exports
+// for each mirror it feeds: the broker counts them for the subscription
+// quota (WithMaxSubscriptions) and ConnStats.Observers.
+type cacheSubscription interface{ CacheSubscription() }
+
+// cacheObserver is implemented by the object a mirror exports to the model
+// it follows: the broker counts them for ConnStats.Mirrors.
+type cacheObserver interface{ CacheObserver() }
+
+// linkLoss is implemented by exported objects that tell a release from a
+// lost connection: when the connection that held the object failed (reset,
+// timed out; not closed by either side), the broker calls ExportLost
+// instead of remoteable.ExportObserver's Unexported. A relay keeps a mirror
+// whose last holder went that way for a while, so that the holder can come
+// back and resume it. who is the peer's identity (Conn.peerKey).
+type linkLoss interface{ ExportLost(who string) }
+
+// feedResumer is implemented by a feed that wants to know when a holder
+// came back with its token (the built-in call captable.Method found it):
+// with linkLoss, it tells whether a holder is still away. who is the
+// presenting peer's identity, as for linkLoss.
+type feedResumer interface{ FeedResumed(who string) }
+
+// replyGate is implemented by an exported object that holds back the
+// replies on the connection that holds it until the peer caught up with
+// what a handler changed: a model's subscription, whose observer must hold
+// a change before the call that made it answers (read-your-writes: a call
+// that changed a model answers only after the caller's mirrors on the same
+// connection hold the change).
+type replyGate interface {
+	// ReplyMark is called before a handler on the connection runs, with
+	// the object the call is addressed to. What it returns goes to
+	// ReplyWait; nil means the reply need not wait for this gate. It must
+	// be cheap.
+	ReplyMark(target any) any
+	// ReplyWait is called after the handler returned and before its reply
+	// is sent. It returns when the reply may go, or when ctx ends.
+	ReplyWait(ctx context.Context, mark any)
+}
+
+// replyGates are the exports of one connection that are reply gates,
+// keyed by export id. The count lets a connection without any (every
+// connection that feeds no mirror) skip the lock on every call.
+type replyGates struct {
+	n  atomic.Int32
+	mu sync.Mutex
+	m  map[uint64]replyGate
+}
+
+// add records the export id as a gate when obj is one.
+func (g *replyGates) add(id uint64, obj any) {
+	gate, ok := obj.(replyGate)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	if g.m == nil {
+		g.m = map[uint64]replyGate{}
+	}
+	g.m[id] = gate
+	g.n.Store(int32(len(g.m)))
+	g.mu.Unlock()
+}
+
+// remove forgets the export id, when it was a gate.
+func (g *replyGates) remove(id uint64) {
+	if g.n.Load() == 0 {
+		return
+	}
+	g.mu.Lock()
+	delete(g.m, id)
+	g.n.Store(int32(len(g.m)))
+	g.mu.Unlock()
+}
+
+// gateMark is one gate's mark, taken before a handler ran.
+type gateMark struct {
+	gate replyGate
+	mark any
+}
+
+// mark asks every gate for its mark before a handler addressed to target
+// runs; nil when there is nothing to wait for.
+func (g *replyGates) mark(target any) []gateMark {
+	if g.n.Load() == 0 {
+		return nil
+	}
+	g.mu.Lock()
+	gates := make([]replyGate, 0, len(g.m))
+	for _, gate := range g.m {
+		gates = append(gates, gate)
+	}
+	g.mu.Unlock()
+	var marks []gateMark
+	for _, gate := range gates {
+		if m := gate.ReplyMark(target); m != nil {
+			marks = append(marks, gateMark{gate, m})
+		}
+	}
+	return marks
+}
+
+// wait returns once every gate marked lets the reply go, or ctx ended.
+func (g *replyGates) wait(ctx context.Context, marks []gateMark) {
+	for _, m := range marks {
+		m.gate.ReplyWait(ctx, m.mark)
+	}
+}

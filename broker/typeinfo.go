@@ -10,6 +10,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -32,6 +33,8 @@ const (
 	kSlice
 	kArray
 	kMap
+
+	kindCount // the number of kinds, for the tables indexed by kind
 )
 
 // prim names the plain scalar kinds the codec encodes itself, without fxamacker.
@@ -46,7 +49,17 @@ const (
 	primFloat64
 	primString
 	primBytes
+
+	primCount // the number of prims, for the tables indexed by prim
 )
+
+// encodeFunc writes v, whose type ti describes, as the next item.
+type encodeFunc func(e *encoder, v reflect.Value, ti *typeInfo) error
+
+// decodeFunc reads the next item, whose head h has been peeked (and is
+// neither null nor one of Tether's tags the type does not read itself),
+// into v (settable), whose type ti describes.
+type decodeFunc func(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error
 
 // typeInfo is everything the codec needs to know about one Go type. It is
 // computed once per type (and per registration generation) and then shared.
@@ -74,6 +87,11 @@ type typeInfo struct {
 	// by its shape: a value of it whose static type was lost (an argument,
 	// an element of an interface) travels as an error instead (tag 59003).
 	asError bool
+	// enc and dec are the codec's functions for the type, picked once by
+	// its kind and prim (see bind), so that the codec dispatches on them
+	// rather than switching over kinds for every value.
+	enc encodeFunc
+	dec decodeFunc
 }
 
 // field is one encoded field of an impure struct.
@@ -91,7 +109,6 @@ var (
 	cborTagType    = reflect.TypeFor[cbor.Tag]()
 	opaqueType     = reflect.TypeFor[*RawCopyable]()
 	errorType      = reflect.TypeFor[error]()
-	anyType        = reflect.TypeFor[any]()
 	cborMarshaler  = reflect.TypeFor[cbor.Marshaler]()
 	cborUnmarshal  = reflect.TypeFor[cbor.Unmarshaler]()
 	binMarshaler   = reflect.TypeFor[encoding.BinaryMarshaler]()
@@ -247,67 +264,85 @@ func (b *builder) info(t reflect.Type) *typeInfo {
 	return ti
 }
 
-// fill works out ti. asState ignores a Copyable registration, for the info
-// that encodes a Copyable's own fields.
+// fill works out ti and binds its codec functions. asState ignores a
+// Copyable registration, for the info that encodes a Copyable's own fields.
 func (b *builder) fill(ti *typeInfo, asState bool) {
-	t := ti.t
-	k := special(t)
+	k := special(ti.t)
 	if asState && k == kCopyable {
 		k = kPure
 	}
 	switch k {
 	case kCopyable:
 		ti.kind = kCopyable
-		ti.name, _ = typereg.CopyableName(t)
-		st := &typeInfo{t: t}
+		ti.name, _ = typereg.CopyableName(ti.t)
+		st := &typeInfo{t: ti.t}
 		b.fill(st, true)
 		ti.state = st
-		return
-	case kPure:
-		// decided below
 	case kCacheable:
 		ti.kind = k
-		ti.model = t.Implements(cacheableType)
-		ti.mirror = t.Kind() == reflect.Pointer && t.Implements(cacheMirror)
-		return
+		ti.model = ti.t.Implements(cacheableType)
+		ti.mirror = ti.t.Kind() == reflect.Pointer && ti.t.Implements(cacheMirror)
+	case kPure:
+		b.structural(ti)
 	default:
 		ti.kind = k
-		return
 	}
+	ti.bind()
+}
+
+// structural classifies a type no special rule claims by its structure:
+// plain data for fxamacker (or a scalar fast path), or a container whose
+// parts the walker follows because one of them is not plain.
+func (b *builder) structural(ti *typeInfo) {
+	t := ti.t
 	if b.isPureShape(t) {
 		ti.kind = kPure
 		ti.prim = primOf(t)
 		if ti.prim == primNone && !implementsAny(t, cborUnmarshal, binUnmarshaler) {
-			b.pureShape(ti)
+			b.shape(ti)
 		}
 		return
 	}
-	switch t.Kind() {
+	ti.kind = walkedKind(t.Kind())
+	b.shape(ti)
+}
+
+// walkedKind is the walker's kind for a container type that is not plain
+// data.
+func walkedKind(k reflect.Kind) kind {
+	switch k {
 	case reflect.Pointer:
-		ti.kind = kPtr
-		ti.elem = b.info(t.Elem())
+		return kPtr
 	case reflect.Slice:
-		ti.kind = kSlice
-		ti.elem = b.info(t.Elem())
+		return kSlice
 	case reflect.Array:
-		ti.kind = kArray
-		ti.elem = b.info(t.Elem())
+		return kArray
 	case reflect.Map:
-		ti.kind = kMap
-		ti.key = b.info(t.Key())
-		ti.elem = b.info(t.Elem())
+		return kMap
 	case reflect.Struct:
-		ti.kind = kStruct
-		b.structFields(ti)
+		return kStruct
+	}
+	return kPure
+}
+
+// bind picks ti's codec functions from the tables indexed by kind and, for
+// plain data, by prim: the one place the codec decides per type how a
+// value travels.
+func (ti *typeInfo) bind() {
+	switch {
+	case ti.kind == kPure:
+		ti.enc, ti.dec = primEncoders[ti.prim], primDecoders[ti.prim]
+	case ti.kind == kStruct && ti.toArray:
+		ti.enc, ti.dec = structArrayEncoder, structArrayDecoder
 	default:
-		ti.kind = kPure
+		ti.enc, ti.dec = kindEncoders[ti.kind], kindDecoders[ti.kind]
 	}
 }
 
-// pureShape fills in the parts of a plain-data type that fitCheck follows:
-// the element, key and field types, and a struct's fields as fxamacker
-// names them.
-func (b *builder) pureShape(ti *typeInfo) {
+// shape fills in the element, key and field types of a container type:
+// the walker follows them, and for a plain-data type fitCheck does (a
+// struct's fields named as fxamacker names them).
+func (b *builder) shape(ti *typeInfo) {
 	t := ti.t
 	switch t.Kind() {
 	case reflect.Pointer, reflect.Slice, reflect.Array:
@@ -416,100 +451,11 @@ func primOf(t reflect.Type) prim {
 // exactly one is tagged; a `_ struct{} `cbor:",toarray"“ field makes the
 // struct an array in field order.
 func (b *builder) structFields(ti *typeInfo) {
-	type cand struct {
-		field
-		depth  int
-		tagged bool
-		order  int
-	}
-	var cands []cand
-	var walk func(t reflect.Type, index []int, depth int)
-	visited := map[reflect.Type]bool{}
-	walk = func(t reflect.Type, index []int, depth int) {
-		if visited[t] {
-			return
-		}
-		visited[t] = true
-		defer delete(visited, t)
-		for i := 0; i < t.NumField(); i++ {
-			sf := t.Field(i)
-			if sf.Name == "_" {
-				if opts := tagOptions(sf); strings.Contains(opts, "toarray") && depth == 0 {
-					ti.toArray = true
-				}
-				continue
-			}
-			tag, tagged := sf.Tag.Lookup("cbor")
-			if !tagged {
-				tag, tagged = sf.Tag.Lookup("json")
-			}
-			if tag == "-" {
-				continue
-			}
-			name, opts, _ := strings.Cut(tag, ",")
-			idx := append(append([]int(nil), index...), i)
-			ft := sf.Type
-			if sf.Anonymous && name == "" {
-				et := ft
-				if et.Kind() == reflect.Pointer {
-					et = et.Elem()
-				}
-				if et.Kind() == reflect.Struct && special(et) == kPure && special(ft) == kPure {
-					walk(et, idx, depth+1)
-					continue
-				}
-			}
-			if !sf.IsExported() {
-				continue
-			}
-			f := field{name: sf.Name, index: idx, omitEmpty: hasOpt(opts, "omitempty")}
-			if name != "" {
-				f.name = name
-			}
-			if hasOpt(opts, "keyasint") {
-				if k, err := strconv.ParseInt(f.name, 10, 64); err == nil {
-					f.intKey, f.key = true, k
-				}
-			}
-			cands = append(cands, cand{field: f, depth: depth, tagged: name != "", order: len(cands)})
-		}
-	}
-	walk(ti.t, nil, 0)
-
-	best := map[string][]cand{}
-	for _, c := range cands {
-		best[c.name] = append(best[c.name], c)
-	}
-	keep := map[int]bool{}
-	for _, cs := range best {
-		min := cs[0].depth
-		for _, c := range cs {
-			if c.depth < min {
-				min = c.depth
-			}
-		}
-		var top []cand
-		for _, c := range cs {
-			if c.depth == min {
-				top = append(top, c)
-			}
-		}
-		if len(top) == 1 {
-			keep[top[0].order] = true
-			continue
-		}
-		var tagged []cand
-		for _, c := range top {
-			if c.tagged {
-				tagged = append(tagged, c)
-			}
-		}
-		if len(tagged) == 1 {
-			keep[tagged[0].order] = true
-		}
-	}
+	w := fieldWalker{ti: ti, visited: map[reflect.Type]bool{}}
+	w.walk(ti.t, nil, 0)
+	keep := dominantFields(w.cands)
 	ti.byName = map[string]int{}
-	for _, c := range cands {
+	for _, c := range w.cands {
 		if !keep[c.order] {
 			continue
 		}
@@ -517,6 +463,142 @@ func (b *builder) structFields(ti *typeInfo) {
 		ti.byName[c.name] = len(ti.fields)
 		ti.fields = append(ti.fields, c.field)
 	}
+}
+
+// fieldCand is a field structFields may keep, with what decides between
+// fields of the same name.
+type fieldCand struct {
+	field
+	depth  int  // how many embedded structs deep it is
+	tagged bool // its name comes from a tag
+	order  int  // its place among all candidates, in field order
+}
+
+// fieldWalker collects the candidate fields of a struct, flattening
+// embedded structs depth first so that candidates come in field order.
+type fieldWalker struct {
+	ti      *typeInfo
+	cands   []fieldCand
+	visited map[reflect.Type]bool // the embedded structs on the current path
+}
+
+// walk adds the fields of struct t, found at index, depth embeddings deep.
+func (w *fieldWalker) walk(t reflect.Type, index []int, depth int) {
+	if w.visited[t] {
+		return
+	}
+	w.visited[t] = true
+	defer delete(w.visited, t)
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if sf.Name == "_" {
+			if depth == 0 && strings.Contains(tagOptions(sf), "toarray") {
+				w.ti.toArray = true
+			}
+			continue
+		}
+		name, opts, skip := fieldTag(sf)
+		if skip {
+			continue
+		}
+		idx := append(append([]int(nil), index...), i)
+		if et, ok := flattened(sf, name); ok {
+			w.walk(et, idx, depth+1)
+			continue
+		}
+		if sf.IsExported() {
+			w.add(sf, idx, depth, name, opts)
+		}
+	}
+}
+
+// add makes sf, named name (empty: its Go name) with tag options opts, a
+// candidate.
+func (w *fieldWalker) add(sf reflect.StructField, idx []int, depth int, name, opts string) {
+	f := field{name: sf.Name, index: idx, omitEmpty: hasOpt(opts, "omitempty")}
+	if name != "" {
+		f.name = name
+	}
+	if hasOpt(opts, "keyasint") {
+		if k, err := strconv.ParseInt(f.name, 10, 64); err == nil {
+			f.intKey, f.key = true, k
+		}
+	}
+	w.cands = append(w.cands, fieldCand{field: f, depth: depth, tagged: name != "", order: len(w.cands)})
+}
+
+// fieldTag splits sf's cbor tag (else its json tag) into the field's name
+// and options; skip reports a field tagged "-".
+func fieldTag(sf reflect.StructField) (name, opts string, skip bool) {
+	tag, ok := sf.Tag.Lookup("cbor")
+	if !ok {
+		tag = sf.Tag.Get("json")
+	}
+	if tag == "-" {
+		return "", "", true
+	}
+	name, opts, _ = strings.Cut(tag, ",")
+	return name, opts, false
+}
+
+// flattened returns the struct type whose fields an embedded field without
+// a tag name contributes to its parent: an embedded plain struct or pointer
+// to one. Other embedded fields are fields like any other.
+func flattened(sf reflect.StructField, name string) (reflect.Type, bool) {
+	if !sf.Anonymous || name != "" {
+		return nil, false
+	}
+	et := sf.Type
+	if et.Kind() == reflect.Pointer {
+		et = et.Elem()
+	}
+	if et.Kind() != reflect.Struct || special(et) != kPure || special(sf.Type) != kPure {
+		return nil, false
+	}
+	return et, true
+}
+
+// dominantFields picks, among candidates of the same name, the one that is
+// encoded, and returns the orders of those kept.
+func dominantFields(cands []fieldCand) map[int]bool {
+	byName := map[string][]fieldCand{}
+	for _, c := range cands {
+		byName[c.name] = append(byName[c.name], c)
+	}
+	keep := map[int]bool{}
+	for _, cs := range byName {
+		if order, ok := dominant(cs); ok {
+			keep[order] = true
+		}
+	}
+	return keep
+}
+
+// dominant returns the candidate that wins among cs, all of one name: the
+// shallowest, else the one tagged among the equally shallow; none when the
+// shallowest ones cancel out.
+func dominant(cs []fieldCand) (order int, ok bool) {
+	shallowest := cs[0].depth
+	for _, c := range cs {
+		shallowest = min(shallowest, c.depth)
+	}
+	var top, tagged []fieldCand
+	for _, c := range cs {
+		if c.depth != shallowest {
+			continue
+		}
+		top = append(top, c)
+		if c.tagged {
+			tagged = append(tagged, c)
+		}
+	}
+	switch {
+	case len(top) == 1:
+		return top[0].order, true
+	case len(tagged) == 1:
+		return tagged[0].order, true
+	}
+	return 0, false
 }
 
 func tagOptions(sf reflect.StructField) string {

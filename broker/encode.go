@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"reflect"
@@ -462,8 +463,9 @@ func structEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
 	return nil
 }
 
-// structArrayEncoder writes a toarray struct as an array in field order,
-// an absent field as null.
+// structArrayEncoder writes a toarray struct as an array in field order.
+// Like fxamacker, it writes every field, omitempty or not (a position
+// cannot be left out), and null for one behind a nil embedded pointer.
 func structArrayEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
 	if err := e.enter(); err != nil {
 		return err
@@ -472,7 +474,7 @@ func structArrayEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
 	e.buf = cborx.AppendArray(e.buf, len(ti.fields))
 	for i := range ti.fields {
 		f := &ti.fields[i]
-		fv, ok := presentField(v, f)
+		fv, ok := fieldByIndex(v, f.index)
 		if !ok {
 			e.buf = cborx.AppendNull(e.buf)
 			continue
@@ -484,12 +486,11 @@ func structArrayEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
 	return nil
 }
 
-// presentField returns field f of struct v and whether it is written:
-// omitted and unreachable fields are left out of a map and written as null
-// in an array.
+// presentField returns field f of struct v and whether it is written in
+// the struct's map: omitted and unreachable fields are left out.
 func presentField(v reflect.Value, f *field) (reflect.Value, bool) {
 	fv, ok := fieldByIndex(v, f.index)
-	if !ok || (f.omitEmpty && isEmpty(fv)) {
+	if !ok || (f.omitEmpty && isEmpty(fv, f.info)) {
 		return reflect.Value{}, false
 	}
 	return fv, true
@@ -510,17 +511,62 @@ func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
 	return v, true
 }
 
-// isEmpty reports whether an omitempty field holding v is left out.
-func isEmpty(v reflect.Value) bool {
+// isEmpty reports whether an omitempty field holding v, of type ti, is
+// left out: when it would encode as an empty CBOR value (false, 0, "",
+// an empty array or map, null), the rule fxamacker applies to plain
+// structs, so that a struct is laid out alike on both paths.
+func isEmpty(v reflect.Value, ti *typeInfo) bool {
+	switch {
+	case v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer:
+		return v.IsNil()
+	case ti.emptiness == emptyNever:
+		return false
+	case ti.emptiness == emptyBinary:
+		return binaryEmpty(v)
+	}
 	switch v.Kind() {
 	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
 		return v.Len() == 0
-	case reflect.Interface, reflect.Pointer:
-		return v.IsNil()
+	case reflect.Float32, reflect.Float64:
+		return v.Float() == 0 // -0 too
 	case reflect.Struct:
-		return false
+		return (ti.kind == kStruct || ti.kind == kPure) && structEmpty(v, ti)
 	}
 	return v.IsZero()
+}
+
+// structEmpty reports whether struct v encodes as an empty map (every
+// field omitempty and empty, or out of reach) or an empty array (a
+// toarray struct without fields).
+func structEmpty(v reflect.Value, ti *typeInfo) bool {
+	if ti.toArray {
+		return len(ti.fields) == 0
+	}
+	for i := range ti.fields {
+		f := &ti.fields[i]
+		if !f.omitEmpty {
+			return false
+		}
+		if fv, ok := fieldByIndex(v, f.index); ok && !isEmpty(fv, f.info) {
+			return false
+		}
+	}
+	return true
+}
+
+// binaryEmpty reports whether v's MarshalBinary returns no bytes.
+func binaryEmpty(v reflect.Value) bool {
+	if !v.CanInterface() {
+		return false
+	}
+	m, ok := v.Interface().(encoding.BinaryMarshaler)
+	if !ok {
+		pv := reflect.New(v.Type())
+		pv.Elem().Set(v)
+		m = pv.Interface().(encoding.BinaryMarshaler)
+	}
+	data, err := m.MarshalBinary()
+	return err == nil && len(data) == 0
 }
 
 // boolEncoder writes a bool; it and the next few write the scalars the

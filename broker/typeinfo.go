@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding"
+	"math/big"
 	"reflect"
 	"strconv"
 	"strings"
@@ -87,11 +88,38 @@ type typeInfo struct {
 	// by its shape: a value of it whose static type was lost (an argument,
 	// an element of an interface) travels as an error instead (tag 59003).
 	asError bool
+	// emptiness is how an omitempty field of the type decides it is
+	// empty, as fxamacker decides it for plain structs (see isEmpty).
+	emptiness emptiness
 	// enc and dec are the codec's functions for the type, picked once by
 	// its kind and prim (see bind), so that the codec dispatches on them
 	// rather than switching over kinds for every value.
 	enc encodeFunc
 	dec decodeFunc
+}
+
+// emptiness classifies how an omitempty field decides it is empty.
+type emptiness uint8
+
+const (
+	emptyByKind emptiness = iota // by the value's kind (see isEmpty)
+	emptyNever                   // never: big.Int, and types that marshal themselves to CBOR
+	emptyBinary                  // when its MarshalBinary returns no bytes
+)
+
+// emptinessOf picks t's emptiness the way fxamacker's encoder does, which
+// checks big.Int and cbor.Marshaler before encoding.BinaryMarshaler.
+func emptinessOf(t reflect.Type) emptiness {
+	pt := reflect.PointerTo(t)
+	switch {
+	case t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface:
+		return emptyByKind
+	case t == bigIntType || pt.Implements(cborMarshaler):
+		return emptyNever
+	case pt.Implements(binMarshaler):
+		return emptyBinary
+	}
+	return emptyByKind
 }
 
 // field is one encoded field of an impure struct.
@@ -107,6 +135,7 @@ type field struct {
 var (
 	refType        = reflect.TypeFor[*Ref]()
 	cborTagType    = reflect.TypeFor[cbor.Tag]()
+	bigIntType     = reflect.TypeFor[big.Int]()
 	opaqueType     = reflect.TypeFor[*RawCopyable]()
 	errorType      = reflect.TypeFor[error]()
 	cborMarshaler  = reflect.TypeFor[cbor.Marshaler]()
@@ -257,6 +286,7 @@ func (b *builder) info(t reflect.Type) *typeInfo {
 	ti := &typeInfo{t: t}
 	b.building[t] = ti
 	b.fill(ti, false)
+	ti.emptiness = emptinessOf(t)
 	switch ti.kind {
 	case kPure, kStruct, kPtr, kSlice, kArray, kMap:
 		ti.asError = t.Implements(errorType)

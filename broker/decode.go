@@ -174,12 +174,30 @@ func (d *decoder) tetherTagged(v reflect.Value, ti *typeInfo, h cborx.Head) erro
 	switch {
 	case h.Arg == tagError:
 		return d.errorInto(v, ti)
-	case ti.kind == kRef || ti.kind == kObject || ti.kind == kCacheable || ti.kind == kCborTag || ti.kind == kPtr:
+	case ti.kind.readsTetherTags():
 		return ti.dec(d, v, ti, h)
-	case h.Arg == tagCopyable && (ti.kind == kCopyable || ti.kind == kPure || ti.kind == kStruct):
+	case h.Arg == tagCopyable && ti.kind.takesCopyable():
 		return d.copyable(v, ti)
 	}
 	return typeErr(h, ti.t)
+}
+
+// readsTetherTags reports whether the decoder of a type of kind k reads
+// Tether's tags itself: references, models, cbor.Tag (which refuses them)
+// and pointers (whose element decides).
+func (k kind) readsTetherTags() bool {
+	switch k {
+	case kRef, kObject, kCacheable, kCborTag, kPtr:
+		return true
+	}
+	return false
+}
+
+// takesCopyable reports whether a tagged Copyable may be decoded into a
+// type of kind k: its registered type, or a plain or walked type that
+// copyable then checks is the registered one.
+func (k kind) takesCopyable() bool {
+	return k == kCopyable || k == kPure || k == kStruct
 }
 
 // kindDecoders and primDecoders are the decoder's functions by kind and,
@@ -1030,26 +1048,41 @@ func (d *decoder) wireError() (*RemoteError, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.errorTail(re, n); err != nil {
+		return nil, err
+	}
+	return re, nil
+}
+
+// errorTail reads what follows an error's traceback in its n-element
+// array: the detail (n > 3), the code (n > 4) and what a newer peer added;
+// and finds the error registered under its name.
+func (d *decoder) errorTail(re *RemoteError, n int) error {
 	entry, _ := typereg.ErrorByName(re.Name)
 	if entry != nil && entry.Value != nil {
 		re.err = entry.Value
 	}
 	if n > 3 && !d.r.ReadNull() {
 		if err := d.errorDetail(re, entry); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if n > 4 {
 		if err := d.errorCode(re); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	for i := 5; i < n; i++ {
+	return d.skip(n - 5) // what a newer peer added
+}
+
+// skip skips the next n items (none when n <= 0).
+func (d *decoder) skip(n int) error {
+	for i := 0; i < n; i++ {
 		if err := d.r.Skip(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return re, nil
+	return nil
 }
 
 // errorHead reads an error's name, message and (n > 2) traceback.

@@ -793,11 +793,26 @@ func (e *encoder) errorArray(err error, tb string) error {
 	}
 	e.buf = cborx.AppendText(e.buf, w.name)
 	e.buf = cborx.AppendText(e.buf, e.message(err))
-	if tb == "" {
-		e.buf = cborx.AppendNull(e.buf)
-	} else {
-		e.buf = cborx.AppendText(e.buf, tb)
+	e.textOrNull(tb)
+	e.errorDetail(w)
+	if code != Unknown {
+		e.buf = cborx.AppendUint(e.buf, uint64(code))
 	}
+	return nil
+}
+
+// textOrNull writes s, or null when it is empty.
+func (e *encoder) textOrNull(s string) {
+	if s == "" {
+		e.buf = cborx.AppendNull(e.buf)
+		return
+	}
+	e.buf = cborx.AppendText(e.buf, s)
+}
+
+// errorDetail writes an error's detail: a registered error's value, a
+// remote error's detail passed on, or null.
+func (e *encoder) errorDetail(w errorWire) {
 	switch {
 	case w.detail != nil:
 		mark, exported := len(e.buf), len(e.exported)
@@ -816,10 +831,6 @@ func (e *encoder) errorArray(err error, tb string) error {
 	default:
 		e.buf = cborx.AppendNull(e.buf)
 	}
-	if code != Unknown {
-		e.buf = cborx.AppendUint(e.buf, uint64(code))
-	}
-	return nil
 }
 
 // message is err's text for the peer: without the addresses and system

@@ -252,26 +252,8 @@ func (b *builder) isPure(t reflect.Type) bool {
 		b.pure[t] = false
 		return false
 	}
-	if implementsAny(t, cborMarshaler, cborUnmarshal) {
-		b.pure[t] = true
-		return true
-	}
 	b.pure[t] = true
-	p := true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		p = b.isPure(t.Elem())
-	case reflect.Map:
-		p = b.isPure(t.Key()) && b.isPure(t.Elem())
-	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
-				p = false
-				break
-			}
-		}
-	}
+	p := b.isPureShape(t)
 	b.pure[t] = p
 	return p
 }
@@ -398,30 +380,34 @@ func workOutFit(ti *typeInfo, inProgress map[*typeInfo]bool) bool {
 	}
 	inProgress[ti] = true
 	defer delete(inProgress, ti)
-	fit := false
+	parts := workOutParts(ti, inProgress)
+	ti.fit, ti.fitDone = needsFit(ti, parts), true
+	return ti.fit
+}
+
+// workOutParts works out fit for every type ti refers to and reports
+// whether one of its elements, keys or fields needs fitCheck.
+func workOutParts(ti *typeInfo, inProgress map[*typeInfo]bool) bool {
 	if ti.state != nil {
 		workOutFit(ti.state, inProgress)
 	}
+	fit := false
 	for i := range ti.fields {
-		if workOutFit(ti.fields[i].info, inProgress) {
-			fit = true
-		}
+		fit = workOutFit(ti.fields[i].info, inProgress) || fit
 	}
-	if workOutFit(ti.elem, inProgress) {
-		fit = true
-	}
-	if workOutFit(ti.key, inProgress) {
-		fit = true
-	}
-	if ti.kind != kPure || ti.prim != primNone || ti.toArray {
-		// Only fxamacker's items are walked (the codec checks its own), and
-		// a toarray struct's fields go by position, not by name.
-		fit = false
-	} else if ti.t.Kind() == reflect.Struct && !ti.toArray && len(ti.fields) > 0 {
-		fit = true
-	}
-	ti.fit, ti.fitDone = fit, true
+	fit = workOutFit(ti.elem, inProgress) || fit
+	fit = workOutFit(ti.key, inProgress) || fit
 	return fit
+}
+
+// needsFit decides ti.fit given whether its parts need fitCheck. Only
+// fxamacker's items are walked (the codec checks its own), and a toarray
+// struct's fields go by position, not by name.
+func needsFit(ti *typeInfo, parts bool) bool {
+	if ti.kind != kPure || ti.prim != primNone || ti.toArray {
+		return false
+	}
+	return parts || (ti.t.Kind() == reflect.Struct && len(ti.fields) > 0)
 }
 
 // isPureShape is isPure for a type whose own registration was already
@@ -436,11 +422,18 @@ func (b *builder) isPureShape(t reflect.Type) bool {
 	case reflect.Map:
 		return b.isPure(t.Key()) && b.isPure(t.Elem())
 	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
-				return false
-			}
+		return b.pureFields(t)
+	}
+	return true
+}
+
+// pureFields reports whether every field of struct t that is encoded (an
+// exported or embedded one) is plain data.
+func (b *builder) pureFields(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
+			return false
 		}
 	}
 	return true

@@ -146,10 +146,9 @@ func (d *decoder) nested(v reflect.Value, ti *typeInfo) error {
 	return d.value(v, ti)
 }
 
-// value decodes the next item into v (settable), whose type ti describes,
-// with the function bound to the type (see typeInfo.bind). A null leaves v
-// at its zero value; Tether's tags are handled here for the types that do
-// not read them themselves.
+// value decodes the next item into v (settable), whose type ti describes.
+// A null leaves v at its zero value; Tether's tags are handled here for
+// the types that do not read them themselves.
 func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 	h, err := d.r.PeekHead()
 	if err != nil {
@@ -163,7 +162,62 @@ func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 	if h.Major == cborx.MajorTag && ti.kind != kInterface && isTetherTag(h.Arg) {
 		return d.tetherTagged(v, ti, h)
 	}
-	return ti.dec(d, v, ti, h)
+	return d.byKind(v, ti, h)
+}
+
+// byKind decodes the item whose head h was peeked with the function for
+// ti's kind. The switch calls each directly rather than through a table of
+// functions: escape analysis cannot follow an indirect call, and through
+// one the decoder (which callers keep on the stack) and every value
+// decoded into would escape to the heap.
+func (d *decoder) byKind(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	switch ti.kind {
+	case kPure:
+		return d.pure(v, ti, h)
+	case kInterface:
+		return interfaceDecoder(d, v, ti, h)
+	case kRef, kObject:
+		return d.reference(v, ti, h)
+	case kCacheable:
+		return d.cacheable(v, ti, h)
+	case kCborTag:
+		return cborTagDecoder(d, v, ti, h)
+	case kPtr:
+		return ptrDecoder(d, v, ti, h)
+	case kCopyable:
+		return copyableDecoder(d, v, ti, h)
+	case kStruct:
+		return structDecoder(d, v, ti, h)
+	case kSlice:
+		return sliceDecoder(d, v, ti, h)
+	case kArray:
+		return arrayDecoder(d, v, ti, h)
+	case kMap:
+		return d.mapValue(v, ti, h)
+	case kObjectValue:
+		return objectValueDecoder(d, v, ti, h)
+	}
+	return typeErr(h, ti.t) // kOpaque: a *RawCopyable is only ever sent
+}
+
+// pure decodes plain data: the scalars directly, anything else through
+// fxamacker.
+func (d *decoder) pure(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	switch ti.prim {
+	case primBool:
+		return boolDecoder(d, v, ti, h)
+	case primInt:
+		return intDecoder(d, v, ti, h)
+	case primUint:
+		return uintDecoder(d, v, ti, h)
+	case primFloat32, primFloat64:
+		return floatDecoder(d, v, ti, h)
+	case primString:
+		return stringDecoder(d, v, ti, h)
+	case primBytes:
+		return bytesDecoder(d, v, ti, h)
+	}
+	return fxDecoder(d, v, ti, h)
 }
 
 // tetherTagged decodes one of Tether's tagged values into v, whose type is
@@ -175,7 +229,7 @@ func (d *decoder) tetherTagged(v reflect.Value, ti *typeInfo, h cborx.Head) erro
 	case h.Arg == tagError:
 		return d.errorInto(v, ti)
 	case ti.kind.readsTetherTags():
-		return ti.dec(d, v, ti, h)
+		return d.byKind(v, ti, h)
 	case h.Arg == tagCopyable && ti.kind.takesCopyable():
 		return d.copyable(v, ti)
 	}
@@ -200,48 +254,6 @@ func (k kind) takesCopyable() bool {
 	return k == kCopyable || k == kPure || k == kStruct
 }
 
-// kindDecoders and primDecoders are the decoder's functions by kind and,
-// for plain data, by prim. They are filled by init: some of them reach
-// infoOf, which reads them.
-var (
-	kindDecoders [kindCount]decodeFunc
-	primDecoders [primCount]decodeFunc
-)
-
-func init() {
-	kindDecoders = [kindCount]decodeFunc{
-		kPure:        fxDecoder,
-		kRef:         referenceDecoder,
-		kObject:      referenceDecoder,
-		kObjectValue: objectValueDecoder,
-		kCopyable:    copyableDecoder,
-		kOpaque:      typeErrDecoder,
-		kInterface:   interfaceDecoder,
-		kCborTag:     cborTagDecoder,
-		kCacheable:   cacheableDecoder,
-		kPtr:         ptrDecoder,
-		kStruct:      structDecoder,
-		kSlice:       sliceDecoder,
-		kArray:       arrayDecoder,
-		kMap:         mapDecoder,
-	}
-	primDecoders = [primCount]decodeFunc{
-		primNone:    fxDecoder,
-		primBool:    boolDecoder,
-		primInt:     intDecoder,
-		primUint:    uintDecoder,
-		primFloat32: floatDecoder,
-		primFloat64: floatDecoder,
-		primString:  stringDecoder,
-		primBytes:   bytesDecoder,
-	}
-}
-
-// typeErrDecoder refuses every item: the type cannot be decoded into.
-func typeErrDecoder(_ *decoder, _ reflect.Value, ti *typeInfo, h cborx.Head) error {
-	return typeErr(h, ti.t)
-}
-
 // interfaceDecoder decodes the item as an any receives it and stores it
 // if it implements the interface.
 func interfaceDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
@@ -250,17 +262,6 @@ func interfaceDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) e
 		return err
 	}
 	return assign(v, ti.t, x, h)
-}
-
-// referenceDecoder decodes a reference into a *Ref or a pointer to a
-// Referenceable.
-func referenceDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
-	return d.reference(v, ti, h)
-}
-
-// cacheableDecoder decodes a model into a mirror, or the model itself.
-func cacheableDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
-	return d.cacheable(v, ti, h)
 }
 
 // cborTagDecoder decodes a tag other than Tether's into a cbor.Tag.
@@ -337,11 +338,6 @@ func (d *decoder) elements(v reflect.Value, ti *typeInfo, n int) error {
 		}
 	}
 	return nil
-}
-
-// mapDecoder decodes a map into a new Go map.
-func mapDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
-	return d.mapValue(v, ti, h)
 }
 
 // objectValueDecoder refuses a Referenceable held by value.
@@ -520,8 +516,12 @@ func structArrayDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head)
 	return nil
 }
 
-// structDecoder decodes a map into a struct by the rules in fit.go.
+// structDecoder decodes a map into a struct by the rules in fit.go, or an
+// array into a toarray struct.
 func structDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if ti.toArray {
+		return structArrayDecoder(d, v, ti, h)
+	}
 	if h.Major != cborx.MajorMap {
 		return typeErr(h, ti.t)
 	}
@@ -967,20 +967,21 @@ func (d *decoder) genericCopyable() (any, error) {
 		}
 		return &RawCopyable{Name: string(name), State: st}, nil
 	}
-	return d.registeredCopyable(string(name), t)
+	return d.registeredCopyable(name, t)
 }
 
 // registeredCopyable decodes the state of a Copyable registered here as t.
-func (d *decoder) registeredCopyable(name string, t reflect.Type) (any, error) {
+// Its name stays bytes (in the frame) unless an error needs it.
+func (d *decoder) registeredCopyable(name []byte, t reflect.Type) (any, error) {
 	v := reflect.New(t).Elem()
 	if err := d.nested(v, infoOf(t).state); err != nil {
 		var nf *noFieldError
 		if errors.As(err, &nf) && nf.t == t {
 			// The name is registered to different types on the two
 			// sides: decoding on would hand over a zero value.
-			return nil, &copyableMismatchError{name: name, t: t, nf: nf}
+			return nil, &copyableMismatchError{name: string(name), t: t, nf: nf}
 		}
-		return nil, &copyableError{name: name, err: err}
+		return nil, &copyableError{name: string(name), err: err}
 	}
 	return v.Interface(), nil
 }

@@ -173,45 +173,64 @@ func (e *encoder) any(v any) error {
 	return nil
 }
 
-// value encodes v, whose type is described by ti, with the function bound
-// to the type (see typeInfo.bind).
-func (e *encoder) value(v reflect.Value, ti *typeInfo) error { return ti.enc(e, v, ti) }
-
-// kindEncoders and primEncoders are the encoder's functions by kind and,
-// for plain data, by prim. They are filled by init: some of them reach
-// infoOf, which reads them.
-var (
-	kindEncoders [kindCount]encodeFunc
-	primEncoders [primCount]encodeFunc
-)
-
-func init() {
-	kindEncoders = [kindCount]encodeFunc{
-		kRef:         refEncoder,
-		kObject:      objectEncoder,
-		kObjectValue: objectValueEncoder,
-		kCopyable:    copyableEncoder,
-		kOpaque:      opaqueEncoder,
-		kInterface:   interfaceEncoder,
-		kCborTag:     cborTagEncoder,
-		kCacheable:   cacheableEncoder,
-		kPtr:         ptrEncoder,
-		kStruct:      structEncoder,
-		kSlice:       sliceEncoder,
-		kArray:       arrayEncoder,
-		kMap:         mapEncoder,
+// value encodes v, whose type is described by ti, with the function for
+// its kind. The switch calls each directly rather than through a table of
+// functions: escape analysis cannot follow an indirect call, and through
+// one every value encoded would escape to the heap.
+func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
+	switch ti.kind {
+	case kPure:
+		return e.pure(v, ti)
+	case kRef:
+		return refEncoder(e, v, ti)
+	case kObject:
+		return objectEncoder(e, v, ti)
+	case kObjectValue:
+		return objectValueEncoder(e, v, ti)
+	case kCopyable:
+		return copyableEncoder(e, v, ti)
+	case kOpaque:
+		return opaqueEncoder(e, v, ti)
+	case kInterface:
+		return interfaceEncoder(e, v, ti)
+	case kCborTag:
+		return cborTagEncoder(e, v, ti)
+	case kCacheable:
+		return cacheableEncoder(e, v, ti)
+	case kPtr:
+		return ptrEncoder(e, v, ti)
+	case kStruct:
+		return structEncoder(e, v, ti)
+	case kSlice:
+		return sliceEncoder(e, v, ti)
+	case kArray:
+		return arrayEncoder(e, v, ti)
+	case kMap:
+		return mapEncoder(e, v, ti)
 	}
-	primEncoders = [primCount]encodeFunc{
-		primNone:    fxEncoder,
-		primBool:    boolEncoder,
-		primInt:     intEncoder,
-		primUint:    uintEncoder,
-		primFloat32: float32Encoder,
-		primFloat64: float64Encoder,
-		primString:  stringEncoder,
-		primBytes:   bytesEncoder,
+	return fmt.Errorf("cannot encode %v", ti.t)
+}
+
+// pure encodes plain data: the scalars directly, anything else through
+// fxamacker.
+func (e *encoder) pure(v reflect.Value, ti *typeInfo) error {
+	switch ti.prim {
+	case primBool:
+		return boolEncoder(e, v, ti)
+	case primInt:
+		return intEncoder(e, v, ti)
+	case primUint:
+		return uintEncoder(e, v, ti)
+	case primFloat32:
+		return float32Encoder(e, v, ti)
+	case primFloat64:
+		return float64Encoder(e, v, ti)
+	case primString:
+		return stringEncoder(e, v, ti)
+	case primBytes:
+		return bytesEncoder(e, v, ti)
 	}
-	kindEncoders[kPure] = fxEncoder
+	return fxEncoder(e, v, ti)
 }
 
 // null writes a null; it returns nil so that an encoder can return it.
@@ -432,8 +451,11 @@ func (e *encoder) enter2() error {
 func (e *encoder) leave2() { e.level -= 2 }
 
 // structEncoder writes a struct as a map of its present fields, keyed by
-// name (or integer, for keyasint).
+// name (or integer, for keyasint), or as an array if it is toarray.
 func structEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if ti.toArray {
+		return structArrayEncoder(e, v, ti)
+	}
 	if err := e.enter(); err != nil {
 		return err
 	}

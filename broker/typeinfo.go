@@ -11,7 +11,6 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -34,8 +33,6 @@ const (
 	kSlice
 	kArray
 	kMap
-
-	kindCount // the number of kinds, for the tables indexed by kind
 )
 
 // prim names the plain scalar kinds the codec encodes itself, without fxamacker.
@@ -50,17 +47,7 @@ const (
 	primFloat64
 	primString
 	primBytes
-
-	primCount // the number of prims, for the tables indexed by prim
 )
-
-// encodeFunc writes v, whose type ti describes, as the next item.
-type encodeFunc func(e *encoder, v reflect.Value, ti *typeInfo) error
-
-// decodeFunc reads the next item, whose head h has been peeked (and is
-// neither null nor one of Tether's tags the type does not read itself),
-// into v (settable), whose type ti describes.
-type decodeFunc func(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error
 
 // typeInfo is everything the codec needs to know about one Go type. It is
 // computed once per type (and per registration generation) and then shared.
@@ -91,11 +78,6 @@ type typeInfo struct {
 	// emptiness is how an omitempty field of the type decides it is
 	// empty, as fxamacker decides it for plain structs (see isEmpty).
 	emptiness emptiness
-	// enc and dec are the codec's functions for the type, picked once by
-	// its kind and prim (see bind), so that the codec dispatches on them
-	// rather than switching over kinds for every value.
-	enc encodeFunc
-	dec decodeFunc
 }
 
 // emptiness classifies how an omitempty field decides it is empty.
@@ -276,7 +258,7 @@ func (b *builder) info(t reflect.Type) *typeInfo {
 	return ti
 }
 
-// fill works out ti and binds its codec functions. asState ignores a
+// fill works out ti. asState ignores a
 // Copyable registration, for the info that encodes a Copyable's own fields.
 func (b *builder) fill(ti *typeInfo, asState bool) {
 	k := special(ti.t)
@@ -299,7 +281,6 @@ func (b *builder) fill(ti *typeInfo, asState bool) {
 	default:
 		ti.kind = k
 	}
-	ti.bind()
 }
 
 // structural classifies a type no special rule claims by its structure:
@@ -335,20 +316,6 @@ func walkedKind(k reflect.Kind) kind {
 		return kStruct
 	}
 	return kPure
-}
-
-// bind picks ti's codec functions from the tables indexed by kind and, for
-// plain data, by prim: the one place the codec decides per type how a
-// value travels.
-func (ti *typeInfo) bind() {
-	switch {
-	case ti.kind == kPure:
-		ti.enc, ti.dec = primEncoders[ti.prim], primDecoders[ti.prim]
-	case ti.kind == kStruct && ti.toArray:
-		ti.enc, ti.dec = structArrayEncoder, structArrayDecoder
-	default:
-		ti.enc, ti.dec = kindEncoders[ti.kind], kindDecoders[ti.kind]
-	}
 }
 
 // shape fills in the element, key and field types of a container type:

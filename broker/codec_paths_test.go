@@ -68,8 +68,8 @@ type FzBase[M any] struct {
 	M  M      `cbor:"m,omitempty"`
 }
 
-// FzExtra is embedded by pointer; its N is as deep as FzBase's, so the
-// two cancel out, and its tagged Tag wins over FzBase's untagged one.
+// FzExtra is embedded by pointer; its N is as deep as FzBase's and as
+// tagged, so the two cancel out and neither is encoded.
 type FzExtra[M any] struct {
 	N   int    `cbor:"n"`
 	P   string `cbor:"p,omitempty"`
@@ -93,8 +93,8 @@ type fzHidden[M any] struct {
 	M    M      `cbor:"m,omitempty"`
 }
 
-// fzHiddenPtr is embedded by pointer though unexported: a decoder cannot
-// allocate it, so a value for its fields is an error on both paths.
+// fzHiddenPtr is embedded by pointer though unexported: the fuzzer
+// cannot set it, so it stays nil and its fields are left out.
 type fzHiddenPtr[M any] struct {
 	Q int `cbor:"q,omitempty"`
 	M M   `cbor:"m,omitempty"`

@@ -28,9 +28,12 @@ const (
 var decodeLimits = cborx.DefaultLimits
 
 // fxEnc and fxDec are fxamacker's modes for plain data. Time keeps
-// nanoseconds (RFC 3339 text under tag 0); decoding refuses duplicate map
-// keys, indefinite lengths and invalid UTF-8, and applies the same limits as
-// cborx.Validate.
+// nanoseconds (RFC 3339 text under tag 0); NaN and the infinities keep
+// their width and bits, as every other float does and as the codec's own
+// encoder writes them (docs/protocol.md: floats are sent as float64, or
+// float32 for single-precision values); decoding refuses duplicate map
+// keys, indefinite lengths and invalid UTF-8, and applies the same limits
+// as cborx.Validate.
 var (
 	fxEnc cbor.UserBufferEncMode
 	fxDec cbor.DecMode
@@ -42,6 +45,8 @@ func init() {
 		Time:        cbor.TimeRFC3339Nano,
 		TimeTag:     cbor.EncTagRequired,
 		IndefLength: cbor.IndefLengthForbidden,
+		NaNConvert:  cbor.NaNConvertNone,
+		InfConvert:  cbor.InfConvertNone,
 	}.UserBufferEncMode()
 	if err != nil {
 		panic(err)

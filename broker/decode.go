@@ -147,6 +147,8 @@ func (d *decoder) nested(v reflect.Value, ti *typeInfo) error {
 }
 
 // value decodes the next item into v (settable), whose type ti describes.
+// A null leaves v at its zero value; Tether's tags are handled here for
+// the types that do not read them themselves.
 func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 	h, err := d.r.PeekHead()
 	if err != nil {
@@ -157,88 +159,190 @@ func (d *decoder) value(v reflect.Value, ti *typeInfo) error {
 		v.SetZero()
 		return nil
 	}
-	if h.Major == cborx.MajorTag && h.Arg == tagError && ti.kind != kInterface {
-		return d.errorInto(v, ti)
+	if h.Major == cborx.MajorTag && ti.kind != kInterface && isTetherTag(h.Arg) {
+		return d.tetherTagged(v, ti, h)
 	}
+	return d.byKind(v, ti, h)
+}
+
+// byKind decodes the item whose head h was peeked with the function for
+// ti's kind. The switch calls each directly rather than through a table of
+// functions: escape analysis cannot follow an indirect call, and through
+// one the decoder (which callers keep on the stack) and every value
+// decoded into would escape to the heap.
+func (d *decoder) byKind(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 	switch ti.kind {
+	case kPure:
+		return d.pure(v, ti, h)
 	case kInterface:
-		x, err := d.generic()
-		if err != nil {
-			return err
-		}
-		return assign(v, ti.t, x, h)
+		return interfaceDecoder(d, v, ti, h)
 	case kRef, kObject:
 		return d.reference(v, ti, h)
 	case kCacheable:
 		return d.cacheable(v, ti, h)
 	case kCborTag:
-		if h.Major != cborx.MajorTag {
-			return typeErr(h, ti.t)
-		}
-		if isTetherTag(h.Arg) {
-			return fmt.Errorf("cannot decode a Tether value (tag %d) into cbor.Tag", h.Arg)
-		}
-		d.r.ReadHead()
-		content, err := d.nestedGeneric()
-		if err != nil {
-			return err
-		}
-		v.Set(reflect.ValueOf(cbor.Tag{Number: h.Arg, Content: content}))
-		return nil
+		return cborTagDecoder(d, v, ti, h)
 	case kPtr:
-		nv := reflect.New(ti.t.Elem())
-		if err := d.nested(nv.Elem(), ti.elem); err != nil {
-			return err
-		}
-		v.Set(nv)
-		return nil
-	}
-	if h.Major == cborx.MajorTag && isTetherTag(h.Arg) {
-		if h.Arg == tagCopyable && (ti.kind == kCopyable || ti.kind == kPure || ti.kind == kStruct) {
-			return d.copyable(v, ti)
-		}
-		return typeErr(h, ti.t)
-	}
-	switch ti.kind {
-	case kPure:
-		return d.pure(v, ti, h)
+		return ptrDecoder(d, v, ti, h)
 	case kCopyable:
-		// Untagged data for a Copyable parameter (from a JSON gateway, say)
-		// is read as the type's own fields.
-		return d.value(v, ti.state)
-	case kSlice, kArray:
-		n, err := d.r.ReadArray()
-		if err != nil {
-			return typeErr(h, ti.t)
-		}
-		if ti.kind == kSlice {
-			v.Set(reflect.MakeSlice(ti.t, n, n))
-		}
-		for i := 0; i < n; i++ {
-			if i >= v.Len() {
-				if err := d.r.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := d.nested(v.Index(i), ti.elem); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-		if ti.kind == kArray {
-			for i := n; i < v.Len(); i++ {
-				v.Index(i).SetZero()
-			}
-		}
-		return nil
+		return copyableDecoder(d, v, ti, h)
+	case kStruct:
+		return structDecoder(d, v, ti, h)
+	case kSlice:
+		return sliceDecoder(d, v, ti, h)
+	case kArray:
+		return arrayDecoder(d, v, ti, h)
 	case kMap:
 		return d.mapValue(v, ti, h)
-	case kStruct:
-		return d.structValue(v, ti, h)
 	case kObjectValue:
-		return fmt.Errorf("%v is Referenceable: decode a reference into *%v or *broker.Ref", ti.t, ti.t)
+		return objectValueDecoder(d, v, ti, h)
+	}
+	return typeErr(h, ti.t) // kOpaque: a *RawCopyable is only ever sent
+}
+
+// pure decodes plain data: the scalars directly, anything else through
+// fxamacker.
+func (d *decoder) pure(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	switch ti.prim {
+	case primBool:
+		return boolDecoder(d, v, ti, h)
+	case primInt:
+		return intDecoder(d, v, ti, h)
+	case primUint:
+		return uintDecoder(d, v, ti, h)
+	case primFloat32, primFloat64:
+		return floatDecoder(d, v, ti, h)
+	case primString:
+		return stringDecoder(d, v, ti, h)
+	case primBytes:
+		return bytesDecoder(d, v, ti, h)
+	}
+	return fxDecoder(d, v, ti, h)
+}
+
+// tetherTagged decodes one of Tether's tagged values into v, whose type is
+// not an interface: an error value into an error type; a reference, model
+// or anything under a pointer by the type's own function; a Copyable into
+// its type (or a plain struct, which then refuses it by name).
+func (d *decoder) tetherTagged(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	switch {
+	case h.Arg == tagError:
+		return d.errorInto(v, ti)
+	case ti.kind.readsTetherTags():
+		return d.byKind(v, ti, h)
+	case h.Arg == tagCopyable && ti.kind.takesCopyable():
+		return d.copyable(v, ti)
 	}
 	return typeErr(h, ti.t)
+}
+
+// readsTetherTags reports whether the decoder of a type of kind k reads
+// Tether's tags itself: references, models, cbor.Tag (which refuses them)
+// and pointers (whose element decides).
+func (k kind) readsTetherTags() bool {
+	switch k {
+	case kRef, kObject, kCacheable, kCborTag, kPtr:
+		return true
+	}
+	return false
+}
+
+// takesCopyable reports whether a tagged Copyable may be decoded into a
+// type of kind k: its registered type, or a plain or walked type that
+// copyable then checks is the registered one.
+func (k kind) takesCopyable() bool {
+	return k == kCopyable || k == kPure || k == kStruct
+}
+
+// interfaceDecoder decodes the item as an any receives it and stores it
+// if it implements the interface.
+func interfaceDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	x, err := d.generic()
+	if err != nil {
+		return err
+	}
+	return assign(v, ti.t, x, h)
+}
+
+// cborTagDecoder decodes a tag other than Tether's into a cbor.Tag.
+func cborTagDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorTag {
+		return typeErr(h, ti.t)
+	}
+	if isTetherTag(h.Arg) {
+		return fmt.Errorf("cannot decode a Tether value (tag %d) into cbor.Tag", h.Arg)
+	}
+	d.r.ReadHead()
+	content, err := d.nestedGeneric()
+	if err != nil {
+		return err
+	}
+	v.Set(reflect.ValueOf(cbor.Tag{Number: h.Arg, Content: content}))
+	return nil
+}
+
+// ptrDecoder decodes into a new value and points v at it.
+func ptrDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
+	nv := reflect.New(ti.t.Elem())
+	if err := d.nested(nv.Elem(), ti.elem); err != nil {
+		return err
+	}
+	v.Set(nv)
+	return nil
+}
+
+// copyableDecoder reads untagged data for a Copyable parameter (from a
+// JSON gateway, say) as the type's own fields.
+func copyableDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
+	return d.value(v, ti.state)
+}
+
+// sliceDecoder decodes an array into a new slice of its length.
+func sliceDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return typeErr(h, ti.t)
+	}
+	v.Set(reflect.MakeSlice(ti.t, n, n))
+	return d.elements(v, ti, n)
+}
+
+// arrayDecoder decodes an array into a Go array: extra elements are
+// skipped, missing ones left zero.
+func arrayDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return typeErr(h, ti.t)
+	}
+	if err := d.elements(v, ti, n); err != nil {
+		return err
+	}
+	for i := n; i < v.Len(); i++ {
+		v.Index(i).SetZero()
+	}
+	return nil
+}
+
+// elements decodes the n elements of an array into v's, skipping those
+// beyond v's length.
+func (d *decoder) elements(v reflect.Value, ti *typeInfo, n int) error {
+	for i := 0; i < n; i++ {
+		if i >= v.Len() {
+			if err := d.r.Skip(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := d.nested(v.Index(i), ti.elem); err != nil {
+			return fmt.Errorf("[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// objectValueDecoder refuses a Referenceable held by value.
+func objectValueDecoder(_ *decoder, _ reflect.Value, ti *typeInfo, _ cborx.Head) error {
+	return fmt.Errorf("%v is Referenceable: decode a reference into *%v or *broker.Ref", ti.t, ti.t)
 }
 
 // assign stores a generically decoded x into the interface-typed v.
@@ -391,84 +495,71 @@ func (d *decoder) mapValue(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 	return nil
 }
 
-func (d *decoder) structValue(v reflect.Value, ti *typeInfo, h cborx.Head) error {
+// structArrayDecoder decodes an array into a toarray struct, element i
+// into field i; extra elements are skipped.
+func structArrayDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return typeErr(h, ti.t)
+	}
+	for i := 0; i < n; i++ {
+		if i >= len(ti.fields) {
+			if err := d.r.Skip(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := d.field(v, &ti.fields[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// structDecoder decodes a map into a struct by the rules in fit.go, or an
+// array into a toarray struct.
+func structDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
 	if ti.toArray {
-		n, err := d.r.ReadArray()
-		if err != nil {
-			return typeErr(h, ti.t)
-		}
-		for i := 0; i < n; i++ {
-			if i >= len(ti.fields) {
-				if err := d.r.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			f := &ti.fields[i]
-			fv, err := fieldForSet(v, f.index)
-			if err == nil {
-				err = d.nested(fv, f.info)
-			}
-			if err != nil {
-				return fmt.Errorf("field %s: %w", f.name, err)
-			}
-		}
-		return nil
+		return structArrayDecoder(d, v, ti, h)
 	}
 	if h.Major != cborx.MajorMap {
 		return typeErr(h, ti.t)
 	}
 	d.r.ReadHead()
 	seen := make([]bool, len(ti.fields))
-	matched := 0
-	var keys []string // the keys sent, while none names a field
+	var m fieldMatch
 	for i := uint64(0); i < h.Arg; i++ {
-		idx := -1
-		kh, err := d.r.PeekHead()
+		key, err := readStructKey(&d.r, ti)
 		if err != nil {
 			return err
 		}
-		var text []byte
-		var k int64
-		switch kh.Major {
-		case cborx.MajorText:
-			text, _ = d.r.ReadText()
-			idx = ti.fieldIndex(text)
-		case cborx.MajorUint, cborx.MajorNeg:
-			if k, err = d.r.ReadInt(); err != nil {
-				return err
-			}
-			idx = ti.intFieldIndex(k)
-		default:
-			if err := d.r.Skip(); err != nil {
-				return err
-			}
-		}
-		if idx < 0 {
-			if matched == 0 {
-				keys = append(keys, keyText(kh, text, k))
-			}
+		if key.idx < 0 {
+			m.miss(key)
 			if err := d.r.Skip(); err != nil { // unknown field: ignored
 				return err
 			}
 			continue
 		}
-		matched++
-		if seen[idx] {
-			return fmt.Errorf("duplicate field %s", ti.fields[idx].name)
+		m.matched++
+		if seen[key.idx] {
+			return fmt.Errorf("duplicate field %s", ti.fields[key.idx].name)
 		}
-		seen[idx] = true
-		f := &ti.fields[idx]
-		fv, err := fieldForSet(v, f.index)
-		if err == nil {
-			err = d.nested(fv, f.info)
-		}
-		if err != nil {
-			return fmt.Errorf("field %s: %w", f.name, err)
+		seen[key.idx] = true
+		if err := d.field(v, &ti.fields[key.idx]); err != nil {
+			return err
 		}
 	}
-	if matched == 0 && h.Arg > 0 && len(ti.fields) > 0 {
-		return newNoFieldError(ti, keys)
+	return m.check(ti, h.Arg)
+}
+
+// field decodes the next item into field f of struct v.
+func (d *decoder) field(v reflect.Value, f *field) error {
+	fv, err := fieldForSet(v, f.index)
+	if err == nil {
+		err = d.nested(fv, f.info)
+	}
+	if err != nil {
+		return fmt.Errorf("field %s: %w", f.name, err)
 	}
 	return nil
 }
@@ -492,103 +583,132 @@ func fieldForSet(v reflect.Value, index []int) (reflect.Value, error) {
 	return v, nil
 }
 
-// pure decodes plain data into v.
-func (d *decoder) pure(v reflect.Value, ti *typeInfo, h cborx.Head) error {
-	switch ti.prim {
-	case primBool:
-		if h.Major != cborx.MajorSimple || (h.AI != cborx.SimpleTrue && h.AI != cborx.SimpleFalse) {
-			return typeErr(h, ti.t)
+// boolDecoder decodes a bool; it and the next few decode the scalars the
+// codec decodes itself, without fxamacker.
+func boolDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorSimple || (h.AI != cborx.SimpleTrue && h.AI != cborx.SimpleFalse) {
+		return typeErr(h, ti.t)
+	}
+	d.r.ReadHead()
+	v.SetBool(h.AI == cborx.SimpleTrue)
+	return nil
+}
+
+// intDecoder decodes an integer into a signed integer type it fits.
+func intDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorUint && h.Major != cborx.MajorNeg {
+		return typeErr(h, ti.t)
+	}
+	x, err := d.r.ReadInt()
+	if err != nil || v.OverflowInt(x) {
+		return fmt.Errorf("integer overflows %v", ti.t)
+	}
+	v.SetInt(x)
+	return nil
+}
+
+// uintDecoder decodes a non-negative integer into an unsigned type it fits.
+func uintDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorUint {
+		if h.Major == cborx.MajorNeg {
+			return fmt.Errorf("negative integer cannot be decoded into %v", ti.t)
 		}
-		d.r.ReadHead()
-		v.SetBool(h.AI == cborx.SimpleTrue)
-	case primInt:
-		if h.Major != cborx.MajorUint && h.Major != cborx.MajorNeg {
-			return typeErr(h, ti.t)
-		}
-		x, err := d.r.ReadInt()
-		if err != nil || v.OverflowInt(x) {
-			return fmt.Errorf("integer overflows %v", ti.t)
-		}
-		v.SetInt(x)
-	case primUint:
-		if h.Major != cborx.MajorUint {
-			if h.Major == cborx.MajorNeg {
-				return fmt.Errorf("negative integer cannot be decoded into %v", ti.t)
-			}
-			return typeErr(h, ti.t)
-		}
-		d.r.ReadHead()
-		if v.OverflowUint(h.Arg) {
-			return fmt.Errorf("integer %d overflows %v", h.Arg, ti.t)
-		}
-		v.SetUint(h.Arg)
-	case primFloat32, primFloat64:
-		var f float64
-		switch h.Major {
-		case cborx.MajorUint:
-			f = float64(h.Arg)
-		case cborx.MajorNeg:
-			f = -1 - float64(h.Arg)
-		default:
-			var ok bool
-			if f, ok = h.Float(); !ok {
-				return typeErr(h, ti.t)
-			}
-		}
-		d.r.ReadHead()
-		if ti.prim == primFloat32 && !math.IsInf(f, 0) && !math.IsNaN(f) && math.Abs(f) > math.MaxFloat32 {
-			return fmt.Errorf("%g overflows float32", f)
-		}
-		v.SetFloat(f)
-	case primString:
-		if h.Major != cborx.MajorText {
-			return typeErr(h, ti.t)
-		}
-		s, err := d.r.ReadText()
-		if err != nil {
-			return err
-		}
-		v.SetString(string(s))
-	case primBytes:
-		if h.Major != cborx.MajorBytes {
-			return typeErr(h, ti.t)
-		}
-		b, err := d.r.ReadBytes()
-		if err != nil {
-			return err
-		}
-		// Like encoding/json with slices, a destination that already has
-		// room is reused rather than reallocated.
-		dst := v.Bytes()
-		if dst == nil || cap(dst) < len(b) {
-			dst = make([]byte, 0, len(b))
-		}
-		v.SetBytes(append(dst[:0], b...))
+		return typeErr(h, ti.t)
+	}
+	d.r.ReadHead()
+	if v.OverflowUint(h.Arg) {
+		return fmt.Errorf("integer %d overflows %v", h.Arg, ti.t)
+	}
+	v.SetUint(h.Arg)
+	return nil
+}
+
+// floatDecoder decodes a float or an integer into a float type; a finite
+// value too large for a float32 is refused.
+func floatDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	var f float64
+	switch h.Major {
+	case cborx.MajorUint:
+		f = float64(h.Arg)
+	case cborx.MajorNeg:
+		f = -1 - float64(h.Arg)
 	default:
-		item, err := d.item()
-		if err != nil {
-			return err
+		var ok bool
+		if f, ok = h.Float(); !ok {
+			return typeErr(h, ti.t)
 		}
-		if ti.fit {
-			// Before fxamacker, which would leave a struct that no key
-			// names at its zero value.
-			r := cborx.NewReader(item)
-			if err := fitCheck(&r, ti); err != nil {
-				return err
-			}
-		}
-		if err := fxDec.Unmarshal(item, v.Addr().Interface()); err != nil {
-			var te *cbor.UnmarshalTypeError
-			if errors.As(err, &te) {
-				if te.StructFieldName != "" {
-					return fmt.Errorf("field %s: cannot decode %s into %s", te.StructFieldName, te.CBORType, te.GoType)
-				}
-				return fmt.Errorf("cannot decode %s into %v", te.CBORType, ti.t)
-			}
+	}
+	d.r.ReadHead()
+	if ti.prim == primFloat32 && !math.IsInf(f, 0) && !math.IsNaN(f) && math.Abs(f) > math.MaxFloat32 {
+		return fmt.Errorf("%g overflows float32", f)
+	}
+	v.SetFloat(f)
+	return nil
+}
+
+// stringDecoder decodes a text string.
+func stringDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorText {
+		return typeErr(h, ti.t)
+	}
+	s, err := d.r.ReadText()
+	if err != nil {
+		return err
+	}
+	v.SetString(string(s))
+	return nil
+}
+
+// bytesDecoder decodes a byte string into a byte slice.
+func bytesDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error {
+	if h.Major != cborx.MajorBytes {
+		return typeErr(h, ti.t)
+	}
+	b, err := d.r.ReadBytes()
+	if err != nil {
+		return err
+	}
+	// Like encoding/json with slices, a destination that already has
+	// room is reused rather than reallocated.
+	dst := v.Bytes()
+	if dst == nil || cap(dst) < len(b) {
+		dst = make([]byte, 0, len(b))
+	}
+	v.SetBytes(append(dst[:0], b...))
+	return nil
+}
+
+// fxDecoder decodes any other plain data through fxamacker, after checking
+// that its maps fit the structs they stand for.
+func fxDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
+	item, err := d.item()
+	if err != nil {
+		return err
+	}
+	if ti.fit {
+		// Before fxamacker, which would leave a struct that no key
+		// names at its zero value.
+		r := cborx.NewReader(item)
+		if err := fitCheck(&r, ti); err != nil {
 			return err
 		}
 	}
+	if err := fxDec.Unmarshal(item, v.Addr().Interface()); err != nil {
+		return fxError(err, ti)
+	}
 	return nil
+}
+
+// fxError says which field (or type) fxamacker could not decode into.
+func fxError(err error, ti *typeInfo) error {
+	var te *cbor.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	if te.StructFieldName != "" {
+		return fmt.Errorf("field %s: cannot decode %s into %s", te.StructFieldName, te.CBORType, te.GoType)
+	}
+	return fmt.Errorf("cannot decode %s into %v", te.CBORType, ti.t)
 }
 
 // item consumes the next item and returns its bytes.
@@ -627,33 +747,50 @@ func (d *decoder) generic() (any, error) {
 		s, err := d.r.ReadText()
 		return string(s), err
 	case cborx.MajorArray:
-		n, err := d.r.ReadArray()
-		if err != nil {
-			return nil, err
-		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = d.nestedGeneric(); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return d.genericArray()
 	case cborx.MajorMap:
 		return d.genericMap(h)
 	case cborx.MajorTag:
-		if isTetherTag(h.Arg) {
-			return d.genericTagged(h)
-		}
-		item, err := d.item()
-		if err != nil {
-			return nil, err
-		}
-		var x any
-		if err := fxDec.Unmarshal(item, &x); err != nil {
-			return nil, err
-		}
-		return x, nil
+		return d.genericTag(h)
 	}
+	return d.genericSimple(h)
+}
+
+// genericArray decodes an array into []any.
+func (d *decoder) genericArray() (any, error) {
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, n)
+	for i := range out {
+		if out[i], err = d.nestedGeneric(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// genericTag decodes a tagged item: Tether's tags by the codec, any other
+// (time, big numbers, ...) by fxamacker.
+func (d *decoder) genericTag(h cborx.Head) (any, error) {
+	if isTetherTag(h.Arg) {
+		return d.genericTagged(h)
+	}
+	item, err := d.item()
+	if err != nil {
+		return nil, err
+	}
+	var x any
+	if err := fxDec.Unmarshal(item, &x); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// genericSimple decodes a simple value: a bool, null (undefined reads as
+// null) or a float.
+func (d *decoder) genericSimple(h cborx.Head) (any, error) {
 	d.r.ReadHead()
 	switch h.AI {
 	case cborx.SimpleFalse:
@@ -678,40 +815,62 @@ func (d *decoder) nestedGeneric() (any, error) {
 	return d.generic()
 }
 
+// genericMap decodes a map into map[string]any when every key is text,
+// else into map[any]any.
 func (d *decoder) genericMap(h cborx.Head) (any, error) {
 	d.r.ReadHead()
 	n := int(h.Arg)
-	// Look ahead: a map whose keys are all text becomes map[string]any.
-	ahead := d.r
-	textKeys := true
-	for i := 0; i < n && textKeys; i++ {
-		kh, err := ahead.PeekHead()
+	textKeys, err := allTextKeys(d.r, n)
+	if err != nil {
+		return nil, err
+	}
+	if textKeys {
+		return d.genericTextMap(n)
+	}
+	return d.genericAnyMap(n)
+}
+
+// allTextKeys looks ahead (r is a copy) at the n pairs of a map and
+// reports whether all its keys are text.
+func allTextKeys(r cborx.Reader, n int) (bool, error) {
+	for i := 0; i < n; i++ {
+		kh, err := r.PeekHead()
+		if err != nil {
+			return false, err
+		}
+		if kh.Major != cborx.MajorText {
+			return false, nil
+		}
+		if err := r.Skip(); err != nil {
+			return false, err
+		}
+		if err := r.Skip(); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// genericTextMap decodes n pairs with text keys into map[string]any.
+func (d *decoder) genericTextMap(n int) (any, error) {
+	m := make(map[string]any, n)
+	for i := 0; i < n; i++ {
+		k, _ := d.r.ReadText()
+		if _, dup := m[string(k)]; dup {
+			return nil, fmt.Errorf("duplicate map key %q", k)
+		}
+		v, err := d.nestedGeneric()
 		if err != nil {
 			return nil, err
 		}
-		textKeys = kh.Major == cborx.MajorText
-		if err := ahead.Skip(); err != nil {
-			return nil, err
-		}
-		if err := ahead.Skip(); err != nil {
-			return nil, err
-		}
+		m[string(k)] = v
 	}
-	if textKeys {
-		m := make(map[string]any, n)
-		for i := 0; i < n; i++ {
-			k, _ := d.r.ReadText()
-			if _, dup := m[string(k)]; dup {
-				return nil, fmt.Errorf("duplicate map key %q", k)
-			}
-			v, err := d.nestedGeneric()
-			if err != nil {
-				return nil, err
-			}
-			m[string(k)] = v
-		}
-		return m, nil
-	}
+	return m, nil
+}
+
+// genericAnyMap decodes n pairs into map[any]any; a byte-string key
+// becomes a string, and a key that cannot be hashed is refused.
+func (d *decoder) genericAnyMap(n int) (any, error) {
 	m := make(map[any]any, n)
 	for i := 0; i < n; i++ {
 		k, err := d.nestedGeneric()
@@ -735,99 +894,200 @@ func (d *decoder) genericMap(h cborx.Head) (any, error) {
 	return m, nil
 }
 
+// genericTagged decodes one of Tether's tagged values.
 func (d *decoder) genericTagged(h cborx.Head) (any, error) {
 	d.r.ReadHead()
 	switch h.Arg {
 	case tagSenderRef, tagReceiverRef:
-		id, err := d.r.ReadUint()
-		if err != nil {
-			return nil, fmt.Errorf("reference id: %w", err)
-		}
-		if d.c == nil {
-			return nil, errors.New("a reference cannot be decoded outside a connection")
-		}
-		if h.Arg == tagSenderRef {
-			r := d.c.importRef(id)
-			if id != 0 {
-				d.imported = append(d.imported, r)
-				if d.acct != nil {
-					d.acct.took[id]++
-				}
-			}
-			return r, nil
-		}
-		obj, ok := d.c.homecoming(id)
-		if !ok {
-			return nil, fmt.Errorf("%w: id %d", ErrUnknownReference, id)
-		}
-		if r, isRef := obj.(*Ref); isRef && r.c != nil {
-			d.imported = append(d.imported, r) // a proxy's fresh handle: undo releases it too
-		}
-		return obj, nil
+		return d.genericRef(h.Arg)
 	case tagCopyable:
-		n, err := d.r.ReadArray()
-		if err != nil || n != 2 {
-			return nil, errors.New("malformed Copyable: want [name, state]")
-		}
-		name, err := d.r.ReadText()
-		if err != nil {
-			return nil, fmt.Errorf("malformed Copyable name: %w", err)
-		}
-		t, ok := typereg.CopyableType(string(name))
-		if d.opaque || !ok {
-			st, err := d.nestedGeneric()
-			if err != nil {
-				return nil, err
-			}
-			return &RawCopyable{Name: string(name), State: st}, nil
-		}
-		v := reflect.New(t).Elem()
-		if err := d.nested(v, infoOf(t).state); err != nil {
-			var nf *noFieldError
-			if errors.As(err, &nf) && nf.t == t {
-				// The name is registered to different types on the two
-				// sides: decoding on would hand over a zero value.
-				return nil, fmt.Errorf("Copyable %q is registered here as %v (fields %s), but the value sent under that name is %s, which shares no field with it: "+
-					"the two sides registered different types under %q; register the same type on both",
-					name, t, listNames(nf.fields), nf.sent(), name)
-			}
-			return nil, fmt.Errorf("Copyable %s: %w", name, err)
-		}
-		return v.Interface(), nil
+		return d.genericCopyable()
 	case tagError:
 		return d.wireError()
 	case tagCacheable:
-		h, err := d.r.PeekHead()
-		if err != nil || h.Major != cborx.MajorTag || (h.Arg != tagSenderRef && h.Arg != tagReceiverRef) {
-			return nil, errors.New("malformed Cacheable: want a reference to its feed")
-		}
-		x, err := d.generic()
-		if err != nil {
-			return nil, err
-		}
-		switch o := x.(type) {
-		case *Ref:
-			o.cacheable = true
-			return o, nil
-		case interface{ CacheModel() any }:
-			// A model coming home (its feed, or a subscription to it that
-			// a mirror of it went home as): the model itself.
-			if m := o.CacheModel(); m != nil {
-				return m, nil
-			}
-			return nil, fmt.Errorf("%w: the model behind this feed is gone", ErrUnknownReference)
-		}
-		return nil, fmt.Errorf("%w: the reference is not to a model's feed", ErrUnknownReference)
+		return d.genericCacheable()
 	}
 	return nil, fmt.Errorf("%w: tag %d", ErrUnknownType, h.Arg)
 }
 
-// wireError reads [name, message, traceback|null, detail|null].
+// genericRef decodes a reference's id: a handle for an object of the
+// sender (tag 59000), or the local object a reference coming home names
+// (tag 59001).
+func (d *decoder) genericRef(tag uint64) (any, error) {
+	id, err := d.r.ReadUint()
+	if err != nil {
+		return nil, fmt.Errorf("reference id: %w", err)
+	}
+	if d.c == nil {
+		return nil, errors.New("a reference cannot be decoded outside a connection")
+	}
+	if tag == tagSenderRef {
+		return d.senderRef(id), nil
+	}
+	obj, ok := d.c.homecoming(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: id %d", ErrUnknownReference, id)
+	}
+	if r, isRef := obj.(*Ref); isRef && r.c != nil {
+		d.imported = append(d.imported, r) // a proxy's fresh handle: undo releases it too
+	}
+	return obj, nil
+}
+
+// senderRef imports the sender's object id as a handle, accounted for in
+// the message's references (the root, id 0, is not counted).
+func (d *decoder) senderRef(id uint64) *Ref {
+	r := d.c.importRef(id)
+	if id != 0 {
+		d.imported = append(d.imported, r)
+		if d.acct != nil {
+			d.acct.took[id]++
+		}
+	}
+	return r
+}
+
+// genericCopyable decodes [name, state]: the registered type's value, or a
+// *RawCopyable when the name is not registered here or the decoder keeps
+// Copyables opaque.
+func (d *decoder) genericCopyable() (any, error) {
+	n, err := d.r.ReadArray()
+	if err != nil || n != 2 {
+		return nil, errors.New("malformed Copyable: want [name, state]")
+	}
+	name, err := d.r.ReadText()
+	if err != nil {
+		return nil, fmt.Errorf("malformed Copyable name: %w", err)
+	}
+	t, ok := typereg.CopyableType(string(name))
+	if d.opaque || !ok {
+		st, err := d.nestedGeneric()
+		if err != nil {
+			return nil, err
+		}
+		return &RawCopyable{Name: string(name), State: st}, nil
+	}
+	return d.registeredCopyable(name, t)
+}
+
+// registeredCopyable decodes the state of a Copyable registered here as t.
+// Its name stays bytes (in the frame) unless an error needs it.
+func (d *decoder) registeredCopyable(name []byte, t reflect.Type) (any, error) {
+	v := reflect.New(t).Elem()
+	if err := d.nested(v, infoOf(t).state); err != nil {
+		var nf *noFieldError
+		if errors.As(err, &nf) && nf.t == t {
+			// The name is registered to different types on the two
+			// sides: decoding on would hand over a zero value.
+			return nil, &copyableMismatchError{name: string(name), t: t, nf: nf}
+		}
+		return nil, &copyableError{name: string(name), err: err}
+	}
+	return v.Interface(), nil
+}
+
+// copyableError is a Copyable whose state did not decode. Its message
+// starts with "Copyable", the protocol's name for the kind of value
+// (docs/protocol.md), which is why it is a type rather than an errorf.
+type copyableError struct {
+	name string
+	err  error
+}
+
+func (e *copyableError) Error() string { return "Copyable " + e.name + ": " + e.err.Error() }
+func (e *copyableError) Unwrap() error { return e.err }
+
+// copyableMismatchError is a Copyable whose state shares no field with the
+// type registered under its name here: the two sides registered different
+// types under one name.
+type copyableMismatchError struct {
+	name string
+	t    reflect.Type
+	nf   *noFieldError
+}
+
+func (e *copyableMismatchError) Error() string {
+	return fmt.Sprintf("Copyable %q is registered here as %v (fields %s), but the value sent under that name is %s, which shares no field with it: "+
+		"the two sides registered different types under %q; register the same type on both",
+		e.name, e.t, listNames(e.nf.fields), e.nf.sent(), e.name)
+}
+
+// genericCacheable decodes a model: a handle to a remote model's feed, or
+// the model itself when it comes home.
+func (d *decoder) genericCacheable() (any, error) {
+	h, err := d.r.PeekHead()
+	if err != nil || h.Major != cborx.MajorTag || (h.Arg != tagSenderRef && h.Arg != tagReceiverRef) {
+		return nil, errors.New("malformed Cacheable: want a reference to its feed")
+	}
+	x, err := d.generic()
+	if err != nil {
+		return nil, err
+	}
+	switch o := x.(type) {
+	case *Ref:
+		o.cacheable = true
+		return o, nil
+	case interface{ CacheModel() any }:
+		// A model coming home (its feed, or a subscription to it that
+		// a mirror of it went home as): the model itself.
+		if m := o.CacheModel(); m != nil {
+			return m, nil
+		}
+		return nil, fmt.Errorf("%w: the model behind this feed is gone", ErrUnknownReference)
+	}
+	return nil, fmt.Errorf("%w: the reference is not to a model's feed", ErrUnknownReference)
+}
+
+// wireError reads [name, message, traceback|null, detail|null, code]; the
+// last three may be missing, and elements after them are skipped.
 func (d *decoder) wireError() (*RemoteError, error) {
 	n, err := d.r.ReadArray()
 	if err != nil || n < 2 {
 		return nil, errors.New("malformed error: want [name, message, ...]")
 	}
+	re, err := d.errorHead(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.errorTail(re, n); err != nil {
+		return nil, err
+	}
+	return re, nil
+}
+
+// errorTail reads what follows an error's traceback in its n-element
+// array: the detail (n > 3), the code (n > 4) and what a newer peer added;
+// and finds the error registered under its name.
+func (d *decoder) errorTail(re *RemoteError, n int) error {
+	entry, _ := typereg.ErrorByName(re.Name)
+	if entry != nil && entry.Value != nil {
+		re.err = entry.Value
+	}
+	if n > 3 && !d.r.ReadNull() {
+		if err := d.errorDetail(re, entry); err != nil {
+			return err
+		}
+	}
+	if n > 4 {
+		if err := d.errorCode(re); err != nil {
+			return err
+		}
+	}
+	return d.skip(n - 5) // what a newer peer added
+}
+
+// skip skips the next n items (none when n <= 0).
+func (d *decoder) skip(n int) error {
+	for i := 0; i < n; i++ {
+		if err := d.r.Skip(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errorHead reads an error's name, message and (n > 2) traceback.
+func (d *decoder) errorHead(n int) (*RemoteError, error) {
 	name, err1 := d.r.ReadText()
 	msg, err2 := d.r.ReadText()
 	if err1 != nil || err2 != nil {
@@ -841,40 +1101,39 @@ func (d *decoder) wireError() (*RemoteError, error) {
 		}
 		re.Traceback = string(tb)
 	}
-	entry, registered := typereg.ErrorByName(re.Name)
-	if registered && entry.Value != nil {
-		re.err = entry.Value
-	}
-	if n > 3 && !d.r.ReadNull() {
-		start := d.r.Offset()
-		if registered && entry.Type != nil {
-			v := reflect.New(entry.Type).Elem()
-			if err := d.nested(v, infoOf(entry.Type)); err != nil {
-				return nil, fmt.Errorf("error %s: %w", re.Name, err)
-			}
-			re.err, _ = v.Interface().(error)
-		} else if err := d.r.Skip(); err != nil {
-			return nil, err
-		}
-		re.detail = append([]byte(nil), d.r.Bytes(start)...)
-	}
-	if n > 4 {
-		c, err := d.r.ReadUint()
-		if err != nil {
-			return nil, errors.New("malformed error: code must be an unsigned integer")
-		}
-		if _, known := codeNames[Code(c)]; known && c <= 255 {
-			re.code = Code(c)
-		} else {
-			re.code = Unknown // a code this side does not know yet
-		}
-	}
-	for i := 5; i < n; i++ {
-		if err := d.r.Skip(); err != nil {
-			return nil, err
-		}
-	}
 	return re, nil
+}
+
+// errorDetail reads a (non-null) detail: into the Go type of entry, the
+// error registered under the error's name (if any), and as bytes to pass on.
+func (d *decoder) errorDetail(re *RemoteError, entry *typereg.ErrorEntry) error {
+	start := d.r.Offset()
+	if entry != nil && entry.Type != nil {
+		v := reflect.New(entry.Type).Elem()
+		if err := d.nested(v, infoOf(entry.Type)); err != nil {
+			return fmt.Errorf("error %s: %w", re.Name, err)
+		}
+		re.err, _ = v.Interface().(error)
+	} else if err := d.r.Skip(); err != nil {
+		return err
+	}
+	re.detail = append([]byte(nil), d.r.Bytes(start)...)
+	return nil
+}
+
+// errorCode reads an error's code; one this side does not know yet is
+// Unknown.
+func (d *decoder) errorCode(re *RemoteError) error {
+	c, err := d.r.ReadUint()
+	if err != nil {
+		return errors.New("malformed error: code must be an unsigned integer")
+	}
+	if _, known := codeNames[Code(c)]; known && c <= 255 {
+		re.code = Code(c)
+	} else {
+		re.code = Unknown // a code this side does not know yet
+	}
+	return nil
 }
 
 // hashable reports whether v can be a map key without panicking: unlike

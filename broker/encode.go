@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"reflect"
@@ -172,155 +173,248 @@ func (e *encoder) any(v any) error {
 	return nil
 }
 
-// value encodes v, whose type is described by ti.
+// value encodes v, whose type is described by ti, with the function for
+// its kind. The switch calls each directly rather than through a table of
+// functions: escape analysis cannot follow an indirect call, and through
+// one every value encoded would escape to the heap.
 func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 	switch ti.kind {
 	case kPure:
 		return e.pure(v, ti)
 	case kRef:
-		return e.ref(v.Interface().(*Ref))
+		return refEncoder(e, v, ti)
 	case kObject:
-		if v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		return e.object(v.Interface())
+		return objectEncoder(e, v, ti)
 	case kObjectValue:
-		return fmt.Errorf("%v is Referenceable and must be sent as a pointer", ti.t)
-	case kCacheable:
-		if v.Kind() == reflect.Pointer && v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		if !ti.model {
-			return fmt.Errorf("%v cannot be sent", ti.t)
-		}
-		model := v.Interface().(remoteable.Cacheable)
-		feed := model.CacheFeed()
-		if feed == nil {
-			return fmt.Errorf("%v has no feed to send", ti.t)
-		}
-		if err := e.enter(); err != nil {
-			return err
-		}
-		defer e.leave()
-		e.buf = cborx.AppendTag(e.buf, tagCacheable)
-		// A mirror sent to the process that owns its source goes home: as
-		// a reference to its subscription there, which the receiver
-		// decodes to its own model (docs/protocol.md §11.2, "A mirror
-		// going home").
-		if h, ok := feed.(cacheHome); ok && e.c != nil {
-			if r := h.CacheHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
-				e.keep = append(e.keep, model)
-				return e.home(r)
-			}
-		}
-		err := e.object(feed)
-		// The model must outlive the export: a mirror nobody else holds
-		// would otherwise be collected, and its feed closed, while it is
-		// handed out.
-		runtime.KeepAlive(model)
-		return err
+		return objectValueEncoder(e, v, ti)
 	case kCopyable:
-		if err := e.enter2(); err != nil {
-			return err
-		}
-		defer e.leave2()
-		e.buf = cborx.AppendTag(e.buf, tagCopyable)
-		e.buf = cborx.AppendArray(e.buf, 2)
-		e.buf = cborx.AppendText(e.buf, ti.name)
-		return e.nested(v, ti.state)
+		return copyableEncoder(e, v, ti)
 	case kOpaque:
-		o := v.Interface().(*RawCopyable)
-		if o == nil {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		if o.Name == "" {
-			return errors.New("a RawCopyable needs the name its type is registered under")
-		}
-		if err := e.enter2(); err != nil {
-			return err
-		}
-		defer e.leave2()
-		e.buf = cborx.AppendTag(e.buf, tagCopyable)
-		e.buf = cborx.AppendArray(e.buf, 2)
-		e.buf = cborx.AppendText(e.buf, o.Name)
-		return e.depthAny(o.State)
-	case kCborTag:
-		tag := v.Interface().(cbor.Tag)
-		if isTetherTag(tag.Number) {
-			// Only the codec writes Tether's tags: a forged reference would
-			// upset both sides' reference counts.
-			return fmt.Errorf("cannot send a Tether value (tag %d) as a cbor.Tag", tag.Number)
-		}
-		if err := e.enter(); err != nil {
-			return err
-		}
-		defer e.leave()
-		e.buf = cborx.AppendTag(e.buf, tag.Number)
-		return e.depthAny(tag.Content)
+		return opaqueEncoder(e, v, ti)
 	case kInterface:
-		if v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		dv := v.Elem()
-		dti := infoOf(dv.Type())
-		if dti.asError {
-			// An error in an interface travels as an error, whatever its shape.
-			return e.errorValue(dv.Interface().(error))
-		}
-		return e.nested(dv, dti)
+		return interfaceEncoder(e, v, ti)
+	case kCborTag:
+		return cborTagEncoder(e, v, ti)
+	case kCacheable:
+		return cacheableEncoder(e, v, ti)
 	case kPtr:
-		if v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		return e.nested(v.Elem(), ti.elem)
-	case kSlice:
-		if v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		fallthrough
-	case kArray:
-		if err := e.enter(); err != nil {
-			return err
-		}
-		defer e.leave()
-		n := v.Len()
-		e.buf = cborx.AppendArray(e.buf, n)
-		for i := 0; i < n; i++ {
-			if err := e.nested(v.Index(i), ti.elem); err != nil {
-				return err
-			}
-		}
-		return nil
-	case kMap:
-		if v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-			return nil
-		}
-		if err := e.enter(); err != nil {
-			return err
-		}
-		defer e.leave()
-		e.buf = cborx.AppendMap(e.buf, v.Len())
-		it := v.MapRange()
-		for it.Next() {
-			if err := e.nested(it.Key(), ti.key); err != nil {
-				return err
-			}
-			if err := e.nested(it.Value(), ti.elem); err != nil {
-				return err
-			}
-		}
-		return nil
+		return ptrEncoder(e, v, ti)
 	case kStruct:
-		return e.structValue(v, ti)
+		return structEncoder(e, v, ti)
+	case kSlice:
+		return sliceEncoder(e, v, ti)
+	case kArray:
+		return arrayEncoder(e, v, ti)
+	case kMap:
+		return mapEncoder(e, v, ti)
 	}
 	return fmt.Errorf("cannot encode %v", ti.t)
+}
+
+// pure encodes plain data: the scalars directly, anything else through
+// fxamacker.
+func (e *encoder) pure(v reflect.Value, ti *typeInfo) error {
+	switch ti.prim {
+	case primBool:
+		return boolEncoder(e, v, ti)
+	case primInt:
+		return intEncoder(e, v, ti)
+	case primUint:
+		return uintEncoder(e, v, ti)
+	case primFloat32:
+		return float32Encoder(e, v, ti)
+	case primFloat64:
+		return float64Encoder(e, v, ti)
+	case primString:
+		return stringEncoder(e, v, ti)
+	case primBytes:
+		return bytesEncoder(e, v, ti)
+	}
+	return fxEncoder(e, v, ti)
+}
+
+// null writes a null; it returns nil so that an encoder can return it.
+func (e *encoder) null() error {
+	e.buf = cborx.AppendNull(e.buf)
+	return nil
+}
+
+// refEncoder writes a *Ref.
+func refEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	return e.ref(v.Interface().(*Ref))
+}
+
+// objectEncoder exports a pointer to a Referenceable and writes a
+// reference to it.
+func objectEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	if v.IsNil() {
+		return e.null()
+	}
+	return e.object(v.Interface())
+}
+
+// objectValueEncoder refuses a Referenceable held by value: a copy of it
+// would be exported, not the object.
+func objectValueEncoder(_ *encoder, _ reflect.Value, ti *typeInfo) error {
+	return fmt.Errorf("%v is Referenceable and must be sent as a pointer", ti.t)
+}
+
+// cacheableEncoder writes an observable model as a reference to its feed;
+// a mirror cannot be sent unless it is itself a model.
+func cacheableEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if v.Kind() == reflect.Pointer && v.IsNil() {
+		return e.null()
+	}
+	if !ti.model {
+		return fmt.Errorf("%v cannot be sent", ti.t)
+	}
+	return e.model(v.Interface().(remoteable.Cacheable), ti)
+}
+
+// model writes tag 59004 and the reference to model's feed: an export of
+// the feed, or the subscription a mirror goes home as.
+func (e *encoder) model(model remoteable.Cacheable, ti *typeInfo) error {
+	feed := model.CacheFeed()
+	if feed == nil {
+		return fmt.Errorf("%v has no feed to send", ti.t)
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
+	e.buf = cborx.AppendTag(e.buf, tagCacheable)
+	// A mirror sent to the process that owns its source goes home: as
+	// a reference to its subscription there, which the receiver
+	// decodes to its own model (docs/protocol.md §11.2, "A mirror
+	// going home").
+	if h, ok := feed.(cacheHome); ok && e.c != nil {
+		if r := h.CacheHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+			e.keep = append(e.keep, model)
+			return e.home(r)
+		}
+	}
+	err := e.object(feed)
+	// The model must outlive the export: a mirror nobody else holds
+	// would otherwise be collected, and its feed closed, while it is
+	// handed out.
+	runtime.KeepAlive(model)
+	return err
+}
+
+// copyableEncoder writes a registered Copyable: tag 59002, then its name
+// and its own fields.
+func copyableEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if err := e.enter2(); err != nil {
+		return err
+	}
+	defer e.leave2()
+	e.buf = cborx.AppendTag(e.buf, tagCopyable)
+	e.buf = cborx.AppendArray(e.buf, 2)
+	e.buf = cborx.AppendText(e.buf, ti.name)
+	return e.nested(v, ti.state)
+}
+
+// opaqueEncoder writes a *RawCopyable exactly as its typed value travels.
+func opaqueEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	o := v.Interface().(*RawCopyable)
+	if o == nil {
+		return e.null()
+	}
+	if o.Name == "" {
+		return errors.New("a RawCopyable needs the name its type is registered under")
+	}
+	if err := e.enter2(); err != nil {
+		return err
+	}
+	defer e.leave2()
+	e.buf = cborx.AppendTag(e.buf, tagCopyable)
+	e.buf = cborx.AppendArray(e.buf, 2)
+	e.buf = cborx.AppendText(e.buf, o.Name)
+	return e.depthAny(o.State)
+}
+
+// cborTagEncoder writes a cbor.Tag, refusing Tether's own tag numbers.
+func cborTagEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	tag := v.Interface().(cbor.Tag)
+	if isTetherTag(tag.Number) {
+		// Only the codec writes Tether's tags: a forged reference would
+		// upset both sides' reference counts.
+		return fmt.Errorf("cannot send a Tether value (tag %d) as a cbor.Tag", tag.Number)
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
+	e.buf = cborx.AppendTag(e.buf, tag.Number)
+	return e.depthAny(tag.Content)
+}
+
+// interfaceEncoder writes an interface's dynamic value by its own type.
+func interfaceEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	if v.IsNil() {
+		return e.null()
+	}
+	dv := v.Elem()
+	dti := infoOf(dv.Type())
+	if dti.asError {
+		// An error in an interface travels as an error, whatever its shape.
+		return e.errorValue(dv.Interface().(error))
+	}
+	return e.nested(dv, dti)
+}
+
+// ptrEncoder writes what a pointer points to, or null.
+func ptrEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if v.IsNil() {
+		return e.null()
+	}
+	return e.nested(v.Elem(), ti.elem)
+}
+
+// sliceEncoder writes a slice as an array, or null when it is nil.
+func sliceEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if v.IsNil() {
+		return e.null()
+	}
+	return arrayEncoder(e, v, ti)
+}
+
+// arrayEncoder writes the elements of a slice or array as an array.
+func arrayEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
+	n := v.Len()
+	e.buf = cborx.AppendArray(e.buf, n)
+	for i := 0; i < n; i++ {
+		if err := e.nested(v.Index(i), ti.elem); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapEncoder writes a map, or null when it is nil.
+func mapEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if v.IsNil() {
+		return e.null()
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
+	e.buf = cborx.AppendMap(e.buf, v.Len())
+	it := v.MapRange()
+	for it.Next() {
+		if err := e.nested(it.Key(), ti.key); err != nil {
+			return err
+		}
+		if err := e.nested(it.Value(), ti.elem); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *encoder) nested(v reflect.Value, ti *typeInfo) error {
@@ -356,52 +450,72 @@ func (e *encoder) enter2() error {
 
 func (e *encoder) leave2() { e.level -= 2 }
 
-func (e *encoder) structValue(v reflect.Value, ti *typeInfo) error {
+// structEncoder writes a struct as a map of its present fields, keyed by
+// name (or integer, for keyasint), or as an array if it is toarray.
+func structEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if ti.toArray {
+		return structArrayEncoder(e, v, ti)
+	}
 	if err := e.enter(); err != nil {
 		return err
 	}
 	defer e.leave()
-	// present reports whether field f is written: omitted and unreachable
-	// fields are left out of a map and written as null in an array.
-	present := func(f *field) (reflect.Value, bool) {
-		fv, ok := fieldByIndex(v, f.index)
-		if !ok || (f.omitEmpty && isEmpty(fv)) {
-			return reflect.Value{}, false
+	n := 0
+	for i := range ti.fields {
+		if _, ok := presentField(v, &ti.fields[i]); ok {
+			n++
 		}
-		return fv, true
 	}
-	if ti.toArray {
-		e.buf = cborx.AppendArray(e.buf, len(ti.fields))
-	} else {
-		n := 0
-		for i := range ti.fields {
-			if _, ok := present(&ti.fields[i]); ok {
-				n++
-			}
-		}
-		e.buf = cborx.AppendMap(e.buf, n)
-	}
+	e.buf = cborx.AppendMap(e.buf, n)
 	for i := range ti.fields {
 		f := &ti.fields[i]
-		fv, ok := present(f)
+		fv, ok := presentField(v, f)
 		if !ok {
-			if ti.toArray {
-				e.buf = cborx.AppendNull(e.buf)
-			}
 			continue
 		}
-		if !ti.toArray {
-			if f.intKey {
-				e.buf = cborx.AppendInt(e.buf, f.key)
-			} else {
-				e.buf = cborx.AppendText(e.buf, f.name)
-			}
+		if f.intKey {
+			e.buf = cborx.AppendInt(e.buf, f.key)
+		} else {
+			e.buf = cborx.AppendText(e.buf, f.name)
 		}
 		if err := e.nested(fv, f.info); err != nil {
 			return fmt.Errorf("field %s: %w", f.name, err)
 		}
 	}
 	return nil
+}
+
+// structArrayEncoder writes a toarray struct as an array in field order.
+// Like fxamacker, it writes every field, omitempty or not (a position
+// cannot be left out), and null for one behind a nil embedded pointer.
+func structArrayEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.leave()
+	e.buf = cborx.AppendArray(e.buf, len(ti.fields))
+	for i := range ti.fields {
+		f := &ti.fields[i]
+		fv, ok := fieldByIndex(v, f.index)
+		if !ok {
+			e.buf = cborx.AppendNull(e.buf)
+			continue
+		}
+		if err := e.nested(fv, f.info); err != nil {
+			return fmt.Errorf("field %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// presentField returns field f of struct v and whether it is written in
+// the struct's map: omitted and unreachable fields are left out.
+func presentField(v reflect.Value, f *field) (reflect.Value, bool) {
+	fv, ok := fieldByIndex(v, f.index)
+	if !ok || (f.omitEmpty && isEmpty(fv, f.info)) {
+		return reflect.Value{}, false
+	}
+	return fv, true
 }
 
 // fieldByIndex follows index through embedded structs, reporting false when
@@ -419,55 +533,127 @@ func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
 	return v, true
 }
 
-func isEmpty(v reflect.Value) bool {
+// isEmpty reports whether an omitempty field holding v, of type ti, is
+// left out: when it would encode as an empty CBOR value (false, 0, "",
+// an empty array or map, null), the rule fxamacker applies to plain
+// structs, so that a struct is laid out alike on both paths.
+func isEmpty(v reflect.Value, ti *typeInfo) bool {
+	switch {
+	case v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer:
+		return v.IsNil()
+	case ti.emptiness == emptyNever:
+		return false
+	case ti.emptiness == emptyBinary:
+		return binaryEmpty(v)
+	}
 	switch v.Kind() {
 	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
 		return v.Len() == 0
-	case reflect.Interface, reflect.Pointer:
-		return v.IsNil()
+	case reflect.Float32, reflect.Float64:
+		return v.Float() == 0 // -0 too
 	case reflect.Struct:
-		return false
+		return (ti.kind == kStruct || ti.kind == kPure) && structEmpty(v, ti)
 	}
 	return v.IsZero()
 }
 
-// pure encodes plain data: scalars directly, anything else through fxamacker.
-func (e *encoder) pure(v reflect.Value, ti *typeInfo) error {
-	switch ti.prim {
-	case primBool:
-		e.buf = cborx.AppendBool(e.buf, v.Bool())
-	case primInt:
-		e.buf = cborx.AppendInt(e.buf, v.Int())
-	case primUint:
-		e.buf = cborx.AppendUint(e.buf, v.Uint())
-	case primFloat32:
-		e.buf = cborx.AppendFloat32(e.buf, float32(v.Float()))
-	case primFloat64:
-		e.buf = cborx.AppendFloat64(e.buf, v.Float())
-	case primString:
-		e.buf = cborx.AppendText(e.buf, v.String())
-	case primBytes:
-		if v.IsNil() {
-			e.buf = cborx.AppendNull(e.buf)
-		} else {
-			e.buf = cborx.AppendBytes(e.buf, v.Bytes())
-		}
-	default:
-		var x any
-		if v.CanAddr() {
-			x = v.Addr().Interface() // no copy, and pointer-receiver marshalers work
-		} else {
-			x = v.Interface()
-		}
-		e.scratch.Reset()
-		if err := fxEnc.MarshalToBuffer(x, &e.scratch); err != nil {
-			return err
-		}
-		if err := e.checkSegment(e.scratch.Bytes()); err != nil {
-			return err
-		}
-		e.buf = append(e.buf, e.scratch.Bytes()...)
+// structEmpty reports whether struct v encodes as an empty map (every
+// field omitempty and empty, or out of reach) or an empty array (a
+// toarray struct without fields).
+func structEmpty(v reflect.Value, ti *typeInfo) bool {
+	if ti.toArray {
+		return len(ti.fields) == 0
 	}
+	for i := range ti.fields {
+		f := &ti.fields[i]
+		if !f.omitEmpty {
+			return false
+		}
+		if fv, ok := fieldByIndex(v, f.index); ok && !isEmpty(fv, f.info) {
+			return false
+		}
+	}
+	return true
+}
+
+// binaryEmpty reports whether v's MarshalBinary returns no bytes.
+func binaryEmpty(v reflect.Value) bool {
+	if !v.CanInterface() {
+		return false
+	}
+	m, ok := v.Interface().(encoding.BinaryMarshaler)
+	if !ok {
+		pv := reflect.New(v.Type())
+		pv.Elem().Set(v)
+		m = pv.Interface().(encoding.BinaryMarshaler)
+	}
+	data, err := m.MarshalBinary()
+	return err == nil && len(data) == 0
+}
+
+// boolEncoder writes a bool; it and the next few write the scalars the
+// codec encodes itself, without fxamacker.
+func boolEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	e.buf = cborx.AppendBool(e.buf, v.Bool())
+	return nil
+}
+
+// intEncoder writes a signed integer in its shortest head.
+func intEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	e.buf = cborx.AppendInt(e.buf, v.Int())
+	return nil
+}
+
+// uintEncoder writes an unsigned integer in its shortest head.
+func uintEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	e.buf = cborx.AppendUint(e.buf, v.Uint())
+	return nil
+}
+
+// float32Encoder writes a float32 as a single-precision float.
+func float32Encoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	e.buf = cborx.AppendFloat32(e.buf, float32(v.Float()))
+	return nil
+}
+
+// float64Encoder writes a float64 as a double-precision float.
+func float64Encoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	e.buf = cborx.AppendFloat64(e.buf, v.Float())
+	return nil
+}
+
+// stringEncoder writes a text string.
+func stringEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	e.buf = cborx.AppendText(e.buf, v.String())
+	return nil
+}
+
+// bytesEncoder writes a byte string, or null for a nil slice.
+func bytesEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	if v.IsNil() {
+		return e.null()
+	}
+	e.buf = cborx.AppendBytes(e.buf, v.Bytes())
+	return nil
+}
+
+// fxEncoder writes any other plain data through fxamacker, checking the
+// depth of what it wrote.
+func fxEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
+	var x any
+	if v.CanAddr() {
+		x = v.Addr().Interface() // no copy, and pointer-receiver marshalers work
+	} else {
+		x = v.Interface()
+	}
+	e.scratch.Reset()
+	if err := fxEnc.MarshalToBuffer(x, &e.scratch); err != nil {
+		return err
+	}
+	if err := e.checkSegment(e.scratch.Bytes()); err != nil {
+		return err
+	}
+	e.buf = append(e.buf, e.scratch.Bytes()...)
 	return nil
 }
 
@@ -613,9 +799,9 @@ func (e *encoder) wireErrorTB(err error, tb string) error {
 // cannot be encoded there (too deep, say) is left out (null): the name and
 // message matter more.
 func (e *encoder) errorArray(err error, tb string) error {
-	name, detail, raw, rtb := describeError(err)
+	w := describeError(err)
 	if tb == "" {
-		tb = rtb
+		tb = w.tb
 	}
 	if err := e.enter(); err != nil {
 		return err
@@ -627,17 +813,32 @@ func (e *encoder) errorArray(err error, tb string) error {
 	} else {
 		e.buf = cborx.AppendArray(e.buf, 5)
 	}
-	e.buf = cborx.AppendText(e.buf, name)
+	e.buf = cborx.AppendText(e.buf, w.name)
 	e.buf = cborx.AppendText(e.buf, e.message(err))
-	if tb == "" {
-		e.buf = cborx.AppendNull(e.buf)
-	} else {
-		e.buf = cborx.AppendText(e.buf, tb)
+	e.textOrNull(tb)
+	e.errorDetail(w)
+	if code != Unknown {
+		e.buf = cborx.AppendUint(e.buf, uint64(code))
 	}
+	return nil
+}
+
+// textOrNull writes s, or null when it is empty.
+func (e *encoder) textOrNull(s string) {
+	if s == "" {
+		e.buf = cborx.AppendNull(e.buf)
+		return
+	}
+	e.buf = cborx.AppendText(e.buf, s)
+}
+
+// errorDetail writes an error's detail: a registered error's value, a
+// remote error's detail passed on, or null.
+func (e *encoder) errorDetail(w errorWire) {
 	switch {
-	case detail != nil:
+	case w.detail != nil:
 		mark, exported := len(e.buf), len(e.exported)
-		dv := reflect.ValueOf(detail)
+		dv := reflect.ValueOf(w.detail)
 		if e.nested(dv, infoOf(dv.Type())) != nil {
 			// The name and message still go; what the detail exported
 			// before it failed is taken back.
@@ -647,15 +848,11 @@ func (e *encoder) errorArray(err error, tb string) error {
 			e.exported = e.exported[:exported]
 			e.buf = cborx.AppendNull(e.buf[:mark])
 		}
-	case raw != nil && e.checkSegment(raw) == nil:
-		e.buf = append(e.buf, raw...)
+	case w.raw != nil && e.checkSegment(w.raw) == nil:
+		e.buf = append(e.buf, w.raw...)
 	default:
 		e.buf = cborx.AppendNull(e.buf)
 	}
-	if code != Unknown {
-		e.buf = cborx.AppendUint(e.buf, uint64(code))
-	}
-	return nil
 }
 
 // message is err's text for the peer: without the addresses and system
@@ -672,47 +869,64 @@ func (e *encoder) message(err error) string {
 	return msg
 }
 
+// errorWire is how an error travels, as describeError works it out.
+type errorWire struct {
+	name   string
+	detail error  // a registered error type's value, sent as the detail
+	raw    []byte // the detail of a remote error passed on, as it came
+	tb     string // the traceback of a remote error passed on
+}
+
 // describeError picks the name an error travels under: a dead link's name
 // (a relay whose upstream failed during the call), else the first
 // registered error in its chain, else the name of a remote error it wraps
 // (a relay passing an error on), else its innermost Go type.
-func describeError(err error) (name string, detail error, raw []byte, tb string) {
+func describeError(err error) errorWire {
+	var w errorWire
 	var re *RemoteError
 	remote := errors.As(err, &re)
 	if remote {
-		tb = re.Traceback
+		w.tb = re.Traceback
 	}
 	var le *linkError
 	if errors.As(err, &le) {
 		// Its cause is a network error of this process, which would name
 		// it by its Go type: say what it means instead.
+		w.name = "tether.dead-reference"
 		if le.inFlight {
-			return "tether.connection-lost", nil, nil, tb
+			w.name = "tether.connection-lost"
 		}
-		return "tether.dead-reference", nil, nil, tb
+		return w
 	}
 	found, entry := typereg.FindError(err)
 	switch {
 	case entry != nil:
-		name = entry.Name
+		w.name = entry.Name
 		if entry.Type != nil {
-			detail = found
+			w.detail = found
 		}
 	case remote:
-		name, raw = re.Name, re.detail
+		w.name, w.raw = re.Name, re.detail
 	default:
-		inner := err
-		for {
-			u, ok := inner.(interface{ Unwrap() error })
-			if !ok || u.Unwrap() == nil {
-				break
-			}
-			inner = u.Unwrap()
-		}
-		name = fmt.Sprintf("%T", inner)
-		if name == "*errors.errorString" || strings.HasPrefix(name, "*fmt.wrapError") {
-			name = "error"
-		}
+		w.name = goErrorName(err)
 	}
-	return name, detail, raw, tb
+	return w
+}
+
+// goErrorName names an error by its innermost Go type; errors made by
+// errors.New and fmt.Errorf are just "error".
+func goErrorName(err error) string {
+	inner := err
+	for {
+		u, ok := inner.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			break
+		}
+		inner = u.Unwrap()
+	}
+	name := fmt.Sprintf("%T", inner)
+	if name == "*errors.errorString" || strings.HasPrefix(name, "*fmt.wrapError") {
+		return "error"
+	}
+	return name
 }

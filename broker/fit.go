@@ -85,15 +85,80 @@ func (ti *typeInfo) intFieldIndex(k int64) int {
 	return -1
 }
 
-// keyText is a map key as a message shows it.
-func keyText(h cborx.Head, text []byte, k int64) string {
+// structKey is a key of a map being read into a struct, kept as read so
+// that a message can show it (String) only when one is needed.
+type structKey struct {
+	h    cborx.Head
+	text []byte // a text key
+	k    int64  // an integer key
+	idx  int    // the field it names, or -1
+}
+
+// readStructKey reads the next map key and looks up the field of ti it
+// names (rule 1); a key that is neither text nor an integer names none.
+func readStructKey(r *cborx.Reader, ti *typeInfo) (structKey, error) {
+	key, err := readKey(r)
+	switch {
+	case err != nil:
+	case key.h.Major == cborx.MajorText:
+		key.idx = ti.fieldIndex(key.text)
+	case key.h.Major == cborx.MajorUint || key.h.Major == cborx.MajorNeg:
+		key.idx = ti.intFieldIndex(key.k)
+	}
+	return key, err
+}
+
+// readKey reads the next map key, keeping a text or integer key's value.
+func readKey(r *cborx.Reader) (structKey, error) {
+	h, err := r.PeekHead()
+	if err != nil {
+		return structKey{}, err
+	}
+	key := structKey{h: h, idx: -1}
 	switch h.Major {
 	case cborx.MajorText:
-		return strconv.Quote(string(text))
+		key.text, _ = r.ReadText()
 	case cborx.MajorUint, cborx.MajorNeg:
-		return strconv.FormatInt(k, 10)
+		if key.k, err = r.ReadInt(); err != nil {
+			return structKey{}, err
+		}
+	default:
+		err = r.Skip()
 	}
-	return h.TypeName()
+	return key, err
+}
+
+// String is the key as a message shows it.
+func (k structKey) String() string {
+	switch k.h.Major {
+	case cborx.MajorText:
+		return strconv.Quote(string(k.text))
+	case cborx.MajorUint, cborx.MajorNeg:
+		return strconv.FormatInt(k.k, 10)
+	}
+	return k.h.TypeName()
+}
+
+// fieldMatch counts the keys of a map that name fields of its struct and
+// keeps those sent while none does, for rule 5.
+type fieldMatch struct {
+	matched int
+	keys    []string
+}
+
+// miss records a key that names no field.
+func (m *fieldMatch) miss(key structKey) {
+	if m.matched == 0 {
+		m.keys = append(m.keys, key.String())
+	}
+}
+
+// check applies rule 5 to a map of n keys read into a struct of type ti.
+func (m *fieldMatch) check(ti *typeInfo, n uint64) error {
+	if m.matched == 0 && n > 0 && len(ti.fields) > 0 {
+		return newNoFieldError(ti, m.keys)
+	}
+	return nil
 }
 
 // fitCheck reads the next item, which fxamacker has decoded (or is about to
@@ -113,101 +178,83 @@ func fitCheck(r *cborx.Reader, ti *typeInfo) error {
 	case reflect.Pointer:
 		return fitCheck(r, ti.elem)
 	case reflect.Slice, reflect.Array:
-		if h.Major != cborx.MajorArray {
-			return r.Skip()
+		if h.Major == cborx.MajorArray {
+			return fitElements(r, ti)
 		}
-		n, err := r.ReadArray()
+	case reflect.Map:
+		if h.Major == cborx.MajorMap {
+			return fitMap(r, ti, h)
+		}
+	case reflect.Struct:
+		if h.Major == cborx.MajorMap {
+			return fitStruct(r, ti, h)
+		}
+	}
+	return r.Skip()
+}
+
+// fitElements checks each element of an array for a slice or array type.
+func fitElements(r *cborx.Reader, ti *typeInfo) error {
+	n, err := r.ReadArray()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if err := fitCheck(r, ti.elem); err != nil {
+			return fmt.Errorf("[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// fitMap checks each value of a map for a map type; keys are fxamacker's.
+func fitMap(r *cborx.Reader, ti *typeInfo, h cborx.Head) error {
+	r.ReadHead()
+	for i := uint64(0); i < h.Arg; i++ {
+		start := r.Offset()
+		if err := r.Skip(); err != nil {
+			return err
+		}
+		key := r.Bytes(start)
+		if err := fitCheck(r, ti.elem); err != nil {
+			return fmt.Errorf("[%s]: %w", describeKey(key), err)
+		}
+	}
+	return nil
+}
+
+// fitStruct checks a map for a struct type: rule 5 here, and the fields
+// its keys name in turn.
+func fitStruct(r *cborx.Reader, ti *typeInfo, h cborx.Head) error {
+	r.ReadHead()
+	var m fieldMatch
+	for i := uint64(0); i < h.Arg; i++ {
+		key, err := readStructKey(r, ti)
 		if err != nil {
 			return err
 		}
-		for i := 0; i < n; i++ {
-			if err := fitCheck(r, ti.elem); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-		return nil
-	case reflect.Map:
-		if h.Major != cborx.MajorMap {
-			return r.Skip()
-		}
-		r.ReadHead()
-		for i := uint64(0); i < h.Arg; i++ {
-			start := r.Offset()
+		if key.idx < 0 {
+			m.miss(key)
 			if err := r.Skip(); err != nil {
 				return err
 			}
-			key := r.Bytes(start)
-			if err := fitCheck(r, ti.elem); err != nil {
-				return fmt.Errorf("[%s]: %w", describeKey(key), err)
-			}
+			continue
 		}
-		return nil
-	case reflect.Struct:
-		if h.Major != cborx.MajorMap {
-			return r.Skip()
+		m.matched++
+		f := &ti.fields[key.idx]
+		if err := fitCheck(r, f.info); err != nil {
+			return fmt.Errorf("field %s: %w", f.name, err)
 		}
-		r.ReadHead()
-		matched := 0
-		var keys []string
-		for i := uint64(0); i < h.Arg; i++ {
-			kh, err := r.PeekHead()
-			if err != nil {
-				return err
-			}
-			idx := -1
-			var text []byte
-			var k int64
-			switch kh.Major {
-			case cborx.MajorText:
-				text, _ = r.ReadText()
-				idx = ti.fieldIndex(text)
-			case cborx.MajorUint, cborx.MajorNeg:
-				if k, err = r.ReadInt(); err != nil {
-					return err
-				}
-				idx = ti.intFieldIndex(k)
-			default:
-				if err := r.Skip(); err != nil {
-					return err
-				}
-			}
-			if idx < 0 {
-				if matched == 0 {
-					keys = append(keys, keyText(kh, text, k))
-				}
-				if err := r.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			matched++
-			f := &ti.fields[idx]
-			if err := fitCheck(r, f.info); err != nil {
-				return fmt.Errorf("field %s: %w", f.name, err)
-			}
-		}
-		if matched == 0 && h.Arg > 0 && len(ti.fields) > 0 {
-			return newNoFieldError(ti, keys)
-		}
-		return nil
 	}
-	return r.Skip()
+	return m.check(ti, h.Arg)
 }
 
 // describeKey shows an encoded map key in a message.
 func describeKey(key []byte) string {
 	r := cborx.NewReader(key)
-	h, err := r.PeekHead()
+	k, err := readKey(&r)
 	if err != nil {
 		return "?"
 	}
-	switch h.Major {
-	case cborx.MajorText:
-		s, _ := r.ReadText()
-		return strconv.Quote(string(s))
-	case cborx.MajorUint, cborx.MajorNeg:
-		k, _ := r.ReadInt()
-		return strconv.FormatInt(k, 10)
-	}
-	return h.TypeName()
+	return k.String()
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding"
+	"math/big"
 	"reflect"
 	"strconv"
 	"strings"
@@ -74,6 +75,33 @@ type typeInfo struct {
 	// by its shape: a value of it whose static type was lost (an argument,
 	// an element of an interface) travels as an error instead (tag 59003).
 	asError bool
+	// emptiness is how an omitempty field of the type decides it is
+	// empty, as fxamacker decides it for plain structs (see isEmpty).
+	emptiness emptiness
+}
+
+// emptiness classifies how an omitempty field decides it is empty.
+type emptiness uint8
+
+const (
+	emptyByKind emptiness = iota // by the value's kind (see isEmpty)
+	emptyNever                   // never: big.Int, and types that marshal themselves to CBOR
+	emptyBinary                  // when its MarshalBinary returns no bytes
+)
+
+// emptinessOf picks t's emptiness the way fxamacker's encoder does, which
+// checks big.Int and cbor.Marshaler before encoding.BinaryMarshaler.
+func emptinessOf(t reflect.Type) emptiness {
+	pt := reflect.PointerTo(t)
+	switch {
+	case t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface:
+		return emptyByKind
+	case t == bigIntType || pt.Implements(cborMarshaler):
+		return emptyNever
+	case pt.Implements(binMarshaler):
+		return emptyBinary
+	}
+	return emptyByKind
 }
 
 // field is one encoded field of an impure struct.
@@ -89,9 +117,9 @@ type field struct {
 var (
 	refType        = reflect.TypeFor[*Ref]()
 	cborTagType    = reflect.TypeFor[cbor.Tag]()
+	bigIntType     = reflect.TypeFor[big.Int]()
 	opaqueType     = reflect.TypeFor[*RawCopyable]()
 	errorType      = reflect.TypeFor[error]()
-	anyType        = reflect.TypeFor[any]()
 	cborMarshaler  = reflect.TypeFor[cbor.Marshaler]()
 	cborUnmarshal  = reflect.TypeFor[cbor.Unmarshaler]()
 	binMarshaler   = reflect.TypeFor[encoding.BinaryMarshaler]()
@@ -206,26 +234,8 @@ func (b *builder) isPure(t reflect.Type) bool {
 		b.pure[t] = false
 		return false
 	}
-	if implementsAny(t, cborMarshaler, cborUnmarshal) {
-		b.pure[t] = true
-		return true
-	}
 	b.pure[t] = true
-	p := true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		p = b.isPure(t.Elem())
-	case reflect.Map:
-		p = b.isPure(t.Key()) && b.isPure(t.Elem())
-	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
-				p = false
-				break
-			}
-		}
-	}
+	p := b.isPureShape(t)
 	b.pure[t] = p
 	return p
 }
@@ -240,6 +250,7 @@ func (b *builder) info(t reflect.Type) *typeInfo {
 	ti := &typeInfo{t: t}
 	b.building[t] = ti
 	b.fill(ti, false)
+	ti.emptiness = emptinessOf(t)
 	switch ti.kind {
 	case kPure, kStruct, kPtr, kSlice, kArray, kMap:
 		ti.asError = t.Implements(errorType)
@@ -247,67 +258,70 @@ func (b *builder) info(t reflect.Type) *typeInfo {
 	return ti
 }
 
-// fill works out ti. asState ignores a Copyable registration, for the info
-// that encodes a Copyable's own fields.
+// fill works out ti. asState ignores a
+// Copyable registration, for the info that encodes a Copyable's own fields.
 func (b *builder) fill(ti *typeInfo, asState bool) {
-	t := ti.t
-	k := special(t)
+	k := special(ti.t)
 	if asState && k == kCopyable {
 		k = kPure
 	}
 	switch k {
 	case kCopyable:
 		ti.kind = kCopyable
-		ti.name, _ = typereg.CopyableName(t)
-		st := &typeInfo{t: t}
+		ti.name, _ = typereg.CopyableName(ti.t)
+		st := &typeInfo{t: ti.t}
 		b.fill(st, true)
 		ti.state = st
-		return
-	case kPure:
-		// decided below
 	case kCacheable:
 		ti.kind = k
-		ti.model = t.Implements(cacheableType)
-		ti.mirror = t.Kind() == reflect.Pointer && t.Implements(cacheMirror)
-		return
+		ti.model = ti.t.Implements(cacheableType)
+		ti.mirror = ti.t.Kind() == reflect.Pointer && ti.t.Implements(cacheMirror)
+	case kPure:
+		b.structural(ti)
 	default:
 		ti.kind = k
-		return
 	}
+}
+
+// structural classifies a type no special rule claims by its structure:
+// plain data for fxamacker (or a scalar fast path), or a container whose
+// parts the walker follows because one of them is not plain.
+func (b *builder) structural(ti *typeInfo) {
+	t := ti.t
 	if b.isPureShape(t) {
 		ti.kind = kPure
 		ti.prim = primOf(t)
 		if ti.prim == primNone && !implementsAny(t, cborUnmarshal, binUnmarshaler) {
-			b.pureShape(ti)
+			b.shape(ti)
 		}
 		return
 	}
-	switch t.Kind() {
-	case reflect.Pointer:
-		ti.kind = kPtr
-		ti.elem = b.info(t.Elem())
-	case reflect.Slice:
-		ti.kind = kSlice
-		ti.elem = b.info(t.Elem())
-	case reflect.Array:
-		ti.kind = kArray
-		ti.elem = b.info(t.Elem())
-	case reflect.Map:
-		ti.kind = kMap
-		ti.key = b.info(t.Key())
-		ti.elem = b.info(t.Elem())
-	case reflect.Struct:
-		ti.kind = kStruct
-		b.structFields(ti)
-	default:
-		ti.kind = kPure
-	}
+	ti.kind = walkedKind(t.Kind())
+	b.shape(ti)
 }
 
-// pureShape fills in the parts of a plain-data type that fitCheck follows:
-// the element, key and field types, and a struct's fields as fxamacker
-// names them.
-func (b *builder) pureShape(ti *typeInfo) {
+// walkedKind is the walker's kind for a container type that is not plain
+// data.
+func walkedKind(k reflect.Kind) kind {
+	switch k {
+	case reflect.Pointer:
+		return kPtr
+	case reflect.Slice:
+		return kSlice
+	case reflect.Array:
+		return kArray
+	case reflect.Map:
+		return kMap
+	case reflect.Struct:
+		return kStruct
+	}
+	return kPure
+}
+
+// shape fills in the element, key and field types of a container type:
+// the walker follows them, and for a plain-data type fitCheck does (a
+// struct's fields named as fxamacker names them).
+func (b *builder) shape(ti *typeInfo) {
 	t := ti.t
 	switch t.Kind() {
 	case reflect.Pointer, reflect.Slice, reflect.Array:
@@ -333,30 +347,34 @@ func workOutFit(ti *typeInfo, inProgress map[*typeInfo]bool) bool {
 	}
 	inProgress[ti] = true
 	defer delete(inProgress, ti)
-	fit := false
+	parts := workOutParts(ti, inProgress)
+	ti.fit, ti.fitDone = needsFit(ti, parts), true
+	return ti.fit
+}
+
+// workOutParts works out fit for every type ti refers to and reports
+// whether one of its elements, keys or fields needs fitCheck.
+func workOutParts(ti *typeInfo, inProgress map[*typeInfo]bool) bool {
 	if ti.state != nil {
 		workOutFit(ti.state, inProgress)
 	}
+	fit := false
 	for i := range ti.fields {
-		if workOutFit(ti.fields[i].info, inProgress) {
-			fit = true
-		}
+		fit = workOutFit(ti.fields[i].info, inProgress) || fit
 	}
-	if workOutFit(ti.elem, inProgress) {
-		fit = true
-	}
-	if workOutFit(ti.key, inProgress) {
-		fit = true
-	}
-	if ti.kind != kPure || ti.prim != primNone || ti.toArray {
-		// Only fxamacker's items are walked (the codec checks its own), and
-		// a toarray struct's fields go by position, not by name.
-		fit = false
-	} else if ti.t.Kind() == reflect.Struct && !ti.toArray && len(ti.fields) > 0 {
-		fit = true
-	}
-	ti.fit, ti.fitDone = fit, true
+	fit = workOutFit(ti.elem, inProgress) || fit
+	fit = workOutFit(ti.key, inProgress) || fit
 	return fit
+}
+
+// needsFit decides ti.fit given whether its parts need fitCheck. Only
+// fxamacker's items are walked (the codec checks its own), and a toarray
+// struct's fields go by position, not by name.
+func needsFit(ti *typeInfo, parts bool) bool {
+	if ti.kind != kPure || ti.prim != primNone || ti.toArray {
+		return false
+	}
+	return parts || (ti.t.Kind() == reflect.Struct && len(ti.fields) > 0)
 }
 
 // isPureShape is isPure for a type whose own registration was already
@@ -371,11 +389,18 @@ func (b *builder) isPureShape(t reflect.Type) bool {
 	case reflect.Map:
 		return b.isPure(t.Key()) && b.isPure(t.Elem())
 	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
-				return false
-			}
+		return b.pureFields(t)
+	}
+	return true
+}
+
+// pureFields reports whether every field of struct t that is encoded (an
+// exported or embedded one) is plain data.
+func (b *builder) pureFields(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if (f.IsExported() || f.Anonymous) && !b.isPure(f.Type) {
+			return false
 		}
 	}
 	return true
@@ -416,100 +441,11 @@ func primOf(t reflect.Type) prim {
 // exactly one is tagged; a `_ struct{} `cbor:",toarray"“ field makes the
 // struct an array in field order.
 func (b *builder) structFields(ti *typeInfo) {
-	type cand struct {
-		field
-		depth  int
-		tagged bool
-		order  int
-	}
-	var cands []cand
-	var walk func(t reflect.Type, index []int, depth int)
-	visited := map[reflect.Type]bool{}
-	walk = func(t reflect.Type, index []int, depth int) {
-		if visited[t] {
-			return
-		}
-		visited[t] = true
-		defer delete(visited, t)
-		for i := 0; i < t.NumField(); i++ {
-			sf := t.Field(i)
-			if sf.Name == "_" {
-				if opts := tagOptions(sf); strings.Contains(opts, "toarray") && depth == 0 {
-					ti.toArray = true
-				}
-				continue
-			}
-			tag, tagged := sf.Tag.Lookup("cbor")
-			if !tagged {
-				tag, tagged = sf.Tag.Lookup("json")
-			}
-			if tag == "-" {
-				continue
-			}
-			name, opts, _ := strings.Cut(tag, ",")
-			idx := append(append([]int(nil), index...), i)
-			ft := sf.Type
-			if sf.Anonymous && name == "" {
-				et := ft
-				if et.Kind() == reflect.Pointer {
-					et = et.Elem()
-				}
-				if et.Kind() == reflect.Struct && special(et) == kPure && special(ft) == kPure {
-					walk(et, idx, depth+1)
-					continue
-				}
-			}
-			if !sf.IsExported() {
-				continue
-			}
-			f := field{name: sf.Name, index: idx, omitEmpty: hasOpt(opts, "omitempty")}
-			if name != "" {
-				f.name = name
-			}
-			if hasOpt(opts, "keyasint") {
-				if k, err := strconv.ParseInt(f.name, 10, 64); err == nil {
-					f.intKey, f.key = true, k
-				}
-			}
-			cands = append(cands, cand{field: f, depth: depth, tagged: name != "", order: len(cands)})
-		}
-	}
-	walk(ti.t, nil, 0)
-
-	best := map[string][]cand{}
-	for _, c := range cands {
-		best[c.name] = append(best[c.name], c)
-	}
-	keep := map[int]bool{}
-	for _, cs := range best {
-		min := cs[0].depth
-		for _, c := range cs {
-			if c.depth < min {
-				min = c.depth
-			}
-		}
-		var top []cand
-		for _, c := range cs {
-			if c.depth == min {
-				top = append(top, c)
-			}
-		}
-		if len(top) == 1 {
-			keep[top[0].order] = true
-			continue
-		}
-		var tagged []cand
-		for _, c := range top {
-			if c.tagged {
-				tagged = append(tagged, c)
-			}
-		}
-		if len(tagged) == 1 {
-			keep[tagged[0].order] = true
-		}
-	}
+	w := fieldWalker{ti: ti, visited: map[reflect.Type]bool{}}
+	w.walk(ti.t, nil, 0)
+	keep := dominantFields(w.cands)
 	ti.byName = map[string]int{}
-	for _, c := range cands {
+	for _, c := range w.cands {
 		if !keep[c.order] {
 			continue
 		}
@@ -517,6 +453,142 @@ func (b *builder) structFields(ti *typeInfo) {
 		ti.byName[c.name] = len(ti.fields)
 		ti.fields = append(ti.fields, c.field)
 	}
+}
+
+// fieldCand is a field structFields may keep, with what decides between
+// fields of the same name.
+type fieldCand struct {
+	field
+	depth  int  // how many embedded structs deep it is
+	tagged bool // its name comes from a tag
+	order  int  // its place among all candidates, in field order
+}
+
+// fieldWalker collects the candidate fields of a struct, flattening
+// embedded structs depth first so that candidates come in field order.
+type fieldWalker struct {
+	ti      *typeInfo
+	cands   []fieldCand
+	visited map[reflect.Type]bool // the embedded structs on the current path
+}
+
+// walk adds the fields of struct t, found at index, depth embeddings deep.
+func (w *fieldWalker) walk(t reflect.Type, index []int, depth int) {
+	if w.visited[t] {
+		return
+	}
+	w.visited[t] = true
+	defer delete(w.visited, t)
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if sf.Name == "_" {
+			if depth == 0 && strings.Contains(tagOptions(sf), "toarray") {
+				w.ti.toArray = true
+			}
+			continue
+		}
+		name, opts, skip := fieldTag(sf)
+		if skip {
+			continue
+		}
+		idx := append(append([]int(nil), index...), i)
+		if et, ok := flattened(sf, name); ok {
+			w.walk(et, idx, depth+1)
+			continue
+		}
+		if sf.IsExported() {
+			w.add(sf, idx, depth, name, opts)
+		}
+	}
+}
+
+// add makes sf, named name (empty: its Go name) with tag options opts, a
+// candidate.
+func (w *fieldWalker) add(sf reflect.StructField, idx []int, depth int, name, opts string) {
+	f := field{name: sf.Name, index: idx, omitEmpty: hasOpt(opts, "omitempty")}
+	if name != "" {
+		f.name = name
+	}
+	if hasOpt(opts, "keyasint") {
+		if k, err := strconv.ParseInt(f.name, 10, 64); err == nil {
+			f.intKey, f.key = true, k
+		}
+	}
+	w.cands = append(w.cands, fieldCand{field: f, depth: depth, tagged: name != "", order: len(w.cands)})
+}
+
+// fieldTag splits sf's cbor tag (else its json tag) into the field's name
+// and options; skip reports a field tagged "-".
+func fieldTag(sf reflect.StructField) (name, opts string, skip bool) {
+	tag, ok := sf.Tag.Lookup("cbor")
+	if !ok {
+		tag = sf.Tag.Get("json")
+	}
+	if tag == "-" {
+		return "", "", true
+	}
+	name, opts, _ = strings.Cut(tag, ",")
+	return name, opts, false
+}
+
+// flattened returns the struct type whose fields an embedded field without
+// a tag name contributes to its parent: an embedded plain struct or pointer
+// to one. Other embedded fields are fields like any other.
+func flattened(sf reflect.StructField, name string) (reflect.Type, bool) {
+	if !sf.Anonymous || name != "" {
+		return nil, false
+	}
+	et := sf.Type
+	if et.Kind() == reflect.Pointer {
+		et = et.Elem()
+	}
+	if et.Kind() != reflect.Struct || special(et) != kPure || special(sf.Type) != kPure {
+		return nil, false
+	}
+	return et, true
+}
+
+// dominantFields picks, among candidates of the same name, the one that is
+// encoded, and returns the orders of those kept.
+func dominantFields(cands []fieldCand) map[int]bool {
+	byName := map[string][]fieldCand{}
+	for _, c := range cands {
+		byName[c.name] = append(byName[c.name], c)
+	}
+	keep := map[int]bool{}
+	for _, cs := range byName {
+		if order, ok := dominant(cs); ok {
+			keep[order] = true
+		}
+	}
+	return keep
+}
+
+// dominant returns the candidate that wins among cs, all of one name: the
+// shallowest, else the one tagged among the equally shallow; none when the
+// shallowest ones cancel out.
+func dominant(cs []fieldCand) (order int, ok bool) {
+	shallowest := cs[0].depth
+	for _, c := range cs {
+		shallowest = min(shallowest, c.depth)
+	}
+	var top, tagged []fieldCand
+	for _, c := range cs {
+		if c.depth != shallowest {
+			continue
+		}
+		top = append(top, c)
+		if c.tagged {
+			tagged = append(tagged, c)
+		}
+	}
+	switch {
+	case len(top) == 1:
+		return top[0].order, true
+	case len(tagged) == 1:
+		return tagged[0].order, true
+	}
+	return 0, false
 }
 
 func tagOptions(sf reflect.StructField) string {

@@ -205,7 +205,7 @@ func TestDerivedReferencesReplayOnlyIdempotentCalls(t *testing.T) {
 
 	s.stop()
 	waitState(t, cl, Waiting)
-	s = startServer(t, s.addr, publish(t, newUsers("second")))
+	startServer(t, s.addr, publish(t, newUsers("second")))
 	require.NoError(t, cl.WaitConnected(ctx))
 
 	owner, err = broker.Call[string](ctx, replayable, "Owner")

@@ -691,7 +691,7 @@ func describeError(err error) (name string, detail error, raw []byte, tb string)
 		}
 		return "tether.dead-reference", nil, nil, tb
 	}
-	found, entry := typereg.FindError(err)
+	entry, found := typereg.FindError(err)
 	switch {
 	case entry != nil:
 		name = entry.Name

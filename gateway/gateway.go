@@ -510,7 +510,7 @@ func errorName(err error, code broker.Code) string {
 	case errors.Is(err, errUnknownHandle):
 		return "tether.unknown-handle"
 	}
-	if _, entry := typereg.FindError(err); entry != nil {
+	if entry, _ := typereg.FindError(err); entry != nil {
 		return entry.Name
 	}
 	return "tether." + strings.ReplaceAll(code.String(), "_", "-")

@@ -55,7 +55,6 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 	ctx := testCtx(t)
 	st := newStore(cache.WithLogSize(1024))
 	s := startServer(t, st)
-	var conns []*broker.Conn
 	var stores []*broker.Ref
 	for i := 0; i < 10; i++ {
 		c, err := broker.Dial(ctx, "tcp", s.addr)
@@ -63,7 +62,6 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		t.Cleanup(func() { c.Close() })
 		r, err := broker.Call[*broker.Ref](ctx, c.Root(), "Lookup", "store")
 		require.NoError(t, err)
-		conns = append(conns, c)
 		stores = append(stores, r)
 	}
 	var stuck *stuckObserver

@@ -49,9 +49,9 @@ func (f PolicyFunc) Allow(ctx context.Context, method string) error { return f(c
 func AcceptOnlyFrom(names ...string) Policy {
 	names = slices.Clone(names)
 	return PolicyFunc(func(ctx context.Context, method string) error {
-		p, ok := PeerFrom(ctx)
-		if !ok {
-			return fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
+		p, err := callerOf(ctx, method)
+		if err != nil {
+			return err
 		}
 		for i, id := range p.ForwardedFor {
 			if err := admit(id, names, method); err != nil {
@@ -71,12 +71,22 @@ func AcceptOnlyFrom(names ...string) Policy {
 func TrustPeers(names ...string) Policy {
 	names = slices.Clone(names)
 	return PolicyFunc(func(ctx context.Context, method string) error {
-		p, ok := PeerFrom(ctx)
-		if !ok {
-			return fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
+		p, err := callerOf(ctx, method)
+		if err != nil {
+			return err
 		}
 		return admit(p.Identity(), names, method)
 	})
+}
+
+// callerOf returns the peer a call to method comes from, or the refusal of
+// a call that carries no peer: a policy admits no one it cannot name.
+func callerOf(ctx context.Context, method string) (Peer, error) {
+	p, ok := PeerFrom(ctx)
+	if !ok {
+		return p, fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
+	}
+	return p, nil
 }
 
 // admit checks one party of a call against an AcceptOnlyFrom list.

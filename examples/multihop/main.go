@@ -299,26 +299,23 @@ func runAll(ctx context.Context, tr *transcript) error {
 	if err := d.start(ctx); err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	steps := []func(context.Context) error{
+		d.firstCalls, d.followDirectory, d.cutLink, d.changeDuringOutage, d.restoreLink, d.verify,
+	}
+	for _, step := range steps {
+		if err := within(ctx, 10*time.Second, step); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// within runs one step of the story bounded to limit, so that a demo that
+// stalls fails instead of hanging.
+func within(ctx context.Context, limit time.Duration, step func(context.Context) error) error {
+	sctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	if err := d.firstCalls(rctx); err != nil {
-		return err
-	}
-	if err := d.followDirectory(rctx); err != nil {
-		return err
-	}
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	if err := d.cutLink(wctx); err != nil {
-		return err
-	}
-	if err := d.changeDuringOutage(rctx); err != nil {
-		return err
-	}
-	if err := d.restoreLink(wctx); err != nil {
-		return err
-	}
-	return d.verify(ctx)
+	return step(sctx)
 }
 
 // onClose adds stop to what close undoes.

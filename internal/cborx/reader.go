@@ -281,6 +281,24 @@ func (r *Reader) children(h Head, off int) (uint64, error) {
 	return 0, nil
 }
 
+// nextHead reads the next item's head, and a string's body with it: what
+// is left to the caller is the items inside, if any (see children). It
+// also returns where the head began.
+func (r *Reader) nextHead() (h Head, off int, err error) {
+	off = r.off
+	h, err = r.ReadHead()
+	if err == nil && (h.Major == MajorBytes || h.Major == MajorText) {
+		_, err = r.take(h.Arg)
+	}
+	return h, off, err
+}
+
+// nests reports whether h is an array, map or tag: the items that count
+// toward nesting.
+func (h Head) nests() bool {
+	return h.Major == MajorArray || h.Major == MajorMap || h.Major == MajorTag
+}
+
 // cannotFit is the error for a container head h, at off, that claims more
 // items than the bytes left could hold.
 func (r *Reader) cannotFit(h Head, off int) error {
@@ -318,19 +336,12 @@ func (r *Reader) walk(tag uint64, found func(uint64), depth int) error {
 	if depth > skipMaxDepth {
 		return syntaxErr(r.off, "nesting too deep")
 	}
-	off := r.off
-	h, err := r.ReadHead()
+	h, off, err := r.nextHead()
 	if err != nil {
 		return err
 	}
-	switch h.Major {
-	case MajorBytes, MajorText:
-		_, err = r.take(h.Arg)
-		return err
-	case MajorTag:
-		if found != nil && h.Arg == tag && r.reportTagged(found) {
-			return nil
-		}
+	if h.Major == MajorTag && found != nil && h.Arg == tag && r.reportTagged(found) {
+		return nil
 	}
 	n, err := r.children(h, off)
 	if err != nil {

@@ -137,19 +137,12 @@ func CheckDepth(b []byte, max int) error {
 // checkDepth consumes one item standing at nesting level level and fails
 // if it, or anything inside it, nests deeper than max.
 func (r *Reader) checkDepth(level, max int) error {
-	off := r.off
-	h, err := r.ReadHead()
+	h, off, err := r.nextHead()
 	if err != nil {
 		return err
 	}
-	switch h.Major {
-	case MajorBytes, MajorText:
-		_, err = r.take(h.Arg)
-		return err
-	case MajorArray, MajorMap, MajorTag:
-		if level > max {
-			return tooDeep(max, off)
-		}
+	if h.nests() && level > max {
+		return tooDeep(max, off)
 	}
 	n, err := r.children(h, off)
 	if err != nil {

@@ -226,14 +226,17 @@ func (r *Reader) readString(m byte) ([]byte, error) {
 func (r *Reader) readHeadOf(m byte) (Head, error) {
 	off := r.off
 	h, err := r.ReadHead()
-	if err != nil {
-		return Head{}, err
-	}
-	if h.Major != m {
+	if err == nil && h.Major != m {
 		r.off = off
-		return Head{}, syntaxErr(off, "expected %s, found %s", Head{Major: m}.TypeName(), h.TypeName())
+		return Head{}, mismatch(off, m, h)
 	}
-	return h, nil
+	return h, err
+}
+
+// mismatch is the error for a head h, at off, where one of major type m
+// was expected; kept apart so that readHeadOf stays small enough to inline.
+func mismatch(off int, m byte, h Head) error {
+	return syntaxErr(off, "expected %s, found %s", Head{Major: m}.TypeName(), h.TypeName())
 }
 
 // take consumes the next n bytes, the body of a string, and returns a view
@@ -254,8 +257,10 @@ func (r *Reader) ReadArray() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := r.children(h, off)
-	return int(n), err
+	if h.Arg > uint64(r.Len()) { // every item takes at least one byte
+		return 0, r.cannotFit(h, off)
+	}
+	return int(h.Arg), nil
 }
 
 // children returns how many items follow the head h, which began at off:

@@ -898,7 +898,7 @@ func describeError(err error) errorWire {
 		}
 		return w
 	}
-	found, entry := typereg.FindError(err)
+	entry, found := typereg.FindError(err)
 	switch {
 	case entry != nil:
 		w.name = entry.Name

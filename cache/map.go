@@ -3,7 +3,6 @@ package cache
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/feed"
@@ -23,10 +22,9 @@ type Map[K comparable, V any] struct {
 	// Changed fires after each change, in version order.
 	Changed signals.Signal[Change[K, V]]
 
-	mu    sync.RWMutex
-	items map[K]slot[V]
-	f     *feed.Feed
-	em    *emitter[K, V]
+	entries entryTable[K, V]
+	f       *feed.Feed
+	em      *emitter[K, V]
 }
 
 var (
@@ -52,7 +50,7 @@ func NewMap[K comparable, V any](opts ...Option) *Map[K, V] {
 // newMap makes a map whose feed belongs to owner (the map itself when
 // nil): a reference to the feed that comes home decodes to owner.
 func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
-	m := &Map[K, V]{items: map[K]slot[V]{}}
+	m := &Map[K, V]{entries: entryTable[K, V]{items: map[K]slot[V]{}}}
 	if owner == nil {
 		owner = m
 	}
@@ -85,11 +83,11 @@ func (m *Map[K, V]) Set(key K, value V) error {
 		}
 		return entryError(what, err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.entries.mu.Lock()
+	defer m.entries.mu.Unlock()
 	ev := m.f.Set(kb, vb)
-	old, had := m.items[key]
-	m.items[key] = slot[V]{v: value, raw: vb}
+	old, had := m.entries.items[key]
+	m.entries.items[key] = slot[V]{v: value, raw: vb}
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old.raw, hadPrev: had})
 	return nil
 }
@@ -101,37 +99,28 @@ func (m *Map[K, V]) Delete(key K) bool {
 	if err != nil {
 		return false // such a key cannot have been set
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.entries.mu.Lock()
+	defer m.entries.mu.Unlock()
 	ev, ok := m.f.Delete(kb)
 	if !ok {
 		return false
 	}
-	old := m.items[key]
-	delete(m.items, key)
+	old := m.entries.items[key]
+	delete(m.entries.items, key)
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: true})
 	return true
 }
 
 // Get returns the value of key.
-func (m *Map[K, V]) Get(key K) (V, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	s, ok := m.items[key]
-	return s.v, ok
-}
+func (m *Map[K, V]) Get(key K) (V, bool) { return m.entries.get(key) }
 
 // Len returns the number of entries.
-func (m *Map[K, V]) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.items)
-}
+func (m *Map[K, V]) Len() int { return m.entries.length() }
 
 // Version returns the number of changes made so far.
 func (m *Map[K, V]) Version() uint64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.entries.mu.RLock()
+	defer m.entries.mu.RUnlock()
 	return m.f.Version()
 }
 
@@ -141,26 +130,10 @@ func (m *Map[K, V]) Epoch() string { return m.f.Epoch() }
 
 // Range calls fn for every entry, in no particular order, until fn returns
 // false. fn sees a consistent state and must not change the map.
-func (m *Map[K, V]) Range(fn func(key K, value V) bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for k, s := range m.items {
-		if !fn(k, s.v) {
-			return
-		}
-	}
-}
+func (m *Map[K, V]) Range(fn func(key K, value V) bool) { m.entries.each(fn) }
 
 // Snapshot returns a copy of the entries and the version they are at.
-func (m *Map[K, V]) Snapshot() (map[K]V, uint64) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	out := make(map[K]V, len(m.items))
-	for k, s := range m.items {
-		out[k] = s.v
-	}
-	return out, m.f.Version()
-}
+func (m *Map[K, V]) Snapshot() (map[K]V, uint64) { return m.entries.snapshot(m.f.Version) }
 
 // Stale is always false: a local model is its own source.
 func (m *Map[K, V]) Stale() bool { return false }
@@ -174,10 +147,9 @@ func (m *Map[K, V]) Subscribers() int { return m.f.Subscribers() }
 // CacheFeed implements remoteable.Cacheable.
 func (m *Map[K, V]) CacheFeed() any { return m.f.Publisher() }
 
+// read implements view for the map's emitter.
 func (m *Map[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	fn(func(k K) (slot[V], bool) { s, ok := m.items[k]; return s, ok }, m.f.Version())
+	m.entries.readAt(m.f.Version, fn)
 }
 
 func unmarshal(raw []byte, v any) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"weak"
 
 	"github.com/tether-go/tether/broker"
@@ -59,9 +58,8 @@ type Mirror[K comparable, V any] struct {
 	// mirror can no longer follow its model.
 	Lost signals.Signal[error]
 
-	mu      sync.RWMutex
-	items   map[K]slot[V]
-	version uint64
+	entries entryTable[K, V]
+	version uint64 // guarded by entries.mu, like stale
 	stale   bool
 	fl      *feed.Follower
 	em      *emitter[K, V]
@@ -94,7 +92,7 @@ func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o opti
 		return fmt.Errorf("%w: this mirror already follows a model: receive each model into a new mirror (a nil *cache.Mirror)", broker.ErrBadReply)
 	}
 	m.opts = o
-	m.items = map[K]slot[V]{}
+	m.entries.items = map[K]slot[V]{}
 	m.em = newEmitter[K, V](&m.Changed, &m.StaleChanged, m, o.queueSize)
 	wm := weak.Make(m) // the follower must not keep the mirror reachable
 	fo := feed.Options{LogSize: o.logSize, Owner: owner, OnLost: func(err error) {
@@ -129,26 +127,21 @@ func weakOwner[T any](p *T) func() any {
 }
 
 // Get returns the value of key.
-func (m *Mirror[K, V]) Get(key K) (V, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	s, ok := m.items[key]
-	return s.v, ok
-}
+func (m *Mirror[K, V]) Get(key K) (V, bool) { return m.entries.get(key) }
 
 // Len returns the number of entries.
-func (m *Mirror[K, V]) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.items)
-}
+func (m *Mirror[K, V]) Len() int { return m.entries.length() }
 
 // Version returns the version of the model the mirror holds.
 func (m *Mirror[K, V]) Version() uint64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.entries.mu.RLock()
+	defer m.entries.mu.RUnlock()
 	return m.version
 }
+
+// versionLocked is the version the entries are at, for entries' methods,
+// which call it with m.mu held.
+func (m *Mirror[K, V]) versionLocked() uint64 { return m.version }
 
 // Epoch returns the epoch of the model the mirror holds.
 func (m *Mirror[K, V]) Epoch() string {
@@ -160,32 +153,16 @@ func (m *Mirror[K, V]) Epoch() string {
 
 // Range calls fn for every entry, in no particular order, until fn returns
 // false.
-func (m *Mirror[K, V]) Range(fn func(key K, value V) bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for k, s := range m.items {
-		if !fn(k, s.v) {
-			return
-		}
-	}
-}
+func (m *Mirror[K, V]) Range(fn func(key K, value V) bool) { m.entries.each(fn) }
 
 // Snapshot returns a copy of the entries and the version they are at.
-func (m *Mirror[K, V]) Snapshot() (map[K]V, uint64) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	out := make(map[K]V, len(m.items))
-	for k, s := range m.items {
-		out[k] = s.v
-	}
-	return out, m.version
-}
+func (m *Mirror[K, V]) Snapshot() (map[K]V, uint64) { return m.entries.snapshot(m.versionLocked) }
 
 // Stale reports whether the mirror may be behind the model: its link (or a
 // link further upstream) is down, or it was closed.
 func (m *Mirror[K, V]) Stale() bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.entries.mu.RLock()
+	defer m.entries.mu.RUnlock()
 	return m.stale
 }
 
@@ -227,10 +204,9 @@ func (m *Mirror[K, V]) CacheFeed() any {
 	return m.fl.Feed().Publisher()
 }
 
+// read implements view for the mirror's emitter.
 func (m *Mirror[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	fn(func(k K) (slot[V], bool) { s, ok := m.items[k]; return s, ok }, m.version)
+	m.entries.readAt(m.versionLocked, fn)
 }
 
 // mirrorSink is the mirror as its feed's typed layer. It holds the mirror
@@ -264,16 +240,16 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	if m == nil {
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.entries.mu.Lock()
+	defer m.entries.mu.Unlock()
 	for _, ev := range events {
 		d := ev.Decoded.(decodedChange[K, V])
-		old, had := m.items[d.k]
+		old, had := m.entries.items[d.k]
 		if ev.Deleted {
-			delete(m.items, d.k)
+			delete(m.entries.items, d.k)
 			m.em.push(item[K, V]{ch: Change[K, V]{Key: d.k, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: had})
 		} else {
-			m.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
+			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
 			m.em.push(item[K, V]{ch: Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version}, prev: old.raw, hadPrev: had})
 		}
 	}
@@ -285,8 +261,8 @@ func (s *mirrorSink[K, V]) Stale(stale bool) {
 	if m == nil {
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.entries.mu.Lock()
+	defer m.entries.mu.Unlock()
 	if m.stale != stale {
 		m.stale = stale
 		st := stale

@@ -604,7 +604,7 @@ func errorName(err error, code broker.Code) string {
 	if name := nameOf(err, linkNames); name != "" {
 		return name
 	}
-	if _, entry := typereg.FindError(err); entry != nil {
+	if entry, _ := typereg.FindError(err); entry != nil {
 		return entry.Name
 	}
 	return "tether." + strings.ReplaceAll(code.String(), "_", "-")

@@ -353,9 +353,7 @@ func (cl *Client) run() {
 	defer cl.setState(Closed, nil, broker.ErrClosed)
 	for {
 		cl.setState(Connecting, nil, nil)
-		dctx, cancel := context.WithTimeout(cl.ctx, cl.opts.dialTimeout)
-		conn, err := broker.Dial(dctx, cl.network, cl.addr, cl.opts.broker...)
-		cancel()
+		conn, err := cl.dial()
 		if cl.ctx.Err() != nil {
 			if conn != nil {
 				conn.Close()
@@ -363,86 +361,122 @@ func (cl *Client) run() {
 			}
 			return
 		}
+		var n int
+		wait := true
 		if err != nil {
-			refused := isRefusal(err)
-			cl.mu.Lock()
-			n := cl.attempts
-			cl.attempts++
-			cl.failures++
-			if refused {
-				cl.refusals++
-				n = atCap
-			}
-			cl.mu.Unlock()
-			if refused {
-				cl.setState(Refused, nil, err)
-				cl.Refused.Emit(err)
-			} else {
-				cl.setState(Waiting, nil, err)
-			}
-			if !cl.sleep(n) {
+			n = cl.dialFailed(err)
+		} else {
+			cl.connected(conn)
+			steady, open := cl.hold(conn)
+			if !open {
 				return
 			}
-			continue
+			n, wait = cl.linkEnded(conn, steady)
 		}
-		cl.mu.Lock()
-		cl.connects++
-		cl.server = conn.Peer().Name
-		cl.old = append(cl.old, conn)
-		cl.mu.Unlock()
-		cl.setState(Connected, conn, nil)
-		cl.Connected.Emit(conn)
-		// A link is steady once it outlived the backoff's cap: measured
-		// against the current (short) delay instead, a server that drops
-		// every link just after it would reset the backoff each time and
-		// be redialled at the initial rate forever.
-		steady := cl.opts.clock.After(cl.opts.backoff.Max)
-	up:
-		for {
-			select {
-			case <-steady:
-				steady = nil
-				cl.mu.Lock()
-				cl.attempts = 0 // backoff starts over after a steady link
-				cl.mu.Unlock()
-			case <-conn.Closed():
-				break up
-			case <-cl.ctx.Done():
-				conn.Close()
-				cl.Disconnected.Emit(broker.ErrClosed)
-				return
-			}
-		}
-		select {
-		case <-steady: // became steady as it ended
-			cl.mu.Lock()
-			cl.attempts = 0
-			cl.mu.Unlock()
-			steady = nil
-		default:
-		}
-		cl.mu.Lock()
-		n := cl.attempts
-		if steady != nil {
-			cl.attempts++ // up for less than the cap: it counts as a failed attempt
-		}
-		cl.mu.Unlock()
-		if steady == nil || n == 0 {
-			// A steady link, or the first short one since: redialled at
-			// once (an outage after a good start); later short ones are
-			// waited out, each longer than the last.
-			cl.setState(Connecting, nil, conn.Err())
-			cl.Disconnected.Emit(conn.Err())
-			cl.forget(conn)
-			continue
-		}
-		cl.setState(Waiting, nil, conn.Err())
-		cl.Disconnected.Emit(conn.Err())
-		cl.forget(conn)
-		if !cl.sleep(n) {
+		if wait && !cl.sleep(n) {
 			return
 		}
 	}
+}
+
+// dial makes one attempt, bounded by the dial timeout and by Close.
+func (cl *Client) dial() (*broker.Conn, error) {
+	dctx, cancel := context.WithTimeout(cl.ctx, cl.opts.dialTimeout)
+	defer cancel()
+	return broker.Dial(dctx, cl.network, cl.addr, cl.opts.broker...)
+}
+
+// dialFailed counts a failed attempt, moves to Waiting, or to Refused for
+// a refusal, and returns the attempt number whose delay run waits out.
+func (cl *Client) dialFailed(err error) int {
+	refused := isRefusal(err)
+	cl.mu.Lock()
+	n := cl.attempts
+	cl.attempts++
+	cl.failures++
+	if refused {
+		cl.refusals++
+		n = atCap
+	}
+	cl.mu.Unlock()
+	if !refused {
+		cl.setState(Waiting, nil, err)
+		return n
+	}
+	cl.setState(Refused, nil, err)
+	cl.Refused.Emit(err)
+	return n
+}
+
+// connected records a new link and announces it.
+func (cl *Client) connected(conn *broker.Conn) {
+	cl.mu.Lock()
+	cl.connects++
+	cl.server = conn.Peer().Name
+	cl.old = append(cl.old, conn)
+	cl.mu.Unlock()
+	cl.setState(Connected, conn, nil)
+	cl.Connected.Emit(conn)
+}
+
+// hold waits for conn to end, starting the backoff over once the link
+// counts as steady. It reports whether the link became steady, and false
+// for open when the client was closed meanwhile (conn is then closed).
+func (cl *Client) hold(conn *broker.Conn) (steady, open bool) {
+	// A link is steady once it outlived the backoff's cap: measured
+	// against the current (short) delay instead, a server that drops
+	// every link just after it would reset the backoff each time and
+	// be redialled at the initial rate forever.
+	timer := cl.opts.clock.After(cl.opts.backoff.Max)
+	for {
+		select {
+		case <-timer:
+			timer = nil
+			cl.startBackoffOver()
+		case <-conn.Closed():
+			select {
+			case <-timer: // became steady as it ended
+				cl.startBackoffOver()
+				timer = nil
+			default:
+			}
+			return timer == nil, true
+		case <-cl.ctx.Done():
+			conn.Close()
+			cl.Disconnected.Emit(broker.ErrClosed)
+			return false, false
+		}
+	}
+}
+
+// startBackoffOver resets the count of failed attempts after a steady link.
+func (cl *Client) startBackoffOver() {
+	cl.mu.Lock()
+	cl.attempts = 0
+	cl.mu.Unlock()
+}
+
+// linkEnded announces the end of conn and decides what follows: it
+// returns the attempt number to wait out, and whether to wait at all.
+func (cl *Client) linkEnded(conn *broker.Conn, steady bool) (n int, wait bool) {
+	cl.mu.Lock()
+	n = cl.attempts
+	if !steady {
+		cl.attempts++ // up for less than the cap: it counts as a failed attempt
+	}
+	cl.mu.Unlock()
+	// A steady link, or the first short one since: redialled at once (an
+	// outage after a good start); later short ones are waited out, each
+	// longer than the last.
+	wait = !steady && n > 0
+	next := Connecting
+	if wait {
+		next = Waiting
+	}
+	cl.setState(next, nil, conn.Err())
+	cl.Disconnected.Emit(conn.Err())
+	cl.forget(conn)
+	return n, wait
 }
 
 // atCap is an attempt number whose delay is the backoff's cap.

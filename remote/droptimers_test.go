@@ -37,7 +37,7 @@ func idleEventsDoNotPileUpDropTimers(t *testing.T) {
 	t.Cleanup(rm.closeAll)
 	before := pendingDropChecks.Load()
 	for i := 0; i < 100; i++ {
-		// What the publisher's idle function in mirrorFor does when the
+		// What the publisher's idle function (relayMirrors.idle) does when the
 		// last holder's connection died.
 		rm.mu.Lock()
 		m.keep = time.Now().Add(time.Hour)

@@ -86,23 +86,46 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 		b.Release()
 		return nil, broker.ErrClosed
 	}
+	if m := rm.findLocked(b); m != nil {
+		m.given = time.Now()
+		rm.mu.Unlock()
+		b.Release()
+		return m.await(ctx)
+	}
+	m := rm.addLocked(r.derive(method, args, b))
+	rm.mu.Unlock()
+	return rm.attach(ctx, m)
+}
+
+// findLocked returns the relay mirror of the model b refers to, or nil;
+// rm.mu is held.
+func (rm *relayMirrors) findLocked(b *broker.Ref) *relayMirror {
 	for m := range rm.all {
 		if m.src.holds(b) {
-			m.given = time.Now()
-			rm.mu.Unlock()
-			b.Release()
-			select {
-			case <-m.ready:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if m.err != nil {
-				return nil, m.err
-			}
-			return m, nil
+			return m
 		}
 	}
-	src := r.derive(method, args, b)
+	return nil
+}
+
+// await waits until m is attached (by the call that made it) and returns
+// it, or the error its attachment failed with.
+func (m *relayMirror) await(ctx context.Context) (any, error) {
+	select {
+	case <-m.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	return m, nil
+}
+
+// addLocked makes a relay mirror following src, not yet attached, and
+// enters it in the table, so that concurrent calls for the same model wait
+// for it instead of subscribing again; rm.mu is held.
+func (rm *relayMirrors) addLocked(src *Ref) *relayMirror {
 	m := &relayMirror{src: src, ready: make(chan struct{})}
 	m.fl = feed.NewFollower(src, nil, feed.Options{WaitLink: WaitForLink, Owner: m,
 		// A relay mirror that lost its model upstream goes: its
@@ -113,24 +136,13 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 		rm.all = map[*relayMirror]struct{}{}
 	}
 	rm.all[m] = struct{}{}
-	rm.mu.Unlock()
+	return m
+}
 
-	m.fl.Feed().Publisher().OnIdle(func(lost bool) {
-		rm.mu.Lock()
-		if lost {
-			// A holder's connection died: it may come back with the
-			// feed's token, and find the mirror where it was.
-			m.keep = time.Now().Add(resumeWindow)
-		} else {
-			m.keep = time.Time{} // every holder left by releasing it
-		}
-		rm.mu.Unlock()
-		if lost {
-			rm.dropAfter(m, resumeWindow)
-		} else {
-			rm.dropLater(m)
-		}
-	})
+// attach subscribes the new relay mirror m upstream and wakes those waiting
+// for it; from then on m is dropped once no downstream connection holds it.
+func (rm *relayMirrors) attach(ctx context.Context, m *relayMirror) (any, error) {
+	m.fl.Feed().Publisher().OnIdle(func(lost bool) { rm.idle(m, lost) })
 	m.err = m.fl.Attach(ctx)
 	close(m.ready)
 	if m.err != nil {
@@ -141,6 +153,26 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 	// must not keep the subscription upstream.
 	rm.dropLater(m)
 	return m, nil
+}
+
+// idle schedules the drop of m, which no downstream connection holds any
+// more: after the resume window when a holder's connection died (lost),
+// after the grace period when every holder released it.
+func (rm *relayMirrors) idle(m *relayMirror, lost bool) {
+	rm.mu.Lock()
+	if lost {
+		// A holder's connection died: it may come back with the
+		// feed's token, and find the mirror where it was.
+		m.keep = time.Now().Add(resumeWindow)
+	} else {
+		m.keep = time.Time{} // every holder left by releasing it
+	}
+	rm.mu.Unlock()
+	if lost {
+		rm.dropAfter(m, resumeWindow)
+	} else {
+		rm.dropLater(m)
+	}
 }
 
 // idleGrace is how long a relay mirror no downstream connection holds is
@@ -198,16 +230,8 @@ var pendingDropChecks atomic.Int64
 func (rm *relayMirrors) drop(m *relayMirror, onlyIdle bool) {
 	rm.mu.Lock()
 	_, ok := rm.all[m]
-	if ok && onlyIdle && m.fl.Feed().Publisher().Holders() > 0 {
-		ok = false
-	}
-	if ok && onlyIdle && time.Since(m.given) < idleGrace {
-		ok = false // handed out again since it went idle: look again later
-		rm.dropAfterLocked(m, idleGrace)
-	}
-	if ok && onlyIdle && time.Now().Before(m.keep) {
-		ok = false // within a resume window
-		rm.dropAfterLocked(m, time.Until(m.keep))
+	if ok && onlyIdle {
+		ok = !rm.sparedLocked(m)
 	}
 	if ok {
 		delete(rm.all, m)
@@ -216,6 +240,24 @@ func (rm *relayMirrors) drop(m *relayMirror, onlyIdle bool) {
 	if ok {
 		m.fl.Close()
 	}
+}
+
+// sparedLocked reports whether an idle check must keep m after all, and
+// schedules the next check when m may go later; rm.mu is held.
+func (rm *relayMirrors) sparedLocked(m *relayMirror) bool {
+	switch {
+	case m.fl.Feed().Publisher().Holders() > 0:
+		return true
+	case time.Since(m.given) < idleGrace:
+		// Handed out again since it went idle: look again later.
+		rm.dropAfterLocked(m, idleGrace)
+		return true
+	case time.Now().Before(m.keep):
+		// Within a resume window.
+		rm.dropAfterLocked(m, time.Until(m.keep))
+		return true
+	}
+	return false
 }
 
 // closeAll closes every relay mirror (the client is closing).

@@ -114,14 +114,8 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 	if r.local {
 		return r.target, nil, nil
 	}
-	conn, err := r.cl.link(ctx)
+	conn, err := r.link(ctx)
 	if err != nil {
-		var ld *linkDown
-		if errors.As(err, &ld) {
-			named := *ld
-			named.target = r.about()
-			err = &named
-		}
 		return nil, nil, err
 	}
 	if t := r.current(conn); t != nil {
@@ -133,21 +127,44 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 		return nil, nil, ctx.Err()
 	}
 	defer func() { <-r.sem }()
+	t, err := r.reobtain(ctx, conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, conn, nil
+}
+
+// link is the client's link for a call through r: an error for a link
+// that is down names what the call needed, r.
+func (r *Ref) link(ctx context.Context) (*broker.Conn, error) {
+	conn, err := r.cl.link(ctx)
+	var ld *linkDown
+	if errors.As(err, &ld) {
+		named := *ld
+		named.target = r.about()
+		err = &named
+	}
+	return conn, err
+}
+
+// reobtain obtains the target afresh on conn, unless another caller got it
+// meanwhile or it is gone for good, and keeps it. It runs with r.sem held.
+func (r *Ref) reobtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error) {
 	if t := r.current(conn); t != nil { // another caller got it meanwhile
-		return t, conn, nil
+		return t, nil
 	}
 	r.mu.Lock()
 	gone, old := r.gone, r.target
 	r.mu.Unlock()
 	if gone != nil {
-		return nil, nil, gone
+		return nil, gone
 	}
 	if old != nil {
 		old.Release() // its connection is gone: nothing is sent
 	}
 	t, err := r.obtain(ctx, conn)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	r.mu.Lock()
 	r.target, r.conn = t, conn
@@ -156,16 +173,24 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 		// A named target describes itself now, once per connection, so that
 		// a call lost later can be judged safe to repeat without waiting for
 		// the link. A failure here only means less is known.
-		// Asked on this process's own authority: the description is
-		// kept for every later caller, and a guarded object describes
-		// only what the asker may call.
-		if d, err := t.Describe(broker.AsSelf(ctx)); err == nil {
-			r.mu.Lock()
-			r.desc = &d
-			r.mu.Unlock()
-		}
+		_, _ = r.learn(ctx, t)
 	}
-	return t, conn, nil
+	return t, nil
+}
+
+// learn asks t, r's target, to describe itself and keeps the answer for
+// judging later calls. It asks on this process's own authority: the
+// description is kept for every later caller, and a guarded object
+// describes only what the asker may call.
+func (r *Ref) learn(ctx context.Context, t *broker.Ref) (*broker.Description, error) {
+	d, err := t.Describe(broker.AsSelf(ctx))
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.desc = &d
+	r.mu.Unlock()
+	return &d, nil
 }
 
 // obtain gets the target afresh on conn.
@@ -177,44 +202,10 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 	// whatever the link is now (through relays too: each hop answers for
 	// its own feed). Only a token its owner no longer knows (the owner
 	// restarted, or the model is gone) leads to replaying the call.
-	r.mu.Lock()
-	tok := r.feedToken
-	r.mu.Unlock()
-	if tok != "" {
-		t, err := broker.Call[*broker.Ref](ctx, conn.Root(), captable.Method, tok)
-		switch {
-		case err == nil && t != nil:
-			return t, nil
-		case err == nil:
-			return nil, fmt.Errorf("%w: %s returned no feed", broker.ErrBadReply, captable.Method)
-		case !errors.Is(err, captable.ErrUnknown):
-			return nil, err
-		}
-		r.mu.Lock()
-		r.feedToken, r.feedLost = "", true // a new subscription brings the new feed's token
-		r.mu.Unlock()
+	if t, err := r.findFeed(ctx, conn); t != nil || err != nil {
+		return t, err
 	}
-	r.mu.Lock()
-	feedLost := r.feedLost
-	r.mu.Unlock()
-	// A derived reference is replayed only when the call that returned it
-	// is declared safe to repeat.
-	ok, err := r.parent.idempotent(ctx, r.method)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		var err error
-		if feedLost {
-			err = feed.Lost(fmt.Sprintf("%v: the model's owner no longer has the feed it followed (it restarted, or the model is gone), "+
-				"and %s is not declared idempotent, so it is not called again by itself; call %s again for a new mirror, "+
-				"or declare it Idempotent (remoteable.Methods) to have mirrors follow a restarted owner", r, r.method, r.method), nil)
-		} else {
-			err = fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method)
-		}
-		r.mu.Lock()
-		r.gone = err
-		r.mu.Unlock()
+	if err := r.checkReplayable(ctx); err != nil {
 		return nil, err
 	}
 	pt, pconn, err := r.parent.resolve(ctx)
@@ -225,6 +216,56 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 		return nil, fmt.Errorf("%w: the link changed while re-obtaining %v", ErrDisconnected, r)
 	}
 	return broker.Call[*broker.Ref](ctx, pt, r.method, r.args...)
+}
+
+// findFeed asks conn's far end for the feed whose token r holds, if it
+// holds one. It returns nil and no error when there is no token, or when
+// the feed's owner no longer knows it: the token is then dropped and r
+// marked as having lost its feed.
+func (r *Ref) findFeed(ctx context.Context, conn *broker.Conn) (*broker.Ref, error) {
+	r.mu.Lock()
+	tok := r.feedToken
+	r.mu.Unlock()
+	if tok == "" {
+		return nil, nil
+	}
+	t, err := broker.Call[*broker.Ref](ctx, conn.Root(), captable.Method, tok)
+	switch {
+	case err == nil && t != nil:
+		return t, nil
+	case err == nil:
+		return nil, fmt.Errorf("%w: %s returned no feed", broker.ErrBadReply, captable.Method)
+	case !errors.Is(err, captable.ErrUnknown):
+		return nil, err
+	}
+	r.mu.Lock()
+	r.feedToken, r.feedLost = "", true // a new subscription brings the new feed's token
+	r.mu.Unlock()
+	return nil, nil
+}
+
+// checkReplayable fails, and marks r gone for good, unless the call that
+// returned r is declared safe to repeat: a derived reference is replayed
+// only then.
+func (r *Ref) checkReplayable(ctx context.Context) error {
+	r.mu.Lock()
+	feedLost := r.feedLost
+	r.mu.Unlock()
+	ok, err := r.parent.idempotent(ctx, r.method)
+	if err != nil || ok {
+		return err
+	}
+	if feedLost {
+		err = feed.Lost(fmt.Sprintf("%v: the model's owner no longer has the feed it followed (it restarted, or the model is gone), "+
+			"and %s is not declared idempotent, so it is not called again by itself; call %s again for a new mirror, "+
+			"or declare it Idempotent (remoteable.Methods) to have mirrors follow a restarted owner", r, r.method, r.method), nil)
+	} else {
+		err = fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method)
+	}
+	r.mu.Lock()
+	r.gone = err
+	r.mu.Unlock()
+	return err
 }
 
 // idempotent reports whether method is declared safe to repeat on the
@@ -238,14 +279,9 @@ func (r *Ref) idempotent(ctx context.Context, method string) (bool, error) {
 	d := r.desc
 	r.mu.Unlock()
 	if d == nil {
-		desc, err := t.Describe(broker.AsSelf(ctx)) // kept for all callers: see resolve
-		if err != nil {
+		if d, err = r.learn(ctx, t); err != nil { // kept for all callers
 			return false, err
 		}
-		r.mu.Lock()
-		r.desc = &desc
-		r.mu.Unlock()
-		d = &desc
 	}
 	m, ok := d.Method(method)
 	return ok && m.Idempotent, nil
@@ -328,8 +364,9 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 		if err := t.Call(ctx, method, p, args...); err != nil {
 			return err
 		}
+		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
 		var err error
-		*p, err = r.wrapAll(ctx, method, args, *p, broker.Forwarded(ctx))
+		*p, err = w.wrap(ctx, *p)
 		return err
 	}
 	if mt, ok := mirrorReply(reply); ok {
@@ -384,46 +421,73 @@ func (r *Ref) derive(method string, args []any, b *broker.Ref) *Ref {
 	return d
 }
 
-// wrapAll replaces the broker references in a generic result with derived
-// wrappers, so that a relay hands out references that survive outages. A
-// relay passing on a model (a Cacheable) passes on its own mirror of it
-// instead, one per model, so that the model has one subscription upstream
-// whatever the number of mirrors downstream.
-func (r *Ref) wrapAll(ctx context.Context, method string, args []any, v any, relayed bool) (any, error) {
-	var err error
+// resultWrapper replaces the broker references in a generic result with
+// derived wrappers, so that a relay hands out references that survive
+// outages. A relay passing on a model (a Cacheable) passes on its own
+// mirror of it instead, one per model, so that the model has one
+// subscription upstream whatever the number of mirrors downstream.
+type resultWrapper struct {
+	r *Ref // the reference called
+	// method and args are the call that returned the result: each
+	// wrapper replays it to re-obtain its target.
+	method  string
+	args    []any
+	relayed bool // the result goes on to a peer (see Ref.exportCount)
+}
+
+// wrap returns v with the references in it wrapped, at any depth of
+// slices and maps.
+func (w resultWrapper) wrap(ctx context.Context, v any) (any, error) {
 	switch x := v.(type) {
 	case *broker.Ref:
-		if _, local := x.Local(); local {
-			return x, nil
-		}
-		if relayed && x.Cacheable() {
-			return r.mirrorFor(ctx, method, args, x)
-		}
-		d := r.derive(method, args, x)
-		if relayed {
-			d.exportCount.OnLast(d.Release)
-		}
-		return d, nil
+		return w.ref(ctx, x)
 	case []any:
-		for i := range x {
-			if x[i], err = r.wrapAll(ctx, method, args, x[i], relayed); err != nil {
-				return nil, err
-			}
-		}
+		return v, wrapElems(ctx, w, x)
 	case map[string]any:
-		for k := range x {
-			if x[k], err = r.wrapAll(ctx, method, args, x[k], relayed); err != nil {
-				return nil, err
-			}
-		}
+		return v, wrapMapValues(ctx, w, x)
 	case map[any]any:
-		for k := range x {
-			if x[k], err = r.wrapAll(ctx, method, args, x[k], relayed); err != nil {
-				return nil, err
-			}
-		}
+		return v, wrapMapValues(ctx, w, x)
 	}
 	return v, nil
+}
+
+// ref wraps one reference of the result: a local object stays as it is,
+// and a model a relay passes on becomes its relay mirror.
+func (w resultWrapper) ref(ctx context.Context, x *broker.Ref) (any, error) {
+	if _, local := x.Local(); local {
+		return x, nil
+	}
+	if w.relayed && x.Cacheable() {
+		return w.r.mirrorFor(ctx, w.method, w.args, x)
+	}
+	d := w.r.derive(w.method, w.args, x)
+	if w.relayed {
+		d.exportCount.OnLast(d.Release)
+	}
+	return d, nil
+}
+
+// wrapElems wraps the references in a slice of a result, in place.
+func wrapElems(ctx context.Context, w resultWrapper, s []any) error {
+	var err error
+	for i := range s {
+		if s[i], err = w.wrap(ctx, s[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wrapMapValues wraps the references in a map of a result, in place; both
+// kinds of map a generic result decodes to share it.
+func wrapMapValues[K comparable](ctx context.Context, w resultWrapper, m map[K]any) error {
+	var err error
+	for k := range m {
+		if m[k], err = w.wrap(ctx, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Release gives the current target back. The wrapper stays usable: a later

@@ -46,21 +46,7 @@ func (f PolicyFunc) Allow(ctx context.Context, method string) error { return f(c
 // with ErrUnverified however it is spelled, since anyone can announce any
 // name: verify peers with mutual TLS or an authenticator
 // (broker.WithAuthenticator, broker.Tokens).
-func AcceptOnlyFrom(names ...string) Policy {
-	names = slices.Clone(names)
-	return PolicyFunc(func(ctx context.Context, method string) error {
-		p, ok := PeerFrom(ctx)
-		if !ok {
-			return fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
-		}
-		for i, id := range p.ForwardedFor {
-			if err := admit(id, names, method); err != nil {
-				return fmt.Errorf("%w (peer %v forwards this call for it, as #%d of %d)", err, p.Identity(), i+1, len(p.ForwardedFor))
-			}
-		}
-		return admit(p.Identity(), names, method)
-	})
-}
+func AcceptOnlyFrom(names ...string) Policy { return peerPolicy(names, admitAll) }
 
 // TrustPeers returns a Policy that admits a call when the peer that sent it
 // is verified and named in names, whomever the call acts for: the peer is
@@ -68,15 +54,36 @@ func AcceptOnlyFrom(names ...string) Policy {
 // clients' events out to watchers, say). Prefer AcceptOnlyFrom, which
 // checks those callers too; TrustPeers is the explicit choice to let a
 // trusted peer act for anyone.
-func TrustPeers(names ...string) Policy {
+func TrustPeers(names ...string) Policy { return peerPolicy(names, admitPeer) }
+
+// peerPolicy is a Policy that judges the peer of each call with check
+// against its own copy of names; a call that carries no peer is refused,
+// since a policy admits no one it cannot name.
+func peerPolicy(names []string, check func(p Peer, names []string, method string) error) Policy {
 	names = slices.Clone(names)
 	return PolicyFunc(func(ctx context.Context, method string) error {
 		p, ok := PeerFrom(ctx)
 		if !ok {
 			return fmt.Errorf("%w: %s: no peer identity", ErrAccessDenied, method)
 		}
-		return admit(p.Identity(), names, method)
+		return check(p, names, method)
 	})
+}
+
+// admitAll admits a call for AcceptOnlyFrom: each party it acts for, then
+// the peer itself.
+func admitAll(p Peer, names []string, method string) error {
+	for i, id := range p.ForwardedFor {
+		if err := admit(id, names, method); err != nil {
+			return fmt.Errorf("%w (peer %v forwards this call for it, as #%d of %d)", err, p.Identity(), i+1, len(p.ForwardedFor))
+		}
+	}
+	return admitPeer(p, names, method)
+}
+
+// admitPeer admits a call for TrustPeers: the peer alone.
+func admitPeer(p Peer, names []string, method string) error {
+	return admit(p.Identity(), names, method)
 }
 
 // admit checks one party of a call against an AcceptOnlyFrom list.

@@ -106,7 +106,7 @@ func TestRegistrationsRefuseConflicts(t *testing.T) {
 	assert.Panics(t, func() { RegisterError("test.remoteable.a", errors.New("another")) })
 	assert.Panics(t, func() { RegisterError("", errA) })
 
-	_, entry := typereg.FindError(errors.Join(errors.New("outer"), errA))
+	entry, _ := typereg.FindError(errors.Join(errors.New("outer"), errA))
 	if assert.NotNil(t, entry) {
 		assert.Equal(t, "test.remoteable.a", entry.Name)
 	}

@@ -259,183 +259,274 @@ func relay(ctx context.Context, tr *transcript, listen, upstream string) (string
 	return addr, up, func() { stop(); up.Close() }, nil
 }
 
+// demo is the whole chain in one process (server, fault proxy, relay,
+// client) and what the steps of its transcript share.
+type demo struct {
+	tr       *transcript
+	users    *Users           // the server's manager
+	link     *faultnet.Proxy  // between the relay and the server
+	up       *remote.Client   // the relay's link upstream
+	cl       *remote.Client   // the client's link to the relay
+	drops    atomic.Int64     // how often the client's own link dropped
+	usersRef *remote.Ref      // the client's reference to the server's manager
+	dir      *DirectoryMirror // the client's mirror of the server's directory
+	w        *watcher         // dir's events
+	before   uint64           // dir's version when the link was cut
+	stops    []func()         // what close undoes, in reverse order
+}
+
+// runAll runs the chain in one process and tells its story: calls through
+// the relay, an outage in the middle, and everything working again after.
 func runAll(ctx context.Context, tr *transcript) error {
-	users := newUsers()
+	d := &demo{tr: tr}
+	defer d.close()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	steps := []func(context.Context) error{
+		d.firstCalls, d.followDirectory, d.cutLink, d.changeDuringOutage, d.restoreLink, d.verify,
+	}
+	for _, step := range steps {
+		if err := within(ctx, 10*time.Second, step); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// within runs one step of the story bounded to limit, so that a demo that
+// stalls fails instead of hanging.
+func within(ctx context.Context, limit time.Duration, step func(context.Context) error) error {
+	sctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return step(sctx)
+}
+
+// onClose adds stop to what close undoes.
+func (d *demo) onClose(stop func()) { d.stops = append(d.stops, stop) }
+
+// close stops everything start and the steps set up, the last first.
+func (d *demo) close() {
+	for i := len(d.stops) - 1; i >= 0; i-- {
+		d.stops[i]()
+	}
+}
+
+// start sets up the chain: the server, the fault proxy in front of it, the
+// relay behind the proxy, and the client of the relay.
+func (d *demo) start(ctx context.Context) error {
+	d.users = newUsers()
 	reg := registry.New()
-	if err := reg.Register("users", users); err != nil {
+	if err := reg.Register("users", d.users); err != nil {
 		return err
 	}
 	srvAddr, stopServer, err := serve(reg, "127.0.0.1:0", "server")
 	if err != nil {
 		return err
 	}
-	defer stopServer()
-	tr.say("server", "publishing %v on %s", reg.Names(), srvAddr)
+	d.onClose(stopServer)
+	d.tr.say("server", "publishing %v on %s", reg.Names(), srvAddr)
 
 	// The fault proxy sits between the relay and the server.
-	link, err := faultnet.New(srvAddr)
+	if d.link, err = faultnet.New(srvAddr); err != nil {
+		return err
+	}
+	d.onClose(func() { d.link.Close() })
+
+	relayAddr, up, stopRelay, err := relay(ctx, d.tr, "127.0.0.1:0", d.link.Addr())
 	if err != nil {
 		return err
 	}
-	defer link.Close()
+	d.up = up
+	d.onClose(stopRelay)
+	d.tr.say("relay", "serving on %s, upstream through the fault proxy %s", relayAddr, d.link.Addr())
 
-	relayAddr, up, stopRelay, err := relay(ctx, tr, "127.0.0.1:0", link.Addr())
-	if err != nil {
+	if d.cl, err = remote.Connect(ctx, "tcp", relayAddr, lasting()...); err != nil {
 		return err
 	}
-	defer stopRelay()
-	tr.say("relay", "serving on %s, upstream through the fault proxy %s", relayAddr, link.Addr())
+	d.onClose(func() { d.cl.Close() })
+	d.cl.Disconnected.Connect(func(error) { d.drops.Add(1) })
+	return nil
+}
 
-	cl, err := remote.Connect(ctx, "tcp", relayAddr, lasting()...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	var clientDrops atomic.Int64
-	cl.Disconnected.Connect(func(error) { clientDrops.Add(1) })
-
-	call := func(users *remote.Ref, name string) (User, time.Duration, error) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		start := time.Now()
-		u, err := broker.Call[User](cctx, users, "Get", name)
-		return u, time.Since(start), err
-	}
-
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// get calls Get through the relay, bounded to 5 s, and reports how long
+// it took.
+func (d *demo) get(ctx context.Context, name string) (User, time.Duration, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	names, err := cl.Registry().List(rctx)
+	start := time.Now()
+	u, err := broker.Call[User](cctx, d.usersRef, "Get", name)
+	return u, time.Since(start), err
+}
+
+// firstCalls lists what the relay offers, looks up the server's manager
+// through it, calls it, and has the server call the client back.
+func (d *demo) firstCalls(ctx context.Context) error {
+	names, err := d.cl.Registry().List(ctx)
 	if err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
-	tr.say("client", "the relay offers %v", names)
-	usersRef, err := cl.Registry().Lookup(rctx, "users")
-	if err != nil {
+	d.tr.say("client", "the relay offers %v", names)
+	if d.usersRef, err = d.cl.Registry().Lookup(ctx, "users"); err != nil {
 		return fmt.Errorf("lookup: %w", err)
 	}
-	u, took, err := call(usersRef, "alice")
+	u, took, err := d.get(ctx, "alice")
 	if err != nil {
 		return err
 	}
-	tr.say("client", "Get(alice) through the relay = %+v (%v)", u, took.Round(time.Microsecond))
-	hello, err := broker.Call[string](rctx, usersRef, "Greet", &greeter{}, "bob")
+	d.tr.say("client", "Get(alice) through the relay = %+v (%v)", u, took.Round(time.Microsecond))
+	hello, err := broker.Call[string](ctx, d.usersRef, "Greet", &greeter{}, "bob")
 	if err != nil {
 		return fmt.Errorf("greet: %w", err)
 	}
-	tr.say("client", "Greet: %s", hello)
+	d.tr.say("client", "Greet: %s", hello)
+	return nil
+}
 
+// followDirectory mirrors the server's directory in the client and sees a
+// change of the server's arrive.
+func (d *demo) followDirectory(ctx context.Context) error {
 	// The client mirrors the server's directory through the relay; the relay
 	// keeps one mirror upstream and the client's subscribes to it.
-	var dir *DirectoryMirror
-	if err := usersRef.Call(rctx, "Directory", &dir); err != nil {
+	if err := d.usersRef.Call(ctx, "Directory", &d.dir); err != nil {
 		return fmt.Errorf("directory: %w", err)
 	}
-	defer dir.Close()
-	w := watch(dir)
-	defer w.close() // runs before dir.Close
-	snap, v := dir.Snapshot()
-	tr.say("client", "directory mirror through the relay: v%d [%s] stale=%v", v, entries(snap), dir.Stale())
-	users.put("erin", "erin@example.org")
-	tr.say("server", "directory: set erin (now v%d)", users.dir.Version())
-	ch, err := w.nextChange(rctx)
+	d.onClose(func() { d.dir.Close() })
+	d.w = watch(d.dir)
+	d.onClose(d.w.close) // runs before dir.Close
+	snap, v := d.dir.Snapshot()
+	d.tr.say("client", "directory mirror through the relay: v%d [%s] stale=%v", v, entries(snap), d.dir.Stale())
+	d.users.put("erin", "erin@example.org")
+	d.tr.say("server", "directory: set erin (now v%d)", d.users.dir.Version())
+	ch, err := d.w.nextChange(ctx)
 	if err != nil {
 		return err
 	}
-	tr.say("client", "directory change arrived: %s", describe(ch))
-	before := dir.Version()
+	d.tr.say("client", "directory change arrived: %s", describe(ch))
+	d.before = d.dir.Version()
+	return nil
+}
 
-	tr.say("proxy", "--- cutting the server-relay link (reset, refusing new connections) ---")
-	link.Refuse(true)
-	link.Reset()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	for up.State() != remote.Waiting {
-		if !up.WaitForStateChange(wctx, up.State()) {
+// cutLink cuts the link between the relay and the server, waits for the
+// relay to notice and the client's mirror to go stale, and shows calls
+// failing fast meanwhile.
+func (d *demo) cutLink(ctx context.Context) error {
+	d.tr.say("proxy", "--- cutting the server-relay link (reset, refusing new connections) ---")
+	d.link.Refuse(true)
+	d.link.Reset()
+	for d.up.State() != remote.Waiting {
+		if !d.up.WaitForStateChange(ctx, d.up.State()) {
 			return errors.New("the relay never noticed the cut")
 		}
 	}
-	ev, err := w.next(wctx)
+	ev, err := d.w.next(ctx)
 	if err != nil {
 		return err
 	}
 	if ev.stale == nil || !*ev.stale {
 		return fmt.Errorf("expected the directory mirror to go stale, got %+v", ev)
 	}
-	tr.say("client", "directory mirror went stale at v%d (Stale()=%v) while the client's own link is %v", dir.Version(), dir.Stale(), cl.State())
+	d.tr.say("client", "directory mirror went stale at v%d (Stale()=%v) while the client's own link is %v", d.dir.Version(), d.dir.Stale(), d.cl.State())
 	for i := 0; i < 3; i++ {
-		_, took, err := call(usersRef, "carol")
+		_, took, err := d.get(ctx, "carol")
 		if err == nil {
 			return errors.New("a call went through during the outage")
 		}
-		tr.say("client", "Get(carol) failed in %v: %v (ErrDisconnected: %v)", took.Round(time.Microsecond), err, errors.Is(err, remote.ErrDisconnected))
+		d.tr.say("client", "Get(carol) failed in %v: %v (ErrDisconnected: %v)", took.Round(time.Microsecond), err, errors.Is(err, remote.ErrDisconnected))
 	}
-	users.put("carol", "carol@example.org")
-	users.dir.Delete("bob")
-	users.put("alice", "alice@example.net")
-	tr.say("server", "during the outage: set carol, delete bob, set alice = alice@example.net (now v%d)", users.dir.Version())
-	missed := users.dir.Version() - dir.Version()
-	tr.say("client", "directory mirror still at v%d, stale=%v: it has missed %d changes", dir.Version(), dir.Stale(), missed)
-	hops, err := cl.Registry().Lookup(rctx, "hops")
-	if err != nil {
-		return err
-	}
-	where, err := broker.Call[string](rctx, hops, "Where")
-	if err != nil {
-		return err
-	}
-	tr.say("client", "the relay's own manager still answers: %q; client link state: %v", where, cl.State())
+	return nil
+}
 
-	tr.say("proxy", "--- restoring the link ---")
+// changeDuringOutage changes the server's directory while the client's
+// mirror cannot follow, and shows that the relay itself still answers.
+func (d *demo) changeDuringOutage(ctx context.Context) error {
+	d.users.put("carol", "carol@example.org")
+	d.users.dir.Delete("bob")
+	d.users.put("alice", "alice@example.net")
+	d.tr.say("server", "during the outage: set carol, delete bob, set alice = alice@example.net (now v%d)", d.users.dir.Version())
+	missed := d.users.dir.Version() - d.dir.Version()
+	d.tr.say("client", "directory mirror still at v%d, stale=%v: it has missed %d changes", d.dir.Version(), d.dir.Stale(), missed)
+	hops, err := d.cl.Registry().Lookup(ctx, "hops")
+	if err != nil {
+		return err
+	}
+	where, err := broker.Call[string](ctx, hops, "Where")
+	if err != nil {
+		return err
+	}
+	d.tr.say("client", "the relay's own manager still answers: %q; client link state: %v", where, d.cl.State())
+	return nil
+}
+
+// restoreLink restores the link and waits for the client's mirror to catch
+// up with what it missed.
+func (d *demo) restoreLink(ctx context.Context) error {
+	d.tr.say("proxy", "--- restoring the link ---")
 	restored := time.Now()
-	link.Restore()
-	if err := up.WaitConnected(wctx); err != nil {
+	d.link.Restore()
+	if err := d.up.WaitConnected(ctx); err != nil {
 		return err
 	}
-	tr.say("relay", "upstream back after %v", time.Since(restored).Round(time.Millisecond))
+	d.tr.say("relay", "upstream back after %v", time.Since(restored).Round(time.Millisecond))
+	replayed, err := d.catchUp(ctx)
+	if err != nil {
+		return err
+	}
+	if isReplay(replayed, d.before) {
+		d.tr.say("client", "the %d missed changes were replayed from the server's log, one version each (v%d..v%d)",
+			len(replayed), d.before+1, d.dir.Version())
+	} else {
+		d.tr.say("client", "the mirror was resynchronised from a snapshot: %d differences at v%d", len(replayed), d.dir.Version())
+	}
+	return nil
+}
 
+// catchUp prints the mirror's events until it is live again and at the
+// server's version, and returns the changes it received.
+func (d *demo) catchUp(ctx context.Context) ([]cache.Change[string, User], error) {
 	// The relay's mirror resumes upstream from (epoch, version) and passes
 	// what it gets on: the client's mirror receives the missed changes, then
 	// goes live again.
-	target := users.dir.Version()
+	target := d.users.dir.Version()
 	var replayed []cache.Change[string, User]
-	for live := false; !live || dir.Version() < target; {
-		ev, err := w.next(wctx)
+	for live := false; !live || d.dir.Version() < target; {
+		ev, err := d.w.next(ctx)
 		if err != nil {
-			return fmt.Errorf("after the outage (mirror at v%d, server at v%d): %w", dir.Version(), target, err)
+			return nil, fmt.Errorf("after the outage (mirror at v%d, server at v%d): %w", d.dir.Version(), target, err)
 		}
 		if ev.stale != nil {
 			live = !*ev.stale
 			if live {
-				tr.say("client", "directory mirror live again at v%d (Stale()=%v)", dir.Version(), dir.Stale())
+				d.tr.say("client", "directory mirror live again at v%d (Stale()=%v)", d.dir.Version(), d.dir.Stale())
 			}
 			continue
 		}
 		replayed = append(replayed, ev.change)
-		tr.say("client", "missed change arrived: %s", describe(ev.change))
+		d.tr.say("client", "missed change arrived: %s", describe(ev.change))
 	}
-	if isReplay(replayed, before) {
-		tr.say("client", "the %d missed changes were replayed from the server's log, one version each (v%d..v%d)",
-			len(replayed), before+1, dir.Version())
-	} else {
-		tr.say("client", "the mirror was resynchronised from a snapshot: %d differences at v%d", len(replayed), dir.Version())
-	}
+	return replayed, nil
+}
 
-	u, took, err = call(usersRef, "dave")
+// verify calls through the same reference again and checks that the
+// client's mirror equals the server's model and that the client's own link
+// never dropped.
+func (d *demo) verify(ctx context.Context) error {
+	u, took, err := d.get(ctx, "dave")
 	if err != nil {
 		return fmt.Errorf("after the outage: %w", err)
 	}
-	tr.say("client", "the same reference again: Get(dave) = %+v (%v)", u, took.Round(time.Microsecond))
+	d.tr.say("client", "the same reference again: Get(dave) = %+v (%v)", u, took.Round(time.Microsecond))
 
-	want, wantV := users.dir.Snapshot()
-	got, gotV := dir.Snapshot()
-	if !maps.Equal(got, want) || gotV != wantV || dir.Epoch() != users.dir.Epoch() {
-		tr.say("check", "MISMATCH: client mirror v%d [%s], server model v%d [%s]", gotV, entries(got), wantV, entries(want))
+	want, wantV := d.users.dir.Snapshot()
+	got, gotV := d.dir.Snapshot()
+	if !maps.Equal(got, want) || gotV != wantV || d.dir.Epoch() != d.users.dir.Epoch() {
+		d.tr.say("check", "MISMATCH: client mirror v%d [%s], server model v%d [%s]", gotV, entries(got), wantV, entries(want))
 		return errors.New("the client's mirror differs from the server's model")
 	}
-	tr.say("check", "client mirror == server model: v%d [%s], same epoch", gotV, entries(got))
-	tr.say("summary", "server handled %d Get calls; the client's own connection dropped %d times",
-		users.calls.Load(), clientDrops.Load())
-	if clientDrops.Load() != 0 {
+	d.tr.say("check", "client mirror == server model: v%d [%s], same epoch", gotV, entries(got))
+	d.tr.say("summary", "server handled %d Get calls; the client's own connection dropped %d times",
+		d.users.calls.Load(), d.drops.Load())
+	if d.drops.Load() != 0 {
 		return errors.New("the client's connection dropped")
 	}
 	return nil
@@ -499,6 +590,8 @@ func runRelay(ctx context.Context, tr *transcript, listen, upstream string) erro
 	return nil
 }
 
+// runClient calls the server through the relay at upstream every second
+// and prints what its directory mirror sees, until interrupted.
 func runClient(ctx context.Context, tr *transcript, upstream string) error {
 	if upstream == "" {
 		return errors.New("a client needs -upstream")
@@ -510,44 +603,13 @@ func runClient(ctx context.Context, tr *transcript, upstream string) error {
 	defer cl.Close()
 	cl.Connected.Connect(func(*broker.Conn) { tr.say("client", "connected") })
 	cl.Disconnected.Connect(func(err error) { tr.say("client", "lost the link: %v", err) })
-	var users *remote.Ref
-	var dir *DirectoryMirror
-	defer func() {
-		if dir != nil {
-			dir.Close()
-		}
-	}()
-	// step makes one round: look up the manager and mirror the directory
-	// (once each: both survive outages), then call Get.
-	step := func(ctx context.Context) error {
-		var err error
-		if users == nil {
-			if users, err = cl.Registry().Lookup(ctx, "users"); err != nil {
-				return err
-			}
-		}
-		if dir == nil {
-			if err := users.Call(ctx, "Directory", &dir); err != nil {
-				return err
-			}
-			snap, v := dir.Snapshot()
-			tr.say("client", "directory mirror: v%d [%s]", v, entries(snap))
-			dir.Changed.Connect(func(c cache.Change[string, User]) { tr.say("client", "directory: %s", describe(c)) })
-			dir.StaleChanged.Connect(func(stale bool) { tr.say("client", "directory mirror stale=%v", stale) })
-		}
-		var u User
-		start := time.Now()
-		if err := users.Call(ctx, "Get", &u, "alice"); err != nil {
-			return err
-		}
-		tr.say("client", "Get(alice) = %+v (%v)", u, time.Since(start).Round(time.Microsecond))
-		return nil
-	}
+	c := &standaloneClient{tr: tr, cl: cl}
+	defer c.close()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := step(cctx)
+		err := c.round(cctx)
 		cancel()
 		if err != nil {
 			tr.say("client", "call failed: %v", err)
@@ -557,5 +619,59 @@ func runClient(ctx context.Context, tr *transcript, upstream string) error {
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// standaloneClient is what the client role keeps between rounds: the
+// manager and the directory mirror, obtained once each (both survive
+// outages).
+type standaloneClient struct {
+	tr    *transcript
+	cl    *remote.Client
+	users *remote.Ref
+	dir   *DirectoryMirror
+}
+
+// round makes one round: look up the manager and mirror the directory if
+// not done yet, then call Get.
+func (c *standaloneClient) round(ctx context.Context) error {
+	if err := c.obtain(ctx); err != nil {
+		return err
+	}
+	var u User
+	start := time.Now()
+	if err := c.users.Call(ctx, "Get", &u, "alice"); err != nil {
+		return err
+	}
+	c.tr.say("client", "Get(alice) = %+v (%v)", u, time.Since(start).Round(time.Microsecond))
+	return nil
+}
+
+// obtain looks up the manager and mirrors the directory, each the first
+// time it succeeds, and prints what the mirror sees from then on.
+func (c *standaloneClient) obtain(ctx context.Context) error {
+	var err error
+	if c.users == nil {
+		if c.users, err = c.cl.Registry().Lookup(ctx, "users"); err != nil {
+			return err
+		}
+	}
+	if c.dir != nil {
+		return nil
+	}
+	if err := c.users.Call(ctx, "Directory", &c.dir); err != nil {
+		return err
+	}
+	snap, v := c.dir.Snapshot()
+	c.tr.say("client", "directory mirror: v%d [%s]", v, entries(snap))
+	c.dir.Changed.Connect(func(ch cache.Change[string, User]) { c.tr.say("client", "directory: %s", describe(ch)) })
+	c.dir.StaleChanged.Connect(func(stale bool) { c.tr.say("client", "directory mirror stale=%v", stale) })
+	return nil
+}
+
+// close closes the directory mirror, if there is one.
+func (c *standaloneClient) close() {
+	if c.dir != nil {
+		c.dir.Close()
 	}
 }

@@ -91,11 +91,17 @@ func (f *FrameReader) Next() ([]byte, error) {
 		f.discard = int(n)
 		return p, nil
 	}
+	return f.readLarge(int(n))
+}
+
+// readLarge reads the body of a frame of n bytes, too large for bufio's
+// buffer, into f.buf.
+func (f *FrameReader) readLarge(n int) ([]byte, error) {
 	// Grow the buffer as the body arrives rather than trusting the length:
 	// a peer that declares a large frame and sends little costs little.
 	f.buf = f.buf[:0]
-	for len(f.buf) < int(n) {
-		chunk := min(int(n)-len(f.buf), max(len(f.buf), f.br.Size()))
+	for len(f.buf) < n {
+		chunk := min(n-len(f.buf), max(len(f.buf), f.br.Size()))
 		if cap(f.buf)-len(f.buf) < chunk {
 			f.buf = append(f.buf, make([]byte, chunk)...)[:len(f.buf)]
 		}

@@ -177,16 +177,8 @@ func float16(h uint16) float64 {
 
 // ReadUint reads an unsigned integer.
 func (r *Reader) ReadUint() (uint64, error) {
-	off := r.off
-	h, err := r.ReadHead()
-	if err != nil {
-		return 0, err
-	}
-	if h.Major != MajorUint {
-		r.off = off
-		return 0, syntaxErr(off, "expected unsigned integer, found %s", h.TypeName())
-	}
-	return h.Arg, nil
+	h, err := r.readHeadOf(MajorUint)
+	return h.Arg, err
 }
 
 // ReadInt reads a signed or unsigned integer that fits in an int64.
@@ -219,19 +211,36 @@ func (r *Reader) ReadText() ([]byte, error) { return r.readString(MajorText) }
 // ReadBytes reads a byte string and returns a view of it.
 func (r *Reader) ReadBytes() ([]byte, error) { return r.readString(MajorBytes) }
 
+// readString reads a string of major type m and returns a view of it.
 func (r *Reader) readString(m byte) ([]byte, error) {
-	off := r.off
-	h, err := r.ReadHead()
+	h, err := r.readHeadOf(m)
 	if err != nil {
 		return nil, err
-	}
-	if h.Major != m {
-		r.off = off
-		return nil, syntaxErr(off, "expected %s, found %s", Head{Major: m}.TypeName(), h.TypeName())
 	}
 	return r.take(h.Arg)
 }
 
+// readHeadOf reads the next head, which must be of major type m: the typed
+// readers share it so that a mismatch leaves r where it was and says what
+// was expected and what was found.
+func (r *Reader) readHeadOf(m byte) (Head, error) {
+	off := r.off
+	h, err := r.ReadHead()
+	if err == nil && h.Major != m {
+		r.off = off
+		return Head{}, mismatch(off, m, h)
+	}
+	return h, err
+}
+
+// mismatch is the error for a head h, at off, where one of major type m
+// was expected; kept apart so that readHeadOf stays small enough to inline.
+func mismatch(off int, m byte, h Head) error {
+	return syntaxErr(off, "expected %s, found %s", Head{Major: m}.TypeName(), h.TypeName())
+}
+
+// take consumes the next n bytes, the body of a string, and returns a view
+// of them.
 func (r *Reader) take(n uint64) ([]byte, error) {
 	if n > uint64(len(r.b)-r.off) {
 		return nil, syntaxErr(r.off, "string of %d bytes runs past the end of data", n)
@@ -244,18 +253,61 @@ func (r *Reader) take(n uint64) ([]byte, error) {
 // ReadArray reads an array head and returns its length.
 func (r *Reader) ReadArray() (int, error) {
 	off := r.off
-	h, err := r.ReadHead()
+	h, err := r.readHeadOf(MajorArray)
 	if err != nil {
 		return 0, err
 	}
-	if h.Major != MajorArray {
-		r.off = off
-		return 0, syntaxErr(off, "expected array, found %s", h.TypeName())
-	}
-	if h.Arg > uint64(len(r.b)-r.off) { // every item takes at least one byte
-		return 0, syntaxErr(off, "array of %d items cannot fit in %d bytes", h.Arg, len(r.b)-r.off)
+	if h.Arg > uint64(r.Len()) { // every item takes at least one byte
+		return 0, r.cannotFit(h, off)
 	}
 	return int(h.Arg), nil
+}
+
+// children returns how many items follow the head h, which began at off:
+// one for a tag, the items of an array, both halves of every pair of a map,
+// none for anything else. For arrays and maps it first checks that the
+// items could fit in what remains, since every item takes at least one
+// byte: a hostile length then fails before anything is allocated for it.
+func (r *Reader) children(h Head, off int) (uint64, error) {
+	switch h.Major {
+	case MajorTag:
+		return 1, nil
+	case MajorArray:
+		if h.Arg > uint64(r.Len()) {
+			return 0, r.cannotFit(h, off)
+		}
+		return h.Arg, nil
+	case MajorMap:
+		if h.Arg > uint64(r.Len())/2 { // 2*h.Arg > r.Len(), without overflow
+			return 0, r.cannotFit(h, off)
+		}
+		return 2 * h.Arg, nil
+	}
+	return 0, nil
+}
+
+// nextHead reads the next item's head, and a string's body with it: what
+// is left to the caller is the items inside, if any (see children). It
+// also returns where the head began.
+func (r *Reader) nextHead() (h Head, off int, err error) {
+	off = r.off
+	h, err = r.ReadHead()
+	if err == nil && (h.Major == MajorBytes || h.Major == MajorText) {
+		_, err = r.take(h.Arg)
+	}
+	return h, off, err
+}
+
+// nests reports whether h is an array, map or tag: the items that count
+// toward nesting.
+func (h Head) nests() bool {
+	return h.Major == MajorArray || h.Major == MajorMap || h.Major == MajorTag
+}
+
+// cannotFit is the error for a container head h, at off, that claims more
+// items than the bytes left could hold.
+func (r *Reader) cannotFit(h Head, off int) error {
+	return syntaxErr(off, "%s of %d items cannot fit in %d bytes", h.TypeName(), h.Arg, r.Len())
 }
 
 // ReadNull consumes a null or undefined if one is next and reports whether it did.
@@ -289,39 +341,34 @@ func (r *Reader) walk(tag uint64, found func(uint64), depth int) error {
 	if depth > skipMaxDepth {
 		return syntaxErr(r.off, "nesting too deep")
 	}
-	h, err := r.ReadHead()
+	h, off, err := r.nextHead()
 	if err != nil {
 		return err
 	}
-	switch h.Major {
-	case MajorBytes, MajorText:
-		_, err = r.take(h.Arg)
+	if h.Major == MajorTag && found != nil && h.Arg == tag && r.reportTagged(found) {
+		return nil
+	}
+	n, err := r.children(h, off)
+	if err != nil {
 		return err
-	case MajorArray, MajorMap:
-		n := h.Arg
-		if h.Major == MajorMap {
-			if n > math.MaxUint64/2 {
-				return syntaxErr(r.off, "map too large")
-			}
-			n *= 2
+	}
+	for i := uint64(0); i < n; i++ {
+		if err := r.walk(tag, found, depth+1); err != nil {
+			return err
 		}
-		if n > uint64(len(r.b)-r.off) {
-			return syntaxErr(r.off, "container of %d items cannot fit in %d bytes", n, len(r.b)-r.off)
-		}
-		for i := uint64(0); i < n; i++ {
-			if err := r.walk(tag, found, depth+1); err != nil {
-				return err
-			}
-		}
-	case MajorTag:
-		if found != nil && h.Arg == tag {
-			if next, err := r.PeekHead(); err == nil && next.Major == MajorUint {
-				r.ReadHead()
-				found(next.Arg)
-				return nil
-			}
-		}
-		return r.walk(tag, found, depth+1)
 	}
 	return nil
+}
+
+// reportTagged consumes the unsigned integer that follows a matching tag
+// head and reports it to found. When the tag holds anything else it
+// consumes nothing and returns false, and walk descends into the content.
+func (r *Reader) reportTagged(found func(uint64)) bool {
+	next, err := r.PeekHead()
+	if err != nil || next.Major != MajorUint {
+		return false
+	}
+	_, _ = r.ReadHead() // peeked above: cannot fail
+	found(next.Arg)
+	return true
 }

@@ -23,73 +23,104 @@ var DefaultLimits = Limits{MaxDepth: 32, MaxItems: 128 * 1024, MaxTotal: 1 << 20
 // lengths only, valid UTF-8 in text strings, valid simple values, nesting and
 // container sizes within lim. Errors wrap ErrSyntax or ErrLimit.
 func Validate(b []byte, lim Limits) error {
-	r := NewReader(b)
-	var total uint64
-	if err := r.validate(lim, 1, &total); err != nil {
+	v := validator{Reader: NewReader(b), lim: lim}
+	if err := v.item(1); err != nil {
 		return err
 	}
-	if r.Len() != 0 {
-		return syntaxErr(r.off, "%d bytes of trailing data after the item", r.Len())
+	if v.Len() != 0 {
+		return syntaxErr(v.off, "%d bytes of trailing data after the item", v.Len())
 	}
 	return nil
 }
 
-func (r *Reader) validate(lim Limits, depth int, total *uint64) error {
-	off := r.off
-	h, err := r.ReadHead()
+// validator carries Validate's limits and its running count of container
+// items through the recursion over one item.
+type validator struct {
+	Reader
+	lim   Limits
+	total uint64 // items of all arrays and maps so far (pairs count twice)
+}
+
+// item validates the next item, which stands at nesting level depth.
+func (v *validator) item(depth int) error {
+	off := v.off
+	h, err := v.ReadHead()
 	if err != nil {
 		return err
 	}
 	switch h.Major {
 	case MajorBytes:
-		_, err = r.take(h.Arg)
+		_, err = v.take(h.Arg)
 		return err
 	case MajorText:
-		s, err := r.take(h.Arg)
-		if err != nil {
-			return err
-		}
-		if !utf8.Valid(s) {
-			return syntaxErr(off, "text string is not valid UTF-8")
-		}
-		return nil
+		return v.text(h, off)
 	case MajorArray, MajorMap:
-		if depth > lim.MaxDepth {
-			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, lim.MaxDepth, off)
-		}
-		if h.Arg > uint64(lim.MaxItems) {
-			return fmt.Errorf("%w: %s of %d items exceeds %d at offset %d", ErrLimit, h.TypeName(), h.Arg, lim.MaxItems, off)
-		}
-		n := h.Arg
-		if h.Major == MajorMap {
-			n *= 2
-		}
-		if n > uint64(r.Len()) {
-			return syntaxErr(off, "%s of %d items cannot fit in %d bytes", h.TypeName(), h.Arg, r.Len())
-		}
-		if *total += n; lim.MaxTotal > 0 && *total > uint64(lim.MaxTotal) {
-			return fmt.Errorf("%w: more than %d items in all at offset %d", ErrLimit, lim.MaxTotal, off)
-		}
-		for i := uint64(0); i < n; i++ {
-			if err := r.validate(lim, depth+1, total); err != nil {
-				return err
-			}
-		}
-		return nil
+		return v.container(h, off, depth)
 	case MajorTag:
-		if depth > lim.MaxDepth {
-			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, lim.MaxDepth, off)
+		if depth > v.lim.MaxDepth {
+			return tooDeep(v.lim.MaxDepth, off)
 		}
-		return r.validate(lim, depth+1, total)
+		return v.item(depth + 1)
 	case MajorSimple:
-		if h.AI < 24 && h.AI < SimpleFalse {
-			return syntaxErr(off, "unassigned simple value %d", h.AI)
-		}
-		if h.AI == 24 {
-			return syntaxErr(off, "unassigned simple value %d", h.Arg)
+		return checkSimple(h, off)
+	}
+	return nil
+}
+
+// text consumes the body of the text string whose head h began at off and
+// checks that it is valid UTF-8.
+func (v *validator) text(h Head, off int) error {
+	s, err := v.take(h.Arg)
+	if err != nil {
+		return err
+	}
+	if !utf8.Valid(s) {
+		return syntaxErr(off, "text string is not valid UTF-8")
+	}
+	return nil
+}
+
+// container checks the array or map whose head h began at off against the
+// depth, size and total limits, then validates its items one level deeper.
+func (v *validator) container(h Head, off, depth int) error {
+	if depth > v.lim.MaxDepth {
+		return tooDeep(v.lim.MaxDepth, off)
+	}
+	if h.Arg > uint64(v.lim.MaxItems) {
+		return fmt.Errorf("%w: %s of %d items exceeds %d at offset %d", ErrLimit, h.TypeName(), h.Arg, v.lim.MaxItems, off)
+	}
+	n, err := v.children(h, off)
+	if err != nil {
+		return err
+	}
+	if v.total += n; v.lim.MaxTotal > 0 && v.total > uint64(v.lim.MaxTotal) {
+		return fmt.Errorf("%w: more than %d items in all at offset %d", ErrLimit, v.lim.MaxTotal, off)
+	}
+	for i := uint64(0); i < n; i++ {
+		if err := v.item(depth + 1); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// checkSimple rejects the simple values CBOR leaves unassigned: those
+// below false, and every two-byte one (ReadHead has already rejected the
+// two-byte forms of the values below 32).
+func checkSimple(h Head, off int) error {
+	if h.AI < 24 && h.AI < SimpleFalse {
+		return syntaxErr(off, "unassigned simple value %d", h.AI)
+	}
+	if h.AI == 24 {
+		return syntaxErr(off, "unassigned simple value %d", h.Arg)
+	}
+	return nil
+}
+
+// tooDeep is the error for an array, map or tag at offset off nested more
+// than max levels deep; Validate and CheckDepth report it alike.
+func tooDeep(max, off int) error {
+	return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, max, off)
 }
 
 // CheckDepth applies Validate's nesting rule alone to the first item of b,
@@ -103,34 +134,23 @@ func CheckDepth(b []byte, max int) error {
 	return r.checkDepth(1, max)
 }
 
+// checkDepth consumes one item standing at nesting level level and fails
+// if it, or anything inside it, nests deeper than max.
 func (r *Reader) checkDepth(level, max int) error {
-	off := r.off
-	h, err := r.ReadHead()
+	h, off, err := r.nextHead()
 	if err != nil {
 		return err
 	}
-	switch h.Major {
-	case MajorBytes, MajorText:
-		_, err = r.take(h.Arg)
+	if h.nests() && level > max {
+		return tooDeep(max, off)
+	}
+	n, err := r.children(h, off)
+	if err != nil {
 		return err
-	case MajorArray, MajorMap, MajorTag:
-		if level > max {
-			return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, max, off)
-		}
-		if h.Major == MajorTag {
-			return r.checkDepth(level+1, max)
-		}
-		n := h.Arg
-		if h.Major == MajorMap {
-			n *= 2
-		}
-		if n > uint64(r.Len()) {
-			return syntaxErr(off, "%s of %d items cannot fit in %d bytes", h.TypeName(), h.Arg, r.Len())
-		}
-		for i := uint64(0); i < n; i++ {
-			if err := r.checkDepth(level+1, max); err != nil {
-				return err
-			}
+	}
+	for i := uint64(0); i < n; i++ {
+		if err := r.checkDepth(level+1, max); err != nil {
+			return err
 		}
 	}
 	return nil

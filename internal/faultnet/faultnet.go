@@ -14,17 +14,23 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu        sync.Mutex
-	links     map[*link]struct{}
+	mu       sync.Mutex
+	links    map[*link]struct{}
+	faults   faults
+	closed   bool
+	accepted int
+	resets   int // Reset calls so far: a link set up across one is aborted
+
+	wg sync.WaitGroup
+}
+
+// faults are the faults the proxy applies now; the zero value is normal
+// service.
+type faults struct {
 	blackhole bool
 	refuse    bool
 	delay     time.Duration
 	bandwidth int // bytes per second per direction; 0 = unlimited
-	closed    bool
-	accepted  int
-	resets    int // Reset calls so far: a link set up across one is aborted
-
-	wg sync.WaitGroup
 }
 
 type link struct {
@@ -61,6 +67,8 @@ func (p *Proxy) Accepted() int {
 	return p.accepted
 }
 
+// accept takes connections until the listener closes, refusing them or
+// linking each to the target.
 func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
@@ -70,7 +78,7 @@ func (p *Proxy) accept() {
 		}
 		p.mu.Lock()
 		p.accepted++
-		refuse, target, closed, resets := p.refuse, p.target, p.closed, p.resets
+		refuse, target, closed, resets := p.faults.refuse, p.target, p.closed, p.resets
 		p.mu.Unlock()
 		if refuse || closed {
 			abort(c)
@@ -114,43 +122,51 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			hole, delay, bw := p.blackhole, p.delay, p.bandwidth
-			p.mu.Unlock()
-			if !hole {
-				wait := delay
-				if bw > 0 {
-					wait += time.Duration(n) * time.Second / time.Duration(bw)
-				}
-				if wait > 0 {
-					time.Sleep(wait)
-				}
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					p.drop(l)
-					return
-				}
-			}
+		if n > 0 && !p.forward(dst, buf[:n]) {
+			p.drop(l)
+			return
 		}
 		if err != nil {
-			// An orderly end in one direction is passed on as a half-close
-			// (a black hole swallows it, as a dead route would); the link
-			// goes when both directions have ended, or at once on an error.
-			if tc, ok := dst.(*net.TCPConn); ok && errors.Is(err, io.EOF) && l.alive.Add(-1) > 0 {
-				p.mu.Lock()
-				hole := p.blackhole
-				p.mu.Unlock()
-				if !hole {
-					tc.CloseWrite()
-				}
-				return
-			}
-			p.drop(l)
+			p.readEnded(l, dst, err)
 			return
 		}
 	}
 }
 
+// forward passes one chunk on to dst as the current faults allow, and
+// reports false if dst failed.
+func (p *Proxy) forward(dst net.Conn, chunk []byte) bool {
+	f := p.current()
+	if f.blackhole {
+		return true
+	}
+	wait := f.delay
+	if f.bandwidth > 0 {
+		wait += time.Duration(len(chunk)) * time.Second / time.Duration(f.bandwidth)
+	}
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+	_, err := dst.Write(chunk)
+	return err == nil
+}
+
+// readEnded handles the end of one direction of l, whose read failed
+// with err.
+func (p *Proxy) readEnded(l *link, dst net.Conn, err error) {
+	// An orderly end in one direction is passed on as a half-close
+	// (a black hole swallows it, as a dead route would); the link
+	// goes when both directions have ended, or at once on an error.
+	if tc, ok := dst.(*net.TCPConn); ok && errors.Is(err, io.EOF) && l.alive.Add(-1) > 0 {
+		if !p.current().blackhole {
+			tc.CloseWrite()
+		}
+		return
+	}
+	p.drop(l)
+}
+
+// drop closes both ends of l, once.
 func (p *Proxy) drop(l *link) {
 	p.mu.Lock()
 	_, ok := p.links[l]
@@ -185,40 +201,37 @@ func (p *Proxy) Reset() {
 
 // Blackhole makes current and new connections drop every byte while their
 // sockets stay open, like a pulled cable or a dead route; false restores.
-func (p *Proxy) Blackhole(on bool) {
-	p.mu.Lock()
-	p.blackhole = on
-	p.mu.Unlock()
-}
+func (p *Proxy) Blackhole(on bool) { p.change(func(f *faults) { f.blackhole = on }) }
 
 // Refuse makes the proxy reset new connections as soon as they arrive;
 // false restores. Current connections are not touched.
-func (p *Proxy) Refuse(on bool) {
-	p.mu.Lock()
-	p.refuse = on
-	p.mu.Unlock()
-}
+func (p *Proxy) Refuse(on bool) { p.change(func(f *faults) { f.refuse = on }) }
 
 // SetDelay adds d before each chunk of data is forwarded.
-func (p *Proxy) SetDelay(d time.Duration) {
-	p.mu.Lock()
-	p.delay = d
-	p.mu.Unlock()
-}
+func (p *Proxy) SetDelay(d time.Duration) { p.change(func(f *faults) { f.delay = d }) }
 
 // SetBandwidth limits each direction of each link to about bytesPerSecond;
 // 0 removes the limit.
 func (p *Proxy) SetBandwidth(bytesPerSecond int) {
-	p.mu.Lock()
-	p.bandwidth = bytesPerSecond
-	p.mu.Unlock()
+	p.change(func(f *faults) { f.bandwidth = bytesPerSecond })
 }
 
 // Restore ends every fault: no black hole, no refusal, no delay, no limit.
-func (p *Proxy) Restore() {
+func (p *Proxy) Restore() { p.change(func(f *faults) { *f = faults{} }) }
+
+// change applies one change to the faults under the proxy's lock: every
+// setter above goes through it.
+func (p *Proxy) change(apply func(*faults)) {
 	p.mu.Lock()
-	p.blackhole, p.refuse, p.delay, p.bandwidth = false, false, 0, 0
+	apply(&p.faults)
 	p.mu.Unlock()
+}
+
+// current returns the faults in force now.
+func (p *Proxy) current() faults {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.faults
 }
 
 // Close stops the proxy and closes every connection through it.

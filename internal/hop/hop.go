@@ -66,7 +66,13 @@ func Redact(err error, self Self) (string, bool) {
 	if len(found) == 0 {
 		return err.Error(), false
 	}
-	msg := err.Error()
+	return replaceIn(err.Error(), found, self), true
+}
+
+// replaceIn returns msg with the text of each error in found replaced by
+// what a peer reads instead, or those replacements alone when the text of
+// one of them is not in msg.
+func replaceIn(msg string, found []error, self Self) string {
 	reps := make([]string, len(found))
 	whole := false
 	for i, f := range found {
@@ -79,9 +85,9 @@ func Redact(err error, self Self) (string, bool) {
 		msg = strings.ReplaceAll(msg, txt, reps[i])
 	}
 	if whole {
-		msg = strings.Join(reps, "; ")
+		return strings.Join(reps, "; ")
 	}
-	return msg, true
+	return msg
 }
 
 // replacement is what a peer reads instead of f.

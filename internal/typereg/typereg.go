@@ -158,26 +158,26 @@ func ErrorByName(name string) (*ErrorEntry, bool) {
 }
 
 // FindError walks err's chain (depth first, as errors.Is does) and returns
-// the first error in it that is registered, with its registration.
-func FindError(err error) (error, *ErrorEntry) {
+// the registration of the first error in it that is registered, and that
+// error, match; both are nil when none is. match is a member of the
+// chain, not a failure of the search.
+func FindError(err error) (entry *ErrorEntry, match error) {
 	tb := cur.Load()
-	var found error
-	var entry *ErrorEntry
 	walk(err, func(e error) bool {
 		t := reflect.TypeOf(e)
 		if t.Comparable() {
 			if en, ok := tb.errByValue[e]; ok {
-				found, entry = e, en
+				entry, match = en, e
 				return true
 			}
 		}
 		if en, ok := tb.errByType[t]; ok {
-			found, entry = e, en
+			entry, match = en, e
 			return true
 		}
 		return false
 	})
-	return found, entry
+	return entry, match
 }
 
 func walk(err error, visit func(error) bool) bool {

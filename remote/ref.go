@@ -25,7 +25,7 @@ type Ref struct {
 	// (remoteable.ExportObserver, plumbing the broker calls). A wrapper a
 	// relay made for a forwarded result is held only by the peer it went
 	// to: when no connection exports it any more, its target is released
-	// at once (OnLast).
+	// at once (holders.OnLast).
 	exportCount
 
 	cl *Client
@@ -401,7 +401,7 @@ func (r *Ref) wrapAll(ctx context.Context, method string, args []any, v any, rel
 		}
 		d := r.derive(method, args, x)
 		if relayed {
-			d.exportCount.OnLast(d.Release)
+			holders.OnLast(&d.exportCount, d.Release)
 		}
 		return d, nil
 	case []any:

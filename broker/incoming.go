@@ -696,6 +696,7 @@ func (c *Conn) handleResult(m *message, acct *refAccount) error {
 	if cl == nil { // the caller gave up: acct releases the result's references
 		return nil
 	}
+	defer cl.failOnPanic()
 	d := decoder{r: m.r, c: c, opaque: cl.opaque, acct: acct}
 	if m.kind == msgFail {
 		cl.err = decodeFailure(&d)
@@ -709,6 +710,18 @@ func (c *Conn) handleResult(m *message, acct *refAccount) error {
 	}
 	cl.done <- struct{}{}
 	return nil
+}
+
+// failOnPanic answers a call whose result panicked in decoding (a bug in
+// a type's own decoder): the call is out of the pending table, so neither
+// teardown nor its caller's deadline would reach it. The panic goes on to
+// handleFrame, which ends the connection. Deferred directly.
+func (cl *call) failOnPanic() {
+	if p := recover(); p != nil {
+		cl.err = fmt.Errorf("%w: internal error decoding the result of %s: %v", ErrProtocol, cl.method, p)
+		cl.done <- struct{}{}
+		panic(p)
+	}
 }
 
 // decodeFailure decodes a Fail's error; a malformed one fails the call

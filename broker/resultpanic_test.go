@@ -55,3 +55,30 @@ func TestResultWhoseDecodingPanicsFailsTheCall(t *testing.T) {
 	}
 	assert.ErrorIs(t, c.Err(), ErrProtocol, "the decoding bug ends this connection, as before")
 }
+
+// explodingEncoding panics when encoded: a user type's encoding bug.
+type explodingEncoding struct{}
+
+func (explodingEncoding) MarshalCBOR() ([]byte, error) { panic("the result's encoder blew up") }
+func (*explodingEncoding) UnmarshalCBOR([]byte) error  { return nil }
+
+type explodingEncodingService struct{}
+
+func (explodingEncodingService) Get() (explodingEncoding, error) { return explodingEncoding{}, nil }
+
+// TestResultWhoseEncodingPanicsFailsTheCall: a handler's result is
+// encoded on the handler's goroutine, after the handler's own recovery; a
+// panic there (in a type's MarshalCBOR) took the whole server process
+// down. It fails that call with ErrPanic, and the connection goes on.
+func TestResultWhoseEncodingPanicsFailsTheCall(t *testing.T) {
+	leakcheck.Check(t)
+	_, addr := startServer(t, explodingEncodingService{})
+	c := dial(t, addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	var r explodingEncoding
+	err := c.Root().Call(ctx, "Get", &r)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrPanic)
+	assert.Contains(t, err.Error(), "the result's encoder blew up")
+	require.NoError(t, c.Root().Call(ctx, DescribeMethod, nil), "the connection is still up")
+}

@@ -45,13 +45,14 @@ func (t *refTables) exportRoot(root any) {
 	}
 }
 
-// close empties the tables once the connection is over, returning the
-// exports it held.
+// close empties the tables, the reply gates among the exports included,
+// once the connection is over, returning the exports it held.
 func (t *refTables) close() map[uint64]*export {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	exports := t.exports
 	t.exports, t.exportIDs, t.imports = nil, nil, nil
+	t.gates.clear()
 	return exports
 }
 

@@ -633,7 +633,7 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
 	e.buf = appendReturnHead(e.buf, id)
 	e.level = resultLevel
-	err := e.result(o)
+	err := encodeResult(e, o)
 	if err == nil && e.bodyLen() > c.peerMax {
 		err = fmt.Errorf("%w: the result is %d bytes; the caller accepts %d", ErrMessageTooLarge, e.bodyLen(), c.peerMax)
 	}
@@ -649,6 +649,19 @@ func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
 		err = fmt.Errorf("tether: cannot send result: %w", inner{err})
 	}
 	return err
+}
+
+// encodeResult encodes o's result, turning a panic in a type's own
+// encoder (MarshalCBOR, say) into an error for the caller: it runs on the
+// handler's goroutine, after the handler's own recovery, and would take
+// the process down.
+func encodeResult(e *encoder, o *outcome) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: encoding the result: %v", ErrPanic, p)
+		}
+	}()
+	return e.result(o)
 }
 
 // postFail answers call id with err from a goroutine that must not block.
@@ -696,6 +709,7 @@ func (c *Conn) handleResult(m *message, acct *refAccount) error {
 	if cl == nil { // the caller gave up: acct releases the result's references
 		return nil
 	}
+	defer cl.failOnPanic()
 	d := decoder{r: m.r, c: c, opaque: cl.opaque, acct: acct}
 	if m.kind == msgFail {
 		cl.err = decodeFailure(&d)
@@ -709,6 +723,18 @@ func (c *Conn) handleResult(m *message, acct *refAccount) error {
 	}
 	cl.done <- struct{}{}
 	return nil
+}
+
+// failOnPanic answers a call whose result panicked in decoding (a bug in
+// a type's own decoder): the call is out of the pending table, so neither
+// teardown nor its caller's deadline would reach it. The panic goes on to
+// handleFrame, which ends the connection. Deferred directly.
+func (cl *call) failOnPanic() {
+	if p := recover(); p != nil {
+		cl.err = fmt.Errorf("%w: internal error decoding the result of %s: %v", ErrProtocol, cl.method, p)
+		cl.done <- struct{}{}
+		panic(p)
+	}
 }
 
 // decodeFailure decodes a Fail's error; a malformed one fails the call

@@ -89,6 +89,15 @@ func (g *replyGates) remove(id uint64) {
 	g.mu.Unlock()
 }
 
+// clear forgets every gate, when the connection ended: a dead connection
+// may stay reachable (from a Ref) and must not keep its gates alive.
+func (g *replyGates) clear() {
+	g.mu.Lock()
+	g.m = nil
+	g.n.Store(0)
+	g.mu.Unlock()
+}
+
 // gateMark is one gate's mark, taken before a handler ran.
 type gateMark struct {
 	gate replyGate

@@ -25,7 +25,7 @@ type Ref struct {
 	// (remoteable.ExportObserver, plumbing the broker calls). A wrapper a
 	// relay made for a forwarded result is held only by the peer it went
 	// to: when no connection exports it any more, its target is released
-	// at once (OnLast).
+	// at once (holders.OnLast).
 	exportCount
 
 	cl *Client
@@ -462,7 +462,7 @@ func (w resultWrapper) ref(ctx context.Context, x *broker.Ref) (any, error) {
 	}
 	d := w.r.derive(w.method, w.args, x)
 	if w.relayed {
-		d.exportCount.OnLast(d.Release)
+		holders.OnLast(&d.exportCount, d.Release)
 	}
 	return d, nil
 }

@@ -10,9 +10,11 @@ type Count struct {
 	onLast func()
 }
 
-// OnLast sets fn to run whenever the last holder lets the object go. It
-// must be called before the object is first exported.
-func (c *Count) OnLast(fn func()) { c.onLast = fn }
+// OnLast sets fn to run whenever the last holder of the object c counts
+// for lets it go. It must be called before the object is first exported.
+// It is a function, not a method, so that a type embedding Count does not
+// get it in its method set: only Exported and Unexported are promoted.
+func OnLast(c *Count, fn func()) { c.onLast = fn }
 
 // Exported counts a connection that now holds the object for its peer.
 func (c *Count) Exported() { c.n.Add(1) }

@@ -3,10 +3,13 @@ package broker
 import (
 	"bytes"
 	"math"
+	"math/big"
 	"reflect"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tether-go/tether/internal/cborx"
 )
@@ -405,4 +408,51 @@ func fzAppendCanonical(out []byte, r *cborx.Reader) ([]byte, error) {
 		out = append(append(out, p[0]...), p[1]...)
 	}
 	return out, nil
+}
+
+// fzOne has one omitempty field of type T; M picks the path as in FzShape.
+type fzOne[T, M any] struct {
+	A T `cbor:"a,omitempty"`
+	M M `cbor:"m,omitempty"`
+}
+
+// fzOneAgree checks that an fzOne holding a encodes alike on both paths and
+// decodes back on the walker's.
+func fzOneAgree[T any](t *testing.T, a T) {
+	t.Helper()
+	wb, werr := Marshal(fzOne[T, *Ref]{A: a})
+	pb, perr := Marshal(fzOne[T, *fzMark]{A: a})
+	if werr != nil || perr != nil || !bytes.Equal(wb, pb) {
+		t.Errorf("%T %#v: walker %x (%v), fxamacker %x (%v)", a, a, wb, werr, pb, perr)
+		return
+	}
+	var back fzOne[T, *Ref]
+	if err := Unmarshal(wb, &back); err != nil {
+		t.Errorf("%T %#v: decoding %x: %v", a, a, wb, err)
+	}
+}
+
+// TestOmitEmptyFxamackerTypes: the walker decides whether an omitempty
+// field of fxamacker's own types is empty as fxamacker does, by the type
+// before its methods. cbor.RawMessage, cbor.ByteString and
+// cbor.SimpleValue marshal themselves, and the walker took them for never
+// empty: it wrote an empty one where fxamacker leaves it out, and a zero
+// SimpleValue as simple value 0, which no receiver accepts.
+func TestOmitEmptyFxamackerTypes(t *testing.T) {
+	fzOneAgree(t, cbor.RawMessage(nil))
+	fzOneAgree(t, cbor.RawMessage{})
+	fzOneAgree(t, cbor.RawMessage{0x01})
+	fzOneAgree(t, cbor.ByteString(""))
+	fzOneAgree(t, cbor.ByteString("x"))
+	fzOneAgree(t, cbor.SimpleValue(0))
+	fzOneAgree(t, cbor.Tag{})
+	fzOneAgree(t, cbor.Tag{Number: 1, Content: 2})
+	fzOneAgree(t, time.Time{})
+	fzOneAgree(t, time.Unix(1, 2).In(time.FixedZone("odd", 30)))
+	fzOneAgree(t, big.Int{})
+	fzOneAgree(t, [0]int{})
+	fzOneAgree(t, [2]int{})
+	fzOneAgree(t, struct{}{})
+	fzOneAgree(t, math.Copysign(0, -1))
+	fzOneAgree(t, float32(math.NaN()))
 }

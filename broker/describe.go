@@ -135,7 +135,8 @@ func describeMethod(name string, m *method) MethodDescription {
 	}
 	if m.variadic && len(md.Params) > 0 {
 		last := &md.Params[len(md.Params)-1]
-		*last = TypeDescription{Go: "..." + last.Go, Kind: KindArray, Elem: &TypeDescription{Go: last.Go, Kind: last.Kind, Name: last.Name, Elem: last.Elem, Key: last.Key, Fields: last.Fields}}
+		elem := *last // all of it, ToArray included
+		*last = TypeDescription{Go: "..." + elem.Go, Kind: KindArray, Elem: &elem}
 	}
 	if m.result != nil {
 		rd := describeType(m.result, 0)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -116,4 +117,26 @@ func TestKindWireNames(t *testing.T) {
 		require.NoError(t, cbor.Unmarshal(b, &back))
 		assert.Equal(t, s, back["kind"], "a text string on the wire")
 	}
+}
+
+type variadicPoints struct{ remoteable.Referenceable }
+
+func (*variadicPoints) Plot(label string, pts ...point) error { return nil }
+
+// TestDescribeVariadicElemKeepsToArray: the element type of a variadic
+// parameter is described whole; its ToArray was dropped when the element
+// was copied field by field, so a JSON client sent a toarray struct as an
+// object.
+func TestDescribeVariadicElemKeepsToArray(t *testing.T) {
+	d := Describe(&variadicPoints{})
+	plot, ok := d.Method("Plot")
+	require.True(t, ok)
+	require.True(t, plot.Variadic)
+	require.Len(t, plot.Params, 2)
+	last := plot.Params[1]
+	assert.Equal(t, KindArray, last.Kind)
+	assert.Equal(t, "...broker.point", last.Go)
+	require.NotNil(t, last.Elem)
+	assert.Equal(t, describeType(infoOf(reflect.TypeFor[point]()), 0), *last.Elem)
+	assert.True(t, last.Elem.ToArray, "the element is a toarray struct")
 }

@@ -89,14 +89,31 @@ const (
 	emptyBinary                  // when its MarshalBinary returns no bytes
 )
 
+// fxEmptiness is the emptiness fxamacker gives its own types before it
+// looks at the methods a type has: cbor.RawMessage, cbor.ByteString and
+// cbor.SimpleValue marshal themselves but are empty by their kind (an
+// empty slice, an empty string, 0), cbor.Tag, time.Time and big.Int are
+// never empty.
+var fxEmptiness = map[reflect.Type]emptiness{
+	reflect.TypeFor[cbor.RawMessage]():  emptyByKind,
+	reflect.TypeFor[cbor.ByteString]():  emptyByKind,
+	reflect.TypeFor[cbor.SimpleValue](): emptyByKind,
+	cborTagType:                         emptyNever,
+	timeType:                            emptyNever,
+	bigIntType:                          emptyNever,
+}
+
 // emptinessOf picks t's emptiness the way fxamacker's encoder does, which
-// checks big.Int and cbor.Marshaler before encoding.BinaryMarshaler.
+// checks its own types, then cbor.Marshaler, then encoding.BinaryMarshaler.
 func emptinessOf(t reflect.Type) emptiness {
 	pt := reflect.PointerTo(t)
+	if e, ok := fxEmptiness[t]; ok {
+		return e
+	}
 	switch {
 	case t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface:
 		return emptyByKind
-	case t == bigIntType || pt.Implements(cborMarshaler):
+	case pt.Implements(cborMarshaler):
 		return emptyNever
 	case pt.Implements(binMarshaler):
 		return emptyBinary

@@ -29,6 +29,10 @@ func TestCallsConvertArgumentsAndResults(t *testing.T) {
 	assert.Equal(t, 5.0, e.result(t, "shop.Add", 2, 3))
 	assert.Equal(t, 6.0, e.result(t, "shop.Sum", 1, 2, 3), "variadic")
 	assert.Equal(t, 0.0, e.result(t, "shop.Sum"), "variadic, none given")
+	// A variadic parameter of a toarray type: described as one, its
+	// elements go out as arrays (describeMethod dropped ToArray).
+	assert.Equal(t, []any{map[string]any{"$type": "gw.Point", "X": 1.0, "Y": 2.0}, map[string]any{"$type": "gw.Point", "X": 3.0, "Y": 0.0}},
+		e.result(t, "shop.Path", map[string]any{"X": 1, "Y": 2}, map[string]any{"x": 3}), "variadic toarray")
 
 	// Plain data with bytes (base64), a time (RFC 3339), a map and a float.
 	order := map[string]any{

@@ -87,6 +87,7 @@ func (s *shop) Sum(ctx context.Context, xs ...int) (int, error) {
 	}
 	return t, nil
 }
+func (s *shop) Path(ctx context.Context, ps ...Point) ([]Point, error)               { return ps, nil }
 func (s *shop) Small(ctx context.Context, x int8) (int8, error)                      { return x, nil }
 func (s *shop) Half(ctx context.Context, x float64) (float64, error)                 { return x / 2, nil }
 func (s *shop) Counts(ctx context.Context, m map[int]string) (map[int]string, error) { return m, nil }

@@ -98,7 +98,9 @@ func (a actingFor) without(i int) actingFor {
 	return out
 }
 
-// hop returns the connection ID recorded for entry i, or "".
+// hop returns the hop token recorded for entry i (Conn.hopID of the
+// connection on which the entry's party was verified, never the connection
+// ID), or "".
 func (a actingFor) hop(i int) string {
 	if i < len(a.hops) {
 		return a.hops[i]

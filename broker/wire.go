@@ -55,7 +55,7 @@ const (
 	tagSenderRef   = 59000 // uint: an object the sender exports
 	tagReceiverRef = 59001 // uint: an object the receiver exported (a reference coming home)
 	tagCopyable    = 59002 // [name, state]: a registered Copyable
-	tagError       = 59003 // [name, message, traceback|null, detail|null]: an error value
+	tagError       = 59003 // [name, message, traceback|null, detail|null, code?]: an error value
 	tagCacheable   = 59004 // a reference (tag 59000 or 59001) to a Cacheable model's feed
 )
 
@@ -66,7 +66,8 @@ const (
 const (
 	// extForwardedFor is the key of the identities a call acts for:
 	// [[name, verifiedBy, hop?], ...], the original caller first; hop is
-	// the ID of the connection on which that party was verified.
+	// the token (Conn.hopID, never the connection ID) of the connection on
+	// which that party was verified.
 	extForwardedFor = 1
 	// extWaitLink is the key of a boolean: true says that the caller waits
 	// for links that are down (remote.WaitForLink), so that a relay

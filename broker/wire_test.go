@@ -2,12 +2,15 @@ package broker
 
 import (
 	"encoding/hex"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/leakcheck"
 )
 
 func TestMsgKindString(t *testing.T) {
@@ -73,10 +76,92 @@ func TestWireRoundTrip(t *testing.T) {
 	})
 }
 
-// TestWireBytes pins the example bodies of docs/protocol.md.
+// TestWireBytes checks every hex example of docs/protocol.md against the
+// functions that write it: whole frames (length prefix included) where the
+// document shows a frame, the value alone where it shows a value. The
+// Apply example of §11.10 is split: its call head is checked here, its
+// Batch in internal/feed (TestBatchWireBytes).
 func TestWireBytes(t *testing.T) {
-	b := appendHello(nil, hello{version: 1, name: "agent", token: "s3cret", maxMessage: 4194304})
-	assert.Equal(t, "85"+"00"+"01"+"656167656e74"+"66733363726574"+"1a00400000", hex.EncodeToString(b))
-	b = cborx.AppendUint(cborx.AppendTag(appendReturnHead(nil, 1), tagSenderRef), 1)
-	assert.Equal(t, "830401d9e67801", hex.EncodeToString(b))
+	leakcheck.Check(t)
+	_, addr := startServer(t, newService())
+	c := dial(t, addr)
+	frame := func(t *testing.T, write func(e *encoder) error) string {
+		t.Helper()
+		e := getEncoder(c)
+		defer putEncoder(e)
+		require.NoError(t, write(e))
+		return hex.EncodeToString(e.frame())
+	}
+	value := func(t *testing.T, v any) string {
+		t.Helper()
+		e := getEncoder(c)
+		defer putEncoder(e)
+		require.NoError(t, e.any(v))
+		return hex.EncodeToString(e.buf[cborx.FramePrefix:])
+	}
+	protocol, err := os.ReadFile("../docs/protocol.md")
+	require.NoError(t, err)
+	// annotated is an example the document spreads over annotated lines,
+	// as hex; shown is one it shows on a line of its own, which must be
+	// there, spelled exactly so.
+	annotated := func(s string) string { return strings.ReplaceAll(s, " ", "") }
+	shown := func(s string) string {
+		assert.Contains(t, string(protocol), "\n"+s+"\n", "docs/protocol.md no longer shows this example")
+		return annotated(s)
+	}
+
+	t.Run("§5 Hello", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			e.buf = appendHello(e.buf, hello{version: 1, name: "agent", token: "s3cret", maxMessage: 4194304})
+			return nil
+		})
+		assert.Equal(t, annotated("15 85 00 01 65 6167656e74 66 733363726574 1a 00400000"), got)
+	})
+	t.Run("§6 Call", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			return c.encodeCall(e, callHead{id: 1, target: 0, method: "Lookup", argc: 1}, []any{"users"}, callExt{})
+		})
+		assert.Equal(t, shown("13 86 03 01 00 66 4c6f6f6b7570 00 81 65 7573657273"), got)
+	})
+	// The callee's first export is its object 1, the next its object 2.
+	t.Run("§6 Return", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			return c.encodeReturn(e, 1, &outcome{generic: &counter{}})
+		})
+		assert.Equal(t, shown("07 83 04 01 d9e678 01"), got)
+	})
+	t.Run("§11.2 Return of a Cacheable", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			return c.encodeReturn(e, 2, &outcome{feed: &counter{}})
+		})
+		assert.Equal(t, shown("0a 83 04 02 d9e67c d9e678 02"), got)
+		got = value(t, &wbModel{feed: &counter{}})
+		assert.Equal(t, annotated("d9e67c d9e678 03"), got, "a model, encoded as a value, is the same tag around its feed")
+	})
+	t.Run("§11.2 a mirror going home", func(t *testing.T) {
+		got := value(t, &wbModel{feed: &wbMirrorFeed{home: &Ref{c: c, id: 5}}})
+		assert.Equal(t, shown("d9e67c d9e679 05"), got)
+	})
+	t.Run("§7 Copyable", func(t *testing.T) {
+		assert.Equal(t, shown("d9e67a 82 6a746573742e506f696e74 82 01 02"), value(t, point{X: 1, Y: 2}))
+	})
+	t.Run("§9 Fail", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error { return encodeFail(e, 2, errNotFound, "") })
+		assert.Equal(t, shown("1f 83 05 02 84 6e746573742e6e6f742d666f756e64 69 6e6f7420666f756e64 f6 f6"), got)
+	})
+	t.Run("§11.10 Apply's call head", func(t *testing.T) {
+		b := appendCall(nil, callHead{id: 1, target: 1, method: "Apply", argc: 1})
+		assert.Equal(t, annotated("86 03 01 01 65 4170706c79 00 81"), hex.EncodeToString(b))
+	})
 }
+
+// wbModel is a Cacheable whose feed is any object.
+type wbModel struct{ feed any }
+
+func (m *wbModel) CacheFeed() any { return m.feed }
+
+// wbMirrorFeed is the feed of a mirror whose subscription lives on the
+// connection the mirror is sent over.
+type wbMirrorFeed struct{ home *Ref }
+
+func (f *wbMirrorFeed) CacheHome(*Conn) *Ref { return f.home }

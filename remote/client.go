@@ -124,6 +124,7 @@ const (
 	Refused
 )
 
+// String returns the state's name in lower case, as logs print it.
 func (s State) String() string {
 	switch s {
 	case Connecting:

@@ -5,9 +5,11 @@
 // call that returned the model.
 //
 // The table holds each feed weakly: a model nobody holds is collected, and
-// its entry goes with it. A token is valid only for the issuers (servers,
-// named by a number) that gave it to a subscriber (Issue). The broker answers the built-in call that
-// presents a token (broker.FeedMethod) from this table; internal/feed
+// its entry goes with it. A token is valid only for the issuers that gave
+// it to a subscriber (Issue): as the broker names them (IssuerOf), a
+// server or a dialled connection, with the peer's identity when the
+// server verified it. The broker answers the built-in call that presents
+// a token (Method, "tether.feed") from this table; internal/feed
 // registers every feed it makes; the remote package learns, through
 // SetSourceHook, the token of the feed each of its mirrors follows.
 //

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -126,6 +127,28 @@ func tlsHandshake(ctx context.Context, tc *tls.Conn, dialer bool) (*tls.Connecti
 	return &st, nil
 }
 
+// drainRefused lets a dialer this server refused during TLS read the alert
+// that says why. A TLS 1.3 dialer finishes its side of the handshake before
+// the server checks its certificate, and writes at once; closing a socket
+// with those bytes unread would send a reset, and the dialer's kernel would
+// drop the alert still unread with it: the refusal would look like a server
+// that hung up. So the write side is shut (the alert, then an orderly end)
+// and what the dialer sent is read and dropped, for at most a second and 64
+// KiB, before the caller closes the connection.
+func drainRefused(ctx context.Context, tc *tls.Conn) {
+	raw, ok := tc.NetConn().(*net.TCPConn)
+	if !ok {
+		return
+	}
+	raw.CloseWrite()
+	dl := time.Now().Add(time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	raw.SetReadDeadline(dl)
+	io.Copy(io.Discard, io.LimitReader(raw, 64<<10))
+}
+
 // sendHello opens the main stream, sends the Hello and reads the answer's
 // body.
 func sendHello(ctx context.Context, sess *yamux.Session, o *options) (*yamux.Stream, *cborx.FrameReader, []byte, error) {
@@ -230,6 +253,9 @@ func serverHandshake(ctx context.Context, nc net.Conn, o *options, root any) (*C
 	if tc, ok := nc.(*tls.Conn); ok {
 		st, err := tlsHandshake(ctx, tc, false)
 		if err != nil {
+			if errors.Is(err, ErrAuthFailed) {
+				drainRefused(ctx, tc)
+			}
 			return nil, err
 		}
 		a.peer.TLS = st

@@ -156,10 +156,7 @@ func TestChaosWithoutDeclarations(t *testing.T) {
 				require.False(t, seen[key], "saw %s twice", key)
 				seen[key] = true
 			}
-			require.Len(t, rec.stale, 2*cuts, "stale transitions %v", rec.stale)
-			for j, s := range rec.stale {
-				require.Equal(t, j%2 == 0, s)
-			}
+			requireOutagesShown(t, rec.stale, cuts, "the mirror")
 		})
 	}
 }

@@ -134,7 +134,7 @@ func tlsHandshake(ctx context.Context, tc *tls.Conn, dialer bool) (*tls.Connecti
 // drop the alert still unread with it: the refusal would look like a server
 // that hung up. So the write side is shut (the alert, then an orderly end)
 // and what the dialer sent is read and dropped, for at most a second and 64
-// KiB, before the caller closes the connection.
+// KiB (less if ctx ends first), before the caller closes the connection.
 func drainRefused(ctx context.Context, tc *tls.Conn) {
 	raw, ok := tc.NetConn().(*net.TCPConn)
 	if !ok {
@@ -146,6 +146,8 @@ func drainRefused(ctx context.Context, tc *tls.Conn) {
 		dl = d
 	}
 	raw.SetReadDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { raw.SetReadDeadline(time.Now()) }) // the server closing
+	defer stop()
 	io.Copy(io.Discard, io.LimitReader(raw, 64<<10))
 }
 

@@ -297,11 +297,13 @@ func (s *sender) tryFinal(frame []byte, d time.Duration) {
 	s.busy = true
 	s.mu.Unlock()
 	s.deadline = deadline
-	if s.w.SetWriteDeadline(s.deadline) == nil {
-		_, _ = s.w.Write(frame)
+	err := s.w.SetWriteDeadline(s.deadline)
+	if err == nil {
+		_, err = s.w.Write(frame)
 	}
 	s.mu.Lock()
 	s.busy = false
+	s.finalFailed(err)
 	if s.waiting > 0 { // another tryFinal, or a send held back
 		close(s.room)
 		s.room = make(chan struct{})
@@ -311,4 +313,19 @@ func (s *sender) tryFinal(frame []byte, d time.Duration) {
 		s.wake()
 	}
 	s.mu.Unlock()
+}
+
+// finalFailed keeps the error of tryFinal's write, if any, so that nothing
+// is written on the stream after it: yamux v0.1.2 can report the next write
+// done before its header went out, and the one after rewrites that header
+// while its send loop still copies it. The connection is closing and its
+// caller reports why, so onError is not called. s.mu held.
+func (s *sender) finalFailed(err error) {
+	if err == nil || s.err != nil {
+		return
+	}
+	if isTimeout(err) {
+		err = ErrWriteTimeout
+	}
+	s.err, s.pend = err, nil
 }

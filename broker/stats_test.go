@@ -3,9 +3,11 @@ package broker
 import (
 	"encoding/json"
 	"expvar"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -119,4 +121,54 @@ func TestPostCapCountsOnlyPostedBytes(t *testing.T) {
 	assert.ErrorIs(t, failed, ErrWriteTimeout)
 	close(w.open)
 	require.NoError(t, <-writing)
+}
+
+// failingWriter is a stream whose first write waits until it is opened and
+// then fails, as a yamux write that timed out; it counts the writes after.
+type failingWriter struct {
+	open  chan struct{}
+	mu    sync.Mutex
+	calls int
+}
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	w.calls++
+	first := w.calls == 1
+	w.mu.Unlock()
+	if !first {
+		return len(b), nil
+	}
+	<-w.open
+	return 0, yamux.ErrConnectionWriteTimeout
+}
+
+func (w *failingWriter) SetWriteDeadline(time.Time) error { return nil }
+
+func (w *failingWriter) writes() int { w.mu.Lock(); defer w.mu.Unlock(); return w.calls }
+
+// TestNoWriteAfterFailedGoodbye: once the goodbye's write failed, nothing is
+// written on the stream again, not even what was queued behind it. yamux
+// v0.1.2 keeps a timed-out write's late result in the stream's sendErr, so
+// the next write can return before its header is sent and the one after
+// rewrites that header while the send loop still copies it (a data race
+// seen in FuzzGatewayRequest under load).
+func TestNoWriteAfterFailedGoodbye(t *testing.T) {
+	leakcheck.Check(t)
+	w := &failingWriter{open: make(chan struct{})}
+	s := newSender(w, time.Minute, func(error) {})
+	go s.loop()
+	defer s.stop(ErrClosed)
+	done := make(chan struct{})
+	go func() { s.tryFinal([]byte("goodbye"), time.Minute); close(done) }()
+	testkit.Eventually(t, "the goodbye is being written", func() bool { return w.writes() == 1 })
+	ctx := testkit.Ctx(t, 30*time.Second)
+	require.NoError(t, s.send(ctx, []byte("queued behind it"), false))
+	close(w.open)
+	<-done
+	require.ErrorIs(t, s.send(ctx, []byte("after it"), false), yamux.ErrConnectionWriteTimeout, "the failure is kept")
+	s.post([]byte("posted after it"))
+	s.uncork()
+	time.Sleep(50 * time.Millisecond) // the loop, had it been woken, would have written by now
+	assert.Equal(t, 1, w.writes(), "no write after the failed one")
 }

@@ -158,3 +158,29 @@ func TestTLSRefusalsMatchErrAuthFailed(t *testing.T) {
 	assert.NotContains(t, logs.String(), "level=DEBUG")
 
 }
+
+// TestTLSRefusalKeepsReading: a server that refused a TLS 1.3 dialer's
+// certificate keeps reading what the dialer sends after its side of the
+// handshake (its Hello) until the dialer reads the alert. Had the server
+// closed at once, those bytes would reach a closed socket: a reset, and the
+// dialer's next write would fail with it instead of the refusal showing.
+func TestTLSRefusalKeepsReading(t *testing.T) {
+	leakcheck.Check(t)
+	srvCfg, cliCfg := tlsConfigs(t)
+	_, addr := startServer(t, newService(), WithTLS(srvCfg), WithLogger(slog.New(slog.DiscardHandler)))
+
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer nc.Close()
+	tc := tls.Client(nc, &tls.Config{RootCAs: cliCfg.RootCAs, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13})
+	require.NoError(t, tc.HandshakeContext(testkit.Ctx(t, 30*time.Second)), "a TLS 1.3 dialer finishes before the server checks it")
+	time.Sleep(200 * time.Millisecond) // the server has refused it by now
+	for i := range 3 {
+		_, err = tc.Write(make([]byte, 1024))
+		require.NoError(t, err, "write %d after the refusal", i)
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = tc.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "certificate required", "the dialer reads the server's alert")
+}

@@ -511,13 +511,15 @@ func errorFrom(err error) *Error {
 
 // fromRemote completes e for an error the server returned, re.
 func fromRemote(e *Error, err error, re *broker.RemoteError) *Error {
+	e.Message, e.Data.Traceback = re.Message, re.Traceback
 	if errors.Is(err, context.DeadlineExceeded) {
-		// The deadline travelled with the call and ended the method's
-		// context on the server first: the same timeout, seen from there.
-		e.Message, e.Data.Name = "tether: the call did not finish in time (the server's method saw its deadline pass)", "tether.timeout"
+		// The server's method ran out of time: most often the deadline
+		// that travelled with the call ended its context first, the same
+		// timeout seen from there. The server's own words follow.
+		e.Message = "tether: the call did not finish in time: " + strings.TrimPrefix(re.Message, "tether: ")
+		e.Data.Name = "tether.timeout"
 		return e
 	}
-	e.Message, e.Data.Traceback = re.Message, re.Traceback
 	if errors.Is(re, registry.ErrNotFound) {
 		e.Code = CodeMethodNotFound // the manager half of "manager.Method"
 	}

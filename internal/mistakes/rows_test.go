@@ -56,6 +56,31 @@ var errNoPen = broker.NewError(broker.ResourceExhausted, errors.New("desk: no pe
 
 func init() { remoteable.RegisterError("mistakes.no-pen", errNoPen) }
 
+// deskGateway serves a desk that wants a token and returns a gateway in
+// front of it, with the desk; both are closed when the test ends.
+func deskGateway(t *testing.T, opts ...gateway.Option) (*gateway.Gateway, *desk) {
+	t.Helper()
+	addr, d, _ := serveDesk(t, broker.WithToken("s3cret"))
+	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	gw, err := gateway.New(cl, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { gw.Close() })
+	return gw, d
+}
+
+// requireGatewayError checks that err is a *gateway.Error with this
+// JSON-RPC code, data.name and data.code.
+func requireGatewayError(t *testing.T, err error, code int, name, class string) {
+	t.Helper()
+	var ge *gateway.Error
+	require.ErrorAs(t, err, &ge)
+	assert.Equal(t, code, ge.Code)
+	assert.Equal(t, name, ge.Data.Name)
+	assert.Equal(t, class, ge.Data.Code)
+}
+
 // serveDesk serves a registry with "desk" and "vault" on a new listener.
 func serveDesk(t *testing.T, opts ...broker.Option) (addr string, d *desk, stop func()) {
 	t.Helper()
@@ -161,61 +186,27 @@ func TestGuideRows(t *testing.T) {
 			require.NoError(t, err)
 			gw.Close()
 			_, err = gw.Call(testkit.Ctx(t, 20*time.Second), "shop.Name", nil)
-			var ge *gateway.Error
-			require.ErrorAs(t, err, &ge)
-			assert.Equal(t, gateway.CodeUnavailable, ge.Code)
-			assert.Equal(t, "tether.closed", ge.Data.Name)
-			assert.Equal(t, "unavailable", ge.Data.Code)
+			requireGatewayError(t, err, gateway.CodeUnavailable, "tether.closed", "unavailable")
 			return err
 		}, gateway.ErrClosed, broker.Unavailable, nil},
 		{"a gateway request whose context ended", func(t *testing.T, e *env) error {
-			addr, d, _ := serveDesk(t, broker.WithToken("s3cret"))
-			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
-			require.NoError(t, err)
-			defer cl.Close()
-			gw, err := gateway.New(cl)
-			require.NoError(t, err)
-			defer gw.Close()
+			gw, d := deskGateway(t)
 			c, cancel := context.WithCancel(testkit.Ctx(t, 20*time.Second))
 			go func() { <-d.started; cancel() }()
-			_, err = gw.Call(c, "desk.Wait", nil)
-			var ge *gateway.Error
-			require.ErrorAs(t, err, &ge)
-			assert.Equal(t, gateway.CodeTimeout, ge.Code)
-			assert.Equal(t, "tether.cancelled", ge.Data.Name)
-			assert.Equal(t, "canceled", ge.Data.Code)
+			_, err := gw.Call(c, "desk.Wait", nil)
+			requireGatewayError(t, err, gateway.CodeTimeout, "tether.cancelled", "canceled")
 			return err
 		}, gateway.ErrInterrupted, broker.Canceled, nil},
 		{"a gateway call that did not finish in time", func(t *testing.T, e *env) error {
-			addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
-			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
-			require.NoError(t, err)
-			defer cl.Close()
-			gw, err := gateway.New(cl, gateway.WithTimeout(50*time.Millisecond))
-			require.NoError(t, err)
-			defer gw.Close()
-			_, err = gw.Call(testkit.Ctx(t, 20*time.Second), "desk.Wait", nil)
-			var ge *gateway.Error
-			require.ErrorAs(t, err, &ge)
-			assert.Equal(t, gateway.CodeTimeout, ge.Code)
-			assert.Equal(t, "tether.timeout", ge.Data.Name)
-			assert.Equal(t, "deadline_exceeded", ge.Data.Code)
+			gw, _ := deskGateway(t, gateway.WithTimeout(50*time.Millisecond))
+			_, err := gw.Call(testkit.Ctx(t, 20*time.Second), "desk.Wait", nil)
+			requireGatewayError(t, err, gateway.CodeTimeout, "tether.timeout", "deadline_exceeded")
 			return err
 		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"did not finish in time"}},
 		{"a gateway call whose deadline passed on the server first", func(t *testing.T, e *env) error {
-			addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
-			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("s3cret")))
-			require.NoError(t, err)
-			defer cl.Close()
-			gw, err := gateway.New(cl)
-			require.NoError(t, err)
-			defer gw.Close()
-			_, err = gw.Call(testkit.Ctx(t, 20*time.Second), "desk.Late", nil)
-			var ge *gateway.Error
-			require.ErrorAs(t, err, &ge)
-			assert.Equal(t, gateway.CodeTimeout, ge.Code)
-			assert.Equal(t, "tether.timeout", ge.Data.Name)
-			assert.Equal(t, "deadline_exceeded", ge.Data.Code)
+			gw, _ := deskGateway(t)
+			_, err := gw.Call(testkit.Ctx(t, 20*time.Second), "desk.Late", nil)
+			requireGatewayError(t, err, gateway.CodeTimeout, "tether.timeout", "deadline_exceeded")
 			return err
 		}, context.DeadlineExceeded, broker.DeadlineExceeded, []string{"did not finish in time"}},
 		{"an application's classified error travels with its class", func(t *testing.T, e *env) error {

@@ -17,7 +17,8 @@ import (
 //
 // Every change raises Version by one. Changed fires for each change, in
 // order, on a goroutine of the model's own: a slow watcher holds up neither
-// Set nor the mirrors. A Map is safe for concurrent use.
+// Set nor the mirrors; watchers that fall behind by more than the queue
+// size get merged events (Change.Merged). A Map is safe for concurrent use.
 type Map[K comparable, V any] struct {
 	// Changed fires after each change, in version order.
 	Changed signals.Signal[Change[K, V]]
@@ -140,6 +141,13 @@ func (m *Map[K, V]) Stale() bool { return false }
 
 // Changes returns &m.Changed.
 func (m *Map[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
+
+// MergedChanges returns how many changes the map's watchers have not seen
+// as events of their own because they fell behind: more than the queue
+// size (WithQueueSize) of events waited for them when the change was made.
+// Those changes reached them merged (Change.Merged). It stays zero while
+// the watchers keep up.
+func (m *Map[K, V]) MergedChanges() uint64 { return m.em.mergedChanges() }
 
 // Subscribers returns the number of mirrors subscribed to the map now.
 func (m *Map[K, V]) Subscribers() int { return m.f.Subscribers() }

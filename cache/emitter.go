@@ -21,15 +21,15 @@ type view[K comparable, V any] interface {
 // item is one queued event for the watchers.
 type item[K comparable, V any] struct {
 	ch      Change[K, V]
-	prev    []byte // raw value before the change
+	prev    slot[V] // the entry before the change
 	hadPrev bool
 	stale   *bool // a stale/live transition instead of a change
 }
 
-// before is what the watchers last saw of a key, kept while coalescing.
-type before struct {
-	raw []byte
-	had bool
+// before is what the watchers last saw of a key, kept while merging.
+type before[V any] struct {
+	prev slot[V]
+	had  bool
 }
 
 // emitter delivers a model's events to its watchers on a goroutine of its
@@ -51,8 +51,8 @@ type emitter[K comparable, V any] struct {
 
 	mu        sync.Mutex
 	queue     []item[K, V]
-	dirty     map[K]before // non-nil while merging
-	lateStale []bool       // stale/live transitions while merging, at most two
+	dirty     map[K]before[V] // non-nil while merging
+	lateStale []bool          // stale/live transitions while merging, at most two
 	running   bool
 	merged    uint64 // changes the watchers did not get as events of their own
 }
@@ -123,7 +123,7 @@ func (e *emitter[K, V]) admitLocked() bool {
 		return false // nobody is watching
 	}
 	if e.dirty == nil && len(e.queue) >= e.max {
-		e.dirty = map[K]before{}
+		e.dirty = map[K]before[V]{}
 		for _, q := range e.queue {
 			e.coalesce(q)
 		}
@@ -150,7 +150,7 @@ func (e *emitter[K, V]) coalesce(it item[K, V]) {
 	}
 	e.merged++
 	if _, ok := e.dirty[it.ch.Key]; !ok {
-		e.dirty[it.ch.Key] = before{raw: it.prev, had: it.hadPrev}
+		e.dirty[it.ch.Key] = before[V]{prev: it.prev, had: it.hadPrev}
 	}
 }
 
@@ -211,12 +211,10 @@ func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 		for k, b := range e.dirty {
 			cur, ok := get(k)
 			switch {
-			case ok && (!b.had || string(b.raw) != string(cur.raw)):
+			case ok && (!b.had || string(b.prev.raw) != string(cur.raw)):
 				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: cur.v, Version: version, Merged: true}})
 			case !ok && b.had:
-				var old V
-				_ = unmarshal(b.raw, &old)
-				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: old, Deleted: true, Version: version, Merged: true}})
+				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: b.prev.v, Deleted: true, Version: version, Merged: true}})
 			}
 		}
 		if n := len(e.lateStale); n > 0 {

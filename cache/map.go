@@ -89,7 +89,7 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	ev := m.f.Set(kb, vb)
 	old, had := m.entries.items[key]
 	m.entries.items[key] = slot[V]{v: value, raw: vb}
-	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old.raw, hadPrev: had})
+	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old, hadPrev: had})
 	return nil
 }
 
@@ -108,7 +108,7 @@ func (m *Map[K, V]) Delete(key K) bool {
 	}
 	old := m.entries.items[key]
 	delete(m.entries.items, key)
-	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: true})
+	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old, hadPrev: true})
 	return true
 }
 

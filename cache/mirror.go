@@ -332,7 +332,7 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
 		}
 		if its != nil {
-			its = append(its, item[K, V]{ch: ch, prev: old.raw, hadPrev: had})
+			its = append(its, item[K, V]{ch: ch, prev: old, hadPrev: had})
 		}
 		at = ev.Version
 	}

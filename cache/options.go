@@ -21,8 +21,11 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 // DefaultQueueSize is how many undelivered Changed events may wait for a
 // model's or mirror's watchers before what comes next is merged
-// (Change.Merged).
-const DefaultQueueSize = 1024
+// (Change.Merged). It is the default log size too: watchers may fall as far
+// behind their model or mirror as a mirror may fall behind its model
+// before either gets the differences instead of every change, and it holds
+// two of the largest batches a mirror applies at once.
+const DefaultQueueSize = 4096
 
 // buildOptions applies opts over the defaults.
 func buildOptions(opts []Option) options {

@@ -412,3 +412,41 @@ func TestMirrorReceivesOneModelOnly(t *testing.T) {
 	require.True(t, errors.Is(err, cache.ErrAttached), "%v", err)
 	require.NoError(t, vm.Close())
 }
+
+// ints publishes a model of other types than the store's.
+type ints struct {
+	remoteable.Referenceable
+	m *cache.Map[string, int]
+}
+
+// Model returns the model.
+func (i *ints) Model(ctx context.Context) (*cache.Map[string, int], error) { return i.m, nil }
+
+func TestMirrorThatFailedToAttachCanReceiveAgain(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
+	st := newStore()
+	require.NoError(t, st.m.Set("a", Item{Count: 1}))
+	s := startServer(t, st)
+	other := &ints{m: cache.NewMap[string, int]()}
+	require.NoError(t, other.m.Set("x", 7))
+	require.NoError(t, s.reg.Register("ints", other))
+	cl := connect(t, s.addr)
+	storeRef, err := cl.Registry().Lookup(ctx, "store")
+	require.NoError(t, err)
+	intsRef, err := cl.Registry().Lookup(ctx, "ints")
+	require.NoError(t, err)
+
+	mir := cache.NewMirror[string, int](cache.WithQueueSize(8))
+	err = storeRef.Call(ctx, "Model", &mir)
+	require.ErrorContains(t, err, "cannot decode", "the store's entries are not ints")
+	require.False(t, errors.Is(err, cache.ErrAttached), "%v", err)
+	testkit.Eventually(t, "nothing is left subscribed", func() bool { return st.m.Subscribers() == 0 })
+
+	// The failed attachment left the mirror as it was made.
+	require.NoError(t, intsRef.Call(ctx, "Model", &mir))
+	defer mir.Close()
+	snap, v := mir.Snapshot()
+	require.Equal(t, map[string]int{"x": 7}, snap)
+	require.Equal(t, other.m.Version(), v)
+}

@@ -80,7 +80,8 @@ func (e *emitter[K, V]) push(it item[K, V]) {
 }
 
 // pushStep queues the events of one step (a batch a mirror applied), in
-// order, taking its over. Like push, it is called with the model locked.
+// order, and keeps its as its queue when none waits. Like push, it is
+// called with the model locked.
 func (e *emitter[K, V]) pushStep(its []item[K, V]) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -23,7 +23,9 @@ import (
 //	err := users.Call(ctx, "Model", &mir)
 //
 // A nil mirror is made with the default options; one made by NewMirror is
-// received into in place, with its options.
+// received into in place, with its options. A mirror follows one model:
+// receiving another into one that already follows a model fails with an
+// error matching ErrAttached.
 //
 // When the call returns the mirror already holds the model's state. It then
 // applies every change in version order, fires Changed for each, and after
@@ -317,7 +319,9 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
 	var its []item[K, V]
-	if m.em.watched() { // events nobody will see are not built
+	// Events nobody will see are not built. A watcher that connects while
+	// the batch is applied misses it, as if it had connected just after.
+	if m.em.watched() {
 		its = make([]item[K, V], 0, len(events))
 	}
 	at := m.version

@@ -362,8 +362,8 @@ func assign(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
 	return nil
 }
 
-// cacheable decodes a Cacheable into a mirror type (a new mirror, attached
-// later by runAttach) or, when the model is this process's own, into the
+// cacheable decodes a Cacheable into a mirror type (the mirror v already
+// holds, or a new one, attached later by runAttach) or, when the model is this process's own, into the
 // model's type.
 func (d *decoder) cacheable(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 	if h.Major != cborx.MajorTag || h.Arg != tagCacheable {
@@ -377,8 +377,11 @@ func (d *decoder) cacheable(v reflect.Value, ti *typeInfo, h cborx.Head) error {
 		if !ti.mirror {
 			return fmt.Errorf("a remote model cannot be decoded into %v: use a mirror (*cache.Mirror)", ti.t)
 		}
-		m := reflect.New(ti.t.Elem())
-		v.Set(m)
+		m := v // a mirror made with options (cache.NewMirror) is attached in place
+		if m.IsNil() {
+			m = reflect.New(ti.t.Elem())
+			v.Set(m)
+		}
 		d.attach = append(d.attach, attachTask{m: m.Interface().(remoteable.CacheMirror), feed: r})
 		return nil
 	}

@@ -14,6 +14,17 @@ type Change[K comparable, V any] struct {
 	// that a mirror computed from a snapshot (after an outage) all carry
 	// the snapshot's version.
 	Version uint64
+	// Merged reports that the event stands for more than one change, or
+	// for changes the watchers were not shown one by one: Value is then
+	// the entry's state at Version, and the events before and after it
+	// need not have consecutive versions. It happens only when the
+	// watchers fell behind (more events waited for them than the model's
+	// or mirror's queue size, WithQueueSize, when a change or a batch of
+	// changes came: see MergedChanges), or when a mirror computed the
+	// event from a snapshot (its first, or after an outage it could not
+	// resume from the log). Every other event is exactly one change, its
+	// Version one more than the previous event's.
+	Merged bool
 }
 
 // View is what a local model and a mirror of it have in common: code that

@@ -28,9 +28,12 @@
 //     falls behind the log is sent a snapshot, itself read from the model a
 //     batch at a time rather than copied, so a mirror that stops reading
 //     costs the model's owner the same whatever the model's size. Watchers of Changed run on
-//     the model's (or mirror's) own goroutine with a bounded queue
-//     (WithQueueSize); watchers too slow for it get the differences
-//     instead of every step.
+//     the model's (or mirror's) own goroutine with a queue bounded per
+//     step (WithQueueSize): watchers that keep up see every change, even
+//     of a batch larger than the queue; watchers that fell behind get the
+//     differences instead, marked Change.Merged and counted by
+//     MergedChanges. A mirror made by NewMirror takes the options a model
+//     takes.
 //  5. Read-your-writes: when a call that changed a model returns, the
 //     caller's mirrors of that model on the same connection (and, through a
 //     relay, downstream of it) already hold the change. Their Changed

@@ -21,23 +21,28 @@ type view[K comparable, V any] interface {
 // item is one queued event for the watchers.
 type item[K comparable, V any] struct {
 	ch      Change[K, V]
-	prev    []byte // raw value before the change
+	prev    slot[V] // the entry before the change
 	hadPrev bool
 	stale   *bool // a stale/live transition instead of a change
 }
 
-// before is what the watchers last saw of a key, kept while coalescing.
-type before struct {
-	raw []byte
-	had bool
+// before is what the watchers last saw of a key, kept while merging.
+type before[V any] struct {
+	prev slot[V]
+	had  bool
 }
 
 // emitter delivers a model's events to its watchers on a goroutine of its
 // own, in order, so that a slow watcher never holds up the writer or the
-// network. It keeps at most max events; beyond that it coalesces: it only
-// remembers which keys changed (and what the watchers last saw of them),
-// and once the watchers catch up it emits one event per key that differs.
-// Its goroutine exists only while there are events to deliver.
+// network. Events come in steps: one change of a local model, or one batch
+// a mirror applied. A step is queued whole when fewer than max events wait
+// for the watchers as it comes; otherwise the watchers have fallen behind
+// and the emitter merges: it only remembers which keys changed (and what
+// the watchers last saw of them), and once the watchers catch up it emits
+// one event per key that differs, marked Merged. Checking the bound per
+// step rather than per event is what lets a watcher that keeps up see
+// every change of a batch larger than max. Its goroutine exists only while
+// there are events to deliver.
 type emitter[K comparable, V any] struct {
 	changed *signals.Signal[Change[K, V]]
 	stale   *signals.Signal[bool]
@@ -46,41 +51,94 @@ type emitter[K comparable, V any] struct {
 
 	mu        sync.Mutex
 	queue     []item[K, V]
-	dirty     map[K]before // non-nil while coalescing
-	lateStale []bool       // stale/live transitions while coalescing, at most two
+	dirty     map[K]before[V] // non-nil while merging
+	lateStale []bool          // stale/live transitions while merging, at most two
 	running   bool
+	merged    uint64 // changes the watchers did not get as events of their own
 }
 
+// newEmitter returns the emitter of a model whose watchers are connected
+// to changed (and stale, for a mirror), queueing at most max events.
 func newEmitter[K comparable, V any](changed *signals.Signal[Change[K, V]], stale *signals.Signal[bool], model view[K, V], max int) *emitter[K, V] {
 	return &emitter[K, V]{changed: changed, stale: stale, model: model, max: max}
 }
 
-// push queues one event. It is called with the model locked for writing,
-// so events are queued in the order the state changed.
+// push queues one event as a step of its own (a local model's change, a
+// mirror's stale/live transition). It is called with the model locked for
+// writing, so events are queued in the order the state changed.
 func (e *emitter[K, V]) push(it item[K, V]) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.running && len(e.queue) == 0 && e.dirty == nil && e.changed.Len() == 0 && (e.stale == nil || e.stale.Len() == 0) {
-		return // nobody is watching
-	}
-	if e.dirty == nil && len(e.queue) >= e.max {
-		e.dirty = map[K]before{}
-		for _, q := range e.queue {
-			e.coalesce(q)
-		}
-		e.queue = nil
+	if !e.admitLocked() {
+		return
 	}
 	if e.dirty != nil {
 		e.coalesce(it)
 	} else {
 		e.queue = append(e.queue, it)
 	}
+}
+
+// pushStep queues the events of one step (a batch a mirror applied), in
+// order, and keeps its as its queue when none waits. Like push, it is
+// called with the model locked.
+func (e *emitter[K, V]) pushStep(its []item[K, V]) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(its) == 0 || !e.admitLocked() {
+		return
+	}
+	switch {
+	case e.dirty != nil:
+		for _, it := range its {
+			e.coalesce(it)
+		}
+	case len(e.queue) == 0:
+		e.queue = its
+	default:
+		e.queue = append(e.queue, its...)
+	}
+}
+
+// watched reports whether events pushed now would be delivered: someone
+// watches, or events are still on their way (a watcher just disconnected
+// may be the last). A mirror skips building the events of a batch nobody
+// will see.
+func (e *emitter[K, V]) watched() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.watchedLocked()
+}
+
+// watchedLocked is watched with e.mu held.
+func (e *emitter[K, V]) watchedLocked() bool {
+	return e.running || len(e.queue) > 0 || e.dirty != nil || e.changed.Len() > 0 || (e.stale != nil && e.stale.Len() > 0)
+}
+
+// admitLocked decides, once per step, where its events go: nowhere when
+// nobody watches (false), else into the queue or, when max events already
+// wait, into the merged state, which the waiting events join. It starts
+// the delivering goroutine if none runs. e.mu is held.
+func (e *emitter[K, V]) admitLocked() bool {
+	if !e.watchedLocked() {
+		return false // nobody is watching
+	}
+	if e.dirty == nil && len(e.queue) >= e.max {
+		e.dirty = map[K]before[V]{}
+		for _, q := range e.queue {
+			e.coalesce(q)
+		}
+		e.queue = nil
+	}
 	if !e.running {
 		e.running = true
 		go e.run()
 	}
+	return true
 }
 
+// coalesce folds one event into the merged state, counting the change it
+// stands for as merged. e.mu is held.
 func (e *emitter[K, V]) coalesce(it item[K, V]) {
 	if it.stale != nil {
 		// Keep the last two transitions: an outage that began and ended
@@ -91,9 +149,18 @@ func (e *emitter[K, V]) coalesce(it item[K, V]) {
 		}
 		return
 	}
+	e.merged++
 	if _, ok := e.dirty[it.ch.Key]; !ok {
-		e.dirty[it.ch.Key] = before{raw: it.prev, had: it.hadPrev}
+		e.dirty[it.ch.Key] = before[V]{prev: it.prev, had: it.hadPrev}
 	}
+}
+
+// mergedChanges returns how many changes the watchers did not get as
+// events of their own so far.
+func (e *emitter[K, V]) mergedChanges() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.merged
 }
 
 // run delivers events until there are none left.
@@ -116,7 +183,7 @@ func (e *emitter[K, V]) run() {
 }
 
 // take returns the next events to deliver: the queue, or the differences
-// a coalesced stretch left. It reports false, and marks the emitter idle,
+// a merged stretch left. It reports false, and marks the emitter idle,
 // when there is nothing.
 func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 	e.mu.Lock()
@@ -145,12 +212,10 @@ func (e *emitter[K, V]) take() ([]item[K, V], bool) {
 		for k, b := range e.dirty {
 			cur, ok := get(k)
 			switch {
-			case ok && (!b.had || string(b.raw) != string(cur.raw)):
-				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: cur.v, Version: version}})
+			case ok && (!b.had || string(b.prev.raw) != string(cur.raw)):
+				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: cur.v, Version: version, Merged: true}})
 			case !ok && b.had:
-				var old V
-				_ = unmarshal(b.raw, &old)
-				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: old, Deleted: true, Version: version}})
+				out = append(out, item[K, V]{ch: Change[K, V]{Key: k, Value: b.prev.v, Deleted: true, Version: version, Merged: true}})
 			}
 		}
 		if n := len(e.lateStale); n > 0 {

@@ -113,11 +113,15 @@ func proxyTo(t testing.TB, addr string) *faultnet.Proxy {
 	return p
 }
 
-func connect(t testing.TB, addr string) *remote.Client {
+// connect makes a client of addr with the tests' quick backoff and dead
+// peer detection, and the extra options.
+func connect(t testing.TB, addr string, extra ...remote.Option) *remote.Client {
 	t.Helper()
-	cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr,
+	opts := append([]remote.Option{
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
-		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
+		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)),
+	}, extra...)
+	cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
 	return cl

@@ -17,7 +17,8 @@ import (
 //
 // Every change raises Version by one. Changed fires for each change, in
 // order, on a goroutine of the model's own: a slow watcher holds up neither
-// Set nor the mirrors. A Map is safe for concurrent use.
+// Set nor the mirrors; watchers that fall behind by more than the queue
+// size get merged events (Change.Merged). A Map is safe for concurrent use.
 type Map[K comparable, V any] struct {
 	// Changed fires after each change, in version order.
 	Changed signals.Signal[Change[K, V]]
@@ -88,7 +89,7 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	ev := m.f.Set(kb, vb)
 	old, had := m.entries.items[key]
 	m.entries.items[key] = slot[V]{v: value, raw: vb}
-	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old.raw, hadPrev: had})
+	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old, hadPrev: had})
 	return nil
 }
 
@@ -107,7 +108,7 @@ func (m *Map[K, V]) Delete(key K) bool {
 	}
 	old := m.entries.items[key]
 	delete(m.entries.items, key)
-	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: true})
+	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old, hadPrev: true})
 	return true
 }
 
@@ -140,6 +141,13 @@ func (m *Map[K, V]) Stale() bool { return false }
 
 // Changes returns &m.Changed.
 func (m *Map[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
+
+// MergedChanges returns how many changes the map's watchers have not seen
+// as events of their own because they fell behind: more than the queue
+// size (WithQueueSize) of events waited for them when the change was made.
+// Those changes reached them merged (Change.Merged). It stays zero while
+// the watchers keep up.
+func (m *Map[K, V]) MergedChanges() uint64 { return m.em.mergedChanges() }
 
 // Subscribers returns the number of mirrors subscribed to the map now.
 func (m *Map[K, V]) Subscribers() int { return m.f.Subscribers() }

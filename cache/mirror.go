@@ -2,8 +2,10 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"weak"
 
 	"github.com/tether-go/tether/broker"
@@ -19,6 +21,11 @@ import (
 //
 //	var mir *cache.Mirror[string, User]
 //	err := users.Call(ctx, "Model", &mir)
+//
+// A nil mirror is made with the default options; one made by NewMirror is
+// received into in place, with its options. A mirror follows one model:
+// receiving another into one that already follows a model fails with an
+// error matching ErrAttached.
 //
 // When the call returns the mirror already holds the model's state. It then
 // applies every change in version order, fires Changed for each, and after
@@ -59,11 +66,40 @@ type Mirror[K comparable, V any] struct {
 	Lost signals.Signal[error]
 
 	entries entryTable[K, V]
-	version uint64 // guarded by entries.mu, like stale
+	version uint64 // guarded by entries.mu, like stale and em
 	stale   bool
-	fl      *feed.Follower
-	em      *emitter[K, V]
-	opts    options
+	em      *emitter[K, V] // set when an attachment begins
+	opts    options        // NewMirror's; zero for a mirror the broker made
+
+	// attaching is set by the first attachment, and cleared again if it
+	// fails, so that one mirror never follows two models.
+	attaching atomic.Bool
+	fl        atomic.Pointer[feed.Follower] // set once attached
+}
+
+// ErrAttached reports a mirror given to receive a model while it already
+// follows one (or is being attached to one): a mirror follows one model
+// for its lifetime, with the options it was made with. Receive each model
+// into a nil *Mirror or a new one from NewMirror.
+var ErrAttached = errors.New("cache: the mirror already follows a model")
+
+// NewMirror returns a mirror that follows nothing yet, made with opts:
+// WithQueueSize bounds the events waiting for its watchers, WithLogSize
+// its own log, from which the mirrors downstream of it (through a relay
+// or a method returning it) resume. Pass its address as the reply of the
+// call that returns the model, and the broker attaches this mirror rather
+// than making one with the defaults:
+//
+//	mir := cache.NewMirror[string, User](cache.WithQueueSize(1 << 16))
+//	err := users.Call(ctx, "Model", &mir)
+//
+// Until then it is empty at version 0, and Close does nothing. Functions
+// connected to Changed before the call see the model's entries as they
+// arrive, as Merged changes at the snapshot's version. Receiving a second
+// model into it fails with an error matching ErrAttached (and
+// broker.ErrBadReply); a failed attachment leaves it as it was made.
+func NewMirror[K comparable, V any](opts ...Option) *Mirror[K, V] {
+	return &Mirror[K, V]{opts: buildOptions(opts)}
 }
 
 var (
@@ -73,9 +109,10 @@ var (
 )
 
 // AttachCache implements remoteable.CacheMirror: the broker calls it on a
-// new mirror with a reference to the model's feed.
+// new mirror, or the one NewMirror made that the reply pointed to, with a
+// reference to the model's feed.
 func (m *Mirror[K, V]) AttachCache(ctx context.Context, src remoteable.Caller) error {
-	return m.attach(ctx, src, buildOptions(nil), weakOwner(m))
+	return m.attach(ctx, src, weakOwner(m))
 }
 
 // attach makes m follow src. owner returns what the mirror's feed belongs
@@ -87,13 +124,18 @@ func (m *Mirror[K, V]) AttachCache(ctx context.Context, src remoteable.Caller) e
 // follower, which releases the subscription. While some connection holds
 // the mirror's feed (it was passed on), the feed's publisher holds the
 // owner, and m lives.
-func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o options, owner func() any) error {
-	if m.fl != nil {
-		return fmt.Errorf("%w: this mirror already follows a model: receive each model into a new mirror (a nil *cache.Mirror)", broker.ErrBadReply)
+func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, owner func() any) error {
+	if !m.attaching.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: %w: receive each model into a new mirror (a nil *cache.Mirror, or a new one from cache.NewMirror)", broker.ErrBadReply, ErrAttached)
 	}
-	m.opts = o
-	m.entries.items = map[K]slot[V]{}
+	o := m.opts
+	if o.queueSize == 0 { // made by the broker, not by NewMirror
+		o = buildOptions(nil)
+	}
+	m.entries.mu.Lock()
+	m.entries.items, m.version, m.stale = map[K]slot[V]{}, 0, false
 	m.em = newEmitter[K, V](&m.Changed, &m.StaleChanged, m, o.queueSize)
+	m.entries.mu.Unlock()
 	wm := weak.Make(m) // the follower must not keep the mirror reachable
 	fo := feed.Options{LogSize: o.logSize, Owner: owner, OnLost: func(err error) {
 		if m := wm.Value(); m != nil {
@@ -103,13 +145,20 @@ func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, o opti
 	if _, ok := src.(*remote.Ref); ok {
 		fo.WaitLink = remote.WaitForLink
 	}
-	m.fl = feed.NewFollower(src, &mirrorSink[K, V]{m: weak.Make(m)}, fo)
-	if err := m.fl.Attach(ctx); err != nil {
+	sink := &mirrorSink[K, V]{m: wm}
+	fl := feed.NewFollower(src, sink, fo)
+	sink.f = fl.Feed()
+	if err := fl.Attach(ctx); err != nil {
+		// The follower closed itself and will not call the sink again, so
+		// the mirror can be attached afresh (a retried call): the next
+		// attachment resets what this one may have applied.
+		m.attaching.Store(false)
 		return err
 	}
+	m.fl.Store(fl)
 	// Close is quick (it cancels the follower's goroutine and waits for
 	// it to return), so it runs on the cleanup goroutine itself.
-	runtime.AddCleanup(m, (*feed.Follower).Close, m.fl)
+	runtime.AddCleanup(m, (*feed.Follower).Close, fl)
 	return nil
 }
 
@@ -145,10 +194,11 @@ func (m *Mirror[K, V]) versionLocked() uint64 { return m.version }
 
 // Epoch returns the epoch of the model the mirror holds.
 func (m *Mirror[K, V]) Epoch() string {
-	if m.fl == nil {
+	fl := m.fl.Load()
+	if fl == nil {
 		return ""
 	}
-	return m.fl.Feed().Epoch()
+	return fl.Feed().Epoch()
 }
 
 // Range calls fn for every entry, in no particular order, until fn returns
@@ -172,36 +222,53 @@ func (m *Mirror[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Chang
 // Err returns why the mirror last failed to resume, or nil. Once the
 // mirror lost its source for good the error matches ErrSourceLost.
 func (m *Mirror[K, V]) Err() error {
-	if m.fl == nil {
+	fl := m.fl.Load()
+	if fl == nil {
 		return nil
 	}
-	return m.fl.Err()
+	return fl.Err()
 }
 
 // Subscribers returns the number of mirrors subscribed to this one.
 func (m *Mirror[K, V]) Subscribers() int {
-	if m.fl == nil {
+	fl := m.fl.Load()
+	if fl == nil {
 		return 0
 	}
-	return m.fl.Feed().Subscribers()
+	return fl.Feed().Subscribers()
+}
+
+// MergedChanges returns how many changes the mirror's watchers have not
+// seen as events of their own because they fell behind (see
+// Change.Merged and WithQueueSize). It is zero while they keep up;
+// the differences a snapshot brings after an outage are not counted.
+func (m *Mirror[K, V]) MergedChanges() uint64 {
+	m.entries.mu.RLock()
+	em := m.em
+	m.entries.mu.RUnlock()
+	if em == nil {
+		return 0
+	}
+	return em.mergedChanges()
 }
 
 // Close ends the subscription; the owner drops it. The mirror keeps its
 // last state and reports Stale. Close is idempotent. A mirror nobody
 // references is closed by the garbage collector, later.
 func (m *Mirror[K, V]) Close() error {
-	if m.fl != nil {
-		m.fl.Close()
+	if fl := m.fl.Load(); fl != nil {
+		fl.Close()
 	}
 	return nil
 }
 
 // CacheFeed implements remoteable.Cacheable: a mirror can be republished.
 func (m *Mirror[K, V]) CacheFeed() any {
-	if m.fl == nil {
+	fl := m.fl.Load()
+	if fl == nil {
 		return nil
 	}
-	return m.fl.Feed().Publisher()
+	return fl.Feed().Publisher()
 }
 
 // read implements view for the mirror's emitter.
@@ -215,13 +282,17 @@ func (m *Mirror[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)
 // closes the follower.
 type mirrorSink[K comparable, V any] struct {
 	m weak.Pointer[Mirror[K, V]]
+	f *feed.Feed // the follower's feed, whose version the mirror takes
 }
 
+// decodedChange is a change's key and value in the mirror's types.
 type decodedChange[K comparable, V any] struct {
 	k K
 	v V
 }
 
+// Decode decodes a change's key and value into the mirror's types, so that
+// a batch that does not fit them is refused before anything is applied.
 func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
 	var d decodedChange[K, V]
 	if err := unmarshal(c.Key, &d.k); err != nil {
@@ -235,6 +306,11 @@ func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
 	return d, nil
 }
 
+// Commit applies a batch of changes to the typed entries and queues their
+// events as one step. An event is Merged when it does not stand for exactly
+// the one change after the previous one: the epoch changed (reset), or its
+// version is not one more than the state's before it (a snapshot's
+// differences, all at the snapshot's version).
 func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	m := s.m.Value()
 	if m == nil {
@@ -242,20 +318,34 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	}
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
+	var its []item[K, V]
+	// Events nobody will see are not built. A watcher that connects while
+	// the batch is applied misses it, as if it had connected just after.
+	if m.em.watched() {
+		its = make([]item[K, V], 0, len(events))
+	}
+	at := m.version
 	for _, ev := range events {
 		d := ev.Decoded.(decodedChange[K, V])
 		old, had := m.entries.items[d.k]
+		ch := Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version, Merged: reset || ev.Version != at+1}
 		if ev.Deleted {
 			delete(m.entries.items, d.k)
-			m.em.push(item[K, V]{ch: Change[K, V]{Key: d.k, Value: old.v, Deleted: true, Version: ev.Version}, prev: old.raw, hadPrev: had})
+			ch.Value, ch.Deleted = old.v, true
 		} else {
 			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
-			m.em.push(item[K, V]{ch: Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version}, prev: old.raw, hadPrev: had})
 		}
+		if its != nil {
+			its = append(its, item[K, V]{ch: ch, prev: old, hadPrev: had})
+		}
+		at = ev.Version
 	}
-	m.version = m.fl.Feed().VersionLocked()
+	m.version = s.f.VersionLocked()
+	m.em.pushStep(its)
 }
 
+// Stale records a stale/live transition and queues it for the watchers,
+// in order with the changes.
 func (s *mirrorSink[K, V]) Stale(stale bool) {
 	m := s.m.Value()
 	if m == nil {

@@ -46,6 +46,10 @@ func (v *Value[T]) Version() uint64 { return v.m.Version() }
 // Epoch returns the model's epoch.
 func (v *Value[T]) Epoch() string { return v.m.Epoch() }
 
+// MergedChanges returns how many changes the watchers have not seen as
+// events of their own because they fell behind; see Map.MergedChanges.
+func (v *Value[T]) MergedChanges() uint64 { return v.m.MergedChanges() }
+
 // CacheFeed implements remoteable.Cacheable.
 func (v *Value[T]) CacheFeed() any { return v.m.CacheFeed() }
 
@@ -64,13 +68,31 @@ type ValueMirror[T any] struct {
 	m    *Mirror[struct{}, T]
 }
 
+// NewValueMirror returns a value mirror that follows nothing yet, made with
+// opts; see NewMirror for how to receive a model into it:
+//
+//	vm := cache.NewValueMirror[Stats](cache.WithQueueSize(1 << 16))
+//	err := stats.Call(ctx, "Current", &vm)
+func NewValueMirror[T any](opts ...Option) *ValueMirror[T] {
+	v := &ValueMirror[T]{}
+	v.init(NewMirror[struct{}, T](opts...))
+	return v
+}
+
+// init makes v the face of m: its signals are m's.
+func (v *ValueMirror[T]) init(m *Mirror[struct{}, T]) {
+	v.m = m
+	v.Changed, v.StaleChanged, v.Lost = &m.Changed, &m.StaleChanged, &m.Lost
+}
+
 // AttachCache implements remoteable.CacheMirror.
 func (v *ValueMirror[T]) AttachCache(ctx context.Context, src remoteable.Caller) error {
-	v.m = &Mirror[struct{}, T]{}
-	v.Changed, v.StaleChanged, v.Lost = &v.m.Changed, &v.m.StaleChanged, &v.m.Lost
+	if v.m == nil { // made by the broker, not by NewValueMirror
+		v.init(&Mirror[struct{}, T]{})
+	}
 	// The feed belongs to v, so that v is what comes home; the cleanup
 	// that closes the follower is on v.m, which only v holds.
-	return v.m.attach(ctx, src, buildOptions(nil), weakOwner(v))
+	return v.m.attach(ctx, src, weakOwner(v))
 }
 
 // Get returns the value.
@@ -87,6 +109,10 @@ func (v *ValueMirror[T]) Err() error { return v.m.Err() }
 
 // Close ends the subscription.
 func (v *ValueMirror[T]) Close() error { return v.m.Close() }
+
+// MergedChanges returns how many changes the watchers have not seen as
+// events of their own because they fell behind; see Mirror.MergedChanges.
+func (v *ValueMirror[T]) MergedChanges() uint64 { return v.m.MergedChanges() }
 
 // CacheFeed implements remoteable.Cacheable.
 func (v *ValueMirror[T]) CacheFeed() any { return v.m.CacheFeed() }

@@ -633,6 +633,7 @@ type options struct {
 	broker      []broker.Option
 	backoff     Backoff
 	dialTimeout time.Duration
+	relayLog    int // log size of relay mirrors; 0: feed.DefaultLogSize
 	clock       clock
 	rand        func() float64
 }
@@ -646,6 +647,9 @@ func buildOptions(opts []Option) (*options, error) {
 	}
 	if o.dialTimeout < 0 {
 		return nil, fmt.Errorf("%w: WithDialTimeout(%v): give a positive duration, or 0 for the default", broker.ErrInvalidOption, o.dialTimeout)
+	}
+	if o.relayLog < 0 {
+		return nil, fmt.Errorf("%w: WithRelayLogSize(%d): give a positive size, or 0 for the default", broker.ErrInvalidOption, o.relayLog)
 	}
 	if err := broker.VerifyDialOptions(o.broker...); err != nil {
 		return nil, err
@@ -679,6 +683,17 @@ func WithBackoff(b Backoff) Option {
 // 10 s).
 func WithDialTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.dialTimeout = d })
+}
+
+// WithRelayLogSize sets how many recent changes each mirror the client
+// keeps for a relay (one per upstream model republished through its
+// Registry) logs for the mirrors downstream of it, as cache.WithLogSize
+// does for a model: a downstream mirror that fell behind by more (a burst
+// faster than its link, or an outage) gets a snapshot instead of the
+// changes. 0 means the default, 4096; a negative size fails Connect with
+// broker.ErrInvalidOption.
+func WithRelayLogSize(n int) Option {
+	return optionFunc(func(o *options) { o.relayLog = n })
 }
 
 // withClock substitutes the dial loop's clock and jitter source (tests).

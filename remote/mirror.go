@@ -39,7 +39,10 @@ func (r *Ref) callMirror(ctx context.Context, t *broker.Ref, method string, repl
 		return nil
 	}
 	src := r.derive(method, args, b)
-	m := reflect.New(mt.Elem())
+	m := out // a mirror made with options (cache.NewMirror) is attached in place
+	if m.IsNil() {
+		m = reflect.New(mt.Elem())
+	}
 	if err := m.Interface().(remoteable.CacheMirror).AttachCache(ctx, src); err != nil {
 		src.Release()
 		return err
@@ -92,7 +95,7 @@ func (r *Ref) mirrorFor(ctx context.Context, method string, args []any, b *broke
 		b.Release()
 		return m.await(ctx)
 	}
-	m := rm.addLocked(r.derive(method, args, b))
+	m := rm.addLocked(r.derive(method, args, b), r.cl.opts.relayLog)
 	rm.mu.Unlock()
 	return rm.attach(ctx, m)
 }
@@ -124,10 +127,11 @@ func (m *relayMirror) await(ctx context.Context) (any, error) {
 
 // addLocked makes a relay mirror following src, not yet attached, and
 // enters it in the table, so that concurrent calls for the same model wait
-// for it instead of subscribing again; rm.mu is held.
-func (rm *relayMirrors) addLocked(src *Ref) *relayMirror {
+// for it instead of subscribing again. Its log keeps logSize changes
+// (WithRelayLogSize). rm.mu is held.
+func (rm *relayMirrors) addLocked(src *Ref, logSize int) *relayMirror {
 	m := &relayMirror{src: src, ready: make(chan struct{})}
-	m.fl = feed.NewFollower(src, nil, feed.Options{WaitLink: WaitForLink, Owner: m,
+	m.fl = feed.NewFollower(src, nil, feed.Options{LogSize: logSize, WaitLink: WaitForLink, Owner: m,
 		// A relay mirror that lost its model upstream goes: its
 		// downstream mirrors have been told, and a later call for the
 		// model makes a new one.

@@ -35,7 +35,8 @@ type Cacheable interface {
 
 // CacheMirror is implemented by the types a Cacheable can be received as
 // (*cache.Mirror, *cache.ValueMirror). When the broker decodes a Cacheable
-// into a pointer to such a type, it makes a new value and calls AttachCache
+// into a pointer to such a type, it makes a new value (or takes the one the
+// pointer holds, made with options by cache.NewMirror) and calls AttachCache
 // with a reference to the model's feed before the call that carried it
 // returns (or, for an argument, before the handler runs): when the caller
 // sees the mirror, it already holds the model's state.

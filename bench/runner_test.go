@@ -80,7 +80,7 @@ func TestWorkloadNames(t *testing.T) {
 		names = append(names, wl.name)
 	}
 	got := strings.Join(names, " ")
-	for _, want := range []string{"echo-64B-1", "echo-64B-32", "echo-4KiB-256", "echo-64KiB-1", "fetchcall-1", "fetchcall-32", "callback-1", "callback-32"} {
+	for _, want := range []string{"echo-64B-1", "echo-64B-32", "echo-4KiB-256", "echo-64KiB-1", "echo-1MiB-1", "echo-1MiB-32", "fetchcall-1", "fetchcall-32", "callback-1", "callback-32"} {
 		if !strings.Contains(" "+got+" ", " "+want+" ") {
 			t.Errorf("no workload %s in %s", want, got)
 		}

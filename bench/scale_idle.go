@@ -49,10 +49,15 @@ func idleConns(n int) scaleWorkload {
 				return nil, err
 			}
 			var figs []figure
+			base := runtime.NumGoroutine()
 			for _, s := range []struct {
 				sys  string
 				open idleOpener
 			}{{"tether", openTetherIdle}, {"grpc", openGRPCIdle}, {"nats", openNATSIdle}} {
+				// The previous system's goroutines may still be on their
+				// way out; counted in the baseline, they would lower this
+				// system's figure.
+				settle(base, 5*time.Second)
 				f, err := measureIdle(ctx, cfg, s.sys, n, s.open)
 				figs = append(figs, f...)
 				if err != nil {

@@ -67,7 +67,7 @@ func quickScale(cfg *config, set map[string]bool, idleConns *string) {
 // parseFlags reads the command line into a config.
 func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	quick := fs.Bool("quick", false, "one short round per cell (finishes within a minute)")
+	quick := fs.Bool("quick", false, "one short round per cell and smaller scale cells (a CI-friendly run)")
 	rounds := fs.Int("rounds", 5, "rounds per cell; the table shows the median")
 	duration := fs.Duration("duration", time.Second, "measured time per cell and round")
 	only := fs.String("only", "", "run only workloads whose name contains this (e.g. echo-64B, callback, allocs, relay, fanout, idle, storm), or only Tether and the system of this name")

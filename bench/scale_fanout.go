@@ -112,7 +112,7 @@ func tetherFanout(ctx context.Context, cfg config, c fanCell, viaRelay bool) (fi
 	err = waitFor(ctx, cfg.waitLimit, allAt(mirrors, target))
 	last := time.Since(start)
 	if err != nil {
-		return nil, fmt.Errorf("mirrors at version %d: %d of %d: %w", target, countAt(mirrors, target), len(mirrors), err)
+		return nil, fmt.Errorf("mirrors at version %d: %d of %d (%s): %w", target, countAt(mirrors, target), len(mirrors), behind(mirrors, target), err)
 	}
 	delivered := settledShare(ctx, events, cfg.fanSets)
 	return fanFigures("tether", cfg.fanSets, writer, last, delivered), nil
@@ -159,6 +159,26 @@ func allAt(mirrors []*cache.Mirror[int, int], v uint64) func() bool {
 		}
 		return next == len(mirrors)
 	}
+}
+
+// behind describes the mirrors below version v: the lowest version among
+// them, how many report Stale and the first error one reports.
+func behind(mirrors []*cache.Mirror[int, int], v uint64) string {
+	lowest, stale := v, 0
+	var firstErr error
+	for _, m := range mirrors {
+		if m.Version() >= v {
+			continue
+		}
+		lowest = min(lowest, m.Version())
+		if m.Stale() {
+			stale++
+		}
+		if err := m.Err(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return fmt.Sprintf("those behind: lowest version %d, %d stale, first error %v", lowest, stale, firstErr)
 }
 
 // countAt counts the mirrors that hold version v or later.

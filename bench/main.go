@@ -193,7 +193,13 @@ func run(cfg config) *results {
 		return res
 	}
 	if len(wls) > 0 || doAllocs {
-		runCalls(cfg, useSys, wls, doAllocs, res)
+		var systems []System
+		for _, s := range allSystems() {
+			if useSys(s.Name()) {
+				systems = append(systems, s)
+			}
+		}
+		runCalls(cfg, systems, wls, doAllocs, res)
 	}
 	for _, sw := range scales {
 		runScale(sw, cfg, res)
@@ -206,13 +212,10 @@ func run(cfg config) *results {
 // each round (tether, peer, peer, …, then the next round), so that a slow
 // spell of the machine hits every system of a cell alike; it then closes
 // the systems and checks that their goroutines are gone.
-func runCalls(cfg config, useSys func(string) bool, wls []workload, doAllocs bool, res *results) {
+func runCalls(cfg config, systems []System, wls []workload, doAllocs bool, res *results) {
 	before := runtime.NumGoroutine()
 	var live []System
-	for _, s := range allSystems() {
-		if !useSys(s.Name()) {
-			continue
-		}
+	for _, s := range systems {
 		res.systems = append(res.systems, s.Name())
 		if startSystem(s, cfg, wls, doAllocs, res) {
 			live = append(live, s)

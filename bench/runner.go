@@ -38,6 +38,9 @@ func allWorkloads() []workload {
 			ws = append(ws, workload{fmt.Sprintf("echo-%s-%d", sizeName(size), n), "echo", size, n})
 		}
 	}
+	for _, n := range []int{1, 32} { // 256 callers of 1 MiB would hold 256 MiB per system
+		ws = append(ws, workload{fmt.Sprintf("echo-1MiB-%d", n), "echo", 1 << 20, n})
+	}
 	for _, n := range []int{1, 32} {
 		ws = append(ws, workload{fmt.Sprintf("fetchcall-%d", n), "fetchcall", 64, n})
 	}
@@ -78,25 +81,30 @@ func payload(n int) []byte {
 	return b
 }
 
-// runCell warms up, then measures one cell.
+// runCell prepares s for wl's callers, then measures one cell.
 func runCell(s System, wl workload, cfg config) cellResult {
 	if err := s.Prepare(wl.callers); err != nil {
 		return cellResult{err: fmt.Errorf("prepare: %w", err)}
 	}
-	fn := wl.call(s)
-	in := payload(wl.size)
-	warm, err := runPhase(fn, in, wl.callers, cfg.warmup, nil, cfg.callTimeout)
+	return measureCalls(wl.call(s), wl.size, wl.callers, cfg)
+}
+
+// measureCalls warms up, then measures callers goroutines calling fn back
+// to back with a payload of size bytes.
+func measureCalls(fn callFunc, size, callers int, cfg config) cellResult {
+	in := payload(size)
+	warm, err := runPhase(fn, in, callers, cfg.warmup, nil, cfg.callTimeout)
 	if err != nil {
 		return cellResult{err: fmt.Errorf("warm-up: %w", err)}
 	}
 	// Size each caller's latency slice from its warm-up rate, so that the
 	// measured loop does not grow it.
-	lats := make([][]time.Duration, wl.callers)
+	lats := make([][]time.Duration, callers)
 	for w := range lats {
 		est := float64(warm.counts[w]) * float64(cfg.duration) / float64(cfg.warmup)
 		lats[w] = make([]time.Duration, 0, int(est*1.5)+256)
 	}
-	ph, err := runPhase(fn, in, wl.callers, cfg.duration, lats, cfg.callTimeout)
+	ph, err := runPhase(fn, in, callers, cfg.duration, lats, cfg.callTimeout)
 	if err != nil {
 		return cellResult{err: err}
 	}
@@ -121,6 +129,21 @@ type phase struct {
 	elapsed time.Duration
 }
 
+// phaseRun is the state the callers of one phase share.
+type phaseRun struct {
+	fn     callFunc
+	in     []byte
+	ctx    context.Context
+	cancel context.CancelFunc
+	end    time.Time
+	ph     *phase
+	finish []time.Time
+
+	stop     atomic.Bool
+	errMu    sync.Mutex
+	firstErr error
+}
+
 // runPhase runs callers goroutines making calls back to back for d. With
 // lats non-nil, caller w appends each call's latency to lats[w]. The first
 // failing call stops every caller and is returned. A phase whose callers do
@@ -130,60 +153,14 @@ func runPhase(fn callFunc, in []byte, callers int, d time.Duration, lats [][]tim
 	ctx, cancel := context.WithTimeout(context.Background(), d+callTimeout)
 	defer cancel()
 	ph := phase{counts: make([]int64, callers), lats: lats}
-	finish := make([]time.Time, callers)
-	var (
-		stop     atomic.Bool
-		errMu    sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
 	start := time.Now()
-	end := start.Add(d)
+	pr := &phaseRun{fn: fn, in: in, ctx: ctx, cancel: cancel, end: start.Add(d), ph: &ph, finish: make([]time.Time, callers)}
+	var wg sync.WaitGroup
 	for w := 0; w < callers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			var lat []time.Duration
-			if lats != nil {
-				lat = lats[w][:0]
-			}
-			var n int64
-			fail := func(err error) {
-				if stop.CompareAndSwap(false, true) {
-					errMu.Lock()
-					firstErr = fmt.Errorf("caller %d, after %d calls: %w", w, n, err)
-					errMu.Unlock()
-					cancel()
-				}
-			}
-			// A panic in a call (a library bug) fails the cell, not the run.
-			defer func() {
-				if p := recover(); p != nil {
-					fail(fmt.Errorf("panic: %v", p))
-				}
-			}()
-			t0 := time.Now()
-			for !stop.Load() && t0.Before(end) {
-				out, err := fn(ctx, w, in)
-				t1 := time.Now()
-				if err == nil && !bytes.Equal(out, in) {
-					err = fmt.Errorf("reply of %d bytes differs from the %d bytes sent", len(out), len(in))
-				}
-				if err != nil {
-					fail(err)
-					break
-				}
-				if lats != nil {
-					lat = append(lat, t1.Sub(t0))
-				}
-				n++
-				t0 = t1
-			}
-			ph.counts[w] = n
-			finish[w] = t0
-			if lats != nil {
-				lats[w] = lat
-			}
+			pr.caller(w)
 		}(w)
 	}
 	done := make(chan struct{})
@@ -191,7 +168,7 @@ func runPhase(fn callFunc, in []byte, callers int, d time.Duration, lats [][]tim
 	select {
 	case <-done:
 	case <-time.After(d + callTimeout + 5*time.Second):
-		stop.Store(true)
+		pr.stop.Store(true)
 		cancel()
 		select {
 		case <-done:
@@ -199,19 +176,66 @@ func runPhase(fn callFunc, in []byte, callers int, d time.Duration, lats [][]tim
 			return ph, fmt.Errorf("hung: callers still in calls %v after the phase should have ended; abandoned", callTimeout+10*time.Second)
 		}
 	}
-	errMu.Lock()
-	defer errMu.Unlock()
-	if firstErr != nil {
-		return ph, firstErr
+	pr.errMu.Lock()
+	defer pr.errMu.Unlock()
+	if pr.firstErr != nil {
+		return ph, pr.firstErr
 	}
 	last := start
-	for _, f := range finish {
+	for _, f := range pr.finish {
 		if f.After(last) {
 			last = f
 		}
 	}
 	ph.elapsed = last.Sub(start)
 	return ph, nil
+}
+
+// caller is caller w's loop: calls back to back until the phase ends or a
+// call fails, checking each reply and recording its latency.
+func (pr *phaseRun) caller(w int) {
+	lats := pr.ph.lats
+	var lat []time.Duration
+	if lats != nil {
+		lat = lats[w][:0]
+	}
+	var n int64
+	fail := func(err error) {
+		if pr.stop.CompareAndSwap(false, true) {
+			pr.errMu.Lock()
+			pr.firstErr = fmt.Errorf("caller %d, after %d calls: %w", w, n, err)
+			pr.errMu.Unlock()
+			pr.cancel()
+		}
+	}
+	// A panic in a call (a library bug) fails the cell, not the run.
+	defer func() {
+		if p := recover(); p != nil {
+			fail(fmt.Errorf("panic: %v", p))
+		}
+	}()
+	t0 := time.Now()
+	for !pr.stop.Load() && t0.Before(pr.end) {
+		out, err := pr.fn(pr.ctx, w, pr.in)
+		t1 := time.Now()
+		if err == nil && !bytes.Equal(out, pr.in) {
+			err = fmt.Errorf("reply of %d bytes differs from the %d bytes sent", len(out), len(pr.in))
+		}
+		if err != nil {
+			fail(err)
+			break
+		}
+		if lats != nil {
+			lat = append(lat, t1.Sub(t0))
+		}
+		n++
+		t0 = t1
+	}
+	pr.ph.counts[w] = n
+	pr.finish[w] = t0
+	if lats != nil {
+		lats[w] = lat
+	}
 }
 
 // allocResult is what testing.Benchmark measured for one caller making 64 B

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -80,9 +81,46 @@ func TestWorkloadNames(t *testing.T) {
 		names = append(names, wl.name)
 	}
 	got := strings.Join(names, " ")
-	for _, want := range []string{"echo-64B-1", "echo-64B-32", "echo-4KiB-256", "echo-64KiB-1", "fetchcall-1", "fetchcall-32", "callback-1", "callback-32"} {
+	for _, want := range []string{"echo-64B-1", "echo-64B-32", "echo-4KiB-256", "echo-64KiB-1", "echo-1MiB-1", "echo-1MiB-32", "fetchcall-1", "fetchcall-32", "callback-1", "callback-32"} {
 		if !strings.Contains(" "+got+" ", " "+want+" ") {
 			t.Errorf("no workload %s in %s", want, got)
 		}
+	}
+}
+
+// namedSys is a fakeSys with a name that logs each echo call it answers.
+type namedSys struct {
+	fakeSys
+	name string
+}
+
+func (s *namedSys) Name() string { return s.name }
+
+func TestCallsInterleaveSystemsInsideEachCell(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	sys := func(name string) *namedSys {
+		return &namedSys{name: name, fakeSys: fakeSys{echo: func(ctx context.Context, in []byte) ([]byte, error) {
+			mu.Lock()
+			if len(order) == 0 || order[len(order)-1] != name {
+				order = append(order, name)
+			}
+			mu.Unlock()
+			return in, nil
+		}}}
+	}
+	cfg := testCfg
+	cfg.rounds = 2
+	wls := []workload{{name: "a", kind: "echo", size: 8, callers: 1}, {name: "b", kind: "echo", size: 8, callers: 1}}
+	res := &results{labels: map[key]string{}, cells: map[key][]cellResult{}, allocs: map[string]allocResult{}}
+	runCalls(cfg, []System{sys("tether"), sys("peer")}, wls, false, res)
+	// Two workloads, two rounds each, the systems taking turns inside
+	// every round.
+	want := "tether peer tether peer tether peer tether peer"
+	if got := strings.Join(order, " "); got != want {
+		t.Errorf("systems ran in the order %q, want %q", got, want)
+	}
+	if rs := cellRatios(res, "a", "peer"); len(rs) != 2 {
+		t.Errorf("per-round ratios of workload a: %v, want 2", rs)
 	}
 }

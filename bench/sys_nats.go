@@ -52,22 +52,35 @@ type natsSys struct {
 func (*natsSys) Name() string                    { return "nats" }
 func (*natsSys) Label(kind string, n int) string { return "nats" }
 
-func (s *natsSys) Start() error {
+// startNATS starts an embedded nats-server on a free loopback port, with a
+// maximum payload above the 1 MiB echo (the default is exactly 1 MiB).
+func startNATS() (*natsserver.Server, error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{
 		Host:            "127.0.0.1",
 		Port:            natsserver.RANDOM_PORT,
 		NoLog:           true,
 		NoSigs:          true,
 		NoSystemAccount: true,
+		MaxPayload:      8 << 20,
 	})
 	if err != nil {
-		return fmt.Errorf("nats-server: %w", err)
+		return nil, fmt.Errorf("nats-server: %w", err)
 	}
-	s.ns = ns
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		return errors.New("nats-server: not ready after 10 s")
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, errors.New("nats-server: not ready after 10 s")
 	}
+	return ns, nil
+}
+
+func (s *natsSys) Start() error {
+	ns, err := startNATS()
+	if err != nil {
+		return err
+	}
+	s.ns = ns
 	if s.responder, err = nats.Connect(ns.ClientURL()); err != nil {
 		return fmt.Errorf("responder connect: %w", err)
 	}

@@ -26,10 +26,11 @@ type sharedSnap struct {
 	outages uint64
 	users   atomic.Int32 // subscriptions part way through it
 
-	once    sync.Once
-	entries []Change // until encoded
-	batches [][]byte // each a whole batch, token ""
-	counts  []int    // the entries of each batch
+	once     sync.Once
+	entries  []Change // until encoded
+	batches  [][]byte // each a whole batch, token ""
+	lastMore []byte   // the last batch again, with more set: steps follow it
+	counts   []int    // the entries of each batch
 }
 
 // sharedCursor is a subscription's place in a shared snapshot. Only the
@@ -39,6 +40,11 @@ type sharedCursor struct {
 	epoch   string
 	version uint64
 	next    int // the next batch to send
+	// Once the entries are sent, the snapshot's steps (rule 1.2): from
+	// at until they reach until, the feed's version when the last
+	// entries went.
+	stepping  bool
+	at, until uint64
 }
 
 // usable reports whether sn can serve a subscription at (epoch, version)
@@ -66,6 +72,10 @@ func (sn *sharedSnap) encode() {
 			sn.batches = append(sn.batches, appendBatch(nil, &b))
 			sn.counts = append(sn.counts, n)
 			es = es[n:]
+			if len(es) == 0 {
+				b.More = true
+				sn.lastMore = appendBatch(nil, &b)
+			}
 		}
 		sn.entries = nil
 	})
@@ -99,7 +109,7 @@ func (f *Feed) sharedSnapshot(epoch string, version uint64) *sharedSnap {
 // epoch, or a version the tail's log does not reach) and has the default
 // batch size and no snapshot of its own under way.
 func (s *Subscription) wantsShared(t *tail) bool {
-	if s.shared.active {
+	if s.shared.active || s.shared.stepping {
 		return true
 	}
 	if s.maxBytes != 0 || s.snapOwn {
@@ -110,11 +120,20 @@ func (s *Subscription) wantsShared(t *tail) bool {
 
 // fromShared returns the next batch of the shared snapshot, starting
 // (again) at the first batch of the current one when the one under way
-// was replaced. After its last batch the cursor is the snapshot's epoch
-// and version, and the live tail takes over.
+// was replaced, or when the log no longer holds the steps that must
+// follow it. Its entries, all read at its version S, are followed by the
+// steps from S to T, the feed's version when the last entries went, as
+// the snapshot's steps; after them the cursor is the snapshot's epoch
+// and T, and the live tail takes over.
 func (s *Subscription) fromShared(t *tail) outgoing {
-	sn := s.f.snap.Load()
 	c := &s.shared
+	if c.stepping {
+		if c.epoch == t.epoch && t.find(c.at) >= 0 {
+			return s.snapshotSteps(t)
+		}
+		c.stepping = false // the log moved past the snapshot: again
+	}
+	sn := s.f.snap.Load()
 	if !c.active || sn == nil || sn.epoch != c.epoch || sn.version != c.version {
 		s.leaveShared()
 		if !sn.usable(t, s.epoch, s.version) {
@@ -127,19 +146,45 @@ func (s *Subscription) fromShared(t *tail) outgoing {
 	i := c.next
 	c.next++
 	bytes := sn.batches[i]
+	last := c.next == len(sn.batches)
+	// t may be older than a snapshot just taken: only a tail past the
+	// snapshot's version has steps to follow it.
+	more := !last || (t.epoch == sn.epoch && t.version > sn.version)
+	if last && more {
+		bytes = sn.lastMore
+		c.stepping, c.at, c.until = true, sn.version, t.version
+	}
 	if !s.tokenSent {
 		bytes = s.withToken(bytes)
 	}
-	last := c.next == len(sn.batches)
-	p := pushed{epoch: sn.epoch, version: sn.version, more: !last, snapshot: true, changes: sn.counts[i]}
+	p := pushed{epoch: sn.epoch, version: sn.version, more: more, snapshot: true, changes: sn.counts[i]}
 	if last {
 		s.leaveShared()
-		s.epoch, s.version, s.stale, s.sent, s.tailing = sn.epoch, sn.version, sn.stale, true, true
-		if sn.stale {
-			s.outages = sn.outages
-		}
+	}
+	if !more {
+		s.snapshotDone(sn.epoch, sn.version, sn.stale, sn.outages)
 	}
 	return outgoing{bytes: bytes, p: p}
+}
+
+// snapshotSteps returns the next batch of the shared snapshot's steps.
+func (s *Subscription) snapshotSteps(t *tail) outgoing {
+	c := &s.shared
+	out := stepsBatch(t, c.at, maxBatchBytes, true, c.until)
+	c.at = out.p.version
+	if !out.p.more {
+		c.stepping = false
+		s.snapshotDone(c.epoch, c.at, t.stale, t.outages)
+	}
+	return out
+}
+
+// snapshotDone moves the cursor to the end of a snapshot sent.
+func (s *Subscription) snapshotDone(epoch string, version uint64, stale bool, outages uint64) {
+	s.epoch, s.version, s.stale, s.sent, s.tailing = epoch, version, stale, true, true
+	if stale {
+		s.outages = outages
+	}
 }
 
 // leaveShared stops using the shared snapshot under way, if any, and

@@ -293,7 +293,7 @@ func (s *Subscription) stepsOut(t *tail) outgoing {
 	shareable := s.maxBytes == 0
 	sb := s.f.shared.Load()
 	if !shareable || sb == nil || sb.epoch != t.epoch || sb.from != s.version || sb.stale != t.stale {
-		sb = &sharedBatch{epoch: t.epoch, from: s.version, stale: t.stale, out: stepsBatch(t, s.version, s.limit())}
+		sb = &sharedBatch{epoch: t.epoch, from: s.version, stale: t.stale, out: stepsBatch(t, s.version, s.limit(), false, 0)}
 		if shareable {
 			s.f.shared.Store(sb)
 		}
@@ -313,8 +313,10 @@ type sharedBatch struct {
 
 // stepsBatch encodes the batch of the logged steps after version from,
 // which t must hold, taken while the batch is within bounds as
-// Feed.stepsFrom takes them, from each step's encoding made once.
-func stepsBatch(t *tail, from uint64, limit int) outgoing {
+// Feed.stepsFrom takes them, from each step's encoding made once. For a
+// snapshot's steps (snapshot set) the batch has more set until its steps
+// reach until.
+func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) outgoing {
 	i := t.find(from)
 	j, n, size, total := i, 0, 0, 0
 	for ; j < len(t.log) && n < maxBatchChanges && size < limit; j++ {
@@ -324,14 +326,20 @@ func stepsBatch(t *tail, from uint64, limit int) outgoing {
 	}
 	steps := t.log[i:j]
 	last := steps[len(steps)-1].Version
+	more := snapshot && last < until
 	buf := make([]byte, 0, total+len(t.epoch)+32)
-	buf = appendBatchHead(buf, t.epoch, last, t.stale, false, false)
+	buf = appendBatchHead(buf, t.epoch, last, t.stale, snapshot, more)
 	buf = cborx.AppendArray(buf, len(steps))
 	for _, ls := range steps {
 		buf = append(buf, ls.encoded()...)
 	}
-	buf = appendBatchTail(cborx.AppendNull(buf), false, "")
-	return outgoing{bytes: buf, p: pushed{epoch: t.epoch, version: last, changes: n}}
+	if snapshot {
+		buf = cborx.AppendArray(buf, 0) // a snapshot's batch of steps has no entries
+	} else {
+		buf = cborx.AppendNull(buf)
+	}
+	buf = appendBatchTail(buf, false, "")
+	return outgoing{bytes: buf, p: pushed{epoch: t.epoch, version: last, changes: n, more: more, snapshot: snapshot}}
 }
 
 // limit is the cursor's batch size in key and value bytes.

@@ -135,13 +135,7 @@ func (s *Subscription) fromShared(t *tail) outgoing {
 	}
 	sn := s.f.snap.Load()
 	if !c.active || sn == nil || sn.epoch != c.epoch || sn.version != c.version {
-		s.leaveShared()
-		if !sn.usable(t, s.epoch, s.version) {
-			sn = s.f.sharedSnapshot(s.epoch, s.version)
-		}
-		sn.encode()
-		sn.users.Add(1)
-		*c = sharedCursor{active: true, epoch: sn.epoch, version: sn.version}
+		sn = s.joinShared(t, sn)
 	}
 	i := c.next
 	c.next++
@@ -165,6 +159,20 @@ func (s *Subscription) fromShared(t *tail) outgoing {
 		s.snapshotDone(sn.epoch, sn.version, sn.stale, sn.outages)
 	}
 	return outgoing{bytes: bytes, p: p}
+}
+
+// joinShared starts the cursor at the first batch of the feed's shared
+// snapshot cur, or of a new one when cur cannot serve it.
+func (s *Subscription) joinShared(t *tail, cur *sharedSnap) *sharedSnap {
+	s.leaveShared()
+	sn := cur
+	if !sn.usable(t, s.epoch, s.version) {
+		sn = s.f.sharedSnapshot(s.epoch, s.version)
+	}
+	sn.encode()
+	sn.users.Add(1)
+	s.shared = sharedCursor{active: true, epoch: sn.epoch, version: sn.version}
+	return sn
 }
 
 // snapshotSteps returns the next batch of the shared snapshot's steps.

@@ -55,7 +55,7 @@ type Subscription struct {
 	tailing  bool       // no snapshot under way: the live tail may serve the cursor
 	snapOwn  bool       // snap is active: a snapshot of its own (the locked path) is under way
 	shared   sharedCursor
-	maxBytes int        // batch size in key and value bytes; 0 means maxBatchBytes
+	maxBytes int // batch size in key and value bytes; 0 means maxBatchBytes
 	// tokenSent records that the feed's token went with a batch: it goes
 	// with the first one only.
 	tokenSent bool

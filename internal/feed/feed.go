@@ -507,7 +507,7 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
-// appendLog records a step and wakes every subscription. The log keeps at
+// appendLog records a step and wakes the pushers waiting. The log keeps at
 // most logMax changes; a step larger than that empties it (mirrors behind it
 // get a snapshot). While snapshots are under way it keeps as many more
 // changes as the model has entries: a snapshot needs the steps made since

@@ -180,7 +180,7 @@ func (s *Subscription) shrink(b pushed) bool {
 	s.leaveShared()
 	s.shared = sharedCursor{} // the shared snapshot's steps too: one of its own follows
 	s.epoch = ""              // forces a new snapshot
-	s.tokenSent = false // the batch that carried it did not arrive
+	s.tokenSent = false       // the batch that carried it did not arrive
 	return true
 }
 

@@ -125,9 +125,7 @@ func (s *Subscription) run() {
 		// The batch goes as the bytes it was encoded to, shared by every
 		// subscription sent the same steps: the broker copies them into
 		// the call's frame as they are.
-		err := s.obs.Call(s.ctx, ApplyMethod, nil, cbor.RawMessage(out.bytes))
-		out = outgoing{}
-		if err != nil {
+		if err := s.obs.Call(s.ctx, ApplyMethod, nil, cbor.RawMessage(out.bytes)); err != nil {
 			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(p) {
 				continue // smaller batches, starting over with a snapshot
 			}

@@ -148,7 +148,8 @@ type Feed struct {
 	shared atomic.Pointer[sharedBatch]
 	// snap is the snapshot shared by the subscriptions that need one
 	// (snapshare.go), while some subscription is part way through it.
-	snap atomic.Pointer[sharedSnap]
+	snap   atomic.Pointer[sharedSnap]
+	snapMu sync.Mutex // orders the taking of shared snapshots (sharedSnapshot)
 	// token is the feed's capability (internal/captable), issued to its
 	// subscribers; lost is set when a mirror's feed can no longer follow
 	// its source, and refuses new subscriptions.

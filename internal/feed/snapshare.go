@@ -84,23 +84,25 @@ func (sn *sharedSnap) encode() {
 // sharedSnapshot returns a shared snapshot a subscription at (epoch,
 // version) can use: the feed's current one, or a new one taken now.
 // Reading the entries is O(entries) under f.mu, once per snapshot shared
-// by every subscription that needs one meanwhile; encoding happens after.
+// by every subscription that needs one meanwhile. The pushers that need
+// one at the same moment queue on snapMu, not f.mu, which the writer
+// takes: all but the first find the new one usable without f.mu.
 func (f *Feed) sharedSnapshot(epoch string, version uint64) *sharedSnap {
+	f.snapMu.Lock()
+	defer f.snapMu.Unlock()
+	if sn := f.snap.Load(); sn.usable(f.tail.Load(), epoch, version) {
+		return sn
+	}
 	f.mu.Lock()
-	t := f.tail.Load()
-	sn := f.snap.Load()
-	if !sn.usable(t, epoch, version) {
-		sn = &sharedSnap{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages,
-			entries: make([]Change, 0, len(f.index))}
-		for i := range f.slots {
-			if sl := &f.slots[i]; sl.live {
-				sn.entries = append(sn.entries, Change{Key: sl.key, Value: sl.value})
-			}
+	sn := &sharedSnap{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages,
+		entries: make([]Change, 0, len(f.index))}
+	for i := range f.slots {
+		if sl := &f.slots[i]; sl.live {
+			sn.entries = append(sn.entries, Change{Key: sl.key, Value: sl.value})
 		}
-		f.snap.Store(sn)
 	}
 	f.mu.Unlock()
-	sn.encode()
+	f.snap.Store(sn)
 	return sn
 }
 

@@ -29,15 +29,38 @@
 // Ownership: a Feed starts one pusher goroutine per subscription, which
 // stops when the subscriber lets the subscription go (or its connection
 // ends) or a push fails. A Follower owns one goroutine that resubscribes
-// after outages; Close stops it.
+// after outages; Close stops it. The writer (Set, Delete, a mirror's
+// Apply) starts nothing and waits for no pusher.
 //
-// Costs: a subscription is a cursor into the feed's log, or, while it sends
-// a snapshot, into the feed's entries, and at most one batch in flight; it
-// never copies the state, so one whose subscriber stops acknowledging costs
-// the same whatever the model's size. The feed itself holds its entries and
-// its log, which keeps more steps while snapshots are under way (appendLog).
-// The broker bounds the subscriptions one peer may hold
-// (broker.WithMaxSubscriptions).
+// What is lock-free: after every change the feed publishes its tail (its
+// epoch, version, staleness and a window of its log of immutable steps)
+// through an atomic pointer, and rings a bell that wakes only the pushers
+// actually waiting (a channel closed and replaced, counted with an
+// atomic). A pusher whose cursor the tail's log covers builds its batch
+// from the tail without the feed's lock, from each step's CBOR, encoded
+// once; the subscriptions at the same version send the same batch, built
+// once (Feed.shared). A subscription that needs a snapshot takes the
+// feed's shared snapshot (snapshare.go): the whole state read at one
+// version under the lock once, encoded once, sent to every subscription
+// that needs one while the log still reaches back to it, and followed by
+// the steps made since. f.mu guards the entries, the log's trimming and
+// the rare paths: a subscription's first batch, its own snapshot when its
+// batch size was shrunk, the report of a brief outage.
+//
+// Costs: a Set costs the writer the same whatever the number of
+// subscriptions (one step, one tail, at most one channel closed). A
+// subscription keeps a version, or a place in a snapshot, and at most
+// one batch in flight; it never holds a step of the log or a shared
+// snapshot between batches, so one whose subscriber stops acknowledging
+// costs the same whatever the model's size. The feed itself holds its
+// entries, its log, which keeps more steps while snapshots of the
+// subscriptions' own are under way (appendLog), the steps dropped from
+// the log's front until the log's backing array is reallocated (at most
+// about the log's size), the last shared batch of steps, and the shared
+// snapshot while some subscription is part way through it. A mirror
+// decodes batches with Batch.UnmarshalCBOR, without reflection, one
+// allocation per change for its key and value. The broker bounds the
+// subscriptions one peer may hold (broker.WithMaxSubscriptions).
 //
 // Layering: the package sits between the broker and the packages that hold
 // models (broker → feed → remote, cache, gateway). The broker cannot name

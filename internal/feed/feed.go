@@ -132,10 +132,24 @@ type Feed struct {
 	dead    int            // dead slots
 	stale   bool
 	outages uint64 // times stale became true, so that a brief one is not lost
-	log     []Step
-	logLen  int // changes in log
-	logMax  int
-	subs    map[*Subscription]struct{}
+	// log holds the recent steps, oldest first. Its elements are never
+	// changed once appended, only dropped from the front by reslicing:
+	// every tail published shares the backing array (see publish).
+	log    []*logStep
+	logLen int // changes in log
+	logMax int
+	subs   map[*Subscription]struct{}
+	// tail is the state the live subscriptions read without mu, published
+	// after every change (publish); bell wakes the pushers waiting for
+	// the next one; shared is the last batch of steps built for the
+	// subscriptions of the live tail, sent to all of those at its version.
+	tail   atomic.Pointer[tail]
+	bell   bell
+	shared atomic.Pointer[sharedBatch]
+	// snap is the snapshot shared by the subscriptions that need one
+	// (snapshare.go), while some subscription is part way through it.
+	snap   atomic.Pointer[sharedSnap]
+	snapMu sync.Mutex // orders the taking of shared snapshots (sharedSnapshot)
 	// token is the feed's capability (internal/captable), issued to its
 	// subscribers; lost is set when a mirror's feed can no longer follow
 	// its source, and refuses new subscriptions.
@@ -190,7 +204,106 @@ func New(logSize int, owner any) *Feed {
 	}
 	f.pub = &Publisher{f: f}
 	f.token = captable.Register(f.pub)
+	f.publish()
 	return f
+}
+
+// logStep is one step of the log with what the live tail needs of it:
+// immutable once appended, but for its encoding, made once, the first time
+// a batch needs it.
+type logStep struct {
+	Step
+	size int                    // the bytes of its keys and values
+	enc  atomic.Pointer[[]byte] // the step's CBOR (encoded)
+}
+
+// encoded returns the step's CBOR, encoding it the first time. Pushers
+// that race to do so keep the first one stored.
+func (ls *logStep) encoded() []byte {
+	if p := ls.enc.Load(); p != nil {
+		return *p
+	}
+	b := appendStep(nil, &ls.Step)
+	if ls.enc.CompareAndSwap(nil, &b) {
+		return b
+	}
+	return *ls.enc.Load()
+}
+
+// tail is a feed's state as the subscriptions of its live tail read it,
+// without the feed's lock: published whole after every change, never
+// modified afterwards.
+type tail struct {
+	epoch   string
+	version uint64
+	stale   bool
+	outages uint64
+	log     []*logStep // a window of the feed's log: consecutive steps, oldest first
+}
+
+// find returns the index of the logged step that starts at version v, or
+// -1 when the tail's log does not hold it.
+func (t *tail) find(v uint64) int {
+	i := sort.Search(len(t.log), func(i int) bool { return t.log[i].From >= v })
+	if i < len(t.log) && t.log[i].From == v {
+		return i
+	}
+	return -1
+}
+
+// publish makes the feed's current state the tail the live subscriptions
+// read, and wakes those waiting for it. f.mu held, so that tails are
+// published in the order of the changes.
+//
+// The tail's log shares the feed's backing array: appendLog only appends
+// past the end of every published window and drops steps by reslicing,
+// never by overwriting, so a pusher reading an older tail sees it whole.
+// The dropped steps stay reachable through that array until append
+// reallocates it, which bounds them by the log's own size.
+func (f *Feed) publish() {
+	f.tail.Store(&tail{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages, log: f.log})
+	f.bell.ring()
+}
+
+// bell wakes the pushers waiting for a feed's next tail: a channel closed
+// and replaced on each ring, but only when some pusher waits, so that a
+// change costs the writer no allocation while every subscriber is busy.
+type bell struct {
+	ch      atomic.Pointer[chan struct{}]
+	waiters atomic.Int32
+}
+
+// wait registers a waiter and returns the channel that the next ring
+// closes. The waiter must check the tail again after wait (it may have
+// changed before the registration counted) and call done once it stops
+// waiting.
+func (b *bell) wait() <-chan struct{} {
+	b.waiters.Add(1)
+	if p := b.ch.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{})
+	if b.ch.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *b.ch.Load()
+}
+
+// done unregisters a waiter.
+func (b *bell) done() { b.waiters.Add(-1) }
+
+// ring wakes every registered waiter. It runs after the tail is stored:
+// a waiter counted before ring reads waiters gets a channel ring closes
+// (or, registered after the swap, gets the new channel but then sees the
+// new tail on its check); one counted after that sees the new tail.
+func (b *bell) ring() {
+	if b.waiters.Load() == 0 {
+		return
+	}
+	ch := make(chan struct{})
+	if old := b.ch.Swap(&ch); old != nil {
+		close(*old)
+	}
 }
 
 // State is a feed's entries, as Read shows them.
@@ -395,7 +508,7 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
-// appendLog records a step and wakes every subscription. The log keeps at
+// appendLog records a step and wakes the pushers waiting. The log keeps at
 // most logMax changes; a step larger than that empties it (mirrors behind it
 // get a snapshot). While snapshots are under way it keeps as many more
 // changes as the model has entries: a snapshot needs the steps made since
@@ -404,35 +517,36 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 // snapshots complete. That extra is the feed's, not each subscriber's: a
 // subscriber that stops acknowledging in the middle of a snapshot costs no
 // more than the model's size once, however many do so.
+//
+// It costs the writer the same whatever the number of subscriptions: the
+// step is published with the tail and the bell rings once (publish).
 func (f *Feed) appendLog(s Step) {
-	f.log = append(f.log, s)
+	ls := &logStep{Step: s}
+	for _, c := range s.Changes {
+		ls.size += len(c.Key) + len(c.Value)
+	}
+	f.log = append(f.log, ls)
 	f.logLen += len(s.Changes)
 	keep := f.logMax
 	if f.snapshots > 0 {
 		keep += len(f.index)
 	}
-	for f.logLen > keep && len(f.log) > 0 {
-		f.logLen -= len(f.log[0].Changes)
-		f.log[0] = Step{}
-		f.log = f.log[1:]
+	drop := 0
+	for f.logLen > keep && drop < len(f.log) {
+		f.logLen -= len(f.log[drop].Changes)
+		drop++
 	}
-	f.wakeAll()
-}
-
-func (f *Feed) wakeAll() {
-	for s := range f.subs {
-		s.wakeUp()
-	}
+	// Reslicing, never clearing the dropped elements: a pusher may still
+	// read them through an older tail (see publish).
+	f.log = f.log[drop:]
+	f.publish()
 }
 
 // replayFrom returns the index of the logged step that starts at version
-// v, or -1 when the log does not reach back to v.
+// v, or -1 when the log does not reach back to v. f.mu held.
 func (f *Feed) replayFrom(v uint64) int {
-	i := sort.Search(len(f.log), func(i int) bool { return f.log[i].From >= v })
-	if i < len(f.log) && f.log[i].From == v {
-		return i
-	}
-	return -1
+	t := tail{log: f.log}
+	return t.find(v)
 }
 
 // setStaleLocked records whether the feed's source is out of reach and
@@ -445,7 +559,7 @@ func (f *Feed) setStaleLocked(stale bool) bool {
 	if stale {
 		f.outages++
 	}
-	f.wakeAll()
+	f.publish()
 	return true
 }
 
@@ -505,7 +619,7 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 		return nil, lost
 	}
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
-		wake: make(chan struct{}, 1), acked: make(chan struct{})}
+		acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }

@@ -120,6 +120,7 @@ type Follower struct {
 func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
 	fl := &Follower{f: New(opts.LogSize, opts.Owner), src: src, sink: sink, opts: opts, done: make(chan struct{})}
 	fl.f.epoch = "" // a mirror has no state of its own until the first snapshot
+	fl.f.publish()  // no subscriber yet: only for the epoch its first ones will read
 	fl.f.home = fl.subscriptionOn
 	fl.ctx, fl.cancel = context.WithCancel(context.Background())
 	return fl
@@ -612,7 +613,10 @@ func (o *observer) snapshotFor(b *Batch) (*pending, error) {
 	if len(b.Steps) > 0 {
 		start = b.Steps[0].From
 	}
-	o.pending = &pending{epoch: b.Epoch, version: start, entries: map[string]Change{}}
+	// Sized for the first batch's entries: a shared snapshot of a model of
+	// up to a batch's worth comes in one batch, and a map that grows
+	// entry by entry costs a mirror more than the rest of the snapshot.
+	o.pending = &pending{epoch: b.Epoch, version: start, entries: make(map[string]Change, len(b.Entries))}
 	return o.pending, nil
 }
 
@@ -737,7 +741,7 @@ func (f *Feed) resetTo(epoch string, version uint64, entries map[string]Change, 
 	f.replace(entries, version)
 	f.epoch, f.log, f.logLen = epoch, nil, 0
 	f.version = version
-	f.wakeAll() // subscribers of the old epoch need a snapshot
+	f.publish() // subscribers of the old epoch need a snapshot
 	return events
 }
 

@@ -131,7 +131,7 @@ func driveSnapshot(t *testing.T, seed uint64, logSize, writes int) driveStats {
 	fl := &Follower{f: New(64, nil), sink: sink}
 	fl.f.epoch = ""
 	o := &observer{fl: fl, first: make(chan struct{}), failed: make(chan struct{})}
-	s := &Subscription{f: src, maxBytes: 1024, wake: make(chan struct{}, 1)}
+	s := &Subscription{f: src, maxBytes: 1024}
 	src.mu.Lock()
 	src.subs[s] = struct{}{}
 	src.mu.Unlock()

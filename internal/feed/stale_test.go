@@ -15,7 +15,7 @@ import (
 func TestBriefOutageIsReported(t *testing.T) {
 	f := New(0, nil)
 	f.Set(enc("k"), enc(1))
-	s := &Subscription{f: f, wake: make(chan struct{}, 1)}
+	s := &Subscription{f: f}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := s.build() // the first batch: a snapshot

@@ -6,8 +6,11 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/captable"
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -36,18 +39,23 @@ type Subscription struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wake   chan struct{}
 	once   sync.Once // starts the pusher
 	ended  atomic.Bool
 
-	// The cursor: what the observer has been sent. Guarded by f.mu.
+	// The cursor: what the observer has been sent. Only the pusher reads
+	// and writes it, under f.mu on the locked path (build) and without it
+	// on the live tail (fromTail); snap, which compaction moves, is
+	// guarded by f.mu.
 	epoch    string
 	version  uint64
 	stale    bool
 	sent     bool
 	outages  uint64     // the feed's outages the observer has been told of
 	snap     snapCursor // the snapshot being sent, if active
-	maxBytes int        // batch size in key and value bytes; 0 means maxBatchBytes
+	tailing  bool       // no snapshot under way: the live tail may serve the cursor
+	snapOwn  bool       // snap is active: a snapshot of its own (the locked path) is under way
+	shared   sharedCursor
+	maxBytes int // batch size in key and value bytes; 0 means maxBatchBytes
 	// tokenSent records that the feed's token went with a batch: it goes
 	// with the first one only.
 	tokenSent bool
@@ -100,27 +108,24 @@ func (s *Subscription) end() {
 	s.amu.Unlock()
 }
 
-func (s *Subscription) wakeUp() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
 // run pushes batches until the subscription ends.
 func (s *Subscription) run() {
 	defer s.obs.Release()
 	defer s.end()
+	defer s.leaveShared()
 	for {
-		b, ok := s.next()
+		out, ok := s.next()
 		if !ok {
 			return
 		}
 		// Only what the acknowledgement needs outlives the call: while a
-		// subscriber sits on a batch the subscription keeps its cursor, not
-		// the batch.
-		p := pushedOf(b)
-		if err := s.obs.Call(s.ctx, ApplyMethod, nil, b); err != nil {
+		// subscriber sits on a batch the subscription keeps its cursor (a
+		// version), not the batch, nor a step of the log.
+		p := out.p
+		// The batch goes as the bytes it was encoded to, shared by every
+		// subscription sent the same steps: the broker copies them into
+		// the call's frame as they are.
+		if err := s.obs.Call(s.ctx, ApplyMethod, nil, cbor.RawMessage(out.bytes)); err != nil {
 			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(p) {
 				continue // smaller batches, starting over with a snapshot
 			}
@@ -170,32 +175,178 @@ func (s *Subscription) shrink(b pushed) bool {
 		s.maxBytes = max(s.maxBytes/2, 1024)
 	}
 	s.stopSnapshot()
-	s.epoch = ""        // forces a new snapshot
-	s.tokenSent = false // the batch that carried it did not arrive
+	s.leaveShared()
+	s.shared = sharedCursor{} // the shared snapshot's steps too: one of its own follows
+	s.epoch = ""              // forces a new snapshot
+	s.tokenSent = false       // the batch that carried it did not arrive
 	return true
 }
 
-// next waits for something to send and returns it as a batch.
-func (s *Subscription) next() (*Batch, bool) {
+// outgoing is a batch ready to send: its encoding, and what the
+// subscription remembers of it.
+type outgoing struct {
+	bytes []byte
+	p     pushed
+}
+
+// next waits for something to send and returns it, encoded. A cursor on
+// the live tail (onTail) is served without the feed's lock; anything else
+// (the first batch, a snapshot, a brief outage to report) is built under
+// it (locked).
+func (s *Subscription) next() (outgoing, bool) {
 	for {
-		s.f.mu.Lock()
 		if s.ended.Load() {
-			// end has run (it takes f.mu after setting ended): a snapshot
-			// started now would never be counted out of f.snapshots.
-			s.f.mu.Unlock()
-			return nil, false
+			return outgoing{}, false
 		}
-		b := s.build()
-		s.f.mu.Unlock()
-		if b != nil {
-			return b, true
+		t := s.f.tail.Load()
+		if s.wantsShared(t) {
+			return s.fromShared(t), true
 		}
-		select {
-		case <-s.wake:
-		case <-s.ctx.Done():
-			return nil, false
+		if s.onTail(t) {
+			if out, ok := s.fromTail(t); ok {
+				return out, true
+			}
+		} else {
+			out, ok, seen := s.locked()
+			if ok || seen == nil {
+				return out, ok
+			}
+			t = seen
+		}
+		if !s.await(t) {
+			return outgoing{}, false
 		}
 	}
+}
+
+// await waits until the feed publishes a tail other than t, reporting
+// false when the subscription ended first.
+func (s *Subscription) await(t *tail) bool {
+	ch := s.f.bell.wait()
+	defer s.f.bell.done()
+	// Checked after registering: a tail published before the
+	// registration counted rang no bell for this pusher.
+	if s.f.tail.Load() != t {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// locked builds the next batch under the feed's lock. It returns the
+// tail current when it found nothing to send, or nil when the
+// subscription ended.
+func (s *Subscription) locked() (outgoing, bool, *tail) {
+	s.f.mu.Lock()
+	if s.ended.Load() {
+		// end has run (it takes f.mu after setting ended): a snapshot
+		// started now would never be counted out of f.snapshots.
+		s.f.mu.Unlock()
+		return outgoing{}, false, nil
+	}
+	b := s.build()
+	s.snapOwn = s.snap.active
+	s.tailing = !s.snapOwn
+	t := s.f.tail.Load()
+	s.f.mu.Unlock()
+	if b == nil {
+		return outgoing{}, false, t
+	}
+	return outgoing{bytes: appendBatch(nil, b), p: pushedOf(b)}, true, nil
+}
+
+// onTail reports whether the live tail t can serve the cursor: no
+// snapshot under way, the token sent, the same epoch, no outage left to
+// report, and t's log holds the steps after the cursor's version.
+func (s *Subscription) onTail(t *tail) bool {
+	return s.tailing && s.tokenSent && s.epoch == t.epoch && s.outages == t.outages &&
+		(s.version == t.version || t.find(s.version) >= 0)
+}
+
+// fromTail makes the next batch from the live tail, without the feed's
+// lock, by rules 2 and 3 of docs/protocol.md §11.6 (steps, or a status
+// batch), or reports false when the observer is up to date.
+func (s *Subscription) fromTail(t *tail) (outgoing, bool) {
+	if s.version != t.version {
+		return s.stepsOut(t), true
+	}
+	if s.sent && s.stale == t.stale {
+		return outgoing{}, false
+	}
+	s.stale, s.sent = t.stale, true
+	buf := appendBatchHead(nil, t.epoch, t.version, t.stale, false, false)
+	buf = cborx.AppendNull(cborx.AppendNull(buf))
+	buf = appendBatchTail(buf, false, "")
+	return outgoing{bytes: buf, p: pushed{epoch: t.epoch, version: t.version}}, true
+}
+
+// stepsOut returns the batch of steps after the cursor and moves the
+// cursor past them. Subscriptions at the same version with the default
+// batch size share one batch: the last one built is kept (f.shared) and
+// sent again to every cursor at its start.
+func (s *Subscription) stepsOut(t *tail) outgoing {
+	shareable := s.maxBytes == 0
+	sb := s.f.shared.Load()
+	if !shareable || sb == nil || sb.epoch != t.epoch || sb.from != s.version || sb.stale != t.stale {
+		sb = &sharedBatch{epoch: t.epoch, from: s.version, stale: t.stale, out: stepsBatch(t, s.version, s.limit(), false, 0)}
+		if shareable {
+			s.f.shared.Store(sb)
+		}
+	}
+	s.version, s.stale, s.sent = sb.out.p.version, sb.stale, true
+	return sb.out
+}
+
+// sharedBatch is a batch of steps of the live tail with the cursor it
+// starts at.
+type sharedBatch struct {
+	epoch string
+	from  uint64
+	stale bool
+	out   outgoing
+}
+
+// stepsBatch encodes the batch of the logged steps after version from,
+// which t must hold, taken while the batch is within bounds as
+// Feed.stepsFrom takes them, from each step's encoding made once. For a
+// snapshot's steps (snapshot set) the batch has more set until its steps
+// reach until.
+func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) outgoing {
+	i := t.find(from)
+	j, n, size, total := i, 0, 0, 0
+	for ; j < len(t.log) && n < maxBatchChanges && size < limit; j++ {
+		n += len(t.log[j].Changes)
+		size += t.log[j].size
+		total += len(t.log[j].encoded())
+	}
+	steps := t.log[i:j]
+	last := steps[len(steps)-1].Version
+	more := snapshot && last < until
+	buf := make([]byte, 0, total+len(t.epoch)+32)
+	buf = appendBatchHead(buf, t.epoch, last, t.stale, snapshot, more)
+	buf = cborx.AppendArray(buf, len(steps))
+	for _, ls := range steps {
+		buf = append(buf, ls.encoded()...)
+	}
+	if snapshot {
+		buf = cborx.AppendArray(buf, 0) // a snapshot's batch of steps has no entries
+	} else {
+		buf = cborx.AppendNull(buf)
+	}
+	buf = appendBatchTail(buf, false, "")
+	return outgoing{bytes: buf, p: pushed{epoch: t.epoch, version: last, changes: n, more: more, snapshot: snapshot}}
+}
+
+// limit is the cursor's batch size in key and value bytes.
+func (s *Subscription) limit() int {
+	if s.maxBytes == 0 {
+		return maxBatchBytes
+	}
+	return s.maxBytes
 }
 
 // snapCursor is a snapshot under way (docs/protocol.md §11.6, rule 1):
@@ -282,10 +433,7 @@ func (s *Subscription) buildNext() *Batch {
 		// Behind the log, ahead of it, or another epoch: a snapshot.
 		s.startSnapshot()
 	}
-	limit := s.maxBytes
-	if limit == 0 {
-		limit = maxBatchBytes
-	}
+	limit := s.limit()
 	if s.snap.active {
 		return s.buildSnapshot(limit)
 	}
@@ -345,7 +493,7 @@ func (s *Subscription) buildSnapshot(limit int) *Batch {
 func (f *Feed) stepsFrom(v uint64, n, size, limit int) ([]Step, uint64) {
 	var steps []Step
 	for i := f.replayFrom(v); i >= 0 && i < len(f.log) && n < maxBatchChanges && size < limit; i++ {
-		st := f.log[i]
+		st := f.log[i].Step
 		steps = append(steps, st)
 		n += len(st.Changes)
 		for _, c := range st.Changes {
@@ -395,19 +543,16 @@ func (s *Subscription) ReplyMark(target any) any {
 	if s.ended.Load() {
 		return nil // nothing will be applied any more
 	}
-	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
-	return mark{epoch: s.f.epoch, version: s.f.version}
+	t := s.f.tail.Load()
+	return mark{epoch: t.epoch, version: t.version}
 }
 
 // ReplyWait waits, when the feed changed while the handler ran, until the
 // observer has applied the feed's current version, s ended or ctx ended.
 func (s *Subscription) ReplyWait(ctx context.Context, before any) {
 	m := before.(mark)
-	s.f.mu.Lock()
-	epoch, v := s.f.epoch, s.f.version
-	s.f.mu.Unlock()
-	if epoch == m.epoch && v > m.version {
-		s.waitApplied(ctx, epoch, v)
+	t := s.f.tail.Load()
+	if t.epoch == m.epoch && t.version > m.version {
+		s.waitApplied(ctx, t.epoch, t.version)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -40,4 +41,113 @@ func cborText(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// refBatch is Batch as fxamacker's reflective decoder reads it (the
+// decoder before Batch.UnmarshalCBOR): the reference FuzzBatchDecode
+// compares the hand-written decoder with.
+type refBatch struct {
+	_        struct{} `cbor:",toarray"`
+	Epoch    string
+	Version  uint64
+	Stale    bool
+	Snapshot bool
+	More     bool
+	Steps    []refStep
+	Entries  []refChange
+	First    bool
+	Token    string
+}
+
+type refStep struct {
+	_       struct{} `cbor:",toarray"`
+	From    uint64
+	Version uint64
+	Changes []refChange
+}
+
+type refChange struct {
+	_       struct{} `cbor:",toarray"`
+	Key     cbor.RawMessage
+	Value   cbor.RawMessage
+	Deleted bool
+}
+
+// sameChanges compares decoded changes with the reference's, a deleted
+// change's value (null on the wire) being nil in ours.
+func sameChanges(t *testing.T, got []Change, want []refChange) {
+	require.Equal(t, len(want), len(got))
+	for i, w := range want {
+		require.Equal(t, []byte(w.Key), []byte(got[i].Key))
+		require.Equal(t, w.Deleted, got[i].Deleted)
+		if !w.Deleted {
+			require.Equal(t, []byte(w.Value), []byte(got[i].Value))
+		}
+	}
+}
+
+// FuzzBatchDecode: the hand-written decoder never panics; every batch it
+// accepts, fxamacker's strict reflective decoding of the same shape
+// accepts with the same fields, and encoding it again gives bytes that
+// decode to the same batch; every refusal matches ErrBadBatch.
+func FuzzBatchDecode(f *testing.F) {
+	for _, bs := range seedBatches() {
+		for _, b := range bs {
+			f.Add(enc(b))
+		}
+	}
+	f.Add([]byte{0x88, 0x60, 0x00, 0xf4, 0xf4, 0xf4, 0xf6, 0xf6, 0xf4})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b Batch
+		err := b.UnmarshalCBOR(data)
+		if err != nil {
+			require.ErrorIs(t, err, ErrBadBatch)
+			return
+		}
+		var ref refBatch
+		require.NoError(t, cbor.Unmarshal(data, &ref), "accepted by the hand-written decoder only")
+		require.Equal(t, ref.Epoch, b.Epoch)
+		require.Equal(t, ref.Version, b.Version)
+		require.Equal(t, [5]any{ref.Stale, ref.Snapshot, ref.More, ref.First, ref.Token}, [5]any{b.Stale, b.Snapshot, b.More, b.First, b.Token})
+		require.Equal(t, len(ref.Steps), len(b.Steps))
+		for i, st := range ref.Steps {
+			require.Equal(t, [2]uint64{st.From, st.Version}, [2]uint64{b.Steps[i].From, b.Steps[i].Version})
+			sameChanges(t, b.Steps[i].Changes, st.Changes)
+		}
+		sameChanges(t, b.Entries, ref.Entries)
+		again, err := b.MarshalCBOR()
+		require.NoError(t, err)
+		var b2 Batch
+		require.NoError(t, b2.UnmarshalCBOR(again))
+		require.Equal(t, again, appendBatch(nil, &b2))
+	})
+}
+
+// TestBatchDecodeRefuses: malformed batches, through the broker's decoder
+// (the path of an Apply call's argument), are errors matching ErrBadBatch.
+func TestBatchDecodeRefuses(t *testing.T) {
+	good := enc(Batch{Epoch: "e", Version: 2, Steps: []Step{{From: 1, Version: 2, Changes: []Change{{Key: enc("k"), Value: enc(1)}}}}, Token: ""})
+	var b Batch
+	require.NoError(t, broker.Unmarshal(good, &b))
+	require.Equal(t, uint64(2), b.Steps[0].Version)
+	for name, data := range map[string][]byte{
+		"eight fields":         {0x88, 0x61, 'e', 0x00, 0xf4, 0xf4, 0xf4, 0xf6, 0xf6, 0xf4},
+		"ten fields":           append([]byte{0x8a}, append(good[1:], 0xf4)...),
+		"version as text":      {0x89, 0x61, 'e', 0x61, '1', 0xf4, 0xf4, 0xf4, 0xf6, 0xf6, 0xf4, 0x60},
+		"stale as an integer":  {0x89, 0x61, 'e', 0x00, 0x00, 0xf4, 0xf4, 0xf6, 0xf6, 0xf4, 0x60},
+		"step of two fields":   {0x89, 0x61, 'e', 0x00, 0xf4, 0xf4, 0xf4, 0x81, 0x82, 0x00, 0x01, 0xf6, 0xf4, 0x60},
+		"deleted with a value": {0x89, 0x61, 'e', 0x01, 0xf4, 0xf4, 0xf4, 0x81, 0x83, 0x00, 0x01, 0x81, 0x83, 0x61, 'k', 0x01, 0xf5, 0xf6, 0xf4, 0x60},
+		"a map for the steps":  {0x89, 0x61, 'e', 0x00, 0xf4, 0xf4, 0xf4, 0xa0, 0xf6, 0xf4, 0x60},
+		"token as bytes":       {0x89, 0x61, 'e', 0x00, 0xf4, 0xf4, 0xf4, 0xf6, 0xf6, 0xf4, 0x40},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var b Batch
+			err := broker.Unmarshal(data, &b)
+			require.Error(t, err)
+			require.ErrorIs(t, err, ErrBadBatch)
+			require.Zero(t, b.Epoch, "nothing decoded into the batch")
+		})
+	}
+	require.ErrorIs(t, b.UnmarshalCBOR(append(good, 0x00)), ErrBadBatch, "trailing data")
+	require.ErrorIs(t, b.UnmarshalCBOR(append([]byte{0xc1}, good...)), ErrBadBatch, "a tag around the batch")
 }

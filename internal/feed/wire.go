@@ -1,0 +1,336 @@
+package feed
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/tether-go/tether/internal/cborx"
+)
+
+// ErrBadBatch reports a cache batch whose bytes are not the Batch of
+// docs/protocol.md §11.5: a wrong length, a wrong type, a deleted change
+// with a value, trailing data. The mirror refuses the batch with it.
+var ErrBadBatch = errors.New("tether: malformed cache batch")
+
+// The lengths of the arrays a batch is made of (§11.5).
+const (
+	batchFields  = 9
+	stepFields   = 3
+	changeFields = 3
+)
+
+// MarshalCBOR encodes the batch as docs/protocol.md §11.5 shows it, with
+// the encoder of the feed's own batches (appendBatch), so that a Batch
+// marshalled anywhere has the bytes a subscription sends.
+func (b Batch) MarshalCBOR() ([]byte, error) { return appendBatch(nil, &b), nil }
+
+// appendBatch appends b's CBOR: the one encoder of batches.
+func appendBatch(buf []byte, b *Batch) []byte {
+	buf = appendBatchHead(buf, b.Epoch, b.Version, b.Stale, b.Snapshot, b.More)
+	if b.Steps == nil {
+		buf = cborx.AppendNull(buf)
+	} else {
+		buf = cborx.AppendArray(buf, len(b.Steps))
+		for i := range b.Steps {
+			buf = appendStep(buf, &b.Steps[i])
+		}
+	}
+	buf = appendChanges(buf, b.Entries)
+	return appendBatchTail(buf, b.First, b.Token)
+}
+
+// appendBatchHead appends the array head and the fields before the steps;
+// the shared batches of the live tail (stepsBatch) start with it too.
+func appendBatchHead(buf []byte, epoch string, version uint64, stale, snapshot, more bool) []byte {
+	buf = cborx.AppendArray(buf, batchFields)
+	buf = cborx.AppendText(buf, epoch)
+	buf = cborx.AppendUint(buf, version)
+	buf = cborx.AppendBool(buf, stale)
+	buf = cborx.AppendBool(buf, snapshot)
+	return cborx.AppendBool(buf, more)
+}
+
+// appendBatchTail appends the fields after the entries.
+func appendBatchTail(buf []byte, first bool, token string) []byte {
+	buf = cborx.AppendBool(buf, first)
+	return cborx.AppendText(buf, token)
+}
+
+// appendStep appends one step's CBOR.
+func appendStep(buf []byte, s *Step) []byte {
+	buf = cborx.AppendArray(buf, stepFields)
+	buf = cborx.AppendUint(buf, s.From)
+	buf = cborx.AppendUint(buf, s.Version)
+	return appendChanges(buf, s.Changes)
+}
+
+// appendChanges appends an array of changes, or null for a nil slice.
+func appendChanges(buf []byte, cs []Change) []byte {
+	if cs == nil {
+		return cborx.AppendNull(buf)
+	}
+	buf = cborx.AppendArray(buf, len(cs))
+	for i := range cs {
+		buf = appendChange(buf, &cs[i])
+	}
+	return buf
+}
+
+// appendChange appends one change. Key and Value are CBOR items already;
+// an empty one is null.
+func appendChange(buf []byte, c *Change) []byte {
+	buf = cborx.AppendArray(buf, changeFields)
+	buf = appendItem(buf, c.Key)
+	buf = appendItem(buf, c.Value)
+	return cborx.AppendBool(buf, c.Deleted)
+}
+
+// appendItem appends an encoded item, or null when there is none.
+func appendItem(buf, item []byte) []byte {
+	if len(item) == 0 {
+		return cborx.AppendNull(buf)
+	}
+	return append(buf, item...)
+}
+
+// UnmarshalCBOR decodes a batch strictly and without reflection: exactly
+// the arrays of §11.5, each of its length and field types, a deleted
+// change's value null, nothing after the batch. Anything else is an error
+// matching ErrBadBatch, and b is left unchanged. Keys and values are
+// copied, one allocation per change, so that none of them keeps the
+// message's buffer (or another entry's batch) alive.
+func (b *Batch) UnmarshalCBOR(data []byte) error {
+	d := batchDecoder{r: cborx.NewReader(data)}
+	var out Batch
+	if err := d.batch(&out); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadBatch, err)
+	}
+	if d.r.Len() != 0 {
+		return fmt.Errorf("%w: %d bytes after the batch", ErrBadBatch, d.r.Len())
+	}
+	*b = out
+	return nil
+}
+
+// batchDecoder reads one batch. The changes of all its steps share one
+// slice, cut into each step's part once the batch is read (changeAt holds
+// where each step's part starts).
+type batchDecoder struct {
+	r        cborx.Reader
+	changes  []Change
+	changeAt []int
+}
+
+// batch reads the whole batch into b.
+func (d *batchDecoder) batch(b *Batch) error {
+	if err := d.arrayOf(batchFields, "batch"); err != nil {
+		return err
+	}
+	var err error
+	if b.Epoch, err = d.text("epoch"); err != nil {
+		return err
+	}
+	if b.Version, err = d.uint("version"); err != nil {
+		return err
+	}
+	if err := d.bools(&b.Stale, &b.Snapshot, &b.More); err != nil {
+		return err
+	}
+	if b.Steps, err = d.steps(); err != nil {
+		return err
+	}
+	if b.Entries, err = d.changeList(); err != nil {
+		return fmt.Errorf("entries: %w", err)
+	}
+	if b.First, err = d.bool(); err != nil {
+		return err
+	}
+	b.Token, err = d.text("token")
+	return err
+}
+
+// steps reads the steps, null or an array, and cuts the shared slice of
+// their changes into each step's part.
+func (d *batchDecoder) steps() ([]Step, error) {
+	if d.r.ReadNull() {
+		return nil, nil
+	}
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return nil, fmt.Errorf("steps: %w", err)
+	}
+	steps := make([]Step, n)
+	d.changeAt = make([]int, n)
+	nulls := make([]bool, n)
+	for i := range steps {
+		if nulls[i], err = d.step(&steps[i], i); err != nil {
+			return nil, fmt.Errorf("step %d: %w", i, err)
+		}
+	}
+	for i := range steps {
+		end := len(d.changes)
+		if i+1 < n {
+			end = d.changeAt[i+1]
+		}
+		if !nulls[i] {
+			// A full slice expression: appending to one step's changes
+			// must never write into the next one's.
+			steps[i].Changes = d.changes[d.changeAt[i]:end:end]
+		}
+	}
+	return steps, nil
+}
+
+// step reads step i, its changes into the shared slice; it reports
+// whether the changes were null.
+func (d *batchDecoder) step(s *Step, i int) (null bool, err error) {
+	if err := d.arrayOf(stepFields, "step"); err != nil {
+		return false, err
+	}
+	if s.From, err = d.uint("from"); err != nil {
+		return false, err
+	}
+	if s.Version, err = d.uint("version"); err != nil {
+		return false, err
+	}
+	d.changeAt[i] = len(d.changes)
+	if d.r.ReadNull() {
+		return true, nil
+	}
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return false, fmt.Errorf("changes: %w", err)
+	}
+	for j := range n {
+		var c Change
+		if err := d.change(&c); err != nil {
+			return false, fmt.Errorf("change %d: %w", j, err)
+		}
+		d.changes = append(d.changes, c)
+	}
+	return false, nil
+}
+
+// changeList reads a list of changes of its own (a snapshot's entries):
+// null, or an array.
+func (d *batchDecoder) changeList() ([]Change, error) {
+	if d.r.ReadNull() {
+		return nil, nil
+	}
+	n, err := d.r.ReadArray()
+	if err != nil {
+		return nil, err
+	}
+	cs := make([]Change, n)
+	for i := range cs {
+		if err := d.change(&cs[i]); err != nil {
+			return nil, fmt.Errorf("change %d: %w", i, err)
+		}
+	}
+	return cs, nil
+}
+
+// change reads one change, its key and value copied into one buffer.
+func (d *batchDecoder) change(c *Change) error {
+	if err := d.arrayOf(changeFields, "change"); err != nil {
+		return err
+	}
+	key, err := d.item()
+	if err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	value, err := d.item()
+	if err != nil {
+		return fmt.Errorf("value: %w", err)
+	}
+	if c.Deleted, err = d.bool(); err != nil {
+		return err
+	}
+	if c.Deleted && !isNull(value) {
+		return errors.New("a deleted entry's value must be null")
+	}
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	c.Key, c.Value = buf[:len(key):len(key)], buf[len(key):]
+	if c.Deleted {
+		c.Value = nil
+	}
+	return nil
+}
+
+// isNull reports whether an encoded item is null or undefined.
+func isNull(item []byte) bool {
+	r := cborx.NewReader(item)
+	return r.ReadNull()
+}
+
+// arrayOf reads an array head that must announce n items.
+func (d *batchDecoder) arrayOf(n int, what string) error {
+	off := d.r.Offset()
+	got, err := d.r.ReadArray()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if got != n {
+		return fmt.Errorf("%s at offset %d: an array of %d items, not %d", what, off, got, n)
+	}
+	return nil
+}
+
+// text reads a text string, which must be valid UTF-8.
+func (d *batchDecoder) text(what string) (string, error) {
+	p, err := d.r.ReadText()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if !utf8.Valid(p) {
+		return "", fmt.Errorf("%s: invalid UTF-8", what)
+	}
+	return string(p), nil
+}
+
+// uint reads an unsigned integer.
+func (d *batchDecoder) uint(what string) (uint64, error) {
+	v, err := d.r.ReadUint()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
+}
+
+// bool reads true or false.
+func (d *batchDecoder) bool() (bool, error) {
+	off := d.r.Offset()
+	h, err := d.r.ReadHead()
+	if err != nil {
+		return false, err
+	}
+	if h.Major == cborx.MajorSimple && (h.AI == cborx.SimpleTrue || h.AI == cborx.SimpleFalse) {
+		return h.AI == cborx.SimpleTrue, nil
+	}
+	return false, fmt.Errorf("offset %d: expected a boolean, found %s", off, h.TypeName())
+}
+
+// bools reads three booleans in a row.
+func (d *batchDecoder) bools(a, b, c *bool) (err error) {
+	if *a, err = d.bool(); err != nil {
+		return err
+	}
+	if *b, err = d.bool(); err != nil {
+		return err
+	}
+	*c, err = d.bool()
+	return err
+}
+
+// item consumes one whole item (a key or value) and returns a view of its
+// bytes.
+func (d *batchDecoder) item() ([]byte, error) {
+	start := d.r.Offset()
+	if err := d.r.Skip(); err != nil {
+		return nil, err
+	}
+	return d.r.Bytes(start), nil
+}

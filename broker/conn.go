@@ -366,9 +366,13 @@ func (c *Conn) readMsgStream(st *yamux.Stream) {
 			}
 			return
 		}
-		if err := c.handleBody(body, true); err != nil {
+		var owned ownedBody
+		if err := c.handleBody(body, &owned); err != nil {
 			c.protocolError(err)
 			return
+		}
+		if !owned.kept {
+			fr.reuse(body)
 		}
 	}
 }

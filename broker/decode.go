@@ -24,7 +24,7 @@ type decoder struct {
 	c        *Conn
 	imported []*Ref
 	opaque   bool        // relay mode: keep Copyables as *RawCopyable, registered or not
-	owned    bool        // r reads a body in a buffer of its own, never reused: see alias
+	owned    *ownedBody  // r reads a body in a buffer of its own (see alias), or nil
 	acct     *refAccount // the message's reference accounting, if it is a peer's message
 	depth    int
 	attach   []attachTask // mirrors decoded, to attach before the value is handed over
@@ -670,14 +670,15 @@ func bytesDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error
 	if err != nil {
 		return err
 	}
-	if d.alias(b) {
-		v.SetBytes(b[:len(b):len(b)])
-		return nil
-	}
 	// Like encoding/json with slices, a destination that already has
-	// room is reused rather than reallocated.
+	// room is reused rather than reallocated; one that has none gets a
+	// slice of the body when alias allows, a copy otherwise.
 	dst := v.Bytes()
 	if dst == nil || cap(dst) < len(b) {
+		if d.alias(b) {
+			v.SetBytes(b[:len(b):len(b)])
+			return nil
+		}
 		dst = make([]byte, 0, len(b))
 	}
 	v.SetBytes(append(dst[:0], b...))
@@ -689,13 +690,18 @@ func bytesDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error
 const aliasMin = 4 << 10
 
 // alias reports whether b, a string read from the decoder's body, may be
-// handed out as a slice of the body instead of a copy: the body is owned
-// (a buffer of its own, which nothing writes to once read), and b takes
-// at least an eighth of it, so that a value kept alone pins at most eight
+// handed out as a slice of the body instead of a copy, and if so marks the
+// body kept, so that its buffer is never reused: the body is owned (a
+// buffer of its own, which nothing writes to once read), and b takes at
+// least an eighth of it, so that a value kept alone pins at most eight
 // times its size. Below that, or for a body that is reused (the main
 // stream's), copying is the price of not pinning or not being overwritten.
 func (d *decoder) alias(b []byte) bool {
-	return d.owned && len(b) >= aliasMin && 8*len(b) >= d.r.Offset()+d.r.Len()
+	if d.owned == nil || len(b) < aliasMin || 8*len(b) < d.r.Offset()+d.r.Len() {
+		return false
+	}
+	d.owned.kept = true
+	return true
 }
 
 // text returns s, a text string read from the decoder's body, as a Go

@@ -33,12 +33,12 @@ var receivers = [...]func(c *Conn, m message) error{
 // handleFrame validates a frame and acts on it. An error is a protocol
 // violation that ends the connection; problems with one call are answered
 // to the caller instead.
-func (c *Conn) handleFrame(body []byte) error { return c.handleBody(body, false) }
+func (c *Conn) handleFrame(body []byte) error { return c.handleBody(body, nil) }
 
 // handleBody is handleFrame for a body that may be owned: in a buffer of
-// its own, never reused (a message stream's, see msgReader), which the
-// values decoded from it may therefore keep.
-func (c *Conn) handleBody(body []byte, owned bool) (err error) {
+// its own (a message stream's, see msgReader), which the values decoded
+// from it may keep, saying so in owned.
+func (c *Conn) handleBody(body []byte, owned *ownedBody) (err error) {
 	defer func() {
 		// A decoding bug must not take the process down: it ends this
 		// connection only. The fuzz tests call dispatch, which lets it
@@ -52,10 +52,10 @@ func (c *Conn) handleBody(body []byte, owned bool) (err error) {
 
 // dispatch reads a frame's head and hands the message to the receiver of
 // its kind.
-func (c *Conn) dispatch(body []byte) error { return c.dispatchBody(body, false) }
+func (c *Conn) dispatch(body []byte) error { return c.dispatchBody(body, nil) }
 
 // dispatchBody is dispatch for a body that may be owned (see handleBody).
-func (c *Conn) dispatchBody(body []byte, owned bool) error {
+func (c *Conn) dispatchBody(body []byte, owned *ownedBody) error {
 	m, err := parseMessage(body)
 	if err != nil {
 		return err

@@ -204,7 +204,11 @@ func TestDecodeAliasesOwnedBodies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := cborx.AppendText(cborx.AppendBytes(cborx.AppendArray(nil, 2), tc.value), string(tc.value))
-			d := decoder{r: cborx.NewReader(body), owned: tc.owned}
+			var owned *ownedBody
+			if tc.owned {
+				owned = &ownedBody{}
+			}
+			d := decoder{r: cborx.NewReader(body), owned: owned}
 			_, err := d.r.ReadArray()
 			require.NoError(t, err)
 			var b []byte
@@ -220,6 +224,9 @@ func TestDecodeAliasesOwnedBodies(t *testing.T) {
 			assert.Equal(t, tc.alias, inBody(unsafe.Pointer(unsafe.SliceData(b))), "bytes alias the body")
 			assert.Equal(t, tc.alias, inBody(unsafe.Pointer(unsafe.StringData(s))), "text aliases the body")
 			assert.Equal(t, len(b), cap(b))
+			if owned != nil {
+				assert.Equal(t, tc.alias, owned.kept, "the body is marked kept when a value aliases it")
+			}
 		})
 	}
 }

@@ -148,9 +148,11 @@ func (c *Conn) openMsgStream() (*yamux.Stream, error) {
 }
 
 // Frames on a message stream are read into a buffer of their own, which
-// the message's values keep: a large byte string decodes to a slice of it
-// (see decoder.alias) rather than to a copy. The buffer is never reused,
-// and the garbage collector frees it once no value points into it.
+// the message's values may keep: a large byte string decodes to a slice
+// of it (see decoder.alias) rather than to a copy. A buffer that a value
+// kept is never reused, and the garbage collector frees it once no value
+// points into it; one that none kept is reused for the stream's next
+// frame, as long as it is no larger than wholeFrameLimit.
 const (
 	// msgHeadSize is what msgReader reads ahead to find a frame's length.
 	msgHeadSize = 64
@@ -172,6 +174,28 @@ type msgReader struct {
 	max    int
 	head   [msgHeadSize]byte // bytes read ahead of the current frame
 	lo, hi int               // head[lo:hi] is what is left of them
+	spare  []byte            // a body nothing kept, for the next frame
+}
+
+// ownedBody is what the receiver of an owned body says of it: kept, that
+// a decoded value points into it.
+type ownedBody struct{ kept bool }
+
+// reuse takes back body, which no value points into, for a later frame.
+func (m *msgReader) reuse(body []byte) {
+	if cap(body) <= wholeFrameLimit {
+		m.spare = body[:0]
+	}
+}
+
+// take returns a buffer of n bytes: the spare one if it is large enough.
+func (m *msgReader) take(n int) []byte {
+	if cap(m.spare) >= n {
+		buf := m.spare[:n]
+		m.spare = nil
+		return buf
+	}
+	return make([]byte, n)
 }
 
 // newMsgReader returns a msgReader reading r with the given maximum body
@@ -238,7 +262,7 @@ func (m *msgReader) body(n int) ([]byte, error) {
 	if n > wholeFrameLimit {
 		first = max(wholeFrameLimit, n/4)
 	}
-	buf := make([]byte, first)
+	buf := m.take(first)
 	k := copy(buf, m.head[m.lo:m.hi])
 	m.lo += k
 	if err := readFull(m.r, buf[k:]); err != nil {

@@ -89,7 +89,7 @@ type message struct {
 	kind  msgKind
 	n     int
 	r     cborx.Reader
-	owned bool // body is a buffer of its own, never reused (see Conn.handleBody)
+	owned *ownedBody // body is a buffer of its own (see Conn.handleBody), or nil
 }
 
 // parseMessage validates a received body against the decoding limits and
@@ -269,7 +269,7 @@ type callIn struct {
 	timeout uint64
 	argc    int
 	args    cborx.Reader // on the argument array, decoded once the call is admitted
-	owned   bool         // the message's body is owned (see Conn.handleBody)
+	owned   *ownedBody   // the message's body is owned (see Conn.handleBody), or nil
 	ext     callExt
 	// extErr is ErrTooManyHops when the call acts for too many parties:
 	// answered to the caller, not a violation.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -178,18 +179,20 @@ func (e *encoder) bytes(b []byte) {
 }
 
 // flatten copies the segments into buf, for a message that is written in
-// one piece.
+// one piece. It works from the end backwards, so that buf's own bytes move
+// only once and a pooled buffer with room is reused.
 func (e *encoder) flatten() {
 	if len(e.segs) == 0 {
 		return
 	}
-	out := make([]byte, 0, len(e.buf)+e.segLen)
-	prev := 0
-	for _, s := range e.segs {
-		out = append(append(out, e.buf[prev:s.at]...), s.data...)
-		prev = s.at
+	src, end := len(e.buf), len(e.buf)+e.segLen
+	e.buf = slices.Grow(e.buf, e.segLen)[:end]
+	for i := len(e.segs) - 1; i >= 0; i-- {
+		s := e.segs[i]
+		end -= copy(e.buf[end-(src-s.at):end], e.buf[s.at:src])
+		end -= copy(e.buf[end-len(s.data):end], s.data)
+		src = s.at
 	}
-	e.buf = append(out, e.buf[prev:]...)
 	e.dropSegments(0)
 }
 

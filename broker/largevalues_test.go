@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"reflect"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 	"unsafe"
 
@@ -397,4 +399,48 @@ func TestMsgReaderRefuses(t *testing.T) {
 			require.ErrorIs(t, err, tc.want)
 		})
 	}
+}
+
+// FuzzMsgReader reads the same bytes with msgReader and with the main
+// stream's cborx.FrameReader, the latter in chunks of one byte and the
+// former as they come: both must return the same frames, and fail (or end)
+// at the same frame.
+func FuzzMsgReader(f *testing.F) {
+	f.Add(append(frameOf([]byte{0x82, 1, 2}), frameOf(pattern(300, 1))...), 1000)
+	f.Add(append(frameOf(pattern(70, 2)), 0x80), 100)
+	f.Add([]byte{0}, 10)
+	f.Add(bytes.Repeat([]byte{0xff}, 12), 10)
+	f.Fuzz(func(t *testing.T, in []byte, limit int) {
+		limit = 1 + abs(limit)%4096
+		mr := newMsgReader(bytes.NewReader(in), limit)
+		fr := cborx.NewFrameReader(iotest.OneByteReader(bytes.NewReader(in)), limit, 64)
+		for {
+			got, gerr := mr.next()
+			want, werr := fr.Next()
+			if (gerr == nil) != (werr == nil) {
+				t.Fatalf("msgReader: %v; FrameReader: %v", gerr, werr)
+			}
+			if werr != nil {
+				for _, sentinel := range []error{io.EOF, io.ErrUnexpectedEOF, cborx.ErrFrameTooLarge, cborx.ErrSyntax} {
+					if errors.Is(werr, sentinel) != errors.Is(gerr, sentinel) {
+						t.Fatalf("msgReader: %v; FrameReader: %v", gerr, werr)
+					}
+				}
+				return
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("msgReader read %x, FrameReader %x", got, want)
+			}
+			mr.reuse(got)
+		}
+	})
+}
+
+// abs returns the magnitude of n; for the minimum int, which has none in
+// an int, it returns n, whose remainder by a power of two is 0.
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

@@ -224,7 +224,8 @@ func (m *msgReader) length() (uint64, error) {
 	for {
 		n, k := binary.Uvarint(m.head[m.lo:m.hi])
 		switch {
-		case k < 0:
+		case k < 0, k == 0 && m.hi-m.lo >= binary.MaxVarintLen64:
+			// Ten bytes that do not end the length: it cannot fit, whatever follows.
 			return 0, fmt.Errorf("%w: frame length overflows 64 bits", cborx.ErrSyntax)
 		case k > 0:
 			m.lo += k

@@ -51,6 +51,7 @@ func BenchmarkEcho64(b *testing.B) { runEchoBench(b, 64) }
 // path.
 func BenchmarkEcho64K(b *testing.B) { runEchoBench(b, 64<<10) }
 
+// runEchoBench has one caller echo size bytes back to back.
 func runEchoBench(b *testing.B, size int) {
 	c, report := benchPair(b)
 	ctx := context.Background()
@@ -69,17 +70,32 @@ func runEchoBench(b *testing.B, size int) {
 	report()
 }
 
+// BenchmarkEcho1M is one caller making 1 MiB calls.
+func BenchmarkEcho1M(b *testing.B) { runEchoBench(b, 1<<20) }
+
 // BenchmarkEcho64Parallel is many callers sharing one connection.
-func BenchmarkEcho64Parallel(b *testing.B) {
+func BenchmarkEcho64Parallel(b *testing.B) { runEchoParallel(b, 64) }
+
+// BenchmarkEcho64KParallel is 32 callers making 64 KiB calls on one
+// connection.
+func BenchmarkEcho64KParallel(b *testing.B) { runEchoParallel(b, 64<<10) }
+
+// BenchmarkEcho1MParallel is 32 callers making 1 MiB calls on one
+// connection.
+func BenchmarkEcho1MParallel(b *testing.B) { runEchoParallel(b, 1<<20) }
+
+// runEchoParallel has 32 callers share one connection, each echoing size
+// bytes back to back.
+func runEchoParallel(b *testing.B, size int) {
 	c, report := benchPair(b)
 	ctx := context.Background()
 	root := c.Root()
 	b.ReportAllocs()
-	b.SetBytes(64)
+	b.SetBytes(int64(size))
 	b.SetParallelism(16) // 32 callers on 2 cores
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		payload := make([]byte, 64)
+		payload := make([]byte, size)
 		var out []byte
 		for pb.Next() {
 			if err := root.Call(ctx, "Echo", &out, payload); err != nil {

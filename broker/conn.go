@@ -357,18 +357,22 @@ func (c *Conn) acceptLoop() {
 func (c *Conn) readMsgStream(st *yamux.Stream) {
 	defer c.loops.Done()
 	defer st.Close()
-	fr := cborx.NewFrameReader(st, c.opts.maxMessageSize, readBufferSize)
+	fr := newMsgReader(st, c.opts.maxMessageSize)
 	for {
-		body, err := fr.Next()
+		body, err := fr.next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !c.sess.IsClosed() && c.Err() == nil {
 				c.protocolError(fmt.Errorf("message stream: %w", err))
 			}
 			return
 		}
-		if err := c.handleFrame(body); err != nil {
+		var owned ownedBody
+		if err := c.handleBody(body, &owned); err != nil {
 			c.protocolError(err)
 			return
+		}
+		if !owned.kept {
+			fr.reuse(body)
 		}
 	}
 }

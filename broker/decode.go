@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -23,6 +24,7 @@ type decoder struct {
 	c        *Conn
 	imported []*Ref
 	opaque   bool        // relay mode: keep Copyables as *RawCopyable, registered or not
+	owned    *ownedBody  // r reads a body in a buffer of its own (see alias), or nil
 	acct     *refAccount // the message's reference accounting, if it is a peer's message
 	depth    int
 	attach   []attachTask // mirrors decoded, to attach before the value is handed over
@@ -658,7 +660,7 @@ func stringDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) erro
 	if err != nil {
 		return err
 	}
-	v.SetString(string(s))
+	v.SetString(d.text(s))
 	return nil
 }
 
@@ -672,13 +674,48 @@ func bytesDecoder(d *decoder, v reflect.Value, ti *typeInfo, h cborx.Head) error
 		return err
 	}
 	// Like encoding/json with slices, a destination that already has
-	// room is reused rather than reallocated.
+	// room is reused rather than reallocated; one that has none gets a
+	// slice of the body when alias allows, a copy otherwise.
 	dst := v.Bytes()
 	if dst == nil || cap(dst) < len(b) {
+		if d.alias(b) {
+			v.SetBytes(b[:len(b):len(b)])
+			return nil
+		}
 		dst = make([]byte, 0, len(b))
 	}
 	v.SetBytes(append(dst[:0], b...))
 	return nil
+}
+
+// aliasMin is the smallest byte or text string that decodes to a slice of
+// an owned body rather than to a copy.
+const aliasMin = 4 << 10
+
+// alias reports whether b, a string read from the decoder's body, may be
+// handed out as a slice of the body instead of a copy, and if so marks the
+// body kept, so that its buffer is never reused: the body is owned (a
+// buffer of its own, which nothing writes to once read), and b takes at
+// least an eighth of it, so that a value kept alone pins at most eight
+// times its size. Below that, or for a body that is reused (the main
+// stream's), copying is the price of not pinning or not being overwritten.
+func (d *decoder) alias(b []byte) bool {
+	if d.owned == nil || len(b) < aliasMin || 8*len(b) < d.r.Offset()+d.r.Len() {
+		return false
+	}
+	d.owned.kept = true
+	return true
+}
+
+// text returns s, a text string read from the decoder's body, as a Go
+// string: the body's own bytes when alias allows (the body is never
+// written to again, and a []byte aliasing it covers other bytes, with its
+// capacity cut to its length), a copy otherwise.
+func (d *decoder) text(s []byte) string {
+	if len(s) > 0 && d.alias(s) {
+		return unsafe.String(unsafe.SliceData(s), len(s))
+	}
+	return string(s)
 }
 
 // fxDecoder decodes any other plain data through fxamacker, after checking
@@ -745,10 +782,13 @@ func (d *decoder) generic() (any, error) {
 		return d.r.ReadInt()
 	case cborx.MajorBytes:
 		b, err := d.r.ReadBytes()
-		return append(make([]byte, 0, len(b)), b...), err
+		if err != nil || d.alias(b) {
+			return b[:len(b):len(b)], err
+		}
+		return append(make([]byte, 0, len(b)), b...), nil
 	case cborx.MajorText:
 		s, err := d.r.ReadText()
-		return string(s), err
+		return d.text(s), err
 	case cborx.MajorArray:
 		return d.genericArray()
 	case cborx.MajorMap:

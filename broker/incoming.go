@@ -33,7 +33,12 @@ var receivers = [...]func(c *Conn, m message) error{
 // handleFrame validates a frame and acts on it. An error is a protocol
 // violation that ends the connection; problems with one call are answered
 // to the caller instead.
-func (c *Conn) handleFrame(body []byte) (err error) {
+func (c *Conn) handleFrame(body []byte) error { return c.handleBody(body, nil) }
+
+// handleBody is handleFrame for a body that may be owned: in a buffer of
+// its own (a message stream's, see msgReader), which the values decoded
+// from it may keep, saying so in owned.
+func (c *Conn) handleBody(body []byte, owned *ownedBody) (err error) {
 	defer func() {
 		// A decoding bug must not take the process down: it ends this
 		// connection only. The fuzz tests call dispatch, which lets it
@@ -42,16 +47,20 @@ func (c *Conn) handleFrame(body []byte) (err error) {
 			err = fmt.Errorf("internal error handling a message: %v", p)
 		}
 	}()
-	return c.dispatch(body)
+	return c.dispatchBody(body, owned)
 }
 
 // dispatch reads a frame's head and hands the message to the receiver of
 // its kind.
-func (c *Conn) dispatch(body []byte) error {
+func (c *Conn) dispatch(body []byte) error { return c.dispatchBody(body, nil) }
+
+// dispatchBody is dispatch for a body that may be owned (see handleBody).
+func (c *Conn) dispatchBody(body []byte, owned *ownedBody) error {
 	m, err := parseMessage(body)
 	if err != nil {
 		return err
 	}
+	m.owned = owned
 	if m.kind >= msgKind(len(receivers)) || receivers[m.kind] == nil {
 		return fmt.Errorf("unexpected message type %d", uint64(m.kind))
 	}
@@ -147,6 +156,7 @@ func (c *Conn) handleCall(m *message, acct *refAccount) error {
 	if err != nil {
 		return err
 	}
+	in.owned = m.owned
 	err = c.acceptCall(&in, acct)
 	if rj, ok := err.(rejection); ok {
 		// A call that cannot run is answered at once; references among its
@@ -182,7 +192,7 @@ func (c *Conn) acceptCall(in *callIn, acct *refAccount) error {
 	if _, err := in.args.ReadArray(); err != nil {
 		return errors.New("malformed call arguments")
 	}
-	d := decoder{r: in.args, c: c, opaque: ex.proxy != nil, acct: acct}
+	d := decoder{r: in.args, c: c, opaque: ex.proxy != nil, acct: acct, owned: in.owned}
 	var err error
 	switch {
 	case ex.proxy != nil:
@@ -615,6 +625,7 @@ func admit(ctx context.Context, obj any, method string) (err error) {
 func (c *Conn) sendResult(id uint64, o *outcome) {
 	e := getEncoder(c)
 	defer putEncoder(e)
+	e.scatter = true // the handler has returned: its result is ours to send
 	err := o.err
 	if err == nil {
 		err = c.encodeReturn(e, id, o)
@@ -710,7 +721,7 @@ func (c *Conn) handleResult(m *message, acct *refAccount) error {
 		return nil
 	}
 	defer cl.failOnPanic()
-	d := decoder{r: m.r, c: c, opaque: cl.opaque, acct: acct}
+	d := decoder{r: m.r, c: c, opaque: cl.opaque, acct: acct, owned: m.owned}
 	if m.kind == msgFail {
 		cl.err = decodeFailure(&d)
 	} else if cl.reply != nil {

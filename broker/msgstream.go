@@ -2,7 +2,10 @@ package broker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,12 +60,11 @@ func (c *Conn) wakeStreams() {
 // they hold a reference to one of the receiver's objects, whose order
 // relative to that reference's release must be kept.
 func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
-	frame := e.frame()
 	var err error
 	if c.onMessageStream(e) {
-		err = c.sendOnMsgStream(ctx, frame)
+		err = c.sendOnMsgStream(ctx, e)
 	} else {
-		err = c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
+		err = c.out.send(ctx, e.frame(), c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
 	}
 	if err == nil {
 		return nil
@@ -89,14 +91,14 @@ func (c *Conn) onMessageStream(e *encoder) bool {
 }
 
 // sendOnMsgStream writes a large message on one of this side's message
-// streams.
-func (c *Conn) sendOnMsgStream(ctx context.Context, frame []byte) error {
+// streams, its segments straight from their slices (encoder.writeFrame).
+func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 	st, err := c.msgStream(ctx)
 	if err != nil {
 		return err
 	}
 	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
-	if _, err := st.Write(frame); err != nil {
+	if err := e.writeFrame(st); err != nil {
 		// The stream may hold part of the frame now: it cannot be used again.
 		if isTimeout(err) {
 			err = ErrWriteTimeout
@@ -143,4 +145,150 @@ func (c *Conn) openMsgStream() (*yamux.Stream, error) {
 		return nil, c.deadErr()
 	}
 	return st, nil
+}
+
+// Frames on a message stream are read into a buffer of their own, which
+// the message's values may keep: a large byte string decodes to a slice
+// of it (see decoder.alias) rather than to a copy. A buffer that a value
+// kept is never reused, and the garbage collector frees it once no value
+// points into it; one that none kept is reused for the stream's next
+// frame, as long as it is no larger than wholeFrameLimit.
+const (
+	// msgHeadSize is what msgReader reads ahead to find a frame's length.
+	msgHeadSize = 64
+	// wholeFrameLimit is the largest frame whose buffer is allocated whole
+	// as soon as its length arrives: a yamux window (256 KiB), which the
+	// peer can make this side buffer anyway. A larger frame's buffer is
+	// allocated whole once a quarter of it has arrived, so that a peer that
+	// declares a large frame and sends little costs little.
+	wholeFrameLimit = 256 << 10
+)
+
+// msgReader reads the length-prefixed frames of one message stream
+// (docs/protocol.md §2, §4), each into a new buffer. The length is
+// checked against the maximum before any of the body is read. Unlike
+// cborx.FrameReader it has no read buffer: the body goes from yamux's
+// stream buffer straight into the frame's own buffer, its only copy.
+type msgReader struct {
+	r      io.Reader
+	max    int
+	head   [msgHeadSize]byte // bytes read ahead of the current frame
+	lo, hi int               // head[lo:hi] is what is left of them
+	spare  []byte            // a body nothing kept, for the next frame
+}
+
+// ownedBody is what the receiver of an owned body says of it: kept, that
+// a decoded value points into it.
+type ownedBody struct{ kept bool }
+
+// reuse takes back body, which no value points into, for a later frame.
+func (m *msgReader) reuse(body []byte) {
+	if cap(body) <= wholeFrameLimit {
+		m.spare = body[:0]
+	}
+}
+
+// take returns a buffer of n bytes: the spare one if it is large enough.
+func (m *msgReader) take(n int) []byte {
+	if cap(m.spare) >= n {
+		buf := m.spare[:n]
+		m.spare = nil
+		return buf
+	}
+	return make([]byte, n)
+}
+
+// newMsgReader returns a msgReader reading r with the given maximum body
+// size.
+func newMsgReader(r io.Reader, max int) *msgReader { return &msgReader{r: r, max: max} }
+
+// next returns the next frame's body, in a buffer that belongs to the
+// caller. A clean end of stream between frames returns io.EOF; an end
+// inside a frame returns io.ErrUnexpectedEOF.
+func (m *msgReader) next() ([]byte, error) {
+	n, err := m.length()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: empty frame", cborx.ErrSyntax)
+	}
+	if n > uint64(m.max) {
+		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", cborx.ErrFrameTooLarge, n, m.max)
+	}
+	return m.body(int(n))
+}
+
+// length reads a frame's uvarint length prefix, reading ahead as needed.
+func (m *msgReader) length() (uint64, error) {
+	for {
+		n, k := binary.Uvarint(m.head[m.lo:m.hi])
+		switch {
+		case k < 0, k == 0 && m.hi-m.lo >= binary.MaxVarintLen64:
+			// Ten bytes that do not end the length: it cannot fit, whatever follows.
+			return 0, fmt.Errorf("%w: frame length overflows 64 bits", cborx.ErrSyntax)
+		case k > 0:
+			m.lo += k
+			return n, nil
+		}
+		if err := m.fill(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// fill reads more of the stream into head, after what is left in it.
+func (m *msgReader) fill() error {
+	had := m.hi - m.lo
+	m.hi = copy(m.head[:], m.head[m.lo:m.hi])
+	m.lo = 0
+	k, err := m.r.Read(m.head[m.hi:])
+	m.hi += k
+	if k > 0 {
+		return nil
+	}
+	if err == nil {
+		return io.ErrNoProgress // yamux's Read waits for data: it never returns (0, nil)
+	}
+	if errors.Is(err, io.EOF) && had > 0 {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// body reads a body of n bytes into a new buffer: first what was read
+// ahead, then the rest straight from the stream.
+func (m *msgReader) body(n int) ([]byte, error) {
+	first := n
+	if n > wholeFrameLimit {
+		first = max(wholeFrameLimit, n/4)
+	}
+	buf := m.take(first)
+	k := copy(buf, m.head[m.lo:m.hi])
+	m.lo += k
+	if err := readFull(m.r, buf[k:]); err != nil {
+		return nil, err
+	}
+	if first == n {
+		return buf, nil
+	}
+	// A quarter arrived: the peer is sending what it declared.
+	whole := make([]byte, n)
+	copy(whole, buf)
+	if err := readFull(m.r, whole[first:]); err != nil {
+		return nil, err
+	}
+	return whole, nil
+}
+
+// readFull fills p from r; an end of stream is io.ErrUnexpectedEOF, since
+// it cuts a frame short.
+func readFull(r io.Reader, p []byte) error {
+	if _, err := io.ReadFull(r, p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
 }

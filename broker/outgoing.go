@@ -102,6 +102,7 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	defer c.callsOut.Add(-1)
 
 	e := getEncoder(c)
+	e.scatter = true // the arguments do not change until Call returns
 	h := callHead{id: id, target: target, method: method, timeout: timeout, argc: len(args), ext: !ext.empty()}
 	err = c.encodeCall(e, h, args, ext)
 	onStream := false

@@ -85,10 +85,11 @@ func appendMsgHead(b []byte, n int, k msgKind) []byte {
 // message is a received body after its head: the kind, how many elements
 // the body has, and a reader positioned on the element after the kind.
 type message struct {
-	body []byte
-	kind msgKind
-	n    int
-	r    cborx.Reader
+	body  []byte
+	kind  msgKind
+	n     int
+	r     cborx.Reader
+	owned *ownedBody // body is a buffer of its own (see Conn.handleBody), or nil
 }
 
 // parseMessage validates a received body against the decoding limits and
@@ -268,6 +269,7 @@ type callIn struct {
 	timeout uint64
 	argc    int
 	args    cborx.Reader // on the argument array, decoded once the call is admitted
+	owned   *ownedBody   // the message's body is owned (see Conn.handleBody), or nil
 	ext     callExt
 	// extErr is ErrTooManyHops when the call acts for too many parties:
 	// answered to the caller, not a violation.

@@ -17,8 +17,7 @@ import (
 )
 
 // This file holds a connection's lifecycle: its construction, its loops
-// (the reader, the acceptor of message streams, the sender's, the
-// monitor) and its teardown. The tables it holds live beside it: outgoing.go
+// (the reader and the acceptor of message streams) and its teardown. The tables it holds live beside it: outgoing.go
 // (this side's calls), incoming.go (the peer's calls), exports.go and
 // imports.go (references), msgstream.go (the message streams), stats.go.
 
@@ -67,6 +66,7 @@ type Conn struct {
 	main      *yamux.Stream
 	fr        *cborx.FrameReader
 	out       *sender
+	keep      *keepalive
 	peer      remoteable.Peer
 	peerValue any // peer boxed once, for callCtx.Value
 	// perPeerRoot marks a server's connection whose root a realm chose for
@@ -127,15 +127,24 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 	return c
 }
 
-// start runs the connection's goroutines: the reader, the acceptor of
-// message streams, the sender's loop and the monitor that tears down.
+// start runs the connection's two lasting goroutines, the reader and the
+// acceptor of message streams, and its keepalive timer. The sender starts a
+// goroutine only while it has frames to write, and fail starts the teardown.
 func (c *Conn) start() *Conn {
-	c.loops.Add(3)
+	// The keepalive first: once a loop runs, it may fail the connection,
+	// and the teardown stops the keepalive.
+	c.keep = startKeepalive(c.co, c.sess, c.opts.deadPeerTimeout, c.opts.side == dialSide, c.deadPeer)
+	c.loops.Add(2)
 	go c.readLoop()
 	go c.acceptLoop()
-	go func() { defer c.loops.Done(); c.out.loop() }()
-	go c.monitor()
 	return c
+}
+
+// deadPeer ends the connection when the keepalive found the peer silent
+// for too long, and says so in the log: nothing else would tell.
+func (c *Conn) deadPeer(err error) {
+	c.opts.logger.Warn("tether: closing connection: no answer to keepalive pings (yamux pings)", "peer", c.peer.Name, "err", err)
+	c.fail(err)
 }
 
 // Root returns a reference to the peer's root object: the object passed to
@@ -174,11 +183,14 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// fail starts teardown with cause; the first cause wins. It never blocks.
+// fail starts teardown with cause; the first cause wins. It never blocks:
+// the teardown runs in a goroutine of its own, which exists only from then
+// until Done.
 func (c *Conn) fail(cause error) {
 	c.failOnce.Do(func() {
 		c.cause = cause
 		close(c.dying)
+		go c.teardown()
 	})
 }
 
@@ -225,17 +237,20 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// monitor tears the connection down once fail has been called.
-func (c *Conn) monitor() {
-	<-c.dying
+// teardown ends the connection once fail has been called: it closes the
+// session, fails what waits on it, waits for its goroutines and handlers,
+// and closes Done.
+func (c *Conn) teardown() {
 	cause := c.cause
 	c.wakeStreams()
 	c.sess.Close()
+	c.keep.stop() // after the session's close, which ends a ping in flight
 	c.out.stop(c.linkErr(false, cause))
 	c.failPending(cause)
 	c.running.cancelAll()
 
 	c.loops.Wait()
+	c.out.wait()
 	close(c.loopsDone)
 	c.Disconnected.Emit(cause)
 	c.handlers.Wait()

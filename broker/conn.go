@@ -216,6 +216,17 @@ func (c *Conn) protocolError(err error) {
 	c.fail(err)
 }
 
+// othersWriting reports whether goroutines other than the caller are
+// likely to write soon, so that a frame is better left to the sender's
+// drain goroutine, which then carries theirs in the same write: more than
+// one call of this side in flight, or more than one handler running. One
+// handler is not enough: it is likely the caller itself (a handler calling
+// back, or sending its result), which is better off writing at once, as
+// net/rpc's callers do.
+func (c *Conn) othersWriting() bool {
+	return c.callsOut.Load() > 1 || c.callsIn.Load() > 1
+}
+
 // deadErr is the error for a call made after the connection ended.
 func (c *Conn) deadErr() error {
 	<-c.dying

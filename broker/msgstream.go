@@ -62,7 +62,7 @@ func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	if c.onMessageStream(e) {
 		err = c.sendOnMsgStream(ctx, frame)
 	} else {
-		err = c.out.send(ctx, frame, c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
+		err = c.out.send(ctx, frame, c.othersWriting())
 	}
 	if err == nil {
 		return nil

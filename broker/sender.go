@@ -54,15 +54,18 @@ type sender struct {
 	err      error
 	quit     chan struct{}
 	drains   sync.WaitGroup // the drain goroutine, while there is one
+	drainFn  func()         // s.drain, bound once: go s.drain() would allocate a closure per start
 }
 
 // newSender returns a sender writing to w, each write bounded by timeout.
 func newSender(w deadlineWriter, timeout time.Duration, onError func(error)) *sender {
-	return &sender{
+	s := &sender{
 		w: w, timeout: timeout, onError: onError,
 		room: make(chan struct{}),
 		quit: make(chan struct{}),
 	}
+	s.drainFn = s.drain
+	return s
 }
 
 // send queues frame and, if the stream is idle and the caller is alone
@@ -188,7 +191,7 @@ func (s *sender) startDrain() {
 		return
 	}
 	s.drains.Add(1)
-	go s.drain()
+	go s.drainFn()
 }
 
 // writeBatch writes everything pending in one write. s.mu is held on entry

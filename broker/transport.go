@@ -216,7 +216,7 @@ type readGuard struct {
 	body    uint32 // bytes of the current data frame's body still to come
 	open    bool   // admitted was seen: the receive loop's copy of it
 	left    int    // bytes the peer may still send before the handshake
-	streams int    // streams the peer opened before the handshake
+	opened  int    // streams the peer opened before the handshake
 
 	tokens   float64   // pings the peer may send now
 	refilled time.Time // when tokens was last brought up to date
@@ -228,6 +228,10 @@ type readGuard struct {
 	admitted atomic.Bool
 	logger   *slog.Logger
 	remote   net.Addr
+
+	// streams hears of every stream the peer opens once admitted (the
+	// connection's acceptor).
+	streams acceptor
 }
 
 func (g *readGuard) init(nc net.Conn, o *options) {
@@ -291,8 +295,11 @@ func (g *readGuard) frame(h []byte) error {
 		g.body = binary.BigEndian.Uint32(h[8:12])
 		fallthrough
 	case yamuxTypeWindowUpdate:
-		if syn && !g.open {
-			if g.streams++; g.streams > 1 {
+		switch {
+		case syn && g.open:
+			g.streams.opened()
+		case syn:
+			if g.opened++; g.opened > 1 {
 				return g.fail(fmt.Errorf("%w: a second stream before the handshake", ErrProtocol))
 			}
 		}

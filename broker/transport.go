@@ -211,12 +211,12 @@ const (
 // dialer cannot tell apart from before. Only yamux's receive loop calls
 // scan; admitted and failed are read by others.
 type readGuard struct {
-	hdr     [yamuxHeaderSize]byte
-	hdrN    int    // bytes of the current header seen so far
-	body    uint32 // bytes of the current data frame's body still to come
-	open    bool   // admitted was seen: the receive loop's copy of it
-	left    int    // bytes the peer may still send before the handshake
-	opened  int    // streams the peer opened before the handshake
+	hdr    [yamuxHeaderSize]byte
+	hdrN   int    // bytes of the current header seen so far
+	body   uint32 // bytes of the current data frame's body still to come
+	open   bool   // admitted was seen: the receive loop's copy of it
+	left   int    // bytes the peer may still send before the handshake
+	opened int    // streams the peer opened before the handshake
 
 	tokens   float64   // pings the peer may send now
 	refilled time.Time // when tokens was last brought up to date

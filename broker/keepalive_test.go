@@ -23,12 +23,12 @@ func pingsReceived(c *Conn) int64 { return c.co.in.pings.Load() }
 // way: the traffic shows the peer alive.
 func TestKeepaliveBusyLinkSendsNoPings(t *testing.T) {
 	leakcheck.Check(t)
-	const timeout = 400 * time.Millisecond
+	const timeout = time.Second // a call every 10 ms leaves no silence of timeout/2, even under load
 	srv, addr := startServer(t, newService(), WithDeadPeerTimeout(timeout))
 	cl := dial(t, addr, WithDeadPeerTimeout(timeout))
 	sc := serverConn(t, srv)
 	ctx := testkit.Ctx(t, 30*time.Second)
-	for end := time.Now().Add(3 * timeout); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(5 * timeout / 2); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		require.NoError(t, cl.Root().Call(ctx, "Nothing", nil))
 	}
 	assert.Zero(t, pingsReceived(sc), "the dialer pinged a busy link")
@@ -41,7 +41,9 @@ func TestKeepaliveBusyLinkSendsNoPings(t *testing.T) {
 // acceptor from pinging too; the link stays up.
 func TestKeepaliveIdleLinkPingedByDialerOnly(t *testing.T) {
 	leakcheck.Check(t)
-	const timeout = time.Second
+	// The acceptor would ping if the dialer's timer ran timeout/4 late: 500
+	// ms, which a loaded machine does not reach.
+	const timeout = 2 * time.Second
 	srv, addr := startServer(t, newService(), WithDeadPeerTimeout(timeout))
 	cl := dial(t, addr, WithDeadPeerTimeout(timeout))
 	sc := serverConn(t, srv)

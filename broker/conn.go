@@ -144,7 +144,7 @@ func (c *Conn) start() *Conn {
 // deadPeer ends the connection when the keepalive found the peer silent
 // for too long, and says so in the log: nothing else would tell.
 func (c *Conn) deadPeer(err error) {
-	c.opts.logger.Warn("tether: closing connection: no answer to keepalive pings (yamux pings)", "peer", c.peer.Name, "err", err)
+	c.opts.logger.Warn("tether: closing connection: no answer to keepalive pings", "peer", c.peer.Name, "err", err)
 	c.fail(err)
 }
 

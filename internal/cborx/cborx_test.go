@@ -321,21 +321,15 @@ func sealed(n int, fill byte) []byte {
 	return SealFrame(append(buf, bytes.Repeat([]byte{fill}, n)...))
 }
 
-// chunkReader hands out its bytes at most chunk at a time, and counts the
-// reads with an empty buffer (the "wait until readable" calls).
+// chunkReader hands out its bytes at most chunk at a time.
 type chunkReader struct {
-	b          []byte
-	chunk      int
-	emptyReads int
+	b     []byte
+	chunk int
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
 	if len(c.b) == 0 {
 		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		c.emptyReads++
-		return 0, nil
 	}
 	n := copy(p, c.b[:min(len(c.b), c.chunk)])
 	c.b = c.b[n:]
@@ -346,16 +340,16 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 // length prefix of one, two and three bytes, exactly the buffer, one over
 // it, many times it) arriving in chunks of various sizes: each comes out
 // whole and in order, the bodies larger than the buffer stay intact after
-// later frames, and the reader holds no pooled buffer once it has handed
-// out everything it read.
+// later frames, and the reader holds only its small buffer once it has
+// handed out everything it read.
 func TestFrameReaderSizeClasses(t *testing.T) {
-	const size = 512
-	sizes := []int{1, 100, 127, 128, 300, size - 2, size - 1, size, size + 1, 4 * size, 70000}
+	const size = 4 * SmallBuffer
+	sizes := []int{1, 100, 127, 128, 300, SmallBuffer - 3, SmallBuffer - 2, SmallBuffer, size - 2, size - 1, size, size + 1, 4 * size, 70000}
 	var stream []byte
 	for i, n := range sizes {
 		stream = append(stream, sealed(n, byte(i+1))...)
 	}
-	for _, chunk := range []int{1, 7, 200, size, 1 << 20} {
+	for _, chunk := range []int{1, 7, 200, SmallBuffer, size, 1 << 20} {
 		src := &chunkReader{b: stream, chunk: chunk}
 		fr := NewFrameReader(src, 1<<20, size)
 		var kept [][]byte
@@ -369,21 +363,20 @@ func TestFrameReaderSizeClasses(t *testing.T) {
 		}
 		_, err := fr.Next()
 		require.ErrorIs(t, err, io.EOF)
-		assert.Nil(t, fr.buf, "chunk %d: a pooled buffer is held with nothing buffered", chunk)
+		assert.Same(t, fr.small, fr.buf, "chunk %d: a pooled buffer is held with nothing buffered", chunk)
 		for _, b := range kept {
 			assert.Equal(t, bytes.Repeat(b[:1], len(b)), b, "chunk %d: a large body was overwritten", chunk)
 		}
-		assert.Positive(t, src.emptyReads, "the reader waits with an empty read before taking a buffer")
 	}
 }
 
-// TestFrameReaderReleasesBufferWhenIdle: after a frame, with nothing read
-// ahead, the next Next gives the buffer back before it waits; a frame read
-// ahead keeps it.
+// TestFrameReaderReleasesBufferWhenIdle: frames that arrive together, more
+// than the small buffer holds, are read through a pooled buffer; once they
+// are all handed out the reader waits with its small buffer only.
 func TestFrameReaderReleasesBufferWhenIdle(t *testing.T) {
 	pr, pw := io.Pipe()
 	fr := NewFrameReader(pr, 1<<20, 1024)
-	got := make(chan []byte)
+	got := make(chan []byte, 10)
 	go func() {
 		for {
 			b, err := fr.Next()
@@ -394,17 +387,15 @@ func TestFrameReaderReleasesBufferWhenIdle(t *testing.T) {
 			got <- bytes.Clone(b)
 		}
 	}()
-	_, err := pw.Write(append(sealed(10, 1), sealed(20, 2)...))
+	_, err := pw.Write(append(sealed(10, 1), sealed(900, 2)...))
 	require.NoError(t, err)
 	assert.Equal(t, bytes.Repeat([]byte{1}, 10), <-got)
-	assert.Equal(t, bytes.Repeat([]byte{2}, 20), <-got)
-	// The reader now waits in Next, in its empty read (an io.Pipe's Read
-	// with an empty buffer waits for a writer), holding no buffer.
+	assert.Equal(t, bytes.Repeat([]byte{2}, 900), <-got)
 	_, err = pw.Write(sealed(5, 3))
 	require.NoError(t, err)
 	assert.Equal(t, bytes.Repeat([]byte{3}, 5), <-got)
 	pw.Close()
 	_, open := <-got
 	assert.False(t, open)
-	assert.Nil(t, fr.buf)
+	assert.Same(t, fr.small, fr.buf)
 }

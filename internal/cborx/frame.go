@@ -32,27 +32,35 @@ func SealFrame(buf []byte) []byte {
 // FrameReader reads length-prefixed frames. The length is checked against the
 // maximum before any of the body is read, so a hostile length costs nothing.
 //
-// It holds no buffer while it waits for a frame: an idle stream costs only
-// the reader itself. When bytes arrive it takes a buffer of its size from a
-// pool shared by every reader, reads the frames that fit into it in place,
-// and gives it back once everything it read has been handed out. A frame
-// larger than the buffer gets a buffer of its own, which the reader never
-// reuses: what points into it (a decoded value aliasing the body) stays
-// intact after later frames.
+// It holds only a small buffer of its own (SmallBuffer bytes) while it waits
+// for a frame: an idle stream costs little. Small frames are read and
+// decoded in it. A frame that does not fit, or a read that filled it (more
+// is likely waiting), makes the reader take a buffer of its size from a
+// pool shared by every reader; it reads the frames that fit into that one
+// in place and gives it back once everything it read has been handed out.
+// A frame larger than the size gets a buffer of its own, which the reader
+// never reuses: what points into it (a decoded value aliasing the body)
+// stays intact after later frames.
 type FrameReader struct {
 	r          io.Reader
 	max        int
-	size       int     // frames up to this size are read in the pooled buffer
-	buf        *[]byte // the pooled buffer, nil while nothing is buffered
+	size       int     // frames up to this size are read in place
+	small      *[]byte // the reader's own buffer
+	buf        *[]byte // small, or a pooled buffer while bytes are buffered
 	start, end int     // the buffered bytes: (*buf)[start:end]
+	full       bool    // the last read filled buf
 	err        error   // the read error to report once the buffered bytes are used
 }
 
+// SmallBuffer is the size of the buffer a FrameReader holds while idle.
+const SmallBuffer = 512
+
 // NewFrameReader returns a FrameReader reading from r with the given maximum
 // body size. Frames up to bufSize bytes (with their length prefix) are read
-// into a pooled buffer of that size; larger ones into a buffer of their own.
+// in place; larger ones into a buffer of their own.
 func NewFrameReader(r io.Reader, max, bufSize int) *FrameReader {
-	return &FrameReader{r: r, max: max, size: bufSize}
+	small := make([]byte, min(SmallBuffer, bufSize))
+	return &FrameReader{r: r, max: max, size: bufSize, small: &small, buf: &small}
 }
 
 // Grow makes the reader read frames up to bufSize bytes in place from now
@@ -68,14 +76,6 @@ func (f *FrameReader) Grow(bufSize int) {
 // an end inside a frame returns io.ErrUnexpectedEOF.
 func (f *FrameReader) Next() ([]byte, error) {
 	f.release()
-	if f.buf == nil && f.err == nil {
-		// Nothing is buffered: wait until the stream is readable before
-		// taking a buffer. A yamux stream's Read blocks until data
-		// arrives even for an empty slice; other readers return at once.
-		if _, err := f.r.Read(nil); err != nil {
-			return nil, err
-		}
-	}
 	n, k, err := f.length()
 	if err != nil {
 		return nil, err
@@ -99,21 +99,19 @@ func (f *FrameReader) Next() ([]byte, error) {
 }
 
 // release gives the pooled buffer back once everything read into it has
-// been handed out (the last body handed out is no longer valid).
+// been handed out (the last body handed out is no longer valid), and goes
+// back to the small buffer.
 func (f *FrameReader) release() {
-	if f.buf != nil && f.start == f.end {
-		putBuffer(f.buf)
-		f.buf, f.start, f.end = nil, 0, 0
+	if f.start == f.end {
+		if f.buf != f.small {
+			putBuffer(f.buf)
+		}
+		f.buf, f.start, f.end, f.full = f.small, 0, 0, false
 	}
 }
 
 // buffered returns the bytes read and not yet handed out.
-func (f *FrameReader) buffered() []byte {
-	if f.buf == nil {
-		return nil
-	}
-	return (*f.buf)[f.start:f.end]
-}
+func (f *FrameReader) buffered() []byte { return (*f.buf)[f.start:f.end] }
 
 // length reads the uvarint length prefix, returning it and its size in
 // bytes, without consuming it. A clean end of stream before its first byte
@@ -152,17 +150,18 @@ func (f *FrameReader) ensure(m int) error {
 	return nil
 }
 
-// makeRoom makes sure the pooled buffer can hold m bytes from f.start:
-// it takes one if the reader holds none, moves the buffered bytes to the
-// front, or moves them to a larger buffer after Grow.
+// makeRoom makes sure the buffer can hold m bytes from f.start: it moves
+// the buffered bytes to a pooled buffer when they need more room than the
+// small buffer has (or than a pooled one had before Grow), or when the last
+// read filled the small buffer; otherwise it moves them to the front.
 func (f *FrameReader) makeRoom(m int) {
 	switch {
-	case f.buf == nil:
-		f.buf, f.start, f.end = getBuffer(f.size), 0, 0
-	case len(*f.buf) < m:
+	case len(*f.buf) < m || (f.buf == f.small && f.full && f.size > len(*f.small)):
 		nb := getBuffer(f.size)
 		f.end = copy(*nb, f.buffered())
-		putBuffer(f.buf)
+		if f.buf != f.small {
+			putBuffer(f.buf)
+		}
 		f.buf, f.start = nb, 0
 	case f.start+m > len(*f.buf):
 		f.end = copy(*f.buf, f.buffered())
@@ -180,6 +179,7 @@ func (f *FrameReader) fill() error {
 	for range maxEmptyReads {
 		n, err := f.r.Read((*f.buf)[f.end:])
 		f.end += n
+		f.full = f.end == len(*f.buf)
 		if err != nil {
 			f.err = err
 		}

@@ -30,9 +30,13 @@ type encoder struct {
 	scratch    bytes.Buffer
 	exported   []uint64
 	homecoming bool // the message holds a reference to an object of the receiver
-	// keep holds the mirrors the message sends home until it is sent:
-	// one collected before that would release, ahead of the message, the
-	// subscription the message names.
+	// keep holds what the message sends home until it is sent (put back
+	// in the pool): the handles it was written from and the mirrors whose
+	// subscriptions they are. One collected before that would post its
+	// Release on the main stream ahead of the message (a handle's cleanup
+	// runs as soon as the handle is unreachable, and the caller's or
+	// handler's own values may be dead once encoded), and the receiver
+	// would find the object gone when it decodes the message.
 	keep []any
 	// depth counts the Go values the encoder is inside, pointers and
 	// interfaces included, so that a cyclic value fails instead of
@@ -816,12 +820,13 @@ func (e *encoder) ref(r *Ref) error {
 }
 
 // home writes a reference back to the receiver's own object r denotes (r
-// lives on e.c).
+// lives on e.c), keeping r reachable until the message is sent (see keep).
 func (e *encoder) home(r *Ref) error {
 	if e.level > decodeLimits.MaxDepth { // its tag
 		return errTooDeep()
 	}
 	e.homecoming = true
+	e.keep = append(e.keep, r)
 	e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
 	e.buf = cborx.AppendUint(e.buf, r.id)
 	return nil

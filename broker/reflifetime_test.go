@@ -156,3 +156,56 @@ func TestReferencesInDroppedDataAreReleased(t *testing.T) {
 	testkit.Eventually(t, "server export released after a bad reply", func() bool { return sc.Stats().Exports == 1 })
 	assert.Nil(t, c.Err())
 }
+
+// TestHomecomingKeepsItsHandleUntilSent checks that a message sending one
+// of the peer's objects home keeps the handle it was written from
+// reachable until the message is sent (its encoder put back). Collected
+// before, the handle's cleanup would post its Release on the main stream
+// ahead of the message, and the peer would find the object gone when it
+// decoded it: a handler returning the caller's object home with a large
+// byte string lost it so (unknown reference), once the string's copy into
+// the frame (encoder.flatten, when the message is sent) came after the
+// encoding and its allocation set a collection off in between.
+func TestHomecomingKeepsItsHandleUntilSent(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	cl := dial(t, addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	sc := serverConn(t, srv)
+
+	e, id := encodeHome(ctx, t, cl) // nothing but e refers to the handle now
+	func() {
+		// A handle nothing refers to, to know when the cleanups ran.
+		_, err := Call[*Ref](ctx, cl.Root(), "NewCounter")
+		require.NoError(t, err)
+	}()
+	require.Equal(t, 3, sc.Stats().Exports)
+	testkit.Eventually(t, "the other handle released", func() bool {
+		runtime.GC()
+		return sc.Stats().Exports <= 2
+	})
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	cl.refs.mu.Lock()
+	_, held := cl.refs.imports[id]
+	cl.refs.mu.Unlock()
+	assert.True(t, held, "the handle going home was released before its message was sent")
+	assert.Equal(t, 2, sc.Stats().Exports, "a release overtook the message")
+
+	putEncoder(e) // sent: the handle may go
+	testkit.Eventually(t, "the handle released once its message was sent", func() bool {
+		runtime.GC()
+		return sc.Stats().Exports == 1
+	})
+}
+
+// encodeHome writes a reference to one of c's peer's objects, going home,
+// and returns the encoder and the object's id, keeping no handle.
+func encodeHome(ctx context.Context, t *testing.T, c *Conn) (*encoder, uint64) {
+	r, err := Call[*Ref](ctx, c.Root(), "NewCounter")
+	require.NoError(t, err)
+	e := getEncoder(c)
+	require.NoError(t, e.any(r))
+	require.True(t, e.homecoming)
+	return e, r.id
+}

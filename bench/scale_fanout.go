@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -178,7 +179,31 @@ func behind(mirrors []*cache.Mirror[int, int], v uint64) string {
 			firstErr = err
 		}
 	}
-	return fmt.Sprintf("those behind: lowest version %d, %d stale, first error %v", lowest, stale, firstErr)
+	return fmt.Sprintf("those behind: lowest version %d, %d stale, first error %s", lowest, stale, withCauses(firstErr))
+}
+
+// withCauses is err's text followed by the text of the errors it wraps
+// that its own text does not repeat: a mirror's ErrSourceLost names what
+// happened but not why the connection ended (a keepalive timeout, say),
+// which is its cause.
+func withCauses(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	msg := err.Error()
+	var wrapped []error
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		wrapped = u.Unwrap()
+	case interface{ Unwrap() error }:
+		wrapped = []error{u.Unwrap()}
+	}
+	for _, e := range wrapped {
+		if e != nil && !strings.Contains(msg, e.Error()) {
+			msg += " (cause: " + e.Error() + ")"
+		}
+	}
+	return msg
 }
 
 // countAt counts the mirrors that hold version v or later.

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/leakcheck"
 )
 
@@ -157,5 +159,23 @@ func TestSelection(t *testing.T) {
 	cfg.only = "storm"
 	if _, _, _, scales = selection(cfg); !slices.Equal(names(scales), []string{"storm-3"}) {
 		t.Errorf("-only storm: scale %v", names(scales))
+	}
+}
+
+// TestWithCausesNamesWhyAMirrorLostItsSource checks that a fan-out round
+// that fails says why a mirror lost its source: ErrSourceLost's text names
+// what happened, and only its cause says why the connection ended.
+func TestWithCausesNamesWhyAMirrorLostItsSource(t *testing.T) {
+	cause := errors.New("peer stopped answering keepalives: keepalive timeout")
+	got := withCauses(feed.Lost("its connection ended", cause))
+	want := "tether: mirror lost its source: its connection ended (cause: peer stopped answering keepalives: keepalive timeout)"
+	if got != want {
+		t.Fatalf("withCauses = %q, want %q", got, want)
+	}
+	if got := withCauses(nil); got != "<nil>" {
+		t.Fatalf("withCauses(nil) = %q", got)
+	}
+	if got := withCauses(fmt.Errorf("a: %w", cause)); got != "a: "+cause.Error() {
+		t.Fatalf("withCauses repeats a cause its text holds: %q", got)
 	}
 }

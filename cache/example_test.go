@@ -81,3 +81,44 @@ func ExampleView() {
 	show(m)
 	// Output: [a] version 3 stale false
 }
+
+// ExampleNewMirror receives a model into a mirror made with options: a
+// queue that holds every event of a burst for a watcher that lags behind,
+// so that no event is merged.
+func ExampleNewMirror() {
+	ctx := context.Background()
+	prices := &Prices{m: cache.NewMap[string, int]()}
+	reg := registry.New()
+	_ = reg.Register("prices", prices)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := broker.NewServer(reg)
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	cl, _ := remote.Connect(ctx, "tcp", ln.Addr().String())
+	defer cl.Close()
+	ref, _ := cl.Registry().Lookup(ctx, "prices")
+	mir := cache.NewMirror[string, int](cache.WithQueueSize(1 << 16))
+	if err := ref.Call(ctx, "Model", &mir); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer mir.Close()
+	events, merged := make(chan int, 1000), 0
+	mir.Changed.Connect(func(ev cache.Change[string, int]) {
+		if ev.Merged {
+			merged++
+		}
+		events <- ev.Value
+	})
+	for i := 1; i <= 1000; i++ {
+		_ = prices.m.Set("apple", i)
+	}
+	last := 0
+	for last != 1000 {
+		last = <-events
+	}
+	fmt.Println("last:", last, "merged events:", merged, "merged changes:", mir.MergedChanges())
+	// Output:
+	// last: 1000 merged events: 0 merged changes: 0
+}

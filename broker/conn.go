@@ -16,9 +16,8 @@ import (
 	"github.com/tether-go/tether/signals"
 )
 
-// This file holds a connection's lifecycle: its construction, its loops
-// (the reader, the acceptor of message streams, the sender's, the
-// monitor) and its teardown. The tables it holds live beside it: outgoing.go
+// This file holds a connection's lifecycle: its construction, its
+// goroutines (the reader, the acceptor of message streams) and its teardown. The tables it holds live beside it: outgoing.go
 // (this side's calls), incoming.go (the peer's calls), exports.go and
 // imports.go (references), msgstream.go (the message streams), stats.go.
 
@@ -67,6 +66,7 @@ type Conn struct {
 	main      *yamux.Stream
 	fr        *cborx.FrameReader
 	out       *sender
+	keep      *keepalive
 	peer      remoteable.Peer
 	peerValue any // peer boxed once, for callCtx.Value
 	// perPeerRoot marks a server's connection whose root a realm chose for
@@ -127,15 +127,25 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 	return c
 }
 
-// start runs the connection's goroutines: the reader, the acceptor of
-// message streams, the sender's loop and the monitor that tears down.
+// start runs the connection's one lasting goroutine, the reader, and its
+// keepalive timer. The sender starts a goroutine only while it has frames
+// to write, the acceptor only while streams the peer opened wait, and fail
+// starts the teardown.
 func (c *Conn) start() *Conn {
-	c.loops.Add(3)
+	// The keepalive first: once a loop runs, it may fail the connection,
+	// and the teardown stops the keepalive.
+	c.keep = startKeepalive(c.co, c.sess, c.opts.deadPeerTimeout, c.opts.side == dialSide, c.deadPeer)
+	c.loops.Add(1)
 	go c.readLoop()
-	go c.acceptLoop()
-	go func() { defer c.loops.Done(); c.out.loop() }()
-	go c.monitor()
+	c.co.in.streams.begin(c.startAccepting)
 	return c
+}
+
+// deadPeer ends the connection when the keepalive found the peer silent
+// for too long, and says so in the log: nothing else would tell.
+func (c *Conn) deadPeer(err error) {
+	c.opts.logger.Warn("tether: closing connection: no answer to keepalive pings", "peer", c.peer.Name, "err", err)
+	c.fail(err)
 }
 
 // Root returns a reference to the peer's root object: the object passed to
@@ -174,20 +184,23 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// fail starts teardown with cause; the first cause wins. It never blocks.
+// fail starts teardown with cause; the first cause wins. It never blocks:
+// the teardown runs in a goroutine of its own, which exists only from then
+// until Done.
 func (c *Conn) fail(cause error) {
 	c.failOnce.Do(func() {
 		c.cause = cause
 		close(c.dying)
+		go c.teardown()
 	})
 }
 
 // writeFailed ends the connection after a failed write, unless the session
 // had already ended: then the write only lost a race with the real cause,
-// which the accept loop reports.
+// which the reader reports (readFailed) when the main stream ends with it.
 func (c *Conn) writeFailed(err error) {
 	if c.sess.IsClosed() || errors.Is(err, yamux.ErrSessionShutdown) {
-		return // the accept loop reports the session's own cause
+		return // the reader reports the session's own cause
 	}
 	c.fail(err)
 }
@@ -202,6 +215,17 @@ func (c *Conn) protocolError(err error) {
 	}
 	putEncoder(e)
 	c.fail(err)
+}
+
+// othersWriting reports whether goroutines other than the caller are
+// likely to write soon, so that a frame is better left to the sender's
+// drain goroutine, which then carries theirs in the same write: more than
+// one call of this side in flight, or more than one handler running. One
+// handler is not enough: it is likely the caller itself (a handler calling
+// back, or sending its result), which is better off writing at once, as
+// net/rpc's callers do.
+func (c *Conn) othersWriting() bool {
+	return c.callsOut.Load() > 1 || c.callsIn.Load() > 1
 }
 
 // deadErr is the error for a call made after the connection ended.
@@ -225,17 +249,21 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// monitor tears the connection down once fail has been called.
-func (c *Conn) monitor() {
-	<-c.dying
+// teardown ends the connection once fail has been called: it closes the
+// session, fails what waits on it, waits for its goroutines and handlers,
+// and closes Done.
+func (c *Conn) teardown() {
 	cause := c.cause
 	c.wakeStreams()
 	c.sess.Close()
+	c.keep.stop() // after the session's close, which ends a ping in flight
+	c.co.in.streams.stop()
 	c.out.stop(c.linkErr(false, cause))
 	c.failPending(cause)
 	c.running.cancelAll()
 
 	c.loops.Wait()
+	c.out.wait()
 	close(c.loopsDone)
 	c.Disconnected.Emit(cause)
 	c.handlers.Wait()
@@ -322,15 +350,85 @@ func (c *Conn) readFailed(err error) {
 		errors.Is(err, io.ErrUnexpectedEOF) && !c.sess.IsClosed():
 		c.protocolError(err) // a frame cut short by the peer is a violation too
 	case c.sess.IsClosed():
-		// The accept loop reports the session's own, more telling, cause.
+		c.sessionEnded() // the session's own cause says more
 	default:
 		c.fail(fmt.Errorf("tether: main stream failed: %w", err))
 	}
 }
 
-// acceptLoop accepts the message streams the peer opens, until the
-// session ends.
-func (c *Conn) acceptLoop() {
+// acceptor starts the goroutine that accepts the message streams the peer
+// opens only while some wait to be accepted: an idle connection runs none.
+// The read guard sees each stream the peer opens (a SYN) in yamux's receive
+// loop, just before yamux queues it for AcceptStream, and calls opened.
+type acceptor struct {
+	mu      sync.Mutex
+	waiting int    // streams the peer opened that were not accepted yet
+	running bool   // the accepting goroutine runs
+	start   func() // starts it; nil until the connection starts
+	stopped bool   // the connection is tearing down: start nothing more
+}
+
+// opened counts a stream the peer opened and starts the accepting goroutine
+// if none runs.
+func (a *acceptor) opened() {
+	a.mu.Lock()
+	a.waiting++
+	a.kick()
+	a.mu.Unlock()
+}
+
+// begin lets the acceptor start goroutines (with start) from now on, for
+// the streams already counted too.
+func (a *acceptor) begin(start func()) {
+	a.mu.Lock()
+	a.start = start
+	a.kick()
+	a.mu.Unlock()
+}
+
+// kick starts the accepting goroutine when streams wait and none runs.
+// a.mu held.
+func (a *acceptor) kick() {
+	if a.waiting > 0 && !a.running && a.start != nil && !a.stopped {
+		a.running = true
+		a.start()
+	}
+}
+
+// accepted counts an accepted stream and reports whether the accepting
+// goroutine should go on: false, and it must exit, when none waits.
+func (a *acceptor) accepted() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.waiting--
+	if a.waiting > 0 {
+		return true
+	}
+	// Under a.mu, as opened is: a stream counted after this point finds
+	// no goroutine running and starts one.
+	a.running = false
+	return false
+}
+
+// stop keeps the acceptor from starting goroutines. The teardown calls it
+// before it waits for the connection's goroutines.
+func (a *acceptor) stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+}
+
+// startAccepting starts the goroutine that accepts the streams the peer
+// opened; the acceptor calls it, holding its lock.
+func (c *Conn) startAccepting() {
+	c.loops.Add(1) // the acceptor is not stopped: the teardown has not begun to wait
+	go c.acceptStreams()
+}
+
+// acceptStreams accepts the message streams the peer opened, until none
+// waits or the session ends. A stream yamux refused (its backlog full, a
+// hostile peer) leaves it waiting for the next one, or for the session's end.
+func (c *Conn) acceptStreams() {
 	defer c.loops.Done()
 	for {
 		st, err := c.sess.AcceptStream()
@@ -338,17 +436,39 @@ func (c *Conn) acceptLoop() {
 			c.fail(sessionCause(err))
 			return
 		}
-		if c.streams.fromPeer.Add(1) > maxPeerMsgStreams {
-			st.Close()
-			c.protocolError(fmt.Errorf("more than %d message streams", maxPeerMsgStreams))
+		if !c.takeStream(st) || !c.co.in.streams.accepted() {
 			return
 		}
-		if !c.streams.track(st) {
-			st.Close()
+	}
+}
+
+// takeStream starts reading a message stream the peer opened; it reports
+// false when the connection ends instead (too many streams, or closing).
+func (c *Conn) takeStream(st *yamux.Stream) bool {
+	if c.streams.fromPeer.Add(1) > maxPeerMsgStreams {
+		st.Close()
+		c.protocolError(fmt.Errorf("more than %d message streams", maxPeerMsgStreams))
+		return false
+	}
+	if !c.streams.track(st) {
+		st.Close()
+		return false
+	}
+	c.loops.Add(1)
+	go c.readMsgStream(st)
+	return true
+}
+
+// sessionEnded fails the connection with the cause its yamux session
+// ended with, which yamux tells only through AcceptStream.
+func (c *Conn) sessionEnded() {
+	for {
+		st, err := c.sess.AcceptStream()
+		if err != nil || st == nil {
+			c.fail(sessionCause(err))
 			return
 		}
-		c.loops.Add(1)
-		go c.readMsgStream(st)
+		st.Close() // a stream the peer opened as the session ended
 	}
 }
 

@@ -73,9 +73,13 @@
 //
 // # Who owns what
 //
-// A Conn owns its goroutines (the reader, the acceptor of message
-// streams, the sender, the monitor that tears down, and one goroutine per
-// running handler) and stops them all when it ends. A Server owns its
+// A Conn owns its goroutines and stops them all when it ends. An idle one
+// runs only its reader (besides yamux's two loops); the others run while
+// they have work: the sender's drain goroutine while frames wait, the
+// acceptor while message streams the peer opened wait, one reader per
+// message stream, one goroutine per running handler, the keepalive's ping
+// while it waits for its answer, and the teardown, from the moment the
+// connection fails until Done. A Server owns its
 // connections and handshakes. Exported objects belong to their owner: the
 // connection only holds them while the peer has references.
 //

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,17 +126,29 @@ func TestNothingOnStderrLogsGoToSlog(t *testing.T) {
 	loud := dial(t, proxy.Addr(), WithDeadPeerTimeout(400*time.Millisecond), WithLogger(logger))
 	require.NoError(t, quiet.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
 	require.NoError(t, loud.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
-	proxy.Blackhole(true) // yamux logs the failed keepalive
+	proxy.Blackhole(true) // the keepalive logs the dead peer
 	<-quiet.Done()
 	<-loud.Done()
 	proxy.Close()
+	// yamux's own keepalive, which logged the dead peer too, is gone; a
+	// yamux header of an unknown version makes the server's yamux log.
+	raw, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	_, err = raw.Write([]byte{9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	require.NoError(t, err)
+	testkit.Eventually(t, "yamux's log line in slog", func() bool {
+		lmu.Lock()
+		defer lmu.Unlock()
+		return strings.Contains(logged.String(), "component=yamux")
+	})
+	raw.Close()
 
 	os.Stderr = old
 	w.Close()
 	stderr, _ := io.ReadAll(r)
 	assert.Empty(t, string(stderr), "nothing may reach stderr")
 	lmu.Lock()
-	assert.Contains(t, logged.String(), "yamux")
+	assert.Contains(t, logged.String(), "no answer to keepalive pings")
 	lmu.Unlock()
 }
 
@@ -160,15 +173,27 @@ func TestInvalidOptions(t *testing.T) {
 }
 
 // TestDefaultDeadPeerDetectionWithin15s checks the arithmetic behind the
-// default: a ping every half of the timeout, each answered within the other
-// half, so a peer that dies just after answering is found within 15 s.
+// default: yamux's own keepalive is off; the connection's pings the peer
+// after half of the timeout's silence (the dialer) or three quarters (the
+// acceptor), and fails it once the silence reaches the whole timeout, so a
+// peer that dies just after it was last heard is found after 15 s.
 func TestDefaultDeadPeerDetectionWithin15s(t *testing.T) {
 	o, err := buildOptions(dialSide, nil)
 	require.NoError(t, err)
 	cfg := yamuxConfig(o)
-	assert.True(t, cfg.EnableKeepAlive)
-	assert.LessOrEqual(t, cfg.KeepAliveInterval+cfg.ConnectionWriteTimeout, 15*time.Second)
+	assert.False(t, cfg.EnableKeepAlive, "no goroutine of yamux's per session")
 	assert.Nil(t, cfg.LogOutput, "yamux never writes to stderr")
+	pingAt := map[bool]time.Duration{}
+	for _, dialer := range []bool{true, false} {
+		k := startKeepalive(&coalescer{}, nil, o.deadPeerTimeout, dialer, func(error) { t.Error("a peer found dead at once") })
+		k.stop()
+		assert.Equal(t, 15*time.Second, k.timeout)
+		pingAt[dialer] = k.pingAt
+	}
+	assert.Equal(t, 7500*time.Millisecond, pingAt[true], "the dialer pings after half the timeout")
+	assert.Greater(t, pingAt[false], pingAt[true], "the dialer's pings keep the acceptor from pinging")
+	assert.Less(t, pingAt[false], 15*time.Second, "the acceptor pings before it judges the peer dead")
+	assert.GreaterOrEqual(t, cfg.ConnectionWriteTimeout, 15*time.Second-pingAt[true], "yamux's Ping waits for the answer as long as it may come")
 }
 
 // TestServeAfterCloseClosesItsListener: a server closed before its Serve

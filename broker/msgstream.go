@@ -64,7 +64,7 @@ func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
 	if c.onMessageStream(e) {
 		err = c.sendOnMsgStream(ctx, e)
 	} else {
-		err = c.out.send(ctx, e.frame(), c.callsOut.Load() > 1 || c.callsIn.Load() > 0)
+		err = c.out.send(ctx, e.frame(), c.othersWriting())
 	}
 	if err == nil {
 		return nil

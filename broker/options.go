@@ -253,8 +253,11 @@ func WithHandshakeTimeout(d time.Duration) Option {
 }
 
 // WithDeadPeerTimeout sets how soon a silently dead peer (a cable pulled, a
-// black-holed route) is detected: keepalive pings go out every half of d and
-// each must be answered within the other half. Default 15 s; minimum 200 ms.
+// black-holed route) is detected: the connection ends once nothing at all
+// has arrived from the peer for d. Only a silent link is pinged: the dialer
+// pings after d/2 of silence, the accepting side after 3d/4 (which a
+// dialer's pings keep it from reaching); a link that carries traffic is not
+// pinged. Default 15 s; minimum 200 ms.
 func WithDeadPeerTimeout(d time.Duration) Option {
 	return option{"WithDeadPeerTimeout", bothSides, func(o *options) { o.deadPeerTimeout = d }}
 }

@@ -29,8 +29,9 @@ type deadlineWriter interface {
 // are batched: whoever finds the stream idle writes everything pending in one
 // write, and frames that arrive meanwhile go out together in the next one.
 // The first writer of a burst writes in its own goroutine (no hand-off at low
-// load); if more piled up while it wrote, the sender's loop takes over, so no
-// caller is kept writing other callers' frames.
+// load); if more piled up while it wrote, a drain goroutine takes over, so no
+// caller is kept writing other callers' frames. The drain goroutine exists
+// only while there is something to write: an idle connection has none.
 //
 // Exactly one goroutine owns the stream at a time (busy), which keeps frames
 // in the order they were queued.
@@ -46,28 +47,31 @@ type sender struct {
 	posted   int // bytes of pend that post queued (the rest came from send)
 	spare    []byte
 	busy     bool          // a goroutine owns the stream
-	loopOwns bool          // that goroutine is the loop
 	room     chan struct{} // closed and replaced after a write, when someone waits
 	waiting  int           // senders waiting for room
 	deadline time.Time     // the write deadline last set on the stream
 	corked   bool          // the reader has more frames to process: hold small writes
 	err      error
-	kick     chan struct{} // wakes the loop
 	quit     chan struct{}
+	drains   sync.WaitGroup // the drain goroutine, while there is one
+	drainFn  func()         // s.drain, bound once: go s.drain() would allocate a closure per start
 }
 
+// newSender returns a sender writing to w, each write bounded by timeout.
 func newSender(w deadlineWriter, timeout time.Duration, onError func(error)) *sender {
-	return &sender{
+	s := &sender{
 		w: w, timeout: timeout, onError: onError,
 		room: make(chan struct{}),
-		kick: make(chan struct{}, 1),
 		quit: make(chan struct{}),
 	}
+	s.drainFn = s.drain
+	return s
 }
 
 // send queues frame and, if the stream is idle and the caller is alone
 // (!busyConn), writes it before returning. When other calls are in flight it
-// leaves the write to the loop, which then carries several frames at once.
+// leaves the write to a drain goroutine, which then carries several frames
+// at once.
 // It blocks only while more than maxPending bytes wait, bounded by ctx and by
 // the sender's shutdown.
 func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
@@ -96,15 +100,14 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 		return nil
 	}
 	if busyConn {
-		s.busy, s.loopOwns = true, true
-		s.wake()
+		s.busy = true
+		s.startDrain()
 		return nil
 	}
 	s.busy = true
 	err := s.writeBatch()
 	if err == nil && len(s.pend) > 0 {
-		s.loopOwns = true // more arrived while we wrote: hand over
-		s.wake()
+		s.startDrain() // more arrived while we wrote: hand over
 	} else {
 		s.busy = false
 	}
@@ -125,7 +128,7 @@ func (s *sender) notSent(err error) error {
 	return &linkError{cause: err, peer: s.peer, addr: s.addr}
 }
 
-// post queues frame without ever blocking; the loop writes it. The reader and
+// post queues frame without ever blocking; a drain goroutine writes it. The reader and
 // GC cleanups use it: they must never wait on the network.
 func (s *sender) post(frame []byte) {
 	s.mu.Lock()
@@ -145,8 +148,8 @@ func (s *sender) post(frame []byte) {
 	s.posted += len(frame)
 	s.pend = append(s.pend, frame...)
 	if !s.busy && !s.holding() {
-		s.busy, s.loopOwns = true, true
-		s.wake()
+		s.busy = true
+		s.startDrain()
 	}
 }
 
@@ -167,21 +170,28 @@ func (s *sender) cork() {
 	s.mu.Unlock()
 }
 
+// uncork lets held frames go: see cork.
 func (s *sender) uncork() {
 	s.mu.Lock()
 	s.corked = false
 	if !s.busy && len(s.pend) > 0 && s.err == nil {
-		s.busy, s.loopOwns = true, true
-		s.wake()
+		s.busy = true
+		s.startDrain()
 	}
 	s.mu.Unlock()
 }
 
-func (s *sender) wake() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
+// startDrain starts the goroutine that writes what is pending, for a
+// caller that just made itself the stream's owner (busy). s.mu held.
+func (s *sender) startDrain() {
+	if s.err != nil {
+		// Stopped: nothing will be written, and stop's caller may be
+		// waiting on drains already, which must not grow now.
+		s.busy = false
+		return
 	}
+	s.drains.Add(1)
+	go s.drainFn()
 }
 
 // writeBatch writes everything pending in one write. s.mu is held on entry
@@ -224,38 +234,38 @@ func (s *sender) write(buf []byte) error {
 	return err
 }
 
+// isTimeout reports whether err is a deadline's.
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// loop writes what post queued and what piled up behind a send, until stop.
-func (s *sender) loop() {
-	for {
-		select {
-		case <-s.kick:
-		case <-s.quit:
-			return
+// drain writes what post queued and what piled up behind a send, until
+// nothing is pending, and exits. It owns the stream (busy) from startDrain
+// on.
+func (s *sender) drain() {
+	defer s.drains.Done()
+	// Yield once before collecting: goroutines already runnable (callers
+	// the reader just woke, handlers just done) append their frames first,
+	// and one write carries them all. When nobody else is runnable this
+	// costs nothing.
+	runtime.Gosched()
+	s.mu.Lock()
+	for s.err == nil && len(s.pend) > 0 {
+		if s.writeBatch() != nil {
+			break
 		}
-		// Yield once before collecting: goroutines already runnable (callers
-		// the reader just woke, handlers just done) append their frames
-		// first, and one write carries them all. When nobody else is
-		// runnable this costs nothing.
-		runtime.Gosched()
-		s.mu.Lock()
-		if s.loopOwns {
-			for s.err == nil && len(s.pend) > 0 {
-				if s.writeBatch() != nil {
-					break
-				}
-			}
-			s.busy, s.loopOwns = false, false
-		}
-		s.mu.Unlock()
 	}
+	// Under s.mu, as every append to pend is: a frame queued before this
+	// point was written above, and one queued after it finds the stream
+	// idle and writes it or starts a new drain. None is left behind.
+	s.busy = false
+	s.mu.Unlock()
 }
 
-// stop ends the loop and fails later sends with err.
+// stop fails later sends with err and drops what is pending; a write in
+// progress ends with the session (the caller closes it). wait then waits
+// for the drain goroutine.
 func (s *sender) stop(err error) {
 	s.mu.Lock()
 	if s.err == nil {
@@ -265,6 +275,10 @@ func (s *sender) stop(err error) {
 	s.mu.Unlock()
 	close(s.quit)
 }
+
+// wait returns once no drain goroutine runs. Call it after stop: no new one
+// starts then.
+func (s *sender) wait() { s.drains.Wait() }
 
 // tryFinal writes a last frame (a goodbye) if the stream is idle, waiting at
 // most d; otherwise it gives up. The connection is closing either way.
@@ -309,8 +323,8 @@ func (s *sender) tryFinal(frame []byte, d time.Duration) {
 		s.room = make(chan struct{})
 	}
 	if len(s.pend) > 0 && s.err == nil {
-		s.busy, s.loopOwns = true, true
-		s.wake()
+		s.busy = true
+		s.startDrain()
 	}
 	s.mu.Unlock()
 }

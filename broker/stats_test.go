@@ -101,8 +101,7 @@ func TestPostCapCountsOnlyPostedBytes(t *testing.T) {
 	w := &blockedWriter{open: make(chan struct{})}
 	var failed error
 	s := newSender(w, time.Minute, func(err error) { failed = err })
-	go s.loop()
-	defer s.stop(ErrClosed)
+	defer func() { s.stop(ErrClosed); s.wait() }()
 	ctx := testkit.Ctx(t, 30*time.Second)
 	writing := make(chan error, 1)
 	go func() { writing <- s.send(ctx, []byte("first"), false) }() // blocks in Write
@@ -157,8 +156,7 @@ func TestNoWriteAfterFailedGoodbye(t *testing.T) {
 	leakcheck.Check(t)
 	w := &failingWriter{open: make(chan struct{})}
 	s := newSender(w, time.Minute, func(error) {})
-	go s.loop()
-	defer s.stop(ErrClosed)
+	defer func() { s.stop(ErrClosed); s.wait() }()
 	done := make(chan struct{})
 	go func() { s.tryFinal([]byte("goodbye"), time.Minute); close(done) }()
 	testkit.Eventually(t, "the goodbye is being written", func() bool { return w.writes() == 1 })
@@ -169,6 +167,6 @@ func TestNoWriteAfterFailedGoodbye(t *testing.T) {
 	require.ErrorIs(t, s.send(ctx, []byte("after it"), false), yamux.ErrConnectionWriteTimeout, "the failure is kept")
 	s.post([]byte("posted after it"))
 	s.uncork()
-	time.Sleep(50 * time.Millisecond) // the loop, had it been woken, would have written by now
+	time.Sleep(50 * time.Millisecond) // a drain goroutine, had one started, would have written by now
 	assert.Equal(t, 1, w.writes(), "no write after the failed one")
 }

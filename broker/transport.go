@@ -13,17 +13,19 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// yamuxConfig derives yamux's settings from the options: keepalives every
-// half of the dead-peer timeout, each answered within the other half, and
-// yamux's logging routed into the connection's slog.Logger.
+// yamuxConfig derives yamux's settings from the options: no keepalive of
+// yamux's own (a goroutine per session, pinging busy links too: the
+// connection's keepalive replaces it), pings and sends given half of the
+// dead-peer timeout, and yamux's logging routed into the connection's
+// slog.Logger.
 func yamuxConfig(o *options) *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = nil
 	cfg.Logger = yamuxLogger{o.logger}
-	cfg.EnableKeepAlive = true
-	cfg.KeepAliveInterval = o.deadPeerTimeout / 2
+	cfg.EnableKeepAlive = false
+	cfg.KeepAliveInterval = o.deadPeerTimeout / 2 // unused, but yamux checks it
 	cfg.ConnectionWriteTimeout = o.deadPeerTimeout / 2
-	cfg.StreamOpenTimeout = 0 // no goroutine per opened stream; keepalives catch a dead peer
+	cfg.StreamOpenTimeout = 0 // no goroutine per opened stream; the keepalive catches a dead peer
 	// Streams not yet accepted are buffered by yamux, a window each. Before
 	// the handshake nobody accepts them, and the read guard allows only the
 	// main stream; after it, a peer needs the main stream and
@@ -78,8 +80,20 @@ type coalescer struct {
 
 	writes, written atomic.Int64 // write calls and bytes to the connection
 	reads, read     atomic.Int64 // read calls and bytes from it
+	lastRead        atomic.Int64 // when bytes last arrived: monoNow's reading
 
 	readErr atomic.Pointer[error] // the first error a read of the connection returned
+}
+
+// monoEpoch is where monoNow counts from.
+var monoEpoch = time.Now()
+
+// monoNow reads the monotonic clock as a number, which an atomic can hold.
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+
+// silence returns how long the connection has received nothing.
+func (c *coalescer) silence() time.Duration {
+	return time.Duration(monoNow() - c.lastRead.Load())
 }
 
 // Read reads from the connection for yamux's receive loop, its only reader.
@@ -93,6 +107,9 @@ func (c *coalescer) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.reads.Add(1)
 	c.read.Add(int64(n))
+	if n > 0 {
+		c.lastRead.Store(monoNow()) // the peer is alive: see keepalive
+	}
 	if err != nil && c.readErr.Load() == nil {
 		// Kept for the handshake: yamux reports a failed read to its
 		// streams as a closed session, and a TLS peer's alert refusing
@@ -128,6 +145,7 @@ func newCoalescer(nc net.Conn, o *options) *coalescer {
 	_, tcp := nc.(*net.TCPConn)
 	c := &coalescer{Conn: nc, tcp: tcp}
 	c.in.init(nc, o)
+	c.lastRead.Store(monoNow())
 	return c
 }
 
@@ -193,22 +211,27 @@ const (
 // dialer cannot tell apart from before. Only yamux's receive loop calls
 // scan; admitted and failed are read by others.
 type readGuard struct {
-	hdr     [yamuxHeaderSize]byte
-	hdrN    int    // bytes of the current header seen so far
-	body    uint32 // bytes of the current data frame's body still to come
-	open    bool   // admitted was seen: the receive loop's copy of it
-	left    int    // bytes the peer may still send before the handshake
-	streams int    // streams the peer opened before the handshake
+	hdr    [yamuxHeaderSize]byte
+	hdrN   int    // bytes of the current header seen so far
+	body   uint32 // bytes of the current data frame's body still to come
+	open   bool   // admitted was seen: the receive loop's copy of it
+	left   int    // bytes the peer may still send before the handshake
+	opened int    // streams the peer opened before the handshake
 
 	tokens   float64   // pings the peer may send now
 	refilled time.Time // when tokens was last brought up to date
 
 	err    error                 // the receive loop's copy of failed
 	failed atomic.Pointer[error] // the violation that ended the session
+	pings  atomic.Int64          // ping requests the peer sent, for tests
 
 	admitted atomic.Bool
 	logger   *slog.Logger
 	remote   net.Addr
+
+	// streams hears of every stream the peer opens once admitted (the
+	// connection's acceptor).
+	streams acceptor
 }
 
 func (g *readGuard) init(nc net.Conn, o *options) {
@@ -272,8 +295,11 @@ func (g *readGuard) frame(h []byte) error {
 		g.body = binary.BigEndian.Uint32(h[8:12])
 		fallthrough
 	case yamuxTypeWindowUpdate:
-		if syn && !g.open {
-			if g.streams++; g.streams > 1 {
+		switch {
+		case syn && g.open:
+			g.streams.opened()
+		case syn:
+			if g.opened++; g.opened > 1 {
 				return g.fail(fmt.Errorf("%w: a second stream before the handshake", ErrProtocol))
 			}
 		}
@@ -288,6 +314,7 @@ func (g *readGuard) frame(h []byte) error {
 // ping takes a token for a ping request. Pings are rare: the clock is read
 // for them only.
 func (g *readGuard) ping() error {
+	g.pings.Add(1)
 	now := time.Now()
 	g.tokens = min(pingBurst, g.tokens+float64(now.Sub(g.refilled))/float64(pingInterval))
 	g.refilled = now

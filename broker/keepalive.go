@@ -1,0 +1,113 @@
+package broker
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// keepalive finds a silently dead peer (a cable pulled, a black-holed
+// route) within the dead-peer timeout T, at little cost on an idle link and
+// none on a busy one. It watches how long the connection has heard nothing
+// (coalescer.silence, updated by every read of the socket): any byte from
+// the peer shows it alive, so a link that carried traffic recently is never
+// pinged. After T of silence the connection fails.
+//
+// Only one side pings an idle link: the dialer after T/2 of silence, the
+// acceptor only after 3T/4, which a dialer's pings (and their answers)
+// never let it reach. The acceptor's ping covers a dialer that does not
+// ping (another implementation) or whose timer ran late. Either way the
+// answer has the rest of T to come back.
+//
+// It runs on one timer (time.AfterFunc), re-armed for the moment the
+// silence would reach the next threshold: no goroutine waits per
+// connection. A ping is sent from the timer's goroutine, which waits for
+// the answer (yamux's Ping) and then exits.
+type keepalive struct {
+	co      *coalescer
+	sess    *yamux.Session
+	timeout time.Duration // T: the silence after which the peer is dead
+	pingAt  time.Duration // the silence after which this side pings
+	dead    func(error)   // ends the connection; must not block
+
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+	pinging bool           // a ping is out, waiting for its answer
+	pings   sync.WaitGroup // the goroutine waiting for a ping's answer
+	sent    atomic.Int64   // pings sent, for tests
+}
+
+// startKeepalive arms the keepalive of a connection whose handshake is
+// done; dead is called once the peer has been silent for timeout.
+func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error)) *keepalive {
+	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead}
+	if dialer {
+		k.pingAt = timeout / 2
+	}
+	k.mu.Lock()
+	k.timer = time.AfterFunc(k.pingAt, k.fire)
+	k.mu.Unlock()
+	return k
+}
+
+// fire runs in the timer's goroutine each time it fires, and pings from
+// there when check says so.
+func (k *keepalive) fire() {
+	if k.check() {
+		k.ping()
+	}
+}
+
+// check fails the connection, or re-arms the timer for when the silence
+// reaches the next threshold; it reports whether to send a ping now.
+func (k *keepalive) check() (ping bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return false
+	}
+	silent := k.co.silence()
+	switch {
+	case silent >= k.timeout:
+		k.stopped = true
+		k.dead(fmt.Errorf("tether: peer stopped answering keepalives: heard nothing for %v: %w",
+			silent.Round(time.Millisecond), yamux.ErrKeepAliveTimeout))
+		return false
+	case silent < k.pingAt:
+		k.timer.Reset(k.pingAt - silent)
+		return false
+	}
+	k.timer.Reset(k.timeout - silent)
+	if k.pinging {
+		return false
+	}
+	k.pinging = true
+	k.pings.Add(1) // under k.mu, with !stopped: stop's Wait comes after
+	k.sent.Add(1)
+	return true
+}
+
+// ping sends a ping and waits for its answer, which shows as bytes heard.
+// An answer that never comes is not an error here: the silence it leaves is
+// what check judges.
+func (k *keepalive) ping() {
+	defer k.pings.Done()
+	_, _ = k.sess.Ping() // returns at the answer, after T/2, or when the session ends
+	k.mu.Lock()
+	k.pinging = false
+	k.mu.Unlock()
+}
+
+// stop disarms the keepalive and waits for a ping in flight to return. Call
+// it after the session is closed, which ends such a ping at once.
+func (k *keepalive) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.timer.Stop()
+	k.mu.Unlock()
+	k.pings.Wait()
+}

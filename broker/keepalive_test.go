@@ -1,0 +1,129 @@
+package broker
+
+import (
+	"bytes"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+)
+
+// pingsReceived returns the ping requests c's peer has sent it.
+func pingsReceived(c *Conn) int64 { return c.co.in.pings.Load() }
+
+// TestKeepaliveBusyLinkSendsNoPings: a link that carries a call every few
+// milliseconds for three dead-peer timeouts sends no keepalive ping either
+// way: the traffic shows the peer alive.
+func TestKeepaliveBusyLinkSendsNoPings(t *testing.T) {
+	leakcheck.Check(t)
+	const timeout = time.Second // a call every 10 ms leaves no silence of timeout/2, even under load
+	srv, addr := startServer(t, newService(), WithDeadPeerTimeout(timeout))
+	cl := dial(t, addr, WithDeadPeerTimeout(timeout))
+	sc := serverConn(t, srv)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	for end := time.Now().Add(5 * timeout / 2); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		require.NoError(t, cl.Root().Call(ctx, "Nothing", nil))
+	}
+	assert.Zero(t, pingsReceived(sc), "the dialer pinged a busy link")
+	assert.Zero(t, pingsReceived(cl), "the server pinged a busy link")
+	assert.Zero(t, cl.keep.sent.Load()+sc.keep.sent.Load())
+}
+
+// TestKeepaliveIdleLinkPingedByDialerOnly: on an idle link the dialer
+// pings, every half of the dead-peer timeout, and its pings keep the
+// acceptor from pinging too; the link stays up.
+func TestKeepaliveIdleLinkPingedByDialerOnly(t *testing.T) {
+	leakcheck.Check(t)
+	// The acceptor would ping if the dialer's timer ran timeout/4 late: 500
+	// ms, which a loaded machine does not reach.
+	const timeout = 2 * time.Second
+	srv, addr := startServer(t, newService(), WithDeadPeerTimeout(timeout))
+	cl := dial(t, addr, WithDeadPeerTimeout(timeout))
+	sc := serverConn(t, srv)
+	time.Sleep(timeout * 5 / 2)
+	assert.GreaterOrEqual(t, pingsReceived(sc), int64(2), "the dialer pings an idle link")
+	assert.Zero(t, pingsReceived(cl), "the acceptor pinged although the dialer did")
+	assert.Nil(t, cl.Err())
+	assert.Nil(t, sc.Err())
+}
+
+// TestKeepaliveFindsBlackHole: a black-holed link (sockets open, bytes
+// vanish) ends on both sides once nothing was heard for the dead-peer
+// timeout, with an error that says so. The detection times are logged; the
+// bound checked is loose (a loaded machine runs timers late), what it
+// catches is a keepalive that never fires.
+func TestKeepaliveFindsBlackHole(t *testing.T) {
+	leakcheck.Check(t)
+	const timeout = time.Second
+	srv, addr := startServer(t, newService(), WithDeadPeerTimeout(timeout))
+	proxy, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { proxy.Close() })
+	cl := dial(t, proxy.Addr(), WithDeadPeerTimeout(timeout))
+	sc := serverConn(t, srv)
+	require.NoError(t, cl.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
+	proxy.Blackhole(true)
+	start := time.Now()
+	for _, side := range []struct {
+		name string
+		c    *Conn
+	}{{"dialer", cl}, {"acceptor", sc}} {
+		select {
+		case <-side.c.Closed():
+		case <-time.After(3 * timeout):
+			t.Fatalf("the %s did not find the black hole within 3 × the dead-peer timeout", side.name)
+		}
+		t.Logf("the %s found the black hole after %v (dead-peer timeout %v)", side.name, time.Since(start), timeout)
+		assert.ErrorIs(t, side.c.Err(), yamux.ErrKeepAliveTimeout)
+		assert.ErrorContains(t, side.c.Err(), "heard nothing for")
+	}
+}
+
+// TestIdleConnGoroutines: an idle connection runs three goroutines on each
+// side (yamux's two loops and the reader): no keepalive goroutine, no
+// sender loop, no acceptor of message streams, no monitor.
+func TestIdleConnGoroutines(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	before := runtime.NumGoroutine()
+	dial(t, addr)
+	serverConn(t, srv)
+	// The server's handshake goroutine returns just after the dialer is in.
+	var n int
+	deadline := time.Now().Add(5 * time.Second)
+	for n = runtime.NumGoroutine() - before; n > 6 && time.Now().Before(deadline); n = runtime.NumGoroutine() - before {
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.LessOrEqual(t, n, 6, "goroutines of one idle connection, both sides")
+}
+
+// TestAcceptorComesAndGoes: the goroutine that accepts the peer's message
+// streams runs only while streams wait: large messages both ways open
+// message streams, every one is accepted (the calls complete), and the
+// connection is back to its idle goroutines afterwards.
+func TestAcceptorComesAndGoes(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, newService())
+	cl := dial(t, addr)
+	serverConn(t, srv)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	big := make([]byte, 100<<10)
+	for range 3 {
+		var out []byte
+		require.NoError(t, cl.Root().Call(ctx, "Echo", &out, big))
+		require.Len(t, out, len(big))
+	}
+	// Message streams stay open, each with its reader; the handler's
+	// worker lingers for workerIdle. The acceptors are gone.
+	testkit.Eventually(t, "the acceptors exit", func() bool {
+		buf := make([]byte, 1<<20)
+		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("acceptStreams"))
+	})
+}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -92,14 +93,25 @@ func (k *keepalive) check() (ping bool) {
 }
 
 // ping sends a ping and waits for its answer, which shows as bytes heard.
-// An answer that never comes is not an error here: the silence it leaves is
-// what check judges.
+// An answer that does not come within T/2 (yamux's Ping gives up then) fails
+// the connection, as yamux's own keepalive did, even if other bytes arrived
+// meanwhile: over a stream transport a lost answer means lost bytes, and a
+// link that loses bytes may have lost frames (a window update, a pushed
+// result) that nothing would ever resend, leaving a stream stalled on a link
+// that looks alive.
 func (k *keepalive) ping() {
 	defer k.pings.Done()
-	_, _ = k.sess.Ping() // returns at the answer, after T/2, or when the session ends
+	_, err := k.sess.Ping() // returns at the answer, after T/2, or when the session ends
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.pinging = false
-	k.mu.Unlock()
+	if err == nil || k.stopped || k.sess.IsClosed() || errors.Is(err, yamux.ErrSessionShutdown) {
+		return
+	}
+	k.stopped = true
+	k.timer.Stop()
+	k.dead(fmt.Errorf("tether: no answer to a keepalive ping within %v: %v: %w",
+		k.timeout/2, err, yamux.ErrKeepAliveTimeout))
 }
 
 // stop disarms the keepalive and waits for a ping in flight to return. Call

@@ -86,6 +86,42 @@ func TestKeepaliveFindsBlackHole(t *testing.T) {
 	}
 }
 
+// TestKeepaliveLostPingAnswerEndsLink: a ping whose answer never comes ends
+// the connection even though other bytes arrive afterwards. A black hole
+// that swallows the dialer's ping and lifts before the dead-peer timeout
+// lets the acceptor's own ping through, so neither side stays silent for
+// that long; but bytes were lost (over a stream transport, frames such as
+// a window update or a pushed result that nothing resends), and a link
+// kept up after that can stall forever while it looks alive. (TCP never
+// loses bytes that way; faultnet's Lossy mode does, as yamux's keepalive
+// assumed a broken link might.)
+func TestKeepaliveLostPingAnswerEndsLink(t *testing.T) {
+	leakcheck.Check(t)
+	// The dialer pings after T/2 of silence, the acceptor after 3T/4: the
+	// black hole lifts halfway between, so the dialer's ping is lost and
+	// the acceptor's arrives (a timer may run up to T/8 late).
+	const timeout = 2 * time.Second
+	srv, addr := startServer(t, newService(), WithDeadPeerTimeout(timeout))
+	proxy, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { proxy.Close() })
+	proxy.Lossy(true) // the link goes on after the black hole, with its gap
+	cl := dial(t, proxy.Addr(), WithDeadPeerTimeout(timeout))
+	sc := serverConn(t, srv)
+	require.NoError(t, cl.Root().Call(testkit.Ctx(t, 30*time.Second), "Nothing", nil))
+	proxy.Blackhole(true)
+	time.Sleep(timeout * 5 / 8)
+	proxy.Blackhole(false)
+	select {
+	case <-cl.Closed():
+	case <-time.After(3 * timeout):
+		t.Fatalf("the dialer kept a link that lost its ping's answer (pings sent: dialer %d, acceptor %d)",
+			cl.keep.sent.Load(), sc.keep.sent.Load())
+	}
+	assert.ErrorIs(t, cl.Err(), yamux.ErrKeepAliveTimeout)
+	assert.ErrorContains(t, cl.Err(), "no answer to a keepalive ping")
+}
+
 // TestIdleConnGoroutines: an idle connection runs three goroutines on each
 // side (yamux's two loops and the reader): no keepalive goroutine, no
 // sender loop, no acceptor of message streams, no monitor.

@@ -19,7 +19,8 @@ type Proxy struct {
 	faults   faults
 	closed   bool
 	accepted int
-	resets   int // Reset calls so far: a link set up across one is aborted
+	resets   int  // Reset calls so far: a link set up across one is aborted
+	lossy    bool // links that lost bytes to a black hole carry on: see Lossy
 
 	wg sync.WaitGroup
 }
@@ -36,6 +37,7 @@ type faults struct {
 type link struct {
 	a, b  net.Conn
 	alive atomic.Int32 // directions still copying
+	holed atomic.Bool  // a black hole dropped bytes of it: see Blackhole
 }
 
 // New starts a proxy on a loopback port forwarding to target.
@@ -122,7 +124,7 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.forward(dst, buf[:n]) {
+		if n > 0 && !p.forward(l, dst, buf[:n]) {
 			p.drop(l)
 			return
 		}
@@ -135,10 +137,18 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn) {
 
 // forward passes one chunk on to dst as the current faults allow, and
 // reports false if dst failed.
-func (p *Proxy) forward(dst net.Conn, chunk []byte) bool {
-	f := p.current()
+func (p *Proxy) forward(l *link, dst net.Conn, chunk []byte) bool {
+	f, lossy := p.current(), p.isLossy()
 	if f.blackhole {
+		l.holed.Store(true)
 		return true
+	}
+	if l.holed.Load() && !lossy {
+		// Lost bytes the lift did not catch (dropped as it happened):
+		// the link cannot go on with a gap.
+		abort(l.a)
+		abort(l.b)
+		return false
 	}
 	wait := f.delay
 	if f.bandwidth > 0 {
@@ -201,7 +211,29 @@ func (p *Proxy) Reset() {
 
 // Blackhole makes current and new connections drop every byte while their
 // sockets stay open, like a pulled cable or a dead route; false restores.
+//
+// A TCP stream never skips bytes: after a real black hole either the
+// retransmissions deliver everything or the connection ends. So when the
+// black hole lifts, every link that lost bytes to it is aborted (a reset
+// both ways), unless Lossy is on: a link that went on would deliver its
+// streams with gaps, which no TCP peer ever sees (and a protocol over TCP
+// need not survive: a lost window update or reply would stall it forever).
 func (p *Proxy) Blackhole(on bool) { p.change(func(f *faults) { f.blackhole = on }) }
+
+// Lossy(true) lets links that lost bytes to a black hole carry on once it
+// lifts, with gaps in their streams, for tests of what notices lost bytes;
+// Restore leaves it as it is.
+func (p *Proxy) Lossy(on bool) {
+	p.mu.Lock()
+	p.lossy = on
+	p.mu.Unlock()
+}
+
+func (p *Proxy) isLossy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lossy
+}
 
 // Refuse makes the proxy reset new connections as soon as they arrive;
 // false restores. Current connections are not touched.
@@ -224,7 +256,20 @@ func (p *Proxy) Restore() { p.change(func(f *faults) { *f = faults{} }) }
 func (p *Proxy) change(apply func(*faults)) {
 	p.mu.Lock()
 	apply(&p.faults)
+	var holed []*link
+	if !p.faults.blackhole && !p.lossy {
+		for l := range p.links {
+			if l.holed.Load() {
+				holed = append(holed, l)
+				delete(p.links, l)
+			}
+		}
+	}
 	p.mu.Unlock()
+	for _, l := range holed {
+		abort(l.a)
+		abort(l.b)
+	}
 }
 
 // current returns the faults in force now.

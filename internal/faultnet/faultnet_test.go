@@ -108,3 +108,41 @@ func TestProxyFaults(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "delayed both ways")
 	assert.GreaterOrEqual(t, p.Accepted(), 3)
 }
+
+// TestBlackholeLiftAbortsHoledLinks: a link that lost bytes to a black hole
+// is reset when it lifts (a TCP stream cannot skip bytes), one that lost
+// nothing goes on, and in Lossy mode the holed link goes on too.
+func TestBlackholeLiftAbortsHoledLinks(t *testing.T) {
+	for _, lossy := range []bool{false, true} {
+		addr := echoServer(t)
+		p, err := New(addr)
+		require.NoError(t, err)
+		p.Lossy(lossy)
+		holed, err := net.Dial("tcp", p.Addr())
+		require.NoError(t, err)
+		quiet, err := net.Dial("tcp", p.Addr())
+		require.NoError(t, err)
+		for _, c := range []net.Conn{holed, quiet} {
+			got, err := roundTrip(c, "hello")
+			require.NoError(t, err)
+			assert.Equal(t, "hello\n", got)
+		}
+		p.Blackhole(true)
+		_, err = roundTrip(holed, "lost")
+		require.Error(t, err)
+		p.Blackhole(false)
+		got, err := roundTrip(quiet, "after")
+		require.NoError(t, err, "a link that lost nothing goes on")
+		assert.Equal(t, "after\n", got)
+		_, err = roundTrip(holed, "after")
+		if lossy {
+			require.NoError(t, err, "lossy: the holed link goes on")
+		} else {
+			require.Error(t, err, "the holed link was reset")
+			assert.False(t, errors.Is(err, os.ErrDeadlineExceeded), "reset, not silence: %v", err)
+		}
+		holed.Close()
+		quiet.Close()
+		p.Close()
+	}
+}

@@ -75,8 +75,7 @@ func (k *keepalive) check() (ping bool) {
 	switch {
 	case silent >= k.timeout:
 		k.stopped = true
-		k.dead(fmt.Errorf("tether: peer stopped answering keepalives: heard nothing for %v: %w",
-			silent.Round(time.Millisecond), yamux.ErrKeepAliveTimeout))
+		k.dead(silenceErr(silent))
 		return false
 	case silent < k.pingAt:
 		k.timer.Reset(k.pingAt - silent)
@@ -110,8 +109,25 @@ func (k *keepalive) ping() {
 	}
 	k.stopped = true
 	k.timer.Stop()
-	k.dead(fmt.Errorf("tether: no answer to a keepalive ping within %v: %v: %w",
-		k.timeout/2, err, yamux.ErrKeepAliveTimeout))
+	k.dead(k.noAnswer(err))
+}
+
+// noAnswer says why a ping that got no answer ends the link. When nothing
+// at all arrived while it waited, the link was silent for about the whole
+// timeout, and check's description (heard nothing) fits, whichever of the
+// two noticed first; otherwise bytes came but not the answer.
+func (k *keepalive) noAnswer(err error) error {
+	if silent := k.co.silence(); silent >= k.timeout/2 {
+		return silenceErr(silent)
+	}
+	return fmt.Errorf("tether: no answer to a keepalive ping within %v: %v: %w",
+		k.timeout/2, err, yamux.ErrKeepAliveTimeout)
+}
+
+// silenceErr is the error of a link on which nothing was heard for silent.
+func silenceErr(silent time.Duration) error {
+	return fmt.Errorf("tether: peer stopped answering keepalives: heard nothing for %v: %w",
+		silent.Round(time.Millisecond), yamux.ErrKeepAliveTimeout)
 }
 
 // stop disarms the keepalive and waits for a ping in flight to return. Call

@@ -1,3 +1,5 @@
+//go:build unix
+
 package broker
 
 import (
@@ -6,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -64,7 +67,7 @@ func rtPair(b *testing.B) (*Conn, *Conn) {
 // and the writes and reads of the socket, both sides, per operation since
 // c0 and s0.
 func reportCalls(b *testing.B, c, sc *Conn, cpu0 time.Duration, c0, s0 ConnStats) {
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testkit.CPUTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 	c1, s1 := c.Stats(), sc.Stats()
 	b.ReportMetric(float64(c1.Writes-c0.Writes+s1.Writes-s0.Writes)/float64(b.N), "writes/op")
 	b.ReportMetric(float64(c1.Reads-c0.Reads+s1.Reads-s0.Reads)/float64(b.N), "reads/op")
@@ -80,7 +83,7 @@ func BenchmarkCallback1(b *testing.B) {
 	in, out := make([]byte, 64), []byte(nil)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, c0, s0 := cpuTime(), c.Stats(), sc.Stats()
+	cpu0, c0, s0 := testkit.CPUTime(b), c.Stats(), sc.Stats()
 	for i := 0; i < b.N; i++ {
 		if err := c.Root().Call(ctx, "Callback", &out, cb, in); err != nil {
 			b.Fatal(err)
@@ -97,7 +100,7 @@ func BenchmarkFetchCall1(b *testing.B) {
 	in, out := make([]byte, 64), []byte(nil)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, c0, s0 := cpuTime(), c.Stats(), sc.Stats()
+	cpu0, c0, s0 := testkit.CPUTime(b), c.Stats(), sc.Stats()
 	for i := 0; i < b.N; i++ {
 		ref, err := Call[*Ref](ctx, c.Root(), "Sub")
 		if err != nil {

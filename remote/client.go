@@ -145,7 +145,10 @@ func (s State) String() string {
 // and redials after every outage until Close.
 type Client struct {
 	// Connected is emitted with the new connection after each successful
-	// dial, once per transition.
+	// dial, once per transition. It is emitted on the client's own
+	// goroutine just after the state turns Connected, so State and
+	// WaitConnected may report the link before the handlers have run;
+	// handlers may call through the client (the link is already usable).
 	Connected signals.Signal[*broker.Conn]
 	// Disconnected is emitted with the cause when a connection is lost,
 	// once per transition.

@@ -203,6 +203,24 @@ func (tr *transitions) counts() (int, int) {
 	return tr.connected, tr.disconnected
 }
 
+// reach waits (bounded) until at least c Connected and d Disconnected
+// signals were counted: a signal's handlers run after the state change
+// they announce is visible, so a test that saw the state waits for them.
+func (tr *transitions) reach(t *testing.T, c, d int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		gotC, gotD := tr.counts()
+		if gotC >= c && gotD >= d {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("signals counted: Connected %d, Disconnected %d; want at least %d and %d", gotC, gotD, c, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // waitState waits (bounded) until the client is in state s.
 func waitState(t *testing.T, cl *Client, s State) {
 	t.Helper()

@@ -28,6 +28,7 @@ const (
 	kInterface               // decided per value by its dynamic type
 	kCborTag                 // cbor.Tag: a CBOR tag around any content
 	kCacheable               // an observable model (sent) or a mirror of one (received)
+	kStub                    // a remoteable.Stub: sent as the Caller it wraps
 	kPtr
 	kStruct
 	kSlice
@@ -227,6 +228,10 @@ func special(t reflect.Type) kind {
 		return kCborTag
 	case t.Kind() == reflect.Interface:
 		return kInterface
+	case typereg.StubType != nil && t.Implements(typereg.StubType):
+		// A typed stub is classified once here, so that sending one costs
+		// no interface check per value.
+		return kStub
 	case t.Implements(cacheableType) || (t.Kind() == reflect.Pointer && t.Implements(cacheMirror)):
 		return kCacheable
 	case isMarker(t) && t.Kind() == reflect.Pointer:

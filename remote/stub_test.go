@@ -66,7 +66,9 @@ func (s *badgeStub) Owner(ctx context.Context) (string, error) {
 type bellStub struct{ c remoteable.Caller }
 
 func (s *bellStub) TetherCaller() remoteable.Caller { return s.c }
-func (s *bellStub) Ring(ctx context.Context, msg string) error { return s.c.Call(ctx, "Ring", nil, msg) }
+func (s *bellStub) Ring(ctx context.Context, msg string) error {
+	return s.c.Call(ctx, "Ring", nil, msg)
+}
 
 func init() {
 	remoteable.RegisterStub[Desk](func(c remoteable.Caller) Desk { return &deskStub{c} })

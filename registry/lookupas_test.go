@@ -19,8 +19,12 @@ import (
 // Counter is an interface with a hand-written stub, as tether gen writes
 // it; Uncounted has none.
 type (
-	Counter   interface{ Count(ctx context.Context) (int, error) }
-	Uncounted interface{ Uncount(ctx context.Context) error }
+	Counter interface {
+		Count(ctx context.Context) (int, error)
+	}
+	Uncounted interface {
+		Uncount(ctx context.Context) error
+	}
 )
 
 type counterStub struct{ c remoteable.Caller }

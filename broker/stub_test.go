@@ -305,3 +305,40 @@ func TestCopyableIntoAnInterface(t *testing.T) {
 	require.NoError(t, c.Root().Call(ctx, "Back", &e, nil), "error keeps taking null")
 	assert.Nil(t, e)
 }
+
+// guardedSession is a session whose policy hides Who.
+type guardedSession struct{ session }
+
+func (g *guardedSession) RemotePolicy() remoteable.Policy {
+	return remoteable.MethodPolicies{"Who": remoteable.PolicyFunc(func(context.Context, string) error { return remoteable.ErrAccessDenied })}
+}
+
+func (u *users) Guarded(context.Context) (tSession, error) {
+	return &guardedSession{session{name: "hidden"}}, nil
+}
+
+// TestDescribeListsRegisteredInterfaces: a description names the
+// registered interfaces the object implements, with their methods as
+// registered, over the wire; a peer sees only those it may call all of.
+func TestDescribeListsRegisteredInterfaces(t *testing.T) {
+	leakcheck.Check(t)
+	_, addr := startServer(t, &users{})
+	c := dial(t, addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+
+	assert.Equal(t, []InterfaceDescription{{Name: "broker.tWatcher", Methods: []string{"Notify(ctx context.Context, msg string) error"}}},
+		Describe(newWatcher()).Interfaces)
+	assert.Empty(t, Describe(&users{}).Interfaces)
+
+	var s tSession
+	require.NoError(t, c.Root().Call(ctx, "Login", &s, "alice"))
+	d, err := s.(remoteable.Stub).TetherCaller().(*Ref).Describe(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []InterfaceDescription{{Name: "broker.tSession", Methods: []string{"Who(ctx context.Context) (string, error)"}}}, d.Interfaces)
+
+	require.NoError(t, c.Root().Call(ctx, "Guarded", &s))
+	d, err = s.(remoteable.Stub).TetherCaller().(*Ref).Describe(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, d.Interfaces, "the policy refuses Who, so the peer is not told of tSession")
+	assert.Equal(t, "*broker.guardedSession", d.Type)
+}

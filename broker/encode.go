@@ -292,12 +292,8 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 	switch ti.kind {
 	case kPure:
 		return e.pure(v, ti)
-	case kRef:
-		return refEncoder(e, v, ti)
-	case kObject:
-		return objectEncoder(e, v, ti)
-	case kObjectValue:
-		return objectValueEncoder(e, v, ti)
+	case kRef, kObject, kObjectValue, kStub:
+		return e.reference(v, ti)
 	case kCopyable:
 		return copyableEncoder(e, v, ti)
 	case kOpaque:
@@ -308,8 +304,6 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		return cborTagEncoder(e, v, ti)
 	case kCacheable:
 		return cacheableEncoder(e, v, ti)
-	case kStub:
-		return stubEncoder(e, v, ti)
 	case kPtr:
 		return ptrEncoder(e, v, ti)
 	case kStruct:
@@ -322,6 +316,21 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		return mapEncoder(e, v, ti)
 	}
 	return fmt.Errorf("cannot encode %v", ti.t)
+}
+
+// reference encodes the kinds that travel as references: a *Ref, a
+// pointer to a Referenceable, a typed stub, and refuses a Referenceable
+// held by value. It calls each directly, as value does.
+func (e *encoder) reference(v reflect.Value, ti *typeInfo) error {
+	switch ti.kind {
+	case kRef:
+		return refEncoder(e, v, ti)
+	case kObject:
+		return objectEncoder(e, v, ti)
+	case kStub:
+		return stubEncoder(e, v, ti)
+	}
+	return objectValueEncoder(e, v, ti)
 }
 
 // pure encodes plain data: the scalars directly, anything else through

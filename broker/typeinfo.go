@@ -216,16 +216,16 @@ func isMarker(t reflect.Type) bool {
 	return typereg.ReferenceableMarker != nil && t.Implements(typereg.ReferenceableMarker)
 }
 
+// exactKinds are the types special classifies by identity.
+var exactKinds = map[reflect.Type]kind{refType: kRef, opaqueType: kOpaque, cborTagType: kCborTag}
+
 // special classifies the types the walker must handle itself, or returns
 // kPure when the type's own structure decides.
 func special(t reflect.Type) kind {
+	if k, ok := exactKinds[t]; ok {
+		return k
+	}
 	switch {
-	case t == refType:
-		return kRef
-	case t == opaqueType:
-		return kOpaque
-	case t == cborTagType:
-		return kCborTag
 	case t.Kind() == reflect.Interface:
 		return kInterface
 	case typereg.StubType != nil && t.Implements(typereg.StubType):

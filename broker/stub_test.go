@@ -342,3 +342,36 @@ func TestDescribeListsRegisteredInterfaces(t *testing.T) {
 	assert.Empty(t, d.Interfaces, "the policy refuses Who, so the peer is not told of tSession")
 	assert.Equal(t, "*broker.guardedSession", d.Type)
 }
+
+// policyProxy forwards every call to up, guarded by policy.
+type policyProxy struct {
+	remoteable.Referenceable
+	up     *Ref
+	policy remoteable.Policy
+}
+
+func (p *policyProxy) Call(ctx context.Context, method string, reply any, args ...any) error {
+	return p.up.Call(ctx, method, reply, args...)
+}
+
+func (p *policyProxy) RemotePolicy() remoteable.Policy { return p.policy }
+
+// TestDescribeThroughAGuardedProxyHidesInterfaces: a description forwarded
+// by a guarded proxy lists an interface only when its policy admits every
+// method of it.
+func TestDescribeThroughAGuardedProxyHidesInterfaces(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	_, up := startServer(t, &session{name: "up"})
+	upConn := dial(t, up)
+	deny := remoteable.PolicyFunc(func(context.Context, string) error { return remoteable.ErrAccessDenied })
+	for _, tc := range []struct {
+		refused string
+		want    int
+	}{{"Other", 1}, {"Who", 0}} {
+		_, addr := startServer(t, &policyProxy{up: upConn.Root(), policy: remoteable.MethodPolicies{tc.refused: deny}})
+		d, err := dial(t, addr).Root().Describe(ctx)
+		require.NoError(t, err)
+		assert.Len(t, d.Interfaces, tc.want, "refusing %s", tc.refused)
+	}
+}

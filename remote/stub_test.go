@@ -223,6 +223,7 @@ func TestTypedReferencesLastAcrossOutages(t *testing.T) {
 		}()
 		restore()
 		require.NoError(t, <-waited)
+		require.NoError(t, ch.link.up.WaitConnected(ctx), "the relay's link is back")
 		for i, p := range paths {
 			got, err := refs[i].d.Get(ctx, "after")
 			require.NoError(t, err, "%s: the typed reference obtained before the cut works after it", p.name)

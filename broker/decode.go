@@ -376,7 +376,10 @@ func assignStub(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
 	}
 	sv, err := typereg.Convert(t, x)
 	if err != nil {
-		return err // the decoder's undo releases the reference
+		// The decoder's undo releases the reference. The error is quoted
+		// inside the call's own (ErrBadArguments, ErrBadReply): once is
+		// enough for its "tether: ".
+		return inner{err}
 	}
 	v.Set(sv)
 	return nil

@@ -100,6 +100,9 @@ func (*desk) Check(_ context.Context, b Badge) (string, error) {
 	return fmt.Sprintf("a %T", b), nil
 }
 
+// Show reads a badge that may live in another process.
+func (*desk) Show(ctx context.Context, b Badge) (string, error) { return b.Owner(ctx) }
+
 type badge struct {
 	remoteable.Referenceable
 	owner string
@@ -235,5 +238,32 @@ func TestTypedReferencesLastAcrossOutages(t *testing.T) {
 			require.NoError(t, refs[i].d.Watch(ctx, bl), p.name)
 			assert.Equal(t, "ding", <-bl.rang, p.name)
 		}
+	}
+}
+
+// TestAStubOverALastingReferenceGoesOn: a stub over a *remote.Ref, sent
+// to a third process, travels as that lasting reference: the third
+// process's calls reach the object through the client, also after the
+// client's link to the object's server was cut and restored.
+func TestAStubOverALastingReferenceGoesOn(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startDeskChain(t)
+	ctx := testkit.Ctx(t, time.Minute)
+	third := startServer(t, "127.0.0.1:0", &desk{})
+	conn, err := broker.Dial(ctx, "tcp", third.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(); <-conn.Done() })
+
+	d, err := registry.LookupAs[Desk](ctx, ch.direct.Registry(), "desk")
+	require.NoError(t, err)
+	b, err := d.Login(ctx, "zoe")
+	require.NoError(t, err)
+	for cut := 0; cut < 2; cut++ {
+		owner, err := broker.Call[string](ctx, conn.Root(), "Show", b)
+		require.NoError(t, err, "cut %d", cut)
+		assert.Equal(t, "zoe", owner)
+		restore := ch.cut(t)
+		restore()
+		require.NoError(t, ch.direct.WaitConnected(ctx))
 	}
 }

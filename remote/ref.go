@@ -395,6 +395,7 @@ func stubReply(reply any) (reflect.Type, bool) {
 	return it, true
 }
 
+// errorType is error, which a reply decodes into as it always did.
 var errorType = reflect.TypeFor[error]()
 
 // callStub makes a call whose reply is of interface type it: a reference in

@@ -30,6 +30,7 @@ var ErrNoStub = typereg.ErrNoStub
 // nil value matches it too.
 var ErrNotCaller = typereg.ErrNotCaller
 
+// init tells typereg the types Convert checks values against.
 func init() {
 	typereg.CallerType = reflect.TypeFor[Caller]()
 	typereg.StubType = reflect.TypeFor[Stub]()

@@ -1,6 +1,7 @@
 package typereg
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
@@ -69,23 +70,13 @@ func RegisterStub(e *StubEntry) error {
 	return nil
 }
 
-// compareNames orders interface types by their Go name, then import path.
+// compareNames orders interface types by their Go name, then import path,
+// so that Describe lists them in a stable order.
 func compareNames(a, b reflect.Type) int {
-	if c := cmpString(a.String(), b.String()); c != 0 {
+	if c := cmp.Compare(a.String(), b.String()); c != 0 {
 		return c
 	}
-	return cmpString(a.PkgPath(), b.PkgPath())
-}
-
-// cmpString is strings.Compare, without importing strings for it.
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(a.PkgPath(), b.PkgPath())
 }
 
 // Stub returns the registration of interface type t.

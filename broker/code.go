@@ -160,6 +160,8 @@ var classes = []struct {
 	{ErrUnknownMethod, Unimplemented},
 	{ErrUnknownReference, NotFound},
 	{captable.ErrUnknown, NotFound},
+	{remoteable.ErrNoStub, FailedPrecondition},
+	{remoteable.ErrNotCaller, InvalidArgument},
 	{ErrBadArguments, InvalidArgument},
 	{ErrInvalidOption, InvalidArgument},
 	{ErrNotCallable, InvalidArgument},

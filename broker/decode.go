@@ -347,7 +347,10 @@ func objectValueDecoder(_ *decoder, _ reflect.Value, ti *typeInfo, _ cborx.Head)
 	return fmt.Errorf("%v is Referenceable: decode a reference into *%v or *broker.Ref", ti.t, ti.t)
 }
 
-// assign stores a generically decoded x into the interface-typed v.
+// assign stores a generically decoded x into the interface-typed v. A
+// reference into an interface that x does not implement becomes the
+// interface's registered stub over it (typed references): any and error
+// take every value they took before, since x always implements them.
 func assign(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
 	if x == nil {
 		v.SetZero()
@@ -355,12 +358,30 @@ func assign(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
 	}
 	xv := reflect.ValueOf(x)
 	if !xv.Type().AssignableTo(t) {
-		if _, ok := x.(*Ref); ok {
-			return fmt.Errorf("a remote reference does not implement %v", t)
+		return assignStub(v, t, x, h)
+	}
+	v.Set(xv)
+	return nil
+}
+
+// assignStub stores in v, of interface type t, the stub of t over the
+// reference x (or the object of this process it stands for, when that
+// implements t); a value that is not a reference is refused.
+func assignStub(v reflect.Value, t reflect.Type, x any, h cborx.Head) error {
+	if _, isCaller := x.(remoteable.Caller); !isCaller {
+		if h.Major == cborx.MajorTag && (h.Arg == tagReceiverRef || h.Arg == tagSenderRef || h.Arg == tagCacheable) {
+			return fmt.Errorf("%w: the reference came home as this process's own %T, which does not implement %v", remoteable.ErrNotCaller, x, t)
 		}
 		return fmt.Errorf("cannot decode %s (%T) into %v", h.TypeName(), x, t)
 	}
-	v.Set(xv)
+	sv, err := typereg.Convert(t, x)
+	if err != nil {
+		// The decoder's undo releases the reference. The error is quoted
+		// inside the call's own (ErrBadArguments, ErrBadReply): once is
+		// enough for its "tether: ".
+		return inner{err}
+	}
+	v.Set(sv)
 	return nil
 }
 

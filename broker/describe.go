@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -23,6 +24,35 @@ type Description struct {
 	Type    string              `cbor:"type" json:"type"`
 	Methods []MethodDescription `cbor:"methods" json:"methods"`
 	Skipped []SkippedMethod     `cbor:"skipped,omitempty" json:"skipped,omitempty"`
+	// Interfaces lists the interfaces registered with
+	// remoteable.RegisterStub that the object implements, sorted by name.
+	Interfaces []InterfaceDescription `cbor:"interfaces,omitempty" json:"interfaces,omitempty"`
+}
+
+// InterfaceDescription is a registered interface (remoteable.RegisterStub)
+// that an object implements: its name as its package spells it
+// ("users.Users") and its methods in Go syntax, as tether gen registered
+// them ("Get(ctx context.Context, name string) (User, error)").
+type InterfaceDescription struct {
+	Name    string   `cbor:"name" json:"name"`
+	Methods []string `cbor:"methods" json:"methods"`
+}
+
+// describeInterfaces lists the registered interfaces t implements.
+func describeInterfaces(t reflect.Type) []InterfaceDescription {
+	var out []InterfaceDescription
+	for _, e := range typereg.Stubs() {
+		if t.Implements(e.Iface) {
+			out = append(out, InterfaceDescription{Name: goName(e.Iface.String()), Methods: slices.Clone(e.Methods)})
+		}
+	}
+	return out
+}
+
+// signatureName is the name a method signature in Go syntax starts with.
+func signatureName(sig string) string {
+	name, _, _ := strings.Cut(sig, "(")
+	return strings.TrimSpace(name)
 }
 
 // SkippedMethod is an exported method that cannot be called remotely
@@ -122,6 +152,9 @@ func Describe(obj any) Description {
 		d.Methods = append(d.Methods, describeMethod(name, ot.methods[name]))
 	}
 	d.Skipped = slices.Clone(ot.skipped)
+	if obj != nil {
+		d.Interfaces = describeInterfaces(reflect.TypeOf(obj))
+	}
 	return d
 }
 

@@ -292,12 +292,8 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 	switch ti.kind {
 	case kPure:
 		return e.pure(v, ti)
-	case kRef:
-		return refEncoder(e, v, ti)
-	case kObject:
-		return objectEncoder(e, v, ti)
-	case kObjectValue:
-		return objectValueEncoder(e, v, ti)
+	case kRef, kObject, kObjectValue, kStub:
+		return e.reference(v, ti)
 	case kCopyable:
 		return copyableEncoder(e, v, ti)
 	case kOpaque:
@@ -320,6 +316,21 @@ func (e *encoder) value(v reflect.Value, ti *typeInfo) error {
 		return mapEncoder(e, v, ti)
 	}
 	return fmt.Errorf("cannot encode %v", ti.t)
+}
+
+// reference encodes the kinds that travel as references: a *Ref, a
+// pointer to a Referenceable, a typed stub, and refuses a Referenceable
+// held by value. It calls each directly, as value does.
+func (e *encoder) reference(v reflect.Value, ti *typeInfo) error {
+	switch ti.kind {
+	case kRef:
+		return refEncoder(e, v, ti)
+	case kObject:
+		return objectEncoder(e, v, ti)
+	case kStub:
+		return stubEncoder(e, v, ti)
+	}
+	return objectValueEncoder(e, v, ti)
 }
 
 // pure encodes plain data: the scalars directly, anything else through
@@ -410,6 +421,29 @@ func (e *encoder) model(model remoteable.Cacheable, ti *typeInfo) error {
 	// handed out.
 	runtime.KeepAlive(model)
 	return err
+}
+
+// stubEncoder writes a typed stub (remoteable.Stub) as the Caller it
+// wraps: a *Ref as that reference (home to its owner when it goes back on
+// its own connection), a Referenceable Caller (a *remote.Ref) as an export
+// of it. A Caller that is neither cannot travel.
+func stubEncoder(e *encoder, v reflect.Value, ti *typeInfo) error {
+	if v.Kind() == reflect.Pointer && v.IsNil() {
+		return e.null()
+	}
+	c := v.Interface().(remoteable.Stub).TetherCaller()
+	if r, ok := c.(*Ref); ok {
+		return e.ref(r)
+	}
+	if c == nil {
+		return fmt.Errorf("%v wraps no Caller, so it cannot be sent", ti.t)
+	}
+	cv := reflect.ValueOf(c)
+	cti := infoOf(cv.Type())
+	if cti.kind != kObject && cti.kind != kStub {
+		return fmt.Errorf("%v wraps a %T, which cannot be sent: a stub travels as the reference it wraps (a *broker.Ref, a *remote.Ref or another Referenceable Caller)", ti.t, c)
+	}
+	return e.nested(cv, cti)
 }
 
 // copyableEncoder writes a registered Copyable: tag 59002, then its name

@@ -550,6 +550,9 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 		d.Skipped = slices.DeleteFunc(d.Skipped, func(m SkippedMethod) bool {
 			return admit(t.ctx, t.ex.obj, m.Name) != nil
 		})
+		d.Interfaces = slices.DeleteFunc(d.Interfaces, func(i InterfaceDescription) bool {
+			return slices.ContainsFunc(i.Methods, func(sig string) bool { return admit(t.ctx, t.ex.obj, signatureName(sig)) != nil })
+		})
 	}
 	o.generic = d
 	return o
@@ -597,13 +600,37 @@ func withoutMethods(desc any, refused func(name string) bool) any {
 		if _, ok := d["skipped"]; ok {
 			d["skipped"] = keep(d["skipped"])
 		}
+		if _, ok := d["interfaces"]; ok {
+			d["interfaces"] = withoutInterfaces(d["interfaces"], refused)
+		}
 	case map[any]any:
 		d["methods"] = keep(d["methods"])
 		if _, ok := d["skipped"]; ok {
 			d["skipped"] = keep(d["skipped"])
 		}
+		if _, ok := d["interfaces"]; ok {
+			d["interfaces"] = withoutInterfaces(d["interfaces"], refused)
+		}
 	}
 	return desc
+}
+
+// withoutInterfaces drops from a description's interfaces, held as generic
+// data, those with a method refused reports: a peer sees an interface
+// only when it may call all of it.
+func withoutInterfaces(ifaces any, refused func(name string) bool) any {
+	list, ok := ifaces.([]any)
+	if !ok {
+		return ifaces
+	}
+	return slices.DeleteFunc(slices.Clone(list), func(i any) bool {
+		m, _ := i.(map[string]any)
+		sigs, _ := m["methods"].([]any)
+		return slices.ContainsFunc(sigs, func(sig any) bool {
+			s, _ := sig.(string)
+			return refused(signatureName(s))
+		})
+	})
 }
 
 // admit asks a guarded object's policy whether the call ctx belongs to may

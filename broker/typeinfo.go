@@ -28,6 +28,7 @@ const (
 	kInterface               // decided per value by its dynamic type
 	kCborTag                 // cbor.Tag: a CBOR tag around any content
 	kCacheable               // an observable model (sent) or a mirror of one (received)
+	kStub                    // a remoteable.Stub: sent as the Caller it wraps
 	kPtr
 	kStruct
 	kSlice
@@ -215,18 +216,22 @@ func isMarker(t reflect.Type) bool {
 	return typereg.ReferenceableMarker != nil && t.Implements(typereg.ReferenceableMarker)
 }
 
+// exactKinds are the types special classifies by identity.
+var exactKinds = map[reflect.Type]kind{refType: kRef, opaqueType: kOpaque, cborTagType: kCborTag}
+
 // special classifies the types the walker must handle itself, or returns
 // kPure when the type's own structure decides.
 func special(t reflect.Type) kind {
+	if k, ok := exactKinds[t]; ok {
+		return k
+	}
 	switch {
-	case t == refType:
-		return kRef
-	case t == opaqueType:
-		return kOpaque
-	case t == cborTagType:
-		return kCborTag
 	case t.Kind() == reflect.Interface:
 		return kInterface
+	case typereg.StubType != nil && t.Implements(typereg.StubType):
+		// A typed stub is classified once here, so that sending one costs
+		// no interface check per value.
+		return kStub
 	case t.Implements(cacheableType) || (t.Kind() == reflect.Pointer && t.Implements(cacheMirror)):
 		return kCacheable
 	case isMarker(t) && t.Kind() == reflect.Pointer:

@@ -20,7 +20,26 @@ type Value[T any] struct {
 var (
 	_ remoteable.Cacheable   = (*Value[int])(nil)
 	_ remoteable.CacheMirror = (*ValueMirror[int])(nil)
+	_ ValueView[int]         = (*Value[int])(nil)
+	_ ValueView[int]         = (*ValueMirror[int])(nil)
 )
+
+// ValueView is what a local Value and a mirror of it have in common, as
+// View is for a Map and its Mirror: an interface method declared to return
+// a ValueView[T] returns the *Value on the server, and its typed stub
+// receives a *ValueMirror, so code that reads and watches the value is the
+// same locally and remotely.
+type ValueView[T any] interface {
+	// Get returns the value.
+	Get() T
+	// Version returns the version of the value.
+	Version() uint64
+	// Stale reports whether the value may be behind the model's (always
+	// false for the model itself).
+	Stale() bool
+	// Changes returns the Changed signal.
+	Changes() *signals.Signal[Change[struct{}, T]]
+}
 
 // NewValue returns a value model holding initial (version 1).
 func NewValue[T any](initial T, opts ...Option) *Value[T] {
@@ -52,6 +71,13 @@ func (v *Value[T]) MergedChanges() uint64 { return v.m.MergedChanges() }
 
 // CacheFeed implements remoteable.Cacheable.
 func (v *Value[T]) CacheFeed() any { return v.m.CacheFeed() }
+
+// Stale is always false: the model is its own source. It makes Value a
+// ValueView.
+func (v *Value[T]) Stale() bool { return false }
+
+// Changes returns the Changed signal, as ValueView asks.
+func (v *Value[T]) Changes() *signals.Signal[Change[struct{}, T]] { return v.Changed }
 
 // ValueMirror is a read-only copy of a remote Value; see Mirror for how it
 // stays in sync, how it goes home as the Value itself, and why a
@@ -103,6 +129,9 @@ func (v *ValueMirror[T]) Version() uint64 { return v.m.Version() }
 
 // Stale reports whether the value may be behind the model's.
 func (v *ValueMirror[T]) Stale() bool { return v.m.Stale() }
+
+// Changes returns the Changed signal, as ValueView asks.
+func (v *ValueMirror[T]) Changes() *signals.Signal[Change[struct{}, T]] { return v.Changed }
 
 // Err returns why the mirror last failed to resume, or nil.
 func (v *ValueMirror[T]) Err() error { return v.m.Err() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/holders"
+	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -372,7 +374,59 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 	if mt, ok := mirrorReply(reply); ok {
 		return r.callMirror(ctx, t, method, reply, mt, args)
 	}
+	if it, ok := stubReply(reply); ok {
+		return r.callStub(ctx, t, method, reply, it, args)
+	}
 	return t.Call(ctx, method, reply, args...)
+}
+
+// stubReply returns the interface type a reply points to when a reference
+// decoded into it becomes a typed stub (remoteable.RegisterStub): an
+// interface with methods other than error.
+func stubReply(reply any) (reflect.Type, bool) {
+	rt := reflect.TypeOf(reply)
+	if rt == nil || rt.Kind() != reflect.Pointer {
+		return nil, false
+	}
+	it := rt.Elem()
+	if it.Kind() != reflect.Interface || it.NumMethod() == 0 || it == errorType {
+		return nil, false
+	}
+	return it, true
+}
+
+// errorType is error, which a reply decodes into as it always did.
+var errorType = reflect.TypeFor[error]()
+
+// callStub makes a call whose reply is of interface type it: a reference in
+// the result becomes it's stub over a *Ref derived from r, so that the
+// typed reference lasts as a **Ref reply does (re-obtained after an outage
+// by replaying the call, when it is idempotent). A local object or a
+// Copyable that implements it arrives as it is.
+func (r *Ref) callStub(ctx context.Context, t *broker.Ref, method string, reply any, it reflect.Type, args []any) error {
+	var x any
+	if err := t.Call(ctx, method, &x, args...); err != nil {
+		return err
+	}
+	out := reflect.ValueOf(reply).Elem()
+	if x == nil {
+		out.SetZero()
+		return nil
+	}
+	if b, ok := x.(*broker.Ref); ok {
+		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
+		wrapped, err := w.ref(ctx, b)
+		if err != nil {
+			return err
+		}
+		x = wrapped
+	}
+	v, err := typereg.Convert(it, x)
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	out.Set(v)
+	return nil
 }
 
 // homeArgs replaces the wrappers among args whose targets live behind conn
@@ -383,6 +437,7 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 func (r *Ref) homeArgs(ctx context.Context, conn *broker.Conn, args []any) ([]any, error) {
 	var out []any
 	for i, a := range args {
+		a = stubCaller(a)
 		w, ok := a.(*Ref)
 		if !ok || w == nil || w.cl != r.cl || w.local || conn == nil {
 			continue
@@ -403,6 +458,19 @@ func (r *Ref) homeArgs(ctx context.Context, conn *broker.Conn, args []any) ([]an
 		return args, nil
 	}
 	return out, nil
+}
+
+// stubCaller returns the Caller a typed stub wraps (a stub goes as the
+// Caller it wraps), or a itself when it is not a stub.
+func stubCaller(a any) any {
+	s, ok := a.(remoteable.Stub)
+	if !ok {
+		return a
+	}
+	if v := reflect.ValueOf(a); v.Kind() == reflect.Pointer && v.IsNil() {
+		return a // the encoder sends a nil stub as null
+	}
+	return s.TetherCaller()
 }
 
 // derive wraps a reference that a call on r returned.

@@ -30,6 +30,13 @@
 // repeat, whose results travel by reference, which are local only) by
 // implementing Declarer, and restrict its callers by implementing Guarded.
 //
+// A Go interface can be the contract between a manager and its callers:
+// tether gen writes, for an interface, a Stub over a Caller and registers
+// it with RegisterStub. As converts a local value or a reference into the
+// interface, and the broker gives a reference decoded into a value of the
+// interface's type (a handler parameter, a reply, a field) the face of its
+// stub; a stub sent on travels as the reference it wraps.
+//
 // Errors keep their identity across the wire when registered with
 // RegisterError (sentinel values) or RegisterErrorType (error types).
 package remoteable

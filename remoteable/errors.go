@@ -27,6 +27,8 @@ func (unverified) Is(target error) bool { return target == ErrAccessDenied }
 func init() {
 	RegisterError("tether.access-denied", ErrAccessDenied)
 	RegisterError("tether.unverified", ErrUnverified)
+	RegisterError("tether.no-stub", ErrNoStub)
+	RegisterError("tether.not-a-reference", ErrNotCaller)
 	RegisterError("context.canceled", context.Canceled)
 	RegisterError("context.deadline-exceeded", context.DeadlineExceeded)
 }

@@ -343,7 +343,24 @@ func (l lister) managers(ctx context.Context) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d methods%s\n", n, descs[n].Type, len(descs[n].Methods), skipped)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		printInterfaces(l.stdout, n, descs[n])
+	}
+	return nil
+}
+
+// printInterfaces writes the registered interfaces a manager implements
+// (remoteable.RegisterStub), each with its methods in Go syntax.
+func printInterfaces(w io.Writer, name string, d broker.Description) {
+	for _, i := range d.Interfaces {
+		fmt.Fprintf(w, "%s implements %s:\n", name, i.Name)
+		for _, m := range i.Methods {
+			fmt.Fprintf(w, "  %s\n", m)
+		}
+	}
 }
 
 // describeAll returns the managers' names, in the registry's order, and
@@ -382,6 +399,7 @@ func printMethods(w io.Writer, name string, d broker.Description) {
 	for _, m := range d.Skipped {
 		fmt.Fprintf(w, "  (not callable) %s: %s\n", m.Name, m.Reason)
 	}
+	printInterfaces(w, name, d)
 }
 
 // signature is a method as Go declares it, less the context.

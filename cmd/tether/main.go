@@ -45,7 +45,8 @@ manager or method, or the arguments do not fit); 2 bad usage; 3 a network
 failure (the server could not be reached or did not answer in time, or the
 address to listen on is taken); 4 authentication failed (a server refused
 -token or the certificate, or the error is classed unauthenticated); 130 ls
-or call interrupted.
+or call interrupted. gen: 0 written, 1 an interface or method cannot
+have a stub, 2 bad usage.
 `
 
 // run is the whole command, so that tests can run it in process.

@@ -44,6 +44,10 @@ such file and fails if one changed.
 Exit codes: 0 written; 1 an interface or method cannot have a stub, or the
 package does not type-check; 2 bad usage.`
 
+// errUnreadable is why tether gen stops when it cannot read the package:
+// go list failed, or the package does not type-check.
+var errUnreadable = errors.New("cannot read the package")
+
 // cmdGen is "tether gen": it writes the stubs of the interfaces -type names.
 func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("gen", genSynopsis, stderr)
@@ -135,16 +139,16 @@ func goList(ctx context.Context, dir string, args ...string) ([]listedPackage, e
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("go list %s in %s: %w: %s", strings.Join(args, " "), dir, err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("%w: go list %s in %s: %w: %s", errUnreadable, strings.Join(args, " "), dir, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	var pkgs []listedPackage
 	for dec := json.NewDecoder(bytes.NewReader(stdout)); dec.More(); {
 		var p listedPackage
 		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("reading go list's output: %w", err)
+			return nil, fmt.Errorf("%w: reading go list's output: %w", errUnreadable, err)
 		}
 		if p.Error != nil {
-			return nil, fmt.Errorf("go list: %s", p.Error.Err)
+			return nil, fmt.Errorf("%w: go list: %s", errUnreadable, p.Error.Err)
 		}
 		pkgs = append(pkgs, p)
 	}
@@ -174,7 +178,7 @@ func genLoad(ctx context.Context, dir, out string) (*types.Package, error) {
 	}
 	imp := importer.ForCompiler(fset, "gc", func(path string) (io.ReadCloser, error) {
 		if exports[path] == "" {
-			return nil, fmt.Errorf("go list gave no export data for %s", path)
+			return nil, fmt.Errorf("%w: go list gave no export data for %s", errUnreadable, path)
 		}
 		return os.Open(exports[path])
 	})
@@ -182,7 +186,7 @@ func genLoad(ctx context.Context, dir, out string) (*types.Package, error) {
 	conf := types.Config{Importer: imp, Error: func(err error) { typeErrs = append(typeErrs, err.Error()) }}
 	pkg, _ := conf.Check(lp.ImportPath, fset, files, nil)
 	if len(typeErrs) > 0 {
-		return nil, fmt.Errorf("package %s does not type-check:\n\t%s", lp.ImportPath, strings.Join(typeErrs, "\n\t"))
+		return nil, fmt.Errorf("%w: %s does not type-check:\n\t%s", errUnreadable, lp.ImportPath, strings.Join(typeErrs, "\n\t"))
 	}
 	return pkg, nil
 }
@@ -214,7 +218,7 @@ func genParse(fset *token.FileSet, lp listedPackage, out string) ([]*ast.File, e
 		files = append(files, f)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no Go files in %s besides %s", lp.Dir, filepath.Base(out))
+		return nil, fmt.Errorf("%w: no Go files in %s besides %s", errUnreadable, lp.Dir, filepath.Base(out))
 	}
 	return files, nil
 }
@@ -247,7 +251,7 @@ func genExports(ctx context.Context, dir string, files []*ast.File) (map[string]
 		exports[p.ImportPath] = p.Export
 	}
 	if len(exports) == 0 {
-		return nil, errors.New("go list -export listed no packages")
+		return nil, fmt.Errorf("%w: go list -export listed no packages", errUnreadable)
 	}
 	return exports, nil
 }

@@ -176,7 +176,9 @@ func TestGenBrokenPackage(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.go")
 	_, stderr, code := tether("gen", "-type", "Broken", "-o", out, dir)
 	assert.Equal(t, exitCallFailed, code)
-	assert.Contains(t, stderr, "does not type-check")
+	assert.Contains(t, stderr, "tether gen: cannot read the package: github.com/tether-go/tether/cmd/tether/testdata/gen/broken does not type-check:\n\t")
 	assert.Contains(t, stderr, "undefined: Nowhere")
 	assert.NoFileExists(t, out)
+	_, err := genLoad(context.Background(), dir, out)
+	assert.ErrorIs(t, err, errUnreadable)
 }

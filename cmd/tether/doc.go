@@ -1,14 +1,18 @@
 // Command tether talks to Tether servers from a shell: it serves a demo,
 // lists managers and their methods, calls methods with JSON arguments,
-// watches models change, and runs a JSON-RPC gateway for other languages.
+// watches models change, runs a JSON-RPC gateway for other languages, and
+// writes typed stubs of Go interfaces for go:generate.
 //
 //	tether serve [-listen addr]
 //	tether ls ADDR [name]
 //	tether call ADDR name.Method [json args...]
 //	tether watch ADDR name.Method [json args...]
 //	tether gateway -upstream ADDR [-listen addr]
+//	tether gen -type Name[,Name...] [-o FILE] [DIR]
 //
-// Run "tether help" or "tether COMMAND -h" for the flags. Exit codes: 0
+// Run "tether help", "tether help COMMAND" or "tether COMMAND -h" for the
+// flags. Exit codes of gen: 0 written, 1 an interface or method cannot have
+// a stub (every reason is listed), 2 bad usage. Exit codes of the others: 0
 // success (and watch, serve and gateway interrupted), 1 the call failed
 // (the method returned an error, or no such manager, method or argument
 // shape), 2 bad usage, 3 a network failure (the server could not be

@@ -35,8 +35,9 @@ Usage:
   tether call    [flags] ADDR name.Method [args] call a method; args are JSON
   tether watch   [flags] ADDR name.Method [args] follow a model a method returns
   tether gateway -upstream ADDR [-listen addr]   serve JSON-RPC 2.0 over HTTP
+  tether gen     -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
 
-"tether COMMAND -h" shows a command's flags.
+"tether COMMAND -h" or "tether help COMMAND" shows a command's flags.
 
 Exit codes: 0 success (watch, serve and gateway: also when interrupted);
 1 the call failed (the method returned an error, or there is no such
@@ -44,7 +45,8 @@ manager or method, or the arguments do not fit); 2 bad usage; 3 a network
 failure (the server could not be reached or did not answer in time, or the
 address to listen on is taken); 4 authentication failed (a server refused
 -token or the certificate, or the error is classed unauthenticated); 130 ls
-or call interrupted.
+or call interrupted. gen: 0 written, 1 an interface or method cannot
+have a stub, 2 bad usage.
 `
 
 // run is the whole command, so that tests can run it in process.
@@ -59,9 +61,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"call":    cmdCall,
 		"watch":   cmdWatch,
 		"gateway": cmdGateway,
+		"gen":     cmdGen,
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
+		if len(args) == 2 && cmds[args[1]] != nil {
+			// "tether help gen" is "tether gen -h", on stdout.
+			cmds[args[1]](ctx, []string{"-h"}, stdout, stdout)
+			return exitOK
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}

@@ -129,14 +129,14 @@ func walkGo(t *testing.T, f func(path, src string)) {
 }
 
 // packages returns the module's library package directories, relative to
-// its root (examples left out).
+// its root (examples and the packages under testdata left out).
 func packages(t *testing.T) []string {
 	t.Helper()
 	seen := map[string]bool{}
 	var out []string
 	walkGo(t, func(path, _ string) {
 		dir := filepath.ToSlash(filepath.Dir(strings.TrimPrefix(path, "../../")))
-		if dir == "." || strings.HasPrefix(dir, "examples") || seen[dir] {
+		if dir == "." || strings.HasPrefix(dir, "examples") || strings.Contains("/"+dir+"/", "/testdata/") || seen[dir] {
 			return
 		}
 		seen[dir] = true

@@ -269,3 +269,75 @@ func TestConnectAnyChecksItsResolver(t *testing.T) {
 	_, err = remote.ConnectAll(ctx, remote.Static(remote.Endpoint{Network: "tcp"}))
 	require.ErrorIs(t, err, broker.ErrInvalidOption)
 }
+
+// gatherWho asks every server of the pool who it is, and returns the
+// answers by endpoint ID, and the errors likewise.
+func gatherWho(t *testing.T, pool *remote.Pool, timeout time.Duration) (map[string]string, map[string]error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	eps, targets := pool.Targets("fleet")
+	got, failed := map[string]string{}, map[string]error{}
+	for res := range remote.Gather[string](ctx, targets, "Who") {
+		if res.Err != nil {
+			failed[eps[res.Index].ID] = res.Err
+			continue
+		}
+		got[eps[res.Index].ID] = res.Value
+	}
+	return got, failed
+}
+
+// TestPoolFollowsItsResolver follows a Static resolver as servers join and
+// leave: a joining server is dialled, a leaving one's client is closed,
+// Client finds a client by endpoint ID, and a Gather over the pool reaches
+// every server, a dead one failing only its own result.
+func TestPoolFollowsItsResolver(t *testing.T) {
+	leakcheck.Check(t)
+	fleet := startFleet(t, 3)
+	ctx := testkit.Ctx(t, time.Minute)
+	r := remote.Static(fleet[0].ep, fleet[1].ep)
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "two clients", func() bool { return len(pool.Clients()) == 2 })
+	for _, cl := range pool.Clients() {
+		require.NoError(t, cl.WaitConnected(ctx))
+	}
+	got, failed := gatherWho(t, pool, 10*time.Second)
+	assert.Equal(t, map[string]string{"s0": "s0", "s1": "s1"}, got)
+	assert.Empty(t, failed)
+	s0, ok := pool.Client("s0")
+	require.True(t, ok)
+	ep, ok := s0.Endpoint()
+	require.True(t, ok)
+	assert.Equal(t, fleet[0].ep.Addr, ep.Addr)
+
+	// s0 leaves and s2 joins.
+	r.Update(fleet[1].ep, fleet[2].ep)
+	testkit.Eventually(t, "s0's client is closed", func() bool { return s0.State() == remote.Closed })
+	_, ok = pool.Client("s0")
+	assert.False(t, ok)
+	s2, ok := pool.Client("s2")
+	require.True(t, ok)
+	require.NoError(t, s2.WaitConnected(ctx))
+	got, failed = gatherWho(t, pool, 10*time.Second)
+	assert.Equal(t, map[string]string{"s1": "s1", "s2": "s2"}, got)
+	assert.Empty(t, failed)
+	s1, _ := pool.Client("s1")
+	assert.Equal(t, []*remote.Client{s1, s2}, pool.Clients(), "in the resolver's order")
+	assert.Equal(t, []remote.Endpoint{fleet[1].ep, fleet[2].ep}, pool.Endpoints())
+	assert.Equal(t, int64(1), s1.Stats().Connects, "a server that stays keeps its client")
+
+	// A dead server fails its own result; the others answer.
+	fleet[1].proxy.Blackhole(true)
+	got, failed = gatherWho(t, pool, time.Second)
+	assert.Equal(t, map[string]string{"s2": "s2"}, got)
+	assert.Contains(t, failed, "s1")
+	fleet[1].proxy.Restore()
+
+	require.NoError(t, pool.Close())
+	for _, cl := range pool.Clients() {
+		assert.Equal(t, remote.Closed, cl.State())
+	}
+}

@@ -49,17 +49,21 @@ func ConnectAny(ctx context.Context, r Resolver, opts ...Option) (*Client, error
 	return cl, nil
 }
 
-// checkResolver fails on a nil resolver, and on a Static one naming an
-// endpoint without an address: mistakes better reported at once.
+// checkResolver fails on a nil resolver, a Static one naming an endpoint
+// without an address, and a DNS one with a bad name or option: mistakes
+// better reported at once.
 func checkResolver(r Resolver) error {
 	if r == nil {
 		return fmt.Errorf("%w: no resolver: give remote.Static(endpoints...) or remote.DNS(name)", broker.ErrInvalidOption)
 	}
-	if s, ok := r.(*StaticResolver); ok {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		_, err := normalize(s.eps)
+	switch r := r.(type) {
+	case *StaticResolver:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, err := normalize(r.eps)
 		return err
+	case *DNSResolver:
+		return r.check()
 	}
 	return nil
 }
@@ -110,6 +114,9 @@ func (cl *Client) dialPass() (*broker.Conn, error) {
 			return nil, err
 		}
 		fails = append(fails, err)
+	}
+	if rn, ok := cl.resolver.(interface{ ResolveNow() }); ok {
+		rn.ResolveNow() // every server failed: they may have moved
 	}
 	return nil, passFailed(order, fails)
 }

@@ -59,23 +59,33 @@ func startFleet(t *testing.T, n int) []*fleetServer {
 	t.Helper()
 	fleet := make([]*fleetServer, n)
 	for i := range fleet {
-		rep := &replica{name: fmt.Sprintf("s%d", i), model: cache.NewMap[string, int]()}
-		require.NoError(t, rep.model.Set("server", i))
-		require.NoError(t, rep.model.Set(rep.name, 100+i))
-		reg := registry.New()
-		require.NoError(t, reg.Register("fleet", rep))
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
-		srv := broker.NewServer(reg)
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ln) }()
-		t.Cleanup(func() { srv.Close(); <-served })
+		rep, _ := serveReplica(t, ln, i)
 		p, err := faultnet.New(ln.Addr().String())
 		require.NoError(t, err)
 		t.Cleanup(func() { p.Close() })
 		fleet[i] = &fleetServer{rep: rep, proxy: p, ep: remote.Endpoint{Network: "tcp", Addr: p.Addr(), ID: rep.name}}
 	}
 	return fleet
+}
+
+// serveReplica serves replica "s<i>" on ln until the returned stop is
+// called, or the test ends.
+func serveReplica(t *testing.T, ln net.Listener, i int) (*replica, func()) {
+	t.Helper()
+	rep := &replica{name: fmt.Sprintf("s%d", i), model: cache.NewMap[string, int]()}
+	require.NoError(t, rep.model.Set("server", i))
+	require.NoError(t, rep.model.Set(rep.name, 100+i))
+	reg := registry.New()
+	require.NoError(t, reg.Register("fleet", rep))
+	srv := broker.NewServer(reg)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { srv.Close(); <-served }) }
+	t.Cleanup(stop)
+	return rep, stop
 }
 
 // endpoints returns the fleet's endpoints.

@@ -77,10 +77,15 @@ func normalize(eps []Endpoint) ([]Endpoint, error) {
 // the full set after every change, until ctx ends; it then returns ctx's
 // error. When it cannot learn the set (a failed lookup) it calls update
 // with nil endpoints and an error matching ErrResolver, keeps trying by
-// itself, and the caller keeps the last set it had. Resolve returns any
-// other error only when it can never name a server (a malformed name, say).
-// update is never called concurrently with itself, and must not block for
-// long: a Client and a Pool only record the set in it.
+// itself, and the caller keeps the last set it had until the next set,
+// which clears the error. Resolve returns any other error only when it
+// can never name a server (a malformed name, say). update is never called
+// concurrently with itself, and must not block for long: a Client and a
+// Pool only record the set in it.
+//
+// A resolver that can look again on demand has a method ResolveNow(); a
+// Client made by ConnectAny calls it after a pass in which every server
+// failed, since the servers may have moved (DNSResolver has one).
 type Resolver interface {
 	Resolve(ctx context.Context, update func(endpoints []Endpoint, err error)) error
 }

@@ -34,10 +34,10 @@ type Server struct {
 	listeners  map[net.Listener]struct{}
 	conns      map[*Conn]struct{}
 	named      map[string]*Conn // the newest connection of each peer name (ConnByName)
-	handshakes int            // Serve's handshakes in progress
-	perHost    map[string]int // and from each source host that has any
-	handshake  sync.WaitGroup // handshakes in progress
-	live       sync.WaitGroup // connections not yet Done
+	handshakes int              // Serve's handshakes in progress
+	perHost    map[string]int   // and from each source host that has any
+	handshake  sync.WaitGroup   // handshakes in progress
+	live       sync.WaitGroup   // connections not yet Done
 
 	accepted atomic.Int64 // connections that completed the handshake
 	refused  atomic.Int64 // connections that did not

@@ -33,11 +33,12 @@ type Server struct {
 	closed     bool
 	listeners  map[net.Listener]struct{}
 	conns      map[*Conn]struct{}
-	named      map[string]*Conn // the newest connection of each peer name (ConnByName)
-	handshakes int              // Serve's handshakes in progress
-	perHost    map[string]int   // and from each source host that has any
-	handshake  sync.WaitGroup   // handshakes in progress
-	live       sync.WaitGroup   // connections not yet Done
+	handshakes int            // Serve's handshakes in progress
+	perHost    map[string]int // and from each source host that has any
+	handshake  sync.WaitGroup // handshakes in progress
+	live       sync.WaitGroup // connections not yet Done
+	// named holds the newest connection of each peer name (ConnByName).
+	named map[string]*Conn
 
 	accepted atomic.Int64 // connections that completed the handshake
 	refused  atomic.Int64 // connections that did not

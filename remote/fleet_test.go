@@ -179,7 +179,7 @@ func TestConnectAnyFailsOver(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stop); wg.Wait() })
 
-	before := old.proxy.Accepted()
+	before, failures := old.proxy.Accepted(), cl.Stats().DialFailures
 	lost := time.Now()
 	old.proxy.Blackhole(true)
 	var now remote.Endpoint
@@ -189,6 +189,9 @@ func TestConnectAnyFailsOver(t *testing.T) {
 	})
 	t.Logf("on %s %v after the black hole on %s (dead-peer timeout 400ms, backoff cap 200ms)", now.ID, time.Since(lost).Round(time.Millisecond), first.ID)
 	assert.Equal(t, before, old.proxy.Accepted(), "the lost server is tried last")
+	// No dial failed, so no backoff was waited out: the client was on the
+	// new server once the dead-peer timeout found the old one dead.
+	assert.Equal(t, failures, cl.Stats().DialFailures)
 
 	who, err = broker.Call[string](ctx, ref, "Who")
 	require.NoError(t, err, "the old *remote.Ref works on the new server")

@@ -185,7 +185,7 @@ type Client struct {
 	failures int64  // failed dials
 	refusals int64  // dials the server refused
 	eps      endpointSet
-	endpoint Endpoint // the server of the current link, or of the last dial
+	endpoint Endpoint // the server of the current link, or of the last one
 
 	mirrors relayMirrors // the models this client relays, one mirror each
 }

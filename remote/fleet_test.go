@@ -354,3 +354,42 @@ func TestPoolFollowsItsResolver(t *testing.T) {
 		assert.Equal(t, remote.Closed, cl.State())
 	}
 }
+
+// TestConnectAnyRefusedOnlyByAll: a client every server refuses is
+// Refused, with an error matching the refusal and naming each server; one
+// that a server refuses while another is down is only Waiting, since the
+// down one may accept it when it is back.
+func TestConnectAnyRefusedOnlyByAll(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, time.Minute)
+	refusing := func() remote.Endpoint {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		srv := broker.NewServer(registry.New(), broker.WithToken("right"))
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		t.Cleanup(func() { srv.Close(); <-served })
+		return remote.Endpoint{Network: "tcp", Addr: ln.Addr().String()}
+	}
+	a, b := refusing(), refusing()
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	downEp := remote.Endpoint{Network: "tcp", Addr: down.Addr().String()}
+	down.Close()
+
+	opts := append(fleetOptions(), remote.WithBroker(broker.WithToken("wrong")))
+	all, err := remote.ConnectAny(ctx, remote.Static(a, b), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { all.Close() })
+	testkit.Eventually(t, "refused by both", func() bool { return all.State() == remote.Refused })
+	require.ErrorIs(t, all.Err(), broker.ErrAuthFailed)
+	assert.Contains(t, all.Err().Error(), a.Addr)
+	assert.Contains(t, all.Err().Error(), b.Addr)
+
+	some, err := remote.ConnectAny(ctx, remote.Static(a, downEp), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { some.Close() })
+	testkit.Eventually(t, "a pass failed", func() bool { return some.Stats().DialFailures > 0 })
+	assert.Zero(t, some.Stats().Refusals)
+	assert.NotEqual(t, remote.Refused, some.State())
+}

@@ -183,6 +183,7 @@ func passFailed(eps []Endpoint, fails []error) error {
 	return &passError{eps: eps, fails: fails}
 }
 
+// Error names each endpoint with its failure.
 func (e *passError) Error() string {
 	parts := make([]string, len(e.fails))
 	for i, err := range e.fails {
@@ -191,6 +192,7 @@ func (e *passError) Error() string {
 	return fmt.Sprintf("tether: all %d servers failed: %s", len(e.fails), strings.Join(parts, "; "))
 }
 
+// Unwrap returns every endpoint's failure, for errors.Is and errors.As.
 func (e *passError) Unwrap() []error { return e.fails }
 
 // refusedByAll reports whether every endpoint of a failed pass refused the

@@ -34,8 +34,10 @@ var _ Resolver = (*DNSResolver)(nil)
 // DNSOption configures DNS.
 type DNSOption interface{ applyDNS(*DNSResolver) }
 
+// dnsOptionFunc is a DNSOption made of a function.
 type dnsOptionFunc func(*DNSResolver)
 
+// applyDNS implements DNSOption.
 func (f dnsOptionFunc) applyDNS(d *DNSResolver) { f(d) }
 
 // WithNetResolver makes DNS look names up through r instead of

@@ -37,6 +37,8 @@ type Server struct {
 	perHost    map[string]int // and from each source host that has any
 	handshake  sync.WaitGroup // handshakes in progress
 	live       sync.WaitGroup // connections not yet Done
+	// named holds the newest connection of each peer name (ConnByName).
+	named map[string]*Conn
 
 	accepted atomic.Int64 // connections that completed the handshake
 	refused  atomic.Int64 // connections that did not
@@ -67,6 +69,7 @@ func NewServer(root any, opts ...Option) *Server {
 		root: root, opts: o, err: err, ctx: ctx, cancel: cancel, issuer: nextIssuer.Add(1),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*Conn]struct{}{},
+		named:     map[string]*Conn{},
 		perHost:   map[string]int{},
 	}
 }
@@ -262,11 +265,13 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 		return nil, ErrServerClosed
 	}
 	s.conns[c] = struct{}{}
+	s.rememberName(c)
 	s.live.Add(1)
 	c.issuer = s.issuer // feed tokens issued on c are valid on every connection of s
 	c.onDone = func() {
 		s.mu.Lock()
 		delete(s.conns, c)
+		s.forgetName(c)
 		s.mu.Unlock()
 		s.live.Done()
 	}

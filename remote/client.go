@@ -141,8 +141,10 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int(s))
 }
 
-// Client keeps a connection to one server alive: it dials in the background
-// and redials after every outage until Close.
+// Client keeps a connection to a server alive: it dials in the background
+// and redials after every outage until Close. A Client made by Connect
+// dials one address; one made by ConnectAny holds one link at a time to
+// one of the servers a Resolver names, and fails over to another.
 type Client struct {
 	// Connected is emitted with the new connection after each successful
 	// dial, once per transition. It is emitted on the client's own
@@ -157,9 +159,13 @@ type Client struct {
 	// dial attempt (see the Refused state): at most once per backoff cap.
 	Refused signals.Signal[error]
 
-	network, addr string
-	opts          *options
-	registry      *Registry
+	opts     *options
+	registry *Registry
+	resolver Resolver      // nil for Connect: eps is then its one endpoint
+	resolved chan struct{} // closed when the resolver has returned (ConnectAny)
+	// seen is the eps.changed channel of the last dial pass: a change to
+	// the set after it ends a backoff (only run's goroutine uses it).
+	seen chan struct{}
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -178,6 +184,8 @@ type Client struct {
 	connects int64  // successful dials
 	failures int64  // failed dials
 	refusals int64  // dials the server refused
+	eps      endpointSet
+	endpoint Endpoint // the server of the current link, or of the last one
 
 	mirrors relayMirrors // the models this client relays, one mirror each
 }
@@ -192,17 +200,26 @@ func Connect(ctx context.Context, network, addr string, opts ...Option) (*Client
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	cl := newClient(o, nil)
+	cl.eps.fixed(Endpoint{Network: network, Addr: addr, ID: network + "://" + addr})
+	go cl.run()
+	return cl, nil
+}
+
+// newClient builds a client that follows r (nil: the caller sets its one
+// endpoint); the caller starts its loops.
+func newClient(o *options, r Resolver) *Client {
 	cctx, cancel := context.WithCancel(context.Background())
 	cl := &Client{
-		network: network, addr: addr, opts: o,
+		opts: o, resolver: r,
 		ctx: cctx, cancel: cancel,
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		changed: make(chan struct{}),
+		eps:     endpointSet{changed: make(chan struct{})},
 	}
 	cl.registry = &Registry{cl: cl, refs: map[string]*Ref{}}
-	go cl.run()
-	return cl, nil
+	return cl
 }
 
 // State returns the link's current state.
@@ -255,7 +272,7 @@ func (cl *Client) Err() error {
 	case Refused:
 		return last
 	case Waiting:
-		return &linkDown{addr: cl.addr, server: server, last: last}
+		return &linkDown{addr: cl.where(), server: server, last: last}
 	case Closed:
 		return errClientClosed()
 	}
@@ -317,6 +334,9 @@ func (cl *Client) Close() error {
 		cl.mirrors.closeAll()
 		cl.cancel()
 		<-cl.done
+		if cl.resolved != nil {
+			<-cl.resolved
+		}
 		cl.mu.Lock()
 		old := cl.old
 		cl.old = nil
@@ -357,7 +377,7 @@ func (cl *Client) run() {
 	defer cl.setState(Closed, nil, broker.ErrClosed)
 	for {
 		cl.setState(Connecting, nil, nil)
-		conn, err := cl.dial()
+		conn, err := cl.dialPass()
 		if cl.ctx.Err() != nil {
 			if conn != nil {
 				conn.Close()
@@ -383,17 +403,17 @@ func (cl *Client) run() {
 	}
 }
 
-// dial makes one attempt, bounded by the dial timeout and by Close.
-func (cl *Client) dial() (*broker.Conn, error) {
+// dial makes one attempt at ep, bounded by the dial timeout and by Close.
+func (cl *Client) dial(ep Endpoint) (*broker.Conn, error) {
 	dctx, cancel := context.WithTimeout(cl.ctx, cl.opts.dialTimeout)
 	defer cancel()
-	return broker.Dial(dctx, cl.network, cl.addr, cl.opts.broker...)
+	return broker.Dial(dctx, ep.Network, ep.Addr, cl.opts.broker...)
 }
 
 // dialFailed counts a failed attempt, moves to Waiting, or to Refused for
 // a refusal, and returns the attempt number whose delay run waits out.
 func (cl *Client) dialFailed(err error) int {
-	refused := isRefusal(err)
+	refused := refusedByAll(err)
 	cl.mu.Lock()
 	n := cl.attempts
 	cl.attempts++
@@ -487,10 +507,13 @@ func (cl *Client) linkEnded(conn *broker.Conn, steady bool) (n int, wait bool) {
 const atCap = 1 << 30
 
 // sleep waits out the delay after failed attempt number n, reporting false
-// if the client was closed meanwhile.
+// if the client was closed meanwhile. A resolver that names a changed set
+// of servers meanwhile ends the wait: the new ones deserve a try.
 func (cl *Client) sleep(n int) bool {
 	select {
 	case <-cl.opts.clock.After(cl.opts.backoff.delay(n, cl.opts.rand)):
+		return true
+	case <-cl.seen:
 		return true
 	case <-cl.ctx.Done():
 		return false
@@ -559,7 +582,7 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 			return nil, last
 		case Waiting:
 			if !waitsForLink(ctx) {
-				return nil, &linkDown{addr: cl.addr, server: server, last: last}
+				return nil, &linkDown{addr: cl.where(), server: server, last: last}
 			}
 		}
 		select {

@@ -66,4 +66,19 @@
 //
 // Gather calls a method on many peers at once and delivers the results as
 // they arrive, bounded by the context.
+//
+// # Fleets
+//
+// A Resolver names the servers of a fleet and pushes the full set each
+// time it changes: Static (a list, replaced by Update) or DNS (SRV or
+// A/AAAA records, looked up again on a timer). ConnectAny returns a Client
+// that holds one link at a time to one of them and fails over to another
+// when its link ends — to the code above, a reconnect — with the backoff
+// counting full passes over the set; Endpoint tells which server is in
+// use. ConnectAll returns a Pool: one Client per server, kept in step with
+// the resolver, found by endpoint ID, and Targets to Gather over them all.
+//
+//	r := remote.Static(remote.Endpoint{Network: "tcp", Addr: a1}, remote.Endpoint{Network: "tcp", Addr: a2})
+//	cl, err := remote.ConnectAny(ctx, r)
+//	pool, err := remote.ConnectAll(ctx, r)
 package remote

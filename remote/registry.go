@@ -64,6 +64,20 @@ func (g *Registry) Lookup(ctx context.Context, name string) (*Ref, error) {
 	return r, nil
 }
 
+// byName returns the wrapper for name without asking the server: it
+// obtains its target when first called (Pool.Targets).
+func (g *Registry) byName(name string) *Ref {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r, ok := g.refs[name]; ok {
+		return r
+	}
+	r := newRef(g.cl)
+	r.name = name
+	g.refs[name] = r
+	return r
+}
+
 // lookUpstream asks the server for name on behalf of the caller ctx
 // belongs to, and lets the reference go: only the answer matters.
 func (g *Registry) lookUpstream(ctx context.Context, name string) error {

@@ -29,8 +29,11 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: aborts handshakes
 	cancel context.CancelFunc
 
+	started time.Time // when NewServer made it, for HealthReport.Uptime
+
 	mu         sync.Mutex
 	closed     bool
+	draining   bool // Shutdown began: accept nothing more
 	listeners  map[net.Listener]struct{}
 	conns      map[*Conn]struct{}
 	handshakes int            // Serve's handshakes in progress
@@ -64,7 +67,7 @@ func NewServer(root any, opts ...Option) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		root: root, opts: o, err: err, ctx: ctx, cancel: cancel, issuer: nextIssuer.Add(1),
+		root: root, opts: o, err: err, ctx: ctx, cancel: cancel, issuer: nextIssuer.Add(1), started: time.Now(),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*Conn]struct{}{},
 		perHost:   map[string]int{},
@@ -114,7 +117,7 @@ func (s *Server) addListener(ln net.Listener) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.draining {
 		ln.Close() // as Close would have: dialers are refused, not left to time out
 		return ErrServerClosed
 	}
@@ -157,7 +160,7 @@ func (s *Server) acceptFailed(err error, backoff time.Duration) (time.Duration, 
 func (s *Server) startHandshake(nc net.Conn) error {
 	host := hostOf(nc.RemoteAddr())
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
 		s.mu.Unlock()
 		nc.Close()
 		return ErrServerClosed
@@ -256,11 +259,12 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	}
 	s.accepted.Add(1)
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
 		s.mu.Unlock()
 		c.sess.Close()
 		return nil, ErrServerClosed
 	}
+	c.srv = s
 	s.conns[c] = struct{}{}
 	s.live.Add(1)
 	c.issuer = s.issuer // feed tokens issued on c are valid on every connection of s
@@ -274,11 +278,11 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	return c.start(), nil
 }
 
-// isClosed reports whether Close was called.
+// isClosed reports whether Close or Shutdown was called.
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return s.closed || s.draining
 }
 
 // Conns returns the server's live connections, one per connected peer.

@@ -23,7 +23,7 @@ import (
 // and which says that the call did not run, so it is safe to make again
 // (a remote.Ref does so by itself on the client's next link). CodeOf
 // reports Unavailable for both.
-var ErrGoingAway = NewError(Unavailable, errors.New("tether: server is going away"))
+var ErrGoingAway = NewError(Unavailable, errors.New("tether: server is shutting down"))
 
 func init() { remoteable.RegisterError("tether.going-away", ErrGoingAway) }
 
@@ -91,12 +91,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return s.Close() // closed already: wait for Close to be done
 	}
 	s.opts.logger.Info("tether: server draining", "conns", len(conns))
-	for _, c := range conns {
-		c.goAway()
+	heard := make([]<-chan struct{}, len(conns))
+	for i, c := range conns {
+		heard[i] = c.goAway()
 	}
 	var cut error
-	for _, c := range conns {
-		if cut = c.awaitAnswered(ctx, s.ctx.Done()); cut != nil {
+	for i, c := range conns {
+		if cut = c.awaitAnswered(ctx, s.ctx.Done(), heard[i]); cut != nil {
 			break
 		}
 	}
@@ -131,9 +132,14 @@ func (s *Server) beginDrain() ([]*Conn, bool, error) {
 }
 
 // goAway tells the peer that this side is going away, then makes the
-// connection refuse the peer's new calls.
-func (c *Conn) goAway() {
-	if id, ok := c.pending.reserve(); ok {
+// connection refuse the peer's new calls. It returns a channel that
+// receives when the peer has answered the notice (or the connection
+// ended), nil when the connection has ended already.
+func (c *Conn) goAway() <-chan struct{} {
+	var heard chan struct{}
+	cl := newCall(context.Background(), GoingAwayMethod, nil)
+	if id, ok := c.pending.add(cl); ok {
+		heard = cl.done
 		e := getEncoder(c)
 		e.buf = appendCall(e.buf, callHead{id: id, method: GoingAwayMethod})
 		c.out.post(e.frame())
@@ -148,12 +154,29 @@ func (c *Conn) goAway() {
 	c.running.mu.Lock()
 	c.draining.Store(true)
 	c.running.mu.Unlock()
+	return heard
 }
 
-// awaitAnswered waits until every call of the peer's that c started has
-// been answered and the answers written, or until the connection ends.
-// It returns ctx's error, or ErrServerClosed when stop (Close) comes first.
-func (c *Conn) awaitAnswered(ctx context.Context, stop <-chan struct{}) error {
+// awaitAnswered waits until the peer has answered the going-away notice
+// (heard), then until every call of the peer's that c started has been
+// answered and the answers written, or until the connection ends. It
+// returns ctx's error, or ErrServerClosed when stop (Close) comes first.
+//
+// The peer's answer comes first: the peer's calls sent before it read the
+// notice are then all here, counted in answering or refused (and a lasting
+// client sends no more after it), so none arrives after the close.
+func (c *Conn) awaitAnswered(ctx context.Context, stop <-chan struct{}, heard <-chan struct{}) error {
+	if heard != nil {
+		select {
+		case <-heard:
+		case <-c.dying:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return ErrServerClosed
+		}
+	}
 	for c.answering.Load() > 0 {
 		select {
 		case <-c.quiet:
@@ -182,8 +205,7 @@ func (c *Conn) answered() {
 // goingAwayRefusal is the error of a call that arrived after the connection
 // began to drain.
 func goingAwayRefusal(method string) error {
-	return fmt.Errorf("%w: %q did not run: the server is shutting down; call again, a remote.Client reconnects by itself",
-		ErrGoingAway, method)
+	return fmt.Errorf("%w: %q did not run; call again, a remote.Client reconnects by itself", ErrGoingAway, method)
 }
 
 // peerGoingAway handles the peer's going-away notice: the connection

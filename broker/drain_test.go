@@ -91,7 +91,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	var re *RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "tether.going-away", re.Name)
-	assert.Contains(t, err.Error(), `"Nothing" did not run: the server is shutting down; call again`)
+	assert.Contains(t, err.Error(), `tether: server is shutting down: "Nothing" did not run; call again, a remote.Client reconnects by itself`)
 
 	h, err = Health(ctx, c)
 	require.NoError(t, err, "health is answered while the server drains")

@@ -67,18 +67,6 @@ func (p *pendingCalls) add(cl *call) (uint64, bool) {
 	return p.next, true
 }
 
-// reserve takes a call id for a call no one waits for (the going-away
-// notice, whose answer is dropped); false means the connection ended.
-func (p *pendingCalls) reserve() (uint64, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return 0, false
-	}
-	p.next++
-	return p.next, true
-}
-
 // take removes and returns call id, or nil when its caller gave up.
 func (p *pendingCalls) take(id uint64) *call {
 	p.mu.Lock()

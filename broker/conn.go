@@ -178,7 +178,8 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // goroutines have finished (Done follows). Err then returns the cause.
 func (c *Conn) Closed() <-chan struct{} { return c.dying }
 
-// Err returns why the connection ended, or nil while it is up.
+// Err returns why the connection ended, or nil while it is up. It matches
+// ErrGoingAway when the peer had said it was going away (GoingAway).
 func (c *Conn) Err() error {
 	select {
 	case <-c.dying:

@@ -86,18 +86,24 @@ func Health(ctx context.Context, conn *Conn) (HealthReport, error) {
 // ErrServerClosed if calls were running. Shutdown after Close does nothing
 // and returns nil; like Close, it must not be called from a handler.
 func (s *Server) Shutdown(ctx context.Context) error {
-	conns, ok, lnErr := s.beginDrain()
+	conns, first, ok, lnErr := s.beginDrain()
 	if !ok {
 		return s.Close() // closed already: wait for Close to be done
 	}
-	s.opts.logger.Info("tether: server draining", "conns", len(conns))
 	heard := make([]<-chan struct{}, len(conns))
-	for i, c := range conns {
-		heard[i] = c.goAway()
+	if first { // a second Shutdown only waits, as the first does
+		s.opts.logger.Info("tether: server draining", "conns", len(conns))
+		for i, c := range conns {
+			heard[i] = c.goAway()
+		}
 	}
 	var cut error
 	for i, c := range conns {
 		if cut = c.awaitAnswered(ctx, s.ctx.Done(), heard[i]); cut != nil {
+			break
+		}
+		if s.ctx.Err() != nil { // Close came
+			cut = s.cutByClose()
 			break
 		}
 	}
@@ -109,14 +115,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // beginDrain marks the server draining and closes its listeners; it
-// returns the connections to drain, and false when the server is closed
-// already.
-func (s *Server) beginDrain() ([]*Conn, bool, error) {
+// returns the connections to drain, whether this is the first Shutdown,
+// and false for ok when the server is closed already.
+func (s *Server) beginDrain() (conns []*Conn, first, ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
+	first = !s.draining
 	s.draining = true
 	var errs []error
 	for ln := range s.listeners {
@@ -124,11 +131,11 @@ func (s *Server) beginDrain() ([]*Conn, bool, error) {
 			errs = append(errs, err)
 		}
 	}
-	conns := make([]*Conn, 0, len(s.conns))
+	conns = make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	return conns, true, errors.Join(errs...)
+	return conns, first, true, errors.Join(errs...)
 }
 
 // goAway tells the peer that this side is going away, then makes the
@@ -160,12 +167,12 @@ func (c *Conn) goAway() <-chan struct{} {
 // awaitAnswered waits until the peer has answered the going-away notice
 // (heard), then until every call of the peer's that c started has been
 // answered and the answers written, or until the connection ends. It
-// returns ctx's error, or ErrServerClosed when stop (Close) comes first.
+// returns ctx's error, or nil when stop (Close) comes first.
 //
 // The peer's answer comes first: the peer's calls sent before it read the
 // notice are then all here, counted in answering or refused (and a lasting
 // client sends no more after it), so none arrives after the close.
-func (c *Conn) awaitAnswered(ctx context.Context, stop <-chan struct{}, heard <-chan struct{}) error {
+func (c *Conn) awaitAnswered(ctx context.Context, stop, heard <-chan struct{}) error {
 	if heard != nil {
 		select {
 		case <-heard:
@@ -174,7 +181,7 @@ func (c *Conn) awaitAnswered(ctx context.Context, stop <-chan struct{}, heard <-
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-stop:
-			return ErrServerClosed
+			return nil // Close came: Shutdown asks it what it cut
 		}
 	}
 	for c.answering.Load() > 0 {
@@ -185,10 +192,25 @@ func (c *Conn) awaitAnswered(ctx context.Context, stop <-chan struct{}, heard <-
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-stop:
-			return ErrServerClosed
+			return nil // Close came: Shutdown asks it what it cut
 		}
 	}
-	return c.out.flush(ctx, stop)
+	if err := c.out.flush(ctx, stop); err != nil && !errors.Is(err, ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// cutByClose is what a drain cut short by Close reports: ErrServerClosed
+// if Close found calls of peers unanswered, else nil (Close came once all
+// were answered, from another Shutdown, say).
+func (s *Server) cutByClose() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cut {
+		return ErrServerClosed
+	}
+	return nil
 }
 
 // answered counts a call of the peer's as answered; the last one while the
@@ -200,6 +222,17 @@ func (c *Conn) answered() {
 		default: // a wake-up is pending already
 		}
 	}
+}
+
+// sayGoingAway tells the peer of a connection whose handshake ended after
+// the drain began, and which is closed at once, why: a Goodbye with
+// ErrGoingAway (best effort, as for a protocol violation).
+func (c *Conn) sayGoingAway() {
+	e := getEncoder(c)
+	if encodeGoodbye(e, fmt.Errorf("%w: the server began to drain during the handshake", ErrGoingAway)) == nil {
+		c.out.tryFinal(e.frame(), 200*time.Millisecond)
+	}
+	putEncoder(e)
 }
 
 // goingAwayRefusal is the error of a call that arrived after the connection

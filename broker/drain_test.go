@@ -79,10 +79,11 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	assert.Positive(t, h.Uptime)
 
 	results := blockCalls(t, ctx, c, svc, 2)
-	shut := make(chan error, 1)
+	shut := make(chan error, 2)
 	go func() { shut <- srv.Shutdown(ctx) }()
 	waitClosed(t, c.GoingAway(), "the going-away notice")
 	require.ErrorIs(t, <-served, ErrServerClosed, "Serve returns once the listener is closed")
+	go func() { shut <- srv.Shutdown(ctx) }() // a second one waits as the first does
 
 	err = c.Root().Call(ctx, "Nothing", nil)
 	require.ErrorIs(t, err, ErrGoingAway)
@@ -99,12 +100,13 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 
 	select {
 	case err := <-shut:
-		t.Fatalf("Shutdown returned (%v) with calls running", err)
+		t.Fatalf("a Shutdown returned (%v) with calls running", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	close(svc.release)
 	require.NoError(t, <-results)
 	require.NoError(t, <-results)
+	require.NoError(t, <-shut)
 	require.NoError(t, <-shut)
 	waitClosed(t, c.Closed(), "the end of the connection")
 	assert.ErrorIs(t, c.Err(), ErrGoingAway)

@@ -34,6 +34,7 @@ type Server struct {
 	mu         sync.Mutex
 	closed     bool
 	draining   bool // Shutdown began: accept nothing more
+	cut        bool // Close found calls of peers unanswered
 	listeners  map[net.Listener]struct{}
 	conns      map[*Conn]struct{}
 	handshakes int            // Serve's handshakes in progress
@@ -84,9 +85,9 @@ func NewServer(root any, opts ...Option) *Server {
 // handshake (a wrong token, an untrusted certificate, another protocol
 // version, a peer the realm gives no root) is logged at warn level
 // (WithLogger), other failed handshakes at debug level. Serve returns
-// ErrServerClosed after Close, with ln closed (also when Close came before
-// Serve), or the listener's other errors; invalid options are returned at
-// once and ln is closed.
+// ErrServerClosed after Close or Shutdown, with ln closed (also when they
+// came before Serve), or the listener's other errors; invalid options are
+// returned at once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if err := s.addListener(ln); err != nil {
 		return err
@@ -261,6 +262,9 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	s.mu.Lock()
 	if s.closed || s.draining {
 		s.mu.Unlock()
+		if !s.closed {
+			c.sayGoingAway() // the peer has its Welcome: tell it why it goes
+		}
 		c.sess.Close()
 		return nil, ErrServerClosed
 	}
@@ -310,8 +314,10 @@ func (s *Server) Conn(id string) (*Conn, bool) {
 }
 
 // Close stops the listeners, closes every connection and waits until all of
-// them are Done, their handlers included. It must not be called from a
-// handler (use a goroutine). It is idempotent.
+// them are Done, their handlers included: calls running are cut (their
+// callers get ErrConnectionLost). Shutdown drains instead. It must not be
+// called from a handler (use a goroutine). It is idempotent, and cuts a
+// Shutdown in progress short.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	already := s.closed
@@ -325,6 +331,9 @@ func (s *Server) Close() error {
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+		if c.answering.Load() > 0 {
+			s.cut = true // a Shutdown in progress reports it
+		}
 	}
 	s.mu.Unlock()
 	s.cancel()

@@ -499,7 +499,10 @@ func linkCause(conn *broker.Conn) (error, bool) {
 	select {
 	case <-conn.GoingAway():
 	default:
-		return conn.Err(), false
+		// A server that began to drain during the handshake says so in
+		// its goodbye.
+		err := conn.Err()
+		return err, errors.Is(err, broker.ErrGoingAway)
 	}
 	if err := conn.Err(); err != nil {
 		return err, true

@@ -63,9 +63,14 @@ type HealthReport struct {
 // Health asks the server at the far end of conn how it is: a relay
 // answers for itself, not for its upstream. It takes no registration: every
 // Server answers it, while it serves and while it drains. A dialer's
-// connection asked by the server's side answers ErrUnknownMethod.
+// connection asked by the server's side answers ErrUnknownMethod. With a
+// remote.Client, pass cl.Conn(): a nil conn (the client is not connected)
+// fails with ErrDeadReference.
 func Health(ctx context.Context, conn *Conn) (HealthReport, error) {
 	var h HealthReport
+	if conn == nil {
+		return h, fmt.Errorf("%w: no connection to ask for its health", ErrDeadReference)
+	}
 	err := conn.Root().Call(ctx, HealthMethod, &h)
 	return h, err
 }

@@ -230,4 +230,6 @@ func TestHealthOnADialersConnection(t *testing.T) {
 	require.Eventually(t, func() bool { return len(srv.Conns()) == 1 }, 10*time.Second, time.Millisecond)
 	_, err := Health(ctx, srv.Conns()[0])
 	assert.ErrorIs(t, err, ErrUnknownMethod)
+	_, err = Health(ctx, nil)
+	assert.ErrorIs(t, err, ErrDeadReference, "no connection: a remote.Client's Conn while it is down")
 }

@@ -147,3 +147,26 @@ func TestRefusedCallIsNotRepeatedThroughARelaysLink(t *testing.T) {
 	assert.False(t, refusedDraining(refusal, cl.Conn()), "the client's own link did not say it goes away")
 	assert.False(t, refusedDraining(refusal, nil))
 }
+
+// TestRelayAnswersItsOwnHealth: asked through a relay, the health call is
+// answered by the relay, not passed upstream; and it goes on answering
+// while its upstream is gone.
+func TestRelayAnswersItsOwnHealth(t *testing.T) {
+	leakcheck.Check(t)
+	origin := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")), broker.WithName("origin"))
+	cl := connect(t, origin.addr)
+	edge := startServer(t, "127.0.0.1:0", cl.Registry(), broker.WithName("edge"))
+	ctx := testkit.Ctx(t, 30*time.Second)
+	conn, err := broker.Dial(ctx, "tcp", edge.addr)
+	require.NoError(t, err)
+	defer func() { conn.Close(); <-conn.Done() }()
+
+	h, err := broker.Health(ctx, conn)
+	require.NoError(t, err)
+	assert.Equal(t, "edge", h.Name)
+	assert.Equal(t, broker.StatusServing, h.Status)
+	origin.stop()
+	h, err = broker.Health(ctx, conn)
+	require.NoError(t, err)
+	assert.Equal(t, "edge", h.Name)
+}

@@ -112,6 +112,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			break
 		}
 	}
+	if cut == nil {
+		s.awaitHandshakes(ctx)
+	}
 	err := s.Close()
 	if cut != nil {
 		return fmt.Errorf("tether: shutdown cut calls that were still running: %w", cut)
@@ -141,6 +144,31 @@ func (s *Server) beginDrain() (conns []*Conn, first, ok bool, err error) {
 		conns = append(conns, c)
 	}
 	return conns, first, true, errors.Join(errs...)
+}
+
+// awaitHandshakes waits, bounded by ctx and by Close, for Serve's
+// handshakes in progress to end, so that Close does not cut one whose
+// dialer has its Welcome already: ServeConn tells that dialer the server is
+// going away instead. Handshakes are short and bounded by their timeout,
+// and a drain is rare: a poll does.
+func (s *Server) awaitHandshakes(ctx context.Context) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := s.handshakes
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 // goAway tells the peer that this side is going away, then makes the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/remoteable"
 )
 
 // drainServer serves svc on loopback TCP, returning the server and the
@@ -232,4 +233,46 @@ func TestHealthOnADialersConnection(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnknownMethod)
 	_, err = Health(ctx, nil)
 	assert.ErrorIs(t, err, ErrDeadReference, "no connection: a remote.Client's Conn while it is down")
+}
+
+// gatedListener is a client-side object whose Notify runs until released.
+type gatedListener struct {
+	remoteable.Referenceable
+	started chan struct{}
+	release chan struct{}
+}
+
+func (l *gatedListener) Notify(msg string) (string, error) {
+	l.started <- struct{}{}
+	<-l.release
+	return "ack:" + msg, nil
+}
+
+// TestShutdownLetsCallbacksFinish drains a server whose handler is in the
+// middle of a callback to its caller: the callback goes on, the handler
+// answers, and only then does the server close.
+func TestShutdownLetsCallbacksFinish(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr, _ := drainServer(t, newService())
+	c := dial(t, addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	l := &gatedListener{started: make(chan struct{}, 1), release: make(chan struct{})}
+	type result struct {
+		got string
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		got, err := Call[string](ctx, c.Root(), "Callback", l, "hi")
+		res <- result{got, err}
+	}()
+	waitClosed(t, l.started, "the callback")
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	waitClosed(t, c.GoingAway(), "the going-away notice")
+	close(l.release)
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "ack:hi", r.got)
+	require.NoError(t, <-shut)
 }

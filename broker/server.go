@@ -261,8 +261,9 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	s.accepted.Add(1)
 	s.mu.Lock()
 	if s.closed || s.draining {
+		draining := s.draining
 		s.mu.Unlock()
-		if !s.closed {
+		if draining {
 			c.sayGoingAway() // the peer has its Welcome: tell it why it goes
 		}
 		c.sess.Close()

@@ -212,6 +212,11 @@ func (c *Conn) awaitAnswered(ctx context.Context, stop, heard <-chan struct{}) e
 		case <-c.dying:
 			return nil
 		case <-ctx.Done():
+			// A peer that never answers the notice is cut off, but that
+			// cuts no call unless some are running.
+			if c.answering.Load() == 0 {
+				return nil
+			}
 			return ctx.Err()
 		case <-stop:
 			return nil // Close came: Shutdown asks it what it cut

@@ -276,3 +276,17 @@ func TestShutdownLetsCallbacksFinish(t *testing.T) {
 	assert.Equal(t, "ack:hi", r.got)
 	require.NoError(t, <-shut)
 }
+
+// TestShutdownOfAPeerThatNeverAnswers drains a server whose peer never
+// answers the going-away notice (it reads nothing): with no call running,
+// Shutdown ends at its deadline without reporting calls cut.
+func TestShutdownOfAPeerThatNeverAnswers(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr, _ := drainServer(t, newService())
+	rawConnect(t, addr, true)
+	require.Eventually(t, func() bool { return len(srv.Conns()) == 1 }, 10*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	assert.NoError(t, srv.Shutdown(ctx))
+	assert.Empty(t, srv.Conns())
+}

@@ -79,6 +79,7 @@ type Conn struct {
 	peerMax int // the largest message the peer accepts
 	root    *Ref
 	onDone  func()
+	srv     *Server // the server that accepted the connection, or nil for a dialed one
 	// issuer is what feed tokens issued on this connection are valid
 	// for (internal/captable): its server's number, or 0 for a dialed
 	// connection, which gets one of its own when it first needs it.
@@ -93,6 +94,17 @@ type Conn struct {
 	work     chan *inCall // hands calls to idle handler goroutines
 	callsOut atomic.Int64 // this side's calls waiting for results
 	callsIn  atomic.Int64 // handlers running for the peer
+
+	// The drain (drain.go): away is closed when the peer says it is
+	// going away; draining is set when this side does, after which the
+	// peer's new calls are refused; answering counts the peer's calls
+	// started and not yet answered, and quiet wakes Server.Shutdown when
+	// it drops to zero while draining.
+	away      chan struct{}
+	awayOnce  sync.Once
+	draining  atomic.Bool
+	answering atomic.Int64
+	quiet     chan struct{}
 
 	failOnce  sync.Once
 	dying     chan struct{}
@@ -114,6 +126,8 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 		refs:      newRefTables(),
 		streams:   msgStreams{idle: make(chan *yamux.Stream, maxMsgStreams)},
 		work:      make(chan *inCall),
+		away:      make(chan struct{}),
+		quiet:     make(chan struct{}, 1),
 		dying:     make(chan struct{}),
 		loopsDone: make(chan struct{}),
 		done:      make(chan struct{}),
@@ -164,7 +178,8 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // goroutines have finished (Done follows). Err then returns the cause.
 func (c *Conn) Closed() <-chan struct{} { return c.dying }
 
-// Err returns why the connection ended, or nil while it is up.
+// Err returns why the connection ended, or nil while it is up. It matches
+// ErrGoingAway when the peer had said it was going away (GoingAway).
 func (c *Conn) Err() error {
 	select {
 	case <-c.dying:
@@ -189,7 +204,7 @@ func (c *Conn) Close() error {
 // until Done.
 func (c *Conn) fail(cause error) {
 	c.failOnce.Do(func() {
-		c.cause = cause
+		c.cause = c.goneAway(cause)
 		close(c.dying)
 		go c.teardown()
 	})

@@ -26,6 +26,11 @@
 // Dial gives one connection and no reconnection; package remote builds the
 // lasting client on top of it.
 //
+// To stop a server without failing calls (a rolling restart), drain it:
+// srv.Shutdown(ctx) stops accepting, tells every peer it is going away
+// (ErrGoingAway), refuses new calls and closes once the running ones are
+// answered. Every server answers Health, whatever its root.
+//
 // # What travels how
 //
 // Arguments and results are encoded by their Go types (see package
@@ -56,7 +61,8 @@
 //     handlers, after cancelling their contexts.
 //  2. Expect to run concurrently with other handlers of the same
 //     connection. A panic fails only the call that caused it.
-//  3. Do not call Server.Close from a handler; start a goroutine for it.
+//  3. Do not call Server.Close or Server.Shutdown from a handler; start a
+//     goroutine for it.
 //  4. Know whom you act for. A call the handler makes with its context tells
 //     the callee that it acts for the handler's caller (and whoever that
 //     caller acted for: remoteable.Peer.ForwardedFor), so access policies

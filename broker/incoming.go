@@ -172,14 +172,20 @@ func (c *Conn) handleCall(m *message, acct *refAccount) error {
 // a rejection for a call answered at once, another error for a protocol
 // violation.
 func (c *Conn) acceptCall(in *callIn, acct *refAccount) error {
+	if in.target == 0 && string(in.method) == GoingAwayMethod {
+		// Before the limit of calls at once: the notice must not be lost
+		// to it, and runs no handler.
+		c.peerGoingAway(in.id)
+		return nil
+	}
 	if drop, err := c.checkIn(in.id); drop || err != nil {
 		return err
 	}
 	if in.extErr != nil {
 		return rejection{in.extErr}
 	}
-	if in.target == 0 && string(in.method) == captable.Method {
-		return c.startFeedCall(in)
+	if builtin, err := c.startBuiltin(in); builtin {
+		return err
 	}
 	ex := c.lookupExport(in.target)
 	if ex == nil {
@@ -206,6 +212,25 @@ func (c *Conn) acceptCall(in *callIn, acct *refAccount) error {
 		return rejection{err}
 	}
 	return c.startCall(t)
+}
+
+// startBuiltin starts a call of a built-in method on reference 0, which
+// the connection answers whatever its root is, and reports whether in was
+// one: the feed call (on every connection) and the health call (on a
+// server's).
+func (c *Conn) startBuiltin(in *callIn) (bool, error) {
+	if in.target != 0 {
+		return false, nil
+	}
+	switch string(in.method) {
+	case captable.Method:
+		return true, c.startFeedCall(in)
+	case HealthMethod:
+		if c.srv != nil {
+			return true, c.startHealthCall(in)
+		}
+	}
+	return false, nil
 }
 
 // checkIn looks a received call's id up in the running table: a call whose
@@ -418,7 +443,8 @@ func (c *Conn) startCall(t *inCall) error {
 	r := &c.running
 	r.mu.Lock()
 	_, dup := r.calls[t.id]
-	if r.closed || dup {
+	refused := c.draining.Load() && t.name != HealthMethod
+	if r.closed || dup || refused {
 		r.mu.Unlock()
 		for _, ref := range t.refs {
 			ref.Release()
@@ -426,10 +452,14 @@ func (c *Conn) startCall(t *inCall) error {
 		if dup {
 			return errDuplicateCall(t.id)
 		}
+		if refused && !r.closed {
+			return rejection{goingAwayRefusal(t.method())}
+		}
 		return nil
 	}
 	r.calls[t.id] = &t.cc
 	c.callsIn.Add(1)
+	c.answering.Add(1) // under r.mu: see Conn.goAway
 	select {
 	case c.work <- t:
 	default:
@@ -487,6 +517,8 @@ func (c *Conn) run(t *inCall) {
 		o = c.invoke(t)
 	case t.name == captable.Method && t.ex.obj == nil:
 		o = c.feedByToken(t)
+	case t.name == HealthMethod && t.ex.obj == nil:
+		o = c.health()
 	case t.ex.proxy != nil:
 		o = c.forward(t)
 	default:
@@ -500,6 +532,15 @@ func (c *Conn) run(t *inCall) {
 	if !unwanted {
 		c.sendResult(t.id, &o)
 	}
+	c.answered()
+}
+
+// method is the name of the method t calls, for errors.
+func (t *inCall) method() string {
+	if t.m != nil {
+		return t.m.name
+	}
+	return t.name
 }
 
 // outcome is what a handler produced.

@@ -260,7 +260,45 @@ func (s *sender) drain() {
 	// point was written above, and one queued after it finds the stream
 	// idle and writes it or starts a new drain. None is left behind.
 	s.busy = false
+	s.wake() // a flush (or a tryFinal) waits for the stream to be idle
 	s.mu.Unlock()
+}
+
+// wake wakes the goroutines waiting for room or for the stream to be
+// idle. s.mu held.
+func (s *sender) wake() {
+	if s.waiting > 0 {
+		close(s.room)
+		s.room = make(chan struct{})
+	}
+}
+
+// flush waits until everything queued has been written (or the sender
+// failed), bounded by ctx and by stop. Server.Shutdown calls it before it
+// closes a drained connection, so that the last answers are not dropped.
+func (s *sender) flush(ctx context.Context, stop <-chan struct{}) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.err == nil && (s.busy || len(s.pend) > 0) {
+		room := s.room
+		s.waiting++
+		s.mu.Unlock()
+		var err error
+		select {
+		case <-room:
+		case <-s.quit:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-stop:
+			err = ErrServerClosed
+		}
+		s.mu.Lock()
+		s.waiting--
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stop fails later sends with err and drops what is pending; a write in

@@ -29,8 +29,12 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: aborts handshakes
 	cancel context.CancelFunc
 
+	started time.Time // when NewServer made it, for HealthReport.Uptime
+
 	mu         sync.Mutex
 	closed     bool
+	draining   bool // Shutdown began: accept nothing more
+	cut        bool // Close found calls of peers unanswered
 	listeners  map[net.Listener]struct{}
 	conns      map[*Conn]struct{}
 	handshakes int            // Serve's handshakes in progress
@@ -66,7 +70,7 @@ func NewServer(root any, opts ...Option) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		root: root, opts: o, err: err, ctx: ctx, cancel: cancel, issuer: nextIssuer.Add(1),
+		root: root, opts: o, err: err, ctx: ctx, cancel: cancel, issuer: nextIssuer.Add(1), started: time.Now(),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*Conn]struct{}{},
 		named:     map[string]*Conn{},
@@ -84,9 +88,9 @@ func NewServer(root any, opts ...Option) *Server {
 // handshake (a wrong token, an untrusted certificate, another protocol
 // version, a peer the realm gives no root) is logged at warn level
 // (WithLogger), other failed handshakes at debug level. Serve returns
-// ErrServerClosed after Close, with ln closed (also when Close came before
-// Serve), or the listener's other errors; invalid options are returned at
-// once and ln is closed.
+// ErrServerClosed after Close or Shutdown, with ln closed (also when they
+// came before Serve), or the listener's other errors; invalid options are
+// returned at once and ln is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if err := s.addListener(ln); err != nil {
 		return err
@@ -117,7 +121,7 @@ func (s *Server) addListener(ln net.Listener) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.draining {
 		ln.Close() // as Close would have: dialers are refused, not left to time out
 		return ErrServerClosed
 	}
@@ -160,7 +164,7 @@ func (s *Server) acceptFailed(err error, backoff time.Duration) (time.Duration, 
 func (s *Server) startHandshake(nc net.Conn) error {
 	host := hostOf(nc.RemoteAddr())
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
 		s.mu.Unlock()
 		nc.Close()
 		return ErrServerClosed
@@ -259,11 +263,16 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	}
 	s.accepted.Add(1)
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
+		draining := s.draining
 		s.mu.Unlock()
+		if draining {
+			c.sayGoingAway() // the peer has its Welcome: tell it why it goes
+		}
 		c.sess.Close()
 		return nil, ErrServerClosed
 	}
+	c.srv = s
 	s.conns[c] = struct{}{}
 	s.rememberName(c)
 	s.live.Add(1)
@@ -279,11 +288,11 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 	return c.start(), nil
 }
 
-// isClosed reports whether Close was called.
+// isClosed reports whether Close or Shutdown was called.
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return s.closed || s.draining
 }
 
 // Conns returns the server's live connections, one per connected peer.
@@ -311,8 +320,10 @@ func (s *Server) Conn(id string) (*Conn, bool) {
 }
 
 // Close stops the listeners, closes every connection and waits until all of
-// them are Done, their handlers included. It must not be called from a
-// handler (use a goroutine). It is idempotent.
+// them are Done, their handlers included: calls running are cut (their
+// callers get ErrConnectionLost). Shutdown drains instead. It must not be
+// called from a handler (use a goroutine). It is idempotent, and cuts a
+// Shutdown in progress short.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	already := s.closed
@@ -326,6 +337,9 @@ func (s *Server) Close() error {
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+		if c.answering.Load() > 0 {
+			s.cut = true // a Shutdown in progress reports it
+		}
 	}
 	s.mu.Unlock()
 	s.cancel()

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -148,6 +149,19 @@ func TestWireBytes(t *testing.T) {
 	t.Run("§9 Fail", func(t *testing.T) {
 		got := frame(t, func(e *encoder) error { return encodeFail(e, 2, errNotFound, "") })
 		assert.Equal(t, shown("1f 83 05 02 84 6e746573742e6e6f742d666f756e64 69 6e6f7420666f756e64 f6 f6"), got)
+	})
+	t.Run("§6 Going away", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			e.buf = appendCall(e.buf, callHead{id: 7, target: 0, method: GoingAwayMethod})
+			return nil
+		})
+		assert.Equal(t, shown("18 86 03 07 00 71 7465746865722e676f696e672d61776179 00 80"), got)
+	})
+	t.Run("§6 Health's answer", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			return c.encodeReturn(e, 3, &outcome{generic: HealthReport{Status: StatusServing, Name: "origin", Uptime: 90 * time.Second, Conns: 2}})
+		})
+		assert.Equal(t, shown("36 83 04 03 a4 66 737461747573 67 73657276696e67 64 6e616d65 66 6f726967696e 66 757074696d65 1b 00000014f46b0400 65 636f6e6e73 02"), got)
 	})
 	t.Run("§11.10 Apply's call head", func(t *testing.T) {
 		b := appendCall(nil, callHead{id: 1, target: 1, method: "Apply", argc: 1})

@@ -54,6 +54,17 @@
 // one (methods, parameter and result types, which are safe to repeat), and
 // "rpc.release" ["ref-…"] gives a handle back.
 //
+// # Health
+//
+// GET /healthz (HealthPath) answers a load balancer's probe, without the
+// bearer token: 200 and {"status": "serving", "link": "connected"} when
+// the upstream server is connected and answers that it serves (the
+// gateway asks it with broker.Health at each probe), 503 otherwise, with
+// "status" "draining" (the server is shutting down: the gateway's client
+// is moving to the next one), "unreachable" (no link, or no answer within
+// the gateway's timeout) or "closed", and "link" the state of the
+// gateway's client (remote.State).
+//
 // # Errors
 //
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,

@@ -30,8 +30,15 @@ var null = json.RawMessage("null")
 // POST with Content-Type application/json. Responses are HTTP 200 with a
 // JSON-RPC response (errors included), 204 when every request was a
 // notification, 401 without the right bearer token, 405 for other methods,
-// 413 for a body over the limit and 415 for another content type.
+// 413 for a body over the limit and 415 for another content type. A GET
+// of HealthPath (/healthz) is a health probe instead: 200 when the
+// upstream server is connected and serving, 503 otherwise, with a small
+// JSON body, {"status": "serving", "link": "connected"}.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == HealthPath {
+		g.serveHealth(w, r)
+		return
+	}
 	body, ok := g.readBody(w, r)
 	if !ok {
 		return

@@ -342,6 +342,7 @@ func (cl *Client) Close() error {
 		cl.old = nil
 		cl.mu.Unlock()
 		for _, c := range old {
+			c.Close() // one whose server went away may still be draining
 			<-c.Done()
 		}
 		close(cl.closed)
@@ -465,6 +466,10 @@ func (cl *Client) hold(conn *broker.Conn) (steady, open bool) {
 			default:
 			}
 			return timer == nil, true
+		case <-conn.GoingAway():
+			// The server drains: the link is over for new calls, and
+			// the calls in flight finish on it by themselves.
+			return timer == nil, true
 		case <-cl.ctx.Done():
 			conn.Close()
 			cl.Disconnected.Emit(broker.ErrClosed)
@@ -482,25 +487,47 @@ func (cl *Client) startBackoffOver() {
 
 // linkEnded announces the end of conn and decides what follows: it
 // returns the attempt number to wait out, and whether to wait at all.
+//
+// A link whose server said it is going away (it drains) is no fault: it is
+// redialled at once, neither counted as a failed attempt nor waited out.
 func (cl *Client) linkEnded(conn *broker.Conn, steady bool) (n int, wait bool) {
+	cause, away := linkCause(conn)
 	cl.mu.Lock()
 	n = cl.attempts
-	if !steady {
+	if !steady && !away {
 		cl.attempts++ // up for less than the cap: it counts as a failed attempt
 	}
 	cl.mu.Unlock()
 	// A steady link, or the first short one since: redialled at once (an
 	// outage after a good start); later short ones are waited out, each
 	// longer than the last.
-	wait = !steady && n > 0
+	wait = !steady && !away && n > 0
 	next := Connecting
 	if wait {
 		next = Waiting
 	}
-	cl.setState(next, nil, conn.Err())
-	cl.Disconnected.Emit(conn.Err())
+	cl.setState(next, nil, cause)
+	cl.Disconnected.Emit(cause)
 	cl.forget(conn)
 	return n, wait
+}
+
+// linkCause is why conn is over for the client, and whether its server
+// went away: then conn may still be finishing the calls in flight, and the
+// cause matches broker.ErrGoingAway even before conn ends.
+func linkCause(conn *broker.Conn) (error, bool) {
+	select {
+	case <-conn.GoingAway():
+	default:
+		// A server that began to drain during the handshake says so in
+		// its goodbye.
+		err := conn.Err()
+		return err, errors.Is(err, broker.ErrGoingAway)
+	}
+	if err := conn.Err(); err != nil {
+		return err, true
+	}
+	return fmt.Errorf("%w: server %q is shutting down; dialling again", broker.ErrGoingAway, conn.Peer().Name), true
 }
 
 // atCap is an attempt number whose delay is the backoff's cap.
@@ -573,6 +600,8 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 			select {
 			case <-conn.Closed():
 				// Dead, and the loop has not noticed yet: wait for it.
+			case <-conn.GoingAway():
+				// Draining: the loop is about to dial again.
 			default:
 				return conn, nil
 			}

@@ -40,6 +40,16 @@
 // once or after a while, is redialled at most once per cap instead of in a
 // storm; a steady link that ends is redialled at once.
 //
+// # Draining servers
+//
+// A server that drains (broker.Server.Shutdown) tells its peers it is going
+// away. The Client then dials again at once, neither waiting out a backoff
+// nor counting it as a failed attempt, while its calls in flight finish on
+// the old connection; Disconnected (with an error matching
+// broker.ErrGoingAway) and Connected fire once each. A call the draining
+// server refused did not run: a *Ref makes it again on the new link by
+// itself, whether or not its method is idempotent.
+//
 // # Wrapped references
 //
 // A *Ref remembers how it was obtained: from the registry by name, or by a

@@ -313,6 +313,9 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			return withMethod(err, method)
 		}
 		err = r.callOnce(ctx, t, method, reply, args)
+		if refusedDraining(err, conn) && attempt < 2 {
+			continue // it did not run: make it on the next link
+		}
 		if err == nil || !linkFailed(err, conn) || attempt >= 2 {
 			return err
 		}
@@ -334,6 +337,22 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// refusedDraining reports whether err is conn's server refusing the call
+// because it drains: the call did not run, and conn's peer said it is
+// going away, so the client is dialling another link. A refusal passed on
+// by a relay whose own upstream drains is not one: the relay's link is up.
+func refusedDraining(err error, conn *broker.Conn) bool {
+	if conn == nil || !errors.Is(err, broker.ErrGoingAway) || errors.Is(err, broker.ErrDeadReference) {
+		return false
+	}
+	select {
+	case <-conn.GoingAway():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -621,13 +621,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 Runs a demo server until interrupted. Its registry holds "users" (a user
 directory: Get, Names, Add, Remove, Login returning a session by reference,
 Model returning a model of the users) and "gauges" (a model that changes
-every tick).`, stderr)
+every tick).
+
+On SIGTERM or SIGINT it drains (broker.Server.Shutdown): it stops
+accepting, tells its clients it is going away (a remote.Client redials at
+once), refuses new calls, lets the calls running finish for up to -grace,
+then closes.`, stderr)
 	var f serveFlags
 	f.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 || f.tick <= 0 {
+	if fs.NArg() != 0 || f.tick <= 0 || f.grace < 0 {
 		fs.Usage()
 		return &exitError{code: exitUsage}
 	}
@@ -645,7 +650,9 @@ every tick).`, stderr)
 	}
 	defer stopDebug()
 	banner := fmt.Sprintf("tether demo serving on %s://%s (managers: %s)\n", scheme, ln.Addr(), strings.Join(reg.Names(), ", "))
-	return runDemo(ctx, srv, ln, func(ctx context.Context) { drive(ctx, f.tick) }, func() { fmt.Fprint(stdout, banner) })
+	d := demoRun{srv: srv, ln: ln, grace: f.grace, drive: func(ctx context.Context) { drive(ctx, f.tick) },
+		announce: func() { fmt.Fprint(stdout, banner) }, drain: func() { fmt.Fprintf(stdout, "tether demo draining (up to %v)\n", f.grace) }, stderr: stderr}
+	return d.run(ctx)
 }
 
 // serveFlags are the flags of tether serve.
@@ -653,7 +660,7 @@ type serveFlags struct {
 	addr, token                 string
 	certFile, keyFile, clientCA string
 	tracebacks                  bool
-	tick                        time.Duration
+	tick, grace                 time.Duration
 	debug                       string
 }
 
@@ -666,6 +673,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.clientCA, "client-ca", "", "require client certificates signed by a CA in this PEM file (mutual TLS)")
 	fs.BoolVar(&f.tracebacks, "tracebacks", false, "send handler tracebacks with errors (broker.WithTracebacks)")
 	fs.DurationVar(&f.tick, "tick", time.Second, "how often the gauges change")
+	fs.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGTERM or SIGINT, how long calls running may take to finish before they are cut")
 	fs.StringVar(&f.debug, "debug", "", "serve expvar's /debug/vars on this address, with the server's Stats as \"tether\"")
 }
 
@@ -710,32 +718,49 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// runDemo serves ln with srv and runs drive, the loop that changes the
-// demo's model, until ctx ends or serving fails; announce runs once the
-// server serves. It stops both before it returns.
-func runDemo(ctx context.Context, srv *broker.Server, ln net.Listener, drive func(context.Context), announce func()) error {
-	ctx, cancel := context.WithCancel(ctx)
+// demoRun is what tether serve runs: srv serving ln, and drive, the loop
+// that changes the demo's model.
+type demoRun struct {
+	srv      *broker.Server
+	ln       net.Listener
+	grace    time.Duration         // how long the drain may take
+	drive    func(context.Context) // changes the model until its context ends
+	announce func()                // runs once the server serves
+	drain    func()                // runs when the drain begins
+	stderr   io.Writer             // where a drain that cut calls is reported
+}
+
+// run serves and drives until ctx ends (a signal: the server then drains
+// for up to d.grace) or serving fails. It stops both before it returns.
+func (d demoRun) run(ctx context.Context) error {
+	dctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	driven := make(chan struct{})
 	go func() {
 		defer close(driven)
-		drive(ctx)
+		d.drive(dctx)
 	}()
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	announce()
+	go func() { served <- d.srv.Serve(d.ln) }()
+	d.announce()
 	var serr error
 	select {
 	case <-ctx.Done():
+		d.drain()
+		// The model keeps changing while the calls running finish: a
+		// mirror being served still sees it live.
+		sctx, stop := context.WithTimeout(context.Background(), d.grace)
+		if err := d.srv.Shutdown(sctx); err != nil {
+			fmt.Fprintf(d.stderr, "tether serve: %v\n", err)
+		}
+		stop()
+		serr = <-served
 	case serr = <-served:
 	}
 	cancel()
-	srv.Close()
+	d.srv.Close()
 	<-driven
-	if serr == nil {
-		serr = <-served
-	}
-	if serr != nil && !errors.Is(serr, broker.ErrServerClosed) {
+	if !errors.Is(serr, broker.ErrServerClosed) {
 		return serr
 	}
 	return nil

@@ -1,9 +1,11 @@
 // Command tether talks to Tether servers from a shell: it serves a demo,
 // lists managers and their methods, calls methods with JSON arguments,
-// watches models change, runs a JSON-RPC gateway for other languages, and
-// writes typed stubs of Go interfaces for go:generate.
+// watches models change, asks a server's health, runs a JSON-RPC gateway
+// for other languages, and writes typed stubs of Go interfaces for
+// go:generate.
 //
-//	tether serve [-listen addr]
+//	tether serve [-listen addr] [-grace 10s]
+//	tether health ADDR
 //	tether ls ADDR [name]
 //	tether call ADDR name.Method [json args...]
 //	tether watch ADDR name.Method [json args...]
@@ -19,6 +21,7 @@
 // reached or did not answer in time, or the address to listen on is
 // taken), 4 authentication failed (the server, or a server behind a relay,
 // refused credentials: a wrong -token or certificate; or a method returned
-// an error classed unauthenticated), 130 ls or call interrupted.
+// an error classed unauthenticated), 5 health: the server is draining,
+// 130 ls, call or health interrupted.
 // A failed call's status follows its broker.Code.
 package main

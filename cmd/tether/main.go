@@ -17,6 +17,7 @@ const (
 	exitUsage       = 2
 	exitUnreachable = 3
 	exitRefused     = 4   // the server refused the command's credentials
+	exitDraining    = 5   // health: the server is draining (shutting down)
 	exitInterrupted = 130 // as shells report a command ended by SIGINT
 )
 
@@ -30,7 +31,8 @@ func main() {
 const usage = `tether talks to Tether servers.
 
 Usage:
-  tether serve   [-listen addr] [flags]          run a demo server
+  tether serve   [-listen addr] [flags]          run a demo server (drains on SIGTERM)
+  tether health  [flags] ADDR                    print a server's health; the exit code says it
   tether ls      [flags] ADDR [name]             list managers, or one manager's methods
   tether call    [flags] ADDR name.Method [args] call a method; args are JSON
   tether watch   [flags] ADDR name.Method [args] follow a model a method returns
@@ -44,9 +46,9 @@ Exit codes: 0 success (watch, serve and gateway: also when interrupted);
 manager or method, or the arguments do not fit); 2 bad usage; 3 a network
 failure (the server could not be reached or did not answer in time, or the
 address to listen on is taken); 4 authentication failed (a server refused
--token or the certificate, or the error is classed unauthenticated); 130 ls
-or call interrupted. gen: 0 written, 1 an interface or method cannot
-have a stub, 2 bad usage.
+-token or the certificate, or the error is classed unauthenticated); 5
+health: the server is draining; 130 ls, call or health interrupted. gen:
+0 written, 1 an interface or method cannot have a stub, 2 bad usage.
 `
 
 // run is the whole command, so that tests can run it in process.
@@ -57,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"serve":   cmdServe,
+		"health":  cmdHealth,
 		"ls":      cmdLs,
 		"call":    cmdCall,
 		"watch":   cmdWatch,

@@ -1,0 +1,172 @@
+package remote
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+)
+
+// TestClientRedialsAtOnceWhenServerDrains drains the client's server
+// twice in a row (a rolling restart behind one address: a proxy the test
+// points at the next server) while a non-idempotent call is in flight. The
+// backoff is an hour and never starts over, so a client that waited out
+// one, or counted a drain as a failed attempt (the second would then be
+// waited out), would hang: instead it is back at once each time, with one
+// Disconnected and one Connected per drain, the call in flight finishes
+// where it started, and the same *Ref works on each new server.
+func TestClientRedialsAtOnceWhenServerDrains(t *testing.T) {
+	leakcheck.Check(t)
+	ua, ub, uc := newUsers("a"), newUsers("b"), newUsers("c")
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	b := startServer(t, "127.0.0.1:0", publish(t, ub))
+	c := startServer(t, "127.0.0.1:0", publish(t, uc))
+	proxy := proxyTo(t, a.addr)
+	cl := connect(t, proxy.Addr(), WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour}))
+	tr := watch(cl)
+	ctx := testkit.Ctx(t, 30*time.Second)
+
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	var got string
+	require.NoError(t, users.Call(ctx, "Get", &got, "x"))
+	require.Equal(t, "a:x", got)
+	tr.reach(t, 1, 0)
+
+	held := make(chan error, 1)
+	go func() {
+		var n int64
+		held <- users.Call(ctx, "Hold", &n)
+	}()
+	require.Equal(t, "Hold", <-ua.holding)
+
+	proxy.SetTarget(b.addr)
+	shut := make(chan error, 1)
+	go func() { shut <- a.srv.Shutdown(ctx) }()
+	tr.reach(t, 2, 1)
+	require.NoError(t, users.Call(ctx, "Get", &got, "x"))
+	assert.Equal(t, "b:x", got, "the same Ref works on the new server")
+
+	close(ua.gate)
+	require.NoError(t, <-held, "the call in flight finished on the draining server")
+	require.NoError(t, <-shut)
+	assert.Equal(t, int64(1), ua.bumps.Load(), "Hold ran once")
+	assert.Zero(t, ub.bumps.Load(), "and was not repeated")
+
+	proxy.SetTarget(c.addr)
+	require.NoError(t, b.srv.Shutdown(ctx))
+	tr.reach(t, 3, 2)
+	require.NoError(t, users.Call(ctx, "Get", &got, "x"))
+	assert.Equal(t, "c:x", got)
+
+	conns, disconns := tr.counts()
+	assert.Equal(t, [2]int{3, 2}, [2]int{conns, disconns}, "one signal per transition")
+	st := cl.Stats()
+	assert.Zero(t, st.DialFailures)
+	cl.mu.Lock()
+	attempts, last := cl.attempts, cl.lastErr
+	cl.mu.Unlock()
+	assert.Zero(t, attempts, "a drain is not a failed attempt")
+	assert.ErrorIs(t, last, broker.ErrGoingAway)
+}
+
+// TestRollingDrainRunsEveryCallOnce keeps callers making a non-idempotent
+// call through one *Ref while their server drains and another takes its
+// place: every call succeeds, and the servers ran exactly as many as
+// succeeded (none was lost, none repeated). Calls the draining server
+// refused (they did not run) were made again on the new link.
+func TestRollingDrainRunsEveryCallOnce(t *testing.T) {
+	leakcheck.Check(t)
+	ua, ub := newUsers("a"), newUsers("b")
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	b := startServer(t, "127.0.0.1:0", publish(t, ub))
+	proxy := proxyTo(t, a.addr)
+	cl := connect(t, proxy.Addr())
+	ctx := testkit.Ctx(t, 30*time.Second)
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+
+	var ok atomic.Int64
+	var failed []error
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var n int64
+				if err := users.Call(ctx, "Bump", &n); err != nil {
+					mu.Lock()
+					failed = append(failed, err)
+					mu.Unlock()
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return ua.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
+	proxy.SetTarget(b.addr)
+	require.NoError(t, a.srv.Shutdown(ctx))
+	require.Eventually(t, func() bool { return ub.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	assert.Empty(t, failed)
+	assert.Equal(t, ok.Load(), ua.bumps.Load()+ub.bumps.Load(), "every call that succeeded ran once, on one server")
+	t.Logf("%d calls on the draining server, %d on the next", ua.bumps.Load(), ub.bumps.Load())
+}
+
+// TestRefusedCallIsNotRepeatedThroughARelaysLink checks refusedDraining's
+// guard: a refusal whose own link is up (a relay passing on its upstream's)
+// is not taken for this link's drain.
+func TestRefusedCallIsNotRepeatedThroughARelaysLink(t *testing.T) {
+	leakcheck.Check(t)
+	ua := newUsers("a")
+	startServer(t, "127.0.0.1:0", publish(t, ua))
+	s := startServer(t, "127.0.0.1:0", publish(t, ua))
+	cl := connect(t, s.addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	require.NoError(t, cl.WaitConnected(ctx))
+	refusal := errors.Join(broker.ErrGoingAway)
+	assert.False(t, refusedDraining(refusal, cl.Conn()), "the client's own link did not say it goes away")
+	assert.False(t, refusedDraining(refusal, nil))
+}
+
+// TestRelayAnswersItsOwnHealth: asked through a relay, the health call is
+// answered by the relay, not passed upstream; and it goes on answering
+// while its upstream is gone.
+func TestRelayAnswersItsOwnHealth(t *testing.T) {
+	leakcheck.Check(t)
+	origin := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")), broker.WithName("origin"))
+	cl := connect(t, origin.addr)
+	edge := startServer(t, "127.0.0.1:0", cl.Registry(), broker.WithName("edge"))
+	ctx := testkit.Ctx(t, 30*time.Second)
+	conn, err := broker.Dial(ctx, "tcp", edge.addr)
+	require.NoError(t, err)
+	defer func() { conn.Close(); <-conn.Done() }()
+
+	h, err := broker.Health(ctx, conn)
+	require.NoError(t, err)
+	assert.Equal(t, "edge", h.Name)
+	assert.Equal(t, broker.StatusServing, h.Status)
+	origin.stop()
+	h, err = broker.Health(ctx, conn)
+	require.NoError(t, err)
+	assert.Equal(t, "edge", h.Name)
+}

@@ -369,6 +369,42 @@ func TestMsgReaderFrames(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 }
 
+// TestMsgReaderReusesLargeBuffers reads large frames of sizes that share
+// pooled buffers (bigFrames), giving each buffer back as a frame nobody
+// kept: every frame reads whole and unchanged, none shows a byte of the
+// frame before it, and buffers are in fact reused.
+func TestMsgReaderReusesLargeBuffers(t *testing.T) {
+	leakcheck.Check(t)
+	w, r := yamuxPair(t)
+	sizes := []int{1 << 20, 600 << 10, 1<<20 + 100, 1 << 20, wholeFrameLimit + 1, 3 << 20}
+	const rounds = 6
+	go func() {
+		for i := range rounds * len(sizes) {
+			if _, err := w.Write(frameOf(pattern(sizes[i%len(sizes)], i))); err != nil {
+				return
+			}
+		}
+		_ = w.Close()
+	}()
+	fr := newMsgReader(r, 4<<20)
+	seen := map[*byte]bool{}
+	reused := 0
+	for i := range rounds * len(sizes) {
+		n := sizes[i%len(sizes)]
+		body, err := fr.next()
+		require.NoError(t, err, "frame %d", i)
+		require.Len(t, body, n)
+		require.True(t, bytes.Equal(pattern(n, i), body), "frame %d of %d bytes", i, n)
+		if p := unsafe.SliceData(body); seen[p] {
+			reused++
+		} else {
+			seen[p] = true
+		}
+		fr.reuse(body)
+	}
+	assert.Positive(t, reused, "large frames' buffers are reused")
+}
+
 // TestMsgReaderRefuses checks the errors of frames the reader refuses: a
 // declared length over the limit (before any body is sent), an empty
 // frame, a length that overflows, and streams that end inside a frame.

@@ -34,7 +34,11 @@ type deadlineWriter interface {
 // only while there is something to write: an idle connection has none.
 //
 // Exactly one goroutine owns the stream at a time (busy), which keeps frames
-// in the order they were queued.
+// in the order they were queued. A drain goroutine that was started but has
+// not begun to write holds the ownership as a token (handover): a lone
+// sender that comes first takes the token and writes itself, as if the
+// stream had been idle, and the drain goroutine, finding no token, exits
+// without writing.
 type sender struct {
 	w       deadlineWriter
 	timeout time.Duration
@@ -47,6 +51,7 @@ type sender struct {
 	posted   int // bytes of pend that post queued (the rest came from send)
 	spare    []byte
 	busy     bool          // a goroutine owns the stream
+	handover bool          // the owner is a drain goroutine yet to run: see sender
 	room     chan struct{} // closed and replaced after a write, when someone waits
 	waiting  int           // senders waiting for room
 	deadline time.Time     // the write deadline last set on the stream
@@ -96,7 +101,7 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 		return s.notSent(s.err)
 	}
 	s.pend = append(s.pend, frame...)
-	if s.busy || s.holding() {
+	if s.holding() || (s.busy && (busyConn || !s.handover)) {
 		return nil
 	}
 	if busyConn {
@@ -104,7 +109,12 @@ func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
 		s.startDrain()
 		return nil
 	}
-	s.busy = true
+	// The stream is idle, or waits for a drain goroutine to run (handover):
+	// a lone caller writes at once rather than wait for it. A post (a
+	// Release, say) followed by this call's frame then leaves in one write
+	// from here, without waiting for the drain goroutine to be scheduled and
+	// to grow its stack.
+	s.busy, s.handover = true, false
 	err := s.writeBatch()
 	if err == nil && len(s.pend) > 0 {
 		s.startDrain() // more arrived while we wrote: hand over
@@ -190,6 +200,7 @@ func (s *sender) startDrain() {
 		s.busy = false
 		return
 	}
+	s.handover = true
 	s.drains.Add(1)
 	go s.drainFn()
 }
@@ -251,6 +262,14 @@ func (s *sender) drain() {
 	// costs nothing.
 	runtime.Gosched()
 	s.mu.Lock()
+	if !s.handover {
+		// A lone sender took the stream over and wrote what this goroutine
+		// was started for (see sender); it owns the stream now, or has
+		// given it back.
+		s.mu.Unlock()
+		return
+	}
+	s.handover = false
 	for s.err == nil && len(s.pend) > 0 {
 		if s.writeBatch() != nil {
 			break

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -131,4 +132,62 @@ func TestDrainWriteHasDeadline(t *testing.T) {
 	require.ErrorIs(t, s.send(context.Background(), []byte("later"), false), ErrWriteTimeout, "the failure is kept")
 	s.stop(ErrClosed)
 	waitReturns(t, "the drain goroutine exits", s.wait)
+}
+
+// stackWriter records each write and whether a drain goroutine made it.
+type stackWriter struct {
+	mu      sync.Mutex
+	writes  []string
+	byDrain []bool
+}
+
+func (w *stackWriter) Write(b []byte) (int, error) {
+	stack := make([]byte, 4096)
+	stack = stack[:runtime.Stack(stack, false)]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(b))
+	w.byDrain = append(w.byDrain, bytes.Contains(stack, []byte("(*sender).drain")))
+	return len(b), nil
+}
+
+func (w *stackWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// TestLoneSendTakesOverPost: a lone send right after a post (a handler's
+// Release, then its result) does not wait for the drain goroutine the post
+// started: it writes both frames itself, in one write and in order, and
+// the drain goroutine exits without writing. The drain goroutine may win
+// the race now and then, so the test asks only that the lone sender wrote
+// in some rounds, and that every round's frames went out once, in order.
+func TestLoneSendTakesOverPost(t *testing.T) {
+	leakcheck.Check(t)
+	w := &stackWriter{}
+	s := newSender(w, time.Minute, func(err error) { t.Errorf("write failed: %v", err) })
+	ctx := testkit.Ctx(t, 30*time.Second)
+	const rounds = 50
+	for i := range rounds {
+		s.post([]byte{'p', byte(i)})
+		require.NoError(t, s.send(ctx, []byte{'s', byte(i)}, false))
+		testkit.Eventually(t, "the round's frames are written", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return !s.busy
+		})
+	}
+	s.stop(ErrClosed)
+	waitReturns(t, "the drain goroutines exit", s.wait)
+	var all []byte
+	bySender := 0
+	for i, got := range w.writes {
+		all = append(all, got...)
+		if !w.byDrain[i] && len(got) == 4 {
+			bySender++
+		}
+	}
+	var want []byte
+	for i := range rounds {
+		want = append(want, 'p', byte(i), 's', byte(i))
+	}
+	require.Equal(t, want, all, "every frame once, in order")
+	assert.Positive(t, bySender, "a lone send wrote the posted frame with its own")
 }

@@ -1,5 +1,7 @@
 package main
 
+//go:generate go run github.com/tether-go/tether/cmd/tether gen -type Users,Greeter,Hops
+
 import (
 	"context"
 	"errors"
@@ -24,24 +26,51 @@ import (
 	"github.com/tether-go/tether/remoteable"
 )
 
-// Users is the server's manager. Its directory is an observable model:
-// whoever calls Directory gets a mirror that stays in sync with it.
-type Users struct {
+// Users is the contract of the server's manager: the client calls it
+// through the stub tether gen wrote (tether_gen.go), as it would call the
+// manager itself.
+type Users interface {
+	// Get returns a user.
+	Get(ctx context.Context, name string) (User, error)
+	// Greet calls g back, wherever it is.
+	Greet(ctx context.Context, g Greeter, name string) (string, error)
+	// Directory returns the directory: the model itself on the server, a
+	// mirror that stays in sync with it through the stub.
+	Directory(ctx context.Context) (cache.View[string, User], error)
+}
+
+// Greeter is the callback Greet takes: the client passes its own object.
+type Greeter interface {
+	// Hello answers a greeting.
+	Hello(ctx context.Context, msg string) (string, error)
+}
+
+// Hops is the contract of the relay's own manager.
+type Hops interface {
+	// Where says where the manager runs.
+	Where(ctx context.Context) (string, error)
+}
+
+// users is the server's manager: it implements Users. Its directory is an
+// observable model.
+type users struct {
 	remoteable.Referenceable
 	calls atomic.Int64
 	dir   *cache.Map[string, User]
 }
 
+var _ Users = (*users)(nil)
+
 // newUsers returns the manager with alice and bob in its directory.
-func newUsers() *Users {
-	u := &Users{dir: cache.NewMap[string, User]()}
+func newUsers() *users {
+	u := &users{dir: cache.NewMap[string, User]()}
 	u.put("alice", "alice@example.org")
 	u.put("bob", "bob@example.org")
 	return u
 }
 
 // put sets a directory entry; a User always encodes, so Set cannot fail.
-func (u *Users) put(name, email string) {
+func (u *users) put(name, email string) {
 	if err := u.dir.Set(name, User{Name: name, Email: email}); err != nil {
 		panic(err)
 	}
@@ -53,43 +82,47 @@ type User struct {
 	Email string
 }
 
+// init registers User, so that it arrives as a User on every hop.
 func init() { remoteable.RegisterCopyable[User]("multihop.User") }
 
 // RemoteMethods declares Get and Directory safe to repeat. Mirrors ride
 // out outages without it (they find the model again by its feed's token);
 // declaring Directory lets them follow a restarted server too, by calling
 // it again.
-func (u *Users) RemoteMethods() remoteable.Methods {
+func (u *users) RemoteMethods() remoteable.Methods {
 	return remoteable.Methods{"Get": {Idempotent: true}, "Directory": {Idempotent: true}}
 }
 
-// Directory returns the directory model: the caller receives a mirror.
-func (u *Users) Directory(ctx context.Context) (*cache.Map[string, User], error) {
+// Directory returns the directory model: a remote caller receives a mirror.
+func (u *users) Directory(ctx context.Context) (cache.View[string, User], error) {
 	return u.dir, nil
 }
 
 // Get returns a user.
-func (u *Users) Get(ctx context.Context, name string) (User, error) {
+func (u *users) Get(ctx context.Context, name string) (User, error) {
 	u.calls.Add(1)
 	return User{Name: name, Email: name + "@example.org"}, nil
 }
 
-// Greet calls the caller's greeter back, wherever it is.
-func (u *Users) Greet(ctx context.Context, g *broker.Ref, name string) (string, error) {
-	var reply string
-	err := g.Call(ctx, "Hello", &reply, "server says hello to "+name)
-	return reply, err
+// Greet calls the caller's greeter back, wherever it is: g is the stub of
+// the client's object, whose calls go back through the relay.
+func (u *users) Greet(ctx context.Context, g Greeter, name string) (string, error) {
+	return g.Hello(ctx, "server says hello to "+name)
 }
 
 // greeter lives in the client; the server calls it through the relay.
 type greeter struct{ remoteable.Referenceable }
 
-func (*greeter) Hello(msg string) (string, error) { return "client heard: " + msg, nil }
+// Hello answers the server's greeting.
+func (*greeter) Hello(_ context.Context, msg string) (string, error) {
+	return "client heard: " + msg, nil
+}
 
-// Hops is the relay's own manager, published next to the upstream ones.
-type Hops struct{ remoteable.Referenceable }
+// hops is the relay's own manager, published next to the upstream ones.
+type hops struct{ remoteable.Referenceable }
 
-func (*Hops) Where(ctx context.Context) (string, error) { return "relay", nil }
+// Where says that the manager runs in the relay.
+func (*hops) Where(ctx context.Context) (string, error) { return "relay", nil }
 
 // transcript prints timed lines; signal slots write to it from the
 // connections' goroutines, hence the lock.
@@ -99,6 +132,7 @@ type transcript struct {
 	w     io.Writer
 }
 
+// say prints one line of the transcript: when, who, what.
 func (t *transcript) say(who, format string, args ...any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -107,6 +141,21 @@ func (t *transcript) say(who, format string, args ...any) {
 
 // DirectoryMirror is a client's mirror of the server's directory.
 type DirectoryMirror = cache.Mirror[string, User]
+
+// directory mirrors the directory of users, a stub: what a stub's
+// Directory returns is a mirror, whose StaleChanged signal and Close the
+// demo uses besides the cache.View that code shared with the server reads.
+func directory(ctx context.Context, users Users) (*DirectoryMirror, error) {
+	view, err := users.Directory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	mir, ok := view.(*DirectoryMirror)
+	if !ok {
+		return nil, fmt.Errorf("directory: got a %T, not a mirror: is the manager local?", view)
+	}
+	return mir, nil
+}
 
 // event is one thing a mirror reported: a change, or (stale != nil) a
 // stale/live transition.
@@ -124,6 +173,7 @@ type watcher struct {
 	stops  []func()
 }
 
+// watch starts a watcher of mir's events.
 func watch(mir *DirectoryMirror) *watcher {
 	w := &watcher{events: make(chan event, 64), done: make(chan struct{})}
 	send := func(ev event) {
@@ -190,6 +240,7 @@ func entries(m map[string]User) string {
 	return b.String()
 }
 
+// main runs the role the flags name.
 func main() {
 	role := flag.String("role", "all", "all, server, relay or client")
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on (server, relay)")
@@ -248,7 +299,7 @@ func relay(ctx context.Context, tr *transcript, listen, upstream string) (string
 	up.Connected.Connect(func(*broker.Conn) { tr.say("relay", "connected upstream") })
 	up.Disconnected.Connect(func(err error) { tr.say("relay", "lost upstream: %v", err) })
 	reg := registry.New(registry.WithUpstream(up.Registry()))
-	if err := reg.Register("hops", &Hops{}); err != nil {
+	if err := reg.Register("hops", &hops{}); err != nil {
 		return "", nil, nil, err
 	}
 	addr, stop, err := serve(reg, listen, "relay")
@@ -262,17 +313,17 @@ func relay(ctx context.Context, tr *transcript, listen, upstream string) (string
 // demo is the whole chain in one process (server, fault proxy, relay,
 // client) and what the steps of its transcript share.
 type demo struct {
-	tr       *transcript
-	users    *Users           // the server's manager
-	link     *faultnet.Proxy  // between the relay and the server
-	up       *remote.Client   // the relay's link upstream
-	cl       *remote.Client   // the client's link to the relay
-	drops    atomic.Int64     // how often the client's own link dropped
-	usersRef *remote.Ref      // the client's reference to the server's manager
-	dir      *DirectoryMirror // the client's mirror of the server's directory
-	w        *watcher         // dir's events
-	before   uint64           // dir's version when the link was cut
-	stops    []func()         // what close undoes, in reverse order
+	tr     *transcript
+	mgr    *users           // the server's manager
+	link   *faultnet.Proxy  // between the relay and the server
+	up     *remote.Client   // the relay's link upstream
+	cl     *remote.Client   // the client's link to the relay
+	drops  atomic.Int64     // how often the client's own link dropped
+	users  Users            // the client's typed reference to the server's manager
+	dir    *DirectoryMirror // the client's mirror of the server's directory
+	w      *watcher         // dir's events
+	before uint64           // dir's version when the link was cut
+	stops  []func()         // what close undoes, in reverse order
 }
 
 // runAll runs the chain in one process and tells its story: calls through
@@ -315,9 +366,9 @@ func (d *demo) close() {
 // start sets up the chain: the server, the fault proxy in front of it, the
 // relay behind the proxy, and the client of the relay.
 func (d *demo) start(ctx context.Context) error {
-	d.users = newUsers()
+	d.mgr = newUsers()
 	reg := registry.New()
-	if err := reg.Register("users", d.users); err != nil {
+	if err := reg.Register("users", d.mgr); err != nil {
 		return err
 	}
 	srvAddr, stopServer, err := serve(reg, "127.0.0.1:0", "server")
@@ -355,27 +406,30 @@ func (d *demo) get(ctx context.Context, name string) (User, time.Duration, error
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	u, err := broker.Call[User](cctx, d.usersRef, "Get", name)
+	u, err := d.users.Get(cctx, name)
 	return u, time.Since(start), err
 }
 
 // firstCalls lists what the relay offers, looks up the server's manager
-// through it, calls it, and has the server call the client back.
+// through it as a Users, calls it, and has the server call the client back.
 func (d *demo) firstCalls(ctx context.Context) error {
 	names, err := d.cl.Registry().List(ctx)
 	if err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
 	d.tr.say("client", "the relay offers %v", names)
-	if d.usersRef, err = d.cl.Registry().Lookup(ctx, "users"); err != nil {
+	// LookupAs gives the typed stub over a lasting *remote.Ref: it looks
+	// "users" up again by itself after an outage.
+	if d.users, err = registry.LookupAs[Users](ctx, d.cl.Registry(), "users"); err != nil {
 		return fmt.Errorf("lookup: %w", err)
 	}
+	d.tr.say("client", "looked up users through the relay as a Users: a %T over a %T", d.users, d.users.(remoteable.Stub).TetherCaller())
 	u, took, err := d.get(ctx, "alice")
 	if err != nil {
 		return err
 	}
 	d.tr.say("client", "Get(alice) through the relay = %+v (%v)", u, took.Round(time.Microsecond))
-	hello, err := broker.Call[string](ctx, d.usersRef, "Greet", &greeter{}, "bob")
+	hello, err := d.users.Greet(ctx, &greeter{}, "bob")
 	if err != nil {
 		return fmt.Errorf("greet: %w", err)
 	}
@@ -388,16 +442,17 @@ func (d *demo) firstCalls(ctx context.Context) error {
 func (d *demo) followDirectory(ctx context.Context) error {
 	// The client mirrors the server's directory through the relay; the relay
 	// keeps one mirror upstream and the client's subscribes to it.
-	if err := d.usersRef.Call(ctx, "Directory", &d.dir); err != nil {
-		return fmt.Errorf("directory: %w", err)
+	var err error
+	if d.dir, err = directory(ctx, d.users); err != nil {
+		return err
 	}
 	d.onClose(func() { d.dir.Close() })
 	d.w = watch(d.dir)
 	d.onClose(d.w.close) // runs before dir.Close
 	snap, v := d.dir.Snapshot()
 	d.tr.say("client", "directory mirror through the relay: v%d [%s] stale=%v", v, entries(snap), d.dir.Stale())
-	d.users.put("erin", "erin@example.org")
-	d.tr.say("server", "directory: set erin (now v%d)", d.users.dir.Version())
+	d.mgr.put("erin", "erin@example.org")
+	d.tr.say("server", "directory: set erin (now v%d)", d.mgr.dir.Version())
 	ch, err := d.w.nextChange(ctx)
 	if err != nil {
 		return err
@@ -440,17 +495,17 @@ func (d *demo) cutLink(ctx context.Context) error {
 // changeDuringOutage changes the server's directory while the client's
 // mirror cannot follow, and shows that the relay itself still answers.
 func (d *demo) changeDuringOutage(ctx context.Context) error {
-	d.users.put("carol", "carol@example.org")
-	d.users.dir.Delete("bob")
-	d.users.put("alice", "alice@example.net")
-	d.tr.say("server", "during the outage: set carol, delete bob, set alice = alice@example.net (now v%d)", d.users.dir.Version())
-	missed := d.users.dir.Version() - d.dir.Version()
+	d.mgr.put("carol", "carol@example.org")
+	d.mgr.dir.Delete("bob")
+	d.mgr.put("alice", "alice@example.net")
+	d.tr.say("server", "during the outage: set carol, delete bob, set alice = alice@example.net (now v%d)", d.mgr.dir.Version())
+	missed := d.mgr.dir.Version() - d.dir.Version()
 	d.tr.say("client", "directory mirror still at v%d, stale=%v: it has missed %d changes", d.dir.Version(), d.dir.Stale(), missed)
-	hops, err := d.cl.Registry().Lookup(ctx, "hops")
+	h, err := registry.LookupAs[Hops](ctx, d.cl.Registry(), "hops")
 	if err != nil {
 		return err
 	}
-	where, err := broker.Call[string](ctx, hops, "Where")
+	where, err := h.Where(ctx)
 	if err != nil {
 		return err
 	}
@@ -487,7 +542,7 @@ func (d *demo) catchUp(ctx context.Context) ([]cache.Change[string, User], error
 	// The relay's mirror resumes upstream from (epoch, version) and passes
 	// what it gets on: the client's mirror receives the missed changes, then
 	// goes live again.
-	target := d.users.dir.Version()
+	target := d.mgr.dir.Version()
 	var replayed []cache.Change[string, User]
 	for live := false; !live || d.dir.Version() < target; {
 		ev, err := d.w.next(ctx)
@@ -517,15 +572,15 @@ func (d *demo) verify(ctx context.Context) error {
 	}
 	d.tr.say("client", "the same reference again: Get(dave) = %+v (%v)", u, took.Round(time.Microsecond))
 
-	want, wantV := d.users.dir.Snapshot()
+	want, wantV := d.mgr.dir.Snapshot()
 	got, gotV := d.dir.Snapshot()
-	if !maps.Equal(got, want) || gotV != wantV || d.dir.Epoch() != d.users.dir.Epoch() {
+	if !maps.Equal(got, want) || gotV != wantV || d.dir.Epoch() != d.mgr.dir.Epoch() {
 		d.tr.say("check", "MISMATCH: client mirror v%d [%s], server model v%d [%s]", gotV, entries(got), wantV, entries(want))
 		return errors.New("the client's mirror differs from the server's model")
 	}
 	d.tr.say("check", "client mirror == server model: v%d [%s], same epoch", gotV, entries(got))
 	d.tr.say("summary", "server handled %d Get calls; the client's own connection dropped %d times",
-		d.users.calls.Load(), d.drops.Load())
+		d.mgr.calls.Load(), d.drops.Load())
 	if d.drops.Load() != 0 {
 		return errors.New("the client's connection dropped")
 	}
@@ -547,10 +602,12 @@ func isReplay(changes []cache.Change[string, User], from uint64) bool {
 	return true
 }
 
+// runServer is the server role: it publishes the manager and changes its
+// directory every two seconds, until interrupted.
 func runServer(ctx context.Context, tr *transcript, listen string) error {
-	users := newUsers()
+	mgr := newUsers()
 	reg := registry.New()
-	if err := reg.Register("users", users); err != nil {
+	if err := reg.Register("users", mgr); err != nil {
 		return err
 	}
 	addr, stop, err := serve(reg, listen, "server")
@@ -569,13 +626,15 @@ func runServer(ctx context.Context, tr *transcript, listen string) error {
 		case <-ctx.Done():
 			return nil
 		}
-		if !users.dir.Delete("guest") {
-			users.put("guest", "guest@example.org")
+		if !mgr.dir.Delete("guest") {
+			mgr.put("guest", "guest@example.org")
 		}
-		tr.say("server", "directory now at v%d", users.dir.Version())
+		tr.say("server", "directory now at v%d", mgr.dir.Version())
 	}
 }
 
+// runRelay is the relay role: it republishes upstream's registry until
+// interrupted.
 func runRelay(ctx context.Context, tr *transcript, listen, upstream string) error {
 	if upstream == "" {
 		return errors.New("a relay needs -upstream")
@@ -628,7 +687,7 @@ func runClient(ctx context.Context, tr *transcript, upstream string) error {
 type standaloneClient struct {
 	tr    *transcript
 	cl    *remote.Client
-	users *remote.Ref
+	users Users
 	dir   *DirectoryMirror
 }
 
@@ -638,9 +697,9 @@ func (c *standaloneClient) round(ctx context.Context) error {
 	if err := c.obtain(ctx); err != nil {
 		return err
 	}
-	var u User
 	start := time.Now()
-	if err := c.users.Call(ctx, "Get", &u, "alice"); err != nil {
+	u, err := c.users.Get(ctx, "alice")
+	if err != nil {
 		return err
 	}
 	c.tr.say("client", "Get(alice) = %+v (%v)", u, time.Since(start).Round(time.Microsecond))
@@ -652,14 +711,14 @@ func (c *standaloneClient) round(ctx context.Context) error {
 func (c *standaloneClient) obtain(ctx context.Context) error {
 	var err error
 	if c.users == nil {
-		if c.users, err = c.cl.Registry().Lookup(ctx, "users"); err != nil {
+		if c.users, err = registry.LookupAs[Users](ctx, c.cl.Registry(), "users"); err != nil {
 			return err
 		}
 	}
 	if c.dir != nil {
 		return nil
 	}
-	if err := c.users.Call(ctx, "Directory", &c.dir); err != nil {
+	if c.dir, err = directory(ctx, c.users); err != nil {
 		return err
 	}
 	snap, v := c.dir.Snapshot()

@@ -23,7 +23,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
-	for _, want := range []string{"Get(alice) through the relay", "client heard: server says hello to bob",
+	for _, want := range []string{"as a Users: a *main.usersStub over a *remote.Ref", "Get(alice) through the relay", "client heard: server says hello to bob",
 		"ErrDisconnected: true", "the same reference again: Get(dave)", "dropped 0 times"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("transcript lacks %q:\n%s", want, text)

@@ -78,4 +78,3 @@ func embedded(ctx context.Context) (stop func(), addr string, err error) {
 func (d *demo) say(format string, args ...any) {
 	fmt.Fprintf(d.out, format+"\n", args...)
 }
-

@@ -232,3 +232,30 @@ func (b *syncBuffer) Bytes() []byte {
 
 // String returns what was written.
 func (b *syncBuffer) String() string { return string(b.Bytes()) }
+
+// TestResolverReportsUnreachableEtcd follows a prefix through a link to
+// etcd that drops every byte: the pool says why it knows no server, an
+// error matching remote.ErrResolver, and once the link is back it follows
+// the fleet and the error clears.
+func TestResolverReportsUnreachableEtcd(t *testing.T) {
+	leakcheck.Check(t)
+	e := startEtcd(t)
+	ctx := testkit.Ctx(t, time.Minute)
+	s0 := serve(t, "s0")
+	s0.announce(t, etcdClient(t, e.Addr()))
+	cli, hole := proxiedClient(t, e.Addr())
+	hole.Blackhole(true)
+
+	r := etcd.NewResolver(cli, prefix, etcd.WithRequestTimeout(300*time.Millisecond), etcd.WithLogger(slog.New(slog.DiscardHandler)))
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "the pool reports the resolver's failure", func() bool {
+		return errors.Is(pool.Err(), remote.ErrResolver)
+	})
+	assert.Empty(t, pool.Endpoints())
+
+	hole.Restore()
+	testkit.Eventually(t, "the pool follows s0 once etcd answers", poolIs(pool, "s0"))
+	assert.NoError(t, pool.Err())
+}

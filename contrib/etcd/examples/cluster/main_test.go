@@ -9,7 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/tether-go/tether/contrib/etcd/internal/etcdtest"
 	"github.com/tether-go/tether/internal/leakcheck"
 )
 
@@ -38,4 +40,26 @@ func TestClusterDemo(t *testing.T) {
 	} {
 		assert.Regexp(t, regexp.MustCompile(want), got)
 	}
+}
+
+// TestClusterDemoOnAGivenEtcd runs the demo with -etcd pointing at an etcd
+// it did not start: it uses it, and leaves no key behind.
+func TestClusterDemoOnAGivenEtcd(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := etcdtest.Start(ctx, t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, &out, e.Addr()), "transcript so far:\n%s", out.String())
+	assert.Contains(t, out.String(), "etcd: "+e.Addr()+"\n")
+	assert.Contains(t, out.String(), "0 failed")
+
+	cli, err := etcdtest.Client(e.Addr())
+	require.NoError(t, err)
+	defer cli.Close()
+	resp, err := cli.Get(ctx, "/tether-demo/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	require.NoError(t, err)
+	assert.Zero(t, resp.Count, "the demo withdrew every region")
 }

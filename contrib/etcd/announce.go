@@ -175,6 +175,9 @@ func (a *Announcement) reannounce() clientv3.LeaseID {
 // fails (ctx ended, etcd unreachable) the key still goes, when the lease
 // expires, and Withdraw says so. It is idempotent: later calls return the
 // first one's result.
+//
+// Withdraw before closing the etcd client: until then the Announcement
+// renews the lease, or tries to announce the server again, through it.
 func (a *Announcement) Withdraw(ctx context.Context) error {
 	a.withdrawOnce.Do(func() {
 		a.cancel()

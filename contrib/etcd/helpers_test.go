@@ -24,9 +24,10 @@ import (
 
 const prefix = "/tether-test/fleet/"
 
-// ttl is the shortest lease the embedded etcd allows: the lapse tests wait
-// about this long for etcd to drop a server.
-const ttl = time.Second
+// ttl is the lease of the tests' announcements: the lapse tests wait about
+// this long for etcd to drop a server. The embedded etcd allows one second;
+// two leave a loaded machine room to renew in time (every TTL/3).
+const ttl = 2 * time.Second
 
 // startEtcd starts an embedded etcd for the test, stopped when it ends.
 func startEtcd(t *testing.T) *etcdtest.Server {

@@ -34,7 +34,10 @@ func (d *demo) rollOne(ctx context.Context) error {
 		return err
 	}
 	ep, _ := d.front.Endpoint()
-	r := d.region(ep.ID)
+	r, err := d.region(ep.ID)
+	if err != nil {
+		return err
+	}
 	d.say("frontend: ConnectAny through etcd, on %s; 4 callers call Visit (not idempotent) non-stop", r.name)
 	if err := d.restart(ctx, r); err != nil {
 		return err
@@ -140,11 +143,11 @@ func (f *frontend) call(ctx context.Context, ref *remote.Ref) {
 }
 
 // region returns the region of that name.
-func (d *demo) region(name string) *region {
+func (d *demo) region(name string) (*region, error) {
 	for _, r := range d.regions {
 		if r.name == name {
-			return r
+			return r, nil
 		}
 	}
-	return d.regions[0]
+	return nil, fmt.Errorf("the frontend is on %q, which is no region of the demo", name)
 }

@@ -219,6 +219,9 @@ func newClient(o *options, r Resolver) *Client {
 		eps:     endpointSet{changed: make(chan struct{})},
 	}
 	cl.registry = &Registry{cl: cl, refs: map[string]*Ref{}}
+	for _, fn := range o.watch {
+		fn(cl)
+	}
 	return cl
 }
 
@@ -691,6 +694,7 @@ type options struct {
 	relayLog    int // log size of relay mirrors; 0: feed.DefaultLogSize
 	clock       clock
 	rand        func() float64
+	watch       []func(*Client) // WithWatch's functions, run before the first dial
 }
 
 func buildOptions(opts []Option) (*options, error) {
@@ -702,6 +706,11 @@ func buildOptions(opts []Option) (*options, error) {
 	}
 	if o.dialTimeout < 0 {
 		return nil, fmt.Errorf("%w: WithDialTimeout(%v): give a positive duration, or 0 for the default", broker.ErrInvalidOption, o.dialTimeout)
+	}
+	for _, fn := range o.watch {
+		if fn == nil {
+			return nil, fmt.Errorf("%w: WithWatch(nil): give the function to run on each new client", broker.ErrInvalidOption)
+		}
 	}
 	if o.relayLog < 0 {
 		return nil, fmt.Errorf("%w: WithRelayLogSize(%d): give a positive size, or 0 for the default", broker.ErrInvalidOption, o.relayLog)
@@ -749,6 +758,17 @@ func WithDialTimeout(d time.Duration) Option {
 // broker.ErrInvalidOption.
 func WithRelayLogSize(n int) Option {
 	return optionFunc(func(o *options) { o.relayLog = n })
+}
+
+// WithWatch runs fn on each new client before its first dial (Connect,
+// ConnectAny, and every client of a ConnectAll pool): connect handlers to
+// the client's signals there to see every transition, the first link's
+// Connected included. A handler connected after Connect returned may miss
+// that one, because the first dial runs in the background and can finish
+// first. fn must not block or call through the client: the client's loop
+// starts after it returns.
+func WithWatch(fn func(cl *Client)) Option {
+	return optionFunc(func(o *options) { o.watch = append(o.watch, fn) })
 }
 
 // withClock substitutes the dial loop's clock and jitter source (tests).

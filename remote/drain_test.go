@@ -30,8 +30,7 @@ func TestClientRedialsAtOnceWhenServerDrains(t *testing.T) {
 	b := startServer(t, "127.0.0.1:0", publish(t, ub))
 	c := startServer(t, "127.0.0.1:0", publish(t, uc))
 	proxy := proxyTo(t, a.addr)
-	cl := connect(t, proxy.Addr(), WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour}))
-	tr := watch(cl)
+	cl, tr := connectWatched(t, proxy.Addr(), WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour}))
 	ctx := testkit.Ctx(t, 30*time.Second)
 
 	users, err := cl.Registry().Lookup(ctx, "users")

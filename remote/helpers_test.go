@@ -190,6 +190,15 @@ type transitions struct {
 	connected, disconnected int
 }
 
+// connectWatched connects with the signals counted from before the first
+// dial (WithWatch), so that the first link's Connected is counted too.
+func connectWatched(t *testing.T, addr string, opts ...Option) (*Client, *transitions) {
+	t.Helper()
+	var tr *transitions
+	cl := connect(t, addr, append(opts, WithWatch(func(cl *Client) { tr = watch(cl) }))...)
+	return cl, tr
+}
+
 func watch(cl *Client) *transitions {
 	tr := &transitions{}
 	cl.Connected.Connect(func(*broker.Conn) { tr.mu.Lock(); tr.connected++; tr.mu.Unlock() })

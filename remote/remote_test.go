@@ -44,14 +44,10 @@ func TestWrapperSurvivesOutages(t *testing.T) {
 			p := &serverAndProxy{t: t}
 			p.server = startServer(t, "127.0.0.1:0", publish(t, newUsers("first")))
 			p.proxy = proxyTo(t, p.server.addr)
-			// The proxy refuses until the signals are watched, so the
-			// first link's Connected is counted too: Connected handlers
-			// run after the state turns Connected, and WaitConnected may
-			// return before they did (the counts are awaited below).
-			p.proxy.Refuse(true)
-			cl := connect(t, p.proxy.Addr())
-			tr := watch(cl)
-			p.proxy.Restore()
+			// Connected handlers run after the state turns Connected, and
+			// WaitConnected may return before they did: the counts are
+			// awaited (reach) before they are compared.
+			cl, tr := connectWatched(t, p.proxy.Addr())
 			ctx := testkit.Ctx(t, time.Minute)
 			require.NoError(t, cl.WaitConnected(ctx))
 			tr.reach(t, 1, 0)

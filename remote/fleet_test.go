@@ -393,3 +393,47 @@ func TestConnectAnyRefusedOnlyByAll(t *testing.T) {
 	assert.Zero(t, some.Stats().Refusals)
 	assert.NotEqual(t, remote.Refused, some.State())
 }
+
+// TestPoolFollowsAServerThatMoved: a server restarted on another address
+// under the same endpoint ID keeps its client in the pool, and that client
+// dials the new address: a reference obtained before the move works after
+// it. (The pool used to keep dialling the old address for good.)
+func TestPoolFollowsAServerThatMoved(t *testing.T) {
+	leakcheck.Check(t)
+	fleet := startFleet(t, 2)
+	ctx := testkit.Ctx(t, time.Minute)
+	at := func(s *fleetServer) remote.Endpoint {
+		ep := s.ep
+		ep.ID = "region"
+		return ep
+	}
+	r := remote.Static(at(fleet[0]))
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "a client", func() bool { return len(pool.Clients()) == 1 })
+	cl, ok := pool.Client("region")
+	require.True(t, ok)
+	require.NoError(t, cl.WaitConnected(ctx))
+	fr, err := cl.Registry().Lookup(ctx, "fleet")
+	require.NoError(t, err)
+	who, err := broker.Call[string](ctx, fr, "Who")
+	require.NoError(t, err)
+	require.Equal(t, "s0", who)
+
+	// The server at the old address goes away; the resolver names the
+	// new one under the same ID.
+	fleet[0].proxy.Refuse(true)
+	fleet[0].proxy.Reset()
+	r.Update(at(fleet[1]))
+	testkit.Eventually(t, "the client reaches the new address", func() bool {
+		ep, ok := cl.Endpoint()
+		return ok && ep.Addr == fleet[1].ep.Addr
+	})
+	same, ok := pool.Client("region")
+	require.True(t, ok)
+	assert.Same(t, cl, same, "the server kept its client")
+	who, err = broker.Call[string](remote.WaitForLink(ctx), fr, "Who")
+	require.NoError(t, err, "the reference obtained before the move works after it")
+	assert.Equal(t, "s1", who)
+}

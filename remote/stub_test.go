@@ -100,6 +100,28 @@ func (*desk) Check(_ context.Context, b Badge) (string, error) {
 	return fmt.Sprintf("a %T", b), nil
 }
 
+// Held carries a badge in a struct field.
+type Held struct{ B Badge }
+
+// Homes says, for badges nested in a slice, a map and a struct field,
+// which came home as the server's own badges.
+func (*desk) Homes(_ context.Context, list []Badge, byName map[string]Badge, h Held) ([]string, error) {
+	var out []string
+	say := func(b Badge) {
+		if own, ok := b.(*badge); ok {
+			out = append(out, "own "+own.owner)
+		} else {
+			out = append(out, fmt.Sprintf("a %T", b))
+		}
+	}
+	for _, b := range list {
+		say(b)
+	}
+	say(byName["k"])
+	say(h.B)
+	return out, nil
+}
+
 // Show reads a badge that may live in another process.
 func (*desk) Show(ctx context.Context, b Badge) (string, error) { return b.Owner(ctx) }
 
@@ -265,5 +287,30 @@ func TestAStubOverALastingReferenceGoesOn(t *testing.T) {
 		restore := ch.cut(t)
 		restore()
 		require.NoError(t, ch.direct.WaitConnected(ctx))
+	}
+}
+
+// TestNestedStubsGoHome: stubs over lasting references, nested in a slice,
+// a map and a struct field, sent back to the server that owns their
+// targets, arrive there as its own objects, directly and through a relay
+// (they used to arrive as references to a forwarding proxy in the
+// client, which only top-level arguments escaped).
+func TestNestedStubsGoHome(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startDeskChain(t)
+	ctx := testkit.Ctx(t, time.Minute)
+	for _, p := range []struct {
+		name string
+		cl   *Client
+	}{{"direct", ch.direct}, {"relay", ch.client}} {
+		r, err := p.cl.Registry().Lookup(ctx, "desk")
+		require.NoError(t, err, p.name)
+		d, err := remoteable.As[Desk](r)
+		require.NoError(t, err, p.name)
+		b, err := d.Login(ctx, "ann")
+		require.NoError(t, err, p.name)
+		var got []string
+		require.NoError(t, r.Call(ctx, "Homes", &got, []Badge{b}, map[string]Badge{"k": b}, Held{B: b}), p.name)
+		assert.Equal(t, []string{"own ann", "own ann", "own ann"}, got, p.name)
 	}
 }

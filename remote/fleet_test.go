@@ -265,6 +265,9 @@ func TestConnectAnyWaitsForEndpoints(t *testing.T) {
 	require.ErrorIs(t, err, remote.ErrDisconnected)
 	require.ErrorIs(t, cl.Err(), remote.ErrDisconnected)
 	assert.Contains(t, cl.Err().Error(), "names none")
+	// Both say why in a way code can test, not only in their text.
+	assert.ErrorIs(t, err, remote.ErrNoEndpoints)
+	assert.ErrorIs(t, cl.Err(), remote.ErrNoEndpoints)
 
 	r.Update(fleet[0].ep)
 	require.NoError(t, cl.WaitConnected(ctx))

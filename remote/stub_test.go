@@ -314,3 +314,44 @@ func TestNestedStubsGoHome(t *testing.T) {
 		assert.Equal(t, []string{"own ann", "own ann", "own ann"}, got, p.name)
 	}
 }
+
+// badges hands out badges in a slice, declared idempotent.
+type badges struct{ remoteable.Referenceable }
+
+func (*badges) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"All": {Idempotent: true}}
+}
+
+// All returns two badges.
+func (*badges) All(context.Context) ([]Badge, error) {
+	return []Badge{&badge{owner: "a"}, &badge{owner: "b"}}, nil
+}
+
+// TestStubsInsideAResultDoNotLast pins what the guide says: stubs inside
+// a result's slice are over bare references, which fail loudly (not with
+// a stale answer) after an outage, even when the method is idempotent.
+func TestStubsInsideAResultDoNotLast(t *testing.T) {
+	leakcheck.Check(t)
+	reg := registry.New()
+	require.NoError(t, reg.Register("badges", &badges{}))
+	srv := startServer(t, "127.0.0.1:0", reg)
+	p := proxyTo(t, srv.addr)
+	cl := connect(t, p.Addr())
+	ctx := testkit.Ctx(t, 30*time.Second)
+	r, err := cl.Registry().Lookup(ctx, "badges")
+	require.NoError(t, err)
+	var first []Badge
+	require.NoError(t, r.Call(ctx, "All", &first))
+	require.Len(t, first, 2)
+	owner, err := first[1].Owner(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "b", owner)
+	p.Reset()
+	var again []Badge
+	require.NoError(t, r.Call(WaitForLink(ctx), "All", &again), "the manager is obtained again by name")
+	owner, err = again[0].Owner(ctx)
+	require.NoError(t, err, "the stubs of the new result work")
+	assert.Equal(t, "a", owner)
+	_, err = first[0].Owner(ctx)
+	require.ErrorIs(t, err, broker.ErrDeadReference, "those of the old result fail loudly")
+}

@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -284,6 +285,35 @@ func TestConnectAnyChecksItsResolver(t *testing.T) {
 	require.ErrorIs(t, err, broker.ErrInvalidOption)
 	_, err = remote.ConnectAll(ctx, remote.Static(remote.Endpoint{Network: "tcp"}))
 	require.ErrorIs(t, err, broker.ErrInvalidOption)
+	// One ID for two servers: one of them would be left out silently.
+	twice := remote.Static(remote.Endpoint{Network: "tcp", Addr: "127.0.0.1:1", ID: "r"},
+		remote.Endpoint{Network: "tcp", Addr: "127.0.0.1:2", ID: "r"})
+	_, err = remote.ConnectAny(ctx, twice)
+	require.ErrorIs(t, err, broker.ErrInvalidOption)
+	assert.ErrorContains(t, err, `have the same ID "r"`)
+	_, err = remote.ConnectAll(ctx, twice)
+	require.ErrorIs(t, err, broker.ErrInvalidOption)
+}
+
+// TestPoolRefusesOneIDForTwoServers: a resolver that names one ID at two
+// addresses after a good set is reported (Pool.Err matches ErrResolver)
+// and the pool keeps the good set; the same endpoint named twice counts
+// once.
+func TestPoolRefusesOneIDForTwoServers(t *testing.T) {
+	leakcheck.Check(t)
+	fleet := startFleet(t, 2)
+	ctx := testkit.Ctx(t, time.Minute)
+	r := remote.Static(fleet[0].ep, fleet[0].ep)
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "one client", func() bool { return len(pool.Clients()) == 1 })
+	clash := fleet[1].ep
+	clash.ID = fleet[0].ep.ID
+	r.Update(fleet[0].ep, clash)
+	testkit.Eventually(t, "the clash is reported", func() bool { return errors.Is(pool.Err(), remote.ErrResolver) })
+	assert.ErrorContains(t, pool.Err(), "have the same ID")
+	assert.Equal(t, []remote.Endpoint{fleet[0].ep}, pool.Endpoints(), "the good set stays")
 }
 
 // gatherWho asks every server of the pool who it is, and returns the

@@ -367,12 +367,20 @@ func refEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
 }
 
 // objectEncoder exports a pointer to a Referenceable and writes a
-// reference to it.
+// reference to it; an object standing for a reference on e's connection (a
+// *remote.Ref, or a stub over one, going back to its target's owner) goes
+// home as that reference instead, at whatever depth of the value it is.
 func objectEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
 	if v.IsNil() {
 		return e.null()
 	}
-	return e.object(v.Interface())
+	obj := v.Interface()
+	if h, ok := obj.(refHome); ok && e.c != nil {
+		if r := h.RefHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+			return e.ref(r)
+		}
+	}
+	return e.object(obj)
 }
 
 // objectValueEncoder refuses a Referenceable held by value: a copy of it
@@ -864,6 +872,13 @@ func (e *encoder) home(r *Ref) error {
 	e.buf = cborx.AppendTag(e.buf, tagReceiverRef)
 	e.buf = cborx.AppendUint(e.buf, r.id)
 	return nil
+}
+
+// refHome is implemented by a lasting reference (remote.Ref, through
+// internal/refhome): RefHome returns its target when that lives on c, or
+// nil.
+type refHome interface {
+	RefHome(c *Conn) *Ref
 }
 
 // cacheHome is implemented by a mirror's feed (the publisher a mirror's

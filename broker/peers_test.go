@@ -63,3 +63,50 @@ func TestServerFindsPeerByName(t *testing.T) {
 	_, ok = srv.ConnByName("")
 	assert.False(t, ok)
 }
+
+// guestsWelcome verifies the peers that present the right token, and lets
+// the others in under the name they announce, unverified (as a server
+// taking TLS client certificates when given does).
+type guestsWelcome struct{ token string }
+
+func (g guestsWelcome) Authenticate(_ context.Context, cr broker.Credentials) (remoteable.Identity, error) {
+	if cr.Token == g.token {
+		return remoteable.Identity{Name: cr.Name, VerifiedBy: "test"}, nil
+	}
+	return remoteable.Identity{Name: cr.Name}, nil
+}
+
+// TestAnUnverifiedClaimDoesNotHideAVerifiedPeer: a peer that only claims
+// the name of a verified peer does not become the connection ConnByName
+// finds for it, whenever it comes, and a verified link of that name takes
+// over from an unverified one. (The newest link won, so anyone could
+// announce an agent's id and make the server lose the agent.)
+func TestAnUnverifiedClaimDoesNotHideAVerifiedPeer(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := brokertest.Serve(t, &rack{id: "region"}, broker.WithAuthenticator(guestsWelcome{token: "secret"}))
+	ctx := testkit.Ctx(t, time.Minute)
+	whoami := func(srv *broker.Server) string {
+		c, ok := srv.ConnByName("rack-a")
+		require.True(t, ok)
+		got, err := broker.Call[string](ctx, c.Root(), "Whoami")
+		require.NoError(t, err)
+		return got
+	}
+	brokertest.Dial(t, addr, broker.WithName("rack-a"), broker.WithToken("secret"), broker.WithRoot(&rack{id: "rack-a", link: 1}))
+	testkit.Eventually(t, "the agent is served", func() bool { return len(srv.Conns()) == 1 })
+	brokertest.Dial(t, addr, broker.WithName("rack-a"), broker.WithRoot(&rack{id: "impostor", link: 2}))
+	testkit.Eventually(t, "the impostor is served", func() bool { return len(srv.Conns()) == 2 })
+	assert.Equal(t, "rack-a/1", whoami(srv), "the verified agent, not the newer claim")
+
+	// A verified link replaces the claim too, and outlives it.
+	srv2, addr2 := brokertest.Serve(t, &rack{id: "region"}, broker.WithAuthenticator(guestsWelcome{token: "secret"}))
+	imp := brokertest.Dial(t, addr2, broker.WithName("rack-a"), broker.WithRoot(&rack{id: "impostor", link: 1}))
+	testkit.Eventually(t, "the impostor is served", func() bool { return len(srv2.Conns()) == 1 })
+	brokertest.Dial(t, addr2, broker.WithName("rack-a"), broker.WithToken("secret"), broker.WithRoot(&rack{id: "rack-a", link: 2}))
+	testkit.Eventually(t, "the agent is served", func() bool { return len(srv2.Conns()) == 2 })
+	assert.Equal(t, "rack-a/2", whoami(srv2))
+	imp.Close()
+	<-imp.Done()
+	testkit.Eventually(t, "the impostor is gone", func() bool { return len(srv2.Conns()) == 1 })
+	assert.Equal(t, "rack-a/2", whoami(srv2))
+}

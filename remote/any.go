@@ -269,6 +269,22 @@ func (s *endpointSet) fixed(ep Endpoint) {
 	s.eps, s.known = []Endpoint{ep}, true
 }
 
+// move replaces a fixed set's one endpoint (a Pool's client whose server
+// the resolver now names at another address under the same ID) and ends a
+// backoff at once, as a changed set does for ConnectAny. The same
+// endpoint, or one whose attributes only changed, wakes no one.
+func (s *endpointSet) move(ep Endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sameServers(s.eps, []Endpoint{ep}) {
+		s.eps = []Endpoint{ep}
+		return
+	}
+	s.eps = []Endpoint{ep}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
 // epsView is a snapshot of an endpointSet: the servers, the resolver's
 // last error, and the channel closed at the set's next change.
 type epsView struct {

@@ -60,7 +60,18 @@ func (e *linkDown) Error() string {
 		"retry later, or make the call with remote.WaitForLink(ctx) to wait for the link", ErrDisconnected, what, at, last)
 }
 
-func (e *linkDown) Unwrap() error { return ErrDisconnected }
+// Unwrap returns ErrDisconnected and, when the last attempt failed because
+// the resolver named no server, that failure too (ErrNoEndpoints, and
+// ErrResolver when the resolver could not learn the set): a caller can
+// tell a fleet with no server named from servers that are down. Other
+// causes of the last attempt (a dial's timeout, say) are only quoted, so
+// that they are not taken for the call's own.
+func (e *linkDown) Unwrap() []error {
+	if errors.Is(e.last, ErrNoEndpoints) {
+		return []error{ErrDisconnected, e.last}
+	}
+	return []error{ErrDisconnected}
+}
 
 // Redacted implements hop.Failure.
 func (e *linkDown) Redacted(hopName string) string {

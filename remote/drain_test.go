@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -168,4 +169,69 @@ func TestRelayAnswersItsOwnHealth(t *testing.T) {
 	h, err = broker.Health(ctx, conn)
 	require.NoError(t, err)
 	assert.Equal(t, "edge", h.Name)
+}
+
+// TestRelayRidesOutItsUpstreamDraining: a relay follows two servers with
+// ConnectAny; the one it uses drains while a client of the relay keeps
+// calling through it, an idempotent and a non-idempotent method in turn.
+// No call fails (the relay's upstream refusals are made again on its next
+// link, and the client's own link to the relay stays up), every Bump that
+// succeeded ran exactly once, and the calls end up on the other server.
+func TestRelayRidesOutItsUpstreamDraining(t *testing.T) {
+	leakcheck.Check(t)
+	ua, ub := newUsers("a"), newUsers("b")
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	b := startServer(t, "127.0.0.1:0", publish(t, ub))
+	up, err := ConnectAny(context.Background(), Static(Endpoint{Network: "tcp", Addr: a.addr, ID: "a"}, Endpoint{Network: "tcp", Addr: b.addr, ID: "b"}), fast()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { up.Close() })
+	edge := startServer(t, "127.0.0.1:0", up.Registry())
+	down := connect(t, edge.addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	users, err := down.Registry().Lookup(WaitForLink(ctx), "users")
+	require.NoError(t, err)
+	var got string
+	require.NoError(t, users.Call(ctx, "Get", &got, "x"))
+	drain, other := a, "b"
+	if got == "b:x" {
+		drain, other = b, "a"
+	}
+
+	stop := make(chan struct{})
+	failed := make(chan error, 1)
+	var bumps int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var s string
+			var n int64
+			err := users.Call(ctx, "Get", &s, "y")
+			if err == nil {
+				err = users.Call(ctx, "Bump", &n)
+			}
+			if err != nil {
+				failed <- err
+				return
+			}
+			bumps++
+		}
+	}()
+	time.Sleep(30 * time.Millisecond) // calls are flowing
+	require.NoError(t, drain.srv.Shutdown(ctx))
+	require.NoError(t, users.Call(ctx, "Get", &got, "z"))
+	assert.Equal(t, other+":z", got, "the relay moved to the other server")
+	close(stop)
+	<-done
+	select {
+	case err := <-failed:
+		t.Fatalf("a call through the relay failed while its upstream drained: %v", err)
+	default:
+	}
+	assert.Equal(t, bumps, ua.bumps.Load()+ub.bumps.Load(), "every Bump that succeeded ran once")
 }

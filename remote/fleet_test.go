@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -265,6 +266,9 @@ func TestConnectAnyWaitsForEndpoints(t *testing.T) {
 	require.ErrorIs(t, err, remote.ErrDisconnected)
 	require.ErrorIs(t, cl.Err(), remote.ErrDisconnected)
 	assert.Contains(t, cl.Err().Error(), "names none")
+	// Both say why in a way code can test, not only in their text.
+	assert.ErrorIs(t, err, remote.ErrNoEndpoints)
+	assert.ErrorIs(t, cl.Err(), remote.ErrNoEndpoints)
 
 	r.Update(fleet[0].ep)
 	require.NoError(t, cl.WaitConnected(ctx))
@@ -281,6 +285,35 @@ func TestConnectAnyChecksItsResolver(t *testing.T) {
 	require.ErrorIs(t, err, broker.ErrInvalidOption)
 	_, err = remote.ConnectAll(ctx, remote.Static(remote.Endpoint{Network: "tcp"}))
 	require.ErrorIs(t, err, broker.ErrInvalidOption)
+	// One ID for two servers: one of them would be left out silently.
+	twice := remote.Static(remote.Endpoint{Network: "tcp", Addr: "127.0.0.1:1", ID: "r"},
+		remote.Endpoint{Network: "tcp", Addr: "127.0.0.1:2", ID: "r"})
+	_, err = remote.ConnectAny(ctx, twice)
+	require.ErrorIs(t, err, broker.ErrInvalidOption)
+	assert.ErrorContains(t, err, `have the same ID "r"`)
+	_, err = remote.ConnectAll(ctx, twice)
+	require.ErrorIs(t, err, broker.ErrInvalidOption)
+}
+
+// TestPoolRefusesOneIDForTwoServers: a resolver that names one ID at two
+// addresses after a good set is reported (Pool.Err matches ErrResolver)
+// and the pool keeps the good set; the same endpoint named twice counts
+// once.
+func TestPoolRefusesOneIDForTwoServers(t *testing.T) {
+	leakcheck.Check(t)
+	fleet := startFleet(t, 2)
+	ctx := testkit.Ctx(t, time.Minute)
+	r := remote.Static(fleet[0].ep, fleet[0].ep)
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "one client", func() bool { return len(pool.Clients()) == 1 })
+	clash := fleet[1].ep
+	clash.ID = fleet[0].ep.ID
+	r.Update(fleet[0].ep, clash)
+	testkit.Eventually(t, "the clash is reported", func() bool { return errors.Is(pool.Err(), remote.ErrResolver) })
+	assert.ErrorContains(t, pool.Err(), "have the same ID")
+	assert.Equal(t, []remote.Endpoint{fleet[0].ep}, pool.Endpoints(), "the good set stays")
 }
 
 // gatherWho asks every server of the pool who it is, and returns the
@@ -392,4 +425,48 @@ func TestConnectAnyRefusedOnlyByAll(t *testing.T) {
 	testkit.Eventually(t, "a pass failed", func() bool { return some.Stats().DialFailures > 0 })
 	assert.Zero(t, some.Stats().Refusals)
 	assert.NotEqual(t, remote.Refused, some.State())
+}
+
+// TestPoolFollowsAServerThatMoved: a server restarted on another address
+// under the same endpoint ID keeps its client in the pool, and that client
+// dials the new address: a reference obtained before the move works after
+// it. (The pool used to keep dialling the old address for good.)
+func TestPoolFollowsAServerThatMoved(t *testing.T) {
+	leakcheck.Check(t)
+	fleet := startFleet(t, 2)
+	ctx := testkit.Ctx(t, time.Minute)
+	at := func(s *fleetServer) remote.Endpoint {
+		ep := s.ep
+		ep.ID = "region"
+		return ep
+	}
+	r := remote.Static(at(fleet[0]))
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "a client", func() bool { return len(pool.Clients()) == 1 })
+	cl, ok := pool.Client("region")
+	require.True(t, ok)
+	require.NoError(t, cl.WaitConnected(ctx))
+	fr, err := cl.Registry().Lookup(ctx, "fleet")
+	require.NoError(t, err)
+	who, err := broker.Call[string](ctx, fr, "Who")
+	require.NoError(t, err)
+	require.Equal(t, "s0", who)
+
+	// The server at the old address goes away; the resolver names the
+	// new one under the same ID.
+	fleet[0].proxy.Refuse(true)
+	fleet[0].proxy.Reset()
+	r.Update(at(fleet[1]))
+	testkit.Eventually(t, "the client reaches the new address", func() bool {
+		ep, ok := cl.Endpoint()
+		return ok && ep.Addr == fleet[1].ep.Addr
+	})
+	same, ok := pool.Client("region")
+	require.True(t, ok)
+	assert.Same(t, cl, same, "the server kept its client")
+	who, err = broker.Call[string](remote.WaitForLink(ctx), fr, "Who")
+	require.NoError(t, err, "the reference obtained before the move works after it")
+	assert.Equal(t, "s1", who)
 }

@@ -12,7 +12,8 @@ import (
 
 // Pool holds one Client per server a Resolver names, and keeps them in
 // step with it: a server that appears is dialled, the client of one that
-// vanishes is closed. Each client is what Connect makes for its server:
+// vanishes is closed, and one the resolver names at a new address under
+// the same ID keeps its client, which dials the new address. Each client is what Connect makes for its server:
 // it redials by itself, and its references and mirrors survive its
 // outages. A Pool is safe for concurrent use.
 //
@@ -194,7 +195,11 @@ func (p *Pool) apply(eps []Endpoint) (added, removed []*Client) {
 	keep := make(map[string]bool, len(eps))
 	for _, ep := range eps {
 		keep[ep.ID] = true
-		if _, ok := p.clients[ep.ID]; ok {
+		if cl, ok := p.clients[ep.ID]; ok {
+			// The server may have moved (restarted on another address under
+			// the same ID): its client dials the new address from its next
+			// attempt on, keeping its references and mirrors.
+			cl.eps.move(ep)
 			continue
 		}
 		cl := newClient(p.opts, nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/holders"
+	"github.com/tether-go/tether/internal/refhome"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -29,6 +30,11 @@ type Ref struct {
 	// to: when no connection exports it any more, its target is released
 	// at once (holders.OnLast).
 	exportCount
+	// homing tells the broker r's target when r is sent to the connection
+	// the target lives on, so that r goes home as the target at any depth
+	// of a value (homeArgs does it for the arguments themselves, after
+	// re-obtaining a stale target).
+	homing
 
 	cl *Client
 	// How the target is obtained: by name from the registry, or by calling
@@ -59,6 +65,11 @@ type Ref struct {
 // Ref's documentation (see package holders).
 type exportCount = holders.Count
 
+// homing is embedded in Ref under this unexported name so that its
+// RefHome method, which only the broker calls, stays off Ref's
+// documentation (see package refhome).
+type homing = refhome.Hook
+
 // The feed package tells a mirror's source the token of the feed it
 // follows (docs/protocol.md §11.11).
 func init() {
@@ -77,7 +88,9 @@ var (
 )
 
 func newRef(cl *Client) *Ref {
-	return &Ref{cl: cl, sem: make(chan struct{}, 1)}
+	r := &Ref{cl: cl, sem: make(chan struct{}, 1)}
+	refhome.Set(&r.homing, r.homeOn)
+	return r
 }
 
 // String describes how the reference was obtained.
@@ -95,6 +108,17 @@ func (r *Ref) about() string {
 		return fmt.Sprintf("%s from %s", r.method, r.parent.about())
 	}
 	return strconv.Quote(r.name)
+}
+
+// homeOn returns r's target when it is current on c, else nil: it never
+// blocks nor re-obtains, since the encoder asks it while writing a value.
+func (r *Ref) homeOn(c *broker.Conn) *broker.Ref {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.local || r.conn != c {
+		return nil
+	}
+	return r.target
 }
 
 // Client returns the client the reference belongs to.

@@ -15,13 +15,15 @@ import (
 // Exported and Unexported off the documentation must not promote anything
 // else (OnLast was, and let any caller replace what a relayed wrapper does
 // when its last holder lets go, racing with the broker's Unexported).
+// RefHome comes the same way from internal/refhome.Hook, for the broker
+// alone: it answers what the reference stands for on a connection.
 func TestRefMethodSetIsThePublicContract(t *testing.T) {
 	rt := reflect.TypeFor[*remote.Ref]()
 	var got []string
 	for i := 0; i < rt.NumMethod(); i++ {
 		got = append(got, rt.Method(i).Name)
 	}
-	want := []string{"Cacheable", "Call", "Client", "Describe", "Exported", "Release", "String", "Unexported"}
+	want := []string{"Cacheable", "Call", "Client", "Describe", "Exported", "RefHome", "Release", "String", "Unexported"}
 	slices.Sort(got)
 	assert.Equal(t, want, got)
 }

@@ -27,7 +27,10 @@ type Endpoint struct {
 	Network, Addr string
 	// ID is the server's stable identity: the key a Pool finds its client
 	// by, and what tells a changed set's servers apart. Empty means
-	// Network + "://" + Addr.
+	// Network + "://" + Addr. A set naming one ID at two addresses is
+	// refused (ConnectAny and ConnectAll fail with broker.ErrInvalidOption
+	// for a Static resolver; for others the set is a resolver error, and
+	// the last good set stays); the same endpoint twice counts once.
 	ID string
 	// Attrs are whatever the resolver knows about the server (a DNS SRV
 	// record's priority and weight, say); Tether does not read them.
@@ -51,19 +54,25 @@ func (e Endpoint) String() string {
 }
 
 // normalize returns the endpoints with their IDs filled in, in order, the
-// first of each ID kept; an endpoint without an address is an error.
+// first of each ID kept. An endpoint without an address is an error, and
+// so is an ID given to two addresses: one of the two servers would be
+// dropped without a word.
 func normalize(eps []Endpoint) ([]Endpoint, error) {
 	out := make([]Endpoint, 0, len(eps))
-	seen := map[string]bool{}
+	seen := map[string]Endpoint{}
 	for _, e := range eps {
 		if e.Network == "" || e.Addr == "" {
 			return nil, fmt.Errorf("%w: endpoint %+v: give both Network and Addr", broker.ErrInvalidOption, e)
 		}
 		e.ID = e.key()
-		if seen[e.ID] {
+		if first, dup := seen[e.ID]; dup {
+			if first.Network != e.Network || first.Addr != e.Addr {
+				return nil, fmt.Errorf("%w: endpoints %s://%s and %s://%s have the same ID %q: give each server its own",
+					broker.ErrInvalidOption, first.Network, first.Addr, e.Network, e.Addr, e.ID)
+			}
 			continue
 		}
-		seen[e.ID] = true
+		seen[e.ID] = e
 		out = append(out, e)
 	}
 	return out, nil

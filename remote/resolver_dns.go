@@ -3,6 +3,7 @@ package remote
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -55,7 +56,9 @@ func WithRefresh(every time.Duration) DNSOption {
 // endpoints are the host's addresses (A and AAAA) with that port, or an
 // SRV name such as "_tether._tcp.example.com", whose endpoints are its
 // targets' addresses with their ports, ordered by priority; an SRV
-// endpoint's Attrs hold its "target", "priority" and "weight". Endpoints
+// endpoint's Attrs hold its "target", "priority" and "weight". A target
+// DNS says does not exist is left out, unless none exists (a failed
+// lookup); any other failure to resolve a target fails the lookup. Endpoints
 // have the network "tcp" and an ID of their own address. A name that is
 // neither, or a refresh period that is not positive, is an error matching
 // broker.ErrInvalidOption, which Resolve returns.
@@ -164,6 +167,7 @@ func (d *DNSResolver) lookup(ctx context.Context) ([]Endpoint, error) {
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(b.Weight, a.Weight), cmp.Compare(a.Target, b.Target))
 	})
 	var eps []Endpoint
+	var missing error
 	for _, s := range srvs {
 		attrs := map[string]string{
 			"target":   s.Target,
@@ -171,10 +175,21 @@ func (d *DNSResolver) lookup(ctx context.Context) ([]Endpoint, error) {
 			"weight":   strconv.Itoa(int(s.Weight)),
 		}
 		more, err := d.lookupHost(ctx, s.Target, strconv.Itoa(int(s.Port)), attrs)
-		if err != nil {
+		var dnsErr *net.DNSError
+		switch {
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			// DNS says the target has no address (a host taken away before
+			// its SRV record): it is no server, and the others still are.
+			// Any other failure may be passing, so it fails the lookup
+			// rather than shrink the set.
+			missing = fmt.Errorf("SRV target %s: %w", s.Target, err)
+		case err != nil:
 			return nil, fmt.Errorf("SRV target %s: %w", s.Target, err)
 		}
 		eps = append(eps, more...)
+	}
+	if len(eps) == 0 && missing != nil {
+		return nil, missing
 	}
 	return eps, nil
 }

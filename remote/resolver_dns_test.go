@@ -272,3 +272,33 @@ func TestDNSChecksItsName(t *testing.T) {
 	_, err = remote.ConnectAll(ctx, remote.DNS("_t._tcp.fleet.test", remote.WithRefresh(0)))
 	require.ErrorIs(t, err, broker.ErrInvalidOption)
 }
+
+// TestDNSResolverSkipsASRVTargetThatHasNoAddress: an SRV record whose
+// target name no longer exists (a decommissioned host whose record is not
+// yet removed) leaves that target out; the others are still named. (The
+// whole lookup failed, so a client starting then had no server at all.)
+// A set in which no target exists is a failed lookup.
+func TestDNSResolverSkipsASRVTargetThatHasNoAddress(t *testing.T) {
+	leakcheck.Check(t)
+	fleet := startFleet(t, 1)
+	dns := startDNS(t)
+	const name = "_tether._tcp.fleet.test."
+	dns.set(func(s *dnsServer) {
+		s.hosts["s0.fleet.test."] = "127.0.0.1"
+		s.srvs[name] = []srvRecord{{"gone.fleet.test.", 1}, {"s0.fleet.test.", portOf(t, fleet[0].ep)}}
+	})
+	r := remote.DNS(name, remote.WithNetResolver(dns.resolver()), remote.WithRefresh(50*time.Millisecond))
+	ctx := testkit.Ctx(t, time.Minute)
+	pool, err := remote.ConnectAll(ctx, r, fleetOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { pool.Close() })
+	testkit.Eventually(t, "the pool names s0", func() bool { return len(pool.Endpoints()) == 1 })
+	assert.Equal(t, "s0.fleet.test.", pool.Endpoints()[0].Attrs["target"])
+	assert.NoError(t, pool.Err())
+	cl := pool.Clients()[0]
+	require.NoError(t, cl.WaitConnected(ctx))
+
+	dns.set(func(s *dnsServer) { s.srvs[name] = []srvRecord{{"gone.fleet.test.", 1}} })
+	testkit.Eventually(t, "no target exists: a failed lookup", func() bool { return errors.Is(pool.Err(), remote.ErrResolver) })
+	assert.Len(t, pool.Endpoints(), 1, "the last set stays")
+}

@@ -100,6 +100,28 @@ func (*desk) Check(_ context.Context, b Badge) (string, error) {
 	return fmt.Sprintf("a %T", b), nil
 }
 
+// Held carries a badge in a struct field.
+type Held struct{ B Badge }
+
+// Homes says, for badges nested in a slice, a map and a struct field,
+// which came home as the server's own badges.
+func (*desk) Homes(_ context.Context, list []Badge, byName map[string]Badge, h Held) ([]string, error) {
+	var out []string
+	say := func(b Badge) {
+		if own, ok := b.(*badge); ok {
+			out = append(out, "own "+own.owner)
+		} else {
+			out = append(out, fmt.Sprintf("a %T", b))
+		}
+	}
+	for _, b := range list {
+		say(b)
+	}
+	say(byName["k"])
+	say(h.B)
+	return out, nil
+}
+
 // Show reads a badge that may live in another process.
 func (*desk) Show(ctx context.Context, b Badge) (string, error) { return b.Owner(ctx) }
 
@@ -266,4 +288,70 @@ func TestAStubOverALastingReferenceGoesOn(t *testing.T) {
 		restore()
 		require.NoError(t, ch.direct.WaitConnected(ctx))
 	}
+}
+
+// TestNestedStubsGoHome: stubs over lasting references, nested in a slice,
+// a map and a struct field, sent back to the server that owns their
+// targets, arrive there as its own objects, directly and through a relay
+// (they used to arrive as references to a forwarding proxy in the
+// client, which only top-level arguments escaped).
+func TestNestedStubsGoHome(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startDeskChain(t)
+	ctx := testkit.Ctx(t, time.Minute)
+	for _, p := range []struct {
+		name string
+		cl   *Client
+	}{{"direct", ch.direct}, {"relay", ch.client}} {
+		r, err := p.cl.Registry().Lookup(ctx, "desk")
+		require.NoError(t, err, p.name)
+		d, err := remoteable.As[Desk](r)
+		require.NoError(t, err, p.name)
+		b, err := d.Login(ctx, "ann")
+		require.NoError(t, err, p.name)
+		var got []string
+		require.NoError(t, r.Call(ctx, "Homes", &got, []Badge{b}, map[string]Badge{"k": b}, Held{B: b}), p.name)
+		assert.Equal(t, []string{"own ann", "own ann", "own ann"}, got, p.name)
+	}
+}
+
+// badges hands out badges in a slice, declared idempotent.
+type badges struct{ remoteable.Referenceable }
+
+func (*badges) RemoteMethods() remoteable.Methods {
+	return remoteable.Methods{"All": {Idempotent: true}}
+}
+
+// All returns two badges.
+func (*badges) All(context.Context) ([]Badge, error) {
+	return []Badge{&badge{owner: "a"}, &badge{owner: "b"}}, nil
+}
+
+// TestStubsInsideAResultDoNotLast pins what the guide says: stubs inside
+// a result's slice are over bare references, which fail loudly (not with
+// a stale answer) after an outage, even when the method is idempotent.
+func TestStubsInsideAResultDoNotLast(t *testing.T) {
+	leakcheck.Check(t)
+	reg := registry.New()
+	require.NoError(t, reg.Register("badges", &badges{}))
+	srv := startServer(t, "127.0.0.1:0", reg)
+	p := proxyTo(t, srv.addr)
+	cl := connect(t, p.Addr())
+	ctx := testkit.Ctx(t, 30*time.Second)
+	r, err := cl.Registry().Lookup(ctx, "badges")
+	require.NoError(t, err)
+	var first []Badge
+	require.NoError(t, r.Call(ctx, "All", &first))
+	require.Len(t, first, 2)
+	owner, err := first[1].Owner(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "b", owner)
+	p.Reset()
+	var again []Badge
+	require.NoError(t, r.Call(WaitForLink(ctx), "All", &again), "the manager is obtained again by name")
+	owner, err = again[0].Owner(ctx)
+	require.NoError(t, err, "the stubs of the new result work")
+	assert.Equal(t, "a", owner)
+	_, err = first[0].Owner(ctx)
+	require.ErrorIs(t, err, broker.ErrDeadReference, "those of the old result fail loudly")
 }

@@ -64,7 +64,10 @@ func RegisterStub[T any](wrap func(Caller) T, methods ...string) {
 // v is a Caller (*broker.Ref, *remote.Ref) or a Stub of another interface.
 // Otherwise it returns an error naming T and what is missing, matching
 // ErrNoStub when no stub is registered for T and ErrNotCaller when v is
-// neither a T nor a reference. A nil v is an error too (ErrNotCaller).
+// neither a T nor a reference. A nil v, or a typed nil (a nil pointer,
+// map, slice, function or channel, even one whose type implements T), is
+// an error too (ErrNotCaller): a T with nothing behind it would only fail
+// later, at its first call.
 //
 // A stub over a *remote.Ref keeps the reference's lasting behaviour: it
 // obtains its target again after an outage, and a result of interface type
@@ -75,7 +78,7 @@ func As[T any](v any) (T, error) {
 	if t.Kind() != reflect.Interface {
 		return zero, fmt.Errorf("remoteable.As[%v]: %v is not an interface type", t, t)
 	}
-	if x, ok := v.(T); ok && v != nil {
+	if x, ok := v.(T); ok && !typereg.IsNil(v) {
 		return x, nil
 	}
 	rv, err := typereg.Convert(t, v)

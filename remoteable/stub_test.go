@@ -73,6 +73,13 @@ type englishGreeter struct{}
 
 func (englishGreeter) Greet(_ context.Context, name string) (string, error) { return "hi " + name, nil }
 
+// pointerGreeter implements Greeter through its pointer.
+type pointerGreeter struct{ word string }
+
+func (p *pointerGreeter) Greet(_ context.Context, name string) (string, error) {
+	return p.word + " " + name, nil
+}
+
 func TestAsReturnsALocalValueAsItIs(t *testing.T) {
 	g, err := remoteable.As[Greeter](englishGreeter{})
 	require.NoError(t, err)
@@ -136,6 +143,13 @@ func TestAsErrors(t *testing.T) {
 	var nilStub *greeterStub
 	_, err = remoteable.As[Counter](nilStub)
 	assert.Error(t, err, "a nil stub wraps nothing")
+
+	_, err = remoteable.As[Greeter](nilStub)
+	require.ErrorIs(t, err, remoteable.ErrNotCaller, "a nil stub of T is no T either")
+	var nilLocal *pointerGreeter
+	_, err = remoteable.As[Greeter](nilLocal)
+	require.ErrorIs(t, err, remoteable.ErrNotCaller, "nor is a nil pointer to a local type implementing T")
+	assert.Contains(t, err.Error(), "a nil *remoteable_test.pointerGreeter is not a remoteable_test.Greeter")
 
 	_, err = remoteable.As[string]("x")
 	assert.ErrorContains(t, err, "not an interface type")

@@ -114,7 +114,7 @@ func Convert(t reflect.Type, x any) (reflect.Value, error) {
 	}
 	xv := reflect.ValueOf(x)
 	xt := xv.Type()
-	if xt.Kind() == reflect.Pointer && xv.IsNil() {
+	if IsNil(x) {
 		return reflect.Value{}, fmt.Errorf("%w: a nil %v is not a %v", ErrNotCaller, xt, t)
 	}
 	if xt.Implements(t) {
@@ -134,6 +134,20 @@ func Convert(t reflect.Type, x any) (reflect.Value, error) {
 			ErrNotCaller, x, t)
 	}
 	return wrap(t, c)
+}
+
+// IsNil reports whether x is nil or holds a nil pointer, map, slice,
+// function or channel: a typed nil that implements an interface still
+// has nothing behind it, so As and Convert refuse it as they refuse nil.
+func IsNil(x any) bool {
+	if x == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(x); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		return v.IsNil()
+	}
+	return false
 }
 
 // wrap gives the Caller c the face of t through t's registered stub.

@@ -31,7 +31,10 @@ func TestClientRedialsAtOnceWhenServerDrains(t *testing.T) {
 	b := startServer(t, "127.0.0.1:0", publish(t, ub))
 	c := startServer(t, "127.0.0.1:0", publish(t, uc))
 	proxy := proxyTo(t, a.addr)
-	cl, tr := connectWatched(t, proxy.Addr(), WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour}))
+	// A dead-peer timeout far above fast()'s, so that a loaded machine
+	// cannot add a transition of its own to the ones counted below.
+	cl, tr := connectWatched(t, proxy.Addr(), WithBackoff(Backoff{Initial: time.Hour, Max: time.Hour}),
+		WithBroker(broker.WithDeadPeerTimeout(10*time.Second)))
 	ctx := testkit.Ctx(t, 30*time.Second)
 
 	users, err := cl.Registry().Lookup(ctx, "users")

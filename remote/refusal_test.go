@@ -237,7 +237,10 @@ func acceptThenDrop(t *testing.T, hold time.Duration) {
 	apart(t, ts[3:], 160*time.Millisecond, "links") // ts[0] is link 1 or 2: the hook may miss the first
 	c, d := tr.counts()
 	assert.InDelta(t, c, d, 1, "Connected %d, Disconnected %d", c, d)
-	for srv.Stats().Accepted < int64(c) { // the server counts once its side of the handshake is done
+	// The server counts a link once its side of the handshake is done: the
+	// last link's may not be, when the client's Close cut it just after the
+	// client's side was (seen once in CI: Connected 8, server 7).
+	for srv.Stats().Accepted < int64(c)-1 {
 		require.NoError(t, ctx.Err(), "Connected fires once per link that came up: %d, server %d", c, srv.Stats().Accepted)
 		time.Sleep(time.Millisecond)
 	}

@@ -161,6 +161,9 @@ func (c *Conn) handleCall(m *message, acct *refAccount) error {
 	if rj, ok := err.(rejection); ok {
 		// A call that cannot run is answered at once; references among its
 		// arguments that did not become handles are released by acct.
+		if len(c.opts.serverICs) != 0 {
+			rj.err = c.interceptRefused(&in, rj.err)
+		}
 		c.postFail(in.id, rj.err)
 		return nil
 	}

@@ -104,7 +104,12 @@ func WithClientInterceptors(ics ...Interceptor) Option {
 // WithServerInterceptors adds interceptors around every call the
 // connection handles for its peer (on a dialed connection, the peer's
 // callbacks), relayed calls and cache subscriptions included. The first
-// interceptor given, over all the options, is the outermost.
+// interceptor given, over all the options, is the outermost. A call
+// refused before its handler could run (an unknown reference or method,
+// bad arguments, over a limit, refused by the target's policy, a server
+// draining) goes through them too, with a next that returns the refusal:
+// that happens on the connection's reader, which waits for them, so an
+// interceptor must be quick (record, not export).
 func WithServerInterceptors(ics ...Interceptor) Option {
 	return option{name: "WithServerInterceptors", set: func(o *options) {
 		o.serverICs = appendInterceptors(o, "WithServerInterceptors", o.serverICs, ics)
@@ -221,4 +226,28 @@ func (t *inCall) target() Target {
 		return Target{ID: t.objID}
 	}
 	return Target{ID: t.objID, Type: reflect.TypeOf(t.ex.obj).String()}
+}
+
+// interceptRefused shows the server interceptors a call refused before a
+// handler could run (an unknown method, bad arguments, a limit, the
+// target's policy): next returns the refusal. It runs on the connection's
+// reader, as the refusal is answered at once; it returns the call's error.
+func (c *Conn) interceptRefused(in *callIn, refusal error) error {
+	cc := &callCtx{c: c, md: in.ext.md, waitLink: in.ext.waitLink, deadline: deadlineOf(in.timeout)}
+	if chain := in.ext.acting.ids; chain != nil {
+		p := c.peer
+		p.ForwardedFor = chain
+		cc.peer, cc.hops = p, in.ext.acting.hops
+	}
+	defer cc.cancel(context.Canceled, false) // stops a deadline timer Done made
+	info := &CallInfo{Kind: CallMethod, Target: Target{ID: in.target}, Method: string(in.method)}
+	info.Peer, _ = remoteable.PeerFrom(cc)
+	if ex := c.lookupExport(in.target); ex != nil && ex.obj != nil {
+		info.Target.Type = reflect.TypeOf(ex.obj).String()
+	}
+	err := runChain(cc, info, c.opts.serverICs, func(context.Context, *CallInfo) error { return refusal })
+	if err == nil {
+		return refusal // an interceptor may replace an error, not hide one
+	}
+	return err
 }

@@ -210,6 +210,14 @@ func TestInterceptorsRunInOrderAndSeeTheCall(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, []string{"c1> method Missing", "c2> method Missing", "s1> method Missing", "s2> method Missing",
 		"s2< not_found", "s1< not_found", "c2< not_found", "c1< not_found"}, rec.take(), "both sides see the code")
+
+	err = c.Root().Call(ctx, "Nope", nil)
+	require.ErrorIs(t, err, ErrUnknownMethod)
+	assert.Equal(t, []string{"c1> method Nope", "c2> method Nope", "s1> method Nope", "s2> method Nope",
+		"s2< unimplemented", "s1< unimplemented", "c2< unimplemented", "c1< unimplemented"}, rec.take(),
+		"a call refused before a handler could run goes through the interceptors too")
+	assert.Equal(t, "*broker.mdProbe", info.Target.Type)
+	assert.Equal(t, "agent", info.Peer.Name)
 }
 
 func TestInterceptorsOnADialedConnectionSeeCallbacks(t *testing.T) {

@@ -147,14 +147,14 @@ func appendMetadata(b []byte, md Metadata) []byte {
 }
 
 // parseMetadata reads the value of extension key 3. A map that is not of
-// text to text is a protocol violation (errMalformedExt); one that breaks
+// text to text is a protocol violation (errMalformedMetadata); one that breaks
 // the bounds is ErrInvalidMetadata, answered to the caller. The frame was
 // validated against the decoding limits (duplicate keys refused), so a
 // large map costs no more than the frame's size.
 func parseMetadata(r *cborx.Reader) (Metadata, error) {
 	h, err := r.ReadHead()
 	if err != nil || h.Major != cborx.MajorMap {
-		return nil, errMalformedExt
+		return nil, errMalformedMetadata
 	}
 	if h.Arg > MaxMetadataEntries {
 		return nil, fmt.Errorf("%w: %d entries, more than %d", ErrInvalidMetadata, h.Arg, MaxMetadataEntries)
@@ -164,7 +164,7 @@ func parseMetadata(r *cborx.Reader) (Metadata, error) {
 		k, err1 := r.ReadText()
 		v, err2 := r.ReadText()
 		if err1 != nil || err2 != nil {
-			return nil, errMalformedExt
+			return nil, errMalformedMetadata
 		}
 		md[string(k)] = string(v)
 	}

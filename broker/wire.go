@@ -351,7 +351,11 @@ func appendForwardedFor(b []byte, a actingFor) []byte {
 // errMalformedExt is the protocol violation of a call extension that is not
 // what appendCallExt writes.
 var errMalformedExt = errors.New("malformed call extension: want a map of small integer keys; " +
-	"key 1 holds [[name, verifiedBy, hop?], ...], key 2 a boolean, key 3 a map of text to text")
+	"key 1 holds [[name, verifiedBy, hop?], ...], key 2 a boolean")
+
+// errMalformedMetadata is the protocol violation of a call's metadata
+// (extension key 3) that is not a map of text to text.
+var errMalformedMetadata = errors.New("malformed call extension: key 3, the metadata, must be a map of text keys to text values")
 
 // readCallExt reads the extension of a call of n elements, if it has one,
 // from r positioned on its argc arguments, which it skips: the policy

@@ -79,7 +79,8 @@ type CallInfo struct {
 type Invoker func(ctx context.Context, call *CallInfo) error
 
 // Interceptor wraps a call. It may look at call and the metadata in ctx,
-// call next (at most once) with ctx or a context derived from it — one
+// call next (at most once, and before it returns: next runs the call on
+// the interceptor's goroutine) with ctx or a context derived from it — one
 // with metadata added by AppendToOutgoing, on the caller's side — and
 // return next's error, or another. An interceptor that returns an error
 // without calling next refuses the call: the caller gets that error, with

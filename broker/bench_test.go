@@ -15,15 +15,15 @@ func (*benchEcho) Echo(ctx context.Context, b []byte) ([]byte, error) { return b
 // benchPair connects a client to a server over loopback TCP. The returned
 // function, called after the timed loop, reports the write and read system
 // calls both sides made per call.
-func benchPair(b *testing.B) (*Conn, func()) {
+func benchPair(b *testing.B, opts ...Option) (*Conn, func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := NewServer(&benchEcho{})
+	srv := NewServer(&benchEcho{}, opts...)
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
-	c, err := Dial(context.Background(), "tcp", ln.Addr().String())
+	c, err := Dial(context.Background(), "tcp", ln.Addr().String(), opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,9 +51,17 @@ func BenchmarkEcho64(b *testing.B) { runEchoBench(b, 64) }
 // path.
 func BenchmarkEcho64K(b *testing.B) { runEchoBench(b, 64<<10) }
 
-// runEchoBench has one caller echo size bytes back to back.
-func runEchoBench(b *testing.B, size int) {
-	c, report := benchPair(b)
+// BenchmarkEcho64Intercepted is BenchmarkEcho64 with one interceptor
+// that does nothing on each side: what the interceptor seam costs.
+func BenchmarkEcho64Intercepted(b *testing.B) {
+	noop := func(ctx context.Context, call *CallInfo, next Invoker) error { return next(ctx, call) }
+	runEchoBench(b, 64, WithClientInterceptors(noop), WithServerInterceptors(noop))
+}
+
+// runEchoBench has one caller echo size bytes back to back, on a pair of
+// connections made with opts.
+func runEchoBench(b *testing.B, size int, opts ...Option) {
+	c, report := benchPair(b, opts...)
 	ctx := context.Background()
 	payload := make([]byte, size)
 	var out []byte

@@ -168,6 +168,7 @@ var classes = []struct {
 	{ErrBadReply, InvalidArgument},
 	{ErrUnknownType, InvalidArgument},
 	{ErrTooDeep, InvalidArgument},
+	{ErrInvalidMetadata, InvalidArgument},
 	{ErrTooManyCalls, ResourceExhausted},
 	{ErrTooManyReferences, ResourceExhausted},
 	{ErrMessageTooLarge, ResourceExhausted},

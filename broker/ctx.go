@@ -59,6 +59,9 @@ type callCtx struct {
 	// waitLink says the caller waits for links that are down: calls the
 	// handler makes with its context wait too (see internal/linkwait).
 	waitLink bool
+	// md is the metadata the call arrived with (IncomingMetadata), nil
+	// for none; it never changes once received.
+	md Metadata
 
 	mu     sync.Mutex
 	done   chan struct{}

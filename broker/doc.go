@@ -77,6 +77,17 @@
 // acts for. Policies (remoteable.Guarded) are asked before anything of a
 // call is decoded. WithRealm gives each peer a root of its own.
 //
+// # Metadata and interceptors
+//
+// A call carries optional string metadata (Metadata): the caller sets it
+// on the context (AppendToOutgoing, WithOutgoingMetadata), the handler
+// reads it (IncomingMetadata), and a relay passes it on unchanged. Options
+// put interceptors around every call a connection makes
+// (WithClientInterceptors) or handles (WithServerInterceptors): they see
+// the call (CallInfo: kind, target, method, peer), its metadata and its
+// result's error, whose CodeOf classifies it, and may refuse it. A
+// connection without any pays nothing for the seam.
+//
 // # Who owns what
 //
 // A Conn owns its goroutines and stops them all when it ends. An idle one

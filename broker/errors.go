@@ -96,6 +96,7 @@ func init() {
 		"tether.panic":               ErrPanic,
 		"tether.too-many-hops":       ErrTooManyHops,
 		"tether.too-deep":            ErrTooDeep,
+		"tether.invalid-metadata":    ErrInvalidMetadata,
 		"tether.released":            ErrReleased,
 		"tether.dead-reference":      ErrDeadReference,
 		"tether.connection-lost":     ErrConnectionLost,

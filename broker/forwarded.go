@@ -12,10 +12,11 @@ import (
 type callExt struct {
 	acting   actingFor
 	waitLink bool
+	md       Metadata
 }
 
 // empty reports whether the extension map would have no entry.
-func (x callExt) empty() bool { return len(x.acting.ids) == 0 && !x.waitLink }
+func (x callExt) empty() bool { return len(x.acting.ids) == 0 && !x.waitLink && len(x.md) == 0 }
 
 // Bounds of an identity as it travels in a call. Names are checked at
 // the handshake, so every identity a process verified fits.

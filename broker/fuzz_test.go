@@ -117,6 +117,12 @@ func seedFrames() [][]byte {
 			e.buf = appendCallExt(e.buf, callExt{waitLink: true})
 			return nil
 		}),
+		body(func(e *encoder) error { // a call with metadata
+			e.buf = appendCallHeadExt(e.buf, 15, 0, "Add", 0, 2)
+			e.buf = cborx.AppendUint(cborx.AppendUint(e.buf, 1), 2)
+			e.buf = appendCallExt(e.buf, callExt{md: Metadata{"request-id": "r-1", "tenant": "acme"}})
+			return nil
+		}),
 		body(func(e *encoder) error { // a reference to one of the server's objects
 			e.buf = appendCallHead(e.buf, 11, 0, "Ref", 0, 1)
 			e.buf = cborx.AppendTag(e.buf, tagReceiverRef)

@@ -161,6 +161,9 @@ func (c *Conn) handleCall(m *message, acct *refAccount) error {
 	if rj, ok := err.(rejection); ok {
 		// A call that cannot run is answered at once; references among its
 		// arguments that did not become handles are released by acct.
+		if len(c.opts.serverICs) != 0 {
+			rj.err = c.interceptRefused(&in, rj.err)
+		}
 		c.postFail(in.id, rj.err)
 		return nil
 	}
@@ -258,10 +261,10 @@ func (c *Conn) checkIn(id uint64) (drop bool, err error) {
 // newInCall makes the incoming call for in on ex, with the context its
 // handler runs with.
 func (c *Conn) newInCall(in *callIn, ex *export) *inCall {
-	t := &inCall{id: in.id, ex: ex}
+	t := &inCall{id: in.id, ex: ex, objID: in.target}
 	t.cc.c = c
 	t.ctx = &t.cc
-	t.cc.waitLink = in.ext.waitLink
+	t.cc.waitLink, t.cc.md = in.ext.waitLink, in.ext.md
 	if chain := in.ext.acting.ids; chain != nil {
 		p := c.peer
 		p.ForwardedFor = chain
@@ -390,6 +393,7 @@ type inCall struct {
 	cc    callCtx
 	ctx   context.Context // &cc, boxed once so reflect passes it without copying
 	id    uint64
+	objID uint64 // the reference id the call is addressed to
 	ex    *export
 	m     *method // nil for a proxy
 	name  string  // a proxy's method name, or a built-in's
@@ -510,6 +514,25 @@ func (c *Conn) run(t *inCall) {
 	// The gates may hold the reply back until what the handler changed has
 	// reached the caller's mirrors (read-your-writes, see package cache).
 	marks := c.refs.gates.mark(t.ex.obj)
+	if len(c.opts.serverICs) == 0 {
+		o = c.handle(t)
+	} else {
+		o = c.interceptRun(t)
+	}
+	c.refs.gates.wait(t.ctx, marks)
+	c.running.remove(t.id)
+	c.callsIn.Add(-1)
+	unwanted := t.cc.cancelledByPeer()
+	t.cc.cancel(context.Canceled, false)
+	if !unwanted {
+		c.sendResult(t.id, &o)
+	}
+	c.answered()
+}
+
+// handle runs a call's handler: its mirrors attached first, then the
+// method, the built-in or the proxy it names.
+func (c *Conn) handle(t *inCall) (o outcome) {
 	switch err := runAttach(t.ctx, t.attach); {
 	case err != nil:
 		o.err = fmt.Errorf("%w: %w", ErrBadArguments, err)
@@ -524,15 +547,7 @@ func (c *Conn) run(t *inCall) {
 	default:
 		o = c.describe(t)
 	}
-	c.refs.gates.wait(t.ctx, marks)
-	c.running.remove(t.id)
-	c.callsIn.Add(-1)
-	unwanted := t.cc.cancelledByPeer()
-	t.cc.cancel(context.Canceled, false)
-	if !unwanted {
-		c.sendResult(t.id, &o)
-	}
-	c.answered()
+	return o
 }
 
 // method is the name of the method t calls, for errors.
@@ -603,7 +618,7 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 // method (a proxy for a reference on another connection, say).
 func (c *Conn) forward(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks, t.name)
-	o.err = t.ex.proxy.Call(&t.cc, t.name, &o.generic, t.args...)
+	o.err = t.ex.proxy.Call(t.ctx, t.name, &o.generic, t.args...)
 	if o.err == nil && t.ex.guarded && t.name == DescribeMethod {
 		// The description comes from further on; the methods this
 		// object's policy refuses the caller are left out of it here.

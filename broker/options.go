@@ -82,6 +82,8 @@ type options struct {
 	maxHostHandshakes  int // and from one source address
 	authenticator      Authenticator
 	realm              Realm
+	clientICs          []Interceptor // WithClientInterceptors
+	serverICs          []Interceptor // WithServerInterceptors
 	side               side
 	err                error // first invalid option
 }

@@ -74,6 +74,7 @@ func TestEveryOptionOnTheWrongSideIsRefused(t *testing.T) {
 		return remoteable.Identity{}, nil
 	})
 	realm := Realm(func(context.Context, remoteable.Peer) (any, error) { return newService(), nil })
+	noop := func(ctx context.Context, call *CallInfo, next Invoker) error { return next(ctx, call) }
 	type sides struct{ dial, server Option }
 	options := map[string]struct {
 		only side
@@ -95,6 +96,8 @@ func TestEveryOptionOnTheWrongSideIsRefused(t *testing.T) {
 		"WithAuthenticator":      {serverSide, sides{WithAuthenticator(auth), WithAuthenticator(auth)}},
 		"WithRealm":              {serverSide, sides{WithRealm(realm), WithRealm(realm)}},
 		"WithRoot":               {dialSide, sides{WithRoot(newService()), WithRoot(newService())}},
+		"WithClientInterceptors": {bothSides, sides{WithClientInterceptors(noop), WithClientInterceptors(noop)}},
+		"WithServerInterceptors": {bothSides, sides{WithServerInterceptors(noop), WithServerInterceptors(noop)}},
 	}
 	assert.ElementsMatch(t, optionConstructors(t), slices.Collect(maps.Keys(options)),
 		"every option of the package is in the table")

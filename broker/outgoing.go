@@ -76,8 +76,17 @@ func (p *pendingCalls) take(id uint64) *call {
 	return cl
 }
 
-// call makes a call on the peer's object target and waits for its result.
+// call makes a call on the peer's object target and waits for its
+// result, through the client interceptors if there are any.
 func (c *Conn) call(ctx context.Context, target uint64, method string, reply any, args []any) error {
+	if len(c.opts.clientICs) != 0 {
+		return c.interceptCall(ctx, target, method, reply, args)
+	}
+	return c.send(ctx, target, method, reply, args)
+}
+
+// send sends a call on the peer's object target and waits for its result.
+func (c *Conn) send(ctx context.Context, target uint64, method string, reply any, args []any) error {
 	timeout, err := callTimeout(ctx)
 	if err != nil {
 		return err
@@ -91,7 +100,12 @@ func (c *Conn) call(ctx context.Context, target uint64, method string, reply any
 	}
 	// The caller's wish to wait for links travels with the call, as its
 	// deadline does, so that a relay passing it on waits for its own link.
-	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx)}
+	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx), md: outgoingMetadata(ctx)}
+	if ext.md != nil {
+		if err := checkMetadata(ext.md); err != nil {
+			return fmt.Errorf("%w (calling %s)", err, method)
+		}
+	}
 	cl := newCall(ctx, method, reply)
 	id, ok := c.pending.add(cl)
 	if !ok {

@@ -74,6 +74,9 @@ const (
 	// forwarding the call waits for its upstream link, within the call's
 	// deadline, instead of failing it at once.
 	extWaitLink = 2
+	// extMetadata is the key of the call's metadata (see Metadata): a map
+	// of text keys to text values, keys in ascending byte order.
+	extMetadata = 3
 )
 
 // appendMsgHead appends what every body starts with: an array of n
@@ -271,8 +274,9 @@ type callIn struct {
 	args    cborx.Reader // on the argument array, decoded once the call is admitted
 	owned   *ownedBody   // the message's body is owned (see Conn.handleBody), or nil
 	ext     callExt
-	// extErr is ErrTooManyHops when the call acts for too many parties:
-	// answered to the caller, not a violation.
+	// extErr is ErrTooManyHops when the call acts for too many parties,
+	// ErrInvalidMetadata when its metadata breaks the bounds: answered to
+	// the caller, not a violation.
 	extErr error
 }
 
@@ -293,21 +297,21 @@ func parseCall(m *message) (callIn, error) {
 		return c, errors.New("malformed call: want [3, id, target, method, timeout, [args...]]")
 	}
 	c.ext, c.extErr = readCallExt(r, m.n, c.argc)
-	if c.extErr != nil && !errors.Is(c.extErr, ErrTooManyHops) {
+	if c.extErr != nil && !errors.Is(c.extErr, ErrTooManyHops) && !errors.Is(c.extErr, ErrInvalidMetadata) {
 		return c, c.extErr
 	}
 	return c, nil
 }
 
 // appendCallExt appends a call's extension map: whom it acts for, if
-// anyone, and whether the caller waits for links, if it does.
+// anyone, whether the caller waits for links, if it does, and the call's
+// metadata, if it has any.
 func appendCallExt(b []byte, x callExt) []byte {
 	n := 0
-	if len(x.acting.ids) > 0 {
-		n++
-	}
-	if x.waitLink {
-		n++
+	for _, present := range [...]bool{len(x.acting.ids) > 0, x.waitLink, len(x.md) > 0} {
+		if present {
+			n++
+		}
 	}
 	b = cborx.AppendMap(b, n)
 	if a := x.acting; len(a.ids) > 0 {
@@ -317,6 +321,10 @@ func appendCallExt(b []byte, x callExt) []byte {
 	if x.waitLink {
 		b = cborx.AppendUint(b, extWaitLink)
 		b = cborx.AppendBool(b, true)
+	}
+	if len(x.md) > 0 {
+		b = cborx.AppendUint(b, extMetadata)
+		b = appendMetadata(b, x.md)
 	}
 	return b
 }
@@ -344,6 +352,10 @@ func appendForwardedFor(b []byte, a actingFor) []byte {
 // what appendCallExt writes.
 var errMalformedExt = errors.New("malformed call extension: want a map of small integer keys; " +
 	"key 1 holds [[name, verifiedBy, hop?], ...], key 2 a boolean")
+
+// errMalformedMetadata is the protocol violation of a call's metadata
+// (extension key 3) that is not a map of text to text.
+var errMalformedMetadata = errors.New("malformed call extension: key 3, the metadata, must be a map of text keys to text values")
 
 // readCallExt reads the extension of a call of n elements, if it has one,
 // from r positioned on its argc arguments, which it skips: the policy
@@ -396,6 +408,9 @@ func parseCallExtEntry(r *cborx.Reader, x *callExt) error {
 			return errMalformedExt
 		}
 		return nil
+	case extMetadata:
+		x.md, err = parseMetadata(r)
+		return err
 	}
 	if r.Skip() != nil {
 		return errMalformedExt

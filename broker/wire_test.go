@@ -124,6 +124,20 @@ func TestWireBytes(t *testing.T) {
 		})
 		assert.Equal(t, shown("13 86 03 01 00 66 4c6f6f6b7570 00 81 65 7573657273"), got)
 	})
+	t.Run("§6 Call with metadata", func(t *testing.T) {
+		got := frame(t, func(e *encoder) error {
+			md := Metadata{"tenant": "acme", "request-id": "r-42"}
+			return c.encodeCall(e, callHead{id: 1, target: 0, method: "Lookup", argc: 1, ext: true}, []any{"users"}, callExt{md: md})
+		})
+		assert.Equal(t, shown("32 87 03 01 00 66 4c6f6f6b7570 00 81 65 7573657273 a1 03 a2 6a 726571756573742d6964 64 722d3432 66 74656e616e74 64 61636d65"), got)
+		raw, err := hex.DecodeString(got)
+		require.NoError(t, err)
+		m, err := parseMessage(raw[1:]) // after the one-byte length
+		require.NoError(t, err)
+		in, err := parseCall(&m)
+		require.NoError(t, err)
+		assert.Equal(t, Metadata{"tenant": "acme", "request-id": "r-42"}, in.ext.md, "the example reads back as the metadata it was made of")
+	})
 	// The callee's first export is its object 1, the next its object 2.
 	t.Run("§6 Return", func(t *testing.T) {
 		got := frame(t, func(e *encoder) error {

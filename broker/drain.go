@@ -309,9 +309,9 @@ var errCallAfterGoingAway = fmt.Errorf("%w: the call was not sent, since the pee
 
 // GoingAway is closed when the peer has said that it is going away (its
 // server drains, see Server.Shutdown). The connection stays up until the
-// peer closes it, for the calls in flight; new calls on it are refused
-// with ErrGoingAway. It is never closed on a connection whose peer did not
-// say so.
+// peer closes it, for the calls in flight; new calls on it fail at once
+// with ErrGoingAway, without being sent (health excepted). It is never
+// closed on a connection whose peer did not say so.
 func (c *Conn) GoingAway() <-chan struct{} { return c.away }
 
 // goneAway is cause, the reason the connection ended, made to match

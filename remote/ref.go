@@ -186,7 +186,11 @@ func (r *Ref) reobtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, err
 		return nil, gone
 	}
 	if old != nil {
-		old.Release() // its connection is gone: nothing is sent
+		// Its connection is gone (nothing is sent), or its peer went away:
+		// then the release goes out after the answer to the notice, which
+		// no call on old follows (broker.Conn.GoingAway), so no call of a
+		// caller still holding old meets an unknown reference.
+		old.Release()
 	}
 	t, err := r.obtain(ctx, conn)
 	if err != nil {

@@ -283,21 +283,35 @@ func goingAwayRefusal(method string) error {
 // stays up for the calls in flight, and GoingAway is closed so that a
 // lasting client dials again. The notice is answered with a null result.
 func (c *Conn) peerGoingAway(id uint64) {
+	e := getEncoder(c)
+	e.buf = cborx.AppendNull(appendReturnHead(e.buf, id))
+	// The answer tells the draining server that no call of this side
+	// follows it, and postShutCalls makes it so: a call that was about to
+	// be sent (a caller holding a reference on this connection from
+	// before the notice) fails with ErrGoingAway instead, unsent, rather
+	// than reach a server that may have closed by then. The answer is
+	// queued before GoingAway closes, so that whatever this side sends
+	// in reaction to GoingAway (a remote.Ref releasing its target here
+	// once it has one on the next link) comes after it: a call queued
+	// before the answer then reaches the peer before that release.
+	c.out.postShutCalls(e.frame())
+	putEncoder(e)
 	c.awayOnce.Do(func() {
 		c.opts.logger.Info("tether: peer is going away", "peer", c.peer.Name)
 		close(c.away)
 	})
-	e := getEncoder(c)
-	e.buf = cborx.AppendNull(appendReturnHead(e.buf, id))
-	c.out.post(e.frame())
-	putEncoder(e)
 }
+
+// errCallAfterGoingAway is what the sender returns for a call it did not
+// send because the peer had said it is going away and this side had
+// answered (see peerGoingAway); Conn.notSent names the method in it.
+var errCallAfterGoingAway = fmt.Errorf("%w: the call was not sent, since the peer said it is going away", ErrGoingAway)
 
 // GoingAway is closed when the peer has said that it is going away (its
 // server drains, see Server.Shutdown). The connection stays up until the
-// peer closes it, for the calls in flight; new calls on it are refused
-// with ErrGoingAway. It is never closed on a connection whose peer did not
-// say so.
+// peer closes it, for the calls in flight; new calls on it fail at once
+// with ErrGoingAway, without being sent (health excepted). It is never
+// closed on a connection whose peer did not say so.
 func (c *Conn) GoingAway() <-chan struct{} { return c.away }
 
 // goneAway is cause, the reason the connection ended, made to match

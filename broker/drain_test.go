@@ -86,14 +86,15 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	require.ErrorIs(t, <-served, ErrServerClosed, "Serve returns once the listener is closed")
 	go func() { shut <- srv.Shutdown(ctx) }() // a second one waits as the first does
 
+	// Not even sent: this side has answered the notice already (see
+	// TestNoCallFollowsTheAnswerToGoingAway; TestGoingAwayDoesNotBreakAnOlderPeer
+	// checks the server's refusal of a call that arrives anyway).
 	err = c.Root().Call(ctx, "Nothing", nil)
 	require.ErrorIs(t, err, ErrGoingAway)
 	assert.NotErrorIs(t, err, ErrDeadReference, "the refused call did not run and the link is up")
 	assert.Equal(t, Unavailable, CodeOf(err))
-	var re *RemoteError
-	require.ErrorAs(t, err, &re)
-	assert.Equal(t, "tether.going-away", re.Name)
-	assert.Contains(t, err.Error(), `tether: server is shutting down: "Nothing" did not run; call again, a remote.Client reconnects by itself`)
+	assert.Contains(t, err.Error(), `tether: server is shutting down: "Nothing" was not sent, since the peer said it is going away; `+
+		`it did not run: call again, a remote.Client reconnects by itself`)
 
 	h, err = Health(ctx, c)
 	require.NoError(t, err, "health is answered while the server drains")
@@ -203,12 +204,50 @@ func TestGoingAwayDoesNotBreakAnOlderPeer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(msgFail), typ)
 	assert.ErrorIs(t, carried, ErrGoingAway, "a call after the notice is refused")
+	assert.Contains(t, carried.Error(), `tether: server is shutting down: "Nothing" did not run; call again, a remote.Client reconnects by itself`)
 	close(svc.release)
 	typ, carried, err = p.next()
 	require.NoError(t, err)
 	assert.Equal(t, uint64(msgReturn), typ, "the call in flight is answered: %v", carried)
 	require.NoError(t, <-shut)
 	assert.NoError(t, p.closedWith(), "closed without a goodbye: no protocol violation")
+}
+
+// TestNoCallFollowsTheAnswerToGoingAway: once a peer has answered the
+// going-away notice, it sends no more calls on that connection (the
+// draining server closes once it has answered what came before the
+// answer, so a call sent later could be cut in flight, with "connection
+// lost" for a call that never ran). A call made then fails at once with
+// ErrGoingAway, unsent; health is still asked.
+func TestNoCallFollowsTheAnswerToGoingAway(t *testing.T) {
+	leakcheck.Check(t)
+	svc := newService()
+	srv, addr, _ := drainServer(t, svc)
+	c := dial(t, addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	results := blockCalls(t, ctx, c, svc, 1) // holds the drain open
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	waitClosed(t, c.GoingAway(), "the going-away notice")
+
+	// The answer is queued before GoingAway closes: from then on no call
+	// goes out (the server would refuse it with a RemoteError).
+	for i := 0; i < 20; i++ {
+		err := c.Root().Call(ctx, "Add", nil, 1, 2)
+		var re *RemoteError
+		require.False(t, errors.As(err, &re), "call %d after the answer reached the server: %v", i, err)
+		require.ErrorIs(t, err, ErrGoingAway)
+		assert.Equal(t, Unavailable, CodeOf(err))
+		assert.Contains(t, err.Error(), `"Add" was not sent, since the peer said it is going away; it did not run`)
+	}
+	h, err := Health(ctx, c)
+	require.NoError(t, err, "health is still asked")
+	assert.Equal(t, StatusDraining, h.Status)
+
+	close(svc.release)
+	require.NoError(t, <-results)
+	require.NoError(t, <-shut)
+	waitClosed(t, c.Closed(), "the end of the connection")
 }
 
 // waitStarted waits for one handler of svc to start.

@@ -716,7 +716,7 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 	if err != nil && encodeFail(e, id, err, o.tb) != nil {
 		return
 	}
-	if c.sendFrame(context.Background(), e) != nil {
+	if c.sendFrame(context.Background(), e, false) != nil {
 		e.undo()
 	}
 }

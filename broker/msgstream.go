@@ -60,11 +60,14 @@ func (c *Conn) wakeStreams() {
 // sendFrame sends an encoded message: large ones on a message stream, unless
 // they hold a reference to one of the receiver's objects, whose order
 // relative to that reference's release must be kept.
-func (c *Conn) sendFrame(ctx context.Context, e *encoder) error {
+func (c *Conn) sendFrame(ctx context.Context, e *encoder, isCall bool) error {
 	var err error
-	if c.onMessageStream(e) {
+	switch {
+	case c.onMessageStream(e):
 		err = c.sendOnMsgStream(ctx, e)
-	} else {
+	case isCall:
+		err = c.out.sendCall(ctx, e.frame(), c.othersWriting())
+	default:
 		err = c.out.send(ctx, e.frame(), c.othersWriting())
 	}
 	if err == nil {

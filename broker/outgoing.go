@@ -122,7 +122,9 @@ func (c *Conn) send(ctx context.Context, target uint64, method string, reply any
 	onStream := false
 	if err == nil {
 		onStream = c.onMessageStream(e)
-		err = c.sendFrame(ctx, e)
+		// The health call is answered by a draining peer: it may follow
+		// the answer to the going-away notice (see sender.sendCall).
+		err = c.sendFrame(ctx, e, target != 0 || method != HealthMethod)
 	}
 	if err != nil {
 		e.undo()
@@ -182,6 +184,15 @@ func argError(err error, i int, method string) error {
 func (c *Conn) notSent(ctx context.Context, id uint64, cl *call, err error) error {
 	method := cl.method
 	c.abandon(id, cl)
+	if err == errCallAfterGoingAway {
+		// The reader closes away right after queueing the answer that
+		// refused this call: wait for it, so that GoingAway agrees with
+		// this error when the caller looks (remote.Ref decides to make
+		// the call again on the next link by it).
+		<-c.away
+		return fmt.Errorf("%w: %q was not sent, since the peer said it is going away; "+
+			"it did not run: call again, a remote.Client reconnects by itself", ErrGoingAway, method)
+	}
 	var le *linkError
 	if errors.As(err, &le) {
 		// The link failed under the write, and its teardown follows (the

@@ -56,10 +56,13 @@ type sender struct {
 	waiting  int           // senders waiting for room
 	deadline time.Time     // the write deadline last set on the stream
 	corked   bool          // the reader has more frames to process: hold small writes
-	err      error
-	quit     chan struct{}
-	drains   sync.WaitGroup // the drain goroutine, while there is one
-	drainFn  func()         // s.drain, bound once: go s.drain() would allocate a closure per start
+	// callsShut is set with the queueing of the answer to the peer's
+	// going-away notice: no call may follow that answer (see postShutCalls).
+	callsShut bool
+	err       error
+	quit      chan struct{}
+	drains    sync.WaitGroup // the drain goroutine, while there is one
+	drainFn   func()         // s.drain, bound once: go s.drain() would allocate a closure per start
 }
 
 // newSender returns a sender writing to w, each write bounded by timeout.
@@ -80,25 +83,27 @@ func newSender(w deadlineWriter, timeout time.Duration, onError func(error)) *se
 // It blocks only while more than maxPending bytes wait, bounded by ctx and by
 // the sender's shutdown.
 func (s *sender) send(ctx context.Context, frame []byte, busyConn bool) error {
+	return s.queue(ctx, frame, busyConn, false)
+}
+
+// sendCall is send for a call's frame: it refuses the frame, with
+// errCallAfterGoingAway, once the answer to the peer's going-away notice is
+// queued (postShutCalls). The check and the queueing are under one hold of
+// s.mu, so that no call ever follows that answer on the stream: the
+// draining peer closes once it has answered what came before it.
+func (s *sender) sendCall(ctx context.Context, frame []byte, busyConn bool) error {
+	return s.queue(ctx, frame, busyConn, true)
+}
+
+// queue is send and sendCall: isCall says the frame is a call's.
+func (s *sender) queue(ctx context.Context, frame []byte, busyConn, isCall bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.err == nil && len(s.pend) >= maxPending {
-		room := s.room
-		s.waiting++
-		s.mu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			s.mu.Lock()
-			s.waiting--
-			return ctx.Err()
-		case <-s.quit:
-		}
-		s.mu.Lock()
-		s.waiting--
+	if err := s.awaitRoom(ctx); err != nil {
+		return err
 	}
-	if s.err != nil {
-		return s.notSent(s.err)
+	if isCall && s.callsShut {
+		return errCallAfterGoingAway
 	}
 	s.pend = append(s.pend, frame...)
 	if s.holding() || (s.busy && (busyConn || !s.handover)) {
@@ -136,6 +141,41 @@ func (s *sender) notSent(err error) error {
 		return &linkError{cause: le.cause, peer: le.peer, addr: le.addr}
 	}
 	return &linkError{cause: err, peer: s.peer, addr: s.addr}
+}
+
+// awaitRoom waits, with s.mu held (and released while it waits), until
+// fewer than maxPending bytes wait to be written; it returns ctx's error,
+// or the link's when the sender failed.
+func (s *sender) awaitRoom(ctx context.Context) error {
+	for s.err == nil && len(s.pend) >= maxPending {
+		room := s.room
+		s.waiting++
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.waiting--
+			return ctx.Err()
+		case <-s.quit:
+		}
+		s.mu.Lock()
+		s.waiting--
+	}
+	if s.err != nil {
+		return s.notSent(s.err)
+	}
+	return nil
+}
+
+// postShutCalls posts frame, the answer to the peer's going-away notice,
+// and refuses every call frame after it (sendCall): the peer counts on
+// receiving none once it reads the answer (Conn.awaitAnswered).
+func (s *sender) postShutCalls(frame []byte) {
+	s.mu.Lock()
+	s.callsShut = true
+	s.mu.Unlock()
+	s.post(frame)
 }
 
 // post queues frame without ever blocking; a drain goroutine writes it. The reader and

@@ -238,3 +238,43 @@ func TestRelayRidesOutItsUpstreamDraining(t *testing.T) {
 	}
 	assert.Equal(t, bumps, ua.bumps.Load()+ub.bumps.Load(), "every Bump that succeeded ran once")
 }
+
+// TestCallerHoldingTheOldTargetIsMadeAgain plays a caller that resolved a
+// *Ref on a server just before the server drained, and made its call only
+// after another caller had moved the Ref to the next server: the late call
+// is refused unsent as made on a connection going away (so Call makes it
+// again on the new link), not failed as made on a released reference.
+func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
+	leakcheck.Check(t)
+	ua, ub := newUsers("a"), newUsers("b")
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	b := startServer(t, "127.0.0.1:0", publish(t, ub))
+	proxy := proxyTo(t, a.addr)
+	cl := connect(t, proxy.Addr())
+	ctx := testkit.Ctx(t, 30*time.Second)
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	old, oldConn, err := users.resolve(ctx) // the late caller's view
+	require.NoError(t, err)
+
+	held := make(chan error, 1)
+	go func() { var n int64; held <- users.Call(ctx, "Hold", &n) }()
+	require.Equal(t, "Hold", <-ua.holding) // keeps the old connection up
+	proxy.SetTarget(b.addr)
+	shut := make(chan error, 1)
+	go func() { shut <- a.srv.Shutdown(ctx) }()
+	var got string
+	require.NoError(t, users.Call(ctx, "Get", &got, "x"), "another caller moves the Ref")
+	require.Equal(t, "b:x", got)
+
+	var n int64
+	before := ua.bumps.Load() // Hold counts itself
+	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	require.ErrorIs(t, err, broker.ErrGoingAway)
+	assert.True(t, refusedDraining(err, oldConn), "Call makes it again on the new link: %v", err)
+	assert.Equal(t, before, ua.bumps.Load(), "it did not run")
+
+	close(ua.gate)
+	require.NoError(t, <-held)
+	require.NoError(t, <-shut)
+}

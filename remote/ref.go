@@ -180,14 +180,20 @@ func (r *Ref) reobtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, err
 		return t, nil
 	}
 	r.mu.Lock()
-	gone, old := r.gone, r.target
+	gone, old, oldConn := r.gone, r.target, r.conn
 	r.mu.Unlock()
 	if gone != nil {
 		return nil, gone
 	}
-	if old != nil {
+	if old != nil && (oldConn == nil || oldConn.Err() != nil) {
 		old.Release() // its connection is gone: nothing is sent
 	}
+	// An old target whose connection is still up (its server drains, and
+	// the client moved on) is left alone: a caller that resolved r before
+	// may be about to call it, and must see that call refused as made on
+	// a connection going away (made again on this link by Call), not as
+	// made on a released reference. The connection's end drops it.
+
 	t, err := r.obtain(ctx, conn)
 	if err != nil {
 		return nil, err

@@ -32,14 +32,8 @@ import (
 // Static resolver's endpoint without an address included); ctx is not used
 // after it returns.
 func ConnectAny(ctx context.Context, r Resolver, opts ...Option) (*Client, error) {
-	o, err := buildOptions(opts)
+	o, err := resolverOptions(ctx, r, opts)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkResolver(r); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	cl := newClient(o, r)
@@ -310,4 +304,20 @@ func (s *endpointSet) wait(ctx context.Context) (v epsView, ok bool) {
 			return epsView{}, false
 		}
 	}
+}
+
+// resolverOptions checks what ConnectAny and ConnectAll are given: the
+// options, the resolver, and a ctx that has not ended.
+func resolverOptions(ctx context.Context, r Resolver, opts []Option) (*options, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkResolver(r); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return o, nil
 }

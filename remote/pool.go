@@ -41,14 +41,8 @@ type Pool struct {
 // starts following r in the background. It fails only on bad options;
 // ctx is not used after it returns.
 func ConnectAll(ctx context.Context, r Resolver, opts ...Option) (*Pool, error) {
-	o, err := buildOptions(opts)
+	o, err := resolverOptions(ctx, r, opts)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkResolver(r); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	pctx, cancel := context.WithCancel(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -706,6 +707,8 @@ type options struct {
 	clock       clock
 	rand        func() float64
 	watch       []func(*Client) // WithWatch's functions, run before the first dial
+	logger      *slog.Logger    // WithLogger's; nil until given
+	loggerSet   bool            // WithLogger was given (nil included, which is refused)
 }
 
 func buildOptions(opts []Option) (*options, error) {
@@ -722,6 +725,15 @@ func buildOptions(opts []Option) (*options, error) {
 		if fn == nil {
 			return nil, fmt.Errorf("%w: WithWatch(nil): give the function to run on each new client", broker.ErrInvalidOption)
 		}
+	}
+	if o.loggerSet && o.logger == nil {
+		return nil, fmt.Errorf("%w: WithLogger(nil): give a *slog.Logger, or leave the option out for a silent client", broker.ErrInvalidOption)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	} else {
+		// The user's own broker.WithLogger, if any, comes later and wins.
+		o.broker = append([]broker.Option{broker.WithLogger(o.logger)}, o.broker...)
 	}
 	if o.relayLog < 0 {
 		return nil, fmt.Errorf("%w: WithRelayLogSize(%d): give a positive size, or 0 for the default", broker.ErrInvalidOption, o.relayLog)
@@ -780,6 +792,16 @@ func WithRelayLogSize(n int) Option {
 // starts after it returns.
 func WithWatch(fn func(cl *Client)) Option {
 	return optionFunc(func(o *options) { o.watch = append(o.watch, fn) })
+}
+
+// WithLogger makes the client log what an operator wants to know: its
+// link's transitions, refusals by the server, failovers, and the
+// references and mirrors it can no longer keep. Without it the client is
+// silent, as the broker is. The logger is also given to every connection
+// the client dials, unless WithBroker passes a broker.WithLogger of its
+// own. A nil logger fails Connect with broker.ErrInvalidOption.
+func WithLogger(logger *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger, o.loggerSet = logger, true })
 }
 
 // withClock substitutes the dial loop's clock and jitter source (tests).

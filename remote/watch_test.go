@@ -53,3 +53,11 @@ func TestWithWatchNilIsRefused(t *testing.T) {
 	assert.ErrorIs(t, err, broker.ErrInvalidOption)
 	assert.ErrorContains(t, err, "WithWatch(nil)")
 }
+
+// TestWithLoggerNilIsRefused: a nil logger is a mistake (leaving the option
+// out is how a client stays silent), reported by Connect.
+func TestWithLoggerNilIsRefused(t *testing.T) {
+	_, err := Connect(context.Background(), "tcp", "127.0.0.1:1", WithLogger(nil))
+	assert.ErrorIs(t, err, broker.ErrInvalidOption)
+	assert.ErrorContains(t, err, "WithLogger(nil)")
+}

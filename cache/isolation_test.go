@@ -18,8 +18,8 @@ import (
 	"github.com/tether-go/tether/remoteable"
 )
 
-// stuckObserver speaks the cache protocol directly and stops acknowledging
-// after its first batch: a subscriber that has stalled.
+// stuckObserver speaks the cache protocol directly and does not acknowledge
+// its second batch until gate closes: a subscriber that has stalled.
 type stuckObserver struct {
 	remoteable.Referenceable
 	mu      sync.Mutex
@@ -41,6 +41,16 @@ func (o *stuckObserver) Apply(ctx context.Context, b []any) error {
 		}
 	}
 	return nil
+}
+
+// awaitBatch waits until the observer has received one more batch.
+func awaitBatch(ctx context.Context, t *testing.T, o *stuckObserver) {
+	t.Helper()
+	select {
+	case <-o.got:
+	case <-ctx.Done():
+		t.Fatalf("no batch came: %v", ctx.Err())
+	}
 }
 
 // fanOut is one measured run: a writer making n changes to a model watched
@@ -73,8 +83,21 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		require.True(t, feedRef.Cacheable())
 		var sub *broker.Ref
 		require.NoError(t, feedRef.Call(ctx, "Subscribe", &sub, stuck, "", uint64(0)))
-		<-stuck.got
 		t.Cleanup(func() { sub.Release(); feedRef.Release() })
+		// The stall starts before the writer does, at a known version: the
+		// first batch is the empty model's snapshot, the second the one
+		// change made here, which the subscriber then sits on. (Stalling
+		// on whatever batch the writer's run happened to produce let a
+		// pusher scheduled late take a snapshot near the run's end as its
+		// second batch, and legitimately replay the few steps after it as
+		// its third.)
+		awaitBatch(ctx, t, stuck)
+		require.NoError(t, st.m.Set("k0", Item{Name: "k0"}))
+		awaitBatch(ctx, t, stuck)
+		stuck.mu.Lock()
+		second := stuck.batches[1]
+		stuck.mu.Unlock()
+		require.Equal(t, []any{false, int64(1)}, []any{second[3], second[1]}, "the subscriber stalls on the step to version 1")
 	}
 	type sample struct {
 		mu   sync.Mutex
@@ -125,8 +148,9 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	if stalled {
-		// The stalled subscriber kept only a cursor: when it moves again
-		// it is far behind the log and gets a snapshot, not the backlog.
+		// The stalled subscriber kept only a cursor, at version 1: when it
+		// moves again it is n+500 changes behind a log of 1024 and gets a
+		// snapshot of the model as it is now, not the backlog.
 		close(stuck.gate)
 		testkit.Eventually(t, "the stalled subscriber's next batch", func() bool {
 			stuck.mu.Lock()
@@ -137,6 +161,8 @@ func runFanOut(t *testing.T, mirrors int, stalled bool, n int) fanOut {
 		third := stuck.batches[2]
 		stuck.mu.Unlock()
 		require.Equal(t, true, third[3], "the stalled subscriber is resynchronised with a snapshot")
+		require.Equal(t, true, third[7], "the snapshot starts afresh (First)")
+		require.Equal(t, int64(st.m.Version()), third[1], "the snapshot is of the model's current version")
 		require.Equal(t, int64(100), int64(len(third[6].([]any))), "the snapshot holds the 100 keys")
 	}
 	smp.mu.Lock()

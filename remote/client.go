@@ -819,15 +819,15 @@ func WithWatch(fn func(cl *Client)) Option {
 // message starts "tether: "): at info, a dial pass starting, a link made
 // (the server, its name, the failed attempts before it), a server going
 // away (it drains), ConnectAny failing over to another server, a Pool
-// adding or dropping a server, Close; at warn, a link lost, a dial pass
-// that failed or that the server refused (the first of an outage, then at
-// most one per backoff cap, the others at debug), a *Ref that could not
-// obtain its target again (once per distinct failure), and a mirror that
-// can no longer follow its model. Without it the client is silent, as the
-// broker is. The logger is also given to every connection the client
-// dials, unless WithBroker passes a broker.WithLogger of its own, which
-// then gets the connections' lines (a mirror's loss among them). A nil
-// logger fails Connect with broker.ErrInvalidOption.
+// adding, dropping or moving a server, Close; at warn, a link lost, a
+// dial pass that failed or that the server refused (the first of an
+// outage, then at most one per backoff cap, the others at debug), a *Ref
+// that could not obtain its target again (once per distinct failure), and
+// a mirror that can no longer follow its model. Without it the client is
+// silent, as the broker is. The logger is also given to every connection
+// the client dials, unless WithBroker passes a broker.WithLogger of its
+// own, which then gets the connections' lines (a mirror's loss among
+// them). A nil logger fails Connect with broker.ErrInvalidOption.
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(o *options) { o.logger, o.loggerSet = logger, true })
 }

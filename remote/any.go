@@ -95,7 +95,7 @@ func (cl *Client) dialPass() (*broker.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl.log.connecting(cl.where())
+	cl.log.connecting(cl.serverName())
 	fails := make([]error, 0, len(order))
 	for _, ep := range order {
 		conn, err := cl.dial(ep)

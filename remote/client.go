@@ -443,7 +443,7 @@ func (cl *Client) dialFailed(err error) int {
 		n = atCap
 	}
 	cl.mu.Unlock()
-	cl.log.failed(cl.where(), err, refused)
+	cl.log.failed(cl.serverName(), err, refused)
 	if !refused {
 		cl.setState(Waiting, nil, err)
 		return n

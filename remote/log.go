@@ -79,6 +79,17 @@ func (g *linkLog) lost(ep Endpoint, err error, away bool) {
 // closed logs the client's end.
 func (g *linkLog) closed() { g.l.Info("tether: client closed") }
 
+// serverName names what the client dials, for the log: the one server of
+// Connect or of a Pool's client (its address, and its ID when that is not
+// the address), or what where says for ConnectAny.
+func (cl *Client) serverName() string {
+	eps, _ := cl.eps.get()
+	if cl.resolver != nil || len(eps) != 1 {
+		return cl.where()
+	}
+	return eps[0].String()
+}
+
 // reobtainFailed logs, at warn, that r could not obtain its target again
 // on a new link, once per distinct failure (a caller retrying in a loop
 // logs it once); failures that are the link's (logged as such), the

@@ -220,21 +220,23 @@ func TestClientLogsAFailover(t *testing.T) {
 }
 
 // TestPoolLogsItsServers: a Pool logs at info the servers its resolver
-// adds and drops.
+// adds, moves (the same ID at a new address) and drops.
 func TestPoolLogsItsServers(t *testing.T) {
 	leakcheck.Check(t)
 	a := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")))
 	b := startServer(t, "127.0.0.1:0", publish(t, newUsers("b")))
 	logs := newClientLogs()
 	ctx := testkit.Ctx(t, time.Minute)
-	r := Static(Endpoint{Network: "tcp", Addr: a.addr})
+	r := Static(Endpoint{Network: "tcp", Addr: a.addr, ID: "one"})
 	p, err := ConnectAll(ctx, r, append(fast(), WithLogger(logs.logger))...)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
-	assert.Equal(t, a.addr, logs.wait(t, "INFO", "pool adds a server").Server)
-	r.Update(Endpoint{Network: "tcp", Addr: b.addr})
-	assert.Equal(t, a.addr, logs.wait(t, "INFO", "pool drops a server").Server)
-	testkit.Eventually(t, "b is added", func() bool { return len(logs.with(t, "INFO", "pool adds a server")) == 2 })
-	assert.Equal(t, b.addr, logs.with(t, "INFO", "pool adds a server")[1].Server)
+	assert.Equal(t, a.addr+" (one)", logs.wait(t, "INFO", "pool adds a server").Server)
+	r.Update(Endpoint{Network: "tcp", Addr: b.addr, ID: "one"})
+	assert.Equal(t, b.addr+" (one)", logs.wait(t, "INFO", "pool's server moved").Server)
+	r.Update(Endpoint{Network: "tcp", Addr: a.addr, ID: "two"})
+	assert.Equal(t, b.addr+" (one)", logs.wait(t, "INFO", "pool drops a server").Server)
+	testkit.Eventually(t, "two is added", func() bool { return len(logs.with(t, "INFO", "pool adds a server")) == 2 })
+	assert.Equal(t, a.addr+" (two)", logs.with(t, "INFO", "pool adds a server")[1].Server)
 	require.NoError(t, p.Close())
 }

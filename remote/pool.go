@@ -172,11 +172,11 @@ func (p *Pool) update(eps []Endpoint, err error) {
 		p.opts.logger.Info("tether: pool's server moved to another address", "server", ep.String())
 	}
 	for _, cl := range added {
-		p.opts.logger.Info("tether: pool adds a server", "server", cl.where())
+		p.opts.logger.Info("tether: pool adds a server", "server", cl.serverName())
 		go cl.run()
 	}
 	for _, cl := range removed {
-		p.opts.logger.Info("tether: pool drops a server the resolver no longer names", "server", cl.where())
+		p.opts.logger.Info("tether: pool drops a server the resolver no longer names", "server", cl.serverName())
 		p.removing.Add(1)
 		// Closed apart, so that a client slow to close (a handler still
 		// running) does not hold up the servers that joined.

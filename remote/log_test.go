@@ -186,6 +186,24 @@ func TestClientLogsRefusals(t *testing.T) {
 	assert.Empty(t, connLogs.with(t, "", "client"), "the client's own lines go to its logger")
 }
 
+// TestBrokerLoggerTakesTheConnectionsLines: given both WithLogger and,
+// through WithBroker, a broker.WithLogger, the client's own lines go to
+// the first and its connections' lines (a dead peer, here) to the second.
+func TestBrokerLoggerTakesTheConnectionsLines(t *testing.T) {
+	leakcheck.Check(t)
+	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")))
+	proxy := proxyTo(t, s.addr)
+	logs, connLogs := newClientLogs(), newClientLogs()
+	connect(t, proxy.Addr(), WithLogger(logs.logger), WithBroker(broker.WithLogger(connLogs.logger)))
+	logs.wait(t, "INFO", "client connected")
+	proxy.Blackhole(true)
+	logs.wait(t, "WARN", "client lost its link")
+	connLogs.wait(t, "WARN", "no answer to keepalive pings")
+	assert.Empty(t, logs.with(t, "", "no answer to keepalive pings"))
+	assert.Empty(t, connLogs.with(t, "", "client"))
+	proxy.Restore()
+}
+
 // TestClientLogsAFailover: a ConnectAny client whose server drains logs
 // the going-away notice and its move to the other server at info, and no
 // warning.

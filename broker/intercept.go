@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"github.com/tether-go/tether/internal/captable"
+	"github.com/tether-go/tether/internal/snapmark"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -34,10 +35,19 @@ const (
 	// outage to get the feed back (the built-in call of docs/protocol.md
 	// §11.11); a CallResume follows.
 	CallResumeByToken
+	// CallSnapshot is the Apply call that carries the first batch of a
+	// snapshot to a mirror: the model's owner (or a relay, for the
+	// mirrors downstream of its own) found the mirror new, too far behind
+	// its log, or on another epoch. It is seen by the sender's client
+	// interceptors and the mirror's server interceptors, once per
+	// snapshot (one started over, because the log moved past it or a
+	// batch was too large, is a new one); the snapshot's other batches,
+	// like the changes that follow, are CallMethod calls of Apply.
+	CallSnapshot
 )
 
 // callKindNames are the kinds' names.
-var callKindNames = [...]string{CallMethod: "method", CallSubscribe: "subscribe", CallResume: "resume", CallResumeByToken: "resume-by-token"}
+var callKindNames = [...]string{CallMethod: "method", CallSubscribe: "subscribe", CallResume: "resume", CallResumeByToken: "resume-by-token", CallSnapshot: "snapshot"}
 
 // String returns the kind's name.
 func (k CallKind) String() string {
@@ -151,17 +161,21 @@ func runInterceptor(ctx context.Context, call *CallInfo, ic Interceptor, next In
 
 // interceptCall makes a call through the client interceptors.
 func (c *Conn) interceptCall(ctx context.Context, target uint64, method string, reply any, args []any) error {
-	info := &CallInfo{Kind: clientKind(method, args), Target: Target{ID: target}, Method: method, Peer: c.peer, Client: true}
+	info := &CallInfo{Kind: clientKind(ctx, method, args), Target: Target{ID: target}, Method: method, Peer: c.peer, Client: true}
 	return runChain(ctx, info, c.opts.clientICs, func(ctx context.Context, _ *CallInfo) error {
 		return c.send(ctx, target, method, reply, args)
 	})
 }
 
 // clientKind is the kind of a call as its caller sees it: a Subscribe
-// passing a mirror's observer (seams.go) is a subscription.
-func clientKind(method string, args []any) CallKind {
+// passing a mirror's observer (seams.go) is a subscription, an Apply the
+// feed marked (snapmark) starts a snapshot.
+func clientKind(ctx context.Context, method string, args []any) CallKind {
 	if method == captable.Method {
 		return CallResumeByToken
+	}
+	if method == "Apply" && snapmark.Marked(ctx) {
+		return CallSnapshot
 	}
 	if method != "Subscribe" || len(args) != 3 {
 		return CallMethod
@@ -204,10 +218,14 @@ func (c *Conn) interceptRun(t *inCall) outcome {
 }
 
 // kind is the kind of a received call: Subscribe on a model's feed (an
-// object with CacheModel, see decode.go) is a subscription.
+// object with CacheModel, see decode.go) is a subscription, Apply on a
+// mirror's observer with a snapshot's first batch starts a snapshot.
 func (t *inCall) kind() CallKind {
 	if t.name == captable.Method && t.ex.obj == nil {
 		return CallResumeByToken
+	}
+	if t.m != nil && t.m.name == "Apply" {
+		return t.applyKind()
 	}
 	if t.m == nil || t.m.name != "Subscribe" {
 		return CallMethod
@@ -219,6 +237,21 @@ func (t *inCall) kind() CallKind {
 		return CallResume
 	}
 	return CallSubscribe
+}
+
+// applyKind is the kind of a received Apply: CallSnapshot when it is a
+// mirror's observer's, given the first batch of a snapshot (a batch that
+// says so, seams.go: its address is passed, so that nothing is copied).
+func (t *inCall) applyKind() CallKind {
+	if _, ok := t.ex.obj.(cacheObserver); !ok {
+		return CallMethod
+	}
+	if last := t.in[len(t.in)-1]; last.CanAddr() {
+		if b, ok := last.Addr().Interface().(snapshotStart); ok && b.SnapshotStart() {
+			return CallSnapshot
+		}
+	}
+	return CallMethod
 }
 
 // target describes the object a received call is addressed to.

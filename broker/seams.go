@@ -23,6 +23,11 @@ type cacheSubscription interface{ CacheSubscription() }
 // it follows: the broker counts them for ConnStats.Mirrors.
 type cacheObserver interface{ CacheObserver() }
 
+// snapshotStart is implemented (on its pointer) by the batch a mirror's
+// observer's Apply receives: true for a snapshot's first batch, which the
+// mirror's server interceptors see as CallSnapshot.
+type snapshotStart interface{ SnapshotStart() bool }
+
 // linkLoss is implemented by exported objects that tell a release from a
 // lost connection: when the connection that held the object failed (reset,
 // timed out; not closed by either side), the broker calls ExportLost

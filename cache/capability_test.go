@@ -192,9 +192,15 @@ func TestMirrorOfRestartedOwnerIsLost(t *testing.T) {
 			}
 			logs := &logBuffer{}
 			logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr,
+			// The client's logger, given either way: remote.WithLogger, or
+			// broker.WithLogger for its connections.
+			withLogger := remote.WithLogger(logger)
+			if relayed {
+				withLogger = remote.WithBroker(broker.WithLogger(logger))
+			}
+			cl, err := remote.Connect(testkit.Ctx(t, 90*time.Second), "tcp", addr, withLogger,
 				remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
-				remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithLogger(logger)))
+				remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond)))
 			require.NoError(t, err)
 			t.Cleanup(func() { cl.Close() })
 			mir := plainMirror(t, cl)

@@ -95,6 +95,7 @@ func (cl *Client) dialPass() (*broker.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	cl.log.connecting(cl.serverName())
 	fails := make([]error, 0, len(order))
 	for _, ep := range order {
 		conn, err := cl.dial(ep)
@@ -266,17 +267,19 @@ func (s *endpointSet) fixed(ep Endpoint) {
 // move replaces a fixed set's one endpoint (a Pool's client whose server
 // the resolver now names at another address under the same ID) and ends a
 // backoff at once, as a changed set does for ConnectAny. The same
-// endpoint, or one whose attributes only changed, wakes no one.
-func (s *endpointSet) move(ep Endpoint) {
+// endpoint, or one whose attributes only changed, wakes no one. It reports
+// whether the address changed.
+func (s *endpointSet) move(ep Endpoint) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sameServers(s.eps, []Endpoint{ep}) {
 		s.eps = []Endpoint{ep}
-		return
+		return false
 	}
 	s.eps = []Endpoint{ep}
 	close(s.changed)
 	s.changed = make(chan struct{})
+	return true
 }
 
 // epsView is a snapshot of an endpointSet: the servers, the resolver's

@@ -200,6 +200,7 @@ type Client struct {
 	endpoint Endpoint // the server of the current link, or of the last one
 
 	mirrors relayMirrors // the models this client relays, one mirror each
+	log     linkLog      // only run's goroutine uses it
 }
 
 // Connect returns a Client for the server at addr and starts dialing in the
@@ -229,6 +230,7 @@ func newClient(o *options, r Resolver) *Client {
 		closed:  make(chan struct{}),
 		changed: make(chan struct{}),
 		eps:     endpointSet{changed: make(chan struct{})},
+		log:     newLinkLog(o),
 	}
 	cl.registry = &Registry{cl: cl, refs: map[string]*Ref{}}
 	for _, fn := range o.watch {
@@ -391,8 +393,10 @@ func (cl *Client) setState(s State, conn *broker.Conn, err error) {
 func (cl *Client) run() {
 	defer close(cl.done)
 	defer cl.setState(Closed, nil, broker.ErrClosed)
+	defer cl.log.closed()
 	for {
 		cl.setState(Connecting, nil, nil)
+		prev := cl.lastEndpoint()
 		conn, err := cl.dialPass()
 		if cl.ctx.Err() != nil {
 			if conn != nil {
@@ -406,7 +410,7 @@ func (cl *Client) run() {
 		if err != nil {
 			n = cl.dialFailed(err)
 		} else {
-			cl.connected(conn)
+			cl.connected(conn, prev)
 			steady, open := cl.hold(conn)
 			if !open {
 				return
@@ -439,6 +443,7 @@ func (cl *Client) dialFailed(err error) int {
 		n = atCap
 	}
 	cl.mu.Unlock()
+	cl.log.failed(cl.serverName(), err, refused)
 	if !refused {
 		cl.setState(Waiting, nil, err)
 		return n
@@ -448,13 +453,20 @@ func (cl *Client) dialFailed(err error) int {
 	return n
 }
 
-// connected records a new link and announces it.
-func (cl *Client) connected(conn *broker.Conn) {
+// connected records a new link and announces it; prev is the server of
+// the link before it, if any.
+func (cl *Client) connected(conn *broker.Conn, prev Endpoint) {
 	cl.mu.Lock()
 	cl.connects++
 	cl.server = conn.Peer().Name
 	cl.old = append(cl.old, conn)
+	ep := cl.endpoint
 	cl.mu.Unlock()
+	var from *Endpoint
+	if cl.resolver != nil && prev.ID != "" && prev.ID != ep.ID {
+		from = &prev // ConnectAny moved to another server
+	}
+	cl.log.connected(ep, conn.Peer().Name, from)
 	cl.setState(Connected, conn, nil)
 	cl.Connected.Emit(conn)
 }
@@ -521,10 +533,19 @@ func (cl *Client) linkEnded(conn *broker.Conn, steady bool) (n int, wait bool) {
 	if wait {
 		next = Waiting
 	}
+	cl.log.lost(cl.lastEndpoint(), cause, away)
 	cl.setState(next, nil, cause)
 	cl.Disconnected.Emit(cause)
 	cl.forget(conn)
 	return n, wait
+}
+
+// lastEndpoint returns the server of the current link, or of the last
+// one (the zero Endpoint before the first).
+func (cl *Client) lastEndpoint() Endpoint {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.endpoint
 }
 
 // linkCause is why conn is over for the client, and whether its server
@@ -794,12 +815,19 @@ func WithWatch(fn func(cl *Client)) Option {
 	return optionFunc(func(o *options) { o.watch = append(o.watch, fn) })
 }
 
-// WithLogger makes the client log what an operator wants to know: its
-// link's transitions, refusals by the server, failovers, and the
-// references and mirrors it can no longer keep. Without it the client is
+// WithLogger makes the client log what an operator wants to know (each
+// message starts "tether: "): at info, a dial pass starting, a link made
+// (the server, its name, the failed attempts before it), a server going
+// away (it drains), ConnectAny failing over to another server, a Pool
+// adding, dropping or moving a server, Close; at warn, a link lost, a
+// dial pass that failed or that the server refused (the first of an
+// outage, then at most one per backoff cap, the others at debug), a *Ref
+// that could not obtain its target again (once per distinct failure), and
+// a mirror that can no longer follow its model. Without it the client is
 // silent, as the broker is. The logger is also given to every connection
 // the client dials, unless WithBroker passes a broker.WithLogger of its
-// own. A nil logger fails Connect with broker.ErrInvalidOption.
+// own, which then gets the connections' lines (a mirror's loss among
+// them). A nil logger fails Connect with broker.ErrInvalidOption.
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(o *options) { o.logger, o.loggerSet = logger, true })
 }

@@ -91,4 +91,12 @@
 //	r := remote.Static(remote.Endpoint{Network: "tcp", Addr: a1}, remote.Endpoint{Network: "tcp", Addr: a2})
 //	cl, err := remote.ConnectAny(ctx, r)
 //	pool, err := remote.ConnectAll(ctx, r)
+//
+// # Logs
+//
+// A Client is silent unless given a logger (WithLogger): it then logs its
+// link's transitions at info, and what needs someone's attention (a lost
+// link, failed and refused attempts, a reference or mirror it can no
+// longer keep) at warn, with an outage's repeated failures at most once
+// per backoff cap. Its connections log to the same logger.
 package remote

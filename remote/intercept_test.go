@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,4 +177,93 @@ func TestInterceptorsSeeSubscriptionsAndResumption(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return log.has("origin-in resume Subscribe ok") && log.has("client-out resume Subscribe ok")
 	}, 10*time.Second, 5*time.Millisecond, "both sides see the resumption")
+}
+
+// TestInterceptorsSeeSnapshotsAndResumeByToken follows a mirror through a
+// relay across real outages (faultnet) of each of its two links. Each
+// snapshot is seen once, by the sender's client interceptors and the
+// receiver's server interceptors (origin → relay, then relay → client);
+// after the relay's upstream link is reset, the origin's server
+// interceptors see the relay's mirror present its feed's token
+// (resume-by-token, the relay's client interceptors too), then resume,
+// with no new snapshot since the origin's log covers the change made
+// meanwhile; after the client's link to the relay is reset, the relay's
+// server interceptors see the client's mirror resume by its token.
+func TestInterceptorsSeeSnapshotsAndResumeByToken(t *testing.T) {
+	leakcheck.Check(t)
+	var log callLog
+	o := &mdOrigin{model: cache.NewMap[string, int]()}
+	require.NoError(t, o.model.Set("a", 1))
+	reg := registry.New()
+	require.NoError(t, reg.Register("origin", o))
+	originAddr := serve(t, reg, broker.WithServerInterceptors(log.interceptor("origin-in")),
+		broker.WithClientInterceptors(log.interceptor("origin-out")))
+	upLink, err := faultnet.New(originAddr)
+	require.NoError(t, err)
+	t.Cleanup(func() { upLink.Close() })
+	up := lasting(t, upLink.Addr(), remote.WithBroker(broker.WithClientInterceptors(log.interceptor("relay-up-out")),
+		broker.WithServerInterceptors(log.interceptor("relay-up-in"))))
+	relayAddr := serve(t, up.Registry(), broker.WithServerInterceptors(log.interceptor("relay-in")),
+		broker.WithClientInterceptors(log.interceptor("relay-out")))
+	downLink, err := faultnet.New(relayAddr)
+	require.NoError(t, err)
+	t.Cleanup(func() { downLink.Close() })
+	client := lasting(t, downLink.Addr(), remote.WithBroker(broker.WithClientInterceptors(log.interceptor("client-out")),
+		broker.WithServerInterceptors(log.interceptor("client-in"))))
+	ctx := testkit.Ctx(t, 30*time.Second)
+
+	origin, err := client.Registry().Lookup(ctx, "origin")
+	require.NoError(t, err)
+	var mir *cache.Mirror[string, int]
+	require.NoError(t, origin.Call(ctx, "Model", &mir))
+	t.Cleanup(func() { mir.Close() })
+	snapshots := []string{"origin-out snapshot Apply ok", "relay-up-in snapshot Apply ok",
+		"relay-out snapshot Apply ok", "client-in snapshot Apply ok"}
+	require.Eventually(t, func() bool {
+		for _, line := range snapshots {
+			if !log.has(line) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond, "each hop's snapshot is seen by its sender and its receiver")
+	assert.ElementsMatch(t, snapshots, only(log.take(), "snapshot"), "once each")
+
+	upLink.Reset() // the relay's mirror resumes from the version it holds
+	require.NoError(t, o.model.Set("b", 2))
+	testkit.Eventually(t, "the mirror has b", func() bool {
+		v, ok := mir.Get("b")
+		return ok && v == 2 && !mir.Stale()
+	})
+	require.Eventually(t, func() bool { return log.has("origin-in resume Subscribe ok") },
+		10*time.Second, 5*time.Millisecond, "the origin sees the relay's mirror resume")
+	seen := log.take()
+	assert.Equal(t, []string{"origin-in resume-by-token tether.feed ok", "origin-in resume Subscribe ok"}, only(only(seen, "origin-in"), "resume"),
+		"the origin sees the token presented, then the resumption")
+	assert.Contains(t, seen, "relay-up-out resume-by-token tether.feed ok")
+	assert.Empty(t, only(seen, "snapshot"), "the origin's log covered the change: no snapshot")
+
+	downLink.Reset() // the client's mirror resumes at the relay
+	require.NoError(t, o.model.Set("c", 3))
+	testkit.Eventually(t, "the mirror has c", func() bool {
+		v, ok := mir.Get("c")
+		return ok && v == 3 && !mir.Stale()
+	})
+	require.Eventually(t, func() bool { return log.has("relay-in resume Subscribe ok") },
+		10*time.Second, 5*time.Millisecond, "the relay sees the client's mirror resume")
+	seen = log.take()
+	assert.Equal(t, []string{"relay-in resume-by-token tether.feed ok", "relay-in resume Subscribe ok"}, only(only(seen, "relay-in"), "resume"),
+		"the relay sees the token presented, then the resumption")
+	assert.Contains(t, seen, "client-out resume-by-token tether.feed ok")
+}
+
+// only returns the lines that contain s.
+func only(lines []string, s string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -166,12 +166,17 @@ func (p *Pool) update(eps []Endpoint, err error) {
 		return
 	}
 	p.err = nil
-	added, removed := p.apply(eps)
+	added, removed, moved := p.apply(eps)
 	p.mu.Unlock()
+	for _, ep := range moved {
+		p.opts.logger.Info("tether: pool's server moved to another address", "server", ep.String())
+	}
 	for _, cl := range added {
+		p.opts.logger.Info("tether: pool adds a server", "server", cl.serverName())
 		go cl.run()
 	}
 	for _, cl := range removed {
+		p.opts.logger.Info("tether: pool drops a server the resolver no longer names", "server", cl.serverName())
 		p.removing.Add(1)
 		// Closed apart, so that a client slow to close (a handler still
 		// running) does not hold up the servers that joined.
@@ -183,9 +188,10 @@ func (p *Pool) update(eps []Endpoint, err error) {
 }
 
 // apply makes eps the pool's set, returning the clients made for the
-// servers that joined (not yet dialing) and those of the servers that
-// left. It runs with p.mu held.
-func (p *Pool) apply(eps []Endpoint) (added, removed []*Client) {
+// servers that joined (not yet dialing), those of the servers that left,
+// and the servers that kept their ID at another address. It runs with
+// p.mu held.
+func (p *Pool) apply(eps []Endpoint) (added, removed []*Client, moved []Endpoint) {
 	keep := make(map[string]bool, len(eps))
 	for _, ep := range eps {
 		keep[ep.ID] = true
@@ -193,7 +199,9 @@ func (p *Pool) apply(eps []Endpoint) (added, removed []*Client) {
 			// The server may have moved (restarted on another address under
 			// the same ID): its client dials the new address from its next
 			// attempt on, keeping its references and mirrors.
-			cl.eps.move(ep)
+			if cl.eps.move(ep) {
+				moved = append(moved, ep)
+			}
 			continue
 		}
 		cl := newClient(p.opts, nil)
@@ -208,5 +216,5 @@ func (p *Pool) apply(eps []Endpoint) (added, removed []*Client) {
 		}
 	}
 	p.order = eps
-	return added, removed
+	return added, removed, moved
 }

@@ -51,6 +51,7 @@ type Ref struct {
 	conn   *broker.Conn        // the connection target lives on
 	desc   *broker.Description // the target's last known description (kept across reconnects)
 	gone   error               // set when the target can never be obtained again
+	failed string              // the last failure to obtain it again that was logged
 	// feedToken is the capability of the feed r refers to, when r is a
 	// mirror's source: after an outage r presents it to find the same feed
 	// (captable.Method) before replaying the call that returned it.
@@ -155,6 +156,7 @@ func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 	defer func() { <-r.sem }()
 	t, err := r.reobtain(ctx, conn)
 	if err != nil {
+		r.reobtainFailed(ctx, err)
 		return nil, nil, err
 	}
 	return t, conn, nil
@@ -199,7 +201,7 @@ func (r *Ref) reobtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, err
 		return nil, err
 	}
 	r.mu.Lock()
-	r.target, r.conn = t, conn
+	r.target, r.conn, r.failed = t, conn, ""
 	r.mu.Unlock()
 	if r.parent == nil {
 		// A named target describes itself now, once per connection, so that

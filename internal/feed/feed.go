@@ -18,6 +18,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
+	"github.com/tether-go/tether/internal/snapmark"
 	"github.com/tether-go/tether/remoteable"
 )
 
@@ -621,6 +622,7 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.snap0 = snapmark.With(s.ctx)
 	return s, nil
 }
 

@@ -153,7 +153,7 @@ func (s *Subscription) fromShared(t *tail) outgoing {
 	if !s.tokenSent {
 		bytes = s.withToken(bytes)
 	}
-	p := pushed{epoch: sn.epoch, version: sn.version, more: more, snapshot: true, changes: sn.counts[i]}
+	p := pushed{epoch: sn.epoch, version: sn.version, more: more, snapshot: true, first: i == 0, changes: sn.counts[i]}
 	if last {
 		s.leaveShared()
 	}

@@ -38,6 +38,7 @@ type Subscription struct {
 	conn *broker.Conn
 
 	ctx    context.Context
+	snap0  context.Context // ctx marked for a snapshot's first batch (snapmark)
 	cancel context.CancelFunc
 	once   sync.Once // starts the pusher
 	ended  atomic.Bool
@@ -125,7 +126,11 @@ func (s *Subscription) run() {
 		// The batch goes as the bytes it was encoded to, shared by every
 		// subscription sent the same steps: the broker copies them into
 		// the call's frame as they are.
-		if err := s.obs.Call(s.ctx, ApplyMethod, nil, cbor.RawMessage(out.bytes)); err != nil {
+		ctx := s.ctx
+		if p.first {
+			ctx = s.snap0 // the client interceptors see broker.CallSnapshot
+		}
+		if err := s.obs.Call(ctx, ApplyMethod, nil, cbor.RawMessage(out.bytes)); err != nil {
 			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(p) {
 				continue // smaller batches, starting over with a snapshot
 			}
@@ -147,7 +152,8 @@ type pushed struct {
 	version  uint64
 	more     bool
 	snapshot bool
-	changes  int // entries and the changes of steps
+	first    bool // the first batch of a snapshot
+	changes  int  // entries and the changes of steps
 }
 
 func pushedOf(b *Batch) pushed {
@@ -155,7 +161,7 @@ func pushedOf(b *Batch) pushed {
 	for _, st := range b.Steps {
 		n += len(st.Changes)
 	}
-	return pushed{epoch: b.Epoch, version: b.Version, more: b.More, snapshot: b.Snapshot, changes: n}
+	return pushed{epoch: b.Epoch, version: b.Version, more: b.More, snapshot: b.Snapshot, first: b.First, changes: n}
 }
 
 // shrink reacts to a batch larger than the subscriber accepts: it halves

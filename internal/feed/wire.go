@@ -20,6 +20,10 @@ const (
 	changeFields = 3
 )
 
+// SnapshotStart reports whether b is the first batch of a snapshot: the
+// broker's snapshotStart seam, for its interceptors (broker.CallSnapshot).
+func (b *Batch) SnapshotStart() bool { return b.Snapshot && b.First }
+
 // MarshalCBOR encodes the batch as docs/protocol.md §11.5 shows it, with
 // the encoder of the feed's own batches (appendBatch), so that a Batch
 // marshalled anywhere has the bytes a subscription sends.

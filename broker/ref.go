@@ -29,6 +29,9 @@ type Ref struct {
 	// cacheable marks a reference to a model's feed: it arrived as a
 	// Cacheable and is sent on as one.
 	cacheable bool
+	// name is the registry name the reference was looked up by (names.go),
+	// set before the handle is returned and never changed after.
+	name string
 }
 
 var _ remoteable.Caller = (*Ref)(nil)
@@ -68,7 +71,13 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	// collector could release it while the call is on its way (a Release on
 	// the main stream can overtake a call on a message stream).
 	defer runtime.KeepAlive(r)
-	return r.c.call(ctx, r.id, method, reply, args)
+	err := r.c.call(ctx, r.id, r.name, method, reply, args)
+	if err == nil && method == lookupMethod {
+		if name := lookupName(method, args); name != "" {
+			nameLookedUp(reply, name)
+		}
+	}
+	return err
 }
 
 // Release gives the handle back: the exporter drops the object once every

@@ -157,7 +157,7 @@ func serve(t *testing.T, e *echo, opts ...broker.Option) string {
 }
 
 // serveRoot serves root on loopback TCP until the test ends.
-func serveRoot(t *testing.T, root any, opts ...broker.Option) string {
+func serveRoot(t testing.TB, root any, opts ...broker.Option) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := broker.NewServer(root, opts...)

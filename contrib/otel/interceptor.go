@@ -92,11 +92,15 @@ func newSide(c config, name string, kind trace.SpanKind) *side {
 // intercept runs one call in a span, recording its metrics.
 func (s *side) intercept(ctx context.Context, call *broker.CallInfo, next broker.Invoker) error {
 	service := serviceOf(call.Target)
-	labels := []attribute.KeyValue{system, ServiceKey.String(service), MethodKey.String(call.Method), {}}
-	base := metric.WithAttributes(labels[:3]...)
+	// attribute.NewSet sorts the slice it is given in place: labels[3]
+	// is not the code after the second one.
+	labels := [...]attribute.KeyValue{system, ServiceKey.String(service), MethodKey.String(call.Method), {}}
+	base := metric.WithAttributeSet(attribute.NewSet(labels[:3]...))
 	start := time.Now()
+	// The span may keep the slice it is given and append to it: it gets
+	// one of its own.
 	ctx, span := s.tracer.Start(ctx, service+"/"+call.Method, trace.WithSpanKind(s.kind),
-		trace.WithAttributes(labels[:3]...), trace.WithTimestamp(start))
+		trace.WithAttributes(labels[:3:3]...), trace.WithTimestamp(start))
 	if span.IsRecording() {
 		span.SetAttributes(s.callAttributes(call)...)
 	}
@@ -106,12 +110,13 @@ func (s *side) intercept(ctx context.Context, call *broker.CallInfo, next broker
 	s.inst.active.Add(ctx, 1, base)
 	err := next(ctx, call)
 	s.inst.active.Add(ctx, -1, base)
-	code := broker.CodeOf(err)
-	labels[3] = CodeKey.String(code.String())
-	s.inst.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(labels...))
-	span.SetAttributes(labels[3])
+	code := CodeKey.String(broker.CodeOf(err).String())
+	labels[3] = code
+	all := metric.WithAttributeSet(attribute.NewSet(labels[:]...))
+	s.inst.duration.Record(ctx, time.Since(start).Seconds(), all)
+	span.SetAttributes(code)
 	if err != nil {
-		s.inst.errors.Add(ctx, 1, metric.WithAttributes(labels...))
+		s.inst.errors.Add(ctx, 1, all)
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()

@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.uber.org/goleak"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
@@ -139,13 +138,6 @@ func (tel *telemetry) metrics(t *testing.T) map[string]metricdata.Aggregation {
 func attr(set attribute.Set, key attribute.Key) string {
 	v, _ := set.Value(key)
 	return v.Emit()
-}
-
-// checkLeaks fails t if goroutines it started are still running at its
-// end (after every cleanup registered later has run). The library's own
-// leak check (internal/leakcheck) cannot be imported from another module.
-func checkLeaks(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t) })
 }
 
 // serve publishes a registry holding e under "echo" on loopback TCP, and

@@ -14,6 +14,7 @@ import (
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
 	tetherotel "github.com/tether-go/tether/contrib/otel"
+	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/registry"
 )
 
@@ -54,7 +55,7 @@ func assertChain(t *testing.T, spans ...sdktrace.ReadOnlySpan) {
 }
 
 func TestOneTraceFromClientThroughARelayToTheServer(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	server, relay, client := newTelemetry(t), newTelemetry(t), newTelemetry(t)
 	upstream := connect(t, serve(t, newEcho(), server.both()...), relay.both()...)
 	relayAddr := serveRoot(t, registry.New(registry.WithUpstream(upstream.Registry())), relay.both()...)
@@ -85,7 +86,7 @@ func TestOneTraceFromClientThroughARelayToTheServer(t *testing.T) {
 }
 
 func TestACallbackFromTheServerIsInTheCallersTrace(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	server, client := newTelemetry(t), newTelemetry(t)
 	cl := connect(t, serve(t, newEcho(), server.both()...), client.both()...)
 	ctx := testCtx(t)
@@ -106,7 +107,7 @@ func TestACallbackFromTheServerIsInTheCallersTrace(t *testing.T) {
 }
 
 func TestAFailedCallHasErrorStatusAndItsCode(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	server, client := newTelemetry(t), newTelemetry(t)
 	cl := connect(t, serve(t, newEcho(), server.both()...), client.both()...)
 	ctx := testCtx(t)
@@ -162,7 +163,7 @@ func sumValue(t *testing.T, s metricdata.Sum[int64], method, code string) int64 
 }
 
 func TestMetricsCountCallsPerMethodAndCode(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	server, client := newTelemetry(t), newTelemetry(t)
 	ec := newEcho()
 	cl := connect(t, serve(t, ec, server.both()...), client.both()...)
@@ -203,7 +204,7 @@ func TestMetricsCountCallsPerMethodAndCode(t *testing.T) {
 }
 
 func TestCacheSubscriptionsHaveSpans(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	server, client := newTelemetry(t), newTelemetry(t)
 	cl := connect(t, serve(t, newEcho(), server.both()...), client.both()...)
 	ctx := testCtx(t)

@@ -137,7 +137,7 @@ func (tel *telemetry) metrics(t *testing.T) map[string]metricdata.Aggregation {
 // attr returns the value of key in set, or "".
 func attr(set attribute.Set, key attribute.Key) string {
 	v, _ := set.Value(key)
-	return v.Emit()
+	return v.String()
 }
 
 // serve publishes a registry holding e under "echo" on loopback TCP, and

@@ -35,7 +35,7 @@ func only(t *testing.T, spans []sdktrace.ReadOnlySpan, kind trace.SpanKind) sdkt
 func spanAttr(span sdktrace.ReadOnlySpan, key attribute.Key) string {
 	for _, kv := range span.Attributes() {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

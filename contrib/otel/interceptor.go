@@ -73,19 +73,21 @@ func ServerInterceptor(opts ...Option) broker.Interceptor {
 
 // side is one interceptor: its tracer, propagator and instruments.
 type side struct {
-	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
-	kind   trace.SpanKind
-	inst   instruments
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
+	kind    trace.SpanKind
+	kindOpt trace.SpanStartOption // trace.WithSpanKind(kind), made once
+	inst    instruments
 }
 
 // newSide makes the interceptor of one side ("client" or "server").
 func newSide(c config, name string, kind trace.SpanKind) *side {
 	return &side{
-		tracer: c.tp.Tracer(ScopeName),
-		prop:   c.prop,
-		kind:   kind,
-		inst:   newInstruments(c.mp.Meter(ScopeName), name),
+		tracer:  c.tp.Tracer(ScopeName),
+		prop:    c.prop,
+		kind:    kind,
+		kindOpt: trace.WithSpanKind(kind),
+		inst:    newInstruments(c.mp.Meter(ScopeName), name),
 	}
 }
 
@@ -99,8 +101,7 @@ func (s *side) intercept(ctx context.Context, call *broker.CallInfo, next broker
 	start := time.Now()
 	// The span may keep the slice it is given and append to it: it gets
 	// one of its own.
-	ctx, span := s.tracer.Start(ctx, service+"/"+call.Method, trace.WithSpanKind(s.kind),
-		trace.WithAttributes(labels[:3:3]...), trace.WithTimestamp(start))
+	ctx, span := s.tracer.Start(ctx, service+"/"+call.Method, s.kindOpt, trace.WithAttributes(labels[:3:3]...))
 	if span.IsRecording() {
 		span.SetAttributes(s.callAttributes(call)...)
 	}
@@ -169,14 +170,37 @@ func (s *side) callAttributes(call *broker.CallInfo) []attribute.KeyValue {
 // on sends the metadata it received too, under what is added here: this
 // hop's span is the parent the next hop sees.
 func inject(ctx context.Context, prop propagation.TextMapPropagator) context.Context {
-	carrier := propagation.MapCarrier{}
-	prop.Inject(ctx, carrier)
-	if len(carrier) == 0 {
+	var kv pairs
+	prop.Inject(ctx, &kv)
+	if len(kv) == 0 {
 		return ctx
 	}
-	kv := make([]string, 0, 2*len(carrier))
-	for k, v := range carrier {
-		kv = append(kv, k, v)
-	}
 	return broker.AppendToOutgoing(ctx, kv...)
+}
+
+// pairs is a propagation.TextMapCarrier that only collects what a
+// propagator injects, as key, value, key, value, ...: for
+// broker.AppendToOutgoing, without a map of its own.
+type pairs []string
+
+// Get returns the last value set for key.
+func (p *pairs) Get(key string) string {
+	for i := len(*p) - 2; i >= 0; i -= 2 {
+		if (*p)[i] == key {
+			return (*p)[i+1]
+		}
+	}
+	return ""
+}
+
+// Set adds key and value; AppendToOutgoing keeps the later of two values.
+func (p *pairs) Set(key, value string) { *p = append(*p, key, value) }
+
+// Keys returns the keys set, in order.
+func (p *pairs) Keys() []string {
+	keys := make([]string, 0, len(*p)/2)
+	for i := 0; i < len(*p); i += 2 {
+		keys = append(keys, (*p)[i])
+	}
+	return keys
 }

@@ -73,6 +73,10 @@ func TestOneTraceFromClientThroughARelayToTheServer(t *testing.T) {
 	rc := only(t, relay.ended("echo/Echo"), trace.SpanKindClient)
 	s := only(t, server.ended("echo/Echo"), trace.SpanKindServer)
 	assertChain(t, c, rs, rc, s)
+	for i, span := range []sdktrace.ReadOnlySpan{c, rs, rc, s} {
+		t.Logf("%-6s %-6v %s trace=%s span=%s parent=%s %s=%s", []string{"client", "relay", "relay", "server"}[i], span.SpanKind(), span.Name(), span.SpanContext().TraceID(),
+			span.SpanContext().SpanID(), span.Parent().SpanID(), tetherotel.CodeKey, spanAttr(span, tetherotel.CodeKey))
+	}
 	for _, span := range []sdktrace.ReadOnlySpan{c, rs, rc, s} {
 		assert.Equal(t, "tether", spanAttr(span, tetherotel.SystemKey))
 		assert.Equal(t, "echo", spanAttr(span, tetherotel.ServiceKey), "the manager's registry name on every hop")

@@ -81,3 +81,24 @@ func TestTargetNameIsTheNameARegistryHandedTheObjectOutUnder(t *testing.T) {
 	assert.Equal(t, "", rec.get("server Missing").Name)
 	assert.Equal(t, "*broker.mdProbe", rec.get("server Missing").Type)
 }
+
+func TestTargetNameThroughAProxy(t *testing.T) {
+	leakcheck.Check(t)
+	upRec, relayRec := &targets{seen: map[string]Target{}}, &targets{seen: map[string]Target{}}
+	_, upAddr := startServer(t, &miniRegistry{users: &mdProbe{}, other: &mdProbe{}}, WithServerInterceptors(upRec.record))
+	up := dial(t, upAddr, WithClientInterceptors(relayRec.record))
+	// The relay publishes its reference to the upstream registry: every
+	// call on it, Lookup included, is passed on (forward).
+	_, relayAddr := startServer(t, up.Root(), WithServerInterceptors(relayRec.record))
+	c := dial(t, relayAddr)
+	ctx := testkit.Ctx(t, 10*time.Second)
+
+	var users any
+	require.NoError(t, c.Root().Call(ctx, "Lookup", &users, "users"))
+	require.IsType(t, &Ref{}, users)
+	require.NoError(t, users.(*Ref).Call(ctx, "Quiet", nil))
+	assert.Equal(t, "users", users.(*Ref).name, "a reference decoded into an any is named too")
+	assert.Equal(t, "users", relayRec.get("server Quiet").Name, "the relay's export of a forwarded Lookup's result")
+	assert.Equal(t, "users", relayRec.get("client Quiet").Name, "the relay's own handle upstream")
+	assert.Equal(t, "users", upRec.get("server Quiet").Name)
+}

@@ -61,14 +61,19 @@
 //
 //	rpc.system                "tether"
 //	rpc.service               service, as in the span's name
-//	rpc.method                the method
+//	rpc.method                the method; "_OTHER" on the server for one the target does not have
+//	rpc.method_original       that method's name as the caller gave it (server spans only)
 //	rpc.response.status_code  the call's broker code: "ok", "not_found", ... (broker.Code's String)
 //	server.address, .port     the server's address (client spans)
 //	network.peer.address, .port  the caller's address (server spans)
 //	tether.peer.name          the peer's name, when it has one
 //	tether.call.kind          "subscribe", "resume", "resume-by-token": cache subscriptions only
 //
-// A failed call's span has status Error, with the error's message as its
+// A peer may call methods by any name: on the server's side a method the
+// target does not have is "_OTHER" in the span's name and in the metrics,
+// as the conventions say, so that a peer cannot make a series per name
+// (the in-flight count, recorded before the call is refused, still names
+// it, with a value back at zero). A failed call's span has status Error, with the error's message as its
 // description, on both sides, whatever the code. A call refused before a
 // handler could run (an unknown method, bad arguments, the target's
 // policy) has a server span too. Cache subscriptions (a mirror subscribing

@@ -2,6 +2,7 @@ package tetherotel
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"time"
@@ -25,8 +26,12 @@ const (
 	// ServiceKey is rpc.service: the manager's registry name, else the
 	// target's Go type, else "unknown".
 	ServiceKey = attribute.Key("rpc.service")
-	// MethodKey is rpc.method: the method's name.
+	// MethodKey is rpc.method: the method's name, or "_OTHER" on the
+	// handler's side for a method the target does not have.
 	MethodKey = attribute.Key("rpc.method")
+	// MethodOriginalKey is rpc.method_original: the name the caller gave
+	// a method the target does not have (server spans only).
+	MethodOriginalKey = attribute.Key("rpc.method_original")
 	// CodeKey is rpc.response.status_code: the call's broker code, as
 	// broker.Code's String gives it ("ok", "not_found", ...).
 	CodeKey = attribute.Key("rpc.response.status_code")
@@ -41,6 +46,9 @@ const (
 
 // system is the rpc.system attribute of every call.
 var system = SystemKey.String("tether")
+
+// otherMethod is rpc.method for a method the target does not have.
+const otherMethod = "_OTHER"
 
 // ClientInterceptor returns an interceptor for broker.WithClientInterceptors
 // that puts every call this side makes in a client span, carries the
@@ -94,14 +102,10 @@ func newSide(c config, name string, kind trace.SpanKind) *side {
 // intercept runs one call in a span, recording its metrics.
 func (s *side) intercept(ctx context.Context, call *broker.CallInfo, next broker.Invoker) error {
 	service := serviceOf(call.Target)
-	// attribute.NewSet sorts the slice it is given in place: labels[3]
-	// is not the code after the second one.
-	labels := [...]attribute.KeyValue{system, ServiceKey.String(service), MethodKey.String(call.Method), {}}
-	base := metric.WithAttributeSet(attribute.NewSet(labels[:3]...))
+	svc, mth := ServiceKey.String(service), MethodKey.String(call.Method)
+	base := metric.WithAttributeSet(attribute.NewSet(system, svc, mth))
 	start := time.Now()
-	// The span may keep the slice it is given and append to it: it gets
-	// one of its own.
-	ctx, span := s.tracer.Start(ctx, service+"/"+call.Method, s.kindOpt, trace.WithAttributes(labels[:3:3]...))
+	ctx, span := s.tracer.Start(ctx, service+"/"+call.Method, s.kindOpt, trace.WithAttributes(system, svc, mth))
 	if span.IsRecording() {
 		span.SetAttributes(s.callAttributes(call)...)
 	}
@@ -111,9 +115,16 @@ func (s *side) intercept(ctx context.Context, call *broker.CallInfo, next broker
 	s.inst.active.Add(ctx, 1, base)
 	err := next(ctx, call)
 	s.inst.active.Add(ctx, -1, base)
+	if s.kind == trace.SpanKindServer && errors.Is(err, broker.ErrUnknownMethod) {
+		// A peer may name any method: one the target does not have is
+		// _OTHER, as the conventions say, so that it cannot make a new
+		// span name and metric series per name.
+		mth = MethodKey.String(otherMethod)
+		span.SetName(service + "/" + otherMethod)
+		span.SetAttributes(mth, MethodOriginalKey.String(call.Method))
+	}
 	code := CodeKey.String(broker.CodeOf(err).String())
-	labels[3] = code
-	all := metric.WithAttributeSet(attribute.NewSet(labels[:]...))
+	all := metric.WithAttributeSet(attribute.NewSet(system, svc, mth, code))
 	s.inst.duration.Record(ctx, time.Since(start).Seconds(), all)
 	span.SetAttributes(code)
 	if err != nil {

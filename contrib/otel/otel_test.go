@@ -130,9 +130,16 @@ func TestAFailedCallHasErrorStatusAndItsCode(t *testing.T) {
 
 	// A call refused before any handler ran is traced on both sides too.
 	require.ErrorIs(t, e.Call(ctx, "Nope", nil), broker.ErrUnknownMethod)
-	s := only(t, server.ended("echo/Nope"), trace.SpanKindServer)
+	// The server names it _OTHER: a peer cannot make a span name (or a
+	// metric series) per method name it makes up.
+	s := only(t, server.ended("echo/_OTHER"), trace.SpanKindServer)
 	assert.Equal(t, "unimplemented", spanAttr(s, tetherotel.CodeKey))
+	assert.Equal(t, "_OTHER", spanAttr(s, tetherotel.MethodKey))
+	assert.Equal(t, "Nope", spanAttr(s, tetherotel.MethodOriginalKey))
 	assert.Equal(t, codes.Error, s.Status().Code)
+	only(t, client.ended("echo/Nope"), trace.SpanKindClient)
+	m := server.metrics(t)
+	assert.Equal(t, int64(1), sumValue(t, m["tether.rpc.server.errors"].(metricdata.Sum[int64]), "_OTHER", "unimplemented"))
 }
 
 // matches reports whether a data point's attributes are those of a call

@@ -71,11 +71,13 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	// collector could release it while the call is on its way (a Release on
 	// the main stream can overtake a call on a message stream).
 	defer runtime.KeepAlive(r)
+	// The name is read before the call: args must be dead while the call
+	// waits, or a call that waits long (a feed's batch to a silent
+	// observer) would keep its arguments from the collector.
+	name := lookupName(method, args)
 	err := r.c.call(ctx, r.id, r.name, method, reply, args)
-	if err == nil && method == lookupMethod {
-		if name := lookupName(method, args); name != "" {
-			nameLookedUp(reply, name)
-		}
+	if err == nil && name != "" {
+		nameLookedUp(reply, name)
 	}
 	return err
 }

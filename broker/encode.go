@@ -30,6 +30,9 @@ type encoder struct {
 	scratch    bytes.Buffer
 	exported   []uint64
 	homecoming bool // the message holds a reference to an object of the receiver
+	// exportName is the registry name new exports get while a Lookup's
+	// result is encoded (names.go); "" otherwise.
+	exportName string
 	// keep holds what the message sends home until it is sent (put back
 	// in the pool): the handles it was written from and the mirrors whose
 	// subscriptions they are. One collected before that would post its
@@ -818,7 +821,7 @@ func (e *encoder) object(obj any) error {
 	if e.level > decodeLimits.MaxDepth { // its tag
 		return errTooDeep()
 	}
-	id, err := e.c.export(obj)
+	id, err := e.c.export(obj, e.exportName)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,8 @@ type export struct {
 	typ       *objType
 	proxy     remoteable.Caller // objects that take every call through Call
 	guarded   bool
-	permanent bool // the root
+	permanent bool   // the root
+	name      string // the registry name it was handed out under (names.go), or ""
 }
 
 // newExport describes obj as an export. A reference to another connection's
@@ -109,8 +110,10 @@ func isComparable(x any) bool { return reflect.TypeOf(x).Comparable() }
 // export hands obj out by reference, returning its id on this connection.
 // The same object keeps the same id for as long as the peer holds it. A
 // reference to another connection's object is exported as a proxy that owns
-// a handle of its own, so the caller may release theirs.
-func (c *Conn) export(obj any) (uint64, error) {
+// a handle of its own, so the caller may release theirs. name is the
+// registry name a new entry records (Target.Name); an object already
+// exported keeps the name it had.
+func (c *Conn) export(obj any, name string) (uint64, error) {
 	if !isComparable(obj) {
 		return 0, fmt.Errorf("cannot send a %T by reference: the type is not comparable", obj)
 	}
@@ -123,7 +126,7 @@ func (c *Conn) export(obj any) (uint64, error) {
 	// Build the entry outside the lock: the method table may run user code
 	// once per type, and a proxy's handle is taken on another connection.
 	ex := newExport(obj)
-	ex.count = 1
+	ex.count, ex.name = 1, name
 	return c.addExport(key, ex, sub)
 }
 

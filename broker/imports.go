@@ -39,7 +39,7 @@ func (c *Conn) importRef(id uint64) *Ref {
 
 // dup returns another handle to the object r denotes; the peer is not told.
 func (c *Conn) dup(r *Ref) *Ref {
-	h := &Ref{c: c, id: r.id}
+	h := &Ref{c: c, id: r.id, name: r.name}
 	if r.id == 0 {
 		return h // roots are not counted
 	}

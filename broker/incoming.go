@@ -565,6 +565,7 @@ type outcome struct {
 	generic any // a proxy's result
 	feed    any // a feed call's result, sent as a Cacheable
 	byRef   bool
+	name    string // the registry name a Lookup's result is handed out under (names.go)
 	tb      string
 	err     error
 }
@@ -590,6 +591,7 @@ func (c *Conn) invoke(t *inCall) (o outcome) {
 	}
 	if t.m.result != nil {
 		o.v, o.ti, o.byRef = out[0], t.m.result, t.m.opts.ByReference
+		o.name = t.lookupName()
 	}
 	return o
 }
@@ -619,6 +621,7 @@ func (c *Conn) describe(t *inCall) (o outcome) {
 func (c *Conn) forward(t *inCall) (o outcome) {
 	defer o.recoverPanic(c.opts.tracebacks, t.name)
 	o.err = t.ex.proxy.Call(t.ctx, t.name, &o.generic, t.args...)
+	o.name = lookupName(t.name, t.args)
 	if o.err == nil && t.ex.guarded && t.name == DescribeMethod {
 		// The description comes from further on; the methods this
 		// object's policy refuses the caller are left out of it here.
@@ -750,7 +753,9 @@ func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
 // handler's goroutine, after the handler's own recovery, and would take
 // the process down.
 func encodeResult(e *encoder, o *outcome) (err error) {
+	e.exportName = o.name
 	defer func() {
+		e.exportName = ""
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: encoding the result: %v", ErrPanic, p)
 		}

@@ -65,6 +65,14 @@ type Target struct {
 	// prints it ("*main.Users"); it is empty on the caller's side, which
 	// does not know it, and for a built-in call.
 	Type string
+	// Name is the registry name of the object, when the call's side knows
+	// it: on the caller's side, the name the reference was looked up by
+	// (a *Ref returned by a registry's Lookup, and the *remote.Ref that
+	// wraps it); on the handler's side, the name under which a registry's
+	// Lookup first handed the object out on this connection. It is "" for
+	// an object that no Lookup handed out (a registry itself, a callback,
+	// a reference another method returned).
+	Name string
 }
 
 // CallInfo is what an interceptor learns about a call. The call's metadata
@@ -160,8 +168,8 @@ func runInterceptor(ctx context.Context, call *CallInfo, ic Interceptor, next In
 }
 
 // interceptCall makes a call through the client interceptors.
-func (c *Conn) interceptCall(ctx context.Context, target uint64, method string, reply any, args []any) error {
-	info := &CallInfo{Kind: clientKind(ctx, method, args), Target: Target{ID: target}, Method: method, Peer: c.peer, Client: true}
+func (c *Conn) interceptCall(ctx context.Context, target uint64, name, method string, reply any, args []any) error {
+	info := &CallInfo{Kind: clientKind(ctx, method, args), Target: Target{ID: target, Name: name}, Method: method, Peer: c.peer, Client: true}
 	return runChain(ctx, info, c.opts.clientICs, func(ctx context.Context, _ *CallInfo) error {
 		return c.send(ctx, target, method, reply, args)
 	})
@@ -259,7 +267,7 @@ func (t *inCall) target() Target {
 	if t.ex.obj == nil {
 		return Target{ID: t.objID}
 	}
-	return Target{ID: t.objID, Type: reflect.TypeOf(t.ex.obj).String()}
+	return Target{ID: t.objID, Type: reflect.TypeOf(t.ex.obj).String(), Name: t.ex.name}
 }
 
 // interceptRefused shows the server interceptors a call refused before a
@@ -277,7 +285,7 @@ func (c *Conn) interceptRefused(in *callIn, refusal error) error {
 	info := &CallInfo{Kind: CallMethod, Target: Target{ID: in.target}, Method: string(in.method)}
 	info.Peer, _ = remoteable.PeerFrom(cc)
 	if ex := c.lookupExport(in.target); ex != nil && ex.obj != nil {
-		info.Target.Type = reflect.TypeOf(ex.obj).String()
+		info.Target.Type, info.Target.Name = reflect.TypeOf(ex.obj).String(), ex.name
 	}
 	err := runChain(cc, info, c.opts.serverICs, func(context.Context, *CallInfo) error { return refusal })
 	if err == nil {

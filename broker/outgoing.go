@@ -77,10 +77,11 @@ func (p *pendingCalls) take(id uint64) *call {
 }
 
 // call makes a call on the peer's object target and waits for its
-// result, through the client interceptors if there are any.
-func (c *Conn) call(ctx context.Context, target uint64, method string, reply any, args []any) error {
+// result, through the client interceptors if there are any. name is the
+// target's registry name, for them (Target.Name).
+func (c *Conn) call(ctx context.Context, target uint64, name, method string, reply any, args []any) error {
 	if len(c.opts.clientICs) != 0 {
-		return c.interceptCall(ctx, target, method, reply, args)
+		return c.interceptCall(ctx, target, name, method, reply, args)
 	}
 	return c.send(ctx, target, method, reply, args)
 }

@@ -29,6 +29,9 @@ type Ref struct {
 	// cacheable marks a reference to a model's feed: it arrived as a
 	// Cacheable and is sent on as one.
 	cacheable bool
+	// name is the registry name the reference was looked up by (names.go),
+	// set before the handle is returned and never changed after.
+	name string
 }
 
 var _ remoteable.Caller = (*Ref)(nil)
@@ -68,7 +71,15 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 	// collector could release it while the call is on its way (a Release on
 	// the main stream can overtake a call on a message stream).
 	defer runtime.KeepAlive(r)
-	return r.c.call(ctx, r.id, method, reply, args)
+	// The name is read before the call: args must be dead while the call
+	// waits, or a call that waits long (a feed's batch to a silent
+	// observer) would keep its arguments from the collector.
+	name := lookupName(method, args)
+	err := r.c.call(ctx, r.id, r.name, method, reply, args)
+	if err == nil && name != "" {
+		nameLookedUp(reply, name)
+	}
+	return err
 }
 
 // Release gives the handle back: the exporter drops the object once every

@@ -100,8 +100,12 @@
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,
 // -32001 the server out of reach (during an outage requests fail at once
 // with it rather than hang) or a closed gateway, -32002 a call that did
-// not finish in time or whose request was cancelled, -32003 a missing or wrong bearer token and -32004 the server refusing the
-// gateway's own credentials. The code is chosen from the error's
+// not finish in time or whose request was cancelled, -32003 a missing or
+// wrong bearer token, -32004 the server refusing the gateway's own
+// credentials and -32005 a handle that has expired ("handle expired:
+// obtain it again"): the link to the server dropped (the server
+// restarted, say) and the call that returned the handle is not declared
+// idempotent, so the gateway cannot obtain its reference again. The code is chosen from the error's
 // broker.Code, which data.code names ("unavailable", "invalid_argument",
 // ...); data.name is the error's registered name; data.traceback appears
 // only when the server opted in.

@@ -13,6 +13,7 @@ import (
 	"github.com/tether-go/tether/internal/arity"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/hop"
+	"github.com/tether-go/tether/internal/replay"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
@@ -32,6 +33,7 @@ const (
 	CodeTimeout        = -32002 // the call did not finish in time
 	CodeUnauthorized   = -32003 // a missing or wrong bearer token
 	CodeRefused        = -32004 // the upstream server refuses the gateway's own connection (credentials, version)
+	CodeHandleExpired  = -32005 // a handle whose reference cannot be obtained again (its server restarted or the link dropped)
 )
 
 // ErrClosed is returned by calls on a closed gateway.
@@ -80,6 +82,14 @@ func newError(rpc int, code broker.Code, name, msg string) *Error {
 		cause = fmt.Errorf("%w: %s", entry.Value, msg)
 	}
 	return &Error{Code: rpc, Message: msg, Data: &ErrorData{Name: name, Code: code.String()}, err: broker.NewError(code, cause)}
+}
+
+// expiredError is the error of a call on a handle whose reference cannot
+// be obtained again, err: the call that returned it is not declared
+// idempotent, so after the link to the server dropped (the server
+// restarted, say) nobody may repeat it but the client.
+func expiredError(err error) *Error {
+	return &Error{Code: CodeHandleExpired, Message: "handle expired: obtain it again", Data: &ErrorData{Name: "tether.handle-expired", Code: broker.FailedPrecondition.String()}, err: err}
 }
 
 // closedError is the error of a call on a closed gateway.
@@ -496,6 +506,9 @@ func errorFrom(err error) *Error {
 	}
 	code := broker.CodeOf(err)
 	e := &Error{Code: rpcCode(code), Message: err.Error(), Data: &ErrorData{Name: errorName(err, code), Code: code.String()}, err: err}
+	if errors.Is(err, replay.ErrNotReplayable) {
+		return expiredError(err)
+	}
 	if name := refusalName(err); name != "" {
 		// The upstream refused the gateway's own client: not an error of
 		// the method called, and not an outage either: it lasts until

@@ -195,6 +195,8 @@ func httpStatus(code int) int {
 		return http.StatusServiceUnavailable
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
+	case CodeHandleExpired:
+		return http.StatusGone
 	case CodeRemote, CodeRefused:
 		return http.StatusBadGateway
 	}

@@ -95,6 +95,13 @@
 // the header where the client can set it. A client that stops reading is
 // dropped once a write has waited for the gateway's timeout.
 //
+// # Browsers
+//
+// WithCORS lets pages from the origins it lists call the gateway (POST /,
+// GET /watch, /healthz) from a browser: their requests' answers carry
+// Access-Control-Allow-Origin, and their preflight requests are answered.
+// Without it the gateway sends no CORS headers.
+//
 // # Errors
 //
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,

@@ -675,6 +675,8 @@ type options struct {
 	timeout    time.Duration
 	handleIdle time.Duration
 	maxHandles int
+	cors       []string // origins allowed (WithCORS), "*" for any
+	corsSet    bool
 }
 
 // defaults are the options before the caller's.
@@ -693,6 +695,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: gateway.WithTimeout needs a positive duration", broker.ErrInvalidOption)
 	case o.handleIdle <= 0 || o.maxHandles <= 0:
 		return fmt.Errorf("%w: gateway.WithHandles needs a positive idle time and count", broker.ErrInvalidOption)
+	case o.corsSet:
+		return validateCORS(o.cors)
 	}
 	return nil
 }

@@ -35,8 +35,12 @@ var null = json.RawMessage("null")
 // upstream server is connected and serving, 503 otherwise, with a small
 // JSON body, {"status": "serving", "link": "connected"}. A GET of
 // WatchPath (/watch) streams a model's events (see Watch) as Server-Sent
-// Events.
+// Events. With WithCORS, answers to pages from the allowed origins carry
+// CORS headers, and preflight (OPTIONS) requests are answered.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.serveCORS(w, r) {
+		return
+	}
 	switch r.URL.Path {
 	case HealthPath:
 		g.serveHealth(w, r)

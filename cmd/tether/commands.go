@@ -786,7 +786,7 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
-	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody))
+	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", f.options()...)
 	if err != nil {
 		return err
 	}
@@ -818,6 +818,16 @@ type gatewayFlags struct {
 	upstream, addr, httpToken string
 	maxBody                   int64
 	debug                     string
+	cors                      string
+}
+
+// options are the gateway's options the flags ask for.
+func (f *gatewayFlags) options() []gateway.Option {
+	opts := []gateway.Option{gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody)}
+	if f.cors != "" {
+		opts = append(opts, gateway.WithCORS(strings.Split(f.cors, ",")...))
+	}
+	return opts
 }
 
 // register defines the flags on fs.
@@ -827,6 +837,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.httpToken, "http-token", os.Getenv("TETHER_HTTP_TOKEN"), "require \"Authorization: Bearer <token>\" from HTTP clients; default $TETHER_HTTP_TOKEN")
 	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "the largest request body accepted, in bytes")
 	fs.StringVar(&f.debug, "debug", "", "serve expvar's /debug/vars on this address, with the upstream client's Stats as \"tether\"")
+	fs.StringVar(&f.cors, "cors", "", "let web pages from these origins call the gateway from a browser (CORS): a comma-separated list of scheme://host[:port], or *")
 }
 
 // parse parses args and refuses a missing -upstream, arguments, and a

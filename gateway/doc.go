@@ -51,8 +51,11 @@
 // # Built-in methods
 //
 // "rpc.managers" lists the managers, "rpc.describe" ["users"] describes
-// one (methods, parameter and result types, which are safe to repeat), and
-// "rpc.release" ["ref-…"] gives a handle back.
+// one (methods, parameter and result types, which are safe to repeat),
+// "rpc.release" ["ref-…"] gives a handle back, and "rpc.discover" answers
+// an OpenRPC document (https://spec.open-rpc.org) of every manager's
+// methods, their params (by position, named p1, p2, ...) and results as
+// JSON Schema, and the gateway's error codes, for OpenRPC tools.
 //
 // # Health
 //

@@ -189,7 +189,8 @@ type invocation struct {
 // split at its last dot), "ref-….Method" on a handle an earlier result gave
 // out, or one of the built-ins: "rpc.managers" lists the managers,
 // "rpc.describe" ["name" or "ref-…"] describes one, "rpc.release"
-// ["ref-…"] gives a handle back. params is a JSON array of the method's
+// ["ref-…"] gives a handle back, "rpc.discover" answers an OpenRPC document
+// of every method. params is a JSON array of the method's
 // arguments, an object for a method of exactly one parameter, or empty.
 // A failure is an *Error.
 func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
@@ -392,6 +393,7 @@ var builtins = map[string]func(g *Gateway, ctx context.Context, call builtinCall
 	"rpc.managers": (*Gateway).managers,
 	"rpc.describe": (*Gateway).describeBuiltin,
 	"rpc.release":  (*Gateway).release,
+	"rpc.discover": (*Gateway).discover,
 }
 
 // builtinCall is a call of a built-in method: its name and its arguments,
@@ -419,7 +421,7 @@ func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMes
 	}
 	answer, ok := builtins[method]
 	if !ok {
-		return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method))
+		return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release, rpc.discover)", method))
 	}
 	return answer(g, ctx, call)
 }

@@ -681,9 +681,13 @@ type options struct {
 	corsSet    bool
 }
 
+// DefaultTimeout bounds each call of a gateway not given WithTimeout; it
+// is tether gateway's -timeout default too.
+const DefaultTimeout = 30 * time.Second
+
 // defaults are the options before the caller's.
 func defaults() options {
-	return options{maxBody: 1 << 20, maxBatch: 100, timeout: 30 * time.Second, handleIdle: 10 * time.Minute, maxHandles: 10000}
+	return options{maxBody: 1 << 20, maxBatch: 100, timeout: DefaultTimeout, handleIdle: 10 * time.Minute, maxHandles: 10000}
 }
 
 // validate refuses options that cannot work.
@@ -720,8 +724,9 @@ func WithMaxBatch(n int) Option {
 	return optionFunc(func(o *options) { o.maxBatch = n })
 }
 
-// WithTimeout bounds each call (default 30 s). It travels to the server as
-// the call's deadline.
+// WithTimeout bounds each call (default DefaultTimeout, 30 s). It travels
+// to the server as the call's deadline, and also bounds each write of a
+// /watch stream (a client that stopped reading is dropped after it).
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.timeout = d })
 }

@@ -781,6 +781,7 @@ outages; requests made meanwhile get error -32001 at once). Try:
   curl -N 'http://127.0.0.1:8080/watch?method=gauges.Model'`, stderr)
 	var df dialFlags
 	df.register(fs, "each call")
+	setDefault(fs, "timeout", gateway.DefaultTimeout.String()) // the gateway's own default, as documented
 	var f gatewayFlags
 	f.register(fs)
 	if err := f.parse(fs, args); err != nil {
@@ -811,6 +812,14 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	// "error" event) so that Shutdown does not wait for them.
 	hs.RegisterOnShutdown(func() { gw.Close() })
 	return serveHTTP(ctx, hs, ln, func() { fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream) })
+}
+
+// setDefault changes the default of the flag called name, and what -h
+// says it is, to v.
+func setDefault(fs *flag.FlagSet, name, v string) {
+	f := fs.Lookup(name)
+	f.Value.Set(v) //nolint:errcheck // v is a valid value of the flag
+	f.DefValue = v
 }
 
 // gatewayFlags are the flags of tether gateway, besides the dial flags.

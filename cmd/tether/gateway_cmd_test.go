@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
 )
 
@@ -55,4 +58,13 @@ func TestGatewayCommandCORSAndWatch(t *testing.T) {
 	}
 	assert.Equal(t, "event: error\n", last, "the stream ends with a reason")
 	assert.Equal(t, exitOK, <-stopped)
+}
+
+// TestGatewayCommandTimeoutDefault: tether gateway's -timeout defaults to
+// the gateway's own default, as -h and the docs say.
+func TestGatewayCommandTimeoutDefault(t *testing.T) {
+	out, errOut, _ := tether("gateway", "-h")
+	help := out + errOut
+	assert.Regexp(t, `-timeout duration\n\s+give up on each call after this long \(default `+regexp.QuoteMeta(gateway.DefaultTimeout.String())+`\)`, help)
+	assert.Equal(t, 30*time.Second, gateway.DefaultTimeout, "docs/protocol.md and the guide say 30 s")
 }

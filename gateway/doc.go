@@ -105,6 +105,16 @@
 // Access-Control-Allow-Origin, and their preflight requests are answered.
 // Without it the gateway sends no CORS headers.
 //
+// # Logs
+//
+// The gateway logs nothing unless given a logger (WithLogger). Then it
+// writes one line per HTTP request at Info, when the answer is complete
+// (for a /watch stream, when it ends): the HTTP method, path, status,
+// duration and the client's address, the JSON-RPC method ("rpc") and the
+// error code ("code"), or for a batch its size ("batch"), its methods and
+// the codes of its errors ("codes"); and its link to the upstream server
+// going down (Warn) and up (Info).
+//
 // # Errors
 //
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -128,6 +129,7 @@ type Gateway struct {
 	handles *handles
 	done    chan struct{}
 	once    sync.Once
+	unwatch func() // stops logging the upstream link's transitions, or nil
 
 	mu    sync.Mutex
 	descs map[*remote.Ref]*broker.Description
@@ -153,6 +155,9 @@ func New(cl *remote.Client, opts ...Option) (*Gateway, error) {
 		descs:   map[*remote.Ref]*broker.Description{},
 	}
 	g.handles.dropped = g.forget // a handle's description goes with it
+	if o.logger != silent {
+		g.unwatch = g.watchLink()
+	}
 	return g, nil
 }
 
@@ -160,6 +165,9 @@ func New(cl *remote.Client, opts ...Option) (*Gateway, error) {
 // with ErrClosed. Close is idempotent.
 func (g *Gateway) Close() error {
 	g.once.Do(func() {
+		if g.unwatch != nil {
+			g.unwatch()
+		}
 		close(g.done)
 		g.handles.closeAll()
 	})
@@ -679,6 +687,8 @@ type options struct {
 	maxHandles int
 	cors       []string // origins allowed (WithCORS), "*" for any
 	corsSet    bool
+	logger     *slog.Logger
+	loggerSet  bool
 }
 
 // DefaultTimeout bounds each call of a gateway not given WithTimeout; it
@@ -687,7 +697,7 @@ const DefaultTimeout = 30 * time.Second
 
 // defaults are the options before the caller's.
 func defaults() options {
-	return options{maxBody: 1 << 20, maxBatch: 100, timeout: DefaultTimeout, handleIdle: 10 * time.Minute, maxHandles: 10000}
+	return options{maxBody: 1 << 20, maxBatch: 100, timeout: DefaultTimeout, handleIdle: 10 * time.Minute, maxHandles: 10000, logger: silent}
 }
 
 // validate refuses options that cannot work.
@@ -701,6 +711,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: gateway.WithTimeout needs a positive duration", broker.ErrInvalidOption)
 	case o.handleIdle <= 0 || o.maxHandles <= 0:
 		return fmt.Errorf("%w: gateway.WithHandles needs a positive idle time and count", broker.ErrInvalidOption)
+	case o.loggerSet && o.logger == nil:
+		return fmt.Errorf("%w: gateway.WithLogger needs a logger (leave it out for none)", broker.ErrInvalidOption)
 	case o.corsSet:
 		return validateCORS(o.cors)
 	}

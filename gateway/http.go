@@ -38,6 +38,11 @@ var null = json.RawMessage("null")
 // Events. With WithCORS, answers to pages from the allowed origins carry
 // CORS headers, and preflight (OPTIONS) requests are answered.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.logged(w, r, g.route)
+}
+
+// route answers a request by its path, after CORS.
+func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 	if g.serveCORS(w, r) {
 		return
 	}
@@ -135,6 +140,7 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 	if bad != nil {
 		return bad, http.StatusOK
 	}
+	entryOf(ctx).setBatch(len(batch))
 	if out := g.batch(ctx, batch); len(out) > 0 {
 		return out, http.StatusOK
 	}
@@ -197,6 +203,7 @@ func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
 	if bad != nil {
 		return bad
 	}
+	entryOf(ctx).method(req.method)
 	result, err := g.Call(ctx, req.method, req.params)
 	if req.id == nil {
 		return nil // a notification: no response, even to an error
@@ -291,6 +298,7 @@ func fail(id json.RawMessage, code int, msg, name string) *response {
 
 // writeJSON writes v as the JSON body of a response with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	recordErrors(w, v)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)

@@ -44,6 +44,7 @@ func (g *Gateway) serveWatch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, fail(null, CodeInvalidRequest, `the "method" query parameter is missing`, "tether.bad-request"))
 		return
 	}
+	entryOf(r.Context()).method(method)
 	params := json.RawMessage(q.Get("params"))
 	s, err := g.startWatch(r.Context(), method, params)
 	if err != nil {
@@ -133,6 +134,7 @@ func (o *sseWriter) event(ev Event) error {
 
 // fail writes the "error" event that ends a stream.
 func (o *sseWriter) fail(e *Error) {
+	recordErrors(o.w, &response{Error: e})
 	data, err := json.Marshal(e)
 	if err != nil {
 		return

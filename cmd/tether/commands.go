@@ -787,7 +787,10 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
-	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", f.options()...)
+	// The access log and the upstream link's transitions go to stderr at
+	// info.
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", f.options(logger)...)
 	if err != nil {
 		return err
 	}
@@ -830,9 +833,9 @@ type gatewayFlags struct {
 	cors                      string
 }
 
-// options are the gateway's options the flags ask for.
-func (f *gatewayFlags) options() []gateway.Option {
-	opts := []gateway.Option{gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody)}
+// options are the gateway's options the flags ask for, logging to logger.
+func (f *gatewayFlags) options(logger *slog.Logger) []gateway.Option {
+	opts := []gateway.Option{gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody), gateway.WithLogger(logger)}
 	if f.cors != "" {
 		opts = append(opts, gateway.WithCORS(strings.Split(f.cors, ",")...))
 	}

@@ -58,6 +58,9 @@ func TestGatewayCommandCORSAndWatch(t *testing.T) {
 	}
 	assert.Equal(t, "event: error\n", last, "the stream ends with a reason")
 	assert.Equal(t, exitOK, <-stopped)
+	// The access log, on stderr at info: the preflight, then the watch.
+	assert.Regexp(t, `level=INFO msg="tether gateway: request" method=OPTIONS path=/ status=204 `, out.String())
+	assert.Regexp(t, `level=INFO msg="tether gateway: request" method=GET path=/watch status=200 duration=\S+ remote=127\.0\.0\.1:\d+ rpc=gauges.Model code=-32001`, out.String())
 }
 
 // TestGatewayCommandTimeoutDefault: tether gateway's -timeout defaults to

@@ -289,23 +289,8 @@ func TestWatchStreamResyncsASlowReader(t *testing.T) {
 	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	e.shop.model = cache.NewMap[string, int](cache.WithLogSize(10000))
-	// Small socket buffers on both sides, so that the stream blocks after
-	// a few events rather than megabytes of them.
-	e.http.Close()
-	e.http = httptest.NewUnstartedServer(e.gw)
-	e.http.Listener = smallBuffers{e.http.Listener}
-	e.http.Start()
-	t.Cleanup(e.http.Close)
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetReadBuffer(4096) //nolint:errcheck // the test then only takes longer
-		}
-		return c, err
-	}}
-	t.Cleanup(tr.CloseIdleConnections)
-
-	s := e.watchWith(t, &http.Client{Transport: tr}, "shop.Model", "")
+	client := e.smallBuffers(t)
+	s := e.watchWith(t, client, "shop.Model", "")
 	assert.Equal(t, "snapshot", s.next(t).Kind)
 	// Long keys make the changes over a megabyte of events,
 	// more than any socket buffer holds.
@@ -344,6 +329,48 @@ func TestWatchStreamResyncsASlowReader(t *testing.T) {
 	want := map[string]string{}
 	e.shop.model.Range(func(k string, v int) bool { want[fmt.Sprintf("%q", k)] = fmt.Sprint(v); return true })
 	assert.Equal(t, want, state)
+	s.close()
+}
+
+// smallBuffers replaces e's HTTP server by one whose connections have
+// small send buffers and returns a client whose connections have small
+// receive buffers, so that a stream nobody reads blocks after a few events
+// rather than megabytes of them.
+func (e *env) smallBuffers(t *testing.T) *http.Client {
+	e.http.Close()
+	e.http = httptest.NewUnstartedServer(e.gw)
+	e.http.Listener = smallBuffers{e.http.Listener}
+	e.http.Start()
+	t.Cleanup(e.http.Close)
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4096) //nolint:errcheck // the test then only takes longer
+		}
+		return c, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// TestWatchStreamDropsAClientThatStopsReading: a write to a client that
+// reads nothing more waits at most the gateway's timeout; then the stream
+// ends and its subscription is dropped, while the client is still
+// connected.
+func TestWatchStreamDropsAClientThatStopsReading(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil, gateway.WithTimeout(500*time.Millisecond))
+	client := e.smallBuffers(t)
+	s := e.watchWith(t, client, "shop.Model", "")
+	assert.Equal(t, "snapshot", s.next(t).Kind)
+	big := strings.Repeat("k", 1000)
+	for i := 0; e.shop.model.Subscribers() > 0; i++ {
+		require.Less(t, i, 100000, "the stream was never dropped")
+		require.NoError(t, e.shop.model.Set(fmt.Sprint(big, i%100), i))
+		if i%1000 == 999 {
+			time.Sleep(100 * time.Millisecond) // a moment for the write's deadline to pass
+		}
+	}
 	s.close()
 }
 

@@ -112,8 +112,10 @@
 // (for a /watch stream, when it ends): the HTTP method, path, status,
 // duration and the client's address, the JSON-RPC method ("rpc") and the
 // error code ("code"), or for a batch its size ("batch"), its methods and
-// the codes of its errors ("codes"); and its link to the upstream server
-// going down (Warn) and up (Info).
+// the codes of its errors ("codes"); its link to the upstream server
+// going down (Warn) and up (Info); and, at Warn, a /watch stream that
+// ended because its model could no longer be followed or because its
+// client stopped reading and was dropped.
 //
 // # Errors
 //

@@ -13,9 +13,11 @@ import (
 
 // WithLogger makes the gateway log to logger: one line per HTTP request
 // at Info (the access log: HTTP method, path, status, duration, the
-// JSON-RPC method or methods, the error codes, the client's address), and
-// its link to the upstream server going down (Warn) and up (Info). A nil
-// logger is refused; without WithLogger the gateway logs nothing.
+// JSON-RPC method or methods, the error codes, the client's address), its
+// link to the upstream server going down (Warn) and up (Info), and /watch
+// streams it ended (Warn: the model could no longer be followed, or the
+// client stopped reading). A nil logger is refused; without WithLogger the
+// gateway logs nothing.
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(o *options) { o.logger, o.loggerSet = logger, true })
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/logbuf"
 	"github.com/tether-go/tether/internal/testkit"
 )
 
@@ -248,7 +250,8 @@ func TestWatchStreamRefusals(t *testing.T) {
 func TestWatchStreamPingsAndEndsWithAnError(t *testing.T) {
 	leakcheck.Check(t)
 	defer gateway.SetPingInterval(50 * time.Millisecond)()
-	e := newEnv(t, nil)
+	var log logbuf.Buffer
+	e := newEnv(t, nil, gateway.WithLogger(slog.New(slog.NewJSONHandler(&log, nil))))
 	s := e.watch(t, "shop.Live", "")
 	assert.Equal(t, "snapshot", s.raw(t).kind)
 	assert.Equal(t, sseEvent{kind: ":", data: "ping"}, s.raw(t))
@@ -269,6 +272,11 @@ func TestWatchStreamPingsAndEndsWithAnError(t *testing.T) {
 	assert.Equal(t, "failed_precondition", e1.Data.Code)
 	_, err := s.lines.ReadString('\n')
 	assert.ErrorIs(t, err, io.EOF, "the stream ends after the error")
+	testkit.Eventually(t, "the end is logged", func() bool { return len(logLines(t, &log, "tether gateway: a watch ended")) == 1 })
+	ended := logLines(t, &log, "tether gateway: a watch ended")[0]
+	assert.Equal(t, "WARN", ended["level"])
+	assert.Equal(t, "shop.Live", ended["rpc"])
+	assert.Contains(t, ended["err"], "mirror lost its source")
 
 	s2 := e.watch(t, "shop.Model", "")
 	assert.Equal(t, "snapshot", s2.next(t).Kind)
@@ -359,7 +367,8 @@ func (e *env) smallBuffers(t *testing.T) *http.Client {
 // connected.
 func TestWatchStreamDropsAClientThatStopsReading(t *testing.T) {
 	leakcheck.Check(t)
-	e := newEnv(t, nil, gateway.WithTimeout(500*time.Millisecond))
+	var log logbuf.Buffer
+	e := newEnv(t, nil, gateway.WithTimeout(500*time.Millisecond), gateway.WithLogger(slog.New(slog.NewJSONHandler(&log, nil))))
 	client := e.smallBuffers(t)
 	s := e.watchWith(t, client, "shop.Model", "")
 	assert.Equal(t, "snapshot", s.next(t).Kind)
@@ -371,6 +380,12 @@ func TestWatchStreamDropsAClientThatStopsReading(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // a moment for the write's deadline to pass
 		}
 	}
+	testkit.Eventually(t, "the gateway says it dropped the client", func() bool {
+		return len(logLines(t, &log, "tether gateway: dropped a watch client that stopped reading")) == 1
+	})
+	dropped := logLines(t, &log, "tether gateway: dropped a watch client that stopped reading")[0]
+	assert.Equal(t, "WARN", dropped["level"])
+	assert.Equal(t, "shop.Model", dropped["rpc"])
 	s.close()
 }
 

@@ -131,7 +131,7 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 		return fail(null, CodeParseError, "parse error: the body is not valid JSON", "tether.parse-error"), http.StatusOK
 	}
 	if trimmed[0] != '[' {
-		if resp := g.one(ctx, trimmed); resp != nil {
+		if resp := g.one(ctx, trimmed, 0); resp != nil {
 			return resp, http.StatusOK
 		}
 		return nil, http.StatusNoContent
@@ -177,7 +177,7 @@ func (g *Gateway) batch(ctx context.Context, batch []json.RawMessage) []*respons
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			resps[i] = g.one(ctx, raw)
+			resps[i] = g.one(ctx, raw, i)
 		}()
 	}
 	wg.Wait()
@@ -197,13 +197,14 @@ type request struct {
 	params json.RawMessage
 }
 
-// one answers a single request; nil for a notification.
-func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
+// one answers a single request, the i-th of its batch (0 alone); nil for
+// a notification.
+func (g *Gateway) one(ctx context.Context, raw json.RawMessage, i int) *response {
 	req, bad := readRequest(raw)
 	if bad != nil {
 		return bad
 	}
-	entryOf(ctx).method(req.method)
+	entryOf(ctx).method(i, req.method)
 	result, err := g.Call(ctx, req.method, req.params)
 	if req.id == nil {
 		return nil // a notification: no response, even to an error

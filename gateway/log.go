@@ -29,8 +29,10 @@ var silent = slog.New(slog.DiscardHandler)
 type accessKey struct{}
 
 // accessEntry is what the access log says about one HTTP request besides
-// its HTTP fields: the JSON-RPC methods it called and the error codes it
-// answered with. The requests of a batch add to it concurrently.
+// its HTTP fields: the JSON-RPC methods it called (in its batch's order;
+// "" for a request too malformed to name one) and the error codes it
+// answered with (in the order of the responses). The requests of a batch
+// add to it concurrently.
 type accessEntry struct {
 	mu      sync.Mutex
 	batch   int // the number of requests in a batch, 0 for a single one
@@ -44,14 +46,18 @@ func entryOf(ctx context.Context) *accessEntry {
 	return a
 }
 
-// method records a JSON-RPC method the request called (nil-safe).
-func (a *accessEntry) method(name string) {
+// method records the JSON-RPC method of the request's i-th call (0 for a
+// single request), so that a batch's are logged in its order (nil-safe).
+func (a *accessEntry) method(i int, name string) {
 	if a == nil {
 		return
 	}
 	a.mu.Lock()
-	a.methods = append(a.methods, name)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	if i >= len(a.methods) {
+		a.methods = append(a.methods, make([]string, i+1-len(a.methods))...)
+	}
+	a.methods[i] = name
 }
 
 // code records an error code the request answered with (nil-safe).

@@ -75,7 +75,7 @@ func TestAccessLog(t *testing.T) {
 	assert.Equal(t, float64(gateway.CodeInvalidParams), lines[1]["code"])
 	batch := lines[2]
 	assert.Equal(t, 2.0, batch["batch"])
-	assert.ElementsMatch(t, []any{"shop.Add", "shop.Nope"}, batch["rpc"])
+	assert.Equal(t, []any{"shop.Add", "shop.Nope"}, batch["rpc"], "in the batch's order")
 	assert.Equal(t, []any{float64(gateway.CodeMethodNotFound)}, batch["codes"])
 	assert.Equal(t, 401.0, lines[3]["status"])
 	assert.Equal(t, float64(gateway.CodeUnauthorized), lines[3]["code"])

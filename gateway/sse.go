@@ -45,7 +45,7 @@ func (g *Gateway) serveWatch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, fail(null, CodeInvalidRequest, `the "method" query parameter is missing`, "tether.bad-request"))
 		return
 	}
-	entryOf(r.Context()).method(method)
+	entryOf(r.Context()).method(0, method)
 	params := json.RawMessage(q.Get("params"))
 	s, err := g.startWatch(r.Context(), method, params)
 	if err != nil {

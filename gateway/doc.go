@@ -51,8 +51,11 @@
 // # Built-in methods
 //
 // "rpc.managers" lists the managers, "rpc.describe" ["users"] describes
-// one (methods, parameter and result types, which are safe to repeat), and
-// "rpc.release" ["ref-…"] gives a handle back.
+// one (methods, parameter and result types, which are safe to repeat),
+// "rpc.release" ["ref-…"] gives a handle back, and "rpc.discover" answers
+// an OpenRPC document (https://spec.open-rpc.org) of every manager's
+// methods, their params (by position, named p1, p2, ...) and results as
+// JSON Schema, and the gateway's error codes, for OpenRPC tools.
 //
 // # Health
 //
@@ -95,13 +98,36 @@
 // the header where the client can set it. A client that stops reading is
 // dropped once a write has waited for the gateway's timeout.
 //
+// # Browsers
+//
+// WithCORS lets pages from the origins it lists call the gateway (POST /,
+// GET /watch, /healthz) from a browser: their requests' answers carry
+// Access-Control-Allow-Origin, and their preflight requests are answered.
+// Without it the gateway sends no CORS headers.
+//
+// # Logs
+//
+// The gateway logs nothing unless given a logger (WithLogger). Then it
+// writes one line per HTTP request at Info, when the answer is complete
+// (for a /watch stream, when it ends): the HTTP method, path, status,
+// duration and the client's address, the JSON-RPC method ("rpc") and the
+// error code ("code"), or for a batch its size ("batch"), its methods and
+// the codes of its errors ("codes"); its link to the upstream server
+// going down (Warn) and up (Info); and, at Warn, a /watch stream that
+// ended because its model could no longer be followed or because its
+// client stopped reading and was dropped.
+//
 // # Errors
 //
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,
 // -32001 the server out of reach (during an outage requests fail at once
 // with it rather than hang) or a closed gateway, -32002 a call that did
-// not finish in time or whose request was cancelled, -32003 a missing or wrong bearer token and -32004 the server refusing the
-// gateway's own credentials. The code is chosen from the error's
+// not finish in time or whose request was cancelled, -32003 a missing or
+// wrong bearer token, -32004 the server refusing the gateway's own
+// credentials and -32005 a handle that has expired ("handle expired:
+// obtain it again"): the link to the server dropped (the server
+// restarted, say) and the call that returned the handle is not declared
+// idempotent, so the gateway cannot obtain its reference again. The code is chosen from the error's
 // broker.Code, which data.code names ("unavailable", "invalid_argument",
 // ...); data.name is the error's registered name; data.traceback appears
 // only when the server opted in.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/tether-go/tether/internal/arity"
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/hop"
+	"github.com/tether-go/tether/internal/replay"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/registry"
 	"github.com/tether-go/tether/remote"
@@ -32,6 +34,7 @@ const (
 	CodeTimeout        = -32002 // the call did not finish in time
 	CodeUnauthorized   = -32003 // a missing or wrong bearer token
 	CodeRefused        = -32004 // the upstream server refuses the gateway's own connection (credentials, version)
+	CodeHandleExpired  = -32005 // a handle whose reference cannot be obtained again (its server restarted or the link dropped)
 )
 
 // ErrClosed is returned by calls on a closed gateway.
@@ -82,6 +85,14 @@ func newError(rpc int, code broker.Code, name, msg string) *Error {
 	return &Error{Code: rpc, Message: msg, Data: &ErrorData{Name: name, Code: code.String()}, err: broker.NewError(code, cause)}
 }
 
+// expiredError is the error of a call on a handle whose reference cannot
+// be obtained again, err: the call that returned it is not declared
+// idempotent, so after the link to the server dropped (the server
+// restarted, say) nobody may repeat it but the client.
+func expiredError(err error) *Error {
+	return &Error{Code: CodeHandleExpired, Message: "handle expired: obtain it again", Data: &ErrorData{Name: "tether.handle-expired", Code: broker.FailedPrecondition.String()}, err: err}
+}
+
 // closedError is the error of a call on a closed gateway.
 func closedError() *Error {
 	return &Error{Code: CodeUnavailable, Message: ErrClosed.Error(), Data: &ErrorData{Name: "tether.closed", Code: broker.CodeOf(ErrClosed).String()}, err: ErrClosed}
@@ -118,6 +129,7 @@ type Gateway struct {
 	handles *handles
 	done    chan struct{}
 	once    sync.Once
+	unwatch func() // stops logging the upstream link's transitions, or nil
 
 	mu    sync.Mutex
 	descs map[*remote.Ref]*broker.Description
@@ -143,6 +155,9 @@ func New(cl *remote.Client, opts ...Option) (*Gateway, error) {
 		descs:   map[*remote.Ref]*broker.Description{},
 	}
 	g.handles.dropped = g.forget // a handle's description goes with it
+	if o.logger != silent {
+		g.unwatch = g.watchLink()
+	}
 	return g, nil
 }
 
@@ -150,6 +165,9 @@ func New(cl *remote.Client, opts ...Option) (*Gateway, error) {
 // with ErrClosed. Close is idempotent.
 func (g *Gateway) Close() error {
 	g.once.Do(func() {
+		if g.unwatch != nil {
+			g.unwatch()
+		}
 		close(g.done)
 		g.handles.closeAll()
 	})
@@ -179,7 +197,8 @@ type invocation struct {
 // split at its last dot), "ref-….Method" on a handle an earlier result gave
 // out, or one of the built-ins: "rpc.managers" lists the managers,
 // "rpc.describe" ["name" or "ref-…"] describes one, "rpc.release"
-// ["ref-…"] gives a handle back. params is a JSON array of the method's
+// ["ref-…"] gives a handle back, "rpc.discover" answers an OpenRPC document
+// of every method. params is a JSON array of the method's
 // arguments, an object for a method of exactly one parameter, or empty.
 // A failure is an *Error.
 func (g *Gateway) Call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
@@ -382,6 +401,7 @@ var builtins = map[string]func(g *Gateway, ctx context.Context, call builtinCall
 	"rpc.managers": (*Gateway).managers,
 	"rpc.describe": (*Gateway).describeBuiltin,
 	"rpc.release":  (*Gateway).release,
+	"rpc.discover": (*Gateway).discover,
 }
 
 // builtinCall is a call of a built-in method: its name and its arguments,
@@ -409,7 +429,7 @@ func (g *Gateway) builtin(ctx context.Context, method string, params json.RawMes
 	}
 	answer, ok := builtins[method]
 	if !ok {
-		return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release)", method))
+		return nil, newError(CodeMethodNotFound, broker.Unimplemented, "tether.unknown-method", fmt.Sprintf("no built-in method %q (there are rpc.managers, rpc.describe, rpc.release, rpc.discover)", method))
 	}
 	return answer(g, ctx, call)
 }
@@ -496,6 +516,9 @@ func errorFrom(err error) *Error {
 	}
 	code := broker.CodeOf(err)
 	e := &Error{Code: rpcCode(code), Message: err.Error(), Data: &ErrorData{Name: errorName(err, code), Code: code.String()}, err: err}
+	if errors.Is(err, replay.ErrNotReplayable) {
+		return expiredError(err)
+	}
 	if name := refusalName(err); name != "" {
 		// The upstream refused the gateway's own client: not an error of
 		// the method called, and not an outage either: it lasts until
@@ -662,11 +685,19 @@ type options struct {
 	timeout    time.Duration
 	handleIdle time.Duration
 	maxHandles int
+	cors       []string // origins allowed (WithCORS), "*" for any
+	corsSet    bool
+	logger     *slog.Logger
+	loggerSet  bool
 }
+
+// DefaultTimeout bounds each call of a gateway not given WithTimeout; it
+// is tether gateway's -timeout default too.
+const DefaultTimeout = 30 * time.Second
 
 // defaults are the options before the caller's.
 func defaults() options {
-	return options{maxBody: 1 << 20, maxBatch: 100, timeout: 30 * time.Second, handleIdle: 10 * time.Minute, maxHandles: 10000}
+	return options{maxBody: 1 << 20, maxBatch: 100, timeout: DefaultTimeout, handleIdle: 10 * time.Minute, maxHandles: 10000, logger: silent}
 }
 
 // validate refuses options that cannot work.
@@ -680,6 +711,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: gateway.WithTimeout needs a positive duration", broker.ErrInvalidOption)
 	case o.handleIdle <= 0 || o.maxHandles <= 0:
 		return fmt.Errorf("%w: gateway.WithHandles needs a positive idle time and count", broker.ErrInvalidOption)
+	case o.loggerSet && o.logger == nil:
+		return fmt.Errorf("%w: gateway.WithLogger needs a logger (leave it out for none)", broker.ErrInvalidOption)
+	case o.corsSet:
+		return validateCORS(o.cors)
 	}
 	return nil
 }
@@ -701,8 +736,9 @@ func WithMaxBatch(n int) Option {
 	return optionFunc(func(o *options) { o.maxBatch = n })
 }
 
-// WithTimeout bounds each call (default 30 s). It travels to the server as
-// the call's deadline.
+// WithTimeout bounds each call (default DefaultTimeout, 30 s). It travels
+// to the server as the call's deadline, and also bounds each write of a
+// /watch stream (a client that stopped reading is dropped after it).
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.timeout = d })
 }

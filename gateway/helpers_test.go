@@ -114,6 +114,10 @@ func (s *shop) Open(ctx context.Context, name string) (*counter, error) {
 	return c, nil
 }
 
+// Make is Open, not declared idempotent: its counter cannot be obtained
+// again after the link drops.
+func (s *shop) Make(ctx context.Context, name string) (*counter, error) { return s.Open(ctx, name) }
+
 // Mine reports whether c is one of the shop's own counters (it arrived as
 // the object itself, not as a reference to a proxy).
 func (s *shop) Mine(ctx context.Context, c any) (bool, error) {

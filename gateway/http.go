@@ -35,8 +35,17 @@ var null = json.RawMessage("null")
 // upstream server is connected and serving, 503 otherwise, with a small
 // JSON body, {"status": "serving", "link": "connected"}. A GET of
 // WatchPath (/watch) streams a model's events (see Watch) as Server-Sent
-// Events.
+// Events. With WithCORS, answers to pages from the allowed origins carry
+// CORS headers, and preflight (OPTIONS) requests are answered.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.logged(w, r, g.route)
+}
+
+// route answers a request by its path, after CORS.
+func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
+	if g.serveCORS(w, r) {
+		return
+	}
 	switch r.URL.Path {
 	case HealthPath:
 		g.serveHealth(w, r)
@@ -122,7 +131,7 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 		return fail(null, CodeParseError, "parse error: the body is not valid JSON", "tether.parse-error"), http.StatusOK
 	}
 	if trimmed[0] != '[' {
-		if resp := g.one(ctx, trimmed); resp != nil {
+		if resp := g.one(ctx, trimmed, 0); resp != nil {
 			return resp, http.StatusOK
 		}
 		return nil, http.StatusNoContent
@@ -131,6 +140,7 @@ func (g *Gateway) handle(ctx context.Context, body []byte) (any, int) {
 	if bad != nil {
 		return bad, http.StatusOK
 	}
+	entryOf(ctx).setBatch(len(batch))
 	if out := g.batch(ctx, batch); len(out) > 0 {
 		return out, http.StatusOK
 	}
@@ -167,7 +177,7 @@ func (g *Gateway) batch(ctx context.Context, batch []json.RawMessage) []*respons
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			resps[i] = g.one(ctx, raw)
+			resps[i] = g.one(ctx, raw, i)
 		}()
 	}
 	wg.Wait()
@@ -187,12 +197,14 @@ type request struct {
 	params json.RawMessage
 }
 
-// one answers a single request; nil for a notification.
-func (g *Gateway) one(ctx context.Context, raw json.RawMessage) *response {
+// one answers a single request, the i-th of its batch (0 alone); nil for
+// a notification.
+func (g *Gateway) one(ctx context.Context, raw json.RawMessage, i int) *response {
 	req, bad := readRequest(raw)
 	if bad != nil {
 		return bad
 	}
+	entryOf(ctx).method(i, req.method)
 	result, err := g.Call(ctx, req.method, req.params)
 	if req.id == nil {
 		return nil // a notification: no response, even to an error
@@ -287,6 +299,7 @@ func fail(id json.RawMessage, code int, msg, name string) *response {
 
 // writeJSON writes v as the JSON body of a response with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	recordErrors(w, v)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -44,6 +45,7 @@ func (g *Gateway) serveWatch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, fail(null, CodeInvalidRequest, `the "method" query parameter is missing`, "tether.bad-request"))
 		return
 	}
+	entryOf(r.Context()).method(0, method)
 	params := json.RawMessage(q.Get("params"))
 	s, err := g.startWatch(r.Context(), method, params)
 	if err != nil {
@@ -52,7 +54,26 @@ func (g *Gateway) serveWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.close()
-	g.stream(r.Context(), newSSEWriter(w, g.opts.timeout), s)
+	err = g.stream(r.Context(), newSSEWriter(w, g.opts.timeout), s)
+	g.logStreamEnd(r, method, err)
+}
+
+// logStreamEnd logs, at Warn, why a /watch stream ended when neither its
+// client went away nor the gateway closed: the model could no longer be
+// followed, or the client stopped reading and was dropped (a write ran
+// past its deadline; net/http then cancels the request's context too, so
+// the error, not the context, tells).
+func (g *Gateway) logStreamEnd(r *http.Request, method string, err error) {
+	var e *Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		g.opts.logger.Warn("tether gateway: dropped a watch client that stopped reading", "rpc", method, "remote", r.RemoteAddr, "err", err)
+	case errors.Is(err, ErrClosed):
+		// The gateway's own end.
+	case errors.As(err, &e):
+		g.opts.logger.Warn("tether gateway: a watch ended", "rpc", method, "remote", r.RemoteAddr, "code", e.Code, "err", e.Error())
+	}
+	// Anything else is the client going away: the normal end.
 }
 
 // queryAuthorized reports whether r carries the gateway's bearer token in
@@ -65,10 +86,10 @@ func (g *Gateway) queryAuthorized(r *http.Request) bool {
 
 // stream writes s's events to out until ctx ends, the gateway closes, the
 // mirror ends or a write fails, with a ping comment whenever the stream
-// has been idle for pingInterval.
-func (g *Gateway) stream(ctx context.Context, out *sseWriter, s *jsonSink) {
-	if out.start() != nil {
-		return
+// has been idle for pingInterval. It returns the error that ended it.
+func (g *Gateway) stream(ctx context.Context, out *sseWriter, s *jsonSink) error {
+	if err := out.start(); err != nil {
+		return err
 	}
 	tick := time.NewTicker(pingInterval)
 	defer tick.Stop()
@@ -92,7 +113,7 @@ func (g *Gateway) stream(ctx context.Context, out *sseWriter, s *jsonSink) {
 			}
 		}
 		if err != nil {
-			return
+			return err
 		}
 	}
 }
@@ -133,6 +154,7 @@ func (o *sseWriter) event(ev Event) error {
 
 // fail writes the "error" event that ends a stream.
 func (o *sseWriter) fail(e *Error) {
+	recordErrors(o.w, &response{Error: e})
 	data, err := json.Marshal(e)
 	if err != nil {
 		return
@@ -195,6 +217,8 @@ func httpStatus(code int) int {
 		return http.StatusServiceUnavailable
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
+	case CodeHandleExpired:
+		return http.StatusGone
 	case CodeRemote, CodeRefused:
 		return http.StatusBadGateway
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/tether-go/tether/cache"
 	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/logbuf"
 	"github.com/tether-go/tether/internal/testkit"
 )
 
@@ -248,7 +250,8 @@ func TestWatchStreamRefusals(t *testing.T) {
 func TestWatchStreamPingsAndEndsWithAnError(t *testing.T) {
 	leakcheck.Check(t)
 	defer gateway.SetPingInterval(50 * time.Millisecond)()
-	e := newEnv(t, nil)
+	var log logbuf.Buffer
+	e := newEnv(t, nil, gateway.WithLogger(slog.New(slog.NewJSONHandler(&log, nil))))
 	s := e.watch(t, "shop.Live", "")
 	assert.Equal(t, "snapshot", s.raw(t).kind)
 	assert.Equal(t, sseEvent{kind: ":", data: "ping"}, s.raw(t))
@@ -269,6 +272,11 @@ func TestWatchStreamPingsAndEndsWithAnError(t *testing.T) {
 	assert.Equal(t, "failed_precondition", e1.Data.Code)
 	_, err := s.lines.ReadString('\n')
 	assert.ErrorIs(t, err, io.EOF, "the stream ends after the error")
+	testkit.Eventually(t, "the end is logged", func() bool { return len(logLines(t, &log, "tether gateway: a watch ended")) == 1 })
+	ended := logLines(t, &log, "tether gateway: a watch ended")[0]
+	assert.Equal(t, "WARN", ended["level"])
+	assert.Equal(t, "shop.Live", ended["rpc"])
+	assert.Contains(t, ended["err"], "mirror lost its source")
 
 	s2 := e.watch(t, "shop.Model", "")
 	assert.Equal(t, "snapshot", s2.next(t).Kind)
@@ -289,31 +297,21 @@ func TestWatchStreamResyncsASlowReader(t *testing.T) {
 	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	e.shop.model = cache.NewMap[string, int](cache.WithLogSize(10000))
-	// Small socket buffers on both sides, so that the stream blocks after
-	// a few events rather than megabytes of them.
-	e.http.Close()
-	e.http = httptest.NewUnstartedServer(e.gw)
-	e.http.Listener = smallBuffers{e.http.Listener}
-	e.http.Start()
-	t.Cleanup(e.http.Close)
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetReadBuffer(4096) //nolint:errcheck // the test then only takes longer
-		}
-		return c, err
-	}}
-	t.Cleanup(tr.CloseIdleConnections)
-
-	s := e.watchWith(t, &http.Client{Transport: tr}, "shop.Model", "")
+	client := e.smallBuffers(t)
+	s := e.watchWith(t, client, "shop.Model", "")
 	assert.Equal(t, "snapshot", s.next(t).Kind)
+	// Long keys make the changes over a megabyte of events,
+	// more than any socket buffer holds.
+	key := func(i int) string { return strings.Repeat("k", 200) + fmt.Sprint(i%100) }
 	const changes = 6000
 	for i := range changes - 1 {
-		require.NoError(t, e.shop.model.Set(fmt.Sprint(i%100), i))
+		require.NoError(t, e.shop.model.Set(key(i), i))
 	}
 	// The last change through the gateway's own connection: when the call
 	// returns, the watch's mirror holds every change (read-your-writes).
-	_, err := e.gw.Call(testkit.Ctx(t, time.Minute), "shop.Put", []byte(`["99", 5999]`))
+	last, err := json.Marshal([]any{key(changes - 1), changes - 1})
+	require.NoError(t, err)
+	_, err = e.gw.Call(testkit.Ctx(t, time.Minute), "shop.Put", last)
 	require.NoError(t, err)
 
 	state := map[string]string{}
@@ -339,6 +337,55 @@ func TestWatchStreamResyncsASlowReader(t *testing.T) {
 	want := map[string]string{}
 	e.shop.model.Range(func(k string, v int) bool { want[fmt.Sprintf("%q", k)] = fmt.Sprint(v); return true })
 	assert.Equal(t, want, state)
+	s.close()
+}
+
+// smallBuffers replaces e's HTTP server by one whose connections have
+// small send buffers and returns a client whose connections have small
+// receive buffers, so that a stream nobody reads blocks after a few events
+// rather than megabytes of them.
+func (e *env) smallBuffers(t *testing.T) *http.Client {
+	e.http.Close()
+	e.http = httptest.NewUnstartedServer(e.gw)
+	e.http.Listener = smallBuffers{e.http.Listener}
+	e.http.Start()
+	t.Cleanup(e.http.Close)
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4096) //nolint:errcheck // the test then only takes longer
+		}
+		return c, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// TestWatchStreamDropsAClientThatStopsReading: a write to a client that
+// reads nothing more waits at most the gateway's timeout; then the stream
+// ends and its subscription is dropped, while the client is still
+// connected.
+func TestWatchStreamDropsAClientThatStopsReading(t *testing.T) {
+	leakcheck.Check(t)
+	var log logbuf.Buffer
+	e := newEnv(t, nil, gateway.WithTimeout(500*time.Millisecond), gateway.WithLogger(slog.New(slog.NewJSONHandler(&log, nil))))
+	client := e.smallBuffers(t)
+	s := e.watchWith(t, client, "shop.Model", "")
+	assert.Equal(t, "snapshot", s.next(t).Kind)
+	big := strings.Repeat("k", 1000)
+	for i := 0; e.shop.model.Subscribers() > 0; i++ {
+		require.Less(t, i, 100000, "the stream was never dropped")
+		require.NoError(t, e.shop.model.Set(fmt.Sprint(big, i%100), i))
+		if i%1000 == 999 {
+			time.Sleep(100 * time.Millisecond) // a moment for the write's deadline to pass
+		}
+	}
+	testkit.Eventually(t, "the gateway says it dropped the client", func() bool {
+		return len(logLines(t, &log, "tether gateway: dropped a watch client that stopped reading")) == 1
+	})
+	dropped := logLines(t, &log, "tether gateway: dropped a watch client that stopped reading")[0]
+	assert.Equal(t, "WARN", dropped["level"])
+	assert.Equal(t, "shop.Model", dropped["rpc"])
 	s.close()
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/holders"
 	"github.com/tether-go/tether/internal/refhome"
+	"github.com/tether-go/tether/internal/replay"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -294,7 +295,7 @@ func (r *Ref) checkReplayable(ctx context.Context) error {
 			"and %s is not declared idempotent, so it is not called again by itself; call %s again for a new mirror, "+
 			"or declare it Idempotent (remoteable.Methods) to have mirrors follow a restarted owner", r, r.method, r.method), nil)
 	} else {
-		err = fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method)
+		err = replay.Mark(fmt.Errorf("%w: %v: %s is not declared idempotent, so it is not replayed after an outage", broker.ErrDeadReference, r, r.method))
 	}
 	r.mu.Lock()
 	r.gone = err

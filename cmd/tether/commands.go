@@ -781,12 +781,16 @@ outages; requests made meanwhile get error -32001 at once). Try:
   curl -N 'http://127.0.0.1:8080/watch?method=gauges.Model'`, stderr)
 	var df dialFlags
 	df.register(fs, "each call")
+	setDefault(fs, "timeout", gateway.DefaultTimeout.String()) // the gateway's own default, as documented
 	var f gatewayFlags
 	f.register(fs)
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
-	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody))
+	// The access log and the upstream link's transitions go to stderr at
+	// info.
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", f.options(logger)...)
 	if err != nil {
 		return err
 	}
@@ -813,11 +817,29 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	return serveHTTP(ctx, hs, ln, func() { fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream) })
 }
 
+// setDefault changes the default of the flag called name, and what -h
+// says it is, to v.
+func setDefault(fs *flag.FlagSet, name, v string) {
+	f := fs.Lookup(name)
+	f.Value.Set(v) //nolint:errcheck // v is a valid value of the flag
+	f.DefValue = v
+}
+
 // gatewayFlags are the flags of tether gateway, besides the dial flags.
 type gatewayFlags struct {
 	upstream, addr, httpToken string
 	maxBody                   int64
 	debug                     string
+	cors                      string
+}
+
+// options are the gateway's options the flags ask for, logging to logger.
+func (f *gatewayFlags) options(logger *slog.Logger) []gateway.Option {
+	opts := []gateway.Option{gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody), gateway.WithLogger(logger)}
+	if f.cors != "" {
+		opts = append(opts, gateway.WithCORS(strings.Split(f.cors, ",")...))
+	}
+	return opts
 }
 
 // register defines the flags on fs.
@@ -827,6 +849,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.httpToken, "http-token", os.Getenv("TETHER_HTTP_TOKEN"), "require \"Authorization: Bearer <token>\" from HTTP clients; default $TETHER_HTTP_TOKEN")
 	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "the largest request body accepted, in bytes")
 	fs.StringVar(&f.debug, "debug", "", "serve expvar's /debug/vars on this address, with the upstream client's Stats as \"tether\"")
+	fs.StringVar(&f.cors, "cors", "", "let web pages from these origins call the gateway from a browser (CORS): a comma-separated list of scheme://host[:port], or *")
 }
 
 // parse parses args and refuses a missing -upstream, arguments, and a

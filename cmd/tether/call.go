@@ -13,12 +13,26 @@ import (
 	"github.com/tether-go/tether/remote"
 )
 
+// argsRule is how call and watch take arguments, in their help.
+const argsRule = `Arguments are the method's parameters, each a JSON value converted as the
+gateway converts params (see "tether help gateway"): '{"name":"carol"}',
+42, true, '"42"'. One shorthand for the shell: an argument that is not
+valid JSON is taken as a string, so alice is "alice". A valid JSON value
+is always that value: 42 is a number, refused for a string parameter
+(quote it: '"42"'). Flags may come anywhere; after "--" everything is an
+argument (-- -5). -d gives all the arguments at once as a JSON array:
+-d '["alice"]', -d @FILE, or -d @- to read it from standard input;
+arguments after the method are refused then.`
+
 // methodCall is what call and watch share: ADDR name.Method [args...]
-// parsed, connected, and the arguments converted to JSON params.
+// parsed, connected, the method checked against its manager's description
+// and the arguments converted to JSON params.
 type methodCall struct {
 	cl     *remote.Client
 	gw     *gateway.Gateway
 	method string
+	md     *broker.MethodDescription // nil for a built-in (rpc.*)
+	args   []string                  // the arguments on the command line, for hints
 	params json.RawMessage
 }
 
@@ -28,119 +42,69 @@ func (mc *methodCall) close() {
 	mc.cl.Close()
 }
 
-// methodCommand registers the dial flags on fs (what is what -timeout
-// bounds), parses args and connects; the caller closes the methodCall.
-func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, args []string) (*methodCall, error) {
+// methodCommand registers the dial flags and -d on fs (what is what
+// -timeout bounds), parses args, connects and checks the method; the
+// caller closes the methodCall.
+func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, args []string, stdin io.Reader) (*methodCall, error) {
 	var df dialFlags
 	df.register(fs, what)
+	data := fs.String("d", "", "all the arguments as a JSON array; @FILE reads them from FILE, @- from standard input")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() < 2 {
-		fs.Usage()
-		return nil, &exitError{code: exitUsage}
+	if err := checkArgs(fs, -1, "ADDR", "name.Method"); err != nil {
+		return nil, err
 	}
-	cl, gw, err := df.connect(ctx, fs.Arg(0), "tether-cli")
+	mc := &methodCall{method: fs.Arg(1), args: fs.Args()[2:]}
+	params, err := readParams(*data, mc.args, stdin)
 	if err != nil {
 		return nil, err
 	}
-	mc := &methodCall{cl: cl, gw: gw, method: fs.Arg(1)}
-	if mc.params, err = callParams(ctx, gw, mc.method, fs.Args()[2:]); err != nil {
+	if mc.cl, mc.gw, err = df.connect(ctx, fs.Arg(0), "tether-cli"); err != nil {
+		return nil, err
+	}
+	if mc.md, err = checkMethod(ctx, mc.gw, mc.method); err != nil {
 		mc.close()
 		return nil, err
 	}
+	mc.params = params
 	return mc, nil
 }
 
-// callParams turns the command line's arguments into a JSON params array:
-// each is JSON, except that an argument for a string parameter that is not
-// a JSON string is taken as the text itself (tether call ADDR users.Get
-// alice).
-func callParams(ctx context.Context, gw *gateway.Gateway, method string, args []string) (json.RawMessage, error) {
-	types := paramTypesOf(ctx, gw, method)
-	params := make([]json.RawMessage, len(args))
-	for i, a := range args {
-		var err error
-		if params[i], err = types.param(i, a); err != nil {
-			return nil, err
+// failed is the command's exit for the call's error err, with hints when
+// the server refused the arguments.
+func (mc *methodCall) failed(err error, stderr io.Writer) error {
+	if broker.CodeOf(err) == broker.InvalidArgument && mc.md != nil {
+		if hints := argHints(mc.md, mc.args); hints != "" {
+			err = fmt.Errorf("%w\n%s", err, hints)
 		}
 	}
-	return json.Marshal(params)
-}
-
-// paramTypes are what the command knows of a method's parameters.
-type paramTypes struct {
-	described bool                      // the manager described itself
-	md        *broker.MethodDescription // the method, when it is known and takes parameters
-}
-
-// paramTypesOf asks the manager of method (not a built-in) to describe
-// itself; without an answer, every argument must be JSON.
-func paramTypesOf(ctx context.Context, gw *gateway.Gateway, method string) paramTypes {
-	i := strings.LastIndexByte(method, '.')
-	if i <= 0 || strings.HasPrefix(method, "rpc.") {
-		return paramTypes{}
-	}
-	d, err := gw.Describe(ctx, method[:i])
-	if err != nil {
-		return paramTypes{}
-	}
-	m, ok := d.Method(method[i+1:])
-	if !ok || len(m.Params) == 0 {
-		return paramTypes{described: true}
-	}
-	return paramTypes{described: true, md: &m}
-}
-
-// isString reports whether the i-th argument is for a string parameter.
-func (pt paramTypes) isString(i int) bool {
-	if pt.md == nil {
-		return false
-	}
-	n := len(pt.md.Params)
-	p := pt.md.Params[min(i, n-1)]
-	if pt.md.Variadic && i >= n-1 && p.Elem != nil {
-		p = *p.Elem
-	}
-	return p.Kind == broker.KindString
-}
-
-// param is the i-th argument, a, as JSON: a itself when it is JSON, or a
-// as a JSON string when its parameter is a string (or nothing says what it
-// is).
-func (pt paramTypes) param(i int, a string) (json.RawMessage, error) {
-	isString := pt.isString(i)
-	switch {
-	case isString && !strings.HasPrefix(strings.TrimSpace(a), `"`):
-		return json.Marshal(a)
-	case json.Valid([]byte(a)):
-		return json.RawMessage(a), nil
-	case pt.described && !isString:
-		return nil, usageErr("argument %d is not JSON: %s", i+1, a)
-	}
-	return json.Marshal(a)
+	return callErr(err, stderr)
 }
 
 // cmdCall calls a method and prints its result as JSON.
-func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdCall(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("call", `Usage: tether call [flags] ADDR name.Method [args...]
 
 Calls Method on the manager registered as name (or a built-in: rpc.managers,
-rpc.describe) and prints the result as JSON. Each argument is JSON
-('{"name":"carol"}', 42, true); for a string parameter plain text will do.
+rpc.describe) and prints the result as JSON. The method is checked first:
+an unknown one is refused with the names that come close (exit 1).
+
+`+argsRule+`
+
 Copyables print as their fields plus "$type", references as typed handles,
 models as a snapshot. An error prints its name and message and exits 1
 (3 when the server is out of reach or too slow, 4 when it refuses the
 credentials: see "tether help").`, stderr)
 	compact := fs.Bool("compact", false, "print the result on one line")
-	mc, err := methodCommand(ctx, fs, "the call", args)
+	mc, err := methodCommand(ctx, fs, "the call", args, stdin)
 	if err != nil {
 		return err
 	}
 	defer mc.close()
 	raw, err := mc.gw.Call(ctx, mc.method, mc.params)
 	if err != nil {
-		return callErr(err, stderr)
+		return mc.failed(err, stderr)
 	}
 	if strings.Contains(string(raw), `"$ref":"ref-`) {
 		fmt.Fprintln(stderr, "tether call: the handles shown are released when tether exits; use the gateway to keep them")
@@ -157,15 +121,17 @@ credentials: see "tether help").`, stderr)
 }
 
 // cmdWatch follows a model a method returns and prints its events.
-func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdWatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("watch", `Usage: tether watch [flags] ADDR name.Method [args...]
 
 Calls a method that returns a model (a Cacheable) and prints its snapshot,
 then each change as it arrives, and "stale" / "live" when the link to the
 model drops and comes back (the changes made meanwhile are printed once it
-is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
+is back, none lost or repeated). Runs until interrupted; exits 0 then.
+
+`+argsRule, stderr)
 	asJSON := fs.Bool("json", false, "print one JSON event per line")
-	mc, err := methodCommand(ctx, fs, "the first snapshot", args)
+	mc, err := methodCommand(ctx, fs, "the first snapshot", args, stdin)
 	if err != nil {
 		return err
 	}
@@ -187,7 +153,7 @@ is back, none lost or repeated). Runs until interrupted; exits 0 then.`, stderr)
 	if ctx.Err() != nil {
 		return nil // interrupted: the normal end, even before the first snapshot
 	}
-	return callErr(err, stderr)
+	return mc.failed(err, stderr)
 }
 
 // printEvent writes ev as a line of JSON, or as a person reads it.

@@ -37,7 +37,7 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	}
 	defer cl.Close()
 	defer gw.Close()
-	defer logRefusals(cl, f.upstream, warnLogger(stderr))()
+	defer logRefusals(cl, f.upstream, df.logger())()
 	stopDebug, err := startDebug(f.debug, func() any { return cl.Stats() }, stdout)
 	if err != nil {
 		return err
@@ -76,9 +76,11 @@ func (f *gatewayFlags) parse(fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if f.upstream == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
+	if f.upstream == "" {
+		return usageErr("missing -upstream ADDR (the Tether server to call)")
+	}
+	if err := checkArgs(fs, 0); err != nil {
+		return err
 	}
 	if f.maxBody <= 0 {
 		return usageErr("-max-body must be positive")

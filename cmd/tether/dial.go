@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,10 +20,15 @@ import (
 	"github.com/tether-go/tether/remote"
 )
 
-// warnLogger logs warnings and errors to w: what an operator must act on,
-// such as refused handshakes.
-func warnLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// newLogger is the command's logger: text lines on w (stderr) from level
+// up.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// logLevelFlag defines -log-level on fs, into level (default info).
+func logLevelFlag(fs *flag.FlagSet, level *slog.Level) {
+	fs.TextVar(level, "log-level", slog.LevelInfo, "log to stderr from this level up: debug, info, warn or error")
 }
 
 // logRefusals logs each refusal by the server cl dials (a wrong -token, an
@@ -65,6 +71,8 @@ type dialFlags struct {
 	certFile   string
 	keyFile    string
 	serverName string
+	logLevel   slog.Level
+	logOut     io.Writer // where the logs go: the flag set's output, stderr
 }
 
 // register defines the flags on fs; what is what -timeout bounds.
@@ -77,6 +85,39 @@ func (d *dialFlags) register(fs *flag.FlagSet, what string) {
 	fs.StringVar(&d.certFile, "cert", "", "PEM client certificate, for servers that require one (mutual TLS)")
 	fs.StringVar(&d.keyFile, "key", "", "PEM key of -cert")
 	fs.StringVar(&d.serverName, "servername", "", "the name to verify the server's certificate against (default: the host in ADDR)")
+	logLevelFlag(fs, &d.logLevel)
+	d.logOut = fs.Output()
+}
+
+// logger is the logger -log-level asks for, on stderr.
+func (d *dialFlags) logger() *slog.Logger {
+	return newLogger(d.logOut, d.logLevel)
+}
+
+// schemes are the schemes an ADDR may have, as tether serve prints it, and
+// whether each means TLS.
+var schemes = map[string]bool{"tcp": false, "tls": true}
+
+// hostPort is addr as host:port, less a scheme (tcp://, tls://, as tether
+// serve prints it). A tls:// address without TLS flags is refused: the
+// server would not understand the command, and the flags say whom to
+// trust.
+func (d *dialFlags) hostPort(addr string) (string, error) {
+	hp := addr
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		isTLS, known := schemes[scheme]
+		switch {
+		case !known:
+			return "", usageErr("ADDR %q: unknown scheme %q (want tcp:// or tls://, or none)", addr, scheme)
+		case isTLS && !d.useTLS && d.caFile == "" && d.certFile == "":
+			return "", usageErr("ADDR %q: the server speaks TLS: add -tls, and -cacert FILE unless the system trusts its certificate", addr)
+		}
+		hp = rest
+	}
+	if _, _, err := net.SplitHostPort(hp); err != nil {
+		return "", usageErr("ADDR %q: want host:port (%v)", addr, err)
+	}
+	return hp, nil
 }
 
 // tlsConfig is the client's TLS configuration, nil when the flags ask for
@@ -126,7 +167,8 @@ func keyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return cert, nil
 }
 
-// connect returns a lasting client to addr, introducing itself as -name,
+// connect returns a lasting client to addr (see hostPort), logging as
+// -log-level asks, introducing itself as -name,
 // else as nobody with a client certificate, else as name, and
 // a gateway over it (bounded by -timeout, then opts), which does the JSON
 // conversion for every command.
@@ -134,14 +176,15 @@ func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gate
 	if d.timeout <= 0 {
 		return nil, nil, usageErr("-timeout must be positive")
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, nil, usageErr("ADDR %q: want host:port (%v)", addr, err)
+	addr, err := d.hostPort(addr)
+	if err != nil {
+		return nil, nil, err
 	}
 	bopts, err := d.brokerOptions(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := remote.Connect(ctx, "tcp", addr, remote.WithBroker(bopts...), remote.WithDialTimeout(d.timeout))
+	cl, err := remote.Connect(ctx, "tcp", addr, remote.WithBroker(bopts...), remote.WithDialTimeout(d.timeout), remote.WithLogger(d.logger()))
 	if err != nil {
 		return nil, nil, usageErr("%v", err)
 	}

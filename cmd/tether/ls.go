@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/types"
 	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/gateway"
+	"github.com/tether-go/tether/registry"
 )
 
 // cmdLs lists the managers of a server, or one manager's methods.
@@ -21,9 +26,8 @@ func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() < 1 || fs.NArg() > 2 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
+	if err := checkArgs(fs, 2, "ADDR"); err != nil {
+		return err
 	}
 	cl, gw, err := df.connect(ctx, fs.Arg(0), "tether-cli")
 	if err != nil {
@@ -48,6 +52,9 @@ type lister struct {
 // manager prints the methods of the manager called name.
 func (l lister) manager(ctx context.Context, name string) error {
 	d, err := l.gw.Describe(ctx, name)
+	if errors.Is(err, registry.ErrNotFound) {
+		return unknownManager(ctx, l.gw, name)
+	}
 	if err != nil {
 		return callErr(err, l.stderr)
 	}
@@ -99,13 +106,9 @@ func printInterfaces(w io.Writer, name string, d broker.Description) {
 // describeAll returns the managers' names, in the registry's order, and
 // their descriptions.
 func (l lister) describeAll(ctx context.Context) ([]string, map[string]broker.Description, error) {
-	raw, err := l.gw.Call(ctx, "rpc.managers", nil)
+	names, err := managerNames(ctx, l.gw)
 	if err != nil {
 		return nil, nil, callErr(err, l.stderr)
-	}
-	var names []string
-	if err := json.Unmarshal(raw, &names); err != nil {
-		return nil, nil, err
 	}
 	descs := map[string]broker.Description{}
 	for _, n := range names {
@@ -118,34 +121,113 @@ func (l lister) describeAll(ctx context.Context) ([]string, map[string]broker.De
 	return names, descs, nil
 }
 
-// printMethods writes one line per method: its signature, then what a
-// caller should know (safe to repeat; the result is a reference, a
-// Copyable or a model); then one line per exported method that cannot be
-// called remotely, with the reason.
+// managerNames are the names of the managers the server publishes, in
+// the registry's order.
+func managerNames(ctx context.Context, gw *gateway.Gateway) ([]string, error) {
+	raw, err := gw.Call(ctx, "rpc.managers", nil)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return nil, fmt.Errorf("rpc.managers: %w", err)
+	}
+	return names, nil
+}
+
+// printMethods writes one line per method: its signature, as a Go
+// interface declares it, then, as a comment, what a caller should know
+// (safe to repeat; the result is a reference, a Copyable or a model);
+// then one line per exported method that cannot be called remotely, with
+// the reason.
 func printMethods(w io.Writer, name string, d broker.Description) {
 	fmt.Fprintf(w, "%s (%s)\n", name, d.Type)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, m := range d.Methods {
-		fmt.Fprintf(tw, "  %s\t%s\n", signature(m), strings.Join(methodNotes(m), ", "))
+	names := paramNames(d)
+	sigs := make([]string, len(d.Methods))
+	width := 0
+	for i, m := range d.Methods {
+		sigs[i] = signature(m, names[m.Name])
+		width = max(width, len(sigs[i]))
 	}
-	tw.Flush()
+	for i, m := range d.Methods {
+		line := sigs[i]
+		if notes := methodNotes(m); len(notes) > 0 {
+			line = fmt.Sprintf("%-*s  // %s", width, line, strings.Join(notes, ", "))
+		}
+		fmt.Fprintf(w, "  %s\n", line)
+	}
 	for _, m := range d.Skipped {
 		fmt.Fprintf(w, "  (not callable) %s: %s\n", m.Name, m.Reason)
 	}
 	printInterfaces(w, name, d)
 }
 
-// signature is a method as Go declares it, less the context.
-func signature(m broker.MethodDescription) string {
+// signature is a method as a Go interface declares it, less the context:
+// Get(name string) (main.User, error). The parameters are named when
+// names has one for each (see paramNames), else only typed.
+func signature(m broker.MethodDescription, names []string) string {
 	params := make([]string, len(m.Params))
 	for i, p := range m.Params {
-		params[i] = p.Go
+		t := p.Go
+		if m.Variadic && i == len(m.Params)-1 && p.Elem != nil {
+			t = "..." + p.Elem.Go
+		}
+		params[i] = t
+		if len(names) == len(m.Params) {
+			params[i] = names[i] + " " + t
+		}
 	}
 	result := "error"
 	if m.Result != nil {
 		result = "(" + m.Result.Go + ", error)"
 	}
 	return fmt.Sprintf("%s(%s) %s", m.Name, strings.Join(params, ", "), result)
+}
+
+// paramNames are the parameters' names of each method, less the context,
+// as the registered interfaces the manager implements declare them (the
+// description itself has only their types).
+func paramNames(d broker.Description) map[string][]string {
+	names := map[string][]string{}
+	for _, i := range d.Interfaces {
+		for _, sig := range i.Methods {
+			name, params, ok := strings.Cut(sig, "(")
+			if !ok {
+				continue
+			}
+			if ns := funcParamNames("func(" + params); ns != nil {
+				names[strings.TrimSpace(name)] = ns
+			}
+		}
+	}
+	return names
+}
+
+// funcParamNames are the names of the parameters of the function type
+// src, less a first context.Context; nil when src does not parse or a
+// parameter has no name.
+func funcParamNames(src string) []string {
+	expr, err := parser.ParseExpr(src)
+	if err != nil {
+		return nil
+	}
+	ft, ok := expr.(*ast.FuncType)
+	if !ok {
+		return nil
+	}
+	var names []string
+	for i, f := range ft.Params.List {
+		if i == 0 && types.ExprString(f.Type) == "context.Context" && len(f.Names) <= 1 {
+			continue
+		}
+		if len(f.Names) == 0 {
+			return nil
+		}
+		for _, n := range f.Names {
+			names = append(names, n.Name)
+		}
+	}
+	return names
 }
 
 // methodNotes are what a caller of m should know: whether it is safe to

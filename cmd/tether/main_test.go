@@ -47,7 +47,7 @@ func background(t *testing.T, args ...string) (out *syncBuffer, stop func() int)
 	ctx, cancel := context.WithCancel(context.Background())
 	out = &syncBuffer{}
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, args, out, out) }()
+	go func() { code <- run(ctx, args, strings.NewReader(""), out, out) }()
 	var once sync.Once
 	result := -1
 	stop = func() int {
@@ -66,10 +66,15 @@ func serve(t *testing.T, args ...string) (addr string, stop func() int) {
 	return m[1], stop
 }
 
-// tether runs one command to its end.
+// tether runs one command to its end, with nothing on its stdin.
 func tether(args ...string) (stdout, stderr string, code int) {
+	return tetherIn("", args...)
+}
+
+// tetherIn runs one command to its end, with stdin on its stdin.
+func tetherIn(stdin string, args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
-	code = run(context.Background(), args, &o, &e)
+	code = run(context.Background(), args, strings.NewReader(stdin), &o, &e)
 	return o.String(), e.String(), code
 }
 

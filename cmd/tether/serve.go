@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -33,17 +34,17 @@ then closes.`, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 || f.tick <= 0 || f.grace < 0 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
+	if err := f.check(fs); err != nil {
+		return err
 	}
 	ln, scheme, err := f.listen()
 	if err != nil {
 		return err
 	}
 	reg, drive := newDemo()
+	logger := newLogger(stderr, f.logLevel)
 	srv := broker.NewServer(reg, broker.WithName("tether-demo"), broker.WithToken(f.token), broker.WithTracebacks(f.tracebacks),
-		broker.WithLogger(warnLogger(stderr))) // each refused handshake, among others
+		broker.WithLogger(logger)) // each refused handshake, the drain, among others
 	stopDebug, err := startDebug(f.debug, func() any { return srv.Stats() }, stdout)
 	if err != nil {
 		ln.Close()
@@ -51,8 +52,13 @@ then closes.`, stderr)
 	}
 	defer stopDebug()
 	banner := fmt.Sprintf("tether demo serving on %s://%s (managers: %s)\n", scheme, ln.Addr(), strings.Join(reg.Names(), ", "))
+	announce := func() {
+		fmt.Fprint(stdout, banner)
+		logger.Info("tether serve: serving", "addr", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "managers", strings.Join(reg.Names(), ","),
+			"token", f.token != "", "client-certs", f.clientCA != "")
+	}
 	d := demoRun{srv: srv, ln: ln, grace: f.grace, drive: func(ctx context.Context) { drive(ctx, f.tick) },
-		announce: func() { fmt.Fprint(stdout, banner) }, drain: func() { fmt.Fprintf(stdout, "tether demo draining (up to %v)\n", f.grace) }, stderr: stderr}
+		announce: announce, drain: func() { fmt.Fprintf(stdout, "tether demo draining (up to %v)\n", f.grace) }, stderr: stderr}
 	return d.run(ctx)
 }
 
@@ -63,6 +69,7 @@ type serveFlags struct {
 	tracebacks                  bool
 	tick, grace                 time.Duration
 	debug                       string
+	logLevel                    slog.Level
 }
 
 // register defines the flags on fs.
@@ -76,6 +83,18 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.tick, "tick", time.Second, "how often the gauges change")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGTERM or SIGINT, how long calls running may take to finish before they are cut")
 	fs.StringVar(&f.debug, "debug", "", "serve expvar's /debug/vars on this address, with the server's Stats as \"tether\"")
+	logLevelFlag(fs, &f.logLevel)
+}
+
+// check refuses arguments and flags out of range.
+func (f *serveFlags) check(fs *flag.FlagSet) error {
+	switch {
+	case f.tick <= 0:
+		return usageErr("-tick must be positive")
+	case f.grace < 0:
+		return usageErr("-grace must not be negative")
+	}
+	return checkArgs(fs, 0)
 }
 
 // listen listens on -listen, with TLS when -cert and -key are given;

@@ -132,6 +132,9 @@ is back, none lost or repeated). Runs until interrupted; exits 0 then.
 `+argsRule, stderr)
 	asJSON := fs.Bool("json", false, "print one JSON event per line")
 	mc, err := methodCommand(ctx, fs, "the first snapshot", args, stdin)
+	if err != nil && ctx.Err() != nil {
+		return nil // interrupted while checking the method: the normal end
+	}
 	if err != nil {
 		return err
 	}

@@ -91,6 +91,9 @@ func (d *dialFlags) register(fs *flag.FlagSet, what string) {
 
 // logger is the logger -log-level asks for, on stderr.
 func (d *dialFlags) logger() *slog.Logger {
+	if d.logOut == nil {
+		return newLogger(os.Stderr, d.logLevel) // dialFlags made without register
+	}
 	return newLogger(d.logOut, d.logLevel)
 }
 

@@ -70,8 +70,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"health":   cmdHealth,
 		"ls":       cmdLs,
 		"describe": cmdDescribe,
-		"call":     func(ctx context.Context, args []string, o, e io.Writer) error { return cmdCall(ctx, args, stdin, o, e) },
-		"watch":    func(ctx context.Context, args []string, o, e io.Writer) error { return cmdWatch(ctx, args, stdin, o, e) },
+		"call":     withStdin(cmdCall, stdin),
+		"watch":    withStdin(cmdWatch, stdin),
 		"gateway":  cmdGateway,
 		"gen":      cmdGen,
 		"version":  cmdVersion,
@@ -86,6 +86,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	return exit(cmd(ctx, args[1:], stdout, stderr), args[0], cmd, stderr)
+}
+
+// withStdin is cmd, which reads stdin, as the command table holds it.
+func withStdin(cmd func(context.Context, []string, io.Reader, io.Writer, io.Writer) error, stdin io.Reader) command {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return cmd(ctx, args, stdin, stdout, stderr)
+	}
 }
 
 // help is "tether help [COMMAND]": the overview, or a command's help, on

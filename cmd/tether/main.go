@@ -32,24 +32,31 @@ func main() {
 const usage = `tether talks to Tether servers.
 
 Usage:
-  tether serve   [-listen addr] [flags]          run a demo server (drains on SIGTERM)
-  tether health  [flags] ADDR                    print a server's health; the exit code says it
-  tether ls      [flags] ADDR [name]             list managers, or one manager's methods
-  tether call    [flags] ADDR name.Method [args] call a method; args are JSON
-  tether watch   [flags] ADDR name.Method [args] follow a model a method returns
-  tether gateway -upstream ADDR [-listen addr]   serve JSON-RPC 2.0 over HTTP
-  tether gen     -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
+  tether serve    [flags]                         run a demo server (drains on SIGTERM)
+  tether health   [flags] ADDR                    print a server's health; the exit code says it
+  tether ls       [flags] ADDR [name]             list managers, or one manager's methods
+  tether describe [flags] ADDR NAME               show a manager, a method (name.Method) or a type
+  tether call     [flags] ADDR name.Method [args] call a method; args are JSON (or -d)
+  tether watch    [flags] ADDR name.Method [args] follow a model a method returns
+  tether gateway  -upstream ADDR [flags]          serve JSON-RPC 2.0 over HTTP
+  tether gen      -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
+  tether version                                  print the module and protocol versions
 
-"tether COMMAND -h" or "tether help COMMAND" shows a command's flags.
+"tether help COMMAND" or "tether COMMAND -h" shows a command's help and
+flags. Flags may come before or after the other arguments; "--" ends them.
+ADDR is host:port, or as tether serve prints it: tcp://host:port, or
+tls://host:port (then give -tls or -cacert). The commands that connect log
+to stderr (-log-level debug, info, warn or error; default info).
 
 Exit codes: 0 success (watch, serve and gateway: also when interrupted);
 1 the call failed (the method returned an error, or there is no such
-manager or method, or the arguments do not fit); 2 bad usage; 3 a network
-failure (the server could not be reached or did not answer in time, or the
-address to listen on is taken); 4 authentication failed (a server refused
--token or the certificate, or the error is classed unauthenticated); 5
-health: the server is draining; 130 ls, call or health interrupted. gen:
-0 written, 1 an interface or method cannot have a stub, 2 bad usage.
+manager, method or type, or the arguments do not fit); 2 bad usage (what
+is wrong, then the usage line); 3 a network failure (the server could not
+be reached or did not answer in time, or the address to listen on is
+taken); 4 authentication failed (a server refused -token or the
+certificate, or the error is classed unauthenticated); 5 health: the
+server is draining; 130 ls, describe, call or health interrupted. gen: 0
+written, 1 an interface or method cannot have a stub, 2 bad usage.
 `
 
 // command is a subcommand: it parses its arguments (flags anywhere; see

@@ -1,9 +1,8 @@
 // Command tether talks to Tether servers from a shell: it serves a demo,
-// lists managers and their methods, describes the types they take,
-// calls methods with JSON arguments, watches models change, asks a
-// server's health, runs a JSON-RPC gateway
-// for other languages, and writes typed stubs of Go interfaces, for a
-// package's go:generate line.
+// lists managers and their methods, describes the types they take, calls
+// methods with JSON arguments, watches models change, asks a server's
+// health, runs a JSON-RPC gateway for other languages, and writes typed
+// stubs of Go interfaces, for a package's go:generate line.
 //
 //	tether serve [-listen addr] [-grace 10s]
 //	tether health ADDR

@@ -15,7 +15,7 @@ import (
 
 // argsRule is how call and watch take arguments, in their help.
 const argsRule = `Arguments are the method's parameters, each a JSON value converted as the
-gateway converts params (see "tether help gateway"): '{"name":"carol"}',
+gateway converts JSON-RPC params (docs/guide.md §10): '{"name":"carol"}',
 42, true, '"42"'. One shorthand for the shell: an argument that is not
 valid JSON is taken as a string, so alice is "alice". A valid JSON value
 is always that value: 42 is a number, refused for a string parameter
@@ -48,7 +48,7 @@ func (mc *methodCall) close() {
 func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, args []string, stdin io.Reader) (*methodCall, error) {
 	var df dialFlags
 	df.register(fs, what)
-	data := fs.String("d", "", "all the arguments as a JSON array; @FILE reads them from FILE, @- from standard input")
+	data := fs.String("d", "", "all the arguments as a `JSON` array; @FILE reads them from FILE, @- from standard input")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 
 // logLevelFlag defines -log-level on fs, into level (default info).
 func logLevelFlag(fs *flag.FlagSet, level *slog.Level) {
-	fs.TextVar(level, "log-level", slog.LevelInfo, "log to stderr from this level up: debug, info, warn or error")
+	fs.TextVar(level, "log-level", slog.LevelInfo, "log to stderr from this `level` up: debug, info, warn or error")
 }
 
 // logRefusals logs each refusal by the server cl dials (a wrong -token, an

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,14 +14,14 @@ import (
 // readParams is the call's JSON params: -d's array (data: the JSON itself,
 // @FILE, or @- for stdin) or the arguments on the command line, never
 // both.
-func readParams(data string, args []string, stdin io.Reader) (json.RawMessage, error) {
+func readParams(ctx context.Context, data string, args []string, stdin io.Reader) (json.RawMessage, error) {
 	if data == "" {
 		return argParams(args)
 	}
 	if len(args) > 0 {
 		return nil, usageErr("-d gives all the arguments: none may follow the method (got %q)", args)
 	}
-	raw, err := readData(data, stdin)
+	raw, err := readData(ctx, data, stdin)
 	if err != nil {
 		return nil, err
 	}
@@ -33,10 +34,13 @@ func readParams(data string, args []string, stdin io.Reader) (json.RawMessage, e
 
 // readData is -d's text: the JSON itself, or what the file @FILE (@- or
 // -: standard input) holds.
-func readData(data string, stdin io.Reader) ([]byte, error) {
+func readData(ctx context.Context, data string, stdin io.Reader) ([]byte, error) {
 	switch {
 	case data == "@-" || data == "-":
-		b, err := io.ReadAll(stdin)
+		b, err := readAll(ctx, stdin)
+		if ctx.Err() != nil {
+			return nil, &exitError{code: exitInterrupted, msg: "interrupted"}
+		}
 		if err != nil {
 			return nil, usageErr("-d %s: reading standard input: %v", data, err)
 		}
@@ -49,6 +53,28 @@ func readData(data string, stdin io.Reader) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(data), nil
+}
+
+// readAll reads r to its end, or until ctx ends (ctx's error): a terminal
+// never ends by itself, and Ctrl-C must still stop the command. The
+// reading goroutine cannot be stopped while r blocks; interrupted, it is
+// left to the process's exit, which follows at once.
+func readAll(ctx context.Context, r io.Reader) ([]byte, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		done <- result{b, err}
+	}()
+	select {
+	case res := <-done:
+		return res.b, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // argParams is the JSON params array of the arguments on the command line,

@@ -56,7 +56,7 @@ func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, args []st
 		return nil, err
 	}
 	mc := &methodCall{method: fs.Arg(1), args: fs.Args()[2:]}
-	params, err := readParams(*data, mc.args, stdin)
+	params, err := readParams(ctx, *data, mc.args, stdin)
 	if err != nil {
 		return nil, err
 	}

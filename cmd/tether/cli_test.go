@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -129,6 +132,16 @@ func TestDataFlag(t *testing.T) {
 	_, stderr, code = tetherIn(`["x"]`, "call", addr, "users.Get", "-d", "-")
 	assert.Equal(t, exitCallFailed, code)
 	assert.Contains(t, stderr, `user "x": no such user`)
+
+	// A standard input that never ends (a terminal) does not hold the
+	// command once it is interrupted.
+	stdin, writer := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errs bytes.Buffer
+	assert.Equal(t, exitInterrupted, run(ctx, []string{"call", "-d", "@-", addr, "users.Get"}, stdin, io.Discard, &errs))
+	assert.Equal(t, "tether call: interrupted\n", errs.String())
+	writer.Close() // the reading goroutine ends
 
 	for _, c := range []struct {
 		args []string

@@ -22,6 +22,11 @@ import (
 // protocolVersion is the version this implementation speaks.
 const protocolVersion = 1
 
+// ProtocolVersion is the version of the wire protocol (docs/protocol.md)
+// this implementation speaks; a handshake refuses a peer that speaks
+// another.
+const ProtocolVersion = protocolVersion
+
 // handshakeMax bounds a Hello/Welcome frame: they are small.
 const handshakeMax = 16 << 10
 

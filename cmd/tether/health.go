@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"github.com/tether-go/tether/broker"
@@ -30,9 +29,8 @@ error (a server too old to know the health call); 2 bad usage.`, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return &exitError{code: exitUsage}
+	if err := checkArgs(fs, 1, "ADDR"); err != nil {
+		return err
 	}
 	conn, err := df.dialOnce(ctx, fs.Arg(0))
 	if err != nil {
@@ -66,14 +64,15 @@ func printHealth(ctx context.Context, conn *broker.Conn, timeout time.Duration, 
 	return nil
 }
 
-// dialOnce dials addr once (no redialling: a probe wants the answer
-// now), bounded by -timeout.
+// dialOnce dials addr (see hostPort) once (no redialling: a probe wants
+// the answer now), bounded by -timeout, logging as -log-level asks.
 func (d *dialFlags) dialOnce(ctx context.Context, addr string) (*broker.Conn, error) {
 	if d.timeout <= 0 {
 		return nil, usageErr("-timeout must be positive")
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, usageErr("ADDR %q: want host:port (%v)", addr, err)
+	addr, err := d.hostPort(addr)
+	if err != nil {
+		return nil, err
 	}
 	bopts, err := d.brokerOptions("tether-cli")
 	if err != nil {
@@ -81,7 +80,7 @@ func (d *dialFlags) dialOnce(ctx context.Context, addr string) (*broker.Conn, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	conn, err := broker.Dial(ctx, "tcp", addr, bopts...)
+	conn, err := broker.Dial(ctx, "tcp", addr, append(bopts, broker.WithLogger(d.logger()))...)
 	if err != nil {
 		return nil, dialErr(ctx, err)
 	}

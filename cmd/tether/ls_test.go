@@ -34,7 +34,7 @@ func TestLsShowsSkippedMethods(t *testing.T) {
 	out, _, code = tether("ls", addr, "inventory")
 	assert.Equal(t, exitOK, code)
 	assert.Equal(t, "inventory (*main.inventory)\n"+
-		"  Count() (int, error)  \n"+
+		"  Count() (int, error)\n"+
 		"  (not callable) Helper: its second result is string, not error; a remote method returns error or (R, error)\n"+
 		"  (not callable) Reset: it returns nothing; a remote method returns error or (R, error)\n", out)
 }

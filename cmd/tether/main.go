@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -23,7 +24,7 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -31,69 +32,125 @@ func main() {
 const usage = `tether talks to Tether servers.
 
 Usage:
-  tether serve   [-listen addr] [flags]          run a demo server (drains on SIGTERM)
-  tether health  [flags] ADDR                    print a server's health; the exit code says it
-  tether ls      [flags] ADDR [name]             list managers, or one manager's methods
-  tether call    [flags] ADDR name.Method [args] call a method; args are JSON
-  tether watch   [flags] ADDR name.Method [args] follow a model a method returns
-  tether gateway -upstream ADDR [-listen addr]   serve JSON-RPC 2.0 over HTTP
-  tether gen     -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
+  tether serve    [flags]                         run a demo server (drains on SIGTERM)
+  tether health   [flags] ADDR                    print a server's health; the exit code says it
+  tether ls       [flags] ADDR [name]             list managers, or one manager's methods
+  tether describe [flags] ADDR NAME               show a manager, a method (name.Method) or a type
+  tether call     [flags] ADDR name.Method [args] call a method; args are JSON (or -d)
+  tether watch    [flags] ADDR name.Method [args] follow a model a method returns
+  tether gateway  -upstream ADDR [flags]          serve JSON-RPC 2.0 over HTTP
+  tether gen      -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
+  tether version                                  print the module and protocol versions
 
-"tether COMMAND -h" or "tether help COMMAND" shows a command's flags.
+"tether help COMMAND" or "tether COMMAND -h" shows a command's help and
+flags. Flags may come before or after the other arguments; "--" ends them.
+ADDR is host:port, or as tether serve prints it: tcp://host:port, or
+tls://host:port (then give -tls or -cacert). The commands that connect log
+to stderr (-log-level debug, info, warn or error; default info).
 
 Exit codes: 0 success (watch, serve and gateway: also when interrupted);
 1 the call failed (the method returned an error, or there is no such
-manager or method, or the arguments do not fit); 2 bad usage; 3 a network
-failure (the server could not be reached or did not answer in time, or the
-address to listen on is taken); 4 authentication failed (a server refused
--token or the certificate, or the error is classed unauthenticated); 5
-health: the server is draining; 130 ls, call or health interrupted. gen:
-0 written, 1 an interface or method cannot have a stub, 2 bad usage.
+manager, method or type, or the arguments do not fit); 2 bad usage (what
+is wrong, then the usage line); 3 a network failure (the server could not
+be reached or did not answer in time, or the address to listen on is
+taken); 4 authentication failed (a server refused -token or the
+certificate, or the error is classed unauthenticated); 5 health: the
+server is draining; 130 ls, describe, call or health interrupted. gen: 0
+written, 1 an interface or method cannot have a stub, 2 bad usage.
 `
 
-// run is the whole command, so that tests can run it in process.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// command is a subcommand: it parses its arguments (flags anywhere; see
+// parse), runs, and returns nil or an error that says how to exit.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// run is the whole command, so that tests can run it in process; stdin
+// is what -d @- reads.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"serve":   cmdServe,
-		"health":  cmdHealth,
-		"ls":      cmdLs,
-		"call":    cmdCall,
-		"watch":   cmdWatch,
-		"gateway": cmdGateway,
-		"gen":     cmdGen,
+	// The table is a map, one line per command, so that commands added on
+	// other branches merge as one line each.
+	cmds := map[string]command{
+		"serve":    cmdServe,
+		"health":   cmdHealth,
+		"ls":       cmdLs,
+		"describe": cmdDescribe,
+		"call":     withStdin(cmdCall, stdin),
+		"watch":    withStdin(cmdWatch, stdin),
+		"gateway":  cmdGateway,
+		"gen":      cmdGen,
+		"version":  cmdVersion,
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
-		if len(args) == 2 && cmds[args[1]] != nil {
-			// "tether help gen" is "tether gen -h", on stdout.
-			cmds[args[1]](ctx, []string{"-h"}, stdout, stdout)
-			return exitOK
-		}
-		fmt.Fprint(stdout, usage)
-		return exitOK
+		return help(ctx, cmds, args[1:], stdout, stderr)
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "tether: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage
 	}
-	err := cmd(ctx, args[1:], stdout, stderr)
+	return exit(cmd(ctx, args[1:], stdout, stderr), args[0], cmd, stderr)
+}
+
+// withStdin is cmd, which reads stdin, as the command table holds it.
+func withStdin(cmd func(context.Context, []string, io.Reader, io.Writer, io.Writer) error, stdin io.Reader) command {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return cmd(ctx, args, stdin, stdout, stderr)
+	}
+}
+
+// help is "tether help [COMMAND]": the overview, or a command's help, on
+// stdout ("tether help call" is "tether call -h").
+func help(ctx context.Context, cmds map[string]command, args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case len(args) > 1:
+		fmt.Fprintf(stderr, "tether help: unexpected arguments %q\nUsage: tether help [COMMAND]\n", args[1:])
+		return exitUsage
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tether help: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	cmd(ctx, []string{"-h"}, stdout, stdout)
+	return exitOK
+}
+
+// exit prints what a command's error says, and a short usage after a
+// usage error, and returns the exit code.
+func exit(err error, name string, cmd command, stderr io.Writer) int {
 	var ex *exitError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ex):
 		if ex.msg != "" {
-			fmt.Fprintf(stderr, "tether %s: %s\n", args[0], ex.msg)
+			fmt.Fprintf(stderr, "tether %s: %s\n", name, ex.msg)
+		}
+		if ex.code == exitUsage {
+			fmt.Fprint(stderr, shortUsage(cmd, name))
 		}
 		return ex.code
 	}
-	fmt.Fprintf(stderr, "tether %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "tether %s: %v\n", name, err)
 	return exitCallFailed
+}
+
+// shortUsage is the first line of a command's help (its "Usage: ..."
+// line), taken from what "-h" prints so that it is written once, and
+// where to find the rest.
+func shortUsage(cmd command, name string) string {
+	var help strings.Builder
+	// -h only prints: every command parses its flags before anything else.
+	cmd(context.Background(), []string{"-h"}, &help, &help)
+	first, _, _ := strings.Cut(help.String(), "\n")
+	return fmt.Sprintf("%s\nRun \"tether help %s\" for more.\n", first, name)
 }
 
 // exitError carries an exit code up to run.
@@ -104,6 +161,7 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 
+// usageErr is a usage error (exit 2) saying what is wrong.
 func usageErr(format string, args ...any) error {
 	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
 }

@@ -41,13 +41,21 @@ func waitFor(t *testing.T, out *syncBuffer, re string) []string {
 }
 
 // background runs the command until the test ends (or stop is called) and
-// returns its output and exit code channel.
+// returns its output (stdout and stderr together) and a function that
+// stops it and returns its exit code.
 func background(t *testing.T, args ...string) (out *syncBuffer, stop func() int) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	out = &syncBuffer{}
+	return out, backgroundTo(t, out, out, args...)
+}
+
+// backgroundTo is background writing stdout and stderr where the test
+// says.
+func backgroundTo(t *testing.T, stdout, stderr *syncBuffer, args ...string) (stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, args, out, out) }()
+	go func() { code <- run(ctx, args, strings.NewReader(""), stdout, stderr) }()
 	var once sync.Once
 	result := -1
 	stop = func() int {
@@ -55,7 +63,7 @@ func background(t *testing.T, args ...string) (out *syncBuffer, stop func() int)
 		return result
 	}
 	t.Cleanup(func() { stop() })
-	return out, stop
+	return stop
 }
 
 // serve starts the demo server on a free port and returns its address.
@@ -66,10 +74,15 @@ func serve(t *testing.T, args ...string) (addr string, stop func() int) {
 	return m[1], stop
 }
 
-// tether runs one command to its end.
+// tether runs one command to its end, with nothing on its stdin.
 func tether(args ...string) (stdout, stderr string, code int) {
+	return tetherIn("", args...)
+}
+
+// tetherIn runs one command to its end, with stdin on its stdin.
+func tetherIn(stdin string, args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
-	code = run(context.Background(), args, &o, &e)
+	code = run(context.Background(), args, strings.NewReader(stdin), &o, &e)
 	return o.String(), e.String(), code
 }
 
@@ -85,11 +98,11 @@ func TestLsAndCall(t *testing.T) {
 	out, _, code = tether("ls", addr, "users")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "users (*main.Users)")
-	assert.Regexp(t, `Get\(string\) \(main\.User, error\)\s+idempotent, copyable demo\.User`, out)
-	assert.Regexp(t, `Login\(string\) \(\*main\.Session, error\)\s+reference`, out)
+	assert.Regexp(t, `Get\(name string\) \(main\.User, error\)\s+// idempotent, copyable demo\.User\n`, out)
+	assert.Regexp(t, `Login\(string\) \(\*main\.Session, error\)\s+// reference\n`, out)
 	// (A generic type's argument is named by its package path's last
 	// element: tether.User in a test binary, main.User in the command.)
-	assert.Regexp(t, `Model\(\) \(\*cache\.Map\[string,(main|tether)\.User\], error\)\s+idempotent, cacheable`, out)
+	assert.Regexp(t, `Model\(\) \(\*cache\.Map\[string,(main|tether)\.User\], error\)\s+// idempotent, cacheable\n`, out)
 	out, _, code = tether("ls", "-json", addr, "users")
 	assert.Equal(t, exitOK, code)
 	var d map[string]any
@@ -123,12 +136,15 @@ func TestLsAndCall(t *testing.T) {
 	assert.Equal(t, "tether call: error: demo.no-such-user: user \"nobody\": no such user\n", errOut)
 	_, errOut, code = tether("call", addr, "users.Nope")
 	assert.Equal(t, exitCallFailed, code)
-	assert.Contains(t, errOut, "tether.unknown-method")
+	assert.Equal(t, "tether call: users has no method \"Nope\" (there are Add, Get, Login, Model, Names, Remove)\n", errOut)
 	_, errOut, code = tether("call", addr, "users.Add", `{"nom":"x"}`)
 	assert.Equal(t, exitCallFailed, code)
 	assert.Contains(t, errOut, `has no field "nom"`)
-	_, _, code = tether("call", addr, "users.Add", `{not json`)
-	assert.Equal(t, exitUsage, code)
+	// Not JSON, so a string, which a struct parameter refuses; the hint
+	// says why.
+	_, errOut, code = tether("call", addr, "users.Add", `{not json`)
+	assert.Equal(t, exitCallFailed, code)
+	assert.Contains(t, errOut, "params[0]: want an object (main.User), got a string\nhint: argument 1 is not valid JSON (invalid character 'n' looking for beginning of object key string), so it went as a string; main.User wants copyable\n")
 }
 
 func TestExitCodesAndUsage(t *testing.T) {
@@ -184,7 +200,9 @@ func TestWatchAcrossAnOutage(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 
-	out, stop := background(t, "watch", p.Addr(), "users.Model")
+	// The events are on stdout; the outage's log lines go to stderr.
+	out, logs := &syncBuffer{}, &syncBuffer{}
+	stop := backgroundTo(t, out, logs, "watch", p.Addr(), "users.Model")
 	waitFor(t, out, `snapshot v2 \(2 entries\)\n  "alice" = \{.*\}\n  "bob" = \{.*\}\n`)
 
 	_, _, code := tether("call", addr, "users.Add", `{"name":"carol"}`)

@@ -67,6 +67,10 @@ func TestMutualTLS(t *testing.T) {
 	stdout, errOut, code := tether("call", "-cacert", caFile, "-cert", cliCert, "-key", cliKey, addr, "users.Names")
 	assert.Equal(t, exitOK, code, errOut)
 	assert.JSONEq(t, `["alice","bob"]`, stdout)
+	// The address as tether serve prints it, with the TLS flags it needs.
+	stdout, errOut, code = tether("call", "-cacert", caFile, "-cert", cliCert, "-key", cliKey, "tls://"+addr, "users.Names")
+	assert.Equal(t, exitOK, code, errOut)
+	assert.JSONEq(t, `["alice","bob"]`, stdout)
 
 	_, _, code = tether("call", "-timeout", "3s", "-cacert", caFile, addr, "users.Names")
 	assert.Equal(t, exitRefused, code, "no client certificate")

@@ -660,6 +660,7 @@ type options struct {
 	timeout    time.Duration
 	handleIdle time.Duration
 	maxHandles int
+	inspector  bool // serve the web inspector at /ui/ (WithInspector)
 }
 
 // defaults are the options before the caller's.

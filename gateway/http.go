@@ -33,10 +33,15 @@ var null = json.RawMessage("null")
 // 413 for a body over the limit and 415 for another content type. A GET
 // of HealthPath (/healthz) is a health probe instead: 200 when the
 // upstream server is connected and serving, 503 otherwise, with a small
-// JSON body, {"status": "serving", "link": "connected"}.
+// JSON body, {"status": "serving", "link": "connected"}. With
+// WithInspector, a GET of InspectorPath (/ui/) serves the web inspector.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == HealthPath {
 		g.serveHealth(w, r)
+		return
+	}
+	if g.isInspector(r) {
+		g.serveInspector(w, r)
 		return
 	}
 	body, ok := g.readBody(w, r)

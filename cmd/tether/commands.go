@@ -782,10 +782,11 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	df.register(fs, "each call")
 	var f gatewayFlags
 	f.register(fs)
+	fs.BoolVar(&f.ui, "ui", false, "also serve the web inspector at /ui/ (as tether ui does)")
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
-	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody))
+	cl, gw, err := df.connect(ctx, f.upstream, "tether-gateway", gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody), f.inspector())
 	if err != nil {
 		return err
 	}
@@ -805,7 +806,10 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	// write timeout leaves room for a full batch of slow calls.
 	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: 13*df.timeout + time.Minute, IdleTimeout: 2 * time.Minute}
-	return serveHTTP(ctx, hs, ln, func() { fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream) })
+	return serveHTTP(ctx, hs, ln, func() {
+		fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream)
+		f.announceInspector(stdout, ln.Addr())
+	})
 }
 
 // gatewayFlags are the flags of tether gateway, besides the dial flags.
@@ -813,6 +817,7 @@ type gatewayFlags struct {
 	upstream, addr, httpToken string
 	maxBody                   int64
 	debug                     string
+	ui                        bool // serve the web inspector too (tether gateway -ui, tether ui)
 }
 
 // register defines the flags on fs.

@@ -37,11 +37,12 @@ Usage:
   tether call    [flags] ADDR name.Method [args] call a method; args are JSON
   tether watch   [flags] ADDR name.Method [args] follow a model a method returns
   tether gateway -upstream ADDR [-listen addr]   serve JSON-RPC 2.0 over HTTP
+  tether ui      -upstream ADDR [-listen addr]   a web inspector: the gateway with a page at /ui/
   tether gen     -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
 
 "tether COMMAND -h" or "tether help COMMAND" shows a command's flags.
 
-Exit codes: 0 success (watch, serve and gateway: also when interrupted);
+Exit codes: 0 success (watch, serve, gateway and ui: also when interrupted);
 1 the call failed (the method returned an error, or there is no such
 manager or method, or the arguments do not fit); 2 bad usage; 3 a network
 failure (the server could not be reached or did not answer in time, or the
@@ -64,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"call":    cmdCall,
 		"watch":   cmdWatch,
 		"gateway": cmdGateway,
+		"ui":      cmdUI,
 		"gen":     cmdGen,
 	}
 	switch args[0] {

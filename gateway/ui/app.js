@@ -35,7 +35,7 @@
       else if (k === 'text') e.textContent = v;
       else e.setAttribute(k, v === true ? '' : v);
     }
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid === undefined || kid === null || kid === false) continue;
       e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     }
@@ -496,7 +496,8 @@
       w.note);
     $('#watches').prepend(w.panel);
     w.panel.scrollIntoView({block: 'nearest'});
-    w.es = new EventSource(WATCH_URL + '?' + q.toString());
+    w.url = WATCH_URL + '?' + q.toString();
+    w.es = new EventSource(w.url);
     for (const kind of ['snapshot', 'set', 'delete', 'stale', 'live', 'reset']) {
       w.es.addEventListener(kind, (ev) => onWatchEvent(w, JSON.parse(ev.data)));
     }
@@ -523,10 +524,30 @@
     }
     if (w.es.readyState === EventSource.CLOSED) {
       setBadge(w, 'closed', 'down');
-      w.note.textContent = 'The gateway refused the watch (check the method, its arguments and the token).';
+      w.note.textContent = 'The gateway refused the watch.';
+      explainRefusal(w);
     } else {
       setBadge(w, 'reconnecting', 'pending');
       w.note.textContent = 'The stream from the gateway broke; reconnecting…';
+    }
+  }
+
+  // explainRefusal asks /watch again with fetch, which, unlike
+  // EventSource, can read the JSON-RPC error that says why it refused.
+  async function explainRefusal(w) {
+    const ctl = new AbortController();
+    try {
+      const res = await fetch(w.url, {headers: authHeaders(), cache: 'no-store', signal: ctl.signal});
+      if ((res.headers.get('Content-Type') || '').startsWith('application/json')) {
+        const answer = await res.json();
+        if (answer.error) w.note.replaceChildren(errorBox(new RPCError(answer.error)));
+      } else {
+        w.note.textContent = `The gateway answered HTTP ${res.status}: is /watch there (an older gateway)?`;
+      }
+    } catch (e) {
+      w.note.textContent = 'The gateway refused the watch, and could not say why: ' + e.message;
+    } finally {
+      ctl.abort(); // a stream that did start this time is not read
     }
   }
 

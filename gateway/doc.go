@@ -65,6 +65,36 @@
 // the gateway's timeout) or "closed", and "link" the state of the
 // gateway's client (remote.State).
 //
+// # Watching a model over HTTP
+//
+// GET /watch (WatchPath) streams a model's events as Server-Sent Events,
+// for browsers (EventSource) and scripts (curl -N):
+//
+//	GET /watch?method=gauges.Model&params=%5B%5D
+//
+// method names a method that returns a model, as in a request ("ref-….Model"
+// on a handle too); params, optional, is its params as URL-encoded JSON.
+// The answer is text/event-stream, one event per Event, flushed at once:
+//
+//	event: set
+//	id: 2
+//	data: {"event":"set","version":9,"key":"uptime","value":6}
+//
+// with the event's kind as its name, ids counting from 1, and the Event as
+// JSON (what tether watch -json prints). The stream stays open through the
+// server's outages (stale, then the changes missed and live, or reset); a
+// client more than 4096 events behind gets a fresh snapshot instead of
+// them; an idle stream gets a ": ping" comment every 15 s. A failure
+// before the stream starts is a JSON-RPC error body with an HTTP status
+// (400 bad params, 401 token, 404 unknown method, 503 out of reach ...);
+// after, one "error" event, whose data is the JSON-RPC error object, ends
+// the stream (the gateway closed; the model can no longer be followed).
+// The bearer token is taken from the Authorization header or, because
+// EventSource cannot set headers, from an access_token query parameter:
+// a token in a URL ends up in proxies' logs and browser history, so prefer
+// the header where the client can set it. A client that stops reading is
+// dropped once a write has waited for the gateway's timeout.
+//
 // # Errors
 //
 // Besides JSON-RPC's own codes, -32000 is an error the method returned,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/arity"
+	"github.com/tether-go/tether/internal/feed"
 	"github.com/tether-go/tether/internal/hop"
 	"github.com/tether-go/tether/internal/typereg"
 	"github.com/tether-go/tether/registry"
@@ -590,6 +591,7 @@ var linkNames = []sentinelName{
 	{[]error{context.Canceled, ErrInterrupted}, "tether.cancelled"},
 	{[]error{remote.ErrDisconnected}, "tether.disconnected"},
 	{[]error{broker.ErrConnectionLost}, "tether.connection-lost"},
+	{[]error{feed.ErrSourceLost}, "tether.source-lost"}, // before dead-reference, which it matches too
 	{[]error{broker.ErrDeadReference}, "tether.dead-reference"},
 	{[]error{errUnknownHandle}, "tether.unknown-handle"},
 }

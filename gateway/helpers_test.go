@@ -124,6 +124,10 @@ func (s *shop) Mine(ctx context.Context, c any) (bool, error) {
 }
 func (s *shop) Put(ctx context.Context, k string, v int) error             { return s.model.Set(k, v) }
 func (s *shop) Model(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
+
+// Live returns the model too, but is not declared idempotent: a mirror of
+// it cannot follow a new instance of the model after a restart.
+func (s *shop) Live(ctx context.Context) (*cache.Map[string, int], error) { return s.model, nil }
 func (s *shop) Slow(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()

@@ -33,17 +33,27 @@ var null = json.RawMessage("null")
 // 413 for a body over the limit and 415 for another content type. A GET
 // of HealthPath (/healthz) is a health probe instead: 200 when the
 // upstream server is connected and serving, 503 otherwise, with a small
-// JSON body, {"status": "serving", "link": "connected"}. With
-// WithInspector, a GET of InspectorPath (/ui/) serves the web inspector.
+// JSON body, {"status": "serving", "link": "connected"}. A GET of
+// WatchPath (/watch) streams a model's events (see Watch) as Server-Sent
+// Events. With WithInspector, a GET of InspectorPath (/ui/) serves the
+// web inspector.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == HealthPath {
+	switch r.URL.Path {
+	case HealthPath:
 		g.serveHealth(w, r)
-		return
+	case WatchPath:
+		g.serveWatch(w, r)
+	default:
+		if g.isInspector(r) {
+			g.serveInspector(w, r)
+			return
+		}
+		g.serveRPC(w, r)
 	}
-	if g.isInspector(r) {
-		g.serveInspector(w, r)
-		return
-	}
+}
+
+// serveRPC answers a JSON-RPC request or batch POSTed to any other path.
+func (g *Gateway) serveRPC(w http.ResponseWriter, r *http.Request) {
 	body, ok := g.readBody(w, r)
 	if !ok {
 		return
@@ -61,8 +71,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // method than POST, another content type, a body over the limit.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if g.opts.token != "" && !g.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tether"`)
-		writeJSON(w, http.StatusUnauthorized, fail(null, CodeUnauthorized, "missing or wrong bearer token", "tether.unauthorized"))
+		refuseToken(w)
 		return nil, false
 	}
 	if r.Method != http.MethodPost {
@@ -92,6 +101,12 @@ func (g *Gateway) refuseBody(w http.ResponseWriter, err error) {
 		return
 	}
 	writeJSON(w, http.StatusBadRequest, fail(null, CodeParseError, "reading the body: "+err.Error(), "tether.bad-request"))
+}
+
+// refuseToken answers a request without the right bearer token.
+func refuseToken(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="tether"`)
+	writeJSON(w, http.StatusUnauthorized, fail(null, CodeUnauthorized, "missing or wrong bearer token", "tether.unauthorized"))
 }
 
 // authorized reports whether r carries the gateway's bearer token.

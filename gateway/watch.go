@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/feed"
@@ -54,6 +55,20 @@ type jsonSink struct {
 	started  bool
 	fl       *feed.Follower
 	src      *remote.Ref // released with the mirror, when the sink owns it
+	lost     error       // why the mirror stopped following its model, once it has
+}
+
+// lose records that the mirror can no longer follow its model (the
+// follower's OnLost): the watcher gets the events queued before, then
+// the error.
+func (s *jsonSink) lose(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = err
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // close ends the subscription and gives back the reference to the model.
@@ -192,19 +207,30 @@ func (s *jsonSink) push(ev Event) {
 	}
 }
 
-// take returns the queued events. After an overflow they are a snapshot of
-// the state now (and "stale" if it is), read with the feed locked so that
-// no change falls between the snapshot and the events after it.
-func (s *jsonSink) take() []Event {
+// take returns the queued events, and once they are all taken, the error
+// that ended the mirror if it has ended. After an overflow the events are
+// a snapshot of the state now (and "stale" if it is), read with the feed
+// locked so that no change falls between the snapshot and the events
+// after it.
+func (s *jsonSink) take() ([]Event, error) {
 	s.mu.Lock()
 	over := s.overflow
 	if !over {
-		evs := s.events
+		evs, lost := s.events, s.lost
 		s.events = nil
 		s.mu.Unlock()
-		return evs
+		if len(evs) > 0 {
+			lost = nil // the error comes after the events before it
+		}
+		return evs, lost
 	}
 	s.mu.Unlock()
+	return s.resnapshot(), nil
+}
+
+// resnapshot is the snapshot that replaces the events a watcher was too
+// slow for, with "stale" after it when the mirror is stale.
+func (s *jsonSink) resnapshot() []Event {
 	var out []Event
 	s.fl.Feed().Read(func(epoch string, version uint64, entries feed.State) {
 		snap := Event{Kind: "snapshot", Epoch: epoch, Version: version}
@@ -235,6 +261,7 @@ func (g *Gateway) follow(ctx context.Context, src remoteable.Caller, td *broker.
 	if _, ok := src.(*remote.Ref); ok {
 		fo.WaitLink = remote.WaitForLink
 	}
+	fo.OnLost = s.lose
 	s.fl = feed.NewFollower(src, s, fo)
 	if err := s.fl.Attach(ctx); err != nil {
 		s.fl.Close()
@@ -250,7 +277,8 @@ func (g *Gateway) snapshotJSON(ctx context.Context, src remoteable.Caller, td *b
 		return nil, fmt.Errorf("reading the model: %w", err)
 	}
 	s.fl.Close()
-	for _, ev := range s.take() {
+	evs, _ := s.take() // the first commit is the snapshot: nothing is lost before it
+	for _, ev := range evs {
 		if ev.Kind == "snapshot" {
 			typ := ""
 			if td != nil {
@@ -278,7 +306,11 @@ func entriesOrEmpty(es []Entry) []Entry {
 // the changes made meanwhile arrive in between, none lost or repeated. To
 // resume on its own after an outage the method must be declared
 // Idempotent. fn runs on the caller's goroutine. Watch returns ctx's error,
-// or the error that kept it from starting.
+// the error that kept it from starting, ErrClosed when the gateway closes,
+// or, after the events before it, the error that ended the mirror (an
+// *Error whose data.name is "tether.source-lost" when the model can no
+// longer be followed: its server restarted and the method is not
+// Idempotent, say).
 func (g *Gateway) Watch(ctx context.Context, method string, params json.RawMessage, fn func(Event)) error {
 	s, err := g.startWatch(ctx, method, params)
 	if err != nil {
@@ -286,16 +318,40 @@ func (g *Gateway) Watch(ctx context.Context, method string, params json.RawMessa
 	}
 	defer s.close()
 	for {
-		for _, ev := range s.take() {
-			fn(ev)
+		if err := g.next(ctx, s, nil, func(evs []Event) error {
+			for _, ev := range evs {
+				fn(ev)
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		select {
-		case <-s.wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-g.done:
-			return closedError()
+	}
+}
+
+// next hands the queued events to emit, then waits for more. It returns
+// emit's error, the error that ended the mirror, ctx's error, or the
+// gateway's when it closes; errPing when tick fired first (nil tick:
+// never).
+func (g *Gateway) next(ctx context.Context, s *jsonSink, tick <-chan time.Time, emit func([]Event) error) error {
+	evs, lost := s.take()
+	if len(evs) > 0 {
+		if err := emit(evs); err != nil {
+			return err
 		}
+	}
+	if lost != nil {
+		return errorFor(lost)
+	}
+	select {
+	case <-s.wake:
+		return nil
+	case <-tick:
+		return errPing
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.done:
+		return closedError()
 	}
 }
 

@@ -777,7 +777,8 @@ outages; requests made meanwhile get error -32001 at once). Try:
 
   curl -s -H 'Content-Type: application/json' \
     -d '{"jsonrpc":"2.0","id":1,"method":"users.Get","params":["alice"]}' \
-    http://127.0.0.1:8080/`, stderr)
+    http://127.0.0.1:8080/
+  curl -N 'http://127.0.0.1:8080/watch?method=gauges.Model'`, stderr)
 	var df dialFlags
 	df.register(fs, "each call")
 	var f gatewayFlags
@@ -806,6 +807,10 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	// write timeout leaves room for a full batch of slow calls.
 	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: 13*df.timeout + time.Minute, IdleTimeout: 2 * time.Minute}
+	// Shutdown waits for the requests in flight, and a /watch stream lasts
+	// until its client goes: closing the gateway ends the streams (with an
+	// "error" event) so that Shutdown does not wait for them.
+	hs.RegisterOnShutdown(func() { gw.Close() })
 	return serveHTTP(ctx, hs, ln, func() {
 		fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream)
 		f.announceInspector(stdout, ln.Addr())

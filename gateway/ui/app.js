@@ -452,11 +452,23 @@
       renderJSON(v[k], inner, from), i < keys.length - 1 ? ',\n' : '\n']), indent + '}');
   }
 
-  // compactJSON renders a value on one line (a table cell).
+  // compactJSON renders a value in a table cell: text as it is, an
+  // object as its fields (name, then value), a Copyable with its type.
   function compactJSON(v) {
-    if (v !== null && typeof v === 'object' && typeof v.$ref === 'string') return handleChip(v, 'a model');
-    if (typeof v === 'string') return el('span', {class: 'j-str'}, v);
-    return el('span', {class: typeof v === 'number' ? 'j-num' : ''}, JSON.stringify(v));
+    if (v === null || typeof v !== 'object') {
+      return typeof v === 'string' ? el('span', {class: 'j-str'}, v) : jsonAtom(v);
+    }
+    if (typeof v.$ref === 'string') return handleChip(v, 'a model');
+    if (Array.isArray(v)) return jsonAtom(v);
+    const keys = Object.keys(v).filter((k) => k !== '$type');
+    return el('span', {class: 'fields'}, v.$type ? el('span', {class: 'tag'}, v.$type) : null,
+      keys.map((k) => el('span', {class: 'field'}, el('span', {class: 'j-key'}, k), ' ', jsonAtom(v[k]))));
+  }
+
+  // jsonAtom is a value as compact JSON, coloured by its kind.
+  function jsonAtom(v) {
+    const cls = {string: 'j-str', number: 'j-num', boolean: 'j-bool'}[typeof v] || (v === null ? 'j-null' : '');
+    return el('span', {class: cls}, JSON.stringify(v));
   }
 
   // handleChip is a handle in a result: a button that opens it.
@@ -552,6 +564,7 @@
   }
 
   function setBadge(w, text, cls) {
+    w.panel.classList.toggle('is-stale', text === 'stale');
     w.badge.textContent = text;
     w.badge.dataset.state = text;
     w.badge.className = 'badge model-state ' + cls;
@@ -568,9 +581,9 @@
       case 'live': setBadge(w, 'live', 'up'); w.note.textContent = `live again at ${at}`; break;
       case 'reset': w.note.textContent = `the model was replaced at ${at} (a new instance, epoch ${ev.epoch.slice(0, 8)}…): changes follow`; break;
     }
-    if (ev.version !== undefined) w.version.textContent = 'version ' + ev.version;
+    if (ev.version !== undefined) w.version.textContent = '· version ' + ev.version;
     if (ev.epoch) w.version.title = 'epoch ' + ev.epoch;
-    w.count.textContent = w.rows.size + (w.rows.size === 1 ? ' entry' : ' entries');
+    w.count.textContent = '· ' + w.rows.size + (w.rows.size === 1 ? ' entry' : ' entries');
   }
 
   // applySnapshot makes the table the snapshot's entries: a resync after a

@@ -85,8 +85,9 @@ type demo struct {
 }
 
 // startDemo starts the server, the proxy, the gateway's client, the
-// gateway and its HTTP server, all on loopback, stopped when t ends.
-func startDemo(t *testing.T) *demo {
+// gateway (with the inspector, and opts) and its HTTP server, all on
+// loopback, stopped when t ends.
+func startDemo(t *testing.T, opts ...gateway.Option) *demo {
 	t.Helper()
 	d := &demo{users: &users{model: cache.NewMap[string, User]()}}
 	require.NoError(t, d.users.model.Set("alice", User{Name: "alice", Email: "alice@example.com", Admin: true}))
@@ -103,13 +104,13 @@ func startDemo(t *testing.T) *demo {
 	d.proxy, err = faultnet.New(ln.Addr().String())
 	require.NoError(t, err)
 	t.Cleanup(func() { d.proxy.Close() })
-	d.url = serveGateway(t, d.proxy.Addr())
+	d.url = serveGateway(t, d.proxy.Addr(), opts...)
 	return d
 }
 
-// serveGateway serves a gateway with the inspector, calling addr, on a
-// loopback port, and returns the inspector's URL.
-func serveGateway(t *testing.T, addr string) string {
+// serveGateway serves a gateway with the inspector (and opts), calling
+// addr, on a loopback port, and returns the inspector's URL.
+func serveGateway(t *testing.T, addr string, opts ...gateway.Option) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -118,7 +119,7 @@ func serveGateway(t *testing.T, addr string) string {
 		remote.WithBroker(broker.WithDeadPeerTimeout(time.Second), broker.WithHandshakeTimeout(2*time.Second)))
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })
-	gw, err := gateway.New(cl, gateway.WithInspector(), gateway.WithTimeout(5*time.Second))
+	gw, err := gateway.New(cl, append([]gateway.Option{gateway.WithInspector(), gateway.WithTimeout(5 * time.Second)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { gw.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

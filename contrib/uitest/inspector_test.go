@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tether-go/tether/gateway"
 	"github.com/tether-go/tether/internal/leakcheck"
 )
 
@@ -204,4 +205,33 @@ func TestInspector(t *testing.T) {
 
 	b.do("closing the table", chromedp.Click(chromedp.CSS(table+" .close")))
 	b.until("the table is gone", `!document.querySelector('`+table+`')`)
+}
+
+// TestInspectorAsksForTheToken: with a bearer token on the gateway the
+// page asks for it (again, saying why, when it is wrong), sends it with
+// its calls and its watches (as access_token), and keeps it for the tab.
+func TestInspectorAsksForTheToken(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDemo(t, gateway.WithToken("s3cret"))
+	b := newBrowser(t)
+	submit := chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`))
+	b.do("opening the page", chromedp.Navigate(d.url))
+	b.until("the page asks for the token", `document.querySelector('#token-dialog')?.open === true`)
+	b.do("giving a wrong token", chromedp.SetValue(chromedp.CSS(`#token-input`), "wrong"), submit)
+	b.until("the page asks again, saying why", `document.querySelector('#token-dialog')?.open === true && `+contains("#token-why", "refused"))
+	b.shot("1-token")
+	b.do("giving the token", chromedp.SetValue(chromedp.CSS(`#token-input`), "s3cret"), submit)
+	b.until("the managers are listed", `!!document.querySelector('#managers [data-target="users"]')`)
+
+	model := `section.method[data-method="Model"]`
+	table := `.watch-panel[data-method="users.Model"]`
+	b.do("opening users", chromedp.Click(chromedp.CSS(`#managers [data-target="users"]`)), chromedp.WaitVisible(chromedp.CSS(model+" .watch")))
+	b.do("watching Model", chromedp.Click(chromedp.CSS(model+" .watch")))
+	b.until("the table is live", `document.querySelector('`+table+` .model-state')?.dataset.state === 'live'`)
+	b.until("the snapshot is in the table", contains(table+` tr[data-key="alice"]`, "alice@example.com"))
+	b.shot("2-watching")
+
+	b.do("opening the page again", chromedp.Navigate(d.url))
+	b.until("the managers are listed without asking", `!!document.querySelector('#managers [data-target="users"]')`)
+	b.until("the dialog stayed closed", `document.querySelector('#token-dialog')?.open === false`)
 }

@@ -278,12 +278,38 @@
     return `${md.name}(${params.join(', ')}) ${result}`;
   }
 
+  // paramNames are the parameter names a named signature gives, after the
+  // context, or [] when it gives none (or not one per parameter).
+  function paramNames(md, named) {
+    if (!named) return [];
+    const sig = signature(md, named);
+    const open = sig.indexOf('(');
+    let depth = 0;
+    let end = open;
+    for (let i = open; i < sig.length; i++) {
+      if ('([{'.includes(sig[i])) depth++;
+      if (')]}'.includes(sig[i]) && --depth === 0) { end = i; break; }
+    }
+    const parts = [];
+    let cur = '';
+    depth = 0;
+    for (const ch of sig.slice(open + 1, end)) {
+      if ('([{'.includes(ch)) depth++;
+      if (')]}'.includes(ch)) depth--;
+      if (ch === ',' && depth === 0) { parts.push(cur.trim()); cur = ''; } else cur += ch;
+    }
+    if (cur.trim()) parts.push(cur.trim());
+    const names = parts.map((p) => (/^([A-Za-z_]\w*)\s+\S/.exec(p) || [])[1]);
+    return names.length === (md.params || []).length && names.every(Boolean) ? names : [];
+  }
+
   function returnsModel(md) { return !!(md.result && md.result.kind === 'cacheable'); }
 
   // methodCard is a method's signature, a form for its arguments, its Call
   // (and Watch, for a model) button and where its answer appears.
   function methodCard(target, md, named) {
-    const inputs = (md.params || []).map((td, i) => argInput(md, td, i));
+    const names = paramNames(md, named);
+    const inputs = (md.params || []).map((td, i) => argInput(md, td, i, names[i]));
     const out = el('div', {class: 'output'});
     const call = el('button', {type: 'button', class: 'primary call'}, 'Call');
     const card = el('section', {class: 'method', 'data-method': md.name},
@@ -313,8 +339,9 @@
     return [el('span', {class: 'mname'}, sig.slice(0, cut)), sig.slice(cut)];
   }
 
-  // argInput is the labelled input of one argument.
-  function argInput(md, td, i) {
+  // argInput is the labelled input of one argument: its name when the
+  // signature gives one, else its position.
+  function argInput(md, td, i, name) {
     const variadic = md.variadic && i === md.params.length - 1;
     const kind = variadic ? 'array' : td.kind;
     const big = ['struct', 'copyable', 'array', 'map', 'any'].includes(kind);
@@ -322,7 +349,7 @@
     input.placeholder = variadic ? 'a JSON array of ' + goType(td.elem) : example(td);
     if (big && !variadic) input.value = template(td);
     const label = variadic ? '...' + goType(td.elem) : goType(td);
-    const row = el('label', {class: 'arg-row'}, el('span', {class: 'arg-name'}, `p${i + 1}`), el('span', {class: 'arg-type'}, label), input);
+    const row = el('label', {class: 'arg-row'}, el('span', {class: 'arg-name'}, name || `p${i + 1}`), el('span', {class: 'arg-type'}, label), input);
     return {row, input, td, variadic};
   }
 
@@ -440,6 +467,9 @@
     }
     if (Array.isArray(v)) {
       if (!v.length) return el('span', {}, '[]');
+      if (v.every((x) => x === null || typeof x !== 'object') && JSON.stringify(v).length <= 72) {
+        return el('span', {}, '[', v.map((x, i) => [renderJSON(x, '', from), i < v.length - 1 ? ', ' : '']), ']');
+      }
       const inner = indent + '  ';
       return el('span', {}, '[\n', v.map((x, i) => [inner, renderJSON(x, inner, from), i < v.length - 1 ? ',\n' : '\n']), indent + ']');
     }

@@ -42,6 +42,7 @@
     return e;
   }
 
+  // $ is the first element sel matches.
   const $ = (sel) => document.querySelector(sel);
 
   // ---- Talking to the gateway ------------------------------------------
@@ -56,6 +57,7 @@
     }
   }
 
+  // authHeaders are a request's headers: JSON, and the token when there is one.
   function authHeaders() {
     const h = {'Content-Type': 'application/json'};
     if (state.token) h.Authorization = 'Bearer ' + state.token;
@@ -160,6 +162,7 @@
 
   // ---- Managers and handles ----------------------------------------------
 
+  // loadManagers lists the managers in the sidebar, or says why it cannot.
   async function loadManagers() {
     const list = $('#managers');
     list.replaceChildren(el('li', {class: 'muted'}, 'loading…'));
@@ -185,6 +188,7 @@
     showHandles();
   }
 
+  // showHandles lists the handles results gave out, newest last.
   function showHandles() {
     const list = $('#handles');
     if (!state.handles.size) {
@@ -197,13 +201,16 @@
     markCurrent();
   }
 
+  // markCurrent highlights the manager or handle on show in the sidebar.
   function markCurrent() {
     for (const b of document.querySelectorAll('#sidebar .target')) {
       b.classList.toggle('current', b.dataset.target === state.current);
     }
   }
 
+  // shortRef is a handle's id cut to a readable length (the title has it whole).
   function shortRef(ref) { return ref.slice(0, 12) + '…'; }
+  // shortType is a Go type without its pointer and package: *main.Session is Session.
   function shortType(t) { return (t || '').replace(/^\*/, '').replace(/^.*\./, '') || 'reference'; }
 
   // ---- A manager or a handle ---------------------------------------------
@@ -237,6 +244,7 @@
     }
   }
 
+  // release gives a handle back to the gateway (rpc.release) and forgets it.
   async function release(ref) {
     try {
       await rpc('rpc.release', [ref]);
@@ -303,6 +311,7 @@
     return names.length === (md.params || []).length && names.every(Boolean) ? names : [];
   }
 
+  // returnsModel reports whether a method returns a model, which can be watched.
   function returnsModel(md) { return !!(md.result && md.result.kind === 'cacheable'); }
 
   // methodCard is a method's signature, a form for its arguments, its Call
@@ -546,8 +555,10 @@
     w.es.addEventListener('error', (ev) => onWatchError(w, ev));
   }
 
+  // shortTitle is a target's name in a table's title.
   function shortTitle(target) { return target.startsWith('ref-') ? shortRef(target) : target; }
 
+  // closeWatch ends a watch: its stream, then its panel.
   function closeWatch(w) {
     w.es.close();
     w.panel.remove();
@@ -593,6 +604,8 @@
     }
   }
 
+  // setBadge shows a table's state (live, stale, ...) in its badge; a stale
+  // table is greyed out.
   function setBadge(w, text, cls) {
     w.panel.classList.toggle('is-stale', text === 'stale');
     w.badge.textContent = text;
@@ -631,6 +644,7 @@
     if (w.badge.dataset.state !== 'stale') setBadge(w, 'live', 'up');
   }
 
+  // keyText is a key as the JSON text the rows are indexed by.
   function keyText(key) { return JSON.stringify(key); }
 
   // upsertRow sets a row, in key order, highlighting it when its value
@@ -658,6 +672,7 @@
     }
   }
 
+  // deleteRow fades a deleted entry's row out, then removes it.
   function deleteRow(w, key) {
     const k = keyText(key);
     const row = w.rows.get(k);

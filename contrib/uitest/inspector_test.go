@@ -87,7 +87,12 @@ func newBrowser(t *testing.T) *browser {
 // do runs actions, failing the test with what was being done.
 func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	require.NoError(b.t, chromedp.Do(b.ctx, actions...), what)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.failed()
+		b.t.Fatalf("%s: %v", what, err)
+	}
 	b.noExceptions()
 }
 
@@ -105,7 +110,7 @@ func (b *browser) until(what, predicate string) {
 	_, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](predicate,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
 	if err != nil {
-		b.shot("failed")
+		b.failed()
 		b.t.Fatalf("waiting until %s (%s): %v", what, predicate, err)
 	}
 	b.noExceptions()
@@ -125,6 +130,16 @@ func (b *browser) shot(name string) {
 	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
 	require.NoError(b.t, err, "screenshot %s", name)
 	require.NoError(b.t, os.WriteFile(filepath.Join(b.dir, name+".png"), png, 0o644))
+}
+
+// failed saves a screenshot of the page as failed.png, if it still can:
+// the test is failing for another reason.
+func (b *browser) failed() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), 10*time.Second)
+	defer cancel()
+	if png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err == nil {
+		os.WriteFile(filepath.Join(b.dir, "failed.png"), png, 0o644) //nolint:errcheck // best effort
+	}
 }
 
 // contains is a predicate: the text of the first element sel matches
@@ -159,6 +174,9 @@ func TestInspector(t *testing.T) {
 	b.do("calling Get", chromedp.SetValue(chromedp.CSS(get+" .arg"), `"alice"`), chromedp.Click(chromedp.CSS(get+" .call")))
 	b.until("Get's result shows", contains(get+" .result.ok", "alice@example.com"))
 	b.shot("2-call")
+	b.do("calling Get with text that is not JSON", chromedp.SetValue(chromedp.CSS(get+" .arg"), `alice`), chromedp.Click(chromedp.CSS(get+" .call")))
+	b.until("the page refuses it before sending", contains(get+" .result.error", "is not JSON"))
+	b.until("the input is marked", `!!document.querySelector('`+get+` .arg.bad')`)
 	b.do("calling Get for nobody", chromedp.SetValue(chromedp.CSS(get+" .arg"), `"nobody"`), chromedp.Click(chromedp.CSS(get+" .call")))
 	b.until("Get's error shows", contains(get+" .result.error .err-name", "uitest.no-such-user"))
 	require.Contains(t, b.text(get+" .result.error"), `user "nobody": no such user`)
@@ -205,6 +223,15 @@ func TestInspector(t *testing.T) {
 
 	b.do("closing the table", chromedp.Click(chromedp.CSS(table+" .close")))
 	b.until("the table is gone", `!document.querySelector('`+table+`')`)
+
+	// The handle, given back.
+	// (Login is not idempotent, so after the outage the gateway does not
+	// call it again: the handle may only say it expired. It can still be
+	// given back.)
+	b.do("opening the handle again", chromedp.Click(chromedp.CSS(`#handles .handle-target`)), chromedp.WaitVisible(chromedp.CSS(`.target-head .release`)))
+	b.do("releasing it", chromedp.Click(chromedp.CSS(`.target-head .release`)))
+	b.until("the handle is gone from the sidebar", `!document.querySelector('#handles .handle-target')`)
+	b.until("the page says so", contains("#target", "Released ref-"))
 }
 
 // TestInspectorAsksForTheToken: with a bearer token on the gateway the

@@ -174,6 +174,8 @@ func TestInspector(t *testing.T) {
 	b.do("calling Get", chromedp.SetValue(chromedp.CSS(get+" .arg"), `"alice"`), chromedp.Click(chromedp.CSS(get+" .call")))
 	b.until("Get's result shows", contains(get+" .result.ok", "alice@example.com"))
 	b.shot("2-call")
+	require.Contains(t, b.text(get+" .curl pre"), `-d '{"jsonrpc":"2.0","id":1,"method":"users.Get","params":["alice"]}' `+strings.TrimSuffix(d.url, "ui/"),
+		"the same call as a curl command")
 	b.do("calling Get with text that is not JSON", chromedp.SetValue(chromedp.CSS(get+" .arg"), `alice`), chromedp.Click(chromedp.CSS(get+" .call")))
 	b.until("the page refuses it before sending", contains(get+" .result.error", "is not JSON"))
 	b.until("the input is marked", `!!document.querySelector('`+get+` .arg.bad')`)

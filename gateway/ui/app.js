@@ -140,7 +140,9 @@
       v = linkView(h);
       v.link = h.link;
     } catch (e) {
-      v = {cls: 'down', text: 'gateway unreachable', detail: 'this page cannot reach the gateway', link: 'gone'};
+      v = e.name === 'AbortError'
+        ? {cls: 'pending', text: 'not answering', detail: 'no health answer within 5 s: the server may be stuck', link: 'slow'}
+        : {cls: 'down', text: 'gateway unreachable', detail: 'this page cannot reach the gateway', link: 'gone'};
     }
     clearTimeout(timer);
     showLink(v);
@@ -448,8 +450,32 @@
     } catch (e) {
       out.replaceChildren(errorBox(e));
     } finally {
+      out.append(asCurl(callCurl(method, params)));
       button.disabled = false;
     }
+  }
+
+  // shellQuote quotes s for a POSIX shell.
+  function shellQuote(s) { return "'" + s.replace(/'/g, "'\\''") + "'"; }
+
+  // callCurl is the curl command that makes the same call, so that what
+  // works here can go into a script (the token stays a variable).
+  function callCurl(method, params) {
+    const body = JSON.stringify({jsonrpc: '2.0', id: 1, method, params});
+    const auth = state.token ? ` -H "Authorization: Bearer $TETHER_HTTP_TOKEN"` : '';
+    return `curl -s -H 'Content-Type: application/json'${auth} \\\n  -d ${shellQuote(body)} ${new URL(RPC_URL, location.href).href}`;
+  }
+
+  // watchCurl is the curl command that follows the same model.
+  function watchCurl(method, params) {
+    const q = new URLSearchParams({method, params: JSON.stringify(params)});
+    const auth = state.token ? ` -H "Authorization: Bearer $TETHER_HTTP_TOKEN"` : '';
+    return `curl -N${auth} ${shellQuote(new URL(WATCH_URL, location.href).href + '?' + q.toString())}`;
+  }
+
+  // asCurl is a folded "as curl" box showing a command.
+  function asCurl(cmd) {
+    return el('details', {class: 'curl'}, el('summary', {}, 'as curl'), el('pre', {}, cmd));
   }
 
   // errorBox shows an error: its name, its message and its code, in red.
@@ -544,7 +570,7 @@
       el('div', {class: 'watch-head'}, el('h2', {}, el('span', {class: 'live-icon'}, '◉ '), title), w.badge, w.version, w.count,
         el('button', {type: 'button', class: 'icon close', title: 'stop watching', onclick: () => closeWatch(w)}, '✕')),
       el('table', {class: 'entries model-table'}, el('thead', {}, el('tr', {}, el('th', {}, 'key'), el('th', {}, 'value'))), w.body),
-      w.note);
+      w.note, asCurl(watchCurl(method, params)));
     $('#watches').prepend(w.panel);
     w.panel.scrollIntoView({block: 'nearest'});
     w.url = WATCH_URL + '?' + q.toString();

@@ -246,13 +246,16 @@
     }
   }
 
-  // release gives a handle back to the gateway (rpc.release) and forgets it.
+  // release gives a handle back to the gateway (rpc.release) and forgets
+  // it; one the gateway no longer knows (it expired) is forgotten too.
   async function release(ref) {
     try {
       await rpc('rpc.release', [ref]);
     } catch (e) {
-      $('#target').append(errorBox(e));
-      return;
+      if (e.data.name !== 'tether.unknown-handle') {
+        $('#target').append(errorBox(e));
+        return;
+      }
     }
     state.handles.delete(ref);
     showHandles();

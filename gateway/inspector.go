@@ -59,7 +59,10 @@ func (g *Gateway) serveInspector(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Path == "/ui" {
-		http.Redirect(w, r, InspectorPath, http.StatusMovedPermanently)
+		// A relative Location keeps a prefix the gateway is mounted under
+		// (http.StripPrefix), which r.URL.Path no longer shows.
+		w.Header().Set("Location", "ui/")
+		w.WriteHeader(http.StatusMovedPermanently)
 		return
 	}
 	name := strings.TrimPrefix(r.URL.Path, InspectorPath)

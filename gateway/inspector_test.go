@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -103,7 +105,7 @@ func TestInspectorRefusals(t *testing.T) {
 	}
 	got := e.fetch(t, http.MethodGet, "/ui")
 	assert.Equal(t, http.StatusMovedPermanently, got.status)
-	assert.Equal(t, gateway.InspectorPath, got.header.Get("Location"))
+	assert.Equal(t, "ui/", got.header.Get("Location"), "relative, so that a prefix the gateway is mounted under stays")
 }
 
 // TestNoInspectorWithoutTheOption: without WithInspector, /ui/ is an
@@ -118,4 +120,38 @@ func TestNoInspectorWithoutTheOption(t *testing.T) {
 	status, v := e.post(t, `{"jsonrpc":"2.0","id":1,"method":"rpc.managers"}`)
 	assert.Equal(t, http.StatusOK, status)
 	assert.Equal(t, []any{"shop"}, v.(map[string]any)["result"])
+}
+
+// TestInspectorUnderAPrefix: mounted under a path prefix, the page, its
+// redirect and the JSON-RPC endpoint it posts to ("../" from the page) all
+// keep the prefix.
+func TestInspectorUnderAPrefix(t *testing.T) {
+	leakcheck.Check(t)
+	e := newEnv(t, nil, gateway.WithInspector())
+	mux := http.NewServeMux()
+	mux.Handle("/tether/", http.StripPrefix("/tether", e.gw))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	e.http = srv
+
+	page := e.fetch(t, http.MethodGet, "/tether/ui/")
+	require.Equal(t, http.StatusOK, page.status)
+	assert.Contains(t, page.body, "Tether inspector")
+	redirect := e.fetch(t, http.MethodGet, "/tether/ui")
+	require.Equal(t, http.StatusMovedPermanently, redirect.status)
+	base, err := url.Parse(srv.URL + "/tether/ui")
+	require.NoError(t, err)
+	loc, err := url.Parse(redirect.header.Get("Location"))
+	require.NoError(t, err)
+	assert.Equal(t, "/tether/ui/", base.ResolveReference(loc).Path)
+	pageURL, err := url.Parse(srv.URL + "/tether/ui/")
+	require.NoError(t, err)
+	rpcURL := pageURL.ResolveReference(&url.URL{Path: "../"})
+	assert.Equal(t, "/tether/", rpcURL.Path, "where the page posts its calls")
+	resp, err := http.Post(rpcURL.String(), "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"rpc.managers"}`))
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"result":["shop"]`)
 }

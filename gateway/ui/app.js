@@ -228,21 +228,24 @@
       el('h1', {}, isHandle ? el('span', {}, 'handle ', el('code', {}, shortType(h && h.type))) : name),
       el('div', {class: 'target-type'}, isHandle ? name : ''),
       isHandle ? el('button', {type: 'button', class: 'danger release', onclick: () => release(name)}, 'Release') : null);
-    view.replaceChildren(head, el('p', {class: 'muted'}, 'describing…'));
+    // The head stays in place while the body below it fills in, so that
+    // its Release button is not replaced under the user's pointer.
+    const body = el('div', {class: 'target-body'}, el('p', {class: 'muted'}, 'describing…'));
+    view.replaceChildren(head, body);
     let desc;
     try {
       desc = await rpc('rpc.describe', [name]);
     } catch (e) {
-      if (state.current === name) view.replaceChildren(head, errorBox(e));
+      if (state.current === name) body.replaceChildren(errorBox(e));
       return;
     }
     if (state.current !== name) return; // the user moved on meanwhile
     head.querySelector('.target-type').textContent = (isHandle ? name + ' · ' : '') + desc.type;
     const sigs = signaturesOf(desc);
     const methods = (desc.methods || []).map((md) => methodCard(name, md, sigs.get(md.name)));
-    view.replaceChildren(head, ...(methods.length ? methods : [el('p', {class: 'muted'}, 'Nothing callable.')]));
+    body.replaceChildren(...(methods.length ? methods : [el('p', {class: 'muted'}, 'Nothing callable.')]));
     if (desc.skipped && desc.skipped.length) {
-      view.append(el('p', {class: 'muted skipped'}, 'Not callable: ' + desc.skipped.map((s) => s.name || s).join(', ')));
+      body.append(el('p', {class: 'muted skipped'}, 'Not callable: ' + desc.skipped.map((s) => s.name || s).join(', ')));
     }
   }
 

@@ -159,8 +159,8 @@ func jsString(s string) string {
 // says so) and restored (live again, with the change made meanwhile).
 func TestInspector(t *testing.T) {
 	leakcheck.Check(t)
+	b := newBrowser(t) // first: it skips without a browser
 	d := startDemo(t)
-	b := newBrowser(t)
 
 	b.do("opening the page", chromedp.Navigate(d.url))
 	b.until("the link is connected", `document.querySelector('#link')?.dataset.state === 'connected'`)
@@ -241,8 +241,8 @@ func TestInspector(t *testing.T) {
 // its calls and its watches (as access_token), and keeps it for the tab.
 func TestInspectorAsksForTheToken(t *testing.T) {
 	leakcheck.Check(t)
-	d := startDemo(t, gateway.WithToken("s3cret"))
 	b := newBrowser(t)
+	d := startDemo(t, gateway.WithToken("s3cret"))
 	submit := chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`))
 	b.do("opening the page", chromedp.Navigate(d.url))
 	b.until("the page asks for the token", `document.querySelector('#token-dialog')?.open === true`)

@@ -689,6 +689,7 @@ type options struct {
 	corsSet    bool
 	logger     *slog.Logger
 	loggerSet  bool
+	inspector  bool // serve the web inspector at /ui/ (WithInspector)
 }
 
 // DefaultTimeout bounds each call of a gateway not given WithTimeout; it

@@ -37,6 +37,8 @@ var null = json.RawMessage("null")
 // WatchPath (/watch) streams a model's events (see Watch) as Server-Sent
 // Events. With WithCORS, answers to pages from the allowed origins carry
 // CORS headers, and preflight (OPTIONS) requests are answered.
+// With WithInspector, a GET of InspectorPath (/ui/) serves the
+// web inspector.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.logged(w, r, g.route)
 }
@@ -52,6 +54,10 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 	case WatchPath:
 		g.serveWatch(w, r)
 	default:
+		if g.isInspector(r) {
+			g.serveInspector(w, r)
+			return
+		}
 		g.serveRPC(w, r)
 	}
 }

@@ -33,6 +33,7 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	setDefault(fs, "timeout", gateway.DefaultTimeout.String()) // the gateway's own default, as documented
 	var f gatewayFlags
 	f.register(fs)
+	fs.BoolVar(&f.ui, "ui", false, "also serve the web inspector at /ui/ (as tether ui does)")
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
@@ -63,7 +64,10 @@ outages; requests made meanwhile get error -32001 at once). Try:
 	// until its client goes: closing the gateway ends the streams (with an
 	// "error" event) so that Shutdown does not wait for them.
 	hs.RegisterOnShutdown(func() { gw.Close() })
-	return serveHTTP(ctx, hs, ln, func() { fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream) })
+	return serveHTTP(ctx, hs, ln, func() {
+		fmt.Fprintf(stdout, "tether gateway on http://%s, calling %s\n", ln.Addr(), f.upstream)
+		f.announceInspector(stdout, ln.Addr())
+	})
 }
 
 // setDefault changes the default of the flag called name, and what -h
@@ -80,11 +84,15 @@ type gatewayFlags struct {
 	maxBody                   int64
 	debug                     string
 	cors                      string
+	ui                        bool // serve the web inspector too (tether gateway -ui, tether ui)
 }
 
 // options are the gateway's options the flags ask for, logging to logger.
 func (f *gatewayFlags) options(logger *slog.Logger) []gateway.Option {
 	opts := []gateway.Option{gateway.WithToken(f.httpToken), gateway.WithMaxBodySize(f.maxBody), gateway.WithLogger(logger)}
+	if o := f.inspector(); o != nil {
+		opts = append(opts, o)
+	}
 	if f.cors != "" {
 		opts = append(opts, gateway.WithCORS(strings.Split(f.cors, ",")...))
 	}

@@ -39,6 +39,7 @@ Usage:
   tether call     [flags] ADDR name.Method [args] call a method; args are JSON (or -d)
   tether watch    [flags] ADDR name.Method [args] follow a model a method returns
   tether gateway  -upstream ADDR [flags]          serve JSON-RPC 2.0 over HTTP
+  tether ui       -upstream ADDR [flags]          a web inspector: the gateway with a page at /ui/
   tether gen      -type T,... [-o FILE] [DIR]     write typed stubs of interfaces
   tether version                                  print the module and protocol versions
 
@@ -48,7 +49,7 @@ ADDR is host:port, or as tether serve prints it: tcp://host:port, or
 tls://host:port (then give -tls or -cacert). The commands that connect log
 to stderr (-log-level debug, info, warn or error; default info).
 
-Exit codes: 0 success (watch, serve and gateway: also when interrupted);
+Exit codes: 0 success (watch, serve, gateway and ui: also when interrupted);
 1 the call failed (the method returned an error, or there is no such
 manager, method or type, or the arguments do not fit); 2 bad usage (what
 is wrong, then the usage line); 3 a network failure (the server could not
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"call":     withStdin(cmdCall, stdin),
 		"watch":    withStdin(cmdWatch, stdin),
 		"gateway":  cmdGateway,
+		"ui":       cmdUI,
 		"gen":      cmdGen,
 		"version":  cmdVersion,
 	}

@@ -284,8 +284,12 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) (*Conn, error) {
 		s.mu.Unlock()
 		s.live.Done()
 	}
+	// Started before s.mu is let go: Close, which finds c in s.conns,
+	// must not tear down a connection whose loops and keepalive are not
+	// yet in place (start does not take s.mu).
+	c.start()
 	s.mu.Unlock()
-	return c.start(), nil
+	return c, nil
 }
 
 // isClosed reports whether Close or Shutdown was called.

@@ -44,9 +44,10 @@ func (mc *methodCall) close() {
 
 // methodCommand registers the dial flags and -d on fs (what is what
 // -timeout bounds), parses args, connects and checks the method; the
-// caller closes the methodCall.
-func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, args []string, stdin io.Reader) (*methodCall, error) {
-	var df dialFlags
+// caller closes the methodCall. A oneShot command (call, not watch) keeps
+// the client's routine link lines out of its output (dialFlags.oneShot).
+func methodCommand(ctx context.Context, fs *flag.FlagSet, what string, oneShot bool, args []string, stdin io.Reader) (*methodCall, error) {
+	df := dialFlags{oneShot: oneShot}
 	df.register(fs, what)
 	data := fs.String("d", "", "all the arguments as a `JSON` array; @FILE reads them from FILE, @- from standard input")
 	if err := parse(fs, args); err != nil {
@@ -97,7 +98,7 @@ models as a snapshot. An error prints its name and message and exits 1
 (3 when the server is out of reach or too slow, 4 when it refuses the
 credentials: see "tether help").`, stderr)
 	compact := fs.Bool("compact", false, "print the result on one line")
-	mc, err := methodCommand(ctx, fs, "the call", args, stdin)
+	mc, err := methodCommand(ctx, fs, "the call", true, args, stdin)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ is back, none lost or repeated). Runs until interrupted; exits 0 then.
 
 `+argsRule, stderr)
 	asJSON := fs.Bool("json", false, "print one JSON event per line")
-	mc, err := methodCommand(ctx, fs, "the first snapshot", args, stdin)
+	mc, err := methodCommand(ctx, fs, "the first snapshot", false, args, stdin)
 	if err != nil && ctx.Err() != nil {
 		return nil // interrupted while checking the method: the normal end
 	}

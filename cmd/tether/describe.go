@@ -22,7 +22,7 @@ or returns, named as Go names it (main.User), by its Copyable name
 (demo.User) or by its bare name (User): its kind and its fields, with the
 names they have in JSON. An unknown name exits 1 with the names that come
 close.`, stderr)
-	var df dialFlags
+	df := dialFlags{oneShot: true}
 	df.register(fs, "the server")
 	asJSON := fs.Bool("json", false, "print the description as JSON")
 	if err := parse(fs, args); err != nil {

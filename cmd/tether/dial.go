@@ -73,6 +73,11 @@ type dialFlags struct {
 	serverName string
 	logLevel   slog.Level
 	logOut     io.Writer // where the logs go: the flag set's output, stderr
+	// oneShot commands (ls, describe, call) make one request and exit:
+	// the client's routine lines (connecting, connected, closed) would
+	// only clutter their output, so at -log-level info the client logs
+	// from warn up; -log-level debug shows everything.
+	oneShot bool
 }
 
 // register defines the flags on fs; what is what -timeout bounds.
@@ -95,6 +100,19 @@ func (d *dialFlags) logger() *slog.Logger {
 		return newLogger(os.Stderr, d.logLevel) // dialFlags made without register
 	}
 	return newLogger(d.logOut, d.logLevel)
+}
+
+// clientLogger is the logger the command's client gets: logger's, from
+// warn up for a oneShot command unless -log-level asks for debug.
+func (d *dialFlags) clientLogger() *slog.Logger {
+	if !d.oneShot || d.logLevel <= slog.LevelDebug || d.logLevel >= slog.LevelWarn {
+		return d.logger()
+	}
+	out := d.logOut
+	if out == nil {
+		out = os.Stderr
+	}
+	return newLogger(out, slog.LevelWarn)
 }
 
 // schemes are the schemes an ADDR may have, as tether serve prints it, and
@@ -187,7 +205,7 @@ func (d *dialFlags) connect(ctx context.Context, addr, name string, opts ...gate
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := remote.Connect(ctx, "tcp", addr, remote.WithBroker(bopts...), remote.WithDialTimeout(d.timeout), remote.WithLogger(d.logger()))
+	cl, err := remote.Connect(ctx, "tcp", addr, remote.WithBroker(bopts...), remote.WithDialTimeout(d.timeout), remote.WithLogger(d.clientLogger()))
 	if err != nil {
 		return nil, nil, usageErr("%v", err)
 	}

@@ -20,7 +20,7 @@ import (
 // cmdLs lists the managers of a server, or one manager's methods.
 func cmdLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ls", "Usage: tether ls [flags] ADDR [name]\n\nWithout a name, lists the managers the server at ADDR publishes, with their\nGo types. With a name, lists that manager's methods with their signatures.", stderr)
-	var df dialFlags
+	df := dialFlags{oneShot: true}
 	df.register(fs, "the server")
 	asJSON := fs.Bool("json", false, "print the descriptions as JSON")
 	if err := parse(fs, args); err != nil {

@@ -501,16 +501,10 @@ func TestSlowWatcherGetsASnapshot(t *testing.T) {
 			t.Fatalf("stuck at v%d", version)
 		}
 		received++
-		switch ev.Kind {
-		case "snapshot":
+		if ev.Kind == "snapshot" {
 			snapshots++
-			state = map[string]string{}
-			for _, en := range ev.Entries {
-				state[string(en.Key)] = string(en.Value)
-			}
-		case "set":
-			state[string(ev.Key)] = string(ev.Value)
 		}
+		state = applyEvent(state, ev)
 		version = ev.Version
 	}
 	t.Logf("%d changes reached a stuck watcher as %d events, %d of them snapshots", changes, received, snapshots)
@@ -521,4 +515,20 @@ func TestSlowWatcherGetsASnapshot(t *testing.T) {
 	assert.Equal(t, want, state)
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
+}
+
+// applyEvent applies a watch event to state, a model's entries as JSON
+// text, and returns the state after it: a snapshot replaces it, a set
+// changes one entry.
+func applyEvent(state map[string]string, ev gateway.Event) map[string]string {
+	switch ev.Kind {
+	case "snapshot":
+		state = map[string]string{}
+		for _, en := range ev.Entries {
+			state[string(en.Key)] = string(en.Value)
+		}
+	case "set":
+		state[string(ev.Key)] = string(ev.Value)
+	}
+	return state
 }

@@ -95,24 +95,23 @@ func (d *dialFlags) register(fs *flag.FlagSet, what string) {
 }
 
 // logger is the logger -log-level asks for, on stderr.
-func (d *dialFlags) logger() *slog.Logger {
+func (d *dialFlags) logger() *slog.Logger { return d.loggerAt(d.logLevel) }
+
+// loggerAt is a logger on the command's log output from level up.
+func (d *dialFlags) loggerAt(level slog.Level) *slog.Logger {
 	if d.logOut == nil {
-		return newLogger(os.Stderr, d.logLevel) // dialFlags made without register
+		return newLogger(os.Stderr, level) // dialFlags made without register
 	}
-	return newLogger(d.logOut, d.logLevel)
+	return newLogger(d.logOut, level)
 }
 
 // clientLogger is the logger the command's client gets: logger's, from
 // warn up for a oneShot command unless -log-level asks for debug.
 func (d *dialFlags) clientLogger() *slog.Logger {
-	if !d.oneShot || d.logLevel <= slog.LevelDebug || d.logLevel >= slog.LevelWarn {
+	if !d.oneShot || d.logLevel <= slog.LevelDebug {
 		return d.logger()
 	}
-	out := d.logOut
-	if out == nil {
-		out = os.Stderr
-	}
-	return newLogger(out, slog.LevelWarn)
+	return d.loggerAt(max(d.logLevel, slog.LevelWarn))
 }
 
 // schemes are the schemes an ADDR may have, as tether serve prints it, and

@@ -525,7 +525,7 @@ func (c *Conn) run(t *inCall) {
 	unwanted := t.cc.cancelledByPeer()
 	t.cc.cancel(context.Canceled, false)
 	if !unwanted {
-		c.sendResult(t.id, &o)
+		c.sendResult(t.id, t.method(), &o)
 	}
 	c.answered()
 }
@@ -707,14 +707,14 @@ func admit(ctx context.Context, obj any, method string) (err error) {
 	return p.Allow(ctx, method)
 }
 
-// sendResult answers call id with a handler's outcome.
-func (c *Conn) sendResult(id uint64, o *outcome) {
+// sendResult answers call id, of method, with a handler's outcome.
+func (c *Conn) sendResult(id uint64, method string, o *outcome) {
 	e := getEncoder(c)
 	defer putEncoder(e)
 	e.scatter = true // the handler has returned: its result is ours to send
 	err := o.err
 	if err == nil {
-		err = c.encodeReturn(e, id, o)
+		err = c.encodeReturn(e, id, method, o)
 	}
 	if err != nil && encodeFail(e, id, err, o.tb) != nil {
 		return
@@ -726,8 +726,8 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 
 // encodeReturn writes a Return of o's result and checks it against what
 // the caller accepts. On error it leaves e empty, with the exports it made
-// taken back, and says why the result cannot be sent.
-func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
+// taken back, and says why method's result cannot be sent.
+func (c *Conn) encodeReturn(e *encoder, id uint64, method string, o *outcome) error {
 	e.buf = appendReturnHead(e.buf, id)
 	e.level = resultLevel
 	err := encodeResult(e, o)
@@ -742,7 +742,12 @@ func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
 	}
 	e.undo()
 	e.reset()
-	if !errors.Is(err, ErrMessageTooLarge) && !errors.Is(err, ErrTooManyReferences) {
+	switch {
+	case errors.Is(err, errNotUTF8):
+		// The handler's value cannot be sent as it is: the caller gets
+		// ErrBadReply, and the connection is unharmed.
+		err = fmt.Errorf("%w: the result of %s cannot be sent: %w", ErrBadReply, method, err)
+	case !errors.Is(err, ErrMessageTooLarge) && !errors.Is(err, ErrTooManyReferences):
 		err = fmt.Errorf("tether: cannot send result: %w", inner{err})
 	}
 	return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tether-go/tether/internal/linkwait"
 	"github.com/tether-go/tether/remoteable"
@@ -94,6 +95,10 @@ func (c *Conn) send(ctx context.Context, target uint64, method string, reply any
 	}
 	if err := checkReply(reply); err != nil {
 		return err
+	}
+	if !utf8.ValidString(method) {
+		// The peer would refuse the whole message, and the connection.
+		return fmt.Errorf("%w: the method name %q is not valid UTF-8", ErrUnknownMethod, method)
 	}
 	acting, err := c.forwardedFor(ctx, method)
 	if err != nil {
@@ -231,9 +236,10 @@ func (c *Conn) awaitResult(ctx context.Context, id uint64, cl *call, onStream bo
 
 // argSentinel returns the sentinel an argument's encoding error keeps as
 // it is, rather than being reported as ErrBadArguments: the argument was
-// well formed, but a limit or the state of a reference stops it.
+// well formed, but a limit or the state of a reference stops it (ErrClosed:
+// a lasting reference whose client was closed).
 func argSentinel(err error) error {
-	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep} {
+	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep, ErrClosed} {
 		if errors.Is(err, s) {
 			return s
 		}

@@ -16,12 +16,28 @@ import "github.com/tether-go/tether/broker"
 // c?" with the function Set gave it. Its zero value answers nil.
 type Hook struct {
 	home func(c *broker.Conn) *broker.Ref
+	gone func() error
 }
 
 // Set makes h answer with fn. It must be called before the object is
 // first sent. It is a function, not a method, so that a type embedding
 // Hook gets only RefHome in its method set.
 func Set(h *Hook, fn func(c *broker.Conn) *broker.Ref) { h.home = fn }
+
+// SetGone makes h answer the broker's other question, "can this object
+// still be sent?", with fn. Like Set, it must be called before the object
+// is first sent.
+func SetGone(h *Hook, fn func() error) { h.gone = fn }
+
+// RefGone returns why the object cannot be sent any more (a lasting
+// reference whose client was closed would reach the receiver as a
+// reference that always fails), or nil.
+func (h *Hook) RefGone() error {
+	if h.gone == nil {
+		return nil
+	}
+	return h.gone()
+}
 
 // RefHome returns the reference on c that the object stands for, or nil
 // when it stands for none there: the broker then exports the object.

@@ -219,6 +219,9 @@ func (m *Mirror[K, V]) Stale() bool {
 // Changes returns &m.Changed.
 func (m *Mirror[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
 
+// StaleChanges returns &m.StaleChanged, as View asks.
+func (m *Mirror[K, V]) StaleChanges() *signals.Signal[bool] { return &m.StaleChanged }
+
 // Err returns why the mirror last failed to resume, or nil. Once the
 // mirror lost its source for good the error matches ErrSourceLost.
 func (m *Mirror[K, V]) Err() error {

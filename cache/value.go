@@ -96,8 +96,8 @@ func (v *Value[T]) Err() error { return nil }
 
 // ValueMirror is a read-only copy of a remote Value; see Mirror for how it
 // stays in sync, how it goes home as the Value itself, and why a
-// ValueMirror nobody holds stops following (and takes the functions
-// connected to its signals with it).
+// ValueMirror nobody holds and nobody watches stops following, while one
+// with functions connected to its signals goes on.
 type ValueMirror[T any] struct {
 	// Changed fires after each change, in version order.
 	Changed *signals.Signal[Change[struct{}, T]]

@@ -262,9 +262,9 @@ func (c *Conn) checkIn(id uint64) (drop bool, err error) {
 // handler runs with.
 func (c *Conn) newInCall(in *callIn, ex *export) *inCall {
 	t := &inCall{id: in.id, ex: ex, objID: in.target}
-	t.cc.c = c
+	t.cc.c, t.cc.id = c, in.id
 	t.ctx = &t.cc
-	t.cc.waitLink, t.cc.md = in.ext.waitLink, in.ext.md
+	t.cc.waitLink, t.cc.md, t.nestedIn = in.ext.waitLink, in.ext.md, in.ext.nestedIn
 	if chain := in.ext.acting.ids; chain != nil {
 		p := c.peer
 		p.ForwardedFor = chain
@@ -398,8 +398,11 @@ type inCall struct {
 	m     *method // nil for a proxy
 	name  string  // a proxy's method name, or a built-in's
 	name2 string  // a feed call's token
-	args  []any   // a proxy's arguments
-	refs  []*Ref  // handles decoded from the arguments, released if the call never runs
+	// nestedIn is the id of this side's call that the peer made this one
+	// from inside (extNestedIn), or 0: a draining server admits it.
+	nestedIn uint64
+	args     []any  // a proxy's arguments
+	refs     []*Ref // handles decoded from the arguments, released if the call never runs
 	// attach lists the mirrors among the arguments, attached by the handler
 	// goroutine before the method runs.
 	attach []attachTask
@@ -447,7 +450,7 @@ func (c *Conn) startCall(t *inCall) error {
 	r := &c.running
 	r.mu.Lock()
 	_, dup := r.calls[t.id]
-	refused := c.draining.Load() && t.name != HealthMethod
+	refused := c.draining.Load() && t.name != HealthMethod && !c.pending.has(t.nestedIn)
 	if r.closed || dup || refused {
 		r.mu.Unlock()
 		for _, ref := range t.refs {

@@ -382,10 +382,11 @@ func objectEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
 	}
 	obj := v.Interface()
 	if h, ok := obj.(refHome); ok && e.c != nil {
-		if err := h.RefGone(); err != nil {
+		r, err := h.RefHome(e.c)
+		if err != nil {
 			return err // handed on, it would be a reference that always fails
 		}
-		if r := h.RefHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+		if r != nil && r.c == e.c && !r.released.Load() {
 			return e.ref(r)
 		}
 	}
@@ -894,11 +895,10 @@ func (e *encoder) home(r *Ref) error {
 
 // refHome is implemented by a lasting reference (remote.Ref, through
 // internal/refhome): RefHome returns its target when that lives on c, or
-// nil; RefGone says why it cannot be sent any more (its client was
+// nil, and an error that says why it cannot be sent at all (its client was
 // closed), or nil.
 type refHome interface {
-	RefHome(c *Conn) *Ref
-	RefGone() error
+	RefHome(c *Conn) (*Ref, error)
 }
 
 // cacheHome is implemented by a mirror's feed (the publisher a mirror's

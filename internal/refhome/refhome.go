@@ -24,26 +24,25 @@ type Hook struct {
 // Hook gets only RefHome in its method set.
 func Set(h *Hook, fn func(c *broker.Conn) *broker.Ref) { h.home = fn }
 
-// SetGone makes h answer the broker's other question, "can this object
-// still be sent?", with fn. Like Set, it must be called before the object
-// is first sent.
+// SetGone makes h say, with fn, why the object cannot be sent any more (a
+// lasting reference whose client was closed would reach the receiver as a
+// reference that always fails). Like Set, it must be called before the
+// object is first sent.
 func SetGone(h *Hook, fn func() error) { h.gone = fn }
 
-// RefGone returns why the object cannot be sent any more (a lasting
-// reference whose client was closed would reach the receiver as a
-// reference that always fails), or nil.
-func (h *Hook) RefGone() error {
-	if h.gone == nil {
-		return nil
-	}
-	return h.gone()
-}
-
 // RefHome returns the reference on c that the object stands for, or nil
-// when it stands for none there: the broker then exports the object.
-func (h *Hook) RefHome(c *broker.Conn) *broker.Ref {
-	if h.home == nil {
-		return nil
+// when it stands for none there: the broker then exports the object. The
+// error, when not nil, says why the object cannot be sent at all (see
+// SetGone). One method answers both, so that the embedding type's method
+// set gains nothing else.
+func (h *Hook) RefHome(c *broker.Conn) (*broker.Ref, error) {
+	if h.gone != nil {
+		if err := h.gone(); err != nil {
+			return nil, err
+		}
 	}
-	return h.home(c)
+	if h.home == nil {
+		return nil, nil
+	}
+	return h.home(c), nil
 }

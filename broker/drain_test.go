@@ -242,6 +242,14 @@ func TestNoCallFollowsTheAnswerToGoingAway(t *testing.T) {
 		assert.Equal(t, Unavailable, CodeOf(err))
 		assert.Contains(t, err.Error(), `"Add" was not sent, since the peer said it is going away; it did not run`)
 	}
+	// A call large enough to go on a message stream of its own is held
+	// back alike: it would reach a server that may have closed by then,
+	// and be cut (ErrConnectionLost, "it may have run") instead.
+	err := c.Root().Call(ctx, "Echo", nil, make([]byte, 256<<10))
+	var re *RemoteError
+	require.False(t, errors.As(err, &re), "a large call after the answer reached the server: %v", err)
+	require.ErrorIs(t, err, ErrGoingAway)
+	assert.Contains(t, err.Error(), `"Echo" was not sent`)
 	h, err := Health(ctx, c)
 	require.NoError(t, err, "health is still asked")
 	assert.Equal(t, StatusDraining, h.Status)

@@ -52,6 +52,7 @@ func Forwarded(ctx context.Context) bool {
 // asks for Done, so a handler that never looks costs one allocation.
 type callCtx struct {
 	c        *Conn
+	id       uint64 // the call's id on c (the caller's)
 	deadline time.Time
 	forward  bool
 	peer     any      // a remoteable.Peer with ForwardedFor, for a call that has one

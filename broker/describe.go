@@ -123,7 +123,7 @@ const (
 type TypeDescription struct {
 	Go      string             `cbor:"go" json:"go"`
 	Kind    Kind               `cbor:"kind" json:"kind"`
-	Name    string             `cbor:"name,omitempty" json:"name,omitempty"` // a Copyable's registered name
+	Name    string             `cbor:"name,omitempty" json:"name,omitempty"` // a Copyable's registered name, or the interface a reference implements
 	Elem    *TypeDescription   `cbor:"elem,omitempty" json:"elem,omitempty"`
 	Key     *TypeDescription   `cbor:"key,omitempty" json:"key,omitempty"`
 	Fields  []FieldDescription `cbor:"fields,omitempty" json:"fields,omitempty"`
@@ -219,10 +219,7 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 	case kCborTag:
 		d.Kind = KindCustom
 	case kInterface:
-		d.Kind = KindAny
-		if ti.t == errorType {
-			d.Kind = KindError
-		}
+		return describeInterface(ti.t, d)
 	case kCacheable:
 		return describeCacheable(ti.t, d, depth)
 	case kCopyable:
@@ -231,6 +228,23 @@ func describeType(ti *typeInfo, depth int) TypeDescription {
 		return describePointee(ti.elem, d, depth)
 	default:
 		return describeData(ti, d, depth)
+	}
+	return d
+}
+
+// describeInterface describes an interface type: error as an error; an
+// interface with a registered stub (tether gen) as a reference, named in
+// Name, since what is passed for it must be a reference to an object
+// implementing it; any other as any, where the value's own type decides.
+func describeInterface(t reflect.Type, d TypeDescription) TypeDescription {
+	_, stub := typereg.Stub(t)
+	switch {
+	case t == errorType:
+		d.Kind = KindError
+	case stub:
+		d.Kind, d.Name = KindReference, d.Go
+	default:
+		d.Kind = KindAny
 	}
 	return d
 }

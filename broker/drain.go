@@ -82,8 +82,11 @@ func Health(ctx context.Context, conn *Conn) (HealthReport, error) {
 // make them again on the next link), lets the running calls finish and
 // their results reach their callers, and then closes every connection as
 // Close does. Handlers keep their contexts meanwhile, so the callbacks
-// they make to their callers go on too; a call the peer makes from inside
-// such a callback is new, and refused.
+// they make to their callers go on too, and so do the calls the peer
+// makes from inside such a callback with the callback's context: they
+// carry the id of the call they are nested in, and are admitted. A call
+// the peer makes from inside a callback with another context is new, and
+// refused.
 //
 // When ctx ends first, the calls still running are cut (their callers get
 // ErrConnectionLost) and Shutdown returns ctx's error wrapped. Close during

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tether-go/tether/internal/cborx"
 	"github.com/tether-go/tether/internal/leakcheck"
 	"github.com/tether-go/tether/internal/testkit"
 	"github.com/tether-go/tether/remoteable"
@@ -240,6 +242,14 @@ func TestNoCallFollowsTheAnswerToGoingAway(t *testing.T) {
 		assert.Equal(t, Unavailable, CodeOf(err))
 		assert.Contains(t, err.Error(), `"Add" was not sent, since the peer said it is going away; it did not run`)
 	}
+	// A call large enough to go on a message stream of its own is held
+	// back alike: it would reach a server that may have closed by then,
+	// and be cut (ErrConnectionLost, "it may have run") instead.
+	err := c.Root().Call(ctx, "Echo", nil, make([]byte, 256<<10))
+	var re *RemoteError
+	require.False(t, errors.As(err, &re), "a large call after the answer reached the server: %v", err)
+	require.ErrorIs(t, err, ErrGoingAway)
+	assert.Contains(t, err.Error(), `"Echo" was not sent`)
 	h, err := Health(ctx, c)
 	require.NoError(t, err, "health is still asked")
 	assert.Equal(t, StatusDraining, h.Status)
@@ -328,4 +338,64 @@ func TestShutdownOfAPeerThatNeverAnswers(t *testing.T) {
 	defer cancel()
 	assert.NoError(t, srv.Shutdown(ctx))
 	assert.Empty(t, srv.Conns())
+}
+
+// nestingListener answers a callback by calling its caller back with the
+// callback's context (a call nested in the server's), once released, and
+// also makes a call of its own that is not nested.
+type nestingListener struct {
+	remoteable.Referenceable
+	root    *Ref
+	started chan struct{}
+	release chan struct{}
+	other   chan error // the result of the call that is not nested
+}
+
+func (l *nestingListener) Notify(ctx context.Context, msg string) (string, error) {
+	l.started <- struct{}{}
+	<-l.release
+	l.other <- l.root.Call(context.Background(), "Add", nil, 1, 2)
+	var got string
+	err := l.root.Call(ctx, "Concat", &got, msg, "!")
+	return "ack:" + got, err
+}
+
+// TestShutdownAdmitsCallsNestedInItsCallbacks drains a server whose
+// handler is in the middle of a callback: the call the peer makes from
+// inside that callback, with the callback's context, carries the id of
+// the call it is nested in, so the draining server tells it from a new
+// call and runs it (the handler waits for it); a call the peer makes on
+// its own meanwhile is refused with ErrGoingAway.
+func TestShutdownAdmitsCallsNestedInItsCallbacks(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr, _ := drainServer(t, newService())
+	c := dial(t, addr)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	l := &nestingListener{root: c.Root(), started: make(chan struct{}, 1), release: make(chan struct{}), other: make(chan error, 1)}
+	res := make(chan error, 1)
+	var got string
+	go func() { res <- c.Root().Call(ctx, "Callback", &got, l, "hi") }()
+	waitClosed(t, l.started, "the callback")
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	waitClosed(t, c.GoingAway(), "the going-away notice")
+	close(l.release)
+	require.NoError(t, <-res, "the nested call ran")
+	assert.Equal(t, "ack:hi!", got)
+	require.ErrorIs(t, <-l.other, ErrGoingAway, "a call that is not nested is refused")
+	require.NoError(t, <-shut)
+}
+
+// TestNestedInExtensionBytes pins the bytes of ext key 4 as
+// docs/protocol.md §6 gives them (a1 04 07), and reads them back.
+func TestNestedInExtensionBytes(t *testing.T) {
+	b := appendCallExt(nil, callExt{nestedIn: 7})
+	assert.Equal(t, "a10407", hex.EncodeToString(b))
+	r := cborx.NewReader(b)
+	x, err := parseCallExt(&r)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(7), x.nestedIn)
+	r = cborx.NewReader([]byte{0xa1, 0x04, 0x61, 0x78}) // a text string: malformed
+	_, err = parseCallExt(&r)
+	assert.ErrorIs(t, err, errMalformedExt)
 }

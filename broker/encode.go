@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -149,23 +150,25 @@ func errTooDeep() error {
 		ErrTooDeep, decodeLimits.MaxDepth, decodeLimits.MaxDepth-callArgLevel+1, decodeLimits.MaxDepth-resultLevel+1)
 }
 
-// checkSegment checks what fxamacker encoded at the current level, whose
-// depth the encoder did not follow. A segment shorter than the levels left
-// cannot reach the limit (each level takes a byte at least): only longer
-// ones are walked.
+// checkSegment checks what fxamacker encoded at the current level: its
+// depth, which the encoder did not follow, and its text strings, which
+// fxamacker writes without checking that they are UTF-8 (the receiver
+// would refuse the whole message, and close the connection).
 func (e *encoder) checkSegment(seg []byte) error {
-	left := decodeLimits.MaxDepth - e.level + 1
-	if len(seg) <= left {
-		return nil
+	err := cborx.CheckSent(seg, decodeLimits.MaxDepth-e.level+1)
+	switch {
+	case errors.Is(err, cborx.ErrLimit):
+		return errTooDeep()
+	case errors.Is(err, cborx.ErrInvalidUTF8):
+		return errNotUTF8
 	}
-	if err := cborx.CheckDepth(seg, left); err != nil {
-		if errors.Is(err, cborx.ErrLimit) {
-			return errTooDeep()
-		}
-		return err
-	}
-	return nil
+	return err
 }
+
+// errNotUTF8 refuses a Go string that is not valid UTF-8 at the sender: a
+// CBOR text string must be, and a peer refuses a message holding one that
+// is not as a protocol violation.
+var errNotUTF8 = errors.New("a string is not valid UTF-8, which CBOR text must be; send it as []byte, or make it valid (strings.ToValidUTF8)")
 
 // frame returns the sealed frame (length prefix then body), in one
 // buffer: segments are copied in.
@@ -255,7 +258,7 @@ func (e *encoder) any(v any) error {
 	case nil:
 		e.buf = cborx.AppendNull(e.buf)
 	case string:
-		e.buf = cborx.AppendText(e.buf, x)
+		return e.text(x)
 	case []byte:
 		if x == nil {
 			e.buf = cborx.AppendNull(e.buf)
@@ -379,7 +382,11 @@ func objectEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
 	}
 	obj := v.Interface()
 	if h, ok := obj.(refHome); ok && e.c != nil {
-		if r := h.RefHome(e.c); r != nil && r.c == e.c && !r.released.Load() {
+		r, err := h.RefHome(e.c)
+		if err != nil {
+			return err // handed on, it would be a reference that always fails
+		}
+		if r != nil && r.c == e.c && !r.released.Load() {
 			return e.ref(r)
 		}
 	}
@@ -780,7 +787,16 @@ func float64Encoder(e *encoder, v reflect.Value, _ *typeInfo) error {
 
 // stringEncoder writes a text string.
 func stringEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
-	e.buf = cborx.AppendText(e.buf, v.String())
+	return e.text(v.String())
+}
+
+// text writes s as a text string, refusing one that is not valid UTF-8
+// (errNotUTF8) rather than send what the peer must refuse.
+func (e *encoder) text(s string) error {
+	if !utf8.ValidString(s) {
+		return errNotUTF8
+	}
+	e.buf = cborx.AppendText(e.buf, s)
 	return nil
 }
 
@@ -879,9 +895,10 @@ func (e *encoder) home(r *Ref) error {
 
 // refHome is implemented by a lasting reference (remote.Ref, through
 // internal/refhome): RefHome returns its target when that lives on c, or
-// nil.
+// nil, and an error that says why it cannot be sent at all (its client was
+// closed), or nil.
 type refHome interface {
-	RefHome(c *Conn) *Ref
+	RefHome(c *Conn) (*Ref, error)
 }
 
 // cacheHome is implemented by a mirror's feed (the publisher a mirror's
@@ -978,14 +995,23 @@ func (e *encoder) errorArray(err error, tb string) error {
 	} else {
 		e.buf = cborx.AppendArray(e.buf, 5)
 	}
-	e.buf = cborx.AppendText(e.buf, w.name)
-	e.buf = cborx.AppendText(e.buf, e.message(err))
-	e.textOrNull(tb)
+	e.buf = cborx.AppendText(e.buf, validText(w.name))
+	e.buf = cborx.AppendText(e.buf, validText(e.message(err)))
+	e.textOrNull(validText(tb))
 	e.errorDetail(w)
 	if code != Unknown {
 		e.buf = cborx.AppendUint(e.buf, uint64(code))
 	}
 	return nil
+}
+
+// validText returns s with any bytes that are not UTF-8 replaced: an
+// error's text is for people, and refusing it would lose the error.
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // textOrNull writes s, or null when it is empty.

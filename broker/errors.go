@@ -89,6 +89,7 @@ func init() {
 		"tether.unknown-reference":   ErrUnknownReference,
 		"tether.unknown-method":      ErrUnknownMethod,
 		"tether.bad-arguments":       ErrBadArguments,
+		"tether.bad-reply":           ErrBadReply,
 		"tether.unknown-type":        ErrUnknownType,
 		"tether.too-many-calls":      ErrTooManyCalls,
 		"tether.too-many-references": ErrTooManyReferences,

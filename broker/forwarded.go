@@ -13,10 +13,13 @@ type callExt struct {
 	acting   actingFor
 	waitLink bool
 	md       Metadata
+	nestedIn uint64 // the receiver's call this one is nested in, or 0
 }
 
 // empty reports whether the extension map would have no entry.
-func (x callExt) empty() bool { return len(x.acting.ids) == 0 && !x.waitLink && len(x.md) == 0 }
+func (x callExt) empty() bool {
+	return len(x.acting.ids) == 0 && !x.waitLink && len(x.md) == 0 && x.nestedIn == 0
+}
 
 // Bounds of an identity as it travels in a call. Names are checked at
 // the handshake, so every identity a process verified fits.

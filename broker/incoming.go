@@ -262,9 +262,9 @@ func (c *Conn) checkIn(id uint64) (drop bool, err error) {
 // handler runs with.
 func (c *Conn) newInCall(in *callIn, ex *export) *inCall {
 	t := &inCall{id: in.id, ex: ex, objID: in.target}
-	t.cc.c = c
+	t.cc.c, t.cc.id = c, in.id
 	t.ctx = &t.cc
-	t.cc.waitLink, t.cc.md = in.ext.waitLink, in.ext.md
+	t.cc.waitLink, t.cc.md, t.nestedIn = in.ext.waitLink, in.ext.md, in.ext.nestedIn
 	if chain := in.ext.acting.ids; chain != nil {
 		p := c.peer
 		p.ForwardedFor = chain
@@ -398,8 +398,11 @@ type inCall struct {
 	m     *method // nil for a proxy
 	name  string  // a proxy's method name, or a built-in's
 	name2 string  // a feed call's token
-	args  []any   // a proxy's arguments
-	refs  []*Ref  // handles decoded from the arguments, released if the call never runs
+	// nestedIn is the id of this side's call that the peer made this one
+	// from inside (extNestedIn), or 0: a draining server admits it.
+	nestedIn uint64
+	args     []any  // a proxy's arguments
+	refs     []*Ref // handles decoded from the arguments, released if the call never runs
 	// attach lists the mirrors among the arguments, attached by the handler
 	// goroutine before the method runs.
 	attach []attachTask
@@ -447,7 +450,7 @@ func (c *Conn) startCall(t *inCall) error {
 	r := &c.running
 	r.mu.Lock()
 	_, dup := r.calls[t.id]
-	refused := c.draining.Load() && t.name != HealthMethod
+	refused := c.draining.Load() && t.name != HealthMethod && !c.pending.has(t.nestedIn)
 	if r.closed || dup || refused {
 		r.mu.Unlock()
 		for _, ref := range t.refs {
@@ -525,7 +528,7 @@ func (c *Conn) run(t *inCall) {
 	unwanted := t.cc.cancelledByPeer()
 	t.cc.cancel(context.Canceled, false)
 	if !unwanted {
-		c.sendResult(t.id, &o)
+		c.sendResult(t.id, t.method(), &o)
 	}
 	c.answered()
 }
@@ -707,14 +710,14 @@ func admit(ctx context.Context, obj any, method string) (err error) {
 	return p.Allow(ctx, method)
 }
 
-// sendResult answers call id with a handler's outcome.
-func (c *Conn) sendResult(id uint64, o *outcome) {
+// sendResult answers call id, of method, with a handler's outcome.
+func (c *Conn) sendResult(id uint64, method string, o *outcome) {
 	e := getEncoder(c)
 	defer putEncoder(e)
 	e.scatter = true // the handler has returned: its result is ours to send
 	err := o.err
 	if err == nil {
-		err = c.encodeReturn(e, id, o)
+		err = c.encodeReturn(e, id, method, o)
 	}
 	if err != nil && encodeFail(e, id, err, o.tb) != nil {
 		return
@@ -726,8 +729,8 @@ func (c *Conn) sendResult(id uint64, o *outcome) {
 
 // encodeReturn writes a Return of o's result and checks it against what
 // the caller accepts. On error it leaves e empty, with the exports it made
-// taken back, and says why the result cannot be sent.
-func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
+// taken back, and says why method's result cannot be sent.
+func (c *Conn) encodeReturn(e *encoder, id uint64, method string, o *outcome) error {
 	e.buf = appendReturnHead(e.buf, id)
 	e.level = resultLevel
 	err := encodeResult(e, o)
@@ -742,7 +745,12 @@ func (c *Conn) encodeReturn(e *encoder, id uint64, o *outcome) error {
 	}
 	e.undo()
 	e.reset()
-	if !errors.Is(err, ErrMessageTooLarge) && !errors.Is(err, ErrTooManyReferences) {
+	switch {
+	case errors.Is(err, errNotUTF8):
+		// The handler's value cannot be sent as it is: the caller gets
+		// ErrBadReply, and the connection is unharmed.
+		err = fmt.Errorf("%w: the result of %s cannot be sent: %w", ErrBadReply, method, err)
+	case !errors.Is(err, ErrMessageTooLarge) && !errors.Is(err, ErrTooManyReferences):
 		err = fmt.Errorf("tether: cannot send result: %w", inner{err})
 	}
 	return err

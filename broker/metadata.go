@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/tether-go/tether/internal/cborx"
 )
@@ -110,6 +111,9 @@ func checkMetadata(md Metadata) error {
 	for k, v := range md {
 		if err := checkMetadataKey(k); err != nil {
 			return err
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: the value of %q is not valid UTF-8; encode binary values (base64, say)", ErrInvalidMetadata, k)
 		}
 		size += len(k) + len(v)
 	}

@@ -63,6 +63,10 @@ func (c *Conn) wakeStreams() {
 func (c *Conn) sendFrame(ctx context.Context, e *encoder, isCall bool) error {
 	var err error
 	switch {
+	case c.onMessageStream(e) && isCall && c.out.shut():
+		// Like a call on the main stream (sender.sendCall), a large call
+		// never follows the answer to the peer's going-away notice.
+		err = errCallAfterGoingAway
 	case c.onMessageStream(e):
 		err = c.sendOnMsgStream(ctx, e)
 	case isCall:

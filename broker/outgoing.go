@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tether-go/tether/internal/linkwait"
 	"github.com/tether-go/tether/remoteable"
@@ -67,6 +68,17 @@ func (p *pendingCalls) add(cl *call) (uint64, bool) {
 	return p.next, true
 }
 
+// has reports whether call id (not 0) is waiting for its result.
+func (p *pendingCalls) has(id uint64) bool {
+	if id == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.calls[id]
+	return ok
+}
+
 // take removes and returns call id, or nil when its caller gave up.
 func (p *pendingCalls) take(id uint64) *call {
 	p.mu.Lock()
@@ -95,13 +107,17 @@ func (c *Conn) send(ctx context.Context, target uint64, method string, reply any
 	if err := checkReply(reply); err != nil {
 		return err
 	}
+	if !utf8.ValidString(method) {
+		// The peer would refuse the whole message, and the connection.
+		return fmt.Errorf("%w: the method name %q is not valid UTF-8", ErrUnknownMethod, method)
+	}
 	acting, err := c.forwardedFor(ctx, method)
 	if err != nil {
 		return err
 	}
 	// The caller's wish to wait for links travels with the call, as its
 	// deadline does, so that a relay passing it on waits for its own link.
-	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx), md: outgoingMetadata(ctx)}
+	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx), md: outgoingMetadata(ctx), nestedIn: nestedIn(ctx, c)}
 	if ext.md != nil {
 		if err := checkMetadata(ext.md); err != nil {
 			return fmt.Errorf("%w (calling %s)", err, method)
@@ -123,9 +139,11 @@ func (c *Conn) send(ctx context.Context, target uint64, method string, reply any
 	onStream := false
 	if err == nil {
 		onStream = c.onMessageStream(e)
-		// The health call is answered by a draining peer: it may follow
-		// the answer to the going-away notice (see sender.sendCall).
-		err = c.sendFrame(ctx, e, target != 0 || method != HealthMethod)
+		// The health call is answered by a draining peer, and so is a call
+		// nested in one of the peer's (the peer's handler waits for it):
+		// they may follow the answer to the going-away notice (see
+		// sender.sendCall).
+		err = c.sendFrame(ctx, e, (target != 0 || method != HealthMethod) && ext.nestedIn == 0)
 	}
 	if err != nil {
 		e.undo()
@@ -229,11 +247,21 @@ func (c *Conn) awaitResult(ctx context.Context, id uint64, cl *call, onStream bo
 	return err
 }
 
+// nestedIn is the id of the peer's call on c that ctx is the handler
+// context of, or 0: a call made with it is nested in that call.
+func nestedIn(ctx context.Context, c *Conn) uint64 {
+	if x, ok := ctx.Value(callKey{}).(*callCtx); ok && x.c == c {
+		return x.id
+	}
+	return 0
+}
+
 // argSentinel returns the sentinel an argument's encoding error keeps as
 // it is, rather than being reported as ErrBadArguments: the argument was
-// well formed, but a limit or the state of a reference stops it.
+// well formed, but a limit or the state of a reference stops it (ErrClosed:
+// a lasting reference whose client was closed).
 func argSentinel(err error) error {
-	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep} {
+	for _, s := range []error{ErrTooManyReferences, ErrReleased, ErrDeadReference, ErrTooDeep, ErrClosed} {
 		if errors.Is(err, s) {
 			return s
 		}

@@ -168,6 +168,14 @@ func (s *sender) awaitRoom(ctx context.Context) error {
 	return nil
 }
 
+// shut reports whether the answer to the peer's going-away notice is
+// queued, after which no call may be sent (see postShutCalls).
+func (s *sender) shut() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.callsShut
+}
+
 // postShutCalls posts frame, the answer to the peer's going-away notice,
 // and refuses every call frame after it (sendCall): the peer counts on
 // receiving none once it reads the answer (Conn.awaitAnswered).

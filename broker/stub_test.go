@@ -375,3 +375,24 @@ func TestDescribeThroughAGuardedProxyHidesInterfaces(t *testing.T) {
 		assert.Len(t, d.Interfaces, tc.want, "refusing %s", tc.refused)
 	}
 }
+
+// TestDescribeNamesInterfaceParameters: a parameter or result of an
+// interface type with a registered stub is described as a reference that
+// implements it, named (not as any, which would tell a tool it may send
+// plain data); the empty interface stays any and error stays error.
+func TestDescribeNamesInterfaceParameters(t *testing.T) {
+	d := Describe(&users{})
+	watch, ok := d.Method("Watch")
+	require.True(t, ok)
+	assert.Equal(t, TypeDescription{Go: "broker.tWatcher", Kind: KindReference, Name: "broker.tWatcher"}, watch.Params[0])
+	login, ok := d.Method("Login")
+	require.True(t, ok)
+	assert.Equal(t, KindReference, login.Result.Kind)
+	assert.Equal(t, "broker.tSession", login.Result.Name)
+	all, ok := d.Method("WatchAll")
+	require.True(t, ok)
+	assert.Equal(t, KindReference, all.Params[0].Elem.Kind)
+	kind, ok := d.Method("Kind")
+	require.True(t, ok)
+	assert.Equal(t, KindAny, kind.Params[0].Kind)
+}

@@ -77,6 +77,11 @@ const (
 	// extMetadata is the key of the call's metadata (see Metadata): a map
 	// of text keys to text values, keys in ascending byte order.
 	extMetadata = 3
+	// extNestedIn is the key of the id of the receiver's own call that the
+	// sender is handling while it makes this one (the call is made with
+	// that call's handler context, on the connection it came on), so that
+	// a draining receiver tells it from a new call (see Server.Shutdown).
+	extNestedIn = 4
 )
 
 // appendMsgHead appends what every body starts with: an array of n
@@ -308,7 +313,7 @@ func parseCall(m *message) (callIn, error) {
 // metadata, if it has any.
 func appendCallExt(b []byte, x callExt) []byte {
 	n := 0
-	for _, present := range [...]bool{len(x.acting.ids) > 0, x.waitLink, len(x.md) > 0} {
+	for _, present := range [...]bool{len(x.acting.ids) > 0, x.waitLink, len(x.md) > 0, x.nestedIn != 0} {
 		if present {
 			n++
 		}
@@ -325,6 +330,10 @@ func appendCallExt(b []byte, x callExt) []byte {
 	if len(x.md) > 0 {
 		b = cborx.AppendUint(b, extMetadata)
 		b = appendMetadata(b, x.md)
+	}
+	if x.nestedIn != 0 {
+		b = cborx.AppendUint(b, extNestedIn)
+		b = cborx.AppendUint(b, x.nestedIn)
 	}
 	return b
 }
@@ -411,6 +420,11 @@ func parseCallExtEntry(r *cborx.Reader, x *callExt) error {
 	case extMetadata:
 		x.md, err = parseMetadata(r)
 		return err
+	case extNestedIn:
+		if x.nestedIn, err = r.ReadUint(); err != nil {
+			return errMalformedExt
+		}
+		return nil
 	}
 	if r.Skip() != nil {
 		return errMalformedExt

@@ -141,13 +141,13 @@ func TestWireBytes(t *testing.T) {
 	// The callee's first export is its object 1, the next its object 2.
 	t.Run("§6 Return", func(t *testing.T) {
 		got := frame(t, func(e *encoder) error {
-			return c.encodeReturn(e, 1, &outcome{generic: &counter{}})
+			return c.encodeReturn(e, 1, "M", &outcome{generic: &counter{}})
 		})
 		assert.Equal(t, shown("07 83 04 01 d9e678 01"), got)
 	})
 	t.Run("§11.2 Return of a Cacheable", func(t *testing.T) {
 		got := frame(t, func(e *encoder) error {
-			return c.encodeReturn(e, 2, &outcome{feed: &counter{}})
+			return c.encodeReturn(e, 2, "M", &outcome{feed: &counter{}})
 		})
 		assert.Equal(t, shown("0a 83 04 02 d9e67c d9e678 02"), got)
 		got = value(t, &wbModel{feed: &counter{}})
@@ -173,7 +173,7 @@ func TestWireBytes(t *testing.T) {
 	})
 	t.Run("§6 Health's answer", func(t *testing.T) {
 		got := frame(t, func(e *encoder) error {
-			return c.encodeReturn(e, 3, &outcome{generic: HealthReport{Status: StatusServing, Name: "origin", Uptime: 90 * time.Second, Conns: 2}})
+			return c.encodeReturn(e, 3, "M", &outcome{generic: HealthReport{Status: StatusServing, Name: "origin", Uptime: 90 * time.Second, Conns: 2}})
 		})
 		assert.Equal(t, shown("36 83 04 03 a4 66 737461747573 67 73657276696e67 64 6e616d65 66 6f726967696e 66 757074696d65 1b 00000014f46b0400 65 636f6e6e73 02"), got)
 	})

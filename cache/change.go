@@ -30,6 +30,12 @@ type Change[K comparable, V any] struct {
 // View is what a local model and a mirror of it have in common: code that
 // takes a View reads and watches a model the same way whether it is in this
 // process or across the network.
+//
+// A View has no Close: the View of a local model is the model itself, which
+// whoever holds the View must not end. A mirror received as a View is
+// released when it is dropped (by the garbage collector), or at once by
+// closing it: if c, ok := v.(io.Closer); ok { c.Close() } (a mirror is an
+// io.Closer; a local model is not, and there is nothing to release).
 type View[K comparable, V any] interface {
 	// Get returns the value of key.
 	Get(key K) (V, bool)
@@ -44,4 +50,12 @@ type View[K comparable, V any] interface {
 	Stale() bool
 	// Changes returns the Changed signal.
 	Changes() *signals.Signal[Change[K, V]]
+	// StaleChanges returns the signal that fires true when the state may
+	// fall behind the model's and false when it is in sync again (a
+	// mirror's StaleChanged; the model's own never fires).
+	StaleChanges() *signals.Signal[bool]
+	// Err returns why a mirror cannot follow its model (an error matching
+	// ErrSourceLost once it never will again), or nil; always nil for the
+	// model itself.
+	Err() error
 }

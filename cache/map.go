@@ -26,6 +26,8 @@ type Map[K comparable, V any] struct {
 	entries entryTable[K, V]
 	f       *feed.Feed
 	em      *emitter[K, V]
+	// neverStale is the StaleChanges signal: a model is never stale.
+	neverStale signals.Signal[bool]
 }
 
 var (
@@ -141,6 +143,13 @@ func (m *Map[K, V]) Stale() bool { return false }
 
 // Changes returns &m.Changed.
 func (m *Map[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
+
+// StaleChanges returns a signal that never fires: the model is its own
+// source. It makes Map a View.
+func (m *Map[K, V]) StaleChanges() *signals.Signal[bool] { return &m.neverStale }
+
+// Err is always nil: the model is its own source. It makes Map a View.
+func (m *Map[K, V]) Err() error { return nil }
 
 // MergedChanges returns how many changes the map's watchers have not seen
 // as events of their own because they fell behind: more than the queue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"weak"
 
@@ -47,11 +48,14 @@ import (
 // model's type or of type any receives it, a parameter of a mirror type
 // fails with broker.ErrBadArguments.
 //
-// Close it when done. A mirror its user no longer references is released
-// by the garbage collector, like a reference: its subscription ends and
-// the owner drops it. The functions connected to Changed and StaleChanged
-// belong to the mirror and go with it: keep a reference to the mirror for
-// as long as you want its signals. A mirror that was passed on to another
+// Close it when done. A mirror its user no longer references, and no
+// function is connected to, is released by the garbage collector, like a
+// reference: its subscription ends and the owner drops it. A function
+// connected to Changed, StaleChanged or Lost keeps the mirror following
+// its model, referenced or not (as a local model's watchers go on hearing
+// its writer), until it is disconnected, the mirror is closed, or the
+// mirror stops following (its client closed, its source lost). A mirror
+// that was passed on to another
 // peer lives while that peer holds it, and for a minute after that peer's
 // link died, so that the peer's mirror can resume it by its token. A
 // Mirror is safe for concurrent use.
@@ -75,6 +79,78 @@ type Mirror[K comparable, V any] struct {
 	// fails, so that one mirror never follows two models.
 	attaching atomic.Bool
 	fl        atomic.Pointer[feed.Follower] // set once attached
+
+	// Watching (see watched): whether the hooks on the signals are in
+	// place, how many signals have functions connected, what the feed
+	// belongs to (set by attach), and whether Close ended the mirror.
+	hooked   atomic.Bool
+	pinMu    sync.Mutex // orders pinning against Close
+	watchers int        // guarded by pinMu
+	owner    func() any // guarded by pinMu
+	closed   bool       // guarded by pinMu: closed, or its follower stopped
+}
+
+// pinned holds the mirrors that functions are connected to, each with
+// what its feed belongs to (the mirror, or the ValueMirror around it), so
+// that the collector leaves them and their subscriptions alone until the
+// last function is disconnected or the mirror is closed.
+var pinned sync.Map
+
+// hookSignals makes m count the signals that functions are connected to
+// (see watched). It runs once, from NewMirror or the first attachment;
+// functions connected before it count too.
+func (m *Mirror[K, V]) hookSignals() {
+	if !m.hooked.CompareAndSwap(false, true) {
+		return
+	}
+	m.Changed.OnWatched(m.watched)
+	m.StaleChanged.OnWatched(m.watched)
+	m.Lost.OnWatched(m.watched)
+	for _, n := range []int{m.Changed.Len(), m.StaleChanged.Len(), m.Lost.Len()} {
+		if n > 0 {
+			m.watched(true)
+		}
+	}
+}
+
+// watched keeps m alive while functions are connected to its signals: a
+// mirror watched by code that kept no reference to it goes on following
+// its model, as the watchers of a local model go on hearing its writer.
+// It is called with true when a signal gains its first function and with
+// false when it loses its last.
+func (m *Mirror[K, V]) watched(on bool) {
+	m.pinMu.Lock()
+	defer m.pinMu.Unlock()
+	if on {
+		m.watchers++
+	} else {
+		m.watchers--
+	}
+	m.repin()
+}
+
+// unpin takes m out of the pinned mirrors for good: it was closed, or its
+// follower stopped.
+func (m *Mirror[K, V]) unpin() {
+	m.pinMu.Lock()
+	defer m.pinMu.Unlock()
+	m.closed = true
+	m.repin()
+}
+
+// repin puts m among the pinned mirrors, with its feed's owner, while it
+// is attached, not closed and watched, and takes it out otherwise. It runs
+// with m.pinMu held.
+func (m *Mirror[K, V]) repin() {
+	if m.owner == nil || m.closed || m.watchers <= 0 {
+		pinned.Delete(m)
+		return
+	}
+	var owner any = m
+	if x := m.owner(); x != nil {
+		owner = x
+	}
+	pinned.Store(m, owner)
 }
 
 // ErrAttached reports a mirror given to receive a model while it already
@@ -99,7 +175,9 @@ var ErrAttached = errors.New("cache: the mirror already follows a model")
 // model into it fails with an error matching ErrAttached (and
 // broker.ErrBadReply); a failed attachment leaves it as it was made.
 func NewMirror[K comparable, V any](opts ...Option) *Mirror[K, V] {
-	return &Mirror[K, V]{opts: buildOptions(opts)}
+	m := &Mirror[K, V]{opts: buildOptions(opts)}
+	m.hookSignals()
+	return m
 }
 
 var (
@@ -141,6 +219,10 @@ func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, owner 
 		if m := wm.Value(); m != nil {
 			m.Lost.Emit(err)
 		}
+	}, OnEnd: func() {
+		if m := wm.Value(); m != nil {
+			m.unpin() // nothing more will come for its watchers
+		}
 	}}
 	if _, ok := src.(*remote.Ref); ok {
 		fo.WaitLink = remote.WaitForLink
@@ -156,6 +238,11 @@ func (m *Mirror[K, V]) attach(ctx context.Context, src remoteable.Caller, owner 
 		return err
 	}
 	m.fl.Store(fl)
+	m.hookSignals()
+	m.pinMu.Lock()
+	m.owner = owner
+	m.repin() // watched before the attachment: pinned from now on
+	m.pinMu.Unlock()
 	// Close is quick (it cancels the follower's goroutine and waits for
 	// it to return), so it runs on the cleanup goroutine itself.
 	runtime.AddCleanup(m, (*feed.Follower).Close, fl)
@@ -219,6 +306,9 @@ func (m *Mirror[K, V]) Stale() bool {
 // Changes returns &m.Changed.
 func (m *Mirror[K, V]) Changes() *signals.Signal[Change[K, V]] { return &m.Changed }
 
+// StaleChanges returns &m.StaleChanged, as View asks.
+func (m *Mirror[K, V]) StaleChanges() *signals.Signal[bool] { return &m.StaleChanged }
+
 // Err returns why the mirror last failed to resume, or nil. Once the
 // mirror lost its source for good the error matches ErrSourceLost.
 func (m *Mirror[K, V]) Err() error {
@@ -257,6 +347,7 @@ func (m *Mirror[K, V]) MergedChanges() uint64 {
 // references is closed by the garbage collector, later.
 func (m *Mirror[K, V]) Close() error {
 	if fl := m.fl.Load(); fl != nil {
+		m.unpin()
 		fl.Close()
 	}
 	return nil

@@ -28,7 +28,8 @@ var (
 // View is for a Map and its Mirror: an interface method declared to return
 // a ValueView[T] returns the *Value on the server, and its typed stub
 // receives a *ValueMirror, so code that reads and watches the value is the
-// same locally and remotely.
+// same locally and remotely. Like View it has no Close, for the same
+// reason: a *ValueMirror is an io.Closer, a *Value is not.
 type ValueView[T any] interface {
 	// Get returns the value.
 	Get() T
@@ -39,6 +40,12 @@ type ValueView[T any] interface {
 	Stale() bool
 	// Changes returns the Changed signal.
 	Changes() *signals.Signal[Change[struct{}, T]]
+	// StaleChanges returns the signal of stale/live transitions (a
+	// mirror's StaleChanged; the model's own never fires).
+	StaleChanges() *signals.Signal[bool]
+	// Err returns why a mirror cannot follow its model, or nil; always nil
+	// for the model itself.
+	Err() error
 }
 
 // NewValue returns a value model holding initial (version 1).
@@ -79,10 +86,18 @@ func (v *Value[T]) Stale() bool { return false }
 // Changes returns the Changed signal, as ValueView asks.
 func (v *Value[T]) Changes() *signals.Signal[Change[struct{}, T]] { return v.Changed }
 
+// StaleChanges returns a signal that never fires: the model is its own
+// source. It makes Value a ValueView.
+func (v *Value[T]) StaleChanges() *signals.Signal[bool] { return v.m.StaleChanges() }
+
+// Err is always nil: the model is its own source. It makes Value a
+// ValueView.
+func (v *Value[T]) Err() error { return nil }
+
 // ValueMirror is a read-only copy of a remote Value; see Mirror for how it
 // stays in sync, how it goes home as the Value itself, and why a
-// ValueMirror nobody holds stops following (and takes the functions
-// connected to its signals with it).
+// ValueMirror nobody holds and nobody watches stops following, while one
+// with functions connected to its signals goes on.
 type ValueMirror[T any] struct {
 	// Changed fires after each change, in version order.
 	Changed *signals.Signal[Change[struct{}, T]]
@@ -135,6 +150,9 @@ func (v *ValueMirror[T]) Changes() *signals.Signal[Change[struct{}, T]] { return
 
 // Err returns why the mirror last failed to resume, or nil.
 func (v *ValueMirror[T]) Err() error { return v.m.Err() }
+
+// StaleChanges returns the StaleChanged signal, as ValueView asks.
+func (v *ValueMirror[T]) StaleChanges() *signals.Signal[bool] { return v.StaleChanged }
 
 // Close ends the subscription.
 func (v *ValueMirror[T]) Close() error { return v.m.Close() }

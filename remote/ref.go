@@ -92,7 +92,30 @@ var (
 func newRef(cl *Client) *Ref {
 	r := &Ref{cl: cl, sem: make(chan struct{}, 1)}
 	refhome.Set(&r.homing, r.homeOn)
+	refhome.SetGone(&r.homing, r.goneErr)
 	return r
+}
+
+// goneErr says why r cannot be sent to a peer any more, or nil: sent,
+// it would reach the peer as a reference whose every call fails. That is
+// so once its client is closed (broker.ErrClosed, what a call on r fails
+// with), or once its target can never be obtained again (r.gone). A
+// reference to an object of this process keeps working, and travels.
+func (r *Ref) goneErr() error {
+	r.mu.Lock()
+	local, gone := r.local, r.gone
+	r.mu.Unlock()
+	if local {
+		return nil
+	}
+	if gone != nil {
+		return gone
+	}
+	if r.cl.State() == Closed {
+		return fmt.Errorf("%w: %v belongs to a remote.Client that was closed, so it cannot be sent: "+
+			"every call on it would fail; obtain the object again through an open Client", broker.ErrClosed, r)
+	}
+	return nil
 }
 
 // String describes how the reference was obtained.

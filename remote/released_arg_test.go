@@ -43,3 +43,36 @@ func TestReleasedWrapperPassedOnStillWorks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a/alice", owner)
 }
+
+// TestWrapperOfClosedClientIsRefusedWhenSent: a *remote.Ref whose Client
+// was closed cannot reach its target again, so sending it to a third
+// party is refused at the sender with broker.ErrClosed, naming the
+// argument, rather than handing on a reference whose every call fails;
+// the connection it was to go on keeps serving.
+func TestWrapperOfClosedClientIsRefusedWhenSent(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, time.Minute)
+	a := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")))
+	b := startServer(t, "127.0.0.1:0", ownerAsker{})
+	cl := connect(t, a.addr)
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	var acct *Ref
+	require.NoError(t, users.Call(ctx, "Account", &acct, "alice"))
+	require.NoError(t, cl.Close())
+
+	toB, err := broker.Dial(ctx, "tcp", b.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { toB.Close(); <-toB.Done() })
+	before := toB.Stats().Exports
+	_, err = broker.Call[string](ctx, toB.Root(), "OwnerOf", acct)
+	require.ErrorIs(t, err, broker.ErrClosed)
+	assert.Contains(t, err.Error(), "argument 1 of OwnerOf")
+	assert.Contains(t, err.Error(), "remote.Client that was closed")
+	assert.Equal(t, before, toB.Stats().Exports, "nothing was handed on")
+	assert.NoError(t, toB.Err())
+
+	// The manager's wrapper, from the same closed Client, is refused alike.
+	_, err = broker.Call[string](ctx, toB.Root(), "OwnerOf", users)
+	require.ErrorIs(t, err, broker.ErrClosed)
+}

@@ -12,8 +12,9 @@ import (
 // that Connect and the returned disconnect functions replace copy-on-write.
 // A Signal must not be copied after first use.
 type Signal[T any] struct {
-	mu    sync.Mutex // serialises writers of slots
-	slots atomic.Pointer[[]*slot[T]]
+	mu      sync.Mutex // serialises writers of slots, and calls of watched
+	slots   atomic.Pointer[[]*slot[T]]
+	watched func(bool) // see OnWatched; guarded by mu
 }
 
 type slot[T any] struct {
@@ -36,8 +37,24 @@ func (s *Signal[T]) Connect(fn func(T)) (disconnect func()) {
 	copy(next, old)
 	next = append(next, sl)
 	s.slots.Store(&next)
+	if len(old) == 0 && s.watched != nil {
+		s.watched(true)
+	}
 	s.mu.Unlock()
 	return func() { s.remove(sl) }
+}
+
+// OnWatched makes s call fn(true) when a function is connected to it while
+// none is, and fn(false) when its last one is disconnected, so that the
+// owner of a signal can stay alive while someone watches it (a cache
+// mirror does: its changes come from the network, not from code that
+// holds it). fn is called with s's lock held, in the order of the
+// changes, and must not use s. Setting it again replaces fn; nil removes
+// it. It does not call fn for the functions connected already.
+func (s *Signal[T]) OnWatched(fn func(watched bool)) {
+	s.mu.Lock()
+	s.watched = fn
+	s.mu.Unlock()
 }
 
 func (s *Signal[T]) remove(sl *slot[T]) {
@@ -54,6 +71,9 @@ func (s *Signal[T]) remove(sl *slot[T]) {
 		}
 	}
 	s.slots.Store(&next)
+	if len(next) == 0 && len(old) > 0 && s.watched != nil {
+		s.watched(false)
+	}
 }
 
 func (s *Signal[T]) load() []*slot[T] {

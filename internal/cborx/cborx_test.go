@@ -399,3 +399,20 @@ func TestFrameReaderReleasesBufferWhenIdle(t *testing.T) {
 	assert.False(t, open)
 	assert.Same(t, fr.small, fr.buf)
 }
+
+// TestCheckSent: CheckSent refuses a text string that is not valid UTF-8,
+// at any depth, and nesting beyond its limit, and passes byte strings that
+// are not UTF-8.
+func TestCheckSent(t *testing.T) {
+	ok := AppendBytes(AppendText(AppendArray(nil, 2), "café"), []byte{0xff, 0xe9})
+	if err := CheckSent(ok, 2); err != nil {
+		t.Fatalf("CheckSent(%x) = %v", ok, err)
+	}
+	bad := AppendText(AppendArray(AppendArray(nil, 1), 1), "caf\xe9")
+	if err := CheckSent(bad, 3); !errors.Is(err, ErrInvalidUTF8) {
+		t.Fatalf("CheckSent(%x) = %v, want ErrInvalidUTF8", bad, err)
+	}
+	if err := CheckSent(bad, 1); !errors.Is(err, ErrLimit) {
+		t.Fatalf("CheckSent(%x, 1) = %v, want ErrLimit", bad, err)
+	}
+}

@@ -13,6 +13,10 @@ var ErrSyntax = errors.New("malformed CBOR")
 // ErrLimit is wrapped by every error that reports CBOR exceeding a limit.
 var ErrLimit = errors.New("CBOR limit exceeded")
 
+// ErrInvalidUTF8 is wrapped by CheckSent's error for a text string that is
+// not valid UTF-8.
+var ErrInvalidUTF8 = errors.New("text string is not valid UTF-8")
+
 func syntaxErr(off int, format string, args ...any) error {
 	return fmt.Errorf("%w at offset %d: %s", ErrSyntax, off, fmt.Sprintf(format, args...))
 }

@@ -123,6 +123,48 @@ func tooDeep(max, off int) error {
 	return fmt.Errorf("%w: nesting deeper than %d at offset %d", ErrLimit, max, off)
 }
 
+// CheckSent applies to the first item of b the two rules of Validate that
+// a sender's encoder can break: nesting at most max levels (as CheckDepth)
+// and text strings in valid UTF-8, which a Go string need not be. It is
+// for a sender checking what a general-purpose encoder wrote before the
+// receiver's Validate refuses the whole message. Errors wrap ErrLimit,
+// ErrInvalidUTF8, or ErrSyntax for bytes that are not CBOR.
+func CheckSent(b []byte, max int) error {
+	r := NewReader(b)
+	return r.checkSent(1, max)
+}
+
+// checkSent consumes one item standing at nesting level level and fails if
+// it, or anything inside it, nests deeper than max or is a text string
+// that is not valid UTF-8.
+func (r *Reader) checkSent(level, max int) error {
+	off := r.off
+	h, err := r.ReadHead()
+	if err != nil {
+		return err
+	}
+	if h.Major == MajorBytes || h.Major == MajorText {
+		s, err := r.take(h.Arg)
+		if err == nil && h.Major == MajorText && !utf8.Valid(s) {
+			err = fmt.Errorf("%w at offset %d", ErrInvalidUTF8, off)
+		}
+		return err
+	}
+	if h.nests() && level > max {
+		return tooDeep(max, off)
+	}
+	n, err := r.children(h, off)
+	if err != nil {
+		return err
+	}
+	for i := uint64(0); i < n; i++ {
+		if err := r.checkSent(level+1, max); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CheckDepth applies Validate's nesting rule alone to the first item of b,
 // as if that item stood at level 1: arrays, maps and tags may nest at most
 // max levels. It is for a sender checking what it encoded (well-formed, so

@@ -45,6 +45,10 @@ type Options struct {
 	// ErrSourceLost). The follower has stopped by then; OnLost may Close
 	// it.
 	OnLost func(err error)
+	// OnEnd is called once, from the follower's goroutine, when it stops
+	// following for any reason (Close, a closed client, the source lost),
+	// after OnLost.
+	OnEnd func()
 }
 
 // ErrSourceLost reports a mirror that can no longer follow its source: the
@@ -272,6 +276,9 @@ func (fl *Follower) loop() {
 		close(fl.done)
 		if lost != nil && fl.opts.OnLost != nil {
 			fl.opts.OnLost(lost) // after done: it may Close the follower
+		}
+		if fl.opts.OnEnd != nil {
+			fl.opts.OnEnd()
 		}
 	}()
 	wait := minRetry

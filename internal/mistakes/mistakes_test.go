@@ -291,6 +291,22 @@ func TestMistakes(t *testing.T) {
 			var m map[string]int
 			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Model", &m)
 		}, broker.ErrBadReply, broker.InvalidArgument, []string{"Mirror"}},
+		{"binary data in a string argument", func(t *testing.T, e *env) error {
+			err := e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Keep", nil, "\xff\xfe")
+			assert.NoError(t, e.conn.Err(), "the connection is unharmed")
+			return err
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{"argument 1 of Keep", "UTF-8", "[]byte"}},
+		{"binary data in a model's string value", func(t *testing.T, e *env) error {
+			return cache.NewMap[string, string]().Set("k", "\xff")
+		}, broker.ErrBadArguments, broker.InvalidArgument, []string{`key "k"`, "UTF-8"}},
+		{"passing on a reference from a closed client", func(t *testing.T, e *env) error {
+			cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", e.addr, remote.WithBroker(broker.WithToken("s3cret")))
+			require.NoError(t, err)
+			shop, err := cl.Registry().Lookup(testkit.Ctx(t, 20*time.Second), "shop")
+			require.NoError(t, err)
+			cl.Close()
+			return e.lookup(t, "shop").Call(testkit.Ctx(t, 20*time.Second), "Ask", nil, shop)
+		}, broker.ErrClosed, broker.Canceled, []string{"argument 1 of Ask", "remote.Client that was closed", "open Client"}},
 	}
 	e := start(t)
 	for _, m := range mistakes {

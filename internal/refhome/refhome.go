@@ -16,6 +16,7 @@ import "github.com/tether-go/tether/broker"
 // c?" with the function Set gave it. Its zero value answers nil.
 type Hook struct {
 	home func(c *broker.Conn) *broker.Ref
+	gone func() error
 }
 
 // Set makes h answer with fn. It must be called before the object is
@@ -23,11 +24,25 @@ type Hook struct {
 // Hook gets only RefHome in its method set.
 func Set(h *Hook, fn func(c *broker.Conn) *broker.Ref) { h.home = fn }
 
+// SetGone makes h say, with fn, why the object cannot be sent any more (a
+// lasting reference whose client was closed would reach the receiver as a
+// reference that always fails). Like Set, it must be called before the
+// object is first sent.
+func SetGone(h *Hook, fn func() error) { h.gone = fn }
+
 // RefHome returns the reference on c that the object stands for, or nil
-// when it stands for none there: the broker then exports the object.
-func (h *Hook) RefHome(c *broker.Conn) *broker.Ref {
-	if h.home == nil {
-		return nil
+// when it stands for none there: the broker then exports the object. The
+// error, when not nil, says why the object cannot be sent at all (see
+// SetGone). One method answers both, so that the embedding type's method
+// set gains nothing else.
+func (h *Hook) RefHome(c *broker.Conn) (*broker.Ref, error) {
+	if h.gone != nil {
+		if err := h.gone(); err != nil {
+			return nil, err
+		}
 	}
-	return h.home(c)
+	if h.home == nil {
+		return nil, nil
+	}
+	return h.home(c), nil
 }

@@ -27,6 +27,7 @@ type config struct {
 	fanSets      int           // Sets (messages) per fan-out cell
 	idleConns    []int         // connection counts of the idle workloads
 	idleFor      time.Duration // idleness over which CPU is measured
+	idleSettle   time.Duration // wait between connecting and measuring idleness
 	stormClients int           // clients of the reconnect storm
 	waitLimit    time.Duration // longest wait for a fan-out or storm to complete
 }
@@ -83,7 +84,7 @@ func parseFlags(args []string) (config, error) {
 	cfg := config{
 		rounds: *rounds, warmup: 200 * time.Millisecond, duration: *duration, benchtime: time.Second,
 		callTimeout: 10 * time.Second, only: *only, quick: *quick,
-		fanSets: *fanSets, idleFor: *idleFor, stormClients: *storm, waitLimit: 2 * time.Minute,
+		fanSets: *fanSets, idleFor: *idleFor, idleSettle: idleSettle, stormClients: *storm, waitLimit: 2 * time.Minute,
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -11,14 +12,40 @@ import (
 	"github.com/tether-go/tether/remote"
 )
 
-// reconnectStorm is the reconnect storm at n clients: n remote.Clients
-// (default options) connected to one server, which is closed and started
-// again on the same address; it measures how long until every client is
-// connected again and a call through each of them succeeds. Tether only.
+// reconnectStorm is the reconnect storm at n clients: n clients connected
+// to one server, which is closed and started again on the same address;
+// it measures how long until every client is connected again and a call
+// through each of them succeeds. Tether's clients are remote.Clients
+// (default options), which also report the outage's length, the dial
+// attempts per client and how many the server turned away over its
+// handshake limits (a herd of clients coming back at once); gRPC's and
+// NATS's are theirs at their defaults. The systems take turns in each
+// round.
 func reconnectStorm(n int) scaleWorkload {
-	return scaleWorkload{name: fmt.Sprintf("storm-%d", n), round: func(ctx context.Context, cfg config) ([]figure, error) {
-		return stormRound(ctx, cfg, n)
-	}}
+	name := fmt.Sprintf("storm-%d", n)
+	var pairs []pair
+	for _, peer := range []string{"grpc", "nats"} {
+		for _, m := range []string{"connected-p50", "all-connected", "all-calls-ok"} {
+			pairs = append(pairs, pair{name + "-" + m, m, "tether", peer})
+		}
+	}
+	return scaleWorkload{name: name, peers: []string{"grpc", "nats"}, pairs: pairs,
+		round: func(ctx context.Context, cfg config) ([]figure, error) {
+			var figs []figure
+			base := runtime.NumGoroutine()
+			for _, s := range []struct {
+				sys   string
+				storm func(context.Context, config, int) ([]figure, error)
+			}{{"tether", stormRound}, {"grpc", grpcStormRound}, {"nats", natsStormRound}} {
+				settle(base, 5*time.Second) // the previous system's goroutines on their way out
+				f, err := s.storm(ctx, cfg, n)
+				figs = append(figs, f...)
+				if err != nil {
+					return figs, fmt.Errorf("%s: %w", s.sys, err)
+				}
+			}
+			return figs, nil
+		}}
 }
 
 // stormClient is one client of the storm with the reference it calls.
@@ -47,18 +74,39 @@ func stormRound(ctx context.Context, cfg config, n int) (figs []figure, err erro
 	clients, err := stormClients(ctx, srv.addr, n, &down, &td)
 	// The outage: the server closes here, whether or not the clients
 	// all connected (the teardown then closes those that did).
+	closed := time.Now()
 	if err := errors.Join(err, srv.close()); err != nil {
 		return nil, err
 	}
 	if err := waitFor(ctx, cfg.waitLimit, func() bool { return down.Load() == int64(n) }); err != nil {
 		return nil, fmt.Errorf("clients that saw the outage: %d of %d: %w", down.Load(), n, err)
 	}
+	outage := time.Since(closed)
+	dials := dialAttempts(clients)
 	again, err := serveTether(reg, srv.addr)
 	if err != nil {
 		return nil, fmt.Errorf("restart on %s: %w", srv.addr, err)
 	}
 	td.add(again.close)
-	return stormRecovery(ctx, cfg, clients)
+	if figs, err = stormRecovery(ctx, cfg, clients); err != nil {
+		return figs, err
+	}
+	return append(figs,
+		figure{sys: "tether", metric: "outage", value: secs(outage), unit: "s", lower: true},
+		figure{sys: "tether", metric: "dials/client", value: float64(dialAttempts(clients)-dials) / float64(n), unit: "n", lower: true},
+		figure{sys: "tether", metric: "turned-away", value: float64(again.srv.Stats().Refused), unit: "n", lower: true},
+	), nil
+}
+
+// dialAttempts is the dial attempts every client made so far, failed or
+// not.
+func dialAttempts(clients []stormClient) int64 {
+	var n int64
+	for _, c := range clients {
+		st := c.cl.Stats()
+		n += st.Connects + st.DialFailures
+	}
+	return n
 }
 
 // stormClients connects n clients to addr, looks up "echo" through each and

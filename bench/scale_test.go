@@ -115,6 +115,32 @@ func TestReconnectStorm(t *testing.T) {
 	if p50 <= 0 || all < p50 || calls < all {
 		t.Errorf("connected p50 %v s, all %v s, calls %v s: not in order", p50, all, calls)
 	}
+	if dials := mustFind(t, figs, "tether", "dials/client"); dials < 1 {
+		t.Errorf("%v dial attempts per client from the outage until all were back, want at least 1", dials)
+	}
+	if o := mustFind(t, figs, "tether", "outage"); o <= 0 {
+		t.Errorf("outage %v s", o)
+	}
+	mustFind(t, figs, "tether", "turned-away")
+}
+
+// TestReconnectStormPeers: the storm of each peer brings every client
+// back and reports its times in order.
+func TestReconnectStormPeers(t *testing.T) {
+	leakcheck.Check(t)
+	for _, s := range []struct {
+		sys   string
+		storm func(context.Context, config, int) ([]figure, error)
+	}{{"grpc", grpcStormRound}, {"nats", natsStormRound}} {
+		figs, err := s.storm(testCtx(t), scaleCfg, 5)
+		if err != nil {
+			t.Fatalf("%s: %v", s.sys, err)
+		}
+		p50, all := mustFind(t, figs, s.sys, "connected-p50"), mustFind(t, figs, s.sys, "all-connected")
+		if calls := mustFind(t, figs, s.sys, "all-calls-ok"); p50 <= 0 || all < p50 || calls < all {
+			t.Errorf("%s: connected p50 %v s, all %v s, calls %v s: not in order", s.sys, p50, all, calls)
+		}
+	}
 }
 
 func TestRoundRatiosInvertCosts(t *testing.T) {
@@ -153,7 +179,7 @@ func TestSelection(t *testing.T) {
 	}
 	cfg.only = "nats"
 	_, _, _, scales = selection(cfg)
-	if !slices.Equal(names(scales), []string{"fanout-1x1", "fanout-100x10", "fanout-1000x100", "idle-7"}) {
+	if !slices.Equal(names(scales), []string{"fanout-1x1", "fanout-100x10", "fanout-1000x100", "idle-7", "storm-3"}) {
 		t.Errorf("-only nats: scale %v", names(scales))
 	}
 	cfg.only = "storm"

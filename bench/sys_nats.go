@@ -54,10 +54,14 @@ func (*natsSys) Label(kind string, n int) string { return "nats" }
 
 // startNATS starts an embedded nats-server on a free loopback port, with a
 // maximum payload above the 1 MiB echo (the default is exactly 1 MiB).
-func startNATS() (*natsserver.Server, error) {
+func startNATS() (*natsserver.Server, error) { return startNATSAt(natsserver.RANDOM_PORT) }
+
+// startNATSAt starts an embedded nats-server on a loopback port (a server
+// restarted on the port of the last: see the reconnect storm).
+func startNATSAt(port int) (*natsserver.Server, error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{
 		Host:            "127.0.0.1",
-		Port:            natsserver.RANDOM_PORT,
+		Port:            port,
 		NoLog:           true,
 		NoSigs:          true,
 		NoSystemAccount: true,

@@ -106,7 +106,7 @@ func clientHandshake(ctx context.Context, nc net.Conn, o *options) (*Conn, error
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	main, fr, body, err := sendHello(ctx, sess, o)
+	main, fr, body, err := sendHello(ctx, sess, co, o)
 	if !stop() || err != nil {
 		sess.Close()
 		return nil, dialFailed(ctx, co, tc != nil, err)
@@ -158,7 +158,7 @@ func drainRefused(ctx context.Context, tc *tls.Conn) {
 
 // sendHello opens the main stream, sends the Hello and reads the answer's
 // body.
-func sendHello(ctx context.Context, sess *yamux.Session, o *options) (*yamux.Stream, *cborx.FrameReader, []byte, error) {
+func sendHello(ctx context.Context, sess *yamux.Session, co *coalescer, o *options) (*yamux.Stream, *cborx.FrameReader, []byte, error) {
 	st, err := sess.OpenStream()
 	if err != nil {
 		return nil, nil, nil, err
@@ -166,6 +166,8 @@ func sendHello(ctx context.Context, sess *yamux.Session, o *options) (*yamux.Str
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetDeadline(dl)
 	}
+	co.wakeOnClose(st)
+	defer co.wakeOnClose(nil)
 	e := getEncoder(nil)
 	e.buf = appendHello(e.buf, hello{version: protocolVersion, name: o.name, token: o.token, maxMessage: uint64(o.maxMessageSize)})
 	// yamux may report a write as failed when the session closed right
@@ -179,9 +181,19 @@ func sendHello(ctx context.Context, sess *yamux.Session, o *options) (*yamux.Str
 		if werr != nil {
 			err = werr
 		}
-		return nil, nil, nil, err
+		return nil, nil, nil, closedReadErr(sess, err)
 	}
 	return st, fr, body, nil
+}
+
+// closedReadErr is err from a handshake's read of a stream of sess, with a
+// read that wakeOnClose ended reported as what it is, the session's end
+// (io.EOF, as yamux reports a read of a closed session), not a timeout.
+func closedReadErr(sess *yamux.Session, err error) error {
+	if errors.Is(err, yamux.ErrTimeout) && sess.IsClosed() {
+		return io.EOF
+	}
+	return err
 }
 
 // dialFailed reports a dialer's handshake that got no answer: a TLS alert
@@ -310,9 +322,11 @@ func (a *accepting) exchange(ctx context.Context, sess *yamux.Session) error {
 	}
 	a.main = st
 	a.fr = cborx.NewFrameReader(st, handshakeMax, handshakeBufferSize)
+	a.co.wakeOnClose(st)
 	body, err := a.fr.Next()
+	a.co.wakeOnClose(nil)
 	if err != nil {
-		return err
+		return closedReadErr(sess, err)
 	}
 	h, err := parseHello(body)
 	a.refusal = a.judge(ctx, h, err)

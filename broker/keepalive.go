@@ -27,6 +27,14 @@ import (
 // silence would reach the next threshold: no goroutine waits per
 // connection. A ping is sent from the timer's goroutine, which waits for
 // the answer (yamux's Ping) and then exits.
+//
+// On a healthy idle link the timer fires late, at the next multiple of
+// T/16 on a clock shared by every connection (see aligned): the pings of
+// many idle connections then go out together, and the process wakes a few
+// times per T instead of once per connection and ping, each wake (futex,
+// epoll, the scheduler) costing about as much as the ping's own write and
+// read. Pings are sent at most T/16 late, which leaves the answer 7T/16;
+// the check that ends a silent link is never rounded.
 type keepalive struct {
 	co      *coalescer
 	sess    *yamux.Session
@@ -50,9 +58,19 @@ func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, d
 		k.pingAt = timeout / 2
 	}
 	k.mu.Lock()
-	k.timer = time.AfterFunc(k.pingAt, k.fire)
+	k.timer = time.AfterFunc(k.aligned(k.pingAt), k.fire)
 	k.mu.Unlock()
 	return k
+}
+
+// aligned returns d rounded up so that it ends on a multiple of T/16 of
+// monoNow's clock, common to every connection with the same timeout.
+func (k *keepalive) aligned(d time.Duration) time.Duration {
+	g := int64(k.timeout / 16)
+	now := monoNow()
+	at := now + int64(d)
+	at += (g - at%g) % g
+	return time.Duration(at - now)
 }
 
 // fire runs in the timer's goroutine each time it fires, and pings from
@@ -78,10 +96,10 @@ func (k *keepalive) check() (ping bool) {
 		k.dead(silenceErr(silent))
 		return false
 	case silent < k.pingAt:
-		k.timer.Reset(k.pingAt - silent)
+		k.timer.Reset(k.aligned(k.pingAt - silent))
 		return false
 	}
-	k.timer.Reset(k.timeout - silent)
+	k.timer.Reset(k.timeout - silent) // exact: the silent link's end
 	if k.pinging {
 		return false
 	}
@@ -104,6 +122,12 @@ func (k *keepalive) ping() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.pinging = false
+	if err == nil && !k.stopped {
+		// Answered: the timer, armed for the link's end, is moved to
+		// the next ping instead of firing once more in between.
+		k.timer.Reset(k.aligned(k.pingAt - k.co.silence()))
+		return
+	}
 	if err == nil || k.stopped || k.sess.IsClosed() || errors.Is(err, yamux.ErrSessionShutdown) {
 		return
 	}

@@ -163,3 +163,22 @@ func TestAcceptorComesAndGoes(t *testing.T) {
 		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("acceptStreams"))
 	})
 }
+
+// TestKeepaliveAligned: an idle link's timer is rounded up to the next
+// multiple of T/16 of the shared clock, never earlier than asked and less
+// than T/16 later, so that idle connections fire together.
+func TestKeepaliveAligned(t *testing.T) {
+	k := &keepalive{timeout: 16 * time.Second}
+	for _, d := range []time.Duration{0, time.Nanosecond, 7500 * time.Millisecond, time.Second, 11 * time.Second} {
+		before := monoNow()
+		got := k.aligned(d)
+		after := monoNow()
+		assert.GreaterOrEqual(t, int64(got), int64(d)-(after-before), "aligned(%v) fires early", d)
+		assert.Less(t, int64(got), int64(d+time.Second), "aligned(%v) fires a whole grid step late", d)
+		// The moment it fires is on the grid, measured from either clock
+		// reading around the call.
+		at := before + int64(got)
+		assert.True(t, at%int64(time.Second) == 0 || (after+int64(got))%int64(time.Second) <= after-before,
+			"aligned(%v) = %v ends off the 1 s grid", d, got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,39 @@ type coalescer struct {
 	lastRead        atomic.Int64 // when bytes last arrived: monoNow's reading
 
 	readErr atomic.Pointer[error] // the first error a read of the connection returned
+
+	wakeMu sync.Mutex
+	wake   *yamux.Stream // the stream a handshake reads: see wakeOnClose
+}
+
+// wakeOnClose has Close end at once a Read of st that waits for data; a
+// handshake registers its stream while it reads the peer's first message,
+// and nil once it is done (after which Close no longer touches it).
+//
+// A yamux Stream.Read waiting when its session shuts down does not block:
+// it loops, making a timer per turn when a read deadline is set (as during
+// a handshake), until the session's receive loop has exited and marked the
+// stream closed. In a reconnect storm (1,000 clients redialling a server
+// that turns most of them away over its handshake limits, on two cores)
+// hundreds of such loops took the CPU the receive loops needed to exit,
+// and a dial the server had turned away took seconds to fail. A read
+// deadline in the past ends the loop.
+func (c *coalescer) wakeOnClose(st *yamux.Stream) {
+	c.wakeMu.Lock()
+	c.wake = st
+	c.wakeMu.Unlock()
+}
+
+// Close closes the connection. yamux calls it when its session shuts down,
+// after marking the session closed and before waiting for its receive loop.
+func (c *coalescer) Close() error {
+	c.wakeMu.Lock()
+	if c.wake != nil {
+		c.wake.SetReadDeadline(time.Now())
+		c.wake = nil
+	}
+	c.wakeMu.Unlock()
+	return c.Conn.Close()
 }
 
 // monoEpoch is where monoNow counts from.

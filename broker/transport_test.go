@@ -2,11 +2,17 @@ package broker
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/leakcheck"
 )
 
 // countingConn records each Write.
@@ -53,6 +59,67 @@ func TestCoalescerJoinsHeaderAndBody(t *testing.T) {
 	c.Write(yamuxHeader(2, 7))     // ping
 	c.Write(yamuxHeader(0, 0))     // data frame with flags only
 	assert.Len(t, cc.writes, 4)
+}
+
+// stuckConn is a net.Conn whose Read, once Close was called, waits for
+// release before it returns: a yamux receive loop slow to exit, as on a
+// machine whose cores are busy.
+type stuckConn struct {
+	net.Conn
+	closed  atomic.Bool
+	release chan struct{}
+}
+
+func (c *stuckConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.closed.Load() {
+		<-c.release
+	}
+	return n, err
+}
+
+func (c *stuckConn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+// TestCoalescerCloseWakesHandshakeRead: when a session shuts down, a Read
+// of the stream a handshake registered with wakeOnClose returns at once,
+// without waiting for yamux's receive loop to exit (until then yamux's Read
+// would loop without blocking), and the handshake reports the session's
+// end, not a timeout.
+func TestCoalescerCloseWakesHandshakeRead(t *testing.T) {
+	leakcheck.Check(t)
+	a, b := net.Pipe()
+	sc := &stuckConn{Conn: a, release: make(chan struct{})}
+	o, err := buildOptions(dialSide, nil)
+	require.NoError(t, err)
+	co := newCoalescer(sc, o)
+	cli, err := yamux.Client(co, yamuxConfig(o))
+	require.NoError(t, err)
+	srv, err := yamux.Server(b, yamuxConfig(o))
+	require.NoError(t, err)
+	st, err := cli.OpenStream()
+	require.NoError(t, err)
+	assert.Equal(t, yamux.ErrTimeout, closedReadErr(cli, yamux.ErrTimeout), "an open session's timeout stays a timeout")
+	st.SetDeadline(time.Now().Add(time.Minute))
+	co.wakeOnClose(st)
+	read := make(chan error, 1)
+	go func() {
+		_, err := st.Read(make([]byte, 1))
+		read <- err
+	}()
+	go cli.Close() // waits for the receive loop, stuck in sc.Read until release
+	select {
+	case err := <-read:
+		assert.ErrorIs(t, err, yamux.ErrTimeout)
+		assert.Eventually(t, cli.IsClosed, 10*time.Second, time.Millisecond)
+		assert.Equal(t, io.EOF, closedReadErr(cli, err))
+	case <-time.After(10 * time.Second):
+		t.Error("the handshake's read still waits 10 s after its session shut down")
+	}
+	close(sc.release)
+	srv.Close()
 }
 
 // guardFor returns a read guard for one side, with default options.

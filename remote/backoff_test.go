@@ -28,7 +28,7 @@ func TestBackoffShape(t *testing.T) {
 	assert.InDelta(t, float64(480*time.Millisecond), float64(hi), float64(time.Millisecond), "+20%")
 
 	def := Backoff{}.withDefaults()
-	assert.Equal(t, Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 1.6, Jitter: 0.2}, def,
+	assert.Equal(t, Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 1.6, Jitter: 0.5}, def,
 		"a zero Backoff means the defaults, never a busy loop")
 }
 

@@ -661,7 +661,11 @@ func (cl *Client) link(ctx context.Context) (*broker.Conn, error) {
 // Backoff shapes the delays between failed dial attempts: Initial after the
 // first failure, multiplied by Multiplier after each further one, capped at
 // Max, each randomised by ±Jitter (a fraction). Zero fields take the
-// defaults: 100 ms, 10 s, 1.6 and 0.2. The delays start over after a
+// defaults: 100 ms, 10 s, 1.6 and 0.5. The jitter is wide so that clients
+// that lost one server together spread out on their way back: with ±20%,
+// 1,000 clients kept redialling in bunches a step apart and most of each
+// bunch was turned away over the server's handshake limits (docs/benchmarks.md,
+// storm-1000). The delays start over after a
 // steady link, one that stayed up for Max; a link that ends sooner counts
 // as a failed attempt. A refused attempt waits Max.
 type Backoff struct {
@@ -685,7 +689,7 @@ func (b Backoff) withDefaults() Backoff {
 		b.Multiplier = 1.6
 	}
 	if b.Jitter <= 0 || b.Jitter > 1 {
-		b.Jitter = 0.2
+		b.Jitter = 0.5
 	}
 	return b
 }

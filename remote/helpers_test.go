@@ -171,7 +171,7 @@ func proxyTo(t *testing.T, addr string) *faultnet.Proxy {
 func fast() []Option {
 	return []Option{
 		WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond)),
-		WithBackoff(Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
+		WithBackoff(Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 0.2}),
 		WithDialTimeout(500 * time.Millisecond),
 	}
 }

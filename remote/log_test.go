@@ -106,10 +106,10 @@ func TestClientLogsAnOutage(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")))
 	proxy := proxyTo(t, s.addr)
 	logs := newClientLogs()
-	// A cap of 1 s (800 ms at least, with its jitter) well above the
+	// A cap of 1 s (800 ms at least, with its ±20% jitter) well above the
 	// first delays (10, 16, 26 ms...): a loaded machine cannot make every
 	// attempt of the outage's first second a warning.
-	cl := connect(t, proxy.Addr(), WithLogger(logs.logger), WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: time.Second}))
+	cl := connect(t, proxy.Addr(), WithLogger(logs.logger), WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: time.Second, Jitter: 0.2}))
 	ctx := testkit.Ctx(t, time.Minute)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)

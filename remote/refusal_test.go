@@ -217,7 +217,7 @@ func acceptThenDrop(t *testing.T, hold time.Duration) {
 	})
 
 	cl, err := Connect(context.Background(), "tcp", addr,
-		WithBackoff(Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}),
+		WithBackoff(Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, Jitter: 0.2}),
 		WithDialTimeout(time.Second))
 	require.NoError(t, err)
 	tr := watch(cl)

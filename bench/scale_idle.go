@@ -11,10 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/tether-go/tether/remote"
 )
@@ -39,13 +41,35 @@ const connectWorkers = 32
 // them all through td.
 type idleOpener func(ctx context.Context, n int, td *teardown) error
 
+// deadPeer15s is the dead-peer detection the "-15s" peers of the idle
+// workload are configured for: Tether's default (broker.WithDeadPeerTimeout,
+// 15 s, a dialer's link pinged after 7.5 s of silence). gRPC and NATS at
+// their defaults do not detect a silent peer that soon (gRPC's ClientConn
+// never pings; NATS pings every 2 minutes), so their idle CPU is that of
+// links nobody checks. The "-15s" peers check their links as often as
+// Tether does, in both directions, which is the fair comparison for
+// idle CPU.
+const deadPeer15s = 15 * time.Second
+
+// idleSystems are the systems of the idle workload, in the order each
+// round measures them.
+var idleSystems = []struct {
+	sys  string
+	open idleOpener
+}{
+	{"tether", openTetherIdle},
+	{"grpc", openGRPCIdle}, {"nats", openNATSIdle},
+	{"grpc-15s", openGRPC15sIdle}, {"nats-15s", openNATS15sIdle},
+}
+
 // idleConns is the idle workload at n connections: Tether (remote.Client
 // to a broker server), gRPC (ClientConn to a grpc.Server) and NATS
 // (nats.Conn to an embedded nats-server), one after the other.
 func idleConns(n int) scaleWorkload {
 	name := fmt.Sprintf("idle-%d", n)
 	var pairs []pair
-	for _, peer := range []string{"grpc", "nats"} {
+	peers := []string{"grpc", "nats", "grpc-15s", "nats-15s"}
+	for _, peer := range peers {
 		for _, m := range []string{"heap/conn", "rss/conn", "goroutines/conn", "cpu/10s", "connect"} {
 			short, _, _ := strings.Cut(m, "/")
 			pairs = append(pairs, pair{name + "-" + short, m, "tether", peer})
@@ -53,7 +77,7 @@ func idleConns(n int) scaleWorkload {
 	}
 	return scaleWorkload{
 		name:  name,
-		peers: []string{"grpc", "nats"},
+		peers: peers,
 		pairs: pairs,
 		round: func(ctx context.Context, cfg config) ([]figure, error) {
 			if err := raiseFileLimit(uint64(2*n + 512)); err != nil {
@@ -61,10 +85,7 @@ func idleConns(n int) scaleWorkload {
 			}
 			var figs []figure
 			base := runtime.NumGoroutine()
-			for _, s := range []struct {
-				sys  string
-				open idleOpener
-			}{{"tether", openTetherIdle}, {"grpc", openGRPCIdle}, {"nats", openNATSIdle}} {
+			for _, s := range idleSystems {
 				// The previous system's goroutines may still be on their
 				// way out; counted in the baseline, they would lower this
 				// system's figure.
@@ -167,14 +188,31 @@ func openTetherIdle(ctx context.Context, n int, td *teardown) error {
 	})
 }
 
-// openGRPCIdle starts a gRPC server and connects n ClientConns, each
-// waiting until it is READY.
+// openGRPCIdle starts a gRPC server and connects n ClientConns at gRPC's
+// defaults, each waiting until it is READY.
 func openGRPCIdle(ctx context.Context, n int, td *teardown) error {
+	return openGRPCIdleWith(ctx, n, td, nil, nil)
+}
+
+// openGRPC15sIdle is openGRPCIdle with keepalives on both sides that find
+// a silent peer within deadPeer15s: a ping after 10 s of silence (gRPC's
+// least), answered within 5 s.
+func openGRPC15sIdle(ctx context.Context, n int, td *teardown) error {
+	ka := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: deadPeer15s - 10*time.Second, PermitWithoutStream: true}
+	srvOpts := []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: ka.Time, Timeout: ka.Timeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	return openGRPCIdleWith(ctx, n, td, srvOpts, []grpc.DialOption{grpc.WithKeepaliveParams(ka)})
+}
+
+// openGRPCIdleWith is openGRPCIdle with extra server and client options.
+func openGRPCIdleWith(ctx context.Context, n int, td *teardown, srvOpts []grpc.ServerOption, dialOpts []grpc.DialOption) error {
 	ln, err := listen()
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}))
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{})}, srvOpts...)...)
 	srv.RegisterService(&grpcEchoDesc, struct{}{})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -189,7 +227,7 @@ func openGRPCIdle(ctx context.Context, n int, td *teardown) error {
 	defer addAll(td, conns, (*grpc.ClientConn).Close)
 	return parallel(ctx, n, connectWorkers, func(ctx context.Context, i int) error {
 		cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+			append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dialOpts...)...)
 		if err != nil {
 			return err
 		}
@@ -204,9 +242,25 @@ func openGRPCIdle(ctx context.Context, n int, td *teardown) error {
 	})
 }
 
-// openNATSIdle starts an embedded nats-server and connects n nats.Conns.
+// openNATSIdle starts an embedded nats-server and connects n nats.Conns at
+// NATS's defaults.
 func openNATSIdle(ctx context.Context, n int, td *teardown) error {
-	ns, err := startNATS()
+	return openNATSIdleWith(ctx, n, td, 0)
+}
+
+// openNATS15sIdle is openNATSIdle with the server and every client pinging
+// after deadPeer15s/2 of silence and giving up after two unanswered pings,
+// so that each side finds a silent peer within about deadPeer15s (a
+// nats-server skips its ping to a client it heard from within the
+// interval).
+func openNATS15sIdle(ctx context.Context, n int, td *teardown) error {
+	return openNATSIdleWith(ctx, n, td, deadPeer15s/2)
+}
+
+// openNATSIdleWith is openNATSIdle with both sides' ping interval set to
+// ping (0: the defaults) and at most two pings unanswered.
+func openNATSIdleWith(ctx context.Context, n int, td *teardown, ping time.Duration) error {
+	ns, err := startNATSWith(natsserver.RANDOM_PORT, ping)
 	if err != nil {
 		return err
 	}
@@ -214,7 +268,11 @@ func openNATSIdle(ctx context.Context, n int, td *teardown) error {
 	conns := make([]*nats.Conn, n)
 	defer addAll(td, conns, func(nc *nats.Conn) error { nc.Close(); return nil })
 	return parallel(ctx, n, connectWorkers, func(ctx context.Context, i int) error {
-		nc, err := nats.Connect(ns.ClientURL())
+		var opts []nats.Option
+		if ping > 0 {
+			opts = append(opts, nats.PingInterval(ping), nats.MaxPingsOutstanding(2))
+		}
+		nc, err := nats.Connect(ns.ClientURL(), opts...)
 		conns[i] = nc
 		return err
 	})

@@ -84,8 +84,9 @@ func TestFanout(t *testing.T) {
 
 func TestIdleConns(t *testing.T) {
 	leakcheck.Check(t)
-	for sys, open := range map[string]idleOpener{"tether": openTetherIdle, "grpc": openGRPCIdle, "nats": openNATSIdle} {
-		figs, err := measureIdle(testCtx(t), scaleCfg, sys, 20, open)
+	for _, s := range idleSystems {
+		sys := s.sys
+		figs, err := measureIdle(testCtx(t), scaleCfg, sys, 20, s.open)
 		if err != nil {
 			t.Fatalf("%s: %v", sys, err)
 		}

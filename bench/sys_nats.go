@@ -58,15 +58,23 @@ func startNATS() (*natsserver.Server, error) { return startNATSAt(natsserver.RAN
 
 // startNATSAt starts an embedded nats-server on a loopback port (a server
 // restarted on the port of the last: see the reconnect storm).
-func startNATSAt(port int) (*natsserver.Server, error) {
-	ns, err := natsserver.NewServer(&natsserver.Options{
+func startNATSAt(port int) (*natsserver.Server, error) { return startNATSWith(port, 0) }
+
+// startNATSWith is startNATSAt with the server's ping interval set to ping
+// and at most two pings unanswered (0: the server's defaults).
+func startNATSWith(port int, ping time.Duration) (*natsserver.Server, error) {
+	opts := &natsserver.Options{
 		Host:            "127.0.0.1",
 		Port:            port,
 		NoLog:           true,
 		NoSigs:          true,
 		NoSystemAccount: true,
 		MaxPayload:      8 << 20,
-	})
+	}
+	if ping > 0 {
+		opts.PingInterval, opts.MaxPingsOut = ping, 2
+	}
+	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats-server: %w", err)
 	}

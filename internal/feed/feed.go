@@ -509,25 +509,59 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
-// appendLog records a step and wakes the pushers waiting. The log keeps at
-// most logMax changes; a step larger than that empties it (mirrors behind it
-// get a snapshot). While snapshots are under way it keeps as many more
-// changes as the model has entries: a snapshot needs the steps made since
-// it started, and it takes about one batch per batch's worth of entries, so
-// a model that changes less than a batch's worth per batch sent lets its
-// snapshots complete. That extra is the feed's, not each subscriber's: a
-// subscriber that stops acknowledging in the middle of a snapshot costs no
-// more than the model's size once, however many do so.
+// appendLog records a step and wakes the pushers waiting (a model's
+// change). The log keeps at most logMax changes; a step larger than that
+// empties it (mirrors behind it get a snapshot). While snapshots are under
+// way it keeps as many more changes as the model has entries: a snapshot
+// needs the steps made since it started, and it takes about one batch per
+// batch's worth of entries, so a model that changes less than a batch's
+// worth per batch sent lets its snapshots complete. That extra is the
+// feed's, not each subscriber's: a subscriber that stops acknowledging in
+// the middle of a snapshot costs no more than the model's size once,
+// however many do so.
 //
 // It costs the writer the same whatever the number of subscriptions: the
 // step is published with the tail and the bell rings once (publish).
 func (f *Feed) appendLog(s Step) {
 	ls := &logStep{Step: s}
-	for _, c := range s.Changes {
+	f.pushLog(ls)
+	f.trimLog()
+	f.publish()
+}
+
+// logSteps records the steps of a batch a mirror applied, as appendLog
+// does for one, but with one allocation for all their entries in the log
+// and one tail published for the batch: the mirrors downstream get the
+// batch's steps together, as this one did. The log's trimming once at the
+// end keeps the same steps as trimming after each one would. The steps
+// share one array, which the log keeps whole while any of them is in it:
+// at most one batch more than the log's own bound.
+func (f *Feed) logSteps(steps []Step) {
+	if len(steps) == 0 {
+		return
+	}
+	chunk := make([]logStep, len(steps))
+	for i := range steps {
+		chunk[i].Step = steps[i]
+		f.pushLog(&chunk[i])
+	}
+	f.version = steps[len(steps)-1].Version
+	f.trimLog()
+	f.publish()
+}
+
+// pushLog appends one step to the log, with its size. f.mu held.
+func (f *Feed) pushLog(ls *logStep) {
+	for _, c := range ls.Changes {
 		ls.size += len(c.Key) + len(c.Value)
 	}
 	f.log = append(f.log, ls)
-	f.logLen += len(s.Changes)
+	f.logLen += len(ls.Changes)
+}
+
+// trimLog drops the oldest steps while the log holds more changes than it
+// keeps (see appendLog). f.mu held.
+func (f *Feed) trimLog() {
 	keep := f.logMax
 	if f.snapshots > 0 {
 		keep += len(f.index)
@@ -540,7 +574,6 @@ func (f *Feed) appendLog(s Step) {
 	// Reslicing, never clearing the dropped elements: a pusher may still
 	// read them through an older tail (see publish).
 	f.log = f.log[drop:]
-	f.publish()
 }
 
 // replayFrom returns the index of the logged step that starts at version

@@ -166,6 +166,11 @@ func (d *batchDecoder) steps() ([]Step, error) {
 	}
 	steps := make([]Step, n)
 	d.changeAt = make([]int, n)
+	// A model's steps hold one change each: sized for those, the shared
+	// slice is allocated once rather than grown change by change. The
+	// count is the peer's: ReadArray checked that so many items fit in
+	// the bytes left, and the capacity is capped at a batch's bound.
+	d.changes = make([]Change, 0, min(n, maxBatchChanges))
 	nulls := make([]bool, n)
 	for i := range steps {
 		if nulls[i], err = d.step(&steps[i], i); err != nil {

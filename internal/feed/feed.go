@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
@@ -345,7 +346,10 @@ func (f *Feed) put(key, value []byte, version uint64) (prev []byte, had bool) {
 		f.slots[i].value = value
 		return prev, true
 	}
-	f.index[string(key)] = len(f.slots)
+	// The index's key is the slot's own bytes, never changed once given
+	// to the feed (see Set): a new key costs no copy of its own, which a
+	// new mirror, inserting every key of its model, pays per entry.
+	f.index[unsafe.String(unsafe.SliceData(key), len(key))] = len(f.slots)
 	f.slots = append(f.slots, slot{key: key, value: value, born: version, live: true})
 	return nil, false
 }
@@ -477,7 +481,9 @@ func (f *Feed) endSubscriptions() {
 	}
 }
 
-// Set sets key to value as a new version and returns the change.
+// Set sets key to value as a new version and returns the change. The
+// feed keeps key and value as they are: the caller must not change them
+// afterwards.
 func (f *Feed) Set(key, value []byte) Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -160,8 +160,10 @@ func (m *Map[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)) {
 	m.entries.readAt(m.f.Version, fn)
 }
 
+// unmarshal decodes a key or value of a model, nothing when raw is nil,
+// through decodeFast when it can.
 func unmarshal(raw []byte, v any) error {
-	if raw == nil {
+	if raw == nil || decodeFast(raw, v) {
 		return nil
 	}
 	return broker.Unmarshal(raw, v)

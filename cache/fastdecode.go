@@ -4,6 +4,7 @@ import (
 	"math"
 	"unicode/utf8"
 
+	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/cborx"
 )
 
@@ -63,4 +64,22 @@ func fastText(raw []byte) (string, bool) {
 		return "", false
 	}
 	return string(b), true
+}
+
+// marshalEntry encodes a model's key or value: ints, int64s and strings
+// directly (the bytes broker.Marshal makes for them, checked by a test),
+// anything else through broker.Marshal. A model's writer encodes a key and
+// a value per change.
+func marshalEntry[T any](v T) ([]byte, error) {
+	switch x := any(v).(type) {
+	case int:
+		return cborx.AppendInt(make([]byte, 0, 9), int64(x)), nil
+	case int64:
+		return cborx.AppendInt(make([]byte, 0, 9), x), nil
+	case string:
+		if utf8.ValidString(x) {
+			return cborx.AppendText(make([]byte, 0, len(x)+9), x), nil
+		}
+	}
+	return broker.Marshal(v)
 }

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,4 +44,27 @@ func TestDecodeFastAgreesWithUnmarshal(t *testing.T) {
 	require.Equal(t, 9, taken, "the items decodeFast takes")
 	var u uint
 	require.False(t, decodeFast([]byte{0x01}, &u), "only the types it names")
+}
+
+// TestMarshalEntryAgreesWithMarshal: the ints and strings marshalEntry
+// encodes itself come out as the bytes broker.Marshal makes.
+func TestMarshalEntryAgreesWithMarshal(t *testing.T) {
+	ints := []int64{0, 1, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32, math.MaxInt64,
+		-1, -24, -25, -256, -257, -65537, math.MinInt64}
+	for _, n := range ints {
+		want, err := broker.Marshal(n)
+		require.NoError(t, err)
+		got, err := marshalEntry(n)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "int64 %d", n)
+		got, err = marshalEntry(int(n))
+		require.NoError(t, err)
+		require.Equal(t, want, got, "int %d", n)
+	}
+	for _, s := range []string{"", "a", strings.Repeat("x", 23), strings.Repeat("y", 24), strings.Repeat("z", 300), "é€😀", "\xff"} {
+		want, wantErr := broker.Marshal(s)
+		got, err := marshalEntry(s)
+		require.Equal(t, wantErr, err, "%q", s)
+		require.Equal(t, want, got, "%q", s)
+	}
 }

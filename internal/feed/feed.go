@@ -493,7 +493,7 @@ func (f *Feed) Set(key, value []byte) Event {
 func (f *Feed) setLocked(key, value []byte) Event {
 	f.version++
 	prev, had := f.put(key, value, f.version)
-	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Value: value}}})
+	f.appendChange(Change{Key: key, Value: value})
 	return Event{Key: key, Value: value, Prev: prev, HadPrev: had, Version: f.version}
 }
 
@@ -511,7 +511,7 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 		return Event{}, false
 	}
 	f.version++
-	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Deleted: true}}})
+	f.appendChange(Change{Key: key, Deleted: true})
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
@@ -529,7 +529,28 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 // It costs the writer the same whatever the number of subscriptions: the
 // step is published with the tail and the bell rings once (publish).
 func (f *Feed) appendLog(s Step) {
-	ls := &logStep{Step: s}
+	f.logOne(&logStep{Step: s})
+}
+
+// appendChange logs a model's change as the step to its version, which
+// the caller has just set, with one allocation for the step and its
+// change.
+func (f *Feed) appendChange(c Change) {
+	ms := &modelStep{logStep: logStep{Step: Step{From: f.version - 1, Version: f.version}}}
+	ms.one[0] = c
+	ms.Changes = ms.one[:]
+	f.logOne(&ms.logStep)
+}
+
+// modelStep is a model's step with room for its one change.
+type modelStep struct {
+	logStep
+	one [1]Change
+}
+
+// logOne appends one step to the log, trims it and publishes it (see
+// appendLog). f.mu held.
+func (f *Feed) logOne(ls *logStep) {
 	f.pushLog(ls)
 	f.trimLog()
 	f.publish()

@@ -68,14 +68,14 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 // of arrays, maps and tags fails with an error matching broker.ErrTooDeep.
 // The map is then unchanged.
 func (m *Map[K, V]) Set(key K, value V) error {
-	kb, err := broker.Marshal(key)
+	kb, err := marshalEntry(key)
 	if err == nil {
 		err = feed.CheckEntry(kb)
 	}
 	if err != nil {
 		return entryError(fmt.Sprintf("the key %#v", key), err)
 	}
-	vb, err := broker.Marshal(value)
+	vb, err := marshalEntry(value)
 	if err == nil {
 		err = feed.CheckEntry(vb)
 	}
@@ -98,7 +98,7 @@ func (m *Map[K, V]) Set(key K, value V) error {
 // Delete removes key, reporting whether it was there. A delete of an
 // absent key is not a change.
 func (m *Map[K, V]) Delete(key K) bool {
-	kb, err := broker.Marshal(key)
+	kb, err := marshalEntry(key)
 	if err != nil {
 		return false // such a key cannot have been set
 	}
@@ -169,8 +169,10 @@ func (m *Map[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)) {
 	m.entries.readAt(m.f.Version, fn)
 }
 
+// unmarshal decodes a key or value of a model, nothing when raw is nil,
+// through decodeFast when it can.
 func unmarshal(raw []byte, v any) error {
-	if raw == nil {
+	if raw == nil || decodeFast(raw, v) {
 		return nil
 	}
 	return broker.Unmarshal(raw, v)

@@ -374,7 +374,16 @@ func (m *Mirror[K, V]) read(fn func(get func(K) (slot[V], bool), version uint64)
 type mirrorSink[K comparable, V any] struct {
 	m weak.Pointer[Mirror[K, V]]
 	f *feed.Feed // the follower's feed, whose version the mirror takes
+	// decoded holds the changes Decode decoded since the last Commit:
+	// Decode returns a pointer into it, which an interface holds without
+	// an allocation of its own. The feed calls the sink from one
+	// goroutine at a time, and Commit is the last to read them.
+	decoded []decodedChange[K, V]
 }
+
+// maxDecodedKept is the capacity of mirrorSink.decoded that Commit keeps
+// for the next batches: a batch's worth, not a large snapshot's.
+const maxDecodedKept = 4096
 
 // decodedChange is a change's key and value in the mirror's types.
 type decodedChange[K comparable, V any] struct {
@@ -385,7 +394,10 @@ type decodedChange[K comparable, V any] struct {
 // Decode decodes a change's key and value into the mirror's types, so that
 // a batch that does not fit them is refused before anything is applied.
 func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
-	var d decodedChange[K, V]
+	// An earlier pointer into decoded stays valid when append moves it:
+	// it keeps the old array, whose values never change.
+	s.decoded = append(s.decoded, decodedChange[K, V]{})
+	d := &s.decoded[len(s.decoded)-1]
 	if err := unmarshal(c.Key, &d.k); err != nil {
 		return nil, fmt.Errorf("cache: key: %w", err)
 	}
@@ -403,6 +415,7 @@ func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
 // version is not one more than the state's before it (a snapshot's
 // differences, all at the snapshot's version).
 func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
+	defer s.clearDecoded()
 	m := s.m.Value()
 	if m == nil {
 		return
@@ -417,7 +430,7 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	}
 	at := m.version
 	for _, ev := range events {
-		d := ev.Decoded.(decodedChange[K, V])
+		d := ev.Decoded.(*decodedChange[K, V])
 		old, had := m.entries.items[d.k]
 		ch := Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version, Merged: reset || ev.Version != at+1}
 		if ev.Deleted {
@@ -433,6 +446,17 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	}
 	m.version = s.f.VersionLocked()
 	m.em.pushStep(its)
+}
+
+// clearDecoded forgets the decoded changes once committed, keeping the
+// array for the next batch unless a large snapshot grew it.
+func (s *mirrorSink[K, V]) clearDecoded() {
+	if cap(s.decoded) > maxDecodedKept {
+		s.decoded = nil
+		return
+	}
+	clear(s.decoded) // the values may hold pointers the mirror let go of
+	s.decoded = s.decoded[:0]
 }
 
 // Stale records a stale/live transition and queues it for the watchers,

@@ -59,7 +59,13 @@
 // about the log's size), the last shared batch of steps, and the shared
 // snapshot while some subscription is part way through it. A mirror
 // decodes batches with Batch.UnmarshalCBOR, without reflection, one
-// allocation per change for its key and value. The broker bounds the
+// allocation per change for its key and value; the mirrors of one model in
+// a process share the decoding of a batch they all receive (the package
+// keeps the last four batches decoded, with a copy of their bytes). A
+// mirror applies a batch in one pass under its feed's lock (applySteps):
+// one allocation for its steps in its own log (which keeps that array
+// while any of them is in the log: at most one batch more than the log's
+// bound), one tail published, one Commit to the Sink. The broker bounds the
 // subscriptions one peer may hold (broker.WithMaxSubscriptions).
 //
 // Layering: the package sits between the broker and the packages that hold

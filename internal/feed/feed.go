@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
@@ -345,7 +346,10 @@ func (f *Feed) put(key, value []byte, version uint64) (prev []byte, had bool) {
 		f.slots[i].value = value
 		return prev, true
 	}
-	f.index[string(key)] = len(f.slots)
+	// The index's key is the slot's own bytes, never changed once given
+	// to the feed (see Set): a new key costs no copy of its own, which a
+	// new mirror, inserting every key of its model, pays per entry.
+	f.index[unsafe.String(unsafe.SliceData(key), len(key))] = len(f.slots)
 	f.slots = append(f.slots, slot{key: key, value: value, born: version, live: true})
 	return nil, false
 }
@@ -477,7 +481,9 @@ func (f *Feed) endSubscriptions() {
 	}
 }
 
-// Set sets key to value as a new version and returns the change.
+// Set sets key to value as a new version and returns the change. The
+// feed keeps key and value as they are: the caller must not change them
+// afterwards.
 func (f *Feed) Set(key, value []byte) Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -487,7 +493,7 @@ func (f *Feed) Set(key, value []byte) Event {
 func (f *Feed) setLocked(key, value []byte) Event {
 	f.version++
 	prev, had := f.put(key, value, f.version)
-	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Value: value}}})
+	f.appendChange(Change{Key: key, Value: value})
 	return Event{Key: key, Value: value, Prev: prev, HadPrev: had, Version: f.version}
 }
 
@@ -505,29 +511,84 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 		return Event{}, false
 	}
 	f.version++
-	f.appendLog(Step{From: f.version - 1, Version: f.version, Changes: []Change{{Key: key, Deleted: true}}})
+	f.appendChange(Change{Key: key, Deleted: true})
 	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
-// appendLog records a step and wakes the pushers waiting. The log keeps at
-// most logMax changes; a step larger than that empties it (mirrors behind it
-// get a snapshot). While snapshots are under way it keeps as many more
-// changes as the model has entries: a snapshot needs the steps made since
-// it started, and it takes about one batch per batch's worth of entries, so
-// a model that changes less than a batch's worth per batch sent lets its
-// snapshots complete. That extra is the feed's, not each subscriber's: a
-// subscriber that stops acknowledging in the middle of a snapshot costs no
-// more than the model's size once, however many do so.
+// appendLog records a step and wakes the pushers waiting (a model's
+// change). The log keeps at most logMax changes; a step larger than that
+// empties it (mirrors behind it get a snapshot). While snapshots are under
+// way it keeps as many more changes as the model has entries: a snapshot
+// needs the steps made since it started, and it takes about one batch per
+// batch's worth of entries, so a model that changes less than a batch's
+// worth per batch sent lets its snapshots complete. That extra is the
+// feed's, not each subscriber's: a subscriber that stops acknowledging in
+// the middle of a snapshot costs no more than the model's size once,
+// however many do so.
 //
 // It costs the writer the same whatever the number of subscriptions: the
 // step is published with the tail and the bell rings once (publish).
 func (f *Feed) appendLog(s Step) {
-	ls := &logStep{Step: s}
-	for _, c := range s.Changes {
+	f.logOne(&logStep{Step: s})
+}
+
+// appendChange logs a model's change as the step to its version, which
+// the caller has just set, with one allocation for the step and its
+// change.
+func (f *Feed) appendChange(c Change) {
+	ms := &modelStep{logStep: logStep{Step: Step{From: f.version - 1, Version: f.version}}}
+	ms.one[0] = c
+	ms.Changes = ms.one[:]
+	f.logOne(&ms.logStep)
+}
+
+// modelStep is a model's step with room for its one change.
+type modelStep struct {
+	logStep
+	one [1]Change
+}
+
+// logOne appends one step to the log, trims it and publishes it (see
+// appendLog). f.mu held.
+func (f *Feed) logOne(ls *logStep) {
+	f.pushLog(ls)
+	f.trimLog()
+	f.publish()
+}
+
+// logSteps records the steps of a batch a mirror applied, as appendLog
+// does for one, but with one allocation for all their entries in the log
+// and one tail published for the batch: the mirrors downstream get the
+// batch's steps together, as this one did. The log's trimming once at the
+// end keeps the same steps as trimming after each one would. The steps
+// share one array, which the log keeps whole while any of them is in it:
+// at most one batch more than the log's own bound.
+func (f *Feed) logSteps(steps []Step) {
+	if len(steps) == 0 {
+		return
+	}
+	chunk := make([]logStep, len(steps))
+	for i := range steps {
+		chunk[i].Step = steps[i]
+		f.pushLog(&chunk[i])
+	}
+	f.version = steps[len(steps)-1].Version
+	f.trimLog()
+	f.publish()
+}
+
+// pushLog appends one step to the log, with its size. f.mu held.
+func (f *Feed) pushLog(ls *logStep) {
+	for _, c := range ls.Changes {
 		ls.size += len(c.Key) + len(c.Value)
 	}
 	f.log = append(f.log, ls)
-	f.logLen += len(s.Changes)
+	f.logLen += len(ls.Changes)
+}
+
+// trimLog drops the oldest steps while the log holds more changes than it
+// keeps (see appendLog). f.mu held.
+func (f *Feed) trimLog() {
 	keep := f.logMax
 	if f.snapshots > 0 {
 		keep += len(f.index)
@@ -540,7 +601,6 @@ func (f *Feed) appendLog(s Step) {
 	// Reslicing, never clearing the dropped elements: a pusher may still
 	// read them through an older tail (see publish).
 	f.log = f.log[drop:]
-	f.publish()
 }
 
 // replayFrom returns the index of the logged step that starts at version

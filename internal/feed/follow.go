@@ -796,41 +796,63 @@ func (f *Feed) appendStep(s Step) {
 }
 
 // applySteps applies consecutive steps, skipping those already applied
-// and refusing any that would leave a gap.
+// (a prefix: the batch may overlap what a resumed mirror holds) and
+// refusing any that would leave a gap. It logs and publishes the steps
+// applied once for the batch (logSteps), and reports them to the sink in
+// one Commit, also when a bad step stops it part way.
 func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if epoch != f.epoch {
 		return fmt.Errorf("%w: batch of epoch %s, mirror of %s", ErrGap, epoch, f.epoch)
 	}
-	var events []Event
-	applied := false
-	for _, st := range steps {
-		if st.Version <= f.version {
-			continue // already applied
-		}
-		if st.From != f.version || st.Version < st.From {
-			return fmt.Errorf("%w: step %d→%d, mirror at %d", ErrGap, st.From, st.Version, f.version)
-		}
-		decoded, err := decodeAll(st.Changes, sink)
-		if err != nil {
-			if sink != nil && len(events) > 0 {
-				sink.Commit(events, false) // what was applied before the bad step
-			}
-			return err
-		}
-		for i, c := range st.Changes {
-			ev := f.applyChange(c, st.Version)
-			ev.Decoded = decodedAt(decoded, i)
-			events = append(events, ev)
-		}
-		f.appendStep(st)
-		applied = true
+	for len(steps) > 0 && steps[0].Version <= f.version {
+		steps = steps[1:] // already applied
 	}
-	if sink != nil && applied {
+	events := make([]Event, 0, countChanges(steps))
+	done, err := f.applyEach(steps, sink, &events)
+	f.logSteps(steps[:done])
+	if sink != nil && done > 0 {
 		sink.Commit(events, false)
 	}
-	return nil
+	return err
+}
+
+// applyEach applies the steps in order to the state, appending their
+// events, until one does not continue the state's version or does not
+// decode. It returns how many it applied. The version moves with each
+// step; logSteps logs them. f.mu held.
+func (f *Feed) applyEach(steps []Step, sink Sink, events *[]Event) (int, error) {
+	v := f.version
+	var decoded []any // reused from step to step
+	for i, st := range steps {
+		if st.From != v || st.Version < st.From {
+			f.version = v
+			return i, fmt.Errorf("%w: step %d→%d, mirror at %d", ErrGap, st.From, st.Version, v)
+		}
+		var err error
+		if decoded, err = decodeInto(decoded[:0], st.Changes, sink); err != nil {
+			f.version = v
+			return i, err
+		}
+		for j, c := range st.Changes {
+			ev := f.applyChange(c, st.Version)
+			ev.Decoded = decodedAt(decoded, j)
+			*events = append(*events, ev)
+		}
+		v = st.Version
+	}
+	f.version = v
+	return len(steps), nil
+}
+
+// countChanges returns the number of changes in steps.
+func countChanges(steps []Step) int {
+	n := 0
+	for i := range steps {
+		n += len(steps[i].Changes)
+	}
+	return n
 }
 
 // decodeAll decodes the changes' values through the sink, or returns nil
@@ -839,13 +861,21 @@ func decodeAll(cs []Change, sink Sink) ([]any, error) {
 	if sink == nil {
 		return nil, nil
 	}
-	out := make([]any, len(cs))
-	for i, c := range cs {
+	return decodeInto(make([]any, 0, len(cs)), cs, sink)
+}
+
+// decodeInto is decodeAll appending to out, so that a caller decoding
+// step after step reuses one slice.
+func decodeInto(out []any, cs []Change, sink Sink) ([]any, error) {
+	if sink == nil {
+		return nil, nil
+	}
+	for _, c := range cs {
 		x, err := sink.Decode(c)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = x
+		out = append(out, x)
 	}
 	return out, nil
 }

@@ -1,8 +1,10 @@
 package feed
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/tether-go/tether/internal/cborx"
@@ -104,7 +106,16 @@ func appendItem(buf, item []byte) []byte {
 // matching ErrBadBatch, and b is left unchanged. Keys and values are
 // copied, one allocation per change, so that none of them keeps the
 // message's buffer (or another entry's batch) alive.
+//
+// The mirrors of one model in this process receive the same bytes, each
+// batch once per mirror: a batch just decoded is remembered with its bytes
+// (recentBatches), and the same bytes again decode to it, sharing its
+// steps, changes, keys and values, which nobody changes once decoded.
 func (b *Batch) UnmarshalCBOR(data []byte) error {
+	if out, ok := recent.find(data); ok {
+		*b = out
+		return nil
+	}
 	d := batchDecoder{r: cborx.NewReader(data)}
 	var out Batch
 	if err := d.batch(&out); err != nil {
@@ -113,8 +124,60 @@ func (b *Batch) UnmarshalCBOR(data []byte) error {
 	if d.r.Len() != 0 {
 		return fmt.Errorf("%w: %d bytes after the batch", ErrBadBatch, d.r.Len())
 	}
+	recent.add(data, out)
 	*b = out
 	return nil
+}
+
+// recentBatches holds the last batches decoded in this process with
+// their bytes (a copy), for the other mirrors of the same model that
+// receive them: at most len(e) batches of at most maxBatchBytes of keys
+// and values each.
+type recentBatches struct {
+	mu   sync.Mutex
+	e    [4]recentBatch
+	next int // the entry add replaces
+}
+
+// recentBatch is one batch decoded and the bytes it was decoded from.
+type recentBatch struct {
+	data []byte
+	b    Batch
+}
+
+// recent is the process's recentBatches.
+var recent recentBatches
+
+// minShared is the smallest batch worth remembering: comparing and
+// copying its bytes must cost less than decoding it again.
+const minShared = 512
+
+// find returns the batch decoded from the same bytes as data, if one is
+// remembered.
+func (r *recentBatches) find(data []byte) (Batch, bool) {
+	if len(data) < minShared {
+		return Batch{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.e {
+		if e := &r.e[i]; len(e.data) == len(data) && bytes.Equal(e.data, data) {
+			return e.b, true
+		}
+	}
+	return Batch{}, false
+}
+
+// add remembers a batch decoded from data, replacing the oldest one.
+func (r *recentBatches) add(data []byte, b Batch) {
+	if len(data) < minShared {
+		return
+	}
+	cp := bytes.Clone(data)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.e[r.next] = recentBatch{data: cp, b: b}
+	r.next = (r.next + 1) % len(r.e)
 }
 
 // batchDecoder reads one batch. The changes of all its steps share one
@@ -166,6 +229,11 @@ func (d *batchDecoder) steps() ([]Step, error) {
 	}
 	steps := make([]Step, n)
 	d.changeAt = make([]int, n)
+	// A model's steps hold one change each: sized for those, the shared
+	// slice is allocated once rather than grown change by change. The
+	// count is the peer's: ReadArray checked that so many items fit in
+	// the bytes left, and the capacity is capped at a batch's bound.
+	d.changes = make([]Change, 0, min(n, maxBatchChanges))
 	nulls := make([]bool, n)
 	for i := range steps {
 		if nulls[i], err = d.step(&steps[i], i); err != nil {

@@ -180,6 +180,17 @@ func (s *Server) awaitHandshakes(ctx context.Context) {
 // ended), nil when the connection has ended already.
 func (c *Conn) goAway() <-chan struct{} {
 	var heard chan struct{}
+	// The notice is queued and draining set under running.mu, as
+	// startCall's check is, so that a call either counted itself in
+	// answering before, and awaitAnswered waits for it, or is refused; and
+	// a call the peer sent after reading the notice is refused, since
+	// startCall cannot look before draining is set. Draining is set after
+	// the notice is queued, so that the notice reaches the peer before any
+	// refusal (both go through the sender, in order): a peer that reads a
+	// refusal knows already that the connection is going away. post never
+	// blocks.
+	c.running.mu.Lock()
+	defer c.running.mu.Unlock()
 	cl := newCall(context.Background(), GoingAwayMethod, nil)
 	if id, ok := c.pending.add(cl); ok {
 		heard = cl.done
@@ -188,15 +199,7 @@ func (c *Conn) goAway() <-chan struct{} {
 		c.out.post(e.frame())
 		putEncoder(e)
 	}
-	// After the notice is queued, so that it reaches the peer before any
-	// refusal (both go through the sender, in order): a peer that reads a
-	// refusal knows already that the connection is going away. Under
-	// running.mu, as startCall's check is: a call either counted itself
-	// in answering before this point, and awaitAnswered waits for it, or
-	// is refused.
-	c.running.mu.Lock()
 	c.draining.Store(true)
-	c.running.mu.Unlock()
 	return heard
 }
 

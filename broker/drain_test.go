@@ -399,3 +399,45 @@ func TestNestedInExtensionBytes(t *testing.T) {
 	_, err = parseCallExt(&r)
 	assert.ErrorIs(t, err, errMalformedExt)
 }
+
+// TestNestedInNamesOnlyACallback: a peer cannot get a new call admitted
+// during a drain by naming, in ext key 4, a call of the server's that no
+// handler made: here the going-away notice itself, which the peer holds
+// unanswered. The call is refused with ErrGoingAway; the call in flight
+// still finishes.
+func TestNestedInNamesOnlyACallback(t *testing.T) {
+	leakcheck.Check(t)
+	svc := newService()
+	srv, addr, _ := drainServer(t, svc)
+	p := rawConnect(t, addr, true)
+	p.call(1, 0, "Block")
+	waitStarted(t, svc)
+
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	body, err := p.fr.Next()
+	require.NoError(t, err)
+	m, err := parseMessage(body)
+	require.NoError(t, err)
+	in, err := parseCall(&m)
+	require.NoError(t, err)
+	require.Equal(t, GoingAwayMethod, string(in.method))
+
+	p.sendMsg(func(e *encoder) {
+		e.buf = appendCall(e.buf, callHead{id: 2, method: "Add", argc: 2, ext: true})
+		require.NoError(t, e.any(1))
+		require.NoError(t, e.any(2))
+		e.buf = appendCallExt(e.buf, callExt{nestedIn: in.id})
+	})
+	typ, carried, err := p.next()
+	require.NoError(t, err)
+	require.Equal(t, uint64(msgFail), typ, "a call nested in the going-away notice ran")
+	assert.ErrorIs(t, carried, ErrGoingAway)
+
+	p.sendMsg(func(e *encoder) { e.buf = appendReturnHead(e.buf, in.id); e.buf = cborx.AppendNull(e.buf) })
+	close(svc.release)
+	typ, carried, err = p.next()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(msgReturn), typ, "the call in flight is answered: %v", carried)
+	require.NoError(t, <-shut)
+}

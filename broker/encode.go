@@ -492,7 +492,9 @@ func opaqueEncoder(e *encoder, v reflect.Value, _ *typeInfo) error {
 	defer e.leave2()
 	e.buf = cborx.AppendTag(e.buf, tagCopyable)
 	e.buf = cborx.AppendArray(e.buf, 2)
-	e.buf = cborx.AppendText(e.buf, o.Name)
+	if err := e.text(o.Name); err != nil { // the caller's, unchecked
+		return err
+	}
 	return e.depthAny(o.State)
 }
 

@@ -450,7 +450,7 @@ func (c *Conn) startCall(t *inCall) error {
 	r := &c.running
 	r.mu.Lock()
 	_, dup := r.calls[t.id]
-	refused := c.draining.Load() && t.name != HealthMethod && !c.pending.has(t.nestedIn)
+	refused := c.draining.Load() && t.name != HealthMethod && !c.pending.nests(t.nestedIn)
 	if r.closed || dup || refused {
 		r.mu.Unlock()
 		for _, ref := range t.refs {

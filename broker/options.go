@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults for the options below.
@@ -165,6 +166,13 @@ func (o *options) checkSigns() error {
 // checkConsistent rejects options that cannot work together or do not
 // fit in a handshake.
 func (o *options) checkConsistent() error {
+	// Both travel as CBOR text in the handshake, which the peer would
+	// refuse as a protocol violation: a mistake here, not an outage there.
+	for _, x := range [...]struct{ opt, s string }{{"WithName: the name", o.name}, {"WithToken: the token", o.token}} {
+		if !utf8.ValidString(x.s) {
+			return fmt.Errorf("tether: %s is not valid UTF-8, which the handshake's text must be", x.opt)
+		}
+	}
 	if len(o.name) > maxIdentityName {
 		return fmt.Errorf("tether: WithName: the name is %d bytes; a name may have at most %d", len(o.name), maxIdentityName)
 	}
@@ -223,7 +231,8 @@ func (o *options) checkMinimums() error {
 // the far side see it in remoteable.Peer.Name, as verified or not (see
 // remoteable.Peer.VerifiedBy): a server verifies it with WithAuthenticator
 // (a per-peer token table, say) or against the dialer's TLS certificate,
-// which must then give this name.
+// which must then give this name. It must be valid UTF-8, as the token
+// must (else ErrInvalidOption).
 func WithName(name string) Option {
 	return option{"WithName", bothSides, func(o *options) { o.name = name }}
 }

@@ -23,9 +23,12 @@ type call struct {
 	method string // for the error of a call whose connection died
 	reply  any
 	opaque bool
-	err    error
-	attach []attachTask  // mirrors in the reply, attached by the caller
-	done   chan struct{} // receives exactly once per use
+	// nestable: the call was made with a handler's context, so the peer
+	// may nest calls in it (extNestedIn) that a draining side admits.
+	nestable bool
+	err      error
+	attach   []attachTask  // mirrors in the reply, attached by the caller
+	done     chan struct{} // receives exactly once per use
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -33,7 +36,7 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // newCall takes a call from the pool for method, whose result goes to reply.
 func newCall(ctx context.Context, method string, reply any) *call {
 	cl := callPool.Get().(*call)
-	cl.method, cl.reply, cl.err, cl.opaque = method, reply, nil, false
+	cl.method, cl.reply, cl.err, cl.opaque, cl.nestable = method, reply, nil, false, false
 	if _, ok := reply.(*any); ok && (Forwarded(ctx) || ctx.Value(opaqueKey{}) != nil) {
 		cl.opaque = true
 	}
@@ -68,15 +71,19 @@ func (p *pendingCalls) add(cl *call) (uint64, bool) {
 	return p.next, true
 }
 
-// has reports whether call id (not 0) is waiting for its result.
-func (p *pendingCalls) has(id uint64) bool {
+// nests reports whether call id (not 0) is waiting for its result and
+// was made by a handler, so that a call the peer says is nested in it may
+// be: a call of this side's own (the going-away notice, a feed's batch)
+// nests nothing, else a peer could hold it unanswered and name it to get
+// new calls admitted during a drain.
+func (p *pendingCalls) nests(id uint64) bool {
 	if id == 0 {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, ok := p.calls[id]
-	return ok
+	cl, ok := p.calls[id]
+	return ok && cl.nestable
 }
 
 // take removes and returns call id, or nil when its caller gave up.
@@ -117,13 +124,15 @@ func (c *Conn) send(ctx context.Context, target uint64, method string, reply any
 	}
 	// The caller's wish to wait for links travels with the call, as its
 	// deadline does, so that a relay passing it on waits for its own link.
-	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx), md: outgoingMetadata(ctx), nestedIn: nestedIn(ctx, c)}
+	nested, inHandler := nestedIn(ctx, c)
+	ext := callExt{acting: acting, waitLink: linkwait.Wanted(ctx), md: outgoingMetadata(ctx), nestedIn: nested}
 	if ext.md != nil {
 		if err := checkMetadata(ext.md); err != nil {
 			return fmt.Errorf("%w (calling %s)", err, method)
 		}
 	}
 	cl := newCall(ctx, method, reply)
+	cl.nestable = inHandler
 	id, ok := c.pending.add(cl)
 	if !ok {
 		cl.recycle()
@@ -247,13 +256,19 @@ func (c *Conn) awaitResult(ctx context.Context, id uint64, cl *call, onStream bo
 	return err
 }
 
-// nestedIn is the id of the peer's call on c that ctx is the handler
-// context of, or 0: a call made with it is nested in that call.
-func nestedIn(ctx context.Context, c *Conn) uint64 {
-	if x, ok := ctx.Value(callKey{}).(*callCtx); ok && x.c == c {
-		return x.id
+// nestedIn returns the id of the peer's call on c that ctx is the handler
+// context of, or 0: a call made with it is nested in that call; and
+// whether ctx is a handler's context at all (of a call on any
+// connection), in which case the peer may nest calls in this one.
+func nestedIn(ctx context.Context, c *Conn) (id uint64, inHandler bool) {
+	x, ok := ctx.Value(callKey{}).(*callCtx)
+	if !ok {
+		return 0, false
 	}
-	return 0
+	if x.c == c {
+		return x.id, true
+	}
+	return 0, true
 }
 
 // argSentinel returns the sentinel an argument's encoding error keeps as

@@ -69,6 +69,11 @@ func TestInvalidUTF8IsRefusedAtTheSender(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnknownMethod)
 	assert.Contains(t, err.Error(), "UTF-8")
 
+	// A RawCopyable's type name is text too.
+	err = root.Call(ctx, "Echo", nil, &RawCopyable{Name: badText})
+	require.ErrorIs(t, err, ErrBadArguments)
+	assert.Contains(t, err.Error(), "UTF-8")
+
 	// The connection is unharmed: the same client goes on calling.
 	var got string
 	require.NoError(t, root.Call(ctx, "Echo", &got, "café"))

@@ -72,3 +72,19 @@ func TestWatchedMirrorKeepsFollowing(t *testing.T) {
 	require.NoError(t, wv.Value().Close())
 	collected(t, "closed, the value mirror is released", func() bool { return wv.Value() == nil })
 }
+
+// TestWatchedMirrorEndsWithItsConnection: a watched mirror nobody holds is
+// released once it stops following for good (here its connection is
+// closed): the pin ends with the follower, so neither the mirror nor its
+// goroutines outlive it, and the owner drops the subscriber.
+func TestWatchedMirrorEndsWithItsConnection(t *testing.T) {
+	leakcheck.Check(t)
+	st := newStore()
+	conn, ref := dialStore(t, startServer(t, st))
+	wm := watchAndForget(t, ref, func(cache.Change[string, Item]) {})
+	gcRounds()
+	require.NotNil(t, wm.Value(), "a watched mirror is not collected")
+	require.NoError(t, conn.Close())
+	collected(t, "its connection closed, the watched mirror is released", func() bool { return wm.Value() == nil })
+	testkit.Eventually(t, "the owner drops the subscriber", func() bool { return st.m.Subscribers() == 0 })
+}

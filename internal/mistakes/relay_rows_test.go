@@ -106,12 +106,17 @@ func TestWaitForLinkThroughARelayEndsAtTheDeadline(t *testing.T) {
 func TestRefusedClientSurface(t *testing.T) {
 	leakcheck.Check(t)
 	addr, _, _ := serveDesk(t, broker.WithToken("s3cret"))
-	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("guess")))
-	require.NoError(t, err)
-	defer cl.Close()
 	var mu sync.Mutex
 	var signalled []error
-	cl.Refused.Connect(func(err error) { mu.Lock(); signalled = append(signalled, err); mu.Unlock() })
+	// The handler is connected before the first dial (WithWatch): the
+	// refusal comes from that dial, and the next one waits for the
+	// backoff's cap, so a handler connected after Connect may miss it.
+	watch := remote.WithWatch(func(cl *remote.Client) {
+		cl.Refused.Connect(func(err error) { mu.Lock(); signalled = append(signalled, err); mu.Unlock() })
+	})
+	cl, err := remote.Connect(testkit.Ctx(t, 20*time.Second), "tcp", addr, remote.WithBroker(broker.WithToken("guess")), watch)
+	require.NoError(t, err)
+	defer cl.Close()
 
 	err = cl.WaitConnected(testkit.Ctx(t, 20*time.Second)) // refused: at once, not at ctx's deadline
 	require.ErrorIs(t, err, broker.ErrAuthFailed)

@@ -86,7 +86,10 @@ func Health(ctx context.Context, conn *Conn) (HealthReport, error) {
 // makes from inside such a callback with the callback's context: they
 // carry the id of the call they are nested in, and are admitted. A call
 // the peer makes from inside a callback with another context is new, and
-// refused.
+// refused. Only a peer's broker.Conn nests calls this way: a remote.Client
+// leaves the draining link when it hears the notice, and a relay does not
+// pass the nesting on, so their calls from inside a callback fail during a
+// drain (remote.ErrDisconnected).
 //
 // When ctx ends first, the calls still running are cut (their callers get
 // ErrConnectionLost) and Shutdown returns ctx's error wrapped. Close during

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,11 +71,17 @@ func (y yamuxLogger) log(msg string) {
 // (see readGuard).
 type coalescer struct {
 	net.Conn
+	// wmu guards the write side's fields below: yamux's send loop writes,
+	// and a message stream's writer may flush a corked frame (uncork).
+	wmu  sync.Mutex
 	hdr  [12]byte
 	held bool
-	buf  []byte
+	buf  []byte // buf[:pend] is a corked frame, not written yet
+	pend int
 	arr  [2][]byte
 	tcp  bool
+
+	corks atomic.Int32 // message-stream writers between cork and uncork
 
 	in readGuard
 
@@ -335,25 +342,18 @@ func (g *readGuard) fail(err error) error {
 	return err
 }
 
+// Write takes yamux's writes: a data frame's header is held until its
+// body arrives, and the two go out in one write (or one writev, for a
+// large body), after a corked frame if one waits.
 func (c *coalescer) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.held {
 		c.held = false
-		var err error
-		c.writes.Add(1)
-		c.written.Add(int64(len(p) + len(c.hdr)))
-		if len(p) > writevThreshold && c.tcp {
-			c.arr = [2][]byte{c.hdr[:], p}
-			bufs := net.Buffers(c.arr[:])
-			_, err = bufs.WriteTo(c.Conn) // one writev
-			c.arr = [2][]byte{}
-		} else {
-			c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
-			_, err = c.Conn.Write(c.buf)
-			if cap(c.buf) > 4*writevThreshold {
-				c.buf = nil
-			}
+		if c.holdBody(p) {
+			return len(p), nil
 		}
-		if err != nil {
+		if err := c.writeFrame(p); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -363,7 +363,83 @@ func (c *coalescer) Write(p []byte) (int, error) {
 		c.held = true
 		return len(p), nil
 	}
+	if c.pend > 0 {
+		// A frame without a body (a window update, a ping) joins the corked one.
+		c.buf = append(c.buf[:c.pend], p...)
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	c.writes.Add(1)
 	c.written.Add(int64(len(p)))
 	return c.Conn.Write(p)
+}
+
+// writeFrame writes what is corked, the held header and its body p in one
+// system call.
+func (c *coalescer) writeFrame(p []byte) error {
+	c.buf = append(c.buf[:c.pend], c.hdr[:]...)
+	c.pend = 0
+	c.writes.Add(1)
+	c.written.Add(int64(len(c.buf) + len(p)))
+	var err error
+	if len(p) > writevThreshold && c.tcp {
+		c.arr = [2][]byte{c.buf, p}
+		bufs := net.Buffers(c.arr[:])
+		_, err = bufs.WriteTo(c.Conn) // one writev
+		c.arr = [2][]byte{}
+	} else {
+		c.buf = append(c.buf, p...)
+		_, err = c.Conn.Write(c.buf)
+	}
+	if cap(c.buf) > 4*writevThreshold {
+		c.buf = nil
+	}
+	return err
+}
+
+// corkMax is the largest body a corked frame may have: the head of a
+// message before its first segment (encoder.writeFrame).
+const corkMax = 4 << 10
+
+// holdBody keeps a small data frame back (the held header and body p)
+// while a message-stream writer has corked the connection, so that it
+// leaves with the next frame, that writer's segment, in one writev.
+// Only one frame is ever corked: the next write, whatever it is, sends it.
+func (c *coalescer) holdBody(p []byte) bool {
+	if c.pend > 0 || len(p) > corkMax || !c.tcp || c.corks.Load() == 0 {
+		return false
+	}
+	c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
+	c.pend = len(c.buf)
+	return true
+}
+
+// flush writes buf, which holds a corked frame and what joined it.
+func (c *coalescer) flush() error {
+	c.pend = 0
+	c.writes.Add(1)
+	c.written.Add(int64(len(c.buf)))
+	_, err := c.Conn.Write(c.buf)
+	return err
+}
+
+// cork tells the coalescer that a message-stream writer is about to write
+// a small piece of a message and then a segment (encoder.writeFrame): the
+// piece may wait for the segment, so that the two cost one system call
+// and wake the peer once. Every cork is followed by an uncork.
+func (c *coalescer) cork() { c.corks.Add(1) }
+
+// uncork ends a cork and writes the corked frame if it is still waiting
+// (the segment's write failed, or yamux split it): a corked frame never
+// outlives the writer that corked it.
+func (c *coalescer) uncork() error {
+	c.corks.Add(-1)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.pend == 0 || c.held {
+		return nil // sent, or the send loop is between a header and its body
+	}
+	return c.flush()
 }

@@ -227,46 +227,28 @@ func (e *encoder) dropSegments(keep int) {
 // each segment written from its own slice in between. yamux copies each
 // write once, into its send buffer; that copy is the only one a segment's
 // bytes see before the kernel's. The piece before each segment is written
-// corked (ck, when not nil), so that it leaves with the segment in one
-// system call.
-func (e *encoder) writeFrame(w io.Writer, ck corker) error {
+// corked (coalescer.cork) when co is not nil and w is its stream id, so
+// that it leaves with the segment in one system call.
+func (e *encoder) writeFrame(w io.Writer, co *coalescer, id uint32) error {
 	var tmp [binary.MaxVarintLen64]byte
 	k := binary.PutUvarint(tmp[:], uint64(e.bodyLen()))
 	prev := cborx.FramePrefix - k
 	copy(e.buf[prev:], tmp[:k])
 	for _, s := range e.segs {
-		if err := writeCorked(w, ck, e.buf[prev:s.at], s.data); err != nil {
+		corked := co != nil && co.cork(id)
+		err := writeAll(w, e.buf[prev:s.at])
+		if err == nil {
+			err = writeAll(w, s.data)
+		}
+		if corked {
+			co.uncork(id)
+		}
+		if err != nil {
 			return err
 		}
 		prev = s.at
 	}
 	return writeAll(w, e.buf[prev:])
-}
-
-// corker is told before a piece of a frame that a segment follows, and
-// after the segment: the coalescer under the connection's session.
-type corker interface {
-	cork()
-	uncork() error
-}
-
-// writeCorked writes piece and then seg to w, corked by ck if it is not nil.
-func writeCorked(w io.Writer, ck corker, piece, seg []byte) error {
-	if ck == nil {
-		if err := writeAll(w, piece); err != nil {
-			return err
-		}
-		return writeAll(w, seg)
-	}
-	ck.cork()
-	err := writeAll(w, piece)
-	if err == nil {
-		err = writeAll(w, seg)
-	}
-	if uerr := ck.uncork(); err == nil {
-		err = uerr
-	}
-	return err
 }
 
 // writeAll writes p to w, if it is not empty.

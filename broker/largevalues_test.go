@@ -256,7 +256,7 @@ func TestScatteredFrameMatchesFlat(t *testing.T) {
 	require.Len(t, sc.segs, 3, "each byte string from scatterMin on is a segment")
 	require.Equal(t, len(want), sc.bodyLen()+len(want)-flat.bodyLen())
 	var written bytes.Buffer
-	require.NoError(t, sc.writeFrame(&written, nil))
+	require.NoError(t, sc.writeFrame(&written, nil, 0))
 	require.Equal(t, want, written.Bytes(), "written in pieces")
 	require.Equal(t, want, sc.frame(), "flattened")
 	require.Empty(t, sc.segs)

@@ -102,7 +102,7 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 		return err
 	}
 	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
-	if err := e.writeFrame(st, c.co); err != nil {
+	if err := e.writeFrame(st, c.co, st.StreamID()); err != nil {
 		// The stream may hold part of the frame now: it cannot be used again.
 		if isTimeout(err) {
 			err = ErrWriteTimeout

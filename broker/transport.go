@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,9 +70,6 @@ func (y yamuxLogger) log(msg string) {
 // (see readGuard).
 type coalescer struct {
 	net.Conn
-	// wmu guards the write side's fields below: yamux's send loop writes,
-	// and a message stream's writer may flush a corked frame (uncork).
-	wmu  sync.Mutex
 	hdr  [12]byte
 	held bool
 	buf  []byte // buf[:pend] is a corked frame, not written yet
@@ -81,7 +77,7 @@ type coalescer struct {
 	arr  [2][]byte
 	tcp  bool
 
-	corks atomic.Int32 // message-stream writers between cork and uncork
+	corked atomic.Uint32 // the message stream whose writer corked (see cork), or 0
 
 	in readGuard
 
@@ -346,8 +342,6 @@ func (g *readGuard) fail(err error) error {
 // body arrives, and the two go out in one write (or one writev, for a
 // large body), after a corked frame if one waits.
 func (c *coalescer) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	if c.held {
 		c.held = false
 		if c.holdBody(p) {
@@ -404,11 +398,12 @@ func (c *coalescer) writeFrame(p []byte) error {
 const corkMax = 4 << 10
 
 // holdBody keeps a small data frame back (the held header and body p)
-// while a message-stream writer has corked the connection, so that it
-// leaves with the next frame, that writer's segment, in one writev.
-// Only one frame is ever corked: the next write, whatever it is, sends it.
+// when it is on the stream whose writer corked the connection, so that it
+// leaves with the next frame, that writer's segment, in one writev. Only
+// one frame is ever corked, and the next write, whatever it is, sends it.
 func (c *coalescer) holdBody(p []byte) bool {
-	if c.pend > 0 || len(p) > corkMax || !c.tcp || c.corks.Load() == 0 {
+	id := c.corked.Load()
+	if id == 0 || c.pend > 0 || len(p) > corkMax || id != binary.BigEndian.Uint32(c.hdr[4:8]) {
 		return false
 	}
 	c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
@@ -425,21 +420,16 @@ func (c *coalescer) flush() error {
 	return err
 }
 
-// cork tells the coalescer that a message-stream writer is about to write
-// a small piece of a message and then a segment (encoder.writeFrame): the
-// piece may wait for the segment, so that the two cost one system call
-// and wake the peer once. Every cork is followed by an uncork.
-func (c *coalescer) cork() { c.corks.Add(1) }
+// cork tells the coalescer that the writer of message stream id is about
+// to write a small piece of a message and then a segment
+// (encoder.writeFrame): the piece may wait for the segment, so that the two
+// cost one system call and wake the peer once. One stream at a time may be
+// corked; false means another is, and this piece goes out on its own. The
+// piece waits only for the next write to the connection, which is the
+// segment's unless another frame comes first; a segment whose write fails
+// ends the connection (Conn.writeFailed), so no piece waits for ever on a
+// live one. Only TCP connections cork: the others could not writev.
+func (c *coalescer) cork(id uint32) bool { return c.tcp && c.corked.CompareAndSwap(0, id) }
 
-// uncork ends a cork and writes the corked frame if it is still waiting
-// (the segment's write failed, or yamux split it): a corked frame never
-// outlives the writer that corked it.
-func (c *coalescer) uncork() error {
-	c.corks.Add(-1)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.pend == 0 || c.held {
-		return nil // sent, or the send loop is between a header and its body
-	}
-	return c.flush()
-}
+// uncork ends the cork of stream id, which its segment's write has sent.
+func (c *coalescer) uncork(id uint32) { c.corked.CompareAndSwap(id, 0) }

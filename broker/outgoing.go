@@ -246,7 +246,7 @@ func (c *Conn) awaitResult(ctx context.Context, id uint64, cl *call, onStream bo
 	}
 	err, attach := cl.err, cl.attach
 	cl.recycle()
-	if err == errGaveUp {
+	if errors.Is(err, errGaveUp) {
 		return ctx.Err()
 	}
 	if err == nil && len(attach) > 0 {

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
 )
 
 // dataHeader is a yamux data frame's header on stream id with a body of n
@@ -37,12 +41,16 @@ func TestCoalescerCorksPieceWithSegment(t *testing.T) {
 	seg := bytes.Repeat([]byte{7}, writevThreshold+1)
 	c.Write(dataHeader(3, len(seg)))
 	c.Write(seg)
-	c.uncork(3)
 	require.Len(t, cc.writes, 2, "one writev of two buffers")
 	want := append(append(dataHeader(3, 4), "head"...), dataHeader(3, len(seg))...)
 	assert.Equal(t, want, cc.writes[0], "the piece and the segment's header lead the writev")
 	assert.Equal(t, seg, cc.writes[1])
 	assert.EqualValues(t, 1, c.writes.Load(), "counted as one write")
+	c.Write(dataHeader(3, 100))
+	c.Write(make([]byte, 100))
+	require.Len(t, cc.writes, 3, "the segment's small last frame goes at once: the piece took the cork")
+	cc.writes = cc.writes[:2]
+	c.uncork(3)
 
 	c.Write(dataHeader(3, 4))
 	c.Write([]byte("tail"))
@@ -58,4 +66,25 @@ func TestCoalescerCorksPieceWithSegment(t *testing.T) {
 	assert.Len(t, cc.writes, 5, "a frame without a body sends the corked one with it")
 	assert.Len(t, cc.writes[4], 12+4+12)
 	c.uncork(3)
+}
+
+// TestCorkedEchoesNeverStall echoes values from just over the message
+// stream threshold to 1 MiB, one caller reusing its reply as the bench
+// does: a cork holds only the piece before a segment, never the segment's
+// last small yamux frame (which nothing would send after it, with no other
+// traffic on the connection).
+func TestCorkedEchoesNeverStall(t *testing.T) {
+	leakcheck.Check(t)
+	_, addr := startServer(t, &largeService{})
+	cl := dial(t, addr)
+	root := cl.Root()
+	var out []byte
+	for _, n := range []int{defaultMsgStreamThreshold + 1, 64 << 10, wholeFrameLimit + 1, 1 << 20, 1<<20 + 4000} {
+		want := pattern(n, n)
+		for i := range 20 {
+			ctx := testkit.Ctx(t, 10*time.Second)
+			require.NoError(t, root.Call(ctx, "Echo", &out, want), "echo %d of %d bytes", i, n)
+			require.True(t, bytes.Equal(want, out), "echo %d of %d bytes", i, n)
+		}
+	}
 }

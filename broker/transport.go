@@ -398,13 +398,22 @@ func (c *coalescer) writeFrame(p []byte) error {
 const corkMax = 4 << 10
 
 // holdBody keeps a small data frame back (the held header and body p)
-// when it is on the stream whose writer corked the connection, so that it
-// leaves with the next frame, that writer's segment, in one writev. Only
-// one frame is ever corked, and the next write, whatever it is, sends it.
+// when it is the first on the stream whose writer corked the connection
+// (the piece before a segment), so that it leaves with the next frame, the
+// segment's first, in one writev. Holding it takes the cork: the segment's
+// own frames, its small last one included, are never held, since nothing
+// might follow them. Only one frame is ever held, and the next write,
+// whatever it is, sends it. The next write comes: yamux's receiver
+// grants more window once its reader has consumed half of it, so a
+// segment waiting for window gets it while the piece (far less than half
+// a window) is held back.
 func (c *coalescer) holdBody(p []byte) bool {
 	id := c.corked.Load()
 	if id == 0 || c.pend > 0 || len(p) > corkMax || id != binary.BigEndian.Uint32(c.hdr[4:8]) {
 		return false
+	}
+	if !c.corked.CompareAndSwap(id, 0) {
+		return false // the writer uncorked meanwhile
 	}
 	c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
 	c.pend = len(c.buf)
@@ -424,12 +433,14 @@ func (c *coalescer) flush() error {
 // to write a small piece of a message and then a segment
 // (encoder.writeFrame): the piece may wait for the segment, so that the two
 // cost one system call and wake the peer once. One stream at a time may be
-// corked; false means another is, and this piece goes out on its own. The
-// piece waits only for the next write to the connection, which is the
-// segment's unless another frame comes first; a segment whose write fails
-// ends the connection (Conn.writeFailed), so no piece waits for ever on a
-// live one. Only TCP connections cork: the others could not writev.
+// corked; false means another is, and this piece goes out on its own. A
+// cork holds one frame at most (holdBody), which waits only for the next
+// write to the connection: the segment's, unless another frame comes
+// first; a segment whose write fails ends the connection
+// (Conn.writeFailed), so no piece waits for ever on a live one. Only TCP
+// connections cork: the others could not writev.
 func (c *coalescer) cork(id uint32) bool { return c.tcp && c.corked.CompareAndSwap(0, id) }
 
-// uncork ends the cork of stream id, which its segment's write has sent.
+// uncork ends the cork of stream id, if holdBody has not taken it: the
+// segment's write has sent whatever was held.
 func (c *coalescer) uncork(id uint32) { c.corked.CompareAndSwap(id, 0) }

@@ -154,3 +154,35 @@ func readCallID(t *testing.T, p *hpPeer) uint64 {
 		return id
 	}
 }
+
+// FuzzBytesReturn feeds bytesReturn the head of any frame: it never
+// panics, and what it accepts is a Return whose byte string ends the
+// frame exactly where the frame's length says.
+func FuzzBytesReturn(f *testing.F) {
+	body := cborx.AppendBytes(appendReturnHead(nil, 7), pattern(5000, 1))
+	f.Add(body[:returnHeadMax], len(body))
+	f.Add(hpCall(1, 0, "Echo", pattern(5000, 2))[:returnHeadMax], 5000+20)
+	f.Add([]byte{0x83, 0x04, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x5b, 0, 0, 0, 0, 0, 0, 0x20, 0}, 1<<13)
+	f.Fuzz(func(t *testing.T, head []byte, n int) {
+		if n < aliasMin || n > DefaultMaxMessageSize || len(head) > n {
+			return
+		}
+		id, skip, ok := bytesReturn(head, n)
+		if !ok {
+			return
+		}
+		r := cborx.NewReader(head)
+		k, err := r.ReadArray()
+		require.NoError(t, err)
+		require.Equal(t, 3, k)
+		kind, _ := r.ReadUint()
+		require.Equal(t, uint64(msgReturn), kind)
+		got, _ := r.ReadUint()
+		require.Equal(t, id, got)
+		h, err := r.ReadHead()
+		require.NoError(t, err)
+		require.Equal(t, skip, r.Offset())
+		require.LessOrEqual(t, skip, len(head))
+		require.Equal(t, uint64(n-skip), h.Arg)
+	})
+}

@@ -73,11 +73,11 @@ type segment struct {
 // costs a yamux frame of its own for the piece before it (a hand-off to
 // yamux's send loop); the coalescer sends that piece with the segment in
 // one writev (cork), so the system calls stay as many as for a flat frame.
-// Measured on 2026-12-01 (five alternating runs, medians, a busy 2-core
-// machine) against copying below 256 KiB: BenchmarkEcho64K 204 µs against
-// 190, BenchmarkEcho64KParallel 229 µs against 272, BenchmarkEcho1M 2.13 ms
-// against 2.28. It is above writevThreshold, so the coalescer writes a
-// segment from the slice it is given.
+// Measured on 2026-12-01 against copying below 256 KiB, with the direct
+// read of results (five alternating runs, medians, a busy 2-core machine):
+// BenchmarkEcho64K 168 µs against 193, BenchmarkEcho64KParallel 249 against
+// 292 (docs/architecture.md, "Large values"). It is above writevThreshold,
+// so the coalescer writes a segment from the slice it is given.
 const scatterMin = 32 << 10
 
 var encoderPool = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 512)} }}

@@ -494,12 +494,13 @@ func (c *Conn) readMsgStream(st *yamux.Stream) {
 	defer st.Close()
 	fr := newMsgReader(st, c.opts.maxMessageSize)
 	for {
-		body, err := fr.next()
+		body, err := c.nextMsgBody(fr, st)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !c.sess.IsClosed() && c.Err() == nil {
-				c.protocolError(fmt.Errorf("message stream: %w", err))
-			}
+			c.msgStreamFailed(err)
 			return
+		}
+		if body == nil {
+			continue // returnDirect handled it
 		}
 		var owned ownedBody
 		if err := c.handleBody(body, &owned); err != nil {
@@ -509,5 +510,26 @@ func (c *Conn) readMsgStream(st *yamux.Stream) {
 		if !owned.kept {
 			fr.reuse(body)
 		}
+	}
+}
+
+// nextMsgBody reads a message stream's next frame: its body, or nil when
+// returnDirect read it into the caller's reply.
+func (c *Conn) nextMsgBody(fr *msgReader, st *yamux.Stream) ([]byte, error) {
+	n, err := fr.frameLen()
+	if err != nil {
+		return nil, err
+	}
+	if done, err := c.returnDirect(fr, st, n); done || err != nil {
+		return nil, err
+	}
+	return fr.body(n)
+}
+
+// msgStreamFailed ends the connection after a message stream's read
+// failed, unless the stream only ended with the connection.
+func (c *Conn) msgStreamFailed(err error) {
+	if !errors.Is(err, io.EOF) && !c.sess.IsClosed() && c.Err() == nil {
+		c.protocolError(fmt.Errorf("message stream: %w", err))
 	}
 }

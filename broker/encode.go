@@ -68,14 +68,18 @@ type segment struct {
 }
 
 // scatterMin is the smallest byte string an encoder in scatter mode leaves
-// out of its buffer. A segment costs a yamux frame of its own for the
-// piece before it (a hand-off to yamux's send loop and a write(2)), which
-// measured slower than copying a 64 KiB value at 32 callers (BenchmarkEcho64KParallel,
-// 270 µs against 369 µs per call, medians of 7); from 256 KiB on the copy
-// (and the growth of the buffer it needs) costs more: BenchmarkEcho1M took
-// 3.5 ms with segments and 6.4 ms without. It is above writevThreshold, so
-// the coalescer writes a segment from the slice it is given.
-const scatterMin = 256 << 10
+// out of its buffer: every byte string of a message-stream frame
+// (defaultMsgStreamThreshold), so that a 64 KiB value is copied once on
+// the sending side, by yamux, and not into the frame first. A segment
+// costs a yamux frame of its own for the piece before it (a hand-off to
+// yamux's send loop); the coalescer sends that piece with the segment in
+// one writev (cork), so the system calls stay as many as for a flat frame.
+// Measured on 2026-12-01 against copying below 256 KiB, with the direct
+// read of results (five alternating runs, medians, a busy 2-core machine):
+// BenchmarkEcho64K 168 µs against 193, BenchmarkEcho64KParallel 249 against
+// 292 (docs/architecture.md, "Large values"). It is above writevThreshold,
+// so the coalescer writes a segment from the slice it is given.
+const scatterMin = 32 << 10
 
 var encoderPool = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 512)} }}
 
@@ -225,17 +229,24 @@ func (e *encoder) dropSegments(keep int) {
 // writeFrame writes the sealed frame to w: the length prefix and buf, with
 // each segment written from its own slice in between. yamux copies each
 // write once, into its send buffer; that copy is the only one a segment's
-// bytes see before the kernel's.
-func (e *encoder) writeFrame(w io.Writer) error {
+// bytes see before the kernel's. The piece before each segment is written
+// corked (coalescer.cork) when co is not nil and w is its stream id, so
+// that it leaves with the segment in one system call.
+func (e *encoder) writeFrame(w io.Writer, co *coalescer, id uint32) error {
 	var tmp [binary.MaxVarintLen64]byte
 	k := binary.PutUvarint(tmp[:], uint64(e.bodyLen()))
 	prev := cborx.FramePrefix - k
 	copy(e.buf[prev:], tmp[:k])
 	for _, s := range e.segs {
-		if err := writeAll(w, e.buf[prev:s.at]); err != nil {
-			return err
+		corked := co != nil && co.cork(id)
+		err := writeAll(w, e.buf[prev:s.at])
+		if err == nil {
+			err = writeAll(w, s.data)
 		}
-		if err := writeAll(w, s.data); err != nil {
+		if corked {
+			co.uncork(id)
+		}
+		if err != nil {
 			return err
 		}
 		prev = s.at

@@ -106,7 +106,7 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 		return err
 	}
 	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
-	if err := e.writeFrame(st); err != nil {
+	if err := e.writeFrame(st, c.co, st.StreamID()); err != nil {
 		// The stream may hold part of the frame now: it cannot be used again.
 		if isTimeout(err) {
 			err = ErrWriteTimeout
@@ -272,18 +272,46 @@ func newMsgReader(r io.Reader, max int) *msgReader { return &msgReader{r: r, max
 // caller. A clean end of stream between frames returns io.EOF; an end
 // inside a frame returns io.ErrUnexpectedEOF.
 func (m *msgReader) next() ([]byte, error) {
-	n, err := m.length()
+	n, err := m.frameLen()
 	if err != nil {
 		return nil, err
 	}
+	return m.body(n)
+}
+
+// frameLen reads the next frame's length and checks it; the caller then
+// reads the body, with body or with peek, skip and fillFrom.
+func (m *msgReader) frameLen() (int, error) {
+	n, err := m.length()
+	if err != nil {
+		return 0, err
+	}
 	if n == 0 {
-		return nil, fmt.Errorf("%w: empty frame", cborx.ErrSyntax)
+		return 0, fmt.Errorf("%w: empty frame", cborx.ErrSyntax)
 	}
 	if n > uint64(m.max) {
-		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", cborx.ErrFrameTooLarge, n, m.max)
+		return 0, fmt.Errorf("%w: %d bytes declared, limit %d", cborx.ErrFrameTooLarge, n, m.max)
 	}
-	return m.body(int(n))
+	return int(n), nil
 }
+
+// peek returns at least k bytes of the current frame's body without
+// consuming them, reading ahead as needed: k must be no more than what is
+// left of the frame, and at most msgHeadSize.
+func (m *msgReader) peek(k int) ([]byte, error) {
+	for m.hi-m.lo < k {
+		if err := m.fill(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, io.ErrUnexpectedEOF // inside a frame
+			}
+			return nil, err
+		}
+	}
+	return m.head[m.lo:m.hi], nil
+}
+
+// skip consumes k bytes that peek returned.
+func (m *msgReader) skip(k int) { m.lo += k }
 
 // length reads a frame's uvarint length prefix, reading ahead as needed.
 func (m *msgReader) length() (uint64, error) {
@@ -359,6 +387,33 @@ func (m *msgReader) fillFrom(buf []byte) error {
 	return readFull(m.r, buf[k:])
 }
 
+// fillCount is fillFrom that also says how many bytes it filled, for a
+// read that may be interrupted (Conn.returnDirect).
+func (m *msgReader) fillCount(buf []byte) (int, error) {
+	k := copy(buf, m.head[m.lo:m.hi])
+	m.lo += k
+	n, err := io.ReadFull(m.r, buf[k:])
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return k + n, err
+}
+
+// discard reads the next n bytes of the frame and drops them, through the
+// spare buffer.
+func (m *msgReader) discard(n int) error {
+	buf := m.take(min(n, 64<<10))
+	defer func() { m.spare = buf[:0] }()
+	for n > 0 {
+		k := min(n, len(buf))
+		if err := readFull(m.r, buf[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
 // readFull fills p from r; an end of stream is io.ErrUnexpectedEOF, since
 // it cuts a frame short.
 func readFull(r io.Reader, p []byte) error {
@@ -369,4 +424,142 @@ func readFull(r io.Reader, p []byte) error {
 		return err
 	}
 	return nil
+}
+
+// returnHeadMax is the most bytes a Return's head takes up to the content
+// of a byte-string result: the array's head, the kind, a call id and the
+// byte string's head (1 + 1 + 9 + 9).
+const returnHeadMax = 20
+
+// returnDirect reads a frame of n bytes that is a Return whose result is a
+// byte string straight into the waiting caller's []byte reply, when the
+// reply already has room for it (the reply variable of a caller that
+// reuses it): the copy out of yamux's stream buffer is then the only one,
+// and no frame buffer is filled first. For any other frame it consumes
+// nothing and reports false. The result is what the decoder would have
+// made (bytesDecoder fills a reply with room), but that a read failing
+// half-way, or a caller giving up half-way, leaves the reply's bytes
+// changed; the call then fails with the link's error or ctx.Err().
+func (c *Conn) returnDirect(fr *msgReader, st *yamux.Stream, n int) (bool, error) {
+	if n < aliasMin {
+		return false, nil
+	}
+	head, err := fr.peek(returnHeadMax)
+	if err != nil {
+		return false, err
+	}
+	id, skip, ok := bytesReturn(head, n)
+	if !ok {
+		return false, nil
+	}
+	cl, dst := c.pending.takeBytes(id, n-skip, st)
+	if cl == nil {
+		return false, nil // decoded the usual way: the caller gave up, or its reply has no room
+	}
+	fr.skip(skip)
+	k, err := fr.fillCount(dst)
+	if cl.direct.end(c.streams.undoDeadline) {
+		// The caller gave up (Conn.abandon) and waits only for this: it
+		// must not find its reply written to once it returns.
+		cl.err = errGaveUp
+		cl.done <- struct{}{}
+		if err != nil && isTimeout(err) {
+			err = fr.discard(len(dst) - k) // the interruption's, not the link's
+		}
+		return true, err
+	}
+	if err != nil {
+		// The call is out of the pending table, where teardown would fail
+		// it: fail it here, with the error the connection ends with.
+		c.msgStreamFailed(err)
+		<-c.dying
+		le := c.linkErr(true, c.cause)
+		le.method = cl.method
+		cl.err = le
+		cl.done <- struct{}{}
+		return true, err
+	}
+	*cl.reply.(*[]byte) = dst
+	cl.done <- struct{}{}
+	return true, nil
+}
+
+// errGaveUp is the result of a call whose caller gave up while its result
+// was read into its reply (Conn.returnDirect); the caller returns ctx.Err().
+var errGaveUp = errors.New("tether: the caller gave up during its result")
+
+// directRead is a call's hold on the stream its result is read from
+// straight into its reply (Conn.returnDirect). Its mutex orders a caller's
+// interruption (a read deadline in the past) before the reader undoes it,
+// so that the stream's next read never meets a stale deadline.
+type directRead struct {
+	mu     sync.Mutex
+	st     *yamux.Stream // nil when no such read is under way
+	gaveUp bool
+}
+
+// begin marks the read under way on st.
+func (d *directRead) begin(st *yamux.Stream) {
+	d.mu.Lock()
+	d.st, d.gaveUp = st, false
+	d.mu.Unlock()
+}
+
+// interrupt is the caller giving up: a read under way returns as soon as
+// it would wait for more bytes, instead of when the frame ends, which a
+// stalled peer could put off for ever.
+func (d *directRead) interrupt() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.st != nil {
+		d.gaveUp = true
+		d.st.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// end ends the read and reports whether the caller gave up; if so it
+// clears the deadline interrupt set, through undo.
+func (d *directRead) end(undo func(*yamux.Stream)) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gaveUp := d.gaveUp
+	if gaveUp {
+		undo(d.st)
+	}
+	d.st, d.gaveUp = nil, false
+	return gaveUp
+}
+
+// undoDeadline clears st's read deadline, unless the connection is closing:
+// then the deadline is wakeStreams', which must stay.
+func (s *msgStreams) undoDeadline(st *yamux.Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		st.SetReadDeadline(time.Time{})
+	}
+}
+
+// bytesReturn reads head, the start of a frame of n bytes, as a Return
+// [4, callID, result] whose result is a byte string that ends the frame:
+// ok, the call id, and where the byte string's content starts. Anything
+// else, well formed or not, is not ok and is left to the usual path, which
+// validates it.
+func bytesReturn(head []byte, n int) (id uint64, skip int, ok bool) {
+	r := cborx.NewReader(head)
+	if k, err := r.ReadArray(); err != nil || k != 3 {
+		return 0, 0, false
+	}
+	if kind, err := r.ReadUint(); err != nil || msgKind(kind) != msgReturn {
+		return 0, 0, false
+	}
+	id, err := r.ReadUint()
+	if err != nil {
+		return 0, 0, false
+	}
+	h, err := r.ReadHead()
+	if err != nil || h.Major != cborx.MajorBytes || h.Arg != uint64(n-r.Offset()) {
+		return 0, 0, false
+	}
+	return id, r.Offset(), true
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/tether-go/tether/internal/linkwait"
 	"github.com/tether-go/tether/remoteable"
 )
@@ -29,6 +31,7 @@ type call struct {
 	err      error
 	attach   []attachTask  // mirrors in the reply, attached by the caller
 	done     chan struct{} // receives exactly once per use
+	direct   directRead    // the result being read straight into reply (Conn.returnDirect)
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -93,6 +96,25 @@ func (p *pendingCalls) take(id uint64) *call {
 	cl := p.calls[id]
 	delete(p.calls, id)
 	return cl
+}
+
+// takeBytes takes call id if its reply is a *[]byte with room for size
+// bytes, and returns it with that room (see Conn.returnDirect); nil if the
+// call is not waiting or its reply is anything else.
+func (p *pendingCalls) takeBytes(id uint64, size int, st *yamux.Stream) (*call, []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cl := p.calls[id]
+	if cl == nil {
+		return nil, nil
+	}
+	rp, ok := cl.reply.(*[]byte)
+	if !ok || cap(*rp) < size {
+		return nil, nil
+	}
+	delete(p.calls, id)
+	cl.direct.begin(st)
+	return cl, (*rp)[:size]
 }
 
 // call makes a call on the peer's object target and waits for its
@@ -246,10 +268,14 @@ func (c *Conn) awaitResult(ctx context.Context, id uint64, cl *call, onStream bo
 			c.postCancel(id, onStream)
 			return ctx.Err()
 		}
-		// The result arrived as we gave up: use it.
+		// The result arrived as we gave up: use it, unless it was being
+		// read into the reply, which the reader then left unfinished.
 	}
 	err, attach := cl.err, cl.attach
 	cl.recycle()
+	if errors.Is(err, errGaveUp) {
+		return ctx.Err()
+	}
 	if err == nil && len(attach) > 0 {
 		err = runAttach(ctx, attach)
 	}
@@ -320,6 +346,9 @@ func (c *Conn) abandon(id uint64, cl *call) bool {
 	}
 	c.pending.mu.Unlock()
 	if !mine {
+		// The reader has the result; one it is reading straight into the
+		// reply stops at the first read that would wait (interrupt).
+		cl.direct.interrupt()
 		<-cl.done
 		return false
 	}

@@ -73,9 +73,12 @@ type coalescer struct {
 	net.Conn
 	hdr  [12]byte
 	held bool
-	buf  []byte
+	buf  []byte // buf[:pend] is a corked frame, not written yet
+	pend int
 	arr  [2][]byte
 	tcp  bool
+
+	corked atomic.Uint32 // the message stream whose writer corked (see cork), or 0
 
 	in readGuard
 
@@ -369,25 +372,16 @@ func (g *readGuard) fail(err error) error {
 	return err
 }
 
+// Write takes yamux's writes: a data frame's header is held until its
+// body arrives, and the two go out in one write (or one writev, for a
+// large body), after a corked frame if one waits.
 func (c *coalescer) Write(p []byte) (int, error) {
 	if c.held {
 		c.held = false
-		var err error
-		c.writes.Add(1)
-		c.written.Add(int64(len(p) + len(c.hdr)))
-		if len(p) > writevThreshold && c.tcp {
-			c.arr = [2][]byte{c.hdr[:], p}
-			bufs := net.Buffers(c.arr[:])
-			_, err = bufs.WriteTo(c.Conn) // one writev
-			c.arr = [2][]byte{}
-		} else {
-			c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
-			_, err = c.Conn.Write(c.buf)
-			if cap(c.buf) > 4*writevThreshold {
-				c.buf = nil
-			}
+		if c.holdBody(p) {
+			return len(p), nil
 		}
-		if err != nil {
+		if err := c.writeFrame(p); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -397,7 +391,90 @@ func (c *coalescer) Write(p []byte) (int, error) {
 		c.held = true
 		return len(p), nil
 	}
+	if c.pend > 0 {
+		// A frame without a body (a window update, a ping) joins the corked one.
+		c.buf = append(c.buf[:c.pend], p...)
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	c.writes.Add(1)
 	c.written.Add(int64(len(p)))
 	return c.Conn.Write(p)
 }
+
+// writeFrame writes what is corked, the held header and its body p in one
+// system call.
+func (c *coalescer) writeFrame(p []byte) error {
+	c.buf = append(c.buf[:c.pend], c.hdr[:]...)
+	c.pend = 0
+	c.writes.Add(1)
+	c.written.Add(int64(len(c.buf) + len(p)))
+	var err error
+	if len(p) > writevThreshold && c.tcp {
+		c.arr = [2][]byte{c.buf, p}
+		bufs := net.Buffers(c.arr[:])
+		_, err = bufs.WriteTo(c.Conn) // one writev
+		c.arr = [2][]byte{}
+	} else {
+		c.buf = append(c.buf, p...)
+		_, err = c.Conn.Write(c.buf)
+	}
+	if cap(c.buf) > 4*writevThreshold {
+		c.buf = nil
+	}
+	return err
+}
+
+// corkMax is the largest body a corked frame may have: the head of a
+// message before its first segment (encoder.writeFrame).
+const corkMax = 4 << 10
+
+// holdBody keeps a small data frame back (the held header and body p)
+// when it is the first on the stream whose writer corked the connection
+// (the piece before a segment), so that it leaves with the next frame, the
+// segment's first, in one writev. Holding it takes the cork: the segment's
+// own frames, its small last one included, are never held, since nothing
+// might follow them. Only one frame is ever held, and the next write,
+// whatever it is, sends it. The next write comes: yamux's receiver
+// grants more window once its reader has consumed half of it, so a
+// segment waiting for window gets it while the piece (far less than half
+// a window) is held back.
+func (c *coalescer) holdBody(p []byte) bool {
+	id := c.corked.Load()
+	if id == 0 || c.pend > 0 || len(p) > corkMax || id != binary.BigEndian.Uint32(c.hdr[4:8]) {
+		return false
+	}
+	if !c.corked.CompareAndSwap(id, 0) {
+		return false // the writer uncorked meanwhile
+	}
+	c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
+	c.pend = len(c.buf)
+	return true
+}
+
+// flush writes buf, which holds a corked frame and what joined it.
+func (c *coalescer) flush() error {
+	c.pend = 0
+	c.writes.Add(1)
+	c.written.Add(int64(len(c.buf)))
+	_, err := c.Conn.Write(c.buf)
+	return err
+}
+
+// cork tells the coalescer that the writer of message stream id is about
+// to write a small piece of a message and then a segment
+// (encoder.writeFrame): the piece may wait for the segment, so that the two
+// cost one system call and wake the peer once. One stream at a time may be
+// corked; false means another is, and this piece goes out on its own. A
+// cork holds one frame at most (holdBody), which waits only for the next
+// write to the connection: the segment's, unless another frame comes
+// first; a segment whose write fails ends the connection
+// (Conn.writeFailed), so no piece waits for ever on a live one. Only TCP
+// connections cork: the others could not writev.
+func (c *coalescer) cork(id uint32) bool { return c.tcp && c.corked.CompareAndSwap(0, id) }
+
+// uncork ends the cork of stream id, if holdBody has not taken it: the
+// segment's write has sent whatever was held.
+func (c *coalescer) uncork(id uint32) { c.corked.CompareAndSwap(id, 0) }

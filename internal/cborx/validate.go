@@ -131,13 +131,25 @@ func tooDeep(max, off int) error {
 // ErrInvalidUTF8, or ErrSyntax for bytes that are not CBOR.
 func CheckSent(b []byte, max int) error {
 	r := NewReader(b)
-	return r.checkSent(1, max)
+	return r.checkSent(1, max, true)
 }
 
-// checkSent consumes one item standing at nesting level level and fails if
-// it, or anything inside it, nests deeper than max or is a text string
-// that is not valid UTF-8.
-func (r *Reader) checkSent(level, max int) error {
+// CheckDepth applies Validate's nesting rule alone to the first item of b,
+// as if that item stood at level 1: arrays, maps and tags may nest at most
+// max levels. It is for a sender checking what it encoded (well-formed, so
+// nothing else is checked) against what the receiver's Validate will allow
+// at the item's position in the message. Errors wrap ErrLimit, or ErrSyntax
+// for bytes that are not CBOR.
+func CheckDepth(b []byte, max int) error {
+	r := NewReader(b)
+	return r.checkSent(1, max, false)
+}
+
+// checkSent consumes one item standing at nesting level level and fails
+// if it, or anything inside it, nests deeper than max or, when text is
+// set, is a text string that is not valid UTF-8. CheckDepth and CheckSent
+// share it so that their nesting rule cannot drift apart.
+func (r *Reader) checkSent(level, max int, text bool) error {
 	off := r.off
 	h, err := r.ReadHead()
 	if err != nil {
@@ -145,7 +157,7 @@ func (r *Reader) checkSent(level, max int) error {
 	}
 	if h.Major == MajorBytes || h.Major == MajorText {
 		s, err := r.take(h.Arg)
-		if err == nil && h.Major == MajorText && !utf8.Valid(s) {
+		if err == nil && text && h.Major == MajorText && !utf8.Valid(s) {
 			err = fmt.Errorf("%w at offset %d", ErrInvalidUTF8, off)
 		}
 		return err
@@ -158,40 +170,7 @@ func (r *Reader) checkSent(level, max int) error {
 		return err
 	}
 	for i := uint64(0); i < n; i++ {
-		if err := r.checkSent(level+1, max); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// CheckDepth applies Validate's nesting rule alone to the first item of b,
-// as if that item stood at level 1: arrays, maps and tags may nest at most
-// max levels. It is for a sender checking what it encoded (well-formed, so
-// nothing else is checked) against what the receiver's Validate will allow
-// at the item's position in the message. Errors wrap ErrLimit, or ErrSyntax
-// for bytes that are not CBOR.
-func CheckDepth(b []byte, max int) error {
-	r := NewReader(b)
-	return r.checkDepth(1, max)
-}
-
-// checkDepth consumes one item standing at nesting level level and fails
-// if it, or anything inside it, nests deeper than max.
-func (r *Reader) checkDepth(level, max int) error {
-	h, off, err := r.nextHead()
-	if err != nil {
-		return err
-	}
-	if h.nests() && level > max {
-		return tooDeep(max, off)
-	}
-	n, err := r.children(h, off)
-	if err != nil {
-		return err
-	}
-	for i := uint64(0); i < n; i++ {
-		if err := r.checkDepth(level+1, max); err != nil {
+		if err := r.checkSent(level+1, max, text); err != nil {
 			return err
 		}
 	}

@@ -31,6 +31,17 @@ func (b *Batch) SnapshotStart() bool { return b.Snapshot && b.First }
 // marshalled anywhere has the bytes a subscription sends.
 func (b Batch) MarshalCBOR() ([]byte, error) { return appendBatch(nil, &b), nil }
 
+// encodedBatch is a batch as a pusher sends it: the bytes appendBatch and
+// the shared encodings of steps made of it. Every key and value in it was
+// checked when it entered the feed (a model's Set encodes through the
+// broker's codec and CheckEntry; a mirror checks what it receives), so
+// the broker writes it into the call's frame as it is (its encodedCBOR
+// seam), without marshalling and checking it again for each subscription.
+type encodedBatch []byte
+
+// EncodedCBOR returns the batch's bytes: the broker's encodedCBOR seam.
+func (b encodedBatch) EncodedCBOR() []byte { return b }
+
 // appendBatch appends b's CBOR: the one encoder of batches.
 func appendBatch(buf []byte, b *Batch) []byte {
 	buf = appendBatchHead(buf, b.Epoch, b.Version, b.Stale, b.Snapshot, b.More)
@@ -99,6 +110,11 @@ func appendItem(buf, item []byte) []byte {
 	}
 	return append(buf, item...)
 }
+
+// DecodeValidated decodes a batch the broker received in a message it
+// validated whole (its validatedDecoder seam): as UnmarshalCBOR, which
+// fxamacker would otherwise call after checking the bytes again.
+func (b *Batch) DecodeValidated(data []byte) error { return b.UnmarshalCBOR(data) }
 
 // UnmarshalCBOR decodes a batch strictly and without reflection: exactly
 // the arrays of §11.5, each of its length and field types, a deleted

@@ -155,10 +155,12 @@ type recentBatches struct {
 	next int // the entry add replaces
 }
 
-// recentBatch is one batch decoded and the bytes it was decoded from.
+// recentBatch is one batch decoded and the bytes it was decoded from,
+// and its steps made into entries of a log, once a mirror logged them.
 type recentBatch struct {
-	data []byte
-	b    Batch
+	data   []byte
+	b      Batch
+	logged []logStep
 }
 
 // recent is the process's recentBatches.
@@ -194,6 +196,32 @@ func (r *recentBatches) add(data []byte, b Batch) {
 	defer r.mu.Unlock()
 	r.e[r.next] = recentBatch{data: cp, b: b}
 	r.next = (r.next + 1) % len(r.e)
+}
+
+// logged returns the entries of a log for steps, a batch's steps from
+// some point on (a mirror skips those it already holds). When they are a
+// remembered batch's, the entries are made once, for all the mirrors that
+// log them (logChunk): each would otherwise copy the same steps, up to
+// 2,048 of them, into an array of its own.
+func (r *recentBatches) logged(steps []Step) []logStep {
+	n := len(steps)
+	if n == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.e {
+		e := &r.e[i]
+		all := e.b.Steps
+		if m := len(all); n > m || &all[m-n] != &steps[0] {
+			continue
+		}
+		if e.logged == nil {
+			e.logged = logChunk(all)
+		}
+		return e.logged[len(all)-n:]
+	}
+	return logChunk(steps)
 }
 
 // batchDecoder reads one batch. The changes of all its steps share one

@@ -28,8 +28,8 @@ type cacheObserver interface{ CacheObserver() }
 // mirror's server interceptors see as CallSnapshot.
 type snapshotStart interface{ SnapshotStart() bool }
 
-// encodedCBOR is implemented by a call's argument that the cache engine
-// encoded itself: a batch of a model's steps, built from keys and values
+// encodedCBOR is implemented by a call's argument (a value encoded whole,
+// not one inside another) that the cache engine encoded itself: a batch of a model's steps, built from keys and values
 // checked when they were set or received (their nesting against the
 // batch's place in a call, their text as UTF-8). The encoder writes its
 // bytes into the frame as they are, with one copy, rather than run them

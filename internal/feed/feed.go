@@ -569,12 +569,29 @@ func (f *Feed) logSteps(chunk []logStep) {
 	if len(chunk) == 0 {
 		return
 	}
+	f.reserveLog(len(chunk))
 	for i := range chunk {
 		f.pushLog(&chunk[i])
 	}
 	f.version = chunk[len(chunk)-1].Version
 	f.trimLog()
 	f.publish()
+}
+
+// reserveLog makes room for n more steps in the log's backing array with
+// one allocation, when there is not enough, rather than let append grow
+// it by a quarter at a time, copying the whole log each time, while a
+// batch of 2,048 steps goes in. The room is for two batches of n: the log
+// drops steps from its front by reslicing, so the array is reallocated
+// (and the log copied once) about every other batch, and the dropped steps
+// it keeps reachable stay within two batches. f.mu held.
+func (f *Feed) reserveLog(n int) {
+	if cap(f.log)-len(f.log) >= n {
+		return
+	}
+	grown := make([]*logStep, len(f.log), len(f.log)+2*n)
+	copy(grown, f.log)
+	f.log = grown
 }
 
 // logChunk returns steps made into entries of a log, with their sizes, in

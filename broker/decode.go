@@ -766,7 +766,11 @@ func fxDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
 			return err
 		}
 	}
-	if err := fxDec.Unmarshal(item, v.Addr().Interface()); err != nil {
+	x := v.Addr().Interface()
+	if vd, ok := x.(validatedDecoder); ok {
+		return vd.DecodeValidated(item) // see the seam
+	}
+	if err := fxDec.Unmarshal(item, x); err != nil {
 		return fxError(err, ti)
 	}
 	return nil

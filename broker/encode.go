@@ -288,6 +288,9 @@ func (e *encoder) any(v any) error {
 		e.buf = cborx.AppendFloat64(e.buf, x)
 	case *Ref:
 		return e.ref(x)
+	case encodedCBOR:
+		// Written as it is: see the seam.
+		e.buf = append(e.buf, x.EncodedCBOR()...)
 	default:
 		rv := reflect.ValueOf(v)
 		ti := infoOf(rv.Type())

@@ -28,6 +28,25 @@ type cacheObserver interface{ CacheObserver() }
 // mirror's server interceptors see as CallSnapshot.
 type snapshotStart interface{ SnapshotStart() bool }
 
+// encodedCBOR is implemented by a call's argument (a value encoded whole,
+// not one inside another) that the cache engine encoded itself: a batch of a model's steps, built from keys and values
+// checked when they were set or received (their nesting against the
+// batch's place in a call, their text as UTF-8). The encoder writes its
+// bytes into the frame as they are, with one copy, rather than run them
+// through fxamacker's marshal and the sender's checks again for every
+// subscription the batch goes to. The receiver validates the message as
+// any other.
+type encodedCBOR interface{ EncodedCBOR() []byte }
+
+// validatedDecoder is implemented (on its pointer) by a value the cache
+// engine decodes itself, strictly and without reflection: a mirror's
+// batch. The decoder hands it the item's bytes, which it validated with
+// the whole message (well-formed, nesting, UTF-8), rather than run them
+// through fxamacker's Unmarshal, which would check them once more before
+// calling the same decoding. Its errors are the value's own (a batch's
+// match feed.ErrBadBatch).
+type validatedDecoder interface{ DecodeValidated(item []byte) error }
+
 // linkLoss is implemented by exported objects that tell a release from a
 // lost connection: when the connection that held the object failed (reset,
 // timed out; not closed by either side), the broker calls ExportLost

@@ -551,37 +551,72 @@ type modelStep struct {
 // logOne appends one step to the log, trims it and publishes it (see
 // appendLog). f.mu held.
 func (f *Feed) logOne(ls *logStep) {
+	ls.size = changesSize(ls.Changes)
 	f.pushLog(ls)
 	f.trimLog()
 	f.publish()
 }
 
 // logSteps records the steps of a batch a mirror applied, as appendLog
-// does for one, but with one allocation for all their entries in the log
-// and one tail published for the batch: the mirrors downstream get the
-// batch's steps together, as this one did. The log's trimming once at the
-// end keeps the same steps as trimming after each one would. The steps
-// share one array, which the log keeps whole while any of them is in it:
-// at most one batch more than the log's own bound.
-func (f *Feed) logSteps(steps []Step) {
-	if len(steps) == 0 {
+// does for one, but from their entries made for the log in one array
+// (logChunk, shared by the mirrors of the batch in this process: see
+// recentBatches.logged) and with one tail published for the batch: the
+// mirrors downstream get the batch's steps together, as this one did. The
+// log's trimming once at the end keeps the same steps as trimming after
+// each one would. The log keeps the array whole while any of its steps is
+// in it: at most one batch more than the log's own bound.
+func (f *Feed) logSteps(chunk []logStep) {
+	if len(chunk) == 0 {
 		return
 	}
-	chunk := make([]logStep, len(steps))
-	for i := range steps {
-		chunk[i].Step = steps[i]
+	f.reserveLog(len(chunk))
+	for i := range chunk {
 		f.pushLog(&chunk[i])
 	}
-	f.version = steps[len(steps)-1].Version
+	f.version = chunk[len(chunk)-1].Version
 	f.trimLog()
 	f.publish()
 }
 
-// pushLog appends one step to the log, with its size. f.mu held.
-func (f *Feed) pushLog(ls *logStep) {
-	for _, c := range ls.Changes {
-		ls.size += len(c.Key) + len(c.Value)
+// reserveLog makes room for n more steps in the log's backing array with
+// one allocation, when there is not enough, rather than let append grow
+// it by a quarter at a time, copying the whole log each time, while a
+// batch of 2,048 steps goes in. The room is for two batches of n: the log
+// drops steps from its front by reslicing, so the array is reallocated
+// (and the log copied once) about every other batch, and the dropped steps
+// it keeps reachable stay within two batches. f.mu held.
+func (f *Feed) reserveLog(n int) {
+	if cap(f.log)-len(f.log) >= n {
+		return
 	}
+	grown := make([]*logStep, len(f.log), len(f.log)+2*n)
+	copy(grown, f.log)
+	f.log = grown
+}
+
+// logChunk returns steps made into entries of a log, with their sizes, in
+// one array. The entries are immutable but for the encoding made on first
+// use (logStep.encoded), so several feeds may log the same ones.
+func logChunk(steps []Step) []logStep {
+	chunk := make([]logStep, len(steps))
+	for i := range steps {
+		chunk[i].Step = steps[i]
+		chunk[i].size = changesSize(steps[i].Changes)
+	}
+	return chunk
+}
+
+// changesSize returns the bytes of the keys and values of cs.
+func changesSize(cs []Change) int {
+	n := 0
+	for _, c := range cs {
+		n += len(c.Key) + len(c.Value)
+	}
+	return n
+}
+
+// pushLog appends one step to the log; its size is set. f.mu held.
+func (f *Feed) pushLog(ls *logStep) {
 	f.log = append(f.log, ls)
 	f.logLen += len(ls.Changes)
 }

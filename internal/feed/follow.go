@@ -22,7 +22,8 @@ type Sink interface {
 	// An error refuses the whole batch.
 	Decode(c Change) (any, error)
 	// Commit reports the changes just applied to the feed. reset is true
-	// when the epoch changed.
+	// when the epoch changed. events is lent: the feed reuses its array
+	// once Commit returns, so Commit must copy what it keeps.
 	Commit(events []Event, reset bool)
 	// Stale reports a change of the mirror's staleness.
 	Stale(stale bool)
@@ -809,13 +810,43 @@ func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 	for len(steps) > 0 && steps[0].Version <= f.version {
 		steps = steps[1:] // already applied
 	}
-	events := make([]Event, 0, countChanges(steps))
+	events := takeEvents(countChanges(steps))
 	done, err := f.applyEach(steps, sink, &events)
-	f.logSteps(steps[:done])
+	if done > 0 {
+		f.logSteps(recent.logged(steps)[:done])
+	}
 	if sink != nil && done > 0 {
 		sink.Commit(events, false)
 	}
+	giveEvents(events)
 	return err
+}
+
+// eventBufs holds the arrays applySteps builds a batch's events in: the
+// Sink's Commit only reads them before it returns, so the array goes back
+// for the next batch of any mirror instead of being allocated (and
+// zeroed, then collected) per batch and mirror. A pool rather than a
+// field of the feed: a thousand idle mirrors hold none.
+var eventBufs sync.Pool
+
+// takeEvents returns an empty events array with room for n.
+func takeEvents(n int) []Event {
+	if p, ok := eventBufs.Get().(*[]Event); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]Event, 0, n)
+}
+
+// giveEvents clears events, which may hold the last references to keys
+// and values the mirror let go of, and returns the array to the pool
+// unless it grew past a batch's worth of changes (a large snapshot's).
+func giveEvents(events []Event) {
+	if cap(events) > maxBatchChanges {
+		return
+	}
+	clear(events)
+	events = events[:0]
+	eventBufs.Put(&events)
 }
 
 // applyEach applies the steps in order to the state, appending their

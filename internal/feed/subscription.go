@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/internal/captable"
 	"github.com/tether-go/tether/internal/cborx"
@@ -125,12 +123,12 @@ func (s *Subscription) run() {
 		p := out.p
 		// The batch goes as the bytes it was encoded to, shared by every
 		// subscription sent the same steps: the broker copies them into
-		// the call's frame as they are.
+		// the call's frame as they are (encodedBatch).
 		ctx := s.ctx
 		if p.first {
 			ctx = s.snap0 // the client interceptors see broker.CallSnapshot
 		}
-		if err := s.obs.Call(ctx, ApplyMethod, nil, cbor.RawMessage(out.bytes)); err != nil {
+		if err := s.obs.Call(ctx, ApplyMethod, nil, encodedBatch(out.bytes)); err != nil {
 			if errors.Is(err, broker.ErrMessageTooLarge) && s.shrink(p) {
 				continue // smaller batches, starting over with a snapshot
 			}

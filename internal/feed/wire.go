@@ -31,6 +31,17 @@ func (b *Batch) SnapshotStart() bool { return b.Snapshot && b.First }
 // marshalled anywhere has the bytes a subscription sends.
 func (b Batch) MarshalCBOR() ([]byte, error) { return appendBatch(nil, &b), nil }
 
+// encodedBatch is a batch as a pusher sends it: the bytes appendBatch and
+// the shared encodings of steps made of it. Every key and value in it was
+// checked when it entered the feed (a model's Set encodes through the
+// broker's codec and CheckEntry; a mirror checks what it receives), so
+// the broker writes it into the call's frame as it is (its encodedCBOR
+// seam), without marshalling and checking it again for each subscription.
+type encodedBatch []byte
+
+// EncodedCBOR returns the batch's bytes: the broker's encodedCBOR seam.
+func (b encodedBatch) EncodedCBOR() []byte { return b }
+
 // appendBatch appends b's CBOR: the one encoder of batches.
 func appendBatch(buf []byte, b *Batch) []byte {
 	buf = appendBatchHead(buf, b.Epoch, b.Version, b.Stale, b.Snapshot, b.More)
@@ -100,6 +111,11 @@ func appendItem(buf, item []byte) []byte {
 	return append(buf, item...)
 }
 
+// DecodeValidated decodes a batch the broker received in a message it
+// validated whole (its validatedDecoder seam): as UnmarshalCBOR, which
+// fxamacker would otherwise call after checking the bytes again.
+func (b *Batch) DecodeValidated(data []byte) error { return b.UnmarshalCBOR(data) }
+
 // UnmarshalCBOR decodes a batch strictly and without reflection: exactly
 // the arrays of §11.5, each of its length and field types, a deleted
 // change's value null, nothing after the batch. Anything else is an error
@@ -139,10 +155,12 @@ type recentBatches struct {
 	next int // the entry add replaces
 }
 
-// recentBatch is one batch decoded and the bytes it was decoded from.
+// recentBatch is one batch decoded and the bytes it was decoded from,
+// and its steps made into entries of a log, once a mirror logged them.
 type recentBatch struct {
-	data []byte
-	b    Batch
+	data   []byte
+	b      Batch
+	logged []logStep
 }
 
 // recent is the process's recentBatches.
@@ -178,6 +196,32 @@ func (r *recentBatches) add(data []byte, b Batch) {
 	defer r.mu.Unlock()
 	r.e[r.next] = recentBatch{data: cp, b: b}
 	r.next = (r.next + 1) % len(r.e)
+}
+
+// logged returns the entries of a log for steps, a batch's steps from
+// some point on (a mirror skips those it already holds). When they are a
+// remembered batch's, the entries are made once, for all the mirrors that
+// log them (logChunk): each would otherwise copy the same steps, up to
+// 2,048 of them, into an array of its own.
+func (r *recentBatches) logged(steps []Step) []logStep {
+	n := len(steps)
+	if n == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.e {
+		e := &r.e[i]
+		all := e.b.Steps
+		if m := len(all); n > m || &all[m-n] != &steps[0] {
+			continue
+		}
+		if e.logged == nil {
+			e.logged = logChunk(all)
+		}
+		return e.logged[len(all)-n:]
+	}
+	return logChunk(steps)
 }
 
 // batchDecoder reads one batch. The changes of all its steps share one

@@ -1,0 +1,60 @@
+package broker
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/internal/cborx"
+)
+
+// preEncoded is CBOR its maker encoded and vouches for (the encodedCBOR
+// seam).
+type preEncoded []byte
+
+func (p preEncoded) EncodedCBOR() []byte { return p }
+
+// selfDecoded decodes itself from a validated item (the validatedDecoder
+// seam), recording what it was given.
+type selfDecoded struct{ got []byte }
+
+var errSelfDecoded = errors.New("selfDecoded: refused")
+
+func (s *selfDecoded) DecodeValidated(item []byte) error {
+	if len(item) == 1 {
+		return errSelfDecoded
+	}
+	s.got = append([]byte(nil), item...)
+	return nil
+}
+
+// TestEncodedCBORWrittenAsIs: a value of the encodedCBOR seam, encoded
+// as a whole (as a call's argument is), goes into the message byte for
+// byte.
+func TestEncodedCBORWrittenAsIs(t *testing.T) {
+	item := cborx.AppendText(cborx.AppendArray(nil, 2), "a")
+	item = cborx.AppendUint(item, 7)
+	b, err := Marshal(preEncoded(item))
+	require.NoError(t, err)
+	assert.Equal(t, item, b)
+}
+
+// TestValidatedDecoderGetsTheItem: a value of the validatedDecoder seam is
+// handed its item's bytes, after the message was validated, and its error
+// is the decoding's.
+func TestValidatedDecoderGetsTheItem(t *testing.T) {
+	item := cborx.AppendText(cborx.AppendArray(nil, 2), "a")
+	item = cborx.AppendUint(item, 7)
+	var s selfDecoded
+	require.NoError(t, Unmarshal(item, &s))
+	assert.Equal(t, item, s.got)
+
+	require.ErrorIs(t, Unmarshal(cborx.AppendUint(nil, 1), &s), errSelfDecoded)
+
+	bad := append(cborx.AppendArray(nil, 1), 0x62, 0xff, 0xfe) // text that is not UTF-8
+	s = selfDecoded{}
+	require.Error(t, Unmarshal(bad, &s), "the message is validated first")
+	assert.Nil(t, s.got)
+}

@@ -250,10 +250,11 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 	a := startServer(t, "127.0.0.1:0", publish(t, ua))
 	b := startServer(t, "127.0.0.1:0", publish(t, ub))
 	proxy := proxyTo(t, a.addr)
-	cl := connect(t, proxy.Addr())
+	cl, tr := connectWatched(t, proxy.Addr())
 	ctx := testkit.Ctx(t, 30*time.Second)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
+	tr.reach(t, 1, 0)
 	old, oldConn, err := users.resolve(ctx) // the late caller's view
 	require.NoError(t, err)
 
@@ -263,6 +264,9 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 	proxy.SetTarget(b.addr)
 	shut := make(chan error, 1)
 	go func() { shut <- a.srv.Shutdown(ctx) }()
+	// The client is on b once it has heard the notice; a Get made before
+	// that could still reach a, which has not begun to drain.
+	tr.reach(t, 2, 1)
 	var got string
 	require.NoError(t, users.Call(ctx, "Get", &got, "x"), "another caller moves the Ref")
 	require.Equal(t, "b:x", got)

@@ -768,7 +768,7 @@ func fxDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
 	}
 	x := v.Addr().Interface()
 	if vd, ok := x.(validatedDecoder); ok {
-		return vd.DecodeValidated(item) // see the seam
+		return vd.DecodeValidated(cborx.Trusted{}, item) // see the seam
 	}
 	if err := fxDec.Unmarshal(item, x); err != nil {
 		return fxError(err, ti)

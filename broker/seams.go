@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tether-go/tether/internal/cborx"
 )
 
 // The seams between the broker and the cache engine above it
@@ -35,8 +37,8 @@ type snapshotStart interface{ SnapshotStart() bool }
 // bytes into the frame as they are, with one copy, rather than run them
 // through fxamacker's marshal and the sender's checks again for every
 // subscription the batch goes to. The receiver validates the message as
-// any other.
-type encodedCBOR interface{ EncodedCBOR() []byte }
+// any other. The method's cborx.Trusted parameter keeps users' types out.
+type encodedCBOR interface{ EncodedCBOR(cborx.Trusted) []byte }
 
 // validatedDecoder is implemented (on its pointer) by a value the cache
 // engine decodes itself, strictly and without reflection: a mirror's
@@ -44,8 +46,11 @@ type encodedCBOR interface{ EncodedCBOR() []byte }
 // the whole message (well-formed, nesting, UTF-8), rather than run them
 // through fxamacker's Unmarshal, which would check them once more before
 // calling the same decoding. Its errors are the value's own (a batch's
-// match feed.ErrBadBatch).
-type validatedDecoder interface{ DecodeValidated(item []byte) error }
+// match feed.ErrBadBatch). cborx.Trusted keeps users' types out, as for
+// encodedCBOR.
+type validatedDecoder interface {
+	DecodeValidated(seal cborx.Trusted, item []byte) error
+}
 
 // linkLoss is implemented by exported objects that tell a release from a
 // lost connection: when the connection that held the object failed (reset,

@@ -14,7 +14,7 @@ import (
 // seam).
 type preEncoded []byte
 
-func (p preEncoded) EncodedCBOR() []byte { return p }
+func (p preEncoded) EncodedCBOR(cborx.Trusted) []byte { return p }
 
 // selfDecoded decodes itself from a validated item (the validatedDecoder
 // seam), recording what it was given.
@@ -22,7 +22,7 @@ type selfDecoded struct{ got []byte }
 
 var errSelfDecoded = errors.New("selfDecoded: refused")
 
-func (s *selfDecoded) DecodeValidated(item []byte) error {
+func (s *selfDecoded) DecodeValidated(_ cborx.Trusted, item []byte) error {
 	if len(item) == 1 {
 		return errSelfDecoded
 	}
@@ -57,4 +57,19 @@ func TestValidatedDecoderGetsTheItem(t *testing.T) {
 	s = selfDecoded{}
 	require.Error(t, Unmarshal(bad, &s), "the message is validated first")
 	assert.Nil(t, s.got)
+}
+
+// userEncoded is a user's type that happens to have a method named like
+// the encodedCBOR seam's, without the seal: its bytes must not be trusted.
+type userEncoded []byte
+
+func (u userEncoded) EncodedCBOR() []byte { return []byte{0xff} }
+
+// TestSeamsNeedTheSeal: a user's type with an EncodedCBOR method of its own
+// is encoded as any other value (a byte string here), never written as the
+// bytes it returns, which the peer would refuse with the whole message.
+func TestSeamsNeedTheSeal(t *testing.T) {
+	b, err := Marshal(userEncoded("hi"))
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0x42, 'h', 'i'}, b)
 }

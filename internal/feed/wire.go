@@ -40,7 +40,7 @@ func (b Batch) MarshalCBOR() ([]byte, error) { return appendBatch(nil, &b), nil 
 type encodedBatch []byte
 
 // EncodedCBOR returns the batch's bytes: the broker's encodedCBOR seam.
-func (b encodedBatch) EncodedCBOR() []byte { return b }
+func (b encodedBatch) EncodedCBOR(cborx.Trusted) []byte { return b }
 
 // appendBatch appends b's CBOR: the one encoder of batches.
 func appendBatch(buf []byte, b *Batch) []byte {
@@ -114,7 +114,7 @@ func appendItem(buf, item []byte) []byte {
 // DecodeValidated decodes a batch the broker received in a message it
 // validated whole (its validatedDecoder seam): as UnmarshalCBOR, which
 // fxamacker would otherwise call after checking the bytes again.
-func (b *Batch) DecodeValidated(data []byte) error { return b.UnmarshalCBOR(data) }
+func (b *Batch) DecodeValidated(_ cborx.Trusted, data []byte) error { return b.UnmarshalCBOR(data) }
 
 // UnmarshalCBOR decodes a batch strictly and without reflection: exactly
 // the arrays of §11.5, each of its length and field types, a deleted

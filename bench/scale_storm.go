@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -141,22 +140,43 @@ func stormClients(ctx context.Context, addr string, n int, down *atomic.Int64, t
 }
 
 // stormRecovery waits, for every client at once, until it is connected and
-// then until a call through its reference succeeds, and returns the times
-// from now: the median and the last client connected, the last call.
+// then until a call through its reference succeeds (stormRecoveryOf).
 func stormRecovery(ctx context.Context, cfg config, clients []stormClient) ([]figure, error) {
+	return stormRecoveryOf(ctx, cfg, "tether", len(clients),
+		func(ctx context.Context, i int) (time.Time, error) {
+			if err := clients[i].cl.WaitConnected(ctx); err != nil {
+				return time.Time{}, fmt.Errorf("client %d: %w", i, err)
+			}
+			return time.Now(), nil
+		},
+		func(ctx context.Context, i int) error {
+			var out []byte
+			if err := clients[i].ref.Call(remote.WaitForLink(ctx), "Echo", &out, []byte("x")); err != nil {
+				return fmt.Errorf("client %d: call: %w", i, err)
+			}
+			return nil
+		})
+}
+
+// stormRecoveryOf waits, for each of n clients of sys at once, until it is
+// connected (connected returns when it was) and then until a call through
+// it succeeds, all within cfg.waitLimit, and returns the times from now:
+// the median and the last client connected, the last call.
+func stormRecoveryOf(ctx context.Context, cfg config, sys string, n int,
+	connected func(ctx context.Context, i int) (time.Time, error), call func(ctx context.Context, i int) error) ([]figure, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.waitLimit)
 	defer cancel()
 	start := time.Now()
-	connected := make([]time.Duration, len(clients))
-	called := make([]time.Duration, len(clients))
-	err := parallel(ctx, len(clients), len(clients), func(ctx context.Context, i int) error {
-		if err := clients[i].cl.WaitConnected(ctx); err != nil {
-			return fmt.Errorf("client %d: %w", i, err)
+	back := make([]time.Duration, n)
+	called := make([]time.Duration, n)
+	err := parallel(ctx, n, n, func(ctx context.Context, i int) error {
+		at, err := connected(ctx, i)
+		if err != nil {
+			return err
 		}
-		connected[i] = time.Since(start)
-		var out []byte
-		if err := clients[i].ref.Call(remote.WaitForLink(ctx), "Echo", &out, []byte("x")); err != nil {
-			return fmt.Errorf("client %d: call: %w", i, err)
+		back[i] = at.Sub(start)
+		if err := call(ctx, i); err != nil {
+			return err
 		}
 		called[i] = time.Since(start)
 		return nil
@@ -164,9 +184,5 @@ func stormRecovery(ctx context.Context, cfg config, clients []stormClient) ([]fi
 	if err != nil {
 		return nil, err
 	}
-	return []figure{
-		{sys: "tether", metric: "connected-p50", value: secs(median(connected)), unit: "s", lower: true},
-		{sys: "tether", metric: "all-connected", value: secs(slices.Max(connected)), unit: "s", lower: true},
-		{sys: "tether", metric: "all-calls-ok", value: secs(slices.Max(called)), unit: "s", lower: true},
-	}, nil
+	return stormFigures(sys, back, called), nil
 }

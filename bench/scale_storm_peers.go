@@ -107,29 +107,22 @@ func grpcStormCall(ctx context.Context, cc *grpc.ClientConn) error {
 // grpcStormRecovery waits, for every connection at once, until it is READY
 // and a call on it succeeded.
 func grpcStormRecovery(ctx context.Context, cfg config, conns []*grpc.ClientConn) ([]figure, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.waitLimit)
-	defer cancel()
-	start := time.Now()
-	connected := make([]time.Duration, len(conns))
-	called := make([]time.Duration, len(conns))
-	err := parallel(ctx, len(conns), len(conns), func(ctx context.Context, i int) error {
-		cc := conns[i]
-		for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
-			if !cc.WaitForStateChange(ctx, s) {
-				return fmt.Errorf("grpc connection %d (%v): %w", i, s, ctx.Err())
+	return stormRecoveryOf(ctx, cfg, "grpc", len(conns),
+		func(ctx context.Context, i int) (time.Time, error) {
+			cc := conns[i]
+			for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+				if !cc.WaitForStateChange(ctx, s) {
+					return time.Time{}, fmt.Errorf("grpc connection %d (%v): %w", i, s, ctx.Err())
+				}
 			}
-		}
-		connected[i] = time.Since(start)
-		if err := grpcStormCall(ctx, cc); err != nil {
-			return fmt.Errorf("grpc connection %d: call: %w", i, err)
-		}
-		called[i] = time.Since(start)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return stormFigures("grpc", connected, called), nil
+			return time.Now(), nil
+		},
+		func(ctx context.Context, i int) error {
+			if err := grpcStormCall(ctx, conns[i]); err != nil {
+				return fmt.Errorf("grpc connection %d: call: %w", i, err)
+			}
+			return nil
+		})
 }
 
 // natsStormClient is one nats.Conn of the storm, with when it reconnected.
@@ -188,28 +181,21 @@ func natsStormRound(ctx context.Context, cfg config, n int) (figs []figure, err 
 // natsStormRecovery waits, for every client at once, until it reconnected
 // and a round trip to the server (Flush) succeeded.
 func natsStormRecovery(ctx context.Context, cfg config, clients []natsStormClient) ([]figure, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.waitLimit)
-	defer cancel()
-	start := time.Now()
-	connected := make([]time.Duration, len(clients))
-	called := make([]time.Duration, len(clients))
-	err := parallel(ctx, len(clients), len(clients), func(ctx context.Context, i int) error {
-		select {
-		case at := <-clients[i].back:
-			connected[i] = at.Sub(start)
-		case <-ctx.Done():
-			return fmt.Errorf("nats client %d did not reconnect: %w", i, ctx.Err())
-		}
-		if err := clients[i].nc.FlushWithContext(ctx); err != nil {
-			return fmt.Errorf("nats client %d: flush: %w", i, err)
-		}
-		called[i] = time.Since(start)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return stormFigures("nats", connected, called), nil
+	return stormRecoveryOf(ctx, cfg, "nats", len(clients),
+		func(ctx context.Context, i int) (time.Time, error) {
+			select {
+			case at := <-clients[i].back:
+				return at, nil
+			case <-ctx.Done():
+				return time.Time{}, fmt.Errorf("nats client %d did not reconnect: %w", i, ctx.Err())
+			}
+		},
+		func(ctx context.Context, i int) error {
+			if err := clients[i].nc.FlushWithContext(ctx); err != nil {
+				return fmt.Errorf("nats client %d: flush: %w", i, err)
+			}
+			return nil
+		})
 }
 
 // trySend sends v on ch unless ch is full.

@@ -113,3 +113,29 @@ func BenchmarkFetchCall1(b *testing.B) {
 	}
 	reportCalls(b, c, sc, cpu0, c0, s0)
 }
+
+// BenchmarkTwoEchoes1 is one caller making two 64 B echo calls on a
+// reference it holds: the floor FetchCall1 and Callback1 compare with (two
+// round trips, nothing fetched, exported or released).
+func BenchmarkTwoEchoes1(b *testing.B) {
+	c, sc := rtPair(b)
+	ctx := context.Background()
+	ref, err := Call[*Ref](ctx, c.Root(), "Sub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ref.Release()
+	in, out := make([]byte, 64), []byte(nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, c0, s0 := testkit.CPUTime(b), c.Stats(), sc.Stats()
+	for i := 0; i < b.N; i++ {
+		if err := ref.Call(ctx, "Echo", &out, in); err != nil {
+			b.Fatal(err)
+		}
+		if err := ref.Call(ctx, "Echo", &out, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCalls(b, c, sc, cpu0, c0, s0)
+}

@@ -87,10 +87,12 @@ func (c *Conn) dropHandle(id uint64) {
 	c.postRelease(id, n)
 }
 
-// postRelease gives the peer back n references to its object id.
+// postRelease gives the peer back n references to its object id. The
+// Release is not urgent: it leaves with the next frame written, or on its
+// own within lazyDelay (sender.postLazy).
 func (c *Conn) postRelease(id, n uint64) {
 	e := getEncoder(c)
 	e.buf = appendRelease(e.buf, id, n)
-	c.out.post(e.frame())
+	c.out.postLazy(e.frame())
 	putEncoder(e)
 }

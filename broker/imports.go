@@ -87,12 +87,10 @@ func (c *Conn) dropHandle(id uint64) {
 	c.postRelease(id, n)
 }
 
-// postRelease gives the peer back n references to its object id. The
-// Release is not urgent: it leaves with the next frame written, or on its
-// own within lazyDelay (sender.postLazy).
+// postRelease gives the peer back n references to its object id.
 func (c *Conn) postRelease(id, n uint64) {
 	e := getEncoder(c)
 	e.buf = appendRelease(e.buf, id, n)
-	c.out.postLazy(e.frame())
+	c.out.post(e.frame())
 	putEncoder(e)
 }

@@ -46,21 +46,16 @@ type sender struct {
 	peer    string      // the peer's announced name, for the errors of a failed link
 	addr    string      // the peer's address, for the same
 
-	mu     sync.Mutex
-	pend   []byte
-	posted int // bytes of pend that post queued (the rest came from send)
-	// lazy is how many bytes at the end of pend postLazy queued that no
-	// write is due for yet: they wait for the next frame or for lazyTimer.
-	lazy      int
-	lazyTimer *time.Timer // runs lazyDue; made on first use
-	lazyArmed bool        // lazyTimer will run
-	spare     []byte
-	busy      bool          // a goroutine owns the stream
-	handover  bool          // the owner is a drain goroutine yet to run: see sender
-	room      chan struct{} // closed and replaced after a write, when someone waits
-	waiting   int           // senders waiting for room
-	deadline  time.Time     // the write deadline last set on the stream
-	corked    bool          // the reader has more frames to process: hold small writes
+	mu       sync.Mutex
+	pend     []byte
+	posted   int // bytes of pend that post queued (the rest came from send)
+	spare    []byte
+	busy     bool          // a goroutine owns the stream
+	handover bool          // the owner is a drain goroutine yet to run: see sender
+	room     chan struct{} // closed and replaced after a write, when someone waits
+	waiting  int           // senders waiting for room
+	deadline time.Time     // the write deadline last set on the stream
+	corked   bool          // the reader has more frames to process: hold small writes
 	// callsShut is set with the queueing of the answer to the peer's
 	// going-away notice: no call may follow that answer (see postShutCalls).
 	callsShut bool
@@ -197,71 +192,8 @@ func (s *sender) postShutCalls(frame []byte) {
 func (s *sender) post(frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.queuePost(frame) {
-		return
-	}
-	s.lazy = 0 // they leave with this one
-	if !s.busy && !s.holding() {
-		s.busy = true
-		s.startDrain()
-	}
-}
-
-// lazyDelay is how long a frame postLazy queued waits for another frame to
-// leave with before the sender writes it alone.
-const lazyDelay = 2 * time.Millisecond
-
-// postLazy queues frame, which is not urgent (a Release), without ever
-// blocking and without starting a write: it leaves with the next frame
-// written, or within lazyDelay if none is. A fetch-then-call's Release
-// then rides with the caller's next call, and a callback handler's with
-// its result, with no goroutine started for it; at most one timer runs
-// per lazyDelay however many frames wait.
-func (s *sender) postLazy(frame []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.queuePost(frame) {
-		return
-	}
-	s.lazy += len(frame)
-	if s.lazyArmed {
-		return
-	}
-	s.lazyArmed = true
-	if s.lazyTimer == nil {
-		s.lazyTimer = time.AfterFunc(lazyDelay, s.lazyDue)
-	} else {
-		s.lazyTimer.Reset(lazyDelay)
-	}
-}
-
-// lazyDue runs lazyDelay after a lazy frame was queued with no timer
-// armed: what waits is due now, and is written unless a write is under
-// way (which takes it) or the reader holds writes back (its uncork does).
-func (s *sender) lazyDue() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lazyArmed = false
-	if s.err != nil || s.lazy == 0 {
-		return
-	}
-	s.lazy = 0
-	if !s.busy && !s.holding() {
-		s.busy = true
-		s.startDrain()
-	}
-}
-
-// due reports whether pend holds a frame that a write is due for: not only
-// lazy ones. s.mu held.
-func (s *sender) due() bool { return len(s.pend) > s.lazy }
-
-// queuePost appends a posted frame to pend, unless the sender failed or
-// the peer let too much pile up, which fails it (false either way). s.mu
-// held.
-func (s *sender) queuePost(frame []byte) bool {
 	if s.err != nil {
-		return false
+		return
 	}
 	if s.posted+len(frame) > maxPosted {
 		// Only a peer that does not read lets this much pile up: the
@@ -270,11 +202,14 @@ func (s *sender) queuePost(frame []byte) bool {
 		s.err = fmt.Errorf("%w: %d bytes of answers unwritten", ErrWriteTimeout, s.posted)
 		s.pend, s.posted = nil, 0
 		s.onError(s.err)
-		return false
+		return
 	}
 	s.posted += len(frame)
 	s.pend = append(s.pend, frame...)
-	return true
+	if !s.busy && !s.holding() {
+		s.busy = true
+		s.startDrain()
+	}
 }
 
 // corkLimit bounds what a cork holds back.
@@ -298,7 +233,7 @@ func (s *sender) cork() {
 func (s *sender) uncork() {
 	s.mu.Lock()
 	s.corked = false
-	if !s.busy && s.due() && s.err == nil {
+	if !s.busy && len(s.pend) > 0 && s.err == nil {
 		s.busy = true
 		s.startDrain()
 	}
@@ -331,7 +266,7 @@ func (s *sender) drainsStarted() uint64 {
 // and on return, released during the write.
 func (s *sender) writeBatch() error {
 	buf := s.pend
-	s.pend, s.spare, s.posted, s.lazy = s.spare[:0], nil, 0, 0
+	s.pend, s.spare, s.posted = s.spare[:0], nil, 0
 	s.mu.Unlock()
 	err := s.write(buf)
 	s.mu.Lock()
@@ -421,12 +356,6 @@ func (s *sender) flush(ctx context.Context, stop <-chan struct{}) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.err == nil && (s.busy || len(s.pend) > 0) {
-		if !s.busy {
-			// Only lazy frames wait (postLazy): they are due now.
-			s.lazy = 0
-			s.busy = true
-			s.startDrain()
-		}
 		room := s.room
 		s.waiting++
 		s.mu.Unlock()
@@ -456,10 +385,6 @@ func (s *sender) stop(err error) {
 	if s.err == nil {
 		s.err = err
 		s.pend = nil
-	}
-	if s.lazyTimer != nil {
-		s.lazyTimer.Stop()
-		s.lazyArmed = false
 	}
 	s.mu.Unlock()
 	close(s.quit)

@@ -151,11 +151,22 @@ func (a *refAccount) settle(c *Conn) {
 	if a == nil {
 		return
 	}
+	a.untaken(c.postRelease)
+	a.recycle()
+}
+
+// untaken calls release for each id with the references to it that the
+// message carried and no decoder took.
+func (a *refAccount) untaken(release func(id, n uint64)) {
 	for _, rc := range a.refs {
 		if left := rc.sent - min(rc.sent, rc.took); left > 0 {
-			c.postRelease(rc.id, left)
+			release(rc.id, left)
 		}
 	}
+}
+
+// recycle gives the account back to the pool.
+func (a *refAccount) recycle() {
 	if cap(a.refs) > len(a.inl) {
 		// A large message's entries are not kept for the next one.
 		a.refs, a.idx = nil, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sync"
 	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
@@ -61,10 +62,30 @@ func runAttach(ctx context.Context, tasks []attachTask) error {
 // failed to decode, in skipped fields, in results nobody waits for. It
 // counts them from the frame's bytes, then subtracts those the decoders
 // turned into handles (which their own Release gives back).
+//
+// A message carries one reference or a few (a fetched object, a callback),
+// so the counts live in a small array, searched in order, and the account
+// comes from a pool: a message with references costs no allocation. Only a
+// message with more than refAccountScan distinct ids indexes them in a map,
+// so that a peer sending many cannot make the search quadratic.
 type refAccount struct {
-	sent map[uint64]uint64 // sender references in the frame, by id
-	took map[uint64]uint64 // those that became handles
+	refs []refCount     // one entry per distinct id, in order of appearance
+	inl  [4]refCount    // the first entries' storage
+	idx  map[uint64]int // id to its entry, once there are many
 }
+
+// refCount is what a message did with the references to one object.
+type refCount struct {
+	id   uint64
+	sent uint64 // sender references in the frame
+	took uint64 // those that became handles
+}
+
+// refAccountScan is the most distinct ids refAccount searches in order
+// before it indexes them.
+const refAccountScan = 8
+
+var refAccountPool = sync.Pool{New: func() any { return new(refAccount) }}
 
 // senderRefHead is the encoded head of tag 59000: a frame without these
 // bytes carries no sender reference.
@@ -88,23 +109,70 @@ func newRefAccount(body []byte) *refAccount {
 			return // roots are not counted
 		}
 		if a == nil {
-			a = &refAccount{sent: map[uint64]uint64{}, took: map[uint64]uint64{}}
+			a = refAccountPool.Get().(*refAccount)
+			a.refs = a.inl[:0]
 		}
-		a.sent[id]++
+		a.entry(id).sent++
 	})
 	return a
 }
 
-// settle releases what the message carried and no decoder took.
+// entry returns the counts for id, adding them if id is new.
+func (a *refAccount) entry(id uint64) *refCount {
+	if a.idx != nil {
+		if i, ok := a.idx[id]; ok {
+			return &a.refs[i]
+		}
+	} else {
+		for i := range a.refs {
+			if a.refs[i].id == id {
+				return &a.refs[i]
+			}
+		}
+	}
+	a.refs = append(a.refs, refCount{id: id})
+	if a.idx != nil {
+		a.idx[id] = len(a.refs) - 1
+	} else if len(a.refs) > refAccountScan {
+		a.idx = make(map[uint64]int, 2*len(a.refs))
+		for i := range a.refs {
+			a.idx[a.refs[i].id] = i
+		}
+	}
+	return &a.refs[len(a.refs)-1]
+}
+
+// took counts a reference to id that became a handle.
+func (a *refAccount) took(id uint64) { a.entry(id).took++ }
+
+// settle releases what the message carried and no decoder took, and gives
+// the account back to the pool: nothing may use it after.
 func (a *refAccount) settle(c *Conn) {
 	if a == nil {
 		return
 	}
-	for id, n := range a.sent {
-		if left := n - min(n, a.took[id]); left > 0 {
-			c.postRelease(id, left)
+	a.untaken(c.postRelease)
+	a.recycle()
+}
+
+// untaken calls release for each id with the references to it that the
+// message carried and no decoder took.
+func (a *refAccount) untaken(release func(id, n uint64)) {
+	for _, rc := range a.refs {
+		if left := rc.sent - min(rc.sent, rc.took); left > 0 {
+			release(rc.id, left)
 		}
 	}
+}
+
+// recycle gives the account back to the pool.
+func (a *refAccount) recycle() {
+	if cap(a.refs) > len(a.inl) {
+		// A large message's entries are not kept for the next one.
+		a.refs, a.idx = nil, nil
+	}
+	a.refs = a.refs[:0]
+	refAccountPool.Put(a)
 }
 
 // RawCopyable is a Copyable held by its registered name and its state as
@@ -1021,7 +1089,7 @@ func (d *decoder) senderRef(id uint64) *Ref {
 	if id != 0 {
 		d.imported = append(d.imported, r)
 		if d.acct != nil {
-			d.acct.took[id]++
+			d.acct.took(id)
 		}
 	}
 	return r

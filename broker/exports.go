@@ -23,7 +23,7 @@ type refTables struct {
 	subscriptions int // exports that are subscriptions to this side's models (cacheSubscription)
 	nextExport    uint64
 	gates         replyGates // exports that hold replies back (read-your-writes, seams.go)
-	imports       map[uint64]*importEntry
+	imports       map[uint64]importEntry
 }
 
 // newRefTables returns empty tables.
@@ -31,7 +31,7 @@ func newRefTables() refTables {
 	return refTables{
 		exports:   map[uint64]*export{},
 		exportIDs: map[any]uint64{},
-		imports:   map[uint64]*importEntry{},
+		imports:   map[uint64]importEntry{},
 	}
 }
 

@@ -7,7 +7,8 @@ import "runtime"
 // handles are live, so that the last handle to go tells the peer how many
 // references to release (docs/protocol.md §8).
 
-// importEntry counts the handles to one of the peer's objects.
+// importEntry counts the handles to one of the peer's objects. The table
+// holds entries by value: importing costs no allocation for the entry.
 type importEntry struct {
 	received uint64 // references the peer sent and this side has not released
 	live     uint64 // handles not yet released
@@ -27,15 +28,24 @@ func (c *Conn) importRef(id uint64) *Ref {
 		return r
 	}
 	ent := c.refs.imports[id]
-	if ent == nil {
-		ent = &importEntry{}
-		c.refs.imports[id] = ent
-	}
 	ent.received++
 	ent.live++
-	r.cleanup = runtime.AddCleanup(r, c.dropHandle, id)
+	c.refs.imports[id] = ent
+	r.cleanup = runtime.AddCleanup(r, dropCollected, handleKey{c, id})
 	return r
 }
+
+// handleKey names a handle's object for its cleanup: a func value and an
+// argument of its own, so that arming the cleanup does not also allocate
+// a method value.
+type handleKey struct {
+	c  *Conn
+	id uint64
+}
+
+// dropCollected is the cleanup of a handle the garbage collector found
+// unreachable without its Release.
+func dropCollected(k handleKey) { k.c.dropHandle(k.id) }
 
 // dup returns another handle to the object r denotes; the peer is not told.
 func (c *Conn) dup(r *Ref) *Ref {
@@ -45,13 +55,14 @@ func (c *Conn) dup(r *Ref) *Ref {
 	}
 	c.refs.mu.Lock()
 	defer c.refs.mu.Unlock()
-	ent := c.refs.imports[r.id]
-	if ent == nil || r.released.Load() {
+	ent, ok := c.refs.imports[r.id]
+	if !ok || r.released.Load() {
 		h.released.Store(true)
 		return h
 	}
 	ent.live++
-	h.cleanup = runtime.AddCleanup(h, c.dropHandle, r.id)
+	c.refs.imports[r.id] = ent
+	h.cleanup = runtime.AddCleanup(h, dropCollected, handleKey{c, r.id})
 	return h
 }
 
@@ -59,13 +70,14 @@ func (c *Conn) dup(r *Ref) *Ref {
 // to go tells the peer how many references it received.
 func (c *Conn) dropHandle(id uint64) {
 	c.refs.mu.Lock()
-	ent := c.refs.imports[id]
-	if ent == nil {
+	ent, ok := c.refs.imports[id]
+	if !ok {
 		c.refs.mu.Unlock()
 		return
 	}
 	ent.live--
 	if ent.live > 0 {
+		c.refs.imports[id] = ent
 		c.refs.mu.Unlock()
 		return
 	}

@@ -201,7 +201,7 @@ func (c *Conn) acceptCall(in *callIn, acct *refAccount) error {
 	if _, err := in.args.ReadArray(); err != nil {
 		return errors.New("malformed call arguments")
 	}
-	d := decoder{r: in.args, c: c, opaque: ex.proxy != nil, acct: acct, owned: in.owned}
+	d := decoder{r: in.args, c: c, opaque: ex.proxy != nil, acct: acct, owned: in.owned, imported: t.refInl[:0]}
 	var err error
 	switch {
 	case ex.proxy != nil:
@@ -403,6 +403,7 @@ type inCall struct {
 	nestedIn uint64
 	args     []any  // a proxy's arguments
 	refs     []*Ref // handles decoded from the arguments, released if the call never runs
+	refInl   [1]*Ref
 	// attach lists the mirrors among the arguments, attached by the handler
 	// goroutine before the method runs.
 	attach []attachTask
@@ -817,7 +818,7 @@ func (c *Conn) handleResult(m *message, acct *refAccount) error {
 		return nil
 	}
 	defer cl.failOnPanic()
-	d := decoder{r: m.r, c: c, opaque: cl.opaque, acct: acct, owned: m.owned}
+	d := decoder{r: m.r, c: c, opaque: cl.opaque, acct: acct, owned: m.owned, imported: cl.refInl[:0]}
 	if m.kind == msgFail {
 		cl.err = decodeFailure(&d)
 	} else if cl.reply != nil {

@@ -32,6 +32,10 @@ type call struct {
 	attach   []attachTask  // mirrors in the reply, attached by the caller
 	done     chan struct{} // receives exactly once per use
 	direct   directRead    // the result being read straight into reply (Conn.returnDirect)
+	// refInl is the storage of the result decoder's list of the handles it
+	// made (decoder.imported), for a result carrying one: cleared on
+	// recycling, so that a pooled call keeps no handle from the collector.
+	refInl [1]*Ref
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -48,7 +52,7 @@ func newCall(ctx context.Context, method string, reply any) *call {
 
 // recycle puts cl back in the pool once nobody uses it any more.
 func (cl *call) recycle() {
-	cl.reply, cl.err, cl.attach = nil, nil, nil
+	cl.reply, cl.err, cl.attach, cl.refInl = nil, nil, nil, [1]*Ref{}
 	callPool.Put(cl)
 }
 

@@ -63,6 +63,7 @@ type sender struct {
 	quit      chan struct{}
 	drains    sync.WaitGroup // the drain goroutine, while there is one
 	drainFn   func()         // s.drain, bound once: go s.drain() would allocate a closure per start
+	started   uint64         // drain goroutines started, for the benchmarks (drainsStarted)
 }
 
 // newSender returns a sender writing to w, each write bounded by timeout.
@@ -249,8 +250,16 @@ func (s *sender) startDrain() {
 		return
 	}
 	s.handover = true
+	s.started++
 	s.drains.Add(1)
 	go s.drainFn()
+}
+
+// drainsStarted returns how many drain goroutines have been started.
+func (s *sender) drainsStarted() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
 }
 
 // writeBatch writes everything pending in one write. s.mu is held on entry

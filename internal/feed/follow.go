@@ -747,7 +747,7 @@ func (f *Feed) resetTo(epoch string, version uint64, entries map[string]Change, 
 	// Every snapshot under way downstream was of the old epoch: they
 	// start again, so the slots can be laid out afresh.
 	f.replace(entries, version)
-	f.epoch, f.log, f.logLen = epoch, nil, 0
+	f.epoch, f.log, f.logLen, f.logBytes = epoch, nil, 0, 0
 	f.version = version
 	f.publish() // subscribers of the old epoch need a snapshot
 	return events

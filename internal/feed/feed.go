@@ -163,7 +163,16 @@ type Feed struct {
 	// log holds the recent steps, oldest first. Its elements are never
 	// changed once appended, only dropped from the front by reslicing:
 	// every tail published shares the backing array (see publish).
-	log      []*logStep
+	log []*logStep
+	// unlogged is set for a mirror's feed until its publisher is first
+	// sent to a peer (Publisher.Exported) or subscribed to
+	// (Publisher.Subscribe): until then nobody can follow
+	// it, so the steps it applies are not logged (logOne, applySteps). A
+	// leaf mirror, which most are, then never pays for a log: a thousand
+	// mirrors in one process would otherwise each keep up to a log's
+	// bound of pointers, made, grown and scanned by the collector, for
+	// subscribers that never come.
+	unlogged atomic.Bool
 	logLen   int // changes in log
 	logBytes int // their keys and values, plus logEntryCost each
 	logMax   int
@@ -593,9 +602,11 @@ type modelStep struct {
 // logOne appends one step to the log, trims it and publishes it (see
 // appendLog). f.mu held.
 func (f *Feed) logOne(ls *logStep) {
-	ls.size = changesSize(ls.Changes)
-	f.pushLog(ls)
-	f.trimLog()
+	if !f.unlogged.Load() {
+		ls.size = changesSize(ls.Changes)
+		f.pushLog(ls)
+		f.trimLog()
+	}
 	f.publish()
 }
 
@@ -762,6 +773,7 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	if lost != nil {
 		return nil, lost
 	}
+	p.f.unlogged.Store(false) // a publisher served as a root is never Exported
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -782,6 +794,10 @@ func (p *Publisher) Exported() {
 	if p.exports.Add(1) == 1 {
 		p.hold = p.f.Owner()
 	}
+	// From now on a subscriber may come: a mirror's feed logs what it
+	// applies (Feed.unlogged); one that resumes from before gets a
+	// snapshot.
+	p.f.unlogged.Store(false)
 }
 
 // FeedResumed counts a holder that came back with the feed's token

@@ -48,7 +48,8 @@ func buildOptions(opts []Option) options {
 // gets every change it missed. A mirror further behind gets a snapshot,
 // whose differences its watchers see as Merged events. Given to
 // NewMirror, it sizes the mirror's own log, which serves the mirrors
-// downstream of it.
+// downstream of it and is kept from the time the mirror is first passed
+// on (a mirror nobody follows logs nothing).
 //
 // Zero or less means the default: the last 32,768 changes, fewer when
 // they take more than 8 MiB (their keys and values, plus about 128 bytes

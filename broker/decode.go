@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,24 +86,16 @@ const refAccountScan = 8
 
 var refAccountPool = sync.Pool{New: func() any { return new(refAccount) }}
 
-// senderRefHead is the encoded head of tag 59000: a frame without these
-// bytes carries no sender reference.
-var senderRefHead = []byte{0xd9, 0xe6, 0x78}
-
-// refSearchMax is the largest body newRefAccount searches byte by byte for
-// senderRefHead before it walks the items; a larger one is walked at once,
-// since a walk steps over a byte string that a search reads through (a
-// search of a 1 MiB value cost 3 % of its echo's CPU).
-const refSearchMax = 4 << 10
-
-// newRefAccount counts the sender references in body; nil if it has none
-// besides roots.
-func newRefAccount(body []byte) *refAccount {
-	if len(body) <= refSearchMax && !bytes.Contains(body, senderRefHead) {
+// newRefAccount counts the sender references in m's body; nil if it has
+// none besides roots. The body is walked only when its validation saw a
+// sender reference's tag (message.senderRefs): a cache batch pushed to a
+// thousand mirrors, or a large value, is not read once more per frame.
+func newRefAccount(m *message) *refAccount {
+	if !m.senderRefs {
 		return nil
 	}
 	var a *refAccount
-	_ = cborx.CollectTagged(body, tagSenderRef, func(id uint64) {
+	_ = cborx.CollectTagged(m.body, tagSenderRef, func(id uint64) {
 		if id == 0 {
 			return // roots are not counted
 		}
@@ -822,6 +813,16 @@ func (d *decoder) text(s []byte) string {
 // fxDecoder decodes any other plain data through fxamacker, after checking
 // that its maps fit the structs they stand for.
 func fxDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
+	x := v.Addr().Interface()
+	vd, self := x.(validatedDecoder)
+	if self && !ti.fit {
+		// It finds the item's end itself (see the seam).
+		n, err := vd.DecodeValidated(cborx.Trusted{}, d.r.Rest())
+		if err != nil {
+			return err
+		}
+		return d.r.Advance(n)
+	}
 	item, err := d.item()
 	if err != nil {
 		return err
@@ -834,9 +835,12 @@ func fxDecoder(d *decoder, v reflect.Value, ti *typeInfo, _ cborx.Head) error {
 			return err
 		}
 	}
-	x := v.Addr().Interface()
-	if vd, ok := x.(validatedDecoder); ok {
-		return vd.DecodeValidated(cborx.Trusted{}, item) // see the seam
+	if self {
+		n, err := vd.DecodeValidated(cborx.Trusted{}, item)
+		if err == nil && n != len(item) {
+			err = fmt.Errorf("%w: %d bytes after the item", ErrBadArguments, len(item)-n)
+		}
+		return err
 	}
 	if err := fxDec.Unmarshal(item, x); err != nil {
 		return fxError(err, ti)

@@ -70,7 +70,7 @@ func (c *Conn) dispatchBody(body []byte, owned *ownedBody) error {
 // receiveCall handles a Call, releasing the references it carries that
 // no handle took.
 func (c *Conn) receiveCall(m message) error {
-	acct := newRefAccount(m.body)
+	acct := newRefAccount(&m)
 	defer acct.settle(c)
 	return c.handleCall(&m, acct)
 }
@@ -78,7 +78,7 @@ func (c *Conn) receiveCall(m message) error {
 // receiveResult handles a Return or a Fail, releasing the references it
 // carries that no handle took.
 func (c *Conn) receiveResult(m message) error {
-	acct := newRefAccount(m.body)
+	acct := newRefAccount(&m)
 	defer acct.settle(c)
 	return c.handleResult(&m, acct)
 }

@@ -9,14 +9,14 @@ import (
 	"github.com/tether-go/tether/internal/cborx"
 )
 
-// refsBody encodes an array of sender references to ids, as a message's
-// body carries them.
-func refsBody(ids []uint64) []byte {
+// refsBody is a message whose body is an array of sender references to
+// ids, as its validation would have marked it.
+func refsBody(ids []uint64) *message {
 	b := cborx.AppendArray(nil, len(ids))
 	for _, id := range ids {
 		b = cborx.AppendUint(cborx.AppendTag(b, tagSenderRef), id)
 	}
-	return b
+	return &message{body: b, senderRefs: true}
 }
 
 // TestRefAccountCounts checks the account's counts with a few ids (searched

@@ -42,14 +42,18 @@ type encodedCBOR interface{ EncodedCBOR(cborx.Trusted) []byte }
 
 // validatedDecoder is implemented (on its pointer) by a value the cache
 // engine decodes itself, strictly and without reflection: a mirror's
-// batch. The decoder hands it the item's bytes, which it validated with
-// the whole message (well-formed, nesting, UTF-8), rather than run them
-// through fxamacker's Unmarshal, which would check them once more before
-// calling the same decoding. Its errors are the value's own (a batch's
-// match feed.ErrBadBatch). cborx.Trusted keeps users' types out, as for
-// encodedCBOR.
+// batch. The decoder hands it the message's bytes from the item on (data),
+// which it validated with the whole message (well-formed, nesting, UTF-8),
+// rather than run them through fxamacker's Unmarshal, which would check
+// them once more before calling the same decoding. The value decodes the
+// item at data's start and returns its length: the decoder does not walk
+// the item first to find where it ends, which, for a batch pushed to many
+// mirrors, cost each of them as much as decoding it. (A type whose maps
+// the decoder must fit first, ti.fit, gets exactly its item.) Its errors
+// are the value's own (a batch's match feed.ErrBadBatch). cborx.Trusted
+// keeps users' types out, as for encodedCBOR.
 type validatedDecoder interface {
-	DecodeValidated(seal cborx.Trusted, item []byte) error
+	DecodeValidated(seal cborx.Trusted, data []byte) (n int, err error)
 }
 
 // linkLoss is implemented by exported objects that tell a release from a

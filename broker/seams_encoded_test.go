@@ -22,12 +22,17 @@ type selfDecoded struct{ got []byte }
 
 var errSelfDecoded = errors.New("selfDecoded: refused")
 
-func (s *selfDecoded) DecodeValidated(_ cborx.Trusted, item []byte) error {
+func (s *selfDecoded) DecodeValidated(_ cborx.Trusted, data []byte) (int, error) {
+	r := cborx.NewReader(data)
+	if err := r.Skip(); err != nil {
+		return 0, err
+	}
+	item := r.Bytes(0)
 	if len(item) == 1 {
-		return errSelfDecoded
+		return 0, errSelfDecoded
 	}
 	s.got = append([]byte(nil), item...)
-	return nil
+	return len(item), nil
 }
 
 // TestEncodedCBORWrittenAsIs: a value of the encodedCBOR seam, encoded

@@ -98,15 +98,21 @@ type message struct {
 	n     int
 	r     cborx.Reader
 	owned *ownedBody // body is a buffer of its own (see Conn.handleBody), or nil
+	// senderRefs says the body holds a sender reference (tag 59000)
+	// somewhere, as the validation found: newRefAccount looks for them
+	// only then.
+	senderRefs bool
 }
 
 // parseMessage validates a received body against the decoding limits and
 // reads its head.
 func parseMessage(body []byte) (message, error) {
-	if err := cborx.Validate(body, decodeLimits); err != nil {
+	refs, err := cborx.ValidateTagged(body, decodeLimits, tagSenderRef)
+	if err != nil {
 		return message{}, err
 	}
 	m, ok, kindErr := readHead(body)
+	m.senderRefs = refs
 	if !ok {
 		return message{}, errors.New("a message must be an array of at least two items")
 	}

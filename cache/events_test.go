@@ -159,10 +159,12 @@ func (n *tally) requireEveryChange(t testing.TB, changes int, to uint64) {
 	require.Zero(t, n.breaks.Load(), "events merged or out of order")
 }
 
-// quietStore is a store whose model's log holds a whole burst, so that its
-// mirrors never fall behind the log (which would bring them a snapshot
-// rather than the changes).
-func quietStore() *store { return newStore(cache.WithLogSize(2 * burstSize)) }
+// quietStore is a store whose model is made with the defaults: its log
+// holds a whole burst (the old default, 4,096 changes, did not), so that
+// its mirrors, left behind by the burst but applying it as fast as their
+// link brings it, never fall behind the log (which would bring them a
+// snapshot rather than the changes).
+func quietStore() *store { return newStore() }
 
 func TestWatcherThatKeepsUpSeesEveryChangeOfABurst(t *testing.T) {
 	leakcheck.Check(t)
@@ -195,9 +197,9 @@ func TestWatcherThatKeepsUpSeesEveryChangeThroughARelay(t *testing.T) {
 	leakcheck.Check(t)
 	st := quietStore()
 	s := startServer(t, st)
-	// The relay's mirror logs the whole burst too, so that the client's
-	// mirror never falls behind it.
-	relay := startRelay(t, connect(t, s.addr, remote.WithRelayLogSize(2*burstSize)))
+	// The relay's mirror logs the whole burst too, by default, so that
+	// the client's mirror never falls behind it.
+	relay := startRelay(t, connect(t, s.addr))
 	mir := lookupMirror(t, connect(t, relay.addr))
 	rec := count(&mir.Changed, st.m.Version()+1)
 

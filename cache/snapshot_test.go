@@ -466,8 +466,8 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 		require.GreaterOrEqual(t, obs.m.firsts, 2, "the snapshot started again")
 	})
 
-	// Through a relay, whose mirror keeps the default log (4096 changes,
-	// and as many more as it has entries while a snapshot is under way):
+	// Through a relay, whose mirror keeps a log of relayLogSize changes
+	// (and as many more as it has entries while a snapshot is under way):
 	// the changes are made in rounds that the relay's mirror (and a
 	// witness through it) catches up with, so that they reach the relay's
 	// log one by one.
@@ -475,7 +475,7 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 		st := newStore()
 		w := fillModel(t, st.m, entries)
 		c := &chain{st: st, srv: startServer(t, st)}
-		c.relayCl = connect(t, c.srv.addr)
+		c.relayCl = connect(t, c.srv.addr, remote.WithRelayLogSize(relayLogSize))
 		c.relay = startRelay(t, c.relayCl)
 		witness := lookupMirror(t, connect(t, c.relay.addr))
 		return gatedSnapshot(t, ownerFeed(t, c.relay), st.m, func() {
@@ -491,7 +491,7 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 		require.Positive(t, obs.m.snapSteps, "the changes made during the snapshot came as its steps")
 	})
 	t.Run("relay-restarts", func(t *testing.T) {
-		obs := relayed(t, feedLogSize+2*entries+1)
+		obs := relayed(t, relayLogSize+2*entries+1)
 		require.GreaterOrEqual(t, obs.m.firsts, 2, "the snapshot started again")
 	})
 
@@ -583,8 +583,10 @@ func TestSnapshotWhileModelChanges(t *testing.T) {
 	})
 }
 
-// feedLogSize is the log a relay's mirror keeps (feed.DefaultLogSize).
-const feedLogSize = 4096
+// relayLogSize is the log the relay's mirror keeps in
+// TestSnapshotWhileModelChanges: less than the default, so that the
+// changes that make a snapshot start again are quick to make.
+const relayLogSize = 4096
 
 // ownerFeed returns a reference to the feed of the store's model that s
 // publishes (the model's own, or a relay's mirror of it).

@@ -728,7 +728,7 @@ type options struct {
 	broker      []broker.Option
 	backoff     Backoff
 	dialTimeout time.Duration
-	relayLog    int // log size of relay mirrors; 0: feed.DefaultLogSize
+	relayLog    int // log size of relay mirrors; 0: the feed's default bounds
 	clock       clock
 	rand        func() float64
 	watch       []func(*Client) // WithWatch's functions, run before the first dial
@@ -802,7 +802,8 @@ func WithDialTimeout(d time.Duration) Option {
 // Registry) logs for the mirrors downstream of it, as cache.WithLogSize
 // does for a model: a downstream mirror that fell behind by more (a burst
 // faster than its link, or an outage) gets a snapshot instead of the
-// changes. 0 means the default, 4096; a negative size fails Connect with
+// changes. 0 means the default, a model's (cache.WithLogSize): the last
+// 32,768 changes within 8 MiB; a negative size fails Connect with
 // broker.ErrInvalidOption.
 func WithRelayLogSize(n int) Option {
 	return optionFunc(func(o *options) { o.relayLog = n })

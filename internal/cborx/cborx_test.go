@@ -416,3 +416,46 @@ func TestCheckSent(t *testing.T) {
 		t.Fatalf("CheckSent(%x, 1) = %v, want ErrLimit", bad, err)
 	}
 }
+
+// TestValidateTagged: ValidateTagged validates as Validate does and reports
+// whether an item tagged with the given number appears anywhere, as
+// CollectTagged would find it.
+func TestValidateTagged(t *testing.T) {
+	tagged := func(tag uint64, in []byte) []byte { return append(AppendTag(nil, tag), in...) }
+	inner := AppendArray(nil, 2)
+	inner = append(inner, tagged(59000, AppendUint(nil, 7))...)
+	inner = AppendText(inner, "x")
+	for name, c := range map[string]struct {
+		in   []byte
+		want bool
+	}{
+		"none":         {AppendText(AppendArray(nil, 1), "a"), false},
+		"top":          {tagged(59000, AppendUint(nil, 1)), true},
+		"nested":       {append(AppendArray(nil, 1), inner...), true},
+		"other tag":    {tagged(59001, AppendUint(nil, 1)), false},
+		"inside bytes": {AppendBytes(nil, tagged(59000, AppendUint(nil, 1))), false},
+		"inside a map": {append(append(AppendMap(nil, 1), AppendUint(nil, 1)...), tagged(59000, AppendUint(nil, 2))...), true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			found, err := ValidateTagged(c.in, DefaultLimits, 59000)
+			require.NoError(t, err)
+			assert.Equal(t, c.want, found)
+			n := 0
+			require.NoError(t, CollectTagged(c.in, 59000, func(uint64) { n++ }))
+			assert.Equal(t, c.want, n > 0, "as CollectTagged finds them")
+		})
+	}
+	_, err := ValidateTagged([]byte{0x01, 0x02}, DefaultLimits, 59000)
+	require.ErrorIs(t, err, ErrSyntax, "trailing data")
+}
+
+// TestReaderAdvance: Advance consumes what the caller read from Rest, and
+// refuses to pass the end or stand still.
+func TestReaderAdvance(t *testing.T) {
+	r := NewReader([]byte{0x01, 0x02, 0x03})
+	require.NoError(t, r.Advance(2))
+	assert.Equal(t, []byte{0x03}, r.Rest())
+	require.ErrorIs(t, r.Advance(2), ErrSyntax)
+	require.ErrorIs(t, r.Advance(0), ErrSyntax)
+	assert.Equal(t, 1, r.Len(), "a refused advance consumes nothing")
+}

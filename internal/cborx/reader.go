@@ -53,6 +53,17 @@ func (r *Reader) Bytes(from int) []byte { return r.b[from:r.off] }
 // Rest returns the unread bytes.
 func (r *Reader) Rest() []byte { return r.b[r.off:] }
 
+// Advance consumes n bytes that the caller read from Rest itself: an item
+// it decoded on its own. It fails, consuming nothing, when fewer than n
+// remain or n is not positive.
+func (r *Reader) Advance(n int) error {
+	if n <= 0 || n > r.Len() {
+		return syntaxErr(r.off, "cannot advance %d bytes of %d", n, r.Len())
+	}
+	r.off += n
+	return nil
+}
+
 // Head is a decoded item head.
 type Head struct {
 	Major byte

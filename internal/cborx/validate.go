@@ -24,6 +24,21 @@ var DefaultLimits = Limits{MaxDepth: 32, MaxItems: 128 * 1024, MaxTotal: 1 << 20
 // container sizes within lim. Errors wrap ErrSyntax or ErrLimit.
 func Validate(b []byte, lim Limits) error {
 	v := validator{Reader: NewReader(b), lim: lim}
+	return v.run()
+}
+
+// ValidateTagged is Validate that also reports whether b holds an item
+// tagged tag anywhere, so that a receiver looking for such items
+// (CollectTagged) need not walk b again when it holds none: the walk
+// costs as much as the validation, once per frame.
+func ValidateTagged(b []byte, lim Limits, tag uint64) (found bool, err error) {
+	v := validator{Reader: NewReader(b), lim: lim, watch: true, tag: tag}
+	err = v.run()
+	return v.found, err
+}
+
+// run validates the reader's one item and checks that nothing follows it.
+func (v *validator) run() error {
 	if err := v.item(1); err != nil {
 		return err
 	}
@@ -39,6 +54,11 @@ type validator struct {
 	Reader
 	lim   Limits
 	total uint64 // items of all arrays and maps so far (pairs count twice)
+	// With watch set, found records whether a tag numbered tag was seen
+	// (ValidateTagged).
+	watch bool
+	tag   uint64
+	found bool
 }
 
 // item validates the next item, which stands at nesting level depth.
@@ -59,6 +79,9 @@ func (v *validator) item(depth int) error {
 	case MajorTag:
 		if depth > v.lim.MaxDepth {
 			return tooDeep(v.lim.MaxDepth, off)
+		}
+		if v.watch && h.Arg == v.tag {
+			v.found = true
 		}
 		return v.item(depth + 1)
 	case MajorSimple:

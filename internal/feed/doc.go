@@ -63,10 +63,12 @@
 // a process share the decoding of a batch they all receive (the package
 // keeps the last four batches decoded, with a copy of their bytes). A
 // mirror applies a batch in one pass under its feed's lock (applySteps):
-// its steps go into its log as entries made once for all the mirrors in
-// the process that apply the same decoded batch (recentBatches.logged; a
-// log keeps that array while any of them is in it: at most one batch more
-// than the log's bound), one tail is published, and the batch's events,
+// once its feed was sent to a peer (before that nobody can follow it, and
+// it logs nothing: Feed.unlogged), its steps go into its log as entries
+// made once for all the mirrors in the process that apply the same
+// decoded batch (recentBatches.logged; a log keeps that array while any
+// of them is in it: at most one batch more than the log's bound), one
+// tail is published, and the batch's events,
 // built in a pooled array (takeEvents), go to the Sink in one Commit. A
 // pusher hands its batch to the broker as encodedBatch, written into the
 // call's frame as it is, and the broker decodes a received batch with

@@ -100,9 +100,35 @@ func CheckEntry(b []byte) error {
 	return err
 }
 
-// DefaultLogSize is the number of recent changes a feed keeps for resuming
-// mirrors when no size is given.
-const DefaultLogSize = 4096
+// DefaultLogSize and DefaultLogBytes bound the log of a feed made with no
+// size given: it keeps the last DefaultLogSize changes, fewer when those
+// take more than DefaultLogBytes (their keys and values, plus
+// logEntryCost each). The log is what a subscription that fell behind is
+// served from, so it is how far a mirror may fall behind its model (a
+// burst of Sets faster than the link, an outage) and still get every
+// change rather than a snapshot, whose differences its watchers see as
+// Merged events. 32,768 changes hold a burst of 20,000 Sets (the fan-out
+// bench, docs/benchmarks.md), which a local writer makes in tens of
+// milliseconds, far faster than a mirror across a network applies them;
+// 4,096 did not, and a mirror whose watchers kept up still got merged
+// events.
+//
+// The memory is the feed's, not each subscriber's: a subscription is a
+// cursor into the log, and every subscription reads the same immutable
+// steps (and their encoding, made once), so a thousand mirrors cost what
+// one does. The byte bound keeps a model of large values from holding
+// DefaultLogSize of them (4,096 values of 64 KiB were 256 MiB under the
+// old count-only bound; they are now 8 MiB).
+const (
+	DefaultLogSize  = 1 << 15
+	DefaultLogBytes = 8 << 20
+)
+
+// logEntryCost is what the log counts against its byte bound for each
+// change beyond its key and value: the step and change that hold it, its
+// encoding and its place in the log's array, about 150 bytes for a change
+// of small keys and values, of which the key and value are counted apart.
+const logEntryCost = 128
 
 // Event is one change as applied to a feed, for the typed layer above.
 type Event struct {
@@ -137,10 +163,26 @@ type Feed struct {
 	// log holds the recent steps, oldest first. Its elements are never
 	// changed once appended, only dropped from the front by reslicing:
 	// every tail published shares the backing array (see publish).
-	log    []*logStep
-	logLen int // changes in log
-	logMax int
-	subs   map[*Subscription]struct{}
+	log []*logStep
+	// unlogged is set for a mirror's feed until its publisher is first
+	// sent to a peer (Publisher.Exported) or subscribed to
+	// (Publisher.Subscribe): until then nobody can follow
+	// it, so the steps it applies are not logged (logOne, applySteps). A
+	// leaf mirror, which most are, then never pays for a log: a thousand
+	// mirrors in one process would otherwise each keep up to a log's
+	// bound of pointers, made, grown and scanned by the collector, for
+	// subscribers that never come.
+	unlogged atomic.Bool
+	logLen   int // changes in log
+	logBytes int // their keys and values, plus logEntryCost each
+	logMax   int
+	// logMaxBytes bounds logBytes, or is 0 when the feed was given a size
+	// (then the log keeps logMax changes whatever their size).
+	logMaxBytes int
+	// stateBytes is the keys and values of the entries, which the log's
+	// byte bound grows by while snapshots are under way (trimLog).
+	stateBytes int
+	subs       map[*Subscription]struct{}
 	// tail is the state the live subscriptions read without mu, published
 	// after every change (publish); bell wakes the pushers waiting for
 	// the next one; shared is the last batch of steps built for the
@@ -188,21 +230,24 @@ type slot struct {
 const minCompact = 64
 
 // New returns an empty feed with a new epoch that keeps the last logSize
-// changes (DefaultLogSize if logSize <= 0). owner is the model the feed
+// changes, or, if logSize <= 0, the last DefaultLogSize changes within
+// DefaultLogBytes. owner is the model the feed
 // belongs to: a reference to the feed that comes home decodes to it. An
 // owner the feed must not keep reachable (a mirror, which is collected
 // when its user lets go of it) is given as a func() any returning it, or
 // nil once it is gone.
 func New(logSize int, owner any) *Feed {
+	maxBytes := 0
 	if logSize <= 0 {
-		logSize = DefaultLogSize
+		logSize, maxBytes = DefaultLogSize, DefaultLogBytes
 	}
 	f := &Feed{
-		epoch:  uuid.NewString(),
-		index:  map[string]int{},
-		logMax: logSize,
-		subs:   map[*Subscription]struct{}{},
-		owner:  owner,
+		epoch:       uuid.NewString(),
+		index:       map[string]int{},
+		logMax:      logSize,
+		logMaxBytes: maxBytes,
+		subs:        map[*Subscription]struct{}{},
+		owner:       owner,
 	}
 	f.pub = &Publisher{f: f}
 	f.token = captable.Register(f.pub)
@@ -344,8 +389,10 @@ func (f *Feed) put(key, value []byte, version uint64) (prev []byte, had bool) {
 	if i, ok := f.index[string(key)]; ok {
 		prev = f.slots[i].value
 		f.slots[i].value = value
+		f.stateBytes += len(value) - len(prev)
 		return prev, true
 	}
+	f.stateBytes += len(key) + len(value)
 	// The index's key is the slot's own bytes, never changed once given
 	// to the feed (see Set): a new key costs no copy of its own, which a
 	// new mirror, inserting every key of its model, pays per entry.
@@ -361,6 +408,7 @@ func (f *Feed) remove(key []byte) (prev []byte, had bool) {
 		return nil, false
 	}
 	prev = f.slots[i].value
+	f.stateBytes -= len(key) + len(prev)
 	delete(f.index, string(key))
 	f.slots[i] = slot{}
 	f.dead++
@@ -408,8 +456,9 @@ func (f *Feed) compact() {
 func (f *Feed) replace(entries map[string]Change, version uint64) {
 	f.slots = make([]slot, 0, len(entries))
 	f.index = make(map[string]int, len(entries))
-	f.dead = 0
+	f.dead, f.stateBytes = 0, 0
 	for k, c := range entries {
+		f.stateBytes += len(c.Key) + len(c.Value)
 		f.index[k] = len(f.slots)
 		f.slots = append(f.slots, slot{key: c.Key, value: c.Value, born: version, live: true})
 	}
@@ -516,9 +565,11 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 }
 
 // appendLog records a step and wakes the pushers waiting (a model's
-// change). The log keeps at most logMax changes; a step larger than that
-// empties it (mirrors behind it get a snapshot). While snapshots are under
-// way it keeps as many more changes as the model has entries: a snapshot
+// change). The log keeps at most logMax changes, and, unless the feed was
+// given a size, at most logMaxBytes of them (see DefaultLogBytes); a step
+// larger than that empties it (mirrors behind it get a snapshot). While
+// snapshots are under way it keeps as many more changes (and bytes) as the
+// model has entries: a snapshot
 // needs the steps made since it started, and it takes about one batch per
 // batch's worth of entries, so a model that changes less than a batch's
 // worth per batch sent lets its snapshots complete. That extra is the
@@ -551,9 +602,11 @@ type modelStep struct {
 // logOne appends one step to the log, trims it and publishes it (see
 // appendLog). f.mu held.
 func (f *Feed) logOne(ls *logStep) {
-	ls.size = changesSize(ls.Changes)
-	f.pushLog(ls)
-	f.trimLog()
+	if !f.unlogged.Load() {
+		ls.size = changesSize(ls.Changes)
+		f.pushLog(ls)
+		f.trimLog()
+	}
 	f.publish()
 }
 
@@ -619,18 +672,24 @@ func changesSize(cs []Change) int {
 func (f *Feed) pushLog(ls *logStep) {
 	f.log = append(f.log, ls)
 	f.logLen += len(ls.Changes)
+	f.logBytes += ls.cost()
 }
 
-// trimLog drops the oldest steps while the log holds more changes than it
-// keeps (see appendLog). f.mu held.
+// cost is what the step counts against the log's byte bound.
+func (ls *logStep) cost() int { return ls.size + logEntryCost*len(ls.Changes) }
+
+// trimLog drops the oldest steps while the log holds more changes, or
+// more bytes, than it keeps (see appendLog). f.mu held.
 func (f *Feed) trimLog() {
-	keep := f.logMax
+	keep, keepBytes := f.logMax, f.logMaxBytes
 	if f.snapshots > 0 {
 		keep += len(f.index)
+		keepBytes += f.stateBytes + logEntryCost*len(f.index)
 	}
 	drop := 0
-	for f.logLen > keep && drop < len(f.log) {
+	for (f.logLen > keep || f.logMaxBytes > 0 && f.logBytes > keepBytes) && drop < len(f.log) {
 		f.logLen -= len(f.log[drop].Changes)
+		f.logBytes -= f.log[drop].cost()
 		drop++
 	}
 	// Reslicing, never clearing the dropped elements: a pusher may still
@@ -714,6 +773,7 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	if lost != nil {
 		return nil, lost
 	}
+	p.f.unlogged.Store(false) // a publisher served as a root is never Exported
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -734,6 +794,10 @@ func (p *Publisher) Exported() {
 	if p.exports.Add(1) == 1 {
 		p.hold = p.f.Owner()
 	}
+	// From now on a subscriber may come: a mirror's feed logs what it
+	// applies (Feed.unlogged); one that resumes from before gets a
+	// snapshot.
+	p.f.unlogged.Store(false)
 }
 
 // FeedResumed counts a holder that came back with the feed's token

@@ -125,7 +125,8 @@ type Follower struct {
 func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
 	fl := &Follower{f: New(opts.LogSize, opts.Owner), src: src, sink: sink, opts: opts, done: make(chan struct{})}
 	fl.f.epoch = "" // a mirror has no state of its own until the first snapshot
-	fl.f.publish()  // no subscriber yet: only for the epoch its first ones will read
+	fl.f.unlogged.Store(true)
+	fl.f.publish() // no subscriber yet: only for the epoch its first ones will read
 	fl.f.home = fl.subscriptionOn
 	fl.ctx, fl.cancel = context.WithCancel(context.Background())
 	return fl
@@ -747,7 +748,7 @@ func (f *Feed) resetTo(epoch string, version uint64, entries map[string]Change, 
 	// Every snapshot under way downstream was of the old epoch: they
 	// start again, so the slots can be laid out afresh.
 	f.replace(entries, version)
-	f.epoch, f.log, f.logLen = epoch, nil, 0
+	f.epoch, f.log, f.logLen, f.logBytes = epoch, nil, 0, 0
 	f.version = version
 	f.publish() // subscribers of the old epoch need a snapshot
 	return events
@@ -812,7 +813,11 @@ func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 	}
 	events := takeEvents(countChanges(steps))
 	done, err := f.applyEach(steps, sink, &events)
-	if done > 0 {
+	switch {
+	case done == 0:
+	case f.unlogged.Load():
+		f.publish() // nobody follows this mirror yet: nothing to log
+	default:
 		f.logSteps(recent.logged(steps)[:done])
 	}
 	if sink != nil && done > 0 {

@@ -111,10 +111,28 @@ func appendItem(buf, item []byte) []byte {
 	return append(buf, item...)
 }
 
-// DecodeValidated decodes a batch the broker received in a message it
-// validated whole (its validatedDecoder seam): as UnmarshalCBOR, which
-// fxamacker would otherwise call after checking the bytes again.
-func (b *Batch) DecodeValidated(_ cborx.Trusted, data []byte) error { return b.UnmarshalCBOR(data) }
+// DecodeValidated decodes the batch at the start of data, the rest of a
+// message the broker validated whole (its validatedDecoder seam), and
+// returns its length: as UnmarshalCBOR, which fxamacker would otherwise
+// call after checking the bytes again, but without the broker walking the
+// batch first to find its end. A remembered batch (recentBatches) whose
+// bytes begin data is the batch there: a well-formed CBOR item is never
+// the beginning of another one.
+func (b *Batch) DecodeValidated(_ cborx.Trusted, data []byte) (int, error) {
+	if out, n, ok := recent.findPrefix(data); ok {
+		*b = out
+		return n, nil
+	}
+	d := batchDecoder{r: cborx.NewReader(data)}
+	var out Batch
+	if err := d.batch(&out); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadBatch, err)
+	}
+	n := d.r.Offset()
+	recent.add(data[:n], out)
+	*b = out
+	return n, nil
+}
 
 // UnmarshalCBOR decodes a batch strictly and without reflection: exactly
 // the arrays of §11.5, each of its length and field types, a deleted
@@ -184,6 +202,19 @@ func (r *recentBatches) find(data []byte) (Batch, bool) {
 		}
 	}
 	return Batch{}, false
+}
+
+// findPrefix returns the remembered batch whose bytes begin data, and
+// their length.
+func (r *recentBatches) findPrefix(data []byte) (Batch, int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.e {
+		if e := &r.e[i]; len(e.data) > 0 && len(e.data) <= len(data) && bytes.Equal(e.data, data[:len(e.data)]) {
+			return e.b, len(e.data), true
+		}
+	}
+	return Batch{}, 0, false
 }
 
 // add remembers a batch decoded from data, replacing the oldest one.

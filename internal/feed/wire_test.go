@@ -2,6 +2,8 @@ package feed
 
 import (
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/cborx"
 )
 
 // TestBatchWireBytes checks the Batch of the first Apply in the example of
@@ -150,4 +153,30 @@ func TestBatchDecodeRefuses(t *testing.T) {
 	}
 	require.ErrorIs(t, b.UnmarshalCBOR(append(good, 0x00)), ErrBadBatch, "trailing data")
 	require.ErrorIs(t, b.UnmarshalCBOR(append([]byte{0xc1}, good...)), ErrBadBatch, "a tag around the batch")
+}
+
+// TestBatchDecodeValidatedPrefix: the broker hands DecodeValidated the
+// rest of the message from the batch on; it decodes the batch at the
+// start and returns its length, and a remembered batch whose bytes begin
+// the data is taken as it is.
+func TestBatchDecodeValidatedPrefix(t *testing.T) {
+	steps := make([]Step, 64)
+	for i := range steps {
+		steps[i] = Step{From: uint64(i), Version: uint64(i + 1), Changes: []Change{{Key: enc(fmt.Sprint("prefix", i)), Value: enc(i)}}}
+	}
+	data := appendBatch(nil, &Batch{Epoch: "prefix-epoch", Version: 64, Steps: steps})
+	require.GreaterOrEqual(t, len(data), minShared)
+	var a, b Batch
+	n, err := a.DecodeValidated(cborx.Trusted{}, append(slices.Clone(data), 0xf6, 0x01))
+	require.NoError(t, err)
+	require.Equal(t, len(data), n)
+	require.Equal(t, uint64(64), a.Version)
+	n, err = b.DecodeValidated(cborx.Trusted{}, append(slices.Clone(data), 0x80))
+	require.NoError(t, err)
+	require.Equal(t, len(data), n)
+	require.Same(t, &a.Steps[0], &b.Steps[0], "the remembered batch")
+
+	short := slices.Clone(data[:len(data)-1])
+	_, err = b.DecodeValidated(cborx.Trusted{}, short)
+	require.ErrorIs(t, err, ErrBadBatch, "a batch cut short is no remembered batch")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -515,4 +516,44 @@ func TestReferenceAccountsAcrossConnections(t *testing.T) {
 		require.NoError(t, c.Err())
 		assert.Equal(t, 0, c.Stats().Imports)
 	}
+}
+
+// TestReferencesInResultsGivenUpOn makes calls whose callers give up about
+// when their results, many references each, arrive: a result nobody waits
+// for any more is accounted for whole and given back, and one that
+// arrived as its caller gave up is delivered, so that every object is
+// dropped in the end either way.
+func TestReferencesInResultsGivenUpOn(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, &refBox{})
+	c := dial(t, addr)
+	sc := serverConn(t, srv)
+	ctx := testkit.Ctx(t, 60*time.Second)
+	const goroutines, calls = 4, 40
+	var wg sync.WaitGroup
+	var gaveUp atomic.Int64
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				cctx, cancel := context.WithTimeout(ctx, time.Duration((g*calls+i)%40)*100*time.Microsecond)
+				refs, err := Call[[]*Ref](cctx, c.Root(), "Many", 0, 1+i%(2*refAccountScan), 2, true)
+				cancel()
+				for _, r := range refs {
+					r.Release()
+				}
+				if err != nil && ctx.Err() == nil {
+					assert.ErrorIs(t, err, context.DeadlineExceeded)
+					gaveUp.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d of %d calls given up on", gaveUp.Load(), goroutines*calls)
+	testkit.Eventually(t, "every object dropped", func() bool { return sc.Stats().Exports == 1 })
+	assert.Equal(t, 0, c.Stats().Imports)
+	require.NoError(t, c.Err())
+	require.NoError(t, sc.Err())
 }

@@ -296,9 +296,39 @@ func TestScatteredFrameIsOneWrite(t *testing.T) {
 	}
 	writes := cl.Stats().Writes - before
 	// Besides a write per call, the caller sends a window update for every
-	// two results it reads (yamux updates after half its 256 KiB window);
+	// eight results it reads (yamux updates after half the 1 MiB window,
+	// streamWindow; with yamux's default of 256 KiB it was every two);
 	// with the piece before each segment written on its own it would be 40.
-	assert.LessOrEqual(t, writes, int64(calls+calls/2+2), "writes for %d scattered calls", calls)
+	assert.LessOrEqual(t, writes, int64(calls+calls/8+2), "writes for %d scattered calls", calls)
+}
+
+// TestWriteAllCutsLargeWrites: what this side hands yamux in one write,
+// and so one yamux frame, is at most maxStreamWrite, however large the
+// window (streamWindow).
+func TestWriteAllCutsLargeWrites(t *testing.T) {
+	for _, n := range []int{0, 1, maxStreamWrite - 1, maxStreamWrite, maxStreamWrite + 1, 4*maxStreamWrite + 7} {
+		var w pieceWriter
+		p := pattern(n, n)
+		require.NoError(t, writeAll(&w, p))
+		assert.True(t, bytes.Equal(p, w.all), "%d bytes written whole, in order", n)
+		assert.Len(t, w.sizes, (n+maxStreamWrite-1)/maxStreamWrite, "writes for %d bytes", n)
+		for _, k := range w.sizes {
+			assert.LessOrEqual(t, k, maxStreamWrite, "a write of %d bytes", n)
+		}
+	}
+	require.Greater(t, streamWindow, maxStreamWrite, "the window is what lets a 64 KiB flow run without window stalls")
+}
+
+// pieceWriter keeps what is written to it and the size of each write.
+type pieceWriter struct {
+	all   []byte
+	sizes []int
+}
+
+func (w *pieceWriter) Write(p []byte) (int, error) {
+	w.all = append(w.all, p...)
+	w.sizes = append(w.sizes, len(p))
+	return len(p), nil
 }
 
 // TestLargeCallsConcurrently has callers share the message streams with

@@ -10,6 +10,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -535,4 +536,73 @@ func abs(n int) int {
 		return -n
 	}
 	return n
+}
+
+// TestShrinkStreamsWhileLargeCallsRun lets go of the streams' receive
+// buffers on both sides, over and over, while callers echo 64 KiB values
+// on them: every value comes back whole (a stream in use takes a new
+// buffer with its next yamux frame).
+func TestShrinkStreamsWhileLargeCallsRun(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, &largeService{})
+	cl := dial(t, addr)
+	ctx := testkit.Ctx(t, 60*time.Second)
+	var sc *Conn
+	require.Eventually(t, func() bool {
+		if conns := srv.Conns(); len(conns) == 1 {
+			sc = conns[0]
+		}
+		return sc != nil
+	}, 10*time.Second, time.Millisecond)
+	stop := make(chan struct{})
+	shrunk := make(chan struct{})
+	go func() {
+		defer close(shrunk)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cl.shrinkStreams()
+			sc.shrinkStreams()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out []byte // reused: results are read into it (returnDirect)
+			for i := range 40 {
+				want := pattern(64<<10, w*1000+i)
+				if err := cl.Root().Call(ctx, "Echo", &out, want); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(want, out) {
+					errs <- fmt.Errorf("caller %d call %d came back different", w, i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-shrunk
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestKeepaliveTidiesWhenItFires: the keepalive's timer runs tidy (the
+// connection's shrinkStreams) each time it fires.
+func TestKeepaliveTidiesWhenItFires(t *testing.T) {
+	var tidied atomic.Int32
+	k := startKeepalive(&coalescer{}, nil, minDeadPeerTimeout, true, func(error) {}, func() { tidied.Add(1) })
+	defer k.stop()
+	require.Eventually(t, func() bool { return tidied.Load() > 0 }, 10*time.Second, time.Millisecond)
 }

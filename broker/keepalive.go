@@ -53,8 +53,8 @@ type keepalive struct {
 
 // startKeepalive arms the keepalive of a connection whose handshake is
 // done; dead is called once the peer has been silent for timeout. tidy, if
-// not nil, is called each time the timer fires, busy link or idle: at
-// least once per timeout/2 or so (Conn.shrinkStreams).
+// not nil, is called each time the timer fires, busy link or idle: every
+// pingAt or so (Conn.shrinkStreams).
 func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error), tidy func()) *keepalive {
 	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead, tidy: tidy}
 	if dialer {

@@ -148,7 +148,7 @@ func newConn(o *options, co *coalescer, sess *yamux.Session, main *yamux.Stream,
 func (c *Conn) start() *Conn {
 	// The keepalive first: once a loop runs, it may fail the connection,
 	// and the teardown stops the keepalive.
-	c.keep = startKeepalive(c.co, c.sess, c.opts.deadPeerTimeout, c.opts.side == dialSide, c.deadPeer)
+	c.keep = startKeepalive(c.co, c.sess, c.opts.deadPeerTimeout, c.opts.side == dialSide, c.deadPeer, c.shrinkStreams)
 	c.loops.Add(1)
 	go c.readLoop()
 	c.co.in.streams.begin(c.startAccepting)

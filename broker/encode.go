@@ -254,13 +254,17 @@ func (e *encoder) writeFrame(w io.Writer, co *coalescer, id uint32) error {
 	return writeAll(w, e.buf[prev:])
 }
 
-// writeAll writes p to w, if it is not empty.
+// writeAll writes p to w, if it is not empty, in writes of at most
+// maxStreamWrite bytes.
 func writeAll(w io.Writer, p []byte) error {
-	if len(p) == 0 {
-		return nil
+	for len(p) > 0 {
+		k := min(len(p), maxStreamWrite)
+		if _, err := w.Write(p[:k]); err != nil {
+			return err
+		}
+		p = p[k:]
 	}
-	_, err := w.Write(p)
-	return err
+	return nil
 }
 
 // any encodes v by its dynamic type, with fast paths for the common scalars.

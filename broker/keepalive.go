@@ -41,6 +41,7 @@ type keepalive struct {
 	timeout time.Duration // T: the silence after which the peer is dead
 	pingAt  time.Duration // the silence after which this side pings
 	dead    func(error)   // ends the connection; must not block
+	tidy    func()        // run at each firing, if not nil; must not block
 
 	mu      sync.Mutex
 	timer   *time.Timer
@@ -51,9 +52,11 @@ type keepalive struct {
 }
 
 // startKeepalive arms the keepalive of a connection whose handshake is
-// done; dead is called once the peer has been silent for timeout.
-func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error)) *keepalive {
-	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead}
+// done; dead is called once the peer has been silent for timeout. tidy, if
+// not nil, is called each time the timer fires, busy link or idle: every
+// pingAt or so (Conn.shrinkStreams).
+func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error), tidy func()) *keepalive {
+	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead, tidy: tidy}
 	if dialer {
 		k.pingAt = timeout / 2
 	}
@@ -76,6 +79,9 @@ func (k *keepalive) aligned(d time.Duration) time.Duration {
 // fire runs in the timer's goroutine each time it fires, and pings from
 // there when check says so.
 func (k *keepalive) fire() {
+	if k.tidy != nil {
+		k.tidy()
+	}
 	if k.check() {
 		k.ping()
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -296,9 +297,39 @@ func TestScatteredFrameIsOneWrite(t *testing.T) {
 	}
 	writes := cl.Stats().Writes - before
 	// Besides a write per call, the caller sends a window update for every
-	// two results it reads (yamux updates after half its 256 KiB window);
+	// eight results it reads (yamux updates after half the 1 MiB window,
+	// streamWindow; with yamux's default of 256 KiB it was every two);
 	// with the piece before each segment written on its own it would be 40.
-	assert.LessOrEqual(t, writes, int64(calls+calls/2+2), "writes for %d scattered calls", calls)
+	assert.LessOrEqual(t, writes, int64(calls+calls/8+2), "writes for %d scattered calls", calls)
+}
+
+// TestWriteAllCutsLargeWrites: what this side hands yamux in one write,
+// and so one yamux frame, is at most maxStreamWrite, however large the
+// window (streamWindow).
+func TestWriteAllCutsLargeWrites(t *testing.T) {
+	for _, n := range []int{0, 1, maxStreamWrite - 1, maxStreamWrite, maxStreamWrite + 1, 4*maxStreamWrite + 7} {
+		var w pieceWriter
+		p := pattern(n, n)
+		require.NoError(t, writeAll(&w, p))
+		assert.True(t, bytes.Equal(p, w.all), "%d bytes written whole, in order", n)
+		assert.Len(t, w.sizes, (n+maxStreamWrite-1)/maxStreamWrite, "writes for %d bytes", n)
+		for _, k := range w.sizes {
+			assert.LessOrEqual(t, k, maxStreamWrite, "a write of %d bytes", n)
+		}
+	}
+	require.Greater(t, streamWindow, maxStreamWrite, "the window is what lets a 64 KiB flow run without window stalls")
+}
+
+// pieceWriter keeps what is written to it and the size of each write.
+type pieceWriter struct {
+	all   []byte
+	sizes []int
+}
+
+func (w *pieceWriter) Write(p []byte) (int, error) {
+	w.all = append(w.all, p...)
+	w.sizes = append(w.sizes, len(p))
+	return len(p), nil
 }
 
 // TestLargeCallsConcurrently has callers share the message streams with
@@ -505,4 +536,73 @@ func abs(n int) int {
 		return -n
 	}
 	return n
+}
+
+// TestShrinkStreamsWhileLargeCallsRun lets go of the streams' receive
+// buffers on both sides, over and over, while callers echo 64 KiB values
+// on them: every value comes back whole (a stream in use takes a new
+// buffer with its next yamux frame).
+func TestShrinkStreamsWhileLargeCallsRun(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, &largeService{})
+	cl := dial(t, addr)
+	ctx := testkit.Ctx(t, 60*time.Second)
+	var sc *Conn
+	require.Eventually(t, func() bool {
+		if conns := srv.Conns(); len(conns) == 1 {
+			sc = conns[0]
+		}
+		return sc != nil
+	}, 10*time.Second, time.Millisecond)
+	stop := make(chan struct{})
+	shrunk := make(chan struct{})
+	go func() {
+		defer close(shrunk)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cl.shrinkStreams()
+			sc.shrinkStreams()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out []byte // reused: results are read into it (returnDirect)
+			for i := range 40 {
+				want := pattern(64<<10, w*1000+i)
+				if err := cl.Root().Call(ctx, "Echo", &out, want); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(want, out) {
+					errs <- fmt.Errorf("caller %d call %d came back different", w, i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-shrunk
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestKeepaliveTidiesWhenItFires: the keepalive's timer runs tidy (the
+// connection's shrinkStreams) each time it fires.
+func TestKeepaliveTidiesWhenItFires(t *testing.T) {
+	var tidied atomic.Int32
+	k := startKeepalive(&coalescer{}, nil, minDeadPeerTimeout, true, func(error) {}, func() { tidied.Add(1) })
+	defer k.stop()
+	require.Eventually(t, func() bool { return tidied.Load() > 0 }, 10*time.Second, time.Millisecond)
 }

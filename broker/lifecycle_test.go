@@ -185,7 +185,7 @@ func TestDefaultDeadPeerDetectionWithin15s(t *testing.T) {
 	assert.Nil(t, cfg.LogOutput, "yamux never writes to stderr")
 	pingAt := map[bool]time.Duration{}
 	for _, dialer := range []bool{true, false} {
-		k := startKeepalive(&coalescer{}, nil, o.deadPeerTimeout, dialer, func(error) { t.Error("a peer found dead at once") })
+		k := startKeepalive(&coalescer{}, nil, o.deadPeerTimeout, dialer, func(error) { t.Error("a peer found dead at once") }, nil)
 		k.stop()
 		assert.Equal(t, 15*time.Second, k.timeout)
 		pingAt[dialer] = k.pingAt

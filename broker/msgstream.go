@@ -57,6 +57,23 @@ func (c *Conn) wakeStreams() {
 	}
 }
 
+// shrinkStreams lets go of the receive buffers of the connection's streams
+// that hold no unread bytes (yamux's Stream.Shrink). yamux keeps a
+// stream's buffer for the stream's life, at the size of the most bytes
+// that ever waited in it unread: up to the window (streamWindow) and, as a
+// bytes.Buffer grows, twice that. The keepalive calls it each time its
+// timer fires, so that a connection that carried a burst of large messages
+// does not hold their buffers for ever; a stream still in use allocates a
+// new one with its next yamux frame.
+func (c *Conn) shrinkStreams() {
+	c.main.Shrink()
+	c.streams.mu.Lock()
+	defer c.streams.mu.Unlock()
+	for _, st := range c.streams.all {
+		st.Shrink()
+	}
+}
+
 // sendFrame sends an encoded message: large ones on a message stream, unless
 // they hold a reference to one of the receiver's objects, whose order
 // relative to that reference's release must be kept.

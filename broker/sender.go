@@ -285,7 +285,8 @@ func (s *sender) writeBatch() error {
 	return err
 }
 
-// write writes buf under a deadline. Setting a deadline costs an allocation
+// write writes buf under a deadline, in writes of at most maxStreamWrite
+// (see writeAll). Setting a deadline costs an allocation
 // in yamux, so it is renewed only when less than half the timeout is left:
 // a write that cannot complete fails after between half and all of it.
 func (s *sender) write(buf []byte) error {
@@ -295,7 +296,7 @@ func (s *sender) write(buf []byte) error {
 			return err
 		}
 	}
-	_, err := s.w.Write(buf)
+	err := writeAll(s.w, buf)
 	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)) {
 		return ErrWriteTimeout
 	}

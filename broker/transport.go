@@ -33,8 +33,29 @@ func yamuxConfig(o *options) *yamux.Config {
 	// maxPeerMsgStreams more.
 	cfg.AcceptBacklog = maxPeerMsgStreams + 2
 	cfg.StreamCloseTimeout = 30 * time.Second
+	cfg.MaxStreamWindowSize = streamWindow
 	return cfg
 }
+
+// streamWindow is the most a stream's receiver lets its peer send ahead of
+// what it has read (yamux's MaxStreamWindowSize). Every stream starts with
+// yamux's 256 KiB, and is granted the rest once its reader first reads:
+// a stream nobody has accepted (before the handshake, say) never grows past
+// 256 KiB. yamux's receiver sends a window update once its reader has
+// consumed half the window: at 256 KiB, a flow of 64 KiB messages took one
+// update per two messages and, whenever the writer got four messages ahead,
+// split the fourth into two yamux frames and stalled it until the update
+// came (docs/architecture.md, "Large values").
+const streamWindow = 1 << 20
+
+// maxStreamWrite is the most this side hands yamux in one Stream.Write
+// (writeAll: a message stream's frames, the main stream's batches), which
+// yamux sends as one frame, up to the window. It keeps yamux's frames at
+// most 256 KiB, as the default window did: yamux's send loop copies each
+// frame whole into a buffer that it keeps for the session's life, at the
+// size of the largest frame it ever sent, and writes it while every other
+// stream's frames wait.
+const maxStreamWrite = 256 << 10
 
 // yamuxLogger adapts slog to yamux's Printf-style logger, keeping the level
 // yamux writes into its messages.

@@ -53,8 +53,8 @@
 // one batch in flight; it never holds a step of the log or a shared
 // snapshot between batches, so one whose subscriber stops acknowledging
 // costs the same whatever the model's size. The feed itself holds its
-// entries, its log, which keeps more steps while snapshots of the
-// subscriptions' own are under way (appendLog), the steps dropped from
+// entries, its log, which keeps more steps while snapshots, shared or
+// of the subscriptions' own, are under way (appendLog), the steps dropped from
 // the log's front until the log's backing array is reallocated (at most
 // about the log's size), the last shared batch of steps, and the shared
 // snapshot while some subscription is part way through it. A mirror

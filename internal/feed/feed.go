@@ -182,7 +182,11 @@ type Feed struct {
 	// stateBytes is the keys and values of the entries, which the log's
 	// byte bound grows by while snapshots are under way (trimLog).
 	stateBytes int
-	subs       map[*Subscription]struct{}
+	// sharing counts the subscriptions part way through a shared
+	// snapshot (Subscription.countShared): the log grows by the state
+	// while any is, as for snapshots.
+	sharing atomic.Int64
+	subs    map[*Subscription]struct{}
 	// tail is the state the live subscriptions read without mu, published
 	// after every change (publish); bell wakes the pushers waiting for
 	// the next one; shared is the last batch of steps built for the
@@ -568,7 +572,8 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 // change). The log keeps at most logMax changes, and, unless the feed was
 // given a size, at most logMaxBytes of them (see DefaultLogBytes); a step
 // larger than that empties it (mirrors behind it get a snapshot). While
-// snapshots are under way it keeps as many more changes (and bytes) as the
+// snapshots are under way (a subscription's own, f.snapshots, or a shared
+// one, f.sharing) it keeps as many more changes (and bytes) as the
 // model has entries: a snapshot
 // needs the steps made since it started, and it takes about one batch per
 // batch's worth of entries, so a model that changes less than a batch's
@@ -682,7 +687,7 @@ func (ls *logStep) cost() int { return ls.size + logEntryCost*len(ls.Changes) }
 // more bytes, than it keeps (see appendLog). f.mu held.
 func (f *Feed) trimLog() {
 	keep, keepBytes := f.logMax, f.logMaxBytes
-	if f.snapshots > 0 {
+	if f.snapshots > 0 || f.sharing.Load() > 0 {
 		keep += len(f.index)
 		keepBytes += f.stateBytes + logEntryCost*len(f.index)
 	}

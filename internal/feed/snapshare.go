@@ -167,6 +167,7 @@ func (s *Subscription) fromShared(t *tail) outgoing {
 // snapshot cur, or of a new one when cur cannot serve it.
 func (s *Subscription) joinShared(t *tail, cur *sharedSnap) *sharedSnap {
 	s.leaveShared()
+	s.countShared(true) // before the snapshot is taken: the log keeps its steps
 	sn := cur
 	if !sn.usable(t, s.epoch, s.version) {
 		sn = s.f.sharedSnapshot(s.epoch, s.version)

@@ -58,6 +58,9 @@ type Subscription struct {
 	// tokenSent records that the feed's token went with a batch: it goes
 	// with the first one only.
 	tokenSent bool
+	// inShared records that the cursor is counted in the feed's sharing
+	// (see countShared).
+	inShared bool
 
 	// What the observer has applied, for read-your-writes.
 	amu      sync.Mutex
@@ -112,8 +115,10 @@ func (s *Subscription) run() {
 	defer s.obs.Release()
 	defer s.end()
 	defer s.leaveShared()
+	defer s.countShared(false)
 	for {
 		out, ok := s.next()
+		s.countShared(s.shared.active || s.shared.stepping)
 		if !ok {
 			return
 		}
@@ -141,6 +146,25 @@ func (s *Subscription) run() {
 			s.acked = make(chan struct{})
 		}
 		s.amu.Unlock()
+	}
+}
+
+// countShared counts the cursor in the feed's sharing while it is part
+// way through a shared snapshot, its entries or the steps that follow
+// them, so that the log keeps those steps as it does for a snapshot of
+// the subscription's own (trimLog): with the log bounded in bytes, a
+// snapshot of large values that takes longer to send than the owner
+// takes to write the bound would otherwise start again for ever. Only
+// the pusher calls it.
+func (s *Subscription) countShared(in bool) {
+	if in == s.inShared {
+		return
+	}
+	s.inShared = in
+	if in {
+		s.f.sharing.Add(1)
+	} else {
+		s.f.sharing.Add(-1)
 	}
 }
 

@@ -157,7 +157,7 @@ func TestDeadlinesAndCancellationTravelThroughTheRelay(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	res := make(chan error, 1)
 	go func() { _, err := broker.Call[string](cctx, users, "Peek"); res <- err }()
-	require.Equal(t, "Peek", <-ch.users.holding)
+	ch.users.waitHolding(t, "Peek", res)
 	cancel()
 	assert.ErrorIs(t, <-res, context.Canceled)
 	// The handler two hops up saw its context end: Peek returns on ctx.Done.
@@ -298,7 +298,7 @@ func TestUpstreamLinkLostDuringARelayedCall(t *testing.T) {
 	require.NoError(t, err)
 	res := make(chan error, 1)
 	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); res <- err }()
-	require.Equal(t, "Hold", <-ch.users.holding)
+	ch.users.waitHolding(t, "Hold", res)
 	conn := ch.client.Conn()
 	ch.link.Reset()
 	err = <-res

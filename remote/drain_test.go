@@ -49,7 +49,7 @@ func TestClientRedialsAtOnceWhenServerDrains(t *testing.T) {
 		var n int64
 		held <- users.Call(ctx, "Hold", &n)
 	}()
-	require.Equal(t, "Hold", <-ua.holding)
+	ua.waitHolding(t, "Hold", held)
 
 	proxy.SetTarget(b.addr)
 	shut := make(chan error, 1)
@@ -260,7 +260,7 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 
 	held := make(chan error, 1)
 	go func() { var n int64; held <- users.Call(ctx, "Hold", &n) }()
-	require.Equal(t, "Hold", <-ua.holding) // keeps the old connection up
+	ua.waitHolding(t, "Hold", held) // keeps the old connection up
 	proxy.SetTarget(b.addr)
 	shut := make(chan error, 1)
 	go func() { shut <- a.srv.Shutdown(ctx) }()

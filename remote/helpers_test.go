@@ -31,6 +31,24 @@ func newUsers(label string) *users {
 	return &users{label: label, gate: make(chan struct{}), holding: make(chan string, 10)}
 }
 
+// waitHolding waits until the handler of the call that reports to res
+// (Hold or Peek, named want) runs, waiting on u's gate. A call that
+// returns first never reached its handler (a link or a deadline that
+// ended on the way), and one whose handler has not run within a minute is
+// stuck: either fails the test, rather than leave it waiting on holding
+// until the test binary's timeout, which hides which call went wrong.
+func (u *users) waitHolding(t testing.TB, want string, res <-chan error) {
+	t.Helper()
+	select {
+	case got := <-u.holding:
+		require.Equal(t, want, got)
+	case err := <-res:
+		t.Fatalf("%s returned before its handler ran: %v", want, err)
+	case <-time.After(time.Minute):
+		t.Fatalf("%s's handler did not run within a minute", want)
+	}
+}
+
 func (*users) RemoteMethods() remoteable.Methods {
 	return remoteable.Methods{
 		"Get":     {Idempotent: true},

@@ -105,7 +105,7 @@ func TestRelayErrorsAfterTheUpstreamStops(t *testing.T) {
 
 	held := make(chan error, 1)
 	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); held <- err }()
-	require.Equal(t, "Hold", <-u.holding)
+	u.waitHolding(t, "Hold", held)
 	origin.stop()
 	err = <-held
 	assertRedacted(t, err, origin.addr, relay.addr)

@@ -157,7 +157,7 @@ func TestDeadlinesAndCancellationTravelThroughTheRelay(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	res := make(chan error, 1)
 	go func() { _, err := broker.Call[string](cctx, users, "Peek"); res <- err }()
-	require.Equal(t, "Peek", <-ch.users.holding)
+	ch.users.waitHolding(t, "Peek", res)
 	cancel()
 	assert.ErrorIs(t, <-res, context.Canceled)
 	// The handler two hops up saw its context end: Peek returns on ctx.Done.
@@ -170,11 +170,61 @@ func TestDeadlinesAndCancellationTravelThroughTheRelay(t *testing.T) {
 		return true
 	}, 10*time.Second, 5*time.Millisecond)
 
-	short, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel2()
-	_, err = broker.Call[string](short, users, "Peek")
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	<-ch.users.holding
+	deadlineTravels(t, ch, users, 100*time.Millisecond)
+}
+
+// TestDeadlineGoneBeforeTheCallLeaves: a call whose deadline passes before
+// it leaves the client never reaches the handler two hops up (broker.Call
+// returns context.DeadlineExceeded without sending it; a relay does the
+// same with what is left of the deadline). A 100 ms deadline does so when
+// the client or the relay is stalled for that long (-race on a busy
+// machine): TestDeadlinesAndCancellationTravelThroughTheRelay then waited
+// for the handler forever, until the test binary's timeout (seen once in
+// go test -race ./remote; reproduced by freezing the test process for
+// 150 ms at random moments with SIGSTOP and SIGCONT: the 425th run hung).
+// Here the first deadlines pass at once, deterministically.
+func TestDeadlineGoneBeforeTheCallLeaves(t *testing.T) {
+	leakcheck.Check(t)
+	ch := startChain(t, nil)
+	ctx := testkit.Ctx(t, time.Minute)
+	users, err := ch.client.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	deadlineTravels(t, ch, users, time.Microsecond)
+}
+
+// deadlineTravels calls Peek, which waits until its context ends, through
+// the chain with deadlines from first on, doubling, until one reaches the
+// handler two hops up; each call fails with context.DeadlineExceeded, and
+// the handler reached returns once its deadline passed. A call whose
+// deadline passed before it left the client or the relay never reaches
+// the handler, so the wait for it is bounded: a call still on its way
+// when the wait ends reaches it during the next one.
+func deadlineTravels(t *testing.T, ch *chain, users *Ref, first time.Duration) {
+	t.Helper()
+	ctx := testkit.Ctx(t, time.Minute)
+	reached := false
+	for d := first; !reached; d *= 2 {
+		short, cancel := context.WithTimeout(ctx, d)
+		_, err := broker.Call[string](short, users, "Peek")
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded, "with a deadline of %v", d)
+		select {
+		case <-ch.users.holding:
+			reached = true
+		case <-time.After(max(d, 10*time.Millisecond)):
+			require.NoError(t, ctx.Err(), "no deadline up to %v reached the handler", d)
+			t.Logf("a deadline of %v passed before the call reached the handler", d)
+		}
+	}
+	// The handler two hops up saw its context end: Peek returns on ctx.Done.
+	require.Eventually(t, func() bool {
+		for _, c := range ch.server.srv.Conns() {
+			if c.Stats().CallsIn != 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
 }
 
 func TestRelayMixesLocalAndUpstreamManagers(t *testing.T) {
@@ -251,7 +301,7 @@ func TestUpstreamLinkLostDuringARelayedCall(t *testing.T) {
 	require.NoError(t, err)
 	res := make(chan error, 1)
 	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); res <- err }()
-	require.Equal(t, "Hold", <-ch.users.holding)
+	ch.users.waitHolding(t, "Hold", res)
 	conn := ch.client.Conn()
 	ch.link.Reset()
 	err = <-res

@@ -160,7 +160,7 @@ func TestInFlightCallsAreRepeatedOnlyWhenIdempotent(t *testing.T) {
 	// once — while the link is still down — and is not repeated.
 	holdErr := make(chan error, 1)
 	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); holdErr <- err }()
-	require.Equal(t, "Hold", <-u.holding)
+	u.waitHolding(t, "Hold", holdErr)
 	old := cl.Conn()
 	p.Refuse(true)
 	p.Reset()
@@ -176,7 +176,7 @@ func TestInFlightCallsAreRepeatedOnlyWhenIdempotent(t *testing.T) {
 	// Idempotent: retried once after the reconnect, and succeeds.
 	peekRes := make(chan error, 1)
 	go func() { _, err := broker.Call[string](ctx, users, "Peek"); peekRes <- err }()
-	require.Equal(t, "Peek", <-u.holding)
+	u.waitHolding(t, "Peek", peekRes)
 	p.Reset()
 	select {
 	case again := <-u.holding:

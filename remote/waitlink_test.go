@@ -136,7 +136,7 @@ func TestConnectionLostNamesTheCall(t *testing.T) {
 
 	held := make(chan error, 1)
 	go func() { _, err := broker.Call[int64](ctx, users, "Hold"); held <- err }()
-	require.Equal(t, "Hold", <-u.holding)
+	u.waitHolding(t, "Hold", held)
 	p.Reset()
 	err = <-held
 	require.ErrorIs(t, err, broker.ErrConnectionLost)

@@ -599,10 +599,15 @@ func TestShrinkStreamsWhileLargeCallsRun(t *testing.T) {
 }
 
 // TestKeepaliveTidiesWhenItFires: the keepalive's timer runs tidy (the
-// connection's shrinkStreams) each time it fires.
+// connection's shrinkStreams) each time it fires on a live link.
 func TestKeepaliveTidiesWhenItFires(t *testing.T) {
 	var tidied atomic.Int32
-	k := startKeepalive(&coalescer{}, nil, minDeadPeerTimeout, true, func(error) {}, func() { tidied.Add(1) })
+	co := &coalescer{}
+	co.lastRead.Store(monoNow()) // heard from, so neither dead nor pinged (no session here)
+	k := startKeepalive(co, nil, minDeadPeerTimeout, true, func(error) { t.Error("a live peer found dead") }, func() { tidied.Add(1) })
 	defer k.stop()
-	require.Eventually(t, func() bool { return tidied.Load() > 0 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		co.lastRead.Store(monoNow())
+		return tidied.Load() > 1
+	}, 10*time.Second, time.Millisecond)
 }

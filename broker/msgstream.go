@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,11 +66,17 @@ func (c *Conn) wakeStreams() {
 // timer fires, so that a connection that carried a burst of large messages
 // does not hold their buffers for ever; a stream still in use allocates a
 // new one with its next yamux frame.
+//
+// Shrink waits for the stream's receive lock, which yamux's receive loop
+// holds while it reads a data frame's body from the socket: it can block
+// until the peer sends the rest, or the session ends. So the streams are
+// shrunk outside c.streams.mu, which other goroutines must not wait behind.
 func (c *Conn) shrinkStreams() {
 	c.main.Shrink()
 	c.streams.mu.Lock()
-	defer c.streams.mu.Unlock()
-	for _, st := range c.streams.all {
+	all := slices.Clone(c.streams.all)
+	c.streams.mu.Unlock()
+	for _, st := range all {
 		st.Shrink()
 	}
 }

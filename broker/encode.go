@@ -254,6 +254,34 @@ func (e *encoder) writeFrame(w io.Writer, co *coalescer, id uint32) error {
 	return writeAll(w, e.buf[prev:])
 }
 
+// frameRest returns a copy of the frame writeFrame wrote, without its first
+// skip bytes. Call it after writeFrame, which put the length prefix in place.
+func (e *encoder) frameRest(skip int) []byte {
+	prev := cborx.FramePrefix - uvarintLen(uint64(e.bodyLen()))
+	out := make([]byte, 0, max(cborx.FramePrefix-prev+e.bodyLen()-skip, 0))
+	add := func(p []byte) {
+		if skip >= len(p) {
+			skip -= len(p)
+			return
+		}
+		out = append(out, p[skip:]...)
+		skip = 0
+	}
+	for _, s := range e.segs {
+		add(e.buf[prev:s.at])
+		add(s.data)
+		prev = s.at
+	}
+	add(e.buf[prev:])
+	return out
+}
+
+// uvarintLen is the length of n as a uvarint.
+func uvarintLen(n uint64) int {
+	var tmp [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(tmp[:], n)
+}
+
 // writeAll writes p to w, if it is not empty, in writes of at most
 // maxStreamWrite bytes.
 func writeAll(w io.Writer, p []byte) error {

@@ -25,9 +25,10 @@ type msgStreams struct {
 	opened   atomic.Int32       // message streams this side opened
 	fromPeer atomic.Int32       // message streams the peer opened
 
-	mu     sync.Mutex
-	all    []*yamux.Stream // every message stream, the peer's and ours
-	closed bool            // the connection is closing: no stream may be added
+	mu        sync.Mutex
+	all       []*yamux.Stream // every message stream, the peer's and ours
+	closed    bool            // the connection is closing: no stream may be added
+	finishing sync.WaitGroup  // finishFrame goroutines; added to under mu while !closed
 }
 
 // track records a message stream for wakeStreams; false means the
@@ -129,8 +130,36 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 	if err != nil {
 		return err
 	}
-	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
-	if err := e.writeFrame(st, c.co, st.StreamID()); err != nil {
+	deadline := time.Now().Add(c.opts.writeTimeout)
+	st.SetWriteDeadline(deadline)
+	w := &countingWriter{w: st}
+	interrupted := func() bool { return false }
+	if ctx.Done() != nil {
+		// The caller's context bounds the write too: when it ends, an
+		// expired deadline ends a write waiting for the peer's window.
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(fired)
+			st.SetWriteDeadline(time.Now())
+		})
+		interrupted = func() bool {
+			if stop() {
+				return false
+			}
+			<-fired // the stream's deadline is not touched after this
+			return true
+		}
+	}
+	err = e.writeFrame(w, c.co, st.StreamID())
+	if interrupted() && err != nil && isTimeout(err) && time.Now().Before(deadline) {
+		// The caller gave up with part of the frame written. The rest is
+		// copied (the segments are the caller's) and finished in the
+		// background, under the write timeout, so that the stream never
+		// holds half a frame; the call counts as sent, and the caller
+		// cancels it as it would any call in flight.
+		return c.finishFrame(st, e.frameRest(w.n), deadline)
+	}
+	if err != nil {
 		// The stream may hold part of the frame now: it cannot be used again.
 		if isTimeout(err) {
 			err = ErrWriteTimeout
@@ -140,6 +169,46 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 	}
 	c.streams.idle <- st // never blocks: there are never more streams than room
 	return nil
+}
+
+// finishFrame writes rest, the end of a frame whose caller gave up while
+// it was being written, on st in a goroutine of the connection's (the
+// teardown waits for it, and wakeStreams ends its write), and then gives st
+// back. A write that fails fails the connection, as in sendOnMsgStream.
+func (c *Conn) finishFrame(st *yamux.Stream, rest []byte, deadline time.Time) error {
+	c.streams.mu.Lock()
+	if c.streams.closed {
+		c.streams.mu.Unlock()
+		return c.linkErr(true, c.deadErr())
+	}
+	c.streams.finishing.Add(1)
+	// Under mu: wakeStreams's expired deadline, set after closed, wins.
+	st.SetWriteDeadline(deadline)
+	c.streams.mu.Unlock()
+	go func() {
+		defer c.streams.finishing.Done()
+		if err := writeAll(st, rest); err != nil {
+			if isTimeout(err) {
+				err = ErrWriteTimeout
+			}
+			c.writeFailed(err)
+			return
+		}
+		c.streams.idle <- st
+	}()
+	return nil
+}
+
+// countingWriter counts the bytes its writer took.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n += n
+	return n, err
 }
 
 // msgStream takes an idle message stream, opens one if fewer than

@@ -3,8 +3,11 @@ package broker
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -231,4 +234,130 @@ func TestCutWritesNeverInterleave(t *testing.T) {
 func asBytes(v any) []byte {
 	b, _ := v.([]byte)
 	return b
+}
+
+// TestShrinkStreamsRacesLinkEnds lets go of the receive buffers on both
+// sides, over and over, while large calls open message streams and read
+// from them, and the connection ends under them: closed by either side, or
+// reset (the session dies). Nothing panics, races or leaks, and every call
+// either returns its value intact or fails with a link error.
+func TestShrinkStreamsRacesLinkEnds(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, &largeService{})
+	proxy, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { proxy.Close() })
+	ctx := testkit.Ctx(t, 60*time.Second)
+	for round := range 6 {
+		cl := dial(t, proxy.Addr())
+		require.NoError(t, cl.Root().Call(ctx, "Echo", nil, []byte("x")))
+		var sc *Conn
+		require.Eventually(t, func() bool {
+			for _, c := range srv.Conns() {
+				if c.Err() == nil {
+					sc = c
+				}
+			}
+			return sc != nil
+		}, 10*time.Second, time.Millisecond)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cl.shrinkStreams()
+				sc.shrinkStreams()
+				runtime.Gosched()
+			}
+		}()
+		for w := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					want := pattern(maxStreamWrite+w*1000+i, w*1000+i)
+					var out []byte
+					if err := cl.Root().Call(ctx, "Echo", &out, want); err != nil {
+						if CodeOf(err) != Unavailable && !errors.Is(err, ErrClosed) {
+							t.Errorf("round %d: a call ended with %v (%v)", round, err, CodeOf(err))
+						}
+						return
+					}
+					if !bytes.Equal(want, out) {
+						t.Errorf("round %d: a value came back different", round)
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(150 * time.Millisecond)
+		switch round % 3 {
+		case 0:
+			cl.Close()
+		case 1:
+			sc.Close()
+		case 2:
+			proxy.Reset()
+		}
+		<-cl.Done()
+		<-sc.Done()
+		cl.shrinkStreams() // after the end, too
+		sc.shrinkStreams()
+		close(stop)
+		wg.Wait()
+	}
+}
+
+// TestHostileMainStreamWindowBeforeHandshake: a raw yamux peer that starts
+// a Hello is granted the main stream's full window (streamWindow) as soon
+// as the server's handshake reads from it, before any authentication; the
+// grant does not let it make the server hold more: the read guard closes
+// the connection once it has sent more than a Hello could need (20 KiB),
+// however much of the 1 MiB it pushes, and the server's heap does not grow
+// by the window. A well-behaved client is served meanwhile.
+func TestHostileMainStreamWindowBeforeHandshake(t *testing.T) {
+	leakcheck.Check(t)
+	srv, addr := startServer(t, &largeService{}, WithHandshakeTimeout(time.Minute))
+	good := dial(t, addr)
+	nc, err := rawDial(addr, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+
+	var hello []byte
+	hello = binary.AppendUvarint(hello, handshakeMax)
+	hello = append(hello, make([]byte, 100)...)
+	require.NoError(t, rawFlood(nc, yxFrame(yxData, yxSYN, 1, uint32(len(hello)), hello), 1, hpSlack))
+	// The server's answer to the SYN and its window update for stream 1.
+	window := uint32(256 << 10)
+	nc.SetReadDeadline(time.Now().Add(hpSlack))
+	hdr := make([]byte, 12)
+	for window < streamWindow {
+		_, err := io.ReadFull(nc, hdr)
+		require.NoError(t, err, "the server's window update for the main stream")
+		if hdr[1] == yxWindowUpdate && binary.BigEndian.Uint32(hdr[4:8]) == 1 {
+			window += binary.BigEndian.Uint32(hdr[8:12])
+		}
+	}
+	nc.SetReadDeadline(time.Time{})
+	t.Logf("before its handshake, the peer is granted a main-stream window of %d KiB", window>>10)
+
+	base := liveHeap()
+	peak := heapPeak(base)
+	// Push all but what was already sent of the window, in 32 KiB frames.
+	chunk := yxFrame(yxData, 0, 1, 32<<10, make([]byte, 32<<10))
+	require.NoError(t, rawFlood(nc, chunk, int(window-uint32(len(hello)))/(32<<10), hpSlack))
+	require.NoError(t, rawHungUp(nc, hpSlack), "the peer is closed for sending more than a Hello could need")
+	grew := peak()
+	t.Logf("the server's live heap grew by at most %d KiB", grew>>10)
+	assert.Less(t, grew, int64(streamWindow/2), "the server did not buffer the window it granted")
+	require.Eventually(t, func() bool { return srv.Stats().Refused >= 1 }, hpSlack, time.Millisecond)
+	var out []byte
+	require.NoError(t, good.Root().Call(testkit.Ctx(t, 30*time.Second), "Echo", &out, []byte("still served")))
+	assert.Equal(t, "still served", string(out))
 }

@@ -132,7 +132,6 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 	}
 	deadline := time.Now().Add(c.opts.writeTimeout)
 	st.SetWriteDeadline(deadline)
-	w := &countingWriter{w: st}
 	interrupted := func() bool { return false }
 	if ctx.Done() != nil {
 		// The caller's context bounds the write too: when it ends, an
@@ -150,14 +149,14 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 			return true
 		}
 	}
-	err = e.writeFrame(w, c.co, st.StreamID())
+	written, err := e.writeFrame(st, c.co, st.StreamID())
 	if interrupted() && err != nil && isTimeout(err) && time.Now().Before(deadline) {
 		// The caller gave up with part of the frame written. The rest is
 		// copied (the segments are the caller's) and finished in the
 		// background, under the write timeout, so that the stream never
 		// holds half a frame; the call counts as sent, and the caller
 		// cancels it as it would any call in flight.
-		return c.finishFrame(st, e.frameRest(w.n), deadline)
+		return c.finishFrame(st, e.frameRest(written), deadline)
 	}
 	if err != nil {
 		// The stream may hold part of the frame now: it cannot be used again.
@@ -197,18 +196,6 @@ func (c *Conn) finishFrame(st *yamux.Stream, rest []byte, deadline time.Time) er
 		c.streams.idle <- st
 	}()
 	return nil
-}
-
-// countingWriter counts the bytes its writer took.
-type countingWriter struct {
-	w io.Writer
-	n int
-}
-
-func (cw *countingWriter) Write(p []byte) (int, error) {
-	n, err := cw.w.Write(p)
-	cw.n += n
-	return n, err
 }
 
 // msgStream takes an idle message stream, opens one if fewer than

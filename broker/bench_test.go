@@ -78,6 +78,28 @@ func runEchoBench(b *testing.B, size int, opts ...Option) {
 	report()
 }
 
+// BenchmarkEcho64KCancelable is BenchmarkEcho64K with a context that can
+// end, as most callers' can: a large message's write then watches it
+// (Conn.sendOnMsgStream).
+func BenchmarkEcho64KCancelable(b *testing.B) {
+	c, report := benchPair(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	payload := make([]byte, 64<<10)
+	var out []byte
+	root := c.Root()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := root.Call(ctx, "Echo", &out, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	report()
+}
+
 // BenchmarkEcho1M is one caller making 1 MiB calls.
 func BenchmarkEcho1M(b *testing.B) { runEchoBench(b, 1<<20) }
 

@@ -278,6 +278,7 @@ func (c *Conn) teardown() {
 	c.running.cancelAll()
 
 	c.loops.Wait()
+	c.streams.finishing.Wait()
 	c.out.wait()
 	close(c.loopsDone)
 	c.Disconnected.Emit(cause)

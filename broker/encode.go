@@ -231,40 +231,82 @@ func (e *encoder) dropSegments(keep int) {
 // write once, into its send buffer; that copy is the only one a segment's
 // bytes see before the kernel's. The piece before each segment is written
 // corked (coalescer.cork) when co is not nil and w is its stream id, so
-// that it leaves with the segment in one system call.
-func (e *encoder) writeFrame(w io.Writer, co *coalescer, id uint32) error {
+// that it leaves with the segment in one system call. It returns how many
+// of the frame's bytes w took, all of them unless it fails (frameRest).
+func (e *encoder) writeFrame(w io.Writer, co *coalescer, id uint32) (int, error) {
 	var tmp [binary.MaxVarintLen64]byte
 	k := binary.PutUvarint(tmp[:], uint64(e.bodyLen()))
 	prev := cborx.FramePrefix - k
 	copy(e.buf[prev:], tmp[:k])
+	written := 0
 	for _, s := range e.segs {
 		corked := co != nil && co.cork(id)
-		err := writeAll(w, e.buf[prev:s.at])
+		n, err := writeCounted(w, e.buf[prev:s.at])
+		written += n
 		if err == nil {
-			err = writeAll(w, s.data)
+			n, err = writeCounted(w, s.data)
+			written += n
 		}
 		if corked {
 			co.uncork(id)
 		}
 		if err != nil {
-			return err
+			return written, err
 		}
 		prev = s.at
 	}
-	return writeAll(w, e.buf[prev:])
+	n, err := writeCounted(w, e.buf[prev:])
+	return written + n, err
+}
+
+// frameRest returns a copy of the frame writeFrame wrote, without its first
+// skip bytes. Call it after writeFrame, which put the length prefix in place.
+func (e *encoder) frameRest(skip int) []byte {
+	prev := cborx.FramePrefix - uvarintLen(uint64(e.bodyLen()))
+	out := make([]byte, 0, max(cborx.FramePrefix-prev+e.bodyLen()-skip, 0))
+	add := func(p []byte) {
+		if skip >= len(p) {
+			skip -= len(p)
+			return
+		}
+		out = append(out, p[skip:]...)
+		skip = 0
+	}
+	for _, s := range e.segs {
+		add(e.buf[prev:s.at])
+		add(s.data)
+		prev = s.at
+	}
+	add(e.buf[prev:])
+	return out
+}
+
+// uvarintLen is the length of n as a uvarint.
+func uvarintLen(n uint64) int {
+	var tmp [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(tmp[:], n)
 }
 
 // writeAll writes p to w, if it is not empty, in writes of at most
 // maxStreamWrite bytes.
 func writeAll(w io.Writer, p []byte) error {
+	_, err := writeCounted(w, p)
+	return err
+}
+
+// writeCounted is writeAll, and returns how many bytes w took.
+func writeCounted(w io.Writer, p []byte) (int, error) {
+	total := 0
 	for len(p) > 0 {
 		k := min(len(p), maxStreamWrite)
-		if _, err := w.Write(p[:k]); err != nil {
-			return err
+		n, err := w.Write(p[:k])
+		total += n
+		if err != nil {
+			return total, err
 		}
 		p = p[k:]
 	}
-	return nil
+	return total, nil
 }
 
 // any encodes v by its dynamic type, with fast paths for the common scalars.

@@ -41,20 +41,23 @@ type keepalive struct {
 	timeout time.Duration // T: the silence after which the peer is dead
 	pingAt  time.Duration // the silence after which this side pings
 	dead    func(error)   // ends the connection; must not block
-	tidy    func()        // run at each firing, if not nil; must not block
+	tidy    func()        // run at each firing, if not nil; may block until the session ends
 
 	mu      sync.Mutex
 	timer   *time.Timer
 	stopped bool
 	pinging bool           // a ping is out, waiting for its answer
 	pings   sync.WaitGroup // the goroutine waiting for a ping's answer
+	tidying bool           // a tidy is running
+	tidies  sync.WaitGroup // the goroutine running tidy
 	sent    atomic.Int64   // pings sent, for tests
 }
 
 // startKeepalive arms the keepalive of a connection whose handshake is
 // done; dead is called once the peer has been silent for timeout. tidy, if
 // not nil, is called each time the timer fires, busy link or idle: every
-// pingAt or so (Conn.shrinkStreams).
+// pingAt or so (Conn.shrinkStreams), after the silence check and any ping,
+// and never twice at once.
 func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error), tidy func()) *keepalive {
 	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead, tidy: tidy}
 	if dialer {
@@ -77,14 +80,43 @@ func (k *keepalive) aligned(d time.Duration) time.Duration {
 }
 
 // fire runs in the timer's goroutine each time it fires, and pings from
-// there when check says so.
+// there when check says so, then tidies.
+//
+// The check comes first, and the timer is re-armed there, because tidy can
+// block: yamux's Stream.Shrink takes the stream's receive lock, which
+// yamux's receive loop holds while it reads a data frame's body from the
+// socket, so a peer gone silent in the middle of a frame (a black hole
+// during a large value) blocks it until the session ends. Tidying first
+// kept the timer's goroutine from ever reaching the check that ends such a
+// link (TestKeepaliveFindsBlackHoleMidLargeValue); now the next firing, in
+// a goroutine of its own, still checks, and skips tidying while one is
+// stuck.
 func (k *keepalive) fire() {
-	if k.tidy != nil {
-		k.tidy()
-	}
 	if k.check() {
 		k.ping()
 	}
+	k.tidyOnce()
+}
+
+// tidyOnce runs tidy unless the keepalive is stopped or a tidy is already
+// running; stop waits for it.
+func (k *keepalive) tidyOnce() {
+	if k.tidy == nil {
+		return
+	}
+	k.mu.Lock()
+	if k.stopped || k.tidying {
+		k.mu.Unlock()
+		return
+	}
+	k.tidying = true
+	k.tidies.Add(1) // under k.mu, with !stopped: stop's Wait comes after
+	k.mu.Unlock()
+	defer k.tidies.Done()
+	k.tidy()
+	k.mu.Lock()
+	k.tidying = false
+	k.mu.Unlock()
 }
 
 // check fails the connection, or re-arms the timer for when the silence
@@ -160,12 +192,14 @@ func silenceErr(silent time.Duration) error {
 		silent.Round(time.Millisecond), yamux.ErrKeepAliveTimeout)
 }
 
-// stop disarms the keepalive and waits for a ping in flight to return. Call
-// it after the session is closed, which ends such a ping at once.
+// stop disarms the keepalive and waits for a ping in flight, and a tidy,
+// to return. Call it after the session is closed, which ends such a ping at
+// once and unblocks a tidy waiting on a stream's receive lock.
 func (k *keepalive) stop() {
 	k.mu.Lock()
 	k.stopped = true
 	k.timer.Stop()
 	k.mu.Unlock()
 	k.pings.Wait()
+	k.tidies.Wait()
 }

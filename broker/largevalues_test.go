@@ -257,7 +257,12 @@ func TestScatteredFrameMatchesFlat(t *testing.T) {
 	require.Len(t, sc.segs, 3, "each byte string from scatterMin on is a segment")
 	require.Equal(t, len(want), sc.bodyLen()+len(want)-flat.bodyLen())
 	var written bytes.Buffer
-	require.NoError(t, sc.writeFrame(&written, nil, 0))
+	n, err := sc.writeFrame(&written, nil, 0)
+	require.NoError(t, err)
+	require.Equal(t, written.Len(), n, "writeFrame counts what it wrote")
+	for _, skip := range []int{0, 1, len(want) / 3, len(want) / 2, len(want) - 1, len(want)} {
+		require.Equal(t, want[skip:], sc.frameRest(skip), "the frame's rest after %d bytes", skip)
+	}
 	require.Equal(t, want, written.Bytes(), "written in pieces")
 	require.Equal(t, want, sc.frame(), "flattened")
 	require.Empty(t, sc.segs)
@@ -599,10 +604,15 @@ func TestShrinkStreamsWhileLargeCallsRun(t *testing.T) {
 }
 
 // TestKeepaliveTidiesWhenItFires: the keepalive's timer runs tidy (the
-// connection's shrinkStreams) each time it fires.
+// connection's shrinkStreams) each time it fires on a live link.
 func TestKeepaliveTidiesWhenItFires(t *testing.T) {
 	var tidied atomic.Int32
-	k := startKeepalive(&coalescer{}, nil, minDeadPeerTimeout, true, func(error) {}, func() { tidied.Add(1) })
+	co := &coalescer{}
+	co.lastRead.Store(monoNow()) // heard from, so neither dead nor pinged (no session here)
+	k := startKeepalive(co, nil, minDeadPeerTimeout, true, func(error) { t.Error("a live peer found dead") }, func() { tidied.Add(1) })
 	defer k.stop()
-	require.Eventually(t, func() bool { return tidied.Load() > 0 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		co.lastRead.Store(monoNow())
+		return tidied.Load() > 1
+	}, 10*time.Second, time.Millisecond)
 }

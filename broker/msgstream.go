@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,10 @@ type msgStreams struct {
 	opened   atomic.Int32       // message streams this side opened
 	fromPeer atomic.Int32       // message streams the peer opened
 
-	mu     sync.Mutex
-	all    []*yamux.Stream // every message stream, the peer's and ours
-	closed bool            // the connection is closing: no stream may be added
+	mu        sync.Mutex
+	all       []*yamux.Stream // every message stream, the peer's and ours
+	closed    bool            // the connection is closing: no stream may be added
+	finishing sync.WaitGroup  // finishFrame goroutines; added to under mu while !closed
 }
 
 // track records a message stream for wakeStreams; false means the
@@ -65,11 +67,17 @@ func (c *Conn) wakeStreams() {
 // timer fires, so that a connection that carried a burst of large messages
 // does not hold their buffers for ever; a stream still in use allocates a
 // new one with its next yamux frame.
+//
+// Shrink waits for the stream's receive lock, which yamux's receive loop
+// holds while it reads a data frame's body from the socket: it can block
+// until the peer sends the rest, or the session ends. So the streams are
+// shrunk outside c.streams.mu, which other goroutines must not wait behind.
 func (c *Conn) shrinkStreams() {
 	c.main.Shrink()
 	c.streams.mu.Lock()
-	defer c.streams.mu.Unlock()
-	for _, st := range c.streams.all {
+	all := slices.Clone(c.streams.all)
+	c.streams.mu.Unlock()
+	for _, st := range all {
 		st.Shrink()
 	}
 }
@@ -122,8 +130,35 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 	if err != nil {
 		return err
 	}
-	st.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout))
-	if err := e.writeFrame(st, c.co, st.StreamID()); err != nil {
+	deadline := time.Now().Add(c.opts.writeTimeout)
+	st.SetWriteDeadline(deadline)
+	interrupted := func() bool { return false }
+	if ctx.Done() != nil {
+		// The caller's context bounds the write too: when it ends, an
+		// expired deadline ends a write waiting for the peer's window.
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(fired)
+			st.SetWriteDeadline(time.Now())
+		})
+		interrupted = func() bool {
+			if stop() {
+				return false
+			}
+			<-fired // the stream's deadline is not touched after this
+			return true
+		}
+	}
+	written, err := e.writeFrame(st, c.co, st.StreamID())
+	if interrupted() && err != nil && isTimeout(err) && time.Now().Before(deadline) {
+		// The caller gave up with part of the frame written. The rest is
+		// copied (the segments are the caller's) and finished in the
+		// background, under the write timeout, so that the stream never
+		// holds half a frame; the call counts as sent, and the caller
+		// cancels it as it would any call in flight.
+		return c.finishFrame(st, e.frameRest(written), deadline)
+	}
+	if err != nil {
 		// The stream may hold part of the frame now: it cannot be used again.
 		if isTimeout(err) {
 			err = ErrWriteTimeout
@@ -132,6 +167,34 @@ func (c *Conn) sendOnMsgStream(ctx context.Context, e *encoder) error {
 		return c.linkErr(true, err)
 	}
 	c.streams.idle <- st // never blocks: there are never more streams than room
+	return nil
+}
+
+// finishFrame writes rest, the end of a frame whose caller gave up while
+// it was being written, on st in a goroutine of the connection's (the
+// teardown waits for it, and wakeStreams ends its write), and then gives st
+// back. A write that fails fails the connection, as in sendOnMsgStream.
+func (c *Conn) finishFrame(st *yamux.Stream, rest []byte, deadline time.Time) error {
+	c.streams.mu.Lock()
+	if c.streams.closed {
+		c.streams.mu.Unlock()
+		return c.linkErr(true, c.deadErr())
+	}
+	c.streams.finishing.Add(1)
+	// Under mu: wakeStreams's expired deadline, set after closed, wins.
+	st.SetWriteDeadline(deadline)
+	c.streams.mu.Unlock()
+	go func() {
+		defer c.streams.finishing.Done()
+		if err := writeAll(st, rest); err != nil {
+			if isTimeout(err) {
+				err = ErrWriteTimeout
+			}
+			c.writeFailed(err)
+			return
+		}
+		c.streams.idle <- st
+	}()
 	return nil
 }
 

@@ -115,23 +115,9 @@ func appendItem(buf, item []byte) []byte {
 // message the broker validated whole (its validatedDecoder seam), and
 // returns its length: as UnmarshalCBOR, which fxamacker would otherwise
 // call after checking the bytes again, but without the broker walking the
-// batch first to find its end. A remembered batch (recentBatches) whose
-// bytes begin data is the batch there: a well-formed CBOR item is never
-// the beginning of another one.
+// batch first to find its end.
 func (b *Batch) DecodeValidated(_ cborx.Trusted, data []byte) (int, error) {
-	if out, n, ok := recent.findPrefix(data); ok {
-		*b = out
-		return n, nil
-	}
-	d := batchDecoder{r: cborx.NewReader(data)}
-	var out Batch
-	if err := d.batch(&out); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrBadBatch, err)
-	}
-	n := d.r.Offset()
-	recent.add(data[:n], out)
-	*b = out
-	return n, nil
+	return b.decodePrefix(data)
 }
 
 // UnmarshalCBOR decodes a batch strictly and without reflection: exactly
@@ -146,21 +132,36 @@ func (b *Batch) DecodeValidated(_ cborx.Trusted, data []byte) (int, error) {
 // (recentBatches), and the same bytes again decode to it, sharing its
 // steps, changes, keys and values, which nobody changes once decoded.
 func (b *Batch) UnmarshalCBOR(data []byte) error {
-	if out, ok := recent.find(data); ok {
+	var out Batch
+	n, err := out.decodePrefix(data)
+	if err != nil {
+		return err
+	}
+	if n != len(data) {
+		return fmt.Errorf("%w: %d bytes after the batch", ErrBadBatch, len(data)-n)
+	}
+	*b = out
+	return nil
+}
+
+// decodePrefix decodes the batch at the start of data into b and returns
+// its length, b unchanged on error. A remembered batch (recentBatches)
+// whose bytes begin data is the batch there: a well-formed CBOR item is
+// never the beginning of another one.
+func (b *Batch) decodePrefix(data []byte) (int, error) {
+	if out, n, ok := recent.find(data); ok {
 		*b = out
-		return nil
+		return n, nil
 	}
 	d := batchDecoder{r: cborx.NewReader(data)}
 	var out Batch
 	if err := d.batch(&out); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadBatch, err)
+		return 0, fmt.Errorf("%w: %w", ErrBadBatch, err)
 	}
-	if d.r.Len() != 0 {
-		return fmt.Errorf("%w: %d bytes after the batch", ErrBadBatch, d.r.Len())
-	}
-	recent.add(data, out)
+	n := d.r.Offset()
+	recent.add(data[:n], out)
 	*b = out
-	return nil
+	return n, nil
 }
 
 // recentBatches holds the last batches decoded in this process with
@@ -188,25 +189,12 @@ var recent recentBatches
 // copying its bytes must cost less than decoding it again.
 const minShared = 512
 
-// find returns the batch decoded from the same bytes as data, if one is
-// remembered.
-func (r *recentBatches) find(data []byte) (Batch, bool) {
+// find returns the remembered batch whose bytes begin data, and their
+// length.
+func (r *recentBatches) find(data []byte) (Batch, int, bool) {
 	if len(data) < minShared {
-		return Batch{}, false
+		return Batch{}, 0, false // shorter than any batch remembered (add)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := range r.e {
-		if e := &r.e[i]; len(e.data) == len(data) && bytes.Equal(e.data, data) {
-			return e.b, true
-		}
-	}
-	return Batch{}, false
-}
-
-// findPrefix returns the remembered batch whose bytes begin data, and
-// their length.
-func (r *recentBatches) findPrefix(data []byte) (Batch, int, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range r.e {

@@ -431,6 +431,16 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	at := m.version
 	for _, ev := range events {
 		d := ev.Decoded.(*decodedChange[K, V])
+		if its == nil {
+			// Nobody needs the entry it replaces: one map operation
+			// rather than a lookup and then an assignment.
+			if ev.Deleted {
+				delete(m.entries.items, d.k)
+			} else {
+				m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
+			}
+			continue
+		}
 		old, had := m.entries.items[d.k]
 		ch := Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version, Merged: reset || ev.Version != at+1}
 		if ev.Deleted {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -181,6 +182,8 @@ func NewMirror[K comparable, V any](opts ...Option) *Mirror[K, V] {
 }
 
 var (
+	_ feed.SharedDecoder     = (*mirrorSink[string, int])(nil)
+	_ feed.StateSource       = (*mirrorSink[string, int])(nil)
 	_ remoteable.CacheMirror = (*Mirror[string, int])(nil)
 	_ remoteable.Cacheable   = (*Mirror[string, int])(nil)
 	_ View[string, int]      = (*Mirror[string, int])(nil)
@@ -398,15 +401,74 @@ func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
 	// it keeps the old array, whose values never change.
 	s.decoded = append(s.decoded, decodedChange[K, V]{})
 	d := &s.decoded[len(s.decoded)-1]
+	if err := decodeChange(c, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// decodeChange decodes c's key, and its value unless it is a deletion,
+// into d.
+func decodeChange[K comparable, V any](c feed.Change, d *decodedChange[K, V]) error {
 	if err := unmarshal(c.Key, &d.k); err != nil {
-		return nil, fmt.Errorf("cache: key: %w", err)
+		return fmt.Errorf("cache: key: %w", err)
 	}
 	if !c.Deleted {
 		if err := unmarshal(c.Value, &d.v); err != nil {
-			return nil, fmt.Errorf("cache: value for %v: %w", d.k, err)
+			return fmt.Errorf("cache: value for %v: %w", d.k, err)
 		}
 	}
-	return d, nil
+	return nil
+}
+
+// DecodeKind implements feed.SharedDecoder: the mirrors of one model with
+// the same key and value types share their decodings of its batches when
+// those types are immutable (see immutable); others decode their own.
+func (s *mirrorSink[K, V]) DecodeKind() any {
+	if !immutable[K]() || !immutable[V]() {
+		return nil
+	}
+	return reflect.TypeFor[decodedChange[K, V]]()
+}
+
+// immutable reports whether T is a type whose values share nothing
+// another holder could change: a string, a number or a bool.
+func immutable[T any]() bool {
+	switch any(*new(T)).(type) {
+	case string, int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8,
+		float64, float32, bool, struct{}:
+		return true
+	}
+	return false
+}
+
+// DecodeShared implements feed.SharedDecoder: Decode into an array of
+// its own, which other mirrors' Commits read too.
+func (s *mirrorSink[K, V]) DecodeShared(out []any, cs []feed.Change) ([]any, error) {
+	ds := make([]decodedChange[K, V], len(cs))
+	for i, c := range cs {
+		if err := decodeChange(c, &ds[i]); err != nil {
+			return nil, err
+		}
+		out = append(out, &ds[i])
+	}
+	return out, nil
+}
+
+// Entries implements feed.StateSource: the bytes of every entry, which
+// the mirror's feed takes when it first needs a state of its own. The
+// feed is locked, so the entries are at its version.
+func (s *mirrorSink[K, V]) Entries(yield func(key, value []byte)) bool {
+	m := s.m.Value()
+	if m == nil {
+		return false
+	}
+	m.entries.mu.RLock()
+	defer m.entries.mu.RUnlock()
+	for _, sl := range m.entries.items {
+		yield(sl.key, sl.raw)
+	}
+	return true
 }
 
 // Commit applies a batch of changes to the typed entries and queues their
@@ -437,7 +499,7 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 			if ev.Deleted {
 				delete(m.entries.items, d.k)
 			} else {
-				m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
+				m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value, key: ev.Key}
 			}
 			continue
 		}
@@ -447,7 +509,7 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 			delete(m.entries.items, d.k)
 			ch.Value, ch.Deleted = old.v, true
 		} else {
-			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
+			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value, key: ev.Key}
 		}
 		if its != nil {
 			its = append(its, item[K, V]{ch: ch, prev: old, hadPrev: had})

@@ -29,6 +29,35 @@ type Sink interface {
 	Stale(stale bool)
 }
 
+// SharedDecoder is a Sink whose decodings nobody changes once made (keys
+// and values of immutable types: strings, numbers), so that the mirrors of
+// one model in a process, which receive the same batches, decode each
+// batch once between them rather than once each.
+type SharedDecoder interface {
+	Sink
+	// DecodeKind returns a comparable value naming what DecodeShared
+	// makes: sinks returning equal kinds share their decodings. nil
+	// shares nothing.
+	DecodeKind() any
+	// DecodeShared is Decode for each of cs, appending to out, into
+	// values of their own that nobody changes: other mirrors' Commits
+	// receive them too.
+	DecodeShared(out []any, cs []Change) ([]any, error)
+}
+
+// StateSource is a Sink that holds the bytes of every entry it was
+// given: the feed of a mirror nobody follows then keeps no copy of its
+// own, and takes it from the sink when one is needed (Feed.keepState).
+type StateSource interface {
+	Sink
+	// Entries calls yield for every entry, with the key and value bytes
+	// the feed gave the sink (in Commit's events), which nobody changes.
+	// It is called with the feed locked, so the entries are those of
+	// the feed's version. It reports false when it no longer knows them
+	// (its mirror is gone).
+	Entries(yield func(key, value []byte)) bool
+}
+
 // Options configure a Follower.
 type Options struct {
 	// LogSize is the mirror's own log, for the mirrors downstream of it.
@@ -126,6 +155,9 @@ func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
 	fl := &Follower{f: New(opts.LogSize, opts.Owner), src: src, sink: sink, opts: opts, done: make(chan struct{})}
 	fl.f.epoch = "" // a mirror has no state of its own until the first snapshot
 	fl.f.unlogged.Store(true)
+	if src, ok := sink.(StateSource); ok {
+		fl.f.source, fl.f.lazy = src, true
+	}
 	fl.f.publish() // no subscriber yet: only for the epoch its first ones will read
 	fl.f.home = fl.subscriptionOn
 	fl.ctx, fl.cancel = context.WithCancel(context.Background())
@@ -695,6 +727,10 @@ func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, s
 	if epoch == f.epoch && version < f.version {
 		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
 	}
+	// The difference is from the state: a lazy feed takes it from its
+	// sink for the time of the resync.
+	f.keepState()
+	defer f.dropState()
 	diff := f.diffTo(entries)
 	decoded, err := decodeAll(diff, sink)
 	if err != nil {
@@ -861,18 +897,36 @@ func giveEvents(events []Event) {
 func (f *Feed) applyEach(steps []Step, sink Sink, events *[]Event) (int, error) {
 	v := f.version
 	var decoded []any // reused from step to step
+	var shared []any  // the steps' changes decoded for every mirror of the sink's kind
+	if sd, ok := sink.(SharedDecoder); ok {
+		shared = recent.decoded(steps, sd)
+	}
+	// The shared decodings are never written to: decoded, the array
+	// decodeInto reuses, is never one of them.
+	useShared := shared != nil
 	for i, st := range steps {
 		if st.From != v || st.Version < st.From {
 			f.version = v
 			return i, fmt.Errorf("%w: step %d→%d, mirror at %d", ErrGap, st.From, st.Version, v)
 		}
-		var err error
-		if decoded, err = decodeInto(decoded[:0], st.Changes, sink); err != nil {
-			f.version = v
-			return i, err
+		if useShared {
+			decoded, shared = shared[:len(st.Changes):len(st.Changes)], shared[len(st.Changes):]
+		} else {
+			var err error
+			if decoded, err = decodeInto(decoded[:0], st.Changes, sink); err != nil {
+				f.version = v
+				return i, err
+			}
 		}
 		for j, c := range st.Changes {
-			ev := f.applyChange(c, st.Version)
+			var ev Event
+			if f.lazy {
+				// The sink holds the state (StateSource): the event
+				// carries no previous value, which it does not read.
+				ev = Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Version: st.Version}
+			} else {
+				ev = f.applyChange(c, st.Version)
+			}
 			ev.Decoded = decodedAt(decoded, j)
 			*events = append(*events, ev)
 		}

@@ -29,15 +29,11 @@ const memoEntries = 8
 const memoLevel = 2
 
 // Items worth remembering: comparing bytes must cost far less than
-// walking them again, and copying them must not cost more than the walk:
-// at least memoMinItems items in their arrays and maps, and at most
-// memoMaxBytesPerItem bytes per item (a large byte or text string is
-// checked in one step, or one pass of utf8.Valid, and copying it would
-// cost more than that).
+// walking them again, and copying them must not cost more than the walk
+// (a large byte string is checked in one step).
 const (
-	memoMinBytes        = 512
-	memoMinItems        = 32
-	memoMaxBytesPerItem = 32
+	memoMinBytes = 512
+	memoMinItems = 32
 )
 
 // memoEntry is one valid item, with what its validation found. It is
@@ -98,7 +94,7 @@ func (v *validator) memoItem(depth int) error {
 	err := v.item(depth)
 	itemFound := v.found
 	v.found = found || itemFound
-	if n, items := uint64(v.off-off), v.total-total; err == nil && n >= memoMinBytes && items >= memoMinItems && n <= items*memoMaxBytesPerItem {
+	if err == nil && v.off-off >= memoMinBytes && v.total-total >= memoMinItems {
 		v.remember(off, v.total-total, itemFound)
 	}
 	return err

@@ -104,15 +104,10 @@ type message struct {
 	senderRefs bool
 }
 
-// validMemo holds the large elements of the bodies validated lately in
-// this process: the Apply calls that bring one model's batches to its
-// many mirrors here carry the same argument bytes, validated once.
-var validMemo cborx.Memo
-
 // parseMessage validates a received body against the decoding limits and
 // reads its head.
 func parseMessage(body []byte) (message, error) {
-	refs, err := cborx.ValidateTaggedMemo(body, decodeLimits, tagSenderRef, &validMemo)
+	refs, err := cborx.ValidateTagged(body, decodeLimits, tagSenderRef)
 	if err != nil {
 		return message{}, err
 	}

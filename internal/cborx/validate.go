@@ -59,9 +59,6 @@ type validator struct {
 	watch bool
 	tag   uint64
 	found bool
-	// memo, when set, holds the large elements of bodies validated
-	// lately (ValidateTaggedMemo).
-	memo *Memo
 }
 
 // item validates the next item, which stands at nesting level depth.
@@ -119,30 +116,13 @@ func (v *validator) container(h Head, off, depth int) error {
 	if err != nil {
 		return err
 	}
-	if err := v.addTotal(n, off); err != nil {
-		return err
-	}
-	if v.memo != nil && depth+1 == memoLevel {
-		for i := uint64(0); i < n; i++ {
-			if err := v.memoItem(depth + 1); err != nil {
-				return err
-			}
-		}
-		return nil
+	if v.total += n; v.lim.MaxTotal > 0 && v.total > uint64(v.lim.MaxTotal) {
+		return fmt.Errorf("%w: more than %d items in all at offset %d", ErrLimit, v.lim.MaxTotal, off)
 	}
 	for i := uint64(0); i < n; i++ {
 		if err := v.item(depth + 1); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// addTotal adds n to the items of all containers so far, failing past
-// lim.MaxTotal; off is where the container that adds them begins.
-func (v *validator) addTotal(n uint64, off int) error {
-	if v.total += n; v.lim.MaxTotal > 0 && v.total > uint64(v.lim.MaxTotal) {
-		return fmt.Errorf("%w: more than %d items in all at offset %d", ErrLimit, v.lim.MaxTotal, off)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -182,7 +181,6 @@ func NewMirror[K comparable, V any](opts ...Option) *Mirror[K, V] {
 }
 
 var (
-	_ feed.SharedDecoder     = (*mirrorSink[string, int])(nil)
 	_ feed.StateSource       = (*mirrorSink[string, int])(nil)
 	_ remoteable.CacheMirror = (*Mirror[string, int])(nil)
 	_ remoteable.Cacheable   = (*Mirror[string, int])(nil)
@@ -419,40 +417,6 @@ func decodeChange[K comparable, V any](c feed.Change, d *decodedChange[K, V]) er
 		}
 	}
 	return nil
-}
-
-// DecodeKind implements feed.SharedDecoder: the mirrors of one model with
-// the same key and value types share their decodings of its batches when
-// those types are immutable (see immutable); others decode their own.
-func (s *mirrorSink[K, V]) DecodeKind() any {
-	if !immutable[K]() || !immutable[V]() {
-		return nil
-	}
-	return reflect.TypeFor[decodedChange[K, V]]()
-}
-
-// immutable reports whether T is a type whose values share nothing
-// another holder could change: a string, a number or a bool.
-func immutable[T any]() bool {
-	switch any(*new(T)).(type) {
-	case string, int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8,
-		float64, float32, bool, struct{}:
-		return true
-	}
-	return false
-}
-
-// DecodeShared implements feed.SharedDecoder: Decode into an array of
-// its own, which other mirrors' Commits read too.
-func (s *mirrorSink[K, V]) DecodeShared(out []any, cs []feed.Change) ([]any, error) {
-	ds := make([]decodedChange[K, V], len(cs))
-	for i, c := range cs {
-		if err := decodeChange(c, &ds[i]); err != nil {
-			return nil, err
-		}
-		out = append(out, &ds[i])
-	}
-	return out, nil
 }
 
 // Entries implements feed.StateSource: the bytes of every entry, which

@@ -61,9 +61,8 @@
 // decodes batches with Batch.UnmarshalCBOR, without reflection, one
 // allocation per change for its key and value; the mirrors of one model in
 // a process share the decoding of a batch they all receive (the package
-// keeps the last four batches decoded, with a copy of their bytes), and
-// the typed decoding of its changes when their Sink is a SharedDecoder
-// (recentBatches.decoded). A leaf mirror's feed whose Sink is a
+// keeps the last four batches decoded, with a copy of their bytes). A
+// leaf mirror's feed whose Sink is a
 // StateSource keeps no entries of its own (Feed.lazy) until it is
 // exported, subscribed to or read: then it takes them from the Sink
 // (Feed.keepState); a resync builds them for its difference and drops

@@ -29,22 +29,6 @@ type Sink interface {
 	Stale(stale bool)
 }
 
-// SharedDecoder is a Sink whose decodings nobody changes once made (keys
-// and values of immutable types: strings, numbers), so that the mirrors of
-// one model in a process, which receive the same batches, decode each
-// batch once between them rather than once each.
-type SharedDecoder interface {
-	Sink
-	// DecodeKind returns a comparable value naming what DecodeShared
-	// makes: sinks returning equal kinds share their decodings. nil
-	// shares nothing.
-	DecodeKind() any
-	// DecodeShared is Decode for each of cs, appending to out, into
-	// values of their own that nobody changes: other mirrors' Commits
-	// receive them too.
-	DecodeShared(out []any, cs []Change) ([]any, error)
-}
-
 // StateSource is a Sink that holds the bytes of every entry it was
 // given: the feed of a mirror nobody follows then keeps no copy of its
 // own, and takes it from the sink when one is needed (Feed.keepState).
@@ -897,26 +881,15 @@ func giveEvents(events []Event) {
 func (f *Feed) applyEach(steps []Step, sink Sink, events *[]Event) (int, error) {
 	v := f.version
 	var decoded []any // reused from step to step
-	var shared []any  // the steps' changes decoded for every mirror of the sink's kind
-	if sd, ok := sink.(SharedDecoder); ok {
-		shared = recent.decoded(steps, sd)
-	}
-	// The shared decodings are never written to: decoded, the array
-	// decodeInto reuses, is never one of them.
-	useShared := shared != nil
 	for i, st := range steps {
 		if st.From != v || st.Version < st.From {
 			f.version = v
 			return i, fmt.Errorf("%w: step %d→%d, mirror at %d", ErrGap, st.From, st.Version, v)
 		}
-		if useShared {
-			decoded, shared = shared[:len(st.Changes):len(st.Changes)], shared[len(st.Changes):]
-		} else {
-			var err error
-			if decoded, err = decodeInto(decoded[:0], st.Changes, sink); err != nil {
-				f.version = v
-				return i, err
-			}
+		var err error
+		if decoded, err = decodeInto(decoded[:0], st.Changes, sink); err != nil {
+			f.version = v
+			return i, err
 		}
 		for j, c := range st.Changes {
 			var ev Event

@@ -180,17 +180,6 @@ type recentBatch struct {
 	data   []byte
 	b      Batch
 	logged []logStep
-	// typed holds the batch's changes as shared decoders of each kind
-	// decoded them (recentBatches.decoded), for the other mirrors of
-	// that kind.
-	typed []typedBatch
-}
-
-// typedBatch is a remembered batch's changes, all its steps' in order, as
-// a SharedDecoder of one kind decoded them.
-type typedBatch struct {
-	kind    any
-	decoded []any
 }
 
 // recent is the process's recentBatches.
@@ -247,55 +236,6 @@ func (r *recentBatches) logged(steps []Step) []logStep {
 		return e.logged[len(all)-n:]
 	}
 	return logChunk(steps)
-}
-
-// decoded returns the changes of steps, a batch's steps from some point
-// on, as sd decodes them, when they are a remembered batch's: decoded once
-// for all the mirrors of sd's kind that apply them, the first decoding the
-// whole batch. It returns nil when they are not, or when sd refuses a
-// change of the batch: the caller then decodes them itself, and reports
-// the error as the mirror's own.
-func (r *recentBatches) decoded(steps []Step, sd SharedDecoder) []any {
-	kind := sd.DecodeKind()
-	n := len(steps)
-	if kind == nil || n == 0 {
-		return nil
-	}
-	r.mu.Lock()
-	e, all := r.holding(steps)
-	if e == nil {
-		r.mu.Unlock()
-		return nil
-	}
-	skip := countChanges(all[:len(all)-n])
-	for _, t := range e.typed {
-		if t.kind == kind {
-			r.mu.Unlock()
-			return t.decoded[skip:]
-		}
-	}
-	r.mu.Unlock()
-	// Decoded without the lock: the mirrors of other models go on. Two
-	// mirrors decoding the same batch at once both do; the first to
-	// finish shares its decoding.
-	out := make([]any, 0, countChanges(all))
-	for i := range all {
-		var err error
-		if out, err = sd.DecodeShared(out, all[i].Changes); err != nil {
-			return nil
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, now := r.holding(steps); e != nil && &now[0] == &all[0] {
-		for _, t := range e.typed {
-			if t.kind == kind {
-				return t.decoded[skip:]
-			}
-		}
-		e.typed = append(e.typed, typedBatch{kind: kind, decoded: out})
-	}
-	return out[skip:]
 }
 
 // holding returns the remembered batch whose steps end with steps, and

@@ -541,12 +541,14 @@ func (f *Feed) dropState() {
 }
 
 // startLogging ends the feed's time as a leaf: from now on a subscriber
-// may come, so it keeps its state and logs what it applies.
-func (f *Feed) startLogging() {
+// may come, so it keeps its state and logs what it applies. It returns
+// why the feed serves nobody, if it does not (Feed.lost).
+func (f *Feed) startLogging() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.keepState()
 	f.unlogged.Store(false)
+	return f.lost
 }
 
 // EpochLocked is Epoch for a caller that holds the feed's lock (a Sink).
@@ -823,13 +825,11 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	if observer == nil || observer.Conn() == nil {
 		return nil, errNoObserver
 	}
-	p.f.mu.Lock()
-	lost := p.f.lost
-	p.f.mu.Unlock()
-	if lost != nil {
+	// A publisher served as a root is never Exported: from now on the
+	// feed keeps its state and logs, as for one that was.
+	if lost := p.f.startLogging(); lost != nil {
 		return nil, lost
 	}
-	p.f.startLogging() // a publisher served as a root is never Exported
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -853,7 +853,7 @@ func (p *Publisher) Exported() {
 	// From now on a subscriber may come: a mirror's feed keeps its state
 	// and logs what it applies (Feed.unlogged, Feed.lazy); one that
 	// resumes from before gets a snapshot.
-	p.f.startLogging()
+	_ = p.f.startLogging() // a feed that serves nobody refuses its subscribers (Subscribe)
 }
 
 // FeedResumed counts a holder that came back with the feed's token

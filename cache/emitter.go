@@ -10,6 +10,10 @@ import (
 type slot[V any] struct {
 	v   V
 	raw []byte
+	// key is the key's bytes as a mirror received them, which its feed
+	// takes back when it needs a state of its own (mirrorSink.Entries);
+	// a Map's feed keeps its own, and leaves it nil.
+	key []byte
 }
 
 // view lets the emitter read the model's current state consistently.

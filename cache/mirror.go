@@ -181,6 +181,7 @@ func NewMirror[K comparable, V any](opts ...Option) *Mirror[K, V] {
 }
 
 var (
+	_ feed.StateSource       = (*mirrorSink[string, int])(nil)
 	_ remoteable.CacheMirror = (*Mirror[string, int])(nil)
 	_ remoteable.Cacheable   = (*Mirror[string, int])(nil)
 	_ View[string, int]      = (*Mirror[string, int])(nil)
@@ -398,15 +399,40 @@ func (s *mirrorSink[K, V]) Decode(c feed.Change) (any, error) {
 	// it keeps the old array, whose values never change.
 	s.decoded = append(s.decoded, decodedChange[K, V]{})
 	d := &s.decoded[len(s.decoded)-1]
+	if err := decodeChange(c, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// decodeChange decodes c's key, and its value unless it is a deletion,
+// into d.
+func decodeChange[K comparable, V any](c feed.Change, d *decodedChange[K, V]) error {
 	if err := unmarshal(c.Key, &d.k); err != nil {
-		return nil, fmt.Errorf("cache: key: %w", err)
+		return fmt.Errorf("cache: key: %w", err)
 	}
 	if !c.Deleted {
 		if err := unmarshal(c.Value, &d.v); err != nil {
-			return nil, fmt.Errorf("cache: value for %v: %w", d.k, err)
+			return fmt.Errorf("cache: value for %v: %w", d.k, err)
 		}
 	}
-	return d, nil
+	return nil
+}
+
+// Entries implements feed.StateSource: the bytes of every entry, which
+// the mirror's feed takes when it first needs a state of its own. The
+// feed is locked, so the entries are at its version.
+func (s *mirrorSink[K, V]) Entries(yield func(key, value []byte)) bool {
+	m := s.m.Value()
+	if m == nil {
+		return false
+	}
+	m.entries.mu.RLock()
+	defer m.entries.mu.RUnlock()
+	for _, sl := range m.entries.items {
+		yield(sl.key, sl.raw)
+	}
+	return true
 }
 
 // Commit applies a batch of changes to the typed entries and queues their
@@ -431,13 +457,23 @@ func (s *mirrorSink[K, V]) Commit(events []feed.Event, reset bool) {
 	at := m.version
 	for _, ev := range events {
 		d := ev.Decoded.(*decodedChange[K, V])
+		if its == nil {
+			// Nobody needs the entry it replaces: one map operation
+			// rather than a lookup and then an assignment.
+			if ev.Deleted {
+				delete(m.entries.items, d.k)
+			} else {
+				m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value, key: ev.Key}
+			}
+			continue
+		}
 		old, had := m.entries.items[d.k]
 		ch := Change[K, V]{Key: d.k, Value: d.v, Version: ev.Version, Merged: reset || ev.Version != at+1}
 		if ev.Deleted {
 			delete(m.entries.items, d.k)
 			ch.Value, ch.Deleted = old.v, true
 		} else {
-			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value}
+			m.entries.items[d.k] = slot[V]{v: d.v, raw: ev.Value, key: ev.Key}
 		}
 		if its != nil {
 			its = append(its, item[K, V]{ch: ch, prev: old, hadPrev: had})

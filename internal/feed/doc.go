@@ -62,6 +62,11 @@
 // allocation per change for its key and value; the mirrors of one model in
 // a process share the decoding of a batch they all receive (the package
 // keeps the last four batches decoded, with a copy of their bytes). A
+// leaf mirror's feed whose Sink is a
+// StateSource keeps no entries of its own (Feed.lazy) until it is
+// exported, subscribed to or read: then it takes them from the Sink
+// (Feed.keepState); a resync builds them for its difference and drops
+// them again. A
 // mirror applies a batch in one pass under its feed's lock (applySteps):
 // once its feed was sent to a peer (before that nobody can follow it, and
 // it logs nothing: Feed.unlogged), its steps go into its log as entries

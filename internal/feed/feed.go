@@ -173,6 +173,14 @@ type Feed struct {
 	// bound of pointers, made, grown and scanned by the collector, for
 	// subscribers that never come.
 	unlogged atomic.Bool
+	// source, set for a mirror's feed whose typed layer holds every
+	// entry's bytes (a StateSource), is that layer; lazy, guarded by mu,
+	// says the feed keeps no state of its own (slots, index, stateBytes
+	// are empty) but takes it from source when it needs it (keepState):
+	// a leaf mirror, nobody following it, would otherwise keep every key
+	// and value twice, and pay for a second map per change.
+	source   StateSource
+	lazy     bool
 	logLen   int // changes in log
 	logBytes int // their keys and values, plus logEntryCost each
 	logMax   int
@@ -495,7 +503,52 @@ func (f *Feed) Epoch() string {
 func (f *Feed) Read(fn func(epoch string, version uint64, st State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.keepState()
 	fn(f.epoch, f.version, State{f})
+}
+
+// keepState makes a lazy feed keep its state from now on: it takes the
+// entries from its source, at the version the feed is at (the source
+// applies each batch under mu, in Commit), every slot born at that
+// version. No subscription can be under way: one starts only after
+// startLogging, which ends laziness first. f.mu held.
+func (f *Feed) keepState() {
+	if !f.lazy {
+		return
+	}
+	f.lazy = false
+	f.slots, f.index, f.dead, f.stateBytes = nil, map[string]int{}, 0, 0
+	ok := f.source.Entries(func(key, value []byte) {
+		f.stateBytes += len(key) + len(value)
+		f.index[unsafe.String(unsafe.SliceData(key), len(key))] = len(f.slots)
+		f.slots = append(f.slots, slot{key: key, value: value, born: f.version, live: true})
+	})
+	if !ok && f.lost == nil {
+		// The typed layer is gone (its mirror was collected): the feed
+		// cannot say what it holds, so it serves nobody.
+		f.lost = Lost("the mirror was collected", nil)
+	}
+}
+
+// dropState makes the feed lazy again while nobody can follow it (see
+// lazy). f.mu held.
+func (f *Feed) dropState() {
+	if f.source == nil || !f.unlogged.Load() {
+		return
+	}
+	f.lazy = true
+	f.slots, f.index, f.dead, f.stateBytes = nil, map[string]int{}, 0, 0
+}
+
+// startLogging ends the feed's time as a leaf: from now on a subscriber
+// may come, so it keeps its state and logs what it applies. It returns
+// why the feed serves nobody, if it does not (Feed.lost).
+func (f *Feed) startLogging() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keepState()
+	f.unlogged.Store(false)
+	return f.lost
 }
 
 // EpochLocked is Epoch for a caller that holds the feed's lock (a Sink).
@@ -772,13 +825,11 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	if observer == nil || observer.Conn() == nil {
 		return nil, errNoObserver
 	}
-	p.f.mu.Lock()
-	lost := p.f.lost
-	p.f.mu.Unlock()
-	if lost != nil {
+	// A publisher served as a root is never Exported: from now on the
+	// feed keeps its state and logs, as for one that was.
+	if lost := p.f.startLogging(); lost != nil {
 		return nil, lost
 	}
-	p.f.unlogged.Store(false) // a publisher served as a root is never Exported
 	s := &Subscription{f: p.f, obs: observer, conn: observer.Conn(), epoch: epoch, version: version,
 		acked: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -795,14 +846,14 @@ func (p *Publisher) OnIdle(fn func(lost bool)) { p.idle.Store(&fn) }
 // makes the publisher hold the feed's owner.
 func (p *Publisher) Exported() {
 	p.hmu.Lock()
-	defer p.hmu.Unlock()
 	if p.exports.Add(1) == 1 {
 		p.hold = p.f.Owner()
 	}
-	// From now on a subscriber may come: a mirror's feed logs what it
-	// applies (Feed.unlogged); one that resumes from before gets a
-	// snapshot.
-	p.f.unlogged.Store(false)
+	p.hmu.Unlock()
+	// From now on a subscriber may come: a mirror's feed keeps its state
+	// and logs what it applies (Feed.unlogged, Feed.lazy); one that
+	// resumes from before gets a snapshot.
+	_ = p.f.startLogging() // a feed that serves nobody refuses its subscribers (Subscribe)
 }
 
 // FeedResumed counts a holder that came back with the feed's token

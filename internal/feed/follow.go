@@ -29,6 +29,19 @@ type Sink interface {
 	Stale(stale bool)
 }
 
+// StateSource is a Sink that holds the bytes of every entry it was
+// given: the feed of a mirror nobody follows then keeps no copy of its
+// own, and takes it from the sink when one is needed (Feed.keepState).
+type StateSource interface {
+	Sink
+	// Entries calls yield for every entry, with the key and value bytes
+	// the feed gave the sink (in Commit's events), which nobody changes.
+	// It is called with the feed locked, so the entries are those of
+	// the feed's version. It reports false when it no longer knows them
+	// (its mirror is gone).
+	Entries(yield func(key, value []byte)) bool
+}
+
 // Options configure a Follower.
 type Options struct {
 	// LogSize is the mirror's own log, for the mirrors downstream of it.
@@ -126,6 +139,9 @@ func NewFollower(src remoteable.Caller, sink Sink, opts Options) *Follower {
 	fl := &Follower{f: New(opts.LogSize, opts.Owner), src: src, sink: sink, opts: opts, done: make(chan struct{})}
 	fl.f.epoch = "" // a mirror has no state of its own until the first snapshot
 	fl.f.unlogged.Store(true)
+	if src, ok := sink.(StateSource); ok {
+		fl.f.source, fl.f.lazy = src, true
+	}
 	fl.f.publish() // no subscriber yet: only for the epoch its first ones will read
 	fl.f.home = fl.subscriptionOn
 	fl.ctx, fl.cancel = context.WithCancel(context.Background())
@@ -695,6 +711,10 @@ func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, s
 	if epoch == f.epoch && version < f.version {
 		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
 	}
+	// The difference is from the state: a lazy feed takes it from its
+	// sink for the time of the resync.
+	f.keepState()
+	defer f.dropState()
 	diff := f.diffTo(entries)
 	decoded, err := decodeAll(diff, sink)
 	if err != nil {
@@ -872,7 +892,14 @@ func (f *Feed) applyEach(steps []Step, sink Sink, events *[]Event) (int, error) 
 			return i, err
 		}
 		for j, c := range st.Changes {
-			ev := f.applyChange(c, st.Version)
+			var ev Event
+			if f.lazy {
+				// The sink holds the state (StateSource): the event
+				// carries no previous value, which it does not read.
+				ev = Event{Key: c.Key, Value: c.Value, Deleted: c.Deleted, Version: st.Version}
+			} else {
+				ev = f.applyChange(c, st.Version)
+			}
 			ev.Decoded = decodedAt(decoded, j)
 			*events = append(*events, ev)
 		}

@@ -229,18 +229,28 @@ func (r *recentBatches) logged(steps []Step) []logStep {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := range r.e {
-		e := &r.e[i]
-		all := e.b.Steps
-		if m := len(all); n > m || &all[m-n] != &steps[0] {
-			continue
-		}
+	if e, all := r.holding(steps); e != nil {
 		if e.logged == nil {
 			e.logged = logChunk(all)
 		}
 		return e.logged[len(all)-n:]
 	}
 	return logChunk(steps)
+}
+
+// holding returns the remembered batch whose steps end with steps, and
+// its steps, or nil. r.mu held.
+func (r *recentBatches) holding(steps []Step) (*recentBatch, []Step) {
+	n := len(steps)
+	for i := range r.e {
+		e := &r.e[i]
+		all := e.b.Steps
+		if m := len(all); n > m || &all[m-n] != &steps[0] {
+			continue
+		}
+		return e, all
+	}
+	return nil, nil
 }
 
 // batchDecoder reads one batch. The changes of all its steps share one

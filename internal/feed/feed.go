@@ -188,12 +188,15 @@ type Feed struct {
 	sharing atomic.Int64
 	subs    map[*Subscription]struct{}
 	// tail is the state the live subscriptions read without mu, published
-	// after every change (publish); bell wakes the pushers waiting for
-	// the next one; shared is the last batch of steps built for the
+	// after a change when some pusher waits for it, else when a reader
+	// next asks for it (publish, current); pending says the state changed
+	// since tail was published. bell wakes the pushers waiting for the
+	// next tail; shared is the last batch of steps built for the
 	// subscriptions of the live tail, sent to all of those at its version.
-	tail   atomic.Pointer[tail]
-	bell   bell
-	shared atomic.Pointer[sharedBatch]
+	tail    atomic.Pointer[tail]
+	pending atomic.Bool
+	bell    bell
+	shared  atomic.Pointer[sharedBatch]
 	// snap is the snapshot shared by the subscriptions that need one
 	// (snapshare.go), while some subscription is part way through it.
 	snap   atomic.Pointer[sharedSnap]
@@ -255,7 +258,7 @@ func New(logSize int, owner any) *Feed {
 	}
 	f.pub = &Publisher{f: f}
 	f.token = captable.Register(f.pub)
-	f.publish()
+	f.publishNow() // the tail is never nil
 	return f
 }
 
@@ -303,17 +306,70 @@ func (t *tail) find(v uint64) int {
 }
 
 // publish makes the feed's current state the tail the live subscriptions
-// read, and wakes those waiting for it. f.mu held, so that tails are
+// read, at once when some pusher waits for it, else lazily: it only marks
+// the tail pending, and the next reader that asks for the tail (current,
+// tryCurrent) publishes it. A writer whose subscribers are all busy
+// sending, or who has none, then pays for no tail per change: the
+// pushers publish one per batch they send. f.mu held, so that tails are
 // published in the order of the changes.
+//
+// pending is stored before the waiters are counted, and a pusher counts
+// itself a waiter (bell.wait) before it reads pending (await): one of the
+// two sees the other (the atomics are sequentially consistent), so either
+// the writer publishes and rings or the pusher publishes for itself.
+func (f *Feed) publish() {
+	if !f.pending.Load() {
+		f.pending.Store(true)
+	}
+	if f.bell.waiters.Load() > 0 {
+		f.publishNow()
+	}
+}
+
+// publishNow publishes the tail and wakes the pushers waiting for it.
+// f.mu held.
 //
 // The tail's log shares the feed's backing array: appendLog only appends
 // past the end of every published window and drops steps by reslicing,
 // never by overwriting, so a pusher reading an older tail sees it whole.
 // The dropped steps stay reachable through that array until append
-// reallocates it, which bounds them by the log's own size.
-func (f *Feed) publish() {
+// reallocates it, which bounds them by the log's own size. The tail is
+// stored before pending is cleared: a reader that sees pending clear
+// loads that tail or a later one.
+func (f *Feed) publishNow() {
 	f.tail.Store(&tail{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages, log: f.log})
+	f.pending.Store(false)
 	f.bell.ring()
+}
+
+// current returns the tail of the feed's current state, publishing it
+// first when it is pending. f.mu not held.
+func (f *Feed) current() *tail {
+	if f.pending.Load() {
+		f.mu.Lock()
+		f.publishPending()
+		f.mu.Unlock()
+	}
+	return f.tail.Load()
+}
+
+// tryCurrent is current for a pusher with work to do: when the feed is
+// locked (the writer is busy) it returns the last tail published, an
+// older state but a whole one, rather than wait. A pusher with nothing
+// to send from it waits with current (await).
+func (f *Feed) tryCurrent() *tail {
+	if f.pending.Load() && f.mu.TryLock() {
+		f.publishPending()
+		f.mu.Unlock()
+	}
+	return f.tail.Load()
+}
+
+// publishPending publishes the tail if it is pending. f.mu held.
+func (f *Feed) publishPending() {
+	if f.pending.Load() {
+		f.publishNow()
+	}
 }
 
 // bell wakes the pushers waiting for a feed's next tail: a channel closed
@@ -583,7 +639,8 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 // however many do so.
 //
 // It costs the writer the same whatever the number of subscriptions: the
-// step is published with the tail and the bell rings once (publish).
+// step is published with the tail, lazily while no pusher waits, and the
+// bell rings at most once (publish).
 func (f *Feed) appendLog(s Step) {
 	f.logOne(&logStep{Step: s})
 }

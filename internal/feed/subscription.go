@@ -226,7 +226,7 @@ func (s *Subscription) next() (outgoing, bool) {
 		if s.ended.Load() {
 			return outgoing{}, false
 		}
-		t := s.f.tail.Load()
+		t := s.f.tryCurrent()
 		if s.wantsShared(t) {
 			return s.fromShared(t), true
 		}
@@ -253,8 +253,9 @@ func (s *Subscription) await(t *tail) bool {
 	ch := s.f.bell.wait()
 	defer s.f.bell.done()
 	// Checked after registering: a tail published before the
-	// registration counted rang no bell for this pusher.
-	if s.f.tail.Load() != t {
+	// registration counted rang no bell for this pusher, and a change
+	// made before it may have left its tail pending (Feed.publish).
+	if s.f.current() != t {
 		return true
 	}
 	select {
@@ -279,6 +280,7 @@ func (s *Subscription) locked() (outgoing, bool, *tail) {
 	b := s.build()
 	s.snapOwn = s.snap.active
 	s.tailing = !s.snapOwn
+	s.f.publishPending()
 	t := s.f.tail.Load()
 	s.f.mu.Unlock()
 	if b == nil {
@@ -571,7 +573,7 @@ func (s *Subscription) ReplyMark(target any) any {
 	if s.ended.Load() {
 		return nil // nothing will be applied any more
 	}
-	t := s.f.tail.Load()
+	t := s.f.current()
 	return mark{epoch: t.epoch, version: t.version}
 }
 
@@ -579,7 +581,7 @@ func (s *Subscription) ReplyMark(target any) any {
 // observer has applied the feed's current version, s ended or ctx ended.
 func (s *Subscription) ReplyWait(ctx context.Context, before any) {
 	m := before.(mark)
-	t := s.f.tail.Load()
+	t := s.f.current()
 	if t.epoch == m.epoch && t.version > m.version {
 		s.waitApplied(ctx, t.epoch, t.version)
 	}

@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -209,7 +210,11 @@ type Feed struct {
 	// snapshots counts the subscriptions with a snapshot under way, which
 	// the log keeps more steps for (appendLog).
 	snapshots int
-	pub       *Publisher
+	// stepSlab is what is left of the slab a model's next steps are
+	// taken from (appendChange), and slabSize the size of the last one.
+	stepSlab []modelStep
+	slabSize int
+	pub      *Publisher
 	// owner is the model the feed belongs to, or, for a mirror the feed
 	// must not keep alive, a func() any that returns it while it lives
 	// (see Owner).
@@ -452,22 +457,28 @@ func (f *Feed) put(key, value []byte, version uint64) (prev []byte, had bool) {
 		f.stateBytes += len(value) - len(prev)
 		return prev, true
 	}
+	f.insert(key, value, version)
+	return nil, false
+}
+
+// insert gives key, absent, a slot born at version. f.mu held.
+func (f *Feed) insert(key, value []byte, version uint64) {
 	f.stateBytes += len(key) + len(value)
 	// The index's key is the slot's own bytes, never changed once given
 	// to the feed (see Set): a new key costs no copy of its own, which a
 	// new mirror, inserting every key of its model, pays per entry.
 	f.index[unsafe.String(unsafe.SliceData(key), len(key))] = len(f.slots)
 	f.slots = append(f.slots, slot{key: key, value: value, born: version, live: true})
-	return nil, false
 }
 
-// remove deletes key, leaving its slot dead. f.mu held.
-func (f *Feed) remove(key []byte) (prev []byte, had bool) {
+// remove deletes key, leaving its slot dead, and returns the slot's own
+// key and its value. f.mu held.
+func (f *Feed) remove(key []byte) (stored, prev []byte, had bool) {
 	i, ok := f.index[string(key)]
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
-	prev = f.slots[i].value
+	stored, prev = f.slots[i].key, f.slots[i].value
 	f.stateBytes -= len(key) + len(prev)
 	delete(f.index, string(key))
 	f.slots[i] = slot{}
@@ -475,7 +486,7 @@ func (f *Feed) remove(key []byte) (prev []byte, had bool) {
 	if f.dead > len(f.slots)/2 && len(f.slots) >= minCompact {
 		f.compact()
 	}
-	return prev, true
+	return stored, prev, true
 }
 
 // compact drops the dead slots. The snapshots under way keep their place:
@@ -591,8 +602,11 @@ func (f *Feed) endSubscriptions() {
 }
 
 // Set sets key to value as a new version and returns the change. The
-// feed keeps key and value as they are: the caller must not change them
-// afterwards.
+// feed keeps value as it is: the caller must not change it afterwards.
+// key is the caller's still: the feed copies it when it is new, and
+// otherwise uses its own copy (the Event's Key), so that a writer may
+// encode its keys into a buffer of its own and a Set of a key the feed
+// holds allocates nothing for it.
 func (f *Feed) Set(key, value []byte) Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -601,13 +615,26 @@ func (f *Feed) Set(key, value []byte) Event {
 
 func (f *Feed) setLocked(key, value []byte) Event {
 	f.version++
-	prev, had := f.put(key, value, f.version)
-	f.appendChange(Change{Key: key, Value: value})
-	return Event{Key: key, Value: value, Prev: prev, HadPrev: had, Version: f.version}
+	// stored, never key, goes into the feed: key does not escape, so the
+	// caller's buffer may live on its stack.
+	var stored, prev []byte
+	i, had := f.index[string(key)]
+	if had {
+		sl := &f.slots[i]
+		stored, prev = sl.key, sl.value
+		sl.value = value
+		f.stateBytes += len(value) - len(prev)
+	} else {
+		stored = bytes.Clone(key)
+		f.insert(stored, value, f.version)
+	}
+	f.appendChange(Change{Key: stored, Value: value})
+	return Event{Key: stored, Value: value, Prev: prev, HadPrev: had, Version: f.version}
 }
 
 // Delete deletes key as a new version. It reports false, and changes
-// nothing, when key is absent.
+// nothing, when key is absent. The feed does not keep key: the change
+// (the Event's Key) holds the feed's own copy.
 func (f *Feed) Delete(key []byte) (Event, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -615,13 +642,13 @@ func (f *Feed) Delete(key []byte) (Event, bool) {
 }
 
 func (f *Feed) deleteLocked(key []byte) (Event, bool) {
-	prev, had := f.remove(key)
+	stored, prev, had := f.remove(key)
 	if !had {
 		return Event{}, false
 	}
 	f.version++
-	f.appendChange(Change{Key: key, Deleted: true})
-	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
+	f.appendChange(Change{Key: stored, Deleted: true})
+	return Event{Key: stored, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
 // appendLog records a step and wakes the pushers waiting (a model's
@@ -646,14 +673,30 @@ func (f *Feed) appendLog(s Step) {
 }
 
 // appendChange logs a model's change as the step to its version, which
-// the caller has just set, with one allocation for the step and its
-// change.
+// the caller has just set. The step and its change are taken from a slab
+// of them (stepSlab), so that a writer's Set costs no allocation of its
+// own for them, and the collector finds the log's steps in a few large
+// objects rather than one small one per change. A slab stays reachable
+// while any of its steps is in the log (or a tail some pusher still
+// reads): at most maxStepSlab steps beyond the log's bound.
 func (f *Feed) appendChange(c Change) {
-	ms := &modelStep{logStep: logStep{Step: Step{From: f.version - 1, Version: f.version}}}
+	if len(f.stepSlab) == 0 {
+		// Slabs grow from a few steps, so that a model changed rarely
+		// (or a feed never changed) does not hold a whole one.
+		f.slabSize = min(max(2*f.slabSize, 4), maxStepSlab)
+		f.stepSlab = make([]modelStep, f.slabSize)
+	}
+	ms := &f.stepSlab[0]
+	f.stepSlab = f.stepSlab[1:]
+	ms.Step = Step{From: f.version - 1, Version: f.version}
 	ms.one[0] = c
 	ms.Changes = ms.one[:]
 	f.logOne(&ms.logStep)
 }
+
+// maxStepSlab is the most steps appendChange allocates at once: about
+// 14 KiB.
+const maxStepSlab = 128
 
 // modelStep is a model's step with room for its one change.
 type modelStep struct {

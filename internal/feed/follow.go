@@ -774,7 +774,7 @@ func (f *Feed) applyChange(c Change, version uint64) Event {
 	var prev []byte
 	var had bool
 	if c.Deleted {
-		prev, had = f.remove(c.Key)
+		_, prev, had = f.remove(c.Key)
 	} else {
 		prev, had = f.put(c.Key, c.Value, version)
 	}

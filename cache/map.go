@@ -59,6 +59,7 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 	}
 	m.f = feed.New(o.logSize, owner)
 	m.em = newEmitter[K, V](&m.Changed, nil, m, o.queueSize)
+	m.em.reuse = true
 	return m
 }
 

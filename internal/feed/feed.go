@@ -774,7 +774,19 @@ func changesSize(cs []Change) int {
 }
 
 // pushLog appends one step to the log; its size is set. f.mu held.
+//
+// A full backing array is replaced by one of twice the log's length, not
+// grown by a quarter as append grows a long slice: a log at its bound,
+// which drops a step from its front for each one it appends, then copies
+// itself once per log's worth of steps rather than four times. The
+// dropped steps the array keeps reachable stay within the log's length
+// (see publishNow).
 func (f *Feed) pushLog(ls *logStep) {
+	if len(f.log) == cap(f.log) {
+		grown := make([]*logStep, len(f.log), max(2*len(f.log), 8))
+		copy(grown, f.log)
+		f.log = grown
+	}
 	f.log = append(f.log, ls)
 	f.logLen += len(ls.Changes)
 	f.logBytes += ls.cost()

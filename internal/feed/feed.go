@@ -326,7 +326,7 @@ func (f *Feed) publish() {
 	if !f.pending.Load() {
 		f.pending.Store(true)
 	}
-	if f.bell.waiters.Load() > 0 {
+	if f.bell.waiting() {
 		f.publishNow()
 	}
 }
@@ -378,44 +378,60 @@ func (f *Feed) publishPending() {
 }
 
 // bell wakes the pushers waiting for a feed's next tail: a channel closed
-// and replaced on each ring, but only when some pusher waits, so that a
-// change costs the writer no allocation while every subscriber is busy.
+// and replaced on each ring, but only when some pusher waits on it, so
+// that a change costs the writer no allocation while every subscriber is
+// busy. The waiters are counted per channel: a pusher a ring woke stops
+// counting as a waiter then, not once it runs, so the changes made before
+// the woken pushers get to run (a crowd of them, on a busy machine) each
+// publish no tail and ring nothing.
 type bell struct {
-	ch      atomic.Pointer[chan struct{}]
+	cur atomic.Pointer[bellCh]
+}
+
+// bellCh is one channel of a bell and the waiters registered on it.
+type bellCh struct {
+	ch      chan struct{}
 	waiters atomic.Int32
 }
 
 // wait registers a waiter and returns the channel that the next ring
 // closes. The waiter must check the tail again after wait (it may have
-// changed before the registration counted) and call done once it stops
-// waiting.
-func (b *bell) wait() <-chan struct{} {
-	b.waiters.Add(1)
-	if p := b.ch.Load(); p != nil {
-		return *p
+// changed before the registration counted) and call done with the
+// channel once it stops waiting.
+func (b *bell) wait() *bellCh {
+	c := b.cur.Load()
+	if c == nil {
+		c = &bellCh{ch: make(chan struct{})}
+		if !b.cur.CompareAndSwap(nil, c) {
+			c = b.cur.Load()
+		}
 	}
-	ch := make(chan struct{})
-	if b.ch.CompareAndSwap(nil, &ch) {
-		return ch
-	}
-	return *b.ch.Load()
+	// A ring may replace c between the load and the count: it closed c
+	// then, and the waiter wakes at once.
+	c.waiters.Add(1)
+	return c
 }
 
-// done unregisters a waiter.
-func (b *bell) done() { b.waiters.Add(-1) }
+// done unregisters a waiter of c.
+func (c *bellCh) done() { c.waiters.Add(-1) }
 
-// ring wakes every registered waiter. It runs after the tail is stored:
-// a waiter counted before ring reads waiters gets a channel ring closes
-// (or, registered after the swap, gets the new channel but then sees the
-// new tail on its check); one counted after that sees the new tail.
+// waiting reports whether some pusher waits on the current channel.
+func (b *bell) waiting() bool {
+	c := b.cur.Load()
+	return c != nil && c.waiters.Load() > 0
+}
+
+// ring wakes every waiter of the current channel. It runs after the tail
+// is stored, with the feed locked (one ring at a time): a waiter counted
+// before ring reads the count gets a channel ring closes; one counted
+// after that sees the new tail on its check, or counted on a channel
+// already replaced, finds it closed.
 func (b *bell) ring() {
-	if b.waiters.Load() == 0 {
+	if !b.waiting() {
 		return
 	}
-	ch := make(chan struct{})
-	if old := b.ch.Swap(&ch); old != nil {
-		close(*old)
-	}
+	old := b.cur.Swap(&bellCh{ch: make(chan struct{})})
+	close(old.ch)
 }
 
 // State is a feed's entries, as Read shows them.

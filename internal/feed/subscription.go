@@ -250,8 +250,8 @@ func (s *Subscription) next() (outgoing, bool) {
 // await waits until the feed publishes a tail other than t, reporting
 // false when the subscription ended first.
 func (s *Subscription) await(t *tail) bool {
-	ch := s.f.bell.wait()
-	defer s.f.bell.done()
+	bc := s.f.bell.wait()
+	defer bc.done()
 	// Checked after registering: a tail published before the
 	// registration counted rang no bell for this pusher, and a change
 	// made before it may have left its tail pending (Feed.publish).
@@ -259,7 +259,7 @@ func (s *Subscription) await(t *tail) bool {
 		return true
 	}
 	select {
-	case <-ch:
+	case <-bc.ch:
 		return true
 	case <-s.ctx.Done():
 		return false

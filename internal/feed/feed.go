@@ -348,26 +348,43 @@ func (f *Feed) publishNow() {
 }
 
 // current returns the tail of the feed's current state, publishing it
-// first when it is pending. f.mu not held.
+// first when it is pending. f.mu not held. It waits for the lock: only
+// for the rare readers (a read-your-writes gate, a shared snapshot), never
+// a pusher, which must not hold up the writer (tryCurrent, await).
 func (f *Feed) current() *tail {
 	if f.pending.Load() {
 		f.mu.Lock()
 		f.publishPending()
-		f.mu.Unlock()
+		f.unlock()
 	}
 	return f.tail.Load()
 }
 
-// tryCurrent is current for a pusher with work to do: when the feed is
-// locked (the writer is busy) it returns the last tail published, an
-// older state but a whole one, rather than wait. A pusher with nothing
-// to send from it waits with current (await).
+// tryCurrent is current for a pusher: when the feed is locked (the writer
+// is busy) it returns the last tail published, an older state but a whole
+// one, rather than wait. A pusher with nothing to send from it waits
+// (await), and the tail is published for it then.
 func (f *Feed) tryCurrent() *tail {
 	if f.pending.Load() && f.mu.TryLock() {
 		f.publishPending()
-		f.mu.Unlock()
+		f.unlock()
 	}
 	return f.tail.Load()
+}
+
+// unlock unlocks f.mu and then publishes the tail if it is pending while
+// a pusher waits for it, unless someone else holds the lock by then (who
+// does the same when they unlock). A pusher that waits for a pending tail
+// tries to publish it itself, but never waits for the lock (await): when
+// the lock is held it leaves the tail to the holder, here. Its count as a
+// waiter comes before its try fails, which comes before the holder's
+// unlock, so the holder sees it.
+func (f *Feed) unlock() {
+	f.mu.Unlock()
+	for f.pending.Load() && f.bell.waiting() && f.mu.TryLock() {
+		f.publishPending()
+		f.mu.Unlock()
+	}
 }
 
 // publishPending publishes the tail if it is pending. f.mu held.
@@ -569,7 +586,7 @@ func (f *Feed) Token() string { return f.token }
 // Epoch returns the feed's epoch.
 func (f *Feed) Epoch() string {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.epoch
 }
 
@@ -577,7 +594,7 @@ func (f *Feed) Epoch() string {
 // (and no Sink method called) while fn runs. fn must not keep st.
 func (f *Feed) Read(fn func(epoch string, version uint64, st State)) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	fn(f.epoch, f.version, State{f})
 }
 
@@ -587,7 +604,7 @@ func (f *Feed) EpochLocked() string { return f.epoch }
 // Version returns the feed's version.
 func (f *Feed) Version() uint64 {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.version
 }
 
@@ -598,7 +615,7 @@ func (f *Feed) VersionLocked() uint64 { return f.version }
 // Subscribers returns the number of live subscriptions.
 func (f *Feed) Subscribers() int {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return len(f.subs)
 }
 
@@ -611,7 +628,7 @@ func (f *Feed) endSubscriptions() {
 	for s := range f.subs {
 		subs = append(subs, s)
 	}
-	f.mu.Unlock()
+	f.unlock()
 	for _, s := range subs {
 		s.end()
 	}
@@ -625,7 +642,7 @@ func (f *Feed) endSubscriptions() {
 // holds allocates nothing for it.
 func (f *Feed) Set(key, value []byte) Event {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.setLocked(key, value)
 }
 
@@ -653,7 +670,7 @@ func (f *Feed) setLocked(key, value []byte) Event {
 // (the Event's Key) holds the feed's own copy.
 func (f *Feed) Delete(key []byte) (Event, bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.deleteLocked(key)
 }
 
@@ -902,7 +919,7 @@ func (p *Publisher) Subscribe(ctx context.Context, observer *broker.Ref, epoch s
 	}
 	p.f.mu.Lock()
 	lost := p.f.lost
-	p.f.mu.Unlock()
+	p.f.unlock()
 	if lost != nil {
 		return nil, lost
 	}

@@ -218,7 +218,7 @@ func (fl *Follower) Close() {
 	if fl.f.lost == nil {
 		fl.f.lost = Lost("the mirror it followed was closed", nil)
 	}
-	fl.f.mu.Unlock()
+	fl.f.unlock()
 	fl.f.endSubscriptions()
 }
 
@@ -407,7 +407,7 @@ func (fl *Follower) lose(err error) error {
 	fl.setStale(true, true)
 	fl.f.mu.Lock()
 	fl.f.lost = err
-	fl.f.mu.Unlock()
+	fl.f.unlock()
 	captable.Remove(fl.f.token)
 	fl.f.endSubscriptions()
 	logger := captable.LoggerOf(conn)
@@ -451,7 +451,7 @@ func (fl *Follower) setStale(stale, own bool) {
 	if fl.f.setStaleLocked(s) && fl.sink != nil {
 		fl.sink.Stale(s)
 	}
-	fl.f.mu.Unlock()
+	fl.f.unlock()
 }
 
 // observer receives one subscription's batches. It is sent to the source
@@ -691,7 +691,7 @@ const maxSnapshotEntries = 1 << 24
 // difference from the previous state as changes.
 func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, sink Sink) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	if epoch == f.epoch && version < f.version {
 		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
 	}
@@ -804,7 +804,7 @@ func (f *Feed) appendStep(s Step) {
 // one Commit, also when a bad step stops it part way.
 func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	if epoch != f.epoch {
 		return fmt.Errorf("%w: batch of epoch %s, mirror of %s", ErrGap, epoch, f.epoch)
 	}

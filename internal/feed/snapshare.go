@@ -104,7 +104,7 @@ func (f *Feed) sharedSnapshot(epoch string, version uint64) *sharedSnap {
 			sn.entries = append(sn.entries, Change{Key: sl.key, Value: sl.value})
 		}
 	}
-	f.mu.Unlock()
+	f.unlock()
 	f.snap.Store(sn)
 	return sn
 }

@@ -86,7 +86,7 @@ func (s *Subscription) Exported() {
 		s.f.mu.Lock()
 		s.f.subs[s] = struct{}{}
 		s.outages = s.f.outages
-		s.f.mu.Unlock()
+		s.f.unlock()
 		go s.run()
 	})
 }
@@ -103,7 +103,7 @@ func (s *Subscription) end() {
 	s.f.mu.Lock()
 	delete(s.f.subs, s)
 	s.stopSnapshot()
-	s.f.mu.Unlock()
+	s.f.unlock()
 	s.amu.Lock()
 	close(s.acked)
 	s.acked = nil
@@ -192,7 +192,7 @@ func pushedOf(b *Batch) pushed {
 // snapshot batch held a single change, which no batch size can carry.
 func (s *Subscription) shrink(b pushed) bool {
 	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
+	defer s.f.unlock()
 	if s.maxBytes == 0 {
 		s.maxBytes = maxBatchBytes
 	}
@@ -254,9 +254,20 @@ func (s *Subscription) await(t *tail) bool {
 	defer bc.done()
 	// Checked after registering: a tail published before the
 	// registration counted rang no bell for this pusher, and a change
-	// made before it may have left its tail pending (Feed.publish).
-	if s.f.current() != t {
-		return true
+	// made before it may have left its tail pending (Feed.publish). The
+	// pusher publishes a pending tail itself only when the lock is free:
+	// a pusher waiting for the lock, preempted in the crowd, would hold
+	// up the writer behind it. When the lock is held its holder publishes
+	// the tail as it unlocks (Feed.unlock), and rings.
+	for {
+		if s.f.tail.Load() != t {
+			return true
+		}
+		if !s.f.pending.Load() || !s.f.mu.TryLock() {
+			break
+		}
+		s.f.publishPending()
+		s.f.unlock()
 	}
 	select {
 	case <-bc.ch:
@@ -274,7 +285,7 @@ func (s *Subscription) locked() (outgoing, bool, *tail) {
 	if s.ended.Load() {
 		// end has run (it takes f.mu after setting ended): a snapshot
 		// started now would never be counted out of f.snapshots.
-		s.f.mu.Unlock()
+		s.f.unlock()
 		return outgoing{}, false, nil
 	}
 	b := s.build()
@@ -282,7 +293,7 @@ func (s *Subscription) locked() (outgoing, bool, *tail) {
 	s.tailing = !s.snapOwn
 	s.f.publishPending()
 	t := s.f.tail.Load()
-	s.f.mu.Unlock()
+	s.f.unlock()
 	if b == nil {
 		return outgoing{}, false, t
 	}

@@ -38,9 +38,11 @@
 // (a channel closed and replaced, counted with an atomic). A change
 // publishes the tail at once only when some pusher waits; otherwise it
 // marks it pending, and a pusher that comes back for more, a
-// read-your-writes gate or a shared snapshot publishes it (Feed.current;
-// a pusher with work in hand does not wait for the lock to do so, and
-// uses the last tail). A pusher whose cursor the tail's log covers builds its batch
+// read-your-writes gate or a shared snapshot publishes it (Feed.current).
+// A pusher never waits for the lock to do so: it tries, and with work in
+// hand uses the last tail meanwhile; one about to wait leaves the tail to
+// whoever holds the lock, who publishes it as they unlock (Feed.unlock).
+// A pusher whose cursor the tail's log covers builds its batch
 // from the tail without the feed's lock, from each step's CBOR, encoded
 // once; the subscriptions at the same version send the same batch, built
 // once (Feed.shared). A subscription that needs a snapshot takes the

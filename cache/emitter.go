@@ -2,6 +2,7 @@ package cache
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/tether-go/tether/signals"
 )
@@ -52,9 +53,14 @@ type emitter[K comparable, V any] struct {
 	stale   *signals.Signal[bool]
 	model   view[K, V]
 	max     int
+	reuse   bool // a local model's: delivered queues are reused (recycle)
 
-	mu        sync.Mutex
-	queue     []item[K, V]
+	mu    sync.Mutex
+	queue []item[K, V]
+	// spare is the array of a queue delivered, emptied, which the next
+	// queue starts in (recycle), so that a writer whose watchers keep up
+	// does not grow a new queue from nothing after every delivery.
+	spare     []item[K, V]
 	dirty     map[K]before[V] // non-nil while merging
 	lateStale []bool          // stale/live transitions while merging, at most two
 	running   bool
@@ -76,11 +82,37 @@ func (e *emitter[K, V]) push(it item[K, V]) {
 	if !e.admitLocked() {
 		return
 	}
-	if e.dirty != nil {
+	switch {
+	case e.dirty != nil:
 		e.coalesce(it)
-	} else {
+	case e.queue == nil && e.spare != nil:
+		e.queue, e.spare = append(e.spare, it), nil
+	default:
 		e.queue = append(e.queue, it)
 	}
+}
+
+// maxSpareBytes bounds the queue array an emitter keeps for reuse: 5,461
+// events of a string key and an int value, more than a queue of
+// DefaultQueueSize events grows to.
+const maxSpareBytes = 512 << 10
+
+// recycle keeps the array of a queue delivered for the next queue, when
+// the emitter is a local model's (reuse), none is kept and it is within
+// maxSpareBytes. Its events are cleared first, so that the values they
+// held can be collected. A mirror's queues are the arrays its batches'
+// events were built in (pushStep): a spare would only be memory held by
+// every watched mirror.
+func (e *emitter[K, V]) recycle(q []item[K, V]) {
+	if !e.reuse || uintptr(cap(q))*unsafe.Sizeof(q[0]) > maxSpareBytes {
+		return
+	}
+	clear(q)
+	e.mu.Lock()
+	if e.spare == nil {
+		e.spare = q[:0]
+	}
+	e.mu.Unlock()
 }
 
 // pushStep queues the events of one step (a batch a mirror applied), in
@@ -183,6 +215,7 @@ func (e *emitter[K, V]) run() {
 			}
 			e.changed.Emit(it.ch)
 		}
+		e.recycle(batch)
 	}
 }
 

@@ -83,3 +83,28 @@ func marshalEntry[T any](v T) ([]byte, error) {
 	}
 	return broker.Marshal(v)
 }
+
+// appendKey is marshalEntry for a key, which the feed copies only when it
+// is new (feed.Feed.Set): an int, int64, string or a Value's struct{} is
+// encoded into buf, a
+// buffer of the writer's own (on its stack), so that a change of a key
+// the model holds allocates nothing for the key.
+func appendKey[T any](buf []byte, v T) ([]byte, error) {
+	switch x := any(v).(type) {
+	case int:
+		return cborx.AppendInt(buf, int64(x)), nil
+	case int64:
+		return cborx.AppendInt(buf, x), nil
+	case string:
+		if utf8.ValidString(x) {
+			return cborx.AppendText(buf, x), nil
+		}
+	case struct{}:
+		return append(buf, 0xa0), nil // a Value's key: an empty map
+	}
+	return broker.Marshal(v)
+}
+
+// keyBuf is the room appendKey is given on the writer's stack: the
+// encoding of any int and of a string of up to 38 bytes.
+type keyBuf [40]byte

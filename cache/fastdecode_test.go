@@ -68,3 +68,30 @@ func TestMarshalEntryAgreesWithMarshal(t *testing.T) {
 		require.Equal(t, want, got, "%q", s)
 	}
 }
+
+// TestAppendKeyAgreesWithMarshal: the keys appendKey encodes into the
+// writer's buffer, which a long string outgrows, and a Value's unit key,
+// come out as the bytes broker.Marshal makes.
+func TestAppendKeyAgreesWithMarshal(t *testing.T) {
+	check := func(v any, got []byte, err error) {
+		t.Helper()
+		want, wantErr := broker.Marshal(v)
+		require.Equal(t, wantErr, err, "%#v", v)
+		require.Equal(t, want, got, "%#v", v)
+	}
+	for _, n := range []int64{0, 24, -25, 1 << 32, math.MaxInt64, math.MinInt64} {
+		var buf keyBuf
+		got, err := appendKey(buf[:0], n)
+		check(n, got, err)
+		got, err = appendKey(buf[:0], int(n))
+		check(n, got, err)
+	}
+	for _, s := range []string{"", "k1", strings.Repeat("x", 38), strings.Repeat("y", 39), strings.Repeat("z", 300), "\xff"} {
+		var buf keyBuf
+		got, err := appendKey(buf[:0], s)
+		check(s, got, err)
+	}
+	var buf keyBuf
+	got, err := appendKey(buf[:0], struct{}{})
+	check(struct{}{}, got, err)
+}

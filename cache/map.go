@@ -59,6 +59,7 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 	}
 	m.f = feed.New(o.logSize, owner)
 	m.em = newEmitter[K, V](&m.Changed, nil, m, o.queueSize)
+	m.em.reuse = true
 	return m
 }
 
@@ -68,7 +69,8 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 // of arrays, maps and tags fails with an error matching broker.ErrTooDeep.
 // The map is then unchanged.
 func (m *Map[K, V]) Set(key K, value V) error {
-	kb, err := marshalEntry(key)
+	var buf keyBuf
+	kb, err := appendKey(buf[:0], key)
 	if err == nil {
 		err = feed.CheckEntry(kb)
 	}
@@ -98,7 +100,8 @@ func (m *Map[K, V]) Set(key K, value V) error {
 // Delete removes key, reporting whether it was there. A delete of an
 // absent key is not a change.
 func (m *Map[K, V]) Delete(key K) bool {
-	kb, err := marshalEntry(key)
+	var buf keyBuf
+	kb, err := appendKey(buf[:0], key)
 	if err != nil {
 		return false // such a key cannot have been set
 	}

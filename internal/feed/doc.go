@@ -32,11 +32,17 @@
 // after outages; Close stops it. The writer (Set, Delete, a mirror's
 // Apply) starts nothing and waits for no pusher.
 //
-// What is lock-free: after every change the feed publishes its tail (its
-// epoch, version, staleness and a window of its log of immutable steps)
-// through an atomic pointer, and rings a bell that wakes only the pushers
-// actually waiting (a channel closed and replaced, counted with an
-// atomic). A pusher whose cursor the tail's log covers builds its batch
+// What is lock-free: the feed publishes its tail (its epoch, version,
+// staleness and a window of its log of immutable steps) through an atomic
+// pointer, and rings a bell that wakes only the pushers actually waiting
+// (a channel closed and replaced, counted with an atomic). A change
+// publishes the tail at once only when some pusher waits; otherwise it
+// marks it pending, and a pusher that comes back for more, a
+// read-your-writes gate or a shared snapshot publishes it (Feed.current).
+// A pusher never waits for the lock to do so: it tries, and with work in
+// hand uses the last tail meanwhile; one about to wait leaves the tail to
+// whoever holds the lock, who publishes it as they unlock (Feed.unlock).
+// A pusher whose cursor the tail's log covers builds its batch
 // from the tail without the feed's lock, from each step's CBOR, encoded
 // once; the subscriptions at the same version send the same batch, built
 // once (Feed.shared). A subscription that needs a snapshot takes the
@@ -48,7 +54,8 @@
 // batch size was shrunk, the report of a brief outage.
 //
 // Costs: a Set costs the writer the same whatever the number of
-// subscriptions (one step, one tail, at most one channel closed). A
+// subscriptions (one step, taken from a slab; a tail and one channel
+// closed only when some pusher waits). A
 // subscription keeps a version, or a place in a snapshot, and at most
 // one batch in flight; it never holds a step of the log or a shared
 // snapshot between batches, so one whose subscriber stops acknowledging

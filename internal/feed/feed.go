@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -196,12 +197,15 @@ type Feed struct {
 	sharing atomic.Int64
 	subs    map[*Subscription]struct{}
 	// tail is the state the live subscriptions read without mu, published
-	// after every change (publish); bell wakes the pushers waiting for
-	// the next one; shared is the last batch of steps built for the
+	// after a change when some pusher waits for it, else when a reader
+	// next asks for it (publish, current); pending says the state changed
+	// since tail was published. bell wakes the pushers waiting for the
+	// next tail; shared is the last batch of steps built for the
 	// subscriptions of the live tail, sent to all of those at its version.
-	tail   atomic.Pointer[tail]
-	bell   bell
-	shared atomic.Pointer[sharedBatch]
+	tail    atomic.Pointer[tail]
+	pending atomic.Bool
+	bell    bell
+	shared  atomic.Pointer[sharedBatch]
 	// snap is the snapshot shared by the subscriptions that need one
 	// (snapshare.go), while some subscription is part way through it.
 	snap   atomic.Pointer[sharedSnap]
@@ -214,7 +218,11 @@ type Feed struct {
 	// snapshots counts the subscriptions with a snapshot under way, which
 	// the log keeps more steps for (appendLog).
 	snapshots int
-	pub       *Publisher
+	// stepSlab is what is left of the slab a model's next steps are
+	// taken from (appendChange), and slabSize the size of the last one.
+	stepSlab []modelStep
+	slabSize int
+	pub      *Publisher
 	// owner is the model the feed belongs to, or, for a mirror the feed
 	// must not keep alive, a func() any that returns it while it lives
 	// (see Owner).
@@ -263,7 +271,7 @@ func New(logSize int, owner any) *Feed {
 	}
 	f.pub = &Publisher{f: f}
 	f.token = captable.Register(f.pub)
-	f.publish()
+	f.publishNow() // the tail is never nil
 	return f
 }
 
@@ -311,58 +319,144 @@ func (t *tail) find(v uint64) int {
 }
 
 // publish makes the feed's current state the tail the live subscriptions
-// read, and wakes those waiting for it. f.mu held, so that tails are
+// read, at once when some pusher waits for it, else lazily: it only marks
+// the tail pending, and the next reader that asks for the tail (current,
+// tryCurrent) publishes it. A writer whose subscribers are all busy
+// sending, or who has none, then pays for no tail per change: the
+// pushers publish one per batch they send. f.mu held, so that tails are
 // published in the order of the changes.
+//
+// pending is stored before the waiters are counted, and a pusher counts
+// itself a waiter (bell.wait) before it reads pending (await): one of the
+// two sees the other (the atomics are sequentially consistent), so either
+// the writer publishes and rings or the pusher publishes for itself.
+func (f *Feed) publish() {
+	if !f.pending.Load() {
+		f.pending.Store(true)
+	}
+	if f.bell.waiting() {
+		f.publishNow()
+	}
+}
+
+// publishNow publishes the tail and wakes the pushers waiting for it.
+// f.mu held.
 //
 // The tail's log shares the feed's backing array: appendLog only appends
 // past the end of every published window and drops steps by reslicing,
 // never by overwriting, so a pusher reading an older tail sees it whole.
 // The dropped steps stay reachable through that array until append
-// reallocates it, which bounds them by the log's own size.
-func (f *Feed) publish() {
+// reallocates it, which bounds them by the log's own size. The tail is
+// stored before pending is cleared: a reader that sees pending clear
+// loads that tail or a later one.
+func (f *Feed) publishNow() {
 	f.tail.Store(&tail{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages, log: f.log})
+	f.pending.Store(false)
 	f.bell.ring()
 }
 
+// current returns the tail of the feed's current state, publishing it
+// first when it is pending. f.mu not held. It waits for the lock: only
+// for the rare readers (a read-your-writes gate, a shared snapshot), never
+// a pusher, which must not hold up the writer (tryCurrent, await).
+func (f *Feed) current() *tail {
+	if f.pending.Load() {
+		f.mu.Lock()
+		f.publishPending()
+		f.unlock()
+	}
+	return f.tail.Load()
+}
+
+// tryCurrent is current for a pusher: when the feed is locked (the writer
+// is busy) it returns the last tail published, an older state but a whole
+// one, rather than wait. A pusher with nothing to send from it waits
+// (await), and the tail is published for it then.
+func (f *Feed) tryCurrent() *tail {
+	if f.pending.Load() && f.mu.TryLock() {
+		f.publishPending()
+		f.unlock()
+	}
+	return f.tail.Load()
+}
+
+// unlock unlocks f.mu and then publishes the tail if it is pending while
+// a pusher waits for it, unless someone else holds the lock by then (who
+// does the same when they unlock). A pusher that waits for a pending tail
+// tries to publish it itself, but never waits for the lock (await): when
+// the lock is held it leaves the tail to the holder, here. Its count as a
+// waiter comes before its try fails, which comes before the holder's
+// unlock, so the holder sees it.
+func (f *Feed) unlock() {
+	f.mu.Unlock()
+	for f.pending.Load() && f.bell.waiting() && f.mu.TryLock() {
+		f.publishPending()
+		f.mu.Unlock()
+	}
+}
+
+// publishPending publishes the tail if it is pending. f.mu held.
+func (f *Feed) publishPending() {
+	if f.pending.Load() {
+		f.publishNow()
+	}
+}
+
 // bell wakes the pushers waiting for a feed's next tail: a channel closed
-// and replaced on each ring, but only when some pusher waits, so that a
-// change costs the writer no allocation while every subscriber is busy.
+// and replaced on each ring, but only when some pusher waits on it, so
+// that a change costs the writer no allocation while every subscriber is
+// busy. The waiters are counted per channel: a pusher a ring woke stops
+// counting as a waiter then, not once it runs, so the changes made before
+// the woken pushers get to run (a crowd of them, on a busy machine) each
+// publish no tail and ring nothing.
 type bell struct {
-	ch      atomic.Pointer[chan struct{}]
+	cur atomic.Pointer[bellCh]
+}
+
+// bellCh is one channel of a bell and the waiters registered on it.
+type bellCh struct {
+	ch      chan struct{}
 	waiters atomic.Int32
 }
 
 // wait registers a waiter and returns the channel that the next ring
 // closes. The waiter must check the tail again after wait (it may have
-// changed before the registration counted) and call done once it stops
-// waiting.
-func (b *bell) wait() <-chan struct{} {
-	b.waiters.Add(1)
-	if p := b.ch.Load(); p != nil {
-		return *p
+// changed before the registration counted) and call done with the
+// channel once it stops waiting.
+func (b *bell) wait() *bellCh {
+	c := b.cur.Load()
+	if c == nil {
+		c = &bellCh{ch: make(chan struct{})}
+		if !b.cur.CompareAndSwap(nil, c) {
+			c = b.cur.Load()
+		}
 	}
-	ch := make(chan struct{})
-	if b.ch.CompareAndSwap(nil, &ch) {
-		return ch
-	}
-	return *b.ch.Load()
+	// A ring may replace c between the load and the count: it closed c
+	// then, and the waiter wakes at once.
+	c.waiters.Add(1)
+	return c
 }
 
-// done unregisters a waiter.
-func (b *bell) done() { b.waiters.Add(-1) }
+// done unregisters a waiter of c.
+func (c *bellCh) done() { c.waiters.Add(-1) }
 
-// ring wakes every registered waiter. It runs after the tail is stored:
-// a waiter counted before ring reads waiters gets a channel ring closes
-// (or, registered after the swap, gets the new channel but then sees the
-// new tail on its check); one counted after that sees the new tail.
+// waiting reports whether some pusher waits on the current channel.
+func (b *bell) waiting() bool {
+	c := b.cur.Load()
+	return c != nil && c.waiters.Load() > 0
+}
+
+// ring wakes every waiter of the current channel. It runs after the tail
+// is stored, with the feed locked (one ring at a time): a waiter counted
+// before ring reads the count gets a channel ring closes; one counted
+// after that sees the new tail on its check, or counted on a channel
+// already replaced, finds it closed.
 func (b *bell) ring() {
-	if b.waiters.Load() == 0 {
+	if !b.waiting() {
 		return
 	}
-	ch := make(chan struct{})
-	if old := b.ch.Swap(&ch); old != nil {
-		close(*old)
-	}
+	old := b.cur.Swap(&bellCh{ch: make(chan struct{})})
+	close(old.ch)
 }
 
 // State is a feed's entries, as Read shows them.
@@ -404,22 +498,28 @@ func (f *Feed) put(key, value []byte, version uint64) (prev []byte, had bool) {
 		f.stateBytes += len(value) - len(prev)
 		return prev, true
 	}
+	f.insert(key, value, version)
+	return nil, false
+}
+
+// insert gives key, absent, a slot born at version. f.mu held.
+func (f *Feed) insert(key, value []byte, version uint64) {
 	f.stateBytes += len(key) + len(value)
 	// The index's key is the slot's own bytes, never changed once given
 	// to the feed (see Set): a new key costs no copy of its own, which a
 	// new mirror, inserting every key of its model, pays per entry.
 	f.index[unsafe.String(unsafe.SliceData(key), len(key))] = len(f.slots)
 	f.slots = append(f.slots, slot{key: key, value: value, born: version, live: true})
-	return nil, false
 }
 
-// remove deletes key, leaving its slot dead. f.mu held.
-func (f *Feed) remove(key []byte) (prev []byte, had bool) {
+// remove deletes key, leaving its slot dead, and returns the slot's own
+// key and its value. f.mu held.
+func (f *Feed) remove(key []byte) (stored, prev []byte, had bool) {
 	i, ok := f.index[string(key)]
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
-	prev = f.slots[i].value
+	stored, prev = f.slots[i].key, f.slots[i].value
 	f.stateBytes -= len(key) + len(prev)
 	delete(f.index, string(key))
 	f.slots[i] = slot{}
@@ -427,7 +527,7 @@ func (f *Feed) remove(key []byte) (prev []byte, had bool) {
 	if f.dead > len(f.slots)/2 && len(f.slots) >= minCompact {
 		f.compact()
 	}
-	return prev, true
+	return stored, prev, true
 }
 
 // compact drops the dead slots. The snapshots under way keep their place:
@@ -494,7 +594,7 @@ func (f *Feed) Token() string { return f.token }
 // Epoch returns the feed's epoch.
 func (f *Feed) Epoch() string {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.epoch
 }
 
@@ -502,7 +602,7 @@ func (f *Feed) Epoch() string {
 // (and no Sink method called) while fn runs. fn must not keep st.
 func (f *Feed) Read(fn func(epoch string, version uint64, st State)) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	f.keepState()
 	fn(f.epoch, f.version, State{f})
 }
@@ -545,7 +645,7 @@ func (f *Feed) dropState() {
 // why the feed serves nobody, if it does not (Feed.lost).
 func (f *Feed) startLogging() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	f.keepState()
 	f.unlogged.Store(false)
 	return f.lost
@@ -557,7 +657,7 @@ func (f *Feed) EpochLocked() string { return f.epoch }
 // Version returns the feed's version.
 func (f *Feed) Version() uint64 {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.version
 }
 
@@ -568,7 +668,7 @@ func (f *Feed) VersionLocked() uint64 { return f.version }
 // Subscribers returns the number of live subscriptions.
 func (f *Feed) Subscribers() int {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return len(f.subs)
 }
 
@@ -581,44 +681,60 @@ func (f *Feed) endSubscriptions() {
 	for s := range f.subs {
 		subs = append(subs, s)
 	}
-	f.mu.Unlock()
+	f.unlock()
 	for _, s := range subs {
 		s.end()
 	}
 }
 
 // Set sets key to value as a new version and returns the change. The
-// feed keeps key and value as they are: the caller must not change them
-// afterwards.
+// feed keeps value as it is: the caller must not change it afterwards.
+// key is the caller's still: the feed copies it when it is new, and
+// otherwise uses its own copy (the Event's Key), so that a writer may
+// encode its keys into a buffer of its own and a Set of a key the feed
+// holds allocates nothing for it.
 func (f *Feed) Set(key, value []byte) Event {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.setLocked(key, value)
 }
 
 func (f *Feed) setLocked(key, value []byte) Event {
 	f.version++
-	prev, had := f.put(key, value, f.version)
-	f.appendChange(Change{Key: key, Value: value})
-	return Event{Key: key, Value: value, Prev: prev, HadPrev: had, Version: f.version}
+	// stored, never key, goes into the feed: key does not escape, so the
+	// caller's buffer may live on its stack.
+	var stored, prev []byte
+	i, had := f.index[string(key)]
+	if had {
+		sl := &f.slots[i]
+		stored, prev = sl.key, sl.value
+		sl.value = value
+		f.stateBytes += len(value) - len(prev)
+	} else {
+		stored = bytes.Clone(key)
+		f.insert(stored, value, f.version)
+	}
+	f.appendChange(Change{Key: stored, Value: value})
+	return Event{Key: stored, Value: value, Prev: prev, HadPrev: had, Version: f.version}
 }
 
 // Delete deletes key as a new version. It reports false, and changes
-// nothing, when key is absent.
+// nothing, when key is absent. The feed does not keep key: the change
+// (the Event's Key) holds the feed's own copy.
 func (f *Feed) Delete(key []byte) (Event, bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	return f.deleteLocked(key)
 }
 
 func (f *Feed) deleteLocked(key []byte) (Event, bool) {
-	prev, had := f.remove(key)
+	stored, prev, had := f.remove(key)
 	if !had {
 		return Event{}, false
 	}
 	f.version++
-	f.appendChange(Change{Key: key, Deleted: true})
-	return Event{Key: key, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
+	f.appendChange(Change{Key: stored, Deleted: true})
+	return Event{Key: stored, Deleted: true, Prev: prev, HadPrev: true, Version: f.version}, true
 }
 
 // appendLog records a step and wakes the pushers waiting (a model's
@@ -636,20 +752,37 @@ func (f *Feed) deleteLocked(key []byte) (Event, bool) {
 // however many do so.
 //
 // It costs the writer the same whatever the number of subscriptions: the
-// step is published with the tail and the bell rings once (publish).
+// step is published with the tail, lazily while no pusher waits, and the
+// bell rings at most once (publish).
 func (f *Feed) appendLog(s Step) {
 	f.logOne(&logStep{Step: s})
 }
 
 // appendChange logs a model's change as the step to its version, which
-// the caller has just set, with one allocation for the step and its
-// change.
+// the caller has just set. The step and its change are taken from a slab
+// of them (stepSlab), so that a writer's Set costs no allocation of its
+// own for them, and the collector finds the log's steps in a few large
+// objects rather than one small one per change. A slab stays reachable
+// while any of its steps is in the log (or a tail some pusher still
+// reads): at most maxStepSlab steps beyond the log's bound.
 func (f *Feed) appendChange(c Change) {
-	ms := &modelStep{logStep: logStep{Step: Step{From: f.version - 1, Version: f.version}}}
+	if len(f.stepSlab) == 0 {
+		// Slabs grow from a few steps, so that a model changed rarely
+		// (or a feed never changed) does not hold a whole one.
+		f.slabSize = min(max(2*f.slabSize, 4), maxStepSlab)
+		f.stepSlab = make([]modelStep, f.slabSize)
+	}
+	ms := &f.stepSlab[0]
+	f.stepSlab = f.stepSlab[1:]
+	ms.Step = Step{From: f.version - 1, Version: f.version}
 	ms.one[0] = c
 	ms.Changes = ms.one[:]
 	f.logOne(&ms.logStep)
 }
+
+// maxStepSlab is the most steps appendChange allocates at once: about
+// 14 KiB.
+const maxStepSlab = 128
 
 // modelStep is a model's step with room for its one change.
 type modelStep struct {
@@ -727,7 +860,19 @@ func changesSize(cs []Change) int {
 }
 
 // pushLog appends one step to the log; its size is set. f.mu held.
+//
+// A full backing array is replaced by one of twice the log's length, not
+// grown by a quarter as append grows a long slice: a log at its bound,
+// which drops a step from its front for each one it appends, then copies
+// itself once per log's worth of steps rather than four times. The
+// dropped steps the array keeps reachable stay within the log's length
+// (see publishNow).
 func (f *Feed) pushLog(ls *logStep) {
+	if len(f.log) == cap(f.log) {
+		grown := make([]*logStep, len(f.log), max(2*len(f.log), 8))
+		copy(grown, f.log)
+		f.log = grown
+	}
 	f.log = append(f.log, ls)
 	f.logLen += len(ls.Changes)
 	f.logBytes += ls.cost()

@@ -234,7 +234,7 @@ func (fl *Follower) Close() {
 	if fl.f.lost == nil {
 		fl.f.lost = Lost("the mirror it followed was closed", nil)
 	}
-	fl.f.mu.Unlock()
+	fl.f.unlock()
 	fl.f.endSubscriptions()
 }
 
@@ -423,7 +423,7 @@ func (fl *Follower) lose(err error) error {
 	fl.setStale(true, true)
 	fl.f.mu.Lock()
 	fl.f.lost = err
-	fl.f.mu.Unlock()
+	fl.f.unlock()
 	captable.Remove(fl.f.token)
 	fl.f.endSubscriptions()
 	logger := captable.LoggerOf(conn)
@@ -467,7 +467,7 @@ func (fl *Follower) setStale(stale, own bool) {
 	if fl.f.setStaleLocked(s) && fl.sink != nil {
 		fl.sink.Stale(s)
 	}
-	fl.f.mu.Unlock()
+	fl.f.unlock()
 }
 
 // observer receives one subscription's batches. It is sent to the source
@@ -707,7 +707,7 @@ const maxSnapshotEntries = 1 << 24
 // difference from the previous state as changes.
 func (f *Feed) resync(epoch string, version uint64, entries map[string]Change, sink Sink) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	if epoch == f.epoch && version < f.version {
 		return fmt.Errorf("%w: snapshot at %d, mirror at %d", ErrGap, version, f.version)
 	}
@@ -794,7 +794,7 @@ func (f *Feed) applyChange(c Change, version uint64) Event {
 	var prev []byte
 	var had bool
 	if c.Deleted {
-		prev, had = f.remove(c.Key)
+		_, prev, had = f.remove(c.Key)
 	} else {
 		prev, had = f.put(c.Key, c.Value, version)
 	}
@@ -824,7 +824,7 @@ func (f *Feed) appendStep(s Step) {
 // one Commit, also when a bad step stops it part way.
 func (f *Feed) applySteps(epoch string, steps []Step, sink Sink) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.unlock()
 	if epoch != f.epoch {
 		return fmt.Errorf("%w: batch of epoch %s, mirror of %s", ErrGap, epoch, f.epoch)
 	}

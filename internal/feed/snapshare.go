@@ -90,10 +90,13 @@ func (sn *sharedSnap) encode() {
 func (f *Feed) sharedSnapshot(epoch string, version uint64) *sharedSnap {
 	f.snapMu.Lock()
 	defer f.snapMu.Unlock()
-	if sn := f.snap.Load(); sn.usable(f.tail.Load(), epoch, version) {
+	if sn := f.snap.Load(); sn.usable(f.current(), epoch, version) {
 		return sn
 	}
 	f.mu.Lock()
+	// The tail reaches the snapshot's version, so that a tail read after
+	// it finds it usable.
+	f.publishPending()
 	sn := &sharedSnap{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages,
 		entries: make([]Change, 0, len(f.index))}
 	for i := range f.slots {
@@ -101,7 +104,7 @@ func (f *Feed) sharedSnapshot(epoch string, version uint64) *sharedSnap {
 			sn.entries = append(sn.entries, Change{Key: sl.key, Value: sl.value})
 		}
 	}
-	f.mu.Unlock()
+	f.unlock()
 	f.snap.Store(sn)
 	return sn
 }

@@ -86,7 +86,7 @@ func (s *Subscription) Exported() {
 		s.f.mu.Lock()
 		s.f.subs[s] = struct{}{}
 		s.outages = s.f.outages
-		s.f.mu.Unlock()
+		s.f.unlock()
 		go s.run()
 	})
 }
@@ -103,7 +103,7 @@ func (s *Subscription) end() {
 	s.f.mu.Lock()
 	delete(s.f.subs, s)
 	s.stopSnapshot()
-	s.f.mu.Unlock()
+	s.f.unlock()
 	s.amu.Lock()
 	close(s.acked)
 	s.acked = nil
@@ -192,7 +192,7 @@ func pushedOf(b *Batch) pushed {
 // snapshot batch held a single change, which no batch size can carry.
 func (s *Subscription) shrink(b pushed) bool {
 	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
+	defer s.f.unlock()
 	if s.maxBytes == 0 {
 		s.maxBytes = maxBatchBytes
 	}
@@ -226,7 +226,7 @@ func (s *Subscription) next() (outgoing, bool) {
 		if s.ended.Load() {
 			return outgoing{}, false
 		}
-		t := s.f.tail.Load()
+		t := s.f.tryCurrent()
 		if s.wantsShared(t) {
 			return s.fromShared(t), true
 		}
@@ -250,15 +250,27 @@ func (s *Subscription) next() (outgoing, bool) {
 // await waits until the feed publishes a tail other than t, reporting
 // false when the subscription ended first.
 func (s *Subscription) await(t *tail) bool {
-	ch := s.f.bell.wait()
-	defer s.f.bell.done()
+	bc := s.f.bell.wait()
+	defer bc.done()
 	// Checked after registering: a tail published before the
-	// registration counted rang no bell for this pusher.
-	if s.f.tail.Load() != t {
-		return true
+	// registration counted rang no bell for this pusher, and a change
+	// made before it may have left its tail pending (Feed.publish). The
+	// pusher publishes a pending tail itself only when the lock is free:
+	// a pusher waiting for the lock, preempted in the crowd, would hold
+	// up the writer behind it. When the lock is held its holder publishes
+	// the tail as it unlocks (Feed.unlock), and rings.
+	for {
+		if s.f.tail.Load() != t {
+			return true
+		}
+		if !s.f.pending.Load() || !s.f.mu.TryLock() {
+			break
+		}
+		s.f.publishPending()
+		s.f.unlock()
 	}
 	select {
-	case <-ch:
+	case <-bc.ch:
 		return true
 	case <-s.ctx.Done():
 		return false
@@ -273,14 +285,15 @@ func (s *Subscription) locked() (outgoing, bool, *tail) {
 	if s.ended.Load() {
 		// end has run (it takes f.mu after setting ended): a snapshot
 		// started now would never be counted out of f.snapshots.
-		s.f.mu.Unlock()
+		s.f.unlock()
 		return outgoing{}, false, nil
 	}
 	b := s.build()
 	s.snapOwn = s.snap.active
 	s.tailing = !s.snapOwn
+	s.f.publishPending()
 	t := s.f.tail.Load()
-	s.f.mu.Unlock()
+	s.f.unlock()
 	if b == nil {
 		return outgoing{}, false, t
 	}
@@ -571,7 +584,7 @@ func (s *Subscription) ReplyMark(target any) any {
 	if s.ended.Load() {
 		return nil // nothing will be applied any more
 	}
-	t := s.f.tail.Load()
+	t := s.f.current()
 	return mark{epoch: t.epoch, version: t.version}
 }
 
@@ -579,7 +592,7 @@ func (s *Subscription) ReplyMark(target any) any {
 // observer has applied the feed's current version, s ended or ctx ended.
 func (s *Subscription) ReplyWait(ctx context.Context, before any) {
 	m := before.(mark)
-	t := s.f.tail.Load()
+	t := s.f.current()
 	if t.epoch == m.epoch && t.version > m.version {
 		s.waitApplied(ctx, t.epoch, t.version)
 	}

@@ -1,0 +1,223 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tether-go/tether/broker"
+	"github.com/tether-go/tether/internal/faultnet"
+	"github.com/tether-go/tether/internal/feed"
+	"github.com/tether-go/tether/internal/leakcheck"
+	"github.com/tether-go/tether/internal/testkit"
+	"github.com/tether-go/tether/internal/testkit/brokertest"
+	"github.com/tether-go/tether/registry"
+	"github.com/tether-go/tether/remote"
+	"github.com/tether-go/tether/remoteable"
+)
+
+// leafHolder hands out a mirror its process follows.
+type leafHolder[K comparable] struct {
+	remoteable.Referenceable
+	mir *Mirror[K, int]
+}
+
+// Mirror returns the mirror: the caller gets a mirror of it.
+func (h *leafHolder[K]) Mirror(ctx context.Context) (*Mirror[K, int], error) { return h.mir, nil }
+
+// feedBytes returns a feed's entries, key bytes to value bytes, and its
+// version.
+func feedBytes(f *feed.Feed) (map[string]string, uint64) {
+	out := map[string]string{}
+	var v uint64
+	f.Read(func(_ string, version uint64, st feed.State) {
+		v = version
+		for k, val := range st.All() {
+			out[string(k)] = string(val)
+		}
+	})
+	return out, v
+}
+
+// longInt encodes n (< 65536) with a two-byte head, as another
+// implementation may: not the bytes Tether itself would write.
+func longInt(n int) []byte { return []byte{0x19, byte(n >> 8), byte(n)} }
+
+// checkLeafKeepsBytes runs one model of keys, given as the bytes a source
+// that is not Tether wrote (non-minimal heads, float16, a struct's fields
+// out of order), through a mirror nobody follows at first (its feed keeps
+// no state: the typed layer holds the bytes): it applies changes,
+// deletions and a snapshot resync after an outage longer than the log;
+// then it is handed to a second client while changes keep coming. At each
+// point the mirror's feed, and the feed of the mirror downstream, hold
+// exactly the source's bytes, at the source's version: the keys are never
+// re-encoded from the typed values.
+func checkLeafKeepsBytes[K comparable](t *testing.T, keys [][]byte) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
+	src := feed.New(4, nil)
+	reg := registry.New()
+	require.NoError(t, reg.Register("feed", src.Publisher()))
+	_, addr := brokertest.Serve(t, reg)
+	p, err := faultnet.New(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	cl, err := remote.Connect(ctx, "tcp", p.Addr(),
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
+		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	ref, err := cl.Registry().Lookup(ctx, "feed")
+	require.NoError(t, err)
+
+	round := 0
+	change := func() {
+		round++
+		for i, k := range keys {
+			if (i+round)%3 == 0 {
+				src.Delete(k)
+			} else {
+				src.Set(k, longInt(round*100+i))
+			}
+		}
+	}
+	change()
+	mid := NewMirror[K, int]()
+	require.NoError(t, mid.AttachCache(ctx, ref))
+	t.Cleanup(func() { mid.Close() })
+	same := func(what string, m *Mirror[K, int]) {
+		t.Helper()
+		f := m.fl.Load().Feed()
+		testkit.Eventually(t, what+" catches up", func() bool { return f.Version() == src.Version() })
+		want, wv := feedBytes(src)
+		got, gv := feedBytes(f)
+		require.Equal(t, wv, gv, what+": version")
+		require.Equal(t, want, got, what+": the source's bytes")
+		require.Equal(t, len(want), m.Len(), what+": one typed entry per key")
+		require.Equal(t, wv, m.Version(), what+": the typed layer's version")
+	}
+	change()
+	change()
+	require.Eventually(t, func() bool { return mid.Version() == src.Version() }, 30*time.Second, time.Millisecond)
+	mid.fl.Load().Feed().Read(func(string, uint64, feed.State) {}) // rebuilt from the typed entries...
+	same("the leaf mirror", mid)
+	change()
+	same("the leaf mirror", mid)
+
+	// ...and dropped again by a resync after an outage longer than the log.
+	p.Reset()
+	p.Refuse(true)
+	testkit.Eventually(t, "the mirror goes stale", mid.Stale)
+	for range 4 {
+		change()
+	}
+	p.Restore()
+	testkit.Eventually(t, "the mirror resumes", func() bool { return !mid.Stale() && mid.Version() == src.Version() })
+	change()
+	require.Eventually(t, func() bool { return mid.Version() == src.Version() }, 30*time.Second, time.Millisecond)
+
+	// Handed on while changes keep coming.
+	hreg := registry.New()
+	require.NoError(t, hreg.Register("holder", &leafHolder[K]{mir: mid}))
+	_, haddr := brokertest.Serve(t, hreg)
+	conn, err := broker.Dial(ctx, "tcp", haddr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	var h *broker.Ref
+	require.NoError(t, conn.Root().Call(ctx, "Lookup", &h, "holder"))
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			change()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	var downs []*Mirror[K, int]
+	for range 3 {
+		var down *Mirror[K, int]
+		require.NoError(t, h.Call(ctx, "Mirror", &down))
+		t.Cleanup(func() { down.Close() })
+		downs = append(downs, down)
+	}
+	close(stop)
+	<-wrote
+	same("the mirror in the middle", mid)
+	for i, d := range downs {
+		same(fmt.Sprint("mirror downstream ", i), d)
+	}
+
+	// An outage of the middle mirror's source, now followed: its
+	// mirrors downstream get the resync's difference.
+	p.Reset()
+	p.Refuse(true)
+	testkit.Eventually(t, "the mirror goes stale", mid.Stale)
+	for range 4 {
+		change()
+	}
+	p.Restore()
+	same("the mirror in the middle", mid)
+	for i, d := range downs {
+		same(fmt.Sprint("mirror downstream ", i), d)
+	}
+}
+
+// text encodes s with a head of the given length (1, 2, 3 or 5 bytes),
+// minimal or not.
+func text(s string, head int) []byte {
+	n := len(s)
+	var b []byte
+	switch head {
+	case 1:
+		b = []byte{0x60 | byte(n)}
+	case 2:
+		b = []byte{0x78, byte(n)}
+	case 3:
+		b = []byte{0x79, byte(n >> 8), byte(n)}
+	default:
+		b = []byte{0x7a, 0, 0, byte(n >> 8), byte(n)}
+	}
+	return append(b, s...)
+}
+
+func TestLeafMirrorKeepsTheSourcesStringKeyBytes(t *testing.T) {
+	var keys [][]byte
+	for i := range 12 {
+		keys = append(keys, text(fmt.Sprint("key", i), 1+i%4))
+	}
+	checkLeafKeepsBytes[string](t, keys)
+}
+
+func TestLeafMirrorKeepsTheSourcesFloatKeyBytes(t *testing.T) {
+	keys := [][]byte{
+		{0xf9, 0x3e, 0x00},                   // 1.5 as float16
+		{0xfa, 0x40, 0x20, 0x00, 0x00},       // 2.5 as float32
+		{0xfb, 0x40, 0x0c, 0, 0, 0, 0, 0, 0}, // 3.5 as float64
+		{0xf9, 0x44, 0x00},                   // 4 as float16
+		{0xfa, 0x40, 0xb0, 0x00, 0x00},       // 5.5 as float32
+		{0xfb, 0x40, 0x1a, 0, 0, 0, 0, 0, 0}, // 6.5 as float64
+	}
+	checkLeafKeepsBytes[float64](t, keys)
+}
+
+// point is a struct key.
+type point struct{ X, Y int }
+
+func TestLeafMirrorKeepsTheSourcesStructKeyBytes(t *testing.T) {
+	var keys [][]byte
+	for i := range 8 {
+		// {"Y": i, "X": 1}: the fields in the other order, Y's text
+		// with a long head.
+		keys = append(keys, append(append(append([]byte{0xa2}, text("Y", 2)...), longInt(i)...), append(text("X", 1), 0x01)...))
+	}
+	checkLeafKeepsBytes[point](t, keys)
+}

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -220,4 +221,114 @@ func TestLeafMirrorKeepsTheSourcesStructKeyBytes(t *testing.T) {
 		keys = append(keys, append(append(append([]byte{0xa2}, text("Y", 2)...), longInt(i)...), append(text("X", 1), 0x01)...))
 	}
 	checkLeafKeepsBytes[point](t, keys)
+}
+
+// TestNaNKeyNeverReachesAMirrorsEntries: a key that is not equal to itself
+// (a NaN, from a source that is not Tether) could never be found nor
+// deleted in a mirror's entries, which a leaf mirror's feed rebuilds its
+// state from when handed on: a NaN key set and then deleted by the source
+// came back to life downstream. The mirror refuses such a key, loudly
+// (Err), and once the source no longer holds it follows again, and the
+// mirror downstream holds exactly the source's bytes.
+func TestNaNKeyNeverReachesAMirrorsEntries(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
+	src := feed.New(4, nil)
+	reg := registry.New()
+	require.NoError(t, reg.Register("feed", src.Publisher()))
+	_, addr := brokertest.Serve(t, reg)
+	cl, err := remote.Connect(ctx, "tcp", addr,
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	ref, err := cl.Registry().Lookup(ctx, "feed")
+	require.NoError(t, err)
+	one := []byte{0xf9, 0x3c, 0x00} // 1.0 as float16
+	src.Set(one, longInt(1))
+	mid := NewMirror[float64, int]()
+	require.NoError(t, mid.AttachCache(ctx, ref))
+	t.Cleanup(func() { mid.Close() })
+
+	nan := []byte{0xf9, 0x7e, 0x00} // NaN as float16
+	src.Set(nan, longInt(2))
+	src.Set(one, longInt(3))
+	testkit.Eventually(t, "the mirror refuses the NaN key, loudly", func() bool { return mid.Err() != nil })
+	require.ErrorContains(t, mid.Err(), "not equal to itself")
+	src.Delete(nan)
+	for i := range 6 { // past the log: a mirror refusing the NaN's step resyncs
+		src.Set(one, longInt(4+i))
+	}
+	testkit.Eventually(t, "the mirror catches up", func() bool { return mid.Version() == src.Version() })
+	require.Equal(t, 1, mid.Len(), "no entry for the deleted NaN key")
+
+	hreg := registry.New()
+	require.NoError(t, hreg.Register("holder", &leafHolder[float64]{mir: mid}))
+	_, haddr := brokertest.Serve(t, hreg)
+	conn, err := broker.Dial(ctx, "tcp", haddr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	var h *broker.Ref
+	require.NoError(t, conn.Root().Call(ctx, "Lookup", &h, "holder"))
+	var down *Mirror[float64, int]
+	require.NoError(t, h.Call(ctx, "Mirror", &down))
+	t.Cleanup(func() { down.Close() })
+	want, wv := feedBytes(src)
+	testkit.Eventually(t, "the mirror downstream catches up", func() bool { return down.Version() == wv })
+	got, _ := feedBytes(down.fl.Load().Feed())
+	require.Equal(t, want, got, "the mirror downstream holds the source's bytes")
+	require.Equal(t, 1, down.Len())
+}
+
+// TestMapRefusesANaNKey: a map refuses a key not equal to itself, which it
+// could never find nor delete, rather than send it to its mirrors.
+func TestMapRefusesANaNKey(t *testing.T) {
+	m := NewMap[float64, int]()
+	require.ErrorIs(t, m.Set(math.NaN(), 1), broker.ErrBadArguments)
+	type withFloat struct{ F float64 }
+	w := NewMap[withFloat, int]()
+	require.ErrorIs(t, w.Set(withFloat{math.NaN()}, 1), broker.ErrBadArguments)
+	a := NewMap[any, int]()
+	require.ErrorIs(t, a.Set(map[string]int{"a": 1}, 1), broker.ErrBadArguments, "a key a map cannot hold")
+	require.NoError(t, m.Set(1.5, 1))
+	require.Equal(t, 1, m.Len())
+	require.Equal(t, uint64(1), m.Version())
+}
+
+// TestMirrorRefusesAKeyItCannotCompare: a source that is not Tether sends
+// a map as a key to a Mirror[any, V]: decoded into the interface it cannot
+// be a Go map's key. The mirror refuses it, loudly (Err), rather than
+// panic in its follower's goroutine, and follows again once the source
+// deleted it.
+func TestMirrorRefusesAKeyItCannotCompare(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
+	src := feed.New(4, nil)
+	reg := registry.New()
+	require.NoError(t, reg.Register("feed", src.Publisher()))
+	_, addr := brokertest.Serve(t, reg)
+	cl, err := remote.Connect(ctx, "tcp", addr,
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	ref, err := cl.Registry().Lookup(ctx, "feed")
+	require.NoError(t, err)
+	one := text("one", 1)
+	src.Set(one, longInt(1))
+	mir := NewMirror[any, int]()
+	require.NoError(t, mir.AttachCache(ctx, ref))
+	t.Cleanup(func() { mir.Close() })
+
+	m := append(append([]byte{0xa1}, text("a", 1)...), 0x01) // {"a": 1}
+	src.Set(m, longInt(2))
+	testkit.Eventually(t, "the mirror refuses the key, loudly", func() bool { return mir.Err() != nil })
+	require.ErrorContains(t, mir.Err(), "cannot be compared")
+	src.Delete(m)
+	for i := range 6 {
+		src.Set(one, longInt(3+i))
+	}
+	testkit.Eventually(t, "the mirror follows again", func() bool { return mir.Version() == src.Version() })
+	v, ok := mir.Get("one")
+	require.True(t, ok)
+	require.Equal(t, 8, v)
+	require.Equal(t, 1, mir.Len())
 }

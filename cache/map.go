@@ -63,7 +63,10 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 }
 
 // Set sets key to value. It fails only when the key or the value cannot
-// be encoded (a channel or a function inside, say: broker.ErrBadArguments)
+// be encoded (a channel or a function inside, say: broker.ErrBadArguments),
+// when the key is not equal to itself (a NaN, which no Get nor Delete
+// could find) or cannot be compared (a map held in an interface):
+// broker.ErrBadArguments
 // or could not reach the map's mirrors: one that nests more than 25 levels
 // of arrays, maps and tags fails with an error matching broker.ErrTooDeep.
 // The map is then unchanged.
@@ -74,6 +77,10 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	}
 	if err != nil {
 		return entryError(fmt.Sprintf("the key %#v", key), err)
+	}
+	if unusableKey(key) {
+		return fmt.Errorf("%w: the key %#v is not equal to itself (a NaN) or cannot be compared: it could never be found nor deleted",
+			broker.ErrBadArguments, key)
 	}
 	vb, err := marshalEntry(value)
 	if err == nil {
@@ -176,4 +183,17 @@ func unmarshal(raw []byte, v any) error {
 		return nil
 	}
 	return broker.Unmarshal(raw, v)
+}
+
+// unusableKey reports whether k is not equal to itself (a NaN, or a
+// struct or interface holding one), which a Go map can never find nor
+// delete, or cannot be compared at all (a map or slice held in an
+// interface), which a Go map cannot hold.
+func unusableKey[K comparable](k K) (bad bool) {
+	defer func() {
+		if recover() != nil { // comparing uncomparable types
+			bad = true
+		}
+	}()
+	return k != k
 }

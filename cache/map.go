@@ -190,6 +190,10 @@ func unmarshal(raw []byte, v any) error {
 // delete, or cannot be compared at all (a map or slice held in an
 // interface), which a Go map cannot hold.
 func unusableKey[K comparable](k K) (bad bool) {
+	switch any(k).(type) {
+	case string, int, int64: // the common keys, without the deferred recover
+		return false
+	}
 	defer func() {
 		if recover() != nil { // comparing uncomparable types
 			bad = true

@@ -332,3 +332,69 @@ func TestMirrorRefusesAKeyItCannotCompare(t *testing.T) {
 	require.Equal(t, 8, v)
 	require.Equal(t, 1, mir.Len())
 }
+
+// TestSignedZeroKeysAreOneKeyOnTheWire: 0.0 and -0.0 are one key of a
+// Map[float64, V] (Go's == says so) but two encodings. The map's feed
+// must hold the key once, with the bytes it first had, as its entries
+// do: before, it held both encodings, so a mirror taken fresh showed an
+// entry the map no longer had, and a leaf mirror's feed, rebuilt from
+// its typed entries, held other bytes than the map's feed.
+func TestSignedZeroKeysAreOneKeyOnTheWire(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := testkit.Ctx(t, 90*time.Second)
+	m := NewMap[float64, int]()
+	negZero := math.Copysign(0, -1)
+	require.NoError(t, m.Set(0, 1))
+	require.NoError(t, m.Set(negZero, 2))
+	require.NoError(t, m.Set(2.5, 3))
+	require.Equal(t, 2, m.Len())
+	srcBytes, _ := feedBytes(m.f)
+	require.Len(t, srcBytes, 2, "the map's feed holds each key once")
+
+	reg := registry.New()
+	require.NoError(t, reg.Register("map", &floatStore{m: m}))
+	_, addr := brokertest.Serve(t, reg)
+	conn, err := broker.Dial(ctx, "tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	var st *broker.Ref
+	require.NoError(t, conn.Root().Call(ctx, "Lookup", &st, "map"))
+	var mid *Mirror[float64, int]
+	require.NoError(t, st.Call(ctx, "Model", &mid))
+	t.Cleanup(func() { mid.Close() })
+	require.True(t, m.Delete(negZero))
+	require.NoError(t, m.Set(3.5, 4))
+	testkit.Eventually(t, "the mirror catches up", func() bool { return mid.Version() == m.Version() })
+	require.Equal(t, 2, mid.Len())
+
+	hreg := registry.New()
+	require.NoError(t, hreg.Register("holder", &leafHolder[float64]{mir: mid}))
+	_, haddr := brokertest.Serve(t, hreg)
+	hconn, err := broker.Dial(ctx, "tcp", haddr)
+	require.NoError(t, err)
+	t.Cleanup(func() { hconn.Close() })
+	var h *broker.Ref
+	require.NoError(t, hconn.Root().Call(ctx, "Lookup", &h, "holder"))
+	var down *Mirror[float64, int]
+	require.NoError(t, h.Call(ctx, "Mirror", &down))
+	t.Cleanup(func() { down.Close() })
+	var fresh *Mirror[float64, int]
+	require.NoError(t, st.Call(ctx, "Model", &fresh))
+	t.Cleanup(func() { fresh.Close() })
+	want, wv := feedBytes(m.f)
+	for name, x := range map[string]*Mirror[float64, int]{"the mirror handed on": down, "a fresh mirror": fresh} {
+		testkit.Eventually(t, name+" catches up", func() bool { return x.Version() == wv })
+		got, _ := feedBytes(x.fl.Load().Feed())
+		require.Equal(t, want, got, name+": the map's bytes")
+		require.Equal(t, m.Len(), x.Len(), name+": the map's entries")
+	}
+}
+
+// floatStore publishes a Map[float64, int].
+type floatStore struct {
+	remoteable.Referenceable
+	m *Map[float64, int]
+}
+
+// Model returns the map: the caller gets a mirror.
+func (s *floatStore) Model(ctx context.Context) (*Map[float64, int], error) { return s.m, nil }

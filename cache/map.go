@@ -95,9 +95,15 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	}
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
-	ev := m.f.Set(kb, vb)
 	old, had := m.entries.items[key]
-	m.entries.items[key] = slot[V]{v: value, raw: vb}
+	if had {
+		// The key as the feed holds it: a key equal to it may encode
+		// otherwise (-0.0 and 0.0), and the feed, which knows keys by
+		// their bytes, must not take it for another one.
+		kb = old.key
+	}
+	ev := m.f.Set(kb, vb)
+	m.entries.items[key] = slot[V]{v: value, raw: vb, key: kb}
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old, hadPrev: had})
 	return nil
 }
@@ -105,17 +111,16 @@ func (m *Map[K, V]) Set(key K, value V) error {
 // Delete removes key, reporting whether it was there. A delete of an
 // absent key is not a change.
 func (m *Map[K, V]) Delete(key K) bool {
-	kb, err := marshalEntry(key)
-	if err != nil {
+	if unusableKey(key) {
 		return false // such a key cannot have been set
 	}
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
-	ev, ok := m.f.Delete(kb)
-	if !ok {
+	old, had := m.entries.items[key]
+	if !had {
 		return false
 	}
-	old := m.entries.items[key]
+	ev, _ := m.f.Delete(old.key) // the key as the feed holds it (see Set)
 	delete(m.entries.items, key)
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old, hadPrev: true})
 	return true

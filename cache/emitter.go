@@ -11,9 +11,11 @@ import (
 type slot[V any] struct {
 	v   V
 	raw []byte
-	// key is the key's bytes as a mirror received them, which its feed
-	// takes back when it needs a state of its own (mirrorSink.Entries);
-	// a Map's feed keeps its own, and leaves it nil.
+	// key is the key's bytes as the feed holds them: for a mirror, as it
+	// received them, which its feed takes back when it needs a state of
+	// its own (mirrorSink.Entries); for a Map, as first set, which a
+	// change or deletion of an equal key that encodes otherwise (-0.0
+	// for 0.0) gives its feed.
 	key []byte
 }
 

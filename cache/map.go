@@ -64,7 +64,10 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 }
 
 // Set sets key to value. It fails only when the key or the value cannot
-// be encoded (a channel or a function inside, say: broker.ErrBadArguments)
+// be encoded (a channel or a function inside, say: broker.ErrBadArguments),
+// when the key is not equal to itself (a NaN, which no Get nor Delete
+// could find) or cannot be compared (a map held in an interface):
+// broker.ErrBadArguments
 // or could not reach the map's mirrors: one that nests more than 25 levels
 // of arrays, maps and tags fails with an error matching broker.ErrTooDeep.
 // The map is then unchanged.
@@ -76,6 +79,10 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	}
 	if err != nil {
 		return entryError(fmt.Sprintf("the key %#v", key), err)
+	}
+	if unusableKey(key) {
+		return fmt.Errorf("%w: the key %#v is not equal to itself (a NaN) or cannot be compared: it could never be found nor deleted",
+			broker.ErrBadArguments, key)
 	}
 	vb, err := marshalEntry(value)
 	if err == nil {
@@ -90,9 +97,16 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	}
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
-	ev := m.f.Set(kb, vb)
 	old, had := m.entries.items[key]
-	m.entries.items[key] = slot[V]{v: value, raw: vb}
+	if had {
+		// The key as the feed holds it: a key equal to it may encode
+		// otherwise (-0.0 and 0.0), and the feed, which knows keys by
+		// their bytes, must not take it for another one.
+		kb = old.key
+	}
+	ev := m.f.Set(kb, vb)
+	// ev.Key is the feed's own copy: kb may be the buffer on this stack.
+	m.entries.items[key] = slot[V]{v: value, raw: vb, key: ev.Key}
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old, hadPrev: had})
 	return nil
 }
@@ -100,18 +114,16 @@ func (m *Map[K, V]) Set(key K, value V) error {
 // Delete removes key, reporting whether it was there. A delete of an
 // absent key is not a change.
 func (m *Map[K, V]) Delete(key K) bool {
-	var buf keyBuf
-	kb, err := appendKey(buf[:0], key)
-	if err != nil {
+	if unusableKey(key) {
 		return false // such a key cannot have been set
 	}
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
-	ev, ok := m.f.Delete(kb)
-	if !ok {
+	old, had := m.entries.items[key]
+	if !had {
 		return false
 	}
-	old := m.entries.items[key]
+	ev, _ := m.f.Delete(old.key) // the key as the feed holds it (see Set)
 	delete(m.entries.items, key)
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old, hadPrev: true})
 	return true
@@ -179,4 +191,21 @@ func unmarshal(raw []byte, v any) error {
 		return nil
 	}
 	return broker.Unmarshal(raw, v)
+}
+
+// unusableKey reports whether k is not equal to itself (a NaN, or a
+// struct or interface holding one), which a Go map can never find nor
+// delete, or cannot be compared at all (a map or slice held in an
+// interface), which a Go map cannot hold.
+func unusableKey[K comparable](k K) (bad bool) {
+	switch any(k).(type) {
+	case string, int, int64: // the common keys, without the deferred recover
+		return false
+	}
+	defer func() {
+		if recover() != nil { // comparing uncomparable types
+			bad = true
+		}
+	}()
+	return k != k
 }

@@ -411,6 +411,13 @@ func decodeChange[K comparable, V any](c feed.Change, d *decodedChange[K, V]) er
 	if err := unmarshal(c.Key, &d.k); err != nil {
 		return fmt.Errorf("cache: key: %w", err)
 	}
+	if unusableKey(d.k) {
+		// A NaN, or a struct holding one: the entries could never find
+		// nor delete it, and a leaf mirror's feed, which takes its state
+		// from them (Entries), would bring it back after the source
+		// deleted it. A map decoded into an interface would panic them.
+		return fmt.Errorf("cache: key %v is not equal to itself (a NaN) or cannot be compared: a mirror cannot hold it", d.k)
+	}
 	if !c.Deleted {
 		if err := unmarshal(c.Value, &d.v); err != nil {
 			return fmt.Errorf("cache: value for %v: %w", d.k, err)

@@ -338,7 +338,11 @@ func (fl *Follower) awaitLoss() bool {
 		return false
 	case <-sub.Conn().Closed():
 	case <-obs.failed:
-		if err := obs.why(); err != nil {
+		// An observer dropped because its link ended (the broker drops a
+		// dead connection's exports, telling each, after Closed fired)
+		// is a link loss, not a failure to resume: the select may pick
+		// either when both are ready, and Err must not report it.
+		if err := obs.why(); err != nil && !(errors.Is(err, errDropped) && sub.Conn().Err() != nil) {
 			fl.setErr(err)
 		}
 	}

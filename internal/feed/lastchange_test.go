@@ -35,12 +35,13 @@ func (s *seenSink) Commit(events []Event, reset bool) {
 
 // TestLastChangeArrivesAfterEveryBurst looks for a lost wakeup in the lazy
 // tail (Feed.publish, Feed.unlock, Subscription.await): a burst of changes
-// to each of many feeds, every feed followed by two mirrors on their own
-// connections and a third behind one of them (a relay), then quiet, after
+// to each of many feeds, every feed followed by five mirrors on their own
+// connections and a sixth behind the first (a relay), then quiet, after
 // which every mirror must reach the burst's last version. While a burst
-// runs other callers hold each feed's lock (Subscribers, Epoch, Deletes
-// of absent keys), so that a pusher's TryLock fails against holders other
-// than the writer. Nothing touches a feed's lock once its burst ends: the
+// runs, and for a few holds after it, other callers hold each feed's lock
+// (Subscribers, Epoch, Deletes of absent keys, Reads that hold it a few
+// microseconds), so that a pusher's TryLock fails against holders other
+// than the writer. Nothing touches a feed's lock once those end: the
 // last version is the one its last Set returned, and the mirrors are
 // watched through their sinks, since any unlock of the feed would publish
 // the pending tail for a waiting pusher and hide the loss.

@@ -764,8 +764,19 @@ func (f *Feed) appendLog(s Step) {
 // own for them, and the collector finds the log's steps in a few large
 // objects rather than one small one per change. A slab stays reachable
 // while any of its steps is in the log (or a tail some pusher still
-// reads): at most maxStepSlab steps beyond the log's bound.
+// reads): at most maxStepSlab steps beyond the log's bound. A change of
+// more than maxSlabChange bytes gets a step of its own, so that those
+// steps hold at most maxStepSlab*maxSlabChange bytes of keys and values
+// the log dropped: a slab of large values, kept whole by its last steps,
+// held 16 times DefaultLogBytes (TestDroppedLargeValuesAreCollected).
 func (f *Feed) appendChange(c Change) {
+	if len(c.Key)+len(c.Value) > maxSlabChange {
+		ms := &modelStep{logStep: logStep{Step: Step{From: f.version - 1, Version: f.version}}}
+		ms.one[0] = c
+		ms.Changes = ms.one[:]
+		f.logOne(&ms.logStep)
+		return
+	}
 	if len(f.stepSlab) == 0 {
 		// Slabs grow from a few steps, so that a model changed rarely
 		// (or a feed never changed) does not hold a whole one.
@@ -783,6 +794,11 @@ func (f *Feed) appendChange(c Change) {
 // maxStepSlab is the most steps appendChange allocates at once: about
 // 14 KiB.
 const maxStepSlab = 128
+
+// maxSlabChange is the most bytes of key and value a change taken from a
+// slab holds (appendChange): a slab's steps then keep at most 128 KiB the
+// log dropped.
+const maxSlabChange = 1 << 10
 
 // modelStep is a model's step with room for its one change.
 type modelStep struct {

@@ -121,14 +121,7 @@ func checkLeafKeepsBytes[K comparable](t *testing.T, keys [][]byte) {
 	require.Eventually(t, func() bool { return mid.Version() == src.Version() }, 30*time.Second, time.Millisecond)
 
 	// Handed on while changes keep coming.
-	hreg := registry.New()
-	require.NoError(t, hreg.Register("holder", &leafHolder[K]{mir: mid}))
-	_, haddr := brokertest.Serve(t, hreg)
-	conn, err := broker.Dial(ctx, "tcp", haddr)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	var h *broker.Ref
-	require.NoError(t, conn.Root().Call(ctx, "Lookup", &h, "holder"))
+	h := holderRef(t, ctx, mid)
 	stop := make(chan struct{})
 	wrote := make(chan struct{})
 	go func() {
@@ -234,15 +227,7 @@ func TestNaNKeyNeverReachesAMirrorsEntries(t *testing.T) {
 	leakcheck.Check(t)
 	ctx := testkit.Ctx(t, 90*time.Second)
 	src := feed.New(4, nil)
-	reg := registry.New()
-	require.NoError(t, reg.Register("feed", src.Publisher()))
-	_, addr := brokertest.Serve(t, reg)
-	cl, err := remote.Connect(ctx, "tcp", addr,
-		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
-	require.NoError(t, err)
-	t.Cleanup(func() { cl.Close() })
-	ref, err := cl.Registry().Lookup(ctx, "feed")
-	require.NoError(t, err)
+	ref := followFeed(t, ctx, src)
 	one := []byte{0xf9, 0x3c, 0x00} // 1.0 as float16
 	src.Set(one, longInt(1))
 	mid := NewMirror[float64, int]()
@@ -261,14 +246,7 @@ func TestNaNKeyNeverReachesAMirrorsEntries(t *testing.T) {
 	testkit.Eventually(t, "the mirror catches up", func() bool { return mid.Version() == src.Version() })
 	require.Equal(t, 1, mid.Len(), "no entry for the deleted NaN key")
 
-	hreg := registry.New()
-	require.NoError(t, hreg.Register("holder", &leafHolder[float64]{mir: mid}))
-	_, haddr := brokertest.Serve(t, hreg)
-	conn, err := broker.Dial(ctx, "tcp", haddr)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	var h *broker.Ref
-	require.NoError(t, conn.Root().Call(ctx, "Lookup", &h, "holder"))
+	h := holderRef(t, ctx, mid)
 	var down *Mirror[float64, int]
 	require.NoError(t, h.Call(ctx, "Mirror", &down))
 	t.Cleanup(func() { down.Close() })
@@ -303,15 +281,7 @@ func TestMirrorRefusesAKeyItCannotCompare(t *testing.T) {
 	leakcheck.Check(t)
 	ctx := testkit.Ctx(t, 90*time.Second)
 	src := feed.New(4, nil)
-	reg := registry.New()
-	require.NoError(t, reg.Register("feed", src.Publisher()))
-	_, addr := brokertest.Serve(t, reg)
-	cl, err := remote.Connect(ctx, "tcp", addr,
-		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
-	require.NoError(t, err)
-	t.Cleanup(func() { cl.Close() })
-	ref, err := cl.Registry().Lookup(ctx, "feed")
-	require.NoError(t, err)
+	ref := followFeed(t, ctx, src)
 	one := text("one", 1)
 	src.Set(one, longInt(1))
 	mir := NewMirror[any, int]()
@@ -367,14 +337,7 @@ func TestSignedZeroKeysAreOneKeyOnTheWire(t *testing.T) {
 	testkit.Eventually(t, "the mirror catches up", func() bool { return mid.Version() == m.Version() })
 	require.Equal(t, 2, mid.Len())
 
-	hreg := registry.New()
-	require.NoError(t, hreg.Register("holder", &leafHolder[float64]{mir: mid}))
-	_, haddr := brokertest.Serve(t, hreg)
-	hconn, err := broker.Dial(ctx, "tcp", haddr)
-	require.NoError(t, err)
-	t.Cleanup(func() { hconn.Close() })
-	var h *broker.Ref
-	require.NoError(t, hconn.Root().Call(ctx, "Lookup", &h, "holder"))
+	h := holderRef(t, ctx, mid)
 	var down *Mirror[float64, int]
 	require.NoError(t, h.Call(ctx, "Mirror", &down))
 	t.Cleanup(func() { down.Close() })
@@ -398,3 +361,34 @@ type floatStore struct {
 
 // Model returns the map: the caller gets a mirror.
 func (s *floatStore) Model(ctx context.Context) (*Map[float64, int], error) { return s.m, nil }
+
+// followFeed serves src's publisher as the manager "feed" and returns a
+// lasting client's reference to it.
+func followFeed(t *testing.T, ctx context.Context, src *feed.Feed) *remote.Ref {
+	t.Helper()
+	reg := registry.New()
+	require.NoError(t, reg.Register("feed", src.Publisher()))
+	_, addr := brokertest.Serve(t, reg)
+	cl, err := remote.Connect(ctx, "tcp", addr,
+		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	ref, err := cl.Registry().Lookup(ctx, "feed")
+	require.NoError(t, err)
+	return ref
+}
+
+// holderRef serves mid as the manager "holder" and returns a reference to
+// it over a connection of its own: its Mirror method hands mid on.
+func holderRef[K comparable](t *testing.T, ctx context.Context, mid *Mirror[K, int]) *broker.Ref {
+	t.Helper()
+	reg := registry.New()
+	require.NoError(t, reg.Register("holder", &leafHolder[K]{mir: mid}))
+	_, addr := brokertest.Serve(t, reg)
+	conn, err := broker.Dial(ctx, "tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	var h *broker.Ref
+	require.NoError(t, conn.Root().Call(ctx, "Lookup", &h, "holder"))
+	return h
+}

@@ -66,7 +66,9 @@ func newMap[K comparable, V any](o options, owner any) *Map[K, V] {
 // Set sets key to value. It fails only when the key or the value cannot
 // be encoded (a channel or a function inside, say: broker.ErrBadArguments),
 // when the key is not equal to itself (a NaN, which no Get nor Delete
-// could find) or cannot be compared (a map held in an interface):
+// could find) or cannot be compared (a map held in an interface), or
+// when it encodes as another key the map holds (int 1 and uint 1 in a map
+// keyed by any, which its mirrors could not tell apart):
 // broker.ErrBadArguments
 // or could not reach the map's mirrors: one that nests more than 25 levels
 // of arrays, maps and tags fails with an error matching broker.ErrTooDeep.
@@ -98,13 +100,22 @@ func (m *Map[K, V]) Set(key K, value V) error {
 	m.entries.mu.Lock()
 	defer m.entries.mu.Unlock()
 	old, had := m.entries.items[key]
+	var ev feed.Event
 	if had {
 		// The key as the feed holds it: a key equal to it may encode
 		// otherwise (-0.0 and 0.0), and the feed, which knows keys by
 		// their bytes, must not take it for another one.
-		kb = old.key
+		ev = m.f.Set(old.key, vb)
+	} else {
+		var fresh bool
+		if ev, fresh = m.f.Insert(kb, vb); !fresh {
+			// Another key encodes alike (int 1 and uint 1 under any):
+			// the feed and every mirror know keys by their bytes, so
+			// they would hold one entry where the map holds two.
+			return fmt.Errorf("%w: the key %#v encodes as another key the map holds: its mirrors could not tell them apart",
+				broker.ErrBadArguments, key)
+		}
 	}
-	ev := m.f.Set(kb, vb)
 	// ev.Key is the feed's own copy: kb may be the buffer on this stack.
 	m.entries.items[key] = slot[V]{v: value, raw: vb, key: ev.Key}
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: value, Version: ev.Version}, prev: old, hadPrev: had})
@@ -123,7 +134,10 @@ func (m *Map[K, V]) Delete(key K) bool {
 	if !had {
 		return false
 	}
-	ev, _ := m.f.Delete(old.key) // the key as the feed holds it (see Set)
+	ev, ok := m.f.Delete(old.key) // the key as the feed holds it (see Set)
+	if !ok {
+		panic("cache: a map's entry its feed does not hold") // Set keeps them in step
+	}
 	delete(m.entries.items, key)
 	m.em.push(item[K, V]{ch: Change[K, V]{Key: key, Value: old.v, Deleted: true, Version: ev.Version}, prev: old, hadPrev: true})
 	return true

@@ -699,6 +699,20 @@ func (f *Feed) Set(key, value []byte) Event {
 	return f.setLocked(key, value)
 }
 
+// Insert is Set for a key the caller holds no entry for: it reports false,
+// and changes nothing, when the feed holds key already. A typed model
+// whose keys are told apart otherwise than by their bytes (int 1 and uint
+// 1 in a map keyed by any encode alike) refuses such a key rather than
+// hold two entries where the feed, and every mirror, holds one.
+func (f *Feed) Insert(key, value []byte) (Event, bool) {
+	f.mu.Lock()
+	defer f.unlock()
+	if _, ok := f.index[string(key)]; ok {
+		return Event{}, false
+	}
+	return f.setLocked(key, value), true
+}
+
 func (f *Feed) setLocked(key, value []byte) Event {
 	f.version++
 	// stored, never key, goes into the feed: key does not escape, so the

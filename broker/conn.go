@@ -96,12 +96,14 @@ type Conn struct {
 	callsIn  atomic.Int64 // handlers running for the peer
 
 	// The drain (drain.go): away is closed when the peer says it is
-	// going away; draining is set when this side does, after which the
+	// going away, and awaySaid set before this side answers the notice
+	// (peerGoingAway); draining is set when this side does, after which the
 	// peer's new calls are refused; answering counts the peer's calls
 	// started and not yet answered, and quiet wakes Server.Shutdown when
 	// it drops to zero while draining.
 	away      chan struct{}
 	awayOnce  sync.Once
+	awaySaid  atomic.Bool
 	draining  atomic.Bool
 	answering atomic.Int64
 	quiet     chan struct{}

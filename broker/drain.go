@@ -292,6 +292,11 @@ func goingAwayRefusal(method string) error {
 // stays up for the calls in flight, and GoingAway is closed so that a
 // lasting client dials again. The notice is answered with a null result.
 func (c *Conn) peerGoingAway(id uint64) {
+	// Said before the answer is queued: the peer may close as soon as it
+	// has the answer, and the end of the link must then be reported as
+	// the peer going away (goneAway), even if this goroutine has not yet
+	// closed away below.
+	c.awaySaid.Store(true)
 	e := getEncoder(c)
 	e.buf = cborx.AppendNull(appendReturnHead(e.buf, id))
 	// The answer tells the draining server that no call of this side
@@ -327,9 +332,7 @@ func (c *Conn) GoingAway() <-chan struct{} { return c.away }
 // ErrGoingAway when the peer had said it was going away (unless this
 // side closed it).
 func (c *Conn) goneAway(cause error) error {
-	select {
-	case <-c.away:
-	default:
+	if !c.awaySaid.Load() {
 		return cause
 	}
 	if errors.Is(cause, ErrGoingAway) || errors.Is(cause, ErrClosed) {

@@ -123,9 +123,12 @@ func TestServeDrainsOnSignal(t *testing.T) {
 	require.NoError(t, conn.Root().Call(ctx, "Lookup", &users, "users"))
 
 	assert.Equal(t, exitOK, stop())
+	// The client answered the notice before the server could close, but
+	// the goroutine that closes GoingAway after that answer may not have
+	// run yet: wait for it, bounded.
 	select {
 	case <-conn.GoingAway():
-	default:
+	case <-ctx.Done():
 		t.Fatal("the server closed without telling its client it was going away")
 	}
 	<-conn.Closed()

@@ -42,20 +42,13 @@ func BenchmarkFanOut(b *testing.B) {
 // benchFanOut runs one cell of BenchmarkFanOut.
 func benchFanOut(b *testing.B, mirrors, conns int) {
 	st := &fanStore{m: cache.NewMap[string, int]()}
-	reg := registry.New()
-	require.NoError(b, reg.Register("store", st))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	srv := broker.NewServer(reg)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	defer func() { srv.Close(); <-errc }()
+	addr := serveStore(b, st)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	mirs := make([]*cache.Mirror[string, int], 0, mirrors)
 	for i := range conns {
-		conn, err := broker.Dial(ctx, "tcp", ln.Addr().String())
+		conn, err := broker.Dial(ctx, "tcp", addr)
 		require.NoError(b, err)
 		defer conn.Close()
 		var ref *broker.Ref
@@ -89,4 +82,19 @@ func benchFanOut(b *testing.B, mirrors, conns int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/wrote.Seconds(), "Sets/s")
 	b.ReportMetric(float64(all.Milliseconds()), "ms-to-all")
+}
+
+// serveStore serves st as the manager "store" on a loopback listener,
+// stopped when b ends, and returns its address.
+func serveStore(b *testing.B, st *fanStore) string {
+	b.Helper()
+	reg := registry.New()
+	require.NoError(b, reg.Register("store", st))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	srv := broker.NewServer(reg)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	b.Cleanup(func() { srv.Close(); <-errc })
+	return ln.Addr().String()
 }

@@ -2,7 +2,6 @@ package cache_test
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/tether-go/tether/broker"
 	"github.com/tether-go/tether/cache"
-	"github.com/tether-go/tether/registry"
 )
 
 // BenchmarkSet measures the writer's own cost of Map.Set (ns/op,
@@ -45,17 +43,10 @@ func BenchmarkSet(b *testing.B) {
 	})
 	b.Run("mirror", func(b *testing.B) {
 		st := &fanStore{m: cache.NewMap[string, int]()}
-		reg := registry.New()
-		require.NoError(b, reg.Register("store", st))
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(b, err)
-		srv := broker.NewServer(reg)
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		defer func() { srv.Close(); <-errc }()
+		addr := serveStore(b, st)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		conn, err := broker.Dial(ctx, "tcp", ln.Addr().String())
+		conn, err := broker.Dial(ctx, "tcp", addr)
 		require.NoError(b, err)
 		defer conn.Close()
 		var ref *broker.Ref

@@ -282,3 +282,52 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 	require.NoError(t, <-held)
 	require.NoError(t, <-shut)
 }
+
+// TestCallerOnAnOldLinkIsNotFailedByAnother drives, one step at a time, the
+// two races TestRollingDrainRunsEveryCallOnce met on a loaded CI machine
+// (1 run in hundreds): a caller resolved r's target on link A, A ended,
+// and before that caller went on, another caller obtained the target again
+// on link B. The first caller's call on the old target is refused as
+// released (reobtain let it go), and its obtaining on A fails as not sent:
+// both are recognised as "the call did not run, the client moved on", so
+// Call and resolve make them again on B instead of failing the caller.
+func TestCallerOnAnOldLinkIsNotFailedByAnother(t *testing.T) {
+	leakcheck.Check(t)
+	ua, ub := newUsers("a"), newUsers("b")
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	b := startServer(t, "127.0.0.1:0", publish(t, ub))
+	proxy := proxyTo(t, a.addr)
+	cl := connect(t, proxy.Addr())
+	ctx := testkit.Ctx(t, 30*time.Second)
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+
+	old, oldConn, err := users.resolve(ctx)
+	require.NoError(t, err)
+	proxy.SetTarget(b.addr)
+	proxy.Reset()
+	<-oldConn.Done()
+	var got string
+	require.NoError(t, users.Call(WaitForLink(ctx), "Get", &got, "x"), "another caller obtains the target on B")
+	require.Equal(t, "b:x", got)
+
+	var n int64
+	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	require.ErrorIs(t, err, broker.ErrReleased, "the old target was let go when B's was obtained")
+	assert.True(t, users.droppedMeanwhile(err, old, oldConn), "Call makes it again on B: %v", err)
+
+	_, err = users.reobtainHeld(ctx, oldConn)
+	require.Error(t, err)
+	assert.True(t, linkMovedOn(err, oldConn), "resolve obtains it again on B: %v", err)
+
+	require.NoError(t, users.Call(ctx, "Bump", &n))
+	assert.Zero(t, ua.bumps.Load())
+	assert.Equal(t, int64(1), ub.bumps.Load())
+
+	// What is not one of those races stays an error: a target released by
+	// its own caller, on a link that is up.
+	cur, curConn, err := users.resolve(ctx)
+	require.NoError(t, err)
+	assert.False(t, users.droppedMeanwhile(broker.ErrReleased, cur, curConn))
+	assert.False(t, linkMovedOn(broker.ErrConnectionLost, curConn))
+}

@@ -89,6 +89,10 @@ var (
 	_ remoteable.ExportObserver = (*Ref)(nil)
 )
 
+// errLinkChanged is part of the error of a target that could not be
+// obtained because its parent was meanwhile obtained on a newer link.
+var errLinkChanged = errors.New("the link changed")
+
 func newRef(cl *Client) *Ref {
 	r := &Ref{cl: cl, sem: make(chan struct{}, 1)}
 	refhome.Set(&r.homing, r.homeOn)
@@ -161,29 +165,57 @@ func (r *Ref) current(conn *broker.Conn) *broker.Ref {
 
 // resolve returns the target on the current connection, obtaining it again
 // if the connection changed since it was last obtained.
+//
+// A link that ends or drains while the target is being obtained on it is
+// no failure of the caller's: the client is already moving to another
+// link, and the target is obtained there (at most twice more).
 func (r *Ref) resolve(ctx context.Context) (*broker.Ref, *broker.Conn, error) {
 	if r.local {
 		return r.target, nil, nil
 	}
-	conn, err := r.link(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if t := r.current(conn); t != nil {
-		return t, conn, nil
-	}
-	select {
-	case r.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
-	defer func() { <-r.sem }()
-	t, err := r.reobtain(ctx, conn)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		conn, err := r.link(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if t := r.current(conn); t != nil {
+			return t, conn, nil
+		}
+		t, err := r.reobtainHeld(ctx, conn)
+		if err == nil {
+			return t, conn, nil
+		}
+		if attempt < 2 && ctx.Err() == nil && linkMovedOn(err, conn) {
+			continue // r.link waits until the client has left conn
+		}
 		r.reobtainFailed(ctx, err)
 		return nil, nil, err
 	}
-	return t, conn, nil
+}
+
+// reobtainHeld is reobtain with r.sem held: one caller at a time obtains
+// the target, and the others find it obtained.
+func (r *Ref) reobtainHeld(ctx context.Context, conn *broker.Conn) (*broker.Ref, error) {
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-r.sem }()
+	return r.reobtain(ctx, conn)
+}
+
+// linkMovedOn reports whether err, from obtaining a target on conn, says
+// only that conn is over while the obtaining call did not run: conn's
+// server refused it because it drains, conn ended before it was sent, or a
+// parent was meanwhile obtained on a newer link. Obtaining it again on the
+// client's next link is then safe. A call lost in flight
+// (broker.ErrConnectionLost) is not one: it may have run.
+func linkMovedOn(err error, conn *broker.Conn) bool {
+	if errors.Is(err, broker.ErrConnectionLost) {
+		return false
+	}
+	return refusedDraining(err, conn) || linkFailed(err, conn) || errors.Is(err, errLinkChanged)
 }
 
 // link is the client's link for a call through r: an error for a link
@@ -271,7 +303,7 @@ func (r *Ref) obtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, error
 		return nil, err
 	}
 	if pconn != conn {
-		return nil, fmt.Errorf("%w: the link changed while re-obtaining %v", ErrDisconnected, r)
+		return nil, fmt.Errorf("%w: %w while re-obtaining %v", ErrDisconnected, errLinkChanged, r)
 	}
 	return broker.Call[*broker.Ref](ctx, pt, r.method, r.args...)
 }
@@ -369,7 +401,7 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			return withMethod(err, method)
 		}
 		err = r.callOnce(ctx, t, method, reply, args)
-		if refusedDraining(err, conn) && attempt < 2 {
+		if (refusedDraining(err, conn) || r.droppedMeanwhile(err, t, conn)) && attempt < 2 {
 			continue // it did not run: make it on the next link
 		}
 		if err == nil || !linkFailed(err, conn) || attempt >= 2 {
@@ -410,6 +442,13 @@ func refusedDraining(err error, conn *broker.Conn) bool {
 	default:
 		return false
 	}
+}
+
+// droppedMeanwhile reports whether err is a call on t refused because t
+// was released, by another caller of r that obtained the target again on
+// a newer link after t's own had ended (reobtain): the call was not sent.
+func (r *Ref) droppedMeanwhile(err error, t *broker.Ref, conn *broker.Conn) bool {
+	return errors.Is(err, broker.ErrReleased) && t.Conn() != nil && t.Conn().Err() != nil && r.current(conn) != t
 }
 
 // linkFailed reports whether err says that conn itself died (as opposed to

@@ -74,7 +74,7 @@ func TestWatchStreamShowsEveryChangeAtItsVersionWhileChangesStream(t *testing.T)
 	}
 
 	state := map[string]int{}
-	version, snapshots, received, diffs := first.Version, 0, 0, 0
+	version, snapshots, received, diffs, outages := first.Version, 0, 0, 0, 0
 	for _, en := range first.Entries {
 		n, err := strconv.Atoi(string(en.Value))
 		require.NoError(t, err)
@@ -123,12 +123,19 @@ func TestWatchStreamShowsEveryChangeAtItsVersionWhileChangesStream(t *testing.T)
 			_, had := state[string(ev.Key)]
 			require.True(t, had, "a delete at %d of a key the watcher does not hold", ev.Version)
 			delete(state, string(ev.Key))
+		case "stale", "live":
+			// The gateway's link to the server may be declared dead and
+			// dialled again when a loaded machine starves it for longer
+			// than its 500 ms dead-peer timeout (CI did, once): the mirror
+			// then resumes, and the changes it missed follow as above.
+			outages++
+			continue
 		default:
 			t.Fatalf("unexpected event %+v", ev)
 		}
 		version = ev.Version
 	}
-	t.Logf("%d changes reached the reader as %d events, %d of them snapshots, %d of them the differences of resyncs", m.Version()-first.Version, received, snapshots, diffs)
+	t.Logf("%d changes reached the reader as %d events, %d of them snapshots, %d of them the differences of resyncs, %d of them stale or live", m.Version()-first.Version, received, snapshots, diffs, outages)
 	want := map[string]int{}
 	for i := range 40 {
 		if v, ok := m.Get(key(i)); ok {

@@ -48,7 +48,9 @@
 // the old connection; Disconnected (with an error matching
 // broker.ErrGoingAway) and Connected fire once each. A call the draining
 // server refused did not run: a *Ref makes it again on the new link by
-// itself, whether or not its method is idempotent.
+// itself, whether or not its method is idempotent. So does a call that
+// another caller overtook, moving the *Ref to the new link while the call
+// was on its way to the old one, before anything was sent.
 //
 // # Wrapped references
 //

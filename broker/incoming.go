@@ -447,6 +447,14 @@ func errDuplicateCall(id uint64) error {
 // startCall registers a decoded call and hands it to an idle handler
 // goroutine, or starts one. A call whose id is in flight already (the main
 // stream and a message stream race to here) is a protocol violation.
+//
+// The reader never runs a handler itself, even for a lone caller: a
+// handler may block (on a call back to the peer, whose answer this reader
+// must read). Handing the reading to a standby goroutine instead, so that
+// the handler could start on the reader, was measured first with its
+// ceiling (handlers run on the reader, unsafely): the hand-off costs about
+// 0.25 µs of a round trip's 40-50 µs, and no benchmark moved beyond the
+// noise (docs/benchmarks.md, "One goroutine hand-off fewer").
 func (c *Conn) startCall(t *inCall) error {
 	r := &c.running
 	r.mu.Lock()

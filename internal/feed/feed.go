@@ -284,17 +284,37 @@ type logStep struct {
 	enc  atomic.Pointer[[]byte] // the step's CBOR (encoded)
 }
 
-// encoded returns the step's CBOR, encoding it the first time. Pushers
-// that race to do so keep the first one stored.
-func (ls *logStep) encoded() []byte {
+// encodedMax returns the length of the step's CBOR when it is encoded
+// already, and otherwise at most what appendStep appends for it: the
+// step's head and its three fields (28 bytes at most), and per change an
+// array head, a key and a value (each at least a null byte) and a bool.
+func (ls *logStep) encodedMax() int {
 	if p := ls.enc.Load(); p != nil {
-		return *p
+		return len(*p)
 	}
-	b := appendStep(nil, &ls.Step)
-	if ls.enc.CompareAndSwap(nil, &b) {
-		return b
+	return 28 + 4*len(ls.Changes) + ls.size
+}
+
+// appendEncoded appends the step's CBOR to buf. The first batch that
+// needs a step encodes it there, in place, and keeps the bytes it
+// appended as the step's encoding (a batch's bytes are never written
+// again), so that a step costs no buffer of its own and no copy; the
+// next batches copy it. Pushers that race to encode a step keep the
+// first one stored. slot is where the encoding's slice header is kept: an
+// element of an array of them made once per batch (stepsBatch), so that
+// keeping a step's encoding allocates nothing per step.
+func (ls *logStep) appendEncoded(buf []byte, slot *[]byte) []byte {
+	if p := ls.enc.Load(); p != nil {
+		return append(buf, *p...)
 	}
-	return *ls.enc.Load()
+	if slot == nil {
+		slot = new([]byte)
+	}
+	start := len(buf)
+	buf = appendStep(buf, &ls.Step)
+	*slot = buf[start:len(buf):len(buf)]
+	ls.enc.CompareAndSwap(nil, slot)
+	return buf
 }
 
 // tail is a feed's state as the subscriptions of its live tail read it,

@@ -296,25 +296,28 @@ func (ls *logStep) encodedMax() int {
 }
 
 // appendEncoded appends the step's CBOR to buf. The first batch that
-// needs a step encodes it there, in place, and keeps the bytes it
-// appended as the step's encoding (a batch's bytes are never written
-// again), so that a step costs no buffer of its own and no copy; the
-// next batches copy it. Pushers that race to encode a step keep the
-// first one stored. slot is where the encoding's slice header is kept: an
-// element of an array of them made once per batch (stepsBatch), so that
-// keeping a step's encoding allocates nothing per step.
-func (ls *logStep) appendEncoded(buf []byte, slot *[]byte) []byte {
-	if p := ls.enc.Load(); p != nil {
+// needs a step encodes it into enc, which stepsBatch makes once per batch
+// for the steps not encoded yet, and keeps those bytes as the step's
+// encoding, so that a step costs no buffer of its own, nor the growing of
+// one from nothing. enc holds nothing but the encodings of the batch's
+// new steps: a step keeps no other bytes reachable than those of steps
+// logged just before or after it. slot is where the encoding's slice
+// header is kept, an element of an array of them made once per batch too.
+// Pushers that race to encode a step keep the first one stored.
+func (ls *logStep) appendEncoded(buf []byte, enc *[]byte, slot *[]byte) []byte {
+	if p := ls.enc.Load(); p != nil || slot == nil {
+		if p == nil {
+			return appendStep(buf, &ls.Step) // not reached: stepsBatch has a slot for every new step
+		}
 		return append(buf, *p...)
 	}
-	if slot == nil {
-		slot = new([]byte)
+	start := len(*enc)
+	*enc = appendStep(*enc, &ls.Step)
+	*slot = (*enc)[start:len(*enc):len(*enc)]
+	if !ls.enc.CompareAndSwap(nil, slot) {
+		return append(buf, *ls.enc.Load()...)
 	}
-	start := len(buf)
-	buf = appendStep(buf, &ls.Step)
-	*slot = buf[start:len(buf):len(buf)]
-	ls.enc.CompareAndSwap(nil, slot)
-	return buf
+	return append(buf, *slot...)
 }
 
 // tail is a feed's state as the subscriptions of its live tail read it,

@@ -359,25 +359,30 @@ type sharedBatch struct {
 func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) outgoing {
 	i := t.find(from)
 	j, n, size, total := i, 0, 0, 0
-	fresh := 0 // steps no batch has encoded yet
+	fresh, freshBytes := 0, 0 // steps no batch has encoded yet
 	for ; j < len(t.log) && n < maxBatchChanges && size < limit; j++ {
-		n += len(t.log[j].Changes)
-		size += t.log[j].size
-		total += t.log[j].encodedMax()
-		if t.log[j].enc.Load() == nil {
+		ls := t.log[j]
+		n += len(ls.Changes)
+		size += ls.size
+		m := ls.encodedMax()
+		total += m
+		if ls.enc.Load() == nil {
 			fresh++
+			freshBytes += m
 		}
 	}
 	steps := t.log[i:j]
 	last := steps[len(steps)-1].Version
 	more := snapshot && last < until
-	// The steps not encoded yet are encoded into buf itself
-	// (logStep.appendEncoded), which is sized for all of them: it is not
-	// reallocated, and the encodings they keep are the bytes sent. A step
-	// another pusher encodes meanwhile is copied, and leaves its slot
-	// unused: a step encoded stays so, and fresh counts them all.
+	// The steps not encoded yet are encoded into one buffer made for
+	// them all (logStep.appendEncoded), sized so that it is never
+	// reallocated, and their slice headers kept in one array. A step
+	// another pusher encodes meanwhile leaves its slot unused: a step
+	// encoded stays so, and fresh counts them all.
+	var enc []byte
 	var slots [][]byte
 	if fresh > 0 {
+		enc = make([]byte, 0, freshBytes)
 		slots = make([][]byte, fresh)
 	}
 	buf := make([]byte, 0, total+len(t.epoch)+32)
@@ -388,7 +393,7 @@ func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) ou
 		if len(slots) > 0 && ls.enc.Load() == nil {
 			slot, slots = &slots[0], slots[1:]
 		}
-		buf = ls.appendEncoded(buf, slot)
+		buf = ls.appendEncoded(buf, &enc, slot)
 	}
 	if snapshot {
 		buf = cborx.AppendArray(buf, 0) // a snapshot's batch of steps has no entries

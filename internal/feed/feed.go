@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -284,15 +285,36 @@ type logStep struct {
 	enc  atomic.Pointer[[]byte] // the step's CBOR (encoded)
 }
 
-// encodedMax returns the length of the step's CBOR when it is encoded
-// already, and otherwise at most what appendStep appends for it: the
-// step's head and its three fields (28 bytes at most), and per change an
-// array head, a key and a value (each at least a null byte) and a bool.
-func (ls *logStep) encodedMax() int {
+// encodedLen returns the length of the step's CBOR: what appendStep
+// appends for it.
+func (ls *logStep) encodedLen() int {
 	if p := ls.enc.Load(); p != nil {
 		return len(*p)
 	}
-	return 28 + 4*len(ls.Changes) + ls.size
+	n := 1 + headLen(ls.From) + headLen(ls.Version) + 1 // the array, From, Version, null
+	if ls.Changes != nil {
+		n += headLen(uint64(len(ls.Changes))) - 1
+		for i := range ls.Changes {
+			c := &ls.Changes[i]
+			n += 2 + max(len(c.Key), 1) + max(len(c.Value), 1) // the array, the key, the value, the flag
+		}
+	}
+	return n
+}
+
+// headLen returns the length of a CBOR head of argument v.
+func headLen(v uint64) int {
+	switch {
+	case v < 24:
+		return 1
+	case v <= math.MaxUint8:
+		return 2
+	case v <= math.MaxUint16:
+		return 3
+	case v <= math.MaxUint32:
+		return 5
+	}
+	return 9
 }
 
 // appendEncoded appends the step's CBOR to buf. The first batch that

@@ -143,3 +143,28 @@ func BenchmarkDecodeSteps(b *testing.B) {
 		})
 	}
 }
+
+// TestEncodedLen: a step's encodedLen is the length of its encoding, so
+// that stepsBatch sizes a batch exactly.
+func TestEncodedLen(t *testing.T) {
+	big := bytes.Repeat([]byte("v"), 70000)
+	many := make([]Change, 300)
+	for i := range many {
+		many[i] = change("m", i)
+	}
+	for _, st := range []Step{
+		{From: 0, Version: 1},
+		{From: 23, Version: 24, Changes: []Change{}},
+		{From: 255, Version: 256, Changes: []Change{change("k", 1), {Key: enc("k"), Deleted: true}}},
+		{From: 65535, Version: 65536, Changes: []Change{{Key: enc(string(big)), Value: enc(big)}}},
+		{From: math.MaxUint32, Version: math.MaxUint32 + 1, Changes: many},
+		{From: math.MaxUint64 - 1, Version: math.MaxUint64, Changes: []Change{{}}},
+	} {
+		ls := &logStep{Step: st}
+		require.Equal(t, len(appendStep(nil, &st)), ls.encodedLen(), "step %d→%d", st.From, st.Version)
+		out := stepsBatch(&tail{epoch: testToken, version: st.Version, log: []*logStep{ls}}, st.From, maxBatchBytes, false, 0)
+		var b Batch
+		require.NoError(t, b.UnmarshalCBOR(out.bytes))
+		require.Equal(t, appendStep(nil, &st), *ls.enc.Load(), "the step's encoding as kept")
+	}
+}

@@ -364,7 +364,7 @@ func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) ou
 		ls := t.log[j]
 		n += len(ls.Changes)
 		size += ls.size
-		m := ls.encodedMax()
+		m := ls.encodedLen()
 		total += m
 		if ls.enc.Load() == nil {
 			fresh++
@@ -375,8 +375,8 @@ func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) ou
 	last := steps[len(steps)-1].Version
 	more := snapshot && last < until
 	// The steps not encoded yet are encoded into one buffer made for
-	// them all (logStep.appendEncoded), sized so that it is never
-	// reallocated, and their slice headers kept in one array. A step
+	// them all (logStep.appendEncoded), of their exact size, and their
+	// slice headers kept in one array. A step
 	// another pusher encodes meanwhile leaves its slot unused: a step
 	// encoded stays so, and fresh counts them all.
 	var enc []byte

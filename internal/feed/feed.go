@@ -327,11 +327,11 @@ func headLen(v uint64) int {
 // header is kept, an element of an array of them made once per batch too.
 // Pushers that race to encode a step keep the first one stored.
 func (ls *logStep) appendEncoded(buf []byte, enc *[]byte, slot *[]byte) []byte {
-	if p := ls.enc.Load(); p != nil || slot == nil {
-		if p == nil {
-			return appendStep(buf, &ls.Step) // not reached: stepsBatch has a slot for every new step
-		}
+	if p := ls.enc.Load(); p != nil {
 		return append(buf, *p...)
+	}
+	if slot == nil {
+		slot = new([]byte) // not reached: stepsBatch has a slot for every new step
 	}
 	start := len(*enc)
 	*enc = appendStep(*enc, &ls.Step)

@@ -376,9 +376,9 @@ func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) ou
 	more := snapshot && last < until
 	// The steps not encoded yet are encoded into one buffer made for
 	// them all (logStep.appendEncoded), of their exact size, and their
-	// slice headers kept in one array. A step
-	// another pusher encodes meanwhile leaves its slot unused: a step
-	// encoded stays so, and fresh counts them all.
+	// slice headers kept in one array. A step another pusher encodes
+	// meanwhile leaves its slot unused: a step encoded stays so, and
+	// fresh counted every step not encoded by the end of the loop above.
 	var enc []byte
 	var slots [][]byte
 	if fresh > 0 {

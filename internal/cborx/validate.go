@@ -59,6 +59,8 @@ type validator struct {
 	watch bool
 	tag   uint64
 	found bool
+	// general turns scalar off, for the tests that compare it with item.
+	general bool
 }
 
 // item validates the next item, which stands at nesting level depth.
@@ -119,12 +121,103 @@ func (v *validator) container(h Head, off, depth int) error {
 	if v.total += n; v.lim.MaxTotal > 0 && v.total > uint64(v.lim.MaxTotal) {
 		return fmt.Errorf("%w: more than %d items in all at offset %d", ErrLimit, v.lim.MaxTotal, off)
 	}
+	return v.items(n, depth+1)
+}
+
+// items validates the n items of a container, which stand at nesting
+// level depth. A scalar, and an array of fewer than 24 items that
+// container would accept, are read here from their first byte (scalar,
+// smallArray); anything else, and every error, goes through item.
+func (v *validator) items(n uint64, depth int) error {
 	for i := uint64(0); i < n; i++ {
-		if err := v.item(depth + 1); err != nil {
+		if v.scalar() {
+			continue
+		}
+		if k, ok := v.smallArray(depth); ok {
+			if err := v.items(k, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := v.item(depth); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// smallArray consumes the head of an array of fewer than 24 items at
+// nesting level depth, and counts its items, when container would accept
+// it: within the depth, the items per container and the items in all, and
+// no more items than bytes left. It reports false, consuming and counting
+// nothing, otherwise; item then reads it and reports what is wrong.
+func (v *validator) smallArray(depth int) (uint64, bool) {
+	if v.general || v.off >= len(v.b) {
+		return 0, false
+	}
+	ib := v.b[v.off]
+	if ib < 0x80 || ib >= 0x98 {
+		return 0, false
+	}
+	k := uint64(ib - 0x80)
+	if depth > v.lim.MaxDepth || k > uint64(v.lim.MaxItems) || k > uint64(len(v.b)-v.off-1) ||
+		v.lim.MaxTotal > 0 && v.total+k > uint64(v.lim.MaxTotal) {
+		return 0, false
+	}
+	v.off++
+	v.total += k
+	return k, true
+}
+
+// scalar consumes the next item when it is one that item would accept
+// without looking further, read here from its first byte rather than
+// through ReadHead: an integer (any width), false, true, null or
+// undefined, or a text string shorter than 24 bytes, all ASCII. It
+// reports false, consuming nothing, for anything else, cut short or not,
+// which item then reads and judges. The items of a container are mostly
+// such (a cache batch's versions, keys and flags), and item's general
+// path costs several times as much per item.
+func (v *validator) scalar() bool {
+	if v.general {
+		return false
+	}
+	b := v.b[v.off:]
+	if len(b) == 0 {
+		return false
+	}
+	ib := b[0]
+	switch {
+	case ib < 0x40: // an unsigned or negative integer
+		n := 1
+		switch ai := ib & 31; {
+		case ai < 24:
+		case ai <= 27:
+			n += 1 << (ai - 24)
+		default:
+			return false // reserved or indefinite
+		}
+		if len(b) < n {
+			return false
+		}
+		v.off += n
+		return true
+	case ib >= 0xf4 && ib <= 0xf7: // false, true, null, undefined
+		v.off++
+		return true
+	case ib >= 0x60 && ib < 0x78: // a text string of 0 to 23 bytes
+		n := 1 + int(ib-0x60)
+		if len(b) < n {
+			return false
+		}
+		for _, c := range b[1:n] {
+			if c >= utf8.RuneSelf {
+				return false // item checks it whole
+			}
+		}
+		v.off += n
+		return true
+	}
+	return false
 }
 
 // checkSimple rejects the simple values CBOR leaves unassigned: those

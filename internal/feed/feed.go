@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -284,17 +285,61 @@ type logStep struct {
 	enc  atomic.Pointer[[]byte] // the step's CBOR (encoded)
 }
 
-// encoded returns the step's CBOR, encoding it the first time. Pushers
-// that race to do so keep the first one stored.
-func (ls *logStep) encoded() []byte {
+// encodedLen returns the length of the step's CBOR: what appendStep
+// appends for it.
+func (ls *logStep) encodedLen() int {
 	if p := ls.enc.Load(); p != nil {
-		return *p
+		return len(*p)
 	}
-	b := appendStep(nil, &ls.Step)
-	if ls.enc.CompareAndSwap(nil, &b) {
-		return b
+	n := 1 + headLen(ls.From) + headLen(ls.Version) + 1 // the array, From, Version, null
+	if ls.Changes != nil {
+		n += headLen(uint64(len(ls.Changes))) - 1
+		for i := range ls.Changes {
+			c := &ls.Changes[i]
+			n += 2 + max(len(c.Key), 1) + max(len(c.Value), 1) // the array, the key, the value, the flag
+		}
 	}
-	return *ls.enc.Load()
+	return n
+}
+
+// headLen returns the length of a CBOR head of argument v.
+func headLen(v uint64) int {
+	switch {
+	case v < 24:
+		return 1
+	case v <= math.MaxUint8:
+		return 2
+	case v <= math.MaxUint16:
+		return 3
+	case v <= math.MaxUint32:
+		return 5
+	}
+	return 9
+}
+
+// appendEncoded appends the step's CBOR to buf. The first batch that
+// needs a step encodes it into enc, which stepsBatch makes once per batch
+// for the steps not encoded yet, and keeps those bytes as the step's
+// encoding, so that a step costs no buffer of its own, nor the growing of
+// one from nothing. enc holds nothing but the encodings of the batch's
+// new steps: a step keeps no other bytes reachable than those of steps
+// logged just before or after it. slot is where the encoding's slice
+// header is kept, an element of an array of them made once per batch too.
+// Pushers that race to encode a step keep the first one stored.
+func (ls *logStep) appendEncoded(buf []byte, enc *[]byte, slot *[]byte) []byte {
+	if p := ls.enc.Load(); p != nil {
+		return append(buf, *p...)
+	}
+	if slot == nil {
+		slot = new([]byte) // not reached: stepsBatch has a slot for every new step
+	}
+	start := len(*enc)
+	*enc = appendStep(*enc, &ls.Step)
+	*slot = (*enc)[start:len(*enc):len(*enc)]
+	if !ls.enc.CompareAndSwap(nil, slot) {
+		return append(buf, *ls.enc.Load()...)
+	}
+	return append(buf, *slot...)
 }
 
 // tail is a feed's state as the subscriptions of its live tail read it,

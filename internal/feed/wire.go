@@ -2,6 +2,7 @@ package feed
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -260,6 +261,7 @@ type batchDecoder struct {
 	r        cborx.Reader
 	changes  []Change
 	changeAt []int
+	general  bool // stepFast off: the tests compare it with the general reader
 }
 
 // batch reads the whole batch into b.
@@ -328,8 +330,12 @@ func (d *batchDecoder) steps() ([]Step, error) {
 }
 
 // step reads step i, its changes into the shared slice; it reports
-// whether the changes were null.
+// whether the changes were null. A step of the usual shape is read by
+// stepFast; anything else, and every error, by the general reader below.
 func (d *batchDecoder) step(s *Step, i int) (null bool, err error) {
+	if d.stepFast(s, i) {
+		return false, nil
+	}
 	if err := d.arrayOf(stepFields, "step"); err != nil {
 		return false, err
 	}
@@ -355,6 +361,172 @@ func (d *batchDecoder) step(s *Step, i int) (null bool, err error) {
 		d.changes = append(d.changes, c)
 	}
 	return false, nil
+}
+
+// stepFast reads step i when it has the shape a model's steps have: an
+// array of three, two unsigned integers and an array of fewer than 24
+// changes, each an array of three (a key, a value, a boolean). It reads
+// the bytes directly rather than through a cborx.Reader call per field,
+// and accepts exactly what step accepts for such a step, with the same
+// result: the heads as cborx.Reader.ReadHead reads them (any width,
+// nothing reserved or indefinite), a key or value of any kind (strings,
+// scalars, and arrays, maps and tags through Reader.Skip), a deleted
+// change's value null. On anything else it consumes nothing, appends
+// nothing and reports false, and step reads the step again, reporting
+// what is wrong with it.
+func (d *batchDecoder) stepFast(s *Step, i int) bool {
+	if d.general {
+		return false
+	}
+	p := d.r.Rest()
+	if len(p) == 0 || p[0] != 0x80|stepFields {
+		return false
+	}
+	k := 1
+	from, n, ok := fastUint(p[k:])
+	if !ok {
+		return false
+	}
+	k += n
+	version, n, ok := fastUint(p[k:])
+	if !ok || k+n >= len(p) {
+		return false
+	}
+	k += n
+	if p[k] < 0x80 || p[k] > 0x97 { // an array of 0 to 23 changes
+		return false
+	}
+	nc := int(p[k] - 0x80)
+	k++
+	start := len(d.changes)
+	for range nc {
+		c, n, ok := fastChange(p[k:])
+		if !ok {
+			clear(d.changes[start:])
+			d.changes = d.changes[:start]
+			return false
+		}
+		d.changes = append(d.changes, c)
+		k += n
+	}
+	// Cannot fail: k bytes were read above.
+	if d.r.Advance(k) != nil {
+		panic("feed: a step read past its batch")
+	}
+	s.From, s.Version = from, version
+	d.changeAt[i] = start
+	return true
+}
+
+// fastChange reads one change of a step as stepFast does, copying its key
+// and value into one buffer as change does, and returns its length.
+func fastChange(p []byte) (Change, int, bool) {
+	if len(p) == 0 || p[0] != 0x80|changeFields {
+		return Change{}, 0, false
+	}
+	k := 1
+	kn, ok := fastItem(p[k:])
+	if !ok {
+		return Change{}, 0, false
+	}
+	key := p[k : k+kn]
+	k += kn
+	vn, ok := fastItem(p[k:])
+	if !ok || k+vn >= len(p) {
+		return Change{}, 0, false
+	}
+	value := p[k : k+vn]
+	k += vn
+	var c Change
+	switch p[k] {
+	case 0xf4:
+	case 0xf5:
+		if !isNull(value) {
+			return Change{}, 0, false
+		}
+		c.Deleted = true
+	default:
+		return Change{}, 0, false
+	}
+	k++
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	c.Key, c.Value = buf[:len(key):len(key)], buf[len(key):]
+	if c.Deleted {
+		c.Value = nil
+	}
+	return c, k, true
+}
+
+// fastHead reads the head at the start of p as cborx.Reader.ReadHead
+// does: its major type, its argument and its length, or false for a head
+// ReadHead refuses (reserved or indefinite, a two-byte simple value below
+// 32, cut short).
+func fastHead(p []byte) (major byte, arg uint64, n int, ok bool) {
+	if len(p) == 0 {
+		return 0, 0, 0, false
+	}
+	major, ai := p[0]>>5, p[0]&31
+	switch {
+	case ai < 24:
+		return major, uint64(ai), 1, true
+	case ai == 24:
+		if len(p) < 2 || major == cborx.MajorSimple && p[1] < 32 {
+			return 0, 0, 0, false
+		}
+		return major, uint64(p[1]), 2, true
+	case ai == 25:
+		if len(p) < 3 {
+			return 0, 0, 0, false
+		}
+		return major, uint64(binary.BigEndian.Uint16(p[1:])), 3, true
+	case ai == 26:
+		if len(p) < 5 {
+			return 0, 0, 0, false
+		}
+		return major, uint64(binary.BigEndian.Uint32(p[1:])), 5, true
+	case ai == 27:
+		if len(p) < 9 {
+			return 0, 0, 0, false
+		}
+		return major, binary.BigEndian.Uint64(p[1:]), 9, true
+	}
+	return 0, 0, 0, false
+}
+
+// fastUint reads an unsigned integer as cborx.Reader.ReadUint does.
+func fastUint(p []byte) (uint64, int, bool) {
+	major, arg, n, ok := fastHead(p)
+	if !ok || major != cborx.MajorUint {
+		return 0, 0, false
+	}
+	return arg, n, true
+}
+
+// fastItem returns the length of the item at the start of p as
+// batchDecoder.item finds it (cborx.Reader.Skip): an integer or simple
+// value is its head, a string its head and bytes, and an array, map or tag
+// is skipped by a Reader.
+func fastItem(p []byte) (int, bool) {
+	major, arg, n, ok := fastHead(p)
+	if !ok {
+		return 0, false
+	}
+	switch major {
+	case cborx.MajorUint, cborx.MajorNeg, cborx.MajorSimple:
+		return n, true
+	case cborx.MajorBytes, cborx.MajorText:
+		if arg > uint64(len(p)-n) {
+			return 0, false
+		}
+		return n + int(arg), true
+	}
+	r := cborx.NewReader(p)
+	if r.Skip() != nil {
+		return 0, false
+	}
+	return r.Offset(), true
 }
 
 // changeList reads a list of changes of its own (a snapshot's entries):

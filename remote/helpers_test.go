@@ -186,12 +186,25 @@ func proxyTo(t *testing.T, addr string) *faultnet.Proxy {
 }
 
 // fast are client options for tests: quick detection and retries.
+//
+// Its dead-peer timeout is long: outages that close or reset a link are
+// found at once whatever it is, and a short one (400 ms) ended links that
+// were merely starved of CPU on a loaded machine under -race ("heard
+// nothing for 527ms" in TestRollingRestartFailsNoCall, also
+// TestWaitForLinkLookupThroughARelay, TestThreeHopsSurviveTheMiddleLinkCut).
+// A test that black-holes a link adds quickDeadPeer.
 func fast() []Option {
 	return []Option{
-		WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond)),
+		WithBroker(broker.WithDeadPeerTimeout(10 * time.Second)),
 		WithBackoff(Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 0.2}),
 		WithDialTimeout(500 * time.Millisecond),
 	}
+}
+
+// quickDeadPeer is the dead-peer timeout of a test that black-holes a
+// link and waits for the keepalive to find it dead.
+func quickDeadPeer() Option {
+	return WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond))
 }
 
 func connect(t *testing.T, addr string, opts ...Option) *Client {

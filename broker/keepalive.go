@@ -73,7 +73,11 @@ type keepalive struct {
 // pingAt or so (Conn.shrinkStreams), after the silence check and any ping,
 // and never twice at once.
 func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error), tidy func()) *keepalive {
-	k := newKeepalive(co, sess, timeout, dialer, dead, tidy)
+	return newKeepalive(co, sess, timeout, dialer, dead, tidy).start()
+}
+
+// start arms the timer for the first ping, and returns k.
+func (k *keepalive) start() *keepalive {
 	k.mu.Lock()
 	d := k.aligned(k.pingAt)
 	k.due = k.now() + int64(d)

@@ -35,6 +35,16 @@ import (
 // epoll, the scheduler) costing about as much as the ping's own write and
 // read. Pings are sent at most T/16 late, which leaves the answer 7T/16;
 // the check that ends a silent link is never rounded.
+//
+// A firing (or a ping's wait) that ends more than T/8 after it was due
+// means that this process did not run meanwhile (a machine short of CPU, a
+// stopped process, a suspended VM): bytes the peer sent then may still lie
+// unread, and the silence is this process's, not the peer's. Such a stall
+// is excused: the silence is counted as if it had just reached the ping
+// threshold, so a ping goes out at once and the peer has the rest of T to
+// answer it. Only one stall is excused until something is heard again,
+// so a process that runs late at every firing still finds a dead peer
+// (within about 2T plus its lateness).
 type keepalive struct {
 	co      *coalescer
 	sess    *yamux.Session
@@ -42,15 +52,19 @@ type keepalive struct {
 	pingAt  time.Duration // the silence after which this side pings
 	dead    func(error)   // ends the connection; must not block
 	tidy    func()        // run at each firing, if not nil; may block until the session ends
+	now     func() int64  // monoNow, or a test's clock
 
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
-	pinging bool           // a ping is out, waiting for its answer
-	pings   sync.WaitGroup // the goroutine waiting for a ping's answer
-	tidying bool           // a tidy is running
-	tidies  sync.WaitGroup // the goroutine running tidy
-	sent    atomic.Int64   // pings sent, for tests
+	mu        sync.Mutex
+	timer     *time.Timer
+	due       int64 // when the timer is due to fire: now's reading
+	floor     int64 // silence is counted from no earlier than this (an excused stall)
+	excusedAt int64 // when a stall was last excused: no other one is until bytes come after it
+	stopped   bool
+	pinging   bool           // a ping is out, waiting for its answer
+	pings     sync.WaitGroup // the goroutine waiting for a ping's answer
+	tidying   bool           // a tidy is running
+	tidies    sync.WaitGroup // the goroutine running tidy
+	sent      atomic.Int64   // pings sent, for tests
 }
 
 // startKeepalive arms the keepalive of a connection whose handshake is
@@ -59,21 +73,58 @@ type keepalive struct {
 // pingAt or so (Conn.shrinkStreams), after the silence check and any ping,
 // and never twice at once.
 func startKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error), tidy func()) *keepalive {
-	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead, tidy: tidy}
+	return newKeepalive(co, sess, timeout, dialer, dead, tidy).start()
+}
+
+// start arms the timer for the first ping, and returns k.
+func (k *keepalive) start() *keepalive {
+	k.mu.Lock()
+	d := k.aligned(k.pingAt)
+	k.due = k.now() + int64(d)
+	k.timer = time.AfterFunc(d, k.fire)
+	k.mu.Unlock()
+	return k
+}
+
+// newKeepalive returns a keepalive whose timer is not armed yet.
+func newKeepalive(co *coalescer, sess *yamux.Session, timeout time.Duration, dialer bool, dead func(error), tidy func()) *keepalive {
+	k := &keepalive{co: co, sess: sess, timeout: timeout, pingAt: timeout * 3 / 4, dead: dead, tidy: tidy, now: monoNow}
 	if dialer {
 		k.pingAt = timeout / 2
 	}
-	k.mu.Lock()
-	k.timer = time.AfterFunc(k.aligned(k.pingAt), k.fire)
-	k.mu.Unlock()
 	return k
+}
+
+// arm re-arms the timer to fire after d. It runs with k.mu held.
+func (k *keepalive) arm(d time.Duration) {
+	k.due = k.now() + int64(d)
+	k.timer.Reset(d)
+}
+
+// silence is how long nothing was heard from the peer, not counting a
+// stall of this process that was excused. It runs with k.mu held.
+func (k *keepalive) silence(now int64) time.Duration {
+	return time.Duration(now - max(k.co.lastRead.Load(), k.floor))
+}
+
+// excuse forgives a stall of this process found at now, when the timer
+// (or a ping's wait) ended late by late, unless one was already excused
+// and nothing was heard since: the silence then counts from the ping
+// threshold. It reports whether it did. It runs with k.mu held.
+func (k *keepalive) excuse(now int64, late time.Duration) bool {
+	if late <= k.timeout/8 || k.excusedAt >= k.co.lastRead.Load() && k.excusedAt != 0 {
+		return false
+	}
+	k.floor = max(k.floor, now-int64(k.pingAt))
+	k.excusedAt = now
+	return true
 }
 
 // aligned returns d rounded up so that it ends on a multiple of T/16 of
 // monoNow's clock, common to every connection with the same timeout.
 func (k *keepalive) aligned(d time.Duration) time.Duration {
 	g := int64(k.timeout / 16)
-	now := monoNow()
+	now := k.now()
 	at := now + int64(d)
 	at += (g - at%g) % g
 	return time.Duration(at - now)
@@ -127,17 +178,21 @@ func (k *keepalive) check() (ping bool) {
 	if k.stopped {
 		return false
 	}
-	silent := k.co.silence()
+	now := k.now()
+	silent := k.silence(now)
+	if silent >= k.pingAt && k.excuse(now, time.Duration(now-k.due)) {
+		silent = k.silence(now) // the ping threshold: ping now
+	}
 	switch {
 	case silent >= k.timeout:
 		k.stopped = true
 		k.dead(silenceErr(silent))
 		return false
 	case silent < k.pingAt:
-		k.timer.Reset(k.aligned(k.pingAt - silent))
+		k.arm(k.aligned(k.pingAt - silent))
 		return false
 	}
-	k.timer.Reset(k.timeout - silent) // exact: the silent link's end
+	k.arm(k.timeout - silent) // exact: the silent link's end
 	if k.pinging {
 		return false
 	}
@@ -156,17 +211,25 @@ func (k *keepalive) check() (ping bool) {
 // that looks alive.
 func (k *keepalive) ping() {
 	defer k.pings.Done()
+	start := k.now()
 	_, err := k.sess.Ping() // returns at the answer, after T/2, or when the session ends
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.pinging = false
+	now := k.now()
 	if err == nil && !k.stopped {
 		// Answered: the timer, armed for the link's end, is moved to
 		// the next ping instead of firing once more in between.
-		k.timer.Reset(k.aligned(k.pingAt - k.co.silence()))
+		k.arm(k.aligned(k.pingAt - k.silence(now)))
 		return
 	}
 	if err == nil || k.stopped || k.sess.IsClosed() || errors.Is(err, yamux.ErrSessionShutdown) {
+		return
+	}
+	if errors.Is(err, yamux.ErrTimeout) && k.excuse(now, time.Duration(now-start)-k.timeout/2) {
+		// The wait ended late: this process stalled, and the answer
+		// may lie unread. Check (and ping) again at once.
+		k.arm(0)
 		return
 	}
 	k.stopped = true
@@ -179,7 +242,7 @@ func (k *keepalive) ping() {
 // timeout, and check's description (heard nothing) fits, whichever of the
 // two noticed first; otherwise bytes came but not the answer.
 func (k *keepalive) noAnswer(err error) error {
-	if silent := k.co.silence(); silent >= k.timeout/2 {
+	if silent := k.silence(k.now()); silent >= k.timeout/2 {
 		return silenceErr(silent)
 	}
 	return fmt.Errorf("tether: no answer to a keepalive ping within %v: %v: %w",

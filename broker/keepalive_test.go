@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,7 +169,7 @@ func TestAcceptorComesAndGoes(t *testing.T) {
 // multiple of T/16 of the shared clock, never earlier than asked and less
 // than T/16 later, so that idle connections fire together.
 func TestKeepaliveAligned(t *testing.T) {
-	k := &keepalive{timeout: 16 * time.Second}
+	k := &keepalive{timeout: 16 * time.Second, now: monoNow}
 	for _, d := range []time.Duration{0, time.Nanosecond, 7500 * time.Millisecond, time.Second, 11 * time.Second} {
 		before := monoNow()
 		got := k.aligned(d)
@@ -181,4 +182,80 @@ func TestKeepaliveAligned(t *testing.T) {
 		assert.True(t, at%int64(time.Second) == 0 || (after+int64(got))%int64(time.Second) <= after-before,
 			"aligned(%v) = %v ends off the 1 s grid", d, got)
 	}
+}
+
+// TestKeepaliveExcusesOwnStall drives the keepalive's check by a test clock
+// through a stall of this process (the remote tests' lasting clients lost
+// healthy links to "heard nothing for 605ms" with a 400 ms timeout when
+// the test process was stopped for 600 ms: the timer ran before the
+// reader had read what the peer sent meanwhile). A late firing pings
+// instead of ending the link; a second stall with nothing heard after the
+// first is not excused, so a dead peer is still found.
+func TestKeepaliveExcusesOwnStall(t *testing.T) {
+	const T = 400 * time.Millisecond
+	var clock atomic.Int64
+	clock.Store(int64(time.Hour))
+	co := &coalescer{}
+	co.lastRead.Store(clock.Load())
+	var died error
+	k := newKeepalive(co, nil, T, true, func(err error) { died = err }, nil)
+	k.now = clock.Load
+	k.timer = time.AfterFunc(time.Hour, func() {}) // never fires: check is called by hand
+	t.Cleanup(func() { k.timer.Stop() })
+	k.due = clock.Load() + int64(T/2)
+	// answered stands for the ping check asked for: its answer arrives,
+	// read as bytes, at the clock's time.
+	answered := func() {
+		k.mu.Lock()
+		k.pinging = false
+		k.mu.Unlock()
+		k.pings.Done()
+		co.lastRead.Store(clock.Load())
+	}
+
+	// The timer, due at T/2, fires after a stall of 3T.
+	clock.Add(int64(T/2 + 3*T))
+	require.True(t, k.check(), "a firing late after a stall pings")
+	require.NoError(t, died, "a stall of this process ended the link")
+	clock.Add(int64(T / 16))
+	answered()
+	clock.Add(int64(T / 4))
+	assert.False(t, k.check())
+	require.NoError(t, died)
+
+	// Stalled again, heard from since: excused again.
+	clock.Add(int64(3 * T))
+	require.True(t, k.check(), "a second stall, after the peer answered the first ping, is excused too")
+	require.NoError(t, died)
+
+	// The ping goes unanswered (the peer is dead), and the process stalls
+	// once more: not excused, the link ends.
+	clock.Add(int64(3 * T))
+	assert.False(t, k.check())
+	require.ErrorIs(t, died, yamux.ErrKeepAliveTimeout)
+	assert.ErrorContains(t, died, "heard nothing for")
+	k.pings.Done() // the second ping's goroutine, which stop would wait for
+}
+
+// TestKeepaliveOnTimeFindsDeadPeer: without a stall (every firing on time)
+// a silent peer is found dead at T, excuse or not.
+func TestKeepaliveOnTimeFindsDeadPeer(t *testing.T) {
+	const T = 400 * time.Millisecond
+	var clock atomic.Int64
+	clock.Store(int64(time.Hour))
+	co := &coalescer{}
+	co.lastRead.Store(clock.Load())
+	var died error
+	k := newKeepalive(co, nil, T, true, func(err error) { died = err }, nil)
+	k.now = clock.Load
+	k.timer = time.AfterFunc(time.Hour, func() {})
+	t.Cleanup(func() { k.timer.Stop() })
+	k.due = clock.Load() + int64(T/2)
+	clock.Add(int64(T / 2))
+	require.True(t, k.check(), "pings at T/2")
+	require.Equal(t, k.due, clock.Load()+int64(T/2), "armed for the link's end")
+	clock.Add(int64(T / 2))
+	assert.False(t, k.check())
+	require.ErrorIs(t, died, yamux.ErrKeepAliveTimeout)
+	k.pings.Done()
 }

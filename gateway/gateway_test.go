@@ -326,7 +326,7 @@ func TestTimeoutIsItsOwnError(t *testing.T) {
 
 func TestBlackHoledLinkFailsWithinTheDeadPeerTimeout(t *testing.T) {
 	leakcheck.Check(t)
-	e := newEnv(t, nil) // dead-peer timeout 500 ms, gateway timeout 30 s
+	e := newEnvDeadPeer(t, 500*time.Millisecond, nil) // gateway timeout 30 s
 	assert.Equal(t, 3.0, e.result(t, "shop.Add", 1, 2))
 	e.proxy.Refuse(true)
 	e.proxy.Blackhole(true)

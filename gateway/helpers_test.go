@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -145,11 +146,30 @@ type env struct {
 	cl    *remote.Client
 	gw    *gateway.Gateway
 	http  *httptest.Server
+
+	// deadPeer is the client's dead-peer timeout: envDeadPeer unless a
+	// test that black-holes the link sets a short one (newEnvDeadPeer).
+	deadPeer time.Duration
 }
+
+// envDeadPeer is the dead-peer timeout of an env's client. Outages that
+// close or reset the link are found at once whatever it is; only a black
+// hole waits for it. A short one (500 ms) ended links that were merely
+// starved of CPU on a loaded machine under -race (CI: TestWatchStreamResyncsASlowReader
+// and TestWatchStreamShowsEveryChangeAtItsVersionWhileChangesStream, "heard
+// nothing for 504ms", goroutine dumps showing everything runnable).
+const envDeadPeer = 10 * time.Second
 
 func newEnv(t testing.TB, srvOpts []broker.Option, opts ...gateway.Option) *env {
 	t.Helper()
-	e := &env{shop: newShop()}
+	return newEnvDeadPeer(t, envDeadPeer, srvOpts, opts...)
+}
+
+// newEnvDeadPeer is newEnv with the client's dead-peer timeout d, for a
+// test that needs a black hole found quickly.
+func newEnvDeadPeer(t testing.TB, d time.Duration, srvOpts []broker.Option, opts ...gateway.Option) *env {
+	t.Helper()
+	e := &env{shop: newShop(), deadPeer: d}
 	addr := startShop(t, e.shop, srvOpts...)
 	var err error
 	e.proxy, err = faultnet.New(addr)
@@ -164,7 +184,7 @@ func (e *env) connect(t testing.TB, addr string, opts ...gateway.Option) *env {
 	var err error
 	e.cl, err = remote.Connect(testkit.Ctx(t, time.Minute), "tcp", addr,
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}),
-		remote.WithBroker(broker.WithDeadPeerTimeout(500*time.Millisecond), broker.WithHandshakeTimeout(time.Second)))
+		remote.WithBroker(broker.WithDeadPeerTimeout(cmp.Or(e.deadPeer, envDeadPeer)), broker.WithHandshakeTimeout(time.Second)))
 	require.NoError(t, err)
 	t.Cleanup(func() { e.cl.Close() })
 	e.gw, err = gateway.New(e.cl, opts...)

@@ -158,3 +158,62 @@ func TestRefusalWaitsTheCapWithAConstantBackoff(t *testing.T) {
 	assert.Equal(t, 20*time.Millisecond, b.delay(5, mid), "a failed attempt waits Initial")
 	assert.Equal(t, 200*time.Millisecond, b.delay(atCap, mid), "a refused one waits Max")
 }
+
+// TestLateSteadyTimerLooksAgain drives the dial loop with a fake clock
+// through a stall of this process: the timer that would make the link
+// steady is delivered late (the test holds it past its time), as when the
+// process did not run, and the link's end may lie unread. The link is not
+// judged steady on that firing but looked at again a quarter of the cap
+// later: ended by then, it was short (the backoff does not start over);
+// still up, it is steady. (TestAcceptThenDropIsNoStorm/after_70ms saw a
+// link dropped after 70 ms judged steady under load, and the client
+// redialled at once.)
+func TestLateSteadyTimerLooksAgain(t *testing.T) {
+	for _, endsMeanwhile := range []bool{true, false} {
+		t.Run(map[bool]string{true: "ends before the second look", false: "up at the second look"}[endsMeanwhile], func(t *testing.T) {
+			leakcheck.Check(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			addr := ln.Addr().String()
+			ln.Close()
+
+			clk := &fakeClock{timers: make(chan chan time.Time, 100)}
+			cl, err := Connect(context.Background(), "tcp", addr,
+				WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Multiplier: 2}),
+				WithDialTimeout(time.Second),
+				withClock(clk, func() float64 { return 0.5 }))
+			require.NoError(t, err)
+			defer cl.Close()
+
+			fire := func() { (<-clk.timers) <- time.Now() }
+			fire() // 10 ms
+			fire() // 20 ms
+			pending := <-clk.timers
+			s := startServer(t, addr, publish(t, newUsers("x")))
+			pending <- time.Now() // after 40 ms: connects
+			require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
+
+			steady := <-clk.timers                                  // 80 ms, the cap
+			time.Sleep(80*time.Millisecond + 80*time.Millisecond/4) // the process "stalls" past it
+			steady <- time.Now()
+			var again chan time.Time
+			select {
+			case again = <-clk.timers:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a late firing made the link steady at once, without looking again")
+			}
+			assert.Equal(t, []time.Duration{10, 20, 40, 80, 20}, scale(clk.delays(), time.Millisecond),
+				"a late firing looks again a quarter of the cap later")
+			if endsMeanwhile {
+				s.stop()
+				<-clk.timers // the wait after the link
+				assert.Equal(t, 80*time.Millisecond, last(clk.delays()), "a link that ended by the second look was short")
+				return
+			}
+			again <- time.Now()
+			s.stop()
+			<-clk.timers // redialled at once, failed, and waits
+			assert.Equal(t, 10*time.Millisecond, last(clk.delays()), "a link up at the second look was steady")
+		})
+	}
+}

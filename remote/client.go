@@ -479,17 +479,36 @@ func (cl *Client) hold(conn *broker.Conn) (steady, open bool) {
 	// against the current (short) delay instead, a server that drops
 	// every link just after it would reset the backoff each time and
 	// be redialled at the initial rate forever.
+	//
+	// A timer that ends late (by more than an eighth of the cap) means
+	// that this process did not run meanwhile: the link's end may have
+	// come then and not be read yet, so it is not judged steady on that
+	// firing. It is looked at again a quarter of the cap later, once: a
+	// link still up then is steady. (A stall of the test process made a
+	// link dropped after 70 ms look steady at the 200 ms cap:
+	// TestAcceptThenDropIsNoStorm.)
+	grace := cl.opts.backoff.Max / 4
+	due := time.Now().Add(cl.opts.backoff.Max)
 	timer := cl.opts.clock.After(cl.opts.backoff.Max)
+	late := func() bool { return time.Since(due) > cl.opts.backoff.Max/8 }
 	for {
 		select {
 		case <-timer:
+			if late() && grace > 0 {
+				due = time.Now().Add(grace)
+				timer = cl.opts.clock.After(grace)
+				grace = 0
+				continue
+			}
 			timer = nil
 			cl.startBackoffOver()
 		case <-conn.Closed():
 			select {
-			case <-timer: // became steady as it ended
-				cl.startBackoffOver()
-				timer = nil
+			case <-timer: // became steady as it ended, unless it fired late
+				if !late() || grace == 0 {
+					cl.startBackoffOver()
+					timer = nil
+				}
 			default:
 			}
 			return timer == nil, true

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -330,4 +331,75 @@ func TestCallerOnAnOldLinkIsNotFailedByAnother(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, users.droppedMeanwhile(broker.ErrReleased, cur, curConn))
 	assert.False(t, linkMovedOn(broker.ErrConnectionLost, curConn))
+}
+
+// gatedRegistry is a server's root whose Lookup of users waits until the
+// test opens its gate, having said on entered that it was called.
+type gatedRegistry struct {
+	users   *users
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedRegistry) Lookup(ctx context.Context, name string) (*users, error) {
+	g.entered <- struct{}{}
+	select {
+	case <-g.gate:
+		return g.users, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestCallerOnAnOldLinkWhileAnotherObtainsIt: as in
+// TestCallerOnAnOldLinkIsNotFailedByAnother, but the first caller calls its
+// old target while the other caller is still obtaining the target on link
+// B (its Lookup there waits). The old target must not look released by its
+// own holder then: reobtain let it go before the new one was in place, so
+// that the call failed with ErrReleased while the Ref still named the old
+// target, and Call gave that error to its caller instead of making the
+// call again on B.
+func TestCallerOnAnOldLinkWhileAnotherObtainsIt(t *testing.T) {
+	leakcheck.Check(t)
+	ua, ub := newUsers("a"), newUsers("b")
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	gated := &gatedRegistry{users: ub, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	b := startServer(t, "127.0.0.1:0", gated)
+	proxy := proxyTo(t, a.addr)
+	cl := connect(t, proxy.Addr())
+	ctx := testkit.Ctx(t, 30*time.Second)
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+
+	old, oldConn, err := users.resolve(ctx)
+	require.NoError(t, err)
+	proxy.SetTarget(b.addr)
+	proxy.Reset()
+	<-oldConn.Done()
+	other := make(chan error, 1)
+	go func() {
+		var got string
+		err := users.Call(WaitForLink(ctx), "Get", &got, "x")
+		if err == nil && got != "b:x" {
+			err = fmt.Errorf("got %q from B", got)
+		}
+		other <- err
+	}()
+	select {
+	case <-gated.entered: // the other caller is obtaining the target on B
+	case err := <-other:
+		t.Fatalf("the other caller returned before obtaining the target on B: %v", err)
+	}
+
+	var n int64
+	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	require.Error(t, err)
+	assert.True(t, users.droppedMeanwhile(err, old, oldConn) || linkFailed(err, oldConn) && !errors.Is(err, broker.ErrConnectionLost),
+		"Call makes it again on B (as not sent on a dead link, or on a target the Ref let go): %v", err)
+
+	close(gated.gate)
+	require.NoError(t, <-other)
+	require.NoError(t, users.Call(ctx, "Bump", &n))
+	assert.Zero(t, ua.bumps.Load())
+	assert.Equal(t, int64(1), ub.bumps.Load())
 }

@@ -98,11 +98,13 @@ func endpoints(fleet []*fleetServer) []remote.Endpoint {
 	return eps
 }
 
-// fleetOptions detect a dead server within 400 ms and back off between
-// 20 and 200 ms.
+// fleetOptions detect a dead server within 1.5 s and back off between
+// 20 and 200 ms. (With 400 ms, links to healthy servers that were merely
+// starved of CPU on a loaded machine under -race ended too, and
+// TestConnectAnyFailsOver counted 4 links instead of 2.)
 func fleetOptions() []remote.Option {
 	return []remote.Option{
-		remote.WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond)),
+		remote.WithBroker(broker.WithDeadPeerTimeout(1500 * time.Millisecond)),
 		remote.WithBackoff(remote.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}),
 		remote.WithDialTimeout(500 * time.Millisecond),
 	}
@@ -188,7 +190,7 @@ func TestConnectAnyFailsOver(t *testing.T) {
 		now, ok = cl.Endpoint()
 		return ok && now.ID != first.ID
 	})
-	t.Logf("on %s %v after the black hole on %s (dead-peer timeout 400ms, backoff cap 200ms)", now.ID, time.Since(lost).Round(time.Millisecond), first.ID)
+	t.Logf("on %s %v after the black hole on %s (dead-peer timeout 1.5s, backoff cap 200ms)", now.ID, time.Since(lost).Round(time.Millisecond), first.ID)
 	assert.Equal(t, before, old.proxy.Accepted(), "the lost server is tried last")
 	// No dial failed, so no backoff was waited out: the client was on the
 	// new server once the dead-peer timeout found the old one dead.

@@ -186,12 +186,33 @@ func proxyTo(t *testing.T, addr string) *faultnet.Proxy {
 }
 
 // fast are client options for tests: quick detection and retries.
+//
+// Its dead-peer timeout is long: outages that close or reset a link are
+// found at once whatever it is, and a short one (400 ms) ended links that
+// were merely starved of CPU on a loaded machine under -race ("heard
+// nothing for 527ms" in TestRollingRestartFailsNoCall, also
+// TestWaitForLinkLookupThroughARelay, TestThreeHopsSurviveTheMiddleLinkCut).
+// A test that black-holes a link adds quickDeadPeer. The dial timeout is
+// long for the same reason: a first dial that a loaded machine took more
+// than 500 ms over failed, and calls made meanwhile failed fast with
+// ErrDisconnected (TestRelayedReferenceThatCannotBeReplayedFailsPromptly,
+// "the relay cannot reach its server").
 func fast() []Option {
 	return []Option{
-		WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond)),
+		WithBroker(broker.WithDeadPeerTimeout(10 * time.Second)),
 		WithBackoff(Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 0.2}),
-		WithDialTimeout(500 * time.Millisecond),
+		WithDialTimeout(5 * time.Second),
 	}
+}
+
+// quickDeadPeer is the dead-peer timeout (400 ms) and dial timeout (500
+// ms) of a test that black-holes a link: the keepalive finds it dead
+// soon, and a dial into the black hole gives up soon.
+func quickDeadPeer() Option {
+	return optionFunc(func(o *options) {
+		WithBroker(broker.WithDeadPeerTimeout(400 * time.Millisecond)).apply(o)
+		WithDialTimeout(500 * time.Millisecond).apply(o)
+	})
 }
 
 func connect(t *testing.T, addr string, opts ...Option) *Client {

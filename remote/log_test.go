@@ -109,7 +109,7 @@ func TestClientLogsAnOutage(t *testing.T) {
 	// A cap of 1 s (800 ms at least, with its ±20% jitter) well above the
 	// first delays (10, 16, 26 ms...): a loaded machine cannot make every
 	// attempt of the outage's first second a warning.
-	cl := connect(t, proxy.Addr(), WithLogger(logs.logger), WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: time.Second, Jitter: 0.2}))
+	cl := connect(t, proxy.Addr(), WithLogger(logs.logger), WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: time.Second, Jitter: 0.2}), quickDeadPeer())
 	ctx := testkit.Ctx(t, time.Minute)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
@@ -194,7 +194,7 @@ func TestBrokerLoggerTakesTheConnectionsLines(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", publish(t, newUsers("a")))
 	proxy := proxyTo(t, s.addr)
 	logs, connLogs := newClientLogs(), newClientLogs()
-	connect(t, proxy.Addr(), WithLogger(logs.logger), WithBroker(broker.WithLogger(connLogs.logger)))
+	connect(t, proxy.Addr(), WithLogger(logs.logger), WithBroker(broker.WithLogger(connLogs.logger)), quickDeadPeer())
 	logs.wait(t, "INFO", "client connected")
 	proxy.Blackhole(true)
 	logs.wait(t, "WARN", "client lost its link")

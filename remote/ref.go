@@ -243,6 +243,19 @@ func (r *Ref) reobtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, err
 	if gone != nil {
 		return nil, gone
 	}
+	t, err := r.obtain(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.target, r.conn, r.failed = t, conn, ""
+	r.mu.Unlock()
+	// The old target is let go once the new one is in place, not before:
+	// a caller that resolved r before, and calls the old target now, sees
+	// ErrReleased only when r names another target, which is how Call
+	// knows to make the call again on this link (droppedMeanwhile). Let go
+	// while the new one was being obtained, the call failed as made on a
+	// reference its holder released (TestCallerOnAnOldLinkWhileAnotherObtainsIt).
 	if old != nil && (oldConn == nil || oldConn.Err() != nil) {
 		old.Release() // its connection is gone: nothing is sent
 	}
@@ -251,14 +264,6 @@ func (r *Ref) reobtain(ctx context.Context, conn *broker.Conn) (*broker.Ref, err
 	// may be about to call it, and must see that call refused as made on
 	// a connection going away (made again on this link by Call), not as
 	// made on a released reference. The connection's end drops it.
-
-	t, err := r.obtain(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.target, r.conn, r.failed = t, conn, ""
-	r.mu.Unlock()
 	if r.parent == nil {
 		// A named target describes itself now, once per connection, so that
 		// a call lost later can be judged safe to repeat without waiting for

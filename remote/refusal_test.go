@@ -39,13 +39,18 @@ func stamps[T any](sig *signals.Signal[T]) func() []time.Time {
 	return func() []time.Time { mu.Lock(); defer mu.Unlock(); return append([]time.Time(nil), ts...) }
 }
 
-// apart checks that consecutive times are at least min apart: a slow
-// machine only makes them further apart.
+// apart checks that times are at least min apart on average, with one
+// gap of slack: from the first to the last, at least (len-2)·min. Each is
+// stamped when a signal's handler runs, which a loaded machine can delay
+// for one event and not the next, so that one gap looks short and the
+// next long (TestAcceptThenDropIsNoStorm/after_70ms saw links 72 ms apart
+// under load, each gap checked alone); a storm (attempts a few, or 70, ms
+// apart) stays far below the bound.
 func apart(t *testing.T, ts []time.Time, min time.Duration, what string) {
 	t.Helper()
-	for i := 1; i < len(ts); i++ {
-		assert.GreaterOrEqual(t, ts[i].Sub(ts[i-1]), min, "%s %d and %d", what, i-1, i)
-	}
+	require.GreaterOrEqual(t, len(ts), 3, "%s: too few to measure", what)
+	span := ts[len(ts)-1].Sub(ts[0])
+	assert.GreaterOrEqual(t, span, time.Duration(len(ts)-2)*min, "%s: %d in %v (%v)", what, len(ts), span, ts)
 }
 
 // TestWrongTokenIsRefusedNotDisconnected: a client with a wrong token is

@@ -47,7 +47,7 @@ func TestWrapperSurvivesOutages(t *testing.T) {
 			// Connected handlers run after the state turns Connected, and
 			// WaitConnected may return before they did: the counts are
 			// awaited (reach) before they are compared.
-			cl, tr := connectWatched(t, p.proxy.Addr())
+			cl, tr := connectWatched(t, p.proxy.Addr(), quickDeadPeer())
 			ctx := testkit.Ctx(t, time.Minute)
 			require.NoError(t, cl.WaitConnected(ctx))
 			tr.reach(t, 1, 0)

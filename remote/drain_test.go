@@ -273,7 +273,8 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 
 	var n int64
 	before := ua.bumps.Load() // Hold counts itself
-	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	ran, err := users.callOnce(ctx, old, "Bump", &n, nil)
+	assert.False(t, ran)
 	require.ErrorIs(t, err, broker.ErrGoingAway)
 	assert.True(t, refusedDraining(err, oldConn), "Call makes it again on the new link: %v", err)
 	assert.Equal(t, before, ua.bumps.Load(), "it did not run")
@@ -312,7 +313,8 @@ func TestCallerOnAnOldLinkIsNotFailedByAnother(t *testing.T) {
 	require.Equal(t, "b:x", got)
 
 	var n int64
-	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	ran, err := users.callOnce(ctx, old, "Bump", &n, nil)
+	assert.False(t, ran)
 	require.ErrorIs(t, err, broker.ErrReleased, "the old target was let go when B's was obtained")
 	assert.True(t, users.droppedMeanwhile(err, old, oldConn), "Call makes it again on B: %v", err)
 

@@ -400,7 +400,13 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 		if err != nil {
 			return withMethod(err, method)
 		}
-		err = r.callOnce(ctx, t, method, reply, args)
+		ran, err := r.callOnce(ctx, t, method, reply, args)
+		if err != nil && ran && !r.knownIdempotent(method) {
+			// The call ran, and what failed is taking its result (a
+			// mirror's subscription, say): whatever that error looks
+			// like, the call is not made again.
+			return err
+		}
 		if (refusedDraining(err, conn) || r.droppedMeanwhile(err, t, conn)) && attempt < 2 {
 			continue // it did not run: make it on the next link
 		}
@@ -447,8 +453,15 @@ func refusedDraining(err error, conn *broker.Conn) bool {
 // droppedMeanwhile reports whether err is a call on t refused because t
 // was released, by another caller of r that obtained the target again on
 // a newer link after t's own had ended (reobtain): the call was not sent.
+// An error the far side returned is never one, whatever it matches: the
+// call reached the far side, and its handler may have run (one that used
+// a reference of its own it had released, say).
 func (r *Ref) droppedMeanwhile(err error, t *broker.Ref, conn *broker.Conn) bool {
-	return errors.Is(err, broker.ErrReleased) && t.Conn() != nil && t.Conn().Err() != nil && r.current(conn) != t
+	var re *broker.RemoteError
+	if !errors.Is(err, broker.ErrReleased) || errors.As(err, &re) {
+		return false
+	}
+	return t.Conn() != nil && t.Conn().Err() != nil && r.current(conn) != t
 }
 
 // linkFailed reports whether err says that conn itself died (as opposed to
@@ -462,28 +475,29 @@ func linkFailed(err error, conn *broker.Conn) bool {
 	return conn.Err() != nil
 }
 
-// callOnce makes one call on t, wrapping references in the result.
-func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) error {
-	args, err := r.homeArgs(ctx, t.Conn(), args)
+// callOnce makes one call on t, wrapping references in the result. ran
+// reports that t's call returned a result, so that an error is one of
+// taking it (wrapping a reference, attaching a mirror): the call ran.
+func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) (ran bool, err error) {
+	args, err = r.homeArgs(ctx, t.Conn(), args)
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch p := reply.(type) {
 	case **Ref:
 		var b *broker.Ref
 		if err := t.Call(ctx, method, &b, args...); err != nil {
-			return err
+			return false, err
 		}
 		*p = r.derive(method, args, b)
-		return nil
+		return true, nil
 	case *any:
 		if err := t.Call(ctx, method, p, args...); err != nil {
-			return err
+			return false, err
 		}
 		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
-		var err error
 		*p, err = w.wrap(ctx, *p)
-		return err
+		return true, err
 	}
 	if mt, ok := mirrorReply(reply); ok {
 		return r.callMirror(ctx, t, method, reply, mt, args)
@@ -491,7 +505,7 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 	if it, ok := stubReply(reply); ok {
 		return r.callStub(ctx, t, method, reply, it, args)
 	}
-	return t.Call(ctx, method, reply, args...)
+	return false, t.Call(ctx, method, reply, args...)
 }
 
 // stubReply returns the interface type a reply points to when a reference
@@ -517,30 +531,30 @@ var errorType = reflect.TypeFor[error]()
 // typed reference lasts as a **Ref reply does (re-obtained after an outage
 // by replaying the call, when it is idempotent). A local object or a
 // Copyable that implements it arrives as it is.
-func (r *Ref) callStub(ctx context.Context, t *broker.Ref, method string, reply any, it reflect.Type, args []any) error {
+func (r *Ref) callStub(ctx context.Context, t *broker.Ref, method string, reply any, it reflect.Type, args []any) (ran bool, err error) {
 	var x any
 	if err := t.Call(ctx, method, &x, args...); err != nil {
-		return err
+		return false, err
 	}
 	out := reflect.ValueOf(reply).Elem()
 	if x == nil {
 		out.SetZero()
-		return nil
+		return true, nil
 	}
 	if b, ok := x.(*broker.Ref); ok {
 		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
 		wrapped, err := w.ref(ctx, b)
 		if err != nil {
-			return err
+			return true, err
 		}
 		x = wrapped
 	}
 	v, err := typereg.Convert(it, x)
 	if err != nil {
-		return fmt.Errorf("%s: %w", method, err)
+		return true, fmt.Errorf("%s: %w", method, err)
 	}
 	out.Set(v)
-	return nil
+	return true, nil
 }
 
 // homeArgs replaces the wrappers among args whose targets live behind conn

@@ -73,7 +73,10 @@ type onceChild struct {
 	l *ledger
 }
 
-func (c *onceChild) Record(ctx context.Context, id string) (string, error) { c.l.ran(id); return id, nil }
+func (c *onceChild) Record(ctx context.Context, id string) (string, error) {
+	c.l.ran(id)
+	return id, nil
+}
 
 // TestEverySuccessRanOnceThroughDrainsAndCuts: callers share one
 // *remote.Ref, a Ref derived from it, a typed stub and mirrors received

@@ -62,7 +62,7 @@ type cutOnce struct {
 	match  func(*broker.CallInfo) bool
 	before bool
 	after  func(ctx context.Context)
-	first  chan *broker.Conn // the client's connections, in order
+	first  chan *broker.Conn // the client's connections, in order (latest)
 	done   atomic.Bool
 }
 
@@ -70,7 +70,7 @@ func (c *cutOnce) intercept(ctx context.Context, call *broker.CallInfo, next bro
 	if !c.match(call) || c.done.Swap(true) {
 		return next(ctx, call)
 	}
-	conn := <-c.first
+	conn := c.latest()
 	if c.before {
 		c.proxy.Reset()
 		<-conn.Done()
@@ -81,6 +81,18 @@ func (c *cutOnce) intercept(ctx context.Context, call *broker.CallInfo, next bro
 	<-conn.Done()
 	c.after(ctx)
 	return err
+}
+
+// latest returns the client's newest connection: the one the call is on.
+func (c *cutOnce) latest() *broker.Conn {
+	conn := <-c.first
+	for {
+		select {
+		case conn = <-c.first:
+		default:
+			return conn
+		}
+	}
 }
 
 // spenderClient serves a spender behind a proxy and connects a client

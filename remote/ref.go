@@ -404,8 +404,8 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 		if err != nil && ran && !r.knownIdempotent(method) {
 			// The call ran, and what failed is taking its result (a
 			// mirror's subscription, say): whatever that error looks
-			// like, the call is not made again.
-			return err
+			// like, the call is not made again, and the error says so.
+			return fmt.Errorf("%w (%q ran; taking its result failed, so it is not made again)", err, method)
 		}
 		if (refusedDraining(err, conn) || r.droppedMeanwhile(err, t, conn)) && attempt < 2 {
 			continue // it did not run: make it on the next link

@@ -92,7 +92,12 @@ func TestRollingDrainRunsEveryCallOnce(t *testing.T) {
 	a := startServer(t, "127.0.0.1:0", publish(t, ua))
 	b := startServer(t, "127.0.0.1:0", publish(t, ub))
 	proxy := proxyTo(t, a.addr)
-	cl := connect(t, proxy.Addr())
+	// The drain closes the link itself: a long dead-peer timeout keeps a
+	// loaded machine from cutting it first. Under stress runs the calls on
+	// the next server once never came (every caller had stopped at an
+	// error), in the run where 400 ms keepalive cuts failed
+	// TestRollingRestartFailsNoCall.
+	cl := connect(t, proxy.Addr(), WithBroker(broker.WithDeadPeerTimeout(10*time.Second)))
 	ctx := testkit.Ctx(t, 30*time.Second)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)

@@ -204,17 +204,11 @@ func rollThrough(t *testing.T, fleet []*rollingServer, ok *atomic.Int64, how fun
 }
 
 // rollingClients makes n ConnectAny clients on the fleet, closed when the
-// test ends. A server stopped by a rollout closes its connections, so the
-// clients need no quick dead-peer timeout to leave it: theirs is long, so
-// that a loaded machine (9 callers under -race on 2 cores, other tests
-// beside) does not cut a link nobody meant to cut, failing a call in
-// flight with ErrConnectionLost ("heard nothing for 401ms", 1 run in ~10
-// of TestRollingRestartFailsNoCall under load).
+// test ends.
 func rollingClients(t *testing.T, ctx context.Context, n int, eps []remote.Endpoint) []*remote.Client {
 	clients := make([]*remote.Client, n)
-	opts := append(fleetOptions(), remote.WithBroker(broker.WithDeadPeerTimeout(10*time.Second)))
 	for i := range clients {
-		cl, err := remote.ConnectAny(ctx, remote.Static(eps...), opts...)
+		cl, err := remote.ConnectAny(ctx, remote.Static(eps...), fleetOptions()...)
 		require.NoError(t, err)
 		t.Cleanup(func() { cl.Close() })
 		require.NoError(t, cl.WaitConnected(ctx))

@@ -92,12 +92,7 @@ func TestRollingDrainRunsEveryCallOnce(t *testing.T) {
 	a := startServer(t, "127.0.0.1:0", publish(t, ua))
 	b := startServer(t, "127.0.0.1:0", publish(t, ub))
 	proxy := proxyTo(t, a.addr)
-	// The drain closes the link itself: a long dead-peer timeout keeps a
-	// loaded machine from cutting it first. Under stress runs the calls on
-	// the next server once never came (every caller had stopped at an
-	// error), in the run where 400 ms keepalive cuts failed
-	// TestRollingRestartFailsNoCall.
-	cl := connect(t, proxy.Addr(), WithBroker(broker.WithDeadPeerTimeout(10*time.Second)))
+	cl := connect(t, proxy.Addr())
 	ctx := testkit.Ctx(t, 30*time.Second)
 	users, err := cl.Registry().Lookup(ctx, "users")
 	require.NoError(t, err)
@@ -131,7 +126,9 @@ func TestRollingDrainRunsEveryCallOnce(t *testing.T) {
 	require.Eventually(t, func() bool { return ua.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
 	proxy.SetTarget(b.addr)
 	require.NoError(t, a.srv.Shutdown(ctx))
-	require.Eventually(t, func() bool { return ub.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
+	// Not require: when the calls stop coming, the callers' errors below
+	// say why.
+	assert.Eventually(t, func() bool { return ub.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
 	close(stop)
 	wg.Wait()
 
@@ -278,8 +275,7 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 
 	var n int64
 	before := ua.bumps.Load() // Hold counts itself
-	ran, err := users.callOnce(ctx, old, "Bump", &n, nil)
-	assert.False(t, ran)
+	err = users.callOnce(ctx, old, "Bump", &n, nil)
 	require.ErrorIs(t, err, broker.ErrGoingAway)
 	assert.True(t, refusedDraining(err, oldConn), "Call makes it again on the new link: %v", err)
 	assert.Equal(t, before, ua.bumps.Load(), "it did not run")
@@ -318,8 +314,7 @@ func TestCallerOnAnOldLinkIsNotFailedByAnother(t *testing.T) {
 	require.Equal(t, "b:x", got)
 
 	var n int64
-	ran, err := users.callOnce(ctx, old, "Bump", &n, nil)
-	assert.False(t, ran)
+	err = users.callOnce(ctx, old, "Bump", &n, nil)
 	require.ErrorIs(t, err, broker.ErrReleased, "the old target was let go when B's was obtained")
 	assert.True(t, users.droppedMeanwhile(err, old, oldConn), "Call makes it again on B: %v", err)
 

@@ -28,16 +28,15 @@ func mirrorReply(reply any) (reflect.Type, bool) {
 // callMirror makes a call whose result is a Cacheable received as a mirror:
 // the mirror subscribes through a Ref derived from this call, so that it
 // resubscribes by itself after an outage.
-// ran reports that the call returned its result (see callOnce).
-func (r *Ref) callMirror(ctx context.Context, t *broker.Ref, method string, reply any, mt reflect.Type, args []any) (ran bool, err error) {
+func (r *Ref) callMirror(ctx context.Context, t *broker.Ref, method string, reply any, mt reflect.Type, args []any) error {
 	var b *broker.Ref
 	if err := t.Call(ctx, method, &b, args...); err != nil {
-		return false, err
+		return err
 	}
 	out := reflect.ValueOf(reply).Elem()
 	if b == nil {
 		out.SetZero()
-		return true, nil
+		return nil
 	}
 	src := r.derive(method, args, b)
 	m := out // a mirror made with options (cache.NewMirror) is attached in place
@@ -46,10 +45,10 @@ func (r *Ref) callMirror(ctx context.Context, t *broker.Ref, method string, repl
 	}
 	if err := m.Interface().(remoteable.CacheMirror).AttachCache(ctx, src); err != nil {
 		src.Release()
-		return true, err
+		return afterRun(err) // the call ran: see Ref.Call
 	}
 	out.Set(m)
-	return true, nil
+	return nil
 }
 
 // relayMirror is the one mirror a relay keeps of an upstream model, however

@@ -400,12 +400,16 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 		if err != nil {
 			return withMethod(err, method)
 		}
-		ran, err := r.callOnce(ctx, t, method, reply, args)
-		if err != nil && ran && !r.knownIdempotent(method) {
+		err = r.callOnce(ctx, t, method, reply, args)
+		if ran, ok := err.(*ranError); ok {
 			// The call ran, and what failed is taking its result (a
 			// mirror's subscription, say): whatever that error looks
-			// like, the call is not made again, and the error says so.
-			return fmt.Errorf("%w (%q ran; taking its result failed, so it is not made again)", err, method)
+			// like, the call is not made again unless it is idempotent,
+			// and the error says so.
+			if !r.knownIdempotent(method) {
+				return fmt.Errorf("%w (%q ran; taking its result failed, so it is not made again)", ran.err, method)
+			}
+			err = ran.err
 		}
 		if (refusedDraining(err, conn) || r.droppedMeanwhile(err, t, conn)) && attempt < 2 {
 			continue // it did not run: make it on the next link
@@ -464,6 +468,24 @@ func (r *Ref) droppedMeanwhile(err error, t *broker.Ref, conn *broker.Conn) bool
 	return t.Conn() != nil && t.Conn().Err() != nil && r.current(conn) != t
 }
 
+// ranError is the error of a call that ran (its target returned its
+// result) but whose result could not be taken: wrapping a reference in it,
+// or attaching the mirror it was received into. callOnce returns it so
+// that Call does not take it for a call that did not run.
+type ranError struct{ err error }
+
+func (e *ranError) Error() string { return e.err.Error() }
+func (e *ranError) Unwrap() error { return e.err }
+
+// afterRun marks err, if any, as the error of taking the result of a call
+// that ran.
+func afterRun(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ranError{err}
+}
+
 // linkFailed reports whether err says that conn itself died (as opposed to
 // an error the far side returned, which may name a dead reference of its
 // own, or an error of a local object).
@@ -475,29 +497,29 @@ func linkFailed(err error, conn *broker.Conn) bool {
 	return conn.Err() != nil
 }
 
-// callOnce makes one call on t, wrapping references in the result. ran
-// reports that t's call returned a result, so that an error is one of
-// taking it (wrapping a reference, attaching a mirror): the call ran.
-func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) (ran bool, err error) {
-	args, err = r.homeArgs(ctx, t.Conn(), args)
+// callOnce makes one call on t, wrapping references in the result. An
+// error after the call returned its result is a *ranError.
+func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) error {
+	args, err := r.homeArgs(ctx, t.Conn(), args)
 	if err != nil {
-		return false, err
+		return err
 	}
 	switch p := reply.(type) {
 	case **Ref:
 		var b *broker.Ref
 		if err := t.Call(ctx, method, &b, args...); err != nil {
-			return false, err
+			return err
 		}
 		*p = r.derive(method, args, b)
-		return true, nil
+		return nil
 	case *any:
 		if err := t.Call(ctx, method, p, args...); err != nil {
-			return false, err
+			return err
 		}
 		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
+		var err error
 		*p, err = w.wrap(ctx, *p)
-		return true, err
+		return afterRun(err)
 	}
 	if mt, ok := mirrorReply(reply); ok {
 		return r.callMirror(ctx, t, method, reply, mt, args)
@@ -505,7 +527,7 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 	if it, ok := stubReply(reply); ok {
 		return r.callStub(ctx, t, method, reply, it, args)
 	}
-	return false, t.Call(ctx, method, reply, args...)
+	return t.Call(ctx, method, reply, args...)
 }
 
 // stubReply returns the interface type a reply points to when a reference
@@ -531,30 +553,30 @@ var errorType = reflect.TypeFor[error]()
 // typed reference lasts as a **Ref reply does (re-obtained after an outage
 // by replaying the call, when it is idempotent). A local object or a
 // Copyable that implements it arrives as it is.
-func (r *Ref) callStub(ctx context.Context, t *broker.Ref, method string, reply any, it reflect.Type, args []any) (ran bool, err error) {
+func (r *Ref) callStub(ctx context.Context, t *broker.Ref, method string, reply any, it reflect.Type, args []any) error {
 	var x any
 	if err := t.Call(ctx, method, &x, args...); err != nil {
-		return false, err
+		return err
 	}
 	out := reflect.ValueOf(reply).Elem()
 	if x == nil {
 		out.SetZero()
-		return true, nil
+		return nil
 	}
 	if b, ok := x.(*broker.Ref); ok {
 		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
 		wrapped, err := w.ref(ctx, b)
 		if err != nil {
-			return true, err
+			return afterRun(err)
 		}
 		x = wrapped
 	}
 	v, err := typereg.Convert(it, x)
 	if err != nil {
-		return true, fmt.Errorf("%s: %w", method, err)
+		return afterRun(fmt.Errorf("%s: %w", method, err))
 	}
 	out.Set(v)
-	return true, nil
+	return nil
 }
 
 // homeArgs replaces the wrappers among args whose targets live behind conn

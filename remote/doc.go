@@ -63,6 +63,12 @@
 // is never repeated silently: one that was in flight when the link died
 // fails with broker.ErrConnectionLost, unless its method is declared
 // idempotent, in which case it is retried once after the link is back.
+// Nor is one that ran but whose result could not be taken: a model
+// received as a mirror whose subscription met a drain or an outage, say.
+// The caller gets that error, and the call is made again only if its
+// method is declared idempotent. An error the far side returned is the
+// handler's, whatever sentinel it matches (broker.ErrReleased, say): such
+// a call is not made again either.
 //
 // # Relays
 //

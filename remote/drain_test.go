@@ -127,7 +127,9 @@ func TestRollingDrainRunsEveryCallOnce(t *testing.T) {
 	require.Eventually(t, func() bool { return ua.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
 	proxy.SetTarget(b.addr)
 	require.NoError(t, a.srv.Shutdown(ctx))
-	require.Eventually(t, func() bool { return ub.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
+	// Not require: when the calls stop coming, the callers' errors below
+	// say why.
+	assert.Eventually(t, func() bool { return ub.bumps.Load() > 100 }, 20*time.Second, time.Millisecond)
 	close(stop)
 	wg.Wait()
 

@@ -45,7 +45,7 @@ func (r *Ref) callMirror(ctx context.Context, t *broker.Ref, method string, repl
 	}
 	if err := m.Interface().(remoteable.CacheMirror).AttachCache(ctx, src); err != nil {
 		src.Release()
-		return err
+		return afterRun(err) // the call ran: see Ref.Call
 	}
 	out.Set(m)
 	return nil

@@ -406,6 +406,16 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			return withMethod(err, method)
 		}
 		err = r.callOnce(ctx, t, method, reply, args)
+		if ran, ok := err.(*ranError); ok {
+			// The call ran, and what failed is taking its result (a
+			// mirror's subscription, say): whatever that error looks
+			// like, the call is not made again unless it is idempotent,
+			// and the error says so.
+			if !r.knownIdempotent(method) {
+				return fmt.Errorf("%w (%q ran; taking its result failed, so it is not made again)", ran.err, method)
+			}
+			err = ran.err
+		}
 		if (refusedDraining(err, conn) || r.droppedMeanwhile(err, t, conn)) && attempt < 2 {
 			continue // it did not run: make it on the next link
 		}
@@ -452,8 +462,33 @@ func refusedDraining(err error, conn *broker.Conn) bool {
 // droppedMeanwhile reports whether err is a call on t refused because t
 // was released, by another caller of r that obtained the target again on
 // a newer link after t's own had ended (reobtain): the call was not sent.
+// An error the far side returned is never one, whatever it matches: the
+// call reached the far side, and its handler may have run (one that used
+// a reference of its own it had released, say).
 func (r *Ref) droppedMeanwhile(err error, t *broker.Ref, conn *broker.Conn) bool {
-	return errors.Is(err, broker.ErrReleased) && t.Conn() != nil && t.Conn().Err() != nil && r.current(conn) != t
+	var re *broker.RemoteError
+	if !errors.Is(err, broker.ErrReleased) || errors.As(err, &re) {
+		return false
+	}
+	return t.Conn() != nil && t.Conn().Err() != nil && r.current(conn) != t
+}
+
+// ranError is the error of a call that ran (its target returned its
+// result) but whose result could not be taken: wrapping a reference in it,
+// or attaching the mirror it was received into. callOnce returns it so
+// that Call does not take it for a call that did not run.
+type ranError struct{ err error }
+
+func (e *ranError) Error() string { return e.err.Error() }
+func (e *ranError) Unwrap() error { return e.err }
+
+// afterRun marks err, if any, as the error of taking the result of a call
+// that ran.
+func afterRun(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ranError{err}
 }
 
 // linkFailed reports whether err says that conn itself died (as opposed to
@@ -467,7 +502,8 @@ func linkFailed(err error, conn *broker.Conn) bool {
 	return conn.Err() != nil
 }
 
-// callOnce makes one call on t, wrapping references in the result.
+// callOnce makes one call on t, wrapping references in the result. An
+// error after the call returned its result is a *ranError.
 func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply any, args []any) error {
 	args, err := r.homeArgs(ctx, t.Conn(), args)
 	if err != nil {
@@ -488,7 +524,7 @@ func (r *Ref) callOnce(ctx context.Context, t *broker.Ref, method string, reply 
 		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
 		var err error
 		*p, err = w.wrap(ctx, *p)
-		return err
+		return afterRun(err)
 	}
 	if mt, ok := mirrorReply(reply); ok {
 		return r.callMirror(ctx, t, method, reply, mt, args)
@@ -536,13 +572,13 @@ func (r *Ref) callStub(ctx context.Context, t *broker.Ref, method string, reply 
 		w := resultWrapper{r: r, method: method, args: args, relayed: broker.Forwarded(ctx)}
 		wrapped, err := w.ref(ctx, b)
 		if err != nil {
-			return err
+			return afterRun(err)
 		}
 		x = wrapped
 	}
 	v, err := typereg.Convert(it, x)
 	if err != nil {
-		return fmt.Errorf("%s: %w", method, err)
+		return afterRun(fmt.Errorf("%s: %w", method, err))
 	}
 	out.Set(v)
 	return nil

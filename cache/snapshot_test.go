@@ -100,8 +100,12 @@ func liveMemory() runtime.MemStats {
 
 // maxSilentHeap is the live heap one silent subscriber may cost the
 // process (the model's owner, and the subscriber's end of the calls, which
-// are in this process too), whatever the model's size.
-const maxSilentHeap = 16 << 10
+// are in this process too), whatever the model's size. It is typically
+// 6-11 KB under the race detector, but what the streams' buffers hold at
+// the moment of measuring moves it: a loaded CI machine measured 17.4 KB
+// once, over the 16 KB this bound was. The regression it guards against,
+// a snapshot copied per subscriber, costs megabytes each.
+const maxSilentHeap = 32 << 10
 
 // TestSilentSubscribersCostIsBounded makes a thousand subscriptions (three
 // hundred under the race detector) on one connection to a model of 50,000

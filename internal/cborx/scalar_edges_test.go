@@ -75,3 +75,19 @@ func TestScalarEdges(t *testing.T) {
 		}
 	}
 }
+
+// FuzzScalarLimits is FuzzScalar with the limits fuzzed too, small enough
+// to be met and exceeded by a short input (a MaxTotal of 0 is no bound).
+func FuzzScalarLimits(f *testing.F) {
+	for _, b := range scalarSeeds() {
+		f.Add(b, uint8(3), uint8(4), uint8(8))
+	}
+	f.Add([]byte{0x82, 0x97, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80}, uint8(2), uint8(23), uint8(25))
+	f.Fuzz(func(t *testing.T, b []byte, depth, items, total uint8) {
+		lim := Limits{MaxDepth: int(depth % 40), MaxItems: int(items % 40), MaxTotal: int(total)}
+		fast, general, ff, gf := validateBoth(b, lim)
+		if (fast == nil) != (general == nil) || fast != nil && fast.Error() != general.Error() || ff != gf {
+			t.Fatalf("limits %+v: scalar: %v, %v; item: %v, %v", lim, fast, ff, general, gf)
+		}
+	})
+}

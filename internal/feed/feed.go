@@ -211,6 +211,10 @@ type Feed struct {
 	// (snapshare.go), while some subscription is part way through it.
 	snap   atomic.Pointer[sharedSnap]
 	snapMu sync.Mutex // orders the taking of shared snapshots (sharedSnapshot)
+	// encMu is held by a pusher while it encodes the logged steps no batch
+	// has encoded yet (encodeFresh), so that pushers building batches of
+	// the same new steps at once encode them once, into one buffer.
+	encMu sync.Mutex
 	// token is the feed's capability (internal/captable), issued to its
 	// subscribers; lost is set when a mirror's feed can no longer follow
 	// its source, and refuses new subscriptions.
@@ -317,29 +321,53 @@ func headLen(v uint64) int {
 	return 9
 }
 
-// appendEncoded appends the step's CBOR to buf. The first batch that
-// needs a step encodes it into enc, which stepsBatch makes once per batch
-// for the steps not encoded yet, and keeps those bytes as the step's
-// encoding, so that a step costs no buffer of its own, nor the growing of
-// one from nothing. enc holds nothing but the encodings of the batch's
-// new steps: a step keeps no other bytes reachable than those of steps
-// logged just before or after it. slot is where the encoding's slice
-// header is kept, an element of an array of them made once per batch too.
-// Pushers that race to encode a step keep the first one stored.
-func (ls *logStep) appendEncoded(buf []byte, enc *[]byte, slot *[]byte) []byte {
-	if p := ls.enc.Load(); p != nil {
-		return append(buf, *p...)
+// encodeFresh encodes the steps of a batch that no batch has encoded
+// yet, all into one buffer of their exact size, and keeps those bytes as
+// the steps' encodings, their slice headers in one array: no buffer per
+// step, nor the growing of one from nothing. A step then keeps reachable
+// no bytes but the encodings of the steps encoded beside it.
+//
+// It holds the feed's encMu while it does so. The pushers woken by one
+// change all build a batch of its steps at once (the subscriptions at one
+// version too, before one of them stores it as the shared batch): each
+// encoding them into a buffer of its own, racing to store each step's
+// encoding, kept every buffer that won some step reachable, whole,
+// through those steps: up to one encoding of the log per pusher running
+// in parallel (TestRacingPushersKeepOneEncoding). Under the lock, the
+// first encodes and the others find the steps encoded. Steps a mirror
+// logged may be logged by the feeds of other mirrors of the same model
+// in this process too (recentBatches.logged), which hold other locks:
+// those race, and keep the first encoding stored, but may keep a lost
+// one reachable beside it.
+func (t *tail) encodeFresh(steps []*logStep) {
+	t.encMu.Lock()
+	defer t.encMu.Unlock()
+	fresh, freshBytes := 0, 0
+	for _, ls := range steps {
+		if ls.enc.Load() == nil {
+			fresh++
+			freshBytes += ls.encodedLen()
+		}
 	}
-	if slot == nil {
-		slot = new([]byte) // not reached: stepsBatch has a slot for every new step
+	if fresh == 0 {
+		return
 	}
-	start := len(*enc)
-	*enc = appendStep(*enc, &ls.Step)
-	*slot = (*enc)[start:len(*enc):len(*enc)]
-	if !ls.enc.CompareAndSwap(nil, slot) {
-		return append(buf, *ls.enc.Load()...)
+	enc := make([]byte, 0, freshBytes)
+	slots := make([][]byte, fresh)
+	k := 0
+	for _, ls := range steps {
+		// A step counted above and encoded since (by a feed sharing it)
+		// leaves its slot unused: a step encoded stays so, and no more
+		// than fresh steps are left to encode.
+		if ls.enc.Load() != nil || k == fresh {
+			continue
+		}
+		start := len(enc)
+		enc = appendStep(enc, &ls.Step)
+		slots[k] = enc[start:len(enc):len(enc)]
+		ls.enc.CompareAndSwap(nil, &slots[k])
+		k++
 	}
-	return append(buf, *slot...)
 }
 
 // tail is a feed's state as the subscriptions of its live tail read it,
@@ -350,7 +378,8 @@ type tail struct {
 	version uint64
 	stale   bool
 	outages uint64
-	log     []*logStep // a window of the feed's log: consecutive steps, oldest first
+	log     []*logStep  // a window of the feed's log: consecutive steps, oldest first
+	encMu   *sync.Mutex // the feed's encMu (encodeFresh)
 }
 
 // find returns the index of the logged step that starts at version v, or
@@ -395,7 +424,7 @@ func (f *Feed) publish() {
 // stored before pending is cleared: a reader that sees pending clear
 // loads that tail or a later one.
 func (f *Feed) publishNow() {
-	f.tail.Store(&tail{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages, log: f.log})
+	f.tail.Store(&tail{epoch: f.epoch, version: f.version, stale: f.stale, outages: f.outages, log: f.log, encMu: &f.encMu})
 	f.pending.Store(false)
 	f.bell.ring()
 }
@@ -915,7 +944,7 @@ func (f *Feed) reserveLog(n int) {
 
 // logChunk returns steps made into entries of a log, with their sizes, in
 // one array. The entries are immutable but for the encoding made on first
-// use (logStep.encoded), so several feeds may log the same ones.
+// use (tail.encodeFresh), so several feeds may log the same ones.
 func logChunk(steps []Step) []logStep {
 	chunk := make([]logStep, len(steps))
 	for i := range steps {

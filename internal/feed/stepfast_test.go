@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -162,7 +163,7 @@ func TestEncodedLen(t *testing.T) {
 	} {
 		ls := &logStep{Step: st}
 		require.Equal(t, len(appendStep(nil, &st)), ls.encodedLen(), "step %d→%d", st.From, st.Version)
-		out := stepsBatch(&tail{epoch: testToken, version: st.Version, log: []*logStep{ls}}, st.From, maxBatchBytes, false, 0)
+		out := stepsBatch(&tail{epoch: testToken, version: st.Version, log: []*logStep{ls}, encMu: new(sync.Mutex)}, st.From, maxBatchBytes, false, 0)
 		var b Batch
 		require.NoError(t, b.UnmarshalCBOR(out.bytes))
 		require.Equal(t, appendStep(nil, &st), *ls.enc.Load(), "the step's encoding as kept")

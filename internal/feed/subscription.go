@@ -359,41 +359,25 @@ type sharedBatch struct {
 func stepsBatch(t *tail, from uint64, limit int, snapshot bool, until uint64) outgoing {
 	i := t.find(from)
 	j, n, size, total := i, 0, 0, 0
-	fresh, freshBytes := 0, 0 // steps no batch has encoded yet
+	fresh := false // some step no batch has encoded yet
 	for ; j < len(t.log) && n < maxBatchChanges && size < limit; j++ {
 		ls := t.log[j]
 		n += len(ls.Changes)
 		size += ls.size
-		m := ls.encodedLen()
-		total += m
-		if ls.enc.Load() == nil {
-			fresh++
-			freshBytes += m
-		}
+		total += ls.encodedLen()
+		fresh = fresh || ls.enc.Load() == nil
 	}
 	steps := t.log[i:j]
 	last := steps[len(steps)-1].Version
 	more := snapshot && last < until
-	// The steps not encoded yet are encoded into one buffer made for
-	// them all (logStep.appendEncoded), of their exact size, and their
-	// slice headers kept in one array. A step another pusher encodes
-	// meanwhile leaves its slot unused: a step encoded stays so, and
-	// fresh counted every step not encoded by the end of the loop above.
-	var enc []byte
-	var slots [][]byte
-	if fresh > 0 {
-		enc = make([]byte, 0, freshBytes)
-		slots = make([][]byte, fresh)
+	if fresh {
+		t.encodeFresh(steps)
 	}
 	buf := make([]byte, 0, total+len(t.epoch)+32)
 	buf = appendBatchHead(buf, t.epoch, last, t.stale, snapshot, more)
 	buf = cborx.AppendArray(buf, len(steps))
 	for _, ls := range steps {
-		var slot *[]byte
-		if len(slots) > 0 && ls.enc.Load() == nil {
-			slot, slots = &slots[0], slots[1:]
-		}
-		buf = ls.appendEncoded(buf, &enc, slot)
+		buf = append(buf, *ls.enc.Load()...)
 	}
 	if snapshot {
 		buf = cborx.AppendArray(buf, 0) // a snapshot's batch of steps has no entries

@@ -63,24 +63,32 @@ func (f *fakeClock) delays() []time.Duration {
 	return append([]time.Duration(nil), f.asked...)
 }
 
-// TestDialLoopBacksOffAndStartsOverAfterSuccess drives the dial loop with a
-// fake clock: the delays grow while the server is away, and after a
-// successful connection drops, they start from the initial delay again.
-func TestDialLoopBacksOffAndStartsOverAfterSuccess(t *testing.T) {
-	leakcheck.Check(t)
+// fakeClockClient returns a client of an address nothing listens on yet,
+// whose dial loop waits on a fake clock (backoff 10 ms doubling to 80 ms,
+// no jitter), that clock, and the address, for a test to start a server
+// on when it likes. The client is closed at the test's end.
+func fakeClockClient(t *testing.T) (*Client, *fakeClock, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens yet
-
 	clk := &fakeClock{timers: make(chan chan time.Time, 100)}
 	cl, err := Connect(context.Background(), "tcp", addr,
 		WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Multiplier: 2}),
 		WithDialTimeout(time.Second),
 		withClock(clk, func() float64 { return 0.5 }))
 	require.NoError(t, err)
-	defer cl.Close()
+	t.Cleanup(func() { cl.Close() })
+	return cl, clk, addr
+}
 
+// TestDialLoopBacksOffAndStartsOverAfterSuccess drives the dial loop with a
+// fake clock: the delays grow while the server is away, and after a
+// successful connection drops, they start from the initial delay again.
+func TestDialLoopBacksOffAndStartsOverAfterSuccess(t *testing.T) {
+	leakcheck.Check(t)
+	cl, clk, addr := fakeClockClient(t)
 	fire := func() { (<-clk.timers) <- time.Now() }
 	for i := 0; i < 5; i++ {
 		fire() // each failed attempt waits on the clock; the test decides when
@@ -115,18 +123,7 @@ func last(ds []time.Duration) time.Duration { return ds[len(ds)-1] }
 // initial one; Connected and Disconnected still fire for it.
 func TestShortLinkDoesNotResetBackoff(t *testing.T) {
 	leakcheck.Check(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-
-	clk := &fakeClock{timers: make(chan chan time.Time, 100)}
-	cl, err := Connect(context.Background(), "tcp", addr,
-		WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Multiplier: 2}),
-		WithDialTimeout(time.Second),
-		withClock(clk, func() float64 { return 0.5 }))
-	require.NoError(t, err)
-	defer cl.Close()
+	cl, clk, addr := fakeClockClient(t)
 	tr := watch(cl)
 
 	fire := func() { (<-clk.timers) <- time.Now() }
@@ -172,19 +169,7 @@ func TestLateSteadyTimerLooksAgain(t *testing.T) {
 	for _, endsMeanwhile := range []bool{true, false} {
 		t.Run(map[bool]string{true: "ends before the second look", false: "up at the second look"}[endsMeanwhile], func(t *testing.T) {
 			leakcheck.Check(t)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			addr := ln.Addr().String()
-			ln.Close()
-
-			clk := &fakeClock{timers: make(chan chan time.Time, 100)}
-			cl, err := Connect(context.Background(), "tcp", addr,
-				WithBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Multiplier: 2}),
-				WithDialTimeout(time.Second),
-				withClock(clk, func() float64 { return 0.5 }))
-			require.NoError(t, err)
-			defer cl.Close()
-
+			cl, clk, addr := fakeClockClient(t)
 			fire := func() { (<-clk.timers) <- time.Now() }
 			fire() // 10 ms
 			fire() // 20 ms

@@ -286,6 +286,27 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 	require.NoError(t, <-shut)
 }
 
+// oldLinkEnded serves ua on a server A and next (a registry holding
+// "users") on a server B, connects a client to A through a proxy and looks
+// "users" up, then resolves that Ref's target on A (old, on oldConn) and
+// ends the link, pointing the proxy at B: a caller left holding A's target
+// while the client moves on.
+func oldLinkEnded(t *testing.T, ctx context.Context, ua *users, next any) (*Ref, *broker.Ref, *broker.Conn) {
+	t.Helper()
+	a := startServer(t, "127.0.0.1:0", publish(t, ua))
+	b := startServer(t, "127.0.0.1:0", next)
+	proxy := proxyTo(t, a.addr)
+	cl := connect(t, proxy.Addr())
+	users, err := cl.Registry().Lookup(ctx, "users")
+	require.NoError(t, err)
+	old, oldConn, err := users.resolve(ctx)
+	require.NoError(t, err)
+	proxy.SetTarget(b.addr)
+	proxy.Reset()
+	<-oldConn.Done()
+	return users, old, oldConn
+}
+
 // TestCallerOnAnOldLinkIsNotFailedByAnother drives, one step at a time, the
 // two races TestRollingDrainRunsEveryCallOnce met on a loaded CI machine
 // (1 run in hundreds): a caller resolved r's target on link A, A ended,
@@ -297,25 +318,14 @@ func TestCallerHoldingTheOldTargetIsMadeAgain(t *testing.T) {
 func TestCallerOnAnOldLinkIsNotFailedByAnother(t *testing.T) {
 	leakcheck.Check(t)
 	ua, ub := newUsers("a"), newUsers("b")
-	a := startServer(t, "127.0.0.1:0", publish(t, ua))
-	b := startServer(t, "127.0.0.1:0", publish(t, ub))
-	proxy := proxyTo(t, a.addr)
-	cl := connect(t, proxy.Addr())
 	ctx := testkit.Ctx(t, 30*time.Second)
-	users, err := cl.Registry().Lookup(ctx, "users")
-	require.NoError(t, err)
-
-	old, oldConn, err := users.resolve(ctx)
-	require.NoError(t, err)
-	proxy.SetTarget(b.addr)
-	proxy.Reset()
-	<-oldConn.Done()
+	users, old, oldConn := oldLinkEnded(t, ctx, ua, publish(t, ub))
 	var got string
 	require.NoError(t, users.Call(WaitForLink(ctx), "Get", &got, "x"), "another caller obtains the target on B")
 	require.Equal(t, "b:x", got)
 
 	var n int64
-	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	err := users.callOnce(ctx, old, "Bump", &n, nil)
 	require.ErrorIs(t, err, broker.ErrReleased, "the old target was let go when B's was obtained")
 	assert.True(t, users.droppedMeanwhile(err, old, oldConn), "Call makes it again on B: %v", err)
 
@@ -364,20 +374,9 @@ func (g *gatedRegistry) Lookup(ctx context.Context, name string) (*users, error)
 func TestCallerOnAnOldLinkWhileAnotherObtainsIt(t *testing.T) {
 	leakcheck.Check(t)
 	ua, ub := newUsers("a"), newUsers("b")
-	a := startServer(t, "127.0.0.1:0", publish(t, ua))
 	gated := &gatedRegistry{users: ub, entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	b := startServer(t, "127.0.0.1:0", gated)
-	proxy := proxyTo(t, a.addr)
-	cl := connect(t, proxy.Addr())
 	ctx := testkit.Ctx(t, 30*time.Second)
-	users, err := cl.Registry().Lookup(ctx, "users")
-	require.NoError(t, err)
-
-	old, oldConn, err := users.resolve(ctx)
-	require.NoError(t, err)
-	proxy.SetTarget(b.addr)
-	proxy.Reset()
-	<-oldConn.Done()
+	users, old, oldConn := oldLinkEnded(t, ctx, ua, gated)
 	other := make(chan error, 1)
 	go func() {
 		var got string
@@ -394,7 +393,7 @@ func TestCallerOnAnOldLinkWhileAnotherObtainsIt(t *testing.T) {
 	}
 
 	var n int64
-	err = users.callOnce(ctx, old, "Bump", &n, nil)
+	err := users.callOnce(ctx, old, "Bump", &n, nil)
 	require.Error(t, err)
 	assert.True(t, users.droppedMeanwhile(err, old, oldConn) || linkFailed(err, oldConn) && !errors.Is(err, broker.ErrConnectionLost),
 		"Call makes it again on B (as not sent on a dead link, or on a target the Ref let go): %v", err)

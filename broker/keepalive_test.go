@@ -184,6 +184,23 @@ func TestKeepaliveAligned(t *testing.T) {
 	}
 }
 
+// handKeepalive returns a dialer's keepalive of timeout T on a test clock
+// (clock, in monoNow's unit) whose timer never fires, so that the test
+// calls check by hand; co is what it reads the silence from, and *died is
+// the error it ended the link with, if it did.
+func handKeepalive(t *testing.T, T time.Duration) (k *keepalive, co *coalescer, clock *atomic.Int64, died *error) {
+	clock = new(atomic.Int64)
+	clock.Store(int64(time.Hour))
+	co = &coalescer{}
+	co.lastRead.Store(clock.Load())
+	died = new(error)
+	k = newKeepalive(co, nil, T, true, func(err error) { *died = err }, nil)
+	k.now = clock.Load
+	k.timer = time.AfterFunc(time.Hour, func() {}) // never fires
+	t.Cleanup(func() { k.timer.Stop() })
+	return k, co, clock, died
+}
+
 // TestKeepaliveExcusesOwnStall drives the keepalive's check by a test clock
 // through a stall of this process (the remote tests' lasting clients lost
 // healthy links to "heard nothing for 605ms" with a 400 ms timeout when
@@ -193,15 +210,7 @@ func TestKeepaliveAligned(t *testing.T) {
 // first is not excused, so a dead peer is still found.
 func TestKeepaliveExcusesOwnStall(t *testing.T) {
 	const T = 400 * time.Millisecond
-	var clock atomic.Int64
-	clock.Store(int64(time.Hour))
-	co := &coalescer{}
-	co.lastRead.Store(clock.Load())
-	var died error
-	k := newKeepalive(co, nil, T, true, func(err error) { died = err }, nil)
-	k.now = clock.Load
-	k.timer = time.AfterFunc(time.Hour, func() {}) // never fires: check is called by hand
-	t.Cleanup(func() { k.timer.Stop() })
+	k, co, clock, died := handKeepalive(t, T)
 	k.due = clock.Load() + int64(T/2)
 	// answered stands for the ping check asked for: its answer arrives,
 	// read as bytes, at the clock's time.
@@ -216,24 +225,24 @@ func TestKeepaliveExcusesOwnStall(t *testing.T) {
 	// The timer, due at T/2, fires after a stall of 3T.
 	clock.Add(int64(T/2 + 3*T))
 	require.True(t, k.check(), "a firing late after a stall pings")
-	require.NoError(t, died, "a stall of this process ended the link")
+	require.NoError(t, *died, "a stall of this process ended the link")
 	clock.Add(int64(T / 16))
 	answered()
 	clock.Add(int64(T / 4))
 	assert.False(t, k.check())
-	require.NoError(t, died)
+	require.NoError(t, *died)
 
 	// Stalled again, heard from since: excused again.
 	clock.Add(int64(3 * T))
 	require.True(t, k.check(), "a second stall, after the peer answered the first ping, is excused too")
-	require.NoError(t, died)
+	require.NoError(t, *died)
 
 	// The ping goes unanswered (the peer is dead), and the process stalls
 	// once more: not excused, the link ends.
 	clock.Add(int64(3 * T))
 	assert.False(t, k.check())
-	require.ErrorIs(t, died, yamux.ErrKeepAliveTimeout)
-	assert.ErrorContains(t, died, "heard nothing for")
+	require.ErrorIs(t, *died, yamux.ErrKeepAliveTimeout)
+	assert.ErrorContains(t, *died, "heard nothing for")
 	k.pings.Done() // the second ping's goroutine, which stop would wait for
 }
 
@@ -241,21 +250,13 @@ func TestKeepaliveExcusesOwnStall(t *testing.T) {
 // a silent peer is found dead at T, excuse or not.
 func TestKeepaliveOnTimeFindsDeadPeer(t *testing.T) {
 	const T = 400 * time.Millisecond
-	var clock atomic.Int64
-	clock.Store(int64(time.Hour))
-	co := &coalescer{}
-	co.lastRead.Store(clock.Load())
-	var died error
-	k := newKeepalive(co, nil, T, true, func(err error) { died = err }, nil)
-	k.now = clock.Load
-	k.timer = time.AfterFunc(time.Hour, func() {})
-	t.Cleanup(func() { k.timer.Stop() })
+	k, _, clock, died := handKeepalive(t, T)
 	k.due = clock.Load() + int64(T/2)
 	clock.Add(int64(T / 2))
 	require.True(t, k.check(), "pings at T/2")
 	require.Equal(t, k.due, clock.Load()+int64(T/2), "armed for the link's end")
 	clock.Add(int64(T / 2))
 	assert.False(t, k.check())
-	require.ErrorIs(t, died, yamux.ErrKeepAliveTimeout)
+	require.ErrorIs(t, *died, yamux.ErrKeepAliveTimeout)
 	k.pings.Done()
 }

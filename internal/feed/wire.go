@@ -449,13 +449,7 @@ func fastChange(p []byte) (Change, int, bool) {
 		return Change{}, 0, false
 	}
 	k++
-	buf := make([]byte, len(key)+len(value))
-	copy(buf, key)
-	copy(buf[len(key):], value)
-	c.Key, c.Value = buf[:len(key):len(key)], buf[len(key):]
-	if c.Deleted {
-		c.Value = nil
-	}
+	c.own(key, value)
 	return c, k, true
 }
 
@@ -567,13 +561,7 @@ func (d *batchDecoder) change(c *Change) error {
 	if c.Deleted && !isNull(value) {
 		return errors.New("a deleted entry's value must be null")
 	}
-	buf := make([]byte, len(key)+len(value))
-	copy(buf, key)
-	copy(buf[len(key):], value)
-	c.Key, c.Value = buf[:len(key):len(key)], buf[len(key):]
-	if c.Deleted {
-		c.Value = nil
-	}
+	c.own(key, value)
 	return nil
 }
 
@@ -650,4 +638,16 @@ func (d *batchDecoder) item() ([]byte, error) {
 		return nil, err
 	}
 	return d.r.Bytes(start), nil
+}
+
+// own sets c's key and value to copies of key and value, in one
+// allocation (a deleted entry's value stays nil).
+func (c *Change) own(key, value []byte) {
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	c.Key, c.Value = buf[:len(key):len(key)], buf[len(key):]
+	if c.Deleted {
+		c.Value = nil
+	}
 }

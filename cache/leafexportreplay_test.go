@@ -98,33 +98,20 @@ func TestLeafExportedMidStreamShowsEveryChange(t *testing.T) {
 	relay := startRelay(t, relayCl)
 
 	// The writer, the only one: each value holds the version its Set makes.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := fmt.Sprint("k", i%40)
-			if i%7 == 3 {
-				st.m.Delete(k)
-			} else {
-				_ = st.m.Set(k, Item{Name: k, Count: int(st.m.Version() + 1)})
-			}
-			if i%2 == 0 {
-				_ = st.v.Set(int(st.v.Version() + 1))
-			}
-			if i%64 == 63 {
-				time.Sleep(time.Millisecond) // the batches come in bursts
-			}
+	stopWriter := testkit.Writer(t, func(i int) {
+		k := fmt.Sprint("k", i%40)
+		if i%7 == 3 {
+			st.m.Delete(k)
+		} else {
+			_ = st.m.Set(k, Item{Name: k, Count: int(st.m.Version() + 1)})
 		}
-	}()
-	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWriter)
+		if i%2 == 0 {
+			_ = st.v.Set(int(st.v.Version() + 1))
+		}
+		if i%64 == 63 {
+			time.Sleep(time.Millisecond) // the batches come in bursts
+		}
+	})
 
 	type down struct {
 		what   string

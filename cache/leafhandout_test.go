@@ -3,7 +3,6 @@ package cache_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,33 +63,20 @@ func TestLeafMirrorHandedOutWhileChangesStream(t *testing.T) {
 	_, addr := brokertest.Serve(t, reg)
 
 	// The writer: keys come, change and go; the counter counts.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := fmt.Sprint("k", i%40)
-			if i%7 == 3 {
-				st.m.Delete(k)
-			} else {
-				_ = st.m.Set(k, Item{Name: k, Count: i})
-			}
-			if i%5 == 0 {
-				_ = st.v.Set(i)
-			}
-			if i%3 == 0 {
-				time.Sleep(200 * time.Microsecond)
-			}
+	stopWriter := testkit.Writer(t, func(i int) {
+		k := fmt.Sprint("k", i%40)
+		if i%7 == 3 {
+			st.m.Delete(k)
+		} else {
+			_ = st.m.Set(k, Item{Name: k, Count: i})
 		}
-	}()
-	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWriter)
+		if i%5 == 0 {
+			_ = st.v.Set(i)
+		}
+		if i%3 == 0 {
+			time.Sleep(200 * time.Microsecond)
+		}
+	})
 
 	type down struct {
 		mir *cache.Mirror[string, Item]

@@ -94,28 +94,17 @@ func TestLeafFeedServedWhileALargeModelChanges(t *testing.T) {
 	require.Empty(t, mid.slots)
 	mid.mu.Unlock()
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := enc(fmt.Sprint("k", i%keys))
-			if i%4 == 0 {
-				src.Delete(k)
-			} else {
-				src.Set(k, enc(i))
-			}
-			if i%8 == 0 {
-				time.Sleep(100 * time.Microsecond)
-			}
+	stopWriter := testkit.Writer(t, func(i int) {
+		k := enc(fmt.Sprint("k", i%keys))
+		if i%4 == 0 {
+			src.Delete(k)
+		} else {
+			src.Set(k, enc(i))
 		}
-	}()
+		if i%8 == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
 	dial := serveFeed(t, mid)
 	var downs []*Follower
 	for range 3 {
@@ -125,8 +114,7 @@ func TestLeafFeedServedWhileALargeModelChanges(t *testing.T) {
 		downs = append(downs, d)
 		time.Sleep(10 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	stopWriter()
 	want, wv := stateOf(src)
 	testkit.Eventually(t, "the mirror follows", func() bool { return mid.Version() == wv })
 	got, gv := stateOf(mid)

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
@@ -44,4 +45,28 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(interval)
 		interval = min(2*interval, pollMax)
 	}
+}
+
+// Writer runs step(0), step(1), ... in a goroutine of its own until the
+// returned stop is called, or until the test ends: a model's writer that
+// goes on while the test looks. stop waits for the goroutine, and may be
+// called more than once.
+func Writer(t testing.TB, step func(i int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			step(i)
+		}
+	}()
+	stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	t.Cleanup(stop)
+	return stop
 }

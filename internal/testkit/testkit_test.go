@@ -64,3 +64,21 @@ func TestEventuallyWaitsForTheCondition(t *testing.T) {
 		t.Fatalf("cond ran %d times, want 5", got)
 	}
 }
+
+func TestWriterStepsUntilStopped(t *testing.T) {
+	var steps atomic.Int64
+	stop := Writer(t, func(i int) {
+		if int64(i) != steps.Load() {
+			t.Errorf("step %d came after %d steps", i, steps.Load())
+		}
+		steps.Add(1)
+	})
+	Eventually(t, "a hundred steps", func() bool { return steps.Load() >= 100 })
+	stop()
+	n := steps.Load()
+	time.Sleep(10 * time.Millisecond)
+	if steps.Load() != n {
+		t.Fatalf("%d steps after stop returned", steps.Load()-n)
+	}
+	stop() // a second stop (and the cleanup's) returns at once
+}

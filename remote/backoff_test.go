@@ -83,6 +83,20 @@ func fakeClockClient(t *testing.T) (*Client, *fakeClock, string) {
 	return cl, clk, addr
 }
 
+// connectOnFourthAttempt lets cl's first three attempts fail (waiting 10,
+// 20 and 40 ms on clk), then starts a server on addr, so that the fourth
+// attempt connects, and waits until it has.
+func connectOnFourthAttempt(t *testing.T, cl *Client, clk *fakeClock, addr string) *server {
+	t.Helper()
+	(<-clk.timers) <- time.Now() // 10 ms
+	(<-clk.timers) <- time.Now() // 20 ms
+	pending := <-clk.timers
+	s := startServer(t, addr, publish(t, newUsers("x")))
+	pending <- time.Now() // after 40 ms: connects
+	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
+	return s
+}
+
 // TestDialLoopBacksOffAndStartsOverAfterSuccess drives the dial loop with a
 // fake clock: the delays grow while the server is away, and after a
 // successful connection drops, they start from the initial delay again.
@@ -126,13 +140,7 @@ func TestShortLinkDoesNotResetBackoff(t *testing.T) {
 	cl, clk, addr := fakeClockClient(t)
 	tr := watch(cl)
 
-	fire := func() { (<-clk.timers) <- time.Now() }
-	fire() // 10 ms
-	fire() // 20 ms
-	pending := <-clk.timers
-	s := startServer(t, addr, publish(t, newUsers("x")))
-	pending <- time.Now() // after 40 ms: connects
-	require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
+	s := connectOnFourthAttempt(t, cl, clk, addr)
 	<-clk.timers // the steady timer, never fired: the link is short
 
 	s.stop()
@@ -170,13 +178,7 @@ func TestLateSteadyTimerLooksAgain(t *testing.T) {
 		t.Run(map[bool]string{true: "ends before the second look", false: "up at the second look"}[endsMeanwhile], func(t *testing.T) {
 			leakcheck.Check(t)
 			cl, clk, addr := fakeClockClient(t)
-			fire := func() { (<-clk.timers) <- time.Now() }
-			fire() // 10 ms
-			fire() // 20 ms
-			pending := <-clk.timers
-			s := startServer(t, addr, publish(t, newUsers("x")))
-			pending <- time.Now() // after 40 ms: connects
-			require.NoError(t, cl.WaitConnected(testkit.Ctx(t, time.Minute)))
+			s := connectOnFourthAttempt(t, cl, clk, addr)
 
 			steady := <-clk.timers                                  // 80 ms, the cap
 			time.Sleep(80*time.Millisecond + 80*time.Millisecond/4) // the process "stalls" past it

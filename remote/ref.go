@@ -406,7 +406,7 @@ func (r *Ref) Call(ctx context.Context, method string, reply any, args ...any) e
 			return withMethod(err, method)
 		}
 		err = r.callOnce(ctx, t, method, reply, args)
-		if ran, ok := err.(*ranError); ok {
+		if ran := (*ranError)(nil); errors.As(err, &ran) {
 			// The call ran, and what failed is taking its result (a
 			// mirror's subscription, say): whatever that error looks
 			// like, the call is not made again unless it is idempotent,

@@ -128,30 +128,16 @@ func republishRound(t *testing.T, round int) {
 	require.NoError(t, mid.Attach(ctx))
 	t.Cleanup(mid.Close)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if i%7 == 3 {
-				src.Delete(enc(fmt.Sprint("k", (i*13)%60)))
-			} else {
-				src.Set(enc(fmt.Sprint("k", i%60)), enc(i))
-			}
-			if i%50 == 0 {
-				time.Sleep(time.Millisecond)
-			}
+	stopWriter := testkit.Writer(t, func(i int) {
+		if i%7 == 3 {
+			src.Delete(enc(fmt.Sprint("k", (i*13)%60)))
+		} else {
+			src.Set(enc(fmt.Sprint("k", i%60)), enc(i))
 		}
-	}()
-	var once sync.Once
-	stopWriter := func() { once.Do(func() { close(stop); wg.Wait() }) }
-	defer stopWriter()
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	})
 
 	// The mirror applies changes with nobody following it.
 	v := src.Version()
